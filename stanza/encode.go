@@ -1,0 +1,127 @@
+package stanza
+
+import (
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// AppendXML appends the serialised form of e to buf. parentNS is the default
+// namespace in scope where e is written: "jabber:client" inside a TCP
+// stream, "" on a WebSocket frame (so the top-level xmlns is written out).
+func (e *Element) AppendXML(buf []byte, parentNS string) []byte {
+	buf = append(buf, '<')
+	buf = append(buf, e.Local...)
+	space := e.Space
+	if space == "" && parentNS == "" && e.IsStanza() {
+		space = NSClient
+	}
+	if space != parentNS && space != "" {
+		buf = append(buf, " xmlns='"...)
+		buf = appendEscaped(buf, space)
+		buf = append(buf, '\'')
+	}
+	if space == "" {
+		space = parentNS
+	}
+	var prefixes []string // foreign attribute namespaces declared here
+	for _, a := range e.Attrs {
+		buf = append(buf, ' ')
+		switch a.Space {
+		case "":
+		case NSXML, "xml":
+			buf = append(buf, "xml:"...)
+		default:
+			p := -1
+			for i, s := range prefixes {
+				if s == a.Space {
+					p = i
+				}
+			}
+			if p < 0 {
+				prefixes = append(prefixes, a.Space)
+				p = len(prefixes) - 1
+				buf = append(buf, "xmlns:ns"...)
+				buf = strconv.AppendInt(buf, int64(p), 10)
+				buf = append(buf, "='"...)
+				buf = appendEscaped(buf, a.Space)
+				buf = append(buf, "' "...)
+			}
+			buf = append(buf, "ns"...)
+			buf = strconv.AppendInt(buf, int64(p), 10)
+			buf = append(buf, ':')
+		}
+		buf = append(buf, a.Local...)
+		buf = append(buf, "='"...)
+		buf = appendEscaped(buf, a.Value)
+		buf = append(buf, '\'')
+	}
+	if len(e.Children) == 0 {
+		return append(buf, "/>"...)
+	}
+	buf = append(buf, '>')
+	for _, c := range e.Children {
+		switch n := c.(type) {
+		case *Element:
+			buf = n.AppendXML(buf, space)
+		case Text:
+			buf = appendEscaped(buf, string(n))
+		}
+	}
+	buf = append(buf, "</"...)
+	buf = append(buf, e.Local...)
+	return append(buf, '>')
+}
+
+// String serialises e with its namespace written out.
+func (e *Element) String() string { return string(e.AppendXML(nil, "")) }
+
+func appendEscaped(buf []byte, s string) []byte {
+	last := 0
+	for i := 0; i < len(s); i++ {
+		var esc string
+		switch s[i] {
+		case '<':
+			esc = "&lt;"
+		case '>':
+			esc = "&gt;"
+		case '&':
+			esc = "&amp;"
+		case '\'':
+			esc = "&apos;"
+		case '"':
+			esc = "&quot;"
+		case '\r':
+			esc = "&#xD;"
+		default:
+			continue
+		}
+		buf = append(buf, s[last:i]...)
+		buf = append(buf, esc...)
+		last = i + 1
+	}
+	return append(buf, s[last:]...)
+}
+
+// Escape returns s escaped for use in XML text or a quoted attribute.
+func Escape(s string) string {
+	if !strings.ContainsAny(s, "<>&'\"\r") {
+		return s
+	}
+	return string(appendEscaped(nil, s))
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// GetBuffer returns a scratch buffer from a pool; PutBuffer gives it back.
+func GetBuffer() *[]byte { return bufPool.Get().(*[]byte) }
+
+// PutBuffer returns a buffer to the pool. Large buffers are dropped so one
+// big stanza does not pin memory.
+func PutBuffer(b *[]byte) {
+	if cap(*b) > 64<<10 {
+		return
+	}
+	*b = (*b)[:0]
+	bufPool.Put(b)
+}
