@@ -1,0 +1,212 @@
+// Package config is poosmsd's one typed configuration: defaults, then a
+// YAML file, then POOSMS_* environment variables, then flags, each layer
+// overriding the one before, with validation messages a person can act on.
+//
+// Every setting has three spellings: the flag --some-name, the environment
+// variable POOSMS_SOME_NAME and the YAML key some_name. Only this package
+// reads the environment; everything else receives a Config.
+package config
+
+import (
+	"log/slog"
+	"net/netip"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Registration says whether people may create their own accounts.
+type Registration string
+
+// The accepted values of the registration setting.
+const (
+	RegistrationOpen   Registration = "open"
+	RegistrationClosed Registration = "closed"
+)
+
+// The accepted values of the log_format setting.
+const (
+	LogText = "text"
+	LogJSON = "json"
+)
+
+// Limits on max_stanza_bytes.
+const (
+	MinStanzaBytes = 4096
+	MaxStanzaBytes = 16 << 20
+)
+
+// Config is the effective configuration of one poosmsd process. The zero
+// value is not useful: start from Default or Load.
+type Config struct {
+	// Config is the YAML file the settings were read from, if any
+	// (--config, POOSMS_CONFIG). Default: none.
+	Config string `yaml:"config"`
+
+	// Domain is the XMPP domain this server is authoritative for; JIDs are
+	// name@Domain. Normalised (PRECIS, lower case). Default: localhost.
+	Domain string `yaml:"domain"`
+	// DataDir holds the SQLite database, the generated certificate and the
+	// generated TURN secret. Default: ./data.
+	DataDir string `yaml:"data_dir"`
+	// DB selects the database: "sqlite" (DataDir/poosms.db), "sqlite:PATH",
+	// or "mysql://user:password@host:port/dbname". Default: sqlite.
+	DB string `yaml:"db"`
+
+	// C2SAddr is where clients connect and upgrade with STARTTLS.
+	// Default: :5222.
+	C2SAddr string `yaml:"c2s_addr"`
+	// C2STLSAddr is where clients connect with TLS from the first byte
+	// (XEP-0368). Empty disables it. Default: :5223.
+	C2STLSAddr string `yaml:"c2s_tls_addr"`
+	// HTTPAddr serves registration, the browser client, /xmpp-websocket,
+	// /metrics and /healthz. Default: :5280.
+	HTTPAddr string `yaml:"http_addr"`
+	// TLSCert and TLSKey are PEM files for the server's certificate; set
+	// both or neither. Neither: a self-signed certificate is generated in
+	// DataDir. Default: empty.
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+
+	// MaxStanzaBytes is the largest stanza a client may send; larger ones
+	// end the stream with a policy error. 4096 to 16777216.
+	// Default: 262144.
+	MaxStanzaBytes int `yaml:"max_stanza_bytes"`
+	// Registration is open (anyone may create an account on the web form)
+	// or closed (accounts are made with "poosmsd user add"). Default: open.
+	Registration Registration `yaml:"registration"`
+	// LogFormat is "text" or "json". Default: text.
+	LogFormat string `yaml:"log_format"`
+	// LogLevel is debug, info, warn or error. Default: info.
+	LogLevel slog.Level `yaml:"log_level"`
+
+	// AuthTimeout is how long a new stream may take to authenticate.
+	// At least 1s. Default: 30s.
+	AuthTimeout time.Duration `yaml:"auth_timeout"`
+	// OfflineLimit is how many messages are kept for an offline user;
+	// more are bounced. At least 1. Default: 1000.
+	OfflineLimit int `yaml:"offline_limit"`
+	// AllowPlain allows SASL PLAIN inside TLS (for clients without SCRAM).
+	// Default: true.
+	AllowPlain bool `yaml:"allow_plain"`
+	// AllowInsecureLoopbackAuth allows authentication without TLS on
+	// loopback connections, for development only. Default: false.
+	AllowInsecureLoopbackAuth bool `yaml:"allow_insecure_loopback_auth"`
+	// MaxSessionsPerUser is how many resources one account may have bound
+	// at once. At least 1. Default: 10.
+	MaxSessionsPerUser int `yaml:"max_sessions_per_user"`
+	// LoginFailures failed logins within LoginWindow, for one account or
+	// from one address, make further attempts wait. Default: 5 per 5m.
+	LoginFailures int           `yaml:"login_failures"`
+	LoginWindow   time.Duration `yaml:"login_window"`
+	// IdleTimeout closes a stream that has sent nothing, not even
+	// whitespace, for this long. At least 1s. Default: 5m.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// WriteQueue is how many stanzas may wait to be written to one
+	// session; a client that falls further behind is disconnected.
+	// Default: 256.
+	WriteQueue int `yaml:"write_queue"`
+
+	// MediaUDPAddr is the one UDP port carrying all conference media.
+	// Default: :7882.
+	MediaUDPAddr string `yaml:"media_udp_addr"`
+	// MediaTCPAddr carries conference media over TCP for clients that
+	// cannot use UDP. Empty disables it. Default: :7881.
+	MediaTCPAddr string `yaml:"media_tcp_addr"`
+	// PublicIP is the address clients reach this host at, announced in
+	// media and TURN candidates when the host sits behind NAT. Invalid
+	// (the zero Addr) when unset. Default: empty.
+	PublicIP netip.Addr `yaml:"public_ip"`
+
+	// TURNAddr is the TURN/STUN relay's UDP and TCP address. Empty
+	// disables the relay. Default: :3478.
+	TURNAddr string `yaml:"turn_addr"`
+	// TURNTLSAddr is the TURN-over-TLS address. Empty disables it.
+	// Default: empty.
+	TURNTLSAddr string `yaml:"turn_tls_addr"`
+	// TURNSecret signs ephemeral TURN credentials. Empty: a secret is
+	// generated and kept in DataDir. Default: empty.
+	TURNSecret string `yaml:"turn_secret"`
+	// TURNCredentialTTL is how long a TURN credential stays valid.
+	// At least 1m. Default: 24h.
+	TURNCredentialTTL time.Duration `yaml:"turn_credential_ttl"`
+	// TURNAllowPeers are address ranges the relay may reach even though
+	// they are loopback, private or link-local (comma-separated CIDRs).
+	// Default: none.
+	TURNAllowPeers []netip.Prefix `yaml:"turn_allow_peers"`
+
+	// MaxParticipants is the largest number of people in one conference.
+	// Default: 100.
+	MaxParticipants int `yaml:"max_participants"`
+	// MaxConferences is the number of conferences one node runs at once.
+	// Default: 100.
+	MaxConferences int `yaml:"max_conferences"`
+}
+
+// Default returns the configuration poosmsd uses when nothing is set.
+func Default() Config {
+	return Config{
+		Domain:             "localhost",
+		DataDir:            "./data",
+		DB:                 "sqlite",
+		C2SAddr:            ":5222",
+		C2STLSAddr:         ":5223",
+		HTTPAddr:           ":5280",
+		MaxStanzaBytes:     262144,
+		Registration:       RegistrationOpen,
+		LogFormat:          LogText,
+		LogLevel:           slog.LevelInfo,
+		AuthTimeout:        30 * time.Second,
+		OfflineLimit:       1000,
+		AllowPlain:         true,
+		MaxSessionsPerUser: 10,
+		LoginFailures:      5,
+		LoginWindow:        5 * time.Minute,
+		IdleTimeout:        5 * time.Minute,
+		WriteQueue:         256,
+		MediaUDPAddr:       ":7882",
+		MediaTCPAddr:       ":7881",
+		TURNAddr:           ":3478",
+		TURNCredentialTTL:  24 * time.Hour,
+		MaxParticipants:    100,
+		MaxConferences:     100,
+	}
+}
+
+// DB kinds returned by Database.
+const (
+	DBSQLite = "sqlite"
+	DBMySQL  = "mysql"
+)
+
+// Database says which database to open: DBSQLite with a file path, or
+// DBMySQL with the mysql:// URL as given.
+func (c Config) Database() (kind, target string) {
+	switch {
+	case c.DB == "sqlite":
+		return DBSQLite, filepath.Join(c.DataDir, "poosms.db")
+	case strings.HasPrefix(c.DB, "sqlite:"):
+		return DBSQLite, strings.TrimPrefix(c.DB, "sqlite:")
+	default:
+		return DBMySQL, c.DB
+	}
+}
+
+// TURNSecretFile is where a generated TURN secret is kept when
+// TURNSecret is empty.
+func (c Config) TURNSecretFile() string {
+	return filepath.Join(c.DataDir, "turn_secret")
+}
+
+// redactDB hides a MySQL password in the db setting.
+func redactDB(db string) string {
+	if !strings.HasPrefix(db, "mysql://") {
+		return db
+	}
+	u, err := url.Parse(db)
+	if err != nil {
+		return "mysql://(unparseable)"
+	}
+	return u.Redacted()
+}

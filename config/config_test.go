@@ -1,0 +1,414 @@
+package config
+
+import (
+	"errors"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func writeYAML(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "poosms.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestDefaultsAreValid(t *testing.T) {
+	c, rest, err := Load(nil, nil)
+	if err != nil {
+		t.Fatalf("Load with nothing set: %v", err)
+	}
+	if len(rest) != 0 {
+		t.Errorf("positional args = %q, want none", rest)
+	}
+	if !reflect.DeepEqual(c, Default()) {
+		t.Errorf("Load(nil, nil) = %+v\nwant Default() = %+v", c, Default())
+	}
+	if kind, path := c.Database(); kind != DBSQLite || path != filepath.Join("data", "poosms.db") {
+		t.Errorf("Database() = %q, %q; want sqlite in the data dir", kind, path)
+	}
+}
+
+func TestPrecedence(t *testing.T) {
+	file := writeYAML(t, "max_stanza_bytes: 8192\nlog_level: debug\ndomain: yaml.example\n")
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		env     []string
+		want    int
+		wantDom string
+	}{
+		{"default", nil, nil, 262144, "localhost"},
+		{"yaml over default", []string{"--config", file}, nil, 8192, "yaml.example"},
+		{"env over yaml", []string{"--config", file}, []string{"POOSMS_MAX_STANZA_BYTES=9000"}, 9000, "yaml.example"},
+		{"flag over env", []string{"--config", file, "--max-stanza-bytes=10000"}, []string{"POOSMS_MAX_STANZA_BYTES=9000"}, 10000, "yaml.example"},
+		{"flag over default", []string{"--max-stanza-bytes", "5000"}, nil, 5000, "localhost"},
+		{"config file from env", nil, []string{"POOSMS_CONFIG=" + file}, 8192, "yaml.example"},
+		{"env domain over yaml", []string{"--config", file}, []string{"POOSMS_DOMAIN=Env.Example"}, 8192, "env.example"},
+		{"unrelated env ignored", nil, []string{"HOME=/root", "POOSMS_TEST_MYSQL=x", "PATH"}, 262144, "localhost"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, _, err := Load(tc.args, tc.env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.MaxStanzaBytes != tc.want {
+				t.Errorf("max_stanza_bytes = %d, want %d", c.MaxStanzaBytes, tc.want)
+			}
+			if c.Domain != tc.wantDom {
+				t.Errorf("domain = %q, want %q", c.Domain, tc.wantDom)
+			}
+		})
+	}
+}
+
+func TestEverySettingFromEachSource(t *testing.T) {
+	want := Default()
+	want.Domain = "example.org"
+	want.DataDir = "/srv/poosms"
+	want.DB = "mysql://poosms:pw@db:3306/poosms"
+	want.C2SAddr = "127.0.0.1:15222"
+	want.C2STLSAddr = ""
+	want.HTTPAddr = "[::1]:8080"
+	want.TLSCert, want.TLSKey = "/etc/cert.pem", "/etc/key.pem"
+	want.MaxStanzaBytes = 65536
+	want.Registration = RegistrationClosed
+	want.LogFormat = LogJSON
+	want.LogLevel = slog.LevelWarn
+	want.AuthTimeout = 10 * time.Second
+	want.OfflineLimit = 50
+	want.AllowPlain = false
+	want.AllowInsecureLoopbackAuth = true
+	want.MaxSessionsPerUser = 3
+	want.LoginFailures = 7
+	want.LoginWindow = time.Minute
+	want.IdleTimeout = 90 * time.Second
+	want.WriteQueue = 64
+	want.MediaUDPAddr = ":17882"
+	want.MediaTCPAddr = ""
+	want.PublicIP = netip.MustParseAddr("203.0.113.7")
+	want.TURNAddr = ":13478"
+	want.TURNTLSAddr = ":5349"
+	want.TURNSecret = "s3cret"
+	want.TURNCredentialTTL = time.Hour
+	want.TURNAllowPeers = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")}
+	want.MaxParticipants = 12
+	want.MaxConferences = 4
+
+	values := map[string]string{
+		"domain": "Example.ORG", "data-dir": "/srv/poosms", "db": "mysql://poosms:pw@db:3306/poosms",
+		"c2s-addr": "127.0.0.1:15222", "c2s-tls-addr": "", "http-addr": "[::1]:8080",
+		"tls-cert": "/etc/cert.pem", "tls-key": "/etc/key.pem", "max-stanza-bytes": "65536",
+		"registration": "closed", "log-format": "json", "log-level": "warn", "auth-timeout": "10s",
+		"offline-limit": "50", "allow-plain": "false", "allow-insecure-loopback-auth": "true",
+		"max-sessions-per-user": "3", "login-failures": "7", "login-window": "1m", "idle-timeout": "90s",
+		"write-queue": "64", "media-udp-addr": ":17882", "media-tcp-addr": "", "public-ip": "203.0.113.7",
+		"turn-addr": ":13478", "turn-tls-addr": ":5349", "turn-secret": "s3cret", "turn-credential-ttl": "1h",
+		"turn-allow-peers": "10.0.0.0/8, fd00::/8", "max-participants": "12", "max-conferences": "4",
+	}
+	if len(values) != len(settings)-1 {
+		t.Fatalf("test covers %d settings, package has %d (besides config)", len(values), len(settings)-1)
+	}
+	var args, env []string
+	var yml strings.Builder
+	for _, s := range settings {
+		if s.name == "config" {
+			continue
+		}
+		v := values[s.name]
+		args = append(args, "--"+s.name+"="+v)
+		env = append(env, s.envName()+"="+v)
+		yml.WriteString(s.yamlKey() + ": '" + v + "'\n")
+	}
+	file := writeYAML(t, yml.String())
+	for _, tc := range []struct {
+		name      string
+		args, env []string
+	}{
+		{"flags", args, nil},
+		{"env", nil, env},
+		{"yaml", []string{"--config", file}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, _, err := Load(tc.args, tc.env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.name == "yaml" {
+				want := want
+				want.Config = file
+				if !reflect.DeepEqual(got, want) {
+					t.Errorf("got  %+v\nwant %+v", got, want)
+				}
+				return
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("got  %+v\nwant %+v", got, want)
+			}
+		})
+	}
+}
+
+func TestBoolFlagWithoutValue(t *testing.T) {
+	c, _, err := Load([]string{"--allow-insecure-loopback-auth"}, []string{"POOSMS_ALLOW_INSECURE_LOOPBACK_AUTH=false"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.AllowInsecureLoopbackAuth {
+		t.Error("--allow-insecure-loopback-auth with no value did not switch it on")
+	}
+}
+
+func TestValidationErrorsNameTheSetting(t *testing.T) {
+	for _, tc := range []struct {
+		flag, value, want string
+	}{
+		{"domain", "bob@example.org", "domain name"},
+		{"domain", "exa mple.org", "domain name"},
+		{"domain", "", "domain name"},
+		{"db", "postgres://x", `"sqlite"`},
+		{"db", "sqlite:", `"sqlite:PATH"`},
+		{"db", "mysql://", "mysql://"},
+		{"c2s-addr", "5222", "host:port"},
+		{"c2s-addr", "", "host:port"},
+		{"c2s-tls-addr", ":99999", "or empty to disable"},
+		{"http-addr", "localhost:http", "port from 0 to 65535"},
+		{"max-stanza-bytes", "abc", "between 4096 and 16777216"},
+		{"max-stanza-bytes", "4095", "between 4096 and 16777216"},
+		{"max-stanza-bytes", "16777217", "between 4096 and 16777216"},
+		{"registration", "maybe", `"open" or "closed"`},
+		{"log-format", "xml", `"text" or "json"`},
+		{"log-level", "trace", `"debug", "info", "warn" or "error"`},
+		{"auth-timeout", "30", "duration"},
+		{"auth-timeout", "500ms", "at least 1s"},
+		{"offline-limit", "0", "at least 1"},
+		{"allow-plain", "perhaps", `"true" or "false"`},
+		{"allow-insecure-loopback-auth", "2", `"true" or "false"`},
+		{"max-sessions-per-user", "0", "between 1 and 65536"},
+		{"login-failures", "-1", "at least 1"},
+		{"login-window", "forever", "duration"},
+		{"idle-timeout", "0s", "at least 1s"},
+		{"write-queue", "0", "at least 1"},
+		{"media-udp-addr", "nope", "host:port"},
+		{"media-tcp-addr", "x:y", "host:port"},
+		{"public-ip", "example.org", "IPv4 or IPv6 address"},
+		{"turn-addr", "3478", "host:port"},
+		{"turn-tls-addr", "::5349", "host:port"},
+		{"turn-credential-ttl", "30s", "at least 1m"},
+		{"turn-allow-peers", "10.0.0.0/8,192.168.1.300/24", `"192.168.1.300/24" is not one`},
+		{"max-participants", "0", "between 1 and 65536"},
+		{"max-conferences", "lots", "at least 1"},
+	} {
+		s := lookup(tc.flag)
+		for _, src := range []struct {
+			name      string
+			args, env []string
+		}{
+			{"flag", []string{"--" + tc.flag + "=" + tc.value}, nil},
+			{"env", nil, []string{s.envName() + "=" + tc.value}},
+			{"yaml", []string{"--config", writeYAML(t, s.yamlKey()+": '"+tc.value+"'\n")}, nil},
+		} {
+			t.Run(tc.flag+"/"+src.name+"/"+tc.value, func(t *testing.T) {
+				_, _, err := Load(src.args, src.env)
+				var ce *Error
+				if !errors.As(err, &ce) {
+					t.Fatalf("Load(%s=%q) = %v, want a *config.Error", tc.flag, tc.value, err)
+				}
+				if ce.Setting != "--"+tc.flag {
+					t.Errorf("Error.Setting = %q, want --%s", ce.Setting, tc.flag)
+				}
+				msg := err.Error()
+				for _, part := range []string{"--" + tc.flag, s.envName(), s.yamlKey(), tc.want} {
+					if !strings.Contains(msg, part) {
+						t.Errorf("message %q does not mention %q", msg, part)
+					}
+				}
+			})
+		}
+	}
+}
+
+func TestErrorMessageShape(t *testing.T) {
+	_, _, err := Load([]string{"--max-stanza-bytes", "abc"}, nil)
+	want := `invalid --max-stanza-bytes (POOSMS_MAX_STANZA_BYTES, max_stanza_bytes) "abc" from the command line: want a whole number of bytes between 4096 and 16777216`
+	if err == nil || err.Error() != want {
+		t.Errorf("error = %v\nwant    %s", err, want)
+	}
+}
+
+func TestDBPasswordNotEchoed(t *testing.T) {
+	_, _, err := Load([]string{"--db", "mysql://root:hunter2@"}, nil)
+	if err == nil {
+		t.Fatal("a mysql URL without a host was accepted")
+	}
+	if strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("error shows the database password: %v", err)
+	}
+}
+
+func TestYAMLMistakes(t *testing.T) {
+	for _, tc := range []struct {
+		name, body string
+		want       []string
+	}{
+		{"unknown key", "domain: example.org\n\nmax_stanza: 4096\n", []string{`unknown setting "max_stanza"`, "line 3"}},
+		{"flag spelling", "max-stanza-bytes: 4096\n", []string{`unknown setting "max-stanza-bytes"`, "line 1"}},
+		{"config key", "config: other.yaml\n", []string{`unknown setting "config"`, "line 1"}},
+		{"twice", "domain: a.example\ndomain: b.example\n", []string{`"domain" is set twice`, "line 2", "line 1"}},
+		{"list", "domain: [a, b]\n", []string{"domain", "single value", "line 1"}},
+		{"not a mapping", "- domain\n", []string{"key: value", "line 1"}},
+		{"broken", "domain: 'unterminated\n", []string{"not valid YAML"}},
+		{"bad value has line", "\n\nlog_level: loud\n", []string{"--log-level", "line 3", `"loud"`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			file := writeYAML(t, tc.body)
+			_, _, err := Load([]string{"--config", file}, nil)
+			var ce *Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("Load = %v, want a *config.Error", err)
+			}
+			for _, w := range append(tc.want, file) {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestYAMLListAndEmpty(t *testing.T) {
+	file := writeYAML(t, "turn_allow_peers:\n  - 10.1.0.0/16\n  - 192.168.0.0/24\nturn_tls_addr:\n")
+	c, _, err := Load([]string{"--config", file}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.TURNAllowPeers) != 2 || c.TURNAllowPeers[1].String() != "192.168.0.0/24" {
+		t.Errorf("turn_allow_peers = %v", c.TURNAllowPeers)
+	}
+	if _, _, err := Load([]string{"--config", writeYAML(t, "")}, nil); err != nil {
+		t.Errorf("empty file: %v", err)
+	}
+	if _, _, err := Load([]string{"--config", filepath.Join(t.TempDir(), "missing.yaml")}, nil); err == nil {
+		t.Error("a missing config file was accepted")
+	}
+}
+
+func TestTLSFilesBothOrNeither(t *testing.T) {
+	for _, tc := range []struct {
+		args    []string
+		env     []string
+		wantErr string
+	}{
+		{nil, nil, ""},
+		{[]string{"--tls-cert=c.pem", "--tls-key=k.pem"}, nil, ""},
+		{[]string{"--tls-cert=c.pem"}, []string{"POOSMS_TLS_KEY=k.pem"}, ""},
+		{[]string{"--tls-cert=c.pem"}, nil, "--tls-cert"},
+		{[]string{"--tls-key=k.pem"}, nil, "--tls-key"},
+		{[]string{"--tls-key="}, []string{"POOSMS_TLS_KEY=k.pem", "POOSMS_TLS_CERT=c.pem"}, "--tls-cert"},
+	} {
+		_, _, err := Load(tc.args, tc.env)
+		if tc.wantErr == "" {
+			if err != nil {
+				t.Errorf("Load(%q, %q) = %v, want success", tc.args, tc.env, err)
+			}
+			continue
+		}
+		var ce *Error
+		if !errors.As(err, &ce) || ce.Setting != tc.wantErr || !strings.Contains(err.Error(), "or neither") {
+			t.Errorf("Load(%q, %q) = %v, want an error about %s: both or neither", tc.args, tc.env, err, tc.wantErr)
+		}
+	}
+}
+
+func TestPositionalArgs(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"alice"}, []string{"alice"}},
+		{[]string{"--domain", "example.org", "alice"}, []string{"alice"}},
+		{[]string{"alice", "--domain=example.org"}, []string{"alice"}},
+		{[]string{"--", "--alice"}, []string{"--alice"}},
+		{[]string{"--allow-plain", "bob", "carol"}, []string{"bob", "carol"}},
+	} {
+		c, rest, err := Load(tc.args, nil)
+		if err != nil {
+			t.Fatalf("Load(%q): %v", tc.args, err)
+		}
+		if !reflect.DeepEqual(rest, tc.want) {
+			t.Errorf("Load(%q) positional = %q, want %q", tc.args, rest, tc.want)
+		}
+		if strings.Contains(strings.Join(tc.args, " "), "example.org") && c.Domain != "example.org" {
+			t.Errorf("Load(%q) lost the domain flag: %q", tc.args, c.Domain)
+		}
+	}
+}
+
+func TestUnknownFlagAndHelp(t *testing.T) {
+	_, _, err := Load([]string{"--max-stanza", "1"}, nil)
+	var ce *Error
+	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "--max-stanza") {
+		t.Errorf("unknown flag: %v, want a *config.Error naming it", err)
+	}
+	for _, h := range []string{"--help", "-h"} {
+		if _, _, err := Load([]string{h}, nil); !errors.Is(err, ErrHelp) {
+			t.Errorf("Load(%s) = %v, want ErrHelp", h, err)
+		}
+	}
+	u := Usage()
+	for _, s := range settings {
+		if !strings.Contains(u, "--"+s.name) || !strings.Contains(u, s.envName()) {
+			t.Errorf("usage does not list --%s with %s", s.name, s.envName())
+		}
+	}
+	if !strings.Contains(u, "(default 262144)") {
+		t.Errorf("usage does not show defaults:\n%s", u)
+	}
+}
+
+func TestDumpRoundTripsAndHidesSecrets(t *testing.T) {
+	c, _, err := Load([]string{
+		"--domain=example.org", "--db=mysql://poosms:hunter2@db/poosms", "--turn-secret=topsecret",
+		"--turn-allow-peers=10.0.0.0/8", "--c2s-tls-addr=", "--idle-timeout=90s", "--public-ip=::1",
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := c.Dump()
+	for _, secret := range []string{"hunter2", "topsecret"} {
+		if strings.Contains(out, secret) {
+			t.Errorf("dump shows %q:\n%s", secret, out)
+		}
+	}
+	if !strings.Contains(out, "turn_secret: (set)") {
+		t.Errorf("dump does not say the TURN secret is set:\n%s", out)
+	}
+	back, _, err := Load([]string{"--config", writeYAML(t, out)}, nil)
+	if err != nil {
+		t.Fatalf("dump does not load back: %v\n%s", err, out)
+	}
+	back.Config, back.TURNSecret, back.DB = "", c.TURNSecret, c.DB
+	if !reflect.DeepEqual(back, c) {
+		t.Errorf("dump round trip:\ngot  %+v\nwant %+v", back, c)
+	}
+}
+
+func TestValidateConfigBuiltInCode(t *testing.T) {
+	c := Default()
+	c.WriteQueue = 0
+	var ce *Error
+	if err := c.Validate(); !errors.As(err, &ce) || ce.Setting != "--write-queue" {
+		t.Errorf("Validate with write_queue 0 = %v, want an error naming --write-queue", err)
+	}
+	if err := Default().Validate(); err != nil {
+		t.Errorf("Default().Validate() = %v", err)
+	}
+}

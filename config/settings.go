@@ -1,0 +1,312 @@
+package config
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"mellium.im/xmpp/jid"
+)
+
+// setting is one configuration knob: its name (the flag form without
+// dashes), its help text, how to parse a value into a Config and how to
+// render the current value.
+type setting struct {
+	name   string
+	usage  string
+	isBool bool
+	isInt  bool
+	typ    string // shown in --help: "duration", "addr", …; "string" when empty
+	secret bool
+	// set parses v into c. On failure it returns what the setting accepts,
+	// in words, to be wrapped in an *Error.
+	set func(c *Config, v string) (want string, ok bool)
+	get func(c *Config) string
+}
+
+// flagName is "--name".
+func (s *setting) flagName() string { return "--" + s.name }
+
+// envName is "POOSMS_NAME".
+func (s *setting) envName() string {
+	return "POOSMS_" + strings.ToUpper(strings.ReplaceAll(s.name, "-", "_"))
+}
+
+// yamlKey is "name" with underscores.
+func (s *setting) yamlKey() string { return strings.ReplaceAll(s.name, "-", "_") }
+
+// settings lists every setting in the order help and Dump show them.
+// "config" is handled before the others: it names the file to read.
+var settings = []*setting{
+	{name: "config", usage: "YAML file to read settings from",
+		set: func(c *Config, v string) (string, bool) { c.Config = v; return "", true },
+		get: func(c *Config) string { return c.Config }},
+	{name: "domain", usage: "XMPP domain this server serves (JIDs are name@domain)",
+		set: func(c *Config, v string) (string, bool) {
+			d, ok := normaliseDomain(v)
+			if !ok {
+				return "want a domain name such as example.org (no @, / or spaces)", false
+			}
+			c.Domain = d
+			return "", true
+		},
+		get: func(c *Config) string { return c.Domain }},
+	strSetting("data-dir", "directory for the database, certificate and generated secrets",
+		func(c *Config) *string { return &c.DataDir }),
+	{name: "db", usage: `database: "sqlite", "sqlite:PATH" or "mysql://user:pass@host:port/db"`,
+		set: func(c *Config, v string) (string, bool) {
+			if !validDB(v) {
+				return `want "sqlite", "sqlite:PATH" or "mysql://user:password@host:port/dbname"`, false
+			}
+			c.DB = v
+			return "", true
+		},
+		get: func(c *Config) string { return redactDB(c.DB) }},
+	addrSetting("c2s-addr", "client address (STARTTLS)", false, func(c *Config) *string { return &c.C2SAddr }),
+	addrSetting("c2s-tls-addr", "client address with TLS from the first byte; empty disables", true, func(c *Config) *string { return &c.C2STLSAddr }),
+	addrSetting("http-addr", "HTTP address: registration, web client, /xmpp-websocket, /metrics, /healthz", false, func(c *Config) *string { return &c.HTTPAddr }),
+	strSetting("tls-cert", "PEM certificate file (with --tls-key; neither: self-signed in data dir)",
+		func(c *Config) *string { return &c.TLSCert }),
+	strSetting("tls-key", "PEM private key file (with --tls-cert)",
+		func(c *Config) *string { return &c.TLSKey }),
+	intSetting("max-stanza-bytes", "largest stanza accepted, in bytes", MinStanzaBytes, MaxStanzaBytes,
+		"want a whole number of bytes between 4096 and 16777216",
+		func(c *Config) *int { return &c.MaxStanzaBytes }),
+	{name: "registration", usage: "open: anyone may register on the web form; closed: accounts via 'poosmsd user add'",
+		set: func(c *Config, v string) (string, bool) {
+			switch r := Registration(strings.ToLower(v)); r {
+			case RegistrationOpen, RegistrationClosed:
+				c.Registration = r
+				return "", true
+			}
+			return `want "open" or "closed"`, false
+		},
+		get: func(c *Config) string { return string(c.Registration) }},
+	{name: "log-format", usage: "log format: text or json",
+		set: func(c *Config, v string) (string, bool) {
+			switch f := strings.ToLower(v); f {
+			case LogText, LogJSON:
+				c.LogFormat = f
+				return "", true
+			}
+			return `want "text" or "json"`, false
+		},
+		get: func(c *Config) string { return c.LogFormat }},
+	{name: "log-level", usage: "least important log level shown: debug, info, warn or error",
+		set: func(c *Config, v string) (string, bool) {
+			switch strings.ToLower(v) {
+			case "debug":
+				c.LogLevel = slog.LevelDebug
+			case "info":
+				c.LogLevel = slog.LevelInfo
+			case "warn":
+				c.LogLevel = slog.LevelWarn
+			case "error":
+				c.LogLevel = slog.LevelError
+			default:
+				return `want "debug", "info", "warn" or "error"`, false
+			}
+			return "", true
+		},
+		get: func(c *Config) string { return strings.ToLower(c.LogLevel.String()) }},
+	durSetting("auth-timeout", "time a new stream has to authenticate", time.Second,
+		func(c *Config) *time.Duration { return &c.AuthTimeout }),
+	intSetting("offline-limit", "messages kept for an offline user", 1, 1<<30,
+		"want a whole number of messages, at least 1",
+		func(c *Config) *int { return &c.OfflineLimit }),
+	boolSetting("allow-plain", "allow SASL PLAIN inside TLS", func(c *Config) *bool { return &c.AllowPlain }),
+	boolSetting("allow-insecure-loopback-auth", "allow authentication without TLS on loopback connections (development only)",
+		func(c *Config) *bool { return &c.AllowInsecureLoopbackAuth }),
+	intSetting("max-sessions-per-user", "resources one account may have online at once", 1, 1<<16,
+		"want a whole number between 1 and 65536",
+		func(c *Config) *int { return &c.MaxSessionsPerUser }),
+	intSetting("login-failures", "failed logins per account and per address within --login-window before throttling", 1, 1<<20,
+		"want a whole number of attempts, at least 1",
+		func(c *Config) *int { return &c.LoginFailures }),
+	durSetting("login-window", "window over which failed logins are counted", time.Second,
+		func(c *Config) *time.Duration { return &c.LoginWindow }),
+	durSetting("idle-timeout", "close a stream that has sent nothing for this long", time.Second,
+		func(c *Config) *time.Duration { return &c.IdleTimeout }),
+	intSetting("write-queue", "stanzas queued per session before a slow client is disconnected", 1, 1<<20,
+		"want a whole number of stanzas, at least 1",
+		func(c *Config) *int { return &c.WriteQueue }),
+	addrSetting("media-udp-addr", "UDP address for all conference media", false, func(c *Config) *string { return &c.MediaUDPAddr }),
+	addrSetting("media-tcp-addr", "TCP address for conference media; empty disables", true, func(c *Config) *string { return &c.MediaTCPAddr }),
+	{name: "public-ip", usage: "IP address clients reach this host at, when behind NAT",
+		set: func(c *Config, v string) (string, bool) {
+			if v == "" {
+				c.PublicIP = netip.Addr{}
+				return "", true
+			}
+			a, err := netip.ParseAddr(v)
+			if err != nil || a.Zone() != "" {
+				return "want an IPv4 or IPv6 address such as 203.0.113.7, or empty", false
+			}
+			c.PublicIP = a.Unmap()
+			return "", true
+		},
+		get: func(c *Config) string {
+			if !c.PublicIP.IsValid() {
+				return ""
+			}
+			return c.PublicIP.String()
+		}},
+	addrSetting("turn-addr", "TURN/STUN address (UDP and TCP); empty disables the relay", true, func(c *Config) *string { return &c.TURNAddr }),
+	addrSetting("turn-tls-addr", "TURN-over-TLS address; empty disables", true, func(c *Config) *string { return &c.TURNTLSAddr }),
+	{name: "turn-secret", usage: "secret signing TURN credentials (empty: generated in the data dir)", secret: true,
+		set: func(c *Config, v string) (string, bool) { c.TURNSecret = v; return "", true },
+		get: func(c *Config) string { return c.TURNSecret }},
+	durSetting("turn-credential-ttl", "lifetime of a TURN credential", time.Minute,
+		func(c *Config) *time.Duration { return &c.TURNCredentialTTL }),
+	{name: "turn-allow-peers", usage: "comma-separated CIDRs the relay may reach although private or loopback",
+		set: func(c *Config, v string) (string, bool) {
+			var ps []netip.Prefix
+			for f := range strings.SplitSeq(v, ",") {
+				f = strings.TrimSpace(f)
+				if f == "" {
+					continue
+				}
+				p, err := netip.ParsePrefix(f)
+				if err != nil {
+					return fmt.Sprintf("want comma-separated CIDR ranges such as 10.0.0.0/8,fd00::/8 (%q is not one)", f), false
+				}
+				ps = append(ps, p.Masked())
+			}
+			c.TURNAllowPeers = ps
+			return "", true
+		},
+		get: func(c *Config) string {
+			s := make([]string, len(c.TURNAllowPeers))
+			for i, p := range c.TURNAllowPeers {
+				s[i] = p.String()
+			}
+			return strings.Join(s, ",")
+		}},
+	intSetting("max-participants", "people in one conference", 1, 1<<16,
+		"want a whole number between 1 and 65536",
+		func(c *Config) *int { return &c.MaxParticipants }),
+	intSetting("max-conferences", "conferences running at once on this node", 1, 1<<20,
+		"want a whole number, at least 1",
+		func(c *Config) *int { return &c.MaxConferences }),
+}
+
+func lookup(name string) *setting {
+	for _, s := range settings {
+		if s.name == name {
+			return s
+		}
+	}
+	return nil
+}
+
+func strSetting(name, usage string, field func(*Config) *string) *setting {
+	return &setting{name: name, usage: usage,
+		set: func(c *Config, v string) (string, bool) { *field(c) = v; return "", true },
+		get: func(c *Config) string { return *field(c) }}
+}
+
+func addrSetting(name, usage string, emptyOK bool, field func(*Config) *string) *setting {
+	want := "want host:port or :port, with a port from 0 to 65535"
+	if emptyOK {
+		want += ", or empty to disable"
+	}
+	return &setting{name: name, usage: usage, typ: "addr",
+		set: func(c *Config, v string) (string, bool) {
+			if v == "" && emptyOK || validAddr(v) {
+				*field(c) = v
+				return "", true
+			}
+			return want, false
+		},
+		get: func(c *Config) string { return *field(c) }}
+}
+
+func intSetting(name, usage string, lo, hi int, want string, field func(*Config) *int) *setting {
+	return &setting{name: name, usage: usage, isInt: true, typ: "int",
+		set: func(c *Config, v string) (string, bool) {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil || n < lo || n > hi {
+				return want, false
+			}
+			*field(c) = n
+			return "", true
+		},
+		get: func(c *Config) string { return strconv.Itoa(*field(c)) }}
+}
+
+func durSetting(name, usage string, lo time.Duration, field func(*Config) *time.Duration) *setting {
+	want := fmt.Sprintf("want a duration such as 90s, 5m or 1h30m, at least %s", shortDur(lo))
+	return &setting{name: name, usage: usage, typ: "duration",
+		set: func(c *Config, v string) (string, bool) {
+			d, err := time.ParseDuration(strings.TrimSpace(v))
+			if err != nil || d < lo {
+				return want, false
+			}
+			*field(c) = d
+			return "", true
+		},
+		get: func(c *Config) string { return shortDur(*field(c)) }}
+}
+
+func boolSetting(name, usage string, field func(*Config) *bool) *setting {
+	return &setting{name: name, usage: usage, isBool: true,
+		set: func(c *Config, v string) (string, bool) {
+			b, err := strconv.ParseBool(strings.TrimSpace(v))
+			if err != nil {
+				return `want "true" or "false"`, false
+			}
+			*field(c) = b
+			return "", true
+		},
+		get: func(c *Config) string { return strconv.FormatBool(*field(c)) }}
+}
+
+// shortDur renders 5m0s as 5m and 24h0m0s as 24h.
+func shortDur(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+func normaliseDomain(v string) (string, bool) {
+	if v == "" || strings.ContainsAny(v, "@/ \t") {
+		return "", false
+	}
+	j, err := jid.New("", v, "")
+	if err != nil || j.Domainpart() == "" {
+		return "", false
+	}
+	return j.Domainpart(), true
+}
+
+func validAddr(v string) bool {
+	_, port, err := net.SplitHostPort(v)
+	if err != nil {
+		return false
+	}
+	n, err := strconv.Atoi(port)
+	return err == nil && n >= 0 && n <= 65535
+}
+
+func validDB(v string) bool {
+	switch {
+	case v == "sqlite":
+		return true
+	case strings.HasPrefix(v, "sqlite:"):
+		return len(v) > len("sqlite:")
+	case strings.HasPrefix(v, "mysql://"):
+		u, err := url.Parse(v)
+		return err == nil && u.Host != ""
+	}
+	return false
+}
