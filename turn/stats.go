@@ -1,0 +1,26 @@
+package turn
+
+import "sync/atomic"
+
+// Stats are the relay's counters since Start, for a metrics exporter.
+type Stats struct {
+	Allocations  int    `json:"allocations"`   // live allocations
+	AuthRefused  uint64 `json:"auth_refused"`  // malformed, expired or foreign-realm credentials
+	PeersRefused uint64 `json:"peers_refused"` // permissions refused by the peer policy
+	QuotaRefused uint64 `json:"quota_refused"` // allocations refused at the per-user quota
+}
+
+// counters back Stats.
+type counters struct {
+	auth, peer, quota atomic.Uint64
+}
+
+// Stats returns a snapshot of the relay's counters.
+func (s *Server) Stats() Stats {
+	return Stats{
+		Allocations:  s.AllocationCount(),
+		AuthRefused:  s.counters.auth.Load(),
+		PeersRefused: s.counters.peer.Load(),
+		QuotaRefused: s.counters.quota.Load(),
+	}
+}
