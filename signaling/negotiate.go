@@ -1,0 +1,391 @@
+package signaling
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"mellium.im/xmpp/jid"
+
+	"poosms.org/poosms/signaling/sasl"
+	"poosms.org/poosms/stanza"
+)
+
+// negotiate runs RFC 6120 stream negotiation up to resource binding:
+// stream header, STARTTLS, SASL, stream restart, bind.
+func (s *Session) negotiate(ctx context.Context) error {
+	authed := false
+	for {
+		if err := s.openStream(); err != nil {
+			return err
+		}
+		s.writeDirect(s.features(authed))
+		restart, err := s.negotiateStep(ctx, &authed)
+		if err != nil {
+			return err
+		}
+		if !restart {
+			return nil // bound
+		}
+		s.t.restart()
+	}
+}
+
+// readDeadline bounds each read: the idle timeout, and before binding the
+// time left to authenticate.
+func (s *Session) readDeadline() time.Time {
+	d := time.Now().Add(s.srv.cfg.IdleTimeout)
+	if !s.bound.Load() {
+		if a := s.started.Add(s.srv.cfg.AuthTimeout); a.Before(d) {
+			d = a
+		}
+	}
+	return d
+}
+
+func (s *Session) read() (event, error) {
+	s.t.setReadDeadline(s.readDeadline())
+	return s.t.next()
+}
+
+// openStream reads the client's stream header and answers with ours.
+func (s *Session) openStream() error {
+	ev, err := s.read()
+	if ev.open != nil {
+		// Answer the header first so a stream error has a stream to live in.
+		s.id = newStreamID()
+		if werr := s.t.writeHeader(s.id, s.srv.cfg.Domain); werr != nil {
+			return werr
+		}
+	}
+	if err != nil {
+		var se *streamError
+		if errors.As(err, &se) && ev.open == nil {
+			// Errors before any header still get a header (RFC 6120 §4.9.1.1).
+			s.id = newStreamID()
+			_ = s.t.writeHeader(s.id, s.srv.cfg.Domain)
+		}
+		return err
+	}
+	if ev.open == nil {
+		s.id = newStreamID()
+		_ = s.t.writeHeader(s.id, s.srv.cfg.Domain)
+		return streamErr("bad-format", "expected a stream header")
+	}
+	if to := ev.open.To(); to != "" {
+		tj, err := jid.Parse(to)
+		if err != nil || tj.String() != s.srv.cfg.Domain {
+			return streamErr("host-unknown", "this server serves "+s.srv.cfg.Domain)
+		}
+	}
+	if v := ev.open.Attr("version"); v != "" {
+		major, _, _ := strings.Cut(v, ".")
+		if n, err := strconv.Atoi(major); err != nil || n < 1 {
+			return streamErr("unsupported-version", "XMPP 1.0 is required")
+		}
+	}
+	return nil
+}
+
+// writeDirect writes during negotiation, when the reader goroutine is the
+// only writer.
+func (s *Session) writeDirect(el *stanza.Element) {
+	if err := s.t.write(el); err != nil {
+		s.log.Debug("write failed", "err", err)
+	}
+}
+
+func (s *Session) canStartTLS() bool {
+	_, ok := s.t.(*tcpTransport)
+	return ok && s.t.tlsState() == nil && s.srv.cfg.TLS != nil
+}
+
+// mayAuthenticate: SASL needs an encrypted stream, except for loopback
+// clients when the operator allows it for development.
+func (s *Session) mayAuthenticate() bool {
+	return s.secure || (s.srv.cfg.AllowInsecureLoopbackAuth && isLoopback(s.t.remoteAddr()))
+}
+
+func (s *Session) features(authed bool) *stanza.Element {
+	f := stanza.New(stanza.NSStream, "features")
+	if authed {
+		f.Append(stanza.New(nsBind, "bind"))
+		f.Append(stanza.New(nsSession, "session").Append(stanza.New(nsSession, "optional")))
+		return f
+	}
+	if s.canStartTLS() {
+		st := stanza.New(nsTLS, "starttls")
+		if !s.mayAuthenticate() {
+			st.Append(stanza.New(nsTLS, "required"))
+		}
+		f.Append(st)
+	}
+	if s.mayAuthenticate() {
+		mechs := stanza.New(nsSASL, "mechanisms")
+		for _, m := range s.mechanisms() {
+			mechs.Append(stanza.New(nsSASL, "mechanism").SetText(m))
+		}
+		f.Append(mechs)
+		if b := sasl.Bindings(s.t.tlsState()); len(b) > 0 {
+			cb := stanza.New(nsSASLCB, "sasl-channel-binding")
+			for _, typ := range b {
+				cb.Append(stanza.New(nsSASLCB, "channel-binding").SetAttr("type", typ))
+			}
+			f.Append(cb)
+		}
+	}
+	return f
+}
+
+func (s *Session) mechanisms() []string {
+	st := s.t.tlsState()
+	if st == nil && !s.secure {
+		return sasl.Offered(nil, false)
+	}
+	return sasl.Offered(st, s.srv.cfg.AllowPlain && st != nil)
+}
+
+// negotiateStep handles elements until the stream restarts (true) or the
+// resource is bound (false).
+func (s *Session) negotiateStep(ctx context.Context, authed *bool) (restart bool, err error) {
+	for {
+		ev, err := s.read()
+		if err != nil {
+			return false, err
+		}
+		if ev.close {
+			return false, errClientClosed
+		}
+		if ev.open != nil {
+			return false, streamErr("bad-format", "unexpected stream header")
+		}
+		el := ev.el
+		switch {
+		case el.Space == nsTLS && el.Local == "starttls" && !*authed:
+			if !s.canStartTLS() {
+				s.writeDirect(stanza.New(nsTLS, "failure"))
+				return false, errors.New("starttls refused")
+			}
+			s.writeDirect(stanza.New(nsTLS, "proceed"))
+			if err := s.t.startTLS(s.srv.cfg.TLS); err != nil {
+				return false, err
+			}
+			s.secure = true
+			return true, nil
+		case el.Space == nsSASL && el.Local == "auth" && !*authed:
+			ok, err := s.authenticate(ctx, el)
+			if err != nil {
+				return false, err
+			}
+			if ok {
+				*authed = true
+				return true, nil
+			}
+		case *authed && el.Local == "iq" && (el.Space == stanza.NSClient || el.Space == ""):
+			bound, err := s.bindIQ(ctx, el)
+			if err != nil || bound {
+				return false, err
+			}
+		case !*authed:
+			if s.canStartTLS() && !s.mayAuthenticate() {
+				return false, streamErr("policy-violation", "STARTTLS is required before authentication")
+			}
+			return false, streamErr("not-authorized", "authenticate first")
+		default:
+			return false, streamErr("not-authorized", "bind a resource first")
+		}
+	}
+}
+
+func saslFailure(cond, text string) *stanza.Element {
+	f := stanza.New(nsSASL, "failure").Append(stanza.New(nsSASL, cond))
+	if text != "" {
+		f.Append(stanza.New(nsSASL, "text").SetText(text))
+	}
+	return f
+}
+
+// authenticate runs one SASL exchange. It reports success; a failed
+// attempt returns (false, nil) and the client may try again.
+func (s *Session) authenticate(ctx context.Context, auth *stanza.Element) (bool, error) {
+	if !s.mayAuthenticate() {
+		s.writeDirect(saslFailure("encryption-required", "use STARTTLS first"))
+		return false, nil
+	}
+	addr := hostOf(s.t.remoteAddr())
+	if s.srv.throttle.blocked(addr) {
+		s.writeDirect(saslFailure("temporary-auth-failure", "too many failed logins from your address; try again later"))
+		return false, nil
+	}
+	name := auth.Attr("mechanism")
+	offered := s.mechanisms()
+	allowed := false
+	for _, m := range offered {
+		allowed = allowed || m == name
+	}
+	if !allowed {
+		s.writeDirect(saslFailure("invalid-mechanism", "offered: "+strings.Join(offered, ", ")))
+		return false, nil
+	}
+	mech, err := sasl.New(name, sasl.Options{
+		TLS:           s.t.tlsState(),
+		AdvertisePlus: len(sasl.Bindings(s.t.tlsState())) > 0,
+		Lookup:        s.srv.lookup,
+		Normalize:     s.srv.normalizeUser,
+		FakeKey:       s.srv.fakeKey,
+	})
+	if err != nil {
+		var f *sasl.Failure
+		if errors.As(err, &f) {
+			s.writeDirect(saslFailure(f.Condition, f.Text))
+			return false, nil
+		}
+		return false, err
+	}
+	in, ok := decodeSASL(auth.Text())
+	checkedAccount := false
+	for {
+		if !ok {
+			s.writeDirect(saslFailure("incorrect-encoding", "the payload is not base64"))
+			return false, nil
+		}
+		out, done, err := mech.Step(ctx, in)
+		if u := mech.Username(); u != "" && !checkedAccount {
+			checkedAccount = true
+			if s.srv.throttle.blocked("user:" + u) {
+				s.writeDirect(saslFailure("temporary-auth-failure", "too many failed logins for this account; try again later"))
+				return false, nil
+			}
+		}
+		if err != nil {
+			var f *sasl.Failure
+			if !errors.As(err, &f) {
+				s.log.Error("authentication backend failed", "err", err)
+				s.writeDirect(saslFailure("temporary-auth-failure", "the server could not check your password; try again"))
+				return false, nil
+			}
+			if f.Condition == "not-authorized" {
+				s.srv.throttle.fail(addr)
+				if f.Username != "" {
+					s.srv.throttle.fail("user:" + f.Username)
+				}
+				s.srv.metrics.authFailures.Inc()
+				s.log.Info("failed login", "user", f.Username, "remote", addr)
+			}
+			s.writeDirect(saslFailure(f.Condition, f.Text))
+			return false, nil
+		}
+		if done {
+			s.user = mech.Username()
+			s.srv.throttle.reset("user:" + s.user)
+			succ := stanza.New(nsSASL, "success")
+			if len(out) > 0 {
+				succ.SetText(base64.StdEncoding.EncodeToString(out))
+			}
+			s.writeDirect(succ)
+			s.log = s.log.With("user", s.user)
+			return true, nil
+		}
+		ch := stanza.New(nsSASL, "challenge")
+		if len(out) > 0 {
+			ch.SetText(base64.StdEncoding.EncodeToString(out))
+		}
+		s.writeDirect(ch)
+		ev, err := s.read()
+		if err != nil {
+			return false, err
+		}
+		if ev.el == nil {
+			return false, streamErr("bad-format", "SASL response expected")
+		}
+		switch {
+		case ev.el.Space == nsSASL && ev.el.Local == "response":
+			in, ok = decodeSASL(ev.el.Text())
+		case ev.el.Space == nsSASL && ev.el.Local == "abort":
+			s.writeDirect(saslFailure("aborted", ""))
+			return false, nil
+		default:
+			return false, streamErr("not-authorized", "SASL exchange in progress")
+		}
+	}
+}
+
+func decodeSASL(text string) ([]byte, bool) {
+	text = strings.TrimSpace(text)
+	if text == "" || text == "=" {
+		return nil, true
+	}
+	b, err := base64.StdEncoding.DecodeString(text)
+	return b, err == nil
+}
+
+// bindIQ handles IQs after SASL and before binding.
+func (s *Session) bindIQ(ctx context.Context, iq *stanza.Element) (bool, error) {
+	b := iq.Child(nsBind, "bind")
+	if b == nil || iq.Type() != "set" {
+		if iq.Type() == "get" || iq.Type() == "set" {
+			s.writeDirect(stanza.ErrorReply(iq, "not-allowed", "bind a resource first"))
+		}
+		return false, nil
+	}
+	res := strings.TrimSpace(b.ChildText(nsBind, "resource"))
+	if res == "" {
+		r := make([]byte, 6)
+		_, _ = rand.Read(r)
+		res = "poosms-" + hex.EncodeToString(r)
+	}
+	j, err := jid.New(s.user, s.srv.cfg.Domain, res)
+	if err != nil {
+		s.writeDirect(stanza.ErrorReply(iq, "bad-request", "the resource is not valid: "+err.Error()))
+		return false, nil
+	}
+	s.jid = j
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return false, errClientClosed
+	}
+	s.out = make(chan *stanza.Element, s.srv.cfg.WriteQueue)
+	s.writerDone = make(chan struct{})
+	s.mu.Unlock()
+	old, err := s.srv.register(s)
+	if err != nil {
+		s.mu.Lock()
+		s.out, s.writerDone = nil, nil
+		s.mu.Unlock()
+		s.writeDirect(stanza.ErrorReply(iq, "resource-constraint", err.Error()))
+		return false, nil
+	}
+	s.writeDirect(stanza.Result(iq, stanza.New(nsBind, "bind").Append(stanza.New(nsBind, "jid").SetText(j.String()))))
+	s.bound.Store(true)
+	go s.writer(s.out)
+	if old != nil {
+		old.Stop("conflict", "replaced by a new login with the same resource")
+	}
+	s.log = s.log.With("jid", j.String())
+	s.log.Debug("session bound")
+	s.srv.router.bound(ctx, s)
+	return true, nil
+}
+
+func hostOf(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	h, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	return h
+}
+
+func isLoopback(a net.Addr) bool {
+	ip := net.ParseIP(hostOf(a))
+	return ip != nil && ip.IsLoopback()
+}

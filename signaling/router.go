@@ -1,0 +1,79 @@
+package signaling
+
+import (
+	"context"
+	"sync"
+
+	"mellium.im/xmpp/jid"
+
+	"poosms.org/poosms/stanza"
+)
+
+// Service is what the router hands stanzas to. Bound and Closed may be nil.
+type Service struct {
+	// Handle answers a stanza the client sent; from is already stamped.
+	Handle func(ctx context.Context, s *Session, el *stanza.Element)
+	// Bound runs after a session binds its resource.
+	Bound func(ctx context.Context, s *Session)
+	// Closed runs after a bound session ends.
+	Closed func(ctx context.Context, s *Session)
+}
+
+// Router picks the service for each stanza by the domain of its 'to'
+// address: a service registered for that domain (conference.DOMAIN, say),
+// or the default service (chat) for everything else.
+type Router struct {
+	mu       sync.RWMutex
+	domains  map[string]Service
+	fallback Service
+	all      []Service
+}
+
+// NewRouter returns a router whose default service is fallback.
+func NewRouter(fallback Service) *Router {
+	return &Router{domains: map[string]Service{}, fallback: fallback, all: []Service{fallback}}
+}
+
+// Handle registers svc for stanzas addressed to domain or to JIDs at it.
+func (r *Router) Handle(domain string, svc Service) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.domains[domain] = svc
+	r.all = append(r.all, svc)
+}
+
+func (r *Router) route(ctx context.Context, s *Session, el *stanza.Element) {
+	svc := r.fallback
+	if to := el.To(); to != "" {
+		if j, err := jid.Parse(to); err == nil {
+			r.mu.RLock()
+			if d, ok := r.domains[j.Domainpart()]; ok {
+				svc = d
+			}
+			r.mu.RUnlock()
+		}
+	}
+	svc.Handle(ctx, s, el)
+}
+
+func (r *Router) services() []Service {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return append([]Service(nil), r.all...)
+}
+
+func (r *Router) bound(ctx context.Context, s *Session) {
+	for _, svc := range r.services() {
+		if svc.Bound != nil {
+			svc.Bound(ctx, s)
+		}
+	}
+}
+
+func (r *Router) closed(ctx context.Context, s *Session) {
+	for _, svc := range r.services() {
+		if svc.Closed != nil {
+			svc.Closed(ctx, s)
+		}
+	}
+}

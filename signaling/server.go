@@ -1,0 +1,337 @@
+package signaling
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"mellium.im/xmpp/jid"
+
+	"poosms.org/poosms/store"
+)
+
+// Config is the signaling layer's share of the server settings.
+type Config struct {
+	Domain                    string        // the XMPP domain served
+	TLS                       *tls.Config   // certificate for Domain; nil disables STARTTLS and direct TLS
+	C2SAddr                   string        // STARTTLS listener, e.g. ":5222"; "" disables
+	C2STLSAddr                string        // direct TLS listener (XEP-0368), e.g. ":5223"; "" disables
+	MaxStanzaBytes            int64         // largest stanza accepted; default 262144
+	AuthTimeout               time.Duration // time to authenticate and bind; default 30s
+	IdleTimeout               time.Duration // silence after which a stream is closed; default 5m
+	WriteTimeout              time.Duration // a single write's deadline; default 10s
+	WriteQueue                int           // stanzas queued per session; default 256
+	MaxSessionsPerUser        int           // default 10
+	AllowPlain                bool          // SASL PLAIN inside TLS
+	AllowInsecureLoopbackAuth bool          // SASL without TLS for loopback clients (development)
+	LoginFailures             int           // failed logins per key before refusing; default 5
+	LoginWindow               time.Duration // window for LoginFailures; default 5m
+	Now                       func() time.Time
+	Logger                    *slog.Logger
+	Registerer                prometheus.Registerer // metrics; nil: not registered
+}
+
+// Accounts is the credential lookup the server needs from the store.
+type Accounts interface {
+	Account(ctx context.Context, username string) (store.Account, error)
+}
+
+// Server accepts client streams on its listeners and on WebSocket.
+type Server struct {
+	cfg      Config
+	accounts Accounts
+	router   *Router
+	log      *slog.Logger
+	throttle *throttle
+	metrics  *metrics
+	fakeKey  []byte
+
+	mu        sync.Mutex
+	sessions  map[string]*Session   // full JID → bound session
+	perUser   map[string]int        // localpart → bound sessions
+	all       map[*Session]struct{} // every live session, bound or not
+	listeners []net.Listener
+	closing   bool
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New validates cfg, fills defaults and returns a server that is not yet
+// listening.
+func New(cfg Config, accounts Accounts, router *Router) (*Server, error) {
+	d, err := jid.Parse(cfg.Domain)
+	if err != nil || d.Localpart() != "" || d.Resourcepart() != "" {
+		return nil, fmt.Errorf("signaling: invalid domain %q", cfg.Domain)
+	}
+	cfg.Domain = d.String()
+	if accounts == nil || router == nil {
+		return nil, errors.New("signaling: accounts and router are required")
+	}
+	if cfg.MaxStanzaBytes <= 0 {
+		cfg.MaxStanzaBytes = 262144
+	}
+	if cfg.AuthTimeout <= 0 {
+		cfg.AuthTimeout = 30 * time.Second
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 5 * time.Minute
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = 10 * time.Second
+	}
+	if cfg.WriteQueue <= 0 {
+		cfg.WriteQueue = 256
+	}
+	if cfg.MaxSessionsPerUser <= 0 {
+		cfg.MaxSessionsPerUser = 10
+	}
+	if cfg.LoginFailures <= 0 {
+		cfg.LoginFailures = 5
+	}
+	if cfg.LoginWindow <= 0 {
+		cfg.LoginWindow = 5 * time.Minute
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.TLS != nil {
+		cfg.TLS = cfg.TLS.Clone()
+		if cfg.TLS.MinVersion < tls.VersionTLS12 {
+			cfg.TLS.MinVersion = tls.VersionTLS12
+		}
+		cfg.TLS.NextProtos = append(cfg.TLS.NextProtos, "xmpp-client")
+	}
+	s := &Server{
+		cfg:      cfg,
+		accounts: accounts,
+		router:   router,
+		log:      cfg.Logger,
+		throttle: newThrottle(cfg.LoginFailures, cfg.LoginWindow, cfg.Now),
+		fakeKey:  make([]byte, 32),
+		sessions: map[string]*Session{},
+		perUser:  map[string]int{},
+		all:      map[*Session]struct{}{},
+	}
+	_, _ = rand.Read(s.fakeKey)
+	s.metrics = newMetrics(cfg.Registerer, func() float64 { return float64(s.Sessions()) })
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s, nil
+}
+
+// Start opens the TCP listeners and starts accepting. It returns once the
+// sockets are bound.
+func (s *Server) Start() error {
+	if s.cfg.C2SAddr != "" {
+		if err := s.listen(s.cfg.C2SAddr, false); err != nil {
+			return err
+		}
+	}
+	if s.cfg.C2STLSAddr != "" {
+		if s.cfg.TLS == nil {
+			return errors.New("signaling: direct TLS listener needs a certificate")
+		}
+		if err := s.listen(s.cfg.C2STLSAddr, true); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Server) listen(addr string, directTLS bool) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("signaling: listen %s: %w", addr, err)
+	}
+	s.mu.Lock()
+	s.listeners = append(s.listeners, ln)
+	s.mu.Unlock()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.accept(ln, directTLS)
+	}()
+	return nil
+}
+
+func (s *Server) accept(ln net.Listener, directTLS bool) {
+	kind := "tcp"
+	if directTLS {
+		kind = "tls"
+	}
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if s.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.log.Warn("accept failed", "addr", ln.Addr().String(), "err", err)
+			// Back off briefly on resource exhaustion (EMFILE) instead of spinning.
+			select {
+			case <-time.After(50 * time.Millisecond):
+			case <-s.ctx.Done():
+				return
+			}
+			continue
+		}
+		s.metrics.connections.WithLabelValues(kind).Inc()
+		if directTLS {
+			conn = tls.Server(conn, s.cfg.TLS)
+		}
+		s.serve(newTCPTransport(conn, s.cfg.MaxStanzaBytes, s.cfg.WriteTimeout), directTLS)
+	}
+}
+
+// serve runs a session on t in a goroutine owned by the server.
+func (s *Server) serve(t transport, secure bool) *Session {
+	sess := &Session{
+		srv:     s,
+		t:       t,
+		log:     s.log.With("remote", hostOf(t.remoteAddr())),
+		secure:  secure,
+		started: time.Now(),
+	}
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		_ = t.close()
+		return nil
+	}
+	s.all[sess] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		defer func() {
+			s.mu.Lock()
+			delete(s.all, sess)
+			s.mu.Unlock()
+		}()
+		if tc, ok := t.(*tcpTransport); ok && tc.tls != nil {
+			ctx, cancel := context.WithTimeout(s.ctx, 15*time.Second)
+			err := tc.tls.HandshakeContext(ctx)
+			cancel()
+			if err != nil {
+				sess.log.Debug("tls handshake failed", "err", err)
+				_ = t.close()
+				return
+			}
+		}
+		sess.run(s.ctx)
+	}()
+	return sess
+}
+
+// register binds sess under its full JID. An existing session with the
+// same JID is returned so the caller can end it (resource conflict).
+func (s *Server) register(sess *Session) (*Session, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	key := sess.jid.String()
+	old := s.sessions[key]
+	if old == nil && s.perUser[sess.user] >= s.cfg.MaxSessionsPerUser {
+		return nil, fmt.Errorf("at most %d sessions per account", s.cfg.MaxSessionsPerUser)
+	}
+	s.sessions[key] = sess
+	if old == nil {
+		s.perUser[sess.user]++
+	}
+	return old, nil
+}
+
+func (s *Server) unregister(sess *Session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	key := sess.jid.String()
+	if s.sessions[key] != sess {
+		return // replaced by a newer session with the same JID
+	}
+	delete(s.sessions, key)
+	if s.perUser[sess.user]--; s.perUser[sess.user] <= 0 {
+		delete(s.perUser, sess.user)
+	}
+}
+
+// Sessions is the number of bound sessions.
+func (s *Server) Sessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sessions)
+}
+
+// Addrs returns the bound listener addresses, in the order C2SAddr, C2STLSAddr.
+func (s *Server) Addrs() []net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]net.Addr, len(s.listeners))
+	for i, ln := range s.listeners {
+		out[i] = ln.Addr()
+	}
+	return out
+}
+
+// Close stops accepting, ends every session with system-shutdown and waits
+// for their goroutines, at most until ctx ends.
+func (s *Server) Close(ctx context.Context) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closing = true
+	for _, ln := range s.listeners {
+		_ = ln.Close()
+	}
+	live := make([]*Session, 0, len(s.all))
+	for sess := range s.all {
+		live = append(live, sess)
+	}
+	s.mu.Unlock()
+	for _, sess := range live {
+		sess.Stop("system-shutdown", "the server is shutting down")
+	}
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		s.cancel()
+		return nil
+	case <-ctx.Done():
+		s.cancel()
+		for _, sess := range live {
+			_ = sess.t.close()
+		}
+		<-done
+		return fmt.Errorf("signaling: close: %w", ctx.Err())
+	}
+}
+
+func (s *Server) lookup(ctx context.Context, username string) (store.Credentials, error) {
+	a, err := s.accounts.Account(ctx, username)
+	if err != nil {
+		return store.Credentials{}, err
+	}
+	return a.Credentials, nil
+}
+
+func (s *Server) normalizeUser(name string) (string, error) {
+	j, err := jid.New(name, s.cfg.Domain, "")
+	if err != nil {
+		return "", err
+	}
+	return j.Localpart(), nil
+}

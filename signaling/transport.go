@@ -1,0 +1,374 @@
+package signaling
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"poosms.org/poosms/stanza"
+)
+
+// Namespaces of stream negotiation.
+const (
+	nsFraming = "urn:ietf:params:xml:ns:xmpp-framing"
+	nsTLS     = "urn:ietf:params:xml:ns:xmpp-tls"
+	nsSASL    = "urn:ietf:params:xml:ns:xmpp-sasl"
+	nsBind    = "urn:ietf:params:xml:ns:xmpp-bind"
+	nsSession = "urn:ietf:params:xml:ns:xmpp-session"
+	nsSASLCB  = "urn:xmpp:sasl-cb:0"
+)
+
+// streamError is a failure that ends the stream with a condition.
+type streamError struct {
+	cond, text string
+}
+
+func (e *streamError) Error() string { return "stream error " + e.cond + ": " + e.text }
+
+func streamErr(cond, text string) *streamError { return &streamError{cond, text} }
+
+// errStanzaTooBig is what the counting reader returns past the limit.
+var errStanzaTooBig = errors.New("stanza exceeds the size limit")
+
+// event is what a transport reads: a stream header, an element, or the end.
+type event struct {
+	open  *stanza.Element // stream header (TCP <stream:stream>, WebSocket <open/>)
+	el    *stanza.Element // a top-level element
+	close bool            // the client closed the stream
+}
+
+// transport frames XMPP over one connection.
+type transport interface {
+	next() (event, error)
+	// restart prepares for a new stream header after STARTTLS or SASL.
+	restart()
+	writeHeader(id, from string) error
+	write(el *stanza.Element) error
+	writeClose() error
+	startTLS(cfg *tls.Config) error // errNoTLSUpgrade when not possible
+	tlsState() *tls.ConnectionState
+	remoteAddr() net.Addr
+	// touchDeadline bounds the next read; zero means no limit.
+	setReadDeadline(t time.Time)
+	close() error
+}
+
+var errNoTLSUpgrade = errors.New("STARTTLS is not available on this transport")
+
+// countingReader reads bytes one at a time for the decoder and refuses to
+// read more than limit bytes in total: the stream sets the limit before
+// each top-level element so no stanza grows past the configured size.
+type countingReader struct {
+	r     *bufio.Reader
+	n     int64
+	limit int64
+}
+
+func (c *countingReader) ReadByte() (byte, error) {
+	if c.n >= c.limit {
+		return 0, errStanzaTooBig
+	}
+	b, err := c.r.ReadByte()
+	if err == nil {
+		c.n++
+	}
+	return b, err
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	if c.n >= c.limit {
+		return 0, errStanzaTooBig
+	}
+	if rem := c.limit - c.n; int64(len(p)) > rem {
+		p = p[:rem]
+	}
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// tcpTransport is an RFC 6120 stream over TCP (optionally upgraded to TLS)
+// or over TLS from the first byte (XEP-0368).
+type tcpTransport struct {
+	conn     net.Conn
+	tls      *tls.Conn
+	cr       *countingReader
+	dec      *xml.Decoder
+	maxBytes int64
+	opened   bool
+	wbuf     []byte
+	wtimeout time.Duration
+}
+
+func newTCPTransport(conn net.Conn, maxBytes int64, writeTimeout time.Duration) *tcpTransport {
+	t := &tcpTransport{conn: conn, maxBytes: maxBytes, wtimeout: writeTimeout}
+	if tc, ok := conn.(*tls.Conn); ok {
+		t.tls = tc
+	}
+	t.cr = &countingReader{r: bufio.NewReaderSize(conn, 4096)}
+	t.restart()
+	return t
+}
+
+func (t *tcpTransport) restart() {
+	t.dec = stanza.NewDecoder(t.cr)
+	t.opened = false
+}
+
+func (t *tcpTransport) next() (event, error) {
+	for {
+		t.cr.limit = t.cr.n + t.maxBytes
+		tok, err := t.dec.Token()
+		if err != nil {
+			return event{}, t.readError(err)
+		}
+		switch tk := tok.(type) {
+		case xml.ProcInst:
+			if t.opened || tk.Target != "xml" {
+				return event{}, streamErr("restricted-xml", "processing instructions are not allowed")
+			}
+		case xml.Directive:
+			return event{}, streamErr("restricted-xml", "DTDs and entity declarations are not allowed")
+		case xml.Comment:
+			return event{}, streamErr("restricted-xml", "comments are not allowed")
+		case xml.CharData:
+			if len(bytes.TrimSpace(tk)) != 0 {
+				return event{}, streamErr("bad-format", "text outside a stanza")
+			}
+			// Whitespace keepalive.
+		case xml.EndElement:
+			return event{close: true}, nil
+		case xml.StartElement:
+			if !t.opened {
+				if tk.Name.Local != "stream" || tk.Name.Space != stanza.NSStream {
+					return event{}, streamErr("invalid-namespace", "expected <stream:stream xmlns:stream='"+stanza.NSStream+"'>")
+				}
+				t.opened = true
+				h := stanza.FromStart(tk)
+				// The default namespace must be jabber:client.
+				for _, a := range tk.Attr {
+					if a.Name.Space == "" && a.Name.Local == "xmlns" && a.Value != stanza.NSClient {
+						return event{open: h}, streamErr("invalid-namespace", "the stream's default namespace must be jabber:client")
+					}
+				}
+				return event{open: h}, nil
+			}
+			el, err := stanza.Read(t.dec, tk)
+			if err != nil {
+				return event{}, t.readError(err)
+			}
+			return event{el: el}, nil
+		}
+	}
+}
+
+func (t *tcpTransport) readError(err error) error {
+	var se *streamError
+	var syn *xml.SyntaxError
+	switch {
+	case errors.As(err, &se):
+		return se
+	case errors.Is(err, errStanzaTooBig):
+		return streamErr("policy-violation", fmt.Sprintf("stanza larger than %d bytes", t.maxBytes))
+	case errors.Is(err, stanza.ErrRestrictedXML):
+		return streamErr("restricted-xml", err.Error())
+	case errors.As(err, &syn):
+		return streamErr("not-well-formed", syn.Msg)
+	case isTimeout(err):
+		return streamErr("connection-timeout", "no data within the time limit")
+	}
+	return err // I/O error: the connection is gone
+}
+
+func (t *tcpTransport) writeHeader(id, from string) error {
+	h := "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='" +
+		stanza.Escape(id) + "' from='" + stanza.Escape(from) + "' version='1.0' xml:lang='en'>"
+	return t.writeBytes([]byte(h))
+}
+
+func (t *tcpTransport) write(el *stanza.Element) error {
+	t.wbuf = el.AppendXML(t.wbuf[:0], stanza.NSClient)
+	err := t.writeBytes(t.wbuf)
+	if cap(t.wbuf) > 64<<10 {
+		t.wbuf = nil
+	}
+	return err
+}
+
+func (t *tcpTransport) writeClose() error { return t.writeBytes([]byte("</stream:stream>")) }
+
+func (t *tcpTransport) writeBytes(b []byte) error {
+	if t.wtimeout > 0 {
+		_ = t.conn.SetWriteDeadline(time.Now().Add(t.wtimeout))
+	}
+	_, err := t.conn.Write(b)
+	return err
+}
+
+func (t *tcpTransport) startTLS(cfg *tls.Config) error {
+	if t.tls != nil {
+		return errNoTLSUpgrade
+	}
+	if t.cr.r.Buffered() > 0 {
+		return streamErr("policy-violation", "data sent after <starttls/> before <proceed/>")
+	}
+	tc := tls.Server(t.conn, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return fmt.Errorf("signaling: tls handshake: %w", err)
+	}
+	t.conn, t.tls = tc, tc
+	t.cr.r = bufio.NewReaderSize(tc, 4096)
+	t.restart()
+	return nil
+}
+
+func (t *tcpTransport) tlsState() *tls.ConnectionState {
+	if t.tls == nil {
+		return nil
+	}
+	st := t.tls.ConnectionState()
+	return &st
+}
+
+func (t *tcpTransport) remoteAddr() net.Addr        { return t.conn.RemoteAddr() }
+func (t *tcpTransport) setReadDeadline(d time.Time) { _ = t.conn.SetReadDeadline(d) }
+func (t *tcpTransport) close() error                { return t.conn.Close() }
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// wsTransport is XMPP over WebSocket (RFC 7395): one element per text
+// frame, <open/> and <close/> in the framing namespace.
+type wsTransport struct {
+	conn     *websocket.Conn
+	ctx      context.Context
+	cancel   context.CancelFunc
+	remote   net.Addr
+	tls      *tls.ConnectionState
+	maxBytes int64
+	wtimeout time.Duration
+	deadline time.Time
+	wbuf     []byte
+}
+
+func newWSTransport(conn *websocket.Conn, remote net.Addr, st *tls.ConnectionState, maxBytes int64, writeTimeout time.Duration) *wsTransport {
+	ctx, cancel := context.WithCancel(context.Background())
+	// Frames a little over the limit are read so the client gets a stream
+	// error; far larger ones make the library close the socket (1009).
+	conn.SetReadLimit(maxBytes + 4096)
+	return &wsTransport{conn: conn, ctx: ctx, cancel: cancel, remote: remote, tls: st, maxBytes: maxBytes, wtimeout: writeTimeout}
+}
+
+func (t *wsTransport) restart() {}
+
+func (t *wsTransport) next() (event, error) {
+	ctx := t.ctx
+	if !t.deadline.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, t.deadline)
+		defer cancel()
+	}
+	typ, b, err := t.conn.Read(ctx)
+	if err != nil {
+		if ctx.Err() == context.DeadlineExceeded {
+			return event{}, streamErr("connection-timeout", "no data within the time limit")
+		}
+		if websocket.CloseStatus(err) == websocket.StatusMessageTooBig {
+			return event{}, streamErr("policy-violation", fmt.Sprintf("stanza larger than %d bytes", t.maxBytes))
+		}
+		return event{}, err
+	}
+	if typ != websocket.MessageText {
+		return event{}, streamErr("bad-format", "binary WebSocket frames are not XMPP")
+	}
+	if int64(len(b)) > t.maxBytes {
+		return event{}, streamErr("policy-violation", fmt.Sprintf("stanza larger than %d bytes", t.maxBytes))
+	}
+	el, err := stanza.Parse(b)
+	if err != nil {
+		var syn *xml.SyntaxError
+		if errors.Is(err, stanza.ErrRestrictedXML) {
+			return event{}, streamErr("restricted-xml", err.Error())
+		}
+		if errors.As(err, &syn) {
+			return event{}, streamErr("not-well-formed", syn.Msg)
+		}
+		return event{}, streamErr("not-well-formed", err.Error())
+	}
+	if el.Space == nsFraming {
+		switch el.Local {
+		case "open":
+			return event{open: el}, nil
+		case "close":
+			return event{close: true}, nil
+		}
+	}
+	return event{el: el}, nil
+}
+
+func (t *wsTransport) writeHeader(id, from string) error {
+	h := "<open xmlns='" + nsFraming + "' id='" + stanza.Escape(id) + "' from='" + stanza.Escape(from) + "' version='1.0' xml:lang='en'/>"
+	return t.writeFrame([]byte(h))
+}
+
+func (t *wsTransport) write(el *stanza.Element) error {
+	if el.Space == stanza.NSStream {
+		// RFC 7395 writes features and stream errors with the stream prefix.
+		t.wbuf = appendPrefixed(t.wbuf[:0], el)
+	} else {
+		t.wbuf = el.AppendXML(t.wbuf[:0], "")
+	}
+	err := t.writeFrame(t.wbuf)
+	if cap(t.wbuf) > 64<<10 {
+		t.wbuf = nil
+	}
+	return err
+}
+
+// appendPrefixed writes <stream:NAME xmlns:stream='…'>children</stream:NAME>.
+func appendPrefixed(buf []byte, el *stanza.Element) []byte {
+	buf = append(buf, "<stream:"+el.Local+" xmlns:stream='"+stanza.NSStream+"'>"...)
+	for _, c := range el.Elements() {
+		buf = c.AppendXML(buf, stanza.NSClient)
+	}
+	return append(buf, "</stream:"+el.Local+">"...)
+}
+
+func (t *wsTransport) writeClose() error {
+	return t.writeFrame([]byte("<close xmlns='" + nsFraming + "'/>"))
+}
+
+func (t *wsTransport) writeFrame(b []byte) error {
+	ctx := t.ctx
+	if t.wtimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, t.wtimeout)
+		defer cancel()
+	}
+	return t.conn.Write(ctx, websocket.MessageText, b)
+}
+
+func (t *wsTransport) startTLS(*tls.Config) error     { return errNoTLSUpgrade }
+func (t *wsTransport) tlsState() *tls.ConnectionState { return t.tls }
+func (t *wsTransport) remoteAddr() net.Addr           { return t.remote }
+func (t *wsTransport) setReadDeadline(d time.Time)    { t.deadline = d }
+
+func (t *wsTransport) close() error {
+	// CloseNow: close() may run under a session lock and must not wait
+	// for the peer's half of the closing handshake.
+	err := t.conn.CloseNow()
+	t.cancel()
+	return err
+}
