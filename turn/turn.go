@@ -93,7 +93,7 @@ type Server struct {
 	started bool
 	closed  bool
 	engine  *pion.Server
-	udp     []net.PacketConn
+	udp     []*net.UDPConn
 	tcp     *trackingListener
 	tls     *trackingListener
 	tlsLn   net.Listener
@@ -210,7 +210,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	relayIP, relayBind := s.relayAddresses(firstHost)
 	s.relayIP = relayIP
 	newGen := func() pion.RelayAddressGenerator {
-		return &pion.RelayAddressGeneratorStatic{RelayAddress: relayIP, Address: relayBind}
+		return &relayGenerator{advertise: relayIP, bind: net.ParseIP(relayBind)}
 	}
 
 	pcfg := pion.ServerConfig{
@@ -225,7 +225,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	}
 	for _, c := range s.udp {
 		pcfg.PacketConnConfigs = append(pcfg.PacketConnConfigs, pion.PacketConnConfig{
-			PacketConn:            c,
+			PacketConn:            newUDPConn(c),
 			RelayAddressGenerator: newGen(),
 			PermissionHandler:     s.allowPeer,
 		})
@@ -263,7 +263,7 @@ func (s *Server) listenUDP(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("turn: listen udp %s: %w", s.cfg.UDPAddr, err)
 	}
-	s.udp = append(s.udp, first)
+	s.udp = append(s.udp, first.(*net.UDPConn))
 	port := first.LocalAddr().(*net.UDPAddr).Port
 	addr := net.JoinHostPort(hostOf(s.cfg.UDPAddr), strconv.Itoa(port))
 	for i := 1; i < s.cfg.UDPListeners; i++ {
@@ -271,7 +271,7 @@ func (s *Server) listenUDP(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("turn: listen udp %s (socket %d): %w", addr, i+1, err)
 		}
-		s.udp = append(s.udp, c)
+		s.udp = append(s.udp, c.(*net.UDPConn))
 	}
 	return nil
 }

@@ -41,7 +41,7 @@ func init() {
 
 // startServer starts a relay on loopback UDP and TCP with the test secret
 // and returns it; edit adjusts the config first.
-func startServer(t *testing.T, edit func(*Config)) *Server {
+func startServer(t testing.TB, edit func(*Config)) *Server {
 	t.Helper()
 	cfg := Config{
 		Realm:        testRealm,
@@ -119,7 +119,7 @@ func creds(user string) Credentials {
 
 // listenPeer returns a UDP socket on loopback standing in for the remote
 // party of a relayed flow.
-func listenPeer(t *testing.T) *net.UDPConn {
+func listenPeer(t testing.TB) *net.UDPConn {
 	t.Helper()
 	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
