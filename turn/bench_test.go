@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -114,6 +115,81 @@ func (c *rawClient) bindChannel(channel uint16, peer netip.AddrPort) error {
 	return nil
 }
 
+// benchPayload is the datagram size the benchmarks relay: an Opus frame.
+const benchPayload = 160
+
+// benchFlow is one allocation with a channel bound to a loopback peer.
+type benchFlow struct {
+	client  *rawClient
+	peer    *net.UDPConn
+	relayed netip.AddrPort
+	frame   []byte
+	peerBuf []byte
+}
+
+const benchChannel = 0x4001
+
+func newBenchFlow(srv *Server, user string) (*benchFlow, error) {
+	conn, err := net.DialUDP("udp4", nil, srv.UDPAddr().(*net.UDPAddr))
+	if err != nil {
+		return nil, err
+	}
+	peer, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	f := &benchFlow{peer: peer, frame: make([]byte, 4+benchPayload), peerBuf: make([]byte, 2048)}
+	cr := srv.Credentials(user)
+	f.client = &rawClient{conn: conn, user: cr.Username, pass: cr.Password, buf: make([]byte, 2048)}
+	if f.relayed, err = f.client.allocate(); err != nil {
+		f.close()
+		return nil, err
+	}
+	if err := f.client.bindChannel(benchChannel, peer.LocalAddr().(*net.UDPAddr).AddrPort()); err != nil {
+		f.close()
+		return nil, err
+	}
+	binary.BigEndian.PutUint16(f.frame[0:], benchChannel)
+	binary.BigEndian.PutUint16(f.frame[2:], benchPayload)
+	deadline := time.Now().Add(time.Minute)
+	conn.SetReadDeadline(deadline)
+	peer.SetReadDeadline(deadline)
+	return f, nil
+}
+
+func (f *benchFlow) close() {
+	f.client.conn.Close()
+	f.peer.Close()
+}
+
+// exchange sends packet seq from the client through the relay to the
+// peer, and the peer's echo back through the relay to the client.
+func (f *benchFlow) exchange(seq uint32) error {
+	binary.BigEndian.PutUint32(f.frame[4:], seq)
+	if _, err := f.client.conn.Write(f.frame); err != nil {
+		return err
+	}
+	n, from, err := f.peer.ReadFromUDPAddrPort(f.peerBuf)
+	if err != nil {
+		return err
+	}
+	if n != benchPayload || from.Port() != f.relayed.Port() {
+		return fmt.Errorf("peer got %d bytes from %s, want %d from %s", n, from, benchPayload, f.relayed)
+	}
+	if _, err := f.peer.WriteToUDPAddrPort(f.peerBuf[:n], from); err != nil {
+		return err
+	}
+	buf := f.client.buf
+	if n, err = f.client.conn.Read(buf); err != nil {
+		return err
+	}
+	if n < 4+benchPayload || binary.BigEndian.Uint16(buf) != benchChannel || binary.BigEndian.Uint32(buf[4:]) != seq {
+		return fmt.Errorf("client got %d bytes %x, want channel data echoing packet %d", n, buf[:min(n, 8)], seq)
+	}
+	return nil
+}
+
 // BenchmarkRelay measures packets relayed through one real allocation
 // over loopback: each operation sends a 160-byte datagram (an Opus-sized
 // payload) from the client through the relay to a peer, and the peer's
@@ -121,59 +197,44 @@ func (c *rawClient) bindChannel(channel uint16, peer netip.AddrPort) error {
 // metric counts both relay traversals.
 func BenchmarkRelay(b *testing.B) {
 	srv := startServer(b, func(c *Config) { c.AllowPeers = allowLoopV4 })
-	conn, err := net.DialUDP("udp4", nil, srv.UDPAddr().(*net.UDPAddr))
+	f, err := newBenchFlow(srv, "bench")
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer conn.Close()
-	cr := srv.Credentials("bench")
-	client := &rawClient{conn: conn, user: cr.Username, pass: cr.Password, buf: make([]byte, 2048)}
-	relayed, err := client.allocate()
-	if err != nil {
-		b.Fatal(err)
-	}
-	peer := listenPeer(b)
-	peerAddr := peer.LocalAddr().(*net.UDPAddr).AddrPort()
-	const channel = 0x4001
-	if err := client.bindChannel(channel, peerAddr); err != nil {
-		b.Fatal(err)
-	}
-
-	const payload = 160
-	frame := make([]byte, 4+payload)
-	binary.BigEndian.PutUint16(frame[0:], channel)
-	binary.BigEndian.PutUint16(frame[2:], payload)
-	peerBuf := make([]byte, 2048)
-	deadline := time.Now().Add(time.Minute)
-	conn.SetReadDeadline(deadline)
-	peer.SetReadDeadline(deadline)
-
+	defer f.close()
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		binary.BigEndian.PutUint32(frame[4:], uint32(i))
-		if _, err := conn.Write(frame); err != nil {
+		if err := f.exchange(uint32(i)); err != nil {
 			b.Fatal(err)
-		}
-		n, from, err := peer.ReadFromUDPAddrPort(peerBuf)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if n != payload || from.Port() != relayed.Port() {
-			b.Fatalf("peer got %d bytes from %s, want %d from %s", n, from, payload, relayed)
-		}
-		if _, err := peer.WriteToUDPAddrPort(peerBuf[:n], from); err != nil {
-			b.Fatal(err)
-		}
-		n, err = conn.Read(client.buf)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if n < 4+payload || binary.BigEndian.Uint16(client.buf) != channel ||
-			binary.BigEndian.Uint32(client.buf[4:]) != uint32(i) {
-			b.Fatalf("client got %d bytes %x, want channel data echoing packet %d", n, client.buf[:min(n, 8)], i)
 		}
 	}
+	b.StopTimer()
+	b.ReportMetric(float64(2*b.N)/b.Elapsed().Seconds(), "pkts/s")
+}
+
+// BenchmarkRelayParallel runs the same exchange on several allocations
+// at once (GOMAXPROCS flows, or more with -cpu), spread by the kernel
+// over the SO_REUSEPORT listeners.
+func BenchmarkRelayParallel(b *testing.B) {
+	srv := startServer(b, func(c *Config) { c.AllowPeers = allowLoopV4 })
+	var users atomic.Int32
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		f, err := newBenchFlow(srv, fmt.Sprintf("bench%d", users.Add(1)))
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		defer f.close()
+		for seq := uint32(0); pb.Next(); seq++ {
+			if err := f.exchange(seq); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 	b.StopTimer()
 	b.ReportMetric(float64(2*b.N)/b.Elapsed().Seconds(), "pkts/s")
 }

@@ -41,6 +41,15 @@ func TestNewCredentials(t *testing.T) {
 	}
 }
 
+// TestCredentialsDocExample pins the example in docs/turn.md, whose
+// password was computed independently of this package.
+func TestCredentialsDocExample(t *testing.T) {
+	c := NewCredentials([]byte("example-secret"), "alice@example.org", 0, time.Unix(1764201600, 0))
+	if c.Username != "1764201600:alice@example.org" || c.Password != "DI+EHl0E9e0i5bPxoVcR8DWK8YY=" {
+		t.Errorf("got %q / %q, want the documented example", c.Username, c.Password)
+	}
+}
+
 func TestSplitUsername(t *testing.T) {
 	for _, tc := range []struct {
 		in   string

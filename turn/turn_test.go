@@ -367,7 +367,7 @@ func TestQuota(t *testing.T) {
 	relay.Close()
 }
 
-func TestCloseEndsTCPClients(t *testing.T) {
+func TestCloseEndsClientsAndAllocations(t *testing.T) {
 	srv := startServer(t, func(c *Config) { c.AllowPeers = allowLoopV4 })
 	nc, err := net.Dial("tcp", srv.TCPAddr().String())
 	if err != nil {
@@ -379,8 +379,16 @@ func TestCloseEndsTCPClients(t *testing.T) {
 		t.Fatalf("Allocate: %v", err)
 	}
 	defer relay.Close()
-	if srv.AllocationCount() != 1 {
-		t.Fatalf("AllocationCount = %d, want 1", srv.AllocationCount())
+	udpRelay, err := dialUDP(t, srv, creds("bob")).Allocate()
+	if err != nil {
+		t.Fatalf("Allocate over UDP: %v", err)
+	}
+	defer udpRelay.Close()
+	if n := srv.AllocationCount(); n != 2 {
+		t.Fatalf("AllocationCount = %d, want 2", n)
+	}
+	if err := srv.Start(context.Background()); err == nil {
+		t.Error("second Start succeeded")
 	}
 	if err := srv.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
@@ -390,6 +398,9 @@ func TestCloseEndsTCPClients(t *testing.T) {
 	}
 	if n := srv.AllocationCount(); n != 0 {
 		t.Errorf("AllocationCount after Close = %d, want 0", n)
+	}
+	if err := srv.Start(context.Background()); err == nil {
+		t.Error("Start after Close succeeded")
 	}
 	nc.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := io.ReadAll(nc); err != nil {
