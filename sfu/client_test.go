@@ -1,0 +1,504 @@
+package sfu
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
+	"github.com/pion/webrtc/v4"
+	"mellium.im/xmpp/jid"
+
+	"poosms.org/poosms/stanza"
+)
+
+// fakePeer is the client's XMPP session as the service sees it: stanzas
+// the service sends land in a goroutine-safe inbox.
+type fakePeer struct {
+	j  jid.JID
+	in chan *stanza.Element
+}
+
+func (f *fakePeer) JID() jid.JID { return f.j }
+func (f *fakePeer) Send(el *stanza.Element) error {
+	select {
+	case f.in <- el.Copy():
+		return nil
+	default:
+		return errors.New("inbox full")
+	}
+}
+
+// received is what a test client got on one incoming track.
+type received struct {
+	streamID, trackID, mime string
+	ssrc                    uint32
+	payloads                [][]byte
+	seqs                    []uint16
+}
+
+// testClient is a Pion peer that talks to the service through the IQ API.
+type testClient struct {
+	t    *testing.T
+	svc  *Service
+	peer *fakePeer
+	room string
+	name string
+	pc   *webrtc.PeerConnection
+	id   string // participant id from the join result
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu        sync.Mutex
+	cond      *sync.Cond
+	waiting   map[string]chan *stanza.Element
+	events    []*stanza.Element
+	tracks    map[string]*received // by trackID
+	offers    int
+	answerErr error
+	rtcpIn    []any // RTCP the publisher side received
+	nextID    int
+	pending   []webrtc.ICECandidateInit
+
+	// refuseOffer makes the client answer the server's next offer with an
+	// error (to exercise glare handling).
+	refuseOffer bool
+}
+
+type clientOpts struct {
+	noICE     bool // never send candidates and use no loopback: ICE cannot complete
+	simulcast bool
+}
+
+func newTestClient(t *testing.T, svc *Service, name, room string, o clientOpts) *testClient {
+	t.Helper()
+	j := jid.MustParse(name + "@localhost/test")
+	c := &testClient{
+		t: t, svc: svc, name: name, room: room,
+		peer:    &fakePeer{j: j, in: make(chan *stanza.Element, 1024)},
+		waiting: map[string]chan *stanza.Element{},
+		tracks:  map[string]*received{},
+	}
+	c.cond = sync.NewCond(&c.mu)
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+
+	m := &webrtc.MediaEngine{}
+	if err := m.RegisterDefaultCodecs(); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.AudioLevelURI}, webrtc.RTPCodecTypeAudio); err != nil {
+		t.Fatal(err)
+	}
+	reg := &interceptor.Registry{}
+	if err := webrtc.RegisterDefaultInterceptors(m, reg); err != nil {
+		t.Fatal(err)
+	}
+	se := webrtc.SettingEngine{}
+	se.SetIncludeLoopbackCandidate(!o.noICE)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetICEMulticastDNSMode(0)
+	se.SetIPFilter(func(ip net.IP) bool { return !o.noICE && ip.IsLoopback() })
+	se.DisableSRTPReplayProtection(true)
+	api := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se))
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.pc = pc
+	pc.OnICECandidate(func(cand *webrtc.ICECandidate) {
+		if cand == nil || o.noICE {
+			return
+		}
+		init := cand.ToJSON()
+		el := stanza.New(NS, "candidate").SetText(init.Candidate)
+		if init.SDPMid != nil {
+			el.SetAttr("mid", *init.SDPMid)
+		}
+		if init.SDPMLineIndex != nil {
+			el.SetAttr("mline", strconv.Itoa(int(*init.SDPMLineIndex)))
+		}
+		c.sendIQ(el)
+	})
+	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		c.wg.Add(1)
+		defer c.wg.Done()
+		r := &received{streamID: tr.StreamID(), trackID: tr.ID(), mime: tr.Codec().MimeType, ssrc: uint32(tr.SSRC())}
+		c.mu.Lock()
+		c.tracks[tr.ID()] = r
+		c.mu.Unlock()
+		for {
+			pkt, _, err := tr.ReadRTP()
+			if err != nil {
+				return
+			}
+			c.mu.Lock()
+			r.payloads = append(r.payloads, append([]byte(nil), pkt.Payload...))
+			r.seqs = append(r.seqs, pkt.SequenceNumber)
+			c.cond.Broadcast()
+			c.mu.Unlock()
+		}
+	})
+	c.wg.Add(1)
+	go c.loop()
+	t.Cleanup(c.close)
+	return c
+}
+
+func (c *testClient) close() {
+	c.cancel()
+	_ = c.pc.Close()
+	c.wg.Wait()
+}
+
+func (c *testClient) jid() string { return c.peer.j.String() }
+
+// deliver hands a stanza from the client to the service, as the
+// signaling layer would.
+func (c *testClient) deliver(el *stanza.Element) {
+	el.SetAttr("from", c.jid())
+	if el.To() == "" {
+		el.SetAttr("to", c.room)
+	}
+	c.svc.HandleStanza(c.ctx, c.peer, el)
+}
+
+func (c *testClient) newID() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.nextID++
+	return c.name + strconv.Itoa(c.nextID)
+}
+
+// sendIQ sends an iq set and returns a channel for its reply.
+func (c *testClient) sendIQ(payload *stanza.Element) chan *stanza.Element {
+	id := c.newID()
+	ch := make(chan *stanza.Element, 1)
+	c.mu.Lock()
+	c.waiting[id] = ch
+	c.mu.Unlock()
+	c.deliver(stanza.New(stanza.NSClient, "iq").SetAttr("type", "set").SetAttr("id", id).Append(payload))
+	return ch
+}
+
+// iq sends an iq set and waits for its reply.
+func (c *testClient) iq(payload *stanza.Element) *stanza.Element {
+	c.t.Helper()
+	select {
+	case r := <-c.sendIQ(payload):
+		return r
+	case <-time.After(10 * time.Second):
+		c.t.Fatalf("%s: no reply to %s", c.name, payload.Local)
+		return nil
+	}
+}
+
+func (c *testClient) loop() {
+	defer c.wg.Done()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case el := <-c.peer.in:
+			c.handle(el)
+		}
+	}
+}
+
+func (c *testClient) handle(el *stanza.Element) {
+	if el.Local == "message" {
+		c.mu.Lock()
+		c.events = append(c.events, el.FirstElement())
+		c.cond.Broadcast()
+		c.mu.Unlock()
+		return
+	}
+	switch el.Type() {
+	case "result", "error":
+		if a := el.Child(NS, "answer"); a != nil && el.Type() == "result" {
+			// Apply the answer in stanza order, as a client reading its
+			// stream one stanza at a time would.
+			if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: a.Text()}); err != nil {
+				c.t.Errorf("%s: apply answer: %v", c.name, err)
+			}
+			c.mu.Lock()
+			pending := c.pending
+			c.pending = nil
+			c.mu.Unlock()
+			for _, p := range pending {
+				if err := c.pc.AddICECandidate(p); err != nil {
+					c.t.Errorf("%s: server candidate: %v", c.name, err)
+				}
+			}
+		}
+		c.mu.Lock()
+		ch := c.waiting[el.ID()]
+		delete(c.waiting, el.ID())
+		c.mu.Unlock()
+		if ch != nil {
+			ch <- el
+		}
+		return
+	}
+	p := el.FirstElement()
+	reply := stanza.Result(el)
+	switch p.Local {
+	case "offer":
+		c.mu.Lock()
+		refuse := c.refuseOffer
+		c.refuseOffer = false
+		c.mu.Unlock()
+		if refuse {
+			c.deliver(stanza.ErrorReply(el, "unexpected-request", "glare"))
+			return
+		}
+		err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: p.Text()})
+		var ans webrtc.SessionDescription
+		if err == nil {
+			ans, err = c.pc.CreateAnswer(nil)
+		}
+		if err == nil {
+			err = c.pc.SetLocalDescription(ans)
+		}
+		c.mu.Lock()
+		c.offers++
+		if err != nil {
+			c.answerErr = err
+		}
+		c.cond.Broadcast()
+		c.mu.Unlock()
+		if err != nil {
+			c.deliver(stanza.ErrorReply(el, "not-acceptable", err.Error()))
+			return
+		}
+		reply.Append(stanza.New(NS, "answer").SetText(ans.SDP))
+	case "candidate":
+		init := webrtc.ICECandidateInit{Candidate: p.Text()}
+		mid := p.Attr("mid")
+		init.SDPMid = &mid
+		if c.pc.RemoteDescription() == nil {
+			c.mu.Lock()
+			c.pending = append(c.pending, init)
+			c.mu.Unlock()
+			break
+		}
+		if err := c.pc.AddICECandidate(init); err != nil {
+			c.t.Errorf("%s: server candidate %q: %v", c.name, p.Text(), err)
+		}
+	}
+	reply.SetAttr("to", "").SetAttr("from", "")
+	c.deliver(reply)
+}
+
+// join joins the room and checks the result.
+func (c *testClient) join() *stanza.Element {
+	c.t.Helper()
+	r := c.iq(stanza.New(NS, "join"))
+	if r.Type() != "result" {
+		c.t.Fatalf("%s: join: %s", c.name, r)
+	}
+	j := r.Child(NS, "joined")
+	if j == nil || j.Attr("participant") == "" {
+		c.t.Fatalf("%s: join result without <joined participant=…>: %s", c.name, r)
+	}
+	c.id = j.Attr("participant")
+	return j
+}
+
+// publish adds tracks and sends the first offer.
+func (c *testClient) offer() {
+	c.t.Helper()
+	off, err := c.pc.CreateOffer(nil)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if err := c.pc.SetLocalDescription(off); err != nil {
+		c.t.Fatal(err)
+	}
+	r := c.iq(stanza.New(NS, "offer").SetText(off.SDP))
+	a := r.Child(NS, "answer")
+	if r.Type() != "result" || a == nil {
+		c.t.Fatalf("%s: offer: %s", c.name, r)
+	}
+}
+
+// waitFor waits until cond (called with c.mu held) is true.
+func (c *testClient) waitFor(what string, d time.Duration, cond func() bool) {
+	c.t.Helper()
+	deadline := time.Now().Add(d)
+	stop := time.AfterFunc(d, func() {
+		c.mu.Lock()
+		c.cond.Broadcast()
+		c.mu.Unlock()
+	})
+	defer stop.Stop()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for !cond() {
+		if time.Now().After(deadline) {
+			c.t.Fatalf("%s: timed out waiting for %s\n%s", c.name, what, c.dumpLocked())
+		}
+		c.cond.Wait()
+	}
+}
+
+// event returns the first event with this name matching f, waiting for it.
+func (c *testClient) waitEvent(local string, d time.Duration, f func(*stanza.Element) bool) *stanza.Element {
+	c.t.Helper()
+	var got *stanza.Element
+	c.waitFor("event "+local, d, func() bool {
+		for _, e := range c.events {
+			if e.Local == local && e.Space == NS && (f == nil || f(e)) {
+				got = e
+				return true
+			}
+		}
+		return false
+	})
+	return got
+}
+
+// trackOf returns the received track from participant pid of this kind.
+func (c *testClient) trackFrom(pid, mimePrefix string) *received {
+	for _, r := range c.tracks {
+		if r.streamID == pid && len(r.mime) >= len(mimePrefix) && r.mime[:len(mimePrefix)] == mimePrefix {
+			return r
+		}
+	}
+	return nil
+}
+
+// media sends synthetic RTP on local tracks until stopped.
+type media struct {
+	stop chan struct{}
+	done chan struct{}
+}
+
+func (m *media) Stop() {
+	select {
+	case <-m.stop:
+	default:
+		close(m.stop)
+	}
+	<-m.done
+}
+
+// vp8Payload is a recognisable VP8 packet: a payload descriptor with S=1
+// and PID=0, a frame header byte (keyframe when key), then a marker text.
+func vp8Payload(name string, n int, key bool) []byte {
+	b := []byte{0x10, 0x00}
+	if !key {
+		b[1] = 0x01
+	}
+	return append(b, fmt.Sprintf("vp8:%s:%d", name, n)...)
+}
+
+func opusPayload(name string, n int) []byte {
+	return append([]byte{0xfc}, fmt.Sprintf("opus:%s:%d", name, n)...)
+}
+
+// startMedia publishes audio and video. keyEvery sets how often a video
+// packet is a keyframe (1 = every packet).
+func (c *testClient) addTracks() (*webrtc.TrackLocalStaticRTP, *webrtc.TrackLocalStaticRTP) {
+	c.t.Helper()
+	a, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", c.name)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	v, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "video", c.name)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	for _, tr := range []webrtc.TrackLocal{a, v} {
+		s, err := c.pc.AddTransceiverFromTrack(tr, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		c.wg.Add(1)
+		go c.readRTCP(s.Sender())
+	}
+	return a, v
+}
+
+func (c *testClient) readRTCP(s *webrtc.RTPSender) {
+	defer c.wg.Done()
+	for {
+		pkts, _, err := s.ReadRTCP()
+		if err != nil {
+			return
+		}
+		c.mu.Lock()
+		for _, p := range pkts {
+			c.rtcpIn = append(c.rtcpIn, p)
+		}
+		c.cond.Broadcast()
+		c.mu.Unlock()
+	}
+}
+
+func sendMedia(name string, a, v *webrtc.TrackLocalStaticRTP, keyEvery int) *media {
+	m := &media{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(m.done)
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for n := 0; ; n++ {
+			select {
+			case <-m.stop:
+				return
+			case <-t.C:
+			}
+			if a != nil {
+				_ = a.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: uint16(n), Timestamp: uint32(n * 960), SSRC: 1}, Payload: opusPayload(name, n)})
+			}
+			if v != nil {
+				key := keyEvery > 0 && n%keyEvery == 0
+				_ = v.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, Marker: true, SequenceNumber: uint16(n), Timestamp: uint32(n * 3000), SSRC: 2}, Payload: vp8Payload(name, n, key)})
+			}
+		}
+	}()
+	return m
+}
+
+// hasPayload reports whether r holds a payload with this prefix, checking
+// the rest parses as the expected sequence.
+func hasIntact(r *received, prefix func(n int) []byte) bool {
+	for _, p := range r.payloads {
+		for _, sep := range [][]byte{[]byte("vp8:"), []byte("opus:")} {
+			i := bytes.Index(p, sep)
+			if i < 0 {
+				continue
+			}
+			rest := p[bytes.LastIndexByte(p, ':')+1:]
+			n, err := strconv.Atoi(string(rest))
+			if err != nil {
+				return false
+			}
+			if bytes.Equal(p, prefix(n)) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// dumpLocked describes the client's state for a failure message.
+func (c *testClient) dumpLocked() string {
+	s := fmt.Sprintf("pc=%s signaling=%s offers=%d answerErr=%v events=%d\n", c.pc.ConnectionState(), c.pc.SignalingState(), c.offers, c.answerErr, len(c.events))
+	for id, r := range c.tracks {
+		s += fmt.Sprintf("  track %s stream=%s %s packets=%d\n", id, r.streamID, r.mime, len(r.payloads))
+	}
+	for _, e := range c.events {
+		s += "  event " + e.String() + "\n"
+	}
+	return s
+}

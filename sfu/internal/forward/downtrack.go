@@ -1,0 +1,226 @@
+package forward
+
+import (
+	"errors"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+
+	"poosms.org/poosms/sfu/internal/rtpx"
+)
+
+// Writer is where a rewritten packet goes; the TrackLocalWriter pion hands
+// to a bound track satisfies it.
+type Writer interface {
+	WriteRTP(h *rtp.Header, payload []byte) (int, error)
+}
+
+// ErrNoCodec is returned by Bind when the subscriber's PeerConnection
+// cannot receive the publisher's codec.
+var ErrNoCodec = errors.New("forward: codec not negotiated by the subscriber")
+
+type binding struct {
+	ssrc uint32
+	pt   uint8
+	w    Writer
+}
+
+// NoLayer is the layer value for "nothing chosen".
+const NoLayer = -1
+
+// DownTrack is one subscriber's copy of one published track. It is the
+// webrtc.TrackLocal added to the subscriber's PeerConnection; the
+// publisher's read loops call Forward with every packet.
+type DownTrack struct {
+	id, streamID string
+	codec        webrtc.RTPCodecCapability
+	kind         webrtc.RTPCodecType
+	rcodec       rtpx.Codec
+
+	bound atomic.Pointer[binding]
+
+	current atomic.Int32 // layer being forwarded, NoLayer before the first keyframe
+	target  atomic.Int32 // layer wanted
+	auto    atomic.Bool  // target follows the bandwidth estimate
+
+	mu  sync.Mutex // guards m and hdr, held while writing one packet
+	m   Munger
+	hdr rtp.Header
+
+	// NeedKeyframe is called (from a read loop) when the target layer
+	// needs a keyframe to start; OnSwitch when the forwarded layer changed.
+	// Both must not block. Set them before the track is used.
+	NeedKeyframe func(layer int)
+	OnSwitch     func(layer int)
+
+	packets atomic.Uint64
+	dropped atomic.Uint64
+}
+
+// NewDownTrack returns a track with the publisher's codec, the track id
+// and stream id the subscriber will see in its SDP, forwarding layer
+// target once it starts.
+func NewDownTrack(codec webrtc.RTPCodecCapability, id, streamID string, target int) *DownTrack {
+	d := &DownTrack{id: id, streamID: streamID, codec: codec, rcodec: rtpx.CodecFromMime(codec.MimeType)}
+	if strings.HasPrefix(strings.ToLower(codec.MimeType), "audio/") {
+		d.kind = webrtc.RTPCodecTypeAudio
+	} else {
+		d.kind = webrtc.RTPCodecTypeVideo
+	}
+	d.current.Store(NoLayer)
+	d.target.Store(int32(target))
+	d.auto.Store(true)
+	d.hdr.Version = 2
+	return d
+}
+
+var _ webrtc.TrackLocal = (*DownTrack)(nil)
+
+// Bind implements webrtc.TrackLocal: it picks the subscriber's payload
+// type for the publisher's codec.
+func (d *DownTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
+	c, ok := MatchCodec(d.codec, ctx.CodecParameters())
+	if !ok {
+		return webrtc.RTPCodecParameters{}, ErrNoCodec
+	}
+	d.bound.Store(&binding{ssrc: uint32(ctx.SSRC()), pt: uint8(c.PayloadType), w: ctx.WriteStream()})
+	if fn := d.NeedKeyframe; fn != nil && d.kind == webrtc.RTPCodecTypeVideo {
+		fn(int(d.target.Load()))
+	}
+	return c, nil
+}
+
+// Unbind implements webrtc.TrackLocal.
+func (d *DownTrack) Unbind(webrtc.TrackLocalContext) error {
+	d.bound.Store(nil)
+	return nil
+}
+
+// ID, RID, StreamID and Kind implement webrtc.TrackLocal.
+func (d *DownTrack) ID() string                { return d.id }
+func (d *DownTrack) RID() string               { return "" }
+func (d *DownTrack) StreamID() string          { return d.streamID }
+func (d *DownTrack) Kind() webrtc.RTPCodecType { return d.kind }
+
+// Codec is the publisher's codec.
+func (d *DownTrack) Codec() webrtc.RTPCodecCapability { return d.codec }
+
+// SSRC is the SSRC the subscriber receives, 0 before Bind.
+func (d *DownTrack) SSRC() uint32 {
+	if b := d.bound.Load(); b != nil {
+		return b.ssrc
+	}
+	return 0
+}
+
+// Current is the layer forwarded now (NoLayer before the first keyframe).
+func (d *DownTrack) Current() int { return int(d.current.Load()) }
+
+// Target is the layer the track switches to at the next keyframe.
+func (d *DownTrack) Target() int { return int(d.target.Load()) }
+
+// Auto reports whether the target follows the bandwidth estimate.
+func (d *DownTrack) Auto() bool { return d.auto.Load() }
+
+// SetTarget chooses the layer to forward; auto says whether later bandwidth
+// estimates may change it. When the layer changes, a keyframe is asked for.
+func (d *DownTrack) SetTarget(layer int, auto bool) {
+	d.auto.Store(auto)
+	old := d.target.Swap(int32(layer))
+	if int(old) != layer || int(d.current.Load()) != layer {
+		if fn := d.NeedKeyframe; fn != nil && layer != NoLayer && d.kind == webrtc.RTPCodecTypeVideo {
+			fn(layer)
+		}
+	}
+}
+
+// Counts returns the packets forwarded and those dropped while waiting for
+// a keyframe or after a switch.
+func (d *DownTrack) Counts() (sent, dropped uint64) { return d.packets.Load(), d.dropped.Load() }
+
+// Forward sends packet pkt (parsed into h) of the given layer to the
+// subscriber if that layer is the one it should see now. key reports
+// whether the packet starts a keyframe; now is a monotonic time in ns.
+// It allocates nothing itself.
+func (d *DownTrack) Forward(layer int, h *rtpx.Header, pkt []byte, key bool, now int64, clockRate uint32) error {
+	cur := int(d.current.Load())
+	if layer != cur {
+		if layer != int(d.target.Load()) || !key {
+			return nil
+		}
+		// Start, or switch, on this keyframe.
+		if !d.current.CompareAndSwap(int32(cur), int32(layer)) {
+			return nil
+		}
+		if fn := d.OnSwitch; fn != nil {
+			fn(layer)
+		}
+	}
+	b := d.bound.Load()
+	if b == nil {
+		return nil
+	}
+	d.mu.Lock()
+	seq, ts, ok := d.m.Rewrite(h.SSRC, h.Seq, h.Timestamp, now, clockRate)
+	if !ok {
+		d.mu.Unlock()
+		d.dropped.Add(1)
+		return nil
+	}
+	d.hdr.Marker = h.Marker
+	d.hdr.PayloadType = b.pt
+	d.hdr.SequenceNumber = seq
+	d.hdr.Timestamp = ts
+	d.hdr.SSRC = b.ssrc
+	d.hdr.Extension = false
+	d.hdr.Extensions = d.hdr.Extensions[:0]
+	d.hdr.Padding = false
+	d.hdr.PaddingSize = 0
+	_, err := b.w.WriteRTP(&d.hdr, pkt[h.Payload:h.PayloadEnd])
+	d.mu.Unlock()
+	d.packets.Add(1)
+	return err
+}
+
+// MatchCodec finds the subscriber's parameters for codec c: the same MIME
+// type, preferring identical format parameters; for H.264 the
+// packetization mode must agree.
+func MatchCodec(c webrtc.RTPCodecCapability, offered []webrtc.RTPCodecParameters) (webrtc.RTPCodecParameters, bool) {
+	var fallback *webrtc.RTPCodecParameters
+	for i := range offered {
+		o := &offered[i]
+		if !strings.EqualFold(o.MimeType, c.MimeType) {
+			continue
+		}
+		if o.SDPFmtpLine == c.SDPFmtpLine {
+			return *o, true
+		}
+		if strings.EqualFold(c.MimeType, webrtc.MimeTypeH264) &&
+			fmtpValue(o.SDPFmtpLine, "packetization-mode") != fmtpValue(c.SDPFmtpLine, "packetization-mode") {
+			continue
+		}
+		if fallback == nil {
+			fallback = o
+		}
+	}
+	if fallback != nil {
+		return *fallback, true
+	}
+	return webrtc.RTPCodecParameters{}, false
+}
+
+func fmtpValue(line, key string) string {
+	for _, kv := range strings.Split(line, ";") {
+		k, v, _ := strings.Cut(strings.TrimSpace(kv), "=")
+		if strings.EqualFold(k, key) {
+			return v
+		}
+	}
+	if key == "packetization-mode" {
+		return "0"
+	}
+	return ""
+}

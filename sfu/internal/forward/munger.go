@@ -1,0 +1,62 @@
+// Package forward holds the per-subscriber forwarding mechanics of the SFU:
+// rewriting sequence numbers, timestamps and SSRC so a subscriber sees one
+// continuous stream, choosing which simulcast layer reaches it, and fanning
+// one publisher packet out to every subscriber without allocating.
+package forward
+
+// Munger rewrites the sequence numbers and timestamps of the packets one
+// subscriber receives for one track. Packets may come from different
+// source streams (simulcast layers) over time; at every switch the output
+// continues where it left off: the next sequence number, and a timestamp
+// advanced by the wall time since the last packet sent.
+//
+// A Munger is not safe for concurrent use.
+type Munger struct {
+	started   bool
+	ssrc      uint32 // source stream forwarded now
+	seqOffset uint16
+	tsOffset  uint32
+	firstSeq  uint16 // first source sequence number after the last switch
+	lastSeq   uint16 // highest sequence number sent
+	lastTS    uint32 // highest timestamp sent
+	lastAt    int64  // when lastTS was sent, in nanoseconds
+}
+
+// Rewrite maps a source packet (its stream, sequence number, timestamp) to
+// the output numbering. now is a monotonic time in nanoseconds; clockRate
+// is the codec's RTP clock. It reports false for a packet to drop: one
+// from the old numbering that arrives after a switch.
+func (m *Munger) Rewrite(ssrc uint32, seq uint16, ts uint32, now int64, clockRate uint32) (uint16, uint32, bool) {
+	if !m.started || ssrc != m.ssrc {
+		if m.started {
+			gap := uint32(1)
+			if clockRate > 0 && now > m.lastAt {
+				if g := uint64(now-m.lastAt) * uint64(clockRate) / 1e9; g > 1 {
+					gap = uint32(g)
+				}
+			}
+			m.seqOffset = m.lastSeq + 1 - seq
+			m.tsOffset = m.lastTS + gap - ts
+		}
+		m.started = true
+		m.ssrc = ssrc
+		m.firstSeq = seq
+		out, ots := seq+m.seqOffset, ts+m.tsOffset
+		m.lastSeq, m.lastTS, m.lastAt = out, ots, now
+		return out, ots, true
+	}
+	if int16(seq-m.firstSeq) < 0 {
+		return 0, 0, false
+	}
+	out, ots := seq+m.seqOffset, ts+m.tsOffset
+	if int16(out-m.lastSeq) > 0 {
+		m.lastSeq = out
+	}
+	if int32(ots-m.lastTS) > 0 {
+		m.lastTS, m.lastAt = ots, now
+	}
+	return out, ots, true
+}
+
+// Last returns the last sequence number and timestamp sent.
+func (m *Munger) Last() (uint16, uint32) { return m.lastSeq, m.lastTS }

@@ -1,0 +1,567 @@
+package sfu
+
+import (
+	"errors"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/interceptor/pkg/cc"
+	"github.com/pion/rtcp"
+	"github.com/pion/sdp/v3"
+	"github.com/pion/webrtc/v4"
+	"mellium.im/xmpp/jid"
+
+	"poosms.org/poosms/sfu/internal/forward"
+	"poosms.org/poosms/stanza"
+)
+
+// participant is one client in one conference, with its PeerConnection.
+type participant struct {
+	id   string
+	room *room
+	peer Peer
+	jid  jid.JID
+	log  *slog.Logger
+	pc   *webrtc.PeerConnection
+
+	ready bool // guarded by room.mu: the first offer was answered
+
+	mu           sync.Mutex // negotiation; held around pion signaling calls
+	closed       bool
+	answered     bool   // the client's first offer was answered
+	pendingOffer string // id of the server's offer iq awaiting the answer
+	needNeg      bool   // renegotiate once the current exchange ends
+	remoteCands  []webrtc.ICECandidateInit
+	subs         map[string]*subscription // by published track id
+	ups          map[*webrtc.RTPReceiver]*upTrack
+	nextTrack    int
+	refusals     int         // offers refused in a row
+	retry        *time.Timer // pending re-offer after a refusal
+
+	sigMu      sync.Mutex // guards localCands and descSent
+	descSent   bool
+	localCands []*stanza.Element
+
+	bwe       atomic.Pointer[cc.BandwidthEstimator]
+	connected chan struct{}
+	connOnce  sync.Once
+	timer     *time.Timer
+	wg        sync.WaitGroup // RTCP loops of subscriptions
+}
+
+type subscription struct {
+	up     *upTrack
+	dt     *forward.DownTrack
+	sender *webrtc.RTPSender
+}
+
+func newParticipant(r *room, p Peer) (*participant, error) {
+	part := &participant{
+		id: newID(), room: r, peer: p, jid: p.JID(),
+		subs: map[string]*subscription{}, ups: map[*webrtc.RTPReceiver]*upTrack{},
+		connected: make(chan struct{}),
+	}
+	part.log = r.log.With("jid", part.jid.String(), "participant", part.id)
+	api, err := r.s.newAPI(func(e cc.BandwidthEstimator) { part.bwe.Store(&e) })
+	if err != nil {
+		return nil, err
+	}
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return nil, err
+	}
+	part.pc = pc
+	pc.OnICECandidate(part.onLocalCandidate)
+	pc.OnTrack(part.onTrack)
+	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
+		switch st {
+		case webrtc.PeerConnectionStateConnected:
+			part.connOnce.Do(func() { close(part.connected) })
+		case webrtc.PeerConnectionStateFailed:
+			r.remove(part, reasonFailed)
+		}
+	})
+	return part, nil
+}
+
+// startTimer removes the participant if it has not connected in time.
+func (p *participant) startTimer() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return
+	}
+	p.timer = time.AfterFunc(p.room.s.cfg.ConnectTimeout, func() {
+		select {
+		case <-p.connected:
+		default:
+			p.room.remove(p, reasonTimeout)
+		}
+	})
+}
+
+func (p *participant) roomJID() string { return p.room.key }
+
+func (p *participant) send(el *stanza.Element) {
+	if err := p.peer.Send(el); err != nil {
+		p.log.Debug("sfu: send to client", "err", err)
+	}
+}
+
+func (p *participant) event(payload *stanza.Element) {
+	p.send(headline(p.roomJID(), p.jid.String(), payload))
+}
+
+// onLocalCandidate trickles the server's candidates, holding them until
+// the client has the description they belong to.
+func (p *participant) onLocalCandidate(c *webrtc.ICECandidate) {
+	var payload *stanza.Element
+	if c == nil {
+		payload = stanza.New(NS, "end-of-candidates")
+	} else {
+		init := c.ToJSON()
+		mid, ufrag := "", ""
+		if init.SDPMid != nil {
+			mid = *init.SDPMid
+		}
+		if init.UsernameFragment != nil {
+			ufrag = *init.UsernameFragment
+		}
+		payload = candidateElement(init.Candidate, mid, init.SDPMLineIndex, ufrag)
+	}
+	p.sigMu.Lock()
+	if !p.descSent {
+		p.localCands = append(p.localCands, payload)
+		p.sigMu.Unlock()
+		return
+	}
+	p.sigMu.Unlock()
+	p.send(iqSet(p.roomJID(), p.jid.String(), p.room.s.nextID(), payload))
+}
+
+// sendDescription sends a result or offer carrying our description, then
+// any candidates gathered before it.
+func (p *participant) sendDescription(el *stanza.Element) {
+	p.send(el)
+	p.sigMu.Lock()
+	p.descSent = true
+	held := p.localCands
+	p.localCands = nil
+	p.sigMu.Unlock()
+	for _, c := range held {
+		p.send(iqSet(p.roomJID(), p.jid.String(), p.room.s.nextID(), c))
+	}
+}
+
+// validSDP parses an SDP body enough to refuse garbage with a reason.
+func validSDP(text string) error {
+	var sd sdp.SessionDescription
+	if err := sd.UnmarshalString(text); err != nil {
+		return err
+	}
+	if len(sd.MediaDescriptions) == 0 {
+		return errors.New("no media sections")
+	}
+	return nil
+}
+
+// handleOffer applies the client's offer and answers it. When the server's
+// own offer is outstanding (glare) the server gives way: it rolls its offer
+// back, answers the client and offers again afterwards.
+func (p *participant) handleOffer(iq *stanza.Element, text string) {
+	if err := validSDP(text); err != nil {
+		p.send(stanza.ErrorReply(iq, "bad-request", "malformed SDP: "+err.Error()))
+		return
+	}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		p.send(stanza.ErrorReply(iq, "item-not-found", "not in this conference"))
+		return
+	}
+	if p.pc.SignalingState() == webrtc.SignalingStateHaveLocalOffer {
+		if err := p.pc.SetLocalDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeRollback}); err != nil {
+			p.mu.Unlock()
+			p.log.Error("sfu: roll back offer", "err", err)
+			p.send(stanza.ErrorReply(iq, "internal-server-error", ""))
+			return
+		}
+		p.pendingOffer = ""
+		p.needNeg = true
+	}
+	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: text}); err != nil {
+		p.mu.Unlock()
+		p.send(stanza.ErrorReply(iq, "bad-request", "offer refused: "+err.Error()))
+		return
+	}
+	answer, err := p.pc.CreateAnswer(nil)
+	if err == nil {
+		err = p.pc.SetLocalDescription(answer)
+	}
+	if err != nil {
+		p.mu.Unlock()
+		p.send(stanza.ErrorReply(iq, "not-acceptable", "cannot answer: "+err.Error()))
+		return
+	}
+	p.addRemoteCandidates()
+	p.sendDescription(stanza.Result(iq, sdpElement("answer", p.pc.LocalDescription().SDP)))
+	first := !p.answered
+	p.answered = true
+	need := p.needNeg
+	p.mu.Unlock()
+	if first {
+		p.room.ready(p)
+	} else if need {
+		p.negotiate()
+	}
+}
+
+// addRemoteCandidates applies candidates that came before the remote
+// description. p.mu must be held.
+func (p *participant) addRemoteCandidates() {
+	for _, c := range p.remoteCands {
+		if err := p.pc.AddICECandidate(c); err != nil {
+			p.log.Debug("sfu: queued candidate", "err", err)
+		}
+	}
+	p.remoteCands = nil
+}
+
+func (p *participant) handleCandidate(iq, el *stanza.Element) {
+	text := el.Text()
+	if text == "" {
+		p.send(stanza.ErrorReply(iq, "bad-request", "empty candidate"))
+		return
+	}
+	init := webrtc.ICECandidateInit{Candidate: text}
+	if mid := el.Attr("mid"); el.HasAttr("mid") {
+		init.SDPMid = &mid
+	}
+	if s := el.Attr("mline"); s != "" {
+		n, err := strconv.ParseUint(s, 10, 16)
+		if err != nil {
+			p.send(stanza.ErrorReply(iq, "bad-request", "mline is not a number"))
+			return
+		}
+		m := uint16(n)
+		init.SDPMLineIndex = &m
+	}
+	if u := el.Attr("ufrag"); u != "" {
+		init.UsernameFragment = &u
+	}
+	p.mu.Lock()
+	var err error
+	switch {
+	case p.closed:
+	case p.pc.RemoteDescription() == nil:
+		if len(p.remoteCands) < maxQueuedCandidates {
+			p.remoteCands = append(p.remoteCands, init)
+		}
+	default:
+		err = p.pc.AddICECandidate(init)
+	}
+	p.mu.Unlock()
+	if err != nil {
+		p.send(stanza.ErrorReply(iq, "bad-request", "candidate refused: "+err.Error()))
+		return
+	}
+	p.send(stanza.Result(iq))
+}
+
+const maxQueuedCandidates = 64
+
+func (p *participant) handleEndOfCandidates(iq *stanza.Element) {
+	p.send(stanza.Result(iq))
+}
+
+// negotiate sends the server's offer now, or once the exchange in progress
+// has ended.
+func (p *participant) negotiate() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || !p.answered {
+		return
+	}
+	if p.pendingOffer != "" || p.pc.SignalingState() != webrtc.SignalingStateStable {
+		p.needNeg = true
+		return
+	}
+	p.needNeg = false
+	offer, err := p.pc.CreateOffer(nil)
+	if err == nil {
+		err = p.pc.SetLocalDescription(offer)
+	}
+	if err != nil {
+		p.log.Error("sfu: create offer", "err", err)
+		return
+	}
+	id := p.room.s.nextID()
+	p.pendingOffer = id
+	p.sendDescription(iqSet(p.roomJID(), p.jid.String(), id, sdpElement("offer", p.pc.LocalDescription().SDP)))
+}
+
+// scheduleRetry offers again a little later after the client refused an
+// offer, giving up after maxRefusals in a row. p.mu must be held.
+func (p *participant) scheduleRetry() {
+	p.refusals++
+	if p.refusals > maxRefusals || p.retry != nil {
+		return
+	}
+	p.retry = time.AfterFunc(time.Duration(p.refusals)*retryDelay, func() {
+		p.mu.Lock()
+		p.retry = nil
+		p.mu.Unlock()
+		p.negotiate()
+	})
+}
+
+const (
+	maxRefusals = 3
+	retryDelay  = 500 * time.Millisecond
+)
+
+// handleReply takes the client's result or error for a server iq; only
+// the answer to an offer matters.
+func (p *participant) handleReply(iq *stanza.Element) {
+	p.mu.Lock()
+	if p.closed || iq.ID() == "" || iq.ID() != p.pendingOffer {
+		p.mu.Unlock()
+		return
+	}
+	p.pendingOffer = ""
+	retry := false
+	if iq.Type() == "error" {
+		// Glare: the client's own offer is on its way; after answering
+		// it the server offers again.
+		if p.pc.SignalingState() == webrtc.SignalingStateHaveLocalOffer {
+			_ = p.pc.SetLocalDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeRollback})
+		}
+		p.needNeg = true
+		p.scheduleRetry()
+		p.mu.Unlock()
+		return
+	}
+	p.refusals = 0
+	ans := iq.Child(NS, "answer")
+	var err error
+	if ans == nil {
+		err = errors.New("result without <answer/>")
+	} else {
+		err = p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: ans.Text()})
+	}
+	if err != nil {
+		p.log.Info("sfu: client answer refused", "err", err)
+		if p.pc.SignalingState() == webrtc.SignalingStateHaveLocalOffer {
+			_ = p.pc.SetLocalDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeRollback})
+		}
+	}
+	retry = p.needNeg
+	p.mu.Unlock()
+	if retry {
+		p.negotiate()
+	}
+}
+
+// subscribe adds a copy of u to p's PeerConnection; the caller
+// renegotiates. room.mu is held. It reports whether a track was added.
+func (p *participant) subscribe(u *upTrack) bool {
+	target := 0
+	dt := forward.NewDownTrack(u.codec.RTPCodecCapability, u.id, u.owner.id, target)
+	dt.NeedKeyframe = u.requestKeyframe
+	if len(u.layers) > 1 {
+		dt.OnSwitch = func(layer int) {
+			p.event(stanza.New(NS, "layer-changed").SetAttr("track", u.id).SetAttr("rid", u.rid(layer)))
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || p.subs[u.id] != nil {
+		return false
+	}
+	tr, err := p.pc.AddTransceiverFromTrack(dt, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+	if err != nil {
+		p.log.Error("sfu: subscribe", "track", u.id, "err", err)
+		return false
+	}
+	s := &subscription{up: u, dt: dt, sender: tr.Sender()}
+	p.subs[u.id] = s
+	u.fan.Add(dt)
+	p.wg.Add(1)
+	go p.rtcpLoop(s)
+	return true
+}
+
+func (p *participant) wantsNegotiation() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.needNeg
+}
+
+// unsubscribe removes u from p's PeerConnection and reports whether there
+// was anything to remove.
+func (p *participant) unsubscribe(u *upTrack) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := p.subs[u.id]
+	if s == nil {
+		return false
+	}
+	delete(p.subs, u.id)
+	u.fan.Remove(s.dt)
+	if p.closed {
+		return false
+	}
+	if err := p.pc.RemoveTrack(s.sender); err != nil {
+		p.log.Debug("sfu: remove track", "err", err)
+	}
+	return true
+}
+
+// rtcpLoop reads the subscriber's RTCP for one track: keyframe requests go
+// to the publisher. NACKs are answered by the interceptor below from its
+// packet cache before they reach here.
+func (p *participant) rtcpLoop(s *subscription) {
+	defer p.wg.Done()
+	buf := make([]byte, 1500)
+	for {
+		n, _, err := s.sender.Read(buf)
+		if err != nil {
+			return
+		}
+		pkts, err := rtcp.Unmarshal(buf[:n])
+		if err != nil {
+			continue
+		}
+		for _, pkt := range pkts {
+			switch pkt.(type) {
+			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+				l := s.dt.Current()
+				if l == forward.NoLayer {
+					l = s.dt.Target()
+				}
+				s.up.requestKeyframe(l)
+			}
+		}
+	}
+}
+
+// handleLayer takes an explicit layer request: a rid, or "auto".
+func (p *participant) handleLayer(iq, el *stanza.Element) {
+	p.mu.Lock()
+	s := p.subs[el.Attr("track")]
+	p.mu.Unlock()
+	if s == nil {
+		p.send(stanza.ErrorReply(iq, "item-not-found", "no such track"))
+		return
+	}
+	rid := el.Attr("rid")
+	if rid == "auto" || rid == "" {
+		s.dt.SetTarget(s.dt.Target(), true)
+		p.send(stanza.Result(iq))
+		return
+	}
+	l := s.up.layerIndex(rid)
+	if l < 0 {
+		p.send(stanza.ErrorReply(iq, "item-not-found", "no layer "+rid))
+		return
+	}
+	s.dt.SetTarget(l, false)
+	p.send(stanza.Result(iq))
+}
+
+// chooseLayers points each automatic video subscription at the best layer
+// that fits its share of the bandwidth estimate.
+func (p *participant) chooseLayers() {
+	e := p.bwe.Load()
+	if e == nil {
+		return
+	}
+	budget := (*e).GetTargetBitrate()
+	p.mu.Lock()
+	var video []*subscription
+	for _, s := range p.subs {
+		if len(s.up.layers) > 1 && s.dt.Auto() {
+			video = append(video, s)
+		}
+	}
+	p.mu.Unlock()
+	if len(video) == 0 || budget <= 0 {
+		return
+	}
+	share := budget / len(video)
+	for _, s := range video {
+		if l := s.up.bestLayer(share); l != s.dt.Target() {
+			s.dt.SetTarget(l, true)
+		}
+	}
+}
+
+// retryKeyframes asks again for keyframes that subscribers still wait for.
+func (p *participant) retryKeyframes() {
+	p.mu.Lock()
+	var waiting []*subscription
+	for _, s := range p.subs {
+		if s.dt.Kind() == webrtc.RTPCodecTypeVideo && s.dt.Current() != s.dt.Target() {
+			waiting = append(waiting, s)
+		}
+	}
+	p.mu.Unlock()
+	for _, s := range waiting {
+		s.up.requestKeyframe(s.dt.Target())
+	}
+}
+
+// onTrack starts forwarding one incoming stream (one simulcast layer).
+func (p *participant) onTrack(tr *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	u := p.ups[recv]
+	isNew := u == nil
+	if isNew {
+		p.nextTrack++
+		u = newUpTrack(p, p.id+"-"+strconv.Itoa(p.nextTrack), tr, recv)
+		p.ups[recv] = u
+	}
+	li := u.layerIndex(tr.RID())
+	if li < 0 {
+		li = 0
+	}
+	u.start(tr, li)
+	p.mu.Unlock()
+	if isNew {
+		p.room.addTrack(u)
+	}
+}
+
+// close tears the PeerConnection down and waits for the participant's
+// goroutines.
+func (p *participant) close() {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.closed = true
+	if p.timer != nil {
+		p.timer.Stop()
+	}
+	if p.retry != nil {
+		p.retry.Stop()
+	}
+	subs := p.subs
+	p.subs = map[string]*subscription{}
+	p.mu.Unlock()
+	for _, s := range subs {
+		s.up.fan.Remove(s.dt)
+	}
+	if err := p.pc.Close(); err != nil {
+		p.log.Debug("sfu: close peer connection", "err", err)
+	}
+	p.wg.Wait()
+}

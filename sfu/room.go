@@ -1,0 +1,339 @@
+package sfu
+
+import (
+	"crypto/rand"
+	"encoding/base32"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+	"mellium.im/xmpp/jid"
+
+	"poosms.org/poosms/stanza"
+)
+
+// tickInterval is how often a conference re-evaluates the active speaker
+// and each subscriber's simulcast layer.
+const tickInterval = 500 * time.Millisecond
+
+// room is one conference.
+type room struct {
+	s   *Service
+	jid jid.JID
+	key string
+	log *slog.Logger
+
+	mu      sync.Mutex
+	parts   map[string]*participant // by participant id
+	byJID   map[string]*participant // by full JID
+	tracks  map[string]*upTrack     // by track id
+	closed  bool
+	speaker string // participant id of the active speaker
+
+	stopOnce sync.Once
+	quit     chan struct{}
+	done     chan struct{}
+}
+
+func newRoom(s *Service, j jid.JID) *room {
+	r := &room{
+		s: s, jid: j, key: j.String(), log: s.log.With("room", j.String()),
+		parts: map[string]*participant{}, byJID: map[string]*participant{}, tracks: map[string]*upTrack{},
+		quit: make(chan struct{}), done: make(chan struct{}),
+	}
+	go r.loop()
+	return r
+}
+
+func newID() string {
+	var b [5]byte
+	_, _ = rand.Read(b[:])
+	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
+}
+
+// join adds a participant for peer p, replacing an earlier one of the same
+// full JID. cond and text describe a refusal; cond is condRetry when the
+// conference closed meanwhile.
+func (r *room) join(p Peer) (part *participant, cond, text string) {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil, condRetry, ""
+	}
+	old := r.byJID[p.JID().String()]
+	n := len(r.parts)
+	if old != nil {
+		n--
+	}
+	r.mu.Unlock()
+	if n >= r.s.cfg.MaxParticipants {
+		return nil, "resource-constraint", "the conference is full"
+	}
+	if old != nil {
+		r.remove(old, reasonReplaced)
+	}
+	part, err := newParticipant(r, p)
+	if err != nil {
+		r.log.Error("sfu: new participant", "jid", p.JID().String(), "err", err)
+		return nil, "internal-server-error", ""
+	}
+	r.mu.Lock()
+	if r.closed || len(r.parts) >= r.s.cfg.MaxParticipants || r.byJID[p.JID().String()] != nil {
+		closed := r.closed
+		r.mu.Unlock()
+		part.close()
+		if closed {
+			return nil, condRetry, ""
+		}
+		return nil, "resource-constraint", "the conference is full"
+	}
+	r.parts[part.id] = part
+	r.byJID[p.JID().String()] = part
+	r.mu.Unlock()
+	part.startTimer()
+	return part, "", ""
+}
+
+// joinedElement is the join result: who is here and what they publish.
+func (r *room) joinedElement(self *participant) *stanza.Element {
+	e := stanza.New(NS, "joined").SetAttr("participant", self.id)
+	if fn := r.s.cfg.ICEServers; fn != nil {
+		for _, is := range fn(self.jid) {
+			e.Append(stanza.New(NS, "ice-server").SetAttr("urls", strings.Join(is.URLs, " ")).
+				SetAttr("username", is.Username).SetAttr("credential", is.Credential))
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, p := range r.parts {
+		if p == self {
+			continue
+		}
+		pe := participantElement("participant", p)
+		for _, u := range r.tracks {
+			if u.owner == p {
+				pe.Append(trackElement("track", u))
+			}
+		}
+		e.Append(pe)
+	}
+	if r.speaker != "" {
+		e.Append(stanza.New(NS, "active-speaker").SetAttr("participant", r.speaker))
+	}
+	return e
+}
+
+func (r *room) announceJoin(p *participant) {
+	r.broadcast(participantElement("participant-joined", p), p)
+}
+
+// broadcast sends a room event to every participant but except.
+func (r *room) broadcast(payload *stanza.Element, except *participant) {
+	r.mu.Lock()
+	targets := make([]*participant, 0, len(r.parts))
+	for _, p := range r.parts {
+		if p != except {
+			targets = append(targets, p)
+		}
+	}
+	r.mu.Unlock()
+	for _, p := range targets {
+		p.event(payload.Copy())
+	}
+}
+
+func (r *room) byPeer(p Peer) *participant {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	part := r.byJID[p.JID().String()]
+	if part == nil || part.peer != p {
+		return nil
+	}
+	return part
+}
+
+// ready subscribes p to every track in the conference once its first
+// offer has been answered.
+func (r *room) ready(p *participant) {
+	r.mu.Lock()
+	if r.closed || r.parts[p.id] != p {
+		r.mu.Unlock()
+		return
+	}
+	p.ready = true
+	added := false
+	for _, u := range r.tracks {
+		if u.owner != p {
+			added = p.subscribe(u) || added
+		}
+	}
+	r.mu.Unlock()
+	if added || p.wantsNegotiation() {
+		p.negotiate()
+	}
+}
+
+// addTrack publishes u to everyone ready.
+func (r *room) addTrack(u *upTrack) {
+	r.mu.Lock()
+	if r.closed || r.parts[u.owner.id] != u.owner {
+		r.mu.Unlock()
+		return
+	}
+	r.tracks[u.id] = u
+	var subs []*participant
+	for _, p := range r.parts {
+		if p != u.owner && p.ready {
+			p.subscribe(u)
+			subs = append(subs, p)
+		}
+	}
+	r.mu.Unlock()
+	for _, p := range subs {
+		p.negotiate()
+	}
+	r.broadcast(trackElement("track-published", u), nil)
+}
+
+// removeTrack takes u away from its subscribers.
+func (r *room) removeTrack(u *upTrack) {
+	r.mu.Lock()
+	if r.tracks[u.id] != u {
+		r.mu.Unlock()
+		return
+	}
+	delete(r.tracks, u.id)
+	subs := make([]*participant, 0, len(r.parts))
+	for _, p := range r.parts {
+		if p != u.owner {
+			subs = append(subs, p)
+		}
+	}
+	r.mu.Unlock()
+	for _, p := range subs {
+		if p.unsubscribe(u) {
+			p.negotiate()
+		}
+	}
+	r.broadcast(stanza.New(NS, "track-removed").SetAttr("id", u.id).SetAttr("participant", u.owner.id), nil)
+}
+
+// remove ends participant p: its tracks go, the others hear it left, its
+// PeerConnection closes. The last one out closes the conference.
+func (r *room) remove(p *participant, reason string) {
+	r.mu.Lock()
+	if r.parts[p.id] != p {
+		r.mu.Unlock()
+		return
+	}
+	delete(r.parts, p.id)
+	if r.byJID[p.jid.String()] == p {
+		delete(r.byJID, p.jid.String())
+	}
+	var gone []*upTrack
+	for _, u := range r.tracks {
+		if u.owner == p {
+			gone = append(gone, u)
+		}
+	}
+	empty := len(r.parts) == 0
+	if empty {
+		r.closed = true
+	}
+	r.mu.Unlock()
+	r.log.Debug("sfu: participant removed", "jid", p.jid.String(), "participant", p.id, "reason", reason)
+	for _, u := range gone {
+		r.removeTrack(u)
+	}
+	if reason != reasonLeave && reason != reasonClosed {
+		p.event(participantElement("participant-left", p).SetAttr("reason", reason))
+	}
+	p.close()
+	for _, u := range gone {
+		u.wait()
+	}
+	r.broadcast(participantElement("participant-left", p).SetAttr("reason", reason), nil)
+	if empty {
+		r.stop()
+	}
+}
+
+// close removes everyone.
+func (r *room) close(reason string) {
+	r.mu.Lock()
+	parts := make([]*participant, 0, len(r.parts))
+	for _, p := range r.parts {
+		parts = append(parts, p)
+	}
+	r.mu.Unlock()
+	for _, p := range parts {
+		r.remove(p, reason)
+	}
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+	r.stop()
+}
+
+func (r *room) stop() {
+	r.stopOnce.Do(func() { close(r.quit) })
+	<-r.done
+	r.s.dropRoom(r)
+}
+
+// loop re-evaluates the active speaker and the subscribers' layers.
+func (r *room) loop() {
+	defer close(r.done)
+	t := time.NewTicker(tickInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.quit:
+			return
+		case <-t.C:
+			r.tick()
+		}
+	}
+}
+
+// speechLevel is the loudest average level (in -dBov, RFC 6464) that
+// counts as speaking.
+const speechLevel = 70
+
+func (r *room) tick() {
+	r.mu.Lock()
+	tracks := make([]*upTrack, 0, len(r.tracks))
+	for _, u := range r.tracks {
+		tracks = append(tracks, u)
+	}
+	parts := make([]*participant, 0, len(r.parts))
+	for _, p := range r.parts {
+		parts = append(parts, p)
+	}
+	cur := r.speaker
+	r.mu.Unlock()
+
+	best, bestLevel := "", 128
+	for _, u := range tracks {
+		u.measure(tickInterval)
+		if u.kind != webrtc.RTPCodecTypeAudio {
+			continue
+		}
+		if lvl, ok := u.takeLevel(); ok && lvl <= speechLevel && lvl < bestLevel {
+			best, bestLevel = u.owner.id, lvl
+		}
+	}
+	if best != "" && best != cur {
+		r.mu.Lock()
+		r.speaker = best
+		r.mu.Unlock()
+		r.broadcast(stanza.New(NS, "active-speaker").SetAttr("participant", best).
+			SetAttr("level", itoa(bestLevel)), nil)
+	}
+	for _, p := range parts {
+		p.chooseLayers()
+		p.retryKeyframes()
+	}
+}

@@ -1,0 +1,438 @@
+// Package sfu is poosms's selective forwarding unit: voice and video
+// conferences negotiated over XMPP in the urn:poosms:conference:0
+// namespace, with all media on one multiplexed UDP port. Each participant
+// has one PeerConnection on which it publishes and subscribes; packets are
+// forwarded with per-subscriber rewriting and simulcast layer choice.
+package sfu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/cc"
+	"github.com/pion/logging"
+	"github.com/pion/sdp/v3"
+	"github.com/pion/webrtc/v4"
+	"mellium.im/xmpp/jid"
+
+	"poosms.org/poosms/stanza"
+)
+
+// Peer is a participant's XMPP session (the signaling session satisfies it).
+type Peer interface {
+	JID() jid.JID                  // full JID
+	Send(el *stanza.Element) error // non-blocking enqueue of a stanza to the client
+}
+
+// ICEServer is one STUN or TURN server handed to a joining client.
+type ICEServer struct {
+	URLs                 []string
+	Username, Credential string
+}
+
+// Config configures the Service.
+type Config struct {
+	// Domain is the conference service domain, e.g. "conference.localhost".
+	Domain string
+	// UDPAddr is the one UDP address for all media. Default ":7882".
+	UDPAddr string
+	// TCPAddr is the ICE-TCP fallback address. Default ":7881"; "-" or
+	// an explicit DisableTCP turns it off.
+	TCPAddr string
+	// DisableTCP turns off ICE over TCP.
+	DisableTCP bool
+	// PublicIP is the address advertised in candidates (NAT 1:1); optional.
+	PublicIP string
+	// ICEServers returns the STUN/TURN servers for a joining user (TURN
+	// with fresh credentials). May be nil.
+	ICEServers func(user jid.JID) []ICEServer
+	// MaxParticipants per conference. Default 100.
+	MaxParticipants int
+	// MaxConferences per node. Default 100.
+	MaxConferences int
+	// ConnectTimeout removes a participant whose ICE and DTLS have not
+	// completed in time. Default 30s.
+	ConnectTimeout time.Duration
+	// IncludeLoopback offers loopback candidates (tests, one machine).
+	IncludeLoopback bool
+	// Authorize is an optional membership check; nil admits anyone.
+	Authorize func(ctx context.Context, room, user jid.JID) error
+	// Logger; default slog.Default().
+	Logger *slog.Logger
+}
+
+// Service hosts the conferences of one node.
+type Service struct {
+	cfg    Config
+	log    *slog.Logger
+	domain string
+
+	udpConn  net.PacketConn
+	firstUDP net.Addr
+	udpMux   ice.UDPMux
+	tcpLn    net.Listener
+	tcpMux   *ice.TCPMuxDefault
+	se       webrtc.SettingEngine
+
+	mu     sync.Mutex
+	rooms  map[string]*room // by bare room JID
+	closed bool
+
+	ids atomic.Uint64
+}
+
+// New validates cfg, fills its defaults and binds the media ports.
+func New(cfg Config) (*Service, error) {
+	if cfg.Domain == "" {
+		return nil, errors.New("sfu: config: Domain is required")
+	}
+	d, err := jid.Parse(cfg.Domain)
+	if err != nil || d.Localpart() != "" || d.Resourcepart() != "" {
+		return nil, fmt.Errorf("sfu: config: Domain %q is not a domain", cfg.Domain)
+	}
+	if cfg.UDPAddr == "" {
+		cfg.UDPAddr = ":7882"
+	}
+	if cfg.TCPAddr == "" && !cfg.DisableTCP {
+		cfg.TCPAddr = ":7881"
+	}
+	if cfg.TCPAddr == "-" {
+		cfg.DisableTCP = true
+	}
+	if cfg.MaxParticipants <= 0 {
+		cfg.MaxParticipants = 100
+	}
+	if cfg.MaxConferences <= 0 {
+		cfg.MaxConferences = 100
+	}
+	if cfg.ConnectTimeout <= 0 {
+		cfg.ConnectTimeout = 30 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.PublicIP != "" && net.ParseIP(cfg.PublicIP) == nil {
+		return nil, fmt.Errorf("sfu: config: PublicIP %q is not an IP address", cfg.PublicIP)
+	}
+	s := &Service{cfg: cfg, log: cfg.Logger.With("service", "sfu"), domain: d.Domainpart(), rooms: map[string]*room{}}
+
+	lf := logging.NewDefaultLoggerFactory()
+	lf.DefaultLogLevel = logging.LogLevelError
+	udpAddr, err := net.ResolveUDPAddr("udp", cfg.UDPAddr)
+	if err != nil {
+		return nil, fmt.Errorf("sfu: media udp address %q: %w", cfg.UDPAddr, err)
+	}
+	if udpAddr.IP == nil || udpAddr.IP.IsUnspecified() {
+		opts := []ice.UDPMuxFromPortOption{ice.UDPMuxFromPortWithLogger(lf.NewLogger("ice"))}
+		if cfg.IncludeLoopback {
+			opts = append(opts, ice.UDPMuxFromPortWithLoopback())
+		}
+		m, err := ice.NewMultiUDPMuxFromPort(udpAddr.Port, opts...)
+		if err != nil {
+			return nil, fmt.Errorf("sfu: listen media udp %q: %w", cfg.UDPAddr, err)
+		}
+		s.udpMux = m
+		if addrs := m.GetListenAddresses(); len(addrs) > 0 {
+			s.firstUDP = addrs[0]
+		}
+	} else {
+		c, err := net.ListenUDP("udp", udpAddr)
+		if err != nil {
+			return nil, fmt.Errorf("sfu: listen media udp %q: %w", cfg.UDPAddr, err)
+		}
+		s.udpConn = c
+		s.firstUDP = c.LocalAddr()
+		s.udpMux = ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: c, Logger: lf.NewLogger("ice")})
+	}
+	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6}
+	if !cfg.DisableTCP {
+		ln, err := net.Listen("tcp", cfg.TCPAddr)
+		if err != nil {
+			_ = s.udpMux.Close()
+			return nil, fmt.Errorf("sfu: listen ice tcp %q: %w", cfg.TCPAddr, err)
+		}
+		s.tcpLn = ln
+		s.tcpMux = ice.NewTCPMuxDefault(ice.TCPMuxParams{Listener: ln, Logger: lf.NewLogger("ice"), ReadBufferSize: 64, WriteBufferSize: 4 << 20})
+		networks = append(networks, webrtc.NetworkTypeTCP4, webrtc.NetworkTypeTCP6)
+	}
+
+	s.se.LoggerFactory = lf
+	s.se.SetICEUDPMux(s.udpMux)
+	if s.tcpMux != nil {
+		s.se.SetICETCPMux(s.tcpMux)
+	}
+	s.se.SetNetworkTypes(networks)
+	s.se.SetIncludeLoopbackCandidate(cfg.IncludeLoopback)
+	s.se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	if cfg.PublicIP != "" {
+		if err := s.se.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{
+			External:        []string{cfg.PublicIP},
+			AsCandidateType: webrtc.ICECandidateTypeHost,
+			Mode:            webrtc.ICEAddressRewriteReplace,
+		}); err != nil {
+			s.closeMedia()
+			return nil, fmt.Errorf("sfu: public ip: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// UDPAddr is the address the media port is bound to.
+func (s *Service) UDPAddr() net.Addr { return s.firstUDP }
+
+// TCPAddr is the address of the ICE-TCP listener, nil when disabled.
+func (s *Service) TCPAddr() net.Addr {
+	if s.tcpLn == nil {
+		return nil
+	}
+	return s.tcpLn.Addr()
+}
+
+func (s *Service) closeMedia() {
+	if s.tcpMux != nil {
+		_ = s.tcpMux.Close()
+	}
+	if s.tcpLn != nil {
+		_ = s.tcpLn.Close()
+	}
+	_ = s.udpMux.Close()
+	if s.udpConn != nil {
+		_ = s.udpConn.Close()
+	}
+}
+
+// Close ends every conference and releases the media ports. It is safe to
+// call more than once.
+func (s *Service) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	rooms := make([]*room, 0, len(s.rooms))
+	for _, r := range s.rooms {
+		rooms = append(rooms, r)
+	}
+	s.mu.Unlock()
+	for _, r := range rooms {
+		r.close(reasonShutdown)
+	}
+	s.closeMedia()
+	return nil
+}
+
+func (s *Service) nextID() string { return "sfu" + strconv.FormatUint(s.ids.Add(1), 36) }
+
+// HandleStanza handles one stanza the client addressed to the service or
+// to a conference. from is already the client's full JID.
+func (s *Service) HandleStanza(ctx context.Context, p Peer, el *stanza.Element) {
+	defer func() {
+		if v := recover(); v != nil {
+			s.log.Error("sfu: handler panic", "jid", p.JID().String(), "panic", v)
+			if el.Local == "iq" && (el.Type() == "set" || el.Type() == "get") {
+				_ = p.Send(stanza.ErrorReply(el, "internal-server-error", ""))
+			}
+		}
+	}()
+	switch el.Local {
+	case "iq":
+		s.handleIQ(ctx, p, el)
+	case "message":
+		if el.Type() != "error" {
+			_ = p.Send(stanza.ErrorReply(el, "service-unavailable", "conferences take no messages"))
+		}
+	}
+}
+
+func (s *Service) handleIQ(ctx context.Context, p Peer, iq *stanza.Element) {
+	to, err := jid.Parse(iq.To())
+	if err != nil || to.Domainpart() != s.domain {
+		if iq.Type() == "set" || iq.Type() == "get" {
+			_ = p.Send(stanza.ErrorReply(iq, "item-not-found", "not a conference of this service"))
+		}
+		return
+	}
+	roomJID := to.Bare()
+	switch iq.Type() {
+	case "result", "error":
+		if r := s.room(roomJID.String()); r != nil {
+			if part := r.byPeer(p); part != nil {
+				part.handleReply(iq)
+			}
+		}
+		return
+	case "get":
+		_ = p.Send(stanza.ErrorReply(iq, "feature-not-implemented", ""))
+		return
+	case "set":
+	default:
+		_ = p.Send(stanza.ErrorReply(iq, "bad-request", "unknown iq type"))
+		return
+	}
+	payload := iq.FirstElement()
+	if payload == nil || payload.Space != NS {
+		_ = p.Send(stanza.ErrorReply(iq, "feature-not-implemented", ""))
+		return
+	}
+	if roomJID.Localpart() == "" {
+		_ = p.Send(stanza.ErrorReply(iq, "bad-request", "address a conference: name@"+s.domain))
+		return
+	}
+	if payload.Local == "join" {
+		s.join(ctx, p, iq, roomJID)
+		return
+	}
+	r := s.room(roomJID.String())
+	var part *participant
+	if r != nil {
+		part = r.byPeer(p)
+	}
+	if part == nil {
+		_ = p.Send(stanza.ErrorReply(iq, "item-not-found", "not in this conference: join first"))
+		return
+	}
+	switch payload.Local {
+	case "offer":
+		part.handleOffer(iq, payload.Text())
+	case "candidate":
+		part.handleCandidate(iq, payload)
+	case "end-of-candidates":
+		part.handleEndOfCandidates(iq)
+	case "layer":
+		part.handleLayer(iq, payload)
+	case "leave":
+		_ = p.Send(stanza.Result(iq))
+		r.remove(part, reasonLeave)
+	case "answer":
+		_ = p.Send(stanza.ErrorReply(iq, "bad-request", "an answer is the result of the server's offer iq"))
+	default:
+		_ = p.Send(stanza.ErrorReply(iq, "feature-not-implemented", "unknown element "+payload.Local))
+	}
+}
+
+func (s *Service) room(key string) *room {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rooms[key]
+}
+
+func (s *Service) join(ctx context.Context, p Peer, iq *stanza.Element, roomJID jid.JID) {
+	if s.cfg.Authorize != nil {
+		if err := s.cfg.Authorize(ctx, roomJID, p.JID()); err != nil {
+			_ = p.Send(stanza.ErrorReply(iq, "forbidden", err.Error()))
+			return
+		}
+	}
+	for range 3 {
+		r, cond, text := s.roomFor(roomJID)
+		if r == nil {
+			_ = p.Send(stanza.ErrorReply(iq, cond, text))
+			return
+		}
+		part, cond, text := r.join(p)
+		if cond == condRetry {
+			continue
+		}
+		if part == nil {
+			_ = p.Send(stanza.ErrorReply(iq, cond, text))
+			return
+		}
+		_ = p.Send(stanza.Result(iq, r.joinedElement(part)))
+		r.announceJoin(part)
+		return
+	}
+	_ = p.Send(stanza.ErrorReply(iq, "internal-server-error", "conference closing"))
+}
+
+// condRetry is what room.join reports for a conference that closed
+// between lookup and join.
+const condRetry = "retry"
+
+// roomFor returns the conference for roomJID, creating it within limits.
+func (s *Service) roomFor(roomJID jid.JID) (r *room, cond, text string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, "service-unavailable", "shutting down"
+	}
+	key := roomJID.String()
+	if r := s.rooms[key]; r != nil {
+		return r, "", ""
+	}
+	if len(s.rooms) >= s.cfg.MaxConferences {
+		return nil, "resource-constraint", "too many conferences on this server"
+	}
+	r = newRoom(s, roomJID)
+	s.rooms[key] = r
+	return r, "", ""
+}
+
+// dropRoom forgets r once it is empty and closed.
+func (s *Service) dropRoom(r *room) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.rooms[r.key] == r {
+		delete(s.rooms, r.key)
+	}
+}
+
+// SessionClosed removes the participants of a client whose stream ended.
+func (s *Service) SessionClosed(ctx context.Context, p Peer) {
+	s.mu.Lock()
+	rooms := make([]*room, 0, len(s.rooms))
+	for _, r := range s.rooms {
+		rooms = append(rooms, r)
+	}
+	s.mu.Unlock()
+	for _, r := range rooms {
+		if part := r.byPeer(p); part != nil {
+			r.remove(part, reasonClosed)
+		}
+	}
+}
+
+// Rooms reports the number of conferences open now.
+func (s *Service) Rooms() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.rooms)
+}
+
+// newAPI builds the pion API for one participant: codecs, header
+// extensions and interceptors (NACK, reports, TWCC, bandwidth estimation).
+func (s *Service) newAPI(onBWE func(cc.BandwidthEstimator)) (*webrtc.API, error) {
+	m := &webrtc.MediaEngine{}
+	if err := m.RegisterDefaultCodecs(); err != nil {
+		return nil, err
+	}
+	for _, ext := range []struct {
+		uri  string
+		kind webrtc.RTPCodecType
+	}{
+		{sdp.AudioLevelURI, webrtc.RTPCodecTypeAudio},
+	} {
+		if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: ext.uri}, ext.kind); err != nil {
+			return nil, err
+		}
+	}
+	reg := &interceptor.Registry{}
+	if err := webrtc.RegisterDefaultInterceptors(m, reg); err != nil {
+		return nil, err
+	}
+	if onBWE != nil {
+		if err := registerBWE(m, reg, onBWE); err != nil {
+			return nil, err
+		}
+	}
+	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(s.se)), nil
+}

@@ -1,0 +1,199 @@
+package sfu
+
+import (
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/sdp/v3"
+	"github.com/pion/webrtc/v4"
+
+	"poosms.org/poosms/sfu/internal/forward"
+	"poosms.org/poosms/sfu/internal/rtpx"
+)
+
+// keyframeInterval throttles keyframe requests to a publisher, per layer.
+const keyframeInterval = 300 * time.Millisecond
+
+var epoch = time.Now()
+
+// nanotime is a monotonic clock in nanoseconds.
+func nanotime() int64 { return int64(time.Since(epoch)) }
+
+// upTrack is one track a participant publishes, with its simulcast layers
+// (one layer when it does not simulcast).
+type upTrack struct {
+	id     string
+	owner  *participant
+	kind   webrtc.RTPCodecType
+	codec  webrtc.RTPCodecParameters
+	rcodec rtpx.Codec
+	clock  uint32
+	layers []*layer // best quality first
+	fan    forward.Fanout
+
+	audioLevelID uint8
+	levelSum     atomic.Uint64 // sum of audio levels since the last tick
+	levelN       atomic.Uint64
+
+	wg      sync.WaitGroup // read loops
+	running atomic.Int32
+}
+
+type layer struct {
+	rid     string
+	ssrc    atomic.Uint32
+	bytes   atomic.Uint64
+	rate    atomic.Int64 // bits per second over the last tick
+	lastKey atomic.Int64 // nanotime of the last keyframe request
+}
+
+func newUpTrack(p *participant, id string, tr *webrtc.TrackRemote, recv *webrtc.RTPReceiver) *upTrack {
+	c := tr.Codec()
+	u := &upTrack{
+		id: id, owner: p, kind: tr.Kind(), codec: c,
+		rcodec: rtpx.CodecFromMime(c.MimeType), clock: c.ClockRate,
+	}
+	var rids []string
+	for _, t := range recv.Tracks() {
+		if r := t.RID(); r != "" && !slices.Contains(rids, r) {
+			rids = append(rids, r)
+		}
+	}
+	if len(rids) == 0 {
+		rids = []string{tr.RID()}
+	}
+	slices.SortStableFunc(rids, func(a, b string) int { return ridRank(a) - ridRank(b) })
+	for _, r := range rids {
+		u.layers = append(u.layers, &layer{rid: r})
+	}
+	for _, ext := range recv.GetParameters().HeaderExtensions {
+		if ext.URI == sdp.AudioLevelURI {
+			u.audioLevelID = uint8(ext.ID)
+		}
+	}
+	return u
+}
+
+func (u *upTrack) rid(i int) string {
+	if i < 0 || i >= len(u.layers) {
+		return ""
+	}
+	return u.layers[i].rid
+}
+
+func (u *upTrack) layerIndex(rid string) int {
+	for i, l := range u.layers {
+		if strings.EqualFold(l.rid, rid) {
+			return i
+		}
+	}
+	return -1
+}
+
+// start runs the read loop of layer li.
+func (u *upTrack) start(tr *webrtc.TrackRemote, li int) {
+	u.running.Add(1)
+	u.wg.Add(1)
+	go u.readLoop(tr, li)
+}
+
+// wait returns once every read loop has ended.
+func (u *upTrack) wait() { u.wg.Wait() }
+
+// readLoop forwards the packets of one layer to every subscriber. When the
+// last layer's stream ends the track is unpublished.
+func (u *upTrack) readLoop(tr *webrtc.TrackRemote, li int) {
+	defer u.wg.Done()
+	defer func() {
+		if u.running.Add(-1) == 0 {
+			u.owner.room.removeTrack(u)
+		}
+	}()
+	l := u.layers[li]
+	l.ssrc.Store(uint32(tr.SSRC()))
+	u.requestKeyframe(li)
+	buf := make([]byte, 1500)
+	var h rtpx.Header
+	for {
+		n, _, err := tr.Read(buf)
+		if err != nil {
+			return
+		}
+		u.forward(li, buf[:n], &h)
+	}
+}
+
+// forward is the hot path: parse, note the audio level, fan out.
+func (u *upTrack) forward(li int, pkt []byte, h *rtpx.Header) {
+	if rtpx.Parse(pkt, h) != nil {
+		return
+	}
+	u.layers[li].bytes.Add(uint64(len(pkt)))
+	if u.audioLevelID != 0 {
+		if lvl, ok := h.AudioLevel(pkt, u.audioLevelID); ok {
+			u.levelSum.Add(uint64(lvl))
+			u.levelN.Add(1)
+		}
+	}
+	key := rtpx.IsKeyframe(u.rcodec, pkt[h.Payload:h.PayloadEnd])
+	now := nanotime()
+	for _, d := range u.fan.Snapshot() {
+		_ = d.Forward(li, h, pkt, key, now, u.clock)
+	}
+}
+
+// requestKeyframe sends a PLI for layer li to the publisher, at most once
+// per keyframeInterval.
+func (u *upTrack) requestKeyframe(li int) {
+	if u.kind != webrtc.RTPCodecTypeVideo || li < 0 || li >= len(u.layers) {
+		return
+	}
+	l := u.layers[li]
+	ssrc := l.ssrc.Load()
+	if ssrc == 0 {
+		return
+	}
+	now := nanotime()
+	last := l.lastKey.Load()
+	if last != 0 && now-last < int64(keyframeInterval) {
+		return
+	}
+	if !l.lastKey.CompareAndSwap(last, now) {
+		return
+	}
+	_ = u.owner.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}})
+}
+
+// measure updates each layer's bitrate over the last interval.
+func (u *upTrack) measure(d time.Duration) {
+	for _, l := range u.layers {
+		b := l.bytes.Swap(0)
+		l.rate.Store(int64(float64(b*8) / d.Seconds()))
+	}
+}
+
+// takeLevel returns the mean audio level since the last call.
+func (u *upTrack) takeLevel() (int, bool) {
+	n := u.levelN.Swap(0)
+	s := u.levelSum.Swap(0)
+	if n == 0 {
+		return 0, false
+	}
+	return int(s / n), true
+}
+
+// bestLayer is the best layer whose bitrate fits in budget bits/s, or the
+// lowest one.
+func (u *upTrack) bestLayer(budget int) int {
+	for i, l := range u.layers {
+		r := l.rate.Load()
+		if r > 0 && r <= int64(budget) {
+			return i
+		}
+	}
+	return len(u.layers) - 1
+}
