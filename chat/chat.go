@@ -1,0 +1,383 @@
+// Package chat is poosms's instant-messaging core (RFC 6121): rosters,
+// presence subscriptions and broadcast, message routing between local
+// users, the offline queue (XEP-0160) and service discovery on the server
+// and on accounts. It sees clients only through the Session interface and
+// never touches a socket.
+package chat
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"mellium.im/xmpp/jid"
+
+	"poosms.org/poosms/stanza"
+	"poosms.org/poosms/store"
+)
+
+// Namespaces chat implements or reads.
+const (
+	NSRoster     = "jabber:iq:roster"
+	NSDiscoInfo  = "http://jabber.org/protocol/disco#info"
+	NSDiscoItems = "http://jabber.org/protocol/disco#items"
+	NSPing       = "urn:xmpp:ping"
+	NSVersion    = "jabber:iq:version"
+	NSChatStates = "http://jabber.org/protocol/chatstates"
+	// FeatureOffline is the XEP-0160 disco feature for offline storage.
+	FeatureOffline = "msgoffline"
+)
+
+// Store is what chat needs from persistence. *store.DB implements it.
+type Store interface {
+	AccountExists(ctx context.Context, username string) (bool, error)
+	RosterItems(ctx context.Context, owner string) ([]store.RosterItem, error)
+	RosterItem(ctx context.Context, owner, contact string) (store.RosterItem, error)
+	PutRosterItem(ctx context.Context, owner string, it store.RosterItem) error
+	DeleteRosterItem(ctx context.Context, owner, contact string) error
+	PushOffline(ctx context.Context, owner string, stamp time.Time, stanza []byte, limit int) error
+	OfflineMessages(ctx context.Context, owner string) ([]store.OfflineMessage, error)
+	DeleteOffline(ctx context.Context, owner string, upToID int64) error
+}
+
+// Config configures the chat service.
+type Config struct {
+	// Domain is the XMPP domain served, e.g. "localhost". Required.
+	Domain string
+	// OfflineLimit is the most messages kept for one offline user; a message
+	// beyond it is refused with an error to its sender. Default 1000.
+	OfflineLimit int
+	// Now is the clock used for offline stamps. Default time.Now.
+	Now func() time.Time
+	// Logger receives the service's logs. Default slog.Default().
+	Logger *slog.Logger
+	// Version is the software version answered to XEP-0092 queries.
+	// Default "dev".
+	Version string
+}
+
+// IQHandler answers an IQ addressed to the server. It returns the reply to
+// send to the requester; nil means the handler answers by itself.
+type IQHandler func(ctx context.Context, sess Session, iq *stanza.Element) *stanza.Element
+
+// Service routes messages, presence and IQs between the local sessions of
+// one domain. It is safe for concurrent use; every method runs on the
+// caller's goroutine.
+type Service struct {
+	domain  string
+	limit   int
+	now     func() time.Time
+	log     *slog.Logger
+	st      Store
+	version string
+
+	// mu guards users, features, items and iqs. It is never held during a
+	// store call or a Send.
+	mu       sync.Mutex
+	users    map[string]map[string]*resource // localpart → resourcepart → state
+	features []string
+	items    []discoItem
+	iqs      map[iqKey]IQHandler
+
+	// rosterLocks serialise read-modify-write of one owner's roster items;
+	// offlineLocks serialise draining one owner's offline queue. Neither is
+	// ever held together with another lock of the service.
+	rosterLocks  [64]sync.Mutex
+	offlineLocks [64]sync.Mutex
+
+	pushSeq atomic.Uint64
+}
+
+type iqKey struct{ space, local string }
+
+type discoItem struct{ jid, name string }
+
+// resource is the state of one bound session.
+type resource struct {
+	sess       Session
+	available  bool            // sent available presence, not yet unavailable
+	priority   int             // from the last available presence
+	last       *stanza.Element // last broadcast presence (from set, no to)
+	interested bool            // requested the roster: receives roster pushes
+	directed   []string        // addresses that got directed available presence
+}
+
+// New returns a chat service for cfg.Domain backed by st.
+func New(cfg Config, st Store) (*Service, error) {
+	if st == nil {
+		return nil, errors.New("chat: nil store")
+	}
+	if cfg.Domain == "" {
+		return nil, errors.New("chat: domain is required")
+	}
+	d, err := jid.Parse(cfg.Domain)
+	if err != nil || d.Localpart() != "" || d.Resourcepart() != "" {
+		return nil, fmt.Errorf("chat: invalid domain %q", cfg.Domain)
+	}
+	if cfg.OfflineLimit < 0 {
+		return nil, fmt.Errorf("chat: offline limit %d is negative", cfg.OfflineLimit)
+	}
+	s := &Service{
+		domain:  d.Domainpart(),
+		limit:   cfg.OfflineLimit,
+		now:     cfg.Now,
+		log:     cfg.Logger,
+		st:      st,
+		version: cfg.Version,
+		users:   make(map[string]map[string]*resource),
+		iqs:     make(map[iqKey]IQHandler),
+	}
+	if s.limit == 0 {
+		s.limit = 1000
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.version == "" {
+		s.version = "dev"
+	}
+	return s, nil
+}
+
+// AddFeature adds a feature to the server's disco#info answer.
+func (s *Service) AddFeature(ns string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, f := range s.features {
+		if f == ns {
+			return
+		}
+	}
+	s.features = append(s.features, ns)
+}
+
+// AddItem adds an entry to the server's disco#items answer.
+func (s *Service) AddItem(jid, name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.items = append(s.items, discoItem{jid: jid, name: name})
+}
+
+// HandleIQ registers fn for get/set IQs whose payload is the element
+// {space}local, addressed to the server, to nobody, or to the sender's own
+// bare JID (fn can tell them apart with iq.To()). Built-in payloads (roster,
+// disco, ping, version) cannot be overridden.
+func (s *Service) HandleIQ(space, local string, fn func(ctx context.Context, sess Session, iq *stanza.Element) *stanza.Element) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.iqs[iqKey{space, local}] = fn
+}
+
+// Online returns the available sessions of the user with this bare JID.
+func (s *Service) Online(bare jid.JID) []Session {
+	if bare.Domainpart() != s.domain {
+		return nil
+	}
+	var out []Session
+	for _, t := range s.available(bare.Localpart()) {
+		out = append(out, t.sess)
+	}
+	return out
+}
+
+// SessionBound records a newly bound session. It is not available until it
+// sends presence. A session bound with the full JID of an existing one
+// replaces it; the old one's presence ends as if it had closed.
+func (s *Service) SessionBound(ctx context.Context, sess Session) {
+	me := sess.JID()
+	s.mu.Lock()
+	m := s.users[me.Localpart()]
+	if m == nil {
+		m = make(map[string]*resource)
+		s.users[me.Localpart()] = m
+	}
+	old := m[me.Resourcepart()]
+	m[me.Resourcepart()] = &resource{sess: sess}
+	var snap resource
+	if old != nil && old.sess != sess {
+		snap = old.snapshot()
+	}
+	s.mu.Unlock()
+	if old != nil && old.sess != sess {
+		s.endPresence(ctx, me, snap.available, snap.directed, nil, nil)
+	}
+}
+
+// SessionClosed forgets a session whose stream ended and sends unavailable
+// presence for it where its presence was seen. It does nothing if another
+// session has taken the same full JID since.
+func (s *Service) SessionClosed(ctx context.Context, sess Session) {
+	me := sess.JID()
+	s.mu.Lock()
+	m := s.users[me.Localpart()]
+	r := m[me.Resourcepart()]
+	if r == nil || r.sess != sess {
+		s.mu.Unlock()
+		return
+	}
+	snap := r.snapshot()
+	delete(m, me.Resourcepart())
+	if len(m) == 0 {
+		delete(s.users, me.Localpart())
+	}
+	s.mu.Unlock()
+	s.endPresence(ctx, me, snap.available, snap.directed, nil, nil)
+}
+
+// snapshot copies r's fields. s.mu must be held.
+func (r *resource) snapshot() resource {
+	c := *r
+	c.directed = append([]string(nil), r.directed...)
+	return c
+}
+
+// target is a copy of a session's routing state taken under s.mu.
+type target struct {
+	sess     Session
+	priority int
+	last     *stanza.Element
+}
+
+// available returns the available sessions of local.
+func (s *Service) available(local string) []target {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []target
+	for _, r := range s.users[local] {
+		if r.available {
+			out = append(out, target{sess: r.sess, priority: r.priority, last: r.last})
+		}
+	}
+	return out
+}
+
+// bound returns the session bound to local/res, if any.
+func (s *Service) bound(local, res string) Session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r := s.users[local][res]; r != nil {
+		return r.sess
+	}
+	return nil
+}
+
+// interested returns the sessions of local that requested the roster.
+func (s *Service) interested(local string) []Session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Session
+	for _, r := range s.users[local] {
+		if r.interested {
+			out = append(out, r.sess)
+		}
+	}
+	return out
+}
+
+// update runs fn on the state of sess under s.mu, creating the state if the
+// session was never announced with SessionBound.
+func (s *Service) update(sess Session, fn func(r *resource)) {
+	me := sess.JID()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := s.users[me.Localpart()]
+	if m == nil {
+		m = make(map[string]*resource)
+		s.users[me.Localpart()] = m
+	}
+	r := m[me.Resourcepart()]
+	if r == nil || r.sess != sess {
+		r = &resource{sess: sess}
+		m[me.Resourcepart()] = r
+	}
+	fn(r)
+}
+
+// exists reports whether local is an account: it has a session, or the
+// store knows it.
+func (s *Service) exists(ctx context.Context, local string) (bool, error) {
+	s.mu.Lock()
+	n := len(s.users[local])
+	s.mu.Unlock()
+	if n > 0 {
+		return true, nil
+	}
+	ok, err := s.st.AccountExists(ctx, local)
+	if err != nil {
+		return false, fmt.Errorf("chat: check account %q: %w", local, err)
+	}
+	return ok, nil
+}
+
+func (s *Service) rosterLock(owner string) *sync.Mutex {
+	return &s.rosterLocks[hash(owner)%uint32(len(s.rosterLocks))]
+}
+
+func (s *Service) offlineLock(owner string) *sync.Mutex {
+	return &s.offlineLocks[hash(owner)%uint32(len(s.offlineLocks))]
+}
+
+func hash(s string) uint32 {
+	h := fnv.New32a()
+	h.Write([]byte(s))
+	return h.Sum32()
+}
+
+// send delivers el to sess, logging a session that is gone.
+func (s *Service) send(sess Session, el *stanza.Element) bool {
+	if err := sess.Send(el); err != nil {
+		s.log.Debug("chat: send failed", "jid", sess.JID().String(), "err", err)
+		return false
+	}
+	return true
+}
+
+// replyError answers el (sent by sess) with a stanza error, unless el is
+// itself an error.
+func (s *Service) replyError(sess Session, el *stanza.Element, condition, text string) {
+	if el.Type() == "error" {
+		return
+	}
+	r := stanza.ErrorReply(el, condition, text)
+	r.SetAttr("to", sess.JID().String())
+	s.send(sess, r)
+}
+
+// isLocal reports whether j is on the served domain.
+func (s *Service) isLocal(j jid.JID) bool { return j.Domainpart() == s.domain }
+
+// HandleStanza processes one message, presence or IQ sent by sess. The
+// stanza's from is the session's full JID.
+func (s *Service) HandleStanza(ctx context.Context, sess Session, el *stanza.Element) {
+	el.SetAttr("from", sess.JID().String())
+	var to jid.JID
+	hasTo := false
+	if t := el.To(); t != "" {
+		j, err := jid.Parse(t)
+		if err != nil {
+			el.SetAttr("to", "") // the error comes from the server
+			s.replyError(sess, el, "jid-malformed", "")
+			return
+		}
+		to, hasTo = j, true
+		el.SetAttr("to", j.String())
+	}
+	switch el.Local {
+	case "message":
+		s.handleMessage(ctx, sess, el, to, hasTo)
+	case "presence":
+		s.handlePresence(ctx, sess, el, to, hasTo)
+	case "iq":
+		s.handleIQ(ctx, sess, el, to, hasTo)
+	default:
+		s.log.Debug("chat: not a stanza", "name", el.Local)
+	}
+}

@@ -1,0 +1,195 @@
+package chat
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"mellium.im/xmpp/jid"
+
+	"poosms.org/poosms/stanza"
+	"poosms.org/poosms/store"
+)
+
+// messageType returns el's type, with absent or unknown values as "normal"
+// (RFC 6121 §5.2.2).
+func messageType(el *stanza.Element) string {
+	switch t := el.Type(); t {
+	case "chat", "groupchat", "headline", "error":
+		return t
+	}
+	return "normal"
+}
+
+func (s *Service) handleMessage(ctx context.Context, sess Session, el *stanza.Element, to jid.JID, hasTo bool) {
+	if !hasTo {
+		// RFC 6120 §10.3.1: as if addressed to the sender's bare JID.
+		to = sess.JID().Bare()
+		el.SetAttr("to", to.String())
+	}
+	typ := messageType(el)
+	switch {
+	case !s.isLocal(to):
+		if typ != "error" {
+			s.replyError(sess, el, "remote-server-not-found", "this server does not federate")
+		}
+	case to.Localpart() == "":
+		// The server itself keeps no conversation.
+		if typ != "error" && el.Child("", "body") != nil {
+			s.replyError(sess, el, "service-unavailable", "")
+		}
+	default:
+		s.routeMessage(ctx, sess, el, to)
+	}
+}
+
+// routeMessage delivers a message to a local user per RFC 6121 §8.5.
+func (s *Service) routeMessage(ctx context.Context, sender Session, el *stanza.Element, to jid.JID) {
+	typ := messageType(el)
+	local := to.Localpart()
+	if res := to.Resourcepart(); res != "" {
+		if sess := s.bound(local, res); sess != nil {
+			s.send(sess, el)
+			return
+		}
+		// §8.5.3.2.1: no such resource.
+		switch typ {
+		case "error", "headline":
+			return
+		case "groupchat":
+			s.replyError(sender, el, "service-unavailable", "")
+			return
+		}
+		// chat and normal fall back to the bare JID.
+	} else if typ == "error" {
+		return
+	}
+
+	var best []target
+	top := -1
+	for _, t := range s.available(local) {
+		if t.priority < 0 {
+			continue
+		}
+		switch {
+		case typ == "headline":
+			best = append(best, t)
+		case t.priority > top:
+			top = t.priority
+			best = []target{t}
+		case t.priority == top:
+			best = append(best, t)
+		}
+	}
+	if len(best) > 0 {
+		if typ == "groupchat" {
+			s.replyError(sender, el, "service-unavailable", "")
+			return
+		}
+		for _, t := range best {
+			s.send(t.sess, el)
+		}
+		return
+	}
+
+	ok, err := s.exists(ctx, local)
+	if err != nil {
+		s.log.Error("chat: route message", "to", to.String(), "err", err)
+		s.replyError(sender, el, "internal-server-error", "")
+		return
+	}
+	if !ok {
+		s.replyError(sender, el, "service-unavailable", "")
+		return
+	}
+	switch typ {
+	case "groupchat":
+		s.replyError(sender, el, "service-unavailable", "")
+	case "headline", "error":
+	default:
+		if storable(el) {
+			s.storeOffline(ctx, sender, el, local)
+		}
+	}
+}
+
+// storable reports whether a message carries anything worth keeping for
+// later: chat-state notifications and thread ids alone are not.
+func storable(el *stanza.Element) bool {
+	for _, c := range el.Elements() {
+		if c.Space == NSChatStates || c.Local == "thread" || c.Local == "error" {
+			continue
+		}
+		return true
+	}
+	return false
+}
+
+// storeOffline queues el for local. A full queue or a store failure is
+// answered to the sender: a message is never dropped silently.
+func (s *Service) storeOffline(ctx context.Context, sender Session, el *stanza.Element, local string) {
+	err := s.st.PushOffline(ctx, local, s.now().UTC(), []byte(el.String()), s.limit)
+	switch {
+	case errors.Is(err, store.ErrQueueFull):
+		s.replyError(sender, el, "resource-constraint", "the recipient's offline storage is full")
+		return
+	case err != nil:
+		s.log.Error("chat: store offline message", "to", local, "err", err)
+		s.replyError(sender, el, "internal-server-error", "")
+		return
+	}
+	// The recipient may have come online while the message was stored.
+	var best Session
+	top := -1
+	for _, t := range s.available(local) {
+		if t.priority > top {
+			best, top = t.sess, t.priority
+		}
+	}
+	if best != nil {
+		s.drainOffline(ctx, local, best)
+	}
+}
+
+// drainOffline delivers local's queued messages to sess, oldest first, each
+// with an XEP-0203 delay stamp, and removes those delivered.
+func (s *Service) drainOffline(ctx context.Context, local string, sess Session) {
+	lk := s.offlineLock(local)
+	lk.Lock()
+	defer lk.Unlock()
+	msgs, err := s.st.OfflineMessages(ctx, local)
+	if err != nil {
+		s.log.Error("chat: load offline messages", "jid", sess.JID().String(), "err", err)
+		return
+	}
+	var done int64
+	seen := false
+	for _, m := range msgs {
+		el, err := stanza.Parse(m.Stanza)
+		if err != nil {
+			// It can never be delivered; drop it rather than block the queue.
+			s.log.Error("chat: unreadable offline message", "jid", sess.JID().String(), "id", m.ID, "err", err)
+			done, seen = m.ID, true
+			continue
+		}
+		el.Append(s.delay(m.Stamp))
+		if !s.send(sess, el) {
+			break
+		}
+		done, seen = m.ID, true
+	}
+	if !seen {
+		return
+	}
+	if err := s.st.DeleteOffline(ctx, local, done); err != nil {
+		s.log.Error("chat: delete offline messages", "jid", sess.JID().String(), "err", err)
+	}
+}
+
+// delay builds <delay xmlns='urn:xmpp:delay' from='DOMAIN' stamp='…'/>.
+func (s *Service) delay(stamp time.Time) *stanza.Element {
+	return stanza.New(stanza.NSDelay, "delay").
+		SetAttr("from", s.domain).
+		SetAttr("stamp", stamp.UTC().Format(time.RFC3339)).
+		SetText("Offline storage")
+}
