@@ -5,6 +5,10 @@
 // Every setting has three spellings: the flag --some-name, the environment
 // variable POOSMS_SOME_NAME and the YAML key some_name. Only this package
 // reads the environment; everything else receives a Config.
+//
+// An environment variable that is set but empty sets its setting to the
+// empty value, which disables the optional listeners (c2s_tls_addr,
+// media_tcp_addr, turn_addr, turn_tls_addr) and is an error for numbers.
 package config
 
 import (

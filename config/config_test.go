@@ -412,3 +412,26 @@ func TestValidateConfigBuiltInCode(t *testing.T) {
 		t.Errorf("Default().Validate() = %v", err)
 	}
 }
+
+// TestStructDocumentsEverySetting keeps the Config struct, its yaml tags
+// and the settings table in step.
+func TestStructDocumentsEverySetting(t *testing.T) {
+	typ := reflect.TypeFor[Config]()
+	tags := make(map[string]bool)
+	for f := range typ.Fields() {
+		tag := f.Tag.Get("yaml")
+		if tag == "" {
+			t.Errorf("field %s has no yaml tag", f.Name)
+			continue
+		}
+		tags[tag] = true
+		if s := lookup(strings.ReplaceAll(tag, "_", "-")); s == nil {
+			t.Errorf("field %s (yaml %q) has no flag or environment variable", f.Name, tag)
+		}
+	}
+	for _, s := range settings {
+		if !tags[s.yamlKey()] {
+			t.Errorf("setting --%s has no Config field tagged yaml:%q", s.name, s.yamlKey())
+		}
+	}
+}
