@@ -3,9 +3,12 @@ package sfu
 import (
 	"log/slog"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/pion/webrtc/v4"
+	"go.uber.org/goleak"
 	"mellium.im/xmpp/jid"
 
 	"poosms.org/poosms/stanza"
@@ -70,4 +73,80 @@ func TestTwoParticipantsExchangeMedia(t *testing.T) {
 				hasIntact(a, func(n int) []byte { return opusPayload(from.name, n) })
 		})
 	}
+}
+
+func TestThirdJoinsAndLeaves(t *testing.T) {
+	ignore := goleak.IgnoreCurrent()
+	svc := newTestService(t, nil)
+	alice := newTestClient(t, svc, "alice", testRoom, clientOpts{})
+	bob := newTestClient(t, svc, "bob", testRoom, clientOpts{})
+	carol := newTestClient(t, svc, "carol", testRoom, clientOpts{})
+
+	var streams []*media
+	defer func() {
+		for _, m := range streams {
+			m.Stop()
+		}
+	}()
+	start := func(c *testClient) {
+		c.join()
+		a, v := c.addTracks()
+		c.offer()
+		streams = append(streams, sendMedia(c.name, a, v, 1))
+	}
+	gotMedia := func(c, from *testClient) {
+		t.Helper()
+		c.waitFor("media from "+from.name, 15*time.Second, func() bool {
+			v, a := c.trackFrom(from.id, "video/"), c.trackFrom(from.id, "audio/")
+			return v != nil && a != nil &&
+				hasIntact(v, func(n int) []byte { return vp8Payload(from.name, n, true) }) &&
+				hasIntact(a, func(n int) []byte { return opusPayload(from.name, n) })
+		})
+	}
+	start(alice)
+	start(bob)
+	gotMedia(alice, bob)
+	gotMedia(bob, alice)
+
+	start(carol)
+	for _, pair := range [][2]*testClient{{alice, carol}, {bob, carol}, {carol, alice}, {carol, bob}} {
+		gotMedia(pair[0], pair[1])
+	}
+
+	if r := carol.iq(stanza.New(NS, "leave")); r.Type() != "result" {
+		t.Fatalf("leave: %s", r)
+	}
+	for _, c := range []*testClient{alice, bob} {
+		c.waitEvent("participant-left", 5*time.Second, func(e *stanza.Element) bool { return e.Attr("id") == carol.id })
+		for range 2 {
+			c.waitEvent("track-removed", 5*time.Second, func(e *stanza.Element) bool { return e.Attr("participant") == carol.id })
+		}
+		// The server re-offers without carol's tracks; the client's
+		// session no longer carries them.
+		c.waitFor("an offer without carol's tracks", 5*time.Second, func() bool {
+			rd := c.pc.RemoteDescription()
+			return rd != nil && c.pc.SignalingState() == webrtc.SignalingStateStable &&
+				!strings.Contains(rd.SDP, carol.id) && strings.Count(rd.SDP, "a=inactive") >= 2
+		})
+	}
+	if r := carol.iq(stanza.New(NS, "offer").SetText("v=0")); r.Type() != "error" || r.Child(stanza.NSClient, "error").Child(stanza.NSStanzas, "item-not-found") == nil {
+		t.Fatalf("offer after leave: want item-not-found, got %s", r)
+	}
+
+	for _, c := range []*testClient{alice, bob, carol} {
+		c.close()
+	}
+	for _, m := range streams {
+		m.Stop()
+	}
+	if err := svc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if n := svc.Rooms(); n != 0 {
+		t.Fatalf("%d conferences left after Close", n)
+	}
+	goleak.VerifyNone(t, ignore)
 }
