@@ -68,7 +68,12 @@ func splitUsername(username string) (expires time.Time, user string, ok bool) {
 // generating a random one (file mode 0600) on first use. The file holds
 // the secret base64-encoded on one line.
 func LoadOrCreateSecret(dataDir string) ([]byte, error) {
-	path := filepath.Join(dataDir, SecretFile)
+	return LoadOrCreateSecretFile(filepath.Join(dataDir, SecretFile))
+}
+
+// LoadOrCreateSecretFile is LoadOrCreateSecret with the file's full
+// path; its directory is created (mode 0700) when missing.
+func LoadOrCreateSecretFile(path string) ([]byte, error) {
 	secret, err := readSecret(path)
 	if err == nil {
 		return secret, nil
@@ -81,7 +86,7 @@ func LoadOrCreateSecret(dataDir string) ([]byte, error) {
 	if _, err := rand.Read(secret); err != nil {
 		return nil, fmt.Errorf("turn: generate secret: %w", err)
 	}
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("turn: create data dir: %w", err)
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)

@@ -103,6 +103,11 @@ func TestLoadOrCreateSecret(t *testing.T) {
 		t.Error("two data directories got the same secret")
 	}
 
+	byPath, err := LoadOrCreateSecretFile(filepath.Join(dir, SecretFile))
+	if err != nil || !bytes.Equal(byPath, first) {
+		t.Errorf("LoadOrCreateSecretFile on the same file = %x, %v; want the stored secret", byPath, err)
+	}
+
 	if err := os.WriteFile(filepath.Join(dir, SecretFile), []byte("not base64!\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,7 @@ import "sync/atomic"
 // Stats are the relay's counters since Start, for a metrics exporter.
 type Stats struct {
 	Allocations  int    `json:"allocations"`   // live allocations
-	AuthRefused  uint64 `json:"auth_refused"`  // malformed, expired or foreign-realm credentials
+	AuthRefused  uint64 `json:"auth_refused"`  // forged, malformed, expired or foreign-realm credentials
 	PeersRefused uint64 `json:"peers_refused"` // permissions refused by the peer policy
 	QuotaRefused uint64 `json:"quota_refused"` // allocations refused at the per-user quota
 }

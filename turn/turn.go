@@ -221,6 +221,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		EventHandler: pion.EventHandler{
 			OnAllocationCreated: s.allocationCreated,
 			OnAllocationDeleted: s.allocationDeleted,
+			OnAuth:              s.authChecked,
 		},
 	}
 	for _, c := range s.udp {
@@ -500,6 +501,17 @@ func (s *Server) authenticate(username, realm string, src net.Addr) ([]byte, boo
 		return nil, false
 	}
 	return pion.GenerateAuthKey(username, realm, password(s.cfg.Secret, username)), true
+}
+
+// authChecked is told the outcome of each message-integrity check: a
+// failure means a forged or mistyped password.
+func (s *Server) authChecked(src, _ net.Addr, _, username, _, method string, verdict bool) {
+	if verdict {
+		return
+	}
+	s.counters.auth.Add(1)
+	s.log.Debug("turn auth refused: bad message integrity", "username", username, "method", method,
+		"client", addrString(src))
 }
 
 // allowPeer is the engine's permission hook for CreatePermission and

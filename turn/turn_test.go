@@ -303,8 +303,12 @@ func TestCredentialsRefused(t *testing.T) {
 		{"no expiry", Credentials{Username: "alice", Password: password(testSecret, "alice")}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			before := srv.Stats().AuthRefused
 			if _, err := dialUDP(t, srv, tc.c).Allocate(); err == nil {
 				t.Fatalf("Allocate with %s credentials succeeded", tc.name)
+			}
+			if srv.Stats().AuthRefused == before {
+				t.Errorf("Stats().AuthRefused did not count the refusal")
 			}
 		})
 	}
