@@ -132,7 +132,7 @@ func (s *Session) features(authed bool) *stanza.Element {
 			mechs.Append(stanza.New(nsSASL, "mechanism").SetText(m))
 		}
 		f.Append(mechs)
-		if b := sasl.Bindings(s.t.tlsState()); len(b) > 0 {
+		if b := sasl.Bindings(s.t.tlsState(), s.srv.certDER); len(b) > 0 {
 			cb := stanza.New(nsSASLCB, "sasl-channel-binding")
 			for _, typ := range b {
 				cb.Append(stanza.New(nsSASLCB, "channel-binding").SetAttr("type", typ))
@@ -146,9 +146,9 @@ func (s *Session) features(authed bool) *stanza.Element {
 func (s *Session) mechanisms() []string {
 	st := s.t.tlsState()
 	if st == nil && !s.secure {
-		return sasl.Offered(nil, false)
+		return sasl.Offered(nil, nil, false)
 	}
-	return sasl.Offered(st, s.srv.cfg.AllowPlain && st != nil)
+	return sasl.Offered(st, s.srv.certDER, s.srv.cfg.AllowPlain && st != nil)
 }
 
 // negotiateStep handles elements until the stream restarts (true) or the
@@ -235,7 +235,8 @@ func (s *Session) authenticate(ctx context.Context, auth *stanza.Element) (bool,
 	}
 	mech, err := sasl.New(name, sasl.Options{
 		TLS:           s.t.tlsState(),
-		AdvertisePlus: len(sasl.Bindings(s.t.tlsState())) > 0,
+		ServerCert:    s.srv.certDER,
+		AdvertisePlus: len(sasl.Bindings(s.t.tlsState(), s.srv.certDER)) > 0,
 		Lookup:        s.srv.lookup,
 		Normalize:     s.srv.normalizeUser,
 		FakeKey:       s.srv.fakeKey,
@@ -276,7 +277,7 @@ func (s *Session) authenticate(ctx context.Context, auth *stanza.Element) (bool,
 					s.srv.throttle.fail("user:" + f.Username)
 				}
 				s.srv.metrics.authFailures.Inc()
-				s.log.Info("failed login", "user", f.Username, "remote", addr)
+				s.log.Info("failed login", "user", f.Username)
 			}
 			s.writeDirect(saslFailure(f.Condition, f.Text))
 			return false, nil
@@ -362,15 +363,19 @@ func (s *Session) bindIQ(ctx context.Context, iq *stanza.Element) (bool, error) 
 		s.writeDirect(stanza.ErrorReply(iq, "resource-constraint", err.Error()))
 		return false, nil
 	}
-	s.writeDirect(stanza.Result(iq, stanza.New(nsBind, "bind").Append(stanza.New(nsBind, "jid").SetText(j.String()))))
+	// From here Send queues stanzas. The services learn of the session
+	// before the client sees the bind result, so nothing sent to the new
+	// JID is lost; the writer starts after the result, so the result comes
+	// first on the wire.
 	s.bound.Store(true)
-	go s.writer(s.out)
 	if old != nil {
 		old.Stop("conflict", "replaced by a new login with the same resource")
 	}
 	s.log = s.log.With("jid", j.String())
-	s.log.Debug("session bound")
 	s.srv.router.bound(ctx, s)
+	s.writeDirect(stanza.Result(iq, stanza.New(nsBind, "bind").Append(stanza.New(nsBind, "jid").SetText(j.String()))))
+	go s.writer(s.out)
+	s.log.Debug("session bound")
 	return true, nil
 }
 

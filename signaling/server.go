@@ -52,6 +52,7 @@ type Server struct {
 	throttle *throttle
 	metrics  *metrics
 	fakeKey  []byte
+	certDER  []byte // leaf certificate, for tls-server-end-point binding
 
 	mu        sync.Mutex
 	sessions  map[string]*Session   // full JID → bound session
@@ -125,6 +126,9 @@ func New(cfg Config, accounts Accounts, router *Router) (*Server, error) {
 		all:      map[*Session]struct{}{},
 	}
 	_, _ = rand.Read(s.fakeKey)
+	if cfg.TLS != nil && len(cfg.TLS.Certificates) > 0 && len(cfg.TLS.Certificates[0].Certificate) > 0 {
+		s.certDER = cfg.TLS.Certificates[0].Certificate[0]
+	}
 	s.metrics = newMetrics(cfg.Registerer, func() float64 { return float64(s.Sessions()) })
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil

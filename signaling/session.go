@@ -69,7 +69,7 @@ func (s *Session) Send(el *stanza.Element) error {
 		s.srv.metrics.stanzasOut.Inc()
 		return nil
 	default:
-		s.log.Warn("write queue full; disconnecting a client that stopped reading", "jid", s.jid.String(), "queue", cap(s.out))
+		s.log.Warn("write queue full; disconnecting a client that stopped reading", "queue", cap(s.out))
 		s.srv.metrics.slowClients.Inc()
 		s.stopLocked(nil)
 		// The writer may be stuck in a write; the connection goes now.
@@ -117,7 +117,7 @@ func (s *Session) writer(out <-chan *stanza.Element) {
 			continue
 		}
 		if err := s.t.write(el); err != nil {
-			s.log.Debug("write failed", "jid", s.jid.String(), "err", err)
+			s.log.Debug("write failed", "err", err)
 			failed = true
 			_ = s.t.close()
 		}

@@ -5,10 +5,13 @@ import (
 	"crypto/hmac"
 	"crypto/sha1"
 	"crypto/sha256"
+	"crypto/sha512"
 	"crypto/subtle"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"hash"
 	"strings"
 
 	"github.com/xdg-go/scram"
@@ -58,6 +61,7 @@ type Normalize func(username string) (string, error)
 // Options describe the connection a mechanism runs on.
 type Options struct {
 	TLS           *tls.ConnectionState // nil without TLS
+	ServerCert    []byte               // DER of the server's certificate, for tls-server-end-point
 	AdvertisePlus bool                 // -PLUS variants were offered on this stream
 	Lookup        Lookup
 	Normalize     Normalize
@@ -77,9 +81,9 @@ type Mechanism interface {
 }
 
 // Offered lists the mechanisms to advertise on a connection.
-func Offered(tlsState *tls.ConnectionState, allowPlain bool) []string {
+func Offered(tlsState *tls.ConnectionState, serverCert []byte, allowPlain bool) []string {
 	var m []string
-	if tlsState != nil && len(Bindings(tlsState)) > 0 {
+	if tlsState != nil && len(Bindings(tlsState, serverCert)) > 0 {
 		m = append(m, ScramSHA256Plus, ScramSHA1Plus)
 	}
 	m = append(m, ScramSHA256, ScramSHA1)
@@ -89,8 +93,9 @@ func Offered(tlsState *tls.ConnectionState, allowPlain bool) []string {
 	return m
 }
 
-// Bindings lists the channel-binding types available on a TLS connection.
-func Bindings(st *tls.ConnectionState) []string {
+// Bindings lists the channel-binding types available on a TLS connection
+// whose server certificate is serverCert (DER).
+func Bindings(st *tls.ConnectionState, serverCert []byte) []string {
 	if st == nil {
 		return nil
 	}
@@ -98,10 +103,36 @@ func Bindings(st *tls.ConnectionState) []string {
 	if _, err := scram.NewTLSExporterBinding(st); err == nil {
 		out = append(out, BindingExporter)
 	}
-	if _, err := scram.NewTLSServerEndpointBinding(st); err == nil {
+	if _, err := serverEndPoint(serverCert); err == nil {
 		out = append(out, BindingServerEndPoint)
 	}
 	return out
+}
+
+// serverEndPoint is the tls-server-end-point binding (RFC 5929 §4.1): the
+// hash of the server certificate with its signature's hash, SHA-256 when
+// that is MD5 or SHA-1.
+func serverEndPoint(der []byte) (scram.ChannelBinding, error) {
+	if len(der) == 0 {
+		return scram.ChannelBinding{}, errors.New("no server certificate")
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return scram.ChannelBinding{}, fmt.Errorf("parse server certificate: %w", err)
+	}
+	var h hash.Hash
+	switch cert.SignatureAlgorithm {
+	case x509.SHA384WithRSA, x509.ECDSAWithSHA384, x509.SHA384WithRSAPSS:
+		h = sha512.New384()
+	case x509.SHA512WithRSA, x509.ECDSAWithSHA512, x509.SHA512WithRSAPSS:
+		h = sha512.New()
+	case x509.PureEd25519:
+		return scram.ChannelBinding{}, errors.New("tls-server-end-point is undefined for Ed25519 certificates")
+	default:
+		h = sha256.New()
+	}
+	h.Write(der)
+	return scram.ChannelBinding{Type: scram.ChannelBindingType(BindingServerEndPoint), Data: h.Sum(nil)}, nil
 }
 
 // New returns the server side of mechanism name, or a Failure with
@@ -197,7 +228,7 @@ func (m *scramMech) start(ctx context.Context, first string) error {
 		case BindingExporter:
 			cb, err = scram.NewTLSExporterBinding(m.opt.TLS)
 		case BindingServerEndPoint:
-			cb, err = scram.NewTLSServerEndpointBinding(m.opt.TLS)
+			cb, err = serverEndPoint(m.opt.ServerCert)
 		default:
 			return fail("malformed-request", "unsupported channel binding type "+typ)
 		}
@@ -214,7 +245,10 @@ func (m *scramMech) start(ctx context.Context, first string) error {
 			// so a client claiming "y" (server has no binding) is refused.
 			var cb scram.ChannelBinding
 			if m.opt.TLS != nil {
-				cb, err = scram.NewTLSServerEndpointBinding(m.opt.TLS)
+				cb, err = scram.NewTLSExporterBinding(m.opt.TLS)
+				if err != nil {
+					cb, err = serverEndPoint(m.opt.ServerCert)
+				}
 			}
 			if err == nil && m.opt.TLS != nil {
 				m.conv = server.NewConversationWithChannelBinding(cb)
