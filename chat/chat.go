@@ -282,21 +282,17 @@ func (s *Service) interested(local string) []Session {
 	return out
 }
 
-// update runs fn on the state of sess under s.mu, creating the state if the
-// session was never announced with SessionBound.
+// update runs fn on the state of sess under s.mu. A session that is not
+// (or no longer) in the map gets a detached state, so a late stanza cannot
+// bring a closed session back.
 func (s *Service) update(sess Session, fn func(r *resource)) {
 	me := sess.JID()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	m := s.users[me.Localpart()]
-	if m == nil {
-		m = make(map[string]*resource)
-		s.users[me.Localpart()] = m
-	}
-	r := m[me.Resourcepart()]
+	r := s.users[me.Localpart()][me.Resourcepart()]
 	if r == nil || r.sess != sess {
+		s.log.Debug("chat: stanza from an unbound session", "jid", me.String())
 		r = &resource{sess: sess}
-		m[me.Resourcepart()] = r
 	}
 	fn(r)
 }

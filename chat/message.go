@@ -48,8 +48,7 @@ func (s *Service) routeMessage(ctx context.Context, sender Session, el *stanza.E
 	typ := messageType(el)
 	local := to.Localpart()
 	if res := to.Resourcepart(); res != "" {
-		if sess := s.bound(local, res); sess != nil {
-			s.send(sess, el)
+		if sess := s.bound(local, res); sess != nil && s.send(sess, el) {
 			return
 		}
 		// §8.5.3.2.1: no such resource.
@@ -86,10 +85,14 @@ func (s *Service) routeMessage(ctx context.Context, sender Session, el *stanza.E
 			s.replyError(sender, el, "service-unavailable", "")
 			return
 		}
+		delivered := false
 		for _, t := range best {
-			s.send(t.sess, el)
+			delivered = s.send(t.sess, el) || delivered
 		}
-		return
+		if delivered || typ == "headline" {
+			return
+		}
+		// Every chosen session ended meanwhile: keep the message for later.
 	}
 
 	ok, err := s.exists(ctx, local)

@@ -11,7 +11,7 @@ func TestInitialPresenceBroadcastAndProbes(t *testing.T) {
 	h.befriend("alice", "bob")
 	h.befriend("alice", "dave")
 	b := h.online("bob@localhost/b", 3)
-	c := h.online("carol@localhost/c", 0) // no subscription with alice
+	c := h.online("carol@localhost/c", 0)  // no subscription with alice
 	quiet := h.bind("bob@localhost/quiet") // bound, never available
 
 	a1 := h.bind("alice@localhost/one")
