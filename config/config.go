@@ -197,12 +197,6 @@ func (c Config) Database() (kind, target string) {
 	}
 }
 
-// TURNSecretFile is where a generated TURN secret is kept when
-// TURNSecret is empty.
-func (c Config) TURNSecretFile() string {
-	return filepath.Join(c.DataDir, "turn_secret")
-}
-
 // redactDB hides a MySQL password in the db setting.
 func redactDB(db string) string {
 	if !strings.HasPrefix(db, "mysql://") {

@@ -22,6 +22,9 @@ import (
 	"poosms.org/poosms/store"
 )
 
+// The real store satisfies Accounts.
+var _ Accounts = (*store.DB)(nil)
+
 // fakeAccounts is an in-memory account store.
 type fakeAccounts struct {
 	mu    sync.Mutex
