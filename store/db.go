@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -115,6 +116,15 @@ func openSQLite(path string) (*DB, error) {
 	} else {
 		abs, err := filepath.Abs(path)
 		if err != nil {
+			return nil, fmt.Errorf("store: open sqlite: %w", err)
+		}
+		// The file holds password verifiers: create it readable by the
+		// owner only (SQLite gives its -wal and -shm files the same mode).
+		f, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		switch {
+		case err == nil:
+			f.Close()
+		case !errors.Is(err, fs.ErrExist):
 			return nil, fmt.Errorf("store: open sqlite: %w", err)
 		}
 		u := url.URL{Scheme: "file", Path: filepath.ToSlash(abs), RawQuery: params.Encode()}

@@ -122,8 +122,17 @@ func TestOpenDefaultSQLiteCreatesDataDir(t *testing.T) {
 	if perm := info.Mode().Perm(); perm != 0o700 {
 		t.Errorf("data directory mode = %o, want 700", perm)
 	}
-	if _, err := os.Stat(filepath.Join(dir, store.DefaultSQLiteFile)); err != nil {
-		t.Errorf("database file: %v", err)
+	if err := db.CreateAccount(t.Context(), "alice", store.Credentials{}); err != nil {
+		t.Fatalf("CreateAccount: %v", err)
+	}
+	// The files hold password verifiers.
+	for _, name := range []string{store.DefaultSQLiteFile, store.DefaultSQLiteFile + "-wal"} {
+		info, err := os.Stat(filepath.Join(dir, name))
+		if err != nil {
+			t.Errorf("database file: %v", err)
+		} else if perm := info.Mode().Perm(); perm != 0o600 {
+			t.Errorf("%s mode = %o, want 600", name, perm)
+		}
 	}
 }
 
