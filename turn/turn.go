@@ -26,6 +26,16 @@ const (
 	DefaultMaxAllocationsPerUser = 10
 )
 
+// Stream (TCP and TLS) connections are closed when they stay silent:
+// before their first request (including the TLS handshake) for
+// streamFirstReadTimeout, and afterwards for streamIdleTimeout, which
+// exceeds the longest allocation lifetime (one hour) so that a client
+// refreshing its allocation is never cut off.
+const (
+	streamFirstReadTimeout = 30 * time.Second
+	streamIdleTimeout      = time.Hour + 5*time.Minute
+)
+
 // closeDrainTimeout bounds how long Close waits for live allocations to
 // be torn down after their sockets are closed.
 const closeDrainTimeout = 5 * time.Second
@@ -98,6 +108,8 @@ type Server struct {
 	tls     *trackingListener
 	tlsLn   net.Listener
 	relayIP net.IP
+
+	firstRead time.Duration // streamFirstReadTimeout; tests shorten it
 }
 
 // New validates cfg, fills in defaults and returns a server that is not
@@ -153,9 +165,10 @@ func New(cfg Config) (*Server, error) {
 	}
 
 	return &Server{
-		cfg:   cfg,
-		log:   cfg.Logger.With("component", "turn"),
-		quota: newQuota(cfg.MaxAllocationsPerUser, cfg.Now),
+		cfg:       cfg,
+		log:       cfg.Logger.With("component", "turn"),
+		quota:     newQuota(cfg.MaxAllocationsPerUser, cfg.Now),
+		firstRead: streamFirstReadTimeout,
 	}, nil
 }
 
@@ -190,7 +203,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		if err != nil {
 			return fmt.Errorf("turn: listen tcp %s: %w", s.cfg.TCPAddr, err)
 		}
-		s.tcp = newTrackingListener(ln)
+		s.tcp = newTrackingListener(ln, s.firstRead, streamIdleTimeout)
 		if firstHost == "" {
 			firstHost = hostOf(s.cfg.TCPAddr)
 		}
@@ -200,7 +213,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		if err != nil {
 			return fmt.Errorf("turn: listen tls %s: %w", s.cfg.TLSAddr, err)
 		}
-		s.tls = newTrackingListener(ln)
+		s.tls = newTrackingListener(ln, s.firstRead, streamIdleTimeout)
 		s.tlsLn = tls.NewListener(s.tls, s.cfg.TLSConfig)
 		if firstHost == "" {
 			firstHost = hostOf(s.cfg.TLSAddr)
@@ -559,18 +572,25 @@ func (s *Server) AllocationCount() int {
 }
 
 // trackingListener remembers the connections it accepted so that Close
-// can end them: the engine closes its listeners but not the client
-// connections already accepted.
+// can end them (the engine closes its listeners but not the client
+// connections already accepted), and closes connections that stay
+// silent.
 type trackingListener struct {
 	net.Listener
+	firstRead, idle time.Duration
 
 	mu     sync.Mutex
 	conns  map[*trackedConn]struct{}
 	closed bool
 }
 
-func newTrackingListener(ln net.Listener) *trackingListener {
-	return &trackingListener{Listener: ln, conns: make(map[*trackedConn]struct{})}
+func newTrackingListener(ln net.Listener, firstRead, idle time.Duration) *trackingListener {
+	return &trackingListener{
+		Listener:  ln,
+		firstRead: firstRead,
+		idle:      idle,
+		conns:     make(map[*trackedConn]struct{}),
+	}
 }
 
 func (l *trackingListener) Accept() (net.Conn, error) {
@@ -579,6 +599,7 @@ func (l *trackingListener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	tc := &trackedConn{Conn: c, owner: l}
+	c.SetReadDeadline(time.Now().Add(l.firstRead))
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
@@ -605,6 +626,16 @@ func (l *trackingListener) closeConns() {
 type trackedConn struct {
 	net.Conn
 	owner *trackingListener
+}
+
+// Read reads from the connection and, once something arrived, gives the
+// peer the idle timeout for its next bytes.
+func (c *trackedConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 {
+		c.Conn.SetReadDeadline(time.Now().Add(c.owner.idle))
+	}
+	return n, err
 }
 
 func (c *trackedConn) Close() error {

@@ -530,3 +530,58 @@ func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
 	pool.AddCert(leaf)
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
 }
+
+func TestSilentStreamClosed(t *testing.T) {
+	cert, pool := selfSigned(t)
+	srv, err := New(Config{
+		Realm:     testRealm,
+		TCPAddr:   "127.0.0.1:0",
+		TLSAddr:   "127.0.0.1:0",
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}},
+		Secret:    testSecret,
+		Logger:    slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.firstRead = 200 * time.Millisecond
+	if err := srv.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+
+	for _, addr := range []net.Addr{srv.TCPAddr(), srv.TLSAddr()} {
+		nc, err := net.Dial("tcp", addr.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadAll(nc); err != nil {
+			t.Errorf("%s: silent connection not closed by the server: %v", addr, err)
+		}
+	}
+
+	// A client that speaks in time keeps its connection past that limit.
+	nc, err := tls.Dial("tcp", srv.TLSAddr().String(), &tls.Config{RootCAs: pool, ServerName: "turn.example.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := dialStream(t, srv.TLSAddr().String(), nc, creds("alice"))
+	relay, err := client.Allocate()
+	if err != nil {
+		t.Fatalf("Allocate: %v", err)
+	}
+	defer relay.Close()
+	tick := time.NewTicker(srv.firstRead / 4)
+	defer tick.Stop()
+	for range 12 { // three times the first-read limit
+		<-tick.C
+		if _, err := client.SendBindingRequest(); err != nil {
+			t.Fatalf("binding request: %v", err)
+		}
+	}
+	if n := srv.AllocationCount(); n != 1 {
+		t.Errorf("AllocationCount = %d, want the allocation to live on", n)
+	}
+}
