@@ -17,6 +17,7 @@ type Munger struct {
 	seqOffset uint16
 	tsOffset  uint32
 	firstSeq  uint16 // first source sequence number after the last switch
+	srcMax    uint16 // highest source sequence number since then
 	lastSeq   uint16 // highest sequence number sent
 	lastTS    uint32 // highest timestamp sent
 	lastAt    int64  // when lastTS was sent, in nanoseconds
@@ -40,12 +41,17 @@ func (m *Munger) Rewrite(ssrc uint32, seq uint16, ts uint32, now int64, clockRat
 		}
 		m.started = true
 		m.ssrc = ssrc
-		m.firstSeq = seq
+		m.firstSeq, m.srcMax = seq, seq
 		out, ots := seq+m.seqOffset, ts+m.tsOffset
 		m.lastSeq, m.lastTS, m.lastAt = out, ots, now
 		return out, ots, true
 	}
-	if int16(seq-m.firstSeq) < 0 {
+	if int16(seq-m.srcMax) > 0 {
+		m.srcMax = seq
+	}
+	// Shortly after a switch, a late packet from before the switch point
+	// would collide with the previous stream's numbers.
+	if int16(seq-m.firstSeq) < 0 && m.srcMax-m.firstSeq < 0x4000 {
 		return 0, 0, false
 	}
 	out, ots := seq+m.seqOffset, ts+m.tsOffset

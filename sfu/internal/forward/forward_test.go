@@ -1,0 +1,160 @@
+package forward
+
+import (
+	"testing"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+
+	"poosms.org/poosms/sfu/internal/rtpx"
+)
+
+func TestMungerContinuousAcrossSwitches(t *testing.T) {
+	var m Munger
+	type in struct {
+		ssrc uint32
+		seq  uint16
+		ts   uint32
+		now  int64
+	}
+	ms := int64(1e6)
+	steps := []struct {
+		in      in
+		wantSeq uint16
+		drop    bool
+	}{
+		{in{1, 100, 9000, 0}, 100, false},
+		{in{1, 101, 12000, 33 * ms}, 101, false},
+		{in{1, 65535, 0, 0}, 0, true},            // before the stream's first packet: dropped
+		{in{2, 5000, 777, 66 * ms}, 102, false},  // switch: next number
+		{in{2, 4999, 700, 66 * ms}, 0, true},     // older than the switch point
+		{in{2, 5001, 3777, 99 * ms}, 103, false}, // continues
+		{in{3, 65535, 1, 132 * ms}, 104, false},  // switch again, across wrap
+		{in{3, 0, 3001, 165 * ms}, 105, false},
+	}
+	var lastTS uint32
+	for i, s := range steps {
+		seq, ts, ok := m.Rewrite(s.in.ssrc, s.in.seq, s.in.ts, s.in.now, 90000)
+		if ok == s.drop {
+			t.Fatalf("step %d: kept=%v, want %v", i, ok, !s.drop)
+		}
+		if !ok {
+			continue
+		}
+		if seq != s.wantSeq {
+			t.Fatalf("step %d: seq %d, want %d", i, seq, s.wantSeq)
+		}
+		if i > 0 && int32(ts-lastTS) <= 0 && s.in.ssrc != steps[i-1].in.ssrc {
+			t.Fatalf("step %d: timestamp %d does not advance past %d at a switch", i, ts, lastTS)
+		}
+		lastTS = ts
+	}
+}
+
+// sink counts what a bound subscriber would send.
+type sink struct{ n, bytes int }
+
+func (s *sink) WriteRTP(h *rtp.Header, p []byte) (int, error) {
+	s.n++
+	s.bytes += len(p)
+	return len(p), nil
+}
+func (s *sink) Write(b []byte) (int, error) { return len(b), nil }
+
+type fakeContext struct {
+	ssrc webrtc.SSRC
+	w    webrtc.TrackLocalWriter
+}
+
+func (f *fakeContext) CodecParameters() []webrtc.RTPCodecParameters {
+	return []webrtc.RTPCodecParameters{
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, PayloadType: 111},
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, PayloadType: 96},
+	}
+}
+func (f *fakeContext) HeaderExtensions() []webrtc.RTPHeaderExtensionParameter { return nil }
+func (f *fakeContext) SSRC() webrtc.SSRC                                      { return f.ssrc }
+func (f *fakeContext) SSRCRetransmission() webrtc.SSRC                        { return 0 }
+func (f *fakeContext) SSRCForwardErrorCorrection() webrtc.SSRC                { return 0 }
+func (f *fakeContext) WriteStream() webrtc.TrackLocalWriter                   { return f.w }
+func (f *fakeContext) ID() string                                             { return "ctx" }
+func (f *fakeContext) RTCPReader() interceptor.RTCPReader                     { return nil }
+
+func vp8Packet(seq uint16, key bool) []byte {
+	p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 100, SequenceNumber: seq, Timestamp: uint32(seq) * 3000, SSRC: 0xabc, Marker: true}}
+	p.Payload = make([]byte, 1100)
+	p.Payload[0] = 0x10
+	if !key {
+		p.Payload[1] = 0x01
+	}
+	b, _ := p.Marshal()
+	return b
+}
+
+func TestDownTrackWaitsForKeyframeAndRewrites(t *testing.T) {
+	s := &sink{}
+	d := NewDownTrack(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "t", "s", 0)
+	asked := 0
+	d.NeedKeyframe = func(int) { asked++ }
+	c, err := d.Bind(&fakeContext{ssrc: 4242, w: s})
+	if err != nil || c.PayloadType != 96 {
+		t.Fatalf("bind: %v %v", c, err)
+	}
+	if asked != 1 {
+		t.Fatalf("binding a video track asked for %d keyframes, want 1", asked)
+	}
+	var h rtpx.Header
+	for i, key := range []bool{false, false, true, false} {
+		b := vp8Packet(uint16(10+i), key)
+		if err := rtpx.Parse(b, &h); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Forward(0, &h, b, rtpx.IsKeyframe(rtpx.CodecVP8, b[h.Payload:h.PayloadEnd]), int64(i), 90000); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s.n != 2 {
+		t.Fatalf("forwarded %d packets, want 2 (from the keyframe on)", s.n)
+	}
+	if d.hdr.SSRC != 4242 || d.hdr.PayloadType != 96 {
+		t.Fatalf("header not rewritten for the subscriber: ssrc %d pt %d", d.hdr.SSRC, d.hdr.PayloadType)
+	}
+}
+
+// BenchmarkForward measures the rewrite and fan-out of one publisher
+// packet to ten subscribers (parse, keyframe check, per-subscriber
+// sequence/timestamp/SSRC rewrite, hand-off to the subscriber's writer).
+func BenchmarkForward(b *testing.B) {
+	const subs = 10
+	var f Fanout
+	s := &sink{}
+	for i := range subs {
+		d := NewDownTrack(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "t", "s", 0)
+		if _, err := d.Bind(&fakeContext{ssrc: webrtc.SSRC(1000 + i), w: s}); err != nil {
+			b.Fatal(err)
+		}
+		f.Add(d)
+	}
+	pkts := [][]byte{vp8Packet(1, true), vp8Packet(2, false)}
+	var h rtpx.Header
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		pkt := pkts[i&1]
+		if err := rtpx.Parse(pkt, &h); err != nil {
+			b.Fatal(err)
+		}
+		h.Seq = uint16(i)
+		key := rtpx.IsKeyframe(rtpx.CodecVP8, pkt[h.Payload:h.PayloadEnd])
+		for _, d := range f.Snapshot() {
+			_ = d.Forward(0, &h, pkt, key, int64(i)*1000, 90000)
+		}
+	}
+	b.StopTimer()
+	if s.n < b.N*subs-subs {
+		b.Fatalf("sent %d of %d", s.n, b.N*subs)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "in-pkts/s")
+	b.ReportMetric(float64(s.n)/b.Elapsed().Seconds(), "out-pkts/s")
+}
