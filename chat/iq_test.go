@@ -137,3 +137,52 @@ func TestAccountDiscoIdentity(t *testing.T) {
 		t.Errorf("account disco %s", r)
 	}
 }
+
+func TestHandleIQExtension(t *testing.T) {
+	h := newHarness(t, Config{}, "alice")
+	var seen []string
+	h.svc.HandleIQ("urn:example:store", "query", func(_ context.Context, sess Session, iq *stanza.Element) *stanza.Element {
+		seen = append(seen, iq.To())
+		if iq.Type() == "set" {
+			sess.Send(stanza.Result(iq)) // answers by itself
+			return nil
+		}
+		return stanza.Result(iq, stanza.New("urn:example:store", "query").SetText("data"))
+	})
+	a := h.online("alice@localhost/a", 0)
+	r := lastIQ(t, h, a, `<iq type='get' id='1'><query xmlns='urn:example:store'/></iq>`)
+	if got := r.ChildText("urn:example:store", "query"); got != "data" || r.Type() != "result" {
+		t.Errorf("reply %s", r)
+	}
+	r = lastIQ(t, h, a, `<iq type='set' id='2' to='alice@localhost'><query xmlns='urn:example:store'/></iq>`)
+	if r.Type() != "result" || r.ID() != "2" {
+		t.Errorf("reply %s", r)
+	}
+	lastIQ(t, h, a, `<iq type='get' id='3' to='localhost'><query xmlns='urn:example:store'/></iq>`)
+	if want := []string{"", "alice@localhost", "localhost"}; !slices.Equal(seen, want) {
+		t.Errorf("handler saw to=%q, want %q", seen, want)
+	}
+}
+
+func TestBadIQType(t *testing.T) {
+	h := newHarness(t, Config{}, "alice")
+	a := h.online("alice@localhost/a", 0)
+	h.send(a, `<iq type='fetch' id='1' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>`)
+	expect(t, "alice", a, "iq type=error from=localhost to=alice@localhost/a error=bad-request")
+}
+
+func TestNewValidatesConfig(t *testing.T) {
+	st := newMemStore()
+	for _, cfg := range []Config{{}, {Domain: "a@b"}, {Domain: "localhost/x"}, {Domain: "localhost", OfflineLimit: -1}} {
+		if _, err := New(cfg, st); err == nil {
+			t.Errorf("New(%+v) accepted", cfg)
+		}
+	}
+	if _, err := New(Config{Domain: "localhost"}, nil); err == nil {
+		t.Error("New with a nil store accepted")
+	}
+	s, err := New(Config{Domain: "LocalHost"}, st)
+	if err != nil || s.domain != "localhost" || s.limit != 1000 {
+		t.Errorf("defaults: %v, domain %q, limit %d", err, s.domain, s.limit)
+	}
+}
