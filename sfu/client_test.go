@@ -502,3 +502,77 @@ func (c *testClient) dumpLocked() string {
 	}
 	return s
 }
+
+// simulcastTrack publishes one video track in three layers, each a
+// TrackLocalStaticRTP with its rid; packets carry the mid and rid header
+// extensions as a browser's would.
+type simulcastTrack struct {
+	layers []*webrtc.TrackLocalStaticRTP
+	tr     *webrtc.RTPTransceiver
+}
+
+var simulcastRIDs = []string{"h", "m", "l"}
+
+func (c *testClient) addSimulcast() *simulcastTrack {
+	c.t.Helper()
+	st := &simulcastTrack{}
+	for _, rid := range simulcastRIDs {
+		tl, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "video", c.name, webrtc.WithRTPStreamID(rid))
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		st.layers = append(st.layers, tl)
+	}
+	tr, err := c.pc.AddTransceiverFromTrack(st.layers[0], webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	for _, l := range st.layers[1:] {
+		if err := tr.Sender().AddEncoding(l); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+	st.tr = tr
+	c.wg.Add(1)
+	go c.readRTCP(tr.Sender())
+	return st
+}
+
+func simulcastPayload(name, rid string, n int, key bool) []byte {
+	return vp8Payload(name+"-"+rid, n, key)
+}
+
+// send publishes the layers (after negotiation), a keyframe every keyEvery
+// packets.
+func (st *simulcastTrack) send(name string, keyEvery int) *media {
+	var midID, ridID uint8
+	for _, e := range st.tr.Sender().GetParameters().HeaderExtensions {
+		switch e.URI {
+		case sdp.SDESMidURI:
+			midID = uint8(e.ID)
+		case sdp.SDESRTPStreamIDURI:
+			ridID = uint8(e.ID)
+		}
+	}
+	mid := st.tr.Mid()
+	m := &media{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(m.done)
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for n := 0; ; n++ {
+			select {
+			case <-m.stop:
+				return
+			case <-t.C:
+			}
+			for i, l := range st.layers {
+				p := &rtp.Packet{Header: rtp.Header{Version: 2, Marker: true, SequenceNumber: uint16(n + 1000*i), Timestamp: uint32(n * 3000), SSRC: 1}, Payload: simulcastPayload(name, simulcastRIDs[i], n, n%keyEvery == 0)}
+				_ = p.Header.SetExtension(midID, []byte(mid))
+				_ = p.Header.SetExtension(ridID, []byte(simulcastRIDs[i]))
+				_ = l.WriteRTP(p)
+			}
+		}
+	}()
+	return m
+}

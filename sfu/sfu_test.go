@@ -150,3 +150,67 @@ func TestThirdJoinsAndLeaves(t *testing.T) {
 	}
 	goleak.VerifyNone(t, ignore)
 }
+
+func TestSimulcastLayerRequests(t *testing.T) {
+	svc := newTestService(t, nil)
+	alice := newTestClient(t, svc, "alice", testRoom, clientOpts{})
+	bob := newTestClient(t, svc, "bob", testRoom, clientOpts{})
+
+	alice.join()
+	st := alice.addSimulcast()
+	alice.offer()
+	am := st.send("alice", 5)
+	defer am.Stop()
+
+	bob.join()
+	bob.addTracks()
+	bob.offer()
+
+	pub := bob.waitEvent("track-published", 10*time.Second, func(e *stanza.Element) bool {
+		return e.Attr("participant") == alice.id && e.Attr("kind") == "video"
+	})
+	if got := pub.Attr("layers"); got != "h m l" {
+		t.Fatalf("track-published layers = %q, want \"h m l\"", got)
+	}
+	track := pub.Attr("id")
+
+	// lastLayer is the rid of the newest packet bob received from alice's video.
+	lastLayer := func() string {
+		r := bob.trackFrom(alice.id, "video/")
+		if r == nil || len(r.payloads) == 0 {
+			return ""
+		}
+		p := string(r.payloads[len(r.payloads)-1])
+		for _, rid := range simulcastRIDs {
+			if strings.Contains(p, "alice-"+rid+":") {
+				return rid
+			}
+		}
+		return "?"
+	}
+	bob.waitFor("alice's video", 10*time.Second, func() bool { return lastLayer() != "" })
+
+	for _, rid := range []string{"l", "m", "h", "l"} {
+		r := bob.iq(stanza.New(NS, "layer").SetAttr("track", track).SetAttr("rid", rid))
+		if r.Type() != "result" {
+			t.Fatalf("layer %s: %s", rid, r)
+		}
+		bob.waitFor("layer "+rid, 10*time.Second, func() bool { return lastLayer() == rid })
+	}
+	bob.waitEvent("layer-changed", time.Second, func(e *stanza.Element) bool { return e.Attr("track") == track && e.Attr("rid") == "m" })
+
+	bob.mu.Lock()
+	r := bob.trackFrom(alice.id, "video/")
+	seqs := append([]uint16(nil), r.seqs...)
+	payloads := len(r.payloads)
+	bob.mu.Unlock()
+	for i := 1; i < len(seqs); i++ {
+		if d := seqs[i] - seqs[i-1]; d != 1 {
+			t.Fatalf("sequence numbers jump by %d at packet %d of %d (%d → %d) across layer switches", int16(d), i, payloads, seqs[i-1], seqs[i])
+		}
+	}
+
+	if r := bob.iq(stanza.New(NS, "layer").SetAttr("track", track).SetAttr("rid", "x")); r.Type() != "error" {
+		t.Fatalf("unknown layer accepted: %s", r)
+	}
+}
