@@ -55,7 +55,8 @@ type Config struct {
 	// generated TURN secret. Default: ./data.
 	DataDir string `yaml:"data_dir"`
 	// DB selects the database: "sqlite" (DataDir/poosms.db), "sqlite:PATH",
-	// or "mysql://user:password@host:port/dbname". Default: sqlite.
+	// or "mysql://user:password@tcp(host:port)/dbname" (the URL form
+	// "mysql://user:password@host:port/dbname" works too). Default: sqlite.
 	DB string `yaml:"db"`
 
 	// C2SAddr is where clients connect and upgrade with STARTTLS.
@@ -200,6 +201,14 @@ func (c Config) Database() (kind, target string) {
 // redactDB hides a MySQL password in the db setting.
 func redactDB(db string) string {
 	if !strings.HasPrefix(db, "mysql://") {
+		return db
+	}
+	if mysqlDriverForm.MatchString(db) {
+		rest := strings.TrimPrefix(db, "mysql://")
+		at := strings.LastIndex(rest[:strings.Index(rest, "(")], "@")
+		if user, _, hasPass := strings.Cut(rest[:max(at, 0)], ":"); at > 0 && hasPass {
+			return "mysql://" + user + ":xxxxx" + rest[at:]
+		}
 		return db
 	}
 	u, err := url.Parse(db)

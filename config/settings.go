@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -58,10 +59,10 @@ var settings = []*setting{
 		get: func(c *Config) string { return c.Domain }},
 	strSetting("data-dir", "directory for the database, certificate and generated secrets",
 		func(c *Config) *string { return &c.DataDir }),
-	{name: "db", usage: `database: "sqlite", "sqlite:PATH" or "mysql://user:pass@host:port/db"`,
+	{name: "db", usage: `database: "sqlite", "sqlite:PATH" or "mysql://user:pass@tcp(host:port)/db"`,
 		set: func(c *Config, v string) (string, bool) {
 			if !validDB(v) {
-				return `want "sqlite", "sqlite:PATH" or "mysql://user:password@host:port/dbname"`, false
+				return `want "sqlite", "sqlite:PATH", "mysql://user:password@tcp(host:port)/dbname" or "mysql://user:password@host:port/dbname"`, false
 			}
 			c.DB = v
 			return "", true
@@ -298,6 +299,10 @@ func validAddr(v string) bool {
 	return err == nil && n >= 0 && n <= 65535
 }
 
+// mysqlDriverForm matches mysql://[user[:password]@]tcp(host:port)/dbname[?params]
+// (or unix(/path)), the MySQL driver's own DSN after the scheme.
+var mysqlDriverForm = regexp.MustCompile(`^mysql://([^@]*@)?(tcp|unix)\([^)]*\)/[^/?]+(\?.*)?$`)
+
 func validDB(v string) bool {
 	switch {
 	case v == "sqlite":
@@ -305,8 +310,11 @@ func validDB(v string) bool {
 	case strings.HasPrefix(v, "sqlite:"):
 		return len(v) > len("sqlite:")
 	case strings.HasPrefix(v, "mysql://"):
+		if mysqlDriverForm.MatchString(v) {
+			return true
+		}
 		u, err := url.Parse(v)
-		return err == nil && u.Host != ""
+		return err == nil && u.Host != "" && strings.Trim(u.Path, "/") != ""
 	}
 	return false
 }

@@ -52,6 +52,8 @@ type DB struct {
 //	mysql://user:pass@tcp(host:3306)/poosms?params
 //	                                MySQL or MariaDB; after the prefix, a
 //	                                go-sql-driver/mysql DSN
+//	mysql://user:pass@host:3306/poosms?params
+//	                                the same as a URL; the address gets tcp()
 //
 // The database named in a MySQL DSN must already exist; Open creates the
 // tables.
@@ -76,7 +78,7 @@ func Open(ctx context.Context, dsn, dataDir string) (*DB, error) {
 		}
 		db, err = openSQLite(path)
 	case strings.HasPrefix(dsn, "mysql://"):
-		db, err = openMySQL(strings.TrimPrefix(dsn, "mysql://"))
+		db, err = openMySQL(driverDSN(strings.TrimPrefix(dsn, "mysql://")))
 	default:
 		// Only the part before the first colon is echoed: the rest may
 		// hold a password.
@@ -150,6 +152,23 @@ func openSQLite(path string) (*DB, error) {
 
 // openMySQL prepares a pool from a go-sql-driver/mysql DSN, adding the
 // parameters the store relies on.
+// driverDSN turns the URL form user:pass@host:port/db?params into the
+// driver's user:pass@tcp(host:port)/db?params; the driver's own form
+// passes unchanged.
+func driverDSN(s string) string {
+	slash := strings.Index(s, "/")
+	if slash < 0 {
+		return s
+	}
+	authority := s[:slash]
+	at := strings.LastIndex(authority, "@")
+	host := authority[at+1:]
+	if host == "" || strings.Contains(host, "(") {
+		return s
+	}
+	return authority[:at+1] + "tcp(" + host + ")" + s[slash:]
+}
+
 func openMySQL(dsn string) (*DB, error) {
 	cfg, err := mysql.ParseDSN(dsn)
 	if err != nil {
