@@ -2,10 +2,12 @@ package turn
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -34,7 +36,14 @@ func runUclient(t *testing.T, srv *Server, args ...string) (sent, received int, 
 	t.Helper()
 	bin := uclient(t)
 	c := srv.Credentials("uclient")
-	_, port, _ := net.SplitHostPort(srv.UDPAddr().String())
+	addr := srv.UDPAddr()
+	switch {
+	case slices.Contains(args, "-S"):
+		addr = srv.TLSAddr()
+	case slices.Contains(args, "-t"):
+		addr = srv.TCPAddr()
+	}
+	_, port, _ := net.SplitHostPort(addr.String())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	full := append([]string{"-u", c.Username, "-w", c.Password, "-p", port}, args...)
@@ -59,6 +68,29 @@ func TestUclientClientToClient(t *testing.T) {
 	srv := startServer(t, func(c *Config) { c.AllowPeers = allowLoopV4 })
 	// -y: two allocations relay to each other; -c: no RTCP pair.
 	sent, received, out := runUclient(t, srv, "-y", "-c", "-n", "20", "-z", "5")
+	if sent <= 0 || received != sent {
+		t.Errorf("sent %d, received %d: want every message back\n%s", sent, received, out)
+	}
+}
+
+func TestUclientOverTCP(t *testing.T) {
+	uclient(t)
+	srv := startServer(t, func(c *Config) { c.AllowPeers = allowLoopV4 })
+	sent, received, out := runUclient(t, srv, "-t", "-y", "-c", "-n", "20", "-z", "5")
+	if sent <= 0 || received != sent {
+		t.Errorf("sent %d, received %d: want every message back\n%s", sent, received, out)
+	}
+}
+
+func TestUclientOverTLS(t *testing.T) {
+	uclient(t)
+	cert, _ := selfSigned(t)
+	srv := startServer(t, func(c *Config) {
+		c.AllowPeers = allowLoopV4
+		c.TLSAddr = "127.0.0.1:0"
+		c.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
+	})
+	sent, received, out := runUclient(t, srv, "-t", "-S", "-y", "-c", "-n", "20", "-z", "5")
 	if sent <= 0 || received != sent {
 		t.Errorf("sent %d, received %d: want every message back\n%s", sent, received, out)
 	}
