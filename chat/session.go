@@ -13,7 +13,8 @@ import (
 var ErrSessionGone = errors.New("chat: session gone")
 
 // Session is one bound client stream as chat sees it. signaling implements
-// it; chat never touches the connection itself.
+// it; chat never touches the connection itself. chat tells sessions apart
+// with ==, so an implementation must be comparable: use a pointer type.
 type Session interface {
 	// JID is the session's full JID (user@domain/resource).
 	JID() jid.JID
