@@ -284,17 +284,18 @@ func (s *Service) interested(local string) []Session {
 
 // update runs fn on the state of sess under s.mu. A session that is not
 // (or no longer) in the map gets a detached state, so a late stanza cannot
-// bring a closed session back.
-func (s *Service) update(sess Session, fn func(r *resource)) {
+// bring a closed session back; update then reports false.
+func (s *Service) update(sess Session, fn func(r *resource)) bool {
 	me := sess.JID()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r := s.users[me.Localpart()][me.Resourcepart()]
-	if r == nil || r.sess != sess {
-		s.log.Debug("chat: stanza from an unbound session", "jid", me.String())
+	bound := r != nil && r.sess == sess
+	if !bound {
 		r = &resource{sess: sess}
 	}
 	fn(r)
+	return bound
 }
 
 // exists reports whether local is an account: it has a session, or the

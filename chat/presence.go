@@ -69,11 +69,16 @@ func (s *Service) presenceAvailable(ctx context.Context, sess Session, el *stanz
 	prio := priority(el)
 	var initial, wasNegative bool
 	var others []*stanza.Element
-	s.update(sess, func(r *resource) {
+	bound := s.update(sess, func(r *resource) {
 		initial = !r.available
 		wasNegative = r.priority < 0
 		r.available, r.priority, r.last = true, prio, p
 	})
+	if !bound {
+		// Its unavailable presence could never be sent: ignore it.
+		s.log.Debug("chat: presence from an unbound session", "jid", me.String())
+		return
+	}
 	if initial {
 		s.mu.Lock()
 		for _, r := range s.users[owner] {

@@ -117,3 +117,16 @@ func TestSessionReplacedKeepsNewSession(t *testing.T) {
 	h.send(b, `<message to='alice@localhost/a' type='chat'><body>x</body></message>`)
 	expect(t, "new session gets messages", repl, "message type=chat from=bob@localhost/b to=alice@localhost/a body=x")
 }
+
+func TestPresenceFromClosedSessionIsIgnored(t *testing.T) {
+	h := newHarness(t, Config{}, "alice", "bob")
+	h.befriend("alice", "bob")
+	b := h.online("bob@localhost/b", 0)
+	a := h.bind("alice@localhost/a")
+	h.svc.SessionClosed(t.Context(), a) // ended before its presence was handled
+	h.send(a, `<presence/>`)
+	expect(t, "bob", b)
+	if got := h.svc.Online(jid.MustParse("alice@localhost")); len(got) != 0 {
+		t.Errorf("closed session is online: %v", got)
+	}
+}
