@@ -240,21 +240,10 @@ func (m *scramMech) start(ctx context.Context, first string) error {
 		if m.plus {
 			return fail("malformed-request", "a -PLUS mechanism needs channel binding (p=TYPE)")
 		}
-		if m.opt.AdvertisePlus {
-			// Any binding marks the conversation as "PLUS was offered",
-			// so a client claiming "y" (server has no binding) is refused.
-			var cb scram.ChannelBinding
-			if m.opt.TLS != nil {
-				cb, err = scram.NewTLSExporterBinding(m.opt.TLS)
-				if err != nil {
-					cb, err = serverEndPoint(m.opt.ServerCert)
-				}
-			}
-			if err == nil && m.opt.TLS != nil {
-				m.conv = server.NewConversationWithChannelBinding(cb)
-				return nil
-			}
-		}
+		// "y" (the client binds, but thinks the server cannot) is accepted
+		// like "n": clients that only know tls-unique, which TLS 1.3 lacks
+		// and poosms does not offer, send it honestly. The -PLUS variants
+		// remain the protection against a stripped mechanism list.
 		m.conv = server.NewConversation()
 	default:
 		return fail("malformed-request", "SCRAM GS2 flag must be n, y or p=TYPE")
