@@ -46,6 +46,8 @@ type participant struct {
 	localCands []*stanza.Element
 
 	bwe       atomic.Pointer[cc.BandwidthEstimator]
+	twccIn    atomic.Uint64 // TWCC feedback packets from the subscriber
+	rrIn      atomic.Uint64 // receiver reports from the subscriber
 	connected chan struct{}
 	connOnce  sync.Once
 	timer     *time.Timer
@@ -289,6 +291,9 @@ func (p *participant) negotiate() {
 		p.needNeg = true
 		return
 	}
+	if p.pc.ConnectionState() == webrtc.PeerConnectionStateClosed {
+		return
+	}
 	p.needNeg = false
 	offer, err := p.pc.CreateOffer(nil)
 	if err == nil {
@@ -443,6 +448,10 @@ func (p *participant) rtcpLoop(s *subscription) {
 					l = s.dt.Target()
 				}
 				s.up.requestKeyframe(l)
+			case *rtcp.TransportLayerCC:
+				p.twccIn.Add(1)
+			case *rtcp.ReceiverReport:
+				p.rrIn.Add(1)
 			}
 		}
 	}

@@ -3,10 +3,12 @@ package sfu
 import (
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 	"go.uber.org/goleak"
 	"mellium.im/xmpp/jid"
@@ -212,5 +214,137 @@ func TestSimulcastLayerRequests(t *testing.T) {
 
 	if r := bob.iq(stanza.New(NS, "layer").SetAttr("track", track).SetAttr("rid", "x")); r.Type() != "error" {
 		t.Fatalf("unknown layer accepted: %s", r)
+	}
+}
+
+// mediaPair sets up alice publishing (keyframes every keyEvery packets)
+// and bob receiving alice's video.
+func mediaPair(t *testing.T, keyEvery int) (alice, bob *testClient, stop func()) {
+	t.Helper()
+	svc := newTestService(t, nil)
+	alice = newTestClient(t, svc, "alice", testRoom, clientOpts{})
+	bob = newTestClient(t, svc, "bob", testRoom, clientOpts{})
+	alice.join()
+	aa, av := alice.addTracks()
+	alice.offer()
+	bob.join()
+	ba, bv := bob.addTracks()
+	bob.offer()
+	am := sendMedia("alice", aa, av, keyEvery)
+	bm := sendMedia("bob", ba, bv, keyEvery)
+	bob.waitFor("alice's video", 15*time.Second, func() bool {
+		r := bob.trackFrom(alice.id, "video/")
+		return r != nil && len(r.payloads) > 5
+	})
+	return alice, bob, func() { am.Stop(); bm.Stop() }
+}
+
+func countPLI(c *testClient) int {
+	n := 0
+	for _, p := range c.rtcpIn {
+		if _, ok := p.(*rtcp.PictureLossIndication); ok {
+			n++
+		}
+	}
+	return n
+}
+
+func TestSubscriberPLIReachesPublisherThrottled(t *testing.T) {
+	alice, bob, stop := mediaPair(t, 1000) // a keyframe only at the start
+	defer stop()
+
+	bob.mu.Lock()
+	r := bob.trackFrom(alice.id, "video/")
+	ssrc := r.ssrc
+	bob.mu.Unlock()
+	alice.mu.Lock()
+	before := countPLI(alice)
+	alice.mu.Unlock()
+
+	pkts := make([]rtcp.Packet, 0, 10)
+	for range 10 {
+		pkts = append(pkts, &rtcp.PictureLossIndication{SenderSSRC: 1, MediaSSRC: ssrc})
+	}
+	for _, p := range pkts {
+		if err := bob.pc.WriteRTCP([]rtcp.Packet{p}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	alice.waitFor("a PLI from the SFU", 5*time.Second, func() bool { return countPLI(alice) > before })
+	// Let 5 more video packets through to bob (100 ms): the burst of ten
+	// must have been collapsed.
+	bob.mu.Lock()
+	n := len(r.payloads)
+	bob.mu.Unlock()
+	bob.waitFor("more video", 5*time.Second, func() bool { return len(r.payloads) >= n+5 })
+	alice.mu.Lock()
+	got := countPLI(alice) - before
+	alice.mu.Unlock()
+	if got < 1 || got > 2 {
+		t.Fatalf("10 PLIs from the subscriber became %d at the publisher, want 1 or 2", got)
+	}
+}
+
+func TestNACKAnsweredFromCache(t *testing.T) {
+	alice, bob, stop := mediaPair(t, 1)
+	defer stop()
+
+	bob.mu.Lock()
+	r := bob.trackFrom(alice.id, "video/")
+	ssrc := r.ssrc
+	seq := r.seqs[len(r.seqs)-3]
+	bob.mu.Unlock()
+
+	nack := &rtcp.TransportLayerNack{SenderSSRC: 1, MediaSSRC: ssrc, Nacks: rtcp.NackPairsFromSequenceNumbers([]uint16{seq})}
+	if err := bob.pc.WriteRTCP([]rtcp.Packet{nack}); err != nil {
+		t.Fatal(err)
+	}
+	bob.waitFor("the retransmission of "+strconv.Itoa(int(seq)), 5*time.Second, func() bool {
+		n := 0
+		for _, s := range r.seqs {
+			if s == seq {
+				n++
+			}
+		}
+		return n >= 2
+	})
+	alice.mu.Lock()
+	defer alice.mu.Unlock()
+	for _, p := range alice.rtcpIn {
+		if _, ok := p.(*rtcp.TransportLayerNack); ok {
+			t.Fatal("the NACK went on to the publisher instead of being answered by the SFU")
+		}
+	}
+}
+
+func TestReportsAndTWCCFlow(t *testing.T) {
+	alice, bob, stop := mediaPair(t, 1)
+	defer stop()
+	// The publisher hears receiver reports from the SFU (its receiving
+	// side), and the SFU hears TWCC feedback and receiver reports from
+	// the subscriber for what it forwards.
+	alice.waitFor("a receiver report", 10*time.Second, func() bool {
+		for _, p := range alice.rtcpIn {
+			if rr, ok := p.(*rtcp.ReceiverReport); ok && len(rr.Reports) > 0 {
+				return true
+			}
+		}
+		return false
+	})
+	r := bob.svc.room(testRoom)
+	part := r.byPeer(bob.peer)
+	deadline := time.Now().Add(10 * time.Second)
+	for part.twccIn.Load() == 0 || part.rrIn.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("from the subscriber: %d TWCC feedback, %d receiver reports", part.twccIn.Load(), part.rrIn.Load())
+		}
+		// Wait for ten more video packets (200 ms) and look again.
+		bob.mu.Lock()
+		n := len(bob.trackFrom(alice.id, "video/").payloads)
+		bob.mu.Unlock()
+		bob.waitFor("more video", 5*time.Second, func() bool { return len(bob.trackFrom(alice.id, "video/").payloads) >= n+10 })
+	}
+	if e := part.bwe.Load(); e == nil || (*e).GetTargetBitrate() <= 0 {
+		t.Fatal("no bandwidth estimate for the subscriber")
 	}
 }

@@ -49,6 +49,8 @@ type layer struct {
 	bytes   atomic.Uint64
 	rate    atomic.Int64 // bits per second over the last tick
 	lastKey atomic.Int64 // nanotime of the last keyframe request
+	// keyPending is a request that came inside the throttle window.
+	keyPending atomic.Bool
 }
 
 func newUpTrack(p *participant, id string, tr *webrtc.TrackRemote, recv *webrtc.RTPReceiver) *upTrack {
@@ -160,12 +162,25 @@ func (u *upTrack) requestKeyframe(li int) {
 	now := nanotime()
 	last := l.lastKey.Load()
 	if last != 0 && now-last < int64(keyframeInterval) {
+		// Inside the window: one request is sent when it ends.
+		l.keyPending.Store(true)
 		return
 	}
 	if !l.lastKey.CompareAndSwap(last, now) {
+		l.keyPending.Store(true)
 		return
 	}
+	l.keyPending.Store(false)
 	_ = u.owner.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}})
+}
+
+// flushKeyframes sends the keyframe requests held back by the throttle.
+func (u *upTrack) flushKeyframes() {
+	for i, l := range u.layers {
+		if l.keyPending.Load() {
+			u.requestKeyframe(i)
+		}
+	}
 }
 
 // measure updates each layer's bitrate over the last interval.
