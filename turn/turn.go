@@ -203,7 +203,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		if err != nil {
 			return fmt.Errorf("turn: listen tcp %s: %w", s.cfg.TCPAddr, err)
 		}
-		s.tcp = newTrackingListener(ln, s.firstRead, streamIdleTimeout)
+		s.tcp = newTrackingListener(ln, s.firstRead, streamIdleTimeout, s.log)
 		if firstHost == "" {
 			firstHost = hostOf(s.cfg.TCPAddr)
 		}
@@ -213,7 +213,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		if err != nil {
 			return fmt.Errorf("turn: listen tls %s: %w", s.cfg.TLSAddr, err)
 		}
-		s.tls = newTrackingListener(ln, s.firstRead, streamIdleTimeout)
+		s.tls = newTrackingListener(ln, s.firstRead, streamIdleTimeout, s.log)
 		s.tlsLn = tls.NewListener(s.tls, s.cfg.TLSConfig)
 		if firstHost == "" {
 			firstHost = hostOf(s.cfg.TLSAddr)
@@ -569,78 +569,4 @@ func (s *Server) AllocationCount() int {
 	s.quota.mu.Lock()
 	defer s.quota.mu.Unlock()
 	return s.quota.total
-}
-
-// trackingListener remembers the connections it accepted so that Close
-// can end them (the engine closes its listeners but not the client
-// connections already accepted), and closes connections that stay
-// silent.
-type trackingListener struct {
-	net.Listener
-	firstRead, idle time.Duration
-
-	mu     sync.Mutex
-	conns  map[*trackedConn]struct{}
-	closed bool
-}
-
-func newTrackingListener(ln net.Listener, firstRead, idle time.Duration) *trackingListener {
-	return &trackingListener{
-		Listener:  ln,
-		firstRead: firstRead,
-		idle:      idle,
-		conns:     make(map[*trackedConn]struct{}),
-	}
-}
-
-func (l *trackingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	tc := &trackedConn{Conn: c, owner: l}
-	c.SetReadDeadline(time.Now().Add(l.firstRead))
-	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
-		c.Close()
-		return nil, net.ErrClosed
-	}
-	l.conns[tc] = struct{}{}
-	l.mu.Unlock()
-	return tc, nil
-}
-
-// closeConns closes every accepted connection and any accepted later.
-func (l *trackingListener) closeConns() {
-	l.mu.Lock()
-	l.closed = true
-	conns := l.conns
-	l.conns = nil
-	l.mu.Unlock()
-	for c := range conns {
-		c.Conn.Close()
-	}
-}
-
-type trackedConn struct {
-	net.Conn
-	owner *trackingListener
-}
-
-// Read reads from the connection and, once something arrived, gives the
-// peer the idle timeout for its next bytes.
-func (c *trackedConn) Read(b []byte) (int, error) {
-	n, err := c.Conn.Read(b)
-	if n > 0 {
-		c.Conn.SetReadDeadline(time.Now().Add(c.owner.idle))
-	}
-	return n, err
-}
-
-func (c *trackedConn) Close() error {
-	c.owner.mu.Lock()
-	delete(c.owner.conns, c)
-	c.owner.mu.Unlock()
-	return c.Conn.Close()
 }
