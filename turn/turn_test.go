@@ -585,3 +585,52 @@ func TestSilentStreamClosed(t *testing.T) {
 		t.Errorf("AllocationCount = %d, want the allocation to live on", n)
 	}
 }
+
+func TestRelayAddresses(t *testing.T) {
+	for _, tc := range []struct {
+		host, relayIP     string
+		advertise, bind   string
+		advertiseNotEmpty bool
+	}{
+		{host: "127.0.0.1", advertise: "127.0.0.1", bind: "127.0.0.1"},
+		{host: "127.0.0.1", relayIP: "203.0.113.5", advertise: "203.0.113.5", bind: "127.0.0.1"},
+		{host: "", relayIP: "203.0.113.5", advertise: "203.0.113.5", bind: "0.0.0.0"},
+		{host: "0.0.0.0", relayIP: "203.0.113.5", advertise: "203.0.113.5", bind: "0.0.0.0"},
+		{host: "::", advertiseNotEmpty: true, bind: "0.0.0.0"},
+		{host: "::1", advertiseNotEmpty: true, bind: "0.0.0.0"},
+		{host: "::ffff:127.0.0.1", advertise: "127.0.0.1", bind: "127.0.0.1"},
+	} {
+		cfg := Config{Realm: testRealm, UDPAddr: ":0", Secret: testSecret,
+			Logger: slog.New(slog.DiscardHandler)}
+		if tc.relayIP != "" {
+			cfg.RelayIP = net.ParseIP(tc.relayIP)
+		}
+		srv, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		adv, bind := srv.relayAddresses(tc.host)
+		if bind != tc.bind {
+			t.Errorf("host %q relay IP %q: bind %s, want %s", tc.host, tc.relayIP, bind, tc.bind)
+		}
+		switch {
+		case tc.advertiseNotEmpty:
+			if adv.To4() == nil {
+				t.Errorf("host %q: advertised %v, want some IPv4 address", tc.host, adv)
+			}
+		case !adv.Equal(net.ParseIP(tc.advertise)):
+			t.Errorf("host %q relay IP %q: advertised %s, want %s", tc.host, tc.relayIP, adv, tc.advertise)
+		}
+	}
+
+	// The configured address is what clients are told.
+	srv := startServer(t, func(c *Config) { c.RelayIP = net.ParseIP("203.0.113.5") })
+	relay, err := dialUDP(t, srv, creds("alice")).Allocate()
+	if err != nil {
+		t.Fatalf("Allocate: %v", err)
+	}
+	defer relay.Close()
+	if got := relay.LocalAddr().(*net.UDPAddr).IP; !got.Equal(net.ParseIP("203.0.113.5")) {
+		t.Errorf("relayed address %s, want 203.0.113.5", relay.LocalAddr())
+	}
+}
