@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Runs every poosms test on this machine: installs the third-party programs
+# the tests drive (slixmpp, coturn's TURN client, Chromium) when missing,
+# makes sure MariaDB and Redis are up, and runs `go test -race ./...`.
+#
+#   ./scripts/test.sh              everything
+#   ./scripts/test.sh ./chat/...   only some packages (extra args go to go test)
+#
+# Under CI=true a missing service or program fails the tests instead of
+# skipping them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '== %s\n' "$*" >&2; }
+
+# Debian packages the tests need, by the command or file that proves them.
+need=()
+/usr/bin/python3 -c 'import slixmpp' 2>/dev/null || need+=(python3-slixmpp)
+command -v turnutils_uclient >/dev/null || need+=(coturn)
+command -v chromium >/dev/null || need+=(chromium)
+command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || need+=(mariadb-server)
+command -v redis-server >/dev/null || need+=(redis-server)
+if [ ${#need[@]} -gt 0 ]; then
+	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+		log "installing ${need[*]}"
+		export DEBIAN_FRONTEND=noninteractive
+		apt-get update -qq
+		apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+		# coturn's package starts a TURN server on 3478; the tests bring their own.
+		if [[ " ${need[*]} " == *" coturn "* ]]; then
+			(service coturn stop || pkill -x turnserver) >/dev/null 2>&1 || true
+		fi
+	else
+		log "missing: ${need[*]} (install them with apt-get; tests that need them skip, or fail under CI=true)"
+	fi
+fi
+
+# MariaDB on 127.0.0.1:3306 (root, no password).
+mysql_up() { mariadb -uroot -h127.0.0.1 -e 'select 1' >/dev/null 2>&1 || mysql -uroot -h127.0.0.1 -e 'select 1' >/dev/null 2>&1; }
+if ! mysql_up && [ -x /usr/sbin/mariadbd ] && [ "$(id -u)" = 0 ]; then
+	log "starting MariaDB"
+	mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld 2>/dev/null || true
+	start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
+	for _ in $(seq 1 60); do mysql_up && break; sleep 0.5; done
+fi
+# Redis on 127.0.0.1:6379.
+if ! redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 && command -v redis-server >/dev/null; then
+	log "starting Redis"
+	redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no >/dev/null
+	for _ in $(seq 1 40); do redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 && break; sleep 0.25; done
+fi
+
+export POOSMS_TEST_MYSQL_DSN="${POOSMS_TEST_MYSQL_DSN:-root@tcp(127.0.0.1:3306)/}"
+export POOSMS_TEST_REDIS_ADDR="${POOSMS_TEST_REDIS_ADDR:-127.0.0.1:6379}"
+
+log "go vet"
+go vet ./...
+log "go test -race"
+if [ $# -eq 0 ]; then set -- ./...; fi
+go test -race -timeout 30m "$@"
