@@ -66,6 +66,12 @@ type Config struct {
 	// specific one, otherwise to 0.0.0.0.
 	RelayIP net.IP `yaml:"relay_ip"`
 
+	// RelayPortMin and RelayPortMax, when both set, confine relay
+	// sockets to that inclusive port range (for firewalls and port
+	// forwarding). Default: ephemeral ports chosen by the system.
+	RelayPortMin uint16 `yaml:"relay_port_min"`
+	RelayPortMax uint16 `yaml:"relay_port_max"`
+
 	// Secret is the key credentials are signed with. Required; see
 	// LoadOrCreateSecret.
 	Secret []byte `yaml:"-"`
@@ -131,6 +137,8 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("turn: config: negative UDP listener count %d", cfg.UDPListeners)
 	case cfg.MaxAllocationsPerUser < 0:
 		return nil, fmt.Errorf("turn: config: negative allocation quota %d", cfg.MaxAllocationsPerUser)
+	case (cfg.RelayPortMin == 0) != (cfg.RelayPortMax == 0) || cfg.RelayPortMin > cfg.RelayPortMax:
+		return nil, fmt.Errorf("turn: config: relay port range %d-%d: set both ends, lowest first", cfg.RelayPortMin, cfg.RelayPortMax)
 	case cfg.RelayIP != nil && cfg.RelayIP.To4() == nil:
 		return nil, fmt.Errorf("turn: config: relay IP %s is not an IPv4 address (relayed addresses are IPv4)", cfg.RelayIP)
 	}
@@ -223,7 +231,8 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	relayIP, relayBind := s.relayAddresses(firstHost)
 	s.relayIP = relayIP
 	newGen := func() pion.RelayAddressGenerator {
-		return &relayGenerator{advertise: relayIP, bind: net.ParseIP(relayBind)}
+		return &relayGenerator{advertise: relayIP, bind: net.ParseIP(relayBind),
+			minPort: s.cfg.RelayPortMin, maxPort: s.cfg.RelayPortMax}
 	}
 
 	pcfg := pion.ServerConfig{

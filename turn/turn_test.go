@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/big"
@@ -425,6 +426,8 @@ func TestNewValidates(t *testing.T) {
 		{"ipv6 relay ip", func(c *Config) { c.RelayIP = net.ParseIP("2001:db8::1") }},
 		{"negative ttl", func(c *Config) { c.CredentialTTL = -time.Second }},
 		{"negative quota", func(c *Config) { c.MaxAllocationsPerUser = -1 }},
+		{"half a port range", func(c *Config) { c.RelayPortMin = 50000 }},
+		{"reversed port range", func(c *Config) { c.RelayPortMin, c.RelayPortMax = 50010, 50000 }},
 	} {
 		c := ok
 		tc.edit(&c)
@@ -632,5 +635,39 @@ func TestRelayAddresses(t *testing.T) {
 	defer relay.Close()
 	if got := relay.LocalAddr().(*net.UDPAddr).IP; !got.Equal(net.ParseIP("203.0.113.5")) {
 		t.Errorf("relayed address %s, want 203.0.113.5", relay.LocalAddr())
+	}
+}
+
+func TestRelayPortRange(t *testing.T) {
+	// Find a few free ports to form the range; another process may take
+	// one meanwhile, which the range search tolerates.
+	probe, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := probe.LocalAddr().(*net.UDPAddr).Port
+	probe.Close()
+	lo, hi := uint16(base), uint16(min(base+3, 65535))
+	srv := startServer(t, func(c *Config) {
+		c.AllowPeers = allowLoopV4
+		c.RelayPortMin, c.RelayPortMax = lo, hi
+	})
+	var relays []net.PacketConn
+	for i := range int(hi-lo) + 1 {
+		relay, err := dialUDP(t, srv, creds(fmt.Sprint("range", i))).Allocate()
+		if err != nil {
+			break // the range is exhausted (or a port was taken by someone else)
+		}
+		defer relay.Close()
+		relays = append(relays, relay)
+		if p := relay.LocalAddr().(*net.UDPAddr).Port; p < int(lo) || p > int(hi) {
+			t.Errorf("relay port %d outside %d-%d", p, lo, hi)
+		}
+	}
+	if len(relays) == 0 {
+		t.Fatal("no allocation got a port from the range")
+	}
+	if _, err := dialUDP(t, srv, creds("one-too-many")).Allocate(); err == nil {
+		t.Errorf("Allocate succeeded with every port of %d-%d in use", lo, hi)
 	}
 }

@@ -2,10 +2,16 @@ package turn
 
 import (
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"sync"
 )
+
+// relayPortAttempts bounds the ports tried per allocation in a relay
+// port range.
+const relayPortAttempts = 64
 
 // addrCacheMax bounds the per-socket cache of peer addresses.
 const addrCacheMax = 4096
@@ -60,11 +66,12 @@ func (c *udpConn) ReadFrom(b []byte) (int, net.Addr, error) {
 func (c *udpConn) LocalAddr() net.Addr { return c.local }
 
 // relayGenerator opens the relay sockets of allocations: UDP sockets
-// bound to bind on an ephemeral port, advertised to clients as
-// advertise and that port.
+// bound to bind on a port from [minPort, maxPort] (an ephemeral port when
+// both are zero), advertised to clients as advertise and that port.
 type relayGenerator struct {
-	advertise net.IP
-	bind      net.IP
+	advertise        net.IP
+	bind             net.IP
+	minPort, maxPort uint16
 }
 
 func (g *relayGenerator) Validate() error {
@@ -75,13 +82,35 @@ func (g *relayGenerator) Validate() error {
 }
 
 func (g *relayGenerator) AllocatePacketConn(network string, port int) (net.PacketConn, net.Addr, error) {
-	c, err := net.ListenUDP(network, &net.UDPAddr{IP: g.bind, Port: port})
+	c, err := g.listen(network, port)
 	if err != nil {
 		return nil, nil, err
 	}
 	relayed := udpAddr16(netip.AddrPortFrom(
 		netip.AddrFrom4([4]byte(g.advertise.To4())), uint16(c.LocalAddr().(*net.UDPAddr).Port)))
 	return newUDPConn(c), relayed, nil
+}
+
+// listen binds a relay socket: on port when one is requested, otherwise
+// on a random free port of the range.
+func (g *relayGenerator) listen(network string, port int) (*net.UDPConn, error) {
+	if port != 0 || g.maxPort == 0 {
+		if port != 0 && g.maxPort != 0 && (port < int(g.minPort) || port > int(g.maxPort)) {
+			return nil, fmt.Errorf("turn: requested relay port %d outside %d-%d", port, g.minPort, g.maxPort)
+		}
+		return net.ListenUDP(network, &net.UDPAddr{IP: g.bind, Port: port})
+	}
+	span := int(g.maxPort) - int(g.minPort) + 1
+	start := rand.IntN(span)
+	var err error
+	for i := range min(span, relayPortAttempts) {
+		p := int(g.minPort) + (start+i)%span
+		var c *net.UDPConn
+		if c, err = net.ListenUDP(network, &net.UDPAddr{IP: g.bind, Port: p}); err == nil {
+			return c, nil
+		}
+	}
+	return nil, fmt.Errorf("turn: no free relay port in %d-%d: %w", g.minPort, g.maxPort, err)
 }
 
 func (g *relayGenerator) AllocateConn(string, int) (net.Conn, net.Addr, error) {
