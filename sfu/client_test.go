@@ -8,10 +8,12 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/pion/interceptor"
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
@@ -69,6 +71,8 @@ type testClient struct {
 	rtcpIn    []any // RTCP the publisher side received
 	nextID    int
 	pending   []webrtc.ICECandidateInit
+
+	keyRequested atomic.Bool // a PLI arrived: send a keyframe next
 
 	// refuseOffer makes the client answer the server's next offer with an
 	// error (to exercise glare handling).
@@ -215,7 +219,7 @@ func (c *testClient) loop() {
 }
 
 func (c *testClient) handle(el *stanza.Element) {
-	if el.Local == "message" {
+	if el.Local == "message" && el.Type() != "error" {
 		c.mu.Lock()
 		c.events = append(c.events, el.FirstElement())
 		c.cond.Broadcast()
@@ -224,6 +228,16 @@ func (c *testClient) handle(el *stanza.Element) {
 	}
 	switch el.Type() {
 	case "result", "error":
+		if el.Local == "message" {
+			c.mu.Lock()
+			ch := c.waiting[el.ID()]
+			delete(c.waiting, el.ID())
+			c.mu.Unlock()
+			if ch != nil {
+				ch <- el
+			}
+			return
+		}
 		if a := el.Child(NS, "answer"); a != nil && el.Type() == "result" {
 			// Apply the answer in stanza order, as a client reading its
 			// stream one stanza at a time would.
@@ -291,7 +305,7 @@ func (c *testClient) handle(el *stanza.Element) {
 			c.mu.Unlock()
 			break
 		}
-		if err := c.pc.AddICECandidate(init); err != nil {
+		if err := c.pc.AddICECandidate(init); err != nil && c.ctx.Err() == nil && c.pc.ConnectionState() != webrtc.PeerConnectionStateClosed {
 			c.t.Errorf("%s: server candidate %q: %v", c.name, p.Text(), err)
 		}
 	}
@@ -439,13 +453,40 @@ func (c *testClient) readRTCP(s *webrtc.RTPSender) {
 		c.mu.Lock()
 		for _, p := range pkts {
 			c.rtcpIn = append(c.rtcpIn, p)
+			if _, ok := p.(*rtcp.PictureLossIndication); ok {
+				c.keyRequested.Store(true)
+			}
 		}
 		c.cond.Broadcast()
 		c.mu.Unlock()
 	}
 }
 
-func sendMedia(name string, a, v *webrtc.TrackLocalStaticRTP, keyEvery int) *media {
+func (c *testClient) sendMedia(a, v *webrtc.TrackLocalStaticRTP, keyEvery int) *media {
+	return c.sendMediaLevel(a, v, keyEvery, 0, nil)
+}
+
+// audioLevelID is the negotiated id of the audio-level extension on c's
+// audio sender.
+func (c *testClient) audioLevelID() uint8 {
+	for _, tr := range c.pc.GetTransceivers() {
+		if tr.Kind() != webrtc.RTPCodecTypeAudio || tr.Sender() == nil {
+			continue
+		}
+		for _, e := range tr.Sender().GetParameters().HeaderExtensions {
+			if e.URI == sdp.AudioLevelURI {
+				return uint8(e.ID)
+			}
+		}
+	}
+	return 0
+}
+
+// sendMediaLevel is sendMedia with the audio-level extension set from
+// level() on every audio packet.
+// A PLI from the SFU makes the next video packet a keyframe.
+func (c *testClient) sendMediaLevel(a, v *webrtc.TrackLocalStaticRTP, keyEvery int, levelID uint8, level func() uint8) *media {
+	name := c.name
 	m := &media{stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(m.done)
@@ -458,10 +499,14 @@ func sendMedia(name string, a, v *webrtc.TrackLocalStaticRTP, keyEvery int) *med
 			case <-t.C:
 			}
 			if a != nil {
-				_ = a.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: uint16(n), Timestamp: uint32(n * 960), SSRC: 1}, Payload: opusPayload(name, n)})
+				p := &rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: uint16(n), Timestamp: uint32(n * 960), SSRC: 1}, Payload: opusPayload(name, n)}
+				if level != nil {
+					_ = p.Header.SetExtension(levelID, []byte{level()})
+				}
+				_ = a.WriteRTP(p)
 			}
 			if v != nil {
-				key := keyEvery > 0 && n%keyEvery == 0
+				key := keyEvery > 0 && n%keyEvery == 0 || c.keyRequested.Swap(false)
 				_ = v.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, Marker: true, SequenceNumber: uint16(n), Timestamp: uint32(n * 3000), SSRC: 2}, Payload: vp8Payload(name, n, key)})
 			}
 		}

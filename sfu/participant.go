@@ -300,6 +300,9 @@ func (p *participant) negotiate() {
 		err = p.pc.SetLocalDescription(offer)
 	}
 	if err != nil {
+		if errors.Is(err, webrtc.ErrConnectionClosed) || p.pc.ConnectionState() == webrtc.PeerConnectionStateClosed {
+			return
+		}
 		p.log.Error("sfu: create offer", "err", err)
 		return
 	}

@@ -243,21 +243,26 @@ func (r *room) remove(p *participant, reason string) {
 		r.closed = true
 	}
 	r.mu.Unlock()
+	if empty {
+		r.s.dropRoom(r) // a new join opens a fresh conference
+	}
 	r.log.Debug("sfu: participant removed", "jid", p.jid.String(), "participant", p.id, "reason", reason)
 	for _, u := range gone {
 		r.removeTrack(u)
-	}
-	if reason != reasonLeave && reason != reasonClosed {
-		p.event(participantElement("participant-left", p).SetAttr("reason", reason))
 	}
 	p.close()
 	for _, u := range gone {
 		u.wait()
 	}
-	r.broadcast(participantElement("participant-left", p).SetAttr("reason", reason), nil)
 	if empty {
 		r.stop()
 	}
+	// The participant hears why it was removed (once its resources are
+	// gone) unless it asked to go; the others hear it left.
+	if reason != reasonLeave && reason != reasonClosed {
+		p.event(participantElement("participant-left", p).SetAttr("reason", reason))
+	}
+	r.broadcast(participantElement("participant-left", p).SetAttr("reason", reason), nil)
 }
 
 // close removes everyone.

@@ -5,6 +5,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -57,9 +58,9 @@ func TestTwoParticipantsExchangeMedia(t *testing.T) {
 	ba, bv := bob.addTracks()
 	alice.offer()
 	bob.offer()
-	am := sendMedia("alice", aa, av, 1)
+	am := alice.sendMedia(aa, av, 1)
 	defer am.Stop()
-	bm := sendMedia("bob", ba, bv, 1)
+	bm := bob.sendMedia(ba, bv, 1)
 	defer bm.Stop()
 
 	for _, tc := range []struct {
@@ -94,7 +95,7 @@ func TestThirdJoinsAndLeaves(t *testing.T) {
 		c.join()
 		a, v := c.addTracks()
 		c.offer()
-		streams = append(streams, sendMedia(c.name, a, v, 1))
+		streams = append(streams, c.sendMedia(a, v, 1))
 	}
 	gotMedia := func(c, from *testClient) {
 		t.Helper()
@@ -230,8 +231,8 @@ func mediaPair(t *testing.T, keyEvery int) (alice, bob *testClient, stop func())
 	bob.join()
 	ba, bv := bob.addTracks()
 	bob.offer()
-	am := sendMedia("alice", aa, av, keyEvery)
-	bm := sendMedia("bob", ba, bv, keyEvery)
+	am := alice.sendMedia(aa, av, keyEvery)
+	bm := bob.sendMedia(ba, bv, keyEvery)
 	bob.waitFor("alice's video", 15*time.Second, func() bool {
 		r := bob.trackFrom(alice.id, "video/")
 		return r != nil && len(r.payloads) > 5
@@ -347,4 +348,151 @@ func TestReportsAndTWCCFlow(t *testing.T) {
 	if e := part.bwe.Load(); e == nil || (*e).GetTargetBitrate() <= 0 {
 		t.Fatal("no bandwidth estimate for the subscriber")
 	}
+}
+
+func TestActiveSpeaker(t *testing.T) {
+	svc := newTestService(t, nil)
+	alice := newTestClient(t, svc, "alice", testRoom, clientOpts{})
+	bob := newTestClient(t, svc, "bob", testRoom, clientOpts{})
+	var aliceLevel, bobLevel atomic.Uint32
+	aliceLevel.Store(25) // -25 dBov: talking
+	bobLevel.Store(127)  // silence
+	for _, c := range []*testClient{alice, bob} {
+		c.join()
+		a, v := c.addTracks()
+		c.offer()
+		lv := &aliceLevel
+		if c == bob {
+			lv = &bobLevel
+		}
+		m := c.sendMediaLevel(a, v, 1, c.audioLevelID(), func() uint8 { return uint8(lv.Load()) })
+		defer m.Stop()
+	}
+	if alice.audioLevelID() == 0 {
+		t.Fatal("audio-level extension not negotiated")
+	}
+	for _, c := range []*testClient{alice, bob} {
+		c.waitEvent("active-speaker", 10*time.Second, func(e *stanza.Element) bool { return e.Attr("participant") == alice.id })
+	}
+	aliceLevel.Store(127)
+	bobLevel.Store(30)
+	for _, c := range []*testClient{alice, bob} {
+		c.waitEvent("active-speaker", 10*time.Second, func(e *stanza.Element) bool { return e.Attr("participant") == bob.id })
+	}
+}
+
+// condition returns the error condition of an error reply, or "".
+func condition(r *stanza.Element) string {
+	if r.Type() != "error" {
+		return ""
+	}
+	e := r.Child(stanza.NSClient, "error")
+	if e == nil {
+		return "?"
+	}
+	for _, c := range e.Elements() {
+		if c.Space == stanza.NSStanzas && c.Local != "text" {
+			return c.Local
+		}
+	}
+	return "?"
+}
+
+func TestLimits(t *testing.T) {
+	svc := newTestService(t, func(c *Config) { c.MaxParticipants = 2; c.MaxConferences = 1 })
+	a := newTestClient(t, svc, "alice", testRoom, clientOpts{})
+	b := newTestClient(t, svc, "bob", testRoom, clientOpts{})
+	c := newTestClient(t, svc, "carol", testRoom, clientOpts{})
+	a.join()
+	b.join()
+	if got := condition(c.iq(stanza.New(NS, "join"))); got != "resource-constraint" {
+		t.Fatalf("third join in a room of two: %q, want resource-constraint", got)
+	}
+	c.room = "other@conference.localhost"
+	if got := condition(c.iq(stanza.New(NS, "join"))); got != "resource-constraint" {
+		t.Fatalf("second conference on a node of one: %q, want resource-constraint", got)
+	}
+	// Once both leave, the conference closes and the other can open.
+	for _, x := range []*testClient{a, b} {
+		if r := x.iq(stanza.New(NS, "leave")); r.Type() != "result" {
+			t.Fatalf("leave: %s", r)
+		}
+	}
+	if r := c.iq(stanza.New(NS, "join")); r.Type() != "result" {
+		t.Fatalf("join after the first conference closed: %s", r)
+	}
+}
+
+func TestConnectTimeoutFreesParticipant(t *testing.T) {
+	svc := newTestService(t, func(c *Config) { c.ConnectTimeout = 300 * time.Millisecond })
+	ignore := goleak.IgnoreCurrent()
+	lost := newTestClient(t, svc, "lost", testRoom, clientOpts{noICE: true})
+	lost.join()
+	lost.addTracks()
+	lost.offer()
+	lost.waitEvent("participant-left", 5*time.Second, func(e *stanza.Element) bool {
+		return e.Attr("id") == lost.id && e.Attr("reason") == "connect-timeout"
+	})
+	if n := svc.Rooms(); n != 0 {
+		t.Fatalf("%d conferences still open after their only participant timed out", n)
+	}
+	if got := condition(lost.iq(stanza.New(NS, "offer").SetText("v=0"))); got != "item-not-found" {
+		t.Fatalf("offer after removal: %q, want item-not-found", got)
+	}
+	lost.close()
+	goleak.VerifyNone(t, ignore)
+}
+
+func TestBadInput(t *testing.T) {
+	svc := newTestService(t, nil)
+	c := newTestClient(t, svc, "alice", testRoom, clientOpts{})
+	c.join()
+	send := func(el *stanza.Element) *stanza.Element {
+		id := c.newID()
+		ch := make(chan *stanza.Element, 1)
+		c.mu.Lock()
+		c.waiting[id] = ch
+		c.mu.Unlock()
+		c.deliver(el.SetAttr("id", id))
+		select {
+		case r := <-ch:
+			return r
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no reply to %s", el)
+			return nil
+		}
+	}
+	iq := func(typ, to string, payload *stanza.Element) *stanza.Element {
+		e := stanza.New(stanza.NSClient, "iq").SetAttr("type", typ).SetAttr("to", to)
+		if payload != nil {
+			e.Append(payload)
+		}
+		return e
+	}
+	for _, tc := range []struct {
+		name string
+		el   *stanza.Element
+		want string
+	}{
+		{"malformed SDP", iq("set", testRoom, stanza.New(NS, "offer").SetText("this is not SDP")), "bad-request"},
+		{"SDP without media", iq("set", testRoom, stanza.New(NS, "offer").SetText("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n")), "bad-request"},
+		{"unknown element", iq("set", testRoom, stanza.New(NS, "dance")), "feature-not-implemented"},
+		{"foreign namespace", iq("set", testRoom, stanza.New("urn:example", "join")), "feature-not-implemented"},
+		{"empty iq", iq("set", testRoom, nil), "feature-not-implemented"},
+		{"get", iq("get", testRoom, stanza.New(NS, "join")), "feature-not-implemented"},
+		{"other domain", iq("set", "room@elsewhere.example", stanza.New(NS, "join")), "item-not-found"},
+		{"service itself", iq("set", "conference.localhost", stanza.New(NS, "join")), "bad-request"},
+		{"candidate bad mline", iq("set", testRoom, stanza.New(NS, "candidate").SetAttr("mline", "x").SetText("candidate:1 1 udp 1 127.0.0.1 9 typ host")), "bad-request"},
+		{"empty candidate", iq("set", testRoom, stanza.New(NS, "candidate")), "bad-request"},
+		{"layer of unknown track", iq("set", testRoom, stanza.New(NS, "layer").SetAttr("track", "nope").SetAttr("rid", "h")), "item-not-found"},
+		{"not joined", iq("set", "other@conference.localhost", stanza.New(NS, "offer").SetText("v=0")), "item-not-found"},
+		{"message", stanza.New(stanza.NSClient, "message").SetAttr("to", testRoom).Append(stanza.New("", "body").SetText("hi")), "service-unavailable"},
+	} {
+		if got := condition(send(tc.el)); got != tc.want {
+			t.Errorf("%s: condition %q, want %q", tc.name, got, tc.want)
+		}
+	}
+	// After all that, the participant still works.
+	c.addTracks()
+	c.offer()
 }
