@@ -46,6 +46,7 @@ type participant struct {
 	localCands []*stanza.Element
 
 	bwe       atomic.Pointer[cc.BandwidthEstimator]
+	remb      atomic.Int64  // the subscriber's latest REMB, bits/s
 	twccIn    atomic.Uint64 // TWCC feedback packets from the subscriber
 	rrIn      atomic.Uint64 // receiver reports from the subscriber
 	connected chan struct{}
@@ -444,7 +445,9 @@ func (p *participant) rtcpLoop(s *subscription) {
 			continue
 		}
 		for _, pkt := range pkts {
-			switch pkt.(type) {
+			switch pkt := pkt.(type) {
+			case *rtcp.ReceiverEstimatedMaximumBitrate:
+				p.remb.Store(int64(pkt.Bitrate))
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 				l := s.dt.Current()
 				if l == forward.NoLayer {
@@ -487,11 +490,13 @@ func (p *participant) handleLayer(iq, el *stanza.Element) {
 // chooseLayers points each automatic video subscription at the best layer
 // that fits its share of the bandwidth estimate.
 func (p *participant) chooseLayers() {
-	e := p.bwe.Load()
-	if e == nil {
-		return
+	budget := 0
+	if e := p.bwe.Load(); e != nil {
+		budget = (*e).GetTargetBitrate()
 	}
-	budget := (*e).GetTargetBitrate()
+	if r := int(p.remb.Load()); r > 0 && (budget <= 0 || r < budget) {
+		budget = r
+	}
 	p.mu.Lock()
 	var video []*subscription
 	for _, s := range p.subs {
