@@ -22,6 +22,7 @@ import (
 	"poosms.org/poosms/signaling"
 	"poosms.org/poosms/stanza"
 	"poosms.org/poosms/store"
+	"poosms.org/poosms/turn"
 	"poosms.org/poosms/web"
 )
 
@@ -59,6 +60,7 @@ type node struct {
 	db       *store.DB
 	chat     *chat.Service
 	c2s      *signaling.Server
+	turn     *turn.Server // nil when the relay is off
 	http     *http.Server
 	httpAddr net.Addr
 	ready    atomic.Bool
@@ -142,6 +144,12 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 	if err != nil {
 		return n, err
 	}
+	if cfg.TURNAddr != "" {
+		if err := n.startTURN(ctx, tlsConfig, reg); err != nil {
+			return n, err
+		}
+		w.EnableTURNAPI(n.db, n.turnAPIResponse)
+	}
 	w.Mount("/xmpp-websocket", n.c2s.WebSocketHandler())
 	w.Mount("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	w.SetReady(n.ready.Load)
@@ -183,6 +191,72 @@ func (n *node) serveHTTP(h http.Handler) error {
 		return err
 	})
 	return nil
+}
+
+// startTURN runs the embedded relay and offers it to clients through
+// XEP-0215 external service discovery.
+func (n *node) startTURN(ctx context.Context, tlsConfig *tls.Config, reg prometheus.Registerer) error {
+	cfg := n.cfg
+	secret := []byte(cfg.TURNSecret)
+	if len(secret) == 0 {
+		var err error
+		if secret, err = turn.LoadOrCreateSecret(cfg.DataDir); err != nil {
+			return err
+		}
+	}
+	var relayIP net.IP
+	if cfg.PublicIP.Is4() {
+		relayIP = cfg.PublicIP.AsSlice()
+	}
+	t, err := turn.New(turn.Config{
+		Realm:         cfg.Domain,
+		UDPAddr:       cfg.TURNAddr,
+		TCPAddr:       cfg.TURNAddr,
+		TLSAddr:       cfg.TURNTLSAddr,
+		TLSConfig:     tlsConfig,
+		RelayIP:       relayIP,
+		Secret:        secret,
+		CredentialTTL: cfg.TURNCredentialTTL,
+		AllowPeers:    cfg.TURNAllowPeers,
+		Logger:        n.log.With("service", "turn"),
+	})
+	if err != nil {
+		return err
+	}
+	if err := t.Start(ctx); err != nil {
+		return err
+	}
+	n.turn = t
+	n.closers = append(n.closers, func(context.Context) error { return t.Close() })
+	reg.MustRegister(t.Collectors()...)
+	n.chat.AddFeature(turn.NSExtDisco)
+	n.chat.HandleIQ(turn.NSExtDisco, "services", func(_ context.Context, sess chat.Session, iq *stanza.Element) *stanza.Element {
+		if iq.Type() != "get" {
+			return stanza.ErrorReply(iq, "bad-request", "services are read with type='get'")
+		}
+		return stanza.Result(iq, t.ExternalServices(n.publicHost(), sess.JID().Bare().String()))
+	})
+	return nil
+}
+
+// publicHost is the name clients use to reach this node's relay and media.
+func (n *node) publicHost() string {
+	if n.cfg.PublicIP.IsValid() {
+		return n.cfg.PublicIP.String()
+	}
+	return n.cfg.Domain
+}
+
+// turnAPIResponse is the JSON body of GET /api/turn.
+func (n *node) turnAPIResponse(user string) any {
+	c := n.turn.Credentials(user)
+	return struct {
+		Username string    `json:"username"`
+		Password string    `json:"password"`
+		TTL      int       `json:"ttl"`
+		Expires  time.Time `json:"expires"`
+		URIs     []string  `json:"uris"`
+	}{c.Username, c.Password, int(n.cfg.TURNCredentialTTL.Seconds()), c.Expires, n.turn.URLs(n.publicHost())}
 }
 
 // Close stops the services in the reverse order of their start.
