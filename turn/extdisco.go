@@ -59,4 +59,3 @@ func (s *Server) Collectors() []prometheus.Collector {
 			stat(func(st Stats) float64 { return float64(st.QuotaRefused) })),
 	}
 }
-
