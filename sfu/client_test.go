@@ -583,8 +583,15 @@ func (c *testClient) addSimulcast() *simulcastTrack {
 	return st
 }
 
+// simulcastPayload is a VP8 packet naming its layer, padded to a size per
+// layer so the layers' bitrates differ as real ones do.
 func simulcastPayload(name, rid string, n int, key bool) []byte {
-	return vp8Payload(name+"-"+rid, n, key)
+	p := append(vp8Payload(name+"-"+rid, n, key), '|')
+	size := map[string]int{"h": 1000, "m": 300, "l": 60}[rid]
+	for len(p) < size {
+		p = append(p, '.')
+	}
+	return p
 }
 
 // send publishes the layers (after negotiation), a keyframe every keyEvery

@@ -505,8 +505,11 @@ func (p *participant) chooseLayers() {
 		}
 	}
 	p.mu.Unlock()
-	if len(video) == 0 || budget <= 0 {
+	if len(video) == 0 {
 		return
+	}
+	if budget <= 0 {
+		budget = maxEstimate // no estimate yet: the best layer that is sending
 	}
 	share := budget / len(video)
 	for _, s := range video {

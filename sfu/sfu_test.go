@@ -496,3 +496,45 @@ func TestBadInput(t *testing.T) {
 	c.addTracks()
 	c.offer()
 }
+
+func TestSimulcastFollowsBandwidthEstimate(t *testing.T) {
+	svc := newTestService(t, nil)
+	alice := newTestClient(t, svc, "alice", testRoom, clientOpts{})
+	bob := newTestClient(t, svc, "bob", testRoom, clientOpts{})
+	alice.join()
+	st := alice.addSimulcast()
+	alice.offer()
+	am := st.send("alice", 5)
+	defer am.Stop()
+	bob.join()
+	bob.addTracks()
+	bob.offer()
+	pub := bob.waitEvent("track-published", 10*time.Second, func(e *stanza.Element) bool {
+		return e.Attr("participant") == alice.id && e.Attr("kind") == "video"
+	})
+	track := pub.Attr("id")
+	bob.waitFor("alice's video", 10*time.Second, func() bool {
+		r := bob.trackFrom(alice.id, "video/")
+		return r != nil && len(r.payloads) > 0
+	})
+	bob.mu.Lock()
+	ssrc := bob.trackFrom(alice.id, "video/").ssrc
+	bob.mu.Unlock()
+
+	// Layers send about 420 (h), 140 (m) and 40 (l) kbit/s. An estimate of
+	// 100 kbit/s fits only l; 10 Mbit/s fits h again.
+	for _, tc := range []struct {
+		bitrate float32
+		want    string
+	}{{100_000, "l"}, {10_000_000, "h"}} {
+		if err := bob.pc.WriteRTCP([]rtcp.Packet{&rtcp.ReceiverEstimatedMaximumBitrate{SenderSSRC: 1, Bitrate: tc.bitrate, SSRCs: []uint32{ssrc}}}); err != nil {
+			t.Fatal(err)
+		}
+		bob.waitEvent("layer-changed", 10*time.Second, func(e *stanza.Element) bool {
+			return e.Attr("track") == track && e.Attr("rid") == tc.want
+		})
+		bob.mu.Lock()
+		bob.events = nil
+		bob.mu.Unlock()
+	}
+}
