@@ -72,6 +72,9 @@ type testClient struct {
 	nextID    int
 	pending   []webrtc.ICECandidateInit
 
+	holdOffers bool              // keep the server's offers unanswered in held
+	held       []*stanza.Element // server offers not answered yet
+
 	keyRequested atomic.Bool // a PLI arrived: send a keyframe next
 
 	// refuseOffer makes the client answer the server's next offer with an
@@ -275,6 +278,14 @@ func (c *testClient) handle(el *stanza.Element) {
 			c.deliver(stanza.ErrorReply(el, "unexpected-request", "glare"))
 			return
 		}
+		c.mu.Lock()
+		if c.holdOffers {
+			c.held = append(c.held, el)
+			c.cond.Broadcast()
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
 		err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: p.Text()})
 		var ans webrtc.SessionDescription
 		if err == nil {

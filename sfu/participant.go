@@ -38,8 +38,7 @@ type participant struct {
 	subs         map[string]*subscription // by published track id
 	ups          map[*webrtc.RTPReceiver]*upTrack
 	nextTrack    int
-	refusals     int         // offers refused in a row
-	retry        *time.Timer // pending re-offer after a refusal
+	offerTimer   *time.Timer // removes the participant if an offer goes unanswered
 
 	sigMu      sync.Mutex // guards localCands and descSent
 	descSent   bool
@@ -171,9 +170,10 @@ func validSDP(text string) error {
 	return nil
 }
 
-// handleOffer applies the client's offer and answers it. When the server's
-// own offer is outstanding (glare) the server gives way: it rolls its offer
-// back, answers the client and offers again afterwards.
+// handleOffer applies the client's offer and answers it. While the
+// server's own offer is outstanding (glare) the client's offer is refused
+// with unexpected-request: the client gives way, answers the server and
+// offers again.
 func (p *participant) handleOffer(iq *stanza.Element, text string) {
 	if err := validSDP(text); err != nil {
 		p.send(stanza.ErrorReply(iq, "bad-request", "malformed SDP: "+err.Error()))
@@ -185,15 +185,10 @@ func (p *participant) handleOffer(iq *stanza.Element, text string) {
 		p.send(stanza.ErrorReply(iq, "item-not-found", "not in this conference"))
 		return
 	}
-	if p.pc.SignalingState() == webrtc.SignalingStateHaveLocalOffer {
-		if err := p.pc.SetLocalDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeRollback}); err != nil {
-			p.mu.Unlock()
-			p.log.Error("sfu: roll back offer", "err", err)
-			p.send(stanza.ErrorReply(iq, "internal-server-error", ""))
-			return
-		}
-		p.pendingOffer = ""
-		p.needNeg = true
+	if p.pendingOffer != "" || p.pc.SignalingState() != webrtc.SignalingStateStable {
+		p.mu.Unlock()
+		p.send(stanza.ErrorReply(iq, "unexpected-request", "the server's offer is outstanding: answer it, then offer again"))
+		return
 	}
 	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: text}); err != nil {
 		p.mu.Unlock()
@@ -276,6 +271,9 @@ func (p *participant) handleCandidate(iq, el *stanza.Element) {
 
 const maxQueuedCandidates = 64
 
+// offerTimeout is how long the client has to answer a server offer.
+const offerTimeout = 15 * time.Second
+
 func (p *participant) handleEndOfCandidates(iq *stanza.Element) {
 	p.send(stanza.Result(iq))
 }
@@ -309,28 +307,20 @@ func (p *participant) negotiate() {
 	}
 	id := p.room.s.nextID()
 	p.pendingOffer = id
+	if p.offerTimer != nil {
+		p.offerTimer.Stop()
+	}
+	p.offerTimer = time.AfterFunc(offerTimeout, func() {
+		p.mu.Lock()
+		late := p.pendingOffer == id && !p.closed
+		p.mu.Unlock()
+		if late {
+			p.log.Info("sfu: offer not answered in time")
+			p.room.remove(p, reasonNegotiation)
+		}
+	})
 	p.sendDescription(iqSet(p.roomJID(), p.jid.String(), id, sdpElement("offer", p.pc.LocalDescription().SDP)))
 }
-
-// scheduleRetry offers again a little later after the client refused an
-// offer, giving up after maxRefusals in a row. p.mu must be held.
-func (p *participant) scheduleRetry() {
-	p.refusals++
-	if p.refusals > maxRefusals || p.retry != nil {
-		return
-	}
-	p.retry = time.AfterFunc(time.Duration(p.refusals)*retryDelay, func() {
-		p.mu.Lock()
-		p.retry = nil
-		p.mu.Unlock()
-		p.negotiate()
-	})
-}
-
-const (
-	maxRefusals = 3
-	retryDelay  = 500 * time.Millisecond
-)
 
 // handleReply takes the client's result or error for a server iq; only
 // the answer to an offer matters.
@@ -341,34 +331,22 @@ func (p *participant) handleReply(iq *stanza.Element) {
 		return
 	}
 	p.pendingOffer = ""
-	retry := false
-	if iq.Type() == "error" {
-		// Glare: the client's own offer is on its way; after answering
-		// it the server offers again.
-		if p.pc.SignalingState() == webrtc.SignalingStateHaveLocalOffer {
-			_ = p.pc.SetLocalDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeRollback})
-		}
-		p.needNeg = true
-		p.scheduleRetry()
-		p.mu.Unlock()
-		return
-	}
-	p.refusals = 0
-	ans := iq.Child(NS, "answer")
 	var err error
-	if ans == nil {
+	if iq.Type() == "error" {
+		err = errors.New("client refused the offer")
+	} else if ans := iq.Child(NS, "answer"); ans == nil {
 		err = errors.New("result without <answer/>")
 	} else {
 		err = p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: ans.Text()})
 	}
-	if err != nil {
-		p.log.Info("sfu: client answer refused", "err", err)
-		if p.pc.SignalingState() == webrtc.SignalingStateHaveLocalOffer {
-			_ = p.pc.SetLocalDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeRollback})
-		}
-	}
-	retry = p.needNeg
+	retry := p.needNeg
 	p.mu.Unlock()
+	if err != nil {
+		// The offer cannot be withdrawn: the session is unusable.
+		p.log.Info("sfu: renegotiation failed", "err", err)
+		p.room.remove(p, reasonNegotiation)
+		return
+	}
 	if retry {
 		p.negotiate()
 	}
@@ -571,9 +549,10 @@ func (p *participant) close() {
 	if p.timer != nil {
 		p.timer.Stop()
 	}
-	if p.retry != nil {
-		p.retry.Stop()
+	if p.offerTimer != nil {
+		p.offerTimer.Stop()
 	}
+
 	subs := p.subs
 	p.subs = map[string]*subscription{}
 	p.mu.Unlock()

@@ -12,12 +12,13 @@ const NS = "urn:poosms:conference:0"
 
 // Reasons a participant is removed, carried in <participant-left reason=…/>.
 const (
-	reasonLeave    = "leave"
-	reasonClosed   = "stream-closed"
-	reasonTimeout  = "connect-timeout"
-	reasonFailed   = "connection-failed"
-	reasonReplaced = "replaced"
-	reasonShutdown = "shutdown"
+	reasonLeave       = "leave"
+	reasonClosed      = "stream-closed"
+	reasonTimeout     = "connect-timeout"
+	reasonFailed      = "connection-failed"
+	reasonReplaced    = "replaced"
+	reasonNegotiation = "negotiation-failed"
+	reasonShutdown    = "shutdown"
 )
 
 func iqSet(from, to, id string, payload *stanza.Element) *stanza.Element {

@@ -1,6 +1,7 @@
 package sfu
 
 import (
+	"context"
 	"log/slog"
 	"os"
 	"strconv"
@@ -536,5 +537,105 @@ func TestSimulcastFollowsBandwidthEstimate(t *testing.T) {
 		bob.mu.Lock()
 		bob.events = nil
 		bob.mu.Unlock()
+	}
+}
+
+func TestGlare(t *testing.T) {
+	svc := newTestService(t, nil)
+	alice := newTestClient(t, svc, "alice", testRoom, clientOpts{})
+	bob := newTestClient(t, svc, "bob", testRoom, clientOpts{})
+	carol := newTestClient(t, svc, "carol", testRoom, clientOpts{})
+	var streams []*media
+	defer func() {
+		for _, m := range streams {
+			m.Stop()
+		}
+	}()
+	gotMedia := func(c, from *testClient) {
+		t.Helper()
+		c.waitFor("media from "+from.name, 15*time.Second, func() bool {
+			v, a := c.trackFrom(from.id, "video/"), c.trackFrom(from.id, "audio/")
+			return v != nil && a != nil && len(v.payloads) > 0 && len(a.payloads) > 0
+		})
+	}
+	alice.join()
+	alice.addTracks()
+	alice.offer()
+
+	// The server's offer and alice's cross: alice sits on the server's
+	// offer (bob's tracks) and sends one of her own.
+	alice.mu.Lock()
+	alice.holdOffers = true
+	alice.mu.Unlock()
+	bob.join()
+	ba, bv := bob.addTracks()
+	bob.offer()
+	streams = append(streams, bob.sendMedia(ba, bv, 1))
+	alice.waitFor("the server's offer", 10*time.Second, func() bool { return len(alice.held) > 0 })
+	off, err := alice.pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := alice.iq(stanza.New(NS, "offer").SetText(off.SDP))
+	if got := condition(r); got != "unexpected-request" {
+		t.Fatalf("client offer while the server's is outstanding: %q, want unexpected-request", got)
+	}
+	// Alice gives way: answers the server, then offers again.
+	alice.mu.Lock()
+	alice.holdOffers = false
+	held := alice.held[0]
+	alice.mu.Unlock()
+	alice.handle(held)
+	part := alice.svc.room(testRoom).byPeer(alice.peer)
+	checkFor(t, 5*time.Second, func() bool {
+		part.mu.Lock()
+		defer part.mu.Unlock()
+		return part.pendingOffer == "" && !part.needNeg
+	})
+	alice.offer()
+	gotMedia(alice, bob)
+
+	// A client that refuses the server's offer cannot go on: it is
+	// removed and told so, and the others see it leave.
+	alice.mu.Lock()
+	alice.refuseOffer = true
+	alice.mu.Unlock()
+	carol.join()
+	ca, cv := carol.addTracks()
+	carol.offer()
+	streams = append(streams, carol.sendMedia(ca, cv, 1))
+	gotMedia(bob, carol)
+	alice.waitEvent("participant-left", 10*time.Second, func(e *stanza.Element) bool {
+		return e.Attr("id") == alice.id && e.Attr("reason") == "negotiation-failed"
+	})
+	bob.waitEvent("participant-left", 10*time.Second, func(e *stanza.Element) bool { return e.Attr("id") == alice.id })
+}
+
+func TestSessionClosedRemovesParticipant(t *testing.T) {
+	alice, bob, stop := mediaPair(t, 1)
+	defer stop()
+	alice.svc.SessionClosed(context.Background(), bob.peer)
+	alice.waitEvent("participant-left", 5*time.Second, func(e *stanza.Element) bool {
+		return e.Attr("id") == bob.id && e.Attr("reason") == "stream-closed"
+	})
+	for range 2 {
+		alice.waitEvent("track-removed", 5*time.Second, func(e *stanza.Element) bool { return e.Attr("participant") == bob.id })
+	}
+	if got := condition(bob.iq(stanza.New(NS, "layer").SetAttr("track", "x").SetAttr("rid", "h"))); got != "item-not-found" {
+		t.Fatalf("request after the stream closed: %q, want item-not-found", got)
+	}
+}
+
+// checkFor polls cond every 10 ms until it holds, failing after d.
+func checkFor(t *testing.T, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in time")
+		}
+		<-tick.C
 	}
 }
