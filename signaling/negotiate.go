@@ -37,20 +37,14 @@ func (s *Session) negotiate(ctx context.Context) error {
 	}
 }
 
-// readDeadline bounds each read: the idle timeout, and before binding the
-// time left to authenticate.
-func (s *Session) readDeadline() time.Time {
-	d := time.Now().Add(s.srv.cfg.IdleTimeout)
-	if !s.bound.Load() {
-		if a := s.started.Add(s.srv.cfg.AuthTimeout); a.Before(d) {
-			d = a
-		}
-	}
-	return d
-}
-
+// read reads the next event; before binding, the time left to
+// authenticate bounds it as well as the idle timeout.
 func (s *Session) read() (event, error) {
-	s.t.setReadDeadline(s.readDeadline())
+	var hard time.Time
+	if !s.bound.Load() {
+		hard = s.started.Add(s.srv.cfg.AuthTimeout)
+	}
+	s.t.setReadLimits(s.srv.cfg.IdleTimeout, hard)
 	return s.t.next()
 }
 

@@ -190,10 +190,11 @@ func (s *Server) accept(ln net.Listener, directTLS bool) {
 			continue
 		}
 		s.metrics.connections.WithLabelValues(kind).Inc()
+		var direct *tls.Config
 		if directTLS {
-			conn = tls.Server(conn, s.cfg.TLS)
+			direct = s.cfg.TLS
 		}
-		s.serve(newTCPTransport(conn, s.cfg.MaxStanzaBytes, s.cfg.WriteTimeout), directTLS)
+		s.serve(newTCPTransport(conn, direct, s.cfg.MaxStanzaBytes, s.cfg.WriteTimeout), directTLS)
 	}
 }
 

@@ -191,8 +191,7 @@ func (s *Session) teardown(ctx context.Context) {
 // loop reads stanzas after binding and hands them to the router.
 func (s *Session) loop(ctx context.Context) error {
 	for {
-		s.t.setReadDeadline(time.Now().Add(s.srv.cfg.IdleTimeout))
-		ev, err := s.t.next()
+		ev, err := s.read()
 		if err != nil {
 			return err
 		}

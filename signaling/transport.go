@@ -56,8 +56,9 @@ type transport interface {
 	startTLS(cfg *tls.Config) error // errNoTLSUpgrade when not possible
 	tlsState() *tls.ConnectionState
 	remoteAddr() net.Addr
-	// touchDeadline bounds the next read; zero means no limit.
-	setReadDeadline(t time.Time)
+	// setReadLimits bounds reading: each read must bring data within idle,
+	// and nothing may be read after hard (zero: no hard limit).
+	setReadLimits(idle time.Duration, hard time.Time)
 	close() error
 }
 
@@ -98,7 +99,8 @@ func (c *countingReader) Read(p []byte) (int, error) {
 // tcpTransport is an RFC 6120 stream over TCP (optionally upgraded to TLS)
 // or over TLS from the first byte (XEP-0368).
 type tcpTransport struct {
-	conn     net.Conn
+	conn     net.Conn // the deadlineConn, or TLS over it
+	raw      *deadlineConn
 	tls      *tls.Conn
 	cr       *countingReader
 	dec      *xml.Decoder
@@ -108,12 +110,37 @@ type tcpTransport struct {
 	wtimeout time.Duration
 }
 
-func newTCPTransport(conn net.Conn, maxBytes int64, writeTimeout time.Duration) *tcpTransport {
-	t := &tcpTransport{conn: conn, maxBytes: maxBytes, wtimeout: writeTimeout}
-	if tc, ok := conn.(*tls.Conn); ok {
-		t.tls = tc
+// deadlineConn renews the read deadline before every read from the
+// socket, so any bytes (a whitespace keepalive too) keep a stream alive.
+type deadlineConn struct {
+	net.Conn
+	idle time.Duration
+	hard time.Time
+}
+
+func (d *deadlineConn) Read(p []byte) (int, error) {
+	if d.idle > 0 || !d.hard.IsZero() {
+		dl := d.hard
+		if d.idle > 0 {
+			if soft := time.Now().Add(d.idle); dl.IsZero() || soft.Before(dl) {
+				dl = soft
+			}
+		}
+		_ = d.Conn.SetReadDeadline(dl)
 	}
-	t.cr = &countingReader{r: bufio.NewReaderSize(conn, 4096)}
+	return d.Conn.Read(p)
+}
+
+// newTCPTransport frames a stream over conn; with directTLS the TLS
+// server side is layered over it (the handshake runs on first use).
+func newTCPTransport(conn net.Conn, directTLS *tls.Config, maxBytes int64, writeTimeout time.Duration) *tcpTransport {
+	raw := &deadlineConn{Conn: conn}
+	t := &tcpTransport{conn: raw, raw: raw, maxBytes: maxBytes, wtimeout: writeTimeout}
+	if directTLS != nil {
+		t.tls = tls.Server(raw, directTLS)
+		t.conn = t.tls
+	}
+	t.cr = &countingReader{r: bufio.NewReaderSize(t.conn, 4096)}
 	t.restart()
 	return t
 }
@@ -220,7 +247,7 @@ func (t *tcpTransport) startTLS(cfg *tls.Config) error {
 	if t.cr.r.Buffered() > 0 {
 		return streamErr("policy-violation", "data sent after <starttls/> before <proceed/>")
 	}
-	tc := tls.Server(t.conn, cfg)
+	tc := tls.Server(t.raw, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {
@@ -240,9 +267,11 @@ func (t *tcpTransport) tlsState() *tls.ConnectionState {
 	return &st
 }
 
-func (t *tcpTransport) remoteAddr() net.Addr        { return t.conn.RemoteAddr() }
-func (t *tcpTransport) setReadDeadline(d time.Time) { _ = t.conn.SetReadDeadline(d) }
-func (t *tcpTransport) close() error                { return t.conn.Close() }
+func (t *tcpTransport) remoteAddr() net.Addr { return t.conn.RemoteAddr() }
+func (t *tcpTransport) setReadLimits(idle time.Duration, hard time.Time) {
+	t.raw.idle, t.raw.hard = idle, hard
+}
+func (t *tcpTransport) close() error { return t.conn.Close() }
 
 func isTimeout(err error) bool {
 	var ne net.Error
@@ -259,7 +288,8 @@ type wsTransport struct {
 	tls      *tls.ConnectionState
 	maxBytes int64
 	wtimeout time.Duration
-	deadline time.Time
+	idle     time.Duration
+	hard     time.Time
 	wbuf     []byte
 }
 
@@ -275,9 +305,13 @@ func (t *wsTransport) restart() {}
 
 func (t *wsTransport) next() (event, error) {
 	ctx := t.ctx
-	if !t.deadline.IsZero() {
+	dl := t.hard
+	if soft := time.Now().Add(t.idle); t.idle > 0 && (dl.IsZero() || soft.Before(dl)) {
+		dl = soft
+	}
+	if !dl.IsZero() {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, t.deadline)
+		ctx, cancel = context.WithDeadline(ctx, dl)
 		defer cancel()
 	}
 	typ, b, err := t.conn.Read(ctx)
@@ -363,7 +397,10 @@ func (t *wsTransport) writeFrame(b []byte) error {
 func (t *wsTransport) startTLS(*tls.Config) error     { return errNoTLSUpgrade }
 func (t *wsTransport) tlsState() *tls.ConnectionState { return t.tls }
 func (t *wsTransport) remoteAddr() net.Addr           { return t.remote }
-func (t *wsTransport) setReadDeadline(d time.Time)    { t.deadline = d }
+
+func (t *wsTransport) setReadLimits(idle time.Duration, hard time.Time) {
+	t.idle, t.hard = idle, hard
+}
 
 func (t *wsTransport) close() error {
 	// CloseNow: close() may run under a session lock and must not wait
