@@ -75,6 +75,8 @@ type testClient struct {
 	holdOffers bool              // keep the server's offers unanswered in held
 	held       []*stanza.Element // server offers not answered yet
 
+	video string // video codec MIME type to publish; VP8 when empty
+
 	keyRequested atomic.Bool // a PLI arrived: send a keyframe next
 
 	// refuseOffer makes the client answer the server's next offer with an
@@ -83,8 +85,8 @@ type testClient struct {
 }
 
 type clientOpts struct {
-	noICE     bool // never send candidates and use no loopback: ICE cannot complete
-	simulcast bool
+	noICE bool // never send candidates and use no loopback: ICE cannot complete
+	tcp   bool // ICE over TCP only
 }
 
 func newTestClient(t *testing.T, svc *Service, name, room string, o clientOpts) *testClient {
@@ -112,7 +114,11 @@ func newTestClient(t *testing.T, svc *Service, name, room string, o clientOpts) 
 	}
 	se := webrtc.SettingEngine{}
 	se.SetIncludeLoopbackCandidate(!o.noICE)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	if o.tcp {
+		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeTCP4})
+	} else {
+		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	}
 	se.SetICEMulticastDNSMode(0)
 	se.SetIPFilter(func(ip net.IP) bool { return !o.noICE && ip.IsLoopback() })
 	se.DisableSRTPReplayProtection(true)
@@ -439,7 +445,7 @@ func (c *testClient) addTracks() (*webrtc.TrackLocalStaticRTP, *webrtc.TrackLoca
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	v, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "video", c.name)
+	v, err := webrtc.NewTrackLocalStaticRTP(c.videoCodec(), "video", c.name)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -518,7 +524,7 @@ func (c *testClient) sendMediaLevel(a, v *webrtc.TrackLocalStaticRTP, keyEvery i
 			}
 			if v != nil {
 				key := keyEvery > 0 && n%keyEvery == 0 || c.keyRequested.Swap(false)
-				_ = v.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, Marker: true, SequenceNumber: uint16(n), Timestamp: uint32(n * 3000), SSRC: 2}, Payload: vp8Payload(name, n, key)})
+				_ = v.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, Marker: true, SequenceNumber: uint16(n), Timestamp: uint32(n * 3000), SSRC: 2}, Payload: videoPayload(c.video, name, n, key)})
 			}
 		}
 	}()
@@ -638,4 +644,45 @@ func (st *simulcastTrack) send(name string, keyEvery int) *media {
 		}
 	}()
 	return m
+}
+
+var videoCodecs = map[string]webrtc.RTPCodecCapability{
+	webrtc.MimeTypeVP8:  {MimeType: webrtc.MimeTypeVP8, ClockRate: 90000},
+	webrtc.MimeTypeVP9:  {MimeType: webrtc.MimeTypeVP9, ClockRate: 90000, SDPFmtpLine: "profile-id=0"},
+	webrtc.MimeTypeH264: {MimeType: webrtc.MimeTypeH264, ClockRate: 90000, SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"},
+	webrtc.MimeTypeAV1:  {MimeType: webrtc.MimeTypeAV1, ClockRate: 90000},
+}
+
+func (c *testClient) videoCodec() webrtc.RTPCodecCapability {
+	if c.video == "" {
+		return videoCodecs[webrtc.MimeTypeVP8]
+	}
+	return videoCodecs[c.video]
+}
+
+// videoPayload is a recognisable packet of the codec: a first byte that
+// marks a keyframe start (or not) as the codec's payload format does,
+// then a marker text.
+func videoPayload(mime, name string, n int, key bool) []byte {
+	var b []byte
+	switch mime {
+	case "", webrtc.MimeTypeVP8:
+		return vp8Payload(name, n, key)
+	case webrtc.MimeTypeVP9:
+		b = []byte{0x08} // B=1, P=0
+		if !key {
+			b[0] = 0x48
+		}
+	case webrtc.MimeTypeH264:
+		b = []byte{0x65} // IDR slice
+		if !key {
+			b[0] = 0x41
+		}
+	case webrtc.MimeTypeAV1:
+		b = []byte{0x08} // N=1
+		if !key {
+			b[0] = 0x00
+		}
+	}
+	return append(b, fmt.Sprintf("vid:%s:%d", name, n)...)
 }

@@ -1,8 +1,10 @@
 package sfu
 
 import (
+	"bytes"
 	"context"
 	"log/slog"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -637,5 +639,62 @@ func checkFor(t *testing.T, d time.Duration, cond func() bool) {
 			t.Fatal("condition not met in time")
 		}
 		<-tick.C
+	}
+}
+
+func TestVideoCodecs(t *testing.T) {
+	for _, mime := range []string{webrtc.MimeTypeVP9, webrtc.MimeTypeH264, webrtc.MimeTypeAV1} {
+		t.Run(mime, func(t *testing.T) {
+			svc := newTestService(t, nil)
+			alice := newTestClient(t, svc, "alice", testRoom, clientOpts{})
+			bob := newTestClient(t, svc, "bob", testRoom, clientOpts{})
+			alice.video = mime
+			alice.join()
+			aa, av := alice.addTracks()
+			alice.offer()
+			m := alice.sendMedia(aa, av, 1)
+			defer m.Stop()
+			bob.join()
+			bob.addTracks()
+			bob.offer()
+			bob.waitFor(mime+" from alice", 15*time.Second, func() bool {
+				r := bob.trackFrom(alice.id, "video/")
+				if r == nil || !strings.EqualFold(r.mime, mime) {
+					return false
+				}
+				for _, p := range r.payloads {
+					i := bytes.LastIndexByte(p, ':')
+					n, err := strconv.Atoi(string(p[i+1:]))
+					if err == nil && bytes.Equal(p, videoPayload(mime, "alice", n, true)) {
+						return true
+					}
+				}
+				return false
+			})
+		})
+	}
+}
+
+func TestICETCPFallback(t *testing.T) {
+	svc := newTestService(t, nil)
+	alice := newTestClient(t, svc, "alice", testRoom, clientOpts{})
+	bob := newTestClient(t, svc, "bob", testRoom, clientOpts{tcp: true})
+	for _, c := range []*testClient{alice, bob} {
+		c.join()
+		a, v := c.addTracks()
+		c.offer()
+		m := c.sendMedia(a, v, 1)
+		defer m.Stop()
+	}
+	for _, pair := range [][2]*testClient{{alice, bob}, {bob, alice}} {
+		c, from := pair[0], pair[1]
+		c.waitFor("media from "+from.name, 15*time.Second, func() bool {
+			v := c.trackFrom(from.id, "video/")
+			return v != nil && hasIntact(v, func(n int) []byte { return vp8Payload(from.name, n, true) })
+		})
+	}
+	pair, err := bob.pc.SCTP().Transport().ICETransport().GetSelectedCandidatePair()
+	if err != nil || pair == nil || pair.Remote.Protocol != webrtc.ICEProtocolTCP || int(pair.Remote.Port) != svc.TCPAddr().(*net.TCPAddr).Port {
+		t.Fatalf("bob's selected pair %v (%v), want TCP to the SFU's port %v", pair, err, svc.TCPAddr())
 	}
 }
