@@ -1,0 +1,24 @@
+package store
+
+import "context"
+
+// PrivateXML returns the payload owner stored under namespace ns
+// (XEP-0049), or ErrNotFound.
+func (db *DB) PrivateXML(ctx context.Context, owner, ns string) ([]byte, error) {
+	var v []byte
+	err := db.sql.QueryRowContext(ctx, `
+		SELECT p.payload FROM private_xml p JOIN accounts a ON a.id = p.account_id
+		WHERE a.username = ? AND p.namespace = ?`, owner, ns).Scan(&v)
+	if err != nil {
+		return nil, fail("load private xml", err)
+	}
+	return v, nil
+}
+
+// SetPrivateXML replaces the payload owner keeps under ns. It returns
+// ErrNotFound if owner has no account.
+func (db *DB) SetPrivateXML(ctx context.Context, owner, ns string, payload []byte) error {
+	return db.putByAccount(ctx, "save private xml", owner,
+		`UPDATE private_xml SET payload = ? WHERE namespace = ? AND account_id = ?`,
+		`INSERT INTO private_xml (payload, namespace, account_id) VALUES (?, ?, ?)`, blob(payload), ns)
+}
