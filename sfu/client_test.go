@@ -686,3 +686,19 @@ func videoPayload(mime, name string, n int, key bool) []byte {
 	}
 	return append(b, fmt.Sprintf("vid:%s:%d", name, n)...)
 }
+
+// addAudio adds only an Opus track.
+func (c *testClient) addAudio() *webrtc.TrackLocalStaticRTP {
+	c.t.Helper()
+	a, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", c.name)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	s, err := c.pc.AddTransceiverFromTrack(a, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.wg.Add(1)
+	go c.readRTCP(s.Sender())
+	return a
+}

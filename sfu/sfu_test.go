@@ -698,3 +698,40 @@ func TestICETCPFallback(t *testing.T) {
 		t.Fatalf("bob's selected pair %v (%v), want TCP to the SFU's port %v", pair, err, svc.TCPAddr())
 	}
 }
+
+// TestThreeSimulcastPublishers is the conference the SFU exists for:
+// three people, each sending audio and three-layer video once, each
+// receiving the other two over the one UDP port.
+func TestThreeSimulcastPublishers(t *testing.T) {
+	svc := newTestService(t, func(c *Config) { c.TCPAddr = "-" })
+	var clients []*testClient
+	for _, name := range []string{"alice", "bob", "carol"} {
+		c := newTestClient(t, svc, name, testRoom, clientOpts{})
+		c.join()
+		a := c.addAudio()
+		st := c.addSimulcast()
+		c.offer()
+		am := c.sendMedia(a, nil, 1)
+		defer am.Stop()
+		vm := st.send(name, 5)
+		defer vm.Stop()
+		clients = append(clients, c)
+	}
+	for _, c := range clients {
+		for _, from := range clients {
+			if c == from {
+				continue
+			}
+			c.waitFor("audio and video from "+from.name, 15*time.Second, func() bool {
+				v, a := c.trackFrom(from.id, "video/"), c.trackFrom(from.id, "audio/")
+				return v != nil && a != nil && len(v.payloads) > 0 &&
+					hasIntact(a, func(n int) []byte { return opusPayload(from.name, n) }) &&
+					strings.Contains(string(v.payloads[len(v.payloads)-1]), "vp8:"+from.name+"-")
+			})
+		}
+		pair, err := c.pc.SCTP().Transport().ICETransport().GetSelectedCandidatePair()
+		if err != nil || pair == nil || int(pair.Remote.Port) != svc.UDPAddr().(*net.UDPAddr).Port {
+			t.Fatalf("%s: selected pair %v, want the SFU's UDP port %v", c.name, pair, svc.UDPAddr())
+		}
+	}
+}
