@@ -735,3 +735,24 @@ func TestThreeSimulcastPublishers(t *testing.T) {
 		}
 	}
 }
+
+func TestPublisherRemovesTrack(t *testing.T) {
+	alice, bob, stop := mediaPair(t, 1)
+	defer stop()
+	var video *webrtc.RTPSender
+	for _, tr := range alice.pc.GetTransceivers() {
+		if tr.Kind() == webrtc.RTPCodecTypeVideo && tr.Sender() != nil && tr.Sender().Track() != nil {
+			video = tr.Sender()
+		}
+	}
+	if err := alice.pc.RemoveTrack(video); err != nil {
+		t.Fatal(err)
+	}
+	alice.offer()
+	bob.waitEvent("track-removed", 10*time.Second, func(e *stanza.Element) bool { return e.Attr("participant") == alice.id })
+	bob.waitFor("an offer without alice's video", 5*time.Second, func() bool {
+		rd := bob.pc.RemoteDescription()
+		return rd != nil && bob.pc.SignalingState() == webrtc.SignalingStateStable &&
+			strings.Count(rd.SDP, "a=msid:"+alice.id+" ") == 1
+	})
+}

@@ -1,0 +1,154 @@
+package sfu
+
+import (
+	"net"
+	"testing"
+	"time"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/cc"
+	"github.com/pion/logging"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+
+	"poosms.org/poosms/sfu/internal/forward"
+	"poosms.org/poosms/sfu/internal/rtpx"
+)
+
+// BenchmarkForwardPion measures one forwarded packet all the way to the
+// socket: the rewrite, then pion's write path as the SFU configures it
+// (NACK cache, TWCC sequence numbers, reports, stats, SRTP; with and
+// without the send-side bandwidth estimator) and a UDP write over
+// loopback to a real subscriber.
+func BenchmarkForwardPion(b *testing.B) {
+	b.Run("bwe", func(b *testing.B) { benchmarkForwardPion(b, true) })
+	b.Run("no-bwe", func(b *testing.B) { benchmarkForwardPion(b, false) })
+}
+
+func benchmarkForwardPion(b *testing.B, bwe bool) {
+	svc, err := New(Config{Domain: "conference.localhost", UDPAddr: "127.0.0.1:0", TCPAddr: "-", IncludeLoopback: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer svc.Close()
+	var onBWE func(cc.BandwidthEstimator)
+	if bwe {
+		onBWE = func(cc.BandwidthEstimator) {}
+	}
+	api, err := svc.newAPI(onBWE)
+	if err != nil {
+		b.Fatal(err)
+	}
+	spc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer spc.Close()
+
+	m := &webrtc.MediaEngine{}
+	if err := m.RegisterDefaultCodecs(); err != nil {
+		b.Fatal(err)
+	}
+	reg := &interceptor.Registry{}
+	if err := webrtc.RegisterDefaultInterceptors(m, reg); err != nil {
+		b.Fatal(err)
+	}
+	se := webrtc.SettingEngine{}
+	quiet := logging.NewDefaultLoggerFactory()
+	quiet.DefaultLogLevel = logging.LogLevelDisabled
+	se.LoggerFactory = quiet // the flooded subscriber drops packets; that is expected
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	cpc, err := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cpc.Close()
+	received := make(chan struct{}, 1)
+	cpc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		buf := make([]byte, 1500)
+		for {
+			if _, _, err := tr.Read(buf); err != nil {
+				return
+			}
+			select {
+			case received <- struct{}{}:
+			default:
+			}
+		}
+	})
+	connected := make(chan struct{})
+	spc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
+		if s == webrtc.PeerConnectionStateConnected {
+			close(connected)
+		}
+	})
+
+	d := forward.NewDownTrack(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "t", "s", 0)
+	tr, err := spc.AddTransceiverFromTrack(d, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+	if err != nil {
+		b.Fatal(err)
+	}
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			if _, _, err := tr.Sender().Read(buf); err != nil {
+				return
+			}
+		}
+	}()
+	exchange := func(from, to *webrtc.PeerConnection, offer bool) {
+		var sd webrtc.SessionDescription
+		var err error
+		if offer {
+			sd, err = from.CreateOffer(nil)
+		} else {
+			sd, err = from.CreateAnswer(nil)
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		done := webrtc.GatheringCompletePromise(from)
+		if err := from.SetLocalDescription(sd); err != nil {
+			b.Fatal(err)
+		}
+		<-done
+		if err := to.SetRemoteDescription(*from.LocalDescription()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	exchange(spc, cpc, true)
+	exchange(cpc, spc, false)
+	select {
+	case <-connected:
+	case <-time.After(10 * time.Second):
+		b.Fatal("no connection")
+	}
+
+	p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SSRC: 0xabc, Marker: true}, Payload: make([]byte, 1100)}
+	p.Payload[0] = 0x10
+	pkt, _ := p.Marshal()
+	var h rtpx.Header
+	if err := rtpx.Parse(pkt, &h); err != nil {
+		b.Fatal(err)
+	}
+	// First packet: wait until it arrives so the path is warm.
+	_ = d.Forward(0, &h, pkt, true, nanotime(), 90000)
+	select {
+	case <-received:
+	case <-time.After(10 * time.Second):
+		b.Fatal("nothing received")
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		h.Seq = uint16(i + 1)
+		h.Timestamp = uint32(i+1) * 3000
+		if err := d.Forward(0, &h, pkt, true, nanotime(), 90000); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pkts/s")
+}
