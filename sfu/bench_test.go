@@ -26,7 +26,7 @@ func BenchmarkForwardPion(b *testing.B) {
 }
 
 func benchmarkForwardPion(b *testing.B, bwe bool) {
-	svc, err := New(Config{Domain: "conference.localhost", UDPAddr: "127.0.0.1:0", TCPAddr: "-", IncludeLoopback: true})
+	svc, err := New(Config{Domain: "conference.localhost", UDPAddr: "127.0.0.1:0", TCPAddr: "", IncludeLoopback: true})
 	if err != nil {
 		b.Fatal(err)
 	}

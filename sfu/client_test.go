@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -61,16 +62,17 @@ type testClient struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu        sync.Mutex
-	cond      *sync.Cond
-	waiting   map[string]chan *stanza.Element
-	events    []*stanza.Element
-	tracks    map[string]*received // by trackID
-	offers    int
-	answerErr error
-	rtcpIn    []any // RTCP the publisher side received
-	nextID    int
-	pending   []webrtc.ICECandidateInit
+	mu         sync.Mutex
+	cond       *sync.Cond
+	waiting    map[string]chan *stanza.Element
+	events     []*stanza.Element
+	tracks     map[string]*received // by trackID
+	offers     int
+	answerErr  error
+	rtcpIn     []any // RTCP the publisher side received
+	nextID     int
+	pending    []webrtc.ICECandidateInit
+	candidates []string // the server's trickled candidates
 
 	holdOffers bool              // keep the server's offers unanswered in held
 	held       []*stanza.Element // server offers not answered yet
@@ -313,6 +315,9 @@ func (c *testClient) handle(el *stanza.Element) {
 		}
 		reply.Append(stanza.New(NS, "answer").SetText(ans.SDP))
 	case "candidate":
+		c.mu.Lock()
+		c.candidates = append(c.candidates, p.Text())
+		c.mu.Unlock()
 		init := webrtc.ICECandidateInit{Candidate: p.Text()}
 		mid := p.Attr("mid")
 		init.SDPMid = &mid
@@ -701,4 +706,15 @@ func (c *testClient) addAudio() *webrtc.TrackLocalStaticRTP {
 	c.wg.Add(1)
 	go c.readRTCP(s.Sender())
 	return a
+}
+
+// seenCandidates returns the server candidates containing s (c.mu held).
+func (c *testClient) seenCandidates(s string) []string {
+	var out []string
+	for _, x := range c.candidates {
+		if strings.Contains(x, s) {
+			out = append(out, x)
+		}
+	}
+	return out
 }

@@ -563,4 +563,13 @@ func (p *participant) close() {
 		p.log.Debug("sfu: close peer connection", "err", err)
 	}
 	p.wg.Wait()
+	p.mu.Lock()
+	ups := make([]*upTrack, 0, len(p.ups))
+	for _, u := range p.ups {
+		ups = append(ups, u)
+	}
+	p.mu.Unlock()
+	for _, u := range ups {
+		u.wait()
+	}
 }

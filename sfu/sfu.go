@@ -43,13 +43,12 @@ type ICEServer struct {
 type Config struct {
 	// Domain is the conference service domain, e.g. "conference.localhost".
 	Domain string
-	// UDPAddr is the one UDP address for all media. Default ":7882".
+	// UDPAddr is the one UDP address for all media. Default ":7882"; a
+	// port of 0 picks a free one (see Service.UDPAddr).
 	UDPAddr string
-	// TCPAddr is the ICE-TCP fallback address. Default ":7881"; "-" or
-	// an explicit DisableTCP turns it off.
+	// TCPAddr is the ICE-TCP fallback address (the daemon's default is
+	// ":7881"); "" disables ICE over TCP.
 	TCPAddr string
-	// DisableTCP turns off ICE over TCP.
-	DisableTCP bool
 	// PublicIP is the address advertised in candidates (NAT 1:1); optional.
 	PublicIP string
 	// ICEServers returns the STUN/TURN servers for a joining user (TURN
@@ -102,12 +101,6 @@ func New(cfg Config) (*Service, error) {
 	if cfg.UDPAddr == "" {
 		cfg.UDPAddr = ":7882"
 	}
-	if cfg.TCPAddr == "" && !cfg.DisableTCP {
-		cfg.TCPAddr = ":7881"
-	}
-	if cfg.TCPAddr == "-" {
-		cfg.DisableTCP = true
-	}
 	if cfg.MaxParticipants <= 0 {
 		cfg.MaxParticipants = 100
 	}
@@ -154,7 +147,7 @@ func New(cfg Config) (*Service, error) {
 		s.udpMux = ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: c, Logger: lf.NewLogger("ice")})
 	}
 	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6}
-	if !cfg.DisableTCP {
+	if cfg.TCPAddr != "" {
 		ln, err := net.Listen("tcp", cfg.TCPAddr)
 		if err != nil {
 			_ = s.udpMux.Close()

@@ -703,7 +703,7 @@ func TestICETCPFallback(t *testing.T) {
 // three people, each sending audio and three-layer video once, each
 // receiving the other two over the one UDP port.
 func TestThreeSimulcastPublishers(t *testing.T) {
-	svc := newTestService(t, func(c *Config) { c.TCPAddr = "-" })
+	svc := newTestService(t, func(c *Config) { c.TCPAddr = "" })
 	var clients []*testClient
 	for _, name := range []string{"alice", "bob", "carol"} {
 		c := newTestClient(t, svc, name, testRoom, clientOpts{})
@@ -754,5 +754,40 @@ func TestPublisherRemovesTrack(t *testing.T) {
 		rd := bob.pc.RemoteDescription()
 		return rd != nil && bob.pc.SignalingState() == webrtc.SignalingStateStable &&
 			strings.Count(rd.SDP, "a=msid:"+alice.id+" ") == 1
+	})
+}
+
+func TestNewValidates(t *testing.T) {
+	busy, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"no domain", Config{UDPAddr: "127.0.0.1:0"}},
+		{"domain with a localpart", Config{Domain: "room@conference.localhost", UDPAddr: "127.0.0.1:0"}},
+		{"bad public ip", Config{Domain: "conference.localhost", UDPAddr: "127.0.0.1:0", PublicIP: "example.org"}},
+		{"udp port in use", Config{Domain: "conference.localhost", UDPAddr: busy.LocalAddr().String()}},
+		{"bad tcp address", Config{Domain: "conference.localhost", UDPAddr: "127.0.0.1:0", TCPAddr: "127.0.0.1:99999"}},
+	} {
+		if s, err := New(tc.cfg); err == nil {
+			_ = s.Close()
+			t.Errorf("%s: New accepted %+v", tc.name, tc.cfg)
+		}
+	}
+}
+
+func TestPublicIPAdvertised(t *testing.T) {
+	svc := newTestService(t, func(c *Config) { c.PublicIP = "203.0.113.7" })
+	alice := newTestClient(t, svc, "alice", testRoom, clientOpts{})
+	alice.join()
+	alice.addTracks()
+	alice.offer()
+	port := strconv.Itoa(svc.UDPAddr().(*net.UDPAddr).Port)
+	alice.waitFor("a candidate with the public address", 5*time.Second, func() bool {
+		return len(alice.seenCandidates("203.0.113.7 "+port+" typ host")) > 0
 	})
 }
