@@ -1,0 +1,412 @@
+// Package muc is poosms's group-chat service (XEP-0045) on
+// conference.DOMAIN: rooms with occupants, roles and affiliations, room
+// configuration, history on join and the room archive (XEP-0313). A room is
+// also where a conference (voice, video) happens: MayConference tells the
+// conference service who may take part.
+package muc
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"mellium.im/xmpp/jid"
+
+	"poosms.org/poosms/stanza"
+	"poosms.org/poosms/store"
+)
+
+// Namespaces the service implements or reads.
+const (
+	NSMUC        = "http://jabber.org/protocol/muc"
+	NSUser       = NSMUC + "#user"
+	NSAdmin      = NSMUC + "#admin"
+	NSOwner      = NSMUC + "#owner"
+	NSDiscoInfo  = "http://jabber.org/protocol/disco#info"
+	NSDiscoItems = "http://jabber.org/protocol/disco#items"
+	NSData       = "jabber:x:data"
+	NSMAM        = "urn:xmpp:mam:2"
+	NSRSM        = "http://jabber.org/protocol/rsm"
+	NSForward    = "urn:xmpp:forward:0"
+	NSStanzaID   = "urn:xmpp:sid:0"
+	// NSConference is the conference (SFU) namespace; the room advertises
+	// it, the conference service answers it.
+	NSConference = "urn:poosms:conference:0"
+)
+
+// Store is what the room service needs from persistence. *store.DB
+// implements it.
+type Store interface {
+	Rooms(ctx context.Context) ([]store.Room, error)
+	PutRoom(ctx context.Context, r store.Room) error
+	DeleteRoom(ctx context.Context, name string) error
+	RoomAffiliations(ctx context.Context, name string) ([]store.RoomAffiliation, error)
+	SetRoomAffiliation(ctx context.Context, name string, a store.RoomAffiliation) error
+	AppendRoomMessage(ctx context.Context, m store.RoomMessage) error
+	RoomMessages(ctx context.Context, q store.RoomQuery) (store.RoomPage, error)
+	PruneRoomMessages(ctx context.Context, before time.Time) (int64, error)
+}
+
+var _ Store = (*store.DB)(nil)
+
+// Config configures the room service.
+type Config struct {
+	// Domain is the service's domain, e.g. "conference.localhost". Required.
+	Domain string
+	// ServerDomain is the server's own domain, e.g. "localhost". Only its
+	// users are served (there is no federation yet). Required.
+	ServerDomain string
+	// HistoryOnJoin is the most archived messages sent to an occupant on
+	// joining (a client's <history/> may ask for fewer). Default 20.
+	HistoryOnJoin int
+	// Retention is how long room messages are archived; 0 keeps them
+	// forever. Older messages are pruned as new ones arrive.
+	Retention time.Duration
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+	// Logger receives the service's logs. Default slog.Default().
+	Logger *slog.Logger
+	// Deliver routes a stanza the service originates to an address that
+	// is not an occupant (mediated invitations, declines). Nil drops them.
+	Deliver func(ctx context.Context, el *stanza.Element)
+}
+
+// DiscoItem is a public room as listed in service discovery.
+type DiscoItem struct {
+	JID  string
+	Name string
+}
+
+// DeniedError says why a user may not do something in a room; Condition
+// is the XMPP stanza error condition to answer with.
+type DeniedError struct {
+	Condition string
+	Text      string
+}
+
+func (e *DeniedError) Error() string { return "muc: " + e.Condition + ": " + e.Text }
+
+// pruneEvery is the least time between two prunes of the archive.
+const pruneEvery = time.Minute
+
+// Service is the group-chat service. It is safe for concurrent use; every
+// method runs on the caller's goroutine and it starts none.
+type Service struct {
+	domain    string
+	server    string
+	history   int
+	retention time.Duration
+	now       func() time.Time
+	log       *slog.Logger
+	deliver   func(ctx context.Context, el *stanza.Element)
+	st        Store
+
+	// mu guards everything below and every room's state. It is never held
+	// during a store call or a Send.
+	mu        sync.Mutex
+	rooms     map[string]*room
+	joined    map[Session]map[string]bool // session → names of the rooms it is in
+	lastPrune time.Time
+}
+
+// New returns the room service for cfg.Domain, with the persistent rooms
+// found in st.
+func New(cfg Config, st Store) (*Service, error) {
+	if st == nil {
+		return nil, errors.New("muc: nil store")
+	}
+	d, err := jid.Parse(cfg.Domain)
+	if cfg.Domain == "" || err != nil || d.Localpart() != "" || d.Resourcepart() != "" {
+		return nil, fmt.Errorf("muc: invalid domain %q", cfg.Domain)
+	}
+	sd, err := jid.Parse(cfg.ServerDomain)
+	if cfg.ServerDomain == "" || err != nil || sd.Localpart() != "" || sd.Resourcepart() != "" {
+		return nil, fmt.Errorf("muc: invalid server domain %q", cfg.ServerDomain)
+	}
+	if cfg.HistoryOnJoin < 0 {
+		return nil, fmt.Errorf("muc: history on join %d is negative", cfg.HistoryOnJoin)
+	}
+	if cfg.Retention < 0 {
+		return nil, fmt.Errorf("muc: retention %v is negative", cfg.Retention)
+	}
+	s := &Service{
+		domain:    d.Domainpart(),
+		server:    sd.Domainpart(),
+		history:   cfg.HistoryOnJoin,
+		retention: cfg.Retention,
+		now:       cfg.Now,
+		log:       cfg.Logger,
+		deliver:   cfg.Deliver,
+		st:        st,
+		rooms:     make(map[string]*room),
+		joined:    make(map[Session]map[string]bool),
+	}
+	if s.history == 0 {
+		s.history = 20
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if err := s.load(context.Background()); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// load reads the persistent rooms with their affiliations and recent
+// history.
+func (s *Service) load(ctx context.Context) error {
+	stored, err := s.st.Rooms(ctx)
+	if err != nil {
+		return fmt.Errorf("muc: load rooms: %w", err)
+	}
+	for _, sr := range stored {
+		r, err := s.roomFromStore(sr)
+		if err != nil {
+			s.log.Error("muc: unreadable room configuration; room skipped", "room", sr.Name, "err", err)
+			continue
+		}
+		affs, err := s.st.RoomAffiliations(ctx, sr.Name)
+		if err != nil {
+			return fmt.Errorf("muc: load room %q: %w", sr.Name, err)
+		}
+		for _, a := range affs {
+			if aff, ok := parseAffiliation(a.Affiliation); ok && aff != affNone {
+				r.affs[a.JID] = affEntry{aff: aff, reason: a.Reason, nick: a.Nick}
+			}
+		}
+		page, err := s.st.RoomMessages(ctx, store.RoomQuery{Room: sr.Name, Last: true, Max: s.history})
+		if err != nil {
+			return fmt.Errorf("muc: load room %q history: %w", sr.Name, err)
+		}
+		for _, m := range page.Messages {
+			el, err := stanza.Parse(m.Stanza)
+			if err != nil {
+				continue
+			}
+			r.remember(histEntry{stamp: m.Stamp, el: el, size: len(m.Stanza)}, s.history)
+		}
+		s.rooms[r.name] = r
+	}
+	return nil
+}
+
+// Items returns the public rooms, for the server's disco#items.
+func (s *Service) Items() []DiscoItem {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []DiscoItem
+	for _, r := range s.sortedRooms() {
+		if r.cfg.Public && !r.locked {
+			out = append(out, DiscoItem{JID: r.jid.String(), Name: r.title()})
+		}
+	}
+	return out
+}
+
+// MayConference reports whether user may take part in the conference of
+// room: nil if so, a *DeniedError if not. A room that does not exist
+// allows whoever could create it.
+func (s *Service) MayConference(_ context.Context, room, user jid.JID) error {
+	bare := user.Bare()
+	if bare.Domainpart() != s.server {
+		return &DeniedError{Condition: "forbidden", Text: "only local users take part in conferences"}
+	}
+	if room.Domainpart() != s.domain || room.Localpart() == "" {
+		return &DeniedError{Condition: "item-not-found", Text: "no such room"}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.rooms[room.Localpart()]
+	if r == nil {
+		return nil
+	}
+	aff := r.affiliation(bare)
+	switch {
+	case aff == affOutcast:
+		return &DeniedError{Condition: "forbidden", Text: "you are banned from this room"}
+	case r.cfg.MembersOnly && aff < affMember:
+		return &DeniedError{Condition: "registration-required", Text: "this room is for members only"}
+	case r.locked && aff != affOwner:
+		return &DeniedError{Condition: "item-not-found", Text: "the room is not configured yet"}
+	}
+	switch r.cfg.Conference {
+	case confMembers:
+		if aff < affMember {
+			return &DeniedError{Condition: "forbidden", Text: "only members may take part in this room's conference"}
+		}
+	case confModerators:
+		if aff >= affAdmin {
+			return nil
+		}
+		for _, o := range r.occupants {
+			if o.bare.Equal(bare) && o.role == roleModerator {
+				return nil
+			}
+		}
+		return &DeniedError{Condition: "forbidden", Text: "only moderators may take part in this room's conference"}
+	}
+	return nil
+}
+
+// SessionClosed makes sess leave every room it is in.
+func (s *Service) SessionClosed(ctx context.Context, sess Session) {
+	s.mu.Lock()
+	var fx effects
+	for name := range s.joined[sess] {
+		r := s.rooms[name]
+		if r == nil {
+			continue
+		}
+		if o := r.occupantOf(sess); o != nil {
+			s.leave(&fx, r, o, sess, nil, nil)
+		}
+	}
+	delete(s.joined, sess)
+	s.mu.Unlock()
+	s.run(ctx, &fx)
+}
+
+// HandleStanza processes one stanza sess sent to the service's domain or
+// to a room or occupant on it.
+func (s *Service) HandleStanza(ctx context.Context, sess Session, el *stanza.Element) {
+	el.SetAttr("from", sess.JID().String())
+	to, err := jid.Parse(el.To())
+	if err != nil || to.Domainpart() != s.domain {
+		s.replyError(sess, el, "jid-malformed", "")
+		return
+	}
+	if sess.JID().Domainpart() != s.server {
+		s.replyError(sess, el, "not-allowed", "only local users are served")
+		return
+	}
+	switch el.Local {
+	case "presence":
+		s.handlePresence(ctx, sess, el, to)
+	case "message":
+		s.handleMessage(ctx, sess, el, to)
+	case "iq":
+		s.handleIQ(ctx, sess, el, to)
+	}
+}
+
+// delivery is one stanza for one session.
+type delivery struct {
+	to Session
+	el *stanza.Element
+}
+
+// effects collects what a change decided under s.mu must do once the lock
+// is released: store writes first, then sends.
+type effects struct {
+	out      []delivery
+	external []*stanza.Element // for cfg.Deliver
+	drop     string            // room whose record and archive go
+	save     *store.Room
+	affRoom  string
+	affs     []store.RoomAffiliation
+	archive  *store.RoomMessage
+	prune    time.Time
+}
+
+func (fx *effects) send(to Session, el *stanza.Element) {
+	fx.out = append(fx.out, delivery{to: to, el: el})
+}
+
+// run carries out fx. s.mu must not be held.
+func (s *Service) run(ctx context.Context, fx *effects) {
+	if fx.drop != "" {
+		if err := s.st.DeleteRoom(ctx, fx.drop); err != nil {
+			s.log.Error("muc: delete room", "room", fx.drop, "err", err)
+		}
+	}
+	if fx.save != nil {
+		if err := s.st.PutRoom(ctx, *fx.save); err != nil {
+			s.log.Error("muc: save room", "room", fx.save.Name, "err", err)
+		}
+	}
+	for _, a := range fx.affs {
+		if err := s.st.SetRoomAffiliation(ctx, fx.affRoom, a); err != nil {
+			s.log.Error("muc: save affiliation", "room", fx.affRoom, "jid", a.JID, "err", err)
+		}
+	}
+	if fx.archive != nil {
+		if err := s.st.AppendRoomMessage(ctx, *fx.archive); err != nil {
+			s.log.Error("muc: archive message", "room", fx.archive.Room, "err", err)
+		}
+	}
+	if !fx.prune.IsZero() {
+		if n, err := s.st.PruneRoomMessages(ctx, fx.prune); err != nil {
+			s.log.Error("muc: prune archive", "err", err)
+		} else if n > 0 {
+			s.log.Debug("muc: pruned archive", "messages", n)
+		}
+	}
+	for _, d := range fx.out {
+		if err := d.to.Send(d.el); err != nil {
+			s.log.Debug("muc: send failed", "jid", d.to.JID().String(), "err", err)
+		}
+	}
+	for _, el := range fx.external {
+		if s.deliver != nil {
+			s.deliver(ctx, el)
+		}
+	}
+}
+
+// replyError answers el (sent by sess) with a stanza error, unless el is
+// itself an error.
+func (s *Service) replyError(sess Session, el *stanza.Element, condition, text string) {
+	if el.Type() == "error" {
+		return
+	}
+	r := stanza.ErrorReply(el, condition, text)
+	r.SetAttr("to", sess.JID().String())
+	if err := sess.Send(r); err != nil {
+		s.log.Debug("muc: send failed", "jid", sess.JID().String(), "err", err)
+	}
+}
+
+// errorFx queues an error reply to el in fx.
+func errorFx(fx *effects, sess Session, el *stanza.Element, condition, text string) {
+	if el.Type() == "error" {
+		return
+	}
+	r := stanza.ErrorReply(el, condition, text)
+	r.SetAttr("to", sess.JID().String())
+	fx.send(sess, r)
+}
+
+var idEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
+
+// newID returns a fresh random identifier for a stanza-id.
+func newID() string {
+	b := make([]byte, 10)
+	_, _ = rand.Read(b)
+	return idEncoding.EncodeToString(b)
+}
+
+// delay builds an XEP-0203 delay stamp from the room.
+func delay(from string, stamp time.Time) *stanza.Element {
+	return stanza.New(stanza.NSDelay, "delay").
+		SetAttr("from", from).
+		SetAttr("stamp", stamp.UTC().Format("2006-01-02T15:04:05.000000Z"))
+}
+
+// Session is one client stream as the room service sees it; chat.Session
+// and *signaling.Session satisfy it. Sessions are told apart with ==, so
+// an implementation must be comparable (a pointer type).
+type Session interface {
+	// JID is the session's full JID.
+	JID() jid.JID
+	// Send queues a stanza for the client without blocking.
+	Send(el *stanza.Element) error
+}

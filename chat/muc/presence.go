@@ -1,0 +1,303 @@
+package muc
+
+import (
+	"context"
+	"slices"
+	"strconv"
+	"time"
+
+	"mellium.im/xmpp/jid"
+
+	"poosms.org/poosms/stanza"
+)
+
+// handlePresence handles presence to room/nick: joining, changing status
+// or nickname, leaving.
+func (s *Service) handlePresence(ctx context.Context, sess Session, el *stanza.Element, to jid.JID) {
+	typ := el.Type()
+	switch typ {
+	case "", "unavailable", "error":
+	default:
+		return // subscriptions and probes mean nothing to a room
+	}
+	if to.Localpart() == "" {
+		return
+	}
+	nick := to.Resourcepart()
+	var fx effects
+	s.mu.Lock()
+	r := s.rooms[to.Localpart()]
+	var o *occupant
+	if r != nil {
+		o = r.occupantOf(sess)
+	}
+	switch {
+	case typ != "":
+		if o != nil {
+			status := ""
+			if typ == "unavailable" {
+				status = el.ChildText("", "status")
+			}
+			s.leave(&fx, r, o, sess, nil, nil, leaveStatus(status))
+		}
+	case nick == "":
+		errorFx(&fx, sess, el, "jid-malformed", "a nickname is required to enter a room")
+	case o != nil && o.nick == nick:
+		o.status = statusOf(el)
+		r.broadcastPresence(&fx, o, nil)
+	case o != nil:
+		s.changeNick(&fx, r, o, sess, el, nick)
+	default:
+		s.join(&fx, r, sess, el, to)
+	}
+	s.mu.Unlock()
+	s.run(ctx, &fx)
+}
+
+// statusOf returns the presence payload worth repeating to occupants.
+func statusOf(el *stanza.Element) []*stanza.Element {
+	var out []*stanza.Element
+	for _, c := range el.Elements() {
+		switch {
+		case c.Space == NSMUC, c.Space == NSUser, c.Local == "error":
+		default:
+			out = append(out, c.Copy())
+		}
+	}
+	return out
+}
+
+// join enters sess into room to.Localpart() (creating it when r is nil)
+// with nickname to.Resourcepart(). s.mu must be held.
+func (s *Service) join(fx *effects, r *room, sess Session, el *stanza.Element, to jid.JID) {
+	me := sess.JID()
+	bare := me.Bare()
+	nick := to.Resourcepart()
+	created := false
+	if r == nil {
+		r = s.newRoom(to.Localpart())
+		r.locked = true
+		r.affs[bare.String()] = affEntry{aff: affOwner}
+		created = true
+	}
+	aff := r.affiliation(bare)
+	mx := el.Child(NSMUC, "x")
+	password := ""
+	if mx != nil {
+		password = mx.ChildText(NSMUC, "password")
+	}
+	fail := func(cond, text string) {
+		errorFx(fx, sess, el, cond, text)
+	}
+	existing := r.occupants[nick]
+	switch {
+	case r.locked && aff != affOwner:
+		fail("item-not-found", "the room is being set up by its owner")
+		return
+	case aff == affOutcast:
+		fail("forbidden", "you are banned from this room")
+		return
+	case r.cfg.MembersOnly && aff < affMember:
+		fail("registration-required", "this room is for members only")
+		return
+	case r.cfg.PasswordProtected && aff < affAdmin && password != r.cfg.Password:
+		fail("not-authorized", "a password is required to enter this room")
+		return
+	case existing != nil && !existing.bare.Equal(bare):
+		fail("conflict", "that nickname is in use")
+		return
+	case s.reservedBy(r, nick, bare):
+		fail("conflict", "that nickname is reserved")
+		return
+	case existing == nil && r.cfg.MaxUsers > 0 && len(r.occupants) >= r.cfg.MaxUsers && aff < affAdmin:
+		fail("service-unavailable", "the room is full")
+		return
+	}
+	if created {
+		s.rooms[r.name] = r
+	}
+	o := existing
+	if o == nil {
+		o = &occupant{nick: nick, bare: bare, role: r.defaultRole(aff)}
+		r.occupants[nick] = o
+	}
+	o.sessions = append(o.sessions, sess)
+	o.status = statusOf(el)
+	s.track(sess, r.name, true)
+
+	// The others' presence first, then the new occupant's to everyone.
+	for _, other := range r.sorted() {
+		if other != o {
+			fx.send(sess, r.presenceFor(other, o, sess))
+		}
+	}
+	var selfCodes []int
+	if r.cfg.WhoIs == whoisAnyone {
+		selfCodes = append(selfCodes, 100)
+	}
+	selfCodes = append(selfCodes, 170) // every room is archived
+	if created {
+		selfCodes = append(selfCodes, 201)
+	}
+	if existing == nil {
+		r.broadcastPresence(fx, o, selfCodes)
+	} else {
+		fx.send(sess, r.presenceFor(o, o, sess, selfCodes...))
+	}
+
+	for _, h := range s.historyFor(r, mx) {
+		m := h.el.Copy()
+		m.SetAttr("to", me.String())
+		m.Append(delay(r.jid.String(), h.stamp))
+		fx.send(sess, m)
+	}
+	fx.send(sess, r.subjectMessage(sess))
+}
+
+// reservedBy reports whether nick is reserved in r by someone other than bare.
+func (s *Service) reservedBy(r *room, nick string, bare jid.JID) bool {
+	for k, a := range r.affs {
+		if a.nick == nick && k != bare.String() {
+			return true
+		}
+	}
+	return false
+}
+
+// historyFor picks the history sent on joining, honouring the client's
+// <history maxstanzas maxchars seconds since/>. s.mu must be held.
+func (s *Service) historyFor(r *room, mx *stanza.Element) []histEntry {
+	maxStanzas, maxChars := s.history, -1
+	var since time.Time
+	if s.retention > 0 {
+		since = s.now().Add(-s.retention)
+	}
+	if mx != nil {
+		if h := mx.Child(NSMUC, "history"); h != nil {
+			if v, err := strconv.Atoi(h.Attr("maxstanzas")); err == nil && v >= 0 && v < maxStanzas {
+				maxStanzas = v
+			}
+			if v, err := strconv.Atoi(h.Attr("maxchars")); err == nil && v >= 0 {
+				maxChars = v
+			}
+			if v, err := strconv.Atoi(h.Attr("seconds")); err == nil && v >= 0 {
+				if t := s.now().Add(-time.Duration(v) * time.Second); t.After(since) {
+					since = t
+				}
+			}
+			if v := h.Attr("since"); v != "" {
+				if t, err := time.Parse(time.RFC3339, v); err == nil && t.After(since) {
+					since = t
+				}
+			}
+		}
+	}
+	var out []histEntry
+	chars := 0
+	for i := len(r.history) - 1; i >= 0 && len(out) < maxStanzas; i-- {
+		h := r.history[i]
+		if h.stamp.Before(since) {
+			break
+		}
+		if maxChars >= 0 {
+			if chars+h.size > maxChars {
+				break
+			}
+			chars += h.size
+		}
+		out = append(out, h)
+	}
+	slices.Reverse(out)
+	return out
+}
+
+// subjectMessage is the subject as sent on joining (empty if none set).
+func (r *room) subjectMessage(to Session) *stanza.Element {
+	from := r.jid.String()
+	if r.subjectNick != "" {
+		from = r.occupantJID(r.subjectNick)
+	}
+	m := stanza.New(stanza.NSClient, "message").
+		SetAttr("from", from).
+		SetAttr("to", to.JID().String()).
+		SetAttr("type", "groupchat").
+		SetAttr("id", newID())
+	return m.Append(stanza.New(stanza.NSClient, "subject").SetText(r.subject))
+}
+
+// leaveOpt adjusts how a departure is announced.
+type leaveOpt func(*leaveInfo)
+
+type leaveInfo struct {
+	status    string
+	codes     []int
+	aff       *affiliation
+	itemExtra []*stanza.Element
+	xExtra    []*stanza.Element
+	all       bool // every session of the occupant leaves
+}
+
+func leaveStatus(s string) leaveOpt { return func(l *leaveInfo) { l.status = s } }
+
+// leave takes sess (or, with an "all" option, every session of o) out of
+// r and tells the others. codes and extras describe why (kick, ban,
+// destruction). s.mu must be held.
+func (s *Service) leave(fx *effects, r *room, o *occupant, sess Session, codes []int, extra []*stanza.Element, opts ...leaveOpt) {
+	li := leaveInfo{codes: codes, itemExtra: extra}
+	for _, f := range opts {
+		f(&li)
+	}
+	aff := r.affiliation(o.bare)
+	if li.aff != nil {
+		aff = *li.aff
+	}
+	going := []Session{sess}
+	if li.all || sess == nil {
+		going = slices.Clone(o.sessions)
+	}
+	o.sessions = slices.DeleteFunc(o.sessions, func(x Session) bool { return slices.Contains(going, x) })
+	for _, g := range going {
+		s.track(g, r.name, false)
+	}
+	if len(o.sessions) > 0 {
+		// The user stays through another session: only the one leaving hears.
+		for _, g := range going {
+			fx.send(g, r.unavailableFor(o, o, g, aff, li.itemExtra, li.xExtra, "", li.status, li.codes...))
+		}
+		return
+	}
+	o.role = roleNone
+	for _, g := range going {
+		o.sessions = []Session{g} // so the leaver's own copy shows its JID
+		fx.send(g, r.unavailableFor(o, o, g, aff, li.itemExtra, li.xExtra, "", li.status, li.codes...))
+	}
+	o.sessions = going
+	delete(r.occupants, o.nick)
+	for _, v := range r.sorted() {
+		for _, vs := range v.sessions {
+			fx.send(vs, r.unavailableFor(o, v, vs, aff, li.itemExtra, li.xExtra, "", li.status, li.codes...))
+		}
+	}
+	o.sessions = nil
+	s.vanish(fx, r)
+}
+
+// changeNick moves occupant o to a new nickname (XEP-0045 §7.6).
+// s.mu must be held.
+func (s *Service) changeNick(fx *effects, r *room, o *occupant, sess Session, el *stanza.Element, nick string) {
+	if other := r.occupants[nick]; other != nil || s.reservedBy(r, nick, o.bare) {
+		errorFx(fx, sess, el, "conflict", "that nickname is in use")
+		return
+	}
+	aff := r.affiliation(o.bare)
+	for _, v := range r.sorted() {
+		for _, vs := range v.sessions {
+			fx.send(vs, r.unavailableFor(o, v, vs, aff, nil, nil, nick, "", 303))
+		}
+	}
+	delete(r.occupants, o.nick)
+	o.nick = nick
+	o.status = statusOf(el)
+	r.occupants[nick] = o
+	r.broadcastPresence(fx, o, nil)
+}
