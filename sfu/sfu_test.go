@@ -46,7 +46,15 @@ func newTestService(t *testing.T, mod func(*Config)) *Service {
 const testRoom = "standup@conference.localhost"
 
 func TestTwoParticipantsExchangeMedia(t *testing.T) {
-	svc := newTestService(t, nil)
+	// 127.0.0.1:0 binds one socket; ":0" (as the default ":7882") binds
+	// the port on every interface.
+	for _, addr := range []string{"127.0.0.1:0", ":0"} {
+		t.Run(addr, func(t *testing.T) { testTwoParticipants(t, addr) })
+	}
+}
+
+func testTwoParticipants(t *testing.T, udpAddr string) {
+	svc := newTestService(t, func(c *Config) { c.UDPAddr = udpAddr })
 	alice := newTestClient(t, svc, "alice", testRoom, clientOpts{})
 	bob := newTestClient(t, svc, "bob", testRoom, clientOpts{})
 
