@@ -18,20 +18,22 @@ import (
 )
 
 // negotiate runs RFC 6120 stream negotiation up to resource binding:
-// stream header, STARTTLS, SASL, stream restart, bind.
-func (s *Session) negotiate(ctx context.Context) error {
+// stream header, STARTTLS, SASL, stream restart, bind. It returns the
+// session the connection now serves: s once bound, or the earlier session
+// the client resumed (XEP-0198).
+func (s *Session) negotiate(ctx context.Context) (*Session, error) {
 	authed := false
 	for {
 		if err := s.openStream(); err != nil {
-			return err
+			return nil, err
 		}
 		s.writeDirect(s.features(authed))
-		restart, err := s.negotiateStep(ctx, &authed)
+		restart, target, err := s.negotiateStep(ctx, &authed)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if !restart {
-			return nil // bound
+			return target, nil
 		}
 		s.t.restart()
 	}
@@ -39,13 +41,15 @@ func (s *Session) negotiate(ctx context.Context) error {
 
 // read reads the next event; before binding, the time left to
 // authenticate bounds it as well as the idle timeout.
-func (s *Session) read() (event, error) {
+func (s *Session) read() (event, error) { return s.readFrom(s.t) }
+
+func (s *Session) readFrom(t transport) (event, error) {
 	var hard time.Time
 	if !s.bound.Load() {
 		hard = s.started.Add(s.srv.cfg.AuthTimeout)
 	}
-	s.t.setReadLimits(s.srv.cfg.IdleTimeout, hard)
-	return s.t.next()
+	t.setReadLimits(s.srv.cfg.IdleTimeout, hard)
+	return t.next()
 }
 
 // openStream reads the client's stream header and answers with ours.
@@ -111,6 +115,8 @@ func (s *Session) features(authed bool) *stanza.Element {
 	if authed {
 		f.Append(stanza.New(nsBind, "bind"))
 		f.Append(stanza.New(nsSession, "session").Append(stanza.New(nsSession, "optional")))
+		f.Append(stanza.New(nsSM, "sm"))
+		f.Append(stanza.New(nsCSI, "csi"))
 		return f
 	}
 	if s.canStartTLS() {
@@ -145,56 +151,87 @@ func (s *Session) mechanisms() []string {
 	return sasl.Offered(st, s.srv.certDER, s.srv.cfg.AllowPlain && st != nil)
 }
 
-// negotiateStep handles elements until the stream restarts (true) or the
-// resource is bound (false).
-func (s *Session) negotiateStep(ctx context.Context, authed *bool) (restart bool, err error) {
+// negotiateStep handles elements until the stream restarts (true) or a
+// session is bound or resumed (false, with that session).
+func (s *Session) negotiateStep(ctx context.Context, authed *bool) (restart bool, target *Session, err error) {
 	for {
 		ev, err := s.read()
 		if err != nil {
-			return false, err
+			return false, nil, err
 		}
 		if ev.close {
-			return false, errClientClosed
+			return false, nil, errClientClosed
 		}
 		if ev.open != nil {
-			return false, streamErr("bad-format", "unexpected stream header")
+			return false, nil, streamErr("bad-format", "unexpected stream header")
 		}
 		el := ev.el
 		switch {
 		case el.Space == nsTLS && el.Local == "starttls" && !*authed:
 			if !s.canStartTLS() {
 				s.writeDirect(stanza.New(nsTLS, "failure"))
-				return false, errors.New("starttls refused")
+				return false, nil, errors.New("starttls refused")
 			}
 			s.writeDirect(stanza.New(nsTLS, "proceed"))
 			if err := s.t.startTLS(s.srv.cfg.TLS); err != nil {
-				return false, err
+				return false, nil, err
 			}
 			s.secure = true
-			return true, nil
+			return true, nil, nil
 		case el.Space == nsSASL && el.Local == "auth" && !*authed:
 			ok, err := s.authenticate(ctx, el)
 			if err != nil {
-				return false, err
+				return false, nil, err
 			}
 			if ok {
 				*authed = true
-				return true, nil
+				return true, nil, nil
 			}
+		case *authed && el.Space == nsSM && el.Local == "resume":
+			if old := s.resumeOld(el); old != nil {
+				return false, old, nil
+			}
+		case *authed && el.Space == nsSM:
+			s.writeDirect(smFailed("unexpected-request"))
 		case *authed && el.Local == "iq" && (el.Space == stanza.NSClient || el.Space == ""):
 			bound, err := s.bindIQ(ctx, el)
-			if err != nil || bound {
-				return false, err
+			if err != nil {
+				return false, nil, err
+			}
+			if bound {
+				return false, s, nil
 			}
 		case !*authed:
 			if s.canStartTLS() && !s.mayAuthenticate() {
-				return false, streamErr("policy-violation", "STARTTLS is required before authentication")
+				return false, nil, streamErr("policy-violation", "STARTTLS is required before authentication")
 			}
-			return false, streamErr("not-authorized", "authenticate first")
+			return false, nil, streamErr("not-authorized", "authenticate first")
 		default:
-			return false, streamErr("not-authorized", "bind a resource first")
+			return false, nil, streamErr("not-authorized", "bind a resource first")
 		}
 	}
+}
+
+// resumeOld hands this connection to the session the client asks to
+// resume, or answers <failed/> so the client can bind afresh.
+func (s *Session) resumeOld(el *stanza.Element) *Session {
+	h, err := strconv.ParseUint(el.Attr("h"), 10, 32)
+	old := s.srv.resumable(el.Attr("previd"))
+	if err != nil || old == nil || old.user != s.user {
+		s.writeDirect(smFailed("item-not-found"))
+		return nil
+	}
+	if err := old.resume(s.t, uint32(h)); err != nil {
+		s.log.Debug("resume failed", "err", err)
+		s.writeDirect(smFailed("item-not-found"))
+		return nil
+	}
+	old.log.Debug("session resumed")
+	// This placeholder session never bound; the connection is old's now.
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	return old
 }
 
 func saslFailure(cond, text string) *stanza.Element {
@@ -361,6 +398,9 @@ func (s *Session) bindIQ(ctx context.Context, iq *stanza.Element) (bool, error) 
 	// before the client sees the bind result, so nothing sent to the new
 	// JID is lost; the writer starts after the result, so the result comes
 	// first on the wire.
+	s.wmu.Lock()
+	s.attachLocked(s.t)
+	s.wmu.Unlock()
 	s.bound.Store(true)
 	if old != nil {
 		old.Stop("conflict", "replaced by a new login with the same resource")
@@ -368,6 +408,7 @@ func (s *Session) bindIQ(ctx context.Context, iq *stanza.Element) (bool, error) 
 	s.log = s.log.With("jid", j.String())
 	s.srv.router.bound(ctx, s)
 	s.writeDirect(stanza.Result(iq, stanza.New(nsBind, "bind").Append(stanza.New(nsBind, "jid").SetText(j.String()))))
+	s.srv.wg.Add(1)
 	go s.writer(s.out)
 	s.log.Debug("session bound")
 	return true, nil

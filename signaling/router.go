@@ -17,6 +17,10 @@ type Service struct {
 	Bound func(ctx context.Context, s *Session)
 	// Closed runs after a bound session ends.
 	Closed func(ctx context.Context, s *Session)
+	// Undelivered receives messages queued for a session that ended before
+	// the client received them (or, with stream management, acknowledged
+	// them), to route them elsewhere: other resources or offline storage.
+	Undelivered func(ctx context.Context, el *stanza.Element)
 }
 
 // Router picks the service for each stanza by the domain of its 'to'
@@ -67,6 +71,12 @@ func (r *Router) bound(ctx context.Context, s *Session) {
 		if svc.Bound != nil {
 			svc.Bound(ctx, s)
 		}
+	}
+}
+
+func (r *Router) undelivered(ctx context.Context, s *Session, el *stanza.Element) {
+	if r.fallback.Undelivered != nil {
+		r.fallback.Undelivered(ctx, el)
 	}
 }
 

@@ -28,6 +28,7 @@ type Config struct {
 	IdleTimeout               time.Duration // silence after which a stream is closed; default 5m
 	WriteTimeout              time.Duration // a single write's deadline; default 10s
 	WriteQueue                int           // stanzas queued per session; default 256
+	ResumeTimeout             time.Duration // how long a lost session waits to be resumed (XEP-0198); default 5m
 	MaxSessionsPerUser        int           // default 10
 	AllowPlain                bool          // SASL PLAIN inside TLS
 	AllowInsecureLoopbackAuth bool          // SASL without TLS for loopback clients (development)
@@ -57,7 +58,9 @@ type Server struct {
 	mu        sync.Mutex
 	sessions  map[string]*Session   // full JID → bound session
 	perUser   map[string]int        // localpart → bound sessions
-	all       map[*Session]struct{} // every live session, bound or not
+	all       map[*Session]struct{} // every session with a reader, bound or not
+	resume    map[string]*Session   // XEP-0198 resumption id → session
+	detached  map[*Session]*time.Timer
 	listeners []net.Listener
 	closing   bool
 
@@ -92,6 +95,9 @@ func New(cfg Config, accounts Accounts, router *Router) (*Server, error) {
 	if cfg.WriteQueue <= 0 {
 		cfg.WriteQueue = 256
 	}
+	if cfg.ResumeTimeout <= 0 {
+		cfg.ResumeTimeout = 5 * time.Minute
+	}
 	if cfg.MaxSessionsPerUser <= 0 {
 		cfg.MaxSessionsPerUser = 10
 	}
@@ -124,6 +130,8 @@ func New(cfg Config, accounts Accounts, router *Router) (*Server, error) {
 		sessions: map[string]*Session{},
 		perUser:  map[string]int{},
 		all:      map[*Session]struct{}{},
+		resume:   map[string]*Session{},
+		detached: map[*Session]*time.Timer{},
 	}
 	_, _ = rand.Read(s.fakeKey)
 	if cfg.TLS != nil && len(cfg.TLS.Certificates) > 0 && len(cfg.TLS.Certificates[0].Certificate) > 0 {
@@ -268,6 +276,59 @@ func (s *Server) unregister(sess *Session) {
 	}
 }
 
+func (s *Server) addResumable(id string, sess *Session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.resume[id] = sess
+}
+
+func (s *Server) resumable(id string) *Session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.resume[id]
+}
+
+func (s *Server) forgetResumable(sess *Session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, r := range s.resume {
+		if r == sess {
+			delete(s.resume, id)
+		}
+	}
+}
+
+// detach starts the resumption timer of a session whose connection died;
+// false when the server is shutting down.
+func (s *Server) detach(sess *Session) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.wg.Add(1)
+	s.detached[sess] = time.AfterFunc(s.cfg.ResumeTimeout, func() {
+		defer s.wg.Done()
+		s.mu.Lock()
+		delete(s.detached, sess)
+		s.mu.Unlock()
+		sess.expire()
+	})
+	return true
+}
+
+// undetach stops the timer of a session being resumed.
+func (s *Server) undetach(sess *Session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t, ok := s.detached[sess]; ok {
+		delete(s.detached, sess)
+		if t.Stop() {
+			s.wg.Done()
+		}
+	}
+}
+
 // Sessions is the number of bound sessions.
 func (s *Server) Sessions() int {
 	s.mu.Lock()
@@ -302,7 +363,19 @@ func (s *Server) Close(ctx context.Context) error {
 	for sess := range s.all {
 		live = append(live, sess)
 	}
+	var waiting []*Session
+	for sess, timer := range s.detached {
+		if timer.Stop() {
+			waiting = append(waiting, sess)
+		}
+	}
 	s.mu.Unlock()
+	// Sessions waiting to be resumed end now; their undelivered messages
+	// go to the offline queue.
+	for _, sess := range waiting {
+		sess.expire()
+		s.wg.Done()
+	}
 	for _, sess := range live {
 		sess.Stop("system-shutdown", "the server is shutting down")
 	}
@@ -339,4 +412,11 @@ func (s *Server) normalizeUser(name string) (string, error) {
 		return "", err
 	}
 	return j.Localpart(), nil
+}
+
+// detachedCount is the number of sessions waiting to be resumed.
+func (s *Server) detachedCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.detached)
 }

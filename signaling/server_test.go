@@ -41,8 +41,9 @@ func (a *memAccounts) Account(_ context.Context, name string) (store.Account, er
 // echoService is a stand-in for chat: it routes messages between bound
 // sessions by full JID and answers pings.
 type echoService struct {
-	mu       sync.Mutex
-	sessions map[string]*Session
+	mu          sync.Mutex
+	sessions    map[string]*Session
+	undelivered chan *stanza.Element
 }
 
 func (e *echoService) service() Service {
@@ -71,10 +72,14 @@ func (e *echoService) service() Service {
 			}
 			e.mu.Unlock()
 		},
+		Undelivered: func(_ context.Context, el *stanza.Element) {
+			e.undelivered <- el
+		},
 	}
 }
 
 type harness struct {
+	echo    *echoService
 	srv     *Server
 	addr    string // STARTTLS port
 	tlsAddr string // direct TLS port
@@ -105,7 +110,7 @@ func newHarness(t *testing.T, tweak func(*Config)) *harness {
 	if tweak != nil {
 		tweak(&cfg)
 	}
-	echo := &echoService{sessions: map[string]*Session{}}
+	echo := &echoService{sessions: map[string]*Session{}, undelivered: make(chan *stanza.Element, 100)}
 	srv, err := New(cfg, accts, NewRouter(echo.service()))
 	if err != nil {
 		t.Fatal(err)
@@ -113,7 +118,7 @@ func newHarness(t *testing.T, tweak func(*Config)) *harness {
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{srv: srv, addr: srv.Addrs()[0].String(), tlsAddr: srv.Addrs()[1].String()}
+	h := &harness{echo: echo, srv: srv, addr: srv.Addrs()[0].String(), tlsAddr: srv.Addrs()[1].String()}
 	h.ws = httptest.NewServer(srv.WebSocketHandler())
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

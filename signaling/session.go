@@ -19,15 +19,17 @@ import (
 // write queue overflowed.
 var ErrSessionGone = errors.New("signaling: session gone")
 
-// Session is one client stream. Its reader goroutine (run) negotiates the
-// stream, then reads stanzas and hands them to the router; after resource
-// binding a writer goroutine drains a bounded queue to the connection.
+// Session is one client's session. Its reader goroutine (run) negotiates
+// the stream, then reads stanzas and hands them to the router; after
+// resource binding a writer goroutine drains a bounded queue to the
+// connection. With stream management (XEP-0198) a session outlives its
+// connection: it waits detached for the client to resume it on a new one.
 type Session struct {
-	srv    *Server
-	t      transport
-	id     string
-	log    *slog.Logger
-	secure bool // TLS, or a transport trusted as such (loopback WebSocket)
+	srv     *Server
+	id      string
+	log     *slog.Logger
+	secure  bool // TLS, or a transport trusted as such (loopback WebSocket)
+	started time.Time
 
 	// Set by the reader goroutine during negotiation, read-only after bind.
 	user  string // authenticated localpart
@@ -39,9 +41,25 @@ type Session struct {
 	closed bool
 	final  *stanza.Element // stream error to write before closing, if any
 
+	// wmu serialises what is written to the client once bound (the
+	// writer's stanzas, the reader's acks) and guards the fields below,
+	// which stream resumption replaces.
+	wmu      sync.Mutex
+	t        transport         // the attached connection; nil while detached
+	gen      int               // bumped each time a connection is attached
+	sm       *smState          // nil until the client enables stream management
+	unsent   []*stanza.Element // never written: the connection died (no SM)
+	inactive bool              // XEP-0352: the client is not being looked at
+	held     []*stanza.Element // presence held back while inactive
+	expired  bool              // detached too long; the session is over
+
+	live atomic.Value  // transportRef: the connection, for closing without wmu
+	hIn  atomic.Uint32 // stanzas received since stream management was enabled
+
 	writerDone chan struct{}
-	started    time.Time
 }
+
+type transportRef struct{ t transport }
 
 // JID is the session's full JID once bound.
 func (s *Session) JID() jid.JID { return s.jid }
@@ -60,22 +78,39 @@ func (s *Session) Send(el *stanza.Element) error {
 		return ErrSessionGone
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed {
+		s.mu.Unlock()
 		return ErrSessionGone
 	}
 	select {
 	case s.out <- el:
+		s.mu.Unlock()
 		s.srv.metrics.stanzasOut.Inc()
 		return nil
 	default:
-		s.log.Warn("write queue full; disconnecting a client that stopped reading", "queue", cap(s.out))
-		s.srv.metrics.slowClients.Inc()
-		s.stopLocked(nil)
-		// The writer may be stuck in a write; the connection goes now.
-		_ = s.t.close()
-		return ErrSessionGone
 	}
+	s.log.Warn("write queue full; disconnecting a client that stopped reading", "queue", cap(s.out))
+	s.srv.metrics.slowClients.Inc()
+	s.stopLocked(nil)
+	s.mu.Unlock()
+	// The writer may be stuck in a write; the connection goes now.
+	s.closeConn()
+	return ErrSessionGone
+}
+
+// closeConn closes the attached connection, if any, without waiting for
+// the writer.
+func (s *Session) closeConn() {
+	if r, ok := s.live.Load().(transportRef); ok && r.t != nil {
+		_ = r.t.close()
+	}
+}
+
+// attachLocked makes t the session's connection. s.wmu must be held.
+func (s *Session) attachLocked(t transport) {
+	s.t = t
+	s.gen++
+	s.live.Store(transportRef{t})
 }
 
 // Stop ends the session with a stream error condition (e.g. "conflict",
@@ -103,26 +138,23 @@ func (s *Session) stopLocked(final *stanza.Element) {
 	}
 	if !s.bound.Load() {
 		// No writer yet: unblock the reader, which is the only writer.
-		_ = s.t.close()
+		s.closeConn()
 	}
 }
 
-// writer drains the queue. It is started at bind and owned by the reader
-// goroutine, which waits for it before returning.
+// writer drains the queue for the whole life of the session, across
+// resumptions. The server's WaitGroup counts it.
 func (s *Session) writer(out <-chan *stanza.Element) {
+	defer s.srv.wg.Done()
 	defer close(s.writerDone)
-	failed := false
 	for el := range out {
-		if failed {
-			continue
-		}
-		if err := s.t.write(el); err != nil {
-			s.log.Debug("write failed", "err", err)
-			failed = true
-			_ = s.t.close()
-		}
+		s.wmu.Lock()
+		s.writeLocked(el, len(out) == 0)
+		s.wmu.Unlock()
 	}
-	if failed {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.t == nil {
 		return
 	}
 	s.mu.Lock()
@@ -135,63 +167,173 @@ func (s *Session) writer(out <-chan *stanza.Element) {
 	_ = s.t.close()
 }
 
+// writeLocked writes one stanza, or keeps it for later when it cannot be
+// written now. idle says nothing else is queued. s.wmu must be held.
+func (s *Session) writeLocked(el *stanza.Element, idle bool) {
+	if s.inactive && holdWhileInactive(el) {
+		s.held = append(s.held, el)
+		if len(s.held) <= maxHeld {
+			return
+		}
+	}
+	if len(s.held) > 0 {
+		held := s.held
+		s.held = nil
+		for _, h := range held {
+			if h != el {
+				s.writeOneLocked(h)
+			}
+		}
+	}
+	s.writeOneLocked(el)
+	if idle && s.sm != nil && s.t != nil {
+		s.sm.requestAckLocked(s.t)
+	}
+}
+
+func (s *Session) writeOneLocked(el *stanza.Element) {
+	if s.sm != nil {
+		if !s.sm.sent(el) {
+			// The client has not acknowledged anything for too long.
+			s.log.Warn("too many unacknowledged stanzas; closing", "unacked", len(s.sm.unacked))
+			s.Stop("policy-violation", "too many unacknowledged stanzas")
+			s.closeConn()
+			return
+		}
+	}
+	if s.t == nil {
+		if s.sm == nil {
+			s.unsent = append(s.unsent, el)
+		}
+		return
+	}
+	if err := s.t.write(el); err != nil {
+		s.log.Debug("write failed", "err", err)
+		_ = s.t.close()
+		s.t = nil
+		if s.sm == nil {
+			s.unsent = append(s.unsent, el)
+		}
+	}
+}
+
+// writeControl writes a stream-level element (an ack, a CSI answer) from
+// the reader goroutine, if t is still the attached connection.
+func (s *Session) writeControl(t transport, el *stanza.Element) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.t == t && t != nil {
+		if err := t.write(el); err != nil {
+			_ = t.close()
+			s.t = nil
+		}
+	}
+}
+
 func newStreamID() string {
 	b := make([]byte, 12)
 	_, _ = rand.Read(b)
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// run is the session's reader goroutine: negotiation, then the stanza loop,
-// then teardown. It returns when the connection is closed.
+// run is a connection's reader goroutine: negotiation, then the stanza
+// loop of the session it binds or resumes, then detach or teardown.
 func (s *Session) run(ctx context.Context) {
-	defer s.teardown(ctx)
-	err := s.negotiate(ctx)
-	if err == nil {
-		err = s.loop(ctx)
+	t := s.t // this goroutine's connection, whichever session it serves
+	target, err := s.negotiate(ctx)
+	if err != nil {
+		s.finishUnbound(err)
+		return
 	}
-	s.finish(err)
+	target.serve(ctx, t)
 }
 
-// finish ends the stream for err: a stream error is written (by the writer
-// when bound, directly otherwise), anything else just closes.
-func (s *Session) finish(err error) {
+// serve reads stanzas from t for this bound session until t fails, then
+// detaches (resumable) or ends the session.
+func (s *Session) serve(ctx context.Context, t transport) {
+	s.wmu.Lock()
+	gen := s.gen
+	s.wmu.Unlock()
+	err := s.loop(ctx, t)
+	s.wmu.Lock()
+	superseded := s.gen != gen
+	s.wmu.Unlock()
+	if superseded {
+		// The client resumed on another connection, which now reads.
+		_ = t.close()
+		return
+	}
+	if s.detach(t, gen, err) {
+		return
+	}
+	s.finishBound(err)
+	s.teardown(ctx)
+}
+
+// finishUnbound ends a stream that never bound: the reader is the only
+// writer, so it writes the stream error itself.
+func (s *Session) finishUnbound(err error) {
+	var se *streamError
+	if errors.As(err, &se) {
+		s.log.Debug("stream error", "cond", se.cond, "text", se.text)
+		s.srv.metrics.streamErrors.WithLabelValues(se.cond).Inc()
+		_ = s.t.write(stanza.StreamError(se.cond, se.text))
+		_ = s.t.writeClose()
+	} else if err != nil && !errors.Is(err, errClientClosed) {
+		s.log.Debug("connection ended", "err", err)
+	}
+	s.Stop("", "")
+	_ = s.t.close()
+}
+
+// finishBound ends a bound session's stream for err; the writer writes the
+// stream error after what is already queued.
+func (s *Session) finishBound(err error) {
 	var se *streamError
 	switch {
 	case err == nil, errors.Is(err, errClientClosed):
 		s.Stop("", "")
 	case errors.As(err, &se):
-		s.log.Debug("stream error", "cond", se.cond, "text", se.text, "remote", s.t.remoteAddr().String())
+		s.log.Debug("stream error", "cond", se.cond, "text", se.text)
 		s.srv.metrics.streamErrors.WithLabelValues(se.cond).Inc()
-		if s.bound.Load() {
-			s.Stop(se.cond, se.text)
-		} else {
-			_ = s.t.write(stanza.StreamError(se.cond, se.text))
-			_ = s.t.writeClose()
-			_ = s.t.close()
-			s.Stop("", "")
-		}
+		s.Stop(se.cond, se.text)
 	default:
-		s.log.Debug("connection ended", "remote", s.t.remoteAddr().String(), "err", err)
+		s.log.Debug("connection ended", "err", err)
 		s.Stop("", "")
-		_ = s.t.close()
+		s.closeConn()
 	}
 }
 
 var errClientClosed = errors.New("client closed the stream")
 
+// teardown ends a bound session for good: the services learn of it, the
+// writer finishes, and every message that never reached the client goes
+// back to the router (other resources, or the offline queue).
 func (s *Session) teardown(ctx context.Context) {
-	if s.bound.Load() {
-		s.srv.unregister(s)
-		s.srv.router.closed(ctx, s)
-		<-s.writerDone
+	s.srv.unregister(s)
+	s.srv.router.closed(ctx, s)
+	<-s.writerDone
+	s.wmu.Lock()
+	var lost []*stanza.Element
+	if s.sm != nil {
+		lost = s.sm.unacked
+		s.sm.unacked = nil
 	}
-	_ = s.t.close()
+	lost = append(lost, s.unsent...)
+	s.unsent = nil
+	s.wmu.Unlock()
+	for _, el := range lost {
+		if el.Local == "message" {
+			s.srv.router.undelivered(ctx, s, el)
+		}
+	}
+	s.closeConn()
 }
 
 // loop reads stanzas after binding and hands them to the router.
-func (s *Session) loop(ctx context.Context) error {
+func (s *Session) loop(ctx context.Context, t transport) error {
 	for {
-		ev, err := s.read()
+		ev, err := s.readFrom(t)
 		if err != nil {
 			return err
 		}
@@ -203,23 +345,29 @@ func (s *Session) loop(ctx context.Context) error {
 		}
 		el := ev.el
 		if !el.IsStanza() {
-			return streamErr("unsupported-stanza-type", "<"+el.Local+"/> in "+el.Space+" is not supported")
+			if err := s.nonza(t, el); err != nil {
+				return err
+			}
+			continue
 		}
 		if el.Space == "" {
 			el.Space = stanza.NSClient
 		}
-		if err := s.stamp(el); errors.Is(err, errSkip) {
-			continue
-		} else if err != nil {
+		err = s.stamp(el)
+		if err == nil {
+			if el.Local == "iq" && el.Child(nsSession, "session") != nil && el.To() == "" {
+				// RFC 3921 session establishment, kept for old clients.
+				_ = s.Send(stanza.Result(el))
+			} else {
+				s.srv.metrics.stanzasIn.WithLabelValues(el.Local).Inc()
+				s.srv.router.route(ctx, s, el)
+			}
+		} else if !errors.Is(err, errSkip) {
 			return err
 		}
-		if el.Local == "iq" && el.Child(nsSession, "session") != nil && el.To() == "" {
-			// RFC 3921 session establishment, kept for old clients.
-			_ = s.Send(stanza.Result(el))
-			continue
-		}
-		s.srv.metrics.stanzasIn.WithLabelValues(el.Local).Inc()
-		s.srv.router.route(ctx, s, el)
+		// Counted once handled, so an ack covers what the services did
+		// with it (stored offline, archived, delivered).
+		s.hIn.Add(1)
 	}
 }
 

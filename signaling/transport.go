@@ -71,6 +71,7 @@ type countingReader struct {
 	r     *bufio.Reader
 	n     int64
 	limit int64
+	ioErr error // the connection's error, which the decoder may report as a syntax error
 }
 
 func (c *countingReader) ReadByte() (byte, error) {
@@ -80,6 +81,8 @@ func (c *countingReader) ReadByte() (byte, error) {
 	b, err := c.r.ReadByte()
 	if err == nil {
 		c.n++
+	} else {
+		c.ioErr = err
 	}
 	return b, err
 }
@@ -93,6 +96,9 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	}
 	n, err := c.r.Read(p)
 	c.n += int64(n)
+	if err != nil {
+		c.ioErr = err
+	}
 	return n, err
 }
 
@@ -203,6 +209,13 @@ func (t *tcpTransport) readError(err error) error {
 	switch {
 	case errors.As(err, &se):
 		return se
+	case t.cr.ioErr != nil && !errors.Is(t.cr.ioErr, errStanzaTooBig):
+		// The connection failed or closed mid-stream ("unexpected EOF"
+		// from the decoder is the socket's doing, not bad XML).
+		if isTimeout(t.cr.ioErr) {
+			return streamErr("connection-timeout", "no data within the time limit")
+		}
+		return t.cr.ioErr
 	case errors.Is(err, errStanzaTooBig):
 		return streamErr("policy-violation", fmt.Sprintf("stanza larger than %d bytes", t.maxBytes))
 	case errors.Is(err, stanza.ErrRestrictedXML):
