@@ -491,9 +491,16 @@ func (p *participant) chooseLayers() {
 	}
 	share := budget / len(video)
 	for _, s := range video {
-		if l := s.up.bestLayer(share); l != s.dt.Target() {
-			s.dt.SetTarget(l, true)
+		l, cur := s.up.bestLayer(share), s.dt.Target()
+		if l == cur {
+			continue
 		}
+		// Step up only with 20% headroom, so a layer near the estimate
+		// does not flap.
+		if l < cur && s.up.layers[l].rate.Load() > int64(share)*4/5 {
+			continue
+		}
+		s.dt.SetTarget(l, true)
 	}
 }
 
