@@ -28,6 +28,9 @@ import (
 )
 
 // Peer is a participant's XMPP session (the signaling session satisfies it).
+// Send is called from several goroutines (pion's callbacks, the room's
+// timers) and must be safe for that; the service compares Peers with ==,
+// so implementations should be pointers.
 type Peer interface {
 	JID() jid.JID                  // full JID
 	Send(el *stanza.Element) error // non-blocking enqueue of a stanza to the client
@@ -227,7 +230,10 @@ func (s *Service) Close() error {
 func (s *Service) nextID() string { return "sfu" + strconv.FormatUint(s.ids.Add(1), 36) }
 
 // HandleStanza handles one stanza the client addressed to the service or
-// to a conference. from is already the client's full JID.
+// to a conference; from is already the client's full JID. Replies and
+// events go out through p.Send. It may block for the few milliseconds a
+// PeerConnection operation takes; call it in stream order, one stanza at
+// a time per session.
 func (s *Service) HandleStanza(ctx context.Context, p Peer, el *stanza.Element) {
 	defer func() {
 		if v := recover(); v != nil {
