@@ -158,3 +158,33 @@ func BenchmarkForward(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "in-pkts/s")
 	b.ReportMetric(float64(s.n)/b.Elapsed().Seconds(), "out-pkts/s")
 }
+
+func TestForwardAllocatesNothing(t *testing.T) {
+	var f Fanout
+	s := &sink{}
+	for i := range 4 {
+		d := NewDownTrack(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "t", "s", 0)
+		if _, err := d.Bind(&fakeContext{ssrc: webrtc.SSRC(100 + i), w: s}); err != nil {
+			t.Fatal(err)
+		}
+		f.Add(d)
+	}
+	pkt := vp8Packet(1, true)
+	var h rtpx.Header
+	seq := uint16(0)
+	allocs := testing.AllocsPerRun(1000, func() {
+		_ = rtpx.Parse(pkt, &h)
+		seq++
+		h.Seq = seq
+		key := rtpx.IsKeyframe(rtpx.CodecVP8, pkt[h.Payload:h.PayloadEnd])
+		for _, d := range f.Snapshot() {
+			_ = d.Forward(0, &h, pkt, key, int64(seq)*1000, 90000)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%.1f allocations per forwarded packet, want 0", allocs)
+	}
+	if s.n == 0 {
+		t.Fatal("nothing forwarded")
+	}
+}
