@@ -10,15 +10,18 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"mellium.im/xmpp/jid"
 
 	"poosms.org/poosms/chat"
 	"poosms.org/poosms/config"
+	"poosms.org/poosms/sfu"
 	"poosms.org/poosms/signaling"
 	"poosms.org/poosms/stanza"
 	"poosms.org/poosms/store"
@@ -61,6 +64,7 @@ type node struct {
 	chat     *chat.Service
 	c2s      *signaling.Server
 	turn     *turn.Server // nil when the relay is off
+	sfu      *sfu.Service
 	http     *http.Server
 	httpAddr net.Addr
 	ready    atomic.Bool
@@ -150,6 +154,9 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 		}
 		w.EnableTURNAPI(n.db, n.turnAPIResponse)
 	}
+	if err := n.startSFU(router); err != nil {
+		return n, err
+	}
 	w.Mount("/xmpp-websocket", n.c2s.WebSocketHandler())
 	w.Mount("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	w.SetReady(n.ready.Load)
@@ -237,6 +244,72 @@ func (n *node) startTURN(ctx context.Context, tlsConfig *tls.Config, reg prometh
 		return stanza.Result(iq, t.ExternalServices(n.publicHost(), sess.JID().Bare().String()))
 	})
 	return nil
+}
+
+// startSFU runs the conference service on conference.DOMAIN.
+func (n *node) startSFU(router *signaling.Router) error {
+	cfg := n.cfg
+	var public string
+	if cfg.PublicIP.IsValid() {
+		public = cfg.PublicIP.String()
+	}
+	svc, err := sfu.New(sfu.Config{
+		Domain:          "conference." + cfg.Domain,
+		UDPAddr:         cfg.MediaUDPAddr,
+		TCPAddr:         cfg.MediaTCPAddr,
+		PublicIP:        public,
+		ICEServers:      n.iceServers,
+		MaxParticipants: cfg.MaxParticipants,
+		MaxConferences:  cfg.MaxConferences,
+		IncludeLoopback: loopbackMedia(cfg),
+		Logger:          n.log.With("service", "sfu"),
+	})
+	if err != nil {
+		return err
+	}
+	n.sfu = svc
+	n.closers = append(n.closers, func(context.Context) error { return svc.Close() })
+	router.Handle("conference."+cfg.Domain, signaling.Service{
+		Handle: func(ctx context.Context, s *signaling.Session, el *stanza.Element) { svc.HandleStanza(ctx, s, el) },
+		Closed: func(ctx context.Context, s *signaling.Session) { svc.SessionClosed(ctx, s) },
+	})
+	return nil
+}
+
+// loopbackMedia: offer loopback ICE candidates when media listens on a
+// loopback address or the server is the development default (localhost),
+// where clients run on the same machine.
+func loopbackMedia(cfg config.Config) bool {
+	host, _, err := net.SplitHostPort(cfg.MediaUDPAddr)
+	if ip := net.ParseIP(host); err == nil && ip != nil && ip.IsLoopback() {
+		return true
+	}
+	return cfg.Domain == "localhost"
+}
+
+// iceServers are the STUN/TURN servers handed to a joining participant,
+// TURN with fresh credentials.
+func (n *node) iceServers(user jid.JID) []sfu.ICEServer {
+	if n.turn == nil {
+		return nil
+	}
+	c := n.turn.Credentials(user.Bare().String())
+	var stun, relay []string
+	for _, u := range n.turn.URLs(n.publicHost()) {
+		if strings.HasPrefix(u, "stun:") {
+			stun = append(stun, u)
+		} else {
+			relay = append(relay, u)
+		}
+	}
+	out := []sfu.ICEServer{}
+	if len(stun) > 0 {
+		out = append(out, sfu.ICEServer{URLs: stun})
+	}
+	if len(relay) > 0 {
+		out = append(out, sfu.ICEServer{URLs: relay, Username: c.Username, Credential: c.Password})
+	}
+	return out
 }
 
 // publicHost is the name clients use to reach this node's relay and media.
