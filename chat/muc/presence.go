@@ -261,9 +261,12 @@ func (s *Service) leave(fx *effects, r *room, o *occupant, sess Session, codes [
 	}
 	if len(o.sessions) > 0 {
 		// The user stays through another session: only the one leaving hears.
+		stay := o.sessions
 		for _, g := range going {
+			o.sessions = []Session{g}
 			fx.send(g, r.unavailableFor(o, o, g, aff, li.itemExtra, li.xExtra, "", li.status, li.codes...))
 		}
+		o.sessions = stay
 		return
 	}
 	o.role = roleNone

@@ -342,11 +342,11 @@ func (r *room) unavailableFor(o, v *occupant, to Session, aff affiliation, itemE
 		item.Append(e.Copy())
 	}
 	x.Append(item)
-	for _, e := range xExtra {
-		x.Append(e.Copy())
-	}
 	for _, c := range codes {
 		x.Append(statusCode(c))
+	}
+	for _, e := range xExtra {
+		x.Append(e.Copy())
 	}
 	return p.Append(x)
 }
