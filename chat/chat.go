@@ -59,6 +59,14 @@ type Config struct {
 	// Version is the software version answered to XEP-0092 queries.
 	// Default "dev".
 	Version string
+	// ArchiveRetention is how long one-to-one messages stay in the users'
+	// archives (XEP-0313); 0 keeps them forever. Older messages are pruned
+	// by a goroutine of the service: call Close to stop it.
+	ArchiveRetention time.Duration
+	// ArchivePruneInterval is how often the archive is pruned when
+	// ArchiveRetention is set. Default one hour, or ArchiveRetention/10
+	// when that is shorter.
+	ArchivePruneInterval time.Duration
 }
 
 // IQHandler answers an IQ addressed to the server. It returns the reply to
@@ -91,6 +99,26 @@ type Service struct {
 	offlineLocks [64]sync.Mutex
 
 	pushSeq atomic.Uint64
+
+	// Extensions, switched on by what the store supports (ext.go).
+	accountIQs map[iqKey]accountHandler
+	archive    ArchiveStore
+	blockSt    BlockStore
+	pep        PEPStore
+	vcardSt    VCardStore
+	privSt     PrivateStore
+	caps       *capsCache
+
+	// blockMu guards blocks, the blocklists of users with sessions
+	// (localpart → normalised JIDs); blockActive counts the non-empty ones
+	// so that the send filter costs nothing while nobody blocks anyone.
+	blockMu     sync.Mutex
+	blocks      map[string][]string
+	blockActive atomic.Int64
+
+	closeOnce sync.Once
+	stopPrune context.CancelFunc
+	pruneDone chan struct{}
 }
 
 type iqKey struct{ space, local string }
@@ -105,6 +133,10 @@ type resource struct {
 	last       *stanza.Element // last broadcast presence (from set, no to)
 	interested bool            // requested the roster: receives roster pushes
 	directed   []string        // addresses that got directed available presence
+	carbons    bool            // enabled message carbons (XEP-0280)
+	blockPush  bool            // requested the blocklist: receives its pushes
+	capsVer    string          // entity capabilities announced in presence
+	features   map[string]bool // the session's disco features; nil: unknown
 }
 
 // New returns a chat service for cfg.Domain backed by st.
@@ -144,6 +176,10 @@ func New(cfg Config, st Store) (*Service, error) {
 	if s.version == "" {
 		s.version = "dev"
 	}
+	if cfg.ArchiveRetention < 0 || cfg.ArchivePruneInterval < 0 {
+		return nil, errors.New("chat: archive retention and prune interval must not be negative")
+	}
+	s.setupExtensions(cfg)
 	return s, nil
 }
 
@@ -206,6 +242,7 @@ func (s *Service) SessionBound(ctx context.Context, sess Session) {
 		snap = old.snapshot()
 	}
 	s.mu.Unlock()
+	s.loadBlocklist(ctx, me.Localpart())
 	if old != nil && old.sess != sess {
 		s.endPresence(ctx, me, snap.available, snap.directed, nil, nil)
 	}
@@ -225,10 +262,14 @@ func (s *Service) SessionClosed(ctx context.Context, sess Session) {
 	}
 	snap := r.snapshot()
 	delete(m, me.Resourcepart())
-	if len(m) == 0 {
+	last := len(m) == 0
+	if last {
 		delete(s.users, me.Localpart())
 	}
 	s.mu.Unlock()
+	if last {
+		s.forgetBlocklist(me.Localpart())
+	}
 	s.endPresence(ctx, me, snap.available, snap.directed, nil, nil)
 }
 
@@ -328,8 +369,14 @@ func hash(s string) uint32 {
 	return h.Sum32()
 }
 
-// send delivers el to sess, logging a session that is gone.
+// send delivers el to sess, logging a session that is gone. A stanza
+// between a user and someone either of them blocked is dropped here
+// (XEP-0191) and counts as delivered.
 func (s *Service) send(sess Session, el *stanza.Element) bool {
+	if s.blockActive.Load() > 0 && s.blockedBetween(sess.JID(), el.From()) {
+		s.log.Debug("chat: blocked stanza dropped", "jid", sess.JID().String(), "from", el.From())
+		return true
+	}
 	if err := sess.Send(el); err != nil {
 		s.log.Debug("chat: send failed", "jid", sess.JID().String(), "err", err)
 		return false
@@ -345,7 +392,7 @@ func (s *Service) replyError(sess Session, el *stanza.Element, condition, text s
 	}
 	r := stanza.ErrorReply(el, condition, text)
 	r.SetAttr("to", sess.JID().String())
-	s.send(sess, r)
+	s.sendDirect(sess, r)
 }
 
 // isLocal reports whether j is on the served domain.

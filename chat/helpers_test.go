@@ -211,13 +211,15 @@ func summary(el *stanza.Element) string {
 type harness struct {
 	t   *testing.T
 	svc *Service
-	st  *memStore
+	st  *memStore // nil for a harness on a real database
+	db  Store     // what the service uses
 	now time.Time
 }
 
 func newHarness(t *testing.T, cfg Config, users ...string) *harness {
 	t.Helper()
 	h := &harness{t: t, st: newMemStore(users...), now: time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)}
+	h.db = h.st
 	cfg.Domain = "localhost"
 	cfg.Now = func() time.Time { return h.now }
 	svc, err := New(cfg, h.st)
@@ -272,7 +274,7 @@ func (h *harness) close(s *fakeSession) {
 // setItem stores a roster item directly.
 func (h *harness) setItem(owner, contact, sub string) {
 	h.t.Helper()
-	_ = h.st.PutRosterItem(context.Background(), owner, store.RosterItem{Contact: contact, Subscription: sub, Listed: true})
+	_ = h.db.PutRosterItem(context.Background(), owner, store.RosterItem{Contact: contact, Subscription: sub, Listed: true})
 }
 
 // befriend makes a and b subscribed both ways.

@@ -28,11 +28,14 @@ func (s *Service) handleIQ(ctx context.Context, sess Session, el *stanza.Element
 	case !hasTo, to.Localpart() == "" && to.Resourcepart() == "":
 		if request {
 			s.serverIQ(ctx, sess, el, !hasTo)
+		} else {
+			s.serverResponse(ctx, sess, el)
 		}
 	case to.Localpart() == "":
 		if request {
 			s.replyError(sess, el, "service-unavailable", "")
 		}
+	case to.Localpart() != me.Localpart() && s.iqBlocked(ctx, sess, el, to, request):
 	case to.Resourcepart() != "":
 		if dst := s.bound(to.Localpart(), to.Resourcepart()); dst != nil {
 			s.send(dst, el)
@@ -70,6 +73,10 @@ func (s *Service) serverIQ(ctx context.Context, sess Session, iq *stanza.Element
 	if noTo {
 		switch q.Space {
 		case NSRoster, NSDiscoInfo, NSDiscoItems:
+			s.accountIQ(ctx, sess, iq, sess.JID().Bare(), true)
+			return
+		}
+		if s.accountIQs[iqKey{q.Space, q.Local}] != nil {
 			s.accountIQ(ctx, sess, iq, sess.JID().Bare(), true)
 			return
 		}
@@ -185,6 +192,10 @@ func (s *Service) accountIQ(ctx context.Context, sess Session, iq *stanza.Elemen
 		s.rosterIQ(ctx, sess, iq, q)
 		return
 	}
+	if fn := s.accountIQs[iqKey{q.Space, q.Local}]; fn != nil {
+		fn(ctx, sess, iq, q, to, self)
+		return
+	}
 	disco := (q.Space == NSDiscoInfo || q.Space == NSDiscoItems) && q.Local == "query"
 	if !disco {
 		if self {
@@ -218,12 +229,7 @@ func (s *Service) accountIQ(ctx context.Context, sess Session, iq *stanza.Elemen
 		s.send(sess, stanza.Result(iq, stanza.New(NSDiscoItems, "query")))
 		return
 	}
-	info := stanza.New(NSDiscoInfo, "query").Append(
-		stanza.New(NSDiscoInfo, "identity").SetAttr("category", "account").SetAttr("type", "registered"),
-		stanza.New(NSDiscoInfo, "feature").SetAttr("var", NSDiscoInfo),
-		stanza.New(NSDiscoInfo, "feature").SetAttr("var", NSDiscoItems),
-	)
-	s.send(sess, stanza.Result(iq, info))
+	s.send(sess, stanza.Result(iq, s.accountInfo()))
 }
 
 // mayDiscover reports whether requester may see account's disco: it must

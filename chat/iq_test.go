@@ -50,6 +50,7 @@ func TestServerDisco(t *testing.T) {
 		"urn:xmpp:ping",
 		"jabber:iq:version",
 		"msgoffline",
+		"urn:xmpp:carbons:2",
 		"urn:xmpp:mam:2",
 	}
 	if !slices.Equal(features, want) {

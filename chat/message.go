@@ -39,17 +39,18 @@ func (s *Service) handleMessage(ctx context.Context, sess Session, el *stanza.El
 			s.replyError(sess, el, "service-unavailable", "")
 		}
 	default:
-		s.routeMessage(ctx, sess, el, to)
+		s.routeChat(ctx, sess, el, to)
 	}
 }
 
-// routeMessage delivers a message to a local user per RFC 6121 §8.5.
-func (s *Service) routeMessage(ctx context.Context, sender Session, el *stanza.Element, to jid.JID) {
+// routeMessage delivers a message to a local user per RFC 6121 §8.5. It
+// returns the sessions that received it.
+func (s *Service) routeMessage(ctx context.Context, sender Session, el *stanza.Element, to jid.JID) (delivered []Session) {
 	typ := messageType(el)
 	local := to.Localpart()
 	if res := to.Resourcepart(); res != "" {
 		if sess := s.bound(local, res); sess != nil && s.send(sess, el) {
-			return
+			return []Session{sess}
 		}
 		// §8.5.3.2.1: no such resource.
 		switch typ {
@@ -85,12 +86,13 @@ func (s *Service) routeMessage(ctx context.Context, sender Session, el *stanza.E
 			s.replyError(sender, el, "service-unavailable", "")
 			return
 		}
-		delivered := false
 		for _, t := range best {
-			delivered = s.send(t.sess, el) || delivered
+			if s.send(t.sess, el) {
+				delivered = append(delivered, t.sess)
+			}
 		}
-		if delivered || typ == "headline" {
-			return
+		if len(delivered) > 0 || typ == "headline" {
+			return delivered
 		}
 		// Every chosen session ended meanwhile: keep the message for later.
 	}
@@ -114,6 +116,7 @@ func (s *Service) routeMessage(ctx context.Context, sender Session, el *stanza.E
 			s.storeOffline(ctx, sender, el, local)
 		}
 	}
+	return nil
 }
 
 // storable reports whether a message carries anything worth keeping for

@@ -10,12 +10,6 @@ import (
 	"poosms.org/poosms/store"
 )
 
-func withAff(a affiliation) leaveOpt { return func(l *leaveInfo) { l.aff = &a } }
-
-func withX(els ...*stanza.Element) leaveOpt {
-	return func(l *leaveInfo) { l.xExtra = append(l.xExtra, els...) }
-}
-
 // adminIQ answers muc#admin: lists of roles and affiliations (get) and
 // changes to them (set), including kicks and bans.
 func (s *Service) adminIQ(ctx context.Context, sess Session, iq, q *stanza.Element, name string) {
@@ -194,8 +188,11 @@ func (s *Service) adminSet(fx *effects, r *room, sess Session, iq, q *stanza.Ele
 				fail("conflict", "a room keeps at least one owner")
 				return
 			}
-			if cur == affOwner && aff != affOwner {
+			switch {
+			case cur == affOwner && aff != affOwner:
 				owners--
+			case cur != affOwner && aff == affOwner:
+				owners++
 			}
 			c.bare, c.aff = target, aff
 		default:
@@ -444,9 +441,18 @@ func (s *Service) destroy(fx *effects, r *room, d *stanza.Element) {
 			dx.Append(stanza.New(NSUser, "reason").SetText(reason))
 		}
 	}
+	// Each occupant hears of its own departure only: the room is gone.
 	for _, o := range r.sorted() {
-		s.leave(fx, r, o, nil, nil, nil, withAff(affNone), withX(dx))
+		all := o.sessions
+		o.role = roleNone
+		for _, sess := range all {
+			o.sessions = []Session{sess}
+			fx.send(sess, r.unavailableFor(o, o, sess, affNone, nil, []*stanza.Element{dx}, "", ""))
+			s.track(sess, r.name, false)
+		}
+		o.sessions = nil
 	}
+	clear(r.occupants)
 	if s.rooms[r.name] == r {
 		delete(s.rooms, r.name)
 	}

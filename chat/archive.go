@@ -1,0 +1,343 @@
+package chat
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"mellium.im/xmpp/jid"
+
+	"poosms.org/poosms/stanza"
+	"poosms.org/poosms/store"
+)
+
+// MAM paging limits (XEP-0313 leaves them to the server).
+const (
+	mamDefaultMax = 50
+	mamMaxPage    = 250
+)
+
+// Hints (XEP-0334) and payloads the archive and carbons look at.
+const (
+	nsOMEMOLegacy = "eu.siacs.conversations.axolotl"
+	nsOMEMO2      = "urn:xmpp:omemo:2"
+	nsOpenPGP     = "urn:xmpp:openpgp:0"
+)
+
+// routeChat applies blocking, archiving and carbons to a message from a
+// local user to a local user, then routes it.
+func (s *Service) routeChat(ctx context.Context, sess Session, el *stanza.Element, to jid.JID) {
+	me := sess.JID()
+	typ := messageType(el)
+	self := to.Localpart() == me.Localpart()
+	if s.blockSt != nil && typ != "error" && !self {
+		if s.isBlocked(ctx, me.Localpart(), to) {
+			s.replyBlocked(sess, el)
+			return
+		}
+		if s.isBlocked(ctx, to.Localpart(), me) {
+			// XEP-0191 §3.5: the contact is not told it is blocked.
+			s.replyError(sess, el, "service-unavailable", "")
+			return
+		}
+	}
+	if s.archive != nil {
+		// Only this server may say which ids its archives gave (XEP-0359).
+		stripStanzaIDs(el, me.Bare().String(), to.Bare().String())
+	}
+	carbon := !self && carbonEligible(el)
+	sent := el
+	if s.archive != nil && archivable(el) {
+		if ok, err := s.exists(ctx, to.Localpart()); err == nil && ok {
+			stamp := s.now().UTC()
+			raw := []byte(el.String())
+			mine := s.archiveFor(ctx, me.Localpart(), to.String(), stamp, raw)
+			theirs := mine
+			if !self {
+				theirs = s.archiveFor(ctx, to.Localpart(), me.String(), stamp, raw)
+			}
+			if carbon && mine != "" {
+				sent = el.Copy()
+				sent.Append(stanzaID(mine, me.Bare().String()))
+			}
+			if theirs != "" {
+				el.Append(stanzaID(theirs, to.Bare().String()))
+			}
+		}
+	}
+	if carbon {
+		s.sentCarbons(sess, sent)
+	}
+	delivered := s.routeMessage(ctx, sess, el, to)
+	if carbon {
+		s.receivedCarbons(el, to.Localpart(), delivered)
+	}
+}
+
+func stanzaID(id, by string) *stanza.Element {
+	return stanza.New(NSSID, "stanza-id").SetAttr("id", id).SetAttr("by", by)
+}
+
+// stripStanzaIDs removes stanza-ids claiming to come from these JIDs.
+func stripStanzaIDs(el *stanza.Element, by ...string) {
+	out := el.Children[:0]
+	for _, c := range el.Children {
+		if ce, ok := c.(*stanza.Element); ok && ce.Space == NSSID && ce.Local == "stanza-id" {
+			forged := false
+			for _, b := range by {
+				forged = forged || ce.Attr("by") == b
+			}
+			if forged {
+				continue
+			}
+		}
+		out = append(out, c)
+	}
+	el.Children = out
+}
+
+// archivable reports whether a message belongs in the history: chat or
+// normal, with a body or an encrypted payload, and no hint against storing.
+func archivable(el *stanza.Element) bool {
+	if t := messageType(el); t != "chat" && t != "normal" {
+		return false
+	}
+	content := false
+	for _, c := range el.Elements() {
+		switch {
+		case c.Space == NSHints && (c.Local == "no-store" || c.Local == "no-permanent-store"):
+			return false
+		case c.Local == "body",
+			c.Local == "encrypted" && (c.Space == nsOMEMOLegacy || c.Space == nsOMEMO2),
+			c.Local == "openpgp" && c.Space == nsOpenPGP:
+			content = true
+		}
+	}
+	return content
+}
+
+// archiveFor stores raw in owner's archive and returns its stanza-id, or
+// "" when it could not be stored (logged: delivery goes on without it).
+func (s *Service) archiveFor(ctx context.Context, owner, with string, stamp time.Time, raw []byte) string {
+	for range 2 {
+		id := newID()
+		err := s.archive.ArchiveMessage(ctx, owner, store.ArchivedMessage{ID: id, With: with, Stamp: stamp, Stanza: raw})
+		if err == nil {
+			return id
+		}
+		if !errors.Is(err, store.ErrExists) {
+			s.log.Error("chat: archive message", "owner", owner, "err", err)
+			return ""
+		}
+	}
+	return ""
+}
+
+// mamQueryIQ answers a query of the user's own archive (XEP-0313): the
+// result messages, then the IQ result with the paging summary.
+func (s *Service) mamQueryIQ(ctx context.Context, sess Session, iq, q *stanza.Element, owner jid.JID, self bool) {
+	if !self {
+		s.replyError(sess, iq, "service-unavailable", "")
+		return
+	}
+	if iq.Type() == "get" {
+		s.send(sess, stanza.Result(iq, mamForm()))
+		return
+	}
+	aq, cond, text := parseMAMQuery(q)
+	if cond != "" {
+		s.replyError(sess, iq, cond, text)
+		return
+	}
+	page, err := s.archive.QueryArchive(ctx, owner.Localpart(), aq)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		s.replyError(sess, iq, "item-not-found", "no message with that id in the archive")
+		return
+	case err != nil:
+		s.log.Error("chat: query archive", "jid", sess.JID().String(), "err", err)
+		s.replyError(sess, iq, "internal-server-error", "")
+		return
+	}
+	qid := q.Attr("queryid")
+	for _, m := range page.Messages {
+		orig, err := stanza.Parse(m.Stanza)
+		if err != nil {
+			s.log.Error("chat: unreadable archived message", "jid", sess.JID().String(), "id", m.ID, "err", err)
+			continue
+		}
+		orig.Space = stanza.NSClient
+		res := stanza.New(NSMAM, "result").SetAttr("queryid", qid).SetAttr("id", m.ID)
+		res.Append(stanza.New(NSForward, "forwarded").Append(
+			stanza.New(stanza.NSDelay, "delay").SetAttr("stamp", formatStamp(m.Stamp)),
+			orig,
+		))
+		msg := stanza.New(stanza.NSClient, "message").
+			SetAttr("from", owner.Bare().String()).
+			SetAttr("to", sess.JID().String()).
+			SetAttr("id", newID())
+		if !s.send(sess, msg.Append(res)) {
+			return
+		}
+	}
+	set := stanza.New(NSRSM, "set")
+	if n := len(page.Messages); n > 0 {
+		set.Append(stanza.New(NSRSM, "first").SetText(page.Messages[0].ID))
+		set.Append(stanza.New(NSRSM, "last").SetText(page.Messages[n-1].ID))
+	}
+	set.Append(stanza.New(NSRSM, "count").SetText(strconv.Itoa(page.Count)))
+	fin := stanza.New(NSMAM, "fin").SetAttr("complete", strconv.FormatBool(page.Complete)).Append(set)
+	if qid != "" {
+		fin.SetAttr("queryid", qid)
+	}
+	s.send(sess, stanza.Result(iq, fin))
+}
+
+// formatStamp renders an archive time as XEP-0082 UTC with microseconds.
+func formatStamp(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000000Z") }
+
+// mamForm is the query form (XEP-0313 §5.1) listing the filters poosms
+// supports.
+func mamForm() *stanza.Element {
+	x := stanza.New(NSDataForms, "x").SetAttr("type", "form")
+	x.Append(stanza.New(NSDataForms, "field").SetAttr("var", "FORM_TYPE").SetAttr("type", "hidden").
+		Append(stanza.New(NSDataForms, "value").SetText(NSMAM)))
+	for _, f := range [][2]string{{"with", "jid-single"}, {"start", "text-single"}, {"end", "text-single"},
+		{"before-id", "text-single"}, {"after-id", "text-single"}, {"ids", "text-multi"}} {
+		x.Append(stanza.New(NSDataForms, "field").SetAttr("var", f[0]).SetAttr("type", f[1]))
+	}
+	return stanza.New(NSMAM, "query").Append(x)
+}
+
+// parseMAMQuery reads the data form and the RSM set of a query. A failure
+// gives the error condition and text.
+func parseMAMQuery(q *stanza.Element) (aq store.ArchiveQuery, cond, text string) {
+	aq.Max = mamDefaultMax
+	if x := q.Child(NSDataForms, "x"); x != nil {
+		for _, f := range x.Elements() {
+			if f.Space != NSDataForms || f.Local != "field" {
+				continue
+			}
+			var values []string
+			for _, v := range f.Elements() {
+				if v.Space == NSDataForms && v.Local == "value" {
+					values = append(values, strings.TrimSpace(v.Text()))
+				}
+			}
+			one := ""
+			if len(values) > 0 {
+				one = values[0]
+			}
+			switch f.Attr("var") {
+			case "FORM_TYPE":
+				if one != NSMAM {
+					return aq, "bad-request", "the form is not a " + NSMAM + " query"
+				}
+			case "with":
+				if one == "" {
+					continue
+				}
+				j, err := jid.Parse(one)
+				if err != nil {
+					return aq, "jid-malformed", "with is not a valid address"
+				}
+				aq.With = j.String()
+			case "start", "end":
+				if one == "" {
+					continue
+				}
+				t, err := time.Parse(time.RFC3339Nano, one)
+				if err != nil {
+					return aq, "bad-request", f.Attr("var") + " is not an XEP-0082 date and time"
+				}
+				if f.Attr("var") == "start" {
+					aq.Start = t
+				} else {
+					aq.End = t
+				}
+			case "before-id":
+				aq.BeforeID = one
+			case "after-id":
+				aq.AfterID = one
+			case "ids":
+				aq.IDs = append([]string{}, values...)
+			default:
+				return aq, "feature-not-implemented", "unsupported filter " + f.Attr("var")
+			}
+		}
+	}
+	if set := q.Child(NSRSM, "set"); set != nil {
+		if m := set.Child(NSRSM, "max"); m != nil {
+			n, err := strconv.Atoi(strings.TrimSpace(m.Text()))
+			if err != nil || n < 0 {
+				return aq, "bad-request", "max is not a number"
+			}
+			aq.Max = n
+		}
+		if a := set.Child(NSRSM, "after"); a != nil {
+			aq.After = strings.TrimSpace(a.Text())
+		}
+		if b := set.Child(NSRSM, "before"); b != nil {
+			aq.Before = strings.TrimSpace(b.Text())
+			aq.Last = true
+		}
+		if set.Child(NSRSM, "index") != nil {
+			return aq, "feature-not-implemented", "paging by index is not supported"
+		}
+		if aq.After != "" && aq.Last {
+			return aq, "bad-request", "after and before together"
+		}
+	}
+	aq.Max = min(aq.Max, mamMaxPage)
+	return aq, "", ""
+}
+
+// mamPrefsIQ answers archiving preferences: every message is archived, so
+// the preferences are fixed at default='always' and a set gets them back
+// unchanged.
+func (s *Service) mamPrefsIQ(ctx context.Context, sess Session, iq, q *stanza.Element, owner jid.JID, self bool) {
+	if !self {
+		s.replyError(sess, iq, "service-unavailable", "")
+		return
+	}
+	prefs := stanza.New(NSMAM, "prefs").SetAttr("default", "always").Append(
+		stanza.New(NSMAM, "always"), stanza.New(NSMAM, "never"))
+	s.send(sess, stanza.Result(iq, prefs))
+}
+
+// startPruning starts the goroutine that removes archived messages older
+// than retention, once at start and then every interval. Close stops it.
+func (s *Service) startPruning(retention, interval time.Duration) {
+	if interval <= 0 {
+		interval = min(time.Hour, max(retention/10, time.Second))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stopPrune = cancel
+	s.pruneDone = make(chan struct{})
+	go func() {
+		defer close(s.pruneDone)
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for {
+			s.pruneArchive(ctx, retention)
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+}
+
+// pruneArchive removes messages received more than retention ago.
+func (s *Service) pruneArchive(ctx context.Context, retention time.Duration) {
+	n, err := s.archive.PruneArchive(ctx, s.now().Add(-retention))
+	switch {
+	case err != nil && ctx.Err() == nil:
+		s.log.Error("chat: prune archive", "err", err)
+	case n > 0:
+		s.log.Debug("chat: pruned archive", "messages", n)
+	}
+}

@@ -1,0 +1,65 @@
+package chat
+
+import (
+	"context"
+
+	"mellium.im/xmpp/jid"
+
+	"poosms.org/poosms/stanza"
+)
+
+// Deliver routes a stanza that a server component originates (its from is
+// already set, e.g. a room's JID) to its local 'to' as RFC 6121 §8.5 says:
+// a full JID to that session (a chat or normal message falls back to the
+// bare JID when the session is gone), a bare JID to the available
+// resources, or for a chat or normal message with content, the offline
+// queue. Stanzas for unknown users or other domains, stanzas from someone
+// the user blocked, and the errors routing would return are dropped with a
+// debug log. Deliver neither archives nor carbon-copies.
+func (s *Service) Deliver(ctx context.Context, el *stanza.Element) {
+	to, err := jid.Parse(el.To())
+	if err != nil || !s.isLocal(to) || to.Localpart() == "" {
+		s.log.Debug("chat: deliver: not a local user", "to", el.To(), "from", el.From())
+		return
+	}
+	from, err := jid.Parse(el.From())
+	if err != nil {
+		s.log.Debug("chat: deliver: bad from", "from", el.From())
+		return
+	}
+	if s.blockSt != nil && s.isBlocked(ctx, to.Localpart(), from) {
+		s.log.Debug("chat: deliver: sender blocked", "to", to.String(), "from", from.String())
+		return
+	}
+	origin := &component{jid: from, s: s}
+	switch el.Local {
+	case "message":
+		s.routeMessage(ctx, origin, el, to)
+	case "presence":
+		s.deliverPresence(el, to)
+	case "iq":
+		if to.Resourcepart() != "" {
+			if dst := s.bound(to.Localpart(), to.Resourcepart()); dst != nil {
+				s.send(dst, el)
+				return
+			}
+		}
+		s.log.Debug("chat: deliver: iq to no session", "to", to.String(), "from", from.String())
+	default:
+		s.log.Debug("chat: deliver: not a stanza", "name", el.Local)
+	}
+}
+
+// component stands for the originator of a delivered stanza: errors
+// routing sends back to it are logged and dropped.
+type component struct {
+	jid jid.JID
+	s   *Service
+}
+
+func (c *component) JID() jid.JID { return c.jid }
+
+func (c *component) Send(el *stanza.Element) error {
+	c.s.log.Debug("chat: deliver: undeliverable", "from", c.jid.String(), "reply", el.String())
+	return nil
+}

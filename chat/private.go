@@ -1,0 +1,67 @@
+package chat
+
+import (
+	"context"
+	"errors"
+
+	"mellium.im/xmpp/jid"
+
+	"poosms.org/poosms/stanza"
+	"poosms.org/poosms/store"
+)
+
+// maxPrivateBytes bounds one stored private XML payload.
+const maxPrivateBytes = 64 << 10
+
+// privateIQ serves private XML storage (XEP-0049): one payload per
+// namespace, readable and writable by its owner only.
+func (s *Service) privateIQ(ctx context.Context, sess Session, iq, q *stanza.Element, owner jid.JID, _ bool) {
+	if iq.To() != "" && iq.To() != owner.Bare().String() {
+		s.replyError(sess, iq, "service-unavailable", "")
+		return
+	}
+	els := q.Elements()
+	if len(els) != 1 {
+		s.replyError(sess, iq, "bad-request", "private storage carries exactly one element")
+		return
+	}
+	p := els[0]
+	if p.Space == "" || p.Space == stanza.NSClient || p.Space == NSPrivate {
+		s.replyError(sess, iq, "not-acceptable", "the element needs a namespace of its own")
+		return
+	}
+	if iq.Type() == "set" {
+		raw := []byte(p.String())
+		if len(raw) > maxPrivateBytes {
+			s.replyError(sess, iq, "not-acceptable", "the payload is too large")
+			return
+		}
+		if err := s.privSt.SetPrivateXML(ctx, owner.Localpart(), p.Space, raw); err != nil {
+			s.log.Error("chat: save private xml", "jid", sess.JID().String(), "err", err)
+			s.replyError(sess, iq, "internal-server-error", "")
+			return
+		}
+		s.send(sess, stanza.Result(iq))
+		return
+	}
+	res := stanza.New(NSPrivate, "query")
+	raw, err := s.privSt.PrivateXML(ctx, owner.Localpart(), p.Space)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		// Nothing stored: the empty element comes back.
+		res.Append(stanza.New(p.Space, p.Local))
+	case err != nil:
+		s.log.Error("chat: load private xml", "jid", sess.JID().String(), "err", err)
+		s.replyError(sess, iq, "internal-server-error", "")
+		return
+	default:
+		v, err := stanza.Parse(raw)
+		if err != nil {
+			s.log.Error("chat: unreadable private xml", "jid", sess.JID().String(), "err", err)
+			s.replyError(sess, iq, "internal-server-error", "")
+			return
+		}
+		res.Append(v)
+	}
+	s.send(sess, stanza.Result(iq, res))
+}

@@ -1,0 +1,67 @@
+package chat
+
+import (
+	"context"
+	"errors"
+
+	"mellium.im/xmpp/jid"
+
+	"poosms.org/poosms/stanza"
+	"poosms.org/poosms/store"
+)
+
+// maxVCardBytes bounds a stored vCard (photos included).
+const maxVCardBytes = 256 << 10
+
+// vcardIQ serves vcard-temp (XEP-0054): a user sets their own vCard and
+// anyone local may read any user's.
+func (s *Service) vcardIQ(ctx context.Context, sess Session, iq, q *stanza.Element, owner jid.JID, self bool) {
+	if iq.Type() == "set" {
+		if !self {
+			s.replyError(sess, iq, "forbidden", "a vCard is set by its owner")
+			return
+		}
+		v := q.Copy()
+		raw := []byte(v.String())
+		if len(raw) > maxVCardBytes {
+			s.replyError(sess, iq, "not-acceptable", "the vCard is too large")
+			return
+		}
+		if err := s.vcardSt.SetVCard(ctx, owner.Localpart(), raw); err != nil {
+			s.log.Error("chat: save vcard", "jid", sess.JID().String(), "err", err)
+			s.replyError(sess, iq, "internal-server-error", "")
+			return
+		}
+		s.send(sess, stanza.Result(iq))
+		return
+	}
+	if !self {
+		ok, err := s.exists(ctx, owner.Localpart())
+		if err != nil || !ok {
+			s.replyError(sess, iq, "service-unavailable", "")
+			return
+		}
+	}
+	raw, err := s.vcardSt.VCard(ctx, owner.Localpart())
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		// XEP-0054 §3.1: no vCard is an empty one.
+		s.send(sess, stanza.Result(iq, stanza.New(NSVCard, "vCard")))
+		return
+	case err != nil:
+		s.log.Error("chat: load vcard", "jid", sess.JID().String(), "err", err)
+		s.replyError(sess, iq, "internal-server-error", "")
+		return
+	}
+	v, err := stanza.Parse(raw)
+	if err != nil {
+		s.log.Error("chat: unreadable vcard", "owner", owner.String(), "err", err)
+		s.replyError(sess, iq, "internal-server-error", "")
+		return
+	}
+	r := stanza.Result(iq, v)
+	if !self {
+		r.SetAttr("from", owner.Bare().String())
+	}
+	s.send(sess, r)
+}
