@@ -98,6 +98,14 @@ type Config struct {
 	// AllowInsecureLoopbackAuth allows authentication without TLS on
 	// loopback connections, for development only. Default: false.
 	AllowInsecureLoopbackAuth bool `yaml:"allow_insecure_loopback_auth"`
+	// InBandRegistration lets clients create accounts on the XMPP stream
+	// (XEP-0077), limited to 5 per address per hour. Default: false.
+	InBandRegistration bool `yaml:"inband_registration"`
+	// ResumeTimeout is how long a session whose connection was lost waits
+	// for its client to resume it (XEP-0198) before its unacknowledged
+	// messages go to other resources or offline storage. At least 1s.
+	// Default: 5m.
+	ResumeTimeout time.Duration `yaml:"resume_timeout"`
 	// MaxSessionsPerUser is how many resources one account may have bound
 	// at once. At least 1. Default: 10.
 	MaxSessionsPerUser int `yaml:"max_sessions_per_user"`
@@ -163,6 +171,7 @@ func Default() Config {
 		LogFormat:          LogText,
 		LogLevel:           slog.LevelInfo,
 		AuthTimeout:        30 * time.Second,
+		ResumeTimeout:      5 * time.Minute,
 		OfflineLimit:       1000,
 		AllowPlain:         true,
 		MaxSessionsPerUser: 10,

@@ -87,6 +87,8 @@ func TestEverySettingFromEachSource(t *testing.T) {
 	want.OfflineLimit = 50
 	want.AllowPlain = false
 	want.AllowInsecureLoopbackAuth = true
+	want.InBandRegistration = true
+	want.ResumeTimeout = 30 * time.Second
 	want.MaxSessionsPerUser = 3
 	want.LoginFailures = 7
 	want.LoginWindow = time.Minute
@@ -109,6 +111,7 @@ func TestEverySettingFromEachSource(t *testing.T) {
 		"tls-cert": "/etc/cert.pem", "tls-key": "/etc/key.pem", "max-stanza-bytes": "65536",
 		"registration": "closed", "log-format": "json", "log-level": "warn", "auth-timeout": "10s",
 		"offline-limit": "50", "allow-plain": "false", "allow-insecure-loopback-auth": "true",
+		"inband-registration": "true", "resume-timeout": "30s",
 		"max-sessions-per-user": "3", "login-failures": "7", "login-window": "1m", "idle-timeout": "90s",
 		"write-queue": "64", "media-udp-addr": ":17882", "media-tcp-addr": "", "public-ip": "203.0.113.7",
 		"turn-addr": ":13478", "turn-tls-addr": ":5349", "turn-secret": "s3cret", "turn-credential-ttl": "1h",

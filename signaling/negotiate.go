@@ -126,6 +126,9 @@ func (s *Session) features(authed bool) *stanza.Element {
 		}
 		f.Append(st)
 	}
+	if s.offersRegistration() {
+		f.Append(stanza.New(nsRegisterFeature, "register"))
+	}
 	if s.mayAuthenticate() {
 		mechs := stanza.New(nsSASL, "mechanisms")
 		for _, m := range s.mechanisms() {
@@ -187,6 +190,8 @@ func (s *Session) negotiateStep(ctx context.Context, authed *bool) (restart bool
 				*authed = true
 				return true, nil, nil
 			}
+		case !*authed && el.Local == "iq" && (el.Space == stanza.NSClient || el.Space == "") && el.Child(nsRegister, "query") != nil:
+			s.registerBeforeAuth(ctx, el)
 		case *authed && el.Space == nsSM && el.Local == "resume":
 			if old := s.resumeOld(el); old != nil {
 				return false, old, nil

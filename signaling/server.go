@@ -32,6 +32,8 @@ type Config struct {
 	MaxSessionsPerUser        int           // default 10
 	AllowPlain                bool          // SASL PLAIN inside TLS
 	AllowInsecureLoopbackAuth bool          // SASL without TLS for loopback clients (development)
+	InBandRegistration        bool          // XEP-0077 account creation on the stream (needs Registrar)
+	Registrar                 Registrar     // account changes (in-band registration, password change, removal); nil: refused
 	LoginFailures             int           // failed logins per key before refusing; default 5
 	LoginWindow               time.Duration // window for LoginFailures; default 5m
 	Now                       func() time.Time
@@ -51,9 +53,11 @@ type Server struct {
 	router   *Router
 	log      *slog.Logger
 	throttle *throttle
-	metrics  *metrics
-	fakeKey  []byte
-	certDER  []byte // leaf certificate, for tls-server-end-point binding
+	// registrations limits in-band account creation per address.
+	registrations *throttle
+	metrics       *metrics
+	fakeKey       []byte
+	certDER       []byte // leaf certificate, for tls-server-end-point binding
 
 	mu        sync.Mutex
 	sessions  map[string]*Session   // full JID → bound session
@@ -121,17 +125,18 @@ func New(cfg Config, accounts Accounts, router *Router) (*Server, error) {
 		cfg.TLS.NextProtos = append(cfg.TLS.NextProtos, "xmpp-client")
 	}
 	s := &Server{
-		cfg:      cfg,
-		accounts: accounts,
-		router:   router,
-		log:      cfg.Logger,
-		throttle: newThrottle(cfg.LoginFailures, cfg.LoginWindow, cfg.Now),
-		fakeKey:  make([]byte, 32),
-		sessions: map[string]*Session{},
-		perUser:  map[string]int{},
-		all:      map[*Session]struct{}{},
-		resume:   map[string]*Session{},
-		detached: map[*Session]*time.Timer{},
+		cfg:           cfg,
+		accounts:      accounts,
+		router:        router,
+		log:           cfg.Logger,
+		throttle:      newThrottle(cfg.LoginFailures, cfg.LoginWindow, cfg.Now),
+		registrations: newThrottle(5, time.Hour, cfg.Now),
+		fakeKey:       make([]byte, 32),
+		sessions:      map[string]*Session{},
+		perUser:       map[string]int{},
+		all:           map[*Session]struct{}{},
+		resume:        map[string]*Session{},
+		detached:      map[*Session]*time.Timer{},
 	}
 	_, _ = rand.Read(s.fakeKey)
 	if cfg.TLS != nil && len(cfg.TLS.Certificates) > 0 && len(cfg.TLS.Certificates[0].Certificate) > 0 {

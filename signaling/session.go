@@ -358,6 +358,10 @@ func (s *Session) loop(ctx context.Context, t transport) error {
 			if el.Local == "iq" && el.Child(nsSession, "session") != nil && el.To() == "" {
 				// RFC 3921 session establishment, kept for old clients.
 				_ = s.Send(stanza.Result(el))
+			} else if handled, removed := s.accountIQ(ctx, el); handled {
+				if removed {
+					return streamErr("not-authorized", "the account was removed")
+				}
 			} else {
 				s.srv.metrics.stanzasIn.WithLabelValues(el.Local).Inc()
 				s.srv.router.route(ctx, s, el)
