@@ -107,6 +107,7 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 	if err != nil {
 		return n, err
 	}
+	n.chat.AddFeature("jabber:iq:register") // password change and removal, answered by signaling
 	router := signaling.NewRouter(signaling.Service{
 		Handle: func(ctx context.Context, s *signaling.Session, el *stanza.Element) { n.chat.HandleStanza(ctx, s, el) },
 		Bound:  func(ctx context.Context, s *signaling.Session) { n.chat.SessionBound(ctx, s) },
