@@ -201,7 +201,7 @@ func TestInvitations(t *testing.T) {
 	}
 	// A member may not invite unless the room allows it.
 	h.send(bob, `<message to='r@conference.localhost'><x xmlns='http://jabber.org/protocol/muc#user'><invite to='carol@localhost'/></x></message>`)
-	expect(t, "bob inviting", bob, "message type=error from=r error=forbidden")
+	expect(t, "bob inviting", bob, "message type=error from=r invite-from=: error=forbidden")
 	// A decline goes back to the inviter.
 	carol := h.session("carol@localhost/c")
 	h.send(carol, `<message to='r@conference.localhost'><x xmlns='http://jabber.org/protocol/muc#user'><decline to='alice@localhost'><reason>busy</reason></decline></x></message>`)
@@ -210,7 +210,7 @@ func TestInvitations(t *testing.T) {
 	}
 	// Outsiders cannot invite.
 	h.send(carol, `<message to='r@conference.localhost'><x xmlns='http://jabber.org/protocol/muc#user'><invite to='dave@localhost'/></x></message>`)
-	expect(t, "carol inviting", carol, "message type=error from=r error=not-acceptable")
+	expect(t, "carol inviting", carol, "message type=error from=r invite-from=: error=not-acceptable")
 }
 
 func TestMayConference(t *testing.T) {
