@@ -219,7 +219,7 @@ func (s *Service) adminSet(fx *effects, r *room, sess Session, iq, q *stanza.Ele
 				continue // already gone through an earlier item
 			}
 			if c.role == roleNone {
-				s.leave(fx, r, c.occ, nil, []int{307}, extra(c.reason))
+				s.leave(fx, r, c.occ, nil, []int{307}, extra(c.reason), "")
 				continue
 			}
 			c.occ.role = c.role
@@ -239,9 +239,9 @@ func (s *Service) adminSet(fx *effects, r *room, sess Session, iq, q *stanza.Ele
 		for _, o := range r.occupantsOf(c.bare) {
 			switch {
 			case c.aff == affOutcast:
-				s.leave(fx, r, o, nil, []int{301}, extra(c.reason))
+				s.leave(fx, r, o, nil, []int{301}, extra(c.reason), "")
 			case r.cfg.MembersOnly && c.aff < affMember:
-				s.leave(fx, r, o, nil, []int{321}, extra(c.reason))
+				s.leave(fx, r, o, nil, []int{321}, extra(c.reason), "")
 			default:
 				o.role = r.defaultRole(c.aff)
 				r.broadcastPresence(fx, o, nil)
@@ -400,7 +400,7 @@ func (s *Service) configure(fx *effects, r *room, x *stanza.Element) (string, st
 	if c.MembersOnly && !old.MembersOnly {
 		for _, o := range r.sorted() {
 			if r.affiliation(o.bare) < affMember {
-				s.leave(fx, r, o, nil, []int{322}, nil)
+				s.leave(fx, r, o, nil, []int{322}, nil, "")
 			}
 		}
 	}

@@ -267,7 +267,7 @@ func (s *Service) SessionClosed(ctx context.Context, sess Session) {
 			continue
 		}
 		if o := r.occupantOf(sess); o != nil {
-			s.leave(&fx, r, o, sess, nil, nil)
+			s.leave(&fx, r, o, sess, nil, nil, "")
 		}
 	}
 	delete(s.joined, sess)

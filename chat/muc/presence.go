@@ -38,7 +38,7 @@ func (s *Service) handlePresence(ctx context.Context, sess Session, el *stanza.E
 			if typ == "unavailable" {
 				status = el.ChildText("", "status")
 			}
-			s.leave(&fx, r, o, sess, nil, nil, leaveStatus(status))
+			s.leave(&fx, r, o, sess, nil, nil, status)
 		}
 	case nick == "":
 		errorFx(&fx, sess, el, "jid-malformed", "a nickname is required to enter a room")
@@ -225,34 +225,13 @@ func (r *room) subjectMessage(to Session) *stanza.Element {
 	return m.Append(stanza.New(stanza.NSClient, "subject").SetText(r.subject))
 }
 
-// leaveOpt adjusts how a departure is announced.
-type leaveOpt func(*leaveInfo)
-
-type leaveInfo struct {
-	status    string
-	codes     []int
-	aff       *affiliation
-	itemExtra []*stanza.Element
-	xExtra    []*stanza.Element
-	all       bool // every session of the occupant leaves
-}
-
-func leaveStatus(s string) leaveOpt { return func(l *leaveInfo) { l.status = s } }
-
-// leave takes sess (or, with an "all" option, every session of o) out of
-// r and tells the others. codes and extras describe why (kick, ban,
-// destruction). s.mu must be held.
-func (s *Service) leave(fx *effects, r *room, o *occupant, sess Session, codes []int, extra []*stanza.Element, opts ...leaveOpt) {
-	li := leaveInfo{codes: codes, itemExtra: extra}
-	for _, f := range opts {
-		f(&li)
-	}
+// leave takes sess (or, when sess is nil, every session of o) out of r
+// and tells the others. codes and extra (item children: actor, reason)
+// say why: a kick, a ban; status is the leaver's own. s.mu must be held.
+func (s *Service) leave(fx *effects, r *room, o *occupant, sess Session, codes []int, extra []*stanza.Element, status string) {
 	aff := r.affiliation(o.bare)
-	if li.aff != nil {
-		aff = *li.aff
-	}
 	going := []Session{sess}
-	if li.all || sess == nil {
+	if sess == nil {
 		going = slices.Clone(o.sessions)
 	}
 	o.sessions = slices.DeleteFunc(o.sessions, func(x Session) bool { return slices.Contains(going, x) })
@@ -264,7 +243,7 @@ func (s *Service) leave(fx *effects, r *room, o *occupant, sess Session, codes [
 		stay := o.sessions
 		for _, g := range going {
 			o.sessions = []Session{g}
-			fx.send(g, r.unavailableFor(o, o, g, aff, li.itemExtra, li.xExtra, "", li.status, li.codes...))
+			fx.send(g, r.unavailableFor(o, o, g, aff, extra, nil, "", status, codes...))
 		}
 		o.sessions = stay
 		return
@@ -272,13 +251,13 @@ func (s *Service) leave(fx *effects, r *room, o *occupant, sess Session, codes [
 	o.role = roleNone
 	for _, g := range going {
 		o.sessions = []Session{g} // so the leaver's own copy shows its JID
-		fx.send(g, r.unavailableFor(o, o, g, aff, li.itemExtra, li.xExtra, "", li.status, li.codes...))
+		fx.send(g, r.unavailableFor(o, o, g, aff, extra, nil, "", status, codes...))
 	}
 	o.sessions = going
 	delete(r.occupants, o.nick)
 	for _, v := range r.sorted() {
 		for _, vs := range v.sessions {
-			fx.send(vs, r.unavailableFor(o, v, vs, aff, li.itemExtra, li.xExtra, "", li.status, li.codes...))
+			fx.send(vs, r.unavailableFor(o, v, vs, aff, extra, nil, "", status, codes...))
 		}
 	}
 	o.sessions = nil
