@@ -1,0 +1,183 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"poosms.org/poosms/internal/xmppclient"
+	"poosms.org/poosms/stanza"
+)
+
+// daemon is poosmsd running as a real process.
+type daemon struct {
+	cmd             *exec.Cmd
+	c2s, http, data string
+	bin             string
+	args            []string
+}
+
+func buildDaemon(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "poosmsd")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func newDaemon(t *testing.T, bin string) *daemon {
+	d := &daemon{bin: bin, c2s: freePort(t), http: freePort(t), data: t.TempDir()}
+	d.args = []string{"serve", "--data-dir", d.data, "--c2s-addr", d.c2s, "--c2s-tls-addr", "",
+		"--http-addr", d.http, "--media-udp-addr", "127.0.0.1:0", "--media-tcp-addr", "", "--turn-addr", "",
+		"--log-level", "warn"}
+	return d
+}
+
+func (d *daemon) start(t *testing.T) {
+	t.Helper()
+	d.cmd = exec.Command(d.bin, d.args...)
+	d.cmd.Stdout, d.cmd.Stderr = os.Stderr, os.Stderr
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if d.cmd.ProcessState == nil {
+			_ = d.cmd.Process.Kill()
+			_ = d.cmd.Wait()
+		}
+	})
+	waitFor(t, func() bool {
+		r, err := http.Get("http://" + d.http + "/healthz")
+		if err != nil {
+			return false
+		}
+		r.Body.Close()
+		return r.StatusCode == http.StatusOK
+	})
+}
+
+// kill sends SIGKILL and closes done once the process is gone.
+func (d *daemon) kill(done chan<- struct{}) {
+	defer close(done)
+	_ = d.cmd.Process.Signal(syscall.SIGKILL)
+	_ = d.cmd.Wait()
+}
+
+// TestKilledServerLosesNothingAcknowledged sends messages to an offline
+// user with stream management on, kills the server with SIGKILL in the
+// middle, restarts it, and checks that every message the server
+// acknowledged reaches the user.
+func TestKilledServerLosesNothingAcknowledged(t *testing.T) {
+	d := newDaemon(t, buildDaemon(t))
+	for _, u := range []string{"alice", "bob"} {
+		if code, _, errOut := runCLI(t, u+"-password\n", "user", "add", u, "--data-dir", d.data); code != 0 {
+			t.Fatalf("user add %s: %s", u, errOut)
+		}
+	}
+	d.start(t)
+	opts := func(user string) xmppclient.Options {
+		return xmppclient.Options{Addr: d.c2s, Domain: "localhost", Username: user, Password: user + "-password", Resource: "r", Timeout: 10 * time.Second}
+	}
+	alice, err := xmppclient.Dial(context.Background(), opts("alice"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alice.Conn().Close()
+	alice.SendRaw("<enable xmlns='urn:xmpp:sm:3'/>")
+	if el, err := alice.Recv(); err != nil || el.Local != "enabled" {
+		t.Fatalf("enable: %v %v", el, err)
+	}
+
+	// The reader records the server's acknowledgements.
+	var acked atomic.Int64
+	readerDone := make(chan struct{})
+	go func() {
+		defer close(readerDone)
+		for {
+			el, err := alice.RecvTimeout(30 * time.Second)
+			if err != nil {
+				return
+			}
+			if el.Local == "a" {
+				h, _ := strconv.ParseInt(el.Attr("h"), 10, 64)
+				acked.Store(h)
+			}
+		}
+	}()
+	const total = 2000
+	sent := 0
+	killed := make(chan struct{})
+	for ; sent < total; sent++ {
+		m := stanza.New(stanza.NSClient, "message").SetAttr("to", "bob@localhost").SetAttr("type", "chat").
+			Append(stanza.New(stanza.NSClient, "body").SetText(fmt.Sprintf("m%d", sent)))
+		if err := alice.Send(m); err != nil {
+			break
+		}
+		if sent%20 == 19 {
+			alice.SendRaw("<r xmlns='urn:xmpp:sm:3'/>")
+		}
+		if sent == total/2 {
+			// Once a good part is acknowledged, kill the server while the
+			// rest is still flowing.
+			waitFor(t, func() bool { return acked.Load() >= total/4 })
+			go d.kill(killed)
+		}
+	}
+	<-readerDone
+	<-killed
+	h := int(acked.Load())
+	t.Logf("sent %d messages, the server acknowledged %d before it was killed", sent, h)
+	if h == 0 {
+		t.Fatal("nothing was acknowledged")
+	}
+
+	d.start(t)
+	bob, err := xmppclient.Dial(context.Background(), opts("bob"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bob.Close()
+	bob.Send(stanza.New(stanza.NSClient, "presence"))
+	bob.Send(stanza.New(stanza.NSClient, "iq").SetAttr("type", "get").SetAttr("id", "sync").SetAttr("to", "localhost").
+		Append(stanza.New("urn:xmpp:ping", "ping")))
+	got := map[string]int{}
+	for {
+		el, err := bob.RecvTimeout(30 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if el.Local == "message" {
+			got[el.ChildText("", "body")]++
+		}
+		if el.ID() == "sync" {
+			break
+		}
+	}
+	for i := 0; i < h; i++ {
+		if n := got[fmt.Sprintf("m%d", i)]; n != 1 {
+			t.Fatalf("acknowledged message m%d arrived %d times after the crash (bob got %d messages)", i, n, len(got))
+		}
+	}
+	t.Logf("bob received all %d acknowledged messages (%d in all)", h, len(got))
+}
