@@ -116,7 +116,12 @@ func New(cfg Config, accounts Accounts) (*Server, error) {
 		return nil, fmt.Errorf("web: static files: %w", err)
 	}
 	s.mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
-	s.mux.HandleFunc("GET /{$}", s.landing)
+	// The browser client is the start page; /welcome keeps the plain
+	// page for people who use another XMPP app.
+	if err := s.mountClient(); err != nil {
+		return nil, err
+	}
+	s.mux.HandleFunc("GET /welcome", s.landing)
 	s.mux.HandleFunc("GET /register", s.registerForm)
 	s.mux.HandleFunc("POST /register", s.register)
 	s.mux.HandleFunc("GET /healthz", s.healthz)

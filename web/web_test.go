@@ -415,9 +415,10 @@ func TestRegistrationClosed(t *testing.T) {
 	if _, ok := e.accounts.get("henry"); ok {
 		t.Error("account created with registration closed")
 	}
-	_, body = get(t, c, e.ts.URL+"/")
-	if strings.Contains(body, `href="/register"`) {
-		t.Error("landing page links to a closed registration form")
+	for _, page := range []string{"/", "/welcome"} {
+		if _, body = get(t, c, e.ts.URL+page); strings.Contains(body, `href="/register"`) {
+			t.Errorf("%s links to a closed registration form", page)
+		}
 	}
 }
 
@@ -444,7 +445,7 @@ func TestLandingStaticAndMount(t *testing.T) {
 		io.WriteString(w, "websocket here")
 	}))
 	c := browser(t)
-	resp, body := get(t, c, e.ts.URL+"/")
+	resp, body := get(t, c, e.ts.URL+"/welcome")
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `href="/register"`) || !strings.Contains(body, "example.org") {
 		t.Errorf("landing: %s\n%s", resp.Status, body)
 	}

@@ -1,0 +1,281 @@
+// A conference call over urn:poosms:conference:0 (docs/protocol.md): one
+// RTCPeerConnection to the server carries our microphone and camera and
+// everyone else's tracks. The client is the polite side of negotiation.
+
+import { NS, x, child } from './xmpp.js';
+
+// Simulcast layers we publish, best first; the server picks one per
+// subscriber from its bandwidth.
+const LAYERS = [
+  { rid: 'h', maxBitrate: 900000 },
+  { rid: 'm', scaleResolutionDownBy: 2, maxBitrate: 300000 },
+  { rid: 'l', scaleResolutionDownBy: 4, maxBitrate: 100000 },
+];
+
+// Call events (EventTarget):
+//   change   something in participants, speaker or local state changed
+//   ended    {detail: reason} the call is over
+//   notice   {detail: text} something the person should know
+export class Call extends EventTarget {
+  constructor(conn, room) {
+    super();
+    this.conn = conn;
+    this.room = room;
+    this.participants = new Map(); // id -> {id, jid, stream, tracks: Map(trackId -> info)}
+    this.speaker = null;
+    this.self = null;
+    this.local = null;
+    this.muted = false;
+    this.cameraOff = false;
+    this.sharing = null;
+    this.queue = Promise.resolve();
+    this.ended = false;
+    this.onStanza = (ev) => this.event(ev.detail);
+  }
+
+  // start asks for camera and microphone, joins and publishes.
+  async start() {
+    this.local = await this.getMedia();
+    const joined = child(await this.conn.iq('set', this.room, x('join', { xmlns: NS.conf })), 'joined', NS.conf);
+    this.self = joined.getAttribute('participant');
+    const iceServers = [];
+    for (const s of joined.children) {
+      if (s.localName === 'ice-server') {
+        const srv = { urls: s.getAttribute('urls').split(/\s+/).filter(Boolean) };
+        if (s.hasAttribute('username')) { srv.username = s.getAttribute('username'); srv.credential = s.getAttribute('credential'); }
+        iceServers.push(srv);
+      } else if (s.localName === 'participant') {
+        this.participant(s.getAttribute('id'), s.getAttribute('jid'));
+      } else if (s.localName === 'active-speaker') {
+        this.speaker = s.getAttribute('participant');
+      }
+    }
+    this.conn.addEventListener('stanza', this.onStanza);
+    this.conn.onIq(NS.conf, 'offer', (iq, el) => this.serialize(() => this.serverOffer(el)));
+    this.conn.onIq(NS.conf, 'candidate', (iq, el) => this.serialize(() => this.remoteCandidate(el)));
+    this.conn.onIq(NS.conf, 'end-of-candidates', () => '');
+
+    const pc = new RTCPeerConnection({ iceServers, bundlePolicy: 'max-bundle' });
+    this.pc = pc;
+    pc.onicecandidate = (ev) => {
+      const c = ev.candidate;
+      if (this.ended) return;
+      if (!c || !c.candidate) {
+        this.conn.iq('set', this.room, x('end-of-candidates', { xmlns: NS.conf })).catch(() => {});
+        return;
+      }
+      this.conn.iq('set', this.room, x('candidate', {
+        xmlns: NS.conf, mid: c.sdpMid ?? undefined, mline: c.sdpMLineIndex ?? undefined, ufrag: c.usernameFragment ?? undefined,
+      }, c.candidate)).catch(() => {});
+    };
+    pc.ontrack = (ev) => {
+      const pid = ev.streams[0]?.id;
+      if (!pid || pid === this.self) return;
+      const p = this.participant(pid);
+      p.stream.addTrack(ev.track);
+      ev.track.onended = () => { p.stream.removeTrack(ev.track); this.changed(); };
+      this.changed();
+    };
+    pc.onconnectionstatechange = () => {
+      if (pc.connectionState === 'failed') this.notice('The media connection failed. Leave and join again.');
+      this.changed();
+    };
+    const audio = this.local.getAudioTracks()[0];
+    const video = this.local.getVideoTracks()[0];
+    if (audio) this.audioSender = pc.addTransceiver(audio, { direction: 'sendonly', streams: [this.local] }).sender;
+    if (video) {
+      const simulcast = !new URLSearchParams(location.search).has('nosimulcast');
+      this.videoSender = pc.addTransceiver(video, {
+        direction: 'sendonly', streams: [this.local], sendEncodings: simulcast ? LAYERS : undefined,
+      }).sender;
+    }
+    if (!audio && !video) pc.addTransceiver('audio', { direction: 'recvonly' });
+    await this.serialize(() => this.offer());
+    this.changed();
+  }
+
+  async getMedia() {
+    const want = { audio: true, video: { width: { ideal: 640 }, height: { ideal: 480 } } };
+    try {
+      return await navigator.mediaDevices.getUserMedia(want);
+    } catch (e) {
+      if (e.name === 'NotAllowedError' || e.name === 'SecurityError') {
+        this.notice('Camera and microphone access was denied. You joined without them; allow access in the browser\'s site settings and join again to be seen and heard.');
+        return new MediaStream();
+      }
+      // No camera (or it is busy): try the microphone alone.
+      try {
+        const s = await navigator.mediaDevices.getUserMedia({ audio: true });
+        this.notice('No camera was found (or it is in use). You joined with your microphone only.');
+        return s;
+      } catch {
+        this.notice('No camera or microphone was found. You joined to watch and listen only.');
+        return new MediaStream();
+      }
+    }
+  }
+
+  // serialize runs signalling steps one after another, in the order the
+  // server sent them.
+  serialize(fn) {
+    const p = this.queue.then(fn);
+    this.queue = p.catch(() => {});
+    return p;
+  }
+
+  async offer() {
+    if (this.ended) return;
+    const pc = this.pc;
+    const offer = await pc.createOffer();
+    await pc.setLocalDescription(offer);
+    try {
+      const res = await this.conn.iq('set', this.room, x('offer', { xmlns: NS.conf }, pc.localDescription.sdp));
+      const ans = child(res, 'answer', NS.conf);
+      if (pc.signalingState === 'have-local-offer') await pc.setRemoteDescription({ type: 'answer', sdp: ans.textContent });
+    } catch (e) {
+      if (e.condition === 'unexpected-request') {
+        // Glare: the server's offer is on its way; give way and offer again after it.
+        if (pc.signalingState === 'have-local-offer') await pc.setLocalDescription({ type: 'rollback' });
+        this.offerAgain = true;
+        return;
+      }
+      throw e;
+    }
+  }
+
+  async serverOffer(el) {
+    const pc = this.pc;
+    if (!pc || this.ended) throw Object.assign(new Error('no call'), { condition: 'item-not-found' });
+    if (pc.signalingState === 'have-local-offer') {
+      await pc.setLocalDescription({ type: 'rollback' });
+      this.offerAgain = true;
+    }
+    await pc.setRemoteDescription({ type: 'offer', sdp: el.textContent });
+    await pc.setLocalDescription(await pc.createAnswer());
+    if (this.offerAgain) {
+      this.offerAgain = false;
+      queueMicrotask(() => this.serialize(() => this.offer()).catch((e) => this.notice('Publishing failed: ' + e.message)));
+    }
+    return x('answer', { xmlns: NS.conf }, pc.localDescription.sdp);
+  }
+
+  async remoteCandidate(el) {
+    const text = el.textContent.trim();
+    const mline = el.getAttribute('mline');
+    try {
+      await this.pc.addIceCandidate({
+        candidate: text.startsWith('candidate:') ? text : 'candidate:' + text,
+        sdpMid: el.getAttribute('mid') ?? (mline === null ? '0' : null),
+        sdpMLineIndex: mline === null ? null : Number(mline),
+        usernameFragment: el.getAttribute('ufrag') ?? undefined,
+      });
+    } catch (e) {
+      console.warn('poosms: candidate refused', e);
+    }
+    return '';
+  }
+
+  participant(id, jid) {
+    let p = this.participants.get(id);
+    if (!p) {
+      p = { id, jid: jid || '', stream: new MediaStream(), tracks: new Map() };
+      this.participants.set(id, p);
+    }
+    if (jid) p.jid = jid;
+    return p;
+  }
+
+  event(el) {
+    if (el.localName !== 'message' || el.getAttribute('type') !== 'headline') return;
+    if ((el.getAttribute('from') || '') !== this.room) return;
+    const ev = el.firstElementChild;
+    if (!ev || ev.namespaceURI !== NS.conf) return;
+    const a = (n) => ev.getAttribute(n);
+    switch (ev.localName) {
+      case 'participant-joined':
+        this.participant(a('id'), a('jid'));
+        break;
+      case 'participant-left':
+        if (a('id') === this.self) {
+          this.stop(a('reason') === 'replaced' ? 'You joined this call from somewhere else.' : 'You were removed from the call (' + a('reason') + ').');
+          return;
+        }
+        this.participants.delete(a('id'));
+        break;
+      case 'track-published':
+        if (a('participant') !== this.self) this.participant(a('participant')).tracks.set(a('id'), { kind: a('kind'), layers: a('layers') });
+        break;
+      case 'track-removed': {
+        const p = this.participants.get(a('participant'));
+        if (p) {
+          p.tracks.delete(a('id'));
+          for (const t of p.stream.getTracks()) if (t.id === a('id')) p.stream.removeTrack(t);
+        }
+        break;
+      }
+      case 'active-speaker':
+        this.speaker = a('participant');
+        break;
+      default:
+        return;
+    }
+    this.changed();
+  }
+
+  setMuted(m) {
+    this.muted = m;
+    for (const t of this.local.getAudioTracks()) t.enabled = !m;
+    this.changed();
+  }
+
+  setCameraOff(off) {
+    this.cameraOff = off;
+    for (const t of this.local.getVideoTracks()) t.enabled = !off;
+    this.changed();
+  }
+
+  async toggleScreen() {
+    if (!this.videoSender) {
+      this.notice('Screen sharing needs a camera slot; join with a camera to share your screen.');
+      return;
+    }
+    if (this.sharing) {
+      this.sharing.stop();
+      this.sharing = null;
+      await this.videoSender.replaceTrack(this.local.getVideoTracks()[0] || null);
+      this.changed();
+      return;
+    }
+    let s;
+    try {
+      s = await navigator.mediaDevices.getDisplayMedia({ video: true });
+    } catch {
+      this.notice('Screen sharing was cancelled or is not allowed.');
+      return;
+    }
+    const t = s.getVideoTracks()[0];
+    this.sharing = t;
+    t.onended = () => { if (this.sharing === t) this.toggleScreen(); };
+    await this.videoSender.replaceTrack(t);
+    this.changed();
+  }
+
+  async leave() {
+    if (this.ended) return;
+    try { await this.conn.iq('set', this.room, x('leave', { xmlns: NS.conf }), 5000); } catch { /* closing anyway */ }
+    this.stop('You left the call.');
+  }
+
+  stop(reason) {
+    if (this.ended) return;
+    this.ended = true;
+    this.conn.removeEventListener('stanza', this.onStanza);
+    this.pc?.close();
+    for (const t of this.local?.getTracks() || []) t.stop();
+    this.sharing?.stop();
+    this.dispatchEvent(new CustomEvent('ended', { detail: reason }));
+  }
+
+  notice(text) { this.dispatchEvent(new CustomEvent('notice', { detail: text })); }
+  changed() { this.dispatchEvent(new Event('change')); }
+}
