@@ -97,6 +97,7 @@ type Service struct {
 	// ever held together with another lock of the service.
 	rosterLocks  [64]sync.Mutex
 	offlineLocks [64]sync.Mutex
+	pepLocks     [16]sync.Mutex // serialise changes to one owner's PEP nodes
 
 	pushSeq atomic.Uint64
 

@@ -116,6 +116,11 @@ func (s *Service) setupExtensions(cfg Config) {
 		s.addOwn(NSPrivate, "query", s.privateIQ)
 		s.AddFeature(NSPrivate)
 	}
+	if ps, ok := s.st.(PEPStore); ok {
+		s.pep = ps
+		s.accountIQs[iqKey{NSPubSub, "pubsub"}] = s.pubsubIQ
+		s.accountIQs[iqKey{NSPubSubOwner, "pubsub"}] = s.pubsubOwnerIQ
+	}
 	if as, ok := s.st.(ArchiveStore); ok {
 		s.archive = as
 		s.accountIQs[iqKey{NSMAM, "query"}] = s.mamQueryIQ

@@ -89,3 +89,10 @@ func errorCondition(el *stanza.Element) string {
 	}
 	return ""
 }
+
+// putBack returns stanzas to what sess has received, after the rest.
+func (f *fakeSession) putBack(els []*stanza.Element) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.got = append(f.got, els...)
+}

@@ -84,12 +84,15 @@ func (s *Service) serverIQ(ctx context.Context, sess Session, iq *stanza.Element
 	get := iq.Type() == "get"
 	switch {
 	case q.Space == NSDiscoInfo && q.Local == "query":
-		if !get {
+		switch node := q.Attr("node"); {
+		case !get:
 			s.replyError(sess, iq, "bad-request", "")
-		} else if q.Attr("node") != "" {
-			s.replyError(sess, iq, "item-not-found", "")
-		} else {
+		case node == "":
 			s.send(sess, stanza.Result(iq, s.serverInfo()))
+		case node == CapsNode+"#"+s.capsVer():
+			s.send(sess, stanza.Result(iq, s.serverInfo().SetAttr("node", node)))
+		default:
+			s.replyError(sess, iq, "item-not-found", "")
 		}
 	case q.Space == NSDiscoItems && q.Local == "query":
 		if !get {

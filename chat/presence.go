@@ -122,6 +122,7 @@ func (s *Service) presenceAvailable(ctx context.Context, sess Session, el *stanz
 	if prio >= 0 && (initial || wasNegative) {
 		s.drainOffline(ctx, owner, sess)
 	}
+	s.presenceCaps(ctx, sess, el, initial)
 }
 
 // presenceUnavailable handles unavailable presence without 'to'.

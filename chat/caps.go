@@ -1,0 +1,254 @@
+package chat
+
+import (
+	"context"
+	"crypto/sha1"
+	"crypto/sha256"
+	"encoding/base64"
+	gohash "hash"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"poosms.org/poosms/stanza"
+)
+
+// CapsNode is the node poosms names in its own entity capabilities
+// (XEP-0115).
+const CapsNode = "https://poosms.org"
+
+// Bounds of the capabilities cache: verified hashes kept, and disco
+// queries waiting for an answer.
+const (
+	maxCapsEntries = 10000
+	maxCapsPending = 10000
+)
+
+// capsCache remembers the features behind clients' verified caps hashes,
+// and the disco#info queries sent to learn new ones.
+type capsCache struct {
+	mu      sync.Mutex
+	byVer   map[string][]string
+	pending map[string]capsQuery // iq id → query
+	seq     uint64
+}
+
+type capsQuery struct {
+	sess      Session
+	hash, ver string
+}
+
+func newCapsCache() *capsCache {
+	return &capsCache{byVer: map[string][]string{}, pending: map[string]capsQuery{}}
+}
+
+func (c *capsCache) lookup(ver string) ([]string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f, ok := c.byVer[ver]
+	return f, ok
+}
+
+// ask records a query and returns its iq id.
+func (c *capsCache) ask(q capsQuery) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.pending) >= maxCapsPending {
+		// Clients that never answer: forget every old question.
+		c.pending = map[string]capsQuery{}
+	}
+	c.seq++
+	id := "caps" + strconv.FormatUint(c.seq, 10)
+	c.pending[id] = q
+	return id
+}
+
+// answered removes and returns the query with this id if sess asked it.
+func (c *capsCache) answered(id string, sess Session) (capsQuery, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	q, ok := c.pending[id]
+	if !ok || q.sess != sess {
+		return capsQuery{}, false
+	}
+	delete(c.pending, id)
+	return q, true
+}
+
+func (c *capsCache) remember(ver string, features []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.byVer) < maxCapsEntries {
+		c.byVer[ver] = features
+	}
+}
+
+// presenceCaps reads the XEP-0115 <c/> of an available presence. When the
+// session's capabilities become known (now from the cache, or later from
+// its answer to a disco#info query) it receives the last PEP items it
+// asked for with +notify.
+func (s *Service) presenceCaps(ctx context.Context, sess Session, el *stanza.Element, initial bool) {
+	if s.pep == nil {
+		return
+	}
+	var ver, h string
+	if c := el.Child(NSCaps, "c"); c != nil && c.Attr("hash") != "" {
+		ver, h = c.Attr("ver"), c.Attr("hash")
+	}
+	changed := false
+	s.update(sess, func(r *resource) {
+		changed = r.capsVer != ver
+		if changed {
+			r.capsVer, r.features = ver, nil
+		}
+	})
+	if ver == "" || !changed && !initial {
+		return
+	}
+	if f, ok := s.caps.lookup(ver); ok {
+		s.setFeatures(sess, ver, f)
+		s.sendLastItems(ctx, sess)
+		return
+	}
+	node := ""
+	if c := el.Child(NSCaps, "c"); c != nil {
+		node = c.Attr("node")
+	}
+	id := s.caps.ask(capsQuery{sess: sess, hash: h, ver: ver})
+	q := stanza.New(stanza.NSClient, "iq").SetAttr("type", "get").SetAttr("id", id).
+		SetAttr("from", s.domain).SetAttr("to", sess.JID().String()).
+		Append(stanza.New(NSDiscoInfo, "query").SetAttr("node", node+"#"+ver))
+	s.sendDirect(sess, q)
+}
+
+// setFeatures records the features of sess if it still announces ver.
+func (s *Service) setFeatures(sess Session, ver string, features []string) {
+	m := make(map[string]bool, len(features))
+	for _, f := range features {
+		m[f] = true
+	}
+	s.update(sess, func(r *resource) {
+		if r.capsVer == ver {
+			r.features = m
+		}
+	})
+}
+
+// sessionFeatures returns the known features of sess, or nil.
+func (s *Service) sessionFeatures(sess Session) map[string]bool {
+	var f map[string]bool
+	s.update(sess, func(r *resource) { f = r.features })
+	return f
+}
+
+// serverResponse handles an IQ result or error addressed to the server:
+// the answers to its capabilities queries. Anything else is swallowed.
+func (s *Service) serverResponse(ctx context.Context, sess Session, el *stanza.Element) {
+	q, ok := s.caps.answered(el.ID(), sess)
+	if !ok || el.Type() != "result" {
+		return
+	}
+	info := el.Child(NSDiscoInfo, "query")
+	if info == nil {
+		return
+	}
+	var features []string
+	for _, f := range info.Elements() {
+		if f.Space == NSDiscoInfo && f.Local == "feature" {
+			features = append(features, f.Attr("var"))
+		}
+	}
+	// Only a hash that checks out may vouch for other clients.
+	if hashFunc(q.hash) != nil && capsVerOf(info, hashFunc(q.hash)) == q.ver {
+		s.caps.remember(q.ver, features)
+	}
+	s.setFeatures(sess, q.ver, features)
+	s.sendLastItems(ctx, sess)
+}
+
+func hashFunc(name string) gohash.Hash {
+	switch name {
+	case "sha-1":
+		return sha1.New()
+	case "sha-256":
+		return sha256.New()
+	}
+	return nil
+}
+
+// capsVerOf computes the XEP-0115 §5 verification string of a disco#info
+// answer with h.
+func capsVerOf(info *stanza.Element, h gohash.Hash) string {
+	var ids, features []string
+	type field struct{ name, text string }
+	type form struct {
+		typ    string
+		fields []field
+	}
+	var forms []form
+	for _, c := range info.Elements() {
+		switch {
+		case c.Space == NSDiscoInfo && c.Local == "identity":
+			ids = append(ids, c.Attr("category")+"/"+c.Attr("type")+"/"+c.Lang()+"/"+c.Attr("name"))
+		case c.Space == NSDiscoInfo && c.Local == "feature":
+			features = append(features, c.Attr("var"))
+		case c.Space == NSDataForms && c.Local == "x":
+			var f form
+			for _, fld := range c.Elements() {
+				if fld.Local != "field" {
+					continue
+				}
+				var vals []string
+				for _, v := range fld.Elements() {
+					if v.Local == "value" {
+						vals = append(vals, v.Text())
+					}
+				}
+				if fld.Attr("var") == "FORM_TYPE" {
+					if len(vals) > 0 {
+						f.typ = vals[0]
+					}
+					continue
+				}
+				sort.Strings(vals)
+				text := fld.Attr("var") + "<"
+				for _, v := range vals {
+					text += v + "<"
+				}
+				f.fields = append(f.fields, field{fld.Attr("var"), text})
+			}
+			slices.SortFunc(f.fields, func(a, b field) int { return strings.Compare(a.name, b.name) })
+			forms = append(forms, f)
+		}
+	}
+	sort.Strings(ids)
+	sort.Strings(features)
+	slices.SortFunc(forms, func(a, b form) int { return strings.Compare(a.typ, b.typ) })
+	var b strings.Builder
+	for _, s := range ids {
+		b.WriteString(s + "<")
+	}
+	for _, s := range features {
+		b.WriteString(s + "<")
+	}
+	for _, f := range forms {
+		b.WriteString(f.typ + "<")
+		for _, fld := range f.fields {
+			b.WriteString(fld.text)
+		}
+	}
+	h.Write([]byte(b.String()))
+	return base64.StdEncoding.EncodeToString(h.Sum(nil))
+}
+
+// Caps returns the server's own entity capabilities element (XEP-0115),
+// for signaling to put in its stream features:
+// <c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='https://poosms.org' ver='…'/>.
+// A disco#info query with node CapsNode#ver is answered like one without.
+func (s *Service) Caps() *stanza.Element {
+	return stanza.New(NSCaps, "c").SetAttr("hash", "sha-1").SetAttr("node", CapsNode).SetAttr("ver", s.capsVer())
+}
+
+func (s *Service) capsVer() string { return capsVerOf(s.serverInfo(), sha1.New()) }

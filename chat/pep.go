@@ -1,0 +1,414 @@
+package chat
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"mellium.im/xmpp/jid"
+
+	"poosms.org/poosms/stanza"
+	"poosms.org/poosms/store"
+)
+
+// PEP limits and defaults (XEP-0163 leaves them to the server).
+const (
+	// pepMaxItems is what max_items='max' means, and the most a node keeps.
+	pepMaxItems = 1000
+	// pepMaxPayload bounds one item's serialised payload (avatars included).
+	pepMaxPayload = 512 << 10
+)
+
+// pepFeatures are the pubsub features PEP offers on the account
+// (advertised as http://jabber.org/protocol/pubsub#…).
+var pepFeatures = []string{
+	"access-open", "access-presence", "access-whitelist", "auto-create",
+	"auto-subscribe", "config-node", "create-nodes", "delete-nodes",
+	"filtered-notifications", "item-ids", "last-published",
+	"persistent-items", "presence-notifications", "publish",
+	"publish-options", "retract-items", "retrieve-items",
+}
+
+// defaultNode is the configuration of a node created without options:
+// access by presence subscription, one item, the last item sent on
+// presence. OMEMO's device lists and bundles are open (XEP-0384).
+func defaultNode(name string) store.PEPNode {
+	n := store.PEPNode{Node: name, AccessModel: store.AccessPresence, MaxItems: 1, SendLast: true}
+	if strings.HasPrefix(name, nsOMEMOLegacy+".") || strings.HasPrefix(name, nsOMEMO2+":") {
+		n.AccessModel = store.AccessOpen
+	}
+	return n
+}
+
+// pepOption is one node option poosms models, with how to read it.
+var pepOptions = map[string]func(n *store.PEPNode, v string) bool{
+	"pubsub#access_model": func(n *store.PEPNode, v string) bool {
+		switch v {
+		case store.AccessOpen, store.AccessPresence, store.AccessWhitelist:
+			n.AccessModel = v
+			return true
+		}
+		return false
+	},
+	"pubsub#max_items": func(n *store.PEPNode, v string) bool {
+		if v == "max" {
+			n.MaxItems = pepMaxItems
+			return true
+		}
+		k, err := strconv.Atoi(v)
+		if err != nil || k < 1 || k > pepMaxItems {
+			return false
+		}
+		n.MaxItems = k
+		return true
+	},
+	"pubsub#send_last_published_item": func(n *store.PEPNode, v string) bool {
+		switch v {
+		case "never":
+			n.SendLast = false
+		case "on_sub", "on_sub_and_presence":
+			n.SendLast = true
+		default:
+			return false
+		}
+		return true
+	},
+	// Items are always persisted.
+	"pubsub#persist_items": func(_ *store.PEPNode, v string) bool { return v == "true" || v == "1" },
+}
+
+// formValues reads a submitted data form into var → first value, checking
+// its FORM_TYPE.
+func formValues(x *stanza.Element, formType string) (map[string]string, bool) {
+	out := map[string]string{}
+	if x == nil {
+		return out, true
+	}
+	for _, f := range x.Elements() {
+		if f.Space != NSDataForms || f.Local != "field" {
+			continue
+		}
+		v := strings.TrimSpace(f.ChildText(NSDataForms, "value"))
+		if f.Attr("var") == "FORM_TYPE" {
+			if v != formType {
+				return nil, false
+			}
+			continue
+		}
+		out[f.Attr("var")] = v
+	}
+	return out, true
+}
+
+// applyOptions sets the options poosms models on n; unknown options are
+// ignored. It reports the first value it cannot take.
+func applyOptions(n *store.PEPNode, opts map[string]string) (bad string, ok bool) {
+	for k, v := range opts {
+		if set := pepOptions[k]; set != nil && !set(n, v) {
+			return k, false
+		}
+	}
+	return "", true
+}
+
+// pubsubError answers iq with a stanza error and a pubsub-specific
+// condition (XEP-0060 §7, §6.5.9).
+func (s *Service) pubsubError(sess Session, iq *stanza.Element, condition, specific string) {
+	r := stanza.ErrorReply(iq, condition, "")
+	r.SetAttr("to", sess.JID().String())
+	if specific != "" {
+		e := r.Child("", "error")
+		if specific == "unsupported" {
+			e.Append(stanza.New(NSPubSubErrors, "unsupported").SetAttr("feature", "subscribe"))
+		} else {
+			e.Append(stanza.New(NSPubSubErrors, specific))
+		}
+	}
+	s.sendDirect(sess, r)
+}
+
+// pepLock serialises changes to one owner's nodes.
+func (s *Service) pepLock(owner string) *sync.Mutex {
+	return &s.pepLocks[hash(owner)%uint32(len(s.pepLocks))]
+}
+
+// pubsubIQ serves PEP (XEP-0163) on a user's bare JID: the owner
+// publishes, retracts and creates; anyone the access model lets in
+// retrieves items.
+func (s *Service) pubsubIQ(ctx context.Context, sess Session, iq, q *stanza.Element, owner jid.JID, self bool) {
+	if !self {
+		if ok, err := s.exists(ctx, owner.Localpart()); err != nil || !ok {
+			s.replyError(sess, iq, "service-unavailable", "")
+			return
+		}
+	}
+	set := iq.Type() == "set"
+	switch {
+	case set && q.Child(NSPubSub, "publish") != nil:
+		if !self {
+			s.replyError(sess, iq, "forbidden", "only the owner publishes")
+			return
+		}
+		s.pepPublish(ctx, sess, iq, q, owner)
+	case set && q.Child(NSPubSub, "retract") != nil:
+		if !self {
+			s.replyError(sess, iq, "forbidden", "only the owner retracts")
+			return
+		}
+		s.pepRetract(ctx, sess, iq, q.Child(NSPubSub, "retract"), owner)
+	case set && q.Child(NSPubSub, "create") != nil:
+		if !self {
+			s.replyError(sess, iq, "forbidden", "only the owner creates nodes")
+			return
+		}
+		s.pepCreate(ctx, sess, iq, q, owner)
+	case set && (q.Child(NSPubSub, "subscribe") != nil || q.Child(NSPubSub, "unsubscribe") != nil):
+		// Contacts subscribe through presence and +notify.
+		s.pubsubError(sess, iq, "feature-not-implemented", "unsupported")
+	case !set && q.Child(NSPubSub, "items") != nil:
+		s.pepItems(ctx, sess, iq, q.Child(NSPubSub, "items"), owner)
+	default:
+		s.replyError(sess, iq, "feature-not-implemented", "")
+	}
+}
+
+func (s *Service) pepPublish(ctx context.Context, sess Session, iq, q *stanza.Element, owner jid.JID) {
+	pub := q.Child(NSPubSub, "publish")
+	name := pub.Attr("node")
+	if name == "" {
+		s.pubsubError(sess, iq, "bad-request", "nodeid-required")
+		return
+	}
+	var items []*stanza.Element
+	for _, c := range pub.Elements() {
+		if c.Space == NSPubSub && c.Local == "item" {
+			items = append(items, c)
+		}
+	}
+	if len(items) != 1 {
+		s.pubsubError(sess, iq, "bad-request", "item-required")
+		return
+	}
+	item := items[0]
+	payloads := item.Elements()
+	if len(payloads) != 1 {
+		s.pubsubError(sess, iq, "bad-request", map[bool]string{true: "payload-required", false: "invalid-payload"}[len(payloads) == 0])
+		return
+	}
+	raw := []byte(payloads[0].String())
+	if len(raw) > pepMaxPayload {
+		s.pubsubError(sess, iq, "not-acceptable", "payload-too-big")
+		return
+	}
+	var opts map[string]string
+	if po := q.Child(NSPubSub, "publish-options"); po != nil {
+		var ok bool
+		if opts, ok = formValues(po.Child(NSDataForms, "x"), NSPubSub+"#publish-options"); !ok {
+			s.replyError(sess, iq, "bad-request", "publish-options need FORM_TYPE "+NSPubSub+"#publish-options")
+			return
+		}
+	}
+	id := item.Attr("id")
+	if id == "" {
+		id = newID()
+	}
+	local := owner.Localpart()
+	lk := s.pepLock(local)
+	lk.Lock()
+	n, err := s.pep.PEPNode(ctx, local, name)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		n = defaultNode(name)
+		if _, ok := applyOptions(&n, opts); !ok {
+			lk.Unlock()
+			s.pubsubError(sess, iq, "conflict", "precondition-not-met")
+			return
+		}
+		err = s.pep.PutPEPNode(ctx, local, n)
+	case err == nil:
+		// Publish-options are preconditions on an existing node (§7.1.5).
+		want := n
+		if _, ok := applyOptions(&want, opts); !ok || want != n {
+			lk.Unlock()
+			s.pubsubError(sess, iq, "conflict", "precondition-not-met")
+			return
+		}
+	}
+	if err == nil {
+		err = s.pep.PublishPEPItem(ctx, local, name, store.PEPItem{
+			ID: id, Publisher: sess.JID().String(), Stamp: s.now().UTC(), Payload: raw})
+	}
+	lk.Unlock()
+	if err != nil {
+		s.log.Error("chat: pep publish", "jid", sess.JID().String(), "node", name, "err", err)
+		s.replyError(sess, iq, "internal-server-error", "")
+		return
+	}
+	res := stanza.New(NSPubSub, "pubsub").Append(
+		stanza.New(NSPubSub, "publish").SetAttr("node", name).Append(
+			stanza.New(NSPubSub, "item").SetAttr("id", id)))
+	s.send(sess, stanza.Result(iq, res))
+	ev := stanza.New(NSPubSubEvent, "item").SetAttr("id", id).SetAttr("publisher", sess.JID().Bare().String())
+	ev.Append(payloads[0].Copy())
+	s.notify(ctx, local, n, stanza.New(NSPubSubEvent, "items").SetAttr("node", name).Append(ev))
+}
+
+func (s *Service) pepRetract(ctx context.Context, sess Session, iq, r *stanza.Element, owner jid.JID) {
+	name := r.Attr("node")
+	item := r.Child(NSPubSub, "item")
+	switch {
+	case name == "":
+		s.pubsubError(sess, iq, "bad-request", "nodeid-required")
+		return
+	case item == nil || item.Attr("id") == "":
+		s.pubsubError(sess, iq, "bad-request", "item-required")
+		return
+	}
+	local := owner.Localpart()
+	n, err := s.pep.PEPNode(ctx, local, name)
+	if err == nil {
+		err = s.pep.RetractPEPItem(ctx, local, name, item.Attr("id"))
+	}
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		s.replyError(sess, iq, "item-not-found", "")
+		return
+	case err != nil:
+		s.log.Error("chat: pep retract", "jid", sess.JID().String(), "node", name, "err", err)
+		s.replyError(sess, iq, "internal-server-error", "")
+		return
+	}
+	s.send(sess, stanza.Result(iq))
+	if v := r.Attr("notify"); v == "true" || v == "1" {
+		s.notify(ctx, local, n, stanza.New(NSPubSubEvent, "items").SetAttr("node", name).Append(
+			stanza.New(NSPubSubEvent, "retract").SetAttr("id", item.Attr("id"))))
+	}
+}
+
+func (s *Service) pepCreate(ctx context.Context, sess Session, iq, q *stanza.Element, owner jid.JID) {
+	name := q.Child(NSPubSub, "create").Attr("node")
+	if name == "" {
+		// Instant nodes make no sense on an account.
+		s.pubsubError(sess, iq, "not-acceptable", "nodeid-required")
+		return
+	}
+	n := defaultNode(name)
+	if c := q.Child(NSPubSub, "configure"); c != nil {
+		opts, ok := formValues(c.Child(NSDataForms, "x"), NSPubSub+"#node_config")
+		if !ok {
+			s.replyError(sess, iq, "bad-request", "")
+			return
+		}
+		if _, ok := applyOptions(&n, opts); !ok {
+			s.replyError(sess, iq, "not-acceptable", "unsupported node configuration")
+			return
+		}
+	}
+	local := owner.Localpart()
+	lk := s.pepLock(local)
+	lk.Lock()
+	_, err := s.pep.PEPNode(ctx, local, name)
+	exists := err == nil
+	if errors.Is(err, store.ErrNotFound) {
+		err = s.pep.PutPEPNode(ctx, local, n)
+	}
+	lk.Unlock()
+	switch {
+	case exists:
+		s.replyError(sess, iq, "conflict", "the node exists")
+	case err != nil:
+		s.log.Error("chat: pep create", "jid", sess.JID().String(), "node", name, "err", err)
+		s.replyError(sess, iq, "internal-server-error", "")
+	default:
+		s.send(sess, stanza.Result(iq))
+	}
+}
+
+// pepAccess checks that requester may read owner's node n; it returns the
+// error condition and pubsub condition when not.
+func (s *Service) pepAccess(ctx context.Context, owner string, n store.PEPNode, requester jid.JID) (cond, specific string) {
+	if requester.Localpart() == owner && s.isLocal(requester) {
+		return "", ""
+	}
+	switch n.AccessModel {
+	case store.AccessOpen:
+		return "", ""
+	case store.AccessPresence:
+		it, err := s.st.RosterItem(ctx, owner, requester.Bare().String())
+		if err == nil && isSubscriber(it.Subscription) {
+			return "", ""
+		}
+		return "not-authorized", "presence-subscription-required"
+	}
+	return "not-allowed", "closed-node"
+}
+
+func (s *Service) pepItems(ctx context.Context, sess Session, iq, req *stanza.Element, owner jid.JID) {
+	name := req.Attr("node")
+	if name == "" {
+		s.pubsubError(sess, iq, "bad-request", "nodeid-required")
+		return
+	}
+	local := owner.Localpart()
+	n, err := s.pep.PEPNode(ctx, local, name)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		s.replyError(sess, iq, "item-not-found", "")
+		return
+	case err != nil:
+		s.log.Error("chat: pep items", "jid", sess.JID().String(), "node", name, "err", err)
+		s.replyError(sess, iq, "internal-server-error", "")
+		return
+	}
+	if cond, specific := s.pepAccess(ctx, local, n, sess.JID()); cond != "" {
+		s.pubsubError(sess, iq, cond, specific)
+		return
+	}
+	var ids []string
+	for _, it := range req.Elements() {
+		if it.Space == NSPubSub && it.Local == "item" && it.Attr("id") != "" {
+			ids = append(ids, it.Attr("id"))
+		}
+	}
+	max := 0
+	if m := req.Attr("max_items"); m != "" {
+		if max, err = strconv.Atoi(m); err != nil || max < 1 {
+			s.replyError(sess, iq, "bad-request", "max_items is not a positive number")
+			return
+		}
+	}
+	items, err := s.pep.PEPItems(ctx, local, name, ids, max)
+	if err != nil {
+		s.log.Error("chat: pep items", "jid", sess.JID().String(), "node", name, "err", err)
+		s.replyError(sess, iq, "internal-server-error", "")
+		return
+	}
+	out := stanza.New(NSPubSub, "items").SetAttr("node", name)
+	for _, it := range slices.Backward(items) {
+		el, err := pepItemElement(NSPubSub, it)
+		if err != nil {
+			s.log.Error("chat: unreadable pep item", "owner", local, "node", name, "id", it.ID, "err", err)
+			continue
+		}
+		out.Append(el)
+	}
+	r := stanza.Result(iq, stanza.New(NSPubSub, "pubsub").Append(out))
+	r.SetAttr("from", owner.Bare().String())
+	if sess.JID().Bare().Equal(owner.Bare()) && iq.To() == "" {
+		r.SetAttr("from", "")
+	}
+	s.send(sess, r)
+}
+
+// pepItemElement renders a stored item in namespace space (pubsub or
+// pubsub#event).
+func pepItemElement(space string, it store.PEPItem) (*stanza.Element, error) {
+	p, err := stanza.Parse(it.Payload)
+	if err != nil {
+		return nil, err
+	}
+	return stanza.New(space, "item").SetAttr("id", it.ID).Append(p), nil
+}
