@@ -2,6 +2,7 @@ package directory
 
 import (
 	"context"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -56,7 +57,7 @@ func newHarness(t *testing.T, users ...string) *harness {
 		}
 	}
 	svc, err := New(Config{Domain: "directory.localhost", ServerDomain: "localhost", MaxResults: 3,
-		Now: func() time.Time { return t0 }}, db)
+		Now: func() time.Time { return t0 }, Logger: slog.New(slog.DiscardHandler)}, db)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +83,7 @@ func (h *harness) iq(sess *fakeSession, raw string) *stanza.Element {
 	if len(got) != 1 {
 		h.t.Fatalf("%s: got %d replies, want 1", raw, len(got))
 	}
-	if got[0].ID() != el.ID() || got[0].To() != sess.jid.String() || got[0].From() != "directory.localhost" {
+	if got[0].ID() != el.ID() || got[0].To() != sess.jid.String() || got[0].From() != el.To() {
 		h.t.Fatalf("reply %s does not answer %s", got[0], raw)
 	}
 	return got[0]
