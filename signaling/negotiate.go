@@ -389,12 +389,13 @@ func (s *Session) bindIQ(ctx context.Context, iq *stanza.Element) (bool, error) 
 		return false, errClientClosed
 	}
 	s.out = make(chan *stanza.Element, s.srv.cfg.WriteQueue)
+	s.stopped = make(chan struct{})
 	s.writerDone = make(chan struct{})
 	s.mu.Unlock()
 	old, err := s.srv.register(s)
 	if err != nil {
 		s.mu.Lock()
-		s.out, s.writerDone = nil, nil
+		s.out, s.stopped, s.writerDone = nil, nil, nil
 		s.mu.Unlock()
 		s.writeDirect(stanza.ErrorReply(iq, "resource-constraint", err.Error()))
 		return false, nil
@@ -414,7 +415,7 @@ func (s *Session) bindIQ(ctx context.Context, iq *stanza.Element) (bool, error) 
 	s.srv.router.bound(ctx, s)
 	s.writeDirect(stanza.Result(iq, stanza.New(nsBind, "bind").Append(stanza.New(nsBind, "jid").SetText(j.String()))))
 	s.srv.wg.Add(1)
-	go s.writer(s.out)
+	go s.writer(s.out, s.stopped)
 	s.log.Debug("session bound")
 	return true, nil
 }

@@ -36,10 +36,11 @@ type Session struct {
 	jid   jid.JID
 	bound atomic.Bool
 
-	mu     sync.Mutex // guards out, closed, final
-	out    chan *stanza.Element
-	closed bool
-	final  *stanza.Element // stream error to write before closing, if any
+	mu      sync.Mutex // guards closed, final; out and stopped are set at bind
+	out     chan *stanza.Element
+	stopped chan struct{} // closed by Stop; out itself is never closed
+	closed  bool
+	final   *stanza.Element // stream error to write before closing, if any
 
 	// wmu serialises what is written to the client once bound (the
 	// writer's stanzas, the reader's acks) and guards the fields below,
@@ -98,6 +99,31 @@ func (s *Session) Send(el *stanza.Element) error {
 	return ErrSessionGone
 }
 
+// SendWait queues el, waiting while the queue is full, until ctx ends or
+// the session stops. It is for bulk deliveries made while handling this
+// session's own stanzas (the offline queue at initial presence), where
+// waiting slows only this client.
+func (s *Session) SendWait(ctx context.Context, el *stanza.Element) error {
+	if !s.bound.Load() {
+		return ErrSessionGone
+	}
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return ErrSessionGone
+	}
+	select {
+	case s.out <- el:
+		s.srv.metrics.stanzasOut.Inc()
+		return nil
+	case <-s.stopped:
+		return ErrSessionGone
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // closeConn closes the attached connection, if any, without waiting for
 // the writer.
 func (s *Session) closeConn() {
@@ -133,8 +159,8 @@ func (s *Session) stopLocked(final *stanza.Element) {
 	}
 	s.closed = true
 	s.final = final
-	if s.out != nil {
-		close(s.out)
+	if s.stopped != nil {
+		close(s.stopped)
 	}
 	if !s.bound.Load() {
 		// No writer yet: unblock the reader, which is the only writer.
@@ -144,13 +170,31 @@ func (s *Session) stopLocked(final *stanza.Element) {
 
 // writer drains the queue for the whole life of the session, across
 // resumptions. The server's WaitGroup counts it.
-func (s *Session) writer(out <-chan *stanza.Element) {
+func (s *Session) writer(out <-chan *stanza.Element, stopped <-chan struct{}) {
 	defer s.srv.wg.Done()
 	defer close(s.writerDone)
-	for el := range out {
+	write := func(el *stanza.Element) {
 		s.wmu.Lock()
 		s.writeLocked(el, len(out) == 0)
 		s.wmu.Unlock()
+	}
+loop:
+	for {
+		select {
+		case el := <-out:
+			write(el)
+		case <-stopped:
+			break loop
+		}
+	}
+	// Write what was queued before the stop.
+	for drained := false; !drained; {
+		select {
+		case el := <-out:
+			write(el)
+		default:
+			drained = true
+		}
 	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
@@ -322,6 +366,15 @@ func (s *Session) teardown(ctx context.Context) {
 	lost = append(lost, s.unsent...)
 	s.unsent = nil
 	s.wmu.Unlock()
+	// Anything that slipped into the queue after the writer's last look.
+	for drained := false; !drained; {
+		select {
+		case el := <-s.out:
+			lost = append(lost, el)
+		default:
+			drained = true
+		}
+	}
 	for _, el := range lost {
 		if el.Local == "message" {
 			s.srv.router.undelivered(ctx, s, el)
