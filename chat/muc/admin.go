@@ -24,8 +24,7 @@ func (s *Service) adminIQ(ctx context.Context, sess Session, iq, q *stanza.Eleme
 	default:
 		s.adminSet(&fx, r, sess, iq, q)
 	}
-	s.mu.Unlock()
-	s.run(ctx, &fx)
+	s.unlockAndRun(ctx, &fx)
 }
 
 // adminList answers a request for the occupants with a role or the users
@@ -291,8 +290,7 @@ func (s *Service) ownerIQ(ctx context.Context, sess Session, iq, q *stanza.Eleme
 			errorFx(&fx, sess, iq, "bad-request", "a configuration form is submitted or cancelled")
 		}
 	}
-	s.mu.Unlock()
-	s.run(ctx, &fx)
+	s.unlockAndRun(ctx, &fx)
 }
 
 // configForm is the muc#roomconfig form with r's current values.

@@ -39,8 +39,7 @@ func (s *Service) handleMessage(ctx context.Context, sess Session, el *stanza.El
 			errorFx(&fx, sess, el, "bad-request", "messages to a room are of type groupchat")
 		}
 	}
-	s.mu.Unlock()
-	s.run(ctx, &fx)
+	s.unlockAndRun(ctx, &fx)
 }
 
 // groupchat broadcasts a message or a subject change. s.mu must be held.

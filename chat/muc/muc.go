@@ -112,6 +112,12 @@ type Service struct {
 	rooms     map[string]*room
 	joined    map[Session]map[string]bool // session → names of the rooms it is in
 	lastPrune time.Time
+	// outbox holds deliveries in the order they were decided under mu;
+	// whichever caller finds no one draining it sends them, so every
+	// occupant sees a room's stanzas in one order without mu being held
+	// during a Send.
+	outbox   []delivery
+	draining bool
 }
 
 // New returns the room service for cfg.Domain, with the persistent rooms
@@ -271,8 +277,7 @@ func (s *Service) SessionClosed(ctx context.Context, sess Session) {
 		}
 	}
 	delete(s.joined, sess)
-	s.mu.Unlock()
-	s.run(ctx, &fx)
+	s.unlockAndRun(ctx, &fx)
 }
 
 // HandleStanza processes one stanza sess sent to the service's domain or
@@ -321,7 +326,41 @@ func (fx *effects) send(to Session, el *stanza.Element) {
 	fx.out = append(fx.out, delivery{to: to, el: el})
 }
 
-// run carries out fx. s.mu must not be held.
+// unlockAndRun queues fx's deliveries in decision order, releases s.mu
+// and carries out the rest of fx. s.mu must be held.
+func (s *Service) unlockAndRun(ctx context.Context, fx *effects) {
+	s.outbox = append(s.outbox, fx.out...)
+	fx.out = nil
+	s.mu.Unlock()
+	s.run(ctx, fx)
+}
+
+// drain sends the queued deliveries unless another caller is already
+// doing so. s.mu must not be held.
+func (s *Service) drain() {
+	s.mu.Lock()
+	if s.draining {
+		s.mu.Unlock()
+		return
+	}
+	s.draining = true
+	for len(s.outbox) > 0 {
+		batch := s.outbox
+		s.outbox = nil
+		s.mu.Unlock()
+		for _, d := range batch {
+			if err := d.to.Send(d.el); err != nil {
+				s.log.Debug("muc: send failed", "jid", d.to.JID().String(), "err", err)
+			}
+		}
+		s.mu.Lock()
+	}
+	s.draining = false
+	s.mu.Unlock()
+}
+
+// run carries out fx: store writes first, then the queued sends. s.mu
+// must not be held.
 func (s *Service) run(ctx context.Context, fx *effects) {
 	if fx.drop != "" {
 		if err := s.st.DeleteRoom(ctx, fx.drop); err != nil {
@@ -350,11 +389,7 @@ func (s *Service) run(ctx context.Context, fx *effects) {
 			s.log.Debug("muc: pruned archive", "messages", n)
 		}
 	}
-	for _, d := range fx.out {
-		if err := d.to.Send(d.el); err != nil {
-			s.log.Debug("muc: send failed", "jid", d.to.JID().String(), "err", err)
-		}
-	}
+	s.drain()
 	for _, el := range fx.external {
 		if s.deliver != nil {
 			s.deliver(ctx, el)

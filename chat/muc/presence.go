@@ -50,8 +50,7 @@ func (s *Service) handlePresence(ctx context.Context, sess Session, el *stanza.E
 	default:
 		s.join(&fx, r, sess, el, to)
 	}
-	s.mu.Unlock()
-	s.run(ctx, &fx)
+	s.unlockAndRun(ctx, &fx)
 }
 
 // statusOf returns the presence payload worth repeating to occupants.
