@@ -179,7 +179,7 @@ func (s *Service) drainOffline(ctx context.Context, local string, sess Session) 
 			continue
 		}
 		el.Append(s.delay(m.Stamp))
-		if !s.send(sess, el) {
+		if !s.sendBulk(ctx, sess, el) {
 			break
 		}
 		done, seen = m.ID, true
@@ -190,6 +190,32 @@ func (s *Service) drainOffline(ctx context.Context, local string, sess Session) 
 	if err := s.st.DeleteOffline(ctx, local, done); err != nil {
 		s.log.Error("chat: delete offline messages", "jid", sess.JID().String(), "err", err)
 	}
+}
+
+// waitSender is a session that can wait for room in its write queue.
+type waitSender interface {
+	SendWait(ctx context.Context, el *stanza.Element) error
+}
+
+// offlineSendTimeout bounds how long the offline queue waits for a slow
+// client to make room; what is not sent stays queued for next time.
+const offlineSendTimeout = 30 * time.Second
+
+// sendBulk is send for a batch (the offline queue): it waits for room in
+// the session's queue instead of treating a full queue as a client that
+// stopped reading.
+func (s *Service) sendBulk(ctx context.Context, sess Session, el *stanza.Element) bool {
+	ws, ok := sess.(waitSender)
+	if !ok || (s.blockActive.Load() > 0 && s.blockedBetween(sess.JID(), el.From())) {
+		return s.send(sess, el)
+	}
+	ctx, cancel := context.WithTimeout(ctx, offlineSendTimeout)
+	defer cancel()
+	if err := ws.SendWait(ctx, el); err != nil {
+		s.log.Debug("chat: offline delivery stopped", "jid", sess.JID().String(), "err", err)
+		return false
+	}
+	return true
 }
 
 // delay builds <delay xmlns='urn:xmpp:delay' from='DOMAIN' stamp='…'/>.

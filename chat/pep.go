@@ -395,12 +395,7 @@ func (s *Service) pepItems(ctx context.Context, sess Session, iq, req *stanza.El
 		}
 		out.Append(el)
 	}
-	r := stanza.Result(iq, stanza.New(NSPubSub, "pubsub").Append(out))
-	r.SetAttr("from", owner.Bare().String())
-	if sess.JID().Bare().Equal(owner.Bare()) && iq.To() == "" {
-		r.SetAttr("from", "")
-	}
-	s.send(sess, r)
+	s.send(sess, stanza.Result(iq, stanza.New(NSPubSub, "pubsub").Append(out)))
 }
 
 // pepItemElement renders a stored item in namespace space (pubsub or

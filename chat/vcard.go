@@ -59,9 +59,5 @@ func (s *Service) vcardIQ(ctx context.Context, sess Session, iq, q *stanza.Eleme
 		s.replyError(sess, iq, "internal-server-error", "")
 		return
 	}
-	r := stanza.Result(iq, v)
-	if !self {
-		r.SetAttr("from", owner.Bare().String())
-	}
-	s.send(sess, r)
+	s.send(sess, stanza.Result(iq, v))
 }

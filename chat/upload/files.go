@@ -1,0 +1,228 @@
+package upload
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"io/fs"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// A file lives at Dir/<user folder>/<slot id>/<name>, next to a .meta file
+// holding its content type; an upload under way is written to .part in the
+// same folder. Every part of that path is checked against the forms below
+// before it touches the file system, so no request can leave Dir.
+
+// maxNameBytes is the longest file name kept (file systems allow 255).
+const maxNameBytes = 120
+
+// Names inside a slot folder besides the file itself. Stored names never
+// start with a dot, so these cannot collide with one.
+const (
+	partFile = ".part"
+	metaFile = ".meta"
+)
+
+// slot is one upload slot: where the file goes and what the PUT must be.
+type slot struct {
+	user, id, name string
+	size           int64
+	ctype          string // normalised content type
+	typed          bool   // the request named the content type
+	expires        int64  // Unix seconds
+}
+
+// escapedPath is the slot's path below the base URL.
+func (sl slot) escapedPath() string {
+	return url.PathEscape(sl.user) + "/" + sl.id + "/" + url.PathEscape(sl.name)
+}
+
+// signature is the HMAC of everything the PUT is checked against.
+func (sl slot) signature(secret []byte) string {
+	m := hmac.New(sha256.New, secret)
+	ctype := ""
+	if sl.typed {
+		ctype = sl.ctype
+	}
+	for _, part := range []string{"poosms upload 1", sl.user, sl.id, sl.name,
+		strconv.FormatInt(sl.size, 10), ctype, strconv.FormatInt(sl.expires, 10)} {
+		m.Write([]byte(part))
+		m.Write([]byte{0})
+	}
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// userFolder is the folder name for a localpart: the localpart itself when
+// it is plain (lower-case letters, digits, '.', '_', '-', starting with a
+// letter or digit, at most 64 bytes), otherwise '~' and a hash of it.
+func userFolder(localpart string) string {
+	if plainUser(localpart) {
+		return localpart
+	}
+	sum := sha256.Sum256([]byte(localpart))
+	return "~" + hex.EncodeToString(sum[:16])
+}
+
+func plainUser(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+		case (c == '.' || c == '_' || c == '-') && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// validUser reports whether s is a folder name userFolder can return.
+func validUser(s string) bool {
+	if rest, ok := strings.CutPrefix(s, "~"); ok {
+		return isHex(rest, 32)
+	}
+	return plainUser(s)
+}
+
+// slotID returns a new random slot id: 32 lower-case hex digits.
+func slotID() (string, error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b), nil
+}
+
+func isHex(s string, n int) bool {
+	if len(s) != n {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// safeName turns the file name a client gave into one that is a single,
+// harmless path element: the last element only, with separators, control
+// and formatting characters and characters that mean something in URLs or
+// shells replaced by '_', no leading or trailing dots or spaces, and at
+// most maxNameBytes long (the extension kept). It is idempotent.
+func safeName(name string) string {
+	if i := strings.LastIndexAny(name, `/\`); i >= 0 {
+		name = name[i+1:]
+	}
+	var b strings.Builder
+	for _, r := range name {
+		switch {
+		case r == utf8.RuneError, unicode.IsControl(r), unicode.Is(unicode.Cf, r),
+			strings.ContainsRune(`/\:*?"<>|#%`, r):
+			b.WriteByte('_')
+		case unicode.IsSpace(r):
+			b.WriteByte(' ')
+		default:
+			b.WriteRune(r)
+		}
+	}
+	n := strings.Trim(b.String(), ". ")
+	if len(n) > maxNameBytes {
+		ext := path.Ext(n)
+		if len(ext) > 16 {
+			ext = ""
+		}
+		base := n[:maxNameBytes-len(ext)]
+		for !utf8.ValidString(base) {
+			base = base[:len(base)-1]
+		}
+		n = strings.Trim(base, ". ") + ext
+	}
+	if n == "" || strings.HasPrefix(n, ".") {
+		n = "file" + n
+	}
+	return n
+}
+
+// validName reports whether s is a name safeName can return.
+func validName(s string) bool { return s != "" && safeName(s) == s }
+
+// parseSlotPath splits a path below the base URL into a slot's parts.
+func parseSlotPath(p string) (slot, bool) {
+	parts := strings.Split(p, "/")
+	if len(parts) != 3 || !validUser(parts[0]) || !isHex(parts[1], 32) || !validName(parts[2]) {
+		return slot{}, false
+	}
+	return slot{user: parts[0], id: parts[1], name: parts[2]}, true
+}
+
+// slotDir and filePath are where a checked slot's file lives.
+func (s *Service) slotDir(sl slot) string { return filepath.Join(s.dir, sl.user, sl.id) }
+
+func (s *Service) filePath(sl slot) string { return filepath.Join(s.dir, sl.user, sl.id, sl.name) }
+
+// expired reports whether a stored file is past its retention.
+func (s *Service) expired(info fs.FileInfo) bool {
+	return s.retention > 0 && info.ModTime().Before(s.now().Add(-s.retention))
+}
+
+// usage returns the bytes user keeps stored plus those of its uploads
+// under way. With prune, files past their retention are removed first.
+func (s *Service) usage(user string, prune bool) (int64, error) {
+	var total int64
+	slots, err := os.ReadDir(filepath.Join(s.dir, user))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return 0, err
+	}
+	for _, sd := range slots {
+		if !sd.IsDir() {
+			continue
+		}
+		dir := filepath.Join(s.dir, user, sd.Name())
+		files, err := os.ReadDir(dir)
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // removed meanwhile
+			}
+			return 0, err
+		}
+		for _, f := range files {
+			if strings.HasPrefix(f.Name(), ".") {
+				continue // .part is reserved below; .meta is tiny
+			}
+			info, err := f.Info()
+			if err != nil {
+				if errors.Is(err, fs.ErrNotExist) {
+					continue
+				}
+				return 0, err
+			}
+			if prune && s.expired(info) {
+				if err := os.RemoveAll(dir); err != nil {
+					return 0, err
+				}
+				s.log.Debug("upload: expired file removed", "path", filepath.Join(user, sd.Name(), f.Name()))
+				continue
+			}
+			total += info.Size()
+		}
+	}
+	s.reservedMu.Lock()
+	total += s.reserved[user]
+	s.reservedMu.Unlock()
+	return total, nil
+}
