@@ -297,7 +297,7 @@ func contactSel(jid string) string { return `#contacts li[data-jid="` + jid + `"
 
 func (p *person) openChat(jid string) {
 	p.t.Helper()
-	p.run(chromedp.Click(contactSel(jid)+" button.open"))
+	p.run(chromedp.Click(contactSel(jid) + " button.open"))
 	p.waitFor("chat with "+jid+" open", `document.getElementById('chat-title').textContent === `+js(jid), 5*time.Second)
 }
 
