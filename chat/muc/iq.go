@@ -28,6 +28,8 @@ func (s *Service) handleIQ(ctx context.Context, sess Session, el *stanza.Element
 	switch {
 	case to.Localpart() == "":
 		s.serviceIQ(sess, el, q)
+	case to.Resourcepart() != "" && q.Space == NSPing && q.Local == "ping" && typ == "get":
+		s.selfPing(sess, el, to)
 	case to.Resourcepart() != "":
 		s.replyError(sess, el, "service-unavailable", "requests to occupants are not relayed")
 	case q.Space == NSDiscoInfo && q.Local == "query":
@@ -42,6 +44,26 @@ func (s *Service) handleIQ(ctx context.Context, sess Session, el *stanza.Element
 		s.mamIQ(ctx, sess, el, q, to.Localpart())
 	default:
 		s.replyError(sess, el, "service-unavailable", "")
+	}
+}
+
+// selfPing answers a ping to room/nick on the occupant's behalf
+// (XEP-0410): a result if sess is that occupant, not-acceptable if sess is
+// not in the room. Pings to other occupants are not relayed.
+func (s *Service) selfPing(sess Session, iq *stanza.Element, to jid.JID) {
+	s.mu.Lock()
+	var o *occupant
+	if r := s.rooms[to.Localpart()]; r != nil {
+		o = r.occupantOf(sess)
+	}
+	s.mu.Unlock()
+	switch {
+	case o == nil:
+		s.replyError(sess, iq, "not-acceptable", "you are not in this room")
+	case o.nick == to.Resourcepart():
+		s.send(sess, stanza.Result(iq))
+	default:
+		s.replyError(sess, iq, "service-unavailable", "requests to occupants are not relayed")
 	}
 }
 
@@ -141,6 +163,8 @@ func (r *room) features() []string {
 		NSMAM,
 		NSStanzaID,
 		NSConference,
+		NSSelfPing,
+		NSStableID,
 		pick(r.cfg.Public, "muc_public", "muc_hidden"),
 		pick(r.cfg.Persistent, "muc_persistent", "muc_temporary"),
 		pick(r.cfg.MembersOnly, "muc_membersonly", "muc_open"),

@@ -34,6 +34,12 @@ const (
 	NSRSM        = "http://jabber.org/protocol/rsm"
 	NSForward    = "urn:xmpp:forward:0"
 	NSStanzaID   = "urn:xmpp:sid:0"
+	NSPing       = "urn:xmpp:ping"
+	// NSSelfPing says the room answers pings to an occupant's own
+	// nickname (XEP-0410); NSStableID that a groupchat message keeps the
+	// id its sender gave it.
+	NSSelfPing = NSMUC + "#self-ping-optimization"
+	NSStableID = NSMUC + "#stable_id"
 	// NSConference is the conference (SFU) namespace; the room advertises
 	// it, the conference service answers it.
 	NSConference = "urn:poosms:conference:0"

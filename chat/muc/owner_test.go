@@ -44,13 +44,13 @@ func TestConfigurationInDisco(t *testing.T) {
 		alice := h.session("alice@localhost/a")
 		h.room(alice, "r", "Alice", tc.fields)
 		got, q := roomFeatures(t, h, alice, "r")
-		for _, f := range append(tc.want, NSMUC, NSMAM, NSStanzaID, NSConference) {
+		for _, f := range append(tc.want, NSMUC, NSMAM, NSStanzaID, NSConference, NSSelfPing, NSStableID) {
 			if !slices.Contains(got, f) {
 				t.Errorf("features %v lack %s", got, f)
 			}
 		}
-		if len(got) != 12 {
-			t.Errorf("%d features, want 12 (one of each pair): %v", len(got), got)
+		if len(got) != 14 {
+			t.Errorf("%d features, want 14 (one of each pair): %v", len(got), got)
 		}
 		if q.Child(NSDiscoInfo, "identity").Attr("category") != "conference" || q.Child(NSData, "x") == nil {
 			t.Errorf("disco#info = %s, want a conference identity and a roominfo form", q)

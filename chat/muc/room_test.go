@@ -414,3 +414,26 @@ func TestNoNickAndBadAddresses(t *testing.T) {
 	h.send(alice, `<iq type='get' id='v' to='r@conference.localhost/Nick'><query xmlns='jabber:iq:version'/></iq>`)
 	expect(t, "iq to an occupant", alice, "iq type=error from=r/Nick error=service-unavailable")
 }
+
+func TestSelfPing(t *testing.T) {
+	h := newHarness(t, nil)
+	alice := h.session("alice@localhost/a")
+	h.room(alice, "r", "Alice", nil)
+	bob := h.session("bob@localhost/b")
+	h.join(bob, "r/Bob", "")
+	bob.take()
+	ping := func(s *fakeSession, nick string) string {
+		got, _ := h.iq(s, `<iq type='get' id='p' to='r@conference.localhost/`+nick+`'><ping xmlns='urn:xmpp:ping'/></iq>`)
+		return got
+	}
+	if got := ping(bob, "Bob"); got != "iq type=result from=r/Bob" {
+		t.Errorf("self-ping while joined: %s", got)
+	}
+	if got := ping(bob, "Alice"); got != "iq type=error from=r/Alice error=service-unavailable" {
+		t.Errorf("ping to another occupant: %s", got)
+	}
+	h.svc.SessionClosed(t.Context(), bob)
+	if got := ping(bob, "Bob"); got != "iq type=error from=r/Bob error=not-acceptable" {
+		t.Errorf("self-ping after leaving: %s", got)
+	}
+}
