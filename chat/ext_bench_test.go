@@ -1,0 +1,45 @@
+package chat
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+
+	"mellium.im/xmpp/jid"
+
+	"poosms.org/poosms/stanza"
+	"poosms.org/poosms/store"
+)
+
+// BenchmarkArchivedMessage routes a chat message between two online users
+// with the archive on an SQLite file: two archive writes per message, and
+// blocking and carbons checked.
+func BenchmarkArchivedMessage(b *testing.B) {
+	ctx := context.Background()
+	db, err := store.Open(ctx, "sqlite:"+filepath.Join(b.TempDir(), "bench.db"), "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	for _, u := range []string{"alice", "bob"} {
+		if err := db.CreateAccount(ctx, u, store.Credentials{Iterations: 4096}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	svc, err := New(Config{Domain: "localhost"}, db)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer svc.Close()
+	alice := &nullSession{jid.MustParse("alice@localhost/a")}
+	bob := &nullSession{jid.MustParse("bob@localhost/b")}
+	for _, s := range []Session{alice, bob} {
+		svc.SessionBound(ctx, s)
+		svc.HandleStanza(ctx, s, stanza.New(stanza.NSClient, "presence"))
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		msg, _ := stanza.Parse([]byte(`<message type='chat' to='bob@localhost' id='x'><body>hello</body></message>`))
+		svc.HandleStanza(ctx, alice, msg)
+	}
+}
