@@ -50,9 +50,9 @@ func (sl slot) escapedPath() string {
 // signature is the HMAC of everything the PUT is checked against.
 func (sl slot) signature(secret []byte) string {
 	m := hmac.New(sha256.New, secret)
-	ctype := ""
+	ctype := "-" // no content type named
 	if sl.typed {
-		ctype = sl.ctype
+		ctype = "+" + sl.ctype
 	}
 	for _, part := range []string{"poosms upload 1", sl.user, sl.id, sl.name,
 		strconv.FormatInt(sl.size, 10), ctype, strconv.FormatInt(sl.expires, 10)} {
