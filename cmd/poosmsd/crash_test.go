@@ -3,101 +3,28 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
+	"poosms.org/poosms/internal/testenv"
 	"poosms.org/poosms/internal/xmppclient"
 	"poosms.org/poosms/stanza"
 )
-
-// daemon is poosmsd running as a real process.
-type daemon struct {
-	cmd             *exec.Cmd
-	c2s, http, data string
-	bin             string
-	args            []string
-}
-
-func buildDaemon(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "poosmsd")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-func newDaemon(t *testing.T, bin string) *daemon {
-	d := &daemon{bin: bin, c2s: freePort(t), http: freePort(t), data: t.TempDir()}
-	d.args = []string{"serve", "--data-dir", d.data, "--c2s-addr", d.c2s, "--c2s-tls-addr", "",
-		"--http-addr", d.http, "--media-udp-addr", "127.0.0.1:0", "--media-tcp-addr", "", "--turn-addr", "",
-		"--log-level", "warn"}
-	return d
-}
-
-func (d *daemon) start(t *testing.T) {
-	t.Helper()
-	d.cmd = exec.Command(d.bin, d.args...)
-	d.cmd.Stdout, d.cmd.Stderr = os.Stderr, os.Stderr
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if d.cmd.ProcessState == nil {
-			_ = d.cmd.Process.Kill()
-			_ = d.cmd.Wait()
-		}
-	})
-	waitFor(t, func() bool {
-		r, err := http.Get("http://" + d.http + "/healthz")
-		if err != nil {
-			return false
-		}
-		r.Body.Close()
-		return r.StatusCode == http.StatusOK
-	})
-}
-
-// kill sends SIGKILL and closes done once the process is gone.
-func (d *daemon) kill(done chan<- struct{}) {
-	defer close(done)
-	_ = d.cmd.Process.Signal(syscall.SIGKILL)
-	_ = d.cmd.Wait()
-}
 
 // TestKilledServerLosesNothingAcknowledged sends messages to an offline
 // user with stream management on, kills the server with SIGKILL in the
 // middle, restarts it, and checks that every message the server
 // acknowledged reaches the user.
 func TestKilledServerLosesNothingAcknowledged(t *testing.T) {
-	d := newDaemon(t, buildDaemon(t))
+	d := testenv.NewDaemon(t, testenv.BuildPoosmsd(t))
 	for _, u := range []string{"alice", "bob"} {
-		if code, _, errOut := runCLI(t, u+"-password\n", "user", "add", u, "--data-dir", d.data); code != 0 {
-			t.Fatalf("user add %s: %s", u, errOut)
-		}
+		d.Run(t, u+"-password\n", "user", "add", u)
 	}
-	d.start(t)
+	d.Start(t)
 	opts := func(user string) xmppclient.Options {
-		return xmppclient.Options{Addr: d.c2s, Domain: "localhost", Username: user, Password: user + "-password", Resource: "r", Timeout: 10 * time.Second}
+		return xmppclient.Options{Addr: d.C2S, Domain: "localhost", Username: user, Password: user + "-password", Resource: "r", Timeout: 10 * time.Second}
 	}
 	alice, err := xmppclient.Dial(context.Background(), opts("alice"))
 	if err != nil {
@@ -128,6 +55,10 @@ func TestKilledServerLosesNothingAcknowledged(t *testing.T) {
 	const total = 800 // under the offline limit (1000): none is bounced
 	sent := 0
 	killed := make(chan struct{})
+	kill := func() {
+		defer close(killed)
+		d.Kill()
+	}
 	for ; sent < total; sent++ {
 		m := stanza.New(stanza.NSClient, "message").SetAttr("to", "bob@localhost").SetAttr("type", "chat").
 			Append(stanza.New(stanza.NSClient, "body").SetText(fmt.Sprintf("m%d", sent)))
@@ -141,7 +72,7 @@ func TestKilledServerLosesNothingAcknowledged(t *testing.T) {
 			// Once a good part is acknowledged, kill the server while the
 			// rest is still flowing.
 			waitFor(t, func() bool { return acked.Load() >= total/4 })
-			go d.kill(killed)
+			go kill()
 		}
 	}
 	<-readerDone
@@ -152,7 +83,7 @@ func TestKilledServerLosesNothingAcknowledged(t *testing.T) {
 		t.Fatal("nothing was acknowledged")
 	}
 
-	d.start(t)
+	d.Start(t)
 	bob, err := xmppclient.Dial(context.Background(), opts("bob"))
 	if err != nil {
 		t.Fatal(err)

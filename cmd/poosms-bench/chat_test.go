@@ -1,0 +1,46 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strconv"
+	"testing"
+
+	"poosms.org/poosms/internal/testenv"
+)
+
+// TestChatAgainstPoosmsd runs a short chat load against a real poosmsd and
+// checks the report: every message sent was delivered and measured.
+func TestChatAgainstPoosmsd(t *testing.T) {
+	d := testenv.NewDaemon(t, testenv.BuildPoosmsd(t))
+	for i := 0; i < 6; i++ {
+		d.Run(t, "bench-password\n", "user", "add", "bench"+strconv.Itoa(i))
+	}
+	d.Start(t)
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), []string{"chat", "--addr", d.C2S, "--clients", "6", "--rate", "60",
+		"--duration", "1s", "--json", "--pid", strconv.Itoa(d.PID()), "--sources", "127.0.0.1-127.0.0.3"}, &out, &errOut)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	var r chatResult
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+		t.Fatalf("%v: %s", err, out.String())
+	}
+	if r.LoginErrors != 0 || r.Sent < 30 || r.Delivered != r.Sent || r.LatencyP50ms <= 0 || r.ServerCPUSecs <= 0 || r.ServerPeakRSS <= 0 {
+		t.Fatalf("report %+v: want every message delivered and measured", r)
+	}
+}
+
+func TestSourceRange(t *testing.T) {
+	got, err := sourceRange("127.0.0.1-127.0.0.4")
+	if err != nil || len(got) != 4 || got[3].String() != "127.0.0.4" {
+		t.Fatalf("%v %v", got, err)
+	}
+	for _, bad := range []string{"10.0.0.1-10.0.0.2", "127.0.0.5-127.0.0.1", "x"} {
+		if _, err := sourceRange(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}

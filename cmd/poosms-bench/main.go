@@ -1,0 +1,45 @@
+// Command poosms-bench puts load on an XMPP server and reports what it
+// measured. It speaks plain XMPP (STARTTLS, SCRAM), so the same run works
+// against poosms and against other servers.
+//
+//	poosms-bench chat --addr 127.0.0.1:5222 --domain localhost --clients 2000 --rate 2000 --duration 30s --pid 1234
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `poosms-bench — load for XMPP servers
+
+Usage:
+  poosms-bench chat [flags]   clients log in (STARTTLS + SCRAM) and send messages to random peers
+
+Run "poosms-bench chat --help" for the flags.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "chat":
+		return chatCommand(ctx, args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "poosms-bench: unknown command %q\n\n%s", args[0], usage)
+	return 2
+}
