@@ -12,6 +12,10 @@ import (
 	"poosms.org/poosms/store"
 )
 
+// maxBlockedJID is the longest address a blocklist holds (the store's
+// column size).
+const maxBlockedJID = 3000
+
 // loadBlocklist caches the blocklist of a user who has a session.
 func (s *Service) loadBlocklist(ctx context.Context, local string) {
 	if s.blockSt == nil {
@@ -172,6 +176,10 @@ func (s *Service) blockingIQ(ctx context.Context, sess Session, iq, q *stanza.El
 		j, err := jid.Parse(it.Attr("jid"))
 		if err != nil || it.Attr("jid") == "" {
 			s.replyError(sess, iq, "jid-malformed", "")
+			return
+		}
+		if len(j.String()) > maxBlockedJID {
+			s.replyError(sess, iq, "not-acceptable", "the address is too long to block")
 			return
 		}
 		if !slices.Contains(items, j.String()) {

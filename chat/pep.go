@@ -20,6 +20,8 @@ const (
 	pepMaxItems = 1000
 	// pepMaxPayload bounds one item's serialised payload (avatars included).
 	pepMaxPayload = 512 << 10
+	// pepMaxName bounds node names and item ids (the store's column size).
+	pepMaxName = 1024
 )
 
 // pepFeatures are the pubsub features PEP offers on the account
@@ -215,6 +217,10 @@ func (s *Service) pepPublish(ctx context.Context, sess Session, iq, q *stanza.El
 	if id == "" {
 		id = newID()
 	}
+	if len(name) > pepMaxName || len(id) > pepMaxName {
+		s.replyError(sess, iq, "not-acceptable", "the node name or item id is too long")
+		return
+	}
 	local := owner.Localpart()
 	lk := s.pepLock(local)
 	lk.Lock()
@@ -290,6 +296,10 @@ func (s *Service) pepRetract(ctx context.Context, sess Session, iq, r *stanza.El
 
 func (s *Service) pepCreate(ctx context.Context, sess Session, iq, q *stanza.Element, owner jid.JID) {
 	name := q.Child(NSPubSub, "create").Attr("node")
+	if len(name) > pepMaxName {
+		s.replyError(sess, iq, "not-acceptable", "the node name is too long")
+		return
+	}
 	if name == "" {
 		// Instant nodes make no sense on an account.
 		s.pubsubError(sess, iq, "not-acceptable", "nodeid-required")

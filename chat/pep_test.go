@@ -345,3 +345,21 @@ func TestExtensionDisco(t *testing.T) {
 		}
 	}
 }
+
+func TestPEPLimits(t *testing.T) {
+	h, _ := newDBHarness(t, Config{}, "alice")
+	a := h.online("alice@localhost/a", 0)
+	long := strings.Repeat("n", pepMaxName+1)
+	for _, tc := range []struct{ raw, cond string }{
+		{publish(long, "1", "<x xmlns='urn:x'/>", ""), "not-acceptable"},
+		{publish("urn:x", long, "<x xmlns='urn:x'/>", ""), "not-acceptable"},
+		{publish("urn:x", "1", "<x xmlns='urn:x'>"+strings.Repeat("y", pepMaxPayload)+"</x>", ""), "not-acceptable"},
+		{publish("urn:x", "1", "<x xmlns='urn:x'/>", opt("pubsub#max_items", "100000")), "conflict"},
+		{publish("urn:x", "1", "<x xmlns='urn:x'/><y xmlns='urn:x'/>", ""), "bad-request"},
+		{`<iq type='set' id='p'><query xmlns='jabber:iq:private'><x xmlns='urn:` + long + `'/></query></iq>`, "not-acceptable"},
+	} {
+		if reply, _ := h.iq(a, tc.raw); errorCondition(reply) != tc.cond {
+			t.Errorf("%.80s: %.200s, want %s", tc.raw, reply, tc.cond)
+		}
+	}
+}

@@ -13,6 +13,9 @@ import (
 // maxPrivateBytes bounds one stored private XML payload.
 const maxPrivateBytes = 64 << 10
 
+// maxPrivateNamespace is the longest namespace kept (the store's column).
+const maxPrivateNamespace = 1024
+
 // privateIQ serves private XML storage (XEP-0049): one payload per
 // namespace, readable and writable by its owner only.
 func (s *Service) privateIQ(ctx context.Context, sess Session, iq, q *stanza.Element, owner jid.JID, _ bool) {
@@ -28,6 +31,10 @@ func (s *Service) privateIQ(ctx context.Context, sess Session, iq, q *stanza.Ele
 	p := els[0]
 	if p.Space == "" || p.Space == stanza.NSClient || p.Space == NSPrivate {
 		s.replyError(sess, iq, "not-acceptable", "the element needs a namespace of its own")
+		return
+	}
+	if len(p.Space) > maxPrivateNamespace {
+		s.replyError(sess, iq, "not-acceptable", "the namespace is too long")
 		return
 	}
 	if iq.Type() == "set" {
