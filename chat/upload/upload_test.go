@@ -610,6 +610,36 @@ func TestNoPathTraversal(t *testing.T) {
 	}
 }
 
+// TestHandlerAloneRefusesDotDot calls the handler without a ServeMux in
+// front (which would clean the path), as a server mounting it directly would.
+func TestHandlerAloneRefusesDotDot(t *testing.T) {
+	h := newHarness(t, Config{})
+	const id = "0123456789abcdef0123456789abcdef"
+	if err := os.MkdirAll(filepath.Join(h.root, id), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(h.root, id, "secret.txt"), []byte("top secret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(h.dir, "alice", id), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{
+		"/upload/../" + id + "/secret.txt",
+		"/upload/alice/../../" + id + "/secret.txt",
+		"/upload/alice/" + id + "/../../../" + id + "/secret.txt",
+		"/upload/alice/" + id + "/..",
+	} {
+		req := httptest.NewRequest(http.MethodGet, "http://127.0.0.1/", nil)
+		req.URL.Path = p
+		rec := httptest.NewRecorder()
+		h.svc.HTTPHandler().ServeHTTP(rec, req)
+		if rec.Code != http.StatusNotFound || strings.Contains(rec.Body.String(), "top secret") {
+			t.Errorf("GET %s = %d %q, want 404", p, rec.Code, rec.Body.String())
+		}
+	}
+}
+
 func TestSafeName(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
 		{"photo.jpg", "photo.jpg"},
