@@ -44,3 +44,25 @@ func TestSourceRange(t *testing.T) {
 		}
 	}
 }
+
+// TestTURNAgainstPoosmsd relays packets through poosmsd's TURN server with
+// REST credentials made from its secret.
+func TestTURNAgainstPoosmsd(t *testing.T) {
+	turnAddr := testenv.FreeAddr(t)
+	d := testenv.NewDaemon(t, testenv.BuildPoosmsd(t))
+	d.Args = append(d.Args, "--turn-addr", turnAddr, "--turn-secret", "bench-secret", "--turn-allow-peers", "127.0.0.0/8")
+	d.Start(t)
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), []string{"turn", "--server", turnAddr, "--secret", "bench-secret", "--allocations", "2",
+		"--rate", "100", "--duration", "1s", "--json", "--pid", strconv.Itoa(d.PID())}, &out, &errOut)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	var r turnResult
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+		t.Fatalf("%v: %s", err, out.String())
+	}
+	if r.Allocations != 2 || r.Sent < 100 || r.Echoed < r.Sent*9/10 || r.RelayedPerSec <= 0 {
+		t.Fatalf("report %+v: want both allocations relaying nearly every packet", r)
+	}
+}

@@ -18,8 +18,9 @@ const usage = `poosms-bench — load for XMPP servers
 
 Usage:
   poosms-bench chat [flags]   clients log in (STARTTLS + SCRAM) and send messages to random peers
+  poosms-bench turn [flags]   allocations relay packets to an echoing peer through a TURN server
 
-Run "poosms-bench chat --help" for the flags.
+Run "poosms-bench COMMAND --help" for the flags.
 `
 
 func main() {
@@ -36,6 +37,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "chat":
 		return chatCommand(ctx, args[1:], stdout, stderr)
+	case "turn":
+		return turnCommand(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
