@@ -3,6 +3,8 @@ package muc_test
 import (
 	"context"
 	"crypto/tls"
+	"net"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +13,7 @@ import (
 
 	"poosms.org/poosms/chat"
 	"poosms.org/poosms/chat/muc"
+	"poosms.org/poosms/internal/testenv"
 	"poosms.org/poosms/internal/xmppclient"
 	"poosms.org/poosms/signaling"
 	"poosms.org/poosms/signaling/sasl"
@@ -191,5 +194,25 @@ func TestRoomOverRealStreams(t *testing.T) {
 		await(t, c, "carol leaving", func(el *stanza.Element) bool {
 			return el.Local == "presence" && el.Type() == "unavailable" && el.From() == "den@conference.localhost/Carol"
 		})
+	}
+}
+
+// TestSlixmppRoom runs a third-party client library (slixmpp, Debian's
+// python3-slixmpp) against the stack: three people in a room, history for
+// a late joiner, subject, a private message, archive paging both ways and
+// a kick.
+func TestSlixmppRoom(t *testing.T) {
+	python := testenv.Command(t, "/usr/bin/python3", "apt-get install -y python3")
+	if err := exec.Command(python, "-c", "import slixmpp").Run(); err != nil {
+		testenv.Require(t, "python3-slixmpp is not installed (apt-get install -y python3-slixmpp)")
+	}
+	st := newStack(t)
+	_, port, _ := net.SplitHostPort(st.addr)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, python, "testdata/slixmpp_muc.py", "127.0.0.1", port, "localhost").CombinedOutput()
+	t.Logf("slixmpp_muc.py:\n%s", out)
+	if err != nil || !strings.Contains(string(out), "PASS") {
+		t.Fatalf("slixmpp_muc.py failed: %v", err)
 	}
 }
