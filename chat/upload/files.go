@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io/fs"
 	"net/url"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 )
@@ -200,6 +202,13 @@ func (s *Service) usage(user string, prune bool) (int64, error) {
 			}
 			return 0, err
 		}
+		if prune && s.abandoned(sd, files) {
+			if err := os.RemoveAll(dir); err != nil {
+				return 0, err
+			}
+			s.log.Debug("upload: abandoned upload removed", "path", filepath.Join(user, sd.Name()))
+			continue
+		}
 		for _, f := range files {
 			if strings.HasPrefix(f.Name(), ".") {
 				continue // .part is reserved below; .meta is tiny
@@ -225,4 +234,41 @@ func (s *Service) usage(user string, prune bool) (int64, error) {
 	total += s.reserved[user]
 	s.reservedMu.Unlock()
 	return total, nil
+}
+
+// abandonAfter is how long a slot folder without a finished file may go
+// unwritten before it counts as left by a crash.
+const abandonAfter = time.Hour
+
+// abandoned reports whether a slot folder holds no finished file and
+// nothing in it was written for abandonAfter: an upload cut off by a crash
+// of the server.
+func (s *Service) abandoned(dir os.DirEntry, files []os.DirEntry) bool {
+	cutoff := s.now().Add(-abandonAfter)
+	if info, err := dir.Info(); err != nil || !info.ModTime().Before(cutoff) {
+		return false
+	}
+	for _, f := range files {
+		if !strings.HasPrefix(f.Name(), ".") {
+			return false
+		}
+		info, err := f.Info()
+		if err != nil || !info.ModTime().Before(cutoff) {
+			return false
+		}
+	}
+	return true
+}
+
+// DeleteUser removes every file of the user with this localpart, for when
+// the account is deleted.
+func (s *Service) DeleteUser(localpart string) error {
+	user := userFolder(localpart)
+	lock := s.userLock(user)
+	lock.Lock()
+	defer lock.Unlock()
+	if err := os.RemoveAll(filepath.Join(s.dir, user)); err != nil {
+		return fmt.Errorf("upload: delete files of %q: %w", localpart, err)
+	}
+	return nil
 }

@@ -361,6 +361,49 @@ func TestRetentionFreesQuota(t *testing.T) {
 	h.slot(alice, "new", 100, "")
 }
 
+func TestCrashLeftoversAndDeleteUser(t *testing.T) {
+	h := newHarness(t, Config{QuotaBytes: 100})
+	alice, bob := session("alice@localhost/a"), session("bob@localhost/b")
+	p, g := h.slot(alice, "kept", 10, "")
+	if st := put(t, p, randomBytes(t, 10), ""); st != http.StatusCreated {
+		t.Fatalf("PUT = %d", st)
+	}
+	// An upload cut off by a crash: a slot folder with .meta and .part only.
+	crashed := filepath.Join(h.dir, "alice", "0123456789abcdef0123456789abcdef")
+	if err := os.MkdirAll(crashed, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(crashed, metaFile), []byte("text/plain"), 0o600)
+	os.WriteFile(filepath.Join(crashed, partFile), make([]byte, 50), 0o600)
+	h.slot(alice, "x", 1, "")
+	if _, err := os.Stat(crashed); err != nil {
+		t.Fatalf("a fresh leftover was removed: %v", err)
+	}
+	h.clock.Add(2 * time.Hour)
+	h.slot(alice, "x", 1, "")
+	if _, err := os.Stat(crashed); !os.IsNotExist(err) {
+		t.Errorf("an hour-old leftover is still there: %v", err)
+	}
+	if st, _, _ := get(t, g); st != http.StatusOK {
+		t.Errorf("the finished file went with the leftover: GET = %d", st)
+	}
+
+	pb, gb := h.slot(bob, "bobs", 10, "")
+	put(t, pb, randomBytes(t, 10), "")
+	if err := h.svc.DeleteUser("alice"); err != nil {
+		t.Fatalf("DeleteUser: %v", err)
+	}
+	if st, _, _ := get(t, g); st != http.StatusNotFound {
+		t.Errorf("GET after DeleteUser = %d, want 404", st)
+	}
+	if st, _, _ := get(t, gb); st != http.StatusOK {
+		t.Errorf("DeleteUser(alice) touched bob's file: GET = %d", st)
+	}
+	if err := h.svc.DeleteUser("nobody"); err != nil {
+		t.Errorf("DeleteUser of a user without files: %v", err)
+	}
+}
+
 func TestExpiredSlotRefused(t *testing.T) {
 	h := newHarness(t, Config{SlotTTL: time.Minute})
 	alice := session("alice@localhost/a")
