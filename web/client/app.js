@@ -321,9 +321,14 @@ function onStanza(s) {
   const body = child(s, 'body')?.textContent;
   const c = chatOf(b);
   const cs = [...s.children].find((e) => e.namespaceURI === NS.chatstates);
-  if (cs) c.typing = cs.localName === 'composing' ? 'typing' : cs.localName === 'paused' ? 'paused' : '';
+  const delay = child(s, 'delay', NS.delay);
+  if (cs && !delay) {
+    c.typing = cs.localName === 'composing' ? 'typing' : cs.localName === 'paused' ? 'paused' : '';
+    // A "composing" that is never followed up fades after 30 seconds.
+    clearTimeout(c.typingTimer);
+    if (c.typing === 'typing') c.typingTimer = setTimeout(() => { c.typing = ''; render(); }, 30000);
+  }
   if (body) {
-    const delay = child(s, 'delay', NS.delay);
     const id = s.getAttribute('id') || newId('m');
     if (!c.messages.some((m) => m.dir === 'in' && m.id === id && m.from === from)) {
       c.messages.push({ id, from, dir: 'in', body, time: delay ? new Date(delay.getAttribute('stamp')) : new Date(), delayed: !!delay });

@@ -153,6 +153,12 @@ type person struct {
 }
 
 func newPerson(t *testing.T, ctx context.Context, name string) *person {
+	return newPersonWith(t, ctx, name, true)
+}
+
+// newPersonWith starts a browser; fakeMedia gives it a fake camera and
+// microphone, without it the browser has none.
+func newPersonWith(t *testing.T, ctx context.Context, name string, fakeMedia bool) *person {
 	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chromiumPath),
@@ -162,7 +168,7 @@ func newPerson(t *testing.T, ctx context.Context, name string) *person {
 		chromedp.WindowSize(1100, 800),
 		chromedp.Flag("disable-quic", true),
 		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("use-fake-device-for-media-stream", true),
+		chromedp.Flag("use-fake-device-for-media-stream", fakeMedia),
 		chromedp.Flag("use-fake-ui-for-media-stream", true),
 		chromedp.Flag("allow-loopback-in-peer-connection", true),
 		chromedp.Flag("disable-features", "Translate,BlinkGenPropertyTrees,WebRtcHideLocalIpsWithMdns"),
@@ -297,7 +303,7 @@ func contactSel(jid string) string { return `#contacts li[data-jid="` + jid + `"
 
 func (p *person) openChat(jid string) {
 	p.t.Helper()
-	p.run(chromedp.Click(contactSel(jid) + " button.open"))
+	p.run(chromedp.Click(chromedp.CSS(contactSel(jid) + " button.open")))
 	p.waitFor("chat with "+jid+" open", `document.getElementById('chat-title').textContent === `+js(jid), 5*time.Second)
 }
 
@@ -426,9 +432,49 @@ func TestBrowserChatAndCall(t *testing.T) {
 	bob.waitFor("carol's tile gone", `!document.querySelector('#grid .tile[data-jid^="carol@localhost/"]')`, 10*time.Second)
 	bob.seesVideo("alice@localhost")
 
+	// Someone without a camera is told so, and still sees and hears the others.
+	carol.run(chromedp.Click(chromedp.CSS("#logout")))
+	dave := newPersonWith(t, ctx, "dave", false)
+	dave.signUp(srv.url)
+	dave.joinCall("standup")
+	dave.waitFor("no-camera notice", `document.getElementById('call-notice').textContent.includes('No camera')`, 10*time.Second)
+	dave.seesVideo("bob@localhost")
+	bob.waitFor("dave's tile", `document.querySelector('#grid .tile[data-jid^="dave@localhost/"] figcaption')?.textContent === 'dave'`, 10*time.Second)
+	dave.screenshot(shots, "call-without-camera")
+	dave.run(chromedp.Click(chromedp.CSS("#leave-btn")))
+	bob.waitFor("dave's tile gone", `!document.querySelector('#grid .tile[data-jid^="dave@localhost/"]')`, 10*time.Second)
+
+	// Mute and camera off are shown on the controls.
+	bob.run(chromedp.Click(chromedp.CSS("#mute-btn")), chromedp.Click(chromedp.CSS("#camera-btn")))
+	bob.waitFor("muted", `document.getElementById('mute-btn').getAttribute('aria-pressed') === 'true' && `+
+		`document.getElementById('camera-btn').getAttribute('aria-pressed') === 'true' && `+
+		`!window.poosms.state.call.local.getAudioTracks()[0].enabled && !window.poosms.state.call.local.getVideoTracks()[0].enabled`, 5*time.Second)
+
 	// Alice leaves too; Bob's grid shows only himself.
 	alice.run(chromedp.Click(chromedp.CSS("#leave-btn")))
 	bob.waitFor("alice's tile gone", `document.querySelectorAll('#grid .tile').length === 1`, 10*time.Second)
+
+	// Bob goes offline; Alice's message waits for him and keeps its time.
+	bob.run(chromedp.Click(chromedp.CSS("#logout")))
+	bob.waitFor("logged out", `!document.getElementById('login-view').hidden`, 10*time.Second)
+	alice.waitFor("bob offline", `document.querySelector('`+contactSel("bob@localhost")+`[data-presence="offline"]')`, 10*time.Second)
+	alice.openChat("bob@localhost")
+	alice.say("See you tomorrow.")
+	alice.waitFor("accepted by the server", lastMessage("out")+`?.dataset.state === 'sent'`, 10*time.Second)
+	sentAt := eval[string](alice, lastMessage("out")+`.querySelector('time').dateTime`)
+	bob.logIn(srv.url, false)
+	bob.waitFor("unread offline message", `document.querySelector('`+contactSel("alice@localhost")+` .unread')?.textContent === '1'`, 10*time.Second)
+	bob.openChat("alice@localhost")
+	bob.waitFor("offline message", lastMessage("in")+`?.querySelector('.body').textContent === 'See you tomorrow.' && `+
+		lastMessage("in")+`.querySelector('.meta').textContent.includes('while you were away')`, 10*time.Second)
+	shownAt := eval[string](bob, lastMessage("in")+`.querySelector('time').dateTime`)
+	t1, err1 := time.Parse(time.RFC3339Nano, sentAt)
+	t2, err2 := time.Parse(time.RFC3339Nano, shownAt)
+	if err1 != nil || err2 != nil || t2.Sub(t1).Abs() > 2*time.Second {
+		t.Errorf("offline message sent at %s shown with time %s", sentAt, shownAt)
+	}
+	alice.waitFor("delivered once bob is back", lastMessage("out")+`?.dataset.state === 'delivered'`, 10*time.Second)
+	bob.screenshot(shots, "offline-message")
 }
 
 func exceptionText(d *runtime.ExceptionDetails) string {
