@@ -92,6 +92,26 @@ func (s *Service) sendLastItems(ctx context.Context, sess Session) {
 			owners = append(owners, c.Localpart())
 		}
 	}
+	s.sendLastItemsOf(ctx, sess, features, owners)
+}
+
+// lastItemsOnApproval sends user's available sessions the last items of
+// owner, whose presence they may now see (XEP-0163 §4.3.4).
+func (s *Service) lastItemsOnApproval(ctx context.Context, user jid.JID, owner string) {
+	if s.pep == nil {
+		return
+	}
+	for _, t := range s.available(user.Localpart()) {
+		if f := s.sessionFeatures(t.sess); len(f) > 0 {
+			s.sendLastItemsOf(ctx, t.sess, f, []string{owner})
+		}
+	}
+}
+
+// sendLastItemsOf sends sess the newest item of each node of owners that
+// it may read and +notifies, unless the node says never.
+func (s *Service) sendLastItemsOf(ctx context.Context, sess Session, features map[string]bool, owners []string) {
+	me := sess.JID()
 	for _, o := range owners {
 		nodes, err := s.pep.PEPNodes(ctx, o)
 		if err != nil {

@@ -363,3 +363,19 @@ func TestPEPLimits(t *testing.T) {
 		}
 	}
 }
+
+func TestPEPLastItemsOnApproval(t *testing.T) {
+	h, _ := newDBHarness(t, Config{}, "alice", "bob")
+	a := h.online("alice@localhost/a", 0)
+	h.iq(a, publish(nodeAvatar, "h1", `<metadata xmlns='urn:xmpp:avatar:metadata'/>`, ""))
+	b, _ := h.onlineWithCaps("bob@localhost/b", true, nodeAvatar+"+notify")
+	if got := events(b); len(got) != 0 {
+		t.Fatalf("bob sees alice's avatar before subscribing: %q", got)
+	}
+	h.send(b, `<presence type='subscribe' to='alice@localhost'/>`)
+	a.take()
+	h.send(a, `<presence type='subscribed' to='bob@localhost'/>`)
+	if got := events(b); strings.Join(got, ",") != "alice@localhost "+nodeAvatar+":item:h1:delayed" {
+		t.Errorf("bob's events after approval %q", got)
+	}
+}

@@ -97,6 +97,7 @@ func (s *Service) inSubscribe(ctx context.Context, contact, user jid.JID, in *st
 		changed, err := s.inSubscribed(ctx, user, contact, subscriptionPresence("subscribed", contact, user))
 		if err == nil && changed {
 			s.sendPresenceFrom(contact.Localpart(), user)
+			s.lastItemsOnApproval(ctx, user, contact.Localpart())
 		}
 		return err
 	}
@@ -132,6 +133,7 @@ func (s *Service) outSubscribed(ctx context.Context, contact, user jid.JID, out 
 	changed, err := s.inSubscribed(ctx, user, contact, out)
 	if err == nil && changed {
 		s.sendPresenceFrom(contact.Localpart(), user)
+		s.lastItemsOnApproval(ctx, user, contact.Localpart())
 	}
 	return err
 }
