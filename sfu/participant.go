@@ -537,7 +537,10 @@ func (p *participant) onTrack(tr *webrtc.TrackRemote, recv *webrtc.RTPReceiver) 
 	if li < 0 {
 		li = 0
 	}
-	u.start(tr, li)
+	if !u.started[tr] { // pion may report one stream twice
+		u.started[tr] = true
+		u.start(tr, li)
+	}
 	p.mu.Unlock()
 	if isNew {
 		p.room.addTrack(u)

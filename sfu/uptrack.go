@@ -41,6 +41,7 @@ type upTrack struct {
 
 	wg      sync.WaitGroup // read loops
 	running atomic.Int32
+	started map[*webrtc.TrackRemote]bool // streams with a read loop; owner.mu
 }
 
 type layer struct {
@@ -58,6 +59,7 @@ func newUpTrack(p *participant, id string, tr *webrtc.TrackRemote, recv *webrtc.
 	u := &upTrack{
 		id: id, owner: p, kind: tr.Kind(), codec: c,
 		rcodec: rtpx.CodecFromMime(c.MimeType), clock: c.ClockRate,
+		started: map[*webrtc.TrackRemote]bool{},
 	}
 	var rids []string
 	for _, t := range recv.Tracks() {

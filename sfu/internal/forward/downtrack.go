@@ -164,6 +164,13 @@ func (d *DownTrack) Forward(layer int, h *rtpx.Header, pkt []byte, key bool, now
 		return nil
 	}
 	d.mu.Lock()
+	if h.PayloadEnd == h.Payload {
+		// Padding only (bandwidth probing toward the SFU): nothing for
+		// the subscriber.
+		d.m.Skip(h.SSRC, h.Seq)
+		d.mu.Unlock()
+		return nil
+	}
 	seq, ts, ok := d.m.Rewrite(h.SSRC, h.Seq, h.Timestamp, now, clockRate)
 	if !ok {
 		d.mu.Unlock()

@@ -32,6 +32,13 @@ func TestMungerContinuousAcrossSwitches(t *testing.T) {
 		{in{2, 5001, 3777, 99 * ms}, 103, false}, // continues
 		{in{3, 65535, 1, 132 * ms}, 104, false},  // switch again, across wrap
 		{in{3, 0, 3001, 165 * ms}, 105, false},
+		{in{3, 0, 3001, 166 * ms}, 0, true},      // a duplicate
+		{in{3, 2, 9001, 198 * ms}, 107, false},   // 1 is late
+		{in{3, 1, 6001, 199 * ms}, 106, false},   // and fills the hole
+		{in{3, 1, 6001, 200 * ms}, 0, true},      // but only once
+		{in{3, 2, 9001, 200 * ms}, 0, true},      // the same for the newest
+		{in{3, 200, 9001, 250 * ms}, 305, false}, // a jump
+		{in{3, 3, 9001, 250 * ms}, 0, true},      // far too old now
 	}
 	var lastTS uint32
 	for i, s := range steps {
@@ -45,7 +52,7 @@ func TestMungerContinuousAcrossSwitches(t *testing.T) {
 		if seq != s.wantSeq {
 			t.Fatalf("step %d: seq %d, want %d", i, seq, s.wantSeq)
 		}
-		if i > 0 && int32(ts-lastTS) <= 0 && s.in.ssrc != steps[i-1].in.ssrc {
+		if i > 0 && int32(ts-lastTS) <= 0 && s.in.ssrc != steps[i-1].in.ssrc && steps[i-1].in.ssrc != 0 {
 			t.Fatalf("step %d: timestamp %d does not advance past %d at a switch", i, ts, lastTS)
 		}
 		lastTS = ts
@@ -186,5 +193,26 @@ func TestForwardAllocatesNothing(t *testing.T) {
 	}
 	if s.n == 0 {
 		t.Fatal("nothing forwarded")
+	}
+}
+
+func TestMungerSkipsPaddingWithoutHoles(t *testing.T) {
+	var m Munger
+	var got []uint16
+	for seq := uint16(10); seq < 20; seq++ {
+		if seq%3 == 0 { // 12, 15, 18 are padding
+			m.Skip(7, seq)
+			continue
+		}
+		out, _, ok := m.Rewrite(7, seq, uint32(seq)*90, int64(seq), 90000)
+		if !ok {
+			t.Fatalf("seq %d dropped", seq)
+		}
+		got = append(got, out)
+	}
+	for i := 1; i < len(got); i++ {
+		if got[i] != got[i-1]+1 {
+			t.Fatalf("output %v has a hole", got)
+		}
 	}
 }
