@@ -51,13 +51,7 @@ func (s *Service) routeChat(ctx context.Context, sess Session, el *stanza.Elemen
 	sent := el
 	if s.archive != nil && archivable(el) {
 		if ok, err := s.exists(ctx, to.Localpart()); err == nil && ok {
-			stamp := s.now().UTC()
-			raw := []byte(el.String())
-			mine := s.archiveFor(ctx, me.Localpart(), to.String(), stamp, raw)
-			theirs := mine
-			if !self {
-				theirs = s.archiveFor(ctx, to.Localpart(), me.String(), stamp, raw)
-			}
+			mine, theirs := s.archiveBoth(ctx, me, to, el, self)
 			if carbon && mine != "" {
 				sent = el.Copy()
 				sent.Append(stanzaID(mine, me.Bare().String()))
@@ -118,21 +112,31 @@ func archivable(el *stanza.Element) bool {
 	return content
 }
 
-// archiveFor stores raw in owner's archive and returns its stanza-id, or
-// "" when it could not be stored (logged: delivery goes on without it).
-func (s *Service) archiveFor(ctx context.Context, owner, with string, stamp time.Time, raw []byte) string {
+// archiveBoth stores el in the sender's and the recipient's archives (one
+// for a message to oneself) in one write, and returns the stanza-ids each
+// gave it; both are "" when it could not be stored (logged: delivery goes
+// on without them).
+func (s *Service) archiveBoth(ctx context.Context, from, to jid.JID, el *stanza.Element, self bool) (mine, theirs string) {
+	stamp := s.now().UTC()
+	raw := []byte(el.String())
 	for range 2 {
-		id := newID()
-		err := s.archive.ArchiveMessage(ctx, owner, store.ArchivedMessage{ID: id, With: with, Stamp: stamp, Stanza: raw})
+		mine, theirs = newID(), newID()
+		entries := []store.ArchiveEntry{{Owner: from.Localpart(), Message: store.ArchivedMessage{ID: mine, With: to.String(), Stamp: stamp, Stanza: raw}}}
+		if self {
+			theirs = mine
+		} else {
+			entries = append(entries, store.ArchiveEntry{Owner: to.Localpart(), Message: store.ArchivedMessage{ID: theirs, With: from.String(), Stamp: stamp, Stanza: raw}})
+		}
+		err := s.archive.ArchiveMessages(ctx, entries)
 		if err == nil {
-			return id
+			return mine, theirs
 		}
 		if !errors.Is(err, store.ErrExists) {
-			s.log.Error("chat: archive message", "owner", owner, "err", err)
-			return ""
+			s.log.Error("chat: archive message", "from", from.String(), "to", to.String(), "err", err)
+			return "", ""
 		}
 	}
-	return ""
+	return "", ""
 }
 
 // mamQueryIQ answers a query of the user's own archive (XEP-0313): the

@@ -20,7 +20,7 @@ import (
 
 // ArchiveStore keeps one-to-one message history (XEP-0313).
 type ArchiveStore interface {
-	ArchiveMessage(ctx context.Context, owner string, m store.ArchivedMessage) error
+	ArchiveMessages(ctx context.Context, entries []store.ArchiveEntry) error
 	QueryArchive(ctx context.Context, owner string, q store.ArchiveQuery) (store.ArchivePage, error)
 	PruneArchive(ctx context.Context, cutoff time.Time) (int64, error)
 }

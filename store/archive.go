@@ -69,6 +69,48 @@ func (db *DB) ArchiveMessage(ctx context.Context, owner string, m ArchivedMessag
 	return nil
 }
 
+// ArchiveEntry is one message for one owner's archive.
+type ArchiveEntry struct {
+	Owner   string
+	Message ArchivedMessage
+}
+
+// ArchiveMessages stores entries in one transaction, all or none (a
+// message goes into its sender's and its recipient's archives at once). It
+// returns ErrNotFound if an owner has no account and ErrExists if an owner
+// already has a message with that ID.
+func (db *DB) ArchiveMessages(ctx context.Context, entries []ArchiveEntry) (err error) {
+	tx, err := db.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return fail("archive messages", err)
+	}
+	defer func() {
+		if err != nil {
+			rollback(tx)
+		}
+	}()
+	for _, e := range entries {
+		m := e.Message
+		bare, _, _ := strings.Cut(m.With, "/")
+		res, err := tx.ExecContext(ctx, `
+			INSERT INTO archive_messages (account_id, stanza_id, with_bare, with_full, stamp_us, stanza)
+			SELECT id, ?, ?, ?, ?, ? FROM accounts WHERE username = ?`,
+			m.ID, bare, m.With, micros(m.Stamp), blob(m.Stanza), e.Owner)
+		if err != nil {
+			return fail("archive messages", err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return fail("archive messages", err)
+		} else if n == 0 {
+			return ErrNotFound
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fail("archive messages", err)
+	}
+	return nil
+}
+
 // QueryArchive returns one page of owner's history matching q. It returns
 // ErrNotFound when a message named by AfterID, BeforeID, After or Before
 // is not in owner's archive. An unknown owner has an empty archive.

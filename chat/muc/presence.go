@@ -42,6 +42,19 @@ func (s *Service) handlePresence(ctx context.Context, sess Session, el *stanza.E
 		}
 	case nick == "":
 		errorFx(&fx, sess, el, "jid-malformed", "a nickname is required to enter a room")
+	case o != nil && o.nick == nick && el.Child(NSMUC, "x") != nil:
+		// Entering again from where one already is (a client that lost
+		// track): everything entering gives, again; the others see the
+		// presence as an update.
+		o.status = statusOf(el)
+		for _, v := range r.sorted() {
+			if v != o {
+				for _, vs := range v.sessions {
+					fx.send(vs, r.presenceFor(o, v, vs))
+				}
+			}
+		}
+		s.enterState(&fx, r, o, sess, el.Child(NSMUC, "x"), false, false)
 	case o != nil && o.nick == nick:
 		o.status = statusOf(el)
 		r.broadcastPresence(&fx, o, nil)
@@ -124,7 +137,13 @@ func (s *Service) join(fx *effects, r *room, sess Session, el *stanza.Element, t
 	o.status = statusOf(el)
 	s.track(sess, r.name, true)
 
-	// The others' presence first, then the new occupant's to everyone.
+	s.enterState(fx, r, o, sess, mx, created, existing == nil)
+}
+
+// enterState sends sess what entering the room gives, in order: the other
+// occupants' presence, its own (to everyone too when announce), the
+// history its <x/> asks for, and the subject. s.mu must be held.
+func (s *Service) enterState(fx *effects, r *room, o *occupant, sess Session, mx *stanza.Element, created, announce bool) {
 	for _, other := range r.sorted() {
 		if other != o {
 			fx.send(sess, r.presenceFor(other, o, sess))
@@ -138,15 +157,14 @@ func (s *Service) join(fx *effects, r *room, sess Session, el *stanza.Element, t
 	if created {
 		selfCodes = append(selfCodes, 201)
 	}
-	if existing == nil {
+	if announce {
 		r.broadcastPresence(fx, o, selfCodes)
 	} else {
 		fx.send(sess, r.presenceFor(o, o, sess, selfCodes...))
 	}
-
 	for _, h := range s.historyFor(r, mx) {
 		m := h.el.Copy()
-		m.SetAttr("to", me.String())
+		m.SetAttr("to", sess.JID().String())
 		m.Append(delay(r.jid.String(), h.stamp))
 		fx.send(sess, m)
 	}

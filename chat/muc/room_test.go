@@ -437,3 +437,25 @@ func TestSelfPing(t *testing.T) {
 		t.Errorf("self-ping after leaving: %s", got)
 	}
 }
+
+func TestRejoinFromTheSameSession(t *testing.T) {
+	h := newHarness(t, nil)
+	alice := h.session("alice@localhost/a")
+	h.room(alice, "r", "Alice", nil)
+	h.send(alice, `<message type='groupchat' to='r@conference.localhost'><body>before</body></message>`)
+	bob := h.session("bob@localhost/b")
+	h.join(bob, "r/Bob", "<history maxstanzas='0'/>")
+	bob.take()
+	alice.take()
+	// Bob's client lost track and enters again: it gets the whole state.
+	h.join(bob, "r/Bob", "")
+	expect(t, "bob", bob,
+		"presence from=r/Alice [owner/moderator]",
+		"presence from=r/Bob [none/participant jid=bob@localhost/b] 110 170",
+		"message type=groupchat from=r/Alice body=before delayed",
+		"message type=groupchat from=r subject=")
+	expect(t, "alice", alice, "presence from=r/Bob [none/participant jid=bob@localhost/b]")
+	// Still one occupant.
+	h.send(alice, `<message type='chat' to='r@conference.localhost/Bob'><body>once</body></message>`)
+	expect(t, "bob", bob, "message type=chat from=r/Alice body=once")
+}

@@ -22,6 +22,7 @@ func RunExtensions(t *testing.T, open func(t *testing.T) *store.DB) {
 		{"ArchivePaging", testArchivePaging},
 		{"ArchiveUnknown", testArchiveUnknown},
 		{"ArchivePrune", testArchivePrune},
+		{"ArchiveBothSidesAtOnce", testArchiveBoth},
 		{"Blocklist", testBlocklist},
 		{"PEPNodesAndItems", testPEP},
 		{"PEPMaxItems", testPEPMaxItems},
@@ -421,5 +422,36 @@ func testDeleteExtensions(t *testing.T, db *store.DB) {
 	pepItemIDs(t, db, "bob", "n", []string{"1"}, 0)
 	if _, err := db.VCard(ctx, "bob"); err != nil {
 		t.Errorf("bob's vCard: %v", err)
+	}
+}
+
+func testArchiveBoth(t *testing.T, db *store.DB) {
+	mustCreate(t, db, "alice")
+	mustCreate(t, db, "bob")
+	msg := func(id, with string) store.ArchivedMessage {
+		return store.ArchivedMessage{ID: id, With: with, Stamp: extT0, Stanza: []byte("<message/>")}
+	}
+	err := db.ArchiveMessages(t.Context(), []store.ArchiveEntry{
+		{Owner: "alice", Message: msg("a1", "bob@example.org")},
+		{Owner: "bob", Message: msg("b1", "alice@example.org/pc")},
+	})
+	if err != nil {
+		t.Fatalf("ArchiveMessages: %v", err)
+	}
+	if p := archiveQuery(t, db, "bob", store.ArchiveQuery{With: "alice@example.org", Max: 5}); p.Count != 1 {
+		t.Errorf("bob's archive: %+v", p)
+	}
+	// All or none: an unknown owner or a taken id stores nothing.
+	for _, second := range []store.ArchiveEntry{
+		{Owner: "nobody", Message: msg("n1", "alice@example.org")},
+		{Owner: "bob", Message: msg("b1", "alice@example.org")},
+	} {
+		err := db.ArchiveMessages(t.Context(), []store.ArchiveEntry{{Owner: "alice", Message: msg("a2", "x@y")}, second})
+		if err == nil {
+			t.Errorf("ArchiveMessages with %+v succeeded", second)
+		}
+		if p := archiveQuery(t, db, "alice", store.ArchiveQuery{Max: 5}); p.Count != 1 {
+			t.Errorf("a failed pair left %d messages in alice's archive, want 1", p.Count)
+		}
 	}
 }
