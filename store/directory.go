@@ -164,14 +164,16 @@ func (db *DB) SearchDirectory(ctx context.Context, q DirectoryQuery) ([]Director
 		args = append(args, q.Country)
 	}
 	if q.Language != "" {
+		// The tag itself, or a longer one after a '-': the range
+		// [f+"-", f+".") holds exactly those, since '.' follows '-'.
 		f := foldText(q.Language)
-		where = append(where, `EXISTS (SELECT 1 FROM directory_tags t
-			WHERE t.account_id = e.account_id AND t.kind = ? AND (t.value = ? OR t.value LIKE ? ESCAPE '!'))`)
-		args = append(args, tagLanguage, f, likeEscaper.Replace(f)+"-%")
+		where = append(where, `e.account_id IN (SELECT t.account_id FROM directory_tags t
+			WHERE t.kind = ? AND (t.value = ? OR (t.value >= ? AND t.value < ?)))`)
+		args = append(args, tagLanguage, f, f+"-", f+".")
 	}
 	if q.Interest != "" {
-		where = append(where, `EXISTS (SELECT 1 FROM directory_tags t
-			WHERE t.account_id = e.account_id AND t.kind = ? AND t.value LIKE ? ESCAPE '!')`)
+		where = append(where, `e.account_id IN (SELECT t.account_id FROM directory_tags t
+			WHERE t.kind = ? AND t.value LIKE ? ESCAPE '!')`)
 		args = append(args, tagInterest, "%"+likeEscaper.Replace(foldText(q.Interest))+"%")
 	}
 	query := `SELECT a.username, e.nick, e.country, e.languages, e.interests, e.updated_us

@@ -21,7 +21,8 @@ CREATE TABLE directory_entries (
     interests  TEXT           NOT NULL,
     updated_us BIGINT         NOT NULL,
     PRIMARY KEY (account_id),
-    KEY directory_entries_country (country),
+    KEY directory_entries_nick (nick_fold),
+    KEY directory_entries_country (country, nick_fold),
     CONSTRAINT directory_entries_account_fk FOREIGN KEY (account_id)
         REFERENCES accounts (id) ON DELETE CASCADE
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;

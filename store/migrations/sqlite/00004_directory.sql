@@ -20,7 +20,8 @@ CREATE TABLE directory_entries (
     updated_us INTEGER NOT NULL
 );
 
-CREATE INDEX directory_entries_country ON directory_entries (country);
+CREATE INDEX directory_entries_nick ON directory_entries (nick_fold);
+CREATE INDEX directory_entries_country ON directory_entries (country, nick_fold);
 
 CREATE TABLE directory_tags (
     account_id INTEGER NOT NULL REFERENCES directory_entries (account_id) ON DELETE CASCADE,
