@@ -79,7 +79,7 @@ func (s *Service) serviceIQ(sess Session, iq, q *stanza.Element) {
 	case q.Space == NSDiscoInfo && q.Local == "query" && iq.Type() == "get" && q.Attr("node") == "":
 		info := stanza.New(NSDiscoInfo, "query").Append(
 			stanza.New(NSDiscoInfo, "identity").SetAttr("category", "conference").SetAttr("type", "text").SetAttr("name", "Group rooms"),
-			feature(NSDiscoInfo), feature(NSDiscoItems), feature(NSMUC),
+			feature(NSDiscoInfo), feature(NSDiscoItems), feature(NSMUC), feature(NSPing),
 		)
 		s.send(sess, stanza.Result(iq, info))
 	case q.Space == NSDiscoItems && q.Local == "query" && iq.Type() == "get" && q.Attr("node") == "":
@@ -88,6 +88,8 @@ func (s *Service) serviceIQ(sess Session, iq, q *stanza.Element) {
 			items.Append(stanza.New(NSDiscoItems, "item").SetAttr("jid", it.JID).SetAttr("name", it.Name))
 		}
 		s.send(sess, stanza.Result(iq, items))
+	case q.Space == NSPing && q.Local == "ping" && iq.Type() == "get":
+		s.send(sess, stanza.Result(iq))
 	case (q.Space == NSDiscoInfo || q.Space == NSDiscoItems) && q.Local == "query":
 		if iq.Type() != "get" {
 			s.replyError(sess, iq, "bad-request", "")

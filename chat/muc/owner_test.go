@@ -157,6 +157,12 @@ func TestServiceDisco(t *testing.T) {
 	if id == nil || id.Attr("category") != "conference" || id.Attr("type") != "text" || !strings.Contains(q.String(), NSMUC+"'") {
 		t.Errorf("service info = %s", q)
 	}
+	if got, _ := h.iq(alice, `<iq type='get' id='p' to='conference.localhost'><ping xmlns='urn:xmpp:ping'/></iq>`); got != "iq type=result from=conference.localhost" {
+		t.Errorf("ping to the service: %s", got)
+	}
+	if got, _ := h.iq(alice, `<iq type='get' id='v' to='conference.localhost'><query xmlns='jabber:iq:version'/></iq>`); got != "iq type=error from=conference.localhost error=service-unavailable" {
+		t.Errorf("unknown request to the service: %s", got)
+	}
 }
 
 func TestRoomItemsPerPrivacy(t *testing.T) {
