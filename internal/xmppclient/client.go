@@ -291,7 +291,9 @@ var ErrStreamClosed = errors.New("xmppclient: stream closed")
 // Recv reads the next top-level element, waiting at most the timeout.
 func (c *Client) Recv() (*stanza.Element, error) { return c.RecvTimeout(c.opts.Timeout) }
 
-// RecvTimeout reads the next top-level element, waiting at most d.
+// RecvTimeout reads the next top-level element, waiting at most d. A
+// timeout leaves the stream unreadable (the XML decoder keeps the error):
+// treat it as the end.
 func (c *Client) RecvTimeout(d time.Duration) (*stanza.Element, error) {
 	_ = c.conn.SetReadDeadline(time.Now().Add(d))
 	for {

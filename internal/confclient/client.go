@@ -1,0 +1,728 @@
+// Package confclient is a conference client written from
+// docs/protocol.md: it joins a poosms conference over an XMPP stream
+// (urn:poosms:conference:0), negotiates one Pion PeerConnection, publishes
+// synthetic, recognisable audio and (optionally simulcast) video, and
+// records what it receives. Tests and the load tool use it.
+package confclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
+	"github.com/pion/webrtc/v4"
+
+	"poosms.org/poosms/internal/xmppclient"
+	"poosms.org/poosms/stanza"
+)
+
+// NS is the conference namespace.
+const NS = "urn:poosms:conference:0"
+
+// Options for Join.
+type Options struct {
+	Room      string // NAME@conference.DOMAIN
+	Name      string // written into every payload, so receivers can tell who sent it
+	Audio     bool
+	Video     bool
+	Simulcast bool // publish video as three layers h, m, l
+	RelayOnly bool // ICE may use TURN relay candidates only
+	Loopback  bool // gather loopback host candidates (tests on 127.0.0.1)
+	// Timeout bounds each request; default 10s.
+	Timeout time.Duration
+}
+
+// Layers are the simulcast rids, best first.
+var Layers = []string{"h", "m", "l"}
+
+// Track is what arrived on one remote track.
+type Track struct {
+	Participant string // the publisher's participant id (the stream id)
+	ID          string // the track id
+	Mime        string
+	Packets     int
+	Bytes       int
+	Senders     map[string]int // payload name (publisher Name[-rid]) → packets
+	Gaps        int            // sequence-number discontinuities seen
+	LastSeq     uint16
+	First, Last time.Time
+}
+
+// Client is one participant.
+type Client struct {
+	x      *xmppclient.Client
+	o      Options
+	pc     *webrtc.PeerConnection
+	sendMu sync.Mutex // serialises writes to the XMPP stream
+
+	mu          sync.Mutex
+	cond        *sync.Cond
+	waiting     map[string]chan *stanza.Element
+	events      []*stanza.Element
+	tracks      map[string]*Track
+	pendingCand []webrtc.ICECandidateInit
+	remoteSet   bool
+	err         error
+
+	Participant string             // our id, from <joined/>
+	ICEServers  []webrtc.ICEServer // from <joined/>
+
+	audio   *webrtc.TrackLocalStaticRTP
+	video   []*webrtc.TrackLocalStaticRTP // one, or one per layer
+	vtr     *webrtc.RTPTransceiver
+	nextID  atomic.Int64
+	keyReqs atomic.Int64
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// Join joins the conference on x (which must be logged in), negotiates and
+// starts the reader. x must not be read by anyone else afterwards.
+func Join(ctx context.Context, x *xmppclient.Client, o Options) (*Client, error) {
+	if o.Timeout == 0 {
+		o.Timeout = 10 * time.Second
+	}
+	c := &Client{x: x, o: o, waiting: map[string]chan *stanza.Element{}, tracks: map[string]*Track{}}
+	c.cond = sync.NewCond(&c.mu)
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.wg.Add(1)
+	go c.readLoop()
+
+	joined, err := c.request(ctx, stanza.New(NS, "join"))
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("confclient: join: %w", err)
+	}
+	j := joined.Child(NS, "joined")
+	if j == nil {
+		c.Close()
+		return nil, fmt.Errorf("confclient: join: no <joined/> in %s", joined)
+	}
+	c.Participant = j.Attr("participant")
+	for _, s := range j.Elements() {
+		if s.Local == "ice-server" {
+			c.ICEServers = append(c.ICEServers, webrtc.ICEServer{
+				URLs: strings.Fields(s.Attr("urls")), Username: s.Attr("username"), Credential: s.Attr("credential"),
+			})
+		}
+	}
+	if err := c.newPeerConnection(); err != nil {
+		c.Close()
+		return nil, err
+	}
+	if err := c.addTracks(); err != nil {
+		c.Close()
+		return nil, err
+	}
+	if err := c.Offer(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Client) newPeerConnection() error {
+	m := &webrtc.MediaEngine{}
+	if err := m.RegisterDefaultCodecs(); err != nil {
+		return err
+	}
+	if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.AudioLevelURI}, webrtc.RTPCodecTypeAudio); err != nil {
+		return err
+	}
+	reg := &interceptor.Registry{}
+	if err := webrtc.RegisterDefaultInterceptors(m, reg); err != nil {
+		return err
+	}
+	se := webrtc.SettingEngine{}
+	se.SetIncludeLoopbackCandidate(c.o.Loopback)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeTCP4})
+	se.SetICEMulticastDNSMode(0)
+	if c.o.Loopback {
+		se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	}
+	api := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se))
+	cfg := webrtc.Configuration{ICEServers: c.ICEServers}
+	if c.o.RelayOnly {
+		cfg.ICETransportPolicy = webrtc.ICETransportPolicyRelay
+	}
+	pc, err := api.NewPeerConnection(cfg)
+	if err != nil {
+		return fmt.Errorf("confclient: peer connection: %w", err)
+	}
+	c.pc = pc
+	pc.OnICECandidate(func(cand *webrtc.ICECandidate) {
+		if cand == nil {
+			c.sendAsync(stanza.New(NS, "end-of-candidates"))
+			return
+		}
+		init := cand.ToJSON()
+		el := stanza.New(NS, "candidate").SetText(init.Candidate)
+		if init.SDPMid != nil {
+			el.SetAttr("mid", *init.SDPMid)
+		}
+		if init.SDPMLineIndex != nil {
+			el.SetAttr("mline", strconv.Itoa(int(*init.SDPMLineIndex)))
+		}
+		c.sendAsync(el)
+	})
+	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		c.wg.Add(1)
+		defer c.wg.Done()
+		t := &Track{Participant: tr.StreamID(), ID: tr.ID(), Mime: tr.Codec().MimeType, Senders: map[string]int{}}
+		c.mu.Lock()
+		c.tracks[tr.ID()] = t
+		c.mu.Unlock()
+		for {
+			pkt, _, err := tr.ReadRTP()
+			if err != nil {
+				return
+			}
+			now := time.Now()
+			c.mu.Lock()
+			if t.Packets > 0 && pkt.SequenceNumber != t.LastSeq+1 {
+				t.Gaps++
+			}
+			if t.Packets == 0 {
+				t.First = now
+			}
+			t.Packets++
+			t.Bytes += len(pkt.Payload)
+			t.LastSeq, t.Last = pkt.SequenceNumber, now
+			if name, ok := payloadName(pkt.Payload); ok {
+				t.Senders[name]++
+			}
+			c.cond.Broadcast()
+			c.mu.Unlock()
+		}
+	})
+	return nil
+}
+
+func (c *Client) addTracks() error {
+	if c.o.Audio {
+		a, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", c.o.Name)
+		if err != nil {
+			return err
+		}
+		s, err := c.pc.AddTransceiverFromTrack(a, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+		if err != nil {
+			return err
+		}
+		c.audio = a
+		c.drainRTCP(s.Sender())
+	}
+	if c.o.Video {
+		rids := []string{""}
+		if c.o.Simulcast {
+			rids = Layers
+		}
+		for _, rid := range rids {
+			var opts []func(*webrtc.TrackLocalStaticRTP)
+			if rid != "" {
+				opts = append(opts, webrtc.WithRTPStreamID(rid))
+			}
+			v, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "video", c.o.Name, opts...)
+			if err != nil {
+				return err
+			}
+			c.video = append(c.video, v)
+		}
+		tr, err := c.pc.AddTransceiverFromTrack(c.video[0], webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+		if err != nil {
+			return err
+		}
+		for _, v := range c.video[1:] {
+			if err := tr.Sender().AddEncoding(v); err != nil {
+				return err
+			}
+		}
+		c.vtr = tr
+		c.drainRTCP(tr.Sender())
+	}
+	if !c.o.Audio && !c.o.Video {
+		if _, err := c.pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// drainRTCP reads a sender's RTCP (so interceptors run) and counts
+// keyframe requests.
+func (c *Client) drainRTCP(s *webrtc.RTPSender) {
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		for {
+			pkts, _, err := s.ReadRTCP()
+			if err != nil {
+				return
+			}
+			for _, p := range pkts {
+				if strings.Contains(fmt.Sprintf("%T", p), "PictureLossIndication") {
+					c.keyReqs.Add(1)
+				}
+			}
+		}
+	}()
+}
+
+// KeyframeRequests counts PLIs the server sent this publisher.
+func (c *Client) KeyframeRequests() int64 { return c.keyReqs.Load() }
+
+// Offer sends a new offer for our tracks and applies the answer.
+func (c *Client) Offer(ctx context.Context) error {
+	for attempt := 0; ; attempt++ {
+		offer, err := c.pc.CreateOffer(nil)
+		if err != nil {
+			return fmt.Errorf("confclient: create offer: %w", err)
+		}
+		if err := c.pc.SetLocalDescription(offer); err != nil {
+			return fmt.Errorf("confclient: set local offer: %w", err)
+		}
+		res, err := c.request(ctx, stanza.New(NS, "offer").SetText(offer.SDP))
+		var se *stanzaError
+		if errors.As(err, &se) && se.cond == "unexpected-request" && attempt < 5 {
+			// Glare: the server's offer is on its way. Roll back, let the
+			// reader answer it, and offer again.
+			_ = c.pc.SetLocalDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeRollback})
+			if err := c.waitStable(ctx); err != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("confclient: offer: %w", err)
+		}
+		ans := res.Child(NS, "answer")
+		if ans == nil {
+			return fmt.Errorf("confclient: no <answer/> in %s", res)
+		}
+		if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: ans.Text()}); err != nil {
+			return fmt.Errorf("confclient: set answer: %w", err)
+		}
+		c.remoteDescribed()
+		return nil
+	}
+}
+
+func (c *Client) waitStable(ctx context.Context) error {
+	deadline := time.Now().Add(c.o.Timeout)
+	for c.pc.SignalingState() != webrtc.SignalingStateStable {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return errors.New("confclient: the server's offer did not come")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return nil
+}
+
+// remoteDescribed adds candidates that arrived before a remote description.
+func (c *Client) remoteDescribed() {
+	c.mu.Lock()
+	pending := c.pendingCand
+	c.pendingCand = nil
+	c.remoteSet = true
+	c.mu.Unlock()
+	for _, cand := range pending {
+		_ = c.pc.AddICECandidate(cand)
+	}
+}
+
+type stanzaError struct{ cond, text string }
+
+func (e *stanzaError) Error() string { return e.cond + ": " + e.text }
+
+// request sends an iq set to the room and waits for its result.
+func (c *Client) request(ctx context.Context, payload *stanza.Element) (*stanza.Element, error) {
+	id := "cc" + strconv.FormatInt(c.nextID.Add(1), 10)
+	ch := make(chan *stanza.Element, 1)
+	c.mu.Lock()
+	c.waiting[id] = ch
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.waiting, id)
+		c.mu.Unlock()
+	}()
+	if err := c.send(stanza.New(stanza.NSClient, "iq").SetAttr("type", "set").SetAttr("to", c.o.Room).SetAttr("id", id).Append(payload)); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
+	defer cancel()
+	select {
+	case r := <-ch:
+		if r.Type() == "error" {
+			e := r.Child("", "error")
+			se := &stanzaError{}
+			if e != nil {
+				if f := e.FirstElement(); f != nil {
+					se.cond = f.Local
+				}
+				se.text = e.ChildText("", "text")
+			}
+			return nil, se
+		}
+		return r, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("confclient: no answer to %s: %w", payload.Local, ctx.Err())
+	case <-c.ctx.Done():
+		return nil, errors.New("confclient: closed")
+	}
+}
+
+func (c *Client) send(el *stanza.Element) error {
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	return c.x.Send(el)
+}
+
+// sendAsync sends an iq set whose result nobody waits for (candidates).
+func (c *Client) sendAsync(payload *stanza.Element) {
+	id := "cc" + strconv.FormatInt(c.nextID.Add(1), 10)
+	_ = c.send(stanza.New(stanza.NSClient, "iq").SetAttr("type", "set").SetAttr("to", c.o.Room).SetAttr("id", id).Append(payload))
+}
+
+// readLoop owns x's reading: results, server offers and candidates, events.
+// Close unblocks it by setting a read deadline in the past.
+func (c *Client) readLoop() {
+	defer c.wg.Done()
+	for c.ctx.Err() == nil {
+		el, err := c.x.RecvTimeout(24 * time.Hour)
+		if err != nil {
+			c.mu.Lock()
+			c.err = err
+			c.cond.Broadcast()
+			c.mu.Unlock()
+			return
+		}
+		c.handle(el)
+	}
+}
+
+func (c *Client) handle(el *stanza.Element) {
+	switch {
+	case el.Local == "iq" && (el.Type() == "result" || el.Type() == "error"):
+		c.mu.Lock()
+		ch := c.waiting[el.ID()]
+		c.mu.Unlock()
+		if ch != nil {
+			ch <- el
+		}
+	case el.Local == "iq" && el.Type() == "set" && el.Child(NS, "offer") != nil:
+		c.answer(el)
+	case el.Local == "iq" && el.Type() == "set" && el.Child(NS, "candidate") != nil:
+		cand := el.Child(NS, "candidate")
+		init := webrtc.ICECandidateInit{Candidate: cand.Text()}
+		if mid := cand.Attr("mid"); mid != "" {
+			init.SDPMid = &mid
+		}
+		if ml, err := strconv.Atoi(cand.Attr("mline")); err == nil {
+			u := uint16(ml)
+			init.SDPMLineIndex = &u
+		}
+		c.mu.Lock()
+		if !c.remoteSet {
+			c.pendingCand = append(c.pendingCand, init)
+			c.mu.Unlock()
+		} else {
+			c.mu.Unlock()
+			_ = c.pc.AddICECandidate(init)
+		}
+		_ = c.send(stanza.Result(el))
+	case el.Local == "iq" && el.Type() == "set":
+		_ = c.send(stanza.Result(el))
+	case el.Local == "message" && el.Type() == "headline":
+		c.mu.Lock()
+		for _, p := range el.Elements() {
+			if p.Space == NS {
+				c.events = append(c.events, p)
+			}
+		}
+		c.cond.Broadcast()
+		c.mu.Unlock()
+	}
+}
+
+// answer applies a server offer and replies with our answer (rolling back
+// our own offer if ours is outstanding: we are the polite side).
+func (c *Client) answer(iq *stanza.Element) {
+	fail := func(err error) {
+		_ = c.send(stanza.ErrorReply(iq, "bad-request", err.Error()))
+	}
+	if c.pc.SignalingState() == webrtc.SignalingStateHaveLocalOffer {
+		_ = c.pc.SetLocalDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeRollback})
+	}
+	if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: iq.Child(NS, "offer").Text()}); err != nil {
+		fail(err)
+		return
+	}
+	c.remoteDescribed()
+	ans, err := c.pc.CreateAnswer(nil)
+	if err != nil {
+		fail(err)
+		return
+	}
+	if err := c.pc.SetLocalDescription(ans); err != nil {
+		fail(err)
+		return
+	}
+	_ = c.send(stanza.Result(iq, stanza.New(NS, "answer").SetText(ans.SDP)))
+}
+
+// WaitConnected waits until ICE and DTLS are up.
+func (c *Client) WaitConnected(ctx context.Context) error {
+	return c.until(ctx, "connected", func() bool { return c.pc.ConnectionState() == webrtc.PeerConnectionStateConnected })
+}
+
+// until polls cond (state changes come from Pion's goroutines) until ctx
+// or the client's timeout ends.
+func (c *Client) until(ctx context.Context, what string, cond func() bool) error {
+	ctx, cancel := context.WithTimeout(ctx, 3*c.o.Timeout)
+	defer cancel()
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("confclient: %s: waiting for %s: %w (%s)", c.o.Name, what, ctx.Err(), c.Summary())
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// WaitMedia waits until, for each publisher name, some remote track whose
+// MIME type starts with kind ("audio", "video") has carried at least n
+// packets naming it (simulcast layers count as Name-RID).
+func (c *Client) WaitMedia(ctx context.Context, n int, kind string, names ...string) error {
+	return c.until(ctx, kind+" from "+strings.Join(names, ", "), func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for _, name := range names {
+			ok := false
+			for _, t := range c.tracks {
+				if !strings.HasPrefix(t.Mime, kind) {
+					continue
+				}
+				for sender, got := range t.Senders {
+					if (sender == name || strings.HasPrefix(sender, name+"-")) && got >= n {
+						ok = true
+					}
+				}
+			}
+			if !ok {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// WaitEvent waits for a room event with this local name matching f.
+func (c *Client) WaitEvent(ctx context.Context, local string, f func(*stanza.Element) bool) (*stanza.Element, error) {
+	var found *stanza.Element
+	err := c.until(ctx, "event "+local, func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for _, e := range c.events {
+			if e.Local == local && (f == nil || f(e)) {
+				found = e
+				return true
+			}
+		}
+		return false
+	})
+	return found, err
+}
+
+// Tracks returns a snapshot of the remote tracks.
+func (c *Client) Tracks() []Track {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]Track, 0, len(c.tracks))
+	for _, t := range c.tracks {
+		cp := *t
+		cp.Senders = map[string]int{}
+		for k, v := range t.Senders {
+			cp.Senders[k] = v
+		}
+		out = append(out, cp)
+	}
+	return out
+}
+
+// SelectedCandidateType is the local candidate type of the nominated
+// pair ("host", "srflx", "relay"), or "" before one is selected.
+func (c *Client) SelectedCandidateType() string {
+	stats := c.pc.GetStats()
+	for _, s := range stats {
+		if p, ok := s.(webrtc.ICECandidatePairStats); ok && p.Nominated {
+			if l, ok := stats[p.LocalCandidateID].(webrtc.ICECandidateStats); ok {
+				return l.CandidateType.String()
+			}
+		}
+	}
+	return ""
+}
+
+// SetLayer asks for one simulcast layer of a track ("auto" hands the
+// choice back to the server).
+func (c *Client) SetLayer(ctx context.Context, track, rid string) error {
+	_, err := c.request(ctx, stanza.New(NS, "layer").SetAttr("track", track).SetAttr("rid", rid))
+	return err
+}
+
+// Leave leaves the conference.
+func (c *Client) Leave(ctx context.Context) error {
+	_, err := c.request(ctx, stanza.New(NS, "leave"))
+	return err
+}
+
+// Summary describes the client's state, for failure messages.
+func (c *Client) Summary() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var b strings.Builder
+	fmt.Fprintf(&b, "pc=%s signaling=%s", c.pc.ConnectionState(), c.pc.SignalingState())
+	for _, t := range c.tracks {
+		fmt.Fprintf(&b, " [%s %s %d pkts %v]", t.ID, t.Mime, t.Packets, t.Senders)
+	}
+	for _, e := range c.events {
+		fmt.Fprintf(&b, " <%s %s>", e.Local, e.Attr("id")+e.Attr("participant"))
+	}
+	return b.String()
+}
+
+// Close stops media and the reader, and closes the PeerConnection. The
+// XMPP stream is the caller's to close.
+func (c *Client) Close() {
+	c.cancel()
+	_ = c.x.Conn().SetReadDeadline(time.Now())
+	if c.pc != nil {
+		_ = c.pc.Close()
+	}
+	c.wg.Wait()
+}
+
+// Media is a running publisher; Stop ends it.
+type Media struct {
+	stop chan struct{}
+	done chan struct{}
+}
+
+// Stop ends publishing and waits for the sender to finish.
+func (m *Media) Stop() {
+	select {
+	case <-m.stop:
+	default:
+		close(m.stop)
+	}
+	<-m.done
+}
+
+// Publish sends synthetic media every 20 ms: an Opus packet and a VP8
+// frame per layer, a keyframe every keyEvery frames (and right after a
+// keyframe request). Payloads name the sender (Name, or Name-RID).
+func (c *Client) Publish(keyEvery int) *Media {
+	m := &Media{stop: make(chan struct{}), done: make(chan struct{})}
+	var midID, ridID uint8
+	var mid string
+	if c.vtr != nil {
+		for _, e := range c.vtr.Sender().GetParameters().HeaderExtensions {
+			switch e.URI {
+			case sdp.SDESMidURI:
+				midID = uint8(e.ID)
+			case sdp.SDESRTPStreamIDURI:
+				ridID = uint8(e.ID)
+			}
+		}
+		mid = c.vtr.Mid()
+	}
+	go func() {
+		defer close(m.done)
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		lastReq := c.keyReqs.Load()
+		for n := 0; ; n++ {
+			select {
+			case <-m.stop:
+				return
+			case <-t.C:
+			}
+			if c.audio != nil {
+				_ = c.audio.WriteRTP(&rtp.Packet{
+					Header:  rtp.Header{Version: 2, SequenceNumber: uint16(n), Timestamp: uint32(n * 960)},
+					Payload: append([]byte{0xfc}, payloadTag(c.o.Name, n)...),
+				})
+			}
+			req := c.keyReqs.Load()
+			key := n%keyEvery == 0 || req != lastReq
+			lastReq = req
+			for i, v := range c.video {
+				name := c.o.Name
+				rid := ""
+				if c.o.Simulcast {
+					rid = Layers[i]
+					name += "-" + rid
+				}
+				p := &rtp.Packet{
+					Header:  rtp.Header{Version: 2, Marker: true, SequenceNumber: uint16(n + 1000*i), Timestamp: uint32(n * 3000)},
+					Payload: vp8Frame(name, n, key, []int{900, 300, 80}[i]),
+				}
+				if rid != "" && ridID != 0 {
+					_ = p.Header.SetExtension(midID, []byte(mid))
+					_ = p.Header.SetExtension(ridID, []byte(rid))
+				}
+				_ = v.WriteRTP(p)
+			}
+		}
+	}()
+	return m
+}
+
+// payloadTag is the marker text every synthetic payload carries.
+func payloadTag(name string, n int) []byte {
+	return []byte("poosms:" + name + ":" + strconv.Itoa(n) + ":")
+}
+
+// vp8Frame is a one-packet VP8 frame: payload descriptor (S=1, PID=0),
+// the frame tag's first byte (P bit clear on keyframes), the marker text,
+// padding to size.
+func vp8Frame(name string, n int, key bool, size int) []byte {
+	b := []byte{0x10, 0x00}
+	if !key {
+		b[1] = 0x01
+	}
+	b = append(b, payloadTag(name, n)...)
+	for len(b) < size {
+		b = append(b, '.')
+	}
+	return b
+}
+
+// payloadName finds the sender name in a synthetic payload.
+func payloadName(p []byte) (string, bool) {
+	s := string(p)
+	i := strings.Index(s, "poosms:")
+	if i < 0 {
+		return "", false
+	}
+	rest := s[i+len("poosms:"):]
+	j := strings.IndexByte(rest, ':')
+	if j < 0 {
+		return "", false
+	}
+	return rest[:j], true
+}
