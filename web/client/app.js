@@ -528,7 +528,7 @@ function renderCall() {
   if (!call) return;
   const keep = new Set(['self']);
   if (call.local) {
-    const t = tile('self', 'You' + (call.muted ? ' (muted)' : ''), call.local, true);
+    const t = tile('self', 'You' + (call.muted ? ' (muted)' : '') + (call.local.getVideoTracks().length ? '' : ' (no camera)'), call.local, true);
     t.dataset.participant = call.self || '';
     t.classList.toggle('speaking', !!call.self && call.speaker === call.self);
   }
@@ -541,6 +541,11 @@ function renderCall() {
   }
   for (const t of [...$('grid').children]) if (!keep.has(t.dataset.key)) t.remove();
   $('grid').dataset.count = String($('grid').children.length);
+  const hasAudio = !!call.local?.getAudioTracks().length;
+  const hasVideo = !!call.local?.getVideoTracks().length;
+  $('mute-btn').disabled = !hasAudio;
+  $('camera-btn').disabled = !hasVideo;
+  $('screen-btn').disabled = !hasVideo;
   $('mute-btn').textContent = call.muted ? 'Unmute' : 'Mute';
   $('mute-btn').setAttribute('aria-pressed', String(call.muted));
   $('camera-btn').textContent = call.cameraOff ? 'Camera on' : 'Camera off';

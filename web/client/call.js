@@ -22,6 +22,7 @@ export class Call extends EventTarget {
     this.conn = conn;
     this.room = room;
     this.participants = new Map(); // id -> {id, jid, stream, tracks: Map(trackId -> info)}
+    this.gone = new Set(); // ids of participants who left; late tracks of theirs are ignored
     this.speaker = null;
     this.self = null;
     this.local = null;
@@ -70,7 +71,7 @@ export class Call extends EventTarget {
     };
     pc.ontrack = (ev) => {
       const pid = ev.streams[0]?.id;
-      if (!pid || pid === this.self) return;
+      if (!pid || pid === this.self || this.gone.has(pid)) return;
       const p = this.participant(pid);
       p.stream.addTrack(ev.track);
       ev.track.onended = () => { p.stream.removeTrack(ev.track); this.changed(); };
@@ -201,9 +202,10 @@ export class Call extends EventTarget {
           return;
         }
         this.participants.delete(a('id'));
+        this.gone.add(a('id'));
         break;
       case 'track-published':
-        if (a('participant') !== this.self) this.participant(a('participant')).tracks.set(a('id'), { kind: a('kind'), layers: a('layers') });
+        if (a('participant') !== this.self && !this.gone.has(a('participant'))) this.participant(a('participant')).tracks.set(a('id'), { kind: a('kind'), layers: a('layers') });
         break;
       case 'track-removed': {
         const p = this.participants.get(a('participant'));
