@@ -66,3 +66,27 @@ func TestTURNAgainstPoosmsd(t *testing.T) {
 		t.Fatalf("report %+v: want both allocations relaying nearly every packet", r)
 	}
 }
+
+// TestMediaAgainstPoosmsd runs a small conference load through a real
+// poosmsd's SFU and checks that media flowed to everyone.
+func TestMediaAgainstPoosmsd(t *testing.T) {
+	d := testenv.NewDaemon(t, testenv.BuildPoosmsd(t))
+	for i := 0; i < 3; i++ {
+		d.Run(t, "bench-password\n", "user", "add", "bench"+strconv.Itoa(i))
+	}
+	d.Start(t)
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), []string{"media", "--addr", d.C2S, "--publishers", "2", "--subscribers", "1",
+		"--duration", "2s", "--json", "--pid", strconv.Itoa(d.PID())}, &out, &errOut)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	var r mediaResult
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+		t.Fatalf("%v: %s", err, out.String())
+	}
+	// 2 publishers + 1 listener: 2 + 2 + 4 = 8 streams of 50 packets/s.
+	if r.Participants != 3 || r.JoinErrors != 0 || r.Received < r.Expected/2 || r.ForwardedPerSec <= 0 || r.JoinP50ms <= 0 {
+		t.Fatalf("report %+v: want media to every participant", r)
+	}
+}

@@ -18,6 +18,7 @@ const usage = `poosms-bench — load for XMPP servers
 
 Usage:
   poosms-bench chat [flags]   clients log in (STARTTLS + SCRAM) and send messages to random peers
+  poosms-bench media [flags]  conferences with publishers and listeners: forwarded packets/s, loss, jitter, join time
   poosms-bench turn [flags]   allocations relay packets to an echoing peer through a TURN server
 
 Run "poosms-bench COMMAND --help" for the flags.
@@ -37,6 +38,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "chat":
 		return chatCommand(ctx, args[1:], stdout, stderr)
+	case "media":
+		return mediaCommand(ctx, args[1:], stdout, stderr)
 	case "turn":
 		return turnCommand(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":

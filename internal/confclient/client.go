@@ -55,6 +55,9 @@ type Track struct {
 	Gaps        int            // sequence-number discontinuities seen
 	LastSeq     uint16
 	First, Last time.Time
+	Jitter      time.Duration // RFC 3550 interarrival jitter estimate
+
+	lastTS uint32
 }
 
 // Client is one participant.
@@ -180,6 +183,7 @@ func (c *Client) newPeerConnection() error {
 		c.wg.Add(1)
 		defer c.wg.Done()
 		t := &Track{Participant: tr.StreamID(), ID: tr.ID(), Mime: tr.Codec().MimeType, Senders: map[string]int{}}
+		clock := tr.Codec().ClockRate
 		c.mu.Lock()
 		c.tracks[tr.ID()] = t
 		c.mu.Unlock()
@@ -193,6 +197,16 @@ func (c *Client) newPeerConnection() error {
 			if t.Packets > 0 && pkt.SequenceNumber != t.LastSeq+1 {
 				t.Gaps++
 			}
+			if t.Packets > 0 && clock > 0 {
+				// D = arrival spacing minus sending spacing; J += (|D|-J)/16.
+				sent := time.Duration(int64(int32(pkt.Timestamp-t.lastTS)) * int64(time.Second) / int64(clock))
+				d := now.Sub(t.Last) - sent
+				if d < 0 {
+					d = -d
+				}
+				t.Jitter += (d - t.Jitter) / 16
+			}
+			t.lastTS = pkt.Timestamp
 			if t.Packets == 0 {
 				t.First = now
 			}
