@@ -139,28 +139,22 @@ func scanRoom(row interface{ Scan(...any) error }) (Room, error) {
 	return r, nil
 }
 
-// DeleteRoom removes the room name with its affiliations and its archive.
-// Deleting a room that is not stored only removes its archive.
-func (db *DB) DeleteRoom(ctx context.Context, name string) (err error) {
-	tx, err := db.sql.BeginTx(ctx, nil)
-	if err != nil {
+// DeleteRoom removes the stored room name with its affiliations (the
+// archive stays: see DeleteRoomArchive). Deleting a room that is not
+// stored does nothing.
+func (db *DB) DeleteRoom(ctx context.Context, name string) error {
+	// The affiliations go through the foreign key's cascade (SQLite too:
+	// Open turns foreign keys on).
+	if _, err := db.sql.ExecContext(ctx, `DELETE FROM rooms WHERE name = ?`, name); err != nil {
 		return fail("delete room", err)
 	}
-	defer func() {
-		if err != nil {
-			rollback(tx)
-		}
-	}()
-	// MySQL cascades through the foreign key; SQLite does too with
-	// foreign_keys on, which Open sets.
-	if _, err := tx.ExecContext(ctx, `DELETE FROM rooms WHERE name = ?`, name); err != nil {
-		return fail("delete room", err)
-	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM room_messages WHERE room = ?`, name); err != nil {
-		return fail("delete room", err)
-	}
-	if err := tx.Commit(); err != nil {
-		return fail("delete room", err)
+	return nil
+}
+
+// DeleteRoomArchive removes every archived message of room name.
+func (db *DB) DeleteRoomArchive(ctx context.Context, name string) error {
+	if _, err := db.sql.ExecContext(ctx, `DELETE FROM room_messages WHERE room = ?`, name); err != nil {
+		return fail("delete room archive", err)
 	}
 	return nil
 }

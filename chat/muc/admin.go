@@ -454,5 +454,5 @@ func (s *Service) destroy(fx *effects, r *room, d *stanza.Element) {
 	if s.rooms[r.name] == r {
 		delete(s.rooms, r.name)
 	}
-	fx.drop = r.name
+	fx.drop, fx.dropLog = r.name, r.name
 }

@@ -23,6 +23,7 @@ type nullStore struct{}
 
 func (nullStore) Rooms(context.Context) ([]store.Room, error)                             { return nil, nil }
 func (nullStore) PutRoom(context.Context, store.Room) error                               { return nil }
+func (nullStore) DeleteRoomArchive(context.Context, string) error                         { return nil }
 func (nullStore) DeleteRoom(context.Context, string) error                                { return nil }
 func (nullStore) SetRoomAffiliation(context.Context, string, store.RoomAffiliation) error { return nil }
 func (nullStore) AppendRoomMessage(context.Context, store.RoomMessage) error              { return nil }

@@ -51,6 +51,7 @@ type Store interface {
 	Rooms(ctx context.Context) ([]store.Room, error)
 	PutRoom(ctx context.Context, r store.Room) error
 	DeleteRoom(ctx context.Context, name string) error
+	DeleteRoomArchive(ctx context.Context, name string) error
 	RoomAffiliations(ctx context.Context, name string) ([]store.RoomAffiliation, error)
 	SetRoomAffiliation(ctx context.Context, name string, a store.RoomAffiliation) error
 	AppendRoomMessage(ctx context.Context, m store.RoomMessage) error
@@ -320,7 +321,8 @@ type delivery struct {
 type effects struct {
 	out      []delivery
 	external []*stanza.Element // for cfg.Deliver
-	drop     string            // room whose record and archive go
+	drop     string            // room whose stored record goes
+	dropLog  string            // room whose archive goes
 	save     *store.Room
 	affRoom  string
 	affs     []store.RoomAffiliation
@@ -371,6 +373,11 @@ func (s *Service) run(ctx context.Context, fx *effects) {
 	if fx.drop != "" {
 		if err := s.st.DeleteRoom(ctx, fx.drop); err != nil {
 			s.log.Error("muc: delete room", "room", fx.drop, "err", err)
+		}
+	}
+	if fx.dropLog != "" {
+		if err := s.st.DeleteRoomArchive(ctx, fx.dropLog); err != nil {
+			s.log.Error("muc: delete room archive", "room", fx.dropLog, "err", err)
 		}
 	}
 	if fx.save != nil {

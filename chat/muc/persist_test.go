@@ -77,8 +77,17 @@ func testPersistence(t *testing.T, db *store.DB) {
 	}
 	// Turned temporary, the room goes from the store and vanishes once empty.
 	h.configure(alice, "keep", map[string]string{"muc#roomconfig_persistentroom": "0"})
+	if rooms, _ := db.Rooms(t.Context()); len(rooms) != 0 {
+		t.Errorf("a room made temporary is still stored: %v", rooms)
+	}
+	if got, _, _ := mamQuery(t, h, alice, "keep", ""); strings.Join(got, ",") != "remember me" {
+		t.Errorf("archive of a live room made temporary = %v", got)
+	}
 	h.svc.SessionClosed(t.Context(), alice)
 	h.svc.SessionClosed(t.Context(), bob)
+	if page, _ := db.RoomMessages(t.Context(), store.RoomQuery{Room: "keep"}); len(page.Messages) != 0 {
+		t.Errorf("the archive outlived the room: %d messages", len(page.Messages))
+	}
 	h.restart()
 	if items := h.svc.Items(); len(items) != 0 {
 		t.Errorf("Items after making the room temporary = %v", items)

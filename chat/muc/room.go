@@ -387,5 +387,5 @@ func (s *Service) vanish(fx *effects, r *room) {
 	if s.rooms[r.name] == r {
 		delete(s.rooms, r.name)
 	}
-	fx.drop = r.name
+	fx.drop, fx.dropLog = r.name, r.name
 }

@@ -183,15 +183,25 @@ func testRoomDelete(t *testing.T, db *store.DB) {
 	if affs, _ := db.RoomAffiliations(ctx, "r"); len(affs) != 0 {
 		t.Errorf("affiliations outlived the room: %+v", affs)
 	}
-	if p, _ := db.RoomMessages(ctx, store.RoomQuery{Room: "r"}); len(p.Messages) != 0 {
-		t.Errorf("archive outlived the room: %v", ids(p))
+	// A room recreated under the same name starts with no affiliations.
+	mustPutRoom(t, db, store.Room{Name: "r"})
+	if affs, _ := db.RoomAffiliations(ctx, "r"); len(affs) != 0 {
+		t.Errorf("a recreated room inherited affiliations: %+v", affs)
 	}
-	// A temporary room has only an archive.
-	if err := db.DeleteRoom(ctx, "temp"); err != nil {
-		t.Fatalf("DeleteRoom(temp): %v", err)
+	// The archive is deleted on its own.
+	if p, _ := db.RoomMessages(ctx, store.RoomQuery{Room: "r"}); len(p.Messages) != 1 {
+		t.Errorf("DeleteRoom took the archive: %v", ids(p))
 	}
-	if p, _ := db.RoomMessages(ctx, store.RoomQuery{Room: "temp"}); len(p.Messages) != 0 {
-		t.Errorf("temporary room's archive kept: %v", ids(p))
+	if err := db.DeleteRoom(ctx, "nope"); err != nil {
+		t.Errorf("DeleteRoom of a room not stored = %v", err)
+	}
+	for _, name := range []string{"r", "temp"} {
+		if err := db.DeleteRoomArchive(ctx, name); err != nil {
+			t.Fatalf("DeleteRoomArchive(%s): %v", name, err)
+		}
+		if p, _ := db.RoomMessages(ctx, store.RoomQuery{Room: name}); len(p.Messages) != 0 {
+			t.Errorf("%s's archive kept: %v", name, ids(p))
+		}
 	}
 	if p, _ := db.RoomMessages(ctx, store.RoomQuery{Room: "keep"}); len(p.Messages) != 1 {
 		t.Errorf("another room's archive went: %v", ids(p))
@@ -330,6 +340,7 @@ func testRoomClosed(t *testing.T, db *store.DB) {
 	_, err = db.Rooms(ctx)
 	check("Rooms", err)
 	check("DeleteRoom", db.DeleteRoom(ctx, "r"))
+	check("DeleteRoomArchive", db.DeleteRoomArchive(ctx, "r"))
 	_, err = db.RoomAffiliations(ctx, "r")
 	check("RoomAffiliations", err)
 	check("SetRoomAffiliation", db.SetRoomAffiliation(ctx, "r", store.RoomAffiliation{JID: "a@x", Affiliation: store.AffMember}))
