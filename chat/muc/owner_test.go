@@ -208,6 +208,14 @@ func TestInvitations(t *testing.T) {
 	// A member may not invite unless the room allows it.
 	h.send(bob, `<message to='r@conference.localhost'><x xmlns='http://jabber.org/protocol/muc#user'><invite to='carol@localhost'/></x></message>`)
 	expect(t, "bob inviting", bob, "message type=error from=r invite-from=: error=forbidden")
+	// Unless the room allows it.
+	h.configure(alice, "r", map[string]string{"muc#roomconfig_allowinvites": "1"})
+	bob.take()
+	h.send(bob, `<message to='r@conference.localhost'><x xmlns='http://jabber.org/protocol/muc#user'><invite to='carol@localhost'/></x></message>`)
+	if got := h.takeDelivered(); len(got) != 1 || !strings.Contains(got[0], "invite-from=bob@localhost") {
+		t.Errorf("bob's invitation with allowinvites: %v", got)
+	}
+	expect(t, "bob inviting with allowinvites", bob)
 	// A decline goes back to the inviter.
 	carol := h.session("carol@localhost/c")
 	h.send(carol, `<message to='r@conference.localhost'><x xmlns='http://jabber.org/protocol/muc#user'><decline to='alice@localhost'><reason>busy</reason></decline></x></message>`)

@@ -1,6 +1,7 @@
 package muc
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -226,6 +227,8 @@ func TestHistoryOnJoin(t *testing.T) {
 		{"<history seconds='150'/>", []string{hist("four"), hist("five")}},
 		{"<history since='2026-11-25T10:02:00Z'/>", []string{hist("three"), hist("four"), hist("five")}},
 		{"<history maxchars='0'/>", nil},
+		{"<history maxchars='" + strconv.Itoa(h.svc.rooms["r"].history[3].size) + "'/>", []string{hist("five")}},
+		{"<history maxchars='" + strconv.Itoa(h.svc.rooms["r"].history[3].size*2) + "'/>", []string{hist("four"), hist("five")}},
 	} {
 		s := h.session("u" + string(rune('a'+i)) + "@localhost/x")
 		h.join(s, "r/U"+string(rune('a'+i)), tc.x)
