@@ -379,3 +379,60 @@ func TestPEPLastItemsOnApproval(t *testing.T) {
 		t.Errorf("bob's events after approval %q", got)
 	}
 }
+
+func TestPEPCreateDeleteAndBlocking(t *testing.T) {
+	h, _ := newDBHarness(t, Config{}, "alice", "bob")
+	h.befriend("alice", "bob")
+	a := h.online("alice@localhost/a", 0)
+	b, _ := h.onlineWithCaps("bob@localhost/b", true, "urn:example:status+notify")
+	a.take()
+	b.take()
+	const create = `<iq type='set' id='c'><pubsub xmlns='http://jabber.org/protocol/pubsub'><create node='urn:example:status'/>` +
+		`<configure><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/pubsub#node_config</value></field>` +
+		`<field var='pubsub#max_items'><value>2</value></field></x></configure></pubsub></iq>`
+	if reply, _ := h.iq(a, create); reply.Type() != "result" {
+		t.Fatalf("create: %s", reply)
+	}
+	if reply, _ := h.iq(a, create); errorCondition(reply) != "conflict" {
+		t.Errorf("second create: %s", reply)
+	}
+	for _, id := range []string{"1", "2", "3"} {
+		_, extra := h.iq(a, publish("urn:example:status", id, "<status xmlns='urn:example:status'/>", ""))
+		a.putBack(extra)
+	}
+	if got := events(b); len(got) != 3 {
+		t.Errorf("bob's events %q", got)
+	}
+	if ids, _, _ := itemsOf(t, h, b, "alice@localhost", "urn:example:status"); strings.Join(ids, ",") != "2,3" {
+		t.Errorf("items kept with max_items 2: %q", ids)
+	}
+	events(a)
+
+	// Bob blocked by alice: no more events, no more reading.
+	h.iq(a, `<iq type='set' id='bk'><block xmlns='urn:xmpp:blocking'><item jid='bob@localhost'/></block></iq>`)
+	b.take()
+	h.iq(a, publish("urn:example:status", "4", "<status xmlns='urn:example:status'/>", ""))
+	if got := events(b); len(got) != 0 {
+		t.Errorf("a blocked contact heard %q", got)
+	}
+	if _, cond, _ := itemsOf(t, h, b, "alice@localhost", "urn:example:status"); cond != "service-unavailable" {
+		t.Errorf("a blocked contact reading: %s", cond)
+	}
+	h.iq(a, `<iq type='set' id='ub'><unblock xmlns='urn:xmpp:blocking'/></iq>`)
+	b.take()
+
+	// Delete: bob hears it, the node is gone.
+	reply, _ := h.iq(a, `<iq type='set' id='d'><pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><delete node='urn:example:status'/></pubsub></iq>`)
+	if reply.Type() != "result" {
+		t.Fatalf("delete: %s", reply)
+	}
+	if got := events(b); strings.Join(got, ",") != "urn:example:status:delete" {
+		t.Errorf("bob's delete events %q", got)
+	}
+	if _, cond, _ := itemsOf(t, h, b, "alice@localhost", "urn:example:status"); cond != "item-not-found" {
+		t.Errorf("items of a deleted node: %s", cond)
+	}
+	if reply, _ := h.iq(b, `<iq type='set' id='d' to='alice@localhost'><pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><delete node='x'/></pubsub></iq>`); errorCondition(reply) != "forbidden" {
+		t.Errorf("bob deleting alice's node: %s", reply)
+	}
+}
