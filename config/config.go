@@ -98,6 +98,16 @@ type Config struct {
 	// AllowInsecureLoopbackAuth allows authentication without TLS on
 	// loopback connections, for development only. Default: false.
 	AllowInsecureLoopbackAuth bool `yaml:"allow_insecure_loopback_auth"`
+	// UploadDir keeps files shared through HTTP upload (XEP-0363), one
+	// folder per user. Default: DATA_DIR/uploads.
+	UploadDir string `yaml:"upload_dir"`
+	// UploadURL is the public base URL of uploads (behind a TLS proxy,
+	// its https:// address). Default: http://DOMAIN:HTTP-PORT/upload.
+	UploadURL string `yaml:"upload_url"`
+	// UploadMaxBytes is the largest file a user may share. Default: 104857600 (100 MiB).
+	UploadMaxBytes int `yaml:"upload_max_bytes"`
+	// UploadQuotaBytes is how much each user may keep shared. Default: 1073741824 (1 GiB).
+	UploadQuotaBytes int `yaml:"upload_quota_bytes"`
 	// InBandRegistration lets clients create accounts on the XMPP stream
 	// (XEP-0077), limited to 5 per address per hour. Default: false.
 	InBandRegistration bool `yaml:"inband_registration"`
@@ -172,6 +182,8 @@ func Default() Config {
 		LogLevel:           slog.LevelInfo,
 		AuthTimeout:        30 * time.Second,
 		ResumeTimeout:      5 * time.Minute,
+		UploadMaxBytes:     100 << 20,
+		UploadQuotaBytes:   1 << 30,
 		OfflineLimit:       1000,
 		AllowPlain:         true,
 		MaxSessionsPerUser: 10,

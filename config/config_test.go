@@ -88,6 +88,8 @@ func TestEverySettingFromEachSource(t *testing.T) {
 	want.AllowPlain = false
 	want.AllowInsecureLoopbackAuth = true
 	want.InBandRegistration = true
+	want.UploadDir, want.UploadURL = "/srv/files", "https://chat.example.org/upload"
+	want.UploadMaxBytes, want.UploadQuotaBytes = 2048, 4096
 	want.ResumeTimeout = 30 * time.Second
 	want.MaxSessionsPerUser = 3
 	want.LoginFailures = 7
@@ -112,6 +114,8 @@ func TestEverySettingFromEachSource(t *testing.T) {
 		"registration": "closed", "log-format": "json", "log-level": "warn", "auth-timeout": "10s",
 		"offline-limit": "50", "allow-plain": "false", "allow-insecure-loopback-auth": "true",
 		"inband-registration": "true", "resume-timeout": "30s",
+		"upload-dir": "/srv/files", "upload-url": "https://chat.example.org/upload",
+		"upload-max-bytes": "2048", "upload-quota-bytes": "4096",
 		"max-sessions-per-user": "3", "login-failures": "7", "login-window": "1m", "idle-timeout": "90s",
 		"write-queue": "64", "media-udp-addr": ":17882", "media-tcp-addr": "", "public-ip": "203.0.113.7",
 		"turn-addr": ":13478", "turn-tls-addr": ":5349", "turn-secret": "s3cret", "turn-credential-ttl": "1h",

@@ -20,6 +20,8 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"poosms.org/poosms/chat"
+	"poosms.org/poosms/chat/directory"
+	"poosms.org/poosms/chat/upload"
 	"poosms.org/poosms/config"
 	"poosms.org/poosms/sfu"
 	"poosms.org/poosms/signaling"
@@ -65,6 +67,7 @@ type node struct {
 	c2s      *signaling.Server
 	turn     *turn.Server // nil when the relay is off
 	sfu      *sfu.Service
+	uploads  *upload.Service
 	http     *http.Server
 	httpAddr net.Addr
 	ready    atomic.Bool
@@ -127,7 +130,7 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 		AllowPlain:                cfg.AllowPlain,
 		AllowInsecureLoopbackAuth: cfg.AllowInsecureLoopbackAuth,
 		InBandRegistration:        cfg.InBandRegistration,
-		Registrar:                 n.db,
+		Registrar:                 registrar{n},
 		ResumeTimeout:             cfg.ResumeTimeout,
 		LoginFailures:             cfg.LoginFailures,
 		LoginWindow:               cfg.LoginWindow,
@@ -161,6 +164,14 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 	if err := n.startSFU(router); err != nil {
 		return n, err
 	}
+	if err := n.startDirectory(router); err != nil {
+		return n, err
+	}
+	up, err := n.startUpload(router)
+	if err != nil {
+		return n, err
+	}
+	w.Mount("/upload/", up.HTTPHandler())
 	w.Mount("/xmpp-websocket", n.c2s.WebSocketHandler())
 	w.Mount("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	w.SetReady(n.ready.Load)
@@ -278,6 +289,82 @@ func (n *node) startSFU(router *signaling.Router) error {
 		Closed: func(ctx context.Context, s *signaling.Session) { svc.SessionClosed(ctx, s) },
 	})
 	return nil
+}
+
+// registrar is the store's account changes plus the cleanup of what an
+// account leaves outside the database (shared files).
+type registrar struct{ n *node }
+
+func (r registrar) CreateAccount(ctx context.Context, user string, c store.Credentials) error {
+	return r.n.db.CreateAccount(ctx, user, c)
+}
+
+func (r registrar) SetCredentials(ctx context.Context, user string, c store.Credentials) error {
+	return r.n.db.SetCredentials(ctx, user, c)
+}
+
+func (r registrar) DeleteAccount(ctx context.Context, user string) error {
+	if err := r.n.db.DeleteAccount(ctx, user); err != nil {
+		return err
+	}
+	if r.n.uploads != nil {
+		if err := r.n.uploads.DeleteUser(user); err != nil {
+			r.n.log.Error("delete shared files of a removed account", "user", user, "err", err)
+		}
+	}
+	return nil
+}
+
+// startDirectory runs the people directory (XEP-0055) on directory.DOMAIN.
+func (n *node) startDirectory(router *signaling.Router) error {
+	domain := "directory." + n.cfg.Domain
+	dir, err := directory.New(directory.Config{
+		Domain: domain, ServerDomain: n.cfg.Domain, Logger: n.log.With("service", "directory"),
+	}, n.db)
+	if err != nil {
+		return err
+	}
+	router.Handle(domain, signaling.Service{
+		Handle: func(ctx context.Context, s *signaling.Session, el *stanza.Element) { dir.HandleStanza(ctx, s, el) },
+	})
+	n.chat.AddItem(domain, "People directory")
+	return nil
+}
+
+// startUpload runs HTTP file upload (XEP-0363) on upload.DOMAIN; the web
+// server serves the files under /upload/.
+func (n *node) startUpload(router *signaling.Router) (*upload.Service, error) {
+	up, err := newUploadService(n.cfg, n.log, func() string {
+		if n.cfg.UploadURL != "" {
+			return n.cfg.UploadURL
+		}
+		_, port, _ := net.SplitHostPort(n.httpAddr.String())
+		return "http://" + net.JoinHostPort(n.publicHost(), port) + "/upload"
+	})
+	if err != nil {
+		return nil, err
+	}
+	domain := "upload." + n.cfg.Domain
+	router.Handle(domain, signaling.Service{
+		Handle: func(ctx context.Context, s *signaling.Session, el *stanza.Element) { up.HandleStanza(ctx, s, el) },
+	})
+	n.chat.AddItem(domain, "File upload")
+	n.uploads = up
+	return up, nil
+}
+
+// newUploadService builds the upload service from the settings (also used
+// by "user del" to remove a user's files).
+func newUploadService(cfg config.Config, log *slog.Logger, baseURL func() string) (*upload.Service, error) {
+	dir := cfg.UploadDir
+	if dir == "" {
+		dir = filepath.Join(cfg.DataDir, "uploads")
+	}
+	return upload.New(upload.Config{
+		Domain: "upload." + cfg.Domain, ServerDomain: cfg.Domain, Dir: dir, BaseURL: baseURL,
+		MaxFileBytes: int64(cfg.UploadMaxBytes), QuotaBytes: int64(cfg.UploadQuotaBytes),
+		Logger: log.With("service", "upload"),
+	})
 }
 
 // loopbackMedia: offer loopback ICE candidates when media listens on a

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 
 	"mellium.im/xmpp/jid"
@@ -59,6 +60,11 @@ func userCommand(ctx context.Context, cfg config.Config, sub string, args []stri
 		} else if err != nil {
 			fmt.Fprintf(stderr, "poosmsd: %v\n", err)
 			return exitFail
+		}
+		if up, err := newUploadService(cfg, slog.New(slog.NewTextHandler(stderr, nil)), func() string { return "" }); err == nil {
+			if err := up.DeleteUser(name); err != nil {
+				fmt.Fprintf(stderr, "poosmsd: the account is deleted, but not its shared files: %v\n", err)
+			}
 		}
 		fmt.Fprintf(stdout, "deleted %s@%s\n", name, cfg.Domain)
 		return exitOK

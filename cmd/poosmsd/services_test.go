@@ -1,0 +1,86 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+
+	"poosms.org/poosms/internal/xmppclient"
+	"poosms.org/poosms/stanza"
+)
+
+func iqTo(to, id string, payload *stanza.Element) *stanza.Element {
+	return stanza.New(stanza.NSClient, "iq").SetAttr("type", "set").SetAttr("to", to).SetAttr("id", id).Append(payload)
+}
+
+func result(t *testing.T, c *xmppclient.Client, id string) *stanza.Element {
+	t.Helper()
+	r, err := c.Expect(10*time.Second, func(e *stanza.Element) bool { return e.Local == "iq" && e.ID() == id })
+	if err != nil {
+		t.Fatalf("waiting for %s: %v", id, err)
+	}
+	if r.Type() != "result" {
+		t.Fatalf("%s: %s", id, r)
+	}
+	return r
+}
+
+func field(v string, values ...string) *stanza.Element {
+	f := stanza.New("jabber:x:data", "field").SetAttr("var", v)
+	for _, x := range values {
+		f.Append(stanza.New("jabber:x:data", "value").SetText(x))
+	}
+	return f
+}
+
+// TestDirectoryAndUpload: alice lists herself in the people directory and
+// bob finds her by interest; alice shares a file over HTTP upload and bob
+// downloads it.
+func TestDirectoryAndUpload(t *testing.T) {
+	cfg := testConfig(t, "")
+	n := startTestNode(t, cfg)
+	addUser(t, cfg, "alice", "alice-password")
+	addUser(t, cfg, "bob", "bob-password")
+	alice := dialUser(t, n, "alice", "alice-password", "desk")
+	bob := dialUser(t, n, "bob", "bob-password", "desk")
+
+	form := stanza.New("jabber:x:data", "x").SetAttr("type", "submit").Append(
+		field("FORM_TYPE", "jabber:iq:register"), field("nick", "Ali"), field("country", "PT"),
+		field("languages", "pt", "en"), field("interests", "jazz", "rock climbing"))
+	alice.Send(iqTo("directory.localhost", "optin", stanza.New("jabber:iq:register", "query").Append(form)))
+	result(t, alice, "optin")
+
+	search := stanza.New("jabber:x:data", "x").SetAttr("type", "submit").Append(
+		field("FORM_TYPE", "jabber:iq:search"), field("interest", "climb"))
+	bob.Send(iqTo("directory.localhost", "find", stanza.New("jabber:iq:search", "query").Append(search)))
+	r := result(t, bob, "find")
+	if !bytes.Contains([]byte(r.String()), []byte("alice@localhost")) {
+		t.Fatalf("bob did not find alice by interest: %s", r)
+	}
+
+	content := bytes.Repeat([]byte("poosms "), 500)
+	req := stanza.New("urn:xmpp:http:upload:0", "request").SetAttr("filename", "notes.txt").
+		SetAttr("size", strconv.Itoa(len(content))).SetAttr("content-type", "text/plain")
+	alice.Send(stanza.New(stanza.NSClient, "iq").SetAttr("type", "get").SetAttr("to", "upload.localhost").SetAttr("id", "slot").Append(req))
+	slot := result(t, alice, "slot").Child("", "slot")
+	put, get := slot.Child("", "put").Attr("url"), slot.Child("", "get").Attr("url")
+	hr, _ := http.NewRequest(http.MethodPut, put, bytes.NewReader(content))
+	hr.Header.Set("Content-Type", "text/plain")
+	resp, err := http.DefaultClient.Do(hr)
+	if err != nil || resp.StatusCode != http.StatusCreated {
+		t.Fatalf("PUT %s: %v %v", put, resp, err)
+	}
+	resp.Body.Close()
+	resp, err = http.Get(get)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %v %v", get, resp, err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !bytes.Equal(got, content) {
+		t.Fatalf("downloaded %d bytes, not the uploaded file", len(got))
+	}
+}
