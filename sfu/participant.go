@@ -84,6 +84,9 @@ func newParticipant(r *room, p Peer) (*participant, error) {
 			part.connOnce.Do(func() { close(part.connected) })
 		case webrtc.PeerConnectionStateFailed:
 			r.remove(part, reasonFailed)
+		case webrtc.PeerConnectionStateClosed:
+			// The client closed DTLS (or we did, and this is a no-op).
+			r.remove(part, reasonClosed)
 		}
 	})
 	return part, nil
@@ -290,7 +293,7 @@ func (p *participant) negotiate() {
 		p.needNeg = true
 		return
 	}
-	if p.pc.ConnectionState() == webrtc.PeerConnectionStateClosed {
+	if p.pc.ConnectionState() == webrtc.PeerConnectionStateClosed || p.pc.SignalingState() == webrtc.SignalingStateClosed {
 		return
 	}
 	p.needNeg = false
@@ -299,7 +302,8 @@ func (p *participant) negotiate() {
 		err = p.pc.SetLocalDescription(offer)
 	}
 	if err != nil {
-		if errors.Is(err, webrtc.ErrConnectionClosed) || p.pc.ConnectionState() == webrtc.PeerConnectionStateClosed {
+		if errors.Is(err, webrtc.ErrConnectionClosed) || p.pc.ConnectionState() == webrtc.PeerConnectionStateClosed ||
+			p.pc.SignalingState() == webrtc.SignalingStateClosed {
 			return
 		}
 		p.log.Error("sfu: create offer", "err", err)

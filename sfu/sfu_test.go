@@ -747,6 +747,18 @@ func TestThreeSimulcastPublishers(t *testing.T) {
 func TestPublisherRemovesTrack(t *testing.T) {
 	alice, bob, stop := mediaPair(t, 1)
 	defer stop()
+	// Alice has taken in the server's offer with bob's tracks, and the
+	// server has nothing outstanding, so her new offer does not cross one.
+	alice.waitFor("bob's video", 10*time.Second, func() bool {
+		r := alice.trackFrom(bob.id, "video/")
+		return r != nil && len(r.payloads) > 0
+	})
+	part := alice.svc.room(testRoom).byPeer(alice.peer)
+	checkFor(t, 5*time.Second, func() bool {
+		part.mu.Lock()
+		defer part.mu.Unlock()
+		return part.pendingOffer == "" && !part.needNeg
+	})
 	var video *webrtc.RTPSender
 	for _, tr := range alice.pc.GetTransceivers() {
 		if tr.Kind() == webrtc.RTPCodecTypeVideo && tr.Sender() != nil && tr.Sender().Track() != nil {
