@@ -121,15 +121,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 	done.Server = s.cfg.Domain
 	done.C2SPort = port(s.cfg.C2SAddr)
 	done.TLSPort = port(s.cfg.C2STLSAddr)
-	scheme := "ws"
-	if r.TLS != nil || r.Header.Get("X-Forwarded-Proto") == "https" {
-		scheme = "wss"
-	}
-	host := r.Host
-	if host == "" {
-		host = s.cfg.Domain
-	}
-	done.WebSocketURL = scheme + "://" + host + "/xmpp-websocket"
+	done.WebSocketURL = s.webSocketURL(r)
 	s.render(w, http.StatusOK, "registered", done)
 }
 

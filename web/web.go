@@ -125,6 +125,8 @@ func New(cfg Config, accounts Accounts) (*Server, error) {
 	s.mux.HandleFunc("GET /register", s.registerForm)
 	s.mux.HandleFunc("POST /register", s.register)
 	s.mux.HandleFunc("GET /healthz", s.healthz)
+	s.mux.HandleFunc("GET /.well-known/host-meta", s.hostMeta)
+	s.mux.HandleFunc("GET /.well-known/host-meta.json", s.hostMeta)
 	return s, nil
 }
 
