@@ -2,22 +2,18 @@ package chat_test
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
-	"database/sql"
-	"encoding/hex"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
 	"go.uber.org/goleak"
 
 	"poosms.org/poosms/chat"
+	"poosms.org/poosms/internal/testenv"
 	"poosms.org/poosms/internal/xmppclient"
 	"poosms.org/poosms/signaling"
 	"poosms.org/poosms/signaling/sasl"
@@ -142,46 +138,9 @@ func message(c *xmppclient.Client, t *testing.T, match func(*stanza.Element) boo
 	return el
 }
 
-// mysqlDatabase creates an empty database on the server named by
-// POOSMS_TEST_MYSQL_DSN (a driver DSN without database), dropped at the
-// end, and returns its store DSN. Without the variable the test is skipped,
-// or fails under CI=true.
-func mysqlDatabase(t *testing.T) string {
-	t.Helper()
-	server := os.Getenv("POOSMS_TEST_MYSQL_DSN")
-	if server == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("POOSMS_TEST_MYSQL_DSN is not set; CI must provide a MySQL/MariaDB server")
-		}
-		t.Skip("POOSMS_TEST_MYSQL_DSN is not set (e.g. 'root@tcp(127.0.0.1:3306)/')")
-	}
-	cfg, err := mysql.ParseDSN(server)
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin, err := sql.Open("mysql", server)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { admin.Close() })
-	b := make([]byte, 8)
-	_, _ = rand.Read(b)
-	name := "t_" + hex.EncodeToString(b)
-	if _, err := admin.ExecContext(t.Context(), "CREATE DATABASE "+name+" CHARACTER SET utf8mb4"); err != nil {
-		t.Fatalf("create test database: %v", err)
-	}
-	t.Cleanup(func() {
-		if _, err := admin.ExecContext(context.Background(), "DROP DATABASE IF EXISTS "+name); err != nil {
-			t.Errorf("drop test database %s: %v", name, err)
-		}
-	})
-	cfg.DBName = name
-	return "mysql://" + cfg.FormatDSN()
-}
-
 func TestStreamsCarbonsAndArchivePaging(t *testing.T) {
 	t.Run("SQLite", func(t *testing.T) { streamsCarbonsAndArchive(t, "") })
-	t.Run("MySQL", func(t *testing.T) { streamsCarbonsAndArchive(t, mysqlDatabase(t)) })
+	t.Run("MySQL", func(t *testing.T) { streamsCarbonsAndArchive(t, testenv.MySQLDSN(t)) })
 }
 
 func streamsCarbonsAndArchive(t *testing.T, dsn string) {
