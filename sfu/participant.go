@@ -86,7 +86,7 @@ func newParticipant(r *room, p Peer) (*participant, error) {
 			r.remove(part, reasonFailed)
 		case webrtc.PeerConnectionStateClosed:
 			// The client closed DTLS (or we did, and this is a no-op).
-			r.remove(part, reasonClosed)
+			r.remove(part, reasonPCClosed)
 		}
 	})
 	return part, nil

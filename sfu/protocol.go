@@ -16,6 +16,7 @@ const (
 	reasonClosed      = "stream-closed"
 	reasonTimeout     = "connect-timeout"
 	reasonFailed      = "connection-failed"
+	reasonPCClosed    = "connection-closed"
 	reasonReplaced    = "replaced"
 	reasonNegotiation = "negotiation-failed"
 	reasonShutdown    = "shutdown"
