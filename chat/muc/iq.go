@@ -2,6 +2,7 @@ package muc
 
 import (
 	"context"
+	"slices"
 	"strconv"
 
 	"mellium.im/xmpp/jid"
@@ -9,12 +10,17 @@ import (
 	"poosms.org/poosms/stanza"
 )
 
-// handleIQ answers IQs to the service and to rooms. IQs to an occupant
-// (room/nick) are not relayed.
+// handleIQ answers IQs to the service and to rooms, and relays requests
+// between occupants (room/nick) and their answers.
 func (s *Service) handleIQ(ctx context.Context, sess Session, el *stanza.Element, to jid.JID) {
 	typ := el.Type()
 	if typ != "get" && typ != "set" {
-		if typ != "result" && typ != "error" {
+		switch {
+		case typ == "result" || typ == "error":
+			if to.Resourcepart() != "" {
+				s.relayAnswer(ctx, sess, el, to)
+			}
+		default:
 			s.replyError(sess, el, "bad-request", "an iq is get, set, result or error")
 		}
 		return
@@ -28,10 +34,8 @@ func (s *Service) handleIQ(ctx context.Context, sess Session, el *stanza.Element
 	switch {
 	case to.Localpart() == "":
 		s.serviceIQ(sess, el, q)
-	case to.Resourcepart() != "" && q.Space == NSPing && q.Local == "ping" && typ == "get":
-		s.selfPing(sess, el, to)
 	case to.Resourcepart() != "":
-		s.replyError(sess, el, "service-unavailable", "requests to occupants are not relayed")
+		s.relayRequest(ctx, sess, el, q, to)
 	case q.Space == NSDiscoInfo && q.Local == "query":
 		s.roomInfo(sess, el, q, to.Localpart())
 	case q.Space == NSDiscoItems && q.Local == "query":
@@ -47,24 +51,80 @@ func (s *Service) handleIQ(ctx context.Context, sess Session, el *stanza.Element
 	}
 }
 
-// selfPing answers a ping to room/nick on the occupant's behalf
-// (XEP-0410): a result if sess is that occupant, not-acceptable if sess is
-// not in the room. Pings to other occupants are not relayed.
-func (s *Service) selfPing(sess Session, iq *stanza.Element, to jid.JID) {
+// maxRelayed is the most requests between occupants awaiting an answer;
+// past it the oldest is forgotten (its answer is then dropped).
+const maxRelayed = 1024
+
+// relayed is a request between occupants awaiting its answer, filed
+// under the id the room gave the relayed copy.
+type relayed struct {
+	from     Session // the requester
+	id       string  // the requester's id
+	room     string
+	fromNick string  // the requester's nickname, where the answer is addressed
+	to       Session // the occupant asked
+}
+
+// relayRequest relays an IQ get or set from an occupant to another one
+// (from room/nick, with an id of the room's), or answers a ping to one's
+// own nickname on the room's behalf (XEP-0410).
+func (s *Service) relayRequest(ctx context.Context, sess Session, iq, q *stanza.Element, to jid.JID) {
+	var fx effects
 	s.mu.Lock()
-	var o *occupant
-	if r := s.rooms[to.Localpart()]; r != nil {
-		o = r.occupantOf(sess)
+	r := s.rooms[to.Localpart()]
+	var o, dst *occupant
+	if r != nil {
+		o, dst = r.occupantOf(sess), r.occupants[to.Resourcepart()]
 	}
-	s.mu.Unlock()
 	switch {
 	case o == nil:
-		s.replyError(sess, iq, "not-acceptable", "you are not in this room")
-	case o.nick == to.Resourcepart():
-		s.send(sess, stanza.Result(iq))
+		errorFx(&fx, sess, iq, "not-acceptable", "you are not in this room")
+	case dst == nil:
+		errorFx(&fx, sess, iq, "item-not-found", "no occupant has that nickname")
+	case dst == o && q.Space == NSPing && q.Local == "ping" && iq.Type() == "get":
+		fx.send(sess, stanza.Result(iq))
 	default:
-		s.replyError(sess, iq, "service-unavailable", "requests to occupants are not relayed")
+		target := dst.sessions[0]
+		id := newID()
+		fwd := iq.Copy()
+		fwd.SetAttr("id", id)
+		fwd.SetAttr("from", r.occupantJID(o.nick))
+		fwd.SetAttr("to", target.JID().String())
+		s.relayed[id] = relayed{from: sess, id: iq.ID(), room: r.name, fromNick: o.nick, to: target}
+		s.relayOrder = append(s.relayOrder, id)
+		for len(s.relayed) > maxRelayed {
+			delete(s.relayed, s.relayOrder[0])
+			s.relayOrder = s.relayOrder[1:]
+		}
+		if len(s.relayOrder) > 2*maxRelayed {
+			s.relayOrder = slices.DeleteFunc(s.relayOrder, func(k string) bool { _, ok := s.relayed[k]; return !ok })
+		}
+		fx.send(target, fwd)
 	}
+	s.unlockAndRun(ctx, &fx)
+}
+
+// relayAnswer takes an occupant's answer to a relayed request back to the
+// requester, with the requester's id, from the answerer's nickname.
+// Answers nobody is waiting for, or from anyone but the occupant asked,
+// are dropped.
+func (s *Service) relayAnswer(ctx context.Context, sess Session, el *stanza.Element, to jid.JID) {
+	var fx effects
+	s.mu.Lock()
+	p, ok := s.relayed[el.ID()]
+	var o *occupant
+	if r := s.rooms[to.Localpart()]; ok && r != nil && p.to == sess && p.room == r.name && p.fromNick == to.Resourcepart() {
+		o = r.occupantOf(sess)
+		if o != nil {
+			delete(s.relayed, el.ID())
+			a := el.Copy()
+			a.SetAttr("id", p.id)
+			a.SetAttr("from", r.occupantJID(o.nick))
+			a.SetAttr("to", p.from.JID().String())
+			fx.send(p.from, a)
+		}
+	}
+	s.unlockAndRun(ctx, &fx)
 }
 
 func (s *Service) send(sess Session, el *stanza.Element) {

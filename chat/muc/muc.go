@@ -125,6 +125,10 @@ type Service struct {
 	// during a Send.
 	outbox   []delivery
 	draining bool
+	// relayed maps the ids of IQs relayed between occupants to their
+	// requesters; relayOrder is their age order, for the bound.
+	relayed    map[string]relayed
+	relayOrder []string
 }
 
 // New returns the room service for cfg.Domain, with the persistent rooms
@@ -158,6 +162,7 @@ func New(cfg Config, st Store) (*Service, error) {
 		st:        st,
 		rooms:     make(map[string]*room),
 		joined:    make(map[Session]map[string]bool),
+		relayed:   make(map[string]relayed),
 	}
 	if s.history == 0 {
 		s.history = 20

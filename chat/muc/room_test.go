@@ -415,7 +415,7 @@ func TestNoNickAndBadAddresses(t *testing.T) {
 	h.join(stranger, "r/Eve", "")
 	expect(t, "remote user", stranger, "presence type=error from=r/Eve error=not-allowed")
 	h.send(alice, `<iq type='get' id='v' to='r@conference.localhost/Nick'><query xmlns='jabber:iq:version'/></iq>`)
-	expect(t, "iq to an occupant", alice, "iq type=error from=r/Nick error=service-unavailable")
+	expect(t, "iq to an occupant of a room one is not in", alice, "iq type=error from=r/Nick error=not-acceptable")
 }
 
 func TestSelfPing(t *testing.T) {
@@ -425,6 +425,7 @@ func TestSelfPing(t *testing.T) {
 	bob := h.session("bob@localhost/b")
 	h.join(bob, "r/Bob", "")
 	bob.take()
+	alice.take()
 	ping := func(s *fakeSession, nick string) string {
 		got, _ := h.iq(s, `<iq type='get' id='p' to='r@conference.localhost/`+nick+`'><ping xmlns='urn:xmpp:ping'/></iq>`)
 		return got
@@ -432,9 +433,9 @@ func TestSelfPing(t *testing.T) {
 	if got := ping(bob, "Bob"); got != "iq type=result from=r/Bob" {
 		t.Errorf("self-ping while joined: %s", got)
 	}
-	if got := ping(bob, "Alice"); got != "iq type=error from=r/Alice error=service-unavailable" {
-		t.Errorf("ping to another occupant: %s", got)
-	}
+	// A ping to someone else is theirs to answer.
+	h.send(bob, `<iq type='get' id='p2' to='r@conference.localhost/Alice'><ping xmlns='urn:xmpp:ping'/></iq>`)
+	expect(t, "alice", alice, "iq type=get from=r/Bob")
 	h.svc.SessionClosed(t.Context(), bob)
 	if got := ping(bob, "Bob"); got != "iq type=error from=r/Bob error=not-acceptable" {
 		t.Errorf("self-ping after leaving: %s", got)
@@ -461,4 +462,56 @@ func TestRejoinFromTheSameSession(t *testing.T) {
 	// Still one occupant.
 	h.send(alice, `<message type='chat' to='r@conference.localhost/Bob'><body>once</body></message>`)
 	expect(t, "bob", bob, "message type=chat from=r/Alice body=once")
+}
+
+func TestIQRelayBetweenOccupants(t *testing.T) {
+	h := newHarness(t, nil)
+	alice := h.session("alice@localhost/a")
+	h.room(alice, "r", "Alice", nil)
+	bob := h.session("bob@localhost/b")
+	h.join(bob, "r/Bob", "")
+	bob.take()
+	alice.take()
+
+	h.send(bob, `<iq type='get' id='v1' to='r@conference.localhost/Alice'><vCard xmlns='vcard-temp'/></iq>`)
+	els := alice.takeEls()
+	if len(els) != 1 || els[0].Local != "iq" || els[0].From() != "r@conference.localhost/Bob" || els[0].To() != "alice@localhost/a" {
+		t.Fatalf("alice got %v", els)
+	}
+	relayedID := els[0].ID()
+	if relayedID == "v1" || relayedID == "" {
+		t.Errorf("relayed id %q: the room must use its own", relayedID)
+	}
+	if els[0].Child("vcard-temp", "vCard") == nil {
+		t.Errorf("payload lost: %s", els[0])
+	}
+	expect(t, "bob", bob)
+
+	// Someone else answering in Alice's place is ignored.
+	carol := h.session("carol@localhost/c")
+	h.join(carol, "r/Carol", "")
+	carol.take()
+	bob.take()
+	alice.take()
+	h.send(carol, `<iq type='result' id='`+relayedID+`' to='r@conference.localhost/Bob'><vCard xmlns='vcard-temp'><FN>fake</FN></vCard></iq>`)
+	expect(t, "bob after a spoofed answer", bob)
+
+	h.send(alice, `<iq type='result' id='`+relayedID+`' to='r@conference.localhost/Bob'><vCard xmlns='vcard-temp'><FN>Alice</FN></vCard></iq>`)
+	els = bob.takeEls()
+	if len(els) != 1 || els[0].Type() != "result" || els[0].ID() != "v1" || els[0].From() != "r@conference.localhost/Alice" || els[0].To() != "bob@localhost/b" {
+		t.Fatalf("bob got %v", els)
+	}
+	if fn := els[0].Child("vcard-temp", "vCard").ChildText("vcard-temp", "FN"); fn != "Alice" {
+		t.Errorf("answer payload FN = %q", fn)
+	}
+	// An answer is delivered once.
+	h.send(alice, `<iq type='result' id='`+relayedID+`' to='r@conference.localhost/Bob'/>`)
+	expect(t, "bob after a repeated answer", bob)
+
+	h.send(bob, `<iq type='get' id='v2' to='r@conference.localhost/Nobody'><vCard xmlns='vcard-temp'/></iq>`)
+	expect(t, "bob asking nobody", bob, "iq type=error from=r/Nobody error=item-not-found")
+	outsider := h.session("dave@localhost/d")
+	h.send(outsider, `<iq type='get' id='v3' to='r@conference.localhost/Alice'><vCard xmlns='vcard-temp'/></iq>`)
+	expect(t, "outsider", outsider, "iq type=error from=r/Alice error=not-acceptable")
+	expect(t, "alice", alice)
 }
