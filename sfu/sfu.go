@@ -68,7 +68,8 @@ type Config struct {
 	IncludeLoopback bool
 	// Authorize is an optional membership check; nil admits anyone.
 	Authorize func(ctx context.Context, room, user jid.JID) error
-	// Logger; default slog.Default().
+	// Logger for the service's records; default slog.Default() with
+	// service=sfu.
 	Logger *slog.Logger
 }
 
@@ -114,12 +115,12 @@ func New(cfg Config) (*Service, error) {
 		cfg.ConnectTimeout = 30 * time.Second
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
+		cfg.Logger = slog.Default().With("service", "sfu")
 	}
 	if cfg.PublicIP != "" && net.ParseIP(cfg.PublicIP) == nil {
 		return nil, fmt.Errorf("sfu: config: PublicIP %q is not an IP address", cfg.PublicIP)
 	}
-	s := &Service{cfg: cfg, log: cfg.Logger.With("service", "sfu"), domain: d.Domainpart(), rooms: map[string]*room{}}
+	s := &Service{cfg: cfg, log: cfg.Logger, domain: d.Domainpart(), rooms: map[string]*room{}}
 
 	lf := logging.NewDefaultLoggerFactory()
 	lf.DefaultLogLevel = logging.LogLevelError
