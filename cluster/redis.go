@@ -30,8 +30,8 @@ type Config struct {
 	// clusters or tests can share one Redis.
 	Prefix string
 
-	// HeartbeatInterval is how often the node renews its membership,
-	// renews its leases and looks for dead nodes (default 2s).
+	// HeartbeatInterval is how often the node renews its membership and
+	// its leases, and looks for nodes that joined or died (default 2s).
 	HeartbeatInterval time.Duration
 	// NodeTTL is how long after its last heartbeat a node counts as gone
 	// (default 6s).
@@ -61,6 +61,9 @@ type Config struct {
 	Undeliverable Undeliverable
 	// NodeGone is told about each node that stopped heartbeating or left.
 	NodeGone func(ctx context.Context, id NodeID)
+	// NodeJoined is told about each node that joined after this one, or
+	// came back after it was gone (its users' presence may need probing).
+	NodeJoined func(ctx context.Context, id NodeID)
 	// HealthChanged is told when Redis becomes unreachable (false) and
 	// when the node has rejoined after it came back (true).
 	HealthChanged func(healthy bool)
@@ -96,6 +99,7 @@ type Redis struct {
 	sessions map[string]jid.JID // full JIDs bound to this node
 	leases   map[string]struct{}
 	live     map[NodeID]struct{} // as of the last sweep
+	swept    bool
 
 	life    sync.Mutex
 	started bool
@@ -201,10 +205,14 @@ func (r *Redis) Start(ctx context.Context) error {
 	runCtx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	r.started = true
-	r.wg.Add(2)
+	r.wg.Add(3)
 	go func() {
 		defer r.wg.Done()
-		r.maintain(runCtx)
+		r.heartbeat(runCtx)
+	}()
+	go func() {
+		defer r.wg.Done()
+		r.watch(runCtx)
 	}()
 	go func() {
 		defer r.wg.Done()
@@ -374,9 +382,10 @@ func (r *Redis) renew(ctx context.Context) {
 	}
 }
 
-// maintain heartbeats, renews leases and sweeps for dead nodes every
-// HeartbeatInterval until ctx ends.
-func (r *Redis) maintain(ctx context.Context) {
+// heartbeat renews membership and leases every HeartbeatInterval until
+// ctx ends; it is also what notices Redis coming back. It runs apart from
+// watch so a long cleanup never delays it past NodeTTL.
+func (r *Redis) heartbeat(ctx context.Context) {
 	t := time.NewTicker(r.cfg.HeartbeatInterval)
 	defer t.Stop()
 	for {
@@ -394,12 +403,29 @@ func (r *Redis) maintain(ctx context.Context) {
 		opCtx, cancel := context.WithTimeout(ctx, r.cfg.OpTimeout)
 		r.renew(opCtx)
 		cancel()
-		r.sweep(ctx)
+	}
+}
+
+// watch sweeps for nodes that joined, went away or need cleaning up after
+// every HeartbeatInterval until ctx ends.
+func (r *Redis) watch(ctx context.Context) {
+	t := time.NewTicker(r.cfg.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if r.Healthy() {
+			r.sweep(ctx)
+		}
 	}
 }
 
 // sweep compares the live nodes with the last sweep, reports the ones that
-// went away and cleans up after dead nodes nobody has cleaned up yet.
+// joined or went away and cleans up after dead nodes nobody has cleaned up
+// yet. The first sweep (in Start) reports nothing.
 func (r *Redis) sweep(ctx context.Context) {
 	opCtx, cancel := context.WithTimeout(ctx, r.cfg.OpTimeout)
 	defer cancel()
@@ -427,14 +453,27 @@ func (r *Redis) sweep(ctx context.Context) {
 		}
 	}
 	r.mu.Lock()
-	var gone []NodeID
+	var gone, joined []NodeID
 	for id := range r.live {
 		if _, ok := live[id]; !ok && id != r.Self() {
 			gone = append(gone, id)
 		}
 	}
-	r.live = live
+	if r.swept {
+		for id := range live {
+			if _, ok := r.live[id]; !ok && id != r.Self() {
+				joined = append(joined, id)
+			}
+		}
+	}
+	r.live, r.swept = live, true
 	r.mu.Unlock()
+	for _, id := range joined {
+		r.log.Info("cluster: node joined", "joined", string(id))
+		if r.cfg.NodeJoined != nil {
+			r.cfg.NodeJoined(ctx, id)
+		}
+	}
 	for _, id := range gone {
 		r.log.Info("cluster: node gone", "gone", string(id))
 		if r.cfg.NodeGone != nil {

@@ -49,8 +49,16 @@ func TestMembershipAndDeath(t *testing.T) {
 	ctx := context.Background()
 	ca, cb, cc := h.config("a"), h.config("b"), h.config("c")
 	goneA, goneB := goneWatch(&ca), goneWatch(&cb)
+	joinedA := make(chan NodeID, 4)
+	ca.NodeJoined = func(ctx context.Context, id NodeID) { joinedA <- id }
 	cc.Node.Media = "127.0.0.1:4000"
-	a, b, c := h.start(ca), h.start(cb), h.start(cc)
+	a := h.start(ca)
+	b, c := h.start(cb), h.start(cc)
+	seen := []NodeID{recv(t, joinedA, "a noticing a node joined"), recv(t, joinedA, "a noticing another node joined")}
+	slices.Sort(seen)
+	if !slices.Equal(seen, []NodeID{"b", "c"}) {
+		t.Errorf("a saw %v join, want b and c", seen)
+	}
 
 	var nodes []Node
 	waitFor(t, 2*time.Second, "three live nodes", func() bool {
@@ -430,6 +438,8 @@ func TestDegradedAndBack(t *testing.T) {
 	}
 	cb := h.config("b")
 	gone := goneWatch(&cb)
+	joined := make(chan NodeID, 4)
+	cb.NodeJoined = func(ctx context.Context, id NodeID) { joined <- id }
 	b := h.start(cb)
 
 	phone := mustJID(t, "alice@example.org/phone")
@@ -477,6 +487,9 @@ func TestDegradedAndBack(t *testing.T) {
 	if ok := recv(t, health, "a rejoining"); !ok {
 		t.Fatal("a reported unhealthy when redis came back")
 	}
+	if id := recv(t, joined, "b noticing a is back"); id != "a" {
+		t.Errorf("b saw %q join, want a", id)
+	}
 	if got := recv(t, lost, "a told its phone session was taken"); !got.Equal(phone) {
 		t.Errorf("session lost: %s, want %s", got, phone)
 	}
@@ -496,6 +509,40 @@ func TestDegradedAndBack(t *testing.T) {
 	})
 	if p := recv(t, box.ch, "a receiving after rejoin"); p != "welcome back" {
 		t.Errorf("a got %q", p)
+	}
+}
+
+func TestShortOutageKeepsQueue(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	px := newProxy(t, h.addr)
+	health := make(chan bool, 8)
+	box := newInbox()
+	ca := h.config("a")
+	ca.URL = "redis://" + px.addr()
+	ca.NodeTTL = 10 * time.Second // the outage is shorter than this
+	ca.Handler = box.handle
+	ca.HealthChanged = func(ok bool) { health <- ok }
+	h.start(ca)
+	recv(t, health, "a joining")
+	b := h.start(h.config("b"))
+
+	px.cut()
+	if ok := recv(t, health, "a noticing redis is gone"); ok {
+		t.Fatal("a healthy while cut off")
+	}
+	// a is not dead to b yet: stanzas for it wait in its stream.
+	for i := range 3 {
+		if err := b.Send(ctx, "a", fmt.Appendf(nil, "m%d", i)); err != nil {
+			t.Fatalf("send to a node briefly cut off: %v", err)
+		}
+	}
+	px.restore()
+	for range 3 {
+		recv(t, box.ch, "queued stanzas after redis came back")
+	}
+	if got, _ := box.snapshot(); !slices.Equal(got, []string{"m0", "m1", "m2"}) {
+		t.Errorf("a got %q after the outage, want m0 m1 m2", got)
 	}
 }
 
