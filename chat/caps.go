@@ -77,6 +77,17 @@ func (c *capsCache) answered(id string, sess Session) (capsQuery, bool) {
 	return q, true
 }
 
+// forget drops the queries sent to sess (its stream ended).
+func (c *capsCache) forget(sess Session) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id, q := range c.pending {
+		if q.sess == sess {
+			delete(c.pending, id)
+		}
+	}
+}
+
 func (c *capsCache) remember(ver string, features []string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

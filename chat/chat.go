@@ -271,6 +271,7 @@ func (s *Service) SessionClosed(ctx context.Context, sess Session) {
 	if last {
 		s.forgetBlocklist(me.Localpart())
 	}
+	s.caps.forget(sess)
 	s.endPresence(ctx, me, snap.available, snap.directed, nil, nil)
 }
 

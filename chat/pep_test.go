@@ -436,3 +436,18 @@ func TestPEPCreateDeleteAndBlocking(t *testing.T) {
 		t.Errorf("bob deleting alice's node: %s", reply)
 	}
 }
+
+func TestCapsQueriesForgottenWithTheSession(t *testing.T) {
+	h, _ := newDBHarness(t, Config{}, "bob")
+	s, asked := h.onlineWithCaps("bob@localhost/b", false, "urn:x+notify")
+	if asked != 1 {
+		t.Fatalf("asked %d", asked)
+	}
+	h.close(s)
+	h.svc.caps.mu.Lock()
+	n := len(h.svc.caps.pending)
+	h.svc.caps.mu.Unlock()
+	if n != 0 {
+		t.Errorf("%d caps queries still wait for a closed session", n)
+	}
+}
