@@ -46,6 +46,7 @@ type received struct {
 	ssrc                    uint32
 	payloads                [][]byte
 	seqs                    []uint16
+	timestamps              []uint32
 }
 
 // testClient is a Pion peer that talks to the service through the IQ API.
@@ -159,6 +160,7 @@ func newTestClient(t *testing.T, svc *Service, name, room string, o clientOpts) 
 			c.mu.Lock()
 			r.payloads = append(r.payloads, append([]byte(nil), pkt.Payload...))
 			r.seqs = append(r.seqs, pkt.SequenceNumber)
+			r.timestamps = append(r.timestamps, pkt.Timestamp)
 			c.cond.Broadcast()
 			c.mu.Unlock()
 		}

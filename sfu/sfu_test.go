@@ -216,8 +216,18 @@ func TestSimulcastLayerRequests(t *testing.T) {
 	bob.mu.Lock()
 	r := bob.trackFrom(alice.id, "video/")
 	seqs := append([]uint16(nil), r.seqs...)
+	tss := append([]uint32(nil), r.timestamps...)
+	ssrcs := len(bob.tracks)
 	payloads := len(r.payloads)
 	bob.mu.Unlock()
+	if ssrcs != 1 {
+		t.Fatalf("bob sees %d tracks, want alice's video as one stream across all switches", ssrcs)
+	}
+	for i := 1; i < len(tss); i++ {
+		if d := int32(tss[i] - tss[i-1]); d < 0 || d > 90000 {
+			t.Fatalf("timestamp jumps by %d at packet %d (%d → %d) across layer switches", d, i, tss[i-1], tss[i])
+		}
+	}
 	for i := 1; i < len(seqs); i++ {
 		if d := seqs[i] - seqs[i-1]; d != 1 {
 			t.Fatalf("sequence numbers jump by %d at packet %d of %d (%d → %d) across layer switches", int16(d), i, payloads, seqs[i-1], seqs[i])
