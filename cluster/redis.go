@@ -237,7 +237,7 @@ func (r *Redis) stop(leave bool) {
 	if r.started {
 		r.cancel()
 		r.wg.Wait()
-		if leave {
+		if leave && r.Healthy() {
 			ctx, cancel := context.WithTimeout(context.Background(), r.cfg.OpTimeout)
 			r.leave(ctx)
 			cancel()

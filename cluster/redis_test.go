@@ -546,6 +546,41 @@ func TestShortOutageKeepsQueue(t *testing.T) {
 	}
 }
 
+func TestRedisLosesData(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	box := newInbox()
+	ca := h.config("a")
+	ca.Handler = box.handle
+	a, b := h.start(ca), h.start(h.config("b"))
+	phone := mustJID(t, "alice@example.org/phone")
+	if _, err := a.Bind(ctx, phone, "a"); err != nil {
+		t.Fatal(err)
+	}
+	// As if Redis restarted without persistence: every key is gone.
+	iter := h.admin.Scan(ctx, 0, h.prefix+"*", 500).Iterator()
+	var ks []string
+	for iter.Next(ctx) {
+		ks = append(ks, iter.Val())
+	}
+	if len(ks) == 0 {
+		t.Fatal("no keys to lose")
+	}
+	if err := h.admin.Del(ctx, ks...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 3*time.Second, "a's session bound again", func() bool {
+		e, err := b.Resources(ctx, phone)
+		return err == nil && len(e) == 1 && e[0].Node == "a"
+	})
+	waitFor(t, 3*time.Second, "b to route to a again", func() bool {
+		return b.Send(ctx, "a", []byte("still here")) == nil
+	})
+	if p := recv(t, box.ch, "a reading its recreated stream"); p != "still here" {
+		t.Errorf("a got %q", p)
+	}
+}
+
 func TestStartStopTwice(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
