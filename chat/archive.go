@@ -48,17 +48,23 @@ func (s *Service) routeChat(ctx context.Context, sess Session, el *stanza.Elemen
 		stripStanzaIDs(el, me.Bare().String(), to.Bare().String())
 	}
 	carbon := !self && carbonEligible(el)
+	keep := s.archive != nil && archivable(el)
+	if carbon || keep {
+		// Nothing is copied or kept for a message that bounces because
+		// its recipient does not exist (routeMessage answers the sender).
+		if ok, err := s.exists(ctx, to.Localpart()); err != nil || !ok {
+			carbon, keep = false, false
+		}
+	}
 	sent := el
-	if s.archive != nil && archivable(el) {
-		if ok, err := s.exists(ctx, to.Localpart()); err == nil && ok {
-			mine, theirs := s.archiveBoth(ctx, me, to, el, self)
-			if carbon && mine != "" {
-				sent = el.Copy()
-				sent.Append(stanzaID(mine, me.Bare().String()))
-			}
-			if theirs != "" {
-				el.Append(stanzaID(theirs, to.Bare().String()))
-			}
+	if keep {
+		mine, theirs := s.archiveBoth(ctx, me, to, el, self)
+		if carbon && mine != "" {
+			sent = el.Copy()
+			sent.Append(stanzaID(mine, me.Bare().String()))
+		}
+		if theirs != "" {
+			el.Append(stanzaID(theirs, to.Bare().String()))
 		}
 	}
 	if carbon {

@@ -82,6 +82,13 @@ func TestCarbons(t *testing.T) {
 		expect(t, "b after "+raw, b)
 	}
 
+	// A message to nobody bounces without a carbon.
+	h.send(a, `<message type='chat' to='nobody@localhost'><body>lost</body></message>`)
+	if got := one(t, "a", a); errorCondition(got) != "service-unavailable" {
+		t.Errorf("to nobody: %s", got)
+	}
+	expect(t, "b", b)
+
 	// Disabled again: nothing more.
 	h.iq(b, `<iq type='set' id='cb'><disable xmlns='urn:xmpp:carbons:2'/></iq>`)
 	h.send(a, `<message type='chat' to='bob@localhost'><body>again</body></message>`)

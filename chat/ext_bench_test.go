@@ -7,16 +7,25 @@ import (
 
 	"mellium.im/xmpp/jid"
 
+	"poosms.org/poosms/internal/testenv"
 	"poosms.org/poosms/stanza"
 	"poosms.org/poosms/store"
 )
 
 // BenchmarkArchivedMessage routes a chat message between two online users
-// with the archive on an SQLite file: two archive writes per message, and
-// blocking and carbons checked.
+// with the archive on: both archive rows in one transaction, blocking and
+// carbons checked. SQLite on a file, and MySQL when POOSMS_TEST_MYSQL_DSN
+// is set.
 func BenchmarkArchivedMessage(b *testing.B) {
+	b.Run("SQLite", func(b *testing.B) {
+		benchArchived(b, "sqlite:"+filepath.Join(b.TempDir(), "bench.db"))
+	})
+	b.Run("MySQL", func(b *testing.B) { benchArchived(b, testenv.MySQLDSN(b)) })
+}
+
+func benchArchived(b *testing.B, dsn string) {
 	ctx := context.Background()
-	db, err := store.Open(ctx, "sqlite:"+filepath.Join(b.TempDir(), "bench.db"), "")
+	db, err := store.Open(ctx, dsn, "")
 	if err != nil {
 		b.Fatal(err)
 	}
