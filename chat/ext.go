@@ -140,7 +140,7 @@ func (s *Service) addOwn(space, local string, fn accountHandler) {
 	}
 }
 
-// accountFeatures is the account's disco#info (XEP-0030 on a bare JID):
+// accountInfo is the account's disco#info (XEP-0030 on a bare JID):
 // its identities and features, given what is switched on.
 func (s *Service) accountInfo() *stanza.Element {
 	info := stanza.New(NSDiscoInfo, "query").Append(
