@@ -142,7 +142,7 @@ async function startSession() {
   sendPresence();
   for (const [room, r] of state.rooms) if (r.joined) joinRoomChat(room);
   if (state.call) {
-    state.call.stop('The connection was lost and the call ended. Join again.');
+    state.call.stop('The connection was lost and the call ended. Join again.', 'stream-closed');
   }
   render();
 }
@@ -475,16 +475,29 @@ $('back').onclick = closePane;
 
 // ---- calls ----
 
-$('call-btn').onclick = async () => {
+$('call-btn').onclick = () => {
   if (state.call || state.open?.kind !== 'room') return;
-  const call = new Call(state.conn, state.open.jid);
+  startCall(state.open.jid, 0);
+};
+
+// A call the server ended because its media could not be set up is
+// joined again by itself, a few times.
+const REJOIN = new Set(['negotiation-failed', 'connect-timeout', 'connection-failed']);
+
+async function startCall(room, attempt) {
+  const call = new Call(state.conn, room);
   state.call = call;
   call.addEventListener('change', renderCall);
   call.addEventListener('notice', (ev) => callNotice(ev.detail));
   call.addEventListener('ended', (ev) => {
     if (state.call === call) state.call = null;
-    banner(ev.detail);
     $('grid').replaceChildren();
+    if (REJOIN.has(ev.detail.reason) && attempt < 3 && state.conn.state === 'online') {
+      banner('The call connection failed; joining again…');
+      startCall(room, attempt + 1);
+      return;
+    }
+    banner(ev.detail.text);
     render();
   });
   callNotice('');
@@ -494,7 +507,7 @@ $('call-btn').onclick = async () => {
   } catch (e) {
     call.stop('Could not join the call: ' + (e.message || e.condition));
   }
-};
+}
 $('leave-btn').onclick = () => state.call?.leave();
 $('mute-btn').onclick = () => state.call?.setMuted(!state.call.muted);
 $('camera-btn').onclick = () => state.call?.setCameraOff(!state.call.cameraOff);

@@ -12,9 +12,19 @@ const LAYERS = [
   { rid: 'l', scaleResolutionDownBy: 4, maxBitrate: 100000 },
 ];
 
+// trace keeps the last signalling steps with their times, for diagnosis
+// (window.poosmsTrace in the console).
+const trace = [];
+globalThis.poosmsTrace = trace;
+function note(...what) {
+  trace.push(`${(performance.now() / 1000).toFixed(2)} ${what.join(' ')}`);
+  if (trace.length > 300) trace.shift();
+}
+
 // Call events (EventTarget):
 //   change   something in participants, speaker or local state changed
-//   ended    {detail: reason} the call is over
+//   ended    {detail: {text, reason}} the call is over; reason is the
+//            server's participant-left reason when it removed us
 //   notice   {detail: text} something the person should know
 export class Call extends EventTarget {
   constructor(conn, room) {
@@ -23,6 +33,7 @@ export class Call extends EventTarget {
     this.room = room;
     this.participants = new Map(); // id -> {id, jid, stream, tracks: Map(trackId -> info)}
     this.gone = new Set(); // ids of participants who left; late tracks of theirs are ignored
+    this.early = new Map(); // participant id -> tracks that came before any event about them
     this.speaker = null;
     this.self = null;
     this.local = null;
@@ -37,8 +48,10 @@ export class Call extends EventTarget {
   // start asks for camera and microphone, joins and publishes.
   async start() {
     this.local = await this.getMedia();
+    note('join', this.room);
     const joined = child(await this.conn.iq('set', this.room, x('join', { xmlns: NS.conf })), 'joined', NS.conf);
     this.self = joined.getAttribute('participant');
+    note('joined as', this.self);
     const iceServers = [];
     for (const s of joined.children) {
       if (s.localName === 'ice-server') {
@@ -72,10 +85,15 @@ export class Call extends EventTarget {
     pc.ontrack = (ev) => {
       const pid = ev.streams[0]?.id;
       if (!pid || pid === this.self || this.gone.has(pid)) return;
-      const p = this.participant(pid);
-      p.stream.addTrack(ev.track);
-      ev.track.onended = () => { p.stream.removeTrack(ev.track); this.changed(); };
-      this.changed();
+      // Tracks belong to participants the events told us about; a track
+      // whose participant is not known (yet) waits for its event.
+      if (!this.participants.has(pid)) {
+        note('track before its participant', pid);
+        if (!this.early.has(pid)) this.early.set(pid, []);
+        this.early.get(pid).push(ev.track);
+        return;
+      }
+      this.addTrack(this.participants.get(pid), ev.track);
     };
     pc.onconnectionstatechange = () => {
       if (pc.connectionState === 'failed') this.notice('The media connection failed. Leave and join again.');
@@ -129,11 +147,15 @@ export class Call extends EventTarget {
     const pc = this.pc;
     const offer = await pc.createOffer();
     await pc.setLocalDescription(offer);
+    note('offer sent');
     try {
       const res = await this.conn.iq('set', this.room, x('offer', { xmlns: NS.conf }, pc.localDescription.sdp));
       const ans = child(res, 'answer', NS.conf);
+      note('answer received');
       if (pc.signalingState === 'have-local-offer') await pc.setRemoteDescription({ type: 'answer', sdp: ans.textContent });
+      note('answer applied');
     } catch (e) {
+      note('offer failed', e.condition || e.message);
       if (e.condition === 'unexpected-request') {
         // Glare: the server's offer is on its way; give way and offer again after it.
         if (pc.signalingState === 'have-local-offer') await pc.setLocalDescription({ type: 'rollback' });
@@ -147,12 +169,14 @@ export class Call extends EventTarget {
   async serverOffer(el) {
     const pc = this.pc;
     if (!pc || this.ended) throw Object.assign(new Error('no call'), { condition: 'item-not-found' });
+    note('server offer', 'state', pc.signalingState);
     if (pc.signalingState === 'have-local-offer') {
       await pc.setLocalDescription({ type: 'rollback' });
       this.offerAgain = true;
     }
     await pc.setRemoteDescription({ type: 'offer', sdp: el.textContent });
     await pc.setLocalDescription(await pc.createAnswer());
+    note('server offer answered');
     if (this.offerAgain) {
       this.offerAgain = false;
       queueMicrotask(() => this.serialize(() => this.offer()).catch((e) => this.notice('Publishing failed: ' + e.message)));
@@ -171,9 +195,15 @@ export class Call extends EventTarget {
         usernameFragment: el.getAttribute('ufrag') ?? undefined,
       });
     } catch (e) {
-      console.warn('poosms: candidate refused', e);
+      note('candidate refused', e.message);
     }
     return '';
+  }
+
+  addTrack(p, track) {
+    p.stream.addTrack(track);
+    track.onended = () => { p.stream.removeTrack(track); this.changed(); };
+    this.changed();
   }
 
   participant(id, jid) {
@@ -181,6 +211,8 @@ export class Call extends EventTarget {
     if (!p) {
       p = { id, jid: jid || '', stream: new MediaStream(), tracks: new Map() };
       this.participants.set(id, p);
+      for (const t of this.early.get(id) || []) this.addTrack(p, t);
+      this.early.delete(id);
     }
     if (jid) p.jid = jid;
     return p;
@@ -198,7 +230,8 @@ export class Call extends EventTarget {
         break;
       case 'participant-left':
         if (a('id') === this.self) {
-          this.stop(a('reason') === 'replaced' ? 'You joined this call from somewhere else.' : 'You were removed from the call (' + a('reason') + ').');
+          note('removed', a('reason'));
+          this.stop(a('reason') === 'replaced' ? 'You joined this call from somewhere else.' : 'You were removed from the call (' + a('reason') + ').', a('reason'));
           return;
         }
         this.participants.delete(a('id'));
@@ -264,18 +297,20 @@ export class Call extends EventTarget {
 
   async leave() {
     if (this.ended) return;
+    note('leave');
     try { await this.conn.iq('set', this.room, x('leave', { xmlns: NS.conf }), 5000); } catch { /* closing anyway */ }
     this.stop('You left the call.');
   }
 
-  stop(reason) {
+  stop(text, reason = '') {
     if (this.ended) return;
     this.ended = true;
+    note('ended', reason || text);
     this.conn.removeEventListener('stanza', this.onStanza);
     this.pc?.close();
     for (const t of this.local?.getTracks() || []) t.stop();
     this.sharing?.stop();
-    this.dispatchEvent(new CustomEvent('ended', { detail: reason }));
+    this.dispatchEvent(new CustomEvent('ended', { detail: { text, reason } }));
   }
 
   notice(text) { this.dispatchEvent(new CustomEvent('notice', { detail: text })); }

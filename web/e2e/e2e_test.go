@@ -19,6 +19,7 @@ import (
 
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 )
 
 const chromiumPath = "/usr/bin/chromium"
@@ -88,7 +89,7 @@ func startServer(t *testing.T) *server {
 		"--media-tcp-addr", "",
 		"--turn-addr", addr(),
 		"--turn-allow-peers", "127.0.0.0/8",
-		"--log-level", "debug",
+		"--log-level", "info",
 	)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
@@ -235,7 +236,7 @@ func (p *person) waitFor(what, expr string, within time.Duration) {
 			return
 		}
 		if time.Now().After(deadline) {
-			diag, _ := chromedp.Run(p.ctx, chromedp.Evaluate[string](`document.getElementById('banner').textContent + ' | ' + (document.body.dataset.connection||'') + ' | ' + document.getElementById('call-notice').textContent`))
+			diag, _ := chromedp.Run(p.ctx, chromedp.Evaluate[string](`document.getElementById('banner').textContent + ' | ' + (document.body.dataset.connection||'') + ' | ' + document.getElementById('call-notice').textContent + ' | tiles: ' + [...document.querySelectorAll('#grid .tile')].map(t => t.querySelector('figcaption').textContent + '=' + (t.dataset.jid || t.dataset.key)).join(', ') + '\n' + (window.poosmsTrace || []).slice(-20).join('\n')`))
 			p.t.Fatalf("%s: %s: not within %s (err %v; page: %s)", p.name, what, within, err, diag)
 		}
 		select {
@@ -297,6 +298,12 @@ func (p *person) logIn(url string, remember bool) {
 	acts = append(acts, chromedp.Click(chromedp.CSS("#login-form button[type=submit]")))
 	p.run(acts...)
 	p.waitOnline()
+}
+
+// press activates a button from the keyboard (focus, Enter), which does
+// not depend on where the button is while the call grid changes.
+func press(sel string) chromedp.Action[chromedp.Void] {
+	return chromedp.SendKeys(chromedp.CSS(sel), kb.Enter)
 }
 
 func contactSel(jid string) string { return `#contacts li[data-jid="` + jid + `"]` }
@@ -426,7 +433,7 @@ func TestBrowserChatAndCall(t *testing.T) {
 	carol.seesVideo("bob@localhost")
 	alice.seesVideo("carol@localhost")
 	carol.screenshot(shots, "call-carol")
-	carol.run(chromedp.Click(chromedp.CSS("#leave-btn")))
+	carol.run(press("#leave-btn"))
 	carol.waitFor("carol out of the call", `!window.poosms.state.call && document.getElementById('call-view').hidden`, 10*time.Second)
 	alice.waitFor("carol's tile gone", `!document.querySelector('#grid .tile[data-jid^="carol@localhost/"]')`, 10*time.Second)
 	bob.waitFor("carol's tile gone", `!document.querySelector('#grid .tile[data-jid^="carol@localhost/"]')`, 10*time.Second)
@@ -439,19 +446,20 @@ func TestBrowserChatAndCall(t *testing.T) {
 	dave.joinCall("standup")
 	dave.waitFor("no-camera notice", `document.getElementById('call-notice').textContent.includes('No camera')`, 10*time.Second)
 	dave.seesVideo("bob@localhost")
+	dave.waitFor("tiles for dave, alice and bob only", `[...document.querySelectorAll('#grid .tile figcaption')].map(f => f.textContent).sort().join() === 'You (no camera),alice,bob'`, 10*time.Second)
 	bob.waitFor("dave's tile", `document.querySelector('#grid .tile[data-jid^="dave@localhost/"] figcaption')?.textContent === 'dave'`, 10*time.Second)
 	dave.screenshot(shots, "call-without-camera")
-	dave.run(chromedp.Click(chromedp.CSS("#leave-btn")))
+	dave.run(press("#leave-btn"))
 	bob.waitFor("dave's tile gone", `!document.querySelector('#grid .tile[data-jid^="dave@localhost/"]')`, 10*time.Second)
 
 	// Mute and camera off are shown on the controls.
-	bob.run(chromedp.Click(chromedp.CSS("#mute-btn")), chromedp.Click(chromedp.CSS("#camera-btn")))
+	bob.run(press("#mute-btn"), press("#camera-btn"))
 	bob.waitFor("muted", `document.getElementById('mute-btn').getAttribute('aria-pressed') === 'true' && `+
 		`document.getElementById('camera-btn').getAttribute('aria-pressed') === 'true' && `+
 		`!window.poosms.state.call.local.getAudioTracks()[0].enabled && !window.poosms.state.call.local.getVideoTracks()[0].enabled`, 5*time.Second)
 
 	// Alice leaves too; Bob's grid shows only himself.
-	alice.run(chromedp.Click(chromedp.CSS("#leave-btn")))
+	alice.run(press("#leave-btn"))
 	bob.waitFor("alice's tile gone", `document.querySelectorAll('#grid .tile').length === 1`, 10*time.Second)
 
 	// Bob goes offline; Alice's message waits for him and keeps its time.
@@ -475,6 +483,16 @@ func TestBrowserChatAndCall(t *testing.T) {
 	}
 	alice.waitFor("delivered once bob is back", lastMessage("out")+`?.dataset.state === 'delivered'`, 10*time.Second)
 	bob.screenshot(shots, "offline-message")
+
+	// At phone width the open conversation takes the whole screen, with a
+	// way back to the list.
+	bob.run(chromedp.EmulateViewport(390, 800))
+	bob.waitFor("phone layout", `getComputedStyle(document.getElementById('sidebar')).display === 'none' && `+
+		`getComputedStyle(document.getElementById('back')).display !== 'none' && `+
+		`document.getElementById('messages').getBoundingClientRect().width <= 390`, 5*time.Second)
+	bob.screenshot(shots, "phone-chat")
+	bob.run(press("#back"))
+	bob.waitFor("list shown", `getComputedStyle(document.getElementById('sidebar')).display !== 'none' && document.getElementById('chat-view').hidden`, 5*time.Second)
 }
 
 func exceptionText(d *runtime.ExceptionDetails) string {
