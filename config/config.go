@@ -108,6 +108,9 @@ type Config struct {
 	UploadMaxBytes int `yaml:"upload_max_bytes"`
 	// UploadQuotaBytes is how much each user may keep shared. Default: 1073741824 (1 GiB).
 	UploadQuotaBytes int `yaml:"upload_quota_bytes"`
+	// ArchiveRetention is how long message history (XEP-0313, one-to-one
+	// and rooms) is kept; 0 keeps it forever. Default: 0.
+	ArchiveRetention time.Duration `yaml:"archive_retention"`
 	// InBandRegistration lets clients create accounts on the XMPP stream
 	// (XEP-0077), limited to 5 per address per hour. Default: false.
 	InBandRegistration bool `yaml:"inband_registration"`

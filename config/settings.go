@@ -133,6 +133,8 @@ var settings = []*setting{
 	intSetting("upload-quota-bytes", "storage each user may fill with shared files", 1024, 1<<50,
 		"want a whole number of bytes, at least 1024",
 		func(c *Config) *int { return &c.UploadQuotaBytes }),
+	durSetting("archive-retention", "how long message history (XEP-0313) is kept; 0 keeps it forever", 0,
+		func(c *Config) *time.Duration { return &c.ArchiveRetention }),
 	boolSetting("inband-registration", "let clients create accounts on the XMPP stream (XEP-0077)",
 		func(c *Config) *bool { return &c.InBandRegistration }),
 	durSetting("resume-timeout", "how long a lost session waits for its client to resume it (XEP-0198)", time.Second,

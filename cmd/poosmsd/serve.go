@@ -21,6 +21,7 @@ import (
 
 	"poosms.org/poosms/chat"
 	"poosms.org/poosms/chat/directory"
+	"poosms.org/poosms/chat/muc"
 	"poosms.org/poosms/chat/upload"
 	"poosms.org/poosms/config"
 	"poosms.org/poosms/sfu"
@@ -103,18 +104,24 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	n.chat, err = chat.New(chat.Config{
-		Domain:       cfg.Domain,
-		OfflineLimit: cfg.OfflineLimit,
-		Logger:       log.With("service", "chat"),
+		Domain:           cfg.Domain,
+		OfflineLimit:     cfg.OfflineLimit,
+		ArchiveRetention: cfg.ArchiveRetention,
+		Version:          version,
+		Logger:           log.With("service", "chat"),
 	}, n.db)
 	if err != nil {
 		return n, err
 	}
+	n.closers = append(n.closers, func(context.Context) error { n.chat.Close(); return nil })
 	n.chat.AddFeature("jabber:iq:register") // password change and removal, answered by signaling
 	router := signaling.NewRouter(signaling.Service{
 		Handle: func(ctx context.Context, s *signaling.Session, el *stanza.Element) { n.chat.HandleStanza(ctx, s, el) },
 		Bound:  func(ctx context.Context, s *signaling.Session) { n.chat.SessionBound(ctx, s) },
 		Closed: func(ctx context.Context, s *signaling.Session) { n.chat.SessionClosed(ctx, s) },
+		// Messages a session never received go where RFC 6121 sends
+		// messages for a resource that is gone: other resources, or offline.
+		Undelivered: n.chat.Deliver,
 	})
 
 	n.c2s, err = signaling.New(signaling.Config{
@@ -161,7 +168,7 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 		}
 		w.EnableTURNAPI(n.db, n.turnAPIResponse)
 	}
-	if err := n.startSFU(router); err != nil {
+	if err := n.startRooms(router); err != nil {
 		return n, err
 	}
 	if err := n.startDirectory(router); err != nil {
@@ -261,15 +268,28 @@ func (n *node) startTURN(ctx context.Context, tlsConfig *tls.Config, reg prometh
 	return nil
 }
 
-// startSFU runs the conference service on conference.DOMAIN.
-func (n *node) startSFU(router *signaling.Router) error {
+// startRooms runs conference.DOMAIN: group rooms (XEP-0045) and, in the
+// same rooms, voice and video conferences through the SFU, which admits
+// only those the room's membership admits.
+func (n *node) startRooms(router *signaling.Router) error {
 	cfg := n.cfg
+	domain := "conference." + cfg.Domain
+	rooms, err := muc.New(muc.Config{
+		Domain:       domain,
+		ServerDomain: cfg.Domain,
+		Retention:    cfg.ArchiveRetention,
+		Deliver:      n.chat.Deliver,
+		Logger:       n.log.With("service", "muc"),
+	}, n.db)
+	if err != nil {
+		return err
+	}
 	var public string
 	if cfg.PublicIP.IsValid() {
 		public = cfg.PublicIP.String()
 	}
 	svc, err := sfu.New(sfu.Config{
-		Domain:          "conference." + cfg.Domain,
+		Domain:          domain,
 		UDPAddr:         cfg.MediaUDPAddr,
 		TCPAddr:         cfg.MediaTCPAddr,
 		PublicIP:        public,
@@ -277,6 +297,7 @@ func (n *node) startSFU(router *signaling.Router) error {
 		MaxParticipants: cfg.MaxParticipants,
 		MaxConferences:  cfg.MaxConferences,
 		IncludeLoopback: loopbackMedia(cfg),
+		Authorize:       rooms.MayConference,
 		Logger:          n.log.With("service", "sfu"),
 	})
 	if err != nil {
@@ -284,11 +305,37 @@ func (n *node) startSFU(router *signaling.Router) error {
 	}
 	n.sfu = svc
 	n.closers = append(n.closers, func(context.Context) error { return svc.Close() })
-	router.Handle("conference."+cfg.Domain, signaling.Service{
-		Handle: func(ctx context.Context, s *signaling.Session, el *stanza.Element) { svc.HandleStanza(ctx, s, el) },
-		Closed: func(ctx context.Context, s *signaling.Session) { svc.SessionClosed(ctx, s) },
+	router.Handle(domain, signaling.Service{
+		Handle: func(ctx context.Context, s *signaling.Session, el *stanza.Element) {
+			if conferenceIQ(el) {
+				svc.HandleStanza(ctx, s, el)
+				return
+			}
+			rooms.HandleStanza(ctx, s, el)
+		},
+		Closed: func(ctx context.Context, s *signaling.Session) {
+			svc.SessionClosed(ctx, s)
+			rooms.SessionClosed(ctx, s)
+		},
 	})
+	n.chat.AddItem(domain, "Group rooms")
 	return nil
+}
+
+// conferenceIQ tells the SFU's stanzas from the rooms' on conference.DOMAIN:
+// IQs in the conference namespace, and results and errors addressed to a
+// bare room JID (answers to the SFU's own offers and candidates). Results
+// to room/nick answer requests the room relayed between occupants.
+func conferenceIQ(el *stanza.Element) bool {
+	if el.Local != "iq" {
+		return false
+	}
+	if t := el.Type(); t == "result" || t == "error" {
+		to, err := jid.Parse(el.To())
+		return err == nil && to.Resourcepart() == ""
+	}
+	c := el.FirstElement()
+	return c != nil && c.Space == muc.NSConference
 }
 
 // registrar is the store's account changes plus the cleanup of what an
