@@ -126,6 +126,17 @@ func TestDeliverFromComponent(t *testing.T) {
 	p, _ := stanza.Parse([]byte(`<presence from='room@conference.localhost/bob' to='alice@localhost/a'/>`))
 	h.svc.Deliver(ctx, p)
 	expect(t, "alice", a, "presence from=room@conference.localhost/bob to=alice@localhost/a")
+	// A stanza a dropped stream could not deliver, from a local user: the
+	// errors of routing it go back to that user's session.
+	b := h.online("bob@localhost/b", 0)
+	iq, _ := stanza.Parse([]byte(`<iq type='get' id='v' from='bob@localhost/b' to='alice@localhost/gone'><query xmlns='jabber:iq:version'/></iq>`))
+	h.svc.Deliver(ctx, iq)
+	expect(t, "bob", b, "iq type=error from=alice@localhost/gone to=bob@localhost/b error=service-unavailable")
+	msg, _ := stanza.Parse([]byte(`<message type='chat' from='bob@localhost/b' to='alice@localhost/gone'><body>after the drop</body></message>`))
+	h.svc.Deliver(ctx, msg)
+	expect(t, "alice", a, "message type=chat from=bob@localhost/b to=alice@localhost/gone body=after the drop")
+	expect(t, "bob", b)
+
 	// A user who blocked the room gets nothing from it.
 	h.iq(a, `<iq type='set' id='b'><block xmlns='urn:xmpp:blocking'><item jid='conference.localhost'/></block></iq>`)
 	h.svc.Deliver(ctx, invite("alice@localhost"))

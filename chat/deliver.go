@@ -8,14 +8,16 @@ import (
 	"poosms.org/poosms/stanza"
 )
 
-// Deliver routes a stanza that a server component originates (its from is
-// already set, e.g. a room's JID) to its local 'to' as RFC 6121 §8.5 says:
-// a full JID to that session (a chat or normal message falls back to the
-// bare JID when the session is gone), a bare JID to the available
-// resources, or for a chat or normal message with content, the offline
-// queue. Stanzas for unknown users or other domains, stanzas from someone
-// the user blocked, and the errors routing would return are dropped with a
-// debug log. Deliver neither archives nor carbon-copies.
+// Deliver routes a stanza whose from is already set (one a server
+// component originates, e.g. a room's JID, or one a dropped stream could
+// not deliver) to its local 'to' as RFC 6121 §8.5 says: a full JID to that
+// session (a chat or normal message falls back to the bare JID when the
+// session is gone), a bare JID to the available resources, or for a chat
+// or normal message with content, the offline queue. The errors routing
+// returns go to the sender when it is a bound local session, and are
+// dropped with a debug log otherwise; so are stanzas for unknown users or
+// other domains and stanzas from someone the user blocked. Deliver neither
+// archives nor carbon-copies (the stanza was, when it was first routed).
 func (s *Service) Deliver(ctx context.Context, el *stanza.Element) {
 	to, err := jid.Parse(el.To())
 	if err != nil || !s.isLocal(to) || to.Localpart() == "" {
@@ -44,14 +46,17 @@ func (s *Service) Deliver(ctx context.Context, el *stanza.Element) {
 				return
 			}
 		}
-		s.log.Debug("chat: deliver: iq to no session", "to", to.String(), "from", from.String())
+		if t := el.Type(); t == "get" || t == "set" {
+			s.replyError(origin, el, "service-unavailable", "")
+		}
 	default:
 		s.log.Debug("chat: deliver: not a stanza", "name", el.Local)
 	}
 }
 
 // component stands for the originator of a delivered stanza: errors
-// routing sends back to it are logged and dropped.
+// routing sends back to it reach it if it is a bound local session, and
+// are logged and dropped otherwise.
 type component struct {
 	jid jid.JID
 	s   *Service
@@ -60,6 +65,12 @@ type component struct {
 func (c *component) JID() jid.JID { return c.jid }
 
 func (c *component) Send(el *stanza.Element) error {
+	if c.s.isLocal(c.jid) && c.jid.Localpart() != "" && c.jid.Resourcepart() != "" {
+		if dst := c.s.bound(c.jid.Localpart(), c.jid.Resourcepart()); dst != nil {
+			c.s.sendDirect(dst, el)
+			return nil
+		}
+	}
 	c.s.log.Debug("chat: deliver: undeliverable", "from", c.jid.String(), "reply", el.String())
 	return nil
 }
