@@ -84,3 +84,44 @@ func TestDirectoryAndUpload(t *testing.T) {
 		t.Fatalf("downloaded %d bytes, not the uploaded file", len(got))
 	}
 }
+
+// TestConferenceObeysRoomMembership: in a members-only room, a non-member
+// cannot join the call; once made a member, they can.
+func TestConferenceObeysRoomMembership(t *testing.T) {
+	cfg := testConfig(t, "")
+	n := startTestNode(t, cfg)
+	addUser(t, cfg, "alice", "alice-password")
+	addUser(t, cfg, "bob", "bob-password")
+	alice := dialUser(t, n, "alice", "alice-password", "desk")
+	bob := dialUser(t, n, "bob", "bob-password", "desk")
+	room := "secret@conference.localhost"
+
+	// alice creates the room and makes it members-only.
+	alice.Send(stanza.New(stanza.NSClient, "presence").SetAttr("to", room+"/alice").
+		Append(stanza.New("http://jabber.org/protocol/muc", "x")))
+	if _, err := alice.Expect(10*time.Second, func(e *stanza.Element) bool {
+		return e.Local == "presence" && e.From() == room+"/alice"
+	}); err != nil {
+		t.Fatal(err)
+	}
+	form := stanza.New("jabber:x:data", "x").SetAttr("type", "submit").Append(
+		field("FORM_TYPE", "http://jabber.org/protocol/muc#roomconfig"),
+		field("muc#roomconfig_membersonly", "1"))
+	alice.Send(iqTo(room, "cfg", stanza.New("http://jabber.org/protocol/muc#owner", "query").Append(form)))
+	result(t, alice, "cfg")
+
+	join := stanza.New("urn:poosms:conference:0", "join")
+	bob.Send(iqTo(room, "j1", join))
+	r, err := bob.Expect(10*time.Second, func(e *stanza.Element) bool { return e.ID() == "j1" })
+	if err != nil || r.Type() != "error" || r.Child("", "error").Child("", "forbidden") == nil {
+		t.Fatalf("a non-member joined the call: %v %v", r, err)
+	}
+
+	item := stanza.New("http://jabber.org/protocol/muc#admin", "item").SetAttr("jid", "bob@localhost").SetAttr("affiliation", "member")
+	alice.Send(iqTo(room, "aff", stanza.New("http://jabber.org/protocol/muc#admin", "query").Append(item)))
+	result(t, alice, "aff")
+	bob.Send(iqTo(room, "j2", join))
+	if r := result(t, bob, "j2"); r.Child("urn:poosms:conference:0", "joined") == nil {
+		t.Fatalf("member's join: %s", r)
+	}
+}
