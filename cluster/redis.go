@@ -278,7 +278,7 @@ func (r *Redis) join(ctx context.Context) error {
 	existed, err := heartbeatScript.Run(opCtx, r.rdb, []string{r.k.node(r.Self()), r.k.nodes()},
 		rec, r.cfg.NodeTTL.Milliseconds(), string(r.Self())).Int()
 	if err != nil {
-		return r.wrap("join", err)
+		return r.fail("join", err)
 	}
 	if existed == 1 && r.Healthy() && !r.restoring.Load() {
 		return nil
@@ -303,7 +303,7 @@ func (r *Redis) join(ctx context.Context) error {
 func (r *Redis) ensureGroup(ctx context.Context) error {
 	err := r.rdb.XGroupCreateMkStream(ctx, r.k.stream(r.Self()), consumerGroup, "0").Err()
 	if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
-		return r.wrap("create consumer group", err)
+		return r.fail("create consumer group", err)
 	}
 	return nil
 }
@@ -331,10 +331,23 @@ func (r *Redis) rebind(ctx context.Context) error {
 			full.Resourcepart(), string(self), full.String(), r.k.prefix+"nodesess:", r.k.nodePrefix())
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
-		return r.wrap("rebind sessions", err)
+		return r.fail("rebind sessions", err)
 	}
 	for i, cmd := range cmds {
-		if n, _ := cmd.Int(); n == 0 {
+		n, _ := cmd.Int()
+		r.mu.Lock()
+		_, still := r.sessions[fulls[i].String()]
+		r.mu.Unlock()
+		if n == 1 && !still {
+			// Ended while we were binding it again: take it back out.
+			if err := unbindScript.Run(ctx, r.rdb,
+				[]string{r.k.sess(fulls[i].Bare().String()), r.k.nodeSess(self)},
+				fulls[i].Resourcepart(), string(self), fulls[i].String()).Err(); err != nil {
+				return r.fail("rebind sessions", err)
+			}
+			continue
+		}
+		if n == 0 {
 			r.mu.Lock()
 			delete(r.sessions, fulls[i].String())
 			r.m.sessions.Set(float64(len(r.sessions)))
@@ -549,9 +562,11 @@ func (r *Redis) Nodes(ctx context.Context) ([]Node, error) {
 	if !r.Healthy() {
 		return nil, r.unavailable("nodes")
 	}
-	ids, err := r.rdb.SMembers(ctx, r.k.nodes()).Result()
+	opCtx, cancel := r.bound(ctx)
+	defer cancel()
+	ids, err := r.rdb.SMembers(opCtx, r.k.nodes()).Result()
 	if err != nil {
-		return nil, r.wrap("nodes", err)
+		return nil, r.wrap(ctx, "nodes", err)
 	}
 	if len(ids) == 0 {
 		return nil, nil
@@ -560,9 +575,9 @@ func (r *Redis) Nodes(ctx context.Context) ([]Node, error) {
 	for i, id := range ids {
 		ks[i] = r.k.node(NodeID(id))
 	}
-	vals, err := r.rdb.MGet(ctx, ks...).Result()
+	vals, err := r.rdb.MGet(opCtx, ks...).Result()
 	if err != nil {
-		return nil, r.wrap("nodes", err)
+		return nil, r.wrap(ctx, "nodes", err)
 	}
 	out := make([]Node, 0, len(vals))
 	for _, v := range vals {
@@ -586,9 +601,11 @@ func (r *Redis) Node(ctx context.Context, id NodeID) (Node, error) {
 	if !r.Healthy() {
 		return Node{}, r.unavailable("node")
 	}
-	s, err := r.rdb.Get(ctx, r.k.node(id)).Result()
+	opCtx, cancel := r.bound(ctx)
+	defer cancel()
+	s, err := r.rdb.Get(opCtx, r.k.node(id)).Result()
 	if err != nil {
-		return Node{}, r.wrap("node "+string(id), err)
+		return Node{}, r.wrap(ctx, "node "+string(id), err)
 	}
 	var n Node
 	if err := json.Unmarshal([]byte(s), &n); err != nil {
@@ -615,11 +632,13 @@ func (r *Redis) Bind(ctx context.Context, full jid.JID, node NodeID) (NodeID, er
 	if !r.Healthy() {
 		return "", r.unavailable("bind")
 	}
-	prev, err := bindScript.Run(ctx, r.rdb,
+	opCtx, cancel := r.bound(ctx)
+	defer cancel()
+	prev, err := bindScript.Run(opCtx, r.rdb,
 		[]string{r.k.sess(full.Bare().String()), r.k.nodeSess(node)},
 		full.Resourcepart(), string(node), full.String(), r.k.prefix+"nodesess:", r.k.nodePrefix()).Text()
 	if err != nil {
-		return "", r.wrap("bind", err)
+		return "", r.wrap(ctx, "bind", err)
 	}
 	return NodeID(prev), nil
 }
@@ -635,11 +654,13 @@ func (r *Redis) Unbind(ctx context.Context, full jid.JID, node NodeID) error {
 	if !r.Healthy() {
 		return r.unavailable("unbind")
 	}
-	err := unbindScript.Run(ctx, r.rdb,
+	opCtx, cancel := r.bound(ctx)
+	defer cancel()
+	err := unbindScript.Run(opCtx, r.rdb,
 		[]string{r.k.sess(full.Bare().String()), r.k.nodeSess(node)},
 		full.Resourcepart(), string(node), full.String()).Err()
 	if err != nil {
-		return r.wrap("unbind", err)
+		return r.wrap(ctx, "unbind", err)
 	}
 	return nil
 }
@@ -650,9 +671,11 @@ func (r *Redis) Resources(ctx context.Context, bare jid.JID) ([]Entry, error) {
 		return nil, r.unavailable("resources")
 	}
 	b := bare.Bare()
-	m, err := r.rdb.HGetAll(ctx, r.k.sess(b.String())).Result()
+	opCtx, cancel := r.bound(ctx)
+	defer cancel()
+	m, err := r.rdb.HGetAll(opCtx, r.k.sess(b.String())).Result()
 	if err != nil {
-		return nil, r.wrap("resources", err)
+		return nil, r.wrap(ctx, "resources", err)
 	}
 	out := make([]Entry, 0, len(m))
 	for res, node := range m {
@@ -674,10 +697,12 @@ func (r *Redis) Send(ctx context.Context, to NodeID, payload []byte) error {
 		return r.unavailable("send")
 	}
 	stamp := strconv.FormatInt(r.clock.Now().UnixNano(), 10)
-	n, err := sendScript.Run(ctx, r.rdb, []string{r.k.node(to), r.k.stream(to)},
+	opCtx, cancel := r.bound(ctx)
+	defer cancel()
+	n, err := sendScript.Run(opCtx, r.rdb, []string{r.k.node(to), r.k.stream(to)},
 		r.cfg.StreamMaxLen, string(r.Self()), stamp, payload).Int()
 	if err != nil {
-		return r.wrap("send to "+string(to), err)
+		return r.wrap(ctx, "send to "+string(to), err)
 	}
 	switch n {
 	case 0:
@@ -850,11 +875,13 @@ func (r *Redis) Place(ctx context.Context, key string) (NodeID, bool, error) {
 		return "", false, r.unavailable("place")
 	}
 	self := r.Self()
-	res, err := placeScript.Run(ctx, r.rdb,
+	opCtx, cancel := r.bound(ctx)
+	defer cancel()
+	res, err := placeScript.Run(opCtx, r.rdb,
 		[]string{r.k.lease(key), r.k.placed(), r.k.nodeLeases(self)},
 		string(self), r.cfg.LeaseTTL.Milliseconds(), key, r.k.nodePrefix()).StringSlice()
 	if err != nil {
-		return "", false, r.wrap("place "+key, err)
+		return "", false, r.wrap(ctx, "place "+key, err)
 	}
 	if len(res) != 2 {
 		return "", false, fmt.Errorf("cluster: place %s: unexpected reply %q", key, res)
@@ -881,10 +908,12 @@ func (r *Redis) Release(ctx context.Context, key string) error {
 		return r.unavailable("release")
 	}
 	self := r.Self()
-	err := releaseScript.Run(ctx, r.rdb,
+	opCtx, cancel := r.bound(ctx)
+	defer cancel()
+	err := releaseScript.Run(opCtx, r.rdb,
 		[]string{r.k.lease(key), r.k.placed(), r.k.nodeLeases(self)}, string(self), key).Err()
 	if err != nil {
-		return r.wrap("release "+key, err)
+		return r.wrap(ctx, "release "+key, err)
 	}
 	return nil
 }
@@ -904,18 +933,31 @@ func (r *Redis) note(err error) error {
 	return err
 }
 
-// wrap turns a Redis error into the package's: redis.Nil becomes
-// ErrNotFound, a lost connection ErrUnavailable.
-func (r *Redis) wrap(op string, err error) error {
+// wrap turns a Redis error from a call made for a caller into the
+// package's: redis.Nil becomes ErrNotFound, a lost connection
+// ErrUnavailable. A failure because the caller's ctx ended says nothing
+// about Redis and does not count.
+func (r *Redis) wrap(ctx context.Context, op string, err error) error {
 	if errors.Is(err, redis.Nil) {
 		return fmt.Errorf("cluster: %s: %w", op, ErrNotFound)
 	}
-	r.note(err)
+	if ctx.Err() == nil {
+		r.note(err)
+	}
 	var reply redis.Error
 	if errors.As(err, &reply) || errors.Is(err, context.Canceled) {
 		return fmt.Errorf("cluster: %s: %w", op, err)
 	}
 	return fmt.Errorf("cluster: %s: %w: %w", op, ErrUnavailable, err)
+}
+
+// fail is wrap for the node's own calls, bounded by OpTimeout.
+func (r *Redis) fail(op string, err error) error { return r.wrap(context.Background(), op, err) }
+
+// bound limits one call made for a caller to OpTimeout, so a Redis that
+// stops answering is noticed promptly.
+func (r *Redis) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, r.cfg.OpTimeout)
 }
 
 func (r *Redis) unavailable(op string) error {

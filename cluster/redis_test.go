@@ -581,6 +581,23 @@ func TestRedisLosesData(t *testing.T) {
 	}
 }
 
+func TestCallerDeadlineIsNotAnOutage(t *testing.T) {
+	h := newHarness(t)
+	a := h.start(h.config("a"))
+	h.start(h.config("b"))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := a.Send(ctx, "b", []byte("x")); err == nil {
+		t.Fatal("send with a cancelled context succeeded")
+	}
+	if _, err := a.Resources(ctx, mustJID(t, "alice@example.org")); err == nil {
+		t.Fatal("resources with a cancelled context succeeded")
+	}
+	if !a.Healthy() || metricValue(t, a.m.redisErrors) != 0 {
+		t.Error("a caller's cancelled context was taken for a Redis outage")
+	}
+}
+
 func TestStartStopTwice(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
