@@ -84,6 +84,8 @@ type Membership interface {
 	Self() NodeID
 	// Nodes lists the nodes alive now, this one included when joined.
 	Nodes(ctx context.Context) ([]Node, error)
+	// Node returns one live node's record, or ErrNotFound.
+	Node(ctx context.Context, id NodeID) (Node, error)
 }
 
 // Directory records which node serves each full JID.

@@ -67,6 +67,16 @@ func (l *Local) Nodes(ctx context.Context) ([]Node, error) {
 	return []Node{l.node}, nil
 }
 
+// Node returns this node's record once started; any other is not found.
+func (l *Local) Node(ctx context.Context, id NodeID) (Node, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.started || id != l.node.ID {
+		return Node{}, fmt.Errorf("cluster: node %s: %w", id, ErrNotFound)
+	}
+	return l.node, nil
+}
+
 // Bind records full as served by node and returns the previous holder.
 func (l *Local) Bind(ctx context.Context, full jid.JID, node NodeID) (NodeID, error) {
 	if full.Resourcepart() == "" {

@@ -82,6 +82,12 @@ func TestLocalSendAndPlace(t *testing.T) {
 	if n, _ := l.Nodes(ctx); len(n) != 1 || n[0].C2S != "127.0.0.1:5222" {
 		t.Errorf("nodes: %v, want this one", n)
 	}
+	if n, err := l.Node(ctx, "solo"); err != nil || n.C2S != "127.0.0.1:5222" {
+		t.Errorf("Node(solo) = %+v, %v", n, err)
+	}
+	if _, err := l.Node(ctx, "other"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Node(other): %v, want ErrNotFound", err)
+	}
 	if err := l.Send(ctx, "solo", []byte("one")); err != nil {
 		t.Fatal(err)
 	}

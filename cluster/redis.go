@@ -186,8 +186,9 @@ func (r *Redis) Self() NodeID { return r.cfg.Node.ID }
 func (r *Redis) Healthy() bool { return r.healthy.Load() }
 
 // Start registers the node, creates its stream's consumer group and
-// starts the heartbeat and the stream reader. It fails if Redis cannot be
-// reached. Calling it again does nothing.
+// starts the heartbeat, the watcher and the stream reader. It fails if
+// Redis cannot be reached; call Stop afterwards all the same, to close
+// the connection pool. Calling it again does nothing.
 func (r *Redis) Start(ctx context.Context) error {
 	r.life.Lock()
 	defer r.life.Unlock()
@@ -199,6 +200,8 @@ func (r *Redis) Start(ctx context.Context) error {
 	}
 	r.cfg.Node.Started = r.clock.Now().UTC()
 	if err := r.join(ctx); err != nil {
+		r.healthy.Store(false)
+		r.m.healthy.Set(0)
 		return err
 	}
 	r.sweep(ctx)
