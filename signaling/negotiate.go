@@ -112,6 +112,9 @@ func (s *Session) mayAuthenticate() bool {
 
 func (s *Session) features(authed bool) *stanza.Element {
 	f := stanza.New(stanza.NSStream, "features")
+	if s.srv.cfg.Caps != nil && (authed || s.mayAuthenticate()) {
+		f.Append(s.srv.cfg.Caps())
+	}
 	if authed {
 		f.Append(stanza.New(nsBind, "bind"))
 		f.Append(stanza.New(nsSession, "session").Append(stanza.New(nsSession, "optional")))

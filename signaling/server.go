@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"mellium.im/xmpp/jid"
 
+	"poosms.org/poosms/stanza"
 	"poosms.org/poosms/store"
 )
 
@@ -34,11 +35,14 @@ type Config struct {
 	AllowInsecureLoopbackAuth bool          // SASL without TLS for loopback clients (development)
 	InBandRegistration        bool          // XEP-0077 account creation on the stream (needs Registrar)
 	Registrar                 Registrar     // account changes (in-band registration, password change, removal); nil: refused
-	LoginFailures             int           // failed logins per key before refusing; default 5
-	LoginWindow               time.Duration // window for LoginFailures; default 5m
-	Now                       func() time.Time
-	Logger                    *slog.Logger
-	Registerer                prometheus.Registerer // metrics; nil: not registered
+	// Caps returns the server's XEP-0115 <c/> element, added to stream
+	// features once the stream is encrypted; nil: none.
+	Caps          func() *stanza.Element
+	LoginFailures int           // failed logins per key before refusing; default 5
+	LoginWindow   time.Duration // window for LoginFailures; default 5m
+	Now           func() time.Time
+	Logger        *slog.Logger
+	Registerer    prometheus.Registerer // metrics; nil: not registered
 }
 
 // Accounts is the credential lookup the server needs from the store.

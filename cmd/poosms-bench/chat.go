@@ -40,14 +40,19 @@ type chatOptions struct {
 
 // chatResult is what a run measured; --json prints it as is.
 type chatResult struct {
-	Clients        int     `json:"clients"`
-	LoginSeconds   float64 `json:"login_seconds"`
-	LoginsPerSec   float64 `json:"logins_per_second"`
-	LoginErrors    int64   `json:"login_errors"`
-	OfferedRate    float64 `json:"offered_messages_per_second"`
-	Sent           int64   `json:"sent"`
-	Delivered      int64   `json:"delivered"`
-	DeliveredRate  float64 `json:"delivered_messages_per_second"`
+	Clients       int     `json:"clients"`
+	LoginSeconds  float64 `json:"login_seconds"`
+	LoginsPerSec  float64 `json:"logins_per_second"`
+	LoginErrors   int64   `json:"login_errors"`
+	OfferedRate   float64 `json:"offered_messages_per_second"`
+	Sent          int64   `json:"sent"`
+	Delivered     int64   `json:"delivered"`
+	DeliveredRate float64 `json:"delivered_messages_per_second"`
+	// DeliverySecs runs from the first send to the last delivery, so a
+	// server that falls behind and catches up after the senders stopped
+	// shows a Throughput below the offered rate.
+	DeliverySecs   float64 `json:"delivery_seconds"`
+	Throughput     float64 `json:"throughput_messages_per_second"`
 	SendErrors     int64   `json:"send_errors"`
 	StanzaErrors   int64   `json:"stanza_errors"`
 	LatencyP50ms   float64 `json:"latency_p50_ms"`
@@ -183,7 +188,7 @@ func runChat(ctx context.Context, o chatOptions, srcs []netip.Addr, progress io.
 	}
 
 	// Readers: one per client, measuring latency from the stamp in the body.
-	var delivered, stanzaErrs atomic.Int64
+	var delivered, stanzaErrs, lastDelivery atomic.Int64
 	for _, c := range live {
 		go func(c *benchClient) {
 			defer close(c.done)
@@ -207,6 +212,7 @@ func runChat(ctx context.Context, o chatOptions, srcs []netip.Addr, progress io.
 					c.lat = append(c.lat, d)
 					c.mu.Unlock()
 					delivered.Add(1)
+					lastDelivery.Store(time.Now().UnixNano())
 				}
 			}
 		}(c)
@@ -283,6 +289,10 @@ func runChat(ctx context.Context, o chatOptions, srcs []netip.Addr, progress io.
 	res.DurationSecond = sendTime.Seconds()
 	res.Sent, res.Delivered, res.SendErrors, res.StanzaErrors = sent.Load(), delivered.Load(), sendErrs.Load(), stanzaErrs.Load()
 	res.DeliveredRate = float64(res.Delivered) / sendTime.Seconds()
+	if last := lastDelivery.Load(); last > 0 {
+		res.DeliverySecs = max(time.Duration(last-sendStart.UnixNano()), sendTime).Seconds()
+		res.Throughput = float64(res.Delivered) / res.DeliverySecs
+	}
 	var all []time.Duration
 	for _, c := range live {
 		c.mu.Lock()
@@ -316,6 +326,7 @@ func printChat(w io.Writer, r *chatResult) {
 	row("offered messages/s", fmt.Sprintf("%.0f", r.OfferedRate))
 	row("sent / delivered", fmt.Sprintf("%d / %d", r.Sent, r.Delivered))
 	row("delivered messages/s", fmt.Sprintf("%.0f", r.DeliveredRate))
+	row("throughput (to last delivery)", fmt.Sprintf("%.0f msgs/s over %.1fs", r.Throughput, r.DeliverySecs))
 	row("latency p50 / p99 / p99.9", fmt.Sprintf("%.2f / %.2f / %.2f ms", r.LatencyP50ms, r.LatencyP99ms, r.LatencyP999ms))
 	row("errors (send / stanza)", fmt.Sprintf("%d / %d", r.SendErrors, r.StanzaErrors))
 	if r.ServerCPUSecs > 0 || r.ServerPeakRSS > 0 {

@@ -28,7 +28,8 @@ func TestChatAgainstPoosmsd(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
 		t.Fatalf("%v: %s", err, out.String())
 	}
-	if r.LoginErrors != 0 || r.Sent < 30 || r.Delivered != r.Sent || r.LatencyP50ms <= 0 || r.ServerCPUSecs <= 0 || r.ServerPeakRSS <= 0 {
+	if r.LoginErrors != 0 || r.Sent < 30 || r.Delivered != r.Sent || r.LatencyP50ms <= 0 || r.ServerCPUSecs <= 0 || r.ServerPeakRSS <= 0 ||
+		r.DeliverySecs < r.DurationSecond || r.Throughput <= 0 {
 		t.Fatalf("report %+v: want every message delivered and measured", r)
 	}
 }

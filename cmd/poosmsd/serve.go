@@ -138,6 +138,7 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 		AllowInsecureLoopbackAuth: cfg.AllowInsecureLoopbackAuth,
 		InBandRegistration:        cfg.InBandRegistration,
 		Registrar:                 registrar{n},
+		Caps:                      n.chat.Caps,
 		ResumeTimeout:             cfg.ResumeTimeout,
 		LoginFailures:             cfg.LoginFailures,
 		LoginWindow:               cfg.LoginWindow,

@@ -125,3 +125,20 @@ func TestConferenceObeysRoomMembership(t *testing.T) {
 		t.Fatalf("member's join: %s", r)
 	}
 }
+
+// TestServerCapsInFeatures: the stream features carry the server's entity
+// capabilities (XEP-0115), the same the chat service computes from its
+// disco#info.
+func TestServerCapsInFeatures(t *testing.T) {
+	cfg := testConfig(t, "")
+	n := startTestNode(t, cfg)
+	addUser(t, cfg, "alice", "alice-password")
+	alice := dialUser(t, n, "alice", "alice-password", "desk")
+	c := alice.Features.Child("http://jabber.org/protocol/caps", "c")
+	if c == nil || c.Attr("ver") == "" || c.Attr("hash") != "sha-1" {
+		t.Fatalf("no server caps in %s", alice.Features)
+	}
+	if got := n.chat.Caps().Attr("ver"); got != c.Attr("ver") {
+		t.Fatalf("features ver %s, service ver %s", c.Attr("ver"), got)
+	}
+}
