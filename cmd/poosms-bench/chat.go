@@ -40,19 +40,16 @@ type chatOptions struct {
 
 // chatResult is what a run measured; --json prints it as is.
 type chatResult struct {
-	Clients       int     `json:"clients"`
-	LoginSeconds  float64 `json:"login_seconds"`
-	LoginsPerSec  float64 `json:"logins_per_second"`
-	LoginErrors   int64   `json:"login_errors"`
-	OfferedRate   float64 `json:"offered_messages_per_second"`
-	Sent          int64   `json:"sent"`
-	Delivered     int64   `json:"delivered"`
-	DeliveredRate float64 `json:"delivered_messages_per_second"`
-	// DeliverySecs runs from the first send to the last delivery, so a
-	// server that falls behind and catches up after the senders stopped
-	// shows a Throughput below the offered rate.
-	DeliverySecs   float64 `json:"delivery_seconds"`
-	Throughput     float64 `json:"throughput_messages_per_second"`
+	Clients        int     `json:"clients"`
+	LoginSeconds   float64 `json:"login_seconds"`
+	LoginsPerSec   float64 `json:"logins_per_second"`
+	LoginErrors    int64   `json:"login_errors"`
+	OfferedRate    float64 `json:"offered_messages_per_second"`
+	Sent           int64   `json:"sent"`
+	Delivered      int64   `json:"delivered"`
+	DeliveredRate  float64 `json:"delivered_messages_per_second"`
+	DeliverySecs   float64 `json:"delivery_seconds"`               // first send to last delivery
+	Throughput     float64 `json:"throughput_messages_per_second"` // Delivered/DeliverySecs: below the offered rate when the server fell behind
 	SendErrors     int64   `json:"send_errors"`
 	StanzaErrors   int64   `json:"stanza_errors"`
 	LatencyP50ms   float64 `json:"latency_p50_ms"`
