@@ -1,4 +1,5 @@
-// Package web is poosms's HTTP face: the landing page, the account
+// Package web is poosms's HTTP face: the browser client at / (see
+// docs/client.md), the plain start page at /welcome, the account
 // registration form, /healthz, and the mount point for handlers owned by
 // other packages (the /xmpp-websocket endpoint, /metrics).
 package web

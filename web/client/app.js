@@ -48,7 +48,7 @@ $('tab-signup').onclick = () => showTab(true);
 if (meta('poosms-registration') !== 'open') $('tab-signup').hidden = true;
 
 function usernameOf(input) {
-  const v = input.trim();
+  const v = input.trim().normalize('NFC').toLowerCase();
   const at = v.lastIndexOf('@');
   return at < 0 ? v : v.slice(0, at);
 }
@@ -431,10 +431,29 @@ function roomPresence(p, room, type) {
   const r = state.rooms.get(room);
   if (!r) return;
   const nick = resourceOf(p.getAttribute('from'));
-  if (type === 'error') { roomUnavailable(room); return; }
-  if (!child(p, 'x', NS.mucUser)) return;
+  if (type === 'error') {
+    // A room its creator has not set up yet refuses others for a moment.
+    const cond = child(p, 'error')?.firstElementChild?.localName;
+    if (cond === 'item-not-found' && !r.retried) {
+      r.retried = true;
+      setTimeout(() => joinRoomChat(room), 3000);
+      return;
+    }
+    roomUnavailable(room);
+    return;
+  }
+  const mu = child(p, 'x', NS.mucUser);
+  if (!mu) return;
   r.available = true;
+  r.retried = false;
   if (type === 'unavailable') r.occupants.delete(nick); else r.occupants.add(nick);
+  const codes = [...mu.children].filter((c) => c.localName === 'status').map((c) => c.getAttribute('code'));
+  if (type !== 'unavailable' && codes.includes('201') && (codes.includes('110') || nick === r.nick)) {
+    // We created the room: accept the default configuration (an instant
+    // room) so others may enter and call.
+    state.conn.iq('set', room, x('query', { xmlns: NS.mucOwner }, x('x', { xmlns: 'jabber:x:data', type: 'submit' })))
+      .catch((e) => banner('Could not set up the room: ' + e.message));
+  }
   render();
 }
 

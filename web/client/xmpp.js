@@ -17,6 +17,7 @@ export const NS = {
   receipts: 'urn:xmpp:receipts',
   muc: 'http://jabber.org/protocol/muc',
   mucUser: 'http://jabber.org/protocol/muc#user',
+  mucOwner: 'http://jabber.org/protocol/muc#owner',
   conf: 'urn:poosms:conference:0',
   disco: 'http://jabber.org/protocol/disco#info',
 };

@@ -422,6 +422,12 @@ func TestBrowserChatAndCall(t *testing.T) {
 	bob.joinCall("standup")
 	alice.seesVideo("bob@localhost")
 	bob.seesVideo("alice@localhost")
+
+	// The room has its chat beside the call.
+	alice.say("Standup starts now.")
+	bob.waitFor("room message", lastMessage("in")+`?.querySelector('.body').textContent === 'Standup starts now.' && `+
+		lastMessage("in")+`.querySelector('.who').textContent === 'alice'`, 10*time.Second)
+	alice.waitFor("own room message", lastMessage("out")+`?.querySelector('.body').textContent === 'Standup starts now.'`, 10*time.Second)
 	alice.screenshot(shots, "call-alice")
 	bob.screenshot(shots, "call-bob")
 
