@@ -139,7 +139,7 @@ func (s *Service) serviceIQ(sess Session, iq, q *stanza.Element) {
 	case q.Space == NSDiscoInfo && q.Local == "query" && iq.Type() == "get" && q.Attr("node") == "":
 		info := stanza.New(NSDiscoInfo, "query").Append(
 			stanza.New(NSDiscoInfo, "identity").SetAttr("category", "conference").SetAttr("type", "text").SetAttr("name", "Group rooms"),
-			feature(NSDiscoInfo), feature(NSDiscoItems), feature(NSMUC), feature(NSPing),
+			feature(NSDiscoInfo), feature(NSDiscoItems), feature(NSMUC), feature(NSPing), feature(NSConference),
 		)
 		s.send(sess, stanza.Result(iq, info))
 	case q.Space == NSDiscoItems && q.Local == "query" && iq.Type() == "get" && q.Attr("node") == "":
