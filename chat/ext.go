@@ -158,6 +158,9 @@ func (s *Service) accountInfo() *stanza.Element {
 			features = append(features, NSPubSub+"#"+f)
 		}
 	}
+	if s.bookmarksCompat() {
+		features = append(features, FeatureBookmarksCompat)
+	}
 	for _, f := range features {
 		info.Append(stanza.New(NSDiscoInfo, "feature").SetAttr("var", f))
 	}

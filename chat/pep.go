@@ -260,6 +260,9 @@ func (s *Service) pepPublish(ctx context.Context, sess Session, iq, q *stanza.El
 	ev := stanza.New(NSPubSubEvent, "item").SetAttr("id", id).SetAttr("publisher", sess.JID().Bare().String())
 	ev.Append(payloads[0].Copy())
 	s.notify(ctx, local, n, stanza.New(NSPubSubEvent, "items").SetAttr("node", name).Append(ev))
+	if name == nsBookmarks {
+		s.syncLegacyBookmarks(ctx, local)
+	}
 }
 
 func (s *Service) pepRetract(ctx context.Context, sess Session, iq, r *stanza.Element, owner jid.JID) {
@@ -291,6 +294,9 @@ func (s *Service) pepRetract(ctx context.Context, sess Session, iq, r *stanza.El
 	if v := r.Attr("notify"); v == "true" || v == "1" {
 		s.notify(ctx, local, n, stanza.New(NSPubSubEvent, "items").SetAttr("node", name).Append(
 			stanza.New(NSPubSubEvent, "retract").SetAttr("id", item.Attr("id"))))
+	}
+	if name == nsBookmarks {
+		s.syncLegacyBookmarks(ctx, local)
 	}
 }
 

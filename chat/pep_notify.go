@@ -206,6 +206,9 @@ func (s *Service) pubsubOwnerIQ(ctx context.Context, sess Session, iq, q *stanza
 	}
 	if deleted {
 		s.notify(ctx, local, n, stanza.New(NSPubSubEvent, "delete").SetAttr("node", name))
+		if name == nsBookmarks {
+			s.syncLegacyBookmarks(ctx, local)
+		}
 	}
 }
 

@@ -49,6 +49,9 @@ func (s *Service) privateIQ(ctx context.Context, sess Session, iq, q *stanza.Ele
 			return
 		}
 		s.send(sess, stanza.Result(iq))
+		if p.Space == nsBookmarksLegacy && p.Local == "storage" {
+			s.syncBookmarksFromLegacy(ctx, sess, owner.Localpart(), p)
+		}
 		return
 	}
 	res := stanza.New(NSPrivate, "query")
