@@ -174,6 +174,7 @@ func newPersonWith(t *testing.T, ctx context.Context, name string, fakeMedia boo
 		chromedp.Flag("allow-loopback-in-peer-connection", true),
 		chromedp.Flag("disable-features", "Translate,BlinkGenPropertyTrees,WebRtcHideLocalIpsWithMdns"),
 		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
+		chromedp.Flag("auto-select-desktop-capture-source", "Entire screen"),
 	)
 	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
 	listen := func(ev any) {
@@ -463,6 +464,18 @@ func TestBrowserChatAndCall(t *testing.T) {
 	bob.waitFor("muted", `document.getElementById('mute-btn').getAttribute('aria-pressed') === 'true' && `+
 		`document.getElementById('camera-btn').getAttribute('aria-pressed') === 'true' && `+
 		`!window.poosms.state.call.local.getAudioTracks()[0].enabled && !window.poosms.state.call.local.getVideoTracks()[0].enabled`, 5*time.Second)
+
+	// Screen sharing replaces Bob's camera for the others.
+	bob.run(press("#screen-btn"))
+	bob.waitFor("screen shared or refused", `window.poosms.state.call.sharing || document.getElementById('call-notice').textContent.includes('Screen sharing')`, 10*time.Second)
+	if eval[bool](bob, `!!window.poosms.state.call.sharing`) {
+		bob.waitFor("sharing shown", `document.getElementById('screen-btn').getAttribute('aria-pressed') === 'true'`, 5*time.Second)
+		alice.seesVideo("bob@localhost")
+		bob.run(press("#screen-btn"))
+		bob.waitFor("sharing stopped", `!window.poosms.state.call.sharing && document.getElementById('screen-btn').getAttribute('aria-pressed') === 'false'`, 5*time.Second)
+	} else {
+		t.Log("this Chromium refused screen capture: " + eval[string](bob, `document.getElementById('call-notice').textContent`))
+	}
 
 	// Alice leaves too; Bob's grid shows only himself.
 	alice.run(press("#leave-btn"))
