@@ -101,6 +101,9 @@ type Redis struct {
 	live     map[NodeID]struct{} // as of the last sweep
 	swept    bool
 
+	peersMu sync.RWMutex
+	peers   map[NodeID][]string // Send's keys per target node
+
 	life    sync.Mutex
 	started bool
 	stopped bool
@@ -155,10 +158,15 @@ func NewRedis(cfg Config) (*Redis, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	// Calls are bounded by their contexts, so Stop interrupts a blocked
-	// stream read and a lost server is noticed within OpTimeout.
+	// Calls end when their contexts do, so Stop interrupts a blocked
+	// stream read; socket deadlines bound every call by OpTimeout (plus
+	// the block time of a stream read), so a lost server is noticed
+	// promptly without a context per call.
 	opts.ContextTimeoutEnabled = true
 	opts.DialTimeout = cfg.OpTimeout
+	opts.ReadTimeout = cfg.OpTimeout
+	opts.WriteTimeout = cfg.OpTimeout
+	opts.PoolTimeout = cfg.OpTimeout
 	opts.MaxRetries = 1
 	r := &Redis{
 		cfg:      cfg,
@@ -171,6 +179,7 @@ func NewRedis(cfg Config) (*Redis, error) {
 		sessions: map[string]jid.JID{},
 		leases:   map[string]struct{}{},
 		live:     map[NodeID]struct{}{},
+		peers:    map[NodeID][]string{},
 	}
 	return r, nil
 }
@@ -565,9 +574,7 @@ func (r *Redis) Nodes(ctx context.Context) ([]Node, error) {
 	if !r.Healthy() {
 		return nil, r.unavailable("nodes")
 	}
-	opCtx, cancel := r.bound(ctx)
-	defer cancel()
-	ids, err := r.rdb.SMembers(opCtx, r.k.nodes()).Result()
+	ids, err := r.rdb.SMembers(ctx, r.k.nodes()).Result()
 	if err != nil {
 		return nil, r.wrap(ctx, "nodes", err)
 	}
@@ -578,7 +585,7 @@ func (r *Redis) Nodes(ctx context.Context) ([]Node, error) {
 	for i, id := range ids {
 		ks[i] = r.k.node(NodeID(id))
 	}
-	vals, err := r.rdb.MGet(opCtx, ks...).Result()
+	vals, err := r.rdb.MGet(ctx, ks...).Result()
 	if err != nil {
 		return nil, r.wrap(ctx, "nodes", err)
 	}
@@ -604,9 +611,7 @@ func (r *Redis) Node(ctx context.Context, id NodeID) (Node, error) {
 	if !r.Healthy() {
 		return Node{}, r.unavailable("node")
 	}
-	opCtx, cancel := r.bound(ctx)
-	defer cancel()
-	s, err := r.rdb.Get(opCtx, r.k.node(id)).Result()
+	s, err := r.rdb.Get(ctx, r.k.node(id)).Result()
 	if err != nil {
 		return Node{}, r.wrap(ctx, "node "+string(id), err)
 	}
@@ -635,9 +640,7 @@ func (r *Redis) Bind(ctx context.Context, full jid.JID, node NodeID) (NodeID, er
 	if !r.Healthy() {
 		return "", r.unavailable("bind")
 	}
-	opCtx, cancel := r.bound(ctx)
-	defer cancel()
-	prev, err := bindScript.Run(opCtx, r.rdb,
+	prev, err := bindScript.Run(ctx, r.rdb,
 		[]string{r.k.sess(full.Bare().String()), r.k.nodeSess(node)},
 		full.Resourcepart(), string(node), full.String(), r.k.prefix+"nodesess:", r.k.nodePrefix()).Text()
 	if err != nil {
@@ -657,9 +660,7 @@ func (r *Redis) Unbind(ctx context.Context, full jid.JID, node NodeID) error {
 	if !r.Healthy() {
 		return r.unavailable("unbind")
 	}
-	opCtx, cancel := r.bound(ctx)
-	defer cancel()
-	err := unbindScript.Run(opCtx, r.rdb,
+	err := unbindScript.Run(ctx, r.rdb,
 		[]string{r.k.sess(full.Bare().String()), r.k.nodeSess(node)},
 		full.Resourcepart(), string(node), full.String()).Err()
 	if err != nil {
@@ -674,9 +675,7 @@ func (r *Redis) Resources(ctx context.Context, bare jid.JID) ([]Entry, error) {
 		return nil, r.unavailable("resources")
 	}
 	b := bare.Bare()
-	opCtx, cancel := r.bound(ctx)
-	defer cancel()
-	m, err := r.rdb.HGetAll(opCtx, r.k.sess(b.String())).Result()
+	m, err := r.rdb.HGetAll(ctx, r.k.sess(b.String())).Result()
 	if err != nil {
 		return nil, r.wrap(ctx, "resources", err)
 	}
@@ -700,9 +699,7 @@ func (r *Redis) Send(ctx context.Context, to NodeID, payload []byte) error {
 		return r.unavailable("send")
 	}
 	stamp := strconv.FormatInt(r.clock.Now().UnixNano(), 10)
-	opCtx, cancel := r.bound(ctx)
-	defer cancel()
-	n, err := sendScript.Run(opCtx, r.rdb, []string{r.k.node(to), r.k.stream(to)},
+	n, err := sendScript.Run(ctx, r.rdb, r.sendKeys(to),
 		r.cfg.StreamMaxLen, string(r.Self()), stamp, payload).Int()
 	if err != nil {
 		return r.wrap(ctx, "send to "+string(to), err)
@@ -715,6 +712,25 @@ func (r *Redis) Send(ctx context.Context, to NodeID, payload []byte) error {
 	}
 	r.m.sent.Inc()
 	return nil
+}
+
+// sendKeys returns the keys Send touches for node to, built once per node.
+// The slice is shared: it must not be changed.
+func (r *Redis) sendKeys(to NodeID) []string {
+	r.peersMu.RLock()
+	ks, ok := r.peers[to]
+	r.peersMu.RUnlock()
+	if ok {
+		return ks
+	}
+	ks = []string{r.k.node(to), r.k.stream(to)}
+	r.peersMu.Lock()
+	if len(r.peers) > 4096 { // node IDs are few; bound it anyway
+		clear(r.peers)
+	}
+	r.peers[to] = ks
+	r.peersMu.Unlock()
+	return ks
 }
 
 // consume reads this node's stream until ctx ends: first the entries it
@@ -878,9 +894,7 @@ func (r *Redis) Place(ctx context.Context, key string) (NodeID, bool, error) {
 		return "", false, r.unavailable("place")
 	}
 	self := r.Self()
-	opCtx, cancel := r.bound(ctx)
-	defer cancel()
-	res, err := placeScript.Run(opCtx, r.rdb,
+	res, err := placeScript.Run(ctx, r.rdb,
 		[]string{r.k.lease(key), r.k.placed(), r.k.nodeLeases(self)},
 		string(self), r.cfg.LeaseTTL.Milliseconds(), key, r.k.nodePrefix()).StringSlice()
 	if err != nil {
@@ -911,9 +925,7 @@ func (r *Redis) Release(ctx context.Context, key string) error {
 		return r.unavailable("release")
 	}
 	self := r.Self()
-	opCtx, cancel := r.bound(ctx)
-	defer cancel()
-	err := releaseScript.Run(opCtx, r.rdb,
+	err := releaseScript.Run(ctx, r.rdb,
 		[]string{r.k.lease(key), r.k.placed(), r.k.nodeLeases(self)}, string(self), key).Err()
 	if err != nil {
 		return r.wrap(ctx, "release "+key, err)
@@ -956,12 +968,6 @@ func (r *Redis) wrap(ctx context.Context, op string, err error) error {
 
 // fail is wrap for the node's own calls, bounded by OpTimeout.
 func (r *Redis) fail(op string, err error) error { return r.wrap(context.Background(), op, err) }
-
-// bound limits one call made for a caller to OpTimeout, so a Redis that
-// stops answering is noticed promptly.
-func (r *Redis) bound(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, r.cfg.OpTimeout)
-}
 
 func (r *Redis) unavailable(op string) error {
 	return fmt.Errorf("cluster: %s: %w", op, ErrUnavailable)
