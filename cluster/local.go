@@ -127,7 +127,8 @@ func (l *Local) Resources(ctx context.Context, bare jid.JID) ([]Entry, error) {
 	return out, nil
 }
 
-// Send hands payload to this node's handler; any other node is gone.
+// Send hands payload to this node's handler, synchronously (so the
+// handler must not wait for the caller); any other node is gone.
 func (l *Local) Send(ctx context.Context, to NodeID, payload []byte) error {
 	if to != l.node.ID || l.handler == nil {
 		return fmt.Errorf("cluster: send to %s: %w", to, ErrNodeGone)

@@ -888,7 +888,9 @@ func decodeEntry(v map[string]any) (from NodeID, stamp int64, payload []byte, ok
 
 // Place returns the node hosting key, taking it for this node when no
 // live node holds its lease. moved reports a takeover from a node that
-// died. This node renews the lease until Release or Stop.
+// died. This node renews the lease until Release or Stop. While Redis is
+// unreachable it returns ErrUnavailable; the caller may then host the
+// room for its local users only.
 func (r *Redis) Place(ctx context.Context, key string) (NodeID, bool, error) {
 	if !r.Healthy() {
 		return "", false, r.unavailable("place")

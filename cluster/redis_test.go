@@ -322,6 +322,31 @@ func TestSendToDeadNode(t *testing.T) {
 	}
 }
 
+func TestBacklogBound(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	ca := h.config("a")
+	ca.StreamMaxLen = 3
+	a := h.start(ca)
+	took := make(chan string, 1)
+	cb := h.config("b")
+	cb.Handler = func(ctx context.Context, from NodeID, p []byte) error {
+		took <- string(p)
+		<-ctx.Done() // stuck on the first payload
+		return ctx.Err()
+	}
+	h.start(cb)
+	for i := range 3 {
+		if err := a.Send(ctx, "b", fmt.Appendf(nil, "m%d", i)); err != nil {
+			t.Fatalf("send %d: %v", i, err)
+		}
+	}
+	recv(t, took, "b stuck on the first payload")
+	if err := a.Send(ctx, "b", []byte("one too many")); !errors.Is(err, ErrBacklog) {
+		t.Errorf("send past the bound: %v, want ErrBacklog", err)
+	}
+}
+
 func TestDeadNodesUnreadGoToFallback(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
