@@ -20,12 +20,12 @@ Usage: bench/compare.sh [flags]
   --servers LIST          comma-separated subset of poosms,prosody,ejabberd,coturn
                           (default: all; ratios need poosms)
   --clients N             chat clients logged in to each server      [CLIENTS=2000]
-  --rate R                offered chat messages/s, all clients       [RATE=2000]
+  --rate R                offered chat messages/s, all clients       [RATE=500] 
   --duration D            chat message load duration (Go syntax)     [DURATION=20s]
   --login-concurrency N   logins in flight at once                   [LOGIN_CONCURRENCY=50]
   --mechanism M           SCRAM-SHA-256 or SCRAM-SHA-1, for every server [MECHANISM=SCRAM-SHA-256]
-  --turn-allocations N    TURN allocations                           [TURN_ALLOCATIONS=40]
-  --turn-rate R           packets/s per allocation                   [TURN_RATE=500]
+  --turn-allocations N    TURN allocations, at most 10               [TURN_ALLOCATIONS=10]
+  --turn-rate R           packets/s per allocation                   [TURN_RATE=1500]
   --turn-size B           payload bytes per packet                   [TURN_SIZE=200]
   --turn-duration D       TURN load duration                         [TURN_DURATION=15s]
   --keep                  keep the temporary folder (configs, logs, raw results)
@@ -36,12 +36,12 @@ EOF
 }
 
 CLIENTS=${CLIENTS:-2000}
-RATE=${RATE:-2000}
+RATE=${RATE:-500}
 DURATION=${DURATION:-20s}
 LOGIN_CONCURRENCY=${LOGIN_CONCURRENCY:-50}
 MECHANISM=${MECHANISM:-SCRAM-SHA-256}
-TURN_ALLOCATIONS=${TURN_ALLOCATIONS:-40}
-TURN_RATE=${TURN_RATE:-500}
+TURN_ALLOCATIONS=${TURN_ALLOCATIONS:-10}
+TURN_RATE=${TURN_RATE:-1500}
 TURN_SIZE=${TURN_SIZE:-200}
 TURN_DURATION=${TURN_DURATION:-15s}
 SERVERS=${SERVERS:-poosms,prosody,ejabberd,coturn}
@@ -75,6 +75,11 @@ SCRAM-SHA-256) PROSODY_HASH=SHA-256 EJABBERD_HASH=sha256 ;;
 SCRAM-SHA-1) PROSODY_HASH=SHA-1 EJABBERD_HASH=sha ;;
 *) echo "compare.sh: --mechanism must be SCRAM-SHA-256 or SCRAM-SHA-1" >&2; exit 2 ;;
 esac
+
+# poosms allows 10 live allocations per TURN user, and every allocation of
+# the bench uses the same user: beyond 10, poosms would refuse the rest
+# while coturn relays them all.
+[ "$TURN_ALLOCATIONS" -le 10 ] || { echo "compare.sh: --turn-allocations at most 10 (poosms's per-user quota); raise --turn-rate instead" >&2; exit 2; }
 
 want() { case ",$SERVERS," in *",$1,"*) return 0 ;; esac; return 1; }
 
@@ -235,7 +240,7 @@ run_poosms() {
 		--turn-addr "127.0.0.1:$P_TURN" --turn-secret "$TURN_SECRET" --turn-allow-peers 127.0.0.0/8)
 	log "poosms: creating $CLIENTS accounts (poosmsd user add)"
 	export PASSWORD POOSMSD=$TMP/bin/poosmsd
-	seq 0 $((CLIENTS - 1)) | xargs -P "$(nproc)" -I{} sh -c \
+	seq 0 $((CLIENTS - 1)) | xargs -P "$(($(nproc) * 2))" -I{} sh -c \
 		'printf "%s\n" "$PASSWORD" | "$POOSMSD" user add "bench$0" "$@" >/dev/null' {} "${args[@]}" \
 		|| { log "poosms: account creation failed"; return 1; }
 	"$TMP/bin/poosmsd" serve "${args[@]}" >"$dir/server.log" 2>&1 &
@@ -258,7 +263,7 @@ daemonize = false
 pidfile = "$dir/prosody.pid"
 data_path = "$dir/data"
 certificates = "$dir"
-log = { info = "$dir/prosody.log" }
+log = { warn = "$dir/prosody.log" } -- the same level as the others
 network_backend = "epoll"
 modules_enabled = {
 	"disco", "roster", "saslauth", "tls", "blocklist", "bookmarks", "carbons",
@@ -386,7 +391,7 @@ EOF
 	# ejabberdctl register is a VM start per account; the XEP-0227 import
 	# registers them all in one call (the server computes the SCRAM keys).
 	log "ejabberd: creating $CLIENTS accounts (ejabberdctl import_piefxis)"
-	"${EJ_CTL[@]}" import_piefxis "$dir/accounts.xml" >>"$dir/ctl.log" 2>&1 || { tail "$dir/ctl.log" >&2; return 1; }
+	"${EJ_CTL[@]}" --no-timeout import_piefxis "$dir/accounts.xml" >>"$dir/ctl.log" 2>&1 || { tail "$dir/ctl.log" >&2; return 1; }
 	chat_load ejabberd "$EJ_C2S" "$pid" || true
 	"${EJ_CTL[@]}" stop >>"$dir/ctl.log" 2>&1 || true
 	stop_pid "$pid"
@@ -423,7 +428,8 @@ figure() {
 	case $2 in
 	logins) jget "$f" logins_per_second ;;
 	login_errors) jget "$f" login_errors ;;
-	delivered) jget "$f" delivered_messages_per_second ;;
+	delivered) jget "$f" throughput_messages_per_second ;;
+	delivery) jget "$f" delivery_seconds ;;
 	p50) jget "$f" latency_p50_ms ;;
 	p99) jget "$f" latency_p99_ms ;;
 	p999) jget "$f" latency_p999_ms ;;
@@ -450,13 +456,14 @@ ratio() {
 	awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b + 0 == 0) print "-"; else printf "%.2f\n", a / b }'
 }
 
-CHAT_FIGS="logins delivered p50 p99 p999 idle_kib peak_rss chat_cpu login_errors"
+CHAT_FIGS="logins delivered delivery p50 p99 p999 idle_kib peak_rss chat_cpu login_errors"
 TURN_FIGS="turn_pps turn_loss turn_cpu"
 label() {
 	case $1 in
 	logins) echo "logins/s|higher" ;;
 	login_errors) echo "failed logins|lower" ;;
 	delivered) echo "delivered msgs/s (offered $RATE)|higher" ;;
+	delivery) echo "s from first send to last delivery|lower" ;;
 	p50) echo "latency p50 ms|lower" ;;
 	p99) echo "latency p99 ms|lower" ;;
 	p999) echo "latency p99.9 ms|lower" ;;
