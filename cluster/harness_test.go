@@ -67,15 +67,16 @@ func newHarness(t testing.TB) *harness {
 }
 
 // config is a node config with short timings: a node is declared gone
-// 300ms after its last heartbeat.
+// 800ms after its last heartbeat (long enough for a loaded test machine
+// not to miss one by accident).
 func (h *harness) config(id NodeID) Config {
 	return Config{
 		Node:              Node{ID: id, C2S: "127.0.0.1:5222", HTTP: "127.0.0.1:5280", Media: "127.0.0.1:3478"},
 		URL:               "redis://" + h.addr,
 		Prefix:            h.prefix,
-		HeartbeatInterval: 50 * time.Millisecond,
-		NodeTTL:           300 * time.Millisecond,
-		LeaseTTL:          400 * time.Millisecond,
+		HeartbeatInterval: 100 * time.Millisecond,
+		NodeTTL:           800 * time.Millisecond,
+		LeaseTTL:          time.Second,
 		CleanupLockTTL:    5 * time.Second,
 		OpTimeout:         500 * time.Millisecond,
 		ReadBlock:         100 * time.Millisecond,
@@ -119,7 +120,7 @@ func recv[T any](t testing.TB, ch <-chan T, what string) T {
 	select {
 	case v := <-ch:
 		return v
-	case <-time.After(5 * time.Second):
+	case <-time.After(10 * time.Second):
 		t.Fatalf("timed out waiting for %s", what)
 		panic("unreachable")
 	}
