@@ -54,6 +54,11 @@ type Config struct {
 	// it is handed to Undeliverable (default 3).
 	MaxAttempts int
 
+	// Callbacks run on the node's own goroutines. Handler runs on the one
+	// stream reader, so while it waits nothing else arrives: it should
+	// queue the stanza for the session and return. The others may do
+	// I/O (store offline) but should not wait on the cluster itself.
+
 	// Handler takes payloads other nodes send here.
 	Handler Handler
 	// Undeliverable receives payloads a dead node never took (found while
