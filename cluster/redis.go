@@ -218,7 +218,7 @@ func (r *Redis) Start(ctx context.Context) error {
 		r.m.healthy.Set(0)
 		return err
 	}
-	r.sweep(ctx)
+	r.sweep(ctx, false)
 	runCtx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	r.started = true
@@ -448,15 +448,16 @@ func (r *Redis) watch(ctx context.Context) {
 		case <-t.C:
 		}
 		if r.Healthy() {
-			r.sweep(ctx)
+			r.sweep(ctx, true)
 		}
 	}
 }
 
 // sweep compares the live nodes with the last sweep, reports the ones that
 // joined or went away and cleans up after dead nodes nobody has cleaned up
-// yet. The first sweep (in Start) reports nothing.
-func (r *Redis) sweep(ctx context.Context) {
+// yet. The first sweep (in Start, with clean false) only notes who is
+// alive, so Start does not wait for a cleanup.
+func (r *Redis) sweep(ctx context.Context, clean bool) {
 	opCtx, cancel := context.WithTimeout(ctx, r.cfg.OpTimeout)
 	defer cancel()
 	ids, err := r.rdb.SMembers(opCtx, r.k.nodes()).Result()
@@ -509,6 +510,9 @@ func (r *Redis) sweep(ctx context.Context) {
 		if r.cfg.NodeGone != nil {
 			r.cfg.NodeGone(ctx, id)
 		}
+	}
+	if !clean {
+		return
 	}
 	for _, id := range dead {
 		r.cleanup(ctx, id)
