@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -13,12 +14,22 @@ import (
 	"poosms.org/poosms/stanza"
 )
 
-// TestKilledServerLosesNothingAcknowledged sends messages to an offline
-// user with stream management on, kills the server with SIGKILL in the
-// middle, restarts it, and checks that every message the server
-// acknowledged reaches the user.
+// TestKilledServerLosesNothingAcknowledged: alice sends bob messages with
+// stream management on; the server is killed with SIGKILL while they flow
+// and started again. Every message the server acknowledged must then be
+// somewhere bob can see it: delivered before the crash, in his offline
+// queue, or in his archive (XEP-0313). Once with bob offline, once online.
 func TestKilledServerLosesNothingAcknowledged(t *testing.T) {
-	d := testenv.NewDaemon(t, testenv.BuildPoosmsd(t))
+	bin := testenv.BuildPoosmsd(t)
+	for _, bobOnline := range []bool{false, true} {
+		t.Run(fmt.Sprintf("bob-online=%v", bobOnline), func(t *testing.T) {
+			crashWhileSending(t, bin, bobOnline)
+		})
+	}
+}
+
+func crashWhileSending(t *testing.T, bin string, bobOnline bool) {
+	d := testenv.NewDaemon(t, bin)
 	for _, u := range []string{"alice", "bob"} {
 		d.Run(t, u+"-password\n", "user", "add", u)
 	}
@@ -36,7 +47,36 @@ func TestKilledServerLosesNothingAcknowledged(t *testing.T) {
 		t.Fatalf("enable: %v %v", el, err)
 	}
 
-	// The reader records the server's acknowledgements.
+	// bob, when online, records what reaches him before the crash.
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	bobDone := make(chan struct{})
+	if bobOnline {
+		bob, err := xmppclient.Dial(context.Background(), opts("bob"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer bob.Conn().Close()
+		bob.Send(stanza.New(stanza.NSClient, "presence"))
+		go func() {
+			defer close(bobDone)
+			for {
+				el, err := bob.RecvTimeout(30 * time.Second)
+				if err != nil {
+					return
+				}
+				if el.Local == "message" {
+					mu.Lock()
+					seen[el.ChildText("", "body")] = true
+					mu.Unlock()
+				}
+			}
+		}()
+	} else {
+		close(bobDone)
+	}
+
+	// alice's reader records the server's acknowledgements.
 	var acked atomic.Int64
 	readerDone := make(chan struct{})
 	go func() {
@@ -55,10 +95,6 @@ func TestKilledServerLosesNothingAcknowledged(t *testing.T) {
 	const total = 800 // under the offline limit (1000): none is bounced
 	sent := 0
 	killed := make(chan struct{})
-	kill := func() {
-		defer close(killed)
-		d.Kill()
-	}
 	for ; sent < total; sent++ {
 		m := stanza.New(stanza.NSClient, "message").SetAttr("to", "bob@localhost").SetAttr("type", "chat").
 			Append(stanza.New(stanza.NSClient, "body").SetText(fmt.Sprintf("m%d", sent)))
@@ -72,13 +108,17 @@ func TestKilledServerLosesNothingAcknowledged(t *testing.T) {
 			// Once a good part is acknowledged, kill the server while the
 			// rest is still flowing.
 			waitFor(t, func() bool { return acked.Load() >= total/4 })
-			go kill()
+			go func() {
+				defer close(killed)
+				d.Kill()
+			}()
 		}
 	}
 	<-readerDone
+	<-bobDone
 	<-killed
 	h := int(acked.Load())
-	t.Logf("sent %d messages, the server acknowledged %d before it was killed", sent, h)
+	t.Logf("sent %d messages, the server acknowledged %d before it was killed; bob saw %d live", sent, h, len(seen))
 	if h == 0 {
 		t.Fatal("nothing was acknowledged")
 	}
@@ -89,26 +129,40 @@ func TestKilledServerLosesNothingAcknowledged(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer bob.Close()
+	// Offline messages come at initial presence, the archive on request;
+	// the final iq result ends the archive query.
 	bob.Send(stanza.New(stanza.NSClient, "presence"))
-	bob.Send(stanza.New(stanza.NSClient, "iq").SetAttr("type", "get").SetAttr("id", "sync").SetAttr("to", "localhost").
-		Append(stanza.New("urn:xmpp:ping", "ping")))
-	got := map[string]int{}
+	query := stanza.New("urn:xmpp:mam:2", "query").SetAttr("queryid", "all").
+		Append(stanza.New("http://jabber.org/protocol/rsm", "set").Append(stanza.New("http://jabber.org/protocol/rsm", "max").SetText("1000")))
+	bob.Send(stanza.New(stanza.NSClient, "iq").SetAttr("type", "set").SetAttr("id", "mam").Append(query))
+	fromOffline, fromArchive := 0, 0
 	for {
 		el, err := bob.RecvTimeout(30 * time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if el.Local == "message" {
-			got[el.ChildText("", "body")]++
-		}
-		if el.ID() == "sync" {
+		if el.ID() == "mam" {
+			if el.Type() != "result" {
+				t.Fatalf("archive query: %s", el)
+			}
 			break
 		}
+		if el.Local != "message" {
+			continue
+		}
+		body := el.ChildText("", "body")
+		if r := el.Child("urn:xmpp:mam:2", "result"); r != nil {
+			body = r.Child("", "forwarded").Child("", "message").ChildText("", "body")
+			fromArchive++
+		} else {
+			fromOffline++
+		}
+		seen[body] = true
 	}
 	for i := 0; i < h; i++ {
-		if n := got[fmt.Sprintf("m%d", i)]; n != 1 {
-			t.Fatalf("acknowledged message m%d arrived %d times after the crash (bob got %d messages)", i, n, len(got))
+		if !seen[fmt.Sprintf("m%d", i)] {
+			t.Fatalf("acknowledged message m%d was lost (bob has %d: %d offline, %d in the archive)", i, len(seen), fromOffline, fromArchive)
 		}
 	}
-	t.Logf("bob received all %d acknowledged messages (%d in all)", h, len(got))
+	t.Logf("all %d acknowledged messages accounted for (%d offline, %d in the archive)", h, fromOffline, fromArchive)
 }
