@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -79,11 +77,8 @@ func chatCommand(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	fs.IntVar(&o.pid, "pid", 0, "server process id: report its CPU seconds and peak RSS")
 	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
 	fs.DurationVar(&o.progress, "progress", 5*time.Second, "progress line interval on standard error (0: none)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	srcs, err := sourceRange(o.sources)
 	if err != nil || o.clients < 2 {
@@ -96,12 +91,9 @@ func chatCommand(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		return 1
 	}
 	if o.json {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(res)
-	} else {
-		printChat(stdout, res)
+		return printJSON(stdout, res)
 	}
+	printChat(stdout, res)
 	return 0
 }
 

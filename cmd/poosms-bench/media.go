@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -68,11 +66,8 @@ func mediaCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "how long to measure once everyone receives")
 	fs.IntVar(&o.pid, "pid", 0, "server process id: report its CPU per forwarded packet")
 	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	if o.rooms < 1 || o.publishers < 1 || o.publishers+o.subscribers < 2 {
 		fmt.Fprintln(stderr, "poosms-bench: want --rooms ≥ 1, --publishers ≥ 1 and at least two participants per room")
@@ -84,10 +79,7 @@ func mediaCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return 1
 	}
 	if o.json {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(res)
-		return 0
+		return printJSON(stdout, res)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "conferences × participants\t%d × %d (%d failed to join)\n", res.Rooms, res.Participants/res.Rooms, res.JoinErrors)
@@ -188,17 +180,8 @@ func runMedia(ctx context.Context, o mediaOptions, progress io.Writer) (*mediaRe
 	for {
 		ready := true
 		for r := range parts {
-			pubs := 0
-			for _, q := range parts[r] {
-				if q.publisher {
-					pubs++
-				}
-			}
 			for _, p := range parts[r] {
-				want := pubs
-				if p.publisher {
-					want--
-				}
+				want := publishersHeard(parts[r], p)
 				got := 0
 				for _, t := range p.c.Tracks() {
 					if t.Packets > 0 {
@@ -258,18 +241,8 @@ func runMedia(ctx context.Context, o mediaOptions, progress io.Writer) (*mediaRe
 	// Expected: each receiver gets audio + one video layer from every other publisher.
 	var streams int64
 	for r := range parts {
-		pubs := 0
-		for _, q := range parts[r] {
-			if q.publisher {
-				pubs++
-			}
-		}
 		for _, p := range parts[r] {
-			others := pubs
-			if p.publisher {
-				others--
-			}
-			streams += int64(2 * others)
+			streams += int64(2 * publishersHeard(parts[r], p))
 		}
 	}
 	res.Expected = int64(float64(streams*packetsPerSecondPerKind) * elapsed.Seconds())
@@ -295,4 +268,15 @@ func runMedia(ctx context.Context, o mediaOptions, progress io.Writer) (*mediaRe
 		}
 	}
 	return res, nil
+}
+
+// publishersHeard is how many publishers in room p receives: all but itself.
+func publishersHeard(room []*participant, p *participant) int {
+	n := 0
+	for _, q := range room {
+		if q.publisher && q != p {
+			n++
+		}
+	}
+	return n
 }

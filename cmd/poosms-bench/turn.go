@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -62,11 +61,8 @@ func turnCommand(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	fs.DurationVar(&o.progress, "progress", 5*time.Second, "progress line interval on standard error (0: none)")
 	fs.IntVar(&o.pid, "pid", 0, "server process id: report its CPU seconds")
 	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	if o.size < 16 || o.allocations < 1 || o.rate < 1 {
 		fmt.Fprintln(stderr, "poosms-bench: --size must be at least 16, --allocations and --rate at least 1")
@@ -78,10 +74,7 @@ func turnCommand(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		return 1
 	}
 	if o.json {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(res)
-		return 0
+		return printJSON(stdout, res)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "allocations\t%d (%d failed)\n", res.Allocations, res.AllocateErrors)
