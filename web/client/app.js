@@ -154,6 +154,7 @@ function sendPresence() {
 }
 $('my-show').onchange = sendPresence;
 $('my-status').onchange = sendPresence;
+$('my-status').addEventListener('keydown', (ev) => { if (ev.key === 'Enter') $('my-status').blur(); });
 
 $('logout').onclick = () => {
   localStorage.removeItem(REMEMBER);
@@ -185,6 +186,10 @@ function onStatus({ state: s, message }) {
     if (message !== 'Logged out') showLogin();
   }
 }
+
+// Leaving or reloading the page ends the session cleanly (the next page
+// logs in again); otherwise it would linger, online, waiting to be resumed.
+window.addEventListener('pagehide', () => state.conn?.closeNow());
 
 document.addEventListener('visibilitychange', () => {
   state.conn?.setInactive(document.hidden);
@@ -282,9 +287,18 @@ function refuseRequest(jid) {
   render();
 }
 
+// Removing asks once more on the button itself (no blocking dialog).
 $('remove-contact').onclick = async () => {
   const jid = state.open?.jid;
-  if (!jid || !confirm(`Remove ${jid} from your contacts?`)) return;
+  const btn = $('remove-contact');
+  if (!jid) return;
+  if (btn.dataset.confirm !== jid) {
+    btn.dataset.confirm = jid;
+    btn.textContent = `Really remove ${jid}?`;
+    return;
+  }
+  delete btn.dataset.confirm;
+  btn.textContent = 'Remove contact';
   try {
     await state.conn.iq('set', undefined, x('query', { xmlns: NS.roster }, x('item', { jid, subscription: 'remove' })));
     closePane();
@@ -478,6 +492,8 @@ function roomMessage(s, room, nick) {
 
 function openPane(kind, jid) {
   state.open = { kind, jid };
+  delete $('remove-contact').dataset.confirm;
+  $('remove-contact').textContent = 'Remove contact';
   composing = false;
   document.body.classList.add('pane-open');
   markRead(jid);

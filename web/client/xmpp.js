@@ -202,6 +202,14 @@ export class Connection extends EventTarget {
     this.emitStatus('offline', 'Logged out');
   }
 
+  // closeNow ends the stream at once as the page goes away, so the server
+  // does not keep the session waiting to be resumed.
+  closeNow() {
+    this.wanted = false;
+    clearTimeout(this.retryTimer);
+    if (this.ws?.readyState === WebSocket.OPEN) this.raw(x('close', { xmlns: NS.framing }));
+  }
+
   emitStatus(state, message) {
     this.state = state;
     this.dispatchEvent(new CustomEvent('status', { detail: { state, message } }));

@@ -392,6 +392,11 @@ func TestBrowserChatAndCall(t *testing.T) {
 	alice.waitFor("bob online", `document.querySelector('`+contactSel("bob@localhost")+`[data-presence="available"]')`, 10*time.Second)
 	bob.waitFor("alice online", `document.querySelector('`+contactSel("alice@localhost")+`[data-presence="available"]')`, 10*time.Second)
 
+	// Alice is busy, and says why.
+	alice.run(chromedp.SetValue(chromedp.CSS("#my-show"), "dnd"),
+		chromedp.SendKeys(chromedp.CSS("#my-status"), "In a meeting\r"))
+	bob.waitFor("alice busy", `document.querySelector('`+contactSel("alice@localhost")+`[data-presence="dnd"] .status')?.textContent === 'In a meeting'`, 10*time.Second)
+
 	// Chat both ways, with unread counts, typing and delivery receipts.
 	alice.openChat("bob@localhost")
 	alice.say("Hello Bob!")
@@ -435,6 +440,12 @@ func TestBrowserChatAndCall(t *testing.T) {
 	// A third person joins, is seen, and leaves.
 	carol := newPerson(t, ctx, "carol")
 	carol.signUp(srv.url)
+	// Alice refuses Carol's contact request.
+	carol.run(chromedp.SendKeys(chromedp.CSS("#add-jid"), "alice\r"))
+	alice.waitFor("carol's request", `document.querySelector('#requests li[data-jid="carol@localhost"] button.refuse')`, 10*time.Second)
+	alice.run(press(`#requests li[data-jid="carol@localhost"] button.refuse`))
+	alice.waitFor("request gone", `!document.querySelector('#requests li') && document.getElementById('requests-box').hidden`, 5*time.Second)
+	carol.waitFor("refused", `document.querySelector('`+contactSel("alice@localhost")+` .status')?.textContent === 'not sharing presence'`, 10*time.Second)
 	carol.joinCall("standup")
 	carol.seesVideo("alice@localhost")
 	carol.seesVideo("bob@localhost")
@@ -512,6 +523,14 @@ func TestBrowserChatAndCall(t *testing.T) {
 	bob.screenshot(shots, "phone-chat")
 	bob.run(press("#back"))
 	bob.waitFor("list shown", `getComputedStyle(document.getElementById('sidebar')).display !== 'none' && document.getElementById('chat-view').hidden`, 5*time.Second)
+
+	// Bob removes Alice (the button asks once more); she stops seeing him.
+	bob.openChat("alice@localhost")
+	bob.run(press("#remove-contact"))
+	bob.waitFor("asked to confirm", `document.getElementById('remove-contact').textContent.startsWith('Really remove')`, 5*time.Second)
+	bob.run(press("#remove-contact"))
+	bob.waitFor("alice removed", `!document.querySelector('`+contactSel("alice@localhost")+`') && document.getElementById('chat-view').hidden`, 10*time.Second)
+	alice.waitFor("bob no longer shared", `document.querySelector('`+contactSel("bob@localhost")+`[data-presence="offline"] .status')?.textContent === 'not sharing presence'`, 10*time.Second)
 }
 
 func exceptionText(d *runtime.ExceptionDetails) string {
