@@ -133,7 +133,7 @@ func runChat(ctx context.Context, o chatOptions, srcs []netip.Addr, progress io.
 	// Log in.
 	clients := make([]*benchClient, o.clients)
 	var loginErrs atomic.Int64
-	var firstErr atomic.Value
+	var firstErr atomic.Pointer[error] // errors of different types: atomic.Value would panic
 	sem := make(chan struct{}, o.loginConcurrency)
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -150,7 +150,7 @@ func runChat(ctx context.Context, o chatOptions, srcs []netip.Addr, progress io.
 			})
 			if err != nil {
 				loginErrs.Add(1)
-				firstErr.CompareAndSwap(nil, err)
+				firstErr.CompareAndSwap(nil, &err)
 				return
 			}
 			clients[i] = &benchClient{c: c, jid: c.JID.String(), done: make(chan struct{})}
@@ -167,10 +167,16 @@ func runChat(ctx context.Context, o chatOptions, srcs []netip.Addr, progress io.
 		}
 	}()
 	if len(live) < 2 {
-		err, _ := firstErr.Load().(error)
+		var err error
+		if p := firstErr.Load(); p != nil {
+			err = *p
+		}
 		return nil, fmt.Errorf("only %d clients logged in: %v", len(live), err)
 	}
 	fmt.Fprintf(progress, "logged in %d clients in %.1fs (%.0f/s), %d failed\n", len(live), res.LoginSeconds, res.LoginsPerSec, res.LoginErrors)
+	if p := firstErr.Load(); p != nil {
+		fmt.Fprintf(progress, "first login error: %v\n", *p)
+	}
 	if rss, err := processRSS(o.pid); err == nil {
 		res.ServerRSSIdle = rss
 		res.RSSPerSession = float64(rss) / float64(len(live))
