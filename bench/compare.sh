@@ -20,7 +20,7 @@ Usage: bench/compare.sh [flags]
   --servers LIST          comma-separated subset of poosms,prosody,ejabberd,coturn
                           (default: all; ratios need poosms)
   --clients N             chat clients logged in to each server      [CLIENTS=2000]
-  --rate R                offered chat messages/s, all clients       [RATE=500] 
+  --rate R                offered chat messages/s, all clients       [RATE=500]
   --duration D            chat message load duration (Go syntax)     [DURATION=20s]
   --login-concurrency N   logins in flight at once                   [LOGIN_CONCURRENCY=50]
   --mechanism M           SCRAM-SHA-256 or SCRAM-SHA-1, for every server [MECHANISM=SCRAM-SHA-256]
@@ -240,7 +240,11 @@ run_poosms() {
 		--turn-addr "127.0.0.1:$P_TURN" --turn-secret "$TURN_SECRET" --turn-allow-peers 127.0.0.0/8)
 	log "poosms: creating $CLIENTS accounts (poosmsd user add)"
 	export PASSWORD POOSMSD=$TMP/bin/poosmsd
-	seq 0 $((CLIENTS - 1)) | xargs -P "$(($(nproc) * 2))" -I{} sh -c \
+	# The first alone: it creates the database, which two processes must
+	# not do at once.
+	printf '%s\n' "$PASSWORD" | "$POOSMSD" user add bench0 "${args[@]}" >/dev/null ||
+		{ log "poosms: account creation failed"; return 1; }
+	seq 1 $((CLIENTS - 1)) | xargs -P "$(($(nproc) * 2))" -I{} sh -c \
 		'printf "%s\n" "$PASSWORD" | "$POOSMSD" user add "bench$0" "$@" >/dev/null' {} "${args[@]}" \
 		|| { log "poosms: account creation failed"; return 1; }
 	"$TMP/bin/poosmsd" serve "${args[@]}" >"$dir/server.log" 2>&1 &
