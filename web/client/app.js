@@ -322,6 +322,7 @@ function onStanza(s) {
   const type = s.getAttribute('type') || 'normal';
   const b = bare(from);
   if (type === 'headline') return;
+  if (child(s, 'result', NS.mam)) return; // history pages, see loadHistory
   if (type === 'error') {
     const id = s.getAttribute('id');
     const cond = s.querySelector('error')?.firstElementChild?.localName || 'error';
@@ -344,7 +345,7 @@ function onStanza(s) {
   }
   if (body) {
     const id = s.getAttribute('id') || newId('m');
-    if (!c.messages.some((m) => m.dir === 'in' && m.id === id && m.from === from)) {
+    if (!c.messages.some((m) => m.dir === 'in' && m.id === id)) {
       c.messages.push({ id, from, dir: 'in', body, time: delay ? new Date(delay.getAttribute('stamp')) : new Date(), delayed: !!delay });
       c.messages.sort((p, q) => p.time - q.time);
       c.typing = '';
@@ -406,6 +407,53 @@ $('composer').onsubmit = (ev) => {
     x('body', {}, body), x('active', { xmlns: NS.chatstates }), x('request', { xmlns: NS.receipts })), id);
   render();
 };
+
+// loadHistory fetches the last messages with jid from the server's
+// archive (XEP-0313) the first time the conversation opens.
+async function loadHistory(jid) {
+  const conn = state.conn;
+  const c = chatOf(jid);
+  if (c.loaded || c.loading) return;
+  c.loading = true;
+  const qid = newId('h');
+  const page = [];
+  const collect = (ev) => {
+    const s = ev.detail;
+    const r = s.localName === 'message' && child(s, 'result', NS.mam);
+    if (!r || r.getAttribute('queryid') !== qid) return;
+    const from = s.getAttribute('from');
+    if (from && bare(from) !== bare(conn.jid)) return;
+    const fwd = child(r, 'forwarded', NS.forward);
+    const m = child(fwd, 'message');
+    const d = child(fwd, 'delay', NS.delay);
+    if (m && d) page.push({ m, stamp: d.getAttribute('stamp'), sid: r.getAttribute('id') });
+  };
+  conn.addEventListener('stanza', collect);
+  try {
+    await conn.iq('set', undefined, x('query', { xmlns: NS.mam, queryid: qid },
+      x('x', { xmlns: NS.data, type: 'submit' },
+        x('field', { var: 'FORM_TYPE', type: 'hidden' }, x('value', {}, NS.mam)),
+        x('field', { var: 'with' }, x('value', {}, jid))),
+      x('set', { xmlns: NS.rsm }, x('max', {}, '50'), x('before', {}))));
+  } catch {
+    // No archive on this server: only this page's messages are shown.
+  } finally {
+    conn.removeEventListener('stanza', collect);
+    c.loading = false;
+    c.loaded = true;
+  }
+  for (const { m, stamp, sid } of page) {
+    const body = child(m, 'body')?.textContent;
+    if (!body) continue;
+    const mine = bare(m.getAttribute('from')) === bare(conn.jid);
+    const dir = mine ? 'out' : 'in';
+    const id = m.getAttribute('id') || sid;
+    if (c.messages.some((o) => o.dir === dir && o.id === id)) continue;
+    c.messages.push({ id, from: m.getAttribute('from'), dir, body, time: new Date(stamp), state: mine ? 'sent' : undefined });
+  }
+  c.messages.sort((p, q) => p.time - q.time);
+  render();
+}
 
 function markRead(jid) {
   const c = state.chats.get(jid) || state.rooms.get(jid);
@@ -498,6 +546,7 @@ function openPane(kind, jid) {
   document.body.classList.add('pane-open');
   markRead(jid);
   render();
+  if (kind === 'chat') loadHistory(jid);
   $('compose').focus();
 }
 

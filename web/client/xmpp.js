@@ -20,6 +20,10 @@ export const NS = {
   mucOwner: 'http://jabber.org/protocol/muc#owner',
   conf: 'urn:poosms:conference:0',
   disco: 'http://jabber.org/protocol/disco#info',
+  mam: 'urn:xmpp:mam:2',
+  forward: 'urn:xmpp:forward:0',
+  rsm: 'http://jabber.org/protocol/rsm',
+  data: 'jabber:x:data',
 };
 
 // esc escapes text for XML content and attribute values.

@@ -511,6 +511,10 @@ func TestBrowserChatAndCall(t *testing.T) {
 	bob.openChat("alice@localhost")
 	bob.waitFor("offline message", lastMessage("in")+`?.querySelector('.body').textContent === 'See you tomorrow.' && `+
 		lastMessage("in")+`.querySelector('.meta').textContent.includes('while you were away')`, 10*time.Second)
+	// Bob's page was reloaded at logout: the earlier conversation comes
+	// back from the server's archive, in order.
+	bob.waitFor("history from the archive", `[...document.querySelectorAll('#messages li.msg .body')].map(b => b.textContent).join('|') === `+
+		js("Hello Bob!|Hi Alice, nice to see you here.|Are you still there?|Yes, reconnected.|See you tomorrow."), 10*time.Second)
 	shownAt := eval[string](bob, lastMessage("in")+`.querySelector('time').dateTime`)
 	t1, err1 := time.Parse(time.RFC3339Nano, sentAt)
 	t2, err2 := time.Parse(time.RFC3339Nano, shownAt)
