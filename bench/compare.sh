@@ -110,8 +110,8 @@ cleanup() {
 	local rc=$?
 	set +e
 	if [ ${#EJ_CTL[@]} -gt 0 ] && [ -s "$TMP/ejabberd/ejabberd.pid" ]; then
-		"${EJ_CTL[@]}" stop >/dev/null 2>&1
 		PIDS+=("$(cat "$TMP/ejabberd/ejabberd.pid")")
+		"${EJ_CTL[@]}" stop >/dev/null 2>&1
 	fi
 	for pid in "${PIDS[@]}"; do
 		stop_pid "$pid"
@@ -207,25 +207,36 @@ certificate() {
 
 # ---------------------------------------------------------------- load
 
+# bench OUT ARGS...: poosms-bench in the background, waited for, so that a
+# signal to this script runs the cleanup at once (which stops it too).
+bench() {
+	local out=$1 pid
+	shift
+	"$BENCH" "$@" >"$out" &
+	pid=$!
+	PIDS+=("$pid")
+	wait "$pid"
+}
+
 # chat_load NAME PORT PID: the chat run against one server. Writes
 # $TMP/results/NAME-chat.json and NAME-baseline (RSS before any login).
 chat_load() {
 	local name=$1 port=$2 pid=$3
 	rss_bytes "$pid" >"$TMP/results/$name-baseline"
 	log "$name: $CLIENTS clients log in, then $RATE msgs/s for $DURATION"
-	"$BENCH" chat --json --addr "127.0.0.1:$port" --domain "$DOMAIN" --clients "$CLIENTS" \
+	bench "$TMP/results/$name-chat.json" chat --json --addr "127.0.0.1:$port" --domain "$DOMAIN" --clients "$CLIENTS" \
 		--password "$PASSWORD" --mechanism "$MECHANISM" --rate "$RATE" --duration "$DURATION" \
 		--login-concurrency "$LOGIN_CONCURRENCY" --sources "$SOURCES" --pid "$pid" \
-		--progress 10s >"$TMP/results/$name-chat.json"
+		--progress 10s
 }
 
 # turn_load NAME PORT PID
 turn_load() {
 	local name=$1 port=$2 pid=$3
 	log "$name: TURN, $TURN_ALLOCATIONS allocations × $TURN_RATE pkts/s of $TURN_SIZE bytes for $TURN_DURATION"
-	"$BENCH" turn --json --server "127.0.0.1:$port" --realm "$DOMAIN" --secret "$TURN_SECRET" \
+	bench "$TMP/results/$name-turn.json" turn --json --server "127.0.0.1:$port" --realm "$DOMAIN" --secret "$TURN_SECRET" \
 		--allocations "$TURN_ALLOCATIONS" --rate "$TURN_RATE" --size "$TURN_SIZE" \
-		--duration "$TURN_DURATION" --pid "$pid" --progress 10s >"$TMP/results/$name-turn.json"
+		--duration "$TURN_DURATION" --pid "$pid" --progress 10s
 }
 
 # ---------------------------------------------------------------- servers
@@ -384,7 +395,14 @@ EOF
 		echo "</host></server-data>"
 	} >"$dir/accounts.xml"
 	chown -R ejabberd:ejabberd "$dir"
-	EJ_CTL=(ejabberdctl --config-dir "$dir" --config "$dir/ejabberd.yml" --spool "$dir/db"
+	# ejabberdctl run as root switches to the ejabberd user through su, whose
+	# PAM session resets the open-file limit (to 1024 here: accepts failed
+	# with "too many open files" beyond that). setpriv switches without PAM,
+	# so the server keeps this script's limit like the others.
+	local ejhome
+	ejhome=$(getent passwd ejabberd | cut -d: -f6)
+	EJ_CTL=(env HOME="${ejhome:-/var/lib/ejabberd}" setpriv --reuid=ejabberd --regid=ejabberd --init-groups
+		ejabberdctl --config-dir "$dir" --config "$dir/ejabberd.yml" --spool "$dir/db"
 		--logs "$dir/log" --node "compare$$@localhost")
 	log "ejabberd: starting"
 	"${EJ_CTL[@]}" start >"$dir/ctl.log" 2>&1 || { cat "$dir/ctl.log" >&2; return 1; }
