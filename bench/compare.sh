@@ -28,6 +28,9 @@ Usage: bench/compare.sh [flags]
   --turn-rate R           packets/s per allocation                   [TURN_RATE=1500]
   --turn-size B           payload bytes per packet                   [TURN_SIZE=200]
   --turn-duration D       TURN load duration                         [TURN_DURATION=15s]
+  --peer-archive          Prosody and ejabberd archive every one-to-one message
+                          too (mod_mam, default always), as poosms always does;
+                          off by default: neither archives in its default setup
   --keep                  keep the temporary folder (configs, logs, raw results)
   -h, --help              this text
 
@@ -47,6 +50,7 @@ TURN_DURATION=${TURN_DURATION:-15s}
 SERVERS=${SERVERS:-poosms,prosody,ejabberd,coturn}
 JSON=0
 KEEP=0
+PEER_ARCHIVE=${PEER_ARCHIVE:-0}
 
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -55,6 +59,7 @@ while [ $# -gt 0 ]; do
 		shift ;;
 	--json) JSON=1; shift ;;
 	--keep) KEEP=1; shift ;;
+	--peer-archive) PEER_ARCHIVE=1; shift ;;
 	--servers) SERVERS=$2; shift 2 ;;
 	--clients) CLIENTS=$2; shift 2 ;;
 	--rate) RATE=$2; shift 2 ;;
@@ -268,8 +273,9 @@ run_poosms() {
 }
 
 run_prosody() {
-	local dir=$TMP/prosody pid i
+	local dir=$TMP/prosody pid i mam=
 	mkdir -p "$dir/data"
+	if [ "$PEER_ARCHIVE" = 1 ]; then mam='"mam",'; fi
 	cat >"$dir/prosody.cfg.lua" <<EOF
 -- Debian's default module list without server-to-server, HTTP, invites,
 -- registration, admin and mod_limits (which would throttle the bench).
@@ -283,8 +289,9 @@ network_backend = "epoll"
 modules_enabled = {
 	"disco", "roster", "saslauth", "tls", "blocklist", "bookmarks", "carbons",
 	"pep", "private", "smacks", "vcard4", "vcard_legacy", "csi_simple", "ping",
-	"time", "uptime", "version",
+	"time", "uptime", "version", $mam
 }
+default_archive_policy = true
 modules_disabled = { "s2s" }
 c2s_ports = { $PR_C2S }
 c2s_interfaces = { "127.0.0.1" }
@@ -388,6 +395,9 @@ modules:
     search: false
   mod_version: {}
 EOF
+	if [ "$PEER_ARCHIVE" = 1 ]; then
+		printf '  mod_mam:\n    default: always\n' >>"$dir/ejabberd.yml"
+	fi
 	{
 		echo "<?xml version='1.0' encoding='UTF-8'?>"
 		echo "<server-data xmlns='urn:xmpp:pie:0'><host jid='$DOMAIN'>"
@@ -513,7 +523,7 @@ print_table() {
 	for s in prosody ejabberd; do want "$s" && peers+=("$s"); done
 	echo
 	echo "Side by side — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores ($(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)), load average $(cut -d' ' -f1-3 /proc/loadavg)"
-	echo "chat: $CLIENTS clients, $MECHANISM, $RATE msgs/s offered for $DURATION; turn: $TURN_ALLOCATIONS allocations × $TURN_RATE pkts/s × $TURN_SIZE B for $TURN_DURATION"
+	echo "chat: $CLIENTS clients, $MECHANISM, $RATE msgs/s offered for $DURATION, peers archiving: $([ "$PEER_ARCHIVE" = 1 ] && echo yes || echo no); turn: $TURN_ALLOCATIONS allocations × $TURN_RATE pkts/s × $TURN_SIZE B for $TURN_DURATION"
 	echo
 	{
 		row="figure|better|poosms"
@@ -549,8 +559,9 @@ print_json() {
 	local s fig first=1 kind
 	printf '{\n  "date": "%s",\n  "cpus": %s,\n  "load_average": "%s",\n' \
 		"$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
-	printf '  "params": {"clients": %s, "rate": %s, "duration": "%s", "mechanism": "%s", "login_concurrency": %s, "turn_allocations": %s, "turn_rate": %s, "turn_size": %s, "turn_duration": "%s"},\n' \
-		"$CLIENTS" "$RATE" "$DURATION" "$MECHANISM" "$LOGIN_CONCURRENCY" "$TURN_ALLOCATIONS" "$TURN_RATE" "$TURN_SIZE" "$TURN_DURATION"
+	printf '  "params": {"clients": %s, "rate": %s, "duration": "%s", "mechanism": "%s", "login_concurrency": %s, "turn_allocations": %s, "turn_rate": %s, "turn_size": %s, "turn_duration": "%s", "peer_archive": %s},\n' \
+		"$CLIENTS" "$RATE" "$DURATION" "$MECHANISM" "$LOGIN_CONCURRENCY" "$TURN_ALLOCATIONS" "$TURN_RATE" "$TURN_SIZE" "$TURN_DURATION" \
+		"$([ "$PEER_ARCHIVE" = 1 ] && echo true || echo false)"
 	printf '  "servers": {'
 	for s in poosms prosody ejabberd coturn; do
 		want "$s" || continue
