@@ -23,6 +23,7 @@ import (
 
 	"mellium.im/xmpp/jid"
 
+	"poosms.org/poosms/chat/component"
 	"poosms.org/poosms/stanza"
 )
 
@@ -196,27 +197,13 @@ func (s *Service) HandleStanza(ctx context.Context, sess Session, el *stanza.Ele
 	default:
 		return
 	}
-	if typ != "get" && typ != "set" {
+	q, reply := component.Request(el, sess.JID(), s.domain, s.server, "only this server's users may upload files")
+	if reply != nil {
+		s.reply(sess, reply)
+	}
+	if q == nil {
 		return
 	}
-	to, err := jid.Parse(el.To())
-	switch {
-	case err != nil || to.Domainpart() != s.domain:
-		s.reply(sess, stanza.ErrorReply(el, "jid-malformed", ""))
-		return
-	case to.Localpart() != "" || to.Resourcepart() != "":
-		s.reply(sess, stanza.ErrorReply(el, "service-unavailable", ""))
-		return
-	case sess.JID().Domainpart() != s.server || sess.JID().Localpart() == "":
-		s.reply(sess, stanza.ErrorReply(el, "forbidden", "only this server's users may upload files"))
-		return
-	}
-	els := el.Elements()
-	if len(els) != 1 {
-		s.reply(sess, stanza.ErrorReply(el, "bad-request", "an iq request carries exactly one payload"))
-		return
-	}
-	q := els[0]
 	get := typ == "get"
 	var r *stanza.Element
 	switch {
