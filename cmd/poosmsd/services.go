@@ -1,0 +1,275 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"mellium.im/xmpp/jid"
+
+	"poosms.org/poosms/chat"
+	"poosms.org/poosms/chat/directory"
+	"poosms.org/poosms/chat/muc"
+	"poosms.org/poosms/chat/upload"
+	"poosms.org/poosms/config"
+	"poosms.org/poosms/sfu"
+	"poosms.org/poosms/signaling"
+	"poosms.org/poosms/stanza"
+	"poosms.org/poosms/store"
+	"poosms.org/poosms/turn"
+)
+
+// The services a node runs beside chat, each started by startNode.
+
+// startTURN runs the embedded relay and offers it to clients through
+// XEP-0215 external service discovery.
+func (n *node) startTURN(ctx context.Context, tlsConfig *tls.Config, reg prometheus.Registerer) error {
+	cfg := n.cfg
+	secret := []byte(cfg.TURNSecret)
+	if len(secret) == 0 {
+		var err error
+		if secret, err = turn.LoadOrCreateSecret(cfg.DataDir); err != nil {
+			return err
+		}
+	}
+	var relayIP net.IP
+	if cfg.PublicIP.Is4() {
+		relayIP = cfg.PublicIP.AsSlice()
+	}
+	t, err := turn.New(turn.Config{
+		Realm:         cfg.Domain,
+		UDPAddr:       cfg.TURNAddr,
+		TCPAddr:       cfg.TURNAddr,
+		TLSAddr:       cfg.TURNTLSAddr,
+		TLSConfig:     tlsConfig,
+		RelayIP:       relayIP,
+		Secret:        secret,
+		CredentialTTL: cfg.TURNCredentialTTL,
+		AllowPeers:    cfg.TURNAllowPeers,
+		Logger:        n.log.With("service", "turn"),
+	})
+	if err != nil {
+		return err
+	}
+	if err := t.Start(ctx); err != nil {
+		return err
+	}
+	n.turn = t
+	n.closers = append(n.closers, func(context.Context) error { return t.Close() })
+	reg.MustRegister(t.Collectors()...)
+	n.chat.AddFeature(turn.NSExtDisco)
+	n.chat.HandleIQ(turn.NSExtDisco, "services", func(_ context.Context, sess chat.Session, iq *stanza.Element) *stanza.Element {
+		if iq.Type() != "get" {
+			return stanza.ErrorReply(iq, "bad-request", "services are read with type='get'")
+		}
+		return stanza.Result(iq, t.ExternalServices(n.publicHost(), sess.JID().Bare().String()))
+	})
+	return nil
+}
+
+// startRooms runs conference.DOMAIN: group rooms (XEP-0045) and, in the
+// same rooms, voice and video conferences through the SFU, which admits
+// only those the room's membership admits.
+func (n *node) startRooms(router *signaling.Router) error {
+	cfg := n.cfg
+	domain := "conference." + cfg.Domain
+	rooms, err := muc.New(muc.Config{
+		Domain:       domain,
+		ServerDomain: cfg.Domain,
+		Retention:    cfg.ArchiveRetention,
+		Deliver:      n.chat.Deliver,
+		Logger:       n.log.With("service", "muc"),
+	}, n.db)
+	if err != nil {
+		return err
+	}
+	var public string
+	if cfg.PublicIP.IsValid() {
+		public = cfg.PublicIP.String()
+	}
+	svc, err := sfu.New(sfu.Config{
+		Domain:          domain,
+		UDPAddr:         cfg.MediaUDPAddr,
+		TCPAddr:         cfg.MediaTCPAddr,
+		PublicIP:        public,
+		ICEServers:      n.iceServers,
+		MaxParticipants: cfg.MaxParticipants,
+		MaxConferences:  cfg.MaxConferences,
+		IncludeLoopback: loopbackMedia(cfg),
+		Authorize:       rooms.MayConference,
+		Logger:          n.log.With("service", "sfu"),
+	})
+	if err != nil {
+		return err
+	}
+	n.sfu = svc
+	n.closers = append(n.closers, func(context.Context) error { return svc.Close() })
+	router.Handle(domain, signaling.Service{
+		Handle: func(ctx context.Context, s *signaling.Session, el *stanza.Element) {
+			if conferenceIQ(el) {
+				svc.HandleStanza(ctx, s, el)
+				return
+			}
+			rooms.HandleStanza(ctx, s, el)
+		},
+		Closed: func(ctx context.Context, s *signaling.Session) {
+			svc.SessionClosed(ctx, s)
+			rooms.SessionClosed(ctx, s)
+		},
+	})
+	n.chat.AddItem(domain, "Group rooms")
+	return nil
+}
+
+// conferenceIQ tells the SFU's stanzas from the rooms' on conference.DOMAIN:
+// IQs in the conference namespace, and results and errors addressed to a
+// bare room JID (answers to the SFU's own offers and candidates). Results
+// to room/nick answer requests the room relayed between occupants.
+func conferenceIQ(el *stanza.Element) bool {
+	if el.Local != "iq" {
+		return false
+	}
+	if t := el.Type(); t == "result" || t == "error" {
+		to, err := jid.Parse(el.To())
+		return err == nil && to.Resourcepart() == ""
+	}
+	c := el.FirstElement()
+	return c != nil && c.Space == muc.NSConference
+}
+
+// registrar is the store's account changes plus the cleanup of what an
+// account leaves outside the database (shared files).
+type registrar struct{ n *node }
+
+func (r registrar) CreateAccount(ctx context.Context, user string, c store.Credentials) error {
+	return r.n.db.CreateAccount(ctx, user, c)
+}
+
+func (r registrar) SetCredentials(ctx context.Context, user string, c store.Credentials) error {
+	return r.n.db.SetCredentials(ctx, user, c)
+}
+
+func (r registrar) DeleteAccount(ctx context.Context, user string) error {
+	if err := r.n.db.DeleteAccount(ctx, user); err != nil {
+		return err
+	}
+	if r.n.uploads != nil {
+		if err := r.n.uploads.DeleteUser(user); err != nil {
+			r.n.log.Error("delete shared files of a removed account", "user", user, "err", err)
+		}
+	}
+	return nil
+}
+
+// startDirectory runs the people directory (XEP-0055) on directory.DOMAIN.
+func (n *node) startDirectory(router *signaling.Router) error {
+	domain := "directory." + n.cfg.Domain
+	dir, err := directory.New(directory.Config{
+		Domain: domain, ServerDomain: n.cfg.Domain, Logger: n.log.With("service", "directory"),
+	}, n.db)
+	if err != nil {
+		return err
+	}
+	router.Handle(domain, signaling.Service{
+		Handle: func(ctx context.Context, s *signaling.Session, el *stanza.Element) { dir.HandleStanza(ctx, s, el) },
+	})
+	n.chat.AddItem(domain, "People directory")
+	return nil
+}
+
+// startUpload runs HTTP file upload (XEP-0363) on upload.DOMAIN; the web
+// server serves the files under /upload/.
+func (n *node) startUpload(router *signaling.Router) (*upload.Service, error) {
+	up, err := newUploadService(n.cfg, n.log, func() string {
+		if n.cfg.UploadURL != "" {
+			return n.cfg.UploadURL
+		}
+		_, port, _ := net.SplitHostPort(n.httpAddr.String())
+		return "http://" + net.JoinHostPort(n.publicHost(), port) + "/upload"
+	})
+	if err != nil {
+		return nil, err
+	}
+	domain := "upload." + n.cfg.Domain
+	router.Handle(domain, signaling.Service{
+		Handle: func(ctx context.Context, s *signaling.Session, el *stanza.Element) { up.HandleStanza(ctx, s, el) },
+	})
+	n.chat.AddItem(domain, "File upload")
+	n.uploads = up
+	return up, nil
+}
+
+// newUploadService builds the upload service from the settings (also used
+// by "user del" to remove a user's files).
+func newUploadService(cfg config.Config, log *slog.Logger, baseURL func() string) (*upload.Service, error) {
+	dir := cfg.UploadDir
+	if dir == "" {
+		dir = filepath.Join(cfg.DataDir, "uploads")
+	}
+	return upload.New(upload.Config{
+		Domain: "upload." + cfg.Domain, ServerDomain: cfg.Domain, Dir: dir, BaseURL: baseURL,
+		MaxFileBytes: int64(cfg.UploadMaxBytes), QuotaBytes: int64(cfg.UploadQuotaBytes),
+		Logger: log.With("service", "upload"),
+	})
+}
+
+// loopbackMedia: offer loopback ICE candidates when media listens on a
+// loopback address or the server is the development default (localhost),
+// where clients run on the same machine.
+func loopbackMedia(cfg config.Config) bool {
+	host, _, err := net.SplitHostPort(cfg.MediaUDPAddr)
+	if ip := net.ParseIP(host); err == nil && ip != nil && ip.IsLoopback() {
+		return true
+	}
+	return cfg.Domain == "localhost"
+}
+
+// iceServers are the STUN/TURN servers handed to a joining participant,
+// TURN with fresh credentials.
+func (n *node) iceServers(user jid.JID) []sfu.ICEServer {
+	if n.turn == nil {
+		return nil
+	}
+	c := n.turn.Credentials(user.Bare().String())
+	var stun, relay []string
+	for _, u := range n.turn.URLs(n.publicHost()) {
+		if strings.HasPrefix(u, "stun:") {
+			stun = append(stun, u)
+		} else {
+			relay = append(relay, u)
+		}
+	}
+	out := []sfu.ICEServer{}
+	if len(stun) > 0 {
+		out = append(out, sfu.ICEServer{URLs: stun})
+	}
+	if len(relay) > 0 {
+		out = append(out, sfu.ICEServer{URLs: relay, Username: c.Username, Credential: c.Password})
+	}
+	return out
+}
+
+// publicHost is the name clients use to reach this node's relay and media.
+func (n *node) publicHost() string {
+	if n.cfg.PublicIP.IsValid() {
+		return n.cfg.PublicIP.String()
+	}
+	return n.cfg.Domain
+}
+
+// turnAPIResponse is the JSON body of GET /api/turn.
+func (n *node) turnAPIResponse(user string) any {
+	c := n.turn.Credentials(user)
+	return struct {
+		Username string    `json:"username"`
+		Password string    `json:"password"`
+		TTL      int       `json:"ttl"`
+		Expires  time.Time `json:"expires"`
+		URIs     []string  `json:"uris"`
+	}{c.Username, c.Password, int(n.cfg.TURNCredentialTTL.Seconds()), c.Expires, n.turn.URLs(n.publicHost())}
+}
