@@ -79,16 +79,15 @@ type ArchiveEntry struct {
 // message goes into its sender's and its recipient's archives at once). It
 // returns ErrNotFound if an owner has no account and ErrExists if an owner
 // already has a message with that ID.
-func (db *DB) ArchiveMessages(ctx context.Context, entries []ArchiveEntry) (err error) {
-	tx, err := db.sql.BeginTx(ctx, nil)
-	if err != nil {
-		return fail("archive messages", err)
-	}
-	defer func() {
-		if err != nil {
-			rollback(tx)
-		}
-	}()
+//
+// Concurrent calls share transactions (see archiveWriter); each returns
+// once its own entries are committed.
+func (db *DB) ArchiveMessages(ctx context.Context, entries []ArchiveEntry) error {
+	return db.archive().submit(ctx, entries)
+}
+
+// insertArchiveEntries adds entries inside tx.
+func insertArchiveEntries(ctx context.Context, tx *sql.Tx, entries []ArchiveEntry) error {
 	for _, e := range entries {
 		m := e.Message
 		bare, _, _ := strings.Cut(m.With, "/")
@@ -104,9 +103,6 @@ func (db *DB) ArchiveMessages(ctx context.Context, entries []ArchiveEntry) (err 
 		} else if n == 0 {
 			return ErrNotFound
 		}
-	}
-	if err := tx.Commit(); err != nil {
-		return fail("archive messages", err)
 	}
 	return nil
 }

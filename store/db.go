@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -41,6 +42,10 @@ const acceptedForms = `"sqlite" (the file poosms.db in the data directory), ` +
 type DB struct {
 	sql     *sql.DB
 	dialect string
+
+	archiveOnce sync.Once
+	archiveStop sync.Once
+	archiveW    *archiveWriter // group commit of archive entries; nil until used
 }
 
 // Open connects to the database named by dsn, checks that it answers and
@@ -199,6 +204,7 @@ func openMySQL(dsn string) (*DB, error) {
 
 // Close closes the database. Calls made after Close return an error.
 func (db *DB) Close() error {
+	db.stopArchive()
 	if err := db.sql.Close(); err != nil {
 		return fmt.Errorf("store: close: %w", err)
 	}
