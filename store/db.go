@@ -42,6 +42,7 @@ const acceptedForms = `"sqlite" (the file poosms.db in the data directory), ` +
 type DB struct {
 	sql     *sql.DB
 	dialect string
+	path    string // the SQLite file; "" in memory and on MySQL
 
 	archiveOnce sync.Once
 	archiveStop sync.Once
@@ -152,7 +153,11 @@ func openSQLite(path string) (*DB, error) {
 		pool.SetConnMaxLifetime(0)
 		pool.SetConnMaxIdleTime(0)
 	}
-	return &DB{sql: pool, dialect: DialectSQLite}, nil
+	db := &DB{sql: pool, dialect: DialectSQLite}
+	if !memory {
+		db.path = path
+	}
+	return db, nil
 }
 
 // openMySQL prepares a pool from a go-sql-driver/mysql DSN, adding the

@@ -33,6 +33,15 @@ func (db *DB) migrate(ctx context.Context) error {
 	switch db.dialect {
 	case DialectSQLite:
 		dialect = goose.DialectSQLite3
+		if db.path != "" {
+			// Two processes opening a new file at once (the server and
+			// "poosmsd user add", say) must not both create the schema.
+			unlock, err := lockFile(db.path + ".migrate-lock")
+			if err != nil {
+				return fmt.Errorf("store: migrate: %w", err)
+			}
+			defer unlock()
+		}
 	case DialectMySQL:
 		dialect = goose.DialectMySQL
 		// Several nodes may start at once against one database.
