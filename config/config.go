@@ -108,6 +108,9 @@ type Config struct {
 	UploadMaxBytes int `yaml:"upload_max_bytes"`
 	// UploadQuotaBytes is how much each user may keep shared. Default: 1073741824 (1 GiB).
 	UploadQuotaBytes int `yaml:"upload_quota_bytes"`
+	// TURNMaxAllocations is how many relay allocations one user may hold
+	// at once. At least 1. Default: 10.
+	TURNMaxAllocations int `yaml:"turn_max_allocations"`
 	// ArchiveRetention is how long message history (XEP-0313, one-to-one
 	// and rooms) is kept; 0 keeps it forever. Default: 0.
 	ArchiveRetention time.Duration `yaml:"archive_retention"`
@@ -186,6 +189,7 @@ func Default() Config {
 		AuthTimeout:        30 * time.Second,
 		ResumeTimeout:      5 * time.Minute,
 		UploadMaxBytes:     100 << 20,
+		TURNMaxAllocations: 10,
 		UploadQuotaBytes:   1 << 30,
 		OfflineLimit:       1000,
 		AllowPlain:         true,

@@ -42,16 +42,17 @@ func (n *node) startTURN(ctx context.Context, tlsConfig *tls.Config, reg prometh
 		relayIP = cfg.PublicIP.AsSlice()
 	}
 	t, err := turn.New(turn.Config{
-		Realm:         cfg.Domain,
-		UDPAddr:       cfg.TURNAddr,
-		TCPAddr:       cfg.TURNAddr,
-		TLSAddr:       cfg.TURNTLSAddr,
-		TLSConfig:     tlsConfig,
-		RelayIP:       relayIP,
-		Secret:        secret,
-		CredentialTTL: cfg.TURNCredentialTTL,
-		AllowPeers:    cfg.TURNAllowPeers,
-		Logger:        n.log.With("service", "turn"),
+		Realm:                 cfg.Domain,
+		UDPAddr:               cfg.TURNAddr,
+		TCPAddr:               cfg.TURNAddr,
+		TLSAddr:               cfg.TURNTLSAddr,
+		TLSConfig:             tlsConfig,
+		RelayIP:               relayIP,
+		Secret:                secret,
+		CredentialTTL:         cfg.TURNCredentialTTL,
+		AllowPeers:            cfg.TURNAllowPeers,
+		MaxAllocationsPerUser: cfg.TURNMaxAllocations,
+		Logger:                n.log.With("service", "turn"),
 	})
 	if err != nil {
 		return err
