@@ -108,6 +108,9 @@ type Config struct {
 	UploadMaxBytes int `yaml:"upload_max_bytes"`
 	// UploadQuotaBytes is how much each user may keep shared. Default: 1073741824 (1 GiB).
 	UploadQuotaBytes int `yaml:"upload_quota_bytes"`
+	// DebugAddr serves Go's pprof profiles at /debug/pprof/ for
+	// performance work; keep it on loopback. Empty disables. Default: empty.
+	DebugAddr string `yaml:"debug_addr"`
 	// TURNMaxAllocations is how many relay allocations one user may hold
 	// at once. At least 1. Default: 10.
 	TURNMaxAllocations int `yaml:"turn_max_allocations"`

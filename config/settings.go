@@ -138,6 +138,8 @@ var settings = []*setting{
 	intSetting("turn-max-allocations", "TURN allocations one user may hold at once", 1, 1<<20,
 		"want a whole number of allocations, at least 1",
 		func(c *Config) *int { return &c.TURNMaxAllocations }),
+	addrSetting("debug-addr", "address serving Go's pprof profiles at /debug/pprof/ (keep it on loopback); empty disables", true,
+		func(c *Config) *string { return &c.DebugAddr }),
 	boolSetting("inband-registration", "let clients create accounts on the XMPP stream (XEP-0077)",
 		func(c *Config) *bool { return &c.InBandRegistration }),
 	durSetting("resume-timeout", "how long a lost session waits for its client to resume it (XEP-0198)", time.Second,

@@ -57,18 +57,19 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 
 // node is one running poosmsd: every service, wired, listening.
 type node struct {
-	cfg      config.Config
-	log      *slog.Logger
-	db       *store.DB
-	chat     *chat.Service
-	c2s      *signaling.Server
-	turn     *turn.Server // nil when the relay is off
-	sfu      *sfu.Service
-	uploads  *upload.Service
-	http     *http.Server
-	httpAddr net.Addr
-	ready    atomic.Bool
-	closers  []func(context.Context) error // run in reverse order by Close
+	cfg       config.Config
+	log       *slog.Logger
+	db        *store.DB
+	chat      *chat.Service
+	c2s       *signaling.Server
+	turn      *turn.Server // nil when the relay is off
+	sfu       *sfu.Service
+	uploads   *upload.Service
+	http      *http.Server
+	httpAddr  net.Addr
+	debugAddr net.Addr // --debug-addr as bound; nil when off
+	ready     atomic.Bool
+	closers   []func(context.Context) error // run in reverse order by Close
 }
 
 // startNode opens the store, starts every listener and returns once all are
@@ -183,6 +184,11 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 		return n, err
 	}
 
+	if cfg.DebugAddr != "" {
+		if err := n.serveDebug(); err != nil {
+			return n, err
+		}
+	}
 	n.ready.Store(true)
 	log.Info("poosmsd is serving",
 		"version", version,

@@ -142,3 +142,28 @@ func TestServerCapsInFeatures(t *testing.T) {
 		t.Fatalf("features ver %s, service ver %s", c.Attr("ver"), got)
 	}
 }
+
+// TestDebugProfiles: --debug-addr serves pprof on its own listener, and
+// the public HTTP server does not.
+func TestDebugProfiles(t *testing.T) {
+	cfg := testConfig(t, "")
+	cfg.DebugAddr = "127.0.0.1:0"
+	n := startTestNode(t, cfg)
+	resp, err := http.Get("http://" + n.debugAddr.String() + "/debug/pprof/")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("debug listener: %v %v", resp, err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !bytes.Contains(b, []byte("goroutine")) {
+		t.Fatalf("no profile index: %s", b)
+	}
+	resp, err = http.Get(n.httpURL() + "/debug/pprof/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusOK {
+		t.Fatal("the public HTTP server serves profiles")
+	}
+}
