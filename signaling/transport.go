@@ -112,7 +112,6 @@ type tcpTransport struct {
 	dec      *xml.Decoder
 	maxBytes int64
 	opened   bool
-	wbuf     []byte
 	wtimeout time.Duration
 }
 
@@ -234,12 +233,13 @@ func (t *tcpTransport) writeHeader(id, from string) error {
 	return t.writeBytes([]byte(h))
 }
 
+// write serialises el into a pooled buffer: an idle session keeps no
+// write buffer of its own.
 func (t *tcpTransport) write(el *stanza.Element) error {
-	t.wbuf = el.AppendXML(t.wbuf[:0], stanza.NSClient)
-	err := t.writeBytes(t.wbuf)
-	if cap(t.wbuf) > 64<<10 {
-		t.wbuf = nil
-	}
+	bp := stanza.GetBuffer()
+	*bp = el.AppendXML((*bp)[:0], stanza.NSClient)
+	err := t.writeBytes(*bp)
+	stanza.PutBuffer(bp)
 	return err
 }
 
@@ -303,7 +303,6 @@ type wsTransport struct {
 	wtimeout time.Duration
 	idle     time.Duration
 	hard     time.Time
-	wbuf     []byte
 }
 
 func newWSTransport(conn *websocket.Conn, remote net.Addr, st *tls.ConnectionState, maxBytes int64, writeTimeout time.Duration) *wsTransport {
@@ -371,16 +370,15 @@ func (t *wsTransport) writeHeader(id, from string) error {
 }
 
 func (t *wsTransport) write(el *stanza.Element) error {
+	bp := stanza.GetBuffer()
 	if el.Space == stanza.NSStream {
 		// RFC 7395 writes features and stream errors with the stream prefix.
-		t.wbuf = appendPrefixed(t.wbuf[:0], el)
+		*bp = appendPrefixed((*bp)[:0], el)
 	} else {
-		t.wbuf = el.AppendXML(t.wbuf[:0], "")
+		*bp = el.AppendXML((*bp)[:0], "")
 	}
-	err := t.writeFrame(t.wbuf)
-	if cap(t.wbuf) > 64<<10 {
-		t.wbuf = nil
-	}
+	err := t.writeFrame(*bp)
+	stanza.PutBuffer(bp)
 	return err
 }
 
