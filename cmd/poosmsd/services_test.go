@@ -2,12 +2,18 @@ package main
 
 import (
 	"bytes"
+	"database/sql"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
+
+	"poosms.org/poosms/internal/testenv"
 	"poosms.org/poosms/internal/xmppclient"
 	"poosms.org/poosms/stanza"
 )
@@ -166,4 +172,44 @@ func TestDebugProfiles(t *testing.T) {
 	if resp.StatusCode == http.StatusOK {
 		t.Fatal("the public HTTP server serves profiles")
 	}
+}
+
+// TestDatabaseGoesAway: when MySQL loses the database under a running
+// node, a message that would have to be stored is answered with an error
+// to its sender (nothing vanishes silently) and the node keeps serving.
+func TestDatabaseGoesAway(t *testing.T) {
+	if os.Getenv("POOSMS_TEST_MYSQL_DSN") == "" && !testenv.CI() {
+		t.Skip("POOSMS_TEST_MYSQL_DSN is not set")
+	}
+	dsn := testenv.MySQLDSN(t)
+	cfg := testConfig(t, dsn)
+	n := startTestNode(t, cfg)
+	addUser(t, cfg, "alice", "alice-password")
+	addUser(t, cfg, "bob", "bob-password")
+	alice := dialUser(t, n, "alice", "alice-password", "desk")
+
+	mc, err := mysql.ParseDSN(strings.TrimPrefix(dsn, "mysql://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := mc.DBName
+	mc.DBName = ""
+	admin, err := sql.Open("mysql", mc.FormatDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	if _, err := admin.Exec("DROP DATABASE " + name); err != nil {
+		t.Fatal(err)
+	}
+
+	send(t, alice, "bob@localhost", "into the void?")
+	r, err := alice.Expect(10*time.Second, func(e *stanza.Element) bool { return e.Local == "message" })
+	if err != nil {
+		t.Fatalf("no answer for a message the server could not store: %v", err)
+	}
+	if r.Type() != "error" || r.ChildText("", "body") != "into the void?" {
+		t.Fatalf("got %s, want the message back as an error", r)
+	}
+	ping(t, alice) // still served
 }
