@@ -20,6 +20,7 @@ const (
 	reasonReplaced    = "replaced"
 	reasonNegotiation = "negotiation-failed"
 	reasonShutdown    = "shutdown"
+	reasonRemoved     = "removed" // the room's membership no longer admits the participant
 )
 
 func iqSet(from, to, id string, payload *stanza.Element) *stanza.Element {

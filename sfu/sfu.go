@@ -401,6 +401,30 @@ func (s *Service) SessionClosed(ctx context.Context, p Peer) {
 	}
 }
 
+// Recheck applies a membership change in room to its conference: every
+// participant that Config.Authorize now refuses (banned, no longer a
+// member of a members-only room) is removed, told with reason "removed".
+func (s *Service) Recheck(ctx context.Context, roomJID jid.JID) {
+	if s.cfg.Authorize == nil {
+		return
+	}
+	r := s.room(roomJID.String())
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	parts := make([]*participant, 0, len(r.parts))
+	for _, p := range r.parts {
+		parts = append(parts, p)
+	}
+	r.mu.Unlock()
+	for _, p := range parts {
+		if err := s.cfg.Authorize(ctx, roomJID, p.jid); err != nil {
+			r.remove(p, reasonRemoved)
+		}
+	}
+}
+
 // Rooms reports the number of conferences open now.
 func (s *Service) Rooms() int {
 	s.mu.Lock()

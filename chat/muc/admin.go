@@ -25,6 +25,20 @@ func (s *Service) adminIQ(ctx context.Context, sess Session, iq, q *stanza.Eleme
 		s.adminSet(&fx, r, sess, iq, q)
 	}
 	s.unlockAndRun(ctx, &fx)
+	if iq.Type() == "set" {
+		s.accessChanged(ctx, name)
+	}
+}
+
+// accessChanged tells the call in room name that its membership may have
+// changed.
+func (s *Service) accessChanged(ctx context.Context, name string) {
+	if s.access == nil {
+		return
+	}
+	if j, err := jid.New(name, s.domain, ""); err == nil {
+		s.access(ctx, j)
+	}
 }
 
 // adminList answers a request for the occupants with a role or the users
@@ -291,6 +305,9 @@ func (s *Service) ownerIQ(ctx context.Context, sess Session, iq, q *stanza.Eleme
 		}
 	}
 	s.unlockAndRun(ctx, &fx)
+	if iq.Type() == "set" {
+		s.accessChanged(ctx, name)
+	}
 }
 
 // configForm is the muc#roomconfig form with r's current values.

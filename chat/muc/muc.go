@@ -81,6 +81,10 @@ type Config struct {
 	// Deliver routes a stanza the service originates to an address that
 	// is not an occupant (mediated invitations, declines). Nil drops them.
 	Deliver func(ctx context.Context, el *stanza.Element)
+	// AccessChanged runs after an owner or admin changed a room's
+	// affiliations, roles or configuration, so the room's call can drop
+	// whoever may no longer be in it. May be nil.
+	AccessChanged func(ctx context.Context, room jid.JID)
 }
 
 // DiscoItem is a public room as listed in service discovery.
@@ -111,6 +115,7 @@ type Service struct {
 	now       func() time.Time
 	log       *slog.Logger
 	deliver   func(ctx context.Context, el *stanza.Element)
+	access    func(ctx context.Context, room jid.JID)
 	st        Store
 
 	// mu guards everything below and every room's state. It is never held
@@ -159,6 +164,7 @@ func New(cfg Config, st Store) (*Service, error) {
 		now:       cfg.Now,
 		log:       cfg.Logger,
 		deliver:   cfg.Deliver,
+		access:    cfg.AccessChanged,
 		st:        st,
 		rooms:     make(map[string]*room),
 		joined:    make(map[Session]map[string]bool),

@@ -79,12 +79,15 @@ func (n *node) startTURN(ctx context.Context, tlsConfig *tls.Config, reg prometh
 func (n *node) startRooms(router *signaling.Router) error {
 	cfg := n.cfg
 	domain := "conference." + cfg.Domain
+	var svc *sfu.Service // set below, before any stanza can arrive
 	rooms, err := muc.New(muc.Config{
 		Domain:       domain,
 		ServerDomain: cfg.Domain,
 		Retention:    cfg.ArchiveRetention,
 		Deliver:      n.chat.Deliver,
-		Logger:       n.log.With("service", "muc"),
+		// A ban or a lost membership also ends the person's call.
+		AccessChanged: func(ctx context.Context, room jid.JID) { svc.Recheck(ctx, room) },
+		Logger:        n.log.With("service", "muc"),
 	}, n.db)
 	if err != nil {
 		return err
@@ -93,7 +96,7 @@ func (n *node) startRooms(router *signaling.Router) error {
 	if cfg.PublicIP.IsValid() {
 		public = cfg.PublicIP.String()
 	}
-	svc, err := sfu.New(sfu.Config{
+	svc, err = sfu.New(sfu.Config{
 		Domain:          domain,
 		UDPAddr:         cfg.MediaUDPAddr,
 		TCPAddr:         cfg.MediaTCPAddr,

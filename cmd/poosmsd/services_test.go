@@ -127,8 +127,25 @@ func TestConferenceObeysRoomMembership(t *testing.T) {
 	alice.Send(iqTo(room, "aff", stanza.New("http://jabber.org/protocol/muc#admin", "query").Append(item)))
 	result(t, alice, "aff")
 	bob.Send(iqTo(room, "j2", join))
-	if r := result(t, bob, "j2"); r.Child("urn:poosms:conference:0", "joined") == nil {
+	r = result(t, bob, "j2")
+	joined := r.Child("urn:poosms:conference:0", "joined")
+	if joined == nil {
 		t.Fatalf("member's join: %s", r)
+	}
+
+	// alice takes the membership back: bob is put out of the call.
+	item = stanza.New("http://jabber.org/protocol/muc#admin", "item").SetAttr("jid", "bob@localhost").SetAttr("affiliation", "none")
+	alice.Send(iqTo(room, "aff2", stanza.New("http://jabber.org/protocol/muc#admin", "query").Append(item)))
+	result(t, alice, "aff2")
+	left, err := bob.Expect(10*time.Second, func(e *stanza.Element) bool {
+		l := e.Child("urn:poosms:conference:0", "participant-left")
+		return l != nil && l.Attr("id") == joined.Attr("participant")
+	})
+	if err != nil {
+		t.Fatalf("bob stayed in the call after losing his membership: %v", err)
+	}
+	if reason := left.Child("urn:poosms:conference:0", "participant-left").Attr("reason"); reason != "removed" {
+		t.Fatalf("reason %q, want removed", reason)
 	}
 }
 
