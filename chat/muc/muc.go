@@ -12,6 +12,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -285,7 +287,8 @@ func (s *Service) MayConference(_ context.Context, room, user jid.JID) error {
 func (s *Service) SessionClosed(ctx context.Context, sess Session) {
 	s.mu.Lock()
 	var fx effects
-	for name := range s.joined[sess] {
+	// Rooms in name order, so everyone sees the departures in one order.
+	for _, name := range slices.Sorted(maps.Keys(s.joined[sess])) {
 		r := s.rooms[name]
 		if r == nil {
 			continue
