@@ -9,12 +9,22 @@ import (
 	"poosms.org/poosms/stanza"
 )
 
-// Request vets an IQ addressed to the service at domain, sent by from.
-// It returns the request's one payload, or the error reply to send; both
-// are nil for IQs that want no answer (results and errors). Only users of
-// server may use the service; refused names why in its error text.
-func Request(el *stanza.Element, from jid.JID, domain, server, refused string) (payload, reply *stanza.Element) {
-	if typ := el.Type(); typ != "get" && typ != "set" {
+// Refusals are the texts a service gives when it refuses a stanza.
+type Refusals struct {
+	Message  string // to a message: the service takes requests only
+	Stranger string // to a user of another server
+}
+
+// Request vets a stanza addressed to the service at domain, sent by from.
+// It returns an IQ request's one payload, or the error reply to send; both
+// are nil for stanzas that want no answer (presence, results, errors).
+// Messages are refused, and only users of server may use the service.
+func Request(el *stanza.Element, from jid.JID, domain, server string, why Refusals) (payload, reply *stanza.Element) {
+	typ := el.Type()
+	switch {
+	case el.Local == "message" && typ != "error":
+		return nil, stanza.ErrorReply(el, "service-unavailable", why.Message)
+	case el.Local != "iq", typ != "get" && typ != "set":
 		return nil, nil
 	}
 	to, err := jid.Parse(el.To())
@@ -24,7 +34,7 @@ func Request(el *stanza.Element, from jid.JID, domain, server, refused string) (
 	case to.Localpart() != "" || to.Resourcepart() != "":
 		return nil, stanza.ErrorReply(el, "service-unavailable", "")
 	case from.Domainpart() != server || from.Localpart() == "":
-		return nil, stanza.ErrorReply(el, "forbidden", refused)
+		return nil, stanza.ErrorReply(el, "forbidden", why.Stranger)
 	}
 	els := el.Elements()
 	if len(els) != 1 {

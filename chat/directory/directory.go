@@ -129,19 +129,10 @@ func (s *Service) Domain() string { return s.domain }
 func (s *Service) HandleStanza(ctx context.Context, sess Session, el *stanza.Element) {
 	el.SetAttr("from", sess.JID().String())
 	typ := el.Type()
-	switch el.Local {
-	case "presence":
-		return
-	case "message":
-		if typ != "error" {
-			s.reply(sess, stanza.ErrorReply(el, "service-unavailable", "the directory takes searches, not messages"))
-		}
-		return
-	case "iq":
-	default:
-		return
-	}
-	q, reply := component.Request(el, sess.JID(), s.domain, s.server, "the directory serves this server's users only")
+	q, reply := component.Request(el, sess.JID(), s.domain, s.server, component.Refusals{
+		Message:  "the directory takes searches, not messages",
+		Stranger: "the directory serves this server's users only",
+	})
 	if reply != nil {
 		s.reply(sess, reply)
 	}

@@ -187,17 +187,10 @@ func (s *Service) Domain() string { return s.domain }
 func (s *Service) HandleStanza(ctx context.Context, sess Session, el *stanza.Element) {
 	el.SetAttr("from", sess.JID().String())
 	typ := el.Type()
-	switch el.Local {
-	case "message":
-		if typ != "error" {
-			s.reply(sess, stanza.ErrorReply(el, "service-unavailable", "the upload service takes slot requests, not messages"))
-		}
-		return
-	case "iq":
-	default:
-		return
-	}
-	q, reply := component.Request(el, sess.JID(), s.domain, s.server, "only this server's users may upload files")
+	q, reply := component.Request(el, sess.JID(), s.domain, s.server, component.Refusals{
+		Message:  "the upload service takes slot requests, not messages",
+		Stranger: "only this server's users may upload files",
+	})
 	if reply != nil {
 		s.reply(sess, reply)
 	}
