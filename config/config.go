@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -168,6 +169,27 @@ type Config struct {
 	// Default: none.
 	TURNAllowPeers []netip.Prefix `yaml:"turn_allow_peers"`
 
+	// Redis is the Redis server the nodes of a cluster share
+	// ("redis://[:password@]host:port[/db]"). Empty runs one node on its
+	// own, which needs no Redis. A cluster needs the MySQL store.
+	// Default: empty.
+	Redis string `yaml:"redis"`
+	// RedisPrefix goes before every Redis key, so several clusters (or
+	// test runs) can share one Redis. Default: poosms:.
+	RedisPrefix string `yaml:"redis_prefix"`
+	// NodeID names this node in a cluster; it must stay the same across
+	// restarts and differ between nodes. Default: the host name.
+	NodeID string `yaml:"node_id"`
+	// ClusterHeartbeat is how often a node renews its membership and
+	// room leases. Default: 2s.
+	ClusterHeartbeat time.Duration `yaml:"cluster_heartbeat"`
+	// ClusterNodeTTL is how long after its last heartbeat a node counts
+	// as gone. Longer than ClusterHeartbeat. Default: 6s.
+	ClusterNodeTTL time.Duration `yaml:"cluster_node_ttl"`
+	// ClusterLeaseTTL is how long a room's placement outlives its host's
+	// last renewal. Longer than ClusterHeartbeat. Default: 10s.
+	ClusterLeaseTTL time.Duration `yaml:"cluster_lease_ttl"`
+
 	// MaxParticipants is the largest number of people in one conference.
 	// Default: 100.
 	MaxParticipants int `yaml:"max_participants"`
@@ -207,7 +229,21 @@ func Default() Config {
 		TURNCredentialTTL:  24 * time.Hour,
 		MaxParticipants:    100,
 		MaxConferences:     100,
+		RedisPrefix:        "poosms:",
+		NodeID:             defaultNodeID(),
+		ClusterHeartbeat:   2 * time.Second,
+		ClusterNodeTTL:     6 * time.Second,
+		ClusterLeaseTTL:    10 * time.Second,
 	}
+}
+
+// defaultNodeID is the host name when it can name a node, else "node1".
+func defaultNodeID() string {
+	h, err := os.Hostname()
+	if err != nil || !nodeID.MatchString(h) {
+		return "node1"
+	}
+	return h
 }
 
 // DB kinds returned by Database.

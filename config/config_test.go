@@ -109,6 +109,8 @@ func TestEverySettingFromEachSource(t *testing.T) {
 	want.TURNAllowPeers = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")}
 	want.MaxParticipants = 12
 	want.MaxConferences = 4
+	want.Redis, want.RedisPrefix, want.NodeID = "redis://:pw@redis:6379/2", "{chat}:", "node-2"
+	want.ClusterHeartbeat, want.ClusterNodeTTL, want.ClusterLeaseTTL = time.Second, 3*time.Second, 5*time.Second
 
 	values := map[string]string{
 		"domain": "Example.ORG", "data-dir": "/srv/poosms", "db": "mysql://poosms:pw@db:3306/poosms",
@@ -123,6 +125,8 @@ func TestEverySettingFromEachSource(t *testing.T) {
 		"write-queue": "64", "media-udp-addr": ":17882", "media-tcp-addr": "", "public-ip": "203.0.113.7",
 		"turn-addr": ":13478", "turn-tls-addr": ":5349", "turn-secret": "s3cret", "turn-credential-ttl": "1h",
 		"turn-allow-peers": "10.0.0.0/8, fd00::/8", "max-participants": "12", "max-conferences": "4",
+		"redis": "redis://:pw@redis:6379/2", "redis-prefix": "{chat}:", "node-id": "node-2",
+		"cluster-heartbeat": "1s", "cluster-node-ttl": "3s", "cluster-lease-ttl": "5s",
 	}
 	if len(values) != len(settings)-1 {
 		t.Fatalf("test covers %d settings, package has %d (besides config)", len(values), len(settings)-1)
@@ -443,5 +447,30 @@ func TestStructDocumentsEverySetting(t *testing.T) {
 		if !tags[s.yamlKey()] {
 			t.Errorf("setting --%s has no Config field tagged yaml:%q", s.name, s.yamlKey())
 		}
+	}
+}
+
+func TestClusterSettingsChecked(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string // in the error
+	}{
+		{[]string{"--redis", "redis://127.0.0.1:6379"}, "--redis"},
+		{[]string{"--redis", "redis://127.0.0.1:6379", "--db", "sqlite:/tmp/x.db"}, "MySQL"},
+		{[]string{"--redis", "http://127.0.0.1:6379", "--db", "mysql://u:p@tcp(h:3306)/d"}, "redis://"},
+		{[]string{"--node-id", "a b"}, "--node-id"},
+		{[]string{"--redis", "redis://h:1", "--db", "mysql://u:p@tcp(h:3306)/d", "--cluster-heartbeat", "7s"}, "--cluster-node-ttl"},
+	} {
+		_, _, err := Load(tc.args, nil)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Load(%q) = %v, want an error mentioning %q", tc.args, err, tc.want)
+		}
+	}
+	c, _, err := Load([]string{"--redis", "redis://:pw@h:1", "--db", "mysql://u:p@tcp(h:3306)/d"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(c.Dump(), "pw") {
+		t.Errorf("Dump shows the Redis password:\n%s", c.Dump())
 	}
 }

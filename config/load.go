@@ -188,6 +188,21 @@ func (c Config) Validate() error {
 			return err
 		}
 	}
+	if c.Redis != "" {
+		if kind, _ := c.Database(); kind != DBMySQL {
+			return &Error{Setting: "--redis", Value: redactURL(c.Redis),
+				Want: "a cluster needs the MySQL store that all its nodes share: set --db mysql://user:password@tcp(host:port)/dbname " +
+					"(SQLite is one node's own file), or leave --redis empty to run a single node"}
+		}
+		if c.ClusterNodeTTL <= c.ClusterHeartbeat {
+			return &Error{Setting: "--cluster-node-ttl", Value: shortDur(c.ClusterNodeTTL),
+				Want: fmt.Sprintf("want a duration longer than --cluster-heartbeat (%s), such as three heartbeats", shortDur(c.ClusterHeartbeat))}
+		}
+		if c.ClusterLeaseTTL <= c.ClusterHeartbeat {
+			return &Error{Setting: "--cluster-lease-ttl", Value: shortDur(c.ClusterLeaseTTL),
+				Want: fmt.Sprintf("want a duration longer than --cluster-heartbeat (%s), such as five heartbeats", shortDur(c.ClusterHeartbeat))}
+		}
+	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		set, unset, v := "--tls-cert", "--tls-key", c.TLSCert
 		if c.TLSCert == "" {

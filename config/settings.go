@@ -209,12 +209,63 @@ var settings = []*setting{
 			}
 			return strings.Join(s, ",")
 		}},
+	{name: "redis", usage: "Redis URL shared by the nodes of a cluster, redis://[:password@]host:port[/db]; empty runs one node on its own",
+		set: func(c *Config, v string) (string, bool) {
+			if v != "" && !validRedis(v) {
+				return "want a URL such as redis://127.0.0.1:6379 or rediss://:password@redis.example.org:6380/0, or empty for a single node", false
+			}
+			c.Redis = v
+			return "", true
+		},
+		get: func(c *Config) string { return redactURL(c.Redis) }},
+	{name: "redis-prefix", usage: "prefix of every Redis key this cluster uses (several clusters may share one Redis)",
+		set: func(c *Config, v string) (string, bool) {
+			if v == "" || len(v) > 64 || strings.ContainsAny(v, " \t\r\n") {
+				return "want 1 to 64 characters without spaces, such as poosms: or {poosms}:", false
+			}
+			c.RedisPrefix = v
+			return "", true
+		},
+		get: func(c *Config) string { return c.RedisPrefix }},
+	{name: "node-id", usage: "this node's name in a cluster; keep it across restarts and unique among the nodes",
+		set: func(c *Config, v string) (string, bool) {
+			if !nodeID.MatchString(v) {
+				return "want 1 to 64 letters, digits, '.', '_' or '-', such as node1", false
+			}
+			c.NodeID = v
+			return "", true
+		},
+		get: func(c *Config) string { return c.NodeID }},
+	durSetting("cluster-heartbeat", "how often a cluster node renews its membership and room leases", 50*time.Millisecond,
+		func(c *Config) *time.Duration { return &c.ClusterHeartbeat }),
+	durSetting("cluster-node-ttl", "how long after its last heartbeat a cluster node counts as gone (longer than --cluster-heartbeat)", 100*time.Millisecond,
+		func(c *Config) *time.Duration { return &c.ClusterNodeTTL }),
+	durSetting("cluster-lease-ttl", "how long a room's placement outlives its host's last heartbeat (longer than --cluster-heartbeat)", 100*time.Millisecond,
+		func(c *Config) *time.Duration { return &c.ClusterLeaseTTL }),
 	intSetting("max-participants", "people in one conference", 1, 1<<16,
 		"want a whole number between 1 and 65536",
 		func(c *Config) *int { return &c.MaxParticipants }),
 	intSetting("max-conferences", "conferences running at once on this node", 1, 1<<20,
 		"want a whole number, at least 1",
 		func(c *Config) *int { return &c.MaxConferences }),
+}
+
+// nodeID is what a cluster node's ID may hold.
+var nodeID = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+// validRedis reports whether v is a redis:// or rediss:// URL with a host.
+func validRedis(v string) bool {
+	u, err := url.Parse(v)
+	return err == nil && (u.Scheme == "redis" || u.Scheme == "rediss") && u.Host != ""
+}
+
+// redactURL hides a password in a URL setting.
+func redactURL(v string) string {
+	u, err := url.Parse(v)
+	if err != nil || u.User == nil {
+		return v
+	}
+	return u.Redacted()
 }
 
 func lookup(name string) *setting {
