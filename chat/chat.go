@@ -67,6 +67,12 @@ type Config struct {
 	// ArchiveRetention is set. Default one hour, or ArchiveRetention/10
 	// when that is shorter.
 	ArchivePruneInterval time.Duration
+	// Observe, when set, is told each time the routing state of a local
+	// session changes (bound, presence, roster interest, carbons) and when
+	// it ends (gone). Other nodes of a cluster mirror it with SetRemote.
+	// It runs on the session's goroutine, outside the service's locks, in
+	// the order of the changes.
+	Observe func(full jid.JID, st ResourceState, gone bool)
 }
 
 // IQHandler answers an IQ addressed to the server. It returns the reply to
@@ -117,6 +123,8 @@ type Service struct {
 	blocks      map[string][]string
 	blockActive atomic.Int64
 
+	observe func(full jid.JID, st ResourceState, gone bool)
+
 	closeOnce sync.Once
 	stopPrune context.CancelFunc
 	pruneDone chan struct{}
@@ -138,6 +146,8 @@ type resource struct {
 	blockPush  bool            // requested the blocklist: receives its pushes
 	capsVer    string          // entity capabilities announced in presence
 	features   map[string]bool // the session's disco features; nil: unknown
+	remote     bool            // served by another node (SetRemote)
+	told       ResourceState   // state last reported to Observe
 }
 
 // New returns a chat service for cfg.Domain backed by st.
@@ -164,6 +174,7 @@ func New(cfg Config, st Store) (*Service, error) {
 		version: cfg.Version,
 		users:   make(map[string]map[string]*resource),
 		iqs:     make(map[iqKey]IQHandler),
+		observe: cfg.Observe,
 	}
 	if s.limit == 0 {
 		s.limit = 1000
@@ -244,8 +255,11 @@ func (s *Service) SessionBound(ctx context.Context, sess Session) {
 	}
 	s.mu.Unlock()
 	s.loadBlocklist(ctx, me.Localpart())
-	if old != nil && old.sess != sess {
+	if old != nil && old.sess != sess && !old.remote {
 		s.endPresence(ctx, me, snap.available, snap.directed, nil, nil)
+	}
+	if s.observe != nil {
+		s.observe(me, ResourceState{}, false)
 	}
 }
 
@@ -272,6 +286,9 @@ func (s *Service) SessionClosed(ctx context.Context, sess Session) {
 		s.forgetBlocklist(me.Localpart())
 	}
 	s.caps.forget(sess)
+	if s.observe != nil {
+		s.observe(me, ResourceState{}, true)
+	}
 	s.endPresence(ctx, me, snap.available, snap.directed, nil, nil)
 }
 
@@ -331,13 +348,23 @@ func (s *Service) interested(local string) []Session {
 func (s *Service) update(sess Session, fn func(r *resource)) bool {
 	me := sess.JID()
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	r := s.users[me.Localpart()][me.Resourcepart()]
 	bound := r != nil && r.sess == sess
 	if !bound {
 		r = &resource{sess: sess}
 	}
 	fn(r)
+	changed := false
+	var st ResourceState
+	if bound && !r.remote && s.observe != nil {
+		st = r.state()
+		changed = !st.equal(r.told)
+		r.told = st
+	}
+	s.mu.Unlock()
+	if changed {
+		s.observe(me, st, false)
+	}
 	return bound
 }
 

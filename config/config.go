@@ -246,6 +246,9 @@ func defaultNodeID() string {
 	return h
 }
 
+// RedactedRedis is the Redis URL with its password hidden, for logs.
+func (c Config) RedactedRedis() string { return redactURL(c.Redis) }
+
 // DB kinds returned by Database.
 const (
 	DBSQLite = "sqlite"

@@ -338,6 +338,27 @@ func (s *Server) undetach(sess *Session) {
 	}
 }
 
+// Session returns the session bound to full on this server, or nil.
+func (s *Server) Session(full jid.JID) *Session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sessions[full.String()]
+}
+
+// LocalSessions calls fn for every bound session, outside the server's
+// lock; fn sees the sessions bound when the call began.
+func (s *Server) LocalSessions(fn func(*Session)) {
+	s.mu.Lock()
+	all := make([]*Session, 0, len(s.sessions))
+	for _, sess := range s.sessions {
+		all = append(all, sess)
+	}
+	s.mu.Unlock()
+	for _, sess := range all {
+		fn(sess)
+	}
+}
+
 // Sessions is the number of bound sessions.
 func (s *Server) Sessions() int {
 	s.mu.Lock()

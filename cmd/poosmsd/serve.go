@@ -16,9 +16,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"mellium.im/xmpp/jid"
 
 	"poosms.org/poosms/chat"
+	"poosms.org/poosms/chat/muc"
 	"poosms.org/poosms/chat/upload"
+	"poosms.org/poosms/cluster/link"
 	"poosms.org/poosms/config"
 	"poosms.org/poosms/sfu"
 	"poosms.org/poosms/signaling"
@@ -65,6 +68,8 @@ type node struct {
 	turn      *turn.Server // nil when the relay is off
 	sfu       *sfu.Service
 	uploads   *upload.Service
+	rooms     *muc.Service
+	link      *link.Link
 	http      *http.Server
 	httpAddr  net.Addr
 	debugAddr net.Addr // --debug-addr as bound; nil when off
@@ -106,16 +111,27 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 		ArchiveRetention: cfg.ArchiveRetention,
 		Version:          version,
 		Logger:           log.With("service", "chat"),
+		// Other nodes of a cluster mirror this node's sessions.
+		Observe: func(full jid.JID, st chat.ResourceState, gone bool) { n.link.Observe(full, st, gone) },
 	}, n.db)
 	if err != nil {
 		return n, err
 	}
 	n.closers = append(n.closers, func(context.Context) error { n.chat.Close(); return nil })
 	n.chat.AddFeature("jabber:iq:register") // password change and removal, answered by signaling
+	if err := n.startCluster(ctx, reg); err != nil {
+		return n, err
+	}
 	router := signaling.NewRouter(signaling.Service{
 		Handle: func(ctx context.Context, s *signaling.Session, el *stanza.Element) { n.chat.HandleStanza(ctx, s, el) },
-		Bound:  func(ctx context.Context, s *signaling.Session) { n.chat.SessionBound(ctx, s) },
-		Closed: func(ctx context.Context, s *signaling.Session) { n.chat.SessionClosed(ctx, s) },
+		Bound: func(ctx context.Context, s *signaling.Session) {
+			n.link.Bound(ctx, s.JID()) // ends a session with the same JID on another node
+			n.chat.SessionBound(ctx, s)
+		},
+		Closed: func(ctx context.Context, s *signaling.Session) {
+			n.chat.SessionClosed(ctx, s)
+			n.link.Closed(ctx, s.JID())
+		},
 		// Messages a session never received go where RFC 6121 sends
 		// messages for a resource that is gone: other resources, or offline.
 		Undelivered: n.chat.Deliver,

@@ -111,20 +111,15 @@ func (n *node) startRooms(router *signaling.Router) error {
 	if err != nil {
 		return err
 	}
-	n.sfu = svc
+	n.sfu, n.rooms = svc, rooms
 	n.closers = append(n.closers, func(context.Context) error { return svc.Close() })
 	router.Handle(domain, signaling.Service{
-		Handle: func(ctx context.Context, s *signaling.Session, el *stanza.Element) {
-			if conferenceIQ(el) {
-				svc.HandleStanza(ctx, s, el)
-				return
-			}
-			rooms.HandleStanza(ctx, s, el)
-		},
-		Closed: func(ctx context.Context, s *signaling.Session) {
-			svc.SessionClosed(ctx, s)
-			rooms.SessionClosed(ctx, s)
-		},
+		// Each room and its conference run on one node of a cluster: the
+		// link hands the stanza to this node's services or to the host's.
+		Handle: func(ctx context.Context, s *signaling.Session, el *stanza.Element) { n.link.Room(ctx, s, el) },
+		// Rooms on other nodes learn of the end from the chat service's
+		// report to the cluster.
+		Closed: func(ctx context.Context, s *signaling.Session) { roomService{n}.SessionClosed(ctx, s) },
 	})
 	n.chat.AddItem(domain, "Group rooms")
 	return nil

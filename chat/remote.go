@@ -1,0 +1,192 @@
+package chat
+
+import (
+	"context"
+
+	"mellium.im/xmpp/jid"
+
+	"poosms.org/poosms/stanza"
+	"poosms.org/poosms/store"
+)
+
+// ResourceState is what routing needs to know about a session: what
+// another node of a cluster mirrors of this node's sessions (Observe) and
+// tells this one about its own (SetRemote).
+type ResourceState struct {
+	Available  bool            // sent available presence, not yet unavailable
+	Priority   int             // from the last available presence
+	Presence   *stanza.Element // last broadcast presence; nil when unavailable
+	Interested bool            // requested the roster: receives roster pushes
+	Carbons    bool            // enabled message carbons
+}
+
+func (a ResourceState) equal(b ResourceState) bool {
+	return a.Available == b.Available && a.Priority == b.Priority && a.Presence == b.Presence &&
+		a.Interested == b.Interested && a.Carbons == b.Carbons
+}
+
+// state returns r's routing state. s.mu must be held.
+func (r *resource) state() ResourceState {
+	return ResourceState{Available: r.available, Priority: r.priority, Presence: r.last,
+		Interested: r.interested, Carbons: r.carbons}
+}
+
+// SetRemote records sess, a session another node serves, with its state:
+// routing then treats it like a local session (messages, presence
+// broadcasts, probes, roster pushes and carbons reach it through
+// sess.Send), while its own presence, offline queue and roster stay the
+// business of the node serving it. It replaces any session with the same
+// full JID (a newer login elsewhere).
+func (s *Service) SetRemote(sess Session, st ResourceState) {
+	me := sess.JID()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := s.users[me.Localpart()]
+	if m == nil {
+		m = make(map[string]*resource)
+		s.users[me.Localpart()] = m
+	}
+	r := m[me.Resourcepart()]
+	if r == nil || r.sess != sess {
+		r = &resource{sess: sess, remote: true}
+		m[me.Resourcepart()] = r
+	}
+	r.available, r.priority, r.last = st.Available, st.Priority, st.Presence
+	r.interested, r.carbons = st.Interested, st.Carbons
+	if !st.Available {
+		r.priority, r.last = 0, nil
+	}
+}
+
+// DropRemote forgets the remote session sess. With announce (its node is
+// gone and cannot say so itself), the local sessions that saw its
+// presence, its contacts' and its user's own, receive unavailable
+// presence from it.
+func (s *Service) DropRemote(ctx context.Context, sess Session, announce bool) {
+	me := sess.JID()
+	s.mu.Lock()
+	m := s.users[me.Localpart()]
+	r := m[me.Resourcepart()]
+	if r == nil || r.sess != sess {
+		s.mu.Unlock()
+		return
+	}
+	wasAvailable := r.available
+	delete(m, me.Resourcepart())
+	if len(m) == 0 {
+		delete(s.users, me.Localpart())
+	}
+	s.mu.Unlock()
+	if !announce || !wasAvailable {
+		return
+	}
+	p := stanza.New(stanza.NSClient, "presence").SetAttr("type", "unavailable").SetAttr("from", me.String())
+	items, err := s.st.RosterItems(ctx, me.Localpart())
+	if err != nil {
+		s.log.Error("chat: load roster for presence", "jid", me.String(), "err", err)
+	}
+	for _, it := range items {
+		if it.Subscription != store.SubFrom && it.Subscription != store.SubBoth {
+			continue
+		}
+		if j, err := jid.Parse(it.Contact); err == nil && s.isLocal(j) && j.Localpart() != "" {
+			s.presenceToLocal(p, j.Bare())
+		}
+	}
+	s.presenceToLocal(p, me.Bare())
+}
+
+// presenceToLocal sends a copy of p addressed to bare to the available
+// sessions of bare that this node serves.
+func (s *Service) presenceToLocal(p *stanza.Element, bare jid.JID) {
+	q := p.Copy()
+	q.SetAttr("to", bare.String())
+	for _, t := range s.available(bare.Localpart()) {
+		if !s.isRemote(t.sess) {
+			s.send(t.sess, q)
+		}
+	}
+}
+
+// isRemote reports whether sess is a session SetRemote recorded.
+func (s *Service) isRemote(sess Session) bool {
+	me := sess.JID()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.users[me.Localpart()][me.Resourcepart()]
+	return r != nil && r.sess == sess && r.remote
+}
+
+// LocalStates calls fn with the routing state of every session this node
+// serves (for a node that joins the cluster, or rejoins it).
+func (s *Service) LocalStates(fn func(full jid.JID, st ResourceState)) {
+	type entry struct {
+		full jid.JID
+		st   ResourceState
+	}
+	var all []entry
+	s.mu.Lock()
+	for _, m := range s.users {
+		for _, r := range m {
+			if !r.remote {
+				all = append(all, entry{r.sess.JID(), r.state()})
+			}
+		}
+	}
+	s.mu.Unlock()
+	for _, e := range all {
+		fn(e.full, e.st)
+	}
+}
+
+// SendTo hands el, routed here by another node, to sess, one of this
+// node's sessions, applying the user's blocklist like any local delivery.
+// It reports whether the session took it.
+func (s *Service) SendTo(sess Session, el *stanza.Element) bool { return s.send(sess, el) }
+
+// Undeliverable takes a stanza another node routed to a session that no
+// longer exists here, or that a node which died never delivered: a chat
+// or normal message with content goes to its recipient's offline queue
+// (never lost); anything else is dropped, as for a session that ended.
+func (s *Service) Undeliverable(ctx context.Context, el *stanza.Element) {
+	to, err := jid.Parse(el.To())
+	if err != nil || !s.isLocal(to) || to.Localpart() == "" || el.Local != "message" {
+		s.log.Debug("chat: undeliverable stanza dropped", "to", el.To(), "name", el.Local)
+		return
+	}
+	switch messageType(el) {
+	case "chat", "normal":
+	default:
+		return
+	}
+	if !storable(el) {
+		return
+	}
+	from, _ := jid.Parse(el.From())
+	s.storeOffline(ctx, &component{jid: from, s: s}, el, to.Localpart())
+}
+
+// DrainOffline delivers waiting offline messages to every available
+// session this node serves (after a cluster outage during which messages
+// for them were stored offline).
+func (s *Service) DrainOffline(ctx context.Context) {
+	best := map[string]target{}
+	s.mu.Lock()
+	for local, m := range s.users {
+		for _, r := range m {
+			if r.remote || !r.available || r.priority < 0 {
+				continue
+			}
+			if b, ok := best[local]; !ok || r.priority > b.priority {
+				best[local] = target{sess: r.sess, priority: r.priority}
+			}
+		}
+	}
+	s.mu.Unlock()
+	for local, t := range best {
+		if ctx.Err() != nil {
+			return
+		}
+		s.drainOffline(ctx, local, t.sess)
+	}
+}

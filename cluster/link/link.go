@@ -1,0 +1,406 @@
+// Package link joins one node's services to the rest of its cluster: it
+// mirrors the sessions other nodes serve into chat (so routing reaches
+// them as if they were local), tells other nodes about this node's
+// sessions, forwards stanzas for rooms and conferences to the node that
+// hosts them, and cleans up when a node dies or the shared state comes
+// and goes. It sees the cluster only through cluster.Cluster, so the same
+// code serves a single node (cluster.Local, with no other nodes) and a
+// Redis-backed cluster.
+package link
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"mellium.im/xmpp/jid"
+
+	"poosms.org/poosms/chat"
+	"poosms.org/poosms/cluster"
+	"poosms.org/poosms/stanza"
+)
+
+// Chat is what the link needs from the chat service (*chat.Service).
+type Chat interface {
+	SetRemote(sess chat.Session, st chat.ResourceState)
+	DropRemote(ctx context.Context, sess chat.Session, announce bool)
+	LocalStates(fn func(full jid.JID, st chat.ResourceState))
+	SendTo(sess chat.Session, el *stanza.Element) bool
+	Undeliverable(ctx context.Context, el *stanza.Element)
+	DrainOffline(ctx context.Context)
+}
+
+// LocalSession is a session this node serves.
+type LocalSession interface {
+	JID() jid.JID
+	Send(el *stanza.Element) error
+	Stop(condition, text string)
+}
+
+// Rooms is the room and conference service of this node: what runs the
+// rooms this node hosts.
+type Rooms interface {
+	HandleStanza(ctx context.Context, sess chat.Session, el *stanza.Element)
+	SessionClosed(ctx context.Context, sess chat.Session)
+}
+
+// Config configures a Link.
+type Config struct {
+	// Chat, Rooms and Lookup are this node's services. Lookup returns the
+	// local session bound to full, or nil.
+	Chat   Chat
+	Rooms  Rooms
+	Lookup func(full jid.JID) LocalSession
+	// SendTimeout bounds one send to another node (default 5s).
+	SendTimeout time.Duration
+	Logger      *slog.Logger
+}
+
+// Link is one node's side of the cluster. Create it with New, pass its
+// methods as the cluster's callbacks, then Attach the cluster.
+type Link struct {
+	cfg Config
+	log *slog.Logger
+
+	mu      sync.Mutex
+	cl      cluster.Cluster
+	self    cluster.NodeID
+	peers   map[cluster.NodeID]struct{}
+	remotes map[string]*remoteSession                    // full JID → session another node serves
+	byNode  map[cluster.NodeID]map[string]*remoteSession // node → its sessions known here
+	gen     map[cluster.NodeID]uint64                    // snapshot generation being received
+	joined  map[string]map[string]roomSeat               // local full JID → room → seat on another node
+
+	wg     sync.WaitGroup // HealthChanged's catch-up work
+	stop   context.Context
+	cancel context.CancelFunc
+}
+
+// roomSeat is a local session's place in a room another node hosts.
+type roomSeat struct {
+	nick string
+	host cluster.NodeID
+}
+
+// New returns a link not yet attached to a cluster.
+func New(cfg Config) *Link {
+	if cfg.SendTimeout <= 0 {
+		cfg.SendTimeout = 5 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	l := &Link{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		peers:   map[cluster.NodeID]struct{}{},
+		remotes: map[string]*remoteSession{},
+		byNode:  map[cluster.NodeID]map[string]*remoteSession{},
+		gen:     map[cluster.NodeID]uint64{},
+		joined:  map[string]map[string]roomSeat{},
+	}
+	l.stop, l.cancel = context.WithCancel(context.Background())
+	return l
+}
+
+// Close stops the catch-up work HealthChanged started and waits for it.
+func (l *Link) Close() {
+	l.cancel()
+	l.wg.Wait()
+}
+
+// Attach gives the link its started cluster: it learns the other nodes
+// and asks each for the state of its sessions.
+func (l *Link) Attach(ctx context.Context, cl cluster.Cluster) {
+	l.mu.Lock()
+	l.cl, l.self = cl, cl.Self()
+	l.mu.Unlock()
+	l.greet(ctx)
+}
+
+// cluster returns the attached cluster, or nil before Attach.
+func (l *Link) cluster() cluster.Cluster {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.cl
+}
+
+// greet refreshes the list of other nodes, sends each this node's
+// sessions and asks for theirs.
+func (l *Link) greet(ctx context.Context) {
+	cl := l.cluster()
+	if cl == nil {
+		return
+	}
+	nodes, err := cl.Nodes(ctx)
+	if err != nil {
+		l.log.Warn("cluster: list nodes", "err", err)
+		return
+	}
+	for _, n := range nodes {
+		if n.ID == cl.Self() {
+			continue
+		}
+		l.addPeer(n.ID)
+		l.sendSnapshot(ctx, n.ID)
+		l.send(ctx, n.ID, []byte{kindHello})
+	}
+}
+
+func (l *Link) addPeer(id cluster.NodeID) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if id != l.self {
+		l.peers[id] = struct{}{}
+	}
+}
+
+func (l *Link) peerList() []cluster.NodeID {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]cluster.NodeID, 0, len(l.peers))
+	for id := range l.peers {
+		out = append(out, id)
+	}
+	return out
+}
+
+// send queues payload for node to.
+func (l *Link) send(ctx context.Context, to cluster.NodeID, payload []byte) error {
+	cl := l.cluster()
+	if cl == nil {
+		return cluster.ErrUnavailable
+	}
+	ctx, cancel := context.WithTimeout(ctx, l.cfg.SendTimeout)
+	defer cancel()
+	err := cl.Send(ctx, to, payload)
+	if err != nil {
+		l.log.Debug("cluster: send", "to", string(to), "err", err)
+	}
+	return err
+}
+
+// broadcast queues payload for every other node.
+func (l *Link) broadcast(ctx context.Context, payload []byte) {
+	for _, id := range l.peerList() {
+		l.send(ctx, id, payload)
+	}
+}
+
+// Observe is chat's Config.Observe: it tells the other nodes about a
+// change in one of this node's sessions.
+func (l *Link) Observe(full jid.JID, st chat.ResourceState, gone bool) {
+	if len(l.peerList()) == 0 {
+		return
+	}
+	ctx := context.Background()
+	if gone {
+		l.broadcast(ctx, addressed(kindGone, full.String(), nil))
+		return
+	}
+	l.broadcast(ctx, states(0, []entry{{full: full.String(), st: st}}))
+}
+
+// snapshotChunk bounds the sessions in one kindState payload.
+const snapshotChunk = 256
+
+// sendSnapshot sends node to the state of every session this node serves.
+func (l *Link) sendSnapshot(ctx context.Context, to cluster.NodeID) {
+	var all []entry
+	l.cfg.Chat.LocalStates(func(full jid.JID, st chat.ResourceState) {
+		all = append(all, entry{full: full.String(), st: st})
+	})
+	flags := snapFirst
+	for {
+		n := min(len(all), snapshotChunk)
+		if n == len(all) {
+			flags |= snapLast
+		}
+		if err := l.send(ctx, to, states(flags, all[:n])); err != nil {
+			return
+		}
+		all = all[n:]
+		if len(all) == 0 {
+			return
+		}
+		flags = 0
+	}
+}
+
+// Bound records a newly bound local session in the cluster's directory;
+// a session with the same full JID on another node is told to end.
+func (l *Link) Bound(ctx context.Context, full jid.JID) {
+	cl := l.cluster()
+	if cl == nil {
+		return
+	}
+	prev, err := cl.Bind(ctx, full, cl.Self())
+	if err != nil {
+		l.log.Debug("cluster: bind", "jid", full.String(), "err", err)
+		return
+	}
+	if prev != "" && prev != cl.Self() {
+		l.send(ctx, prev, addressed(kindKick, full.String(), nil))
+	}
+}
+
+// Closed forgets a local session that ended.
+func (l *Link) Closed(ctx context.Context, full jid.JID) {
+	l.mu.Lock()
+	delete(l.joined, full.String())
+	l.mu.Unlock()
+	if cl := l.cluster(); cl != nil {
+		if err := cl.Unbind(ctx, full, cl.Self()); err != nil {
+			l.log.Debug("cluster: unbind", "jid", full.String(), "err", err)
+		}
+	}
+}
+
+// Handle is the cluster's Handler: it takes what another node sent.
+func (l *Link) Handle(ctx context.Context, from cluster.NodeID, payload []byte) error {
+	if len(payload) == 0 {
+		return nil
+	}
+	l.addPeer(from)
+	d := &decoder{b: payload[1:]}
+	switch payload[0] {
+	case kindDeliver:
+		full, el, err := decodeAddressed(d, true)
+		if err != nil {
+			l.log.Warn("cluster: unreadable payload dropped", "from", string(from), "err", err)
+			return nil
+		}
+		l.deliver(ctx, full, el)
+	case kindRoom:
+		full, el, err := decodeAddressed(d, true)
+		if err != nil {
+			l.log.Warn("cluster: unreadable payload dropped", "from", string(from), "err", err)
+			return nil
+		}
+		l.roomStanza(ctx, from, full, el)
+	case kindState:
+		flags, es, err := decodeStates(d)
+		if err != nil {
+			l.log.Warn("cluster: unreadable payload dropped", "from", string(from), "err", err)
+			return nil
+		}
+		l.states(ctx, from, flags, es)
+	case kindGone:
+		full, _, err := decodeAddressed(d, false)
+		if err == nil {
+			l.gone(ctx, from, full)
+		}
+	case kindKick:
+		full, _, err := decodeAddressed(d, false)
+		if err != nil {
+			return nil
+		}
+		if j, err := jid.Parse(full); err == nil {
+			l.kick(j)
+		}
+	case kindHello:
+		l.sendSnapshot(ctx, from)
+	default:
+		l.log.Warn("cluster: unknown payload dropped", "from", string(from), "kind", payload[0])
+	}
+	return nil
+}
+
+// deliver hands a stanza another node routed to a local session; a
+// session that ended meanwhile leaves it to chat's offline storage.
+func (l *Link) deliver(ctx context.Context, full string, el *stanza.Element) {
+	j, err := jid.Parse(full)
+	if err == nil {
+		if sess := l.cfg.Lookup(j); sess != nil {
+			if l.cfg.Chat.SendTo(sess, el) {
+				return
+			}
+		}
+	}
+	l.cfg.Chat.Undeliverable(ctx, el)
+}
+
+// kick ends the local session bound to full: a newer login elsewhere
+// took its full JID.
+func (l *Link) kick(full jid.JID) {
+	if sess := l.cfg.Lookup(full); sess != nil {
+		l.log.Info("cluster: session replaced by a login on another node", "jid", full.String())
+		sess.Stop("conflict", "replaced by a new connection")
+	}
+}
+
+// SessionLost is the cluster's SessionLost: another node took full while
+// this one could not reach Redis.
+func (l *Link) SessionLost(ctx context.Context, full jid.JID) { l.kick(full) }
+
+// Undeliverable is the cluster's Undeliverable: a payload a dead node
+// never took. Messages among them go to offline storage.
+func (l *Link) Undeliverable(ctx context.Context, to, from cluster.NodeID, payload []byte) {
+	if len(payload) == 0 || payload[0] != kindDeliver {
+		return
+	}
+	_, el, err := decodeAddressed(&decoder{b: payload[1:]}, true)
+	if err != nil {
+		l.log.Warn("cluster: unreadable payload dropped", "to", string(to), "err", err)
+		return
+	}
+	l.cfg.Chat.Undeliverable(ctx, el)
+}
+
+// NodeJoined is the cluster's NodeJoined: the new node learns this one's
+// sessions.
+func (l *Link) NodeJoined(ctx context.Context, id cluster.NodeID) {
+	l.addPeer(id)
+	l.sendSnapshot(ctx, id)
+}
+
+// NodeGone is the cluster's NodeGone: the sessions that node served are
+// gone (local users who saw them get unavailable presence) and so are the
+// rooms it hosted (local occupants are told to join again).
+func (l *Link) NodeGone(ctx context.Context, id cluster.NodeID) {
+	l.mu.Lock()
+	delete(l.peers, id)
+	sessions := l.byNode[id]
+	delete(l.byNode, id)
+	delete(l.gen, id)
+	for full, r := range sessions {
+		if l.remotes[full] == r {
+			delete(l.remotes, full)
+		}
+	}
+	l.mu.Unlock()
+	for _, r := range sessions {
+		l.cfg.Chat.DropRemote(ctx, r, true)
+		if r.inRooms() {
+			l.cfg.Rooms.SessionClosed(ctx, r)
+		}
+	}
+	l.roomsGone(id)
+}
+
+// HealthChanged is the cluster's HealthChanged. When the shared state is
+// back, the nodes exchange their sessions again and messages stored
+// offline meanwhile reach the local users who are online.
+func (l *Link) HealthChanged(healthy bool) {
+	if !healthy {
+		return
+	}
+	if l.stop.Err() != nil {
+		return
+	}
+	l.wg.Add(1)
+	go func() {
+		// Not on the caller's goroutine: the cluster reports health from
+		// inside its own Redis work.
+		defer l.wg.Done()
+		ctx, cancel := context.WithTimeout(l.stop, time.Minute)
+		defer cancel()
+		l.greet(ctx)
+		l.cfg.Chat.DrainOffline(ctx)
+	}()
+}
+
+// ErrNoHost is returned by Room when the hosting node cannot be reached.
+var ErrNoHost = errors.New("link: room host unreachable")

@@ -1,0 +1,194 @@
+package link
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"poosms.org/poosms/chat"
+	"poosms.org/poosms/stanza"
+)
+
+// What one node sends another. Every payload starts with its kind.
+const (
+	// kindDeliver: a stanza for a session the receiver serves.
+	// Fields: the session's full JID, the stanza.
+	kindDeliver byte = 1
+	// kindRoom: a stanza for a room or conference the receiver hosts.
+	// Fields: the sender's full JID, the stanza.
+	kindRoom byte = 2
+	// kindState: the routing state of some of the sender's sessions.
+	// A flags byte (first, last chunk of a full snapshot), then entries.
+	kindState byte = 3
+	// kindGone: one of the sender's sessions ended. Field: its full JID.
+	kindGone byte = 4
+	// kindKick: a newer login elsewhere took this full JID; end the
+	// receiver's session. Field: the full JID.
+	kindKick byte = 5
+	// kindHello: the sender (re)joined; answer with a full snapshot.
+	kindHello byte = 6
+)
+
+// Flags of a kindState payload.
+const (
+	snapFirst byte = 1 << iota // the first chunk of a full snapshot
+	snapLast                   // the last chunk of a full snapshot
+)
+
+// Flags of one state entry.
+const (
+	stAvailable byte = 1 << iota
+	stInterested
+	stCarbons
+)
+
+// entry is one session's state in a kindState payload.
+type entry struct {
+	full string
+	st   chat.ResourceState
+}
+
+var errShort = errors.New("link: truncated payload")
+
+type encoder struct{ b []byte }
+
+func (e *encoder) byte(v byte) { e.b = append(e.b, v) }
+func (e *encoder) int(v int64) { e.b = binary.AppendVarint(e.b, v) }
+func (e *encoder) string(s string) {
+	e.b = binary.AppendUvarint(e.b, uint64(len(s)))
+	e.b = append(e.b, s...)
+}
+
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) byte() byte {
+	if d.err != nil || len(d.b) < 1 {
+		d.err = errShort
+		return 0
+	}
+	v := d.b[0]
+	d.b = d.b[1:]
+	return v
+}
+
+func (d *decoder) int() int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.err = errShort
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) string() string {
+	if d.err != nil {
+		return ""
+	}
+	l, n := binary.Uvarint(d.b)
+	if n <= 0 || uint64(len(d.b)-n) < l {
+		d.err = errShort
+		return ""
+	}
+	s := string(d.b[n : n+int(l)])
+	d.b = d.b[n+int(l):]
+	return s
+}
+
+// addressed encodes a payload of kind carrying a JID and a stanza.
+func addressed(kind byte, full string, el *stanza.Element) []byte {
+	e := encoder{b: make([]byte, 0, 64+len(full))}
+	e.byte(kind)
+	e.string(full)
+	if el != nil {
+		e.string(el.String())
+	}
+	return e.b
+}
+
+// decodeAddressed reads what addressed wrote after the kind byte.
+func decodeAddressed(d *decoder, withStanza bool) (string, *stanza.Element, error) {
+	full := d.string()
+	var raw string
+	if withStanza {
+		raw = d.string()
+	}
+	if d.err != nil {
+		return "", nil, d.err
+	}
+	if !withStanza {
+		return full, nil, nil
+	}
+	el, err := stanza.Parse([]byte(raw))
+	if err != nil {
+		return "", nil, fmt.Errorf("link: stanza in payload: %w", err)
+	}
+	return full, el, nil
+}
+
+// states encodes a kindState payload.
+func states(flags byte, es []entry) []byte {
+	e := encoder{}
+	e.byte(kindState)
+	e.byte(flags)
+	e.int(int64(len(es)))
+	for _, x := range es {
+		e.string(x.full)
+		var f byte
+		if x.st.Available {
+			f |= stAvailable
+		}
+		if x.st.Interested {
+			f |= stInterested
+		}
+		if x.st.Carbons {
+			f |= stCarbons
+		}
+		e.byte(f)
+		e.int(int64(x.st.Priority))
+		p := ""
+		if x.st.Presence != nil {
+			p = x.st.Presence.String()
+		}
+		e.string(p)
+	}
+	return e.b
+}
+
+// decodeStates reads what states wrote after the kind byte.
+func decodeStates(d *decoder) (flags byte, es []entry, err error) {
+	flags = d.byte()
+	n := d.int()
+	if d.err != nil || n < 0 || n > int64(len(d.b)) {
+		return 0, nil, errShort
+	}
+	es = make([]entry, 0, n)
+	for range n {
+		var x entry
+		x.full = d.string()
+		f := d.byte()
+		x.st.Priority = int(d.int())
+		p := d.string()
+		if d.err != nil {
+			return 0, nil, d.err
+		}
+		x.st.Available = f&stAvailable != 0
+		x.st.Interested = f&stInterested != 0
+		x.st.Carbons = f&stCarbons != 0
+		if p != "" {
+			el, err := stanza.Parse([]byte(p))
+			if err != nil {
+				return 0, nil, fmt.Errorf("link: presence in state: %w", err)
+			}
+			x.st.Presence = el
+		}
+		es = append(es, x)
+	}
+	return flags, es, nil
+}

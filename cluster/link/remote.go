@@ -1,0 +1,122 @@
+package link
+
+import (
+	"context"
+	"sync/atomic"
+
+	"mellium.im/xmpp/jid"
+
+	"poosms.org/poosms/cluster"
+	"poosms.org/poosms/stanza"
+)
+
+// remoteSession stands for a session another node serves. Chat routes to
+// it like a local session, and rooms this node hosts seat it; what it is
+// sent travels to its node.
+type remoteSession struct {
+	full  jid.JID
+	node  cluster.NodeID
+	l     *Link
+	gen   uint64      // snapshot generation it was last seen in
+	rooms atomic.Bool // seated in a room this node hosts
+}
+
+func (r *remoteSession) JID() jid.JID { return r.full }
+
+// Send queues el for the session's node. An error (the node is gone, its
+// backlog is full, or the shared state is unreachable) makes the caller
+// fall back as for a session that ended: a message goes offline.
+func (r *remoteSession) Send(el *stanza.Element) error {
+	return r.l.send(context.Background(), r.node, addressed(kindDeliver, r.full.String(), el))
+}
+
+func (r *remoteSession) inRooms() bool { return r.rooms.Load() }
+
+// remote returns the session full that node serves, creating it if needed.
+// A session known from another node is replaced (a newer login there).
+func (l *Link) remote(node cluster.NodeID, full string) (*remoteSession, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if r := l.remotes[full]; r != nil && r.node == node {
+		return r, nil
+	}
+	j, err := jid.Parse(full)
+	if err != nil {
+		return nil, err
+	}
+	r := &remoteSession{full: j, node: node, l: l, gen: l.gen[node]}
+	if old := l.remotes[full]; old != nil {
+		delete(l.byNode[old.node], full)
+	}
+	l.remotes[full] = r
+	m := l.byNode[node]
+	if m == nil {
+		m = map[string]*remoteSession{}
+		l.byNode[node] = m
+	}
+	m[full] = r
+	return r, nil
+}
+
+// states mirrors the state of sessions node serves. A full snapshot ends
+// with the node's sessions it did not mention being dropped, with
+// unavailable presence for local users who saw them.
+func (l *Link) states(ctx context.Context, node cluster.NodeID, flags byte, es []entry) {
+	l.mu.Lock()
+	if flags&snapFirst != 0 {
+		l.gen[node]++
+	}
+	gen := l.gen[node]
+	l.mu.Unlock()
+	for _, e := range es {
+		r, err := l.remote(node, e.full)
+		if err != nil {
+			continue
+		}
+		l.mu.Lock()
+		r.gen = gen
+		l.mu.Unlock()
+		l.cfg.Chat.SetRemote(r, e.st)
+	}
+	if flags&snapLast == 0 {
+		return
+	}
+	var stale []*remoteSession
+	l.mu.Lock()
+	for full, r := range l.byNode[node] {
+		if r.gen != gen {
+			stale = append(stale, r)
+			delete(l.byNode[node], full)
+			if l.remotes[full] == r {
+				delete(l.remotes, full)
+			}
+		}
+	}
+	l.mu.Unlock()
+	for _, r := range stale {
+		l.cfg.Chat.DropRemote(ctx, r, true)
+		if r.inRooms() {
+			l.cfg.Rooms.SessionClosed(ctx, r)
+		}
+	}
+}
+
+// gone forgets a session node served, which ended.
+func (l *Link) gone(ctx context.Context, node cluster.NodeID, full string) {
+	l.mu.Lock()
+	r := l.byNode[node][full]
+	if r != nil {
+		delete(l.byNode[node], full)
+		if l.remotes[full] == r {
+			delete(l.remotes, full)
+		}
+	}
+	l.mu.Unlock()
+	if r == nil {
+		return
+	}
+	l.cfg.Chat.DropRemote(ctx, r, false)
+	if r.inRooms() {
+		l.cfg.Rooms.SessionClosed(ctx, r)
+	}
+}

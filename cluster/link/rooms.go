@@ -1,0 +1,126 @@
+package link
+
+import (
+	"context"
+
+	"mellium.im/xmpp/jid"
+
+	"poosms.org/poosms/chat"
+	"poosms.org/poosms/cluster"
+	"poosms.org/poosms/stanza"
+)
+
+// nsMUCUser is XEP-0045's namespace for room presence details.
+const nsMUCUser = "http://jabber.org/protocol/muc#user"
+
+// Room takes a stanza a local session sent to a room or conference (or to
+// the room service itself). The room is placed on one node of the cluster
+// at its first stanza; this node handles it when it is the host (or while
+// the shared state is unreachable, for its own users) and forwards it to
+// the host otherwise.
+func (l *Link) Room(ctx context.Context, sess chat.Session, el *stanza.Element) {
+	to, err := jid.Parse(el.To())
+	cl := l.cluster()
+	if err != nil || to.Localpart() == "" || cl == nil {
+		l.cfg.Rooms.HandleStanza(ctx, sess, el)
+		return
+	}
+	room := to.Bare().String()
+	host, moved, err := cl.Place(ctx, room)
+	if err != nil || host == cl.Self() {
+		if err != nil {
+			l.log.Debug("cluster: place room; hosting it here", "room", room, "err", err)
+		} else if moved {
+			l.log.Info("cluster: room moved to this node", "room", room)
+		}
+		l.cfg.Rooms.HandleStanza(ctx, sess, el)
+		return
+	}
+	l.seat(sess.JID().String(), el, to, host)
+	if err := l.send(ctx, host, addressed(kindRoom, sess.JID().String(), el)); err != nil {
+		if t := el.Type(); t != "error" && t != "result" {
+			r := stanza.ErrorReply(el, "recipient-unavailable", "the server hosting this room cannot be reached; try again shortly")
+			r.SetAttr("to", sess.JID().String())
+			sess.Send(r)
+		}
+	}
+}
+
+// seat remembers which rooms on other nodes a local session joins (by
+// presence to room/nick), so it can be told when their host dies.
+func (l *Link) seat(full string, el *stanza.Element, to jid.JID, host cluster.NodeID) {
+	if el.Local != "presence" || to.Resourcepart() == "" {
+		return
+	}
+	room := to.Bare().String()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch el.Type() {
+	case "":
+		m := l.joined[full]
+		if m == nil {
+			m = map[string]roomSeat{}
+			l.joined[full] = m
+		}
+		m[room] = roomSeat{nick: to.Resourcepart(), host: host}
+	case "unavailable":
+		delete(l.joined[full], room)
+		if len(l.joined[full]) == 0 {
+			delete(l.joined, full)
+		}
+	}
+}
+
+// roomStanza runs a stanza another node's user sent to a room this node
+// hosts.
+func (l *Link) roomStanza(ctx context.Context, from cluster.NodeID, full string, el *stanza.Element) {
+	r, err := l.remote(from, full)
+	if err != nil {
+		return
+	}
+	r.rooms.Store(true)
+	l.cfg.Rooms.HandleStanza(ctx, r, el)
+}
+
+// roomsGone tells local sessions seated in rooms that node hosted that
+// they are out of them (XEP-0045 status 332, with 110 for their own
+// presence); joining again places the room on a live node.
+func (l *Link) roomsGone(node cluster.NodeID) {
+	type out struct {
+		full string
+		p    *stanza.Element
+	}
+	var tell []out
+	l.mu.Lock()
+	for full, rooms := range l.joined {
+		for room, seat := range rooms {
+			if seat.host != node {
+				continue
+			}
+			delete(rooms, room)
+			x := stanza.New(nsMUCUser, "x")
+			x.Append(stanza.New(nsMUCUser, "item").SetAttr("affiliation", "none").SetAttr("role", "none"))
+			x.Append(stanza.New(nsMUCUser, "status").SetAttr("code", "110"))
+			x.Append(stanza.New(nsMUCUser, "status").SetAttr("code", "332"))
+			p := stanza.New(stanza.NSClient, "presence").
+				SetAttr("from", room+"/"+seat.nick).
+				SetAttr("to", full).
+				SetAttr("type", "unavailable")
+			p.Append(x)
+			tell = append(tell, out{full, p})
+		}
+		if len(rooms) == 0 {
+			delete(l.joined, full)
+		}
+	}
+	l.mu.Unlock()
+	for _, t := range tell {
+		j, err := jid.Parse(t.full)
+		if err != nil {
+			continue
+		}
+		if sess := l.cfg.Lookup(j); sess != nil {
+			sess.Send(t.p)
+		}
+	}
+}

@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"net"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"mellium.im/xmpp/jid"
+
+	"poosms.org/poosms/chat"
+	"poosms.org/poosms/cluster"
+	"poosms.org/poosms/cluster/link"
+	"poosms.org/poosms/stanza"
+)
+
+// startCluster joins the node to its cluster: Redis when --redis is set,
+// otherwise the in-process single-node cluster. Either way the services
+// reach sessions and rooms through the same link, so none of them knows
+// which one runs. It needs n.chat; the c2s server and the rooms may come
+// later (nothing reaches them before they exist).
+func (n *node) startCluster(ctx context.Context, reg prometheus.Registerer) error {
+	cfg := n.cfg
+	n.link = link.New(link.Config{
+		Chat:  n.chat,
+		Rooms: roomService{n},
+		Lookup: func(full jid.JID) link.LocalSession {
+			if n.c2s == nil {
+				return nil
+			}
+			if s := n.c2s.Session(full); s != nil {
+				return s
+			}
+			return nil
+		},
+		Logger: n.log.With("service", "cluster"),
+	})
+	n.closers = append(n.closers, func(context.Context) error { n.link.Close(); return nil })
+
+	self := cluster.Node{
+		ID:    cluster.NodeID(cfg.NodeID),
+		C2S:   publicAddr(n.publicHost(), cfg.C2SAddr),
+		HTTP:  publicAddr(n.publicHost(), cfg.HTTPAddr),
+		Media: publicAddr(n.publicHost(), cfg.MediaUDPAddr),
+	}
+	var cl cluster.Cluster
+	if cfg.Redis == "" {
+		local, err := cluster.NewLocal(self, n.link.Handle)
+		if err != nil {
+			return err
+		}
+		cl = local
+	} else {
+		r, err := cluster.NewRedis(cluster.Config{
+			Node:              self,
+			URL:               cfg.Redis,
+			Prefix:            cfg.RedisPrefix,
+			HeartbeatInterval: cfg.ClusterHeartbeat,
+			NodeTTL:           cfg.ClusterNodeTTL,
+			LeaseTTL:          cfg.ClusterLeaseTTL,
+			Handler:           n.link.Handle,
+			Undeliverable:     n.link.Undeliverable,
+			NodeGone:          n.link.NodeGone,
+			NodeJoined:        n.link.NodeJoined,
+			HealthChanged:     n.link.HealthChanged,
+			SessionLost:       n.link.SessionLost,
+			Logger:            n.log.With("service", "cluster"),
+		})
+		if err != nil {
+			return err
+		}
+		reg.MustRegister(r.Collectors()...)
+		cl = r
+	}
+	// Stopped after the listeners (closers run in reverse), so the
+	// sessions closing at shutdown still tell the other nodes.
+	n.closers = append(n.closers, func(context.Context) error { cl.Stop(); return nil })
+	if err := cl.Start(ctx); err != nil {
+		return err
+	}
+	n.link.Attach(ctx, cl)
+	if cfg.Redis != "" {
+		n.log.Info("joined the cluster", "node", cfg.NodeID, "redis", cfg.RedactedRedis())
+	}
+	return nil
+}
+
+// publicAddr is addr's port on host.
+func publicAddr(host, addr string) string {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil || addr == "" {
+		return ""
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// roomService runs the rooms and conferences this node hosts, for the
+// link: conference stanzas go to the SFU, the rest to the rooms.
+type roomService struct{ n *node }
+
+func (r roomService) HandleStanza(ctx context.Context, sess chat.Session, el *stanza.Element) {
+	if r.n.sfu == nil || r.n.rooms == nil {
+		return
+	}
+	if conferenceIQ(el) {
+		r.n.sfu.HandleStanza(ctx, sess, el)
+		return
+	}
+	r.n.rooms.HandleStanza(ctx, sess, el)
+}
+
+func (r roomService) SessionClosed(ctx context.Context, sess chat.Session) {
+	if r.n.sfu == nil || r.n.rooms == nil {
+		return
+	}
+	r.n.sfu.SessionClosed(ctx, sess)
+	r.n.rooms.SessionClosed(ctx, sess)
+}
