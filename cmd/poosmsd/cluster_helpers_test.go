@@ -623,35 +623,58 @@ func enableSM(p *peer) {
 	})
 }
 
-// collectStored sends initial presence and a MAM query for everything, and
-// returns the bodies that came as offline messages and those from the
-// archive (in arrival order), up to the query's end.
+// collectStored sends initial presence and queries the archive (XEP-0313)
+// page by page (the server caps a page at 250), and returns the bodies
+// that came as offline messages and those from the archive, in arrival
+// order.
 func collectStored(p *peer) (offline, archive []string) {
 	p.t.Helper()
 	p.send(stanza.New(stanza.NSClient, "presence"))
-	query := stanza.New(nsMAM, "query").SetAttr("queryid", "all").
-		Append(stanza.New(nsRSM, "set").Append(stanza.New(nsRSM, "max").SetText("2000")))
-	p.send(stanza.New(stanza.NSClient, "iq").SetAttr("type", "set").SetAttr("id", "mam-all").Append(query))
-	for {
-		el := p.expect(30*time.Second, "offline messages and the archive query's end", func(e *stanza.Element) bool {
-			return e.Local == "message" || (e.Local == "iq" && e.ID() == "mam-all")
-		})
-		if el.Local == "iq" {
-			if el.Type() != "result" {
-				p.t.Fatalf("%s archive query: %s", p, el)
-			}
-			return offline, archive
+	after := ""
+	for page := 0; ; page++ {
+		id := fmt.Sprintf("mam-%d", page)
+		set := stanza.New(nsRSM, "set").Append(stanza.New(nsRSM, "max").SetText("250"))
+		if after != "" {
+			set.Append(stanza.New(nsRSM, "after").SetText(after))
 		}
-		if r := el.Child(nsMAM, "result"); r != nil {
-			if fw := r.Child("", "forwarded"); fw != nil {
-				if m := fw.Child("", "message"); m != nil {
-					archive = append(archive, m.ChildText("", "body"))
+		p.send(stanza.New(stanza.NSClient, "iq").SetAttr("type", "set").SetAttr("id", id).
+			Append(stanza.New(nsMAM, "query").SetAttr("queryid", id).Append(set)))
+		for {
+			el := p.expect(30*time.Second, "offline messages and the end of archive query "+id, func(e *stanza.Element) bool {
+				return e.Local == "message" || (e.Local == "iq" && e.ID() == id)
+			})
+			if el.Local == "iq" {
+				if el.Type() != "result" {
+					p.t.Fatalf("%s archive query: %s", p, el)
 				}
+				fin := el.Child(nsMAM, "fin")
+				if fin == nil {
+					p.t.Fatalf("%s archive query without <fin/>: %s", p, el)
+				}
+				last := ""
+				if s := fin.Child(nsRSM, "set"); s != nil {
+					last = s.ChildText(nsRSM, "last")
+				}
+				if fin.Attr("complete") == "true" || last == "" {
+					return offline, archive
+				}
+				after = last
+				break
 			}
-			continue
+			if r := el.Child(nsMAM, "result"); r != nil {
+				if fw := r.Child("", "forwarded"); fw != nil {
+					if m := fw.Child("", "message"); m != nil {
+						archive = append(archive, m.ChildText("", "body"))
+					}
+				}
+				continue
+			}
+			if b := el.ChildText("", "body"); b != "" {
+				offline = append(offline, b)
+			}
 		}
-		if b := el.ChildText("", "body"); b != "" {
-			offline = append(offline, b)
+		if page > 20 {
+			p.t.Fatalf("%s: archive query still incomplete after %d pages", p, page)
 		}
 	}
 }

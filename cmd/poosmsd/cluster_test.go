@@ -253,15 +253,24 @@ func TestClusterConference(t *testing.T) {
 	}
 }
 
-// TestClusterNodeKilled: the node serving bob, which also hosts a room,
-// is killed with SIGKILL while alice (on another node, with stream
-// management) sends him messages. alice sees bob go; every message her
-// node acknowledged reaches bob (live, offline at his next login on a
-// surviving node, or in his archive); the room's occupants on the
-// surviving nodes are told it moved (110 + 332) and can rejoin it.
+// TestClusterNodeKilled: a node is killed with SIGKILL while alice, with
+// stream management, sends bob messages across nodes; every message her
+// node acknowledged must reach bob (live, offline at his next login, or in
+// his archive), and contacts see the dead node's users go. Once killing
+// bob's node (which also hosts a room), once killing alice's.
 func TestClusterNodeKilled(t *testing.T) {
 	redisURL := sharedRedisURL(t)
 	bin := testenv.BuildPoosmsd(t)
+	t.Run("recipient-node", func(t *testing.T) { killRecipientNode(t, bin, redisURL) })
+	t.Run("sender-node", func(t *testing.T) { killSenderNode(t, bin, redisURL) })
+}
+
+// killRecipientNode: bob's node, which also hosts a room, dies while alice
+// (on another node) sends to him. alice sees bob go; the room's occupants
+// on the surviving nodes are told it moved (110 + 332) and can rejoin it;
+// bob, logging in on a surviving node, has everything alice's node
+// acknowledged.
+func killRecipientNode(t *testing.T, bin, redisURL string) {
 	c := newCluster(t, bin, redisURL, 3)
 	c.addUsers("alice", "bob", "carol", "dave")
 	const room = "doomed@conference.localhost"
@@ -298,7 +307,7 @@ func TestClusterNodeKilled(t *testing.T) {
 	enableSM(alice)
 
 	const total = 300
-	sent := 0
+	sent, killedAt := 0, 0
 	for ; sent < total; sent++ {
 		alice.chat("bob@localhost", fmt.Sprintf("m%d", sent))
 		if sent%20 == 19 {
@@ -313,6 +322,7 @@ func TestClusterNodeKilled(t *testing.T) {
 				time.Sleep(5 * time.Millisecond)
 			}
 			host.kill()
+			killedAt = sent
 			t.Logf("killed %s after %d messages (%d acknowledged)", host.id, sent+1, alice.acked.Load())
 		}
 	}
@@ -328,6 +338,7 @@ func TestClusterNodeKilled(t *testing.T) {
 
 	// What reached bob live before his node died.
 	seen := map[string]bool{}
+	var liveSet []string
 	live := 0
 	for {
 		el, err := bob.next(5*time.Second, func(e *stanza.Element) bool { return e.Local == "message" })
@@ -335,6 +346,7 @@ func TestClusterNodeKilled(t *testing.T) {
 			break
 		}
 		seen[el.ChildText("", "body")] = true
+		liveSet = append(liveSet, el.ChildText("", "body"))
 		live++
 	}
 
@@ -365,13 +377,41 @@ func TestClusterNodeKilled(t *testing.T) {
 	// node acknowledged is his, one way or another.
 	bob = dialPeer(t, survivors[1], "bob", "phone", false)
 	offline, archive := collectStored(bob)
-	for _, b := range offline {
-		seen[b] = true
+	// Offline delivery may go on after the archive query's answer: take
+	// what keeps coming until it stops.
+	afterLogin := append([]string(nil), offline...)
+	for {
+		el, err := bob.next(2*time.Second, func(e *stanza.Element) bool { return e.Local == "message" && e.Type() == "chat" })
+		if err != nil {
+			break
+		}
+		afterLogin = append(afterLogin, el.ChildText("", "body"))
 	}
+	delivered := map[string]bool{}
+	for _, b := range afterLogin {
+		seen[b] = true
+		delivered[b] = true
+	}
+	inLive := len(seen)
 	for _, b := range archive {
 		seen[b] = true
 	}
-	t.Logf("sent %d, acknowledged %d; bob had %d live before the kill, %d offline and %d in the archive after", sent, h, live, len(offline), len(archive))
+	t.Logf("sent %d, acknowledged %d; bob had %d live before the kill (%s), %d after logging in again (%d before the archive's answer; %s), %d in the archive",
+		sent, h, live, ranges(liveSet), len(afterLogin), len(offline), ranges(afterLogin), len(archive))
+	// Messages alice sent after the kill cannot have reached bob's dead
+	// session: the survivors must have stored each of them offline for him
+	// (directly, or taken from the dead node's Redis stream); the archive
+	// alone does not deliver them.
+	var undelivered []string
+	for i := killedAt + 1; i < h; i++ {
+		if b := fmt.Sprintf("m%d", i); !delivered[b] {
+			undelivered = append(undelivered, b)
+		}
+	}
+	if len(undelivered) > 0 {
+		t.Errorf("%d acknowledged messages sent after %s died were not delivered at bob's next login (only his archive has them; %d of %d acknowledged reached him): %s",
+			len(undelivered), host.id, inLive, h, summarize(undelivered))
+	}
 	var lost []string
 	for i := 0; i < h; i++ {
 		if b := fmt.Sprintf("m%d", i); !seen[b] {
@@ -383,6 +423,121 @@ func TestClusterNodeKilled(t *testing.T) {
 	}
 	// alice sees bob back.
 	alice.expectPresence(10*time.Second, "bob@localhost/phone", "")
+}
+
+// killSenderNode: alice's node dies while she sends to bob, who is online
+// on another node. bob sees alice go, and has every message her node
+// acknowledged, live or (logging in again) offline or in his archive.
+func killSenderNode(t *testing.T, bin, redisURL string) {
+	c := newCluster(t, bin, redisURL, 2)
+	c.addUsers("alice", "bob")
+	n1, n2 := c.node("n1"), c.node("n2")
+	alice := dialPeer(t, n1, "alice", "desk", true)
+	bob := dialPeer(t, n2, "bob", "phone", true)
+	subscribe(t, alice, bob)
+	enableSM(alice)
+
+	const total = 300
+	sent := 0
+	for ; sent < total; sent++ {
+		m := stanza.New(stanza.NSClient, "message").SetAttr("to", "bob@localhost").SetAttr("type", "chat").
+			Append(stanza.New(stanza.NSClient, "body").SetText(fmt.Sprintf("m%d", sent)))
+		if err := alice.x.Send(m); err != nil {
+			break // the node is gone
+		}
+		if sent%20 == 19 {
+			if err := alice.x.SendRaw("<r xmlns='urn:xmpp:sm:3'/>"); err != nil {
+				break
+			}
+		}
+		if sent == total/2 {
+			deadline := time.Now().Add(10 * time.Second)
+			for alice.acked.Load() < total/4 {
+				if time.Now().After(deadline) {
+					t.Fatalf("alice's node acknowledged only %d of %d messages within 10s", alice.acked.Load(), sent)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			n1.kill()
+			t.Logf("killed n1 after %d messages (%d acknowledged)", sent+1, alice.acked.Load())
+		}
+	}
+	// Her stream ends; what was acknowledged by then is final.
+	select {
+	case <-alice.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("alice's stream did not end after her node was killed")
+	}
+	h := int(alice.acked.Load())
+	if h == 0 {
+		t.Fatal("nothing was acknowledged")
+	}
+
+	// bob sees alice go once n2 declares n1 dead; the messages n1 had
+	// routed came before.
+	bob.expectPresence(15*time.Second, "alice@localhost/desk", "unavailable")
+	seen := map[string]bool{}
+	live := 0
+	for {
+		el, err := bob.next(time.Second, func(e *stanza.Element) bool { return e.Local == "message" })
+		if err != nil {
+			break
+		}
+		seen[el.ChildText("", "body")] = true
+		live++
+	}
+	bob.close()
+	bob = dialPeer(t, n2, "bob", "phone", false)
+	offline, archive := collectStored(bob)
+	for _, b := range offline {
+		seen[b] = true
+	}
+	for _, b := range archive {
+		seen[b] = true
+	}
+	t.Logf("sent %d, acknowledged %d; bob had %d live, then %d offline and %d in the archive", sent, h, live, len(offline), len(archive))
+	var lost []string
+	for i := 0; i < h; i++ {
+		if b := fmt.Sprintf("m%d", i); !seen[b] {
+			lost = append(lost, b)
+		}
+	}
+	if len(lost) > 0 {
+		t.Fatalf("%d acknowledged messages lost: %s", len(lost), summarize(lost))
+	}
+}
+
+// ranges writes bodies m0 m1 m2 m7 as "m0-m2 m7", in the given order.
+func ranges(bodies []string) string {
+	var b strings.Builder
+	start, prev := -1, -1
+	flush := func() {
+		if start < 0 {
+			return
+		}
+		if b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		if start == prev {
+			fmt.Fprintf(&b, "m%d", start)
+		} else {
+			fmt.Fprintf(&b, "m%d-m%d", start, prev)
+		}
+	}
+	for _, body := range bodies {
+		var n int
+		if _, err := fmt.Sscanf(body, "m%d", &n); err != nil {
+			continue
+		}
+		if start >= 0 && n == prev+1 {
+			prev = n
+			continue
+		}
+		flush()
+		start, prev = n, n
+	}
+	flush()
+	return b.String()
 }
 
 func summarize(list []string) string {
