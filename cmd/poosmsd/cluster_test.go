@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -54,6 +55,12 @@ func TestClusterRefusesSQLite(t *testing.T) {
 	check("config check --redis", code, stderr)
 	code, stderr = run([]string{"POOSMS_REDIS=" + redisURL}, "config", "check", "--data-dir", t.TempDir())
 	check("config check with POOSMS_REDIS", code, stderr)
+	yaml := filepath.Join(t.TempDir(), "poosms.yaml")
+	if err := os.WriteFile(yaml, []byte("redis: "+redisURL+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, stderr = run(nil, "config", "check", "--config", yaml, "--data-dir", t.TempDir())
+	check("config check with redis: in the YAML file", code, stderr)
 	d := testenv.NewDaemon(t, bin, "--redis", redisURL, "--node-id", "n1")
 	code, stderr = run(nil, d.Args...)
 	check("serve --redis", code, stderr)
@@ -109,6 +116,14 @@ func TestClusterChatAndPresence(t *testing.T) {
 	}
 	inOrder(bob, aliceFull, "a2b ")
 	inOrder(alice, bobFull, "b2a ")
+
+	// The same the other way: alice comes back on n1 and her probe gets
+	// bob's presence from n2.
+	alice.close()
+	bob.expectPresence(10*time.Second, aliceFull, "unavailable")
+	alice = dialPeer(t, n1, "alice", "desk", true)
+	alice.expectPresence(10*time.Second, bobFull, "")
+	bob.expectPresence(10*time.Second, aliceFull, "")
 
 	// The cluster metrics are there and count the routed stanzas.
 	m1, err := n1.metrics()
