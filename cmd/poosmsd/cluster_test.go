@@ -149,6 +149,12 @@ func TestClusterChatAndPresence(t *testing.T) {
 	for _, n := range c.nodes {
 		n.waitMetric(t, "poosms_cluster_sessions", 5*time.Second, "one session bound", func(v float64, _ bool) bool { return v == 1 })
 	}
+	for _, n := range c.nodes {
+		if m, err := n.metrics(); err == nil && m["poosms_cluster_routing_latency_seconds_count"] > 0 {
+			t.Logf("node %s: %v stanzas routed in, mean routing latency %.2f ms", n.id, m["poosms_cluster_routed_received_total"],
+				1000*m["poosms_cluster_routing_latency_seconds_sum"]/m["poosms_cluster_routing_latency_seconds_count"])
+		}
+	}
 
 	// bob logs out: alice gets his unavailable presence.
 	bob.close()
