@@ -148,22 +148,43 @@ func (s *Service) SendTo(sess Session, el *stanza.Element) bool { return s.send(
 // longer exists here, or that a node which died never delivered: a chat
 // or normal message with content goes to its recipient's offline queue
 // (never lost); anything else is dropped, as for a session that ended.
-func (s *Service) Undeliverable(ctx context.Context, el *stanza.Element) {
+// It reports whether it queued a message, for the recipient's sessions
+// on other nodes to be told (DrainUser).
+func (s *Service) Undeliverable(ctx context.Context, el *stanza.Element) (queued bool) {
 	to, err := jid.Parse(el.To())
 	if err != nil || !s.isLocal(to) || to.Localpart() == "" || el.Local != "message" {
 		s.log.Debug("chat: undeliverable stanza dropped", "to", el.To(), "name", el.Local)
-		return
+		return false
 	}
 	switch messageType(el) {
 	case "chat", "normal":
 	default:
-		return
+		return false
 	}
 	if !storable(el) {
-		return
+		return false
 	}
 	from, _ := jid.Parse(el.From())
 	s.storeOffline(ctx, &component{jid: from, s: s}, el, to.Localpart())
+	return true
+}
+
+// DrainUser delivers the offline messages of the user with this bare JID
+// to their best available session on this node, if there is one.
+func (s *Service) DrainUser(ctx context.Context, bare jid.JID) {
+	if !s.isLocal(bare) || bare.Localpart() == "" {
+		return
+	}
+	var best Session
+	top := -1
+	for _, t := range s.available(bare.Localpart()) {
+		if t.priority > top && !s.isRemote(t.sess) {
+			best, top = t.sess, t.priority
+		}
+	}
+	if best != nil {
+		s.drainOffline(ctx, bare.Localpart(), best)
+	}
 }
 
 // DrainOffline delivers waiting offline messages to every available

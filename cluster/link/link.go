@@ -28,8 +28,9 @@ type Chat interface {
 	DropRemote(ctx context.Context, sess chat.Session, announce bool)
 	LocalStates(fn func(full jid.JID, st chat.ResourceState))
 	SendTo(sess chat.Session, el *stanza.Element) bool
-	Undeliverable(ctx context.Context, el *stanza.Element)
+	Undeliverable(ctx context.Context, el *stanza.Element) (queued bool)
 	DrainOffline(ctx context.Context)
+	DrainUser(ctx context.Context, bare jid.JID)
 }
 
 // LocalSession is a session this node serves.
@@ -302,6 +303,14 @@ func (l *Link) Handle(ctx context.Context, from cluster.NodeID, payload []byte) 
 		}
 	case kindHello:
 		l.sendSnapshot(ctx, from)
+	case kindDrain:
+		bare, _, err := decodeAddressed(d, false)
+		if err != nil {
+			return nil
+		}
+		if j, err := jid.Parse(bare); err == nil {
+			l.cfg.Chat.DrainUser(ctx, j)
+		}
 	default:
 		l.log.Warn("cluster: unknown payload dropped", "from", string(from), "kind", payload[0])
 	}
@@ -319,7 +328,18 @@ func (l *Link) deliver(ctx context.Context, full string, el *stanza.Element) {
 			}
 		}
 	}
-	l.cfg.Chat.Undeliverable(ctx, el)
+	l.offline(ctx, el)
+}
+
+// offline stores a message no session took and tells the nodes where its
+// recipient may be online to deliver it from there.
+func (l *Link) offline(ctx context.Context, el *stanza.Element) {
+	if !l.cfg.Chat.Undeliverable(ctx, el) {
+		return
+	}
+	if to, err := jid.Parse(el.To()); err == nil {
+		l.broadcast(ctx, addressed(kindDrain, to.Bare().String(), nil))
+	}
 }
 
 // kick ends the local session bound to full: a newer login elsewhere
@@ -346,7 +366,7 @@ func (l *Link) Undeliverable(ctx context.Context, to, from cluster.NodeID, paylo
 		l.log.Warn("cluster: unreadable payload dropped", "to", string(to), "err", err)
 		return
 	}
-	l.cfg.Chat.Undeliverable(ctx, el)
+	l.offline(ctx, el)
 }
 
 // NodeJoined is the cluster's NodeJoined: the new node learns this one's

@@ -27,6 +27,9 @@ const (
 	kindKick byte = 5
 	// kindHello: the sender (re)joined; answer with a full snapshot.
 	kindHello byte = 6
+	// kindDrain: messages for this bare JID were stored offline; deliver
+	// them to its sessions on the receiver. Field: the bare JID.
+	kindDrain byte = 7
 )
 
 // Flags of a kindState payload.

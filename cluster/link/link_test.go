@@ -1,0 +1,430 @@
+package link
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"mellium.im/xmpp/jid"
+
+	"poosms.org/poosms/chat"
+	"poosms.org/poosms/cluster"
+	"poosms.org/poosms/stanza"
+)
+
+// hub is an in-memory cluster of nodes: Send hands the payload to the
+// target's handler on a goroutine of the hub's own, in order per target.
+type hub struct {
+	mu     sync.Mutex
+	nodes  map[cluster.NodeID]*fakeNode
+	placed map[string]cluster.NodeID
+}
+
+type fakeNode struct {
+	h     *hub
+	id    cluster.NodeID
+	link  *Link
+	queue chan func()
+	dead  bool
+}
+
+func newHub() *hub {
+	return &hub{nodes: map[cluster.NodeID]*fakeNode{}, placed: map[string]cluster.NodeID{}}
+}
+
+func (h *hub) add(t *testing.T, id cluster.NodeID, l *Link) *fakeNode {
+	n := &fakeNode{h: h, id: id, link: l, queue: make(chan func(), 1024)}
+	h.mu.Lock()
+	h.nodes[id] = n
+	h.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for f := range n.queue {
+			f()
+		}
+	}()
+	t.Cleanup(func() { close(n.queue); <-done })
+	return n
+}
+
+// settle waits until every node has handled what was queued for it.
+func (h *hub) settle(t *testing.T) {
+	t.Helper()
+	for range 3 { // handlers may send on
+		h.mu.Lock()
+		var ns []*fakeNode
+		for _, n := range h.nodes {
+			ns = append(ns, n)
+		}
+		h.mu.Unlock()
+		for _, n := range ns {
+			done := make(chan struct{})
+			n.queue <- func() { close(done) }
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+				t.Fatal("node queue stuck")
+			}
+		}
+	}
+}
+
+func (n *fakeNode) Self() cluster.NodeID { return n.id }
+func (n *fakeNode) Healthy() bool        { return true }
+func (n *fakeNode) Start(context.Context) error {
+	return nil
+}
+func (n *fakeNode) Stop() {}
+func (n *fakeNode) Nodes(context.Context) ([]cluster.Node, error) {
+	n.h.mu.Lock()
+	defer n.h.mu.Unlock()
+	var out []cluster.Node
+	for id, m := range n.h.nodes {
+		if !m.dead {
+			out = append(out, cluster.Node{ID: id})
+		}
+	}
+	return out, nil
+}
+func (n *fakeNode) Node(ctx context.Context, id cluster.NodeID) (cluster.Node, error) {
+	return cluster.Node{ID: id}, nil
+}
+func (n *fakeNode) Bind(ctx context.Context, full jid.JID, node cluster.NodeID) (cluster.NodeID, error) {
+	return "", nil
+}
+func (n *fakeNode) Unbind(context.Context, jid.JID, cluster.NodeID) error { return nil }
+func (n *fakeNode) Resources(context.Context, jid.JID) ([]cluster.Entry, error) {
+	return nil, nil
+}
+func (n *fakeNode) Send(ctx context.Context, to cluster.NodeID, payload []byte) error {
+	n.h.mu.Lock()
+	dst := n.h.nodes[to]
+	n.h.mu.Unlock()
+	if dst == nil || dst.dead {
+		return cluster.ErrNodeGone
+	}
+	p := slices.Clone(payload)
+	from := n.id
+	dst.queue <- func() { dst.link.Handle(context.Background(), from, p) }
+	return nil
+}
+func (n *fakeNode) Place(ctx context.Context, key string) (cluster.NodeID, bool, error) {
+	n.h.mu.Lock()
+	defer n.h.mu.Unlock()
+	if h, ok := n.h.placed[key]; ok && !n.h.nodes[h].dead {
+		return h, false, nil
+	}
+	n.h.placed[key] = n.id
+	return n.id, false, nil
+}
+func (n *fakeNode) Release(context.Context, string) error { return nil }
+
+// fakeChat records what the link asks of chat.
+type fakeChat struct {
+	mu      sync.Mutex
+	remote  map[string]chat.ResourceState
+	local   map[string]chat.ResourceState
+	dropped []string // "full announce"
+	offline []string
+	drained []string
+}
+
+func newFakeChat() *fakeChat {
+	return &fakeChat{remote: map[string]chat.ResourceState{}, local: map[string]chat.ResourceState{}}
+}
+
+func (c *fakeChat) SetRemote(sess chat.Session, st chat.ResourceState) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.remote[sess.JID().String()] = st
+}
+func (c *fakeChat) DropRemote(ctx context.Context, sess chat.Session, announce bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.remote, sess.JID().String())
+	c.dropped = append(c.dropped, fmt.Sprintf("%s %v", sess.JID(), announce))
+}
+func (c *fakeChat) LocalStates(fn func(jid.JID, chat.ResourceState)) {
+	c.mu.Lock()
+	all := maps(c.local)
+	c.mu.Unlock()
+	for k, v := range all {
+		fn(jid.MustParse(k), v)
+	}
+}
+func (c *fakeChat) SendTo(sess chat.Session, el *stanza.Element) bool { return sess.Send(el) == nil }
+func (c *fakeChat) Undeliverable(ctx context.Context, el *stanza.Element) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.offline = append(c.offline, el.To())
+	return true
+}
+func (c *fakeChat) DrainOffline(context.Context) {}
+func (c *fakeChat) DrainUser(ctx context.Context, bare jid.JID) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.drained = append(c.drained, bare.String())
+}
+
+func maps(m map[string]chat.ResourceState) map[string]chat.ResourceState {
+	out := make(map[string]chat.ResourceState, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// fakeSession is a local session collecting what it is sent.
+type fakeSession struct {
+	full    jid.JID
+	mu      sync.Mutex
+	got     []*stanza.Element
+	stopped string
+}
+
+func (s *fakeSession) JID() jid.JID { return s.full }
+func (s *fakeSession) Send(el *stanza.Element) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.got = append(s.got, el)
+	return nil
+}
+func (s *fakeSession) Stop(condition, text string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stopped = condition
+}
+func (s *fakeSession) received() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, el := range s.got {
+		out = append(out, el.String())
+	}
+	return out
+}
+
+// fakeRooms records the room stanzas it runs and the sessions it seats.
+type fakeRooms struct {
+	mu     sync.Mutex
+	seen   []string // "from stanza-name"
+	closed []string
+	seats  map[string]chat.Session
+}
+
+func (r *fakeRooms) HandleStanza(ctx context.Context, sess chat.Session, el *stanza.Element) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.seen = append(r.seen, sess.JID().String()+" "+el.Local)
+	if r.seats == nil {
+		r.seats = map[string]chat.Session{}
+	}
+	r.seats[sess.JID().String()] = sess
+}
+func (r *fakeRooms) SessionClosed(ctx context.Context, sess chat.Session) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.closed = append(r.closed, sess.JID().String())
+}
+
+type testNode struct {
+	chat     *fakeChat
+	rooms    *fakeRooms
+	sessions map[string]*fakeSession
+	link     *Link
+	node     *fakeNode
+}
+
+func (tn *testNode) session(full string) *fakeSession {
+	s := &fakeSession{full: jid.MustParse(full)}
+	tn.sessions[full] = s
+	return s
+}
+
+func startNodes(t *testing.T, h *hub, ids ...cluster.NodeID) map[cluster.NodeID]*testNode {
+	out := map[cluster.NodeID]*testNode{}
+	for _, id := range ids {
+		tn := &testNode{chat: newFakeChat(), rooms: &fakeRooms{}, sessions: map[string]*fakeSession{}}
+		tn.link = New(Config{Chat: tn.chat, Rooms: tn.rooms, Lookup: func(full jid.JID) LocalSession {
+			if s, ok := tn.sessions[full.String()]; ok {
+				return s
+			}
+			return nil
+		}})
+		t.Cleanup(tn.link.Close)
+		tn.node = h.add(t, id, tn.link)
+		out[id] = tn
+	}
+	for _, id := range ids {
+		out[id].link.Attach(context.Background(), out[id].node)
+	}
+	h.settle(t)
+	return out
+}
+
+func TestSessionsMirrorAcrossNodes(t *testing.T) {
+	h := newHub()
+	ns := startNodes(t, h, "a", "b")
+	a, b := ns["a"], ns["b"]
+	bob := b.session("bob@x/phone")
+	pres := stanza.New(stanza.NSClient, "presence").SetAttr("from", "bob@x/phone")
+	b.link.Observe(bob.full, chat.ResourceState{Available: true, Priority: 5, Presence: pres, Carbons: true}, false)
+	h.settle(t)
+	st, ok := a.chat.remote["bob@x/phone"]
+	if !ok || !st.Available || st.Priority != 5 || !st.Carbons || st.Presence == nil || st.Presence.From() != "bob@x/phone" {
+		t.Fatalf("a's mirror of bob = %+v, %v", st, ok)
+	}
+
+	// What a's chat sends the mirrored session reaches bob on b.
+	r := ns["a"].link.remotes["bob@x/phone"]
+	msg := stanza.New(stanza.NSClient, "message").SetAttr("to", "bob@x/phone").SetAttr("from", "alice@x/pc")
+	msg.Append(stanza.New(stanza.NSClient, "body").SetText("hello"))
+	if err := r.Send(msg); err != nil {
+		t.Fatal(err)
+	}
+	h.settle(t)
+	if got := bob.received(); len(got) != 1 || !strings.Contains(got[0], "hello") {
+		t.Fatalf("bob got %q", got)
+	}
+
+	// A session that ended on b meanwhile: the message goes offline on b,
+	// and every node is told to drain the recipient's queue.
+	delete(b.sessions, "bob@x/phone")
+	r.Send(msg)
+	h.settle(t)
+	if len(b.chat.offline) != 1 || b.chat.offline[0] != "bob@x/phone" {
+		t.Fatalf("offline on b: %q", b.chat.offline)
+	}
+	if len(a.chat.drained) != 1 || a.chat.drained[0] != "bob@x" {
+		t.Fatalf("a drained %q", a.chat.drained)
+	}
+
+	// Gone: the mirror forgets it without announcing (b announced).
+	b.link.Observe(bob.full, chat.ResourceState{}, true)
+	h.settle(t)
+	if _, ok := a.chat.remote["bob@x/phone"]; ok || !slices.Contains(a.chat.dropped, "bob@x/phone false") {
+		t.Fatalf("after gone: mirror %v, dropped %q", a.chat.remote, a.chat.dropped)
+	}
+}
+
+func TestSnapshotOnJoinAndStaleDropped(t *testing.T) {
+	h := newHub()
+	ns := startNodes(t, h, "a")
+	a := ns["a"]
+	a.chat.local["alice@x/pc"] = chat.ResourceState{Available: true}
+	a.chat.local["alice@x/phone"] = chat.ResourceState{}
+
+	// b joins: it asks a for its sessions.
+	ns2 := startNodes(t, h, "b")
+	b := ns2["b"]
+	if len(b.chat.remote) != 2 || !b.chat.remote["alice@x/pc"].Available {
+		t.Fatalf("b's mirror after joining: %v", b.chat.remote)
+	}
+
+	// A later full snapshot without alice/phone drops it, announcing.
+	delete(a.chat.local, "alice@x/phone")
+	a.link.NodeJoined(context.Background(), "b")
+	h.settle(t)
+	if _, ok := b.chat.remote["alice@x/phone"]; ok || !slices.Contains(b.chat.dropped, "alice@x/phone true") {
+		t.Fatalf("stale session kept: %v, dropped %q", b.chat.remote, b.chat.dropped)
+	}
+	if _, ok := b.chat.remote["alice@x/pc"]; !ok {
+		t.Fatal("current session dropped")
+	}
+}
+
+func TestRoomForwardedToHostAndHostDeath(t *testing.T) {
+	h := newHub()
+	ns := startNodes(t, h, "a", "b")
+	a, b := ns["a"], ns["b"]
+	alice := a.session("alice@x/pc")
+	bob := b.session("bob@x/phone")
+	join := func(s *fakeSession, nick string) *stanza.Element {
+		return stanza.New(stanza.NSClient, "presence").SetAttr("from", s.full.String()).SetAttr("to", "room@conf.x/"+nick)
+	}
+	ctx := context.Background()
+	a.link.Room(ctx, alice, join(alice, "al")) // places the room on a
+	b.link.Room(ctx, bob, join(bob, "bo"))     // forwarded to a
+	h.settle(t)
+	if len(b.rooms.seen) != 0 {
+		t.Fatalf("b ran room stanzas itself: %q", b.rooms.seen)
+	}
+	if want := []string{"alice@x/pc presence", "bob@x/phone presence"}; !slices.Equal(a.rooms.seen, want) {
+		t.Fatalf("a's rooms saw %q, want %q", a.rooms.seen, want)
+	}
+	// The room replies to the remote seat; it reaches bob on b.
+	a.rooms.seats["bob@x/phone"].Send(stanza.New(stanza.NSClient, "presence").SetAttr("from", "room@conf.x/bo").SetAttr("to", "bob@x/phone"))
+	h.settle(t)
+	if got := bob.received(); len(got) != 1 || !strings.Contains(got[0], "room@conf.x/bo") {
+		t.Fatalf("bob got %q", got)
+	}
+
+	// bob's session ends: a's rooms let the seat go.
+	b.link.Observe(bob.full, chat.ResourceState{}, true)
+	h.settle(t)
+	if !slices.Equal(a.rooms.closed, []string{"bob@x/phone"}) {
+		t.Fatalf("a's rooms closed %q", a.rooms.closed)
+	}
+
+	// bob joins again, then a dies: b tells bob he is out (110, 332).
+	b.link.Room(ctx, bob, join(bob, "bo"))
+	h.settle(t)
+	h.mu.Lock()
+	h.nodes["a"].dead = true
+	h.mu.Unlock()
+	b.link.NodeGone(ctx, "a")
+	got := bob.received()
+	last := got[len(got)-1]
+	for _, want := range []string{"type='unavailable'", "room@conf.x/bo", "code='110'", "code='332'"} {
+		if !strings.Contains(last, want) {
+			t.Fatalf("bob's last stanza %s lacks %s", last, want)
+		}
+	}
+	// The next join places the room on b.
+	b.link.Room(ctx, bob, join(bob, "bo"))
+	if !slices.Equal(b.rooms.seen, []string{"bob@x/phone presence"}) {
+		t.Fatalf("b's rooms saw %q", b.rooms.seen)
+	}
+}
+
+func TestKickEndsTheOldSession(t *testing.T) {
+	h := newHub()
+	ns := startNodes(t, h, "a", "b")
+	old := ns["a"].session("carol@x/r")
+	ns["b"].node.Send(context.Background(), "a", addressed(kindKick, "carol@x/r", nil))
+	h.settle(t)
+	if old.stopped != "conflict" {
+		t.Fatalf("old session stopped with %q, want conflict", old.stopped)
+	}
+}
+
+func TestPayloadsRoundTrip(t *testing.T) {
+	p := stanza.New(stanza.NSClient, "presence").SetAttr("from", "a@x/r")
+	p.Append(stanza.New(stanza.NSClient, "show").SetText("away"))
+	in := []entry{
+		{full: "a@x/r", st: chat.ResourceState{Available: true, Priority: -3, Presence: p, Interested: true}},
+		{full: "b@x/s", st: chat.ResourceState{Carbons: true}},
+	}
+	b := states(snapFirst|snapLast, in)
+	flags, out, err := decodeStates(&decoder{b: b[1:]})
+	if err != nil || flags != snapFirst|snapLast || len(out) != 2 {
+		t.Fatalf("decode: %v %v %d", err, flags, len(out))
+	}
+	if out[0].st.Priority != -3 || !out[0].st.Interested || out[0].st.Presence.String() != p.String() || !out[1].st.Carbons {
+		t.Fatalf("decoded %+v", out)
+	}
+	// Truncated payloads are refused, not misread.
+	for i := 1; i < len(b); i++ {
+		if _, _, err := decodeStates(&decoder{b: b[1:i]}); err == nil {
+			t.Fatalf("truncated at %d decoded", i)
+		}
+	}
+	if _, _, err := decodeAddressed(&decoder{b: addressed(kindDeliver, "a@x/r", p)[1:5]}, true); err == nil {
+		t.Fatal("truncated stanza payload decoded")
+	}
+}
