@@ -21,8 +21,11 @@ var ErrSessionGone = errors.New("signaling: session gone")
 
 // Session is one client's session. Its reader goroutine (run) negotiates
 // the stream, then reads stanzas and hands them to the router; after
-// resource binding a writer goroutine drains a bounded queue to the
-// connection. With stream management (XEP-0198) a session outlives its
+// resource binding a bounded queue holds what is to be written, and a
+// writer goroutine drains it to the connection. The writer runs only while
+// the queue has something in it (or the session is ending): most sessions
+// are idle most of the time, and an idle session then costs one goroutine,
+// not two. With stream management (XEP-0198) a session outlives its
 // connection: it waits detached for the client to resume it on a new one.
 type Session struct {
 	srv     *Server
@@ -36,11 +39,12 @@ type Session struct {
 	jid   jid.JID
 	bound atomic.Bool
 
-	mu      sync.Mutex // guards closed, final; out and stopped are set at bind
+	mu      sync.Mutex // guards closed, final, writing; out and stopped are set at bind
 	out     chan *stanza.Element
 	stopped chan struct{} // closed by Stop; out itself is never closed
 	closed  bool
 	final   *stanza.Element // stream error to write before closing, if any
+	writing writerState     // whether a writer goroutine is draining out
 
 	// wmu serialises what is written to the client once bound (the
 	// writer's stanzas, the reader's acks) and guards the fields below,
@@ -61,6 +65,31 @@ type Session struct {
 }
 
 type transportRef struct{ t transport }
+
+// writerState says whether a writer goroutine runs. The zero value is the
+// time between the queue's creation at bind and the first writer, which
+// the bind starts once the client has its result: like a running writer,
+// it needs no other.
+type writerState uint8
+
+const (
+	writerPending writerState = iota // bind starts the first writer
+	writerRunning
+	writerIdle // the queue was empty: the next stanza starts a writer
+)
+
+// wakeWriterLocked starts a writer goroutine if none runs. s.mu must be
+// held, and the session must be bound. The server's WaitGroup counts the
+// writer; its count is not zero here, since the session's reader (or its
+// resumption timer) is counted until the session is closed.
+func (s *Session) wakeWriterLocked() {
+	if s.writing != writerIdle {
+		return
+	}
+	s.writing = writerRunning
+	s.srv.wg.Add(1)
+	go s.writer(s.out, s.stopped)
+}
 
 // JID is the session's full JID once bound.
 func (s *Session) JID() jid.JID { return s.jid }
@@ -85,6 +114,7 @@ func (s *Session) Send(el *stanza.Element) error {
 	}
 	select {
 	case s.out <- el:
+		s.wakeWriterLocked()
 		s.mu.Unlock()
 		s.srv.metrics.stanzasOut.Inc()
 		return nil
@@ -115,6 +145,11 @@ func (s *Session) SendWait(ctx context.Context, el *stanza.Element) error {
 	}
 	select {
 	case s.out <- el:
+		s.mu.Lock()
+		if !s.closed {
+			s.wakeWriterLocked()
+		}
+		s.mu.Unlock()
 		s.srv.metrics.stanzasOut.Inc()
 		return nil
 	case <-s.stopped:
@@ -161,6 +196,11 @@ func (s *Session) stopLocked(final *stanza.Element) {
 	s.final = final
 	if s.stopped != nil {
 		close(s.stopped)
+		if s.bound.Load() {
+			// A writer writes what is queued, the stream error and the
+			// closing tag, then closes writerDone.
+			s.wakeWriterLocked()
+		}
 	}
 	if !s.bound.Load() {
 		// No writer yet: unblock the reader, which is the only writer.
@@ -168,25 +208,44 @@ func (s *Session) stopLocked(final *stanza.Element) {
 	}
 }
 
-// writer drains the queue for the whole life of the session, across
-// resumptions. The server's WaitGroup counts it.
+// writer drains the queue until it is empty, and then ends; the next
+// stanza queued starts another (wakeWriterLocked). Once the session is
+// stopped, the writer that sees it writes the rest of the queue, the final
+// stream error and the closing tag, and closes writerDone. One writer runs
+// at a time, so stanzas keep their order. The server's WaitGroup counts
+// each writer.
 func (s *Session) writer(out <-chan *stanza.Element, stopped <-chan struct{}) {
 	defer s.srv.wg.Done()
-	defer close(s.writerDone)
 	write := func(el *stanza.Element) {
 		s.wmu.Lock()
 		s.writeLocked(el, len(out) == 0)
 		s.wmu.Unlock()
 	}
-loop:
 	for {
 		select {
 		case el := <-out:
 			write(el)
+			continue
 		case <-stopped:
-			break loop
+			s.finishWriting(out, write)
+			return
+		default:
 		}
+		// Nothing queued. Senders queue under s.mu and wake a writer when
+		// none runs, so checking again under s.mu loses no stanza.
+		s.mu.Lock()
+		if len(out) == 0 && !s.closed {
+			s.writing = writerIdle
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
 	}
+}
+
+// finishWriting is the last writer's work once the session is stopped.
+func (s *Session) finishWriting(out <-chan *stanza.Element, write func(*stanza.Element)) {
+	defer close(s.writerDone)
 	// Write what was queued before the stop.
 	for drained := false; !drained; {
 		select {
@@ -282,9 +341,23 @@ func newStreamID() string {
 
 // run is a connection's reader goroutine: negotiation, then the stanza
 // loop of the session it binds or resumes, then detach or teardown.
+//
+// Negotiation runs on a goroutine of its own, which ends with it. The TLS
+// handshake, SASL and the services' work at bind (database reads) grow a
+// goroutine's stack to tens of KiB, and Go gives a stack back only bit by
+// bit, at garbage collections; the reader waits for the client's next
+// stanza for the whole life of the session, mostly idle, and keeps only the
+// small stack that waiting needs.
 func (s *Session) run(ctx context.Context) {
 	t := s.t // this goroutine's connection, whichever session it serves
-	target, err := s.negotiate(ctx)
+	var target *Session
+	var err error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		target, err = s.negotiate(ctx)
+	}()
+	<-done
 	if err != nil {
 		s.finishUnbound(err)
 		return
@@ -386,6 +459,13 @@ func (s *Session) teardown(ctx context.Context) {
 // loop reads stanzas after binding and hands them to the router.
 func (s *Session) loop(ctx context.Context, t transport) error {
 	for {
+		// Wait for the next stanza in this shallow frame: an idle session
+		// then keeps a small stack (memory_idle.go). A bound session has
+		// only the idle limit.
+		t.setReadLimits(s.srv.cfg.IdleTimeout, time.Time{})
+		if err := t.waitStanza(); err != nil {
+			return err
+		}
 		ev, err := s.readFrom(t)
 		if err != nil {
 			return err

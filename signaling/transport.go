@@ -1,14 +1,16 @@
 package signaling
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/coder/websocket"
@@ -48,6 +50,9 @@ type event struct {
 // transport frames XMPP over one connection.
 type transport interface {
 	next() (event, error)
+	// waitStanza returns once a stanza has begun to arrive, waiting
+	// cheaply while none has (see memory_idle.go); next then reads it.
+	waitStanza() error
 	// restart prepares for a new stream header after STARTTLS or SASL.
 	restart()
 	writeHeader(id, from string) error
@@ -68,7 +73,7 @@ var errNoTLSUpgrade = errors.New("STARTTLS is not available on this transport")
 // read more than limit bytes in total: the stream sets the limit before
 // each top-level element so no stanza grows past the configured size.
 type countingReader struct {
-	r     *bufio.Reader
+	r     *readBuffer
 	n     int64
 	limit int64
 	ioErr error // the connection's error, which the decoder may report as a syntax error
@@ -102,6 +107,109 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// Sizes of a stream's read buffers.
+const (
+	smallReadSize = 256  // every stream's own, also while it waits
+	largeReadSize = 4096 // pooled, held only while it has unread bytes
+)
+
+var largeReads = sync.Pool{New: func() any { b := make([]byte, largeReadSize); return &b }}
+
+// readBuffer is a stream's read buffer, sized for idle sessions: most of
+// them wait for bytes most of the time, and a 4 KiB buffer per connection
+// was the largest item of a session's heap. A read that waits for bytes
+// goes into a small buffer of the stream's own. Only when a read fills it
+// (more is probably waiting) does the next read take a large buffer from a
+// pool, which goes back as soon as the decoder has consumed it. Over TLS
+// the small reads cost no system calls: crypto/tls keeps the decrypted
+// record and hands it out in pieces.
+type readBuffer struct {
+	src   io.Reader
+	buf   []byte // unread bytes are buf[r:]
+	r     int
+	err   error // the error that came with the last bytes, returned after them
+	large *[]byte
+	grow  bool // the last read filled its buffer: the next one reads large
+	small [smallReadSize]byte
+}
+
+func newReadBuffer(src io.Reader) *readBuffer { return &readBuffer{src: src} }
+
+// reset reads from src from now on (after STARTTLS), with nothing buffered.
+func (b *readBuffer) reset(src io.Reader) {
+	b.release()
+	b.src, b.buf, b.r, b.err, b.grow = src, nil, 0, nil, false
+}
+
+// buffered is the number of bytes read from src and not yet consumed.
+func (b *readBuffer) buffered() int { return len(b.buf) - b.r }
+
+func (b *readBuffer) release() {
+	if b.large != nil {
+		largeReads.Put(b.large)
+		b.large = nil
+	}
+}
+
+// fill reads from src into an empty buffer.
+func (b *readBuffer) fill() error {
+	b.buf, b.r = nil, 0
+	b.release()
+	if err := b.err; err != nil {
+		b.err = nil
+		return err
+	}
+	dst := b.small[:]
+	if b.grow {
+		b.large = largeReads.Get().(*[]byte)
+		dst = *b.large
+	}
+	for range 100 {
+		n, err := b.src.Read(dst)
+		if n < 0 || n > len(dst) {
+			panic("signaling: a reader returned an impossible count")
+		}
+		if n > 0 {
+			b.buf = dst[:n]
+			b.err = err
+			b.grow = n == len(dst)
+			return nil
+		}
+		if err != nil {
+			b.release()
+			b.grow = false
+			return err
+		}
+	}
+	b.release()
+	return io.ErrNoProgress
+}
+
+func (b *readBuffer) ReadByte() (byte, error) {
+	for b.r == len(b.buf) {
+		if err := b.fill(); err != nil {
+			return 0, err
+		}
+	}
+	c := b.buf[b.r]
+	b.r++
+	return c, nil
+}
+
+func (b *readBuffer) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	for b.r == len(b.buf) {
+		if err := b.fill(); err != nil {
+			return 0, err
+		}
+	}
+	n := copy(p, b.buf[b.r:])
+	b.r += n
+	return n, nil
+}
+
 // tcpTransport is an RFC 6120 stream over TCP (optionally upgraded to TLS)
 // or over TLS from the first byte (XEP-0368).
 type tcpTransport struct {
@@ -119,20 +227,17 @@ type tcpTransport struct {
 // socket, so any bytes (a whitespace keepalive too) keep a stream alive.
 type deadlineConn struct {
 	net.Conn
-	idle time.Duration
-	hard time.Time
+	idle  time.Duration
+	hard  time.Time
+	rc    syscall.RawConn // the socket, for waiting without reading (nil: not a socket)
+	probe bool            // reads must not wait (see waitStanza)
 }
 
 func (d *deadlineConn) Read(p []byte) (int, error) {
-	if d.idle > 0 || !d.hard.IsZero() {
-		dl := d.hard
-		if d.idle > 0 {
-			if soft := time.Now().Add(d.idle); dl.IsZero() || soft.Before(dl) {
-				dl = soft
-			}
-		}
-		_ = d.Conn.SetReadDeadline(dl)
+	if d.probe {
+		return d.readNow(p)
 	}
+	d.setDeadline()
 	return d.Conn.Read(p)
 }
 
@@ -140,12 +245,13 @@ func (d *deadlineConn) Read(p []byte) (int, error) {
 // server side is layered over it (the handshake runs on first use).
 func newTCPTransport(conn net.Conn, directTLS *tls.Config, maxBytes int64, writeTimeout time.Duration) *tcpTransport {
 	raw := &deadlineConn{Conn: conn}
+	raw.rc = raw.rawConn()
 	t := &tcpTransport{conn: raw, raw: raw, maxBytes: maxBytes, wtimeout: writeTimeout}
 	if directTLS != nil {
 		t.tls = tls.Server(raw, directTLS)
 		t.conn = t.tls
 	}
-	t.cr = &countingReader{r: bufio.NewReaderSize(t.conn, 4096)}
+	t.cr = &countingReader{r: newReadBuffer(t.conn)}
 	t.restart()
 	return t
 }
@@ -257,7 +363,7 @@ func (t *tcpTransport) startTLS(cfg *tls.Config) error {
 	if t.tls != nil {
 		return errNoTLSUpgrade
 	}
-	if t.cr.r.Buffered() > 0 {
+	if t.cr.r.buffered() > 0 {
 		return streamErr("policy-violation", "data sent after <starttls/> before <proceed/>")
 	}
 	tc := tls.Server(t.raw, cfg)
@@ -267,7 +373,7 @@ func (t *tcpTransport) startTLS(cfg *tls.Config) error {
 		return fmt.Errorf("signaling: tls handshake: %w", err)
 	}
 	t.conn, t.tls = tc, tc
-	t.cr.r = bufio.NewReaderSize(tc, 4096)
+	t.cr.r.reset(tc)
 	t.restart()
 	return nil
 }
@@ -314,6 +420,8 @@ func newWSTransport(conn *websocket.Conn, remote net.Addr, st *tls.ConnectionSta
 }
 
 func (t *wsTransport) restart() {}
+
+func (t *wsTransport) waitStanza() error { return nil }
 
 func (t *wsTransport) next() (event, error) {
 	ctx := t.ctx
