@@ -13,13 +13,11 @@ import (
 	"poosms.org/poosms/stanza"
 )
 
-// startCluster joins the node to its cluster: Redis when --redis is set,
-// otherwise the in-process single-node cluster. Either way the services
-// reach sessions and rooms through the same link, so none of them knows
-// which one runs. It needs n.chat; the c2s server and the rooms may come
-// later (nothing reaches them before they exist).
-func (n *node) startCluster(ctx context.Context, reg prometheus.Registerer) error {
-	cfg := n.cfg
+// newLink makes the link through which the services reach sessions and
+// rooms on other nodes. It needs n.chat; the c2s server and the rooms
+// come later (nothing reaches them before they exist), and the cluster
+// is attached by joinCluster once every listener is bound.
+func (n *node) newLink() {
 	n.link = link.New(link.Config{
 		Chat:  n.chat,
 		Rooms: roomService{n},
@@ -35,12 +33,22 @@ func (n *node) startCluster(ctx context.Context, reg prometheus.Registerer) erro
 		Logger: n.log.With("service", "cluster"),
 	})
 	n.closers = append(n.closers, func(context.Context) error { n.link.Close(); return nil })
+}
 
+// joinCluster joins the node to its cluster: Redis when --redis is set,
+// otherwise the in-process single-node cluster. Either way the services
+// reach sessions and rooms through the same link, so none of them knows
+// which one runs. The node's record carries its listeners' public
+// addresses, its media port as bound.
+func (n *node) joinCluster(ctx context.Context, reg prometheus.Registerer) error {
+	cfg := n.cfg
 	self := cluster.Node{
-		ID:    cluster.NodeID(cfg.NodeID),
-		C2S:   publicAddr(n.publicHost(), cfg.C2SAddr),
-		HTTP:  publicAddr(n.publicHost(), cfg.HTTPAddr),
-		Media: publicAddr(n.publicHost(), cfg.MediaUDPAddr),
+		ID:   cluster.NodeID(cfg.NodeID),
+		C2S:  publicAddr(n.publicHost(), addrString(n.c2s.Addrs()[:1])),
+		HTTP: publicAddr(n.publicHost(), n.httpAddr.String()),
+	}
+	if n.sfu != nil && n.sfu.UDPAddr() != nil {
+		self.Media = publicAddr(n.publicHost(), n.sfu.UDPAddr().String())
 	}
 	var cl cluster.Cluster
 	if cfg.Redis == "" {
@@ -71,15 +79,14 @@ func (n *node) startCluster(ctx context.Context, reg prometheus.Registerer) erro
 		reg.MustRegister(r.Collectors()...)
 		cl = r
 	}
-	// Stopped after the listeners (closers run in reverse), so the
-	// sessions closing at shutdown still tell the other nodes.
-	n.closers = append(n.closers, func(context.Context) error { cl.Stop(); return nil })
 	if err := cl.Start(ctx); err != nil {
+		cl.Stop()
 		return err
 	}
+	n.stopCluster = cl.Stop
 	n.link.Attach(ctx, cl)
 	if cfg.Redis != "" {
-		n.log.Info("joined the cluster", "node", cfg.NodeID, "redis", cfg.RedactedRedis())
+		n.log.Info("joined the cluster", "node", cfg.NodeID, "redis", cfg.RedactedRedis(), "media", self.Media)
 	}
 	return nil
 }

@@ -60,21 +60,22 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 
 // node is one running poosmsd: every service, wired, listening.
 type node struct {
-	cfg       config.Config
-	log       *slog.Logger
-	db        *store.DB
-	chat      *chat.Service
-	c2s       *signaling.Server
-	turn      *turn.Server // nil when the relay is off
-	sfu       *sfu.Service
-	uploads   *upload.Service
-	rooms     *muc.Service
-	link      *link.Link
-	http      *http.Server
-	httpAddr  net.Addr
-	debugAddr net.Addr // --debug-addr as bound; nil when off
-	ready     atomic.Bool
-	closers   []func(context.Context) error // run in reverse order by Close
+	cfg         config.Config
+	log         *slog.Logger
+	db          *store.DB
+	chat        *chat.Service
+	c2s         *signaling.Server
+	turn        *turn.Server // nil when the relay is off
+	sfu         *sfu.Service
+	uploads     *upload.Service
+	rooms       *muc.Service
+	link        *link.Link
+	stopCluster func() // leaves the cluster; nil until joined
+	http        *http.Server
+	httpAddr    net.Addr
+	debugAddr   net.Addr // --debug-addr as bound; nil when off
+	ready       atomic.Bool
+	closers     []func(context.Context) error // run in reverse order by Close
 }
 
 // startNode opens the store, starts every listener and returns once all are
@@ -95,6 +96,15 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 		return n, err
 	}
 	n.closers = append(n.closers, func(context.Context) error { return n.db.Close() })
+	// The cluster is joined last but left just before the store closes:
+	// after the listeners, so sessions ending at shutdown still tell the
+	// other nodes, and while what arrives meanwhile can still be stored.
+	n.closers = append(n.closers, func(context.Context) error {
+		if n.stopCluster != nil {
+			n.stopCluster()
+		}
+		return nil
+	})
 
 	cert, err := certificate(cfg)
 	if err != nil {
@@ -119,9 +129,7 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 	}
 	n.closers = append(n.closers, func(context.Context) error { n.chat.Close(); return nil })
 	n.chat.AddFeature("jabber:iq:register") // password change and removal, answered by signaling
-	if err := n.startCluster(ctx, reg); err != nil {
-		return n, err
-	}
+	n.newLink()
 	router := signaling.NewRouter(signaling.Service{
 		Handle: func(ctx context.Context, s *signaling.Session, el *stanza.Element) { n.chat.HandleStanza(ctx, s, el) },
 		Bound: func(ctx context.Context, s *signaling.Session) {
@@ -204,6 +212,9 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 		if err := n.serveDebug(); err != nil {
 			return n, err
 		}
+	}
+	if err := n.joinCluster(ctx, reg); err != nil {
+		return n, err
 	}
 	n.ready.Store(true)
 	log.Info("poosmsd is serving",
