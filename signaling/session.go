@@ -39,12 +39,18 @@ type Session struct {
 	jid   jid.JID
 	bound atomic.Bool
 
-	mu      sync.Mutex // guards closed, final, writing; out and stopped are set at bind
-	out     chan *stanza.Element
-	stopped chan struct{} // closed by Stop; out itself is never closed
+	// mu guards the fields below; stopped is set at bind.
+	mu      sync.Mutex
+	queue   []*stanza.Element // to be written, at most cfg.WriteQueue; nil when empty
+	room    chan struct{}     // closed when the writer takes from the queue (SendWait waits on it)
+	stopped chan struct{}     // closed by Stop
 	closed  bool
 	final   *stanza.Element // stream error to write before closing, if any
-	writing writerState     // whether a writer goroutine is draining out
+	writing writerState     // whether a writer goroutine is draining the queue
+	// out is the channel the bind makes for the queue. The queue is
+	// queue instead, which, unlike a channel's buffer, takes no memory
+	// while empty; the first writer drops out.
+	out chan *stanza.Element
 
 	// wmu serialises what is written to the client once bound (the
 	// writer's stanzas, the reader's acks) and guards the fields below,
@@ -88,7 +94,37 @@ func (s *Session) wakeWriterLocked() {
 	}
 	s.writing = writerRunning
 	s.srv.wg.Add(1)
-	go s.writer(s.out, s.stopped)
+	go s.writer(nil, s.stopped)
+}
+
+// queueLocked appends el to the queue, waking a writer; false when the
+// queue is full. s.mu must be held and the session bound and not closed.
+func (s *Session) queueLocked(el *stanza.Element) bool {
+	if len(s.queue) >= s.srv.cfg.WriteQueue {
+		return false
+	}
+	s.queue = append(s.queue, el)
+	s.wakeWriterLocked()
+	return true
+}
+
+// takeLocked removes the first queued stanza; idle says the queue is now
+// empty. s.mu must be held.
+func (s *Session) takeLocked() (el *stanza.Element, idle bool) {
+	if len(s.queue) == 0 {
+		return nil, true
+	}
+	if s.room != nil {
+		close(s.room)
+		s.room = nil
+	}
+	el = s.queue[0]
+	s.queue[0] = nil
+	s.queue = s.queue[1:]
+	if len(s.queue) == 0 {
+		s.queue = nil // an idle session keeps no queue
+	}
+	return el, len(s.queue) == 0
 }
 
 // JID is the session's full JID once bound.
@@ -112,15 +148,12 @@ func (s *Session) Send(el *stanza.Element) error {
 		s.mu.Unlock()
 		return ErrSessionGone
 	}
-	select {
-	case s.out <- el:
-		s.wakeWriterLocked()
+	if s.queueLocked(el) {
 		s.mu.Unlock()
 		s.srv.metrics.stanzasOut.Inc()
 		return nil
-	default:
 	}
-	s.log.Warn("write queue full; disconnecting a client that stopped reading", "queue", cap(s.out))
+	s.log.Warn("write queue full; disconnecting a client that stopped reading", "queue", len(s.queue))
 	s.srv.metrics.slowClients.Inc()
 	s.stopLocked(nil)
 	s.mu.Unlock()
@@ -137,25 +170,29 @@ func (s *Session) SendWait(ctx context.Context, el *stanza.Element) error {
 	if !s.bound.Load() {
 		return ErrSessionGone
 	}
-	s.mu.Lock()
-	closed := s.closed
-	s.mu.Unlock()
-	if closed {
-		return ErrSessionGone
-	}
-	select {
-	case s.out <- el:
+	for {
 		s.mu.Lock()
-		if !s.closed {
-			s.wakeWriterLocked()
+		if s.closed {
+			s.mu.Unlock()
+			return ErrSessionGone
 		}
+		if s.queueLocked(el) {
+			s.mu.Unlock()
+			s.srv.metrics.stanzasOut.Inc()
+			return nil
+		}
+		if s.room == nil {
+			s.room = make(chan struct{})
+		}
+		room := s.room
 		s.mu.Unlock()
-		s.srv.metrics.stanzasOut.Inc()
-		return nil
-	case <-s.stopped:
-		return ErrSessionGone
-	case <-ctx.Done():
-		return ctx.Err()
+		select {
+		case <-room:
+		case <-s.stopped:
+			return ErrSessionGone
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 }
 
@@ -213,48 +250,37 @@ func (s *Session) stopLocked(final *stanza.Element) {
 // stopped, the writer that sees it writes the rest of the queue, the final
 // stream error and the closing tag, and closes writerDone. One writer runs
 // at a time, so stanzas keep their order. The server's WaitGroup counts
-// each writer.
-func (s *Session) writer(out <-chan *stanza.Element, stopped <-chan struct{}) {
+// each writer. The bind starts the first with the channel it made for the
+// queue, which the writer drops (see Session.out).
+func (s *Session) writer(_ <-chan *stanza.Element, _ <-chan struct{}) {
 	defer s.srv.wg.Done()
-	write := func(el *stanza.Element) {
-		s.wmu.Lock()
-		s.writeLocked(el, len(out) == 0)
-		s.wmu.Unlock()
-	}
 	for {
-		select {
-		case el := <-out:
-			write(el)
-			continue
-		case <-stopped:
-			s.finishWriting(out, write)
-			return
-		default:
-		}
-		// Nothing queued. Senders queue under s.mu and wake a writer when
-		// none runs, so checking again under s.mu loses no stanza.
 		s.mu.Lock()
-		if len(out) == 0 && !s.closed {
+		s.out = nil
+		el, idle := s.takeLocked()
+		if el == nil {
+			if s.closed {
+				s.mu.Unlock()
+				s.finishWriting()
+				return
+			}
+			// Senders queue under s.mu and wake a writer when none
+			// runs, so no stanza is left behind.
 			s.writing = writerIdle
 			s.mu.Unlock()
 			return
 		}
 		s.mu.Unlock()
+		s.wmu.Lock()
+		s.writeLocked(el, idle)
+		s.wmu.Unlock()
 	}
 }
 
-// finishWriting is the last writer's work once the session is stopped.
-func (s *Session) finishWriting(out <-chan *stanza.Element, write func(*stanza.Element)) {
+// finishWriting is the last writer's work once the session is stopped and
+// the queue written: the final stream error and the closing tag.
+func (s *Session) finishWriting() {
 	defer close(s.writerDone)
-	// Write what was queued before the stop.
-	for drained := false; !drained; {
-		select {
-		case el := <-out:
-			write(el)
-		default:
-			drained = true
-		}
-	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if s.t == nil {
@@ -440,14 +466,10 @@ func (s *Session) teardown(ctx context.Context) {
 	s.unsent = nil
 	s.wmu.Unlock()
 	// Anything that slipped into the queue after the writer's last look.
-	for drained := false; !drained; {
-		select {
-		case el := <-s.out:
-			lost = append(lost, el)
-		default:
-			drained = true
-		}
-	}
+	s.mu.Lock()
+	lost = append(lost, s.queue...)
+	s.queue = nil
+	s.mu.Unlock()
 	for _, el := range lost {
 		if el.Local == "message" {
 			s.srv.router.undelivered(ctx, s, el)

@@ -1,0 +1,213 @@
+package signaling
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"poosms.org/poosms/stanza"
+)
+
+// sessionOf is the server's session bound to full JID j.
+func sessionOf(t *testing.T, h *harness, j string) *Session {
+	t.Helper()
+	var s *Session
+	waitFor(t, func() bool {
+		h.echo.mu.Lock()
+		defer h.echo.mu.Unlock()
+		s = h.echo.sessions[j]
+		return s != nil
+	})
+	return s
+}
+
+// noWriter reports that no writer goroutine runs and nothing is queued.
+func noWriter(s *Session) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.writing == writerIdle && s.queue == nil && s.out == nil
+}
+
+// An idle session has no writer goroutine and no queue; the next stanza
+// starts a writer again, and stanzas keep their order.
+func TestIdleSessionHasNoWriter(t *testing.T) {
+	h := newHarness(t, nil)
+	alice := h.dial(t, "alice", "", nil)
+	bob := h.dial(t, "bob", "", nil)
+	exchange(t, alice, bob, "first")
+	sb := sessionOf(t, h, bob.JID.String())
+	waitFor(t, func() bool { return noWriter(sb) })
+	for round := range 3 {
+		for i := range 20 {
+			if err := alice.Send(msg(bob.JID.String(), strconv.Itoa(round*20+i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i := range 20 {
+			el, err := bob.Expect(5*time.Second, func(e *stanza.Element) bool { return e.Local == "message" })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := el.ChildText("", "body"), strconv.Itoa(round*20+i); got != want {
+				t.Fatalf("round %d: body %q, want %q", round, got, want)
+			}
+		}
+		waitFor(t, func() bool { return noWriter(sb) })
+	}
+}
+
+// SendWait waits for room in a full queue instead of dropping the client.
+func TestSendWaitWaitsForRoom(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.WriteQueue = 2 })
+	bob := h.dial(t, "bob", "", nil)
+	sb := sessionOf(t, h, bob.JID.String())
+	const n = 50
+	errc := make(chan error, 1)
+	go func() {
+		for i := range n {
+			if err := sb.SendWait(context.Background(), msg(bob.JID.String(), strconv.Itoa(i))); err != nil {
+				errc <- err
+				return
+			}
+		}
+		errc <- nil
+	}()
+	for i := range n {
+		el, err := bob.Expect(5*time.Second, func(e *stanza.Element) bool { return e.Local == "message" })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := el.ChildText("", "body"); got != strconv.Itoa(i) {
+			t.Fatalf("body %q, want %d", got, i)
+		}
+	}
+	if err := <-errc; err != nil {
+		t.Fatalf("SendWait: %v", err)
+	}
+	waitFor(t, func() bool { return noWriter(sb) })
+
+	// Once the session is stopped, a waiting SendWait gives up.
+	sb.mu.Lock()
+	sb.writing = writerRunning // hold the writer off, so the queue stays full
+	sb.queue = []*stanza.Element{msg("x@localhost", "1"), msg("x@localhost", "2")}
+	sb.mu.Unlock()
+	go func() { errc <- sb.SendWait(context.Background(), msg("x@localhost", "3")) }()
+	waitFor(t, func() bool {
+		sb.mu.Lock()
+		defer sb.mu.Unlock()
+		return sb.room != nil
+	})
+	sb.mu.Lock()
+	sb.writing = writerIdle
+	sb.stopLocked(nil) // wakes the writer, which finishes the stream
+	sb.mu.Unlock()
+	if err := <-errc; !errors.Is(err, ErrSessionGone) {
+		t.Fatalf("SendWait after stop: %v, want ErrSessionGone", err)
+	}
+}
+
+// A session stopped while idle (no writer running) still ends its stream
+// properly: a writer starts to write the stream error and the closing tag.
+func TestStopWhileIdleWritesStreamError(t *testing.T) {
+	h := newHarness(t, nil)
+	alice := h.dial(t, "alice", "", nil)
+	sa := sessionOf(t, h, alice.JID.String())
+	waitFor(t, func() bool { return noWriter(sa) })
+	sa.Stop("policy-violation", "testing")
+	out := readUntilClosed(t, alice.Conn())
+	if !strings.Contains(out, "policy-violation") || !strings.Contains(out, "</stream:stream>") {
+		t.Fatalf("server wrote %q, want the stream error and the closing tag", out)
+	}
+}
+
+// trickle returns its data a few bytes per read, then err.
+type trickle struct {
+	data  []byte
+	chunk int
+	err   error
+}
+
+func (r *trickle) Read(p []byte) (int, error) {
+	if len(r.data) == 0 {
+		return 0, r.err
+	}
+	n := min(len(p), r.chunk, len(r.data))
+	copy(p, r.data[:n])
+	r.data = r.data[n:]
+	if len(r.data) == 0 && r.err != nil {
+		return n, r.err // bytes and the error together
+	}
+	return n, nil
+}
+
+func TestReadBuffer(t *testing.T) {
+	data := bytes.Repeat([]byte("0123456789"), 1000) // 10,000 bytes
+	for _, chunk := range []int{1, 7, smallReadSize, 5000, 20000} {
+		src := &trickle{data: data, chunk: chunk, err: io.ErrUnexpectedEOF}
+		b := newReadBuffer(src)
+		var got []byte
+		var err error
+		for {
+			var c byte
+			if c, err = b.ReadByte(); err != nil {
+				break
+			}
+			got = append(got, c)
+			if len(got)%3 == 0 {
+				p := make([]byte, 5)
+				n, rerr := b.Read(p)
+				got = append(got, p[:n]...)
+				if rerr != nil {
+					err = rerr
+					break
+				}
+			}
+		}
+		if !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Fatalf("chunk %d: error %v, want the source's, after its bytes", chunk, err)
+		}
+		if !bytes.Equal(got, data) {
+			t.Fatalf("chunk %d: read %d bytes, not the %d sent", chunk, len(got), len(data))
+		}
+		if b.large != nil {
+			t.Fatalf("chunk %d: the pooled buffer is still held at the end", chunk)
+		}
+	}
+}
+
+// A stream whose reads fill the small buffer reads the rest through a
+// pooled buffer, and gives it back once consumed.
+func TestReadBufferGivesBackLargeBuffer(t *testing.T) {
+	src := &trickle{data: bytes.Repeat([]byte("x"), smallReadSize+100), chunk: 1 << 20, err: io.EOF}
+	b := newReadBuffer(src)
+	for range smallReadSize {
+		if _, err := b.ReadByte(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if b.large != nil {
+		t.Fatal("a pooled buffer is held before one is needed")
+	}
+	if _, err := b.ReadByte(); err != nil {
+		t.Fatal(err)
+	}
+	if b.large == nil {
+		t.Fatal("the read after a full small one did not use a pooled buffer")
+	}
+	for range 99 {
+		if _, err := b.ReadByte(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := b.ReadByte(); err != io.EOF {
+		t.Fatalf("after the data: %v, want EOF", err)
+	}
+	if b.large != nil {
+		t.Fatal("the pooled buffer was not given back")
+	}
+}
