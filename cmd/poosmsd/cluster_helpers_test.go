@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"poosms.org/poosms/cluster"
 	"poosms.org/poosms/internal/testenv"
 	"poosms.org/poosms/internal/xmppclient"
 	"poosms.org/poosms/stanza"
@@ -144,11 +146,7 @@ func (c *testCluster) cleanup() {
 			c.t.Logf("---- log of node %s (last lines) ----\n%s", n.id, n.log.tail(120))
 		}
 	}
-	addr := strings.TrimPrefix(c.redisURL, "redis://")
-	if i := strings.IndexByte(addr, '/'); i >= 0 {
-		addr = addr[:i]
-	}
-	rc := redis.NewClient(&redis.Options{Addr: addr})
+	rc := c.redis()
 	defer rc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -162,13 +160,35 @@ func (c *testCluster) cleanup() {
 	}
 }
 
-// leases returns the room placement leases in Redis (key → node).
-func (c *testCluster) leases() map[string]string {
+// redis opens a client of the cluster's Redis; the caller closes it.
+func (c *testCluster) redis() *redis.Client {
 	addr := strings.TrimPrefix(c.redisURL, "redis://")
 	if i := strings.IndexByte(addr, '/'); i >= 0 {
 		addr = addr[:i]
 	}
-	rc := redis.NewClient(&redis.Options{Addr: addr})
+	return redis.NewClient(&redis.Options{Addr: addr})
+}
+
+// nodeRecord reads the record node id keeps in Redis while it is alive.
+func (c *testCluster) nodeRecord(id string) (cluster.Node, error) {
+	rc := c.redis()
+	defer rc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	var n cluster.Node
+	raw, err := rc.Get(ctx, c.prefix+"node:"+id).Bytes()
+	if err != nil {
+		return n, fmt.Errorf("node %s's record: %w", id, err)
+	}
+	if err := json.Unmarshal(raw, &n); err != nil {
+		return n, fmt.Errorf("node %s's record %q: %w", id, raw, err)
+	}
+	return n, nil
+}
+
+// leases returns the room placement leases in Redis (key → node).
+func (c *testCluster) leases() map[string]string {
+	rc := c.redis()
 	defer rc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
@@ -352,7 +372,12 @@ type peer struct {
 	kept  []*stanza.Element
 }
 
-func (p *peer) String() string { return p.user + "@" + p.node.id }
+func (p *peer) String() string {
+	if p.node == nil {
+		return p.user
+	}
+	return p.user + "@" + p.node.id
+}
 
 // dialPeer logs user in on node with resource res. presence sends the
 // initial presence.
@@ -375,10 +400,16 @@ func tryDialPeer(t *testing.T, node *clusterNode, user, res string) (*peer, erro
 	if err != nil {
 		return nil, err
 	}
+	return newPeer(t, x, user, node), nil
+}
+
+// newPeer starts reading x, a logged-in stream of user (node may be nil
+// outside a cluster); the stream is closed when the test ends.
+func newPeer(t *testing.T, x *xmppclient.Client, user string, node *clusterNode) *peer {
 	p := &peer{t: t, user: user, node: node, x: x, in: make(chan *stanza.Element, 4096), done: make(chan struct{})}
 	go p.read()
 	t.Cleanup(func() { p.x.Conn().Close() })
-	return p, nil
+	return p
 }
 
 func (p *peer) read() {

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -217,7 +219,9 @@ func TestClusterRoomOnThreeNodes(t *testing.T) {
 
 // TestClusterConference: three participants signalling through three
 // different nodes join one room's conference, which runs on the room's
-// host node; everyone receives everyone's audio and video.
+// host node; every participant's media goes straight to that node's media
+// port (not through the node it signals through), and everyone receives
+// everyone's audio and video.
 func TestClusterConference(t *testing.T) {
 	redisURL := sharedRedisURL(t)
 	bin := testenv.BuildPoosmsd(t)
@@ -247,10 +251,39 @@ func TestClusterConference(t *testing.T) {
 		t.Cleanup(cl.Close)
 		clients = append(clients, cl)
 	}
-	t.Logf("placement: %v", c.leases())
+	hostID := c.leases()[room]
+	if hostID == "" {
+		t.Fatalf("no lease names %s in Redis: %v", room, c.leases())
+	}
+	mediaPort := map[string]string{} // node → media port in its record
+	for _, n := range c.nodes {
+		rec, err := c.nodeRecord(n.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, port, err := net.SplitHostPort(rec.Media)
+		if err != nil || port == "" || port == "0" {
+			t.Fatalf("node %s's record has media %q, want the bound host:port", n.id, rec.Media)
+		}
+		mediaPort[n.id] = port
+	}
+	t.Logf("conference on %s; media ports %v", hostID, mediaPort)
 	for i, cl := range clients {
 		if err := cl.WaitConnected(ctx); err != nil {
 			t.Fatalf("%s (through %s): %v", names[i], c.nodes[i].id, err)
+		}
+		remote, err := cl.SelectedRemoteAddr()
+		if err != nil {
+			t.Fatalf("%s (through %s): %v", names[i], c.nodes[i].id, err)
+		}
+		port := strconv.Itoa(int(remote.Port()))
+		if port != mediaPort[hostID] {
+			t.Errorf("%s (through %s): media goes to %s, not to the host %s's media port %s", names[i], c.nodes[i].id, remote, hostID, mediaPort[hostID])
+		}
+		for id, p := range mediaPort {
+			if id != hostID && p == port {
+				t.Errorf("%s (through %s): media goes to %s, the media port of %s, which does not host the conference", names[i], c.nodes[i].id, remote, id)
+			}
 		}
 		cl.Publish(10)
 	}

@@ -105,9 +105,10 @@ func crashWhileSending(t *testing.T, bin string, bobOnline bool) {
 			alice.SendRaw("<r xmlns='urn:xmpp:sm:3'/>")
 		}
 		if sent == total/2 {
-			// Once a good part is acknowledged, kill the server while the
-			// rest is still flowing.
-			waitFor(t, func() bool { return acked.Load() >= total/4 })
+			// Once a good part is acknowledged (more than one archive
+			// page of 250, so bob's archive query has to page), kill the
+			// server while the rest is still flowing.
+			waitFor(t, func() bool { return acked.Load() >= total*3/8 })
 			go func() {
 				defer close(killed)
 				d.Kill()
@@ -128,37 +129,16 @@ func crashWhileSending(t *testing.T, bin string, bobOnline bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer bob.Close()
-	// Offline messages come at initial presence, the archive on request;
-	// the final iq result ends the archive query.
-	bob.Send(stanza.New(stanza.NSClient, "presence"))
-	query := stanza.New("urn:xmpp:mam:2", "query").SetAttr("queryid", "all").
-		Append(stanza.New("http://jabber.org/protocol/rsm", "set").Append(stanza.New("http://jabber.org/protocol/rsm", "max").SetText("1000")))
-	bob.Send(stanza.New(stanza.NSClient, "iq").SetAttr("type", "set").SetAttr("id", "mam").Append(query))
-	fromOffline, fromArchive := 0, 0
-	for {
-		el, err := bob.RecvTimeout(30 * time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if el.ID() == "mam" {
-			if el.Type() != "result" {
-				t.Fatalf("archive query: %s", el)
-			}
-			break
-		}
-		if el.Local != "message" {
-			continue
-		}
-		body := el.ChildText("", "body")
-		if r := el.Child("urn:xmpp:mam:2", "result"); r != nil {
-			body = r.Child("", "forwarded").Child("", "message").ChildText("", "body")
-			fromArchive++
-		} else {
-			fromOffline++
-		}
-		seen[body] = true
+	// Offline messages come at initial presence, the archive on request,
+	// page by page (the server caps a page at 250).
+	offline, archive := collectStored(newPeer(t, bob, "bob", nil))
+	for _, b := range offline {
+		seen[b] = true
 	}
+	for _, b := range archive {
+		seen[b] = true
+	}
+	fromOffline, fromArchive := len(offline), len(archive)
 	for i := 0; i < h; i++ {
 		if !seen[fmt.Sprintf("m%d", i)] {
 			t.Fatalf("acknowledged message m%d was lost (bob has %d: %d offline, %d in the archive)", i, len(seen), fromOffline, fromArchive)

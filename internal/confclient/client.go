@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -589,6 +590,40 @@ func (c *Client) SelectedCandidateType() string {
 		}
 	}
 	return ""
+}
+
+// SelectedRemoteAddr is the remote address (IP and port) of the ICE
+// candidate pair the PeerConnection selected: where its media goes. Every
+// track and the SCTP association share one bundled transport, so this is
+// the pair of the whole session. It fails before a pair is selected.
+func (c *Client) SelectedRemoteAddr() (netip.AddrPort, error) {
+	var ice *webrtc.ICETransport
+	if sctp := c.pc.SCTP(); sctp != nil && sctp.Transport() != nil {
+		ice = sctp.Transport().ICETransport()
+	}
+	for _, tr := range c.pc.GetTransceivers() {
+		if ice != nil {
+			break
+		}
+		if s := tr.Sender(); s != nil && s.Transport() != nil {
+			ice = s.Transport().ICETransport()
+		}
+	}
+	if ice == nil {
+		return netip.AddrPort{}, errors.New("confclient: no ICE transport")
+	}
+	pair, err := ice.GetSelectedCandidatePair()
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("confclient: selected candidate pair: %w", err)
+	}
+	if pair == nil || pair.Remote == nil {
+		return netip.AddrPort{}, errors.New("confclient: no candidate pair selected yet")
+	}
+	ip, err := netip.ParseAddr(pair.Remote.Address)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("confclient: selected remote candidate %q: %w", pair.Remote.Address, err)
+	}
+	return netip.AddrPortFrom(ip.Unmap(), pair.Remote.Port), nil
 }
 
 // SetLayer asks for one simulcast layer of a track ("auto" hands the
