@@ -21,6 +21,7 @@ const (
 	reasonNegotiation = "negotiation-failed"
 	reasonShutdown    = "shutdown"
 	reasonRemoved     = "removed" // the room's membership no longer admits the participant
+	reasonMoved       = "moved"   // the conference runs on another node of the cluster now
 )
 
 func iqSet(from, to, id string, payload *stanza.Element) *stanza.Element {

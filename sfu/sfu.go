@@ -425,6 +425,25 @@ func (s *Service) Recheck(ctx context.Context, roomJID jid.JID) {
 	}
 }
 
+// Moved ends the conference of room here because another node of a
+// cluster runs it now: every participant is removed with reason "moved",
+// on which clients join again (and reach the other node).
+func (s *Service) Moved(ctx context.Context, roomJID jid.JID) {
+	r := s.room(roomJID.String())
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	parts := make([]*participant, 0, len(r.parts))
+	for _, p := range r.parts {
+		parts = append(parts, p)
+	}
+	r.mu.Unlock()
+	for _, p := range parts {
+		r.remove(p, reasonMoved)
+	}
+}
+
 // Rooms reports the number of conferences open now.
 func (s *Service) Rooms() int {
 	s.mu.Lock()

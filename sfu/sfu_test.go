@@ -821,3 +821,15 @@ func TestPublicIPAdvertised(t *testing.T) {
 		return len(alice.seenCandidates("203.0.113.7 "+port+" typ host")) > 0
 	})
 }
+
+func TestMovedRemovesEveryone(t *testing.T) {
+	alice, bob, stop := mediaPair(t, 1)
+	defer stop()
+	alice.svc.Moved(context.Background(), jid.MustParse(testRoom))
+	for _, c := range []*testClient{alice, bob} {
+		c.waitEvent("participant-left", 5*time.Second, func(e *stanza.Element) bool {
+			return e.Attr("id") == c.id && e.Attr("reason") == "moved"
+		})
+	}
+	checkFor(t, 5*time.Second, func() bool { return alice.svc.Rooms() == 0 })
+}

@@ -195,34 +195,46 @@ func (s *Service) load(ctx context.Context) error {
 		return fmt.Errorf("muc: load rooms: %w", err)
 	}
 	for _, sr := range stored {
-		r, err := s.roomFromStore(sr)
+		r, err := s.loadRoom(ctx, sr)
 		if err != nil {
-			s.log.Error("muc: unreadable room configuration; room skipped", "room", sr.Name, "err", err)
-			continue
+			return err
 		}
-		affs, err := s.st.RoomAffiliations(ctx, sr.Name)
-		if err != nil {
-			return fmt.Errorf("muc: load room %q: %w", sr.Name, err)
+		if r != nil {
+			s.rooms[r.name] = r
 		}
-		for _, a := range affs {
-			if aff, ok := parseAffiliation(a.Affiliation); ok && aff != affNone {
-				r.affs[a.JID] = affEntry{aff: aff, reason: a.Reason, nick: a.Nick}
-			}
-		}
-		page, err := s.st.RoomMessages(ctx, store.RoomQuery{Room: sr.Name, Last: true, Max: s.history})
-		if err != nil {
-			return fmt.Errorf("muc: load room %q history: %w", sr.Name, err)
-		}
-		for _, m := range page.Messages {
-			el, err := stanza.Parse(m.Stanza)
-			if err != nil {
-				continue
-			}
-			r.remember(histEntry{stamp: m.Stamp, el: el, size: len(m.Stanza)}, s.history)
-		}
-		s.rooms[r.name] = r
 	}
 	return nil
+}
+
+// loadRoom reads one stored room with its affiliations and recent
+// history. An unreadable configuration is logged and gives a nil room.
+func (s *Service) loadRoom(ctx context.Context, sr store.Room) (*room, error) {
+	r, err := s.roomFromStore(sr)
+	if err != nil {
+		s.log.Error("muc: unreadable room configuration; room skipped", "room", sr.Name, "err", err)
+		return nil, nil
+	}
+	affs, err := s.st.RoomAffiliations(ctx, sr.Name)
+	if err != nil {
+		return nil, fmt.Errorf("muc: load room %q: %w", sr.Name, err)
+	}
+	for _, a := range affs {
+		if aff, ok := parseAffiliation(a.Affiliation); ok && aff != affNone {
+			r.affs[a.JID] = affEntry{aff: aff, reason: a.Reason, nick: a.Nick}
+		}
+	}
+	page, err := s.st.RoomMessages(ctx, store.RoomQuery{Room: sr.Name, Last: true, Max: s.history})
+	if err != nil {
+		return nil, fmt.Errorf("muc: load room %q history: %w", sr.Name, err)
+	}
+	for _, m := range page.Messages {
+		el, err := stanza.Parse(m.Stanza)
+		if err != nil {
+			continue
+		}
+		r.remember(histEntry{stamp: m.Stamp, el: el, size: len(m.Stanza)}, s.history)
+	}
+	return r, nil
 }
 
 // Items returns the public rooms, for the server's disco#items.

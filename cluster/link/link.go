@@ -45,6 +45,11 @@ type LocalSession interface {
 type Rooms interface {
 	HandleStanza(ctx context.Context, sess chat.Session, el *stanza.Element)
 	SessionClosed(ctx context.Context, sess chat.Session)
+	// Adopt readies a room this node starts hosting (another node may
+	// have hosted and changed it); Moved stops running one another node
+	// hosts now, telling its occupants to rejoin.
+	Adopt(ctx context.Context, room jid.JID)
+	Moved(ctx context.Context, room jid.JID)
 }
 
 // Config configures a Link.
@@ -73,6 +78,7 @@ type Link struct {
 	byNode  map[cluster.NodeID]map[string]*remoteSession // node → its sessions known here
 	gen     map[cluster.NodeID]uint64                    // snapshot generation being received
 	joined  map[string]map[string]roomSeat               // local full JID → room → seat on another node
+	hosted  map[string]bool                              // rooms this node hosts (adopted)
 
 	wg     sync.WaitGroup // HealthChanged's catch-up work
 	stop   context.Context
@@ -101,6 +107,7 @@ func New(cfg Config) *Link {
 		byNode:  map[cluster.NodeID]map[string]*remoteSession{},
 		gen:     map[cluster.NodeID]uint64{},
 		joined:  map[string]map[string]roomSeat{},
+		hosted:  map[string]bool{},
 	}
 	l.stop, l.cancel = context.WithCancel(context.Background())
 	return l

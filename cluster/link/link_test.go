@@ -211,10 +211,12 @@ func (s *fakeSession) received() []string {
 
 // fakeRooms records the room stanzas it runs and the sessions it seats.
 type fakeRooms struct {
-	mu     sync.Mutex
-	seen   []string // "from stanza-name"
-	closed []string
-	seats  map[string]chat.Session
+	mu      sync.Mutex
+	seen    []string // "from stanza-name"
+	closed  []string
+	adopted []string
+	moved   []string
+	seats   map[string]chat.Session
 }
 
 func (r *fakeRooms) HandleStanza(ctx context.Context, sess chat.Session, el *stanza.Element) {
@@ -225,6 +227,16 @@ func (r *fakeRooms) HandleStanza(ctx context.Context, sess chat.Session, el *sta
 		r.seats = map[string]chat.Session{}
 	}
 	r.seats[sess.JID().String()] = sess
+}
+func (r *fakeRooms) Adopt(ctx context.Context, room jid.JID) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.adopted = append(r.adopted, room.String())
+}
+func (r *fakeRooms) Moved(ctx context.Context, room jid.JID) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.moved = append(r.moved, room.String())
 }
 func (r *fakeRooms) SessionClosed(ctx context.Context, sess chat.Session) {
 	r.mu.Lock()
@@ -385,10 +397,25 @@ func TestRoomForwardedToHostAndHostDeath(t *testing.T) {
 			t.Fatalf("bob's last stanza %s lacks %s", last, want)
 		}
 	}
-	// The next join places the room on b.
+	// The next join places the room on b, which reads it afresh once.
 	b.link.Room(ctx, bob, join(bob, "bo"))
-	if !slices.Equal(b.rooms.seen, []string{"bob@x/phone presence"}) {
+	b.link.Room(ctx, bob, join(bob, "bo"))
+	if !slices.Equal(b.rooms.seen, []string{"bob@x/phone presence", "bob@x/phone presence"}) {
 		t.Fatalf("b's rooms saw %q", b.rooms.seen)
+	}
+	if !slices.Equal(b.rooms.adopted, []string{"room@conf.x"}) || !slices.Equal(a.rooms.adopted, []string{"room@conf.x"}) {
+		t.Fatalf("adopted: a %q, b %q", a.rooms.adopted, b.rooms.adopted)
+	}
+
+	// b loses the room (another node took it while b was cut off): its
+	// occupants are told, and the next stanza adopts it again.
+	b.link.PlacementLost(ctx, "room@conf.x")
+	if !slices.Equal(b.rooms.moved, []string{"room@conf.x"}) {
+		t.Fatalf("b's rooms moved %q", b.rooms.moved)
+	}
+	b.link.Room(ctx, bob, join(bob, "bo"))
+	if len(b.rooms.adopted) != 2 {
+		t.Fatalf("b adopted %q after losing the room", b.rooms.adopted)
 	}
 }
 

@@ -30,8 +30,8 @@ func (l *Link) Room(ctx context.Context, sess chat.Session, el *stanza.Element) 
 	if err != nil || host == cl.Self() {
 		if err != nil {
 			l.log.Debug("cluster: place room; hosting it here", "room", room, "err", err)
-		} else if moved {
-			l.log.Info("cluster: room moved to this node", "room", room)
+		} else {
+			l.adopt(ctx, to.Bare(), moved)
 		}
 		l.cfg.Rooms.HandleStanza(ctx, sess, el)
 		return
@@ -123,4 +123,35 @@ func (l *Link) roomsGone(node cluster.NodeID) {
 			sess.Send(t.p)
 		}
 	}
+}
+
+// adopt readies a room this node has just become the host of.
+func (l *Link) adopt(ctx context.Context, room jid.JID, moved bool) {
+	key := room.String()
+	l.mu.Lock()
+	fresh := !l.hosted[key]
+	l.hosted[key] = true
+	l.mu.Unlock()
+	if !fresh {
+		return
+	}
+	if moved {
+		l.log.Info("cluster: room moved to this node", "room", key)
+	}
+	l.cfg.Rooms.Adopt(ctx, room)
+}
+
+// PlacementLost is the cluster's PlacementLost: another node took a room
+// this node hosted while it could not reach Redis. Its occupants here
+// are told to rejoin, which takes them to the new host.
+func (l *Link) PlacementLost(ctx context.Context, key string) {
+	l.mu.Lock()
+	delete(l.hosted, key)
+	l.mu.Unlock()
+	room, err := jid.Parse(key)
+	if err != nil {
+		return
+	}
+	l.log.Info("cluster: room now runs on another node", "room", key)
+	l.cfg.Rooms.Moved(ctx, room)
 }

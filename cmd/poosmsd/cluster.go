@@ -71,6 +71,7 @@ func (n *node) joinCluster(ctx context.Context, reg prometheus.Registerer) error
 			NodeJoined:        n.link.NodeJoined,
 			HealthChanged:     n.link.HealthChanged,
 			SessionLost:       n.link.SessionLost,
+			PlacementLost:     n.link.PlacementLost,
 			Logger:            n.log.With("service", "cluster"),
 		})
 		if err != nil {
@@ -121,4 +122,21 @@ func (r roomService) SessionClosed(ctx context.Context, sess chat.Session) {
 	}
 	r.n.sfu.SessionClosed(ctx, sess)
 	r.n.rooms.SessionClosed(ctx, sess)
+}
+
+func (r roomService) Adopt(ctx context.Context, room jid.JID) {
+	if r.n.rooms == nil {
+		return
+	}
+	if err := r.n.rooms.Adopt(ctx, room.Localpart()); err != nil {
+		r.n.log.Error("cluster: read a room taken over from another node", "room", room.String(), "err", err)
+	}
+}
+
+func (r roomService) Moved(ctx context.Context, room jid.JID) {
+	if r.n.sfu == nil || r.n.rooms == nil {
+		return
+	}
+	r.n.sfu.Moved(ctx, room)
+	r.n.rooms.Evict(ctx, room.Localpart())
 }
