@@ -219,6 +219,9 @@ func (s *Service) blockingIQ(ctx context.Context, sess Session, iq, q *stanza.El
 		return
 	}
 	s.send(sess, stanza.Result(iq))
+	if s.blockChanged != nil {
+		s.blockChanged(local)
+	}
 
 	// Pushes to every session that asked for the list.
 	push := stanza.New(NSBlocking, q.Local)

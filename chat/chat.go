@@ -73,6 +73,10 @@ type Config struct {
 	// It runs on the session's goroutine, outside the service's locks, in
 	// the order of the changes.
 	Observe func(full jid.JID, st ResourceState, gone bool)
+	// BlocklistChanged, when set, is told that a user changed their
+	// blocklist here, for other nodes to read it again
+	// (ReloadBlocklist).
+	BlocklistChanged func(local string)
 }
 
 // IQHandler answers an IQ addressed to the server. It returns the reply to
@@ -123,7 +127,8 @@ type Service struct {
 	blocks      map[string][]string
 	blockActive atomic.Int64
 
-	observe func(full jid.JID, st ResourceState, gone bool)
+	observe      func(full jid.JID, st ResourceState, gone bool)
+	blockChanged func(local string)
 
 	closeOnce sync.Once
 	stopPrune context.CancelFunc
@@ -175,6 +180,8 @@ func New(cfg Config, st Store) (*Service, error) {
 		users:   make(map[string]map[string]*resource),
 		iqs:     make(map[iqKey]IQHandler),
 		observe: cfg.Observe,
+
+		blockChanged: cfg.BlocklistChanged,
 	}
 	if s.limit == 0 {
 		s.limit = 1000

@@ -18,17 +18,18 @@ type ResourceState struct {
 	Presence   *stanza.Element // last broadcast presence; nil when unavailable
 	Interested bool            // requested the roster: receives roster pushes
 	Carbons    bool            // enabled message carbons
+	BlockPush  bool            // requested the blocklist: receives its pushes
 }
 
 func (a ResourceState) equal(b ResourceState) bool {
 	return a.Available == b.Available && a.Priority == b.Priority && a.Presence == b.Presence &&
-		a.Interested == b.Interested && a.Carbons == b.Carbons
+		a.Interested == b.Interested && a.Carbons == b.Carbons && a.BlockPush == b.BlockPush
 }
 
 // state returns r's routing state. s.mu must be held.
 func (r *resource) state() ResourceState {
 	return ResourceState{Available: r.available, Priority: r.priority, Presence: r.last,
-		Interested: r.interested, Carbons: r.carbons}
+		Interested: r.interested, Carbons: r.carbons, BlockPush: r.blockPush}
 }
 
 // SetRemote records sess, a session another node serves, with its state:
@@ -52,7 +53,7 @@ func (s *Service) SetRemote(sess Session, st ResourceState) {
 		m[me.Resourcepart()] = r
 	}
 	r.available, r.priority, r.last = st.Available, st.Priority, st.Presence
-	r.interested, r.carbons = st.Interested, st.Carbons
+	r.interested, r.carbons, r.blockPush = st.Interested, st.Carbons, st.BlockPush
 	if !st.Available {
 		r.priority, r.last = 0, nil
 	}
@@ -209,5 +210,29 @@ func (s *Service) DrainOffline(ctx context.Context) {
 			return
 		}
 		s.drainOffline(ctx, local, t.sess)
+	}
+}
+
+// ReloadBlocklist reads local's blocklist again if it is cached here:
+// another node changed it.
+func (s *Service) ReloadBlocklist(ctx context.Context, local string) {
+	if s.blockSt == nil {
+		return
+	}
+	s.blockMu.Lock()
+	_, ok := s.blocks[local]
+	s.blockMu.Unlock()
+	if !ok {
+		return
+	}
+	l, err := s.blockSt.BlockList(ctx, local)
+	if err != nil {
+		s.log.Error("chat: reload blocklist", "user", local, "err", err)
+		return
+	}
+	s.blockMu.Lock()
+	defer s.blockMu.Unlock()
+	if _, ok := s.blocks[local]; ok {
+		s.setBlocksLocked(local, l)
 	}
 }

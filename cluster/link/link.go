@@ -31,6 +31,7 @@ type Chat interface {
 	Undeliverable(ctx context.Context, el *stanza.Element) (queued bool)
 	DrainOffline(ctx context.Context)
 	DrainUser(ctx context.Context, bare jid.JID)
+	ReloadBlocklist(ctx context.Context, local string)
 }
 
 // LocalSession is a session this node serves.
@@ -211,6 +212,14 @@ func (l *Link) Observe(full jid.JID, st chat.ResourceState, gone bool) {
 	l.broadcast(ctx, states(0, []entry{{full: full.String(), st: st}}))
 }
 
+// BlocklistChanged is chat's Config.BlocklistChanged: the other nodes
+// read the user's blocklist again.
+func (l *Link) BlocklistChanged(local string) {
+	if len(l.peerList()) > 0 {
+		l.broadcast(context.Background(), addressed(kindBlocklist, local, nil))
+	}
+}
+
 // snapshotChunk bounds the sessions in one kindState payload.
 const snapshotChunk = 256
 
@@ -310,6 +319,11 @@ func (l *Link) Handle(ctx context.Context, from cluster.NodeID, payload []byte) 
 		}
 	case kindHello:
 		l.sendSnapshot(ctx, from)
+	case kindBlocklist:
+		local, _, err := decodeAddressed(d, false)
+		if err == nil {
+			l.cfg.Chat.ReloadBlocklist(ctx, local)
+		}
 	case kindDrain:
 		bare, _, err := decodeAddressed(d, false)
 		if err != nil {

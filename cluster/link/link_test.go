@@ -126,12 +126,13 @@ func (n *fakeNode) Release(context.Context, string) error { return nil }
 
 // fakeChat records what the link asks of chat.
 type fakeChat struct {
-	mu      sync.Mutex
-	remote  map[string]chat.ResourceState
-	local   map[string]chat.ResourceState
-	dropped []string // "full announce"
-	offline []string
-	drained []string
+	mu       sync.Mutex
+	remote   map[string]chat.ResourceState
+	local    map[string]chat.ResourceState
+	dropped  []string // "full announce"
+	offline  []string
+	drained  []string
+	reloaded []string
 }
 
 func newFakeChat() *fakeChat {
@@ -165,6 +166,11 @@ func (c *fakeChat) Undeliverable(ctx context.Context, el *stanza.Element) bool {
 	return true
 }
 func (c *fakeChat) DrainOffline(context.Context) {}
+func (c *fakeChat) ReloadBlocklist(ctx context.Context, local string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.reloaded = append(c.reloaded, local)
+}
 func (c *fakeChat) DrainUser(ctx context.Context, bare jid.JID) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -419,6 +425,21 @@ func TestRoomForwardedToHostAndHostDeath(t *testing.T) {
 	}
 }
 
+func TestBlocklistChangeReachesOtherNodes(t *testing.T) {
+	h := newHub()
+	ns := startNodes(t, h, "a", "b", "c")
+	ns["a"].link.BlocklistChanged("alice")
+	h.settle(t)
+	for _, id := range []cluster.NodeID{"b", "c"} {
+		if got := ns[id].chat.reloaded; !slices.Equal(got, []string{"alice"}) {
+			t.Errorf("node %s reloaded %q", id, got)
+		}
+	}
+	if got := ns["a"].chat.reloaded; len(got) != 0 {
+		t.Errorf("the changing node reloaded %q", got)
+	}
+}
+
 func TestKickEndsTheOldSession(t *testing.T) {
 	h := newHub()
 	ns := startNodes(t, h, "a", "b")
@@ -435,14 +456,14 @@ func TestPayloadsRoundTrip(t *testing.T) {
 	p.Append(stanza.New(stanza.NSClient, "show").SetText("away"))
 	in := []entry{
 		{full: "a@x/r", st: chat.ResourceState{Available: true, Priority: -3, Presence: p, Interested: true}},
-		{full: "b@x/s", st: chat.ResourceState{Carbons: true}},
+		{full: "b@x/s", st: chat.ResourceState{Carbons: true, BlockPush: true}},
 	}
 	b := states(snapFirst|snapLast, in)
 	flags, out, err := decodeStates(&decoder{b: b[1:]})
 	if err != nil || flags != snapFirst|snapLast || len(out) != 2 {
 		t.Fatalf("decode: %v %v %d", err, flags, len(out))
 	}
-	if out[0].st.Priority != -3 || !out[0].st.Interested || out[0].st.Presence.String() != p.String() || !out[1].st.Carbons {
+	if out[0].st.Priority != -3 || !out[0].st.Interested || out[0].st.Presence.String() != p.String() || !out[1].st.Carbons || !out[1].st.BlockPush || out[0].st.BlockPush {
 		t.Fatalf("decoded %+v", out)
 	}
 	// Truncated payloads are refused, not misread.

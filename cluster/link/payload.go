@@ -30,6 +30,9 @@ const (
 	// kindDrain: messages for this bare JID were stored offline; deliver
 	// them to its sessions on the receiver. Field: the bare JID.
 	kindDrain byte = 7
+	// kindBlocklist: a user changed their blocklist; read it again.
+	// Field: the user's localpart.
+	kindBlocklist byte = 8
 )
 
 // Flags of a kindState payload.
@@ -43,6 +46,7 @@ const (
 	stAvailable byte = 1 << iota
 	stInterested
 	stCarbons
+	stBlockPush
 )
 
 // entry is one session's state in a kindState payload.
@@ -153,6 +157,9 @@ func states(flags byte, es []entry) []byte {
 		if x.st.Carbons {
 			f |= stCarbons
 		}
+		if x.st.BlockPush {
+			f |= stBlockPush
+		}
 		e.byte(f)
 		e.int(int64(x.st.Priority))
 		p := ""
@@ -184,6 +191,7 @@ func decodeStates(d *decoder) (flags byte, es []entry, err error) {
 		x.st.Available = f&stAvailable != 0
 		x.st.Interested = f&stInterested != 0
 		x.st.Carbons = f&stCarbons != 0
+		x.st.BlockPush = f&stBlockPush != 0
 		if p != "" {
 			el, err := stanza.Parse([]byte(p))
 			if err != nil {

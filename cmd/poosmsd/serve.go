@@ -122,7 +122,8 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 		Version:          version,
 		Logger:           log.With("service", "chat"),
 		// Other nodes of a cluster mirror this node's sessions.
-		Observe: func(full jid.JID, st chat.ResourceState, gone bool) { n.link.Observe(full, st, gone) },
+		Observe:          func(full jid.JID, st chat.ResourceState, gone bool) { n.link.Observe(full, st, gone) },
+		BlocklistChanged: func(local string) { n.link.BlocklistChanged(local) },
 	}, n.db)
 	if err != nil {
 		return n, err

@@ -1,0 +1,125 @@
+package chat
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"testing"
+
+	"mellium.im/xmpp/jid"
+
+	"poosms.org/poosms/stanza"
+)
+
+// A session another node serves, mirrored with SetRemote, is routed to
+// like a local one; dropping it with announce tells the local contacts.
+func TestRemoteSessions(t *testing.T) {
+	h := newHarness(t, Config{}, "alice", "bob")
+	h.befriend("alice", "bob")
+	alice := h.online("alice@localhost/desk", 0)
+
+	// bob is online on another node, with priority 3 and a status.
+	bob := &fakeSession{jid: jid.MustParse("bob@localhost/phone")}
+	pres := stanza.New(stanza.NSClient, "presence").SetAttr("from", "bob@localhost/phone")
+	pres.Append(stanza.New(stanza.NSClient, "status").SetText("elsewhere"))
+	h.svc.SetRemote(bob, ResourceState{Available: true, Priority: 3, Presence: pres, Carbons: true})
+
+	// A message to bob's bare JID reaches the mirrored session.
+	h.send(alice, `<message type='chat' to='bob@localhost'><body>hi</body></message>`)
+	expect(t, "bob (remote)", bob, "message type=chat from=alice@localhost/desk to=bob@localhost body=hi")
+
+	// A new login of alice's is answered with bob's presence from the mirror.
+	laptop := h.bind("alice@localhost/laptop")
+	h.send(laptop, `<presence/>`)
+	got := laptop.take()
+	if !slices.Contains(got, "presence from=bob@localhost/phone to=alice@localhost/laptop status=elsewhere") {
+		t.Fatalf("laptop's probe answers: %q", got)
+	}
+	bob.take() // alice's new presence reached bob too
+	alice.take()
+
+	// The remote node dies: alice's sessions hear bob go; bob's mirror
+	// gets nothing more, and a message for him waits offline.
+	h.svc.DropRemote(context.Background(), bob, true)
+	expect(t, "alice after bob's node died", alice, "presence type=unavailable from=bob@localhost/phone to=alice@localhost")
+	h.send(alice, `<message type='chat' to='bob@localhost'><body>later</body></message>`)
+	if len(bob.take()) != 0 || h.st.queued("bob") != 1 {
+		t.Fatalf("after the drop: bob's mirror still routed to, or not queued offline (%d)", h.st.queued("bob"))
+	}
+}
+
+// Observe reports local sessions' changes, and only changes; LocalStates
+// lists local sessions without the mirrored ones.
+func TestObserveAndLocalStates(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	h := newHarness(t, Config{Observe: func(full jid.JID, st ResourceState, gone bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		s := full.String()
+		switch {
+		case gone:
+			s += " gone"
+		case st.Available:
+			s += " available"
+		default:
+			s += " bound"
+		}
+		if st.Interested {
+			s += " interested"
+		}
+		seen = append(seen, s)
+	}}, "alice", "bob")
+	a := h.online("alice@localhost/desk", 0)
+	h.send(a, `<iq type='get' id='r1'><query xmlns='jabber:iq:roster'/></iq>`) // no change: no report
+	h.svc.SetRemote(&fakeSession{jid: jid.MustParse("bob@localhost/phone")}, ResourceState{Available: true})
+	var local []string
+	h.svc.LocalStates(func(full jid.JID, st ResourceState) { local = append(local, full.String()) })
+	h.close(a)
+	want := []string{"alice@localhost/desk bound", "alice@localhost/desk bound interested",
+		"alice@localhost/desk available interested", "alice@localhost/desk gone"}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(seen, want) {
+		t.Errorf("observed %q, want %q", seen, want)
+	}
+	if !slices.Equal(local, []string{"alice@localhost/desk"}) {
+		t.Errorf("LocalStates listed %q", local)
+	}
+}
+
+// Undeliverable keeps a message with content for later and drops the rest.
+func TestUndeliverableGoesOffline(t *testing.T) {
+	h := newHarness(t, Config{}, "alice", "bob")
+	msg := func(raw string) *stanza.Element {
+		el, err := stanza.Parse([]byte(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return el
+	}
+	ctx := context.Background()
+	if !h.svc.Undeliverable(ctx, msg(`<message xmlns='jabber:client' type='chat' from='alice@localhost/a' to='bob@localhost/gone'><body>x</body></message>`)) {
+		t.Fatal("a chat message was not queued")
+	}
+	for _, raw := range []string{
+		`<message xmlns='jabber:client' type='headline' from='alice@localhost/a' to='bob@localhost/gone'><body>x</body></message>`,
+		`<presence xmlns='jabber:client' from='alice@localhost/a' to='bob@localhost/gone'/>`,
+	} {
+		if h.svc.Undeliverable(ctx, msg(raw)) {
+			t.Fatalf("queued %s", raw)
+		}
+	}
+	if h.st.queued("bob") != 1 {
+		t.Fatalf("bob has %d offline messages, want 1", h.st.queued("bob"))
+	}
+	// bob is online here when a message is queued behind his back (by
+	// another node): DrainUser delivers it.
+	bob := h.online("bob@localhost/phone", 0)
+	if h.st.queued("bob") != 0 {
+		t.Fatal("login did not drain the queue")
+	}
+	h.st.PushOffline(ctx, "bob", h.now, []byte(`<message xmlns='jabber:client' type='chat' from='alice@localhost/a' to='bob@localhost'><body>y</body></message>`), 10)
+	h.svc.DrainUser(ctx, jid.MustParse("bob@localhost"))
+	expect(t, "bob after DrainUser", bob, "message type=chat from=alice@localhost/a to=bob@localhost body=y delay=localhost@2026-11-25T10:00:00Z")
+}
