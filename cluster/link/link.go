@@ -11,6 +11,7 @@ package link
 import (
 	"context"
 	"errors"
+	"hash/fnv"
 	"log/slog"
 	"sync"
 	"time"
@@ -80,6 +81,11 @@ type Link struct {
 	gen     map[cluster.NodeID]uint64                    // snapshot generation being received
 	joined  map[string]map[string]roomSeat               // local full JID → room → seat on another node
 	hosted  map[string]bool                              // rooms this node hosts (adopted)
+
+	// bindLocks serialise Bound and Closed for one full JID, so a
+	// session closing while a new login takes its JID cannot unbind the
+	// new one.
+	bindLocks [64]sync.Mutex
 
 	wg     sync.WaitGroup // HealthChanged's catch-up work
 	stop   context.Context
@@ -253,6 +259,9 @@ func (l *Link) Bound(ctx context.Context, full jid.JID) {
 	if cl == nil {
 		return
 	}
+	lk := l.bindLock(full)
+	lk.Lock()
+	defer lk.Unlock()
 	prev, err := cl.Bind(ctx, full, cl.Self())
 	if err != nil {
 		l.log.Debug("cluster: bind", "jid", full.String(), "err", err)
@@ -263,8 +272,16 @@ func (l *Link) Bound(ctx context.Context, full jid.JID) {
 	}
 }
 
-// Closed forgets a local session that ended.
+// Closed forgets a local session that ended (the c2s server no longer
+// lists it). If a new login here has taken its full JID meanwhile, the
+// directory entry is the new session's and stays.
 func (l *Link) Closed(ctx context.Context, full jid.JID) {
+	lk := l.bindLock(full)
+	lk.Lock()
+	defer lk.Unlock()
+	if l.cfg.Lookup(full) != nil {
+		return
+	}
 	l.mu.Lock()
 	delete(l.joined, full.String())
 	l.mu.Unlock()
@@ -273,6 +290,12 @@ func (l *Link) Closed(ctx context.Context, full jid.JID) {
 			l.log.Debug("cluster: unbind", "jid", full.String(), "err", err)
 		}
 	}
+}
+
+func (l *Link) bindLock(full jid.JID) *sync.Mutex {
+	h := fnv.New32a()
+	h.Write([]byte(full.String()))
+	return &l.bindLocks[h.Sum32()%uint32(len(l.bindLocks))]
 }
 
 // Handle is the cluster's Handler: it takes what another node sent.

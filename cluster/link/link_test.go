@@ -22,6 +22,7 @@ type hub struct {
 	mu     sync.Mutex
 	nodes  map[cluster.NodeID]*fakeNode
 	placed map[string]cluster.NodeID
+	bound  map[string]cluster.NodeID // the session directory
 }
 
 type fakeNode struct {
@@ -33,7 +34,7 @@ type fakeNode struct {
 }
 
 func newHub() *hub {
-	return &hub{nodes: map[cluster.NodeID]*fakeNode{}, placed: map[string]cluster.NodeID{}}
+	return &hub{nodes: map[cluster.NodeID]*fakeNode{}, placed: map[string]cluster.NodeID{}, bound: map[string]cluster.NodeID{}}
 }
 
 func (h *hub) add(t *testing.T, id cluster.NodeID, l *Link) *fakeNode {
@@ -95,9 +96,20 @@ func (n *fakeNode) Node(ctx context.Context, id cluster.NodeID) (cluster.Node, e
 	return cluster.Node{ID: id}, nil
 }
 func (n *fakeNode) Bind(ctx context.Context, full jid.JID, node cluster.NodeID) (cluster.NodeID, error) {
-	return "", nil
+	n.h.mu.Lock()
+	defer n.h.mu.Unlock()
+	prev := n.h.bound[full.String()]
+	n.h.bound[full.String()] = node
+	return prev, nil
 }
-func (n *fakeNode) Unbind(context.Context, jid.JID, cluster.NodeID) error { return nil }
+func (n *fakeNode) Unbind(ctx context.Context, full jid.JID, node cluster.NodeID) error {
+	n.h.mu.Lock()
+	defer n.h.mu.Unlock()
+	if n.h.bound[full.String()] == node {
+		delete(n.h.bound, full.String())
+	}
+	return nil
+}
 func (n *fakeNode) Resources(context.Context, jid.JID) ([]cluster.Entry, error) {
 	return nil, nil
 }
@@ -443,11 +455,38 @@ func TestBlocklistChangeReachesOtherNodes(t *testing.T) {
 func TestKickEndsTheOldSession(t *testing.T) {
 	h := newHub()
 	ns := startNodes(t, h, "a", "b")
+	ctx := context.Background()
 	old := ns["a"].session("carol@x/r")
-	ns["b"].node.Send(context.Background(), "a", addressed(kindKick, "carol@x/r", nil))
+	ns["a"].link.Bound(ctx, old.full)
+	// A login on b with carol's full JID tells a to end the old session.
+	ns["b"].link.Bound(ctx, old.full)
 	h.settle(t)
 	if old.stopped != "conflict" {
 		t.Fatalf("old session stopped with %q, want conflict", old.stopped)
+	}
+	if h.bound["carol@x/r"] != "b" {
+		t.Fatalf("directory: carol@x/r on %q, want b", h.bound["carol@x/r"])
+	}
+}
+
+func TestClosingSessionKeepsItsSuccessorBound(t *testing.T) {
+	h := newHub()
+	ns := startNodes(t, h, "a")
+	a, ctx := ns["a"], context.Background()
+	s := a.session("dan@x/r")
+	a.link.Bound(ctx, s.full)
+	// A new login with the same JID replaces it here before the old
+	// one's end is reported: the directory keeps the new one.
+	a.session("dan@x/r")
+	a.link.Bound(ctx, s.full)
+	a.link.Closed(ctx, s.full)
+	if h.bound["dan@x/r"] != "a" {
+		t.Fatal("the old session's end unbound its successor")
+	}
+	delete(a.sessions, "dan@x/r")
+	a.link.Closed(ctx, s.full)
+	if _, ok := h.bound["dan@x/r"]; ok {
+		t.Fatal("a session that ended stayed in the directory")
 	}
 }
 
