@@ -211,3 +211,31 @@ func TestReadBufferGivesBackLargeBuffer(t *testing.T) {
 		t.Fatal("the pooled buffer was not given back")
 	}
 }
+
+// A stanza that arrives in pieces, in several TLS records with pauses
+// between them and keepalive whitespace before it, is read whole after
+// the reader waited for it on the socket.
+func TestStanzaInPiecesAfterIdleWait(t *testing.T) {
+	h := newHarness(t, nil)
+	alice := h.dial(t, "alice", "", nil)
+	bob := h.dial(t, "bob", "", nil)
+	pieces := []string{" \n ", "\t", "<message to='" + bob.JID.String() + "' type='chat'><bo", "dy>in pie", "ces</body></mess", "age>"}
+	// Paced, so that the reader most likely waits between pieces; the
+	// outcome must not depend on it.
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for _, p := range pieces {
+		<-tick.C
+		if err := alice.SendRaw(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	el, err := bob.Expect(5*time.Second, func(e *stanza.Element) bool { return e.Local == "message" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := el.ChildText("", "body"); got != "in pieces" {
+		t.Fatalf("body %q", got)
+	}
+	exchange(t, alice, bob, "and the stream goes on")
+}
