@@ -37,9 +37,9 @@ func (s *Service) handleIQ(ctx context.Context, sess Session, el *stanza.Element
 		}
 	case to.Localpart() != me.Localpart() && s.iqBlocked(ctx, sess, el, to, request):
 	case to.Resourcepart() != "":
-		if dst := s.bound(to.Localpart(), to.Resourcepart()); dst != nil {
-			s.send(dst, el)
-		} else if request {
+		// A session that is gone (or on a node that cannot be reached)
+		// is answered for, so the requester does not wait in vain.
+		if dst := s.bound(to.Localpart(), to.Resourcepart()); (dst == nil || !s.send(dst, el)) && request {
 			s.replyError(sess, el, "service-unavailable", "")
 		}
 	case to.Equal(me.Bare()):

@@ -123,3 +123,14 @@ func TestUndeliverableGoesOffline(t *testing.T) {
 	h.svc.DrainUser(ctx, jid.MustParse("bob@localhost"))
 	expect(t, "bob after DrainUser", bob, "message type=chat from=alice@localhost/a to=bob@localhost body=y delay=localhost@2026-11-25T10:00:00Z")
 }
+
+// A request to a session whose node cannot be reached is answered with an
+// error instead of left waiting.
+func TestRequestToUnreachableSessionIsAnswered(t *testing.T) {
+	h := newHarness(t, Config{}, "alice", "bob")
+	alice := h.online("alice@localhost/desk", 0)
+	bob := &fakeSession{jid: jid.MustParse("bob@localhost/phone"), gone: true}
+	h.svc.SetRemote(bob, ResourceState{Available: true})
+	h.send(alice, `<iq type='get' id='v1' to='bob@localhost/phone'><query xmlns='jabber:iq:version'/></iq>`)
+	expect(t, "alice", alice, "iq type=error from=bob@localhost/phone to=alice@localhost/desk error=service-unavailable")
+}
