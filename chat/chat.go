@@ -249,11 +249,7 @@ func (s *Service) Online(bare jid.JID) []Session {
 func (s *Service) SessionBound(ctx context.Context, sess Session) {
 	me := sess.JID()
 	s.mu.Lock()
-	m := s.users[me.Localpart()]
-	if m == nil {
-		m = make(map[string]*resource)
-		s.users[me.Localpart()] = m
-	}
+	m := s.resourcesLocked(me.Localpart())
 	old := m[me.Resourcepart()]
 	m[me.Resourcepart()] = &resource{sess: sess}
 	var snap resource
@@ -268,6 +264,17 @@ func (s *Service) SessionBound(ctx context.Context, sess Session) {
 	if s.observe != nil {
 		s.observe(me, ResourceState{}, false)
 	}
+}
+
+// resourcesLocked returns local's sessions, creating the map. s.mu must
+// be held.
+func (s *Service) resourcesLocked(local string) map[string]*resource {
+	m := s.users[local]
+	if m == nil {
+		m = make(map[string]*resource)
+		s.users[local] = m
+	}
+	return m
 }
 
 // SessionClosed forgets a session whose stream ended and sends unavailable

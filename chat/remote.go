@@ -42,11 +42,7 @@ func (s *Service) SetRemote(sess Session, st ResourceState) {
 	me := sess.JID()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	m := s.users[me.Localpart()]
-	if m == nil {
-		m = make(map[string]*resource)
-		s.users[me.Localpart()] = m
-	}
+	m := s.resourcesLocked(me.Localpart())
 	r := m[me.Resourcepart()]
 	if r == nil || r.sess != sess {
 		r = &resource{sess: sess, remote: true}

@@ -265,14 +265,20 @@ func (r *room) remove(p *participant, reason string) {
 	r.broadcast(participantElement("participant-left", p).SetAttr("reason", reason), nil)
 }
 
-// close removes everyone.
-func (r *room) close(reason string) {
+// participants returns the participants now.
+func (r *room) participants() []*participant {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	parts := make([]*participant, 0, len(r.parts))
 	for _, p := range r.parts {
 		parts = append(parts, p)
 	}
-	r.mu.Unlock()
+	return parts
+}
+
+// close removes everyone.
+func (r *room) close(reason string) {
+	parts := r.participants()
 	for _, p := range parts {
 		r.remove(p, reason)
 	}

@@ -412,12 +412,7 @@ func (s *Service) Recheck(ctx context.Context, roomJID jid.JID) {
 	if r == nil {
 		return
 	}
-	r.mu.Lock()
-	parts := make([]*participant, 0, len(r.parts))
-	for _, p := range r.parts {
-		parts = append(parts, p)
-	}
-	r.mu.Unlock()
+	parts := r.participants()
 	for _, p := range parts {
 		if err := s.cfg.Authorize(ctx, roomJID, p.jid); err != nil {
 			r.remove(p, reasonRemoved)
@@ -433,12 +428,7 @@ func (s *Service) Moved(ctx context.Context, roomJID jid.JID) {
 	if r == nil {
 		return
 	}
-	r.mu.Lock()
-	parts := make([]*participant, 0, len(r.parts))
-	for _, p := range r.parts {
-		parts = append(parts, p)
-	}
-	r.mu.Unlock()
+	parts := r.participants()
 	for _, p := range parts {
 		r.remove(p, reasonMoved)
 	}

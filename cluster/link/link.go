@@ -436,10 +436,7 @@ func (l *Link) NodeGone(ctx context.Context, id cluster.NodeID) {
 	}
 	l.mu.Unlock()
 	for _, r := range sessions {
-		l.cfg.Chat.DropRemote(ctx, r, true)
-		if r.inRooms() {
-			l.cfg.Rooms.SessionClosed(ctx, r)
-		}
+		l.drop(ctx, r, true)
 	}
 	l.roomsGone(id)
 }

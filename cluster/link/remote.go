@@ -94,10 +94,7 @@ func (l *Link) states(ctx context.Context, node cluster.NodeID, flags byte, es [
 	}
 	l.mu.Unlock()
 	for _, r := range stale {
-		l.cfg.Chat.DropRemote(ctx, r, true)
-		if r.inRooms() {
-			l.cfg.Rooms.SessionClosed(ctx, r)
-		}
+		l.drop(ctx, r, true)
 	}
 }
 
@@ -112,10 +109,16 @@ func (l *Link) gone(ctx context.Context, node cluster.NodeID, full string) {
 		}
 	}
 	l.mu.Unlock()
-	if r == nil {
-		return
+	if r != nil {
+		l.drop(ctx, r, false)
 	}
-	l.cfg.Chat.DropRemote(ctx, r, false)
+}
+
+// drop takes a remote session that ended out of chat's mirror and out of
+// the rooms this node hosts. announce: its node is gone and cannot tell
+// the local users who saw its presence, so chat does.
+func (l *Link) drop(ctx context.Context, r *remoteSession, announce bool) {
+	l.cfg.Chat.DropRemote(ctx, r, announce)
 	if r.inRooms() {
 		l.cfg.Rooms.SessionClosed(ctx, r)
 	}
