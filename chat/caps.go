@@ -112,7 +112,7 @@ func (s *Service) presenceCaps(ctx context.Context, sess Session, el *stanza.Ele
 	s.update(sess, func(r *resource) {
 		changed = r.capsVer != ver
 		if changed {
-			r.capsVer, r.features = ver, nil
+			r.capsVer, r.features, r.notify = ver, nil, nil
 		}
 	})
 	if ver == "" || !changed && !initial {
@@ -137,12 +137,17 @@ func (s *Service) presenceCaps(ctx context.Context, sess Session, el *stanza.Ele
 // setFeatures records the features of sess if it still announces ver.
 func (s *Service) setFeatures(sess Session, ver string, features []string) {
 	m := make(map[string]bool, len(features))
+	notify := []string{}
 	for _, f := range features {
 		m[f] = true
+		if strings.HasSuffix(f, "+notify") {
+			notify = append(notify, f)
+		}
 	}
+	slices.Sort(notify)
 	s.update(sess, func(r *resource) {
 		if r.capsVer == ver {
-			r.features = m
+			r.features, r.notify = m, notify
 		}
 	})
 }

@@ -151,6 +151,7 @@ type resource struct {
 	blockPush  bool            // requested the blocklist: receives its pushes
 	capsVer    string          // entity capabilities announced in presence
 	features   map[string]bool // the session's disco features; nil: unknown
+	notify     []string        // its +notify features, sorted; nil: unknown
 	remote     bool            // served by another node (SetRemote)
 	told       ResourceState   // state last reported to Observe
 }

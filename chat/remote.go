@@ -2,6 +2,7 @@ package chat
 
 import (
 	"context"
+	"slices"
 
 	"mellium.im/xmpp/jid"
 
@@ -19,17 +20,22 @@ type ResourceState struct {
 	Interested bool            // requested the roster: receives roster pushes
 	Carbons    bool            // enabled message carbons
 	BlockPush  bool            // requested the blocklist: receives its pushes
+	// Notify lists the +notify features of its entity capabilities
+	// (XEP-0163), which PEP notifications are filtered by; nil while
+	// they are not known.
+	Notify []string
 }
 
 func (a ResourceState) equal(b ResourceState) bool {
 	return a.Available == b.Available && a.Priority == b.Priority && a.Presence == b.Presence &&
-		a.Interested == b.Interested && a.Carbons == b.Carbons && a.BlockPush == b.BlockPush
+		a.Interested == b.Interested && a.Carbons == b.Carbons && a.BlockPush == b.BlockPush &&
+		(a.Notify == nil) == (b.Notify == nil) && slices.Equal(a.Notify, b.Notify)
 }
 
 // state returns r's routing state. s.mu must be held.
 func (r *resource) state() ResourceState {
 	return ResourceState{Available: r.available, Priority: r.priority, Presence: r.last,
-		Interested: r.interested, Carbons: r.carbons, BlockPush: r.blockPush}
+		Interested: r.interested, Carbons: r.carbons, BlockPush: r.blockPush, Notify: r.notify}
 }
 
 // SetRemote records sess, a session another node serves, with its state:
@@ -50,6 +56,13 @@ func (s *Service) SetRemote(sess Session, st ResourceState) {
 	}
 	r.available, r.priority, r.last = st.Available, st.Priority, st.Presence
 	r.interested, r.carbons, r.blockPush = st.Interested, st.Carbons, st.BlockPush
+	r.features, r.notify = nil, st.Notify
+	if st.Notify != nil {
+		r.features = make(map[string]bool, len(st.Notify))
+		for _, f := range st.Notify {
+			r.features[f] = true
+		}
+	}
 	if !st.Available {
 		r.priority, r.last = 0, nil
 	}

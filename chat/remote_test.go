@@ -134,3 +134,38 @@ func TestRequestToUnreachableSessionIsAnswered(t *testing.T) {
 	h.send(alice, `<iq type='get' id='v1' to='bob@localhost/phone'><query xmlns='jabber:iq:version'/></iq>`)
 	expect(t, "alice", alice, "iq type=error from=bob@localhost/phone to=alice@localhost/desk error=service-unavailable")
 }
+
+// PEP notifications reach a contact's session on another node by the
+// +notify features mirrored with it, and Observe reports a session's
+// features once its capabilities are known.
+func TestRemoteSessionsHearPEPByNotifyFeatures(t *testing.T) {
+	var mu sync.Mutex
+	var notify [][]string
+	h, _ := newDBHarness(t, Config{Observe: func(full jid.JID, st ResourceState, gone bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		notify = append(notify, st.Notify)
+	}}, "alice", "bob", "carol")
+	h.befriend("alice", "bob")
+	h.befriend("alice", "carol")
+	a, _ := h.onlineWithCaps("alice@localhost/a", true, nodeDevices+"+notify")
+	mu.Lock()
+	last := notify[len(notify)-1]
+	mu.Unlock()
+	if !slices.Equal(last, []string{nodeDevices + "+notify"}) {
+		t.Fatalf("observed notify features %q", last)
+	}
+
+	bob := &fakeSession{jid: jid.MustParse("bob@localhost/phone")}     // wants device lists
+	carol := &fakeSession{jid: jid.MustParse("carol@localhost/phone")} // capabilities unknown
+	h.svc.SetRemote(bob, ResourceState{Available: true, Notify: []string{nodeDevices + "+notify"}})
+	h.svc.SetRemote(carol, ResourceState{Available: true})
+	a.takeAll()
+	h.iq(a, publish(nodeDevices, "current", `<list xmlns='eu.siacs.conversations.axolotl'><device id='1'/></list>`, ""))
+	if got := events(bob); !slices.Equal(got, []string{"alice@localhost " + nodeDevices + ":item:current"}) {
+		t.Fatalf("bob (remote, +notify) got %q", got)
+	}
+	if got := events(carol); len(got) != 0 {
+		t.Fatalf("carol (remote, features unknown) got %q", got)
+	}
+}

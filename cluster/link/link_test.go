@@ -494,7 +494,8 @@ func TestPayloadsRoundTrip(t *testing.T) {
 	p := stanza.New(stanza.NSClient, "presence").SetAttr("from", "a@x/r")
 	p.Append(stanza.New(stanza.NSClient, "show").SetText("away"))
 	in := []entry{
-		{full: "a@x/r", st: chat.ResourceState{Available: true, Priority: -3, Presence: p, Interested: true}},
+		{full: "a@x/r", st: chat.ResourceState{Available: true, Priority: -3, Presence: p, Interested: true,
+			Notify: []string{"urn:xmpp:avatar:metadata+notify", "eu.siacs.conversations.axolotl.devicelist+notify"}}},
 		{full: "b@x/s", st: chat.ResourceState{Carbons: true, BlockPush: true}},
 	}
 	b := states(snapFirst|snapLast, in)
@@ -502,7 +503,8 @@ func TestPayloadsRoundTrip(t *testing.T) {
 	if err != nil || flags != snapFirst|snapLast || len(out) != 2 {
 		t.Fatalf("decode: %v %v %d", err, flags, len(out))
 	}
-	if out[0].st.Priority != -3 || !out[0].st.Interested || out[0].st.Presence.String() != p.String() || !out[1].st.Carbons || !out[1].st.BlockPush || out[0].st.BlockPush {
+	if out[0].st.Priority != -3 || !out[0].st.Interested || out[0].st.Presence.String() != p.String() || !out[1].st.Carbons || !out[1].st.BlockPush || out[0].st.BlockPush ||
+		!slices.Equal(out[0].st.Notify, in[0].st.Notify) || out[1].st.Notify != nil {
 		t.Fatalf("decoded %+v", out)
 	}
 	// Truncated payloads are refused, not misread.

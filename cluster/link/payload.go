@@ -167,6 +167,14 @@ func states(flags byte, es []entry) []byte {
 			p = x.st.Presence.String()
 		}
 		e.string(p)
+		if x.st.Notify == nil {
+			e.int(-1)
+		} else {
+			e.int(int64(len(x.st.Notify)))
+			for _, f := range x.st.Notify {
+				e.string(f)
+			}
+		}
 	}
 	return e.b
 }
@@ -185,6 +193,14 @@ func decodeStates(d *decoder) (flags byte, es []entry, err error) {
 		f := d.byte()
 		x.st.Priority = int(d.int())
 		p := d.string()
+		if nf := d.int(); nf >= 0 && nf <= int64(len(d.b)) {
+			x.st.Notify = make([]string, 0, nf)
+			for range nf {
+				x.st.Notify = append(x.st.Notify, d.string())
+			}
+		} else if nf != -1 {
+			d.err = errShort
+		}
 		if d.err != nil {
 			return 0, nil, d.err
 		}
