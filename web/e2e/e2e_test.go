@@ -317,7 +317,10 @@ func contactSel(jid string) string { return `#contacts li[data-jid="` + jid + `"
 
 func (p *person) openChat(jid string) {
 	p.t.Helper()
-	p.run(chromedp.Click(chromedp.CSS(contactSel(jid) + " button.open")))
+	// Clicked inside the page: the contact list is drawn again on every
+	// presence change, so a node found by one DevTools call may be gone
+	// by the next.
+	p.waitFor("a contact button for "+jid, `(() => { const b = document.querySelector('`+contactSel(jid)+` button.open'); b?.click(); return !!b })()`, 5*time.Second)
 	p.waitFor("chat with "+jid+" open", `document.getElementById('chat-title').textContent === `+js(jid), 5*time.Second)
 }
 
