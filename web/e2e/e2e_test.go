@@ -315,12 +315,17 @@ func press(sel string) chromedp.Action[chromedp.Void] {
 
 func contactSel(jid string) string { return `#contacts li[data-jid="` + jid + `"]` }
 
+// clickInPage clicks the element sel finds, inside the page: lists drawn
+// again on every presence change may drop a node that one DevTools call
+// found before the next one clicks it.
+func (p *person) clickInPage(sel string) {
+	p.t.Helper()
+	p.waitFor("something to click at "+sel, `(() => { const b = document.querySelector(`+js(sel)+`); b?.click(); return !!b })()`, 5*time.Second)
+}
+
 func (p *person) openChat(jid string) {
 	p.t.Helper()
-	// Clicked inside the page: the contact list is drawn again on every
-	// presence change, so a node found by one DevTools call may be gone
-	// by the next.
-	p.waitFor("a contact button for "+jid, `(() => { const b = document.querySelector('`+contactSel(jid)+` button.open'); b?.click(); return !!b })()`, 5*time.Second)
+	p.clickInPage(contactSel(jid) + " button.open")
 	p.waitFor("chat with "+jid+" open", `document.getElementById('chat-title').textContent === `+js(jid), 5*time.Second)
 }
 
@@ -397,7 +402,7 @@ func TestBrowserChatAndCall(t *testing.T) {
 	// Alice adds Bob; Bob accepts; each sees the other online.
 	alice.run(chromedp.SendKeys(chromedp.CSS("#add-jid"), "bob\r"))
 	bob.waitFor("alice's request", `document.querySelector('#requests li[data-jid="alice@localhost"] button.accept')`, 10*time.Second)
-	bob.run(chromedp.Click(chromedp.CSS(`#requests li[data-jid="alice@localhost"] button.accept`)))
+	bob.clickInPage(`#requests li[data-jid="alice@localhost"] button.accept`)
 	alice.waitFor("bob online", `document.querySelector('`+contactSel("bob@localhost")+`[data-presence="available"]')`, 10*time.Second)
 	bob.waitFor("alice online", `document.querySelector('`+contactSel("alice@localhost")+`[data-presence="available"]')`, 10*time.Second)
 
