@@ -173,6 +173,7 @@ func NewRedis(cfg Config) (*Redis, error) {
 	opts.WriteTimeout = cfg.OpTimeout
 	opts.PoolTimeout = cfg.OpTimeout
 	opts.MaxRetries = 1
+	routeRedisLogs.Do(func() { redis.SetLogger(redisLogger{cfg.Logger}) })
 	r := &Redis{
 		cfg:      cfg,
 		k:        keys{prefix: cfg.Prefix},
@@ -187,6 +188,18 @@ func NewRedis(cfg Config) (*Redis, error) {
 		peers:    map[NodeID][]string{},
 	}
 	return r, nil
+}
+
+// routeRedisLogs sends the Redis client's own log lines (dial failures,
+// mostly, which the node reports itself) to the first node's logger at
+// debug level instead of standard error. The client has one logger per
+// process.
+var routeRedisLogs sync.Once
+
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.Debug("cluster: redis client: " + fmt.Sprintf(format, v...))
 }
 
 // Collectors returns the node's Prometheus metrics for the caller to

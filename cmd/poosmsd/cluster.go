@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -82,7 +83,7 @@ func (n *node) joinCluster(ctx context.Context, reg prometheus.Registerer) error
 	}
 	if err := cl.Start(ctx); err != nil {
 		cl.Stop()
-		return err
+		return fmt.Errorf("cannot join the cluster through Redis at %s (--redis); check that it runs and is reachable: %w", cfg.RedactedRedis(), err)
 	}
 	n.stopCluster = cl.Stop
 	n.link.Attach(ctx, cl)
