@@ -81,6 +81,7 @@ type Link struct {
 	gen     map[cluster.NodeID]uint64                    // snapshot generation being received
 	joined  map[string]map[string]roomSeat               // local full JID → room → seat on another node
 	hosted  map[string]bool                              // rooms this node hosts (adopted)
+	kicked  map[string]bool                              // local sessions told to end: a login elsewhere took their JID
 
 	// bindLocks serialise Bound and Closed for one full JID, so a
 	// session closing while a new login takes its JID cannot unbind the
@@ -115,6 +116,7 @@ func New(cfg Config) *Link {
 		gen:     map[cluster.NodeID]uint64{},
 		joined:  map[string]map[string]roomSeat{},
 		hosted:  map[string]bool{},
+		kicked:  map[string]bool{},
 	}
 	l.stop, l.cancel = context.WithCancel(context.Background())
 	return l
@@ -262,6 +264,9 @@ func (l *Link) Bound(ctx context.Context, full jid.JID) {
 	lk := l.bindLock(full)
 	lk.Lock()
 	defer lk.Unlock()
+	l.mu.Lock()
+	delete(l.kicked, full.String())
+	l.mu.Unlock()
 	prev, err := cl.Bind(ctx, full, cl.Self())
 	if err != nil {
 		l.log.Debug("cluster: bind", "jid", full.String(), "err", err)
@@ -284,6 +289,7 @@ func (l *Link) Closed(ctx context.Context, full jid.JID) {
 	}
 	l.mu.Lock()
 	delete(l.joined, full.String())
+	delete(l.kicked, full.String())
 	l.mu.Unlock()
 	if cl := l.cluster(); cl != nil {
 		if err := cl.Unbind(ctx, full, cl.Self()); err != nil {
@@ -390,6 +396,9 @@ func (l *Link) offline(ctx context.Context, el *stanza.Element) {
 // took its full JID.
 func (l *Link) kick(full jid.JID) {
 	if sess := l.cfg.Lookup(full); sess != nil {
+		l.mu.Lock()
+		l.kicked[full.String()] = true
+		l.mu.Unlock()
 		l.log.Info("cluster: session replaced by a login on another node", "jid", full.String())
 		sess.Stop("conflict", "replaced by a new connection")
 	}

@@ -469,6 +469,28 @@ func TestKickEndsTheOldSession(t *testing.T) {
 	}
 }
 
+// A late report from another node about a JID a login here has taken
+// since does not replace the local session in chat; a report that comes
+// after this node was told to end its session does.
+func TestLocalSessionOutranksLateReports(t *testing.T) {
+	h := newHub()
+	ns := startNodes(t, h, "a", "b")
+	a, b := ns["a"], ns["b"]
+	a.session("erin@x/r")
+	b.link.Observe(jid.MustParse("erin@x/r"), chat.ResourceState{Available: true}, false)
+	h.settle(t)
+	if _, ok := a.chat.remote["erin@x/r"]; ok {
+		t.Fatal("a late report replaced the local session")
+	}
+	b.link.Bound(context.Background(), jid.MustParse("erin@x/r")) // a login on b takes the JID
+	b.node.Send(context.Background(), "a", addressed(kindKick, "erin@x/r", nil))
+	b.link.Observe(jid.MustParse("erin@x/r"), chat.ResourceState{Available: true}, false)
+	h.settle(t)
+	if _, ok := a.chat.remote["erin@x/r"]; !ok {
+		t.Fatal("the new session on b is not mirrored on a while a's old one ends")
+	}
+}
+
 func TestClosingSessionKeepsItsSuccessorBound(t *testing.T) {
 	h := newHub()
 	ns := startNodes(t, h, "a")

@@ -69,6 +69,11 @@ func (l *Link) states(ctx context.Context, node cluster.NodeID, flags byte, es [
 	gen := l.gen[node]
 	l.mu.Unlock()
 	for _, e := range es {
+		if l.servedHere(e.full) {
+			// A login here took this JID after node reported it: this
+			// node's own session is the one that counts.
+			continue
+		}
 		r, err := l.remote(node, e.full)
 		if err != nil {
 			continue
@@ -96,6 +101,18 @@ func (l *Link) states(ctx context.Context, node cluster.NodeID, flags byte, es [
 	for _, r := range stale {
 		l.drop(ctx, r, true)
 	}
+}
+
+// servedHere reports whether a session of this node holds full and was
+// not told to end because a login elsewhere took it.
+func (l *Link) servedHere(full string) bool {
+	j, err := jid.Parse(full)
+	if err != nil || l.cfg.Lookup(j) == nil {
+		return false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return !l.kicked[full]
 }
 
 // gone forgets a session node served, which ended.
