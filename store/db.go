@@ -115,6 +115,9 @@ func openSQLite(path string) (*DB, error) {
 	params.Add("_pragma", "foreign_keys(1)")
 	params.Add("_pragma", "journal_mode(WAL)")
 	params.Add("_pragma", "synchronous(NORMAL)")
+	// Statement rollback data (the subjournal of each statement inside the
+	// archive's batch transaction) stays in memory, not a temporary file.
+	params.Add("_pragma", "temp_store(MEMORY)")
 	params.Set("_txlock", "immediate")
 
 	memory := path == ":memory:"
