@@ -64,7 +64,7 @@ func chatCommand(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	var o chatOptions
 	fs := pflag.NewFlagSet("chat", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&o.addr, "addr", "127.0.0.1:5222", "server address (STARTTLS port)")
+	fs.StringVar(&o.addr, "addr", "127.0.0.1:5222", "server address (STARTTLS port); several, comma-separated, spread the clients over the nodes of a cluster (client i on address i mod n)")
 	fs.StringVar(&o.domain, "domain", "localhost", "XMPP domain")
 	fs.IntVar(&o.clients, "clients", 100, "clients to log in")
 	fs.StringVar(&o.userPrefix, "user-prefix", "bench", "accounts are PREFIX0, PREFIX1, … (they must exist)")
@@ -127,6 +127,7 @@ type benchClient struct {
 }
 
 func runChat(ctx context.Context, o chatOptions, srcs []netip.Addr, progress io.Writer) (*chatResult, error) {
+	addrs := strings.Split(o.addr, ",")
 	res := &chatResult{Clients: o.clients, OfferedRate: o.rate}
 	cpu0, _ := processCPU(o.pid)
 
@@ -144,7 +145,7 @@ func runChat(ctx context.Context, o chatOptions, srcs []netip.Addr, progress io.
 			defer wg.Done()
 			defer func() { <-sem }()
 			c, err := xmppclient.Dial(ctx, xmppclient.Options{
-				Addr: o.addr, Domain: o.domain, Username: o.userPrefix + strconv.Itoa(i), Password: o.password,
+				Addr: addrs[i%len(addrs)], Domain: o.domain, Username: o.userPrefix + strconv.Itoa(i), Password: o.password,
 				Resource: "bench", Mechanism: o.mechanism, Timeout: 30 * time.Second,
 				LocalAddr: &net.TCPAddr{IP: srcs[i%len(srcs)].AsSlice()},
 			})
