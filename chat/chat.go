@@ -284,18 +284,12 @@ func (s *Service) resourcesLocked(local string) map[string]*resource {
 func (s *Service) SessionClosed(ctx context.Context, sess Session) {
 	me := sess.JID()
 	s.mu.Lock()
-	m := s.users[me.Localpart()]
-	r := m[me.Resourcepart()]
-	if r == nil || r.sess != sess {
+	r, last := s.detachLocked(sess)
+	if r == nil {
 		s.mu.Unlock()
 		return
 	}
 	snap := r.snapshot()
-	delete(m, me.Resourcepart())
-	last := len(m) == 0
-	if last {
-		delete(s.users, me.Localpart())
-	}
 	s.mu.Unlock()
 	if last {
 		s.forgetBlocklist(me.Localpart())
@@ -305,6 +299,24 @@ func (s *Service) SessionClosed(ctx context.Context, sess Session) {
 		s.observe(me, ResourceState{}, true)
 	}
 	s.endPresence(ctx, me, snap.available, snap.directed, nil, nil)
+}
+
+// detachLocked removes sess from the users map and returns its state, and
+// whether it was its user's last session; nil if another session has
+// taken its full JID (or it was never there). s.mu must be held.
+func (s *Service) detachLocked(sess Session) (r *resource, last bool) {
+	me := sess.JID()
+	m := s.users[me.Localpart()]
+	r = m[me.Resourcepart()]
+	if r == nil || r.sess != sess {
+		return nil, false
+	}
+	delete(m, me.Resourcepart())
+	if len(m) == 0 {
+		delete(s.users, me.Localpart())
+		return r, true
+	}
+	return r, false
 }
 
 // snapshot copies r's fields. s.mu must be held.
@@ -319,6 +331,7 @@ type target struct {
 	sess     Session
 	priority int
 	last     *stanza.Element
+	remote   bool // served by another node
 }
 
 // available returns the available sessions of local.
@@ -328,7 +341,7 @@ func (s *Service) available(local string) []target {
 	var out []target
 	for _, r := range s.users[local] {
 		if r.available {
-			out = append(out, target{sess: r.sess, priority: r.priority, last: r.last})
+			out = append(out, target{sess: r.sess, priority: r.priority, last: r.last, remote: r.remote})
 		}
 	}
 	return out

@@ -145,17 +145,7 @@ func (s *Service) storeOffline(ctx context.Context, sender Session, el *stanza.E
 		return
 	}
 	// The recipient may have come online while the message was stored.
-	// (Another node drains for its own sessions.)
-	var best Session
-	top := -1
-	for _, t := range s.available(local) {
-		if t.priority > top && !s.isRemote(t.sess) {
-			best, top = t.sess, t.priority
-		}
-	}
-	if best != nil {
-		s.drainOffline(ctx, local, best)
-	}
+	s.drainHere(ctx, local)
 }
 
 // drainOffline delivers local's queued messages to sess, oldest first, each

@@ -75,17 +75,8 @@ func (s *Service) SetRemote(sess Session, st ResourceState) {
 func (s *Service) DropRemote(ctx context.Context, sess Session, announce bool) {
 	me := sess.JID()
 	s.mu.Lock()
-	m := s.users[me.Localpart()]
-	r := m[me.Resourcepart()]
-	if r == nil || r.sess != sess {
-		s.mu.Unlock()
-		return
-	}
-	wasAvailable := r.available
-	delete(m, me.Resourcepart())
-	if len(m) == 0 {
-		delete(s.users, me.Localpart())
-	}
+	r, _ := s.detachLocked(sess)
+	wasAvailable := r != nil && r.available
 	s.mu.Unlock()
 	if !announce || !wasAvailable {
 		return
@@ -112,19 +103,10 @@ func (s *Service) presenceToLocal(p *stanza.Element, bare jid.JID) {
 	q := p.Copy()
 	q.SetAttr("to", bare.String())
 	for _, t := range s.available(bare.Localpart()) {
-		if !s.isRemote(t.sess) {
+		if !t.remote {
 			s.send(t.sess, q)
 		}
 	}
-}
-
-// isRemote reports whether sess is a session SetRemote recorded.
-func (s *Service) isRemote(sess Session) bool {
-	me := sess.JID()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r := s.users[me.Localpart()][me.Resourcepart()]
-	return r != nil && r.sess == sess && r.remote
 }
 
 // LocalStates calls fn with the routing state of every session this node
@@ -182,18 +164,24 @@ func (s *Service) Undeliverable(ctx context.Context, el *stanza.Element) (queued
 // DrainUser delivers the offline messages of the user with this bare JID
 // to their best available session on this node, if there is one.
 func (s *Service) DrainUser(ctx context.Context, bare jid.JID) {
-	if !s.isLocal(bare) || bare.Localpart() == "" {
-		return
+	if s.isLocal(bare) && bare.Localpart() != "" {
+		s.drainHere(ctx, bare.Localpart())
 	}
+}
+
+// drainHere delivers local's offline messages to the session of highest
+// non-negative priority this node serves, if there is one. (Another node
+// drains for its own sessions.)
+func (s *Service) drainHere(ctx context.Context, local string) {
 	var best Session
 	top := -1
-	for _, t := range s.available(bare.Localpart()) {
-		if t.priority > top && !s.isRemote(t.sess) {
+	for _, t := range s.available(local) {
+		if t.priority > top && !t.remote {
 			best, top = t.sess, t.priority
 		}
 	}
 	if best != nil {
-		s.drainOffline(ctx, bare.Localpart(), best)
+		s.drainOffline(ctx, local, best)
 	}
 }
 
@@ -201,24 +189,22 @@ func (s *Service) DrainUser(ctx context.Context, bare jid.JID) {
 // session this node serves (after a cluster outage during which messages
 // for them were stored offline).
 func (s *Service) DrainOffline(ctx context.Context) {
-	best := map[string]target{}
+	var locals []string
 	s.mu.Lock()
 	for local, m := range s.users {
 		for _, r := range m {
-			if r.remote || !r.available || r.priority < 0 {
-				continue
-			}
-			if b, ok := best[local]; !ok || r.priority > b.priority {
-				best[local] = target{sess: r.sess, priority: r.priority}
+			if !r.remote && r.available && r.priority >= 0 {
+				locals = append(locals, local)
+				break
 			}
 		}
 	}
 	s.mu.Unlock()
-	for local, t := range best {
+	for _, local := range locals {
 		if ctx.Err() != nil {
 			return
 		}
-		s.drainOffline(ctx, local, t.sess)
+		s.drainHere(ctx, local)
 	}
 }
 
