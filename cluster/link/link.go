@@ -10,7 +10,6 @@ package link
 
 import (
 	"context"
-	"errors"
 	"hash/fnv"
 	"log/slog"
 	"sync"
@@ -435,14 +434,13 @@ func (l *Link) NodeJoined(ctx context.Context, id cluster.NodeID) {
 func (l *Link) NodeGone(ctx context.Context, id cluster.NodeID) {
 	l.mu.Lock()
 	delete(l.peers, id)
-	sessions := l.byNode[id]
+	var sessions []*remoteSession
+	for _, r := range l.byNode[id] {
+		sessions = append(sessions, r)
+		l.unlistLocked(r)
+	}
 	delete(l.byNode, id)
 	delete(l.gen, id)
-	for full, r := range sessions {
-		if l.remotes[full] == r {
-			delete(l.remotes, full)
-		}
-	}
 	l.mu.Unlock()
 	for _, r := range sessions {
 		l.drop(ctx, r, true)
@@ -471,6 +469,3 @@ func (l *Link) HealthChanged(healthy bool) {
 		l.cfg.Chat.DrainOffline(ctx)
 	}()
 }
-
-// ErrNoHost is returned by Room when the hosting node cannot be reached.
-var ErrNoHost = errors.New("link: room host unreachable")

@@ -401,13 +401,18 @@ func TestRoomForwardedToHostAndHostDeath(t *testing.T) {
 		t.Fatalf("a's rooms closed %q", a.rooms.closed)
 	}
 
-	// bob joins again, then a dies: b tells bob he is out (110, 332).
+	// bob joins again, then a dies: b tells bob he is out (110, 332),
+	// and drops a's sessions from its mirror, announcing them gone.
+	a.link.Observe(alice.full, chat.ResourceState{Available: true}, false)
 	b.link.Room(ctx, bob, join(bob, "bo"))
 	h.settle(t)
 	h.mu.Lock()
 	h.nodes["a"].dead = true
 	h.mu.Unlock()
 	b.link.NodeGone(ctx, "a")
+	if _, ok := b.chat.remote["alice@x/pc"]; ok || !slices.Contains(b.chat.dropped, "alice@x/pc true") {
+		t.Fatalf("after a died: b's mirror %v, dropped %q", b.chat.remote, b.chat.dropped)
+	}
 	got := bob.received()
 	last := got[len(got)-1]
 	for _, want := range []string{"type='unavailable'", "room@conf.x/bo", "code='110'", "code='332'"} {

@@ -14,6 +14,7 @@ import (
 // it like a local session, and rooms this node hosts seat it; what it is
 // sent travels to its node.
 type remoteSession struct {
+	key   string // full JID as the node reported it: the maps' key
 	full  jid.JID
 	node  cluster.NodeID
 	l     *Link
@@ -44,9 +45,9 @@ func (l *Link) remote(node cluster.NodeID, full string) (*remoteSession, error) 
 	if err != nil {
 		return nil, err
 	}
-	r := &remoteSession{full: j, node: node, l: l, gen: l.gen[node]}
+	r := &remoteSession{key: full, full: j, node: node, l: l, gen: l.gen[node]}
 	if old := l.remotes[full]; old != nil {
-		delete(l.byNode[old.node], full)
+		l.unlistLocked(old)
 	}
 	l.remotes[full] = r
 	m := l.byNode[node]
@@ -56,6 +57,14 @@ func (l *Link) remote(node cluster.NodeID, full string) (*remoteSession, error) 
 	}
 	m[full] = r
 	return r, nil
+}
+
+// unlistLocked takes r out of the link's indexes. l.mu must be held.
+func (l *Link) unlistLocked(r *remoteSession) {
+	delete(l.byNode[r.node], r.key)
+	if l.remotes[r.key] == r {
+		delete(l.remotes, r.key)
+	}
 }
 
 // states mirrors the state of sessions node serves. A full snapshot ends
@@ -88,13 +97,10 @@ func (l *Link) states(ctx context.Context, node cluster.NodeID, flags byte, es [
 	}
 	var stale []*remoteSession
 	l.mu.Lock()
-	for full, r := range l.byNode[node] {
+	for _, r := range l.byNode[node] {
 		if r.gen != gen {
 			stale = append(stale, r)
-			delete(l.byNode[node], full)
-			if l.remotes[full] == r {
-				delete(l.remotes, full)
-			}
+			l.unlistLocked(r)
 		}
 	}
 	l.mu.Unlock()
@@ -120,10 +126,7 @@ func (l *Link) gone(ctx context.Context, node cluster.NodeID, full string) {
 	l.mu.Lock()
 	r := l.byNode[node][full]
 	if r != nil {
-		delete(l.byNode[node], full)
-		if l.remotes[full] == r {
-			delete(l.remotes, full)
-		}
+		l.unlistLocked(r)
 	}
 	l.mu.Unlock()
 	if r != nil {
