@@ -21,7 +21,10 @@ func (d *discardSession) Send(*stanza.Element) error { return nil }
 // nullStore stores nothing; it isolates the room service's own cost.
 type nullStore struct{}
 
-func (nullStore) Rooms(context.Context) ([]store.Room, error)                             { return nil, nil }
+func (nullStore) Rooms(context.Context) ([]store.Room, error) { return nil, nil }
+func (nullStore) Room(context.Context, string) (store.Room, error) {
+	return store.Room{}, store.ErrNotFound
+}
 func (nullStore) PutRoom(context.Context, store.Room) error                               { return nil }
 func (nullStore) DeleteRoomArchive(context.Context, string) error                         { return nil }
 func (nullStore) DeleteRoom(context.Context, string) error                                { return nil }

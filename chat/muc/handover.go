@@ -2,7 +2,10 @@ package muc
 
 import (
 	"context"
+	"errors"
 	"fmt"
+
+	"poosms.org/poosms/store"
 )
 
 // StatusMoved is the XEP-0045 status code (332, "removed because of a
@@ -23,28 +26,25 @@ func (s *Service) Adopt(ctx context.Context, name string) error {
 	if busy {
 		return nil
 	}
-	stored, err := s.st.Rooms(ctx)
-	if err != nil {
-		return fmt.Errorf("muc: adopt room %q: %w", name, err)
-	}
-	for _, sr := range stored {
-		if sr.Name != name {
-			continue
-		}
-		fresh, err := s.loadRoom(ctx, sr)
-		if err != nil || fresh == nil {
-			return err
-		}
+	sr, err := s.st.Room(ctx, name)
+	if errors.Is(err, store.ErrNotFound) {
 		s.mu.Lock()
-		if cur := s.rooms[name]; cur == nil || len(cur.occupants) == 0 {
-			s.rooms[name] = fresh
+		if cur := s.rooms[name]; cur != nil && len(cur.occupants) == 0 {
+			delete(s.rooms, name)
 		}
 		s.mu.Unlock()
 		return nil
 	}
+	if err != nil {
+		return fmt.Errorf("muc: adopt room %q: %w", name, err)
+	}
+	fresh, err := s.loadRoom(ctx, sr)
+	if err != nil || fresh == nil {
+		return err
+	}
 	s.mu.Lock()
-	if cur := s.rooms[name]; cur != nil && len(cur.occupants) == 0 {
-		delete(s.rooms, name)
+	if cur := s.rooms[name]; cur == nil || len(cur.occupants) == 0 {
+		s.rooms[name] = fresh
 	}
 	s.mu.Unlock()
 	return nil

@@ -51,6 +51,7 @@ const (
 // implements it.
 type Store interface {
 	Rooms(ctx context.Context) ([]store.Room, error)
+	Room(ctx context.Context, name string) (store.Room, error)
 	PutRoom(ctx context.Context, r store.Room) error
 	DeleteRoom(ctx context.Context, name string) error
 	DeleteRoomArchive(ctx context.Context, name string) error

@@ -45,7 +45,7 @@ func (n *node) joinCluster(ctx context.Context, reg prometheus.Registerer) error
 	cfg := n.cfg
 	self := cluster.Node{
 		ID:   cluster.NodeID(cfg.NodeID),
-		C2S:  publicAddr(n.publicHost(), addrString(n.c2s.Addrs()[:1])),
+		C2S:  publicAddr(n.publicHost(), n.c2s.Addrs()[0].String()),
 		HTTP: publicAddr(n.publicHost(), n.httpAddr.String()),
 	}
 	if n.sfu != nil && n.sfu.UDPAddr() != nil {
