@@ -279,6 +279,8 @@ func (s *Session) authenticate(ctx context.Context, auth *stanza.Element) (bool,
 		Lookup:        s.srv.lookup,
 		Normalize:     s.srv.normalizeUser,
 		FakeKey:       s.srv.fakeKey,
+		Iterations:    sasl.DefaultIterations,
+		Domain:        s.srv.cfg.Domain,
 	})
 	if err != nil {
 		var f *sasl.Failure

@@ -125,6 +125,10 @@ func Connect(ctx context.Context, o Options) (*Client, error) {
 	return c, nil
 }
 
+// Restart opens a new stream on the same connection, as after SASL
+// success, and reads the new features.
+func (c *Client) Restart() error { return c.open() }
+
 // open sends a stream header and reads the server's header and features.
 func (c *Client) open() error {
 	c.dec = stanza.NewDecoder(bufio.NewReader(c.conn))

@@ -68,6 +68,64 @@ type Options struct {
 	// FakeKey derives credentials for unknown users so that a login for a
 	// name that does not exist looks like one with a wrong password.
 	FakeKey []byte
+	// Iterations is the PBKDF2 count given to unknown users' fake
+	// credentials, so it matches what real accounts show.
+	Iterations int
+	// Domain is the XMPP domain: the only authorization identity a user
+	// may ask for is their own bare JID, NAME@Domain.
+	Domain string
+}
+
+// authzidIs reports whether authzid names the authenticated user: their
+// bare JID (RFC 6120 §6.3.8), or the same username.
+func (o Options) authzidIs(authzid, user string) bool {
+	local, domain, ok := strings.Cut(authzid, "@")
+	if !ok {
+		local = authzid
+	} else if !strings.EqualFold(domain, o.Domain) || o.Domain == "" {
+		return false
+	}
+	norm, err := o.Normalize(local)
+	return err == nil && norm == user
+}
+
+// FakeCredentials returns stable, unguessable verifiers for a user that
+// does not exist, so every check against them fails at the same cost as
+// a wrong password for a real account.
+func FakeCredentials(key []byte, name string, iterations int) store.Credentials {
+	derive := func(label string) []byte {
+		mac := hmac.New(sha256.New, key)
+		mac.Write([]byte(label))
+		mac.Write([]byte{0})
+		mac.Write([]byte(name))
+		return mac.Sum(nil)
+	}
+	if iterations < DefaultIterations {
+		iterations = DefaultIterations
+	}
+	return store.Credentials{
+		Salt:            derive("salt")[:16],
+		Iterations:      iterations,
+		StoredKeySHA1:   derive("stored-sha1")[:sha1.Size],
+		ServerKeySHA1:   derive("server-sha1")[:sha1.Size],
+		StoredKeySHA256: derive("stored-sha256"),
+		ServerKeySHA256: derive("server-sha256"),
+	}
+}
+
+// CheckLogin checks a username and password given in the clear (PLAIN,
+// the web form, /api/turn). It costs the same for unknown users as for a
+// wrong password; the error is only for store failures.
+func CheckLogin(ctx context.Context, opt Options, user, password string) (bool, error) {
+	c, err := opt.Lookup(ctx, user)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		CheckPassword(FakeCredentials(opt.FakeKey, user, opt.Iterations), password)
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	return CheckPassword(c, password), nil
 }
 
 // Mechanism runs one SASL exchange on the server side.
@@ -158,7 +216,9 @@ type scramMech struct {
 	plus   bool
 	opt    Options
 	conv   *scram.ServerConversation
-	user   string
+	user   string // normalised, from the strict parse of client-first
+	raw    string // the username exactly as the client sent it (decoded)
+	nonce  string // the server's combined nonce, from server-first
 	done   bool
 }
 
@@ -168,17 +228,39 @@ func (m *scramMech) Step(ctx context.Context, in []byte) ([]byte, bool, error) {
 	if m.done {
 		return nil, false, fail("malformed-request", "exchange already complete")
 	}
-	if m.conv == nil {
+	first := m.conv == nil
+	if first {
 		if err := m.start(ctx, string(in)); err != nil {
 			return nil, false, err
+		}
+	} else {
+		// The library checks the proof; this strict parse refuses what
+		// RFC 5802 does not allow before the library sees it.
+		cf, f := parseClientFinal(string(in))
+		if f != nil {
+			f.Username = m.user
+			return nil, false, f
+		}
+		if cf.nonce != m.nonce {
+			return nil, false, &Failure{Condition: "malformed-request", Text: "SCRAM nonce does not match", Username: m.user}
 		}
 	}
 	out, err := m.conv.Step(string(in))
 	if err != nil {
 		return nil, false, m.mapError(out, err)
 	}
+	if first {
+		// Both parsers must have read the same name: the identity that
+		// signs in is the one whose verifier checks the proof.
+		if m.conv.Username() != m.raw {
+			return nil, false, &Failure{Condition: "malformed-request", Text: "SCRAM username is ambiguous", Username: m.user}
+		}
+		if r, ok := strings.CutPrefix(strings.SplitN(out, ",", 2)[0], "r="); ok {
+			m.nonce = r
+		}
+	}
 	if m.conv.Done() {
-		if !m.conv.Valid() {
+		if !m.conv.Valid() || m.conv.Username() != m.raw {
 			return nil, false, &Failure{Condition: "not-authorized", Username: m.user}
 		}
 		m.done = true
@@ -187,66 +269,63 @@ func (m *scramMech) Step(ctx context.Context, in []byte) ([]byte, bool, error) {
 	return []byte(out), false, nil
 }
 
-// start inspects the GS2 header of the client-first message, checks it
-// against the chosen mechanism and prepares the conversation with the
-// matching channel binding.
+// start parses the client-first message strictly, checks its GS2 header
+// against the chosen mechanism and the stream, and prepares the
+// conversation with the matching channel binding.
 func (m *scramMech) start(ctx context.Context, first string) error {
-	flag, rest, ok := strings.Cut(first, ",")
-	if !ok || first == "" {
-		return fail("malformed-request", "SCRAM client-first message expected")
+	cf, f := parseClientFirst(first)
+	if f != nil {
+		return f
 	}
-	authzid, bare, ok := strings.Cut(rest, ",")
-	if !ok {
-		return fail("malformed-request", "SCRAM GS2 header incomplete")
+	m.raw = cf.user
+	norm, err := m.opt.Normalize(cf.user)
+	if err != nil {
+		// An invalid name cannot exist: it fails at the proof like a
+		// wrong password, with the same cost.
+		norm = cf.user
 	}
-	if authzid != "" && !strings.HasPrefix(authzid, "a=") {
-		return fail("malformed-request", "SCRAM GS2 authzid malformed")
-	}
-	// Find the user name now so failures can be throttled per account.
-	for _, f := range strings.Split(bare, ",") {
-		if name, ok := strings.CutPrefix(f, "n="); ok {
-			name = strings.NewReplacer("=2C", ",", "=3D", "=").Replace(name)
-			if norm, err := m.opt.Normalize(name); err == nil {
-				m.user = norm
-			} else {
-				m.user = name
-			}
-		}
+	m.user = norm
+	if cf.authzid != "" && !m.opt.authzidIs(cf.authzid, norm) {
+		return &Failure{Condition: "invalid-authzid", Text: "the authorization identity must be your own bare JID", Username: norm}
 	}
 	server, err := m.hash.NewServer(m.lookup(ctx))
 	if err != nil {
 		return fmt.Errorf("sasl: new scram server: %w", err)
 	}
-	switch {
-	case strings.HasPrefix(flag, "p="):
+	switch cf.flag {
+	case "p":
 		if !m.plus {
 			return fail("malformed-request", "channel binding requested with a mechanism that has none; use the -PLUS variant")
 		}
-		typ := strings.TrimPrefix(flag, "p=")
 		var cb scram.ChannelBinding
-		switch typ {
+		switch cf.cbType {
 		case BindingExporter:
 			cb, err = scram.NewTLSExporterBinding(m.opt.TLS)
 		case BindingServerEndPoint:
 			cb, err = serverEndPoint(m.opt.ServerCert)
 		default:
-			return fail("malformed-request", "unsupported channel binding type "+typ)
+			return fail("malformed-request", "unsupported channel binding type "+cf.cbType)
 		}
 		if err != nil || m.opt.TLS == nil {
-			return fail("malformed-request", "channel binding "+typ+" is not available on this connection")
+			return fail("malformed-request", "channel binding "+cf.cbType+" is not available on this connection")
 		}
 		m.conv = server.NewConversationWithChannelBindingRequired(cb)
-	case flag == "n" || flag == "y":
+	case "y":
 		if m.plus {
 			return fail("malformed-request", "a -PLUS mechanism needs channel binding (p=TYPE)")
 		}
-		// "y" (the client binds, but thinks the server cannot) is accepted
-		// like "n": clients that only know tls-unique, which TLS 1.3 lacks
-		// and poosms does not offer, send it honestly. The -PLUS variants
-		// remain the protection against a stripped mechanism list.
+		if m.opt.AdvertisePlus {
+			// RFC 5802 §6: the client can bind and believes the server
+			// cannot, yet -PLUS was offered: the mechanism list was
+			// stripped on the way. Refuse the downgrade.
+			return &Failure{Condition: "not-authorized", Text: "channel binding downgrade refused: this server offers -PLUS mechanisms", Username: norm}
+		}
 		m.conv = server.NewConversation()
-	default:
-		return fail("malformed-request", "SCRAM GS2 flag must be n, y or p=TYPE")
+	default: // "n"
+		if m.plus {
+			return fail("malformed-request", "a -PLUS mechanism needs channel binding (p=TYPE)")
+		}
+		m.conv = server.NewConversation()
 	}
 	return nil
 }
@@ -264,34 +343,24 @@ func (m *scramMech) lookup(ctx context.Context) scram.CredentialLookup {
 		if err != nil {
 			return scram.StoredCredentials{}, err
 		}
-		sc := scram.StoredCredentials{KeyFactors: scram.KeyFactors{Salt: string(c.Salt), Iters: c.Iterations}}
-		if m.sha256 {
-			sc.StoredKey, sc.ServerKey = c.StoredKeySHA256, c.ServerKeySHA256
-		} else {
-			sc.StoredKey, sc.ServerKey = c.StoredKeySHA1, c.ServerKeySHA1
-		}
-		return sc, nil
+		return m.stored(c), nil
 	}
 }
 
-// fake returns stable, unguessable credentials for a user that does not
-// exist, so the exchange fails only at the proof, like a wrong password.
+// fake returns the SCRAM view of FakeCredentials, so the exchange for an
+// unknown user fails only at the proof, like a wrong password.
 func (m *scramMech) fake(name string) scram.StoredCredentials {
-	derive := func(label string) []byte {
-		mac := hmac.New(sha256.New, m.opt.FakeKey)
-		mac.Write([]byte(label))
-		mac.Write([]byte(name))
-		return mac.Sum(nil)
-	}
-	n := sha1.Size
+	return m.stored(FakeCredentials(m.opt.FakeKey, name, m.opt.Iterations))
+}
+
+func (m *scramMech) stored(c store.Credentials) scram.StoredCredentials {
+	sc := scram.StoredCredentials{KeyFactors: scram.KeyFactors{Salt: string(c.Salt), Iters: c.Iterations}}
 	if m.sha256 {
-		n = sha256.Size
+		sc.StoredKey, sc.ServerKey = c.StoredKeySHA256, c.ServerKeySHA256
+	} else {
+		sc.StoredKey, sc.ServerKey = c.StoredKeySHA1, c.ServerKeySHA1
 	}
-	return scram.StoredCredentials{
-		KeyFactors: scram.KeyFactors{Salt: string(derive("salt")[:16]), Iters: DefaultIterations},
-		StoredKey:  derive("stored")[:n],
-		ServerKey:  derive("server")[:n],
-	}
+	return sc
 }
 
 func (m *scramMech) mapError(out string, err error) error {
@@ -310,39 +379,44 @@ func (m *scramMech) mapError(out string, err error) error {
 }
 
 type plainMech struct {
-	opt  Options
-	user string
+	opt      Options
+	user     string
+	password string
 }
 
 func (m *plainMech) Username() string { return m.user }
 
 func (m *plainMech) Step(ctx context.Context, in []byte) ([]byte, bool, error) {
+	if m.user != "" {
+		return nil, false, fail("malformed-request", "exchange already complete")
+	}
 	parts := strings.Split(string(in), "\x00")
-	if len(parts) != 3 || parts[1] == "" {
+	if len(parts) != 3 || parts[1] == "" || parts[2] == "" {
 		return nil, false, fail("malformed-request", "PLAIN wants authzid NUL user NUL password")
 	}
 	norm, err := m.opt.Normalize(parts[1])
 	if err != nil {
-		return nil, false, &Failure{Condition: "not-authorized", Username: parts[1]}
+		// Same cost as a real check, so invalid names tell nothing.
+		norm = parts[1]
 	}
 	m.user = norm
-	c, err := m.opt.Lookup(ctx, norm)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, false, &Failure{Condition: "not-authorized", Username: norm}
-	}
+	ok, err := CheckLogin(ctx, m.opt, norm, parts[2])
 	if err != nil {
 		return nil, false, fmt.Errorf("sasl: plain lookup: %w", err)
 	}
-	if !CheckPassword(c, parts[2]) {
+	if !ok {
 		return nil, false, &Failure{Condition: "not-authorized", Username: norm}
 	}
-	if parts[0] != "" {
-		if az, ok := strings.CutPrefix(parts[0], norm+"@"); !ok || strings.Contains(az, "/") {
-			return nil, false, &Failure{Condition: "invalid-authzid", Username: norm}
-		}
+	if parts[0] != "" && !m.opt.authzidIs(parts[0], norm) {
+		return nil, false, &Failure{Condition: "invalid-authzid", Username: norm}
 	}
+	m.password = parts[2]
 	return nil, true, nil
 }
+
+// Password is the password a PLAIN login proved, so the caller can
+// upgrade the stored verifiers; "" for other mechanisms.
+func (m *plainMech) Password() string { return m.password }
 
 // CheckPassword reports whether password matches the stored verifiers.
 func CheckPassword(c store.Credentials, password string) bool {
