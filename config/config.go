@@ -168,6 +168,13 @@ type Config struct {
 	// they are loopback, private or link-local (comma-separated CIDRs).
 	// Default: none.
 	TURNAllowPeers []netip.Prefix `yaml:"turn_allow_peers"`
+	// TURNAllowSelf lets the relay reach this host's own addresses
+	// (loopback, its interfaces, its listen addresses, PublicIP): its SFU,
+	// its TURN ports and anything else listening here. Off, they are
+	// refused even inside TURNAllowPeers, except between two allocations
+	// of the relay. For tests and benchmarks whose peers run on the
+	// server's host. Default: false.
+	TURNAllowSelf bool `yaml:"turn_allow_self"`
 
 	// Redis is the Redis server the nodes of a cluster share
 	// ("redis://[:password@]host:port[/db]"). Empty runs one node on its

@@ -209,6 +209,8 @@ var settings = []*setting{
 			}
 			return strings.Join(s, ",")
 		}},
+	boolSetting("turn-allow-self", "let the relay reach this host's own addresses (its SFU, TURN and other services) even inside --turn-allow-peers; for tests",
+		func(c *Config) *bool { return &c.TURNAllowSelf }),
 	{name: "redis", usage: "Redis URL shared by the nodes of a cluster, redis://[:password@]host:port[/db]; empty runs one node on its own",
 		set: func(c *Config, v string) (string, bool) {
 			if v != "" && !validRedis(v) {

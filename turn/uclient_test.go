@@ -98,7 +98,7 @@ func TestUclientOverTLS(t *testing.T) {
 
 func TestUclientPeer(t *testing.T) {
 	uclient(t)
-	srv := startServer(t, func(c *Config) { c.AllowPeers = allowLoopV4 })
+	srv := startServer(t, relayToLoopback)
 	peer := listenPeer(t)
 	done := make(chan struct{})
 	go func() { // echo what the relay delivers, until the socket closes

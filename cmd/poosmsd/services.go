@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"log/slog"
 	"net"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"time"
@@ -51,6 +52,8 @@ func (n *node) startTURN(ctx context.Context, tlsConfig *tls.Config, reg prometh
 		Secret:                secret,
 		CredentialTTL:         cfg.TURNCredentialTTL,
 		AllowPeers:            cfg.TURNAllowPeers,
+		AllowSelf:             cfg.TURNAllowSelf,
+		SelfAddrs:             n.selfAddrs(),
 		MaxAllocationsPerUser: cfg.TURNMaxAllocations,
 		Logger:                n.log.With("service", "turn"),
 	})
@@ -71,6 +74,17 @@ func (n *node) startTURN(ctx context.Context, tlsConfig *tls.Config, reg prometh
 		return stanza.Result(iq, t.ExternalServices(n.publicHost(), sess.JID().Bare().String()))
 	})
 	return nil
+}
+
+// selfAddrs are the node's addresses the relay must not reach besides its
+// own: where the other services listen, and the public address.
+func (n *node) selfAddrs() []netip.Addr {
+	cfg := n.cfg
+	own := turn.ListenAddrs(cfg.C2SAddr, cfg.C2STLSAddr, cfg.HTTPAddr, cfg.MediaUDPAddr, cfg.MediaTCPAddr, cfg.DebugAddr)
+	if cfg.PublicIP.IsValid() {
+		own = append(own, cfg.PublicIP)
+	}
+	return own
 }
 
 // startRooms runs conference.DOMAIN: group rooms (XEP-0045) and, in the
