@@ -66,7 +66,9 @@ func runUclient(t *testing.T, srv *Server, args ...string) (sent, received int, 
 func TestUclientClientToClient(t *testing.T) {
 	uclient(t)
 	srv := startServer(t, func(c *Config) { c.AllowPeers = allowLoopV4 })
-	// -y: two allocations relay to each other; -c: no RTCP pair.
+	// -y: two allocations relay to each other; -c: no RTCP pair. Their
+	// relayed addresses are this host's, which the relay lets through
+	// between live allocations only (AllowSelf is off).
 	sent, received, out := runUclient(t, srv, "-y", "-c", "-n", "20", "-z", "5")
 	if sent <= 0 || received != sent {
 		t.Errorf("sent %d, received %d: want every message back\n%s", sent, received, out)
