@@ -112,7 +112,7 @@ func (s *Service) join(fx *effects, r *room, sess Session, el *stanza.Element, t
 	case r.cfg.MembersOnly && aff < affMember:
 		fail("registration-required", "this room is for members only")
 		return
-	case r.cfg.PasswordProtected && aff < affAdmin && password != r.cfg.Password:
+	case r.cfg.PasswordProtected && aff < affAdmin && !passwordMatches(password, r.cfg.Password):
 		fail("not-authorized", "a password is required to enter this room")
 		return
 	case existing != nil && !existing.bare.Equal(bare):

@@ -1,6 +1,8 @@
 package muc
 
 import (
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -257,6 +259,14 @@ func (r *room) remember(e histEntry, max int) {
 	if n := len(r.history) - max; n > 0 {
 		r.history = slices.Delete(r.history, 0, n)
 	}
+}
+
+// passwordMatches reports whether given is the room password want, in
+// time that depends on neither where they differ nor want's length: both
+// are hashed to one size first, then compared in constant time.
+func passwordMatches(given, want string) bool {
+	g, w := sha256.Sum256([]byte(given)), sha256.Sum256([]byte(want))
+	return subtle.ConstantTimeCompare(g[:], w[:]) == 1
 }
 
 // seesJIDs reports whether an occupant with role viewer sees real JIDs.
