@@ -20,10 +20,11 @@ const tickInterval = 500 * time.Millisecond
 
 // room is one conference.
 type room struct {
-	s   *Service
-	jid jid.JID
-	key string
-	log *slog.Logger
+	s      *Service
+	jid    jid.JID
+	key    string
+	opener string // bare JID of the user who opened it, charged for it
+	log    *slog.Logger
 
 	mu      sync.Mutex
 	parts   map[string]*participant // by participant id
@@ -37,9 +38,9 @@ type room struct {
 	done     chan struct{}
 }
 
-func newRoom(s *Service, j jid.JID) *room {
+func newRoom(s *Service, j jid.JID, opener string) *room {
 	r := &room{
-		s: s, jid: j, key: j.String(), log: s.log.With("room", j.String()),
+		s: s, jid: j, key: j.String(), opener: opener, log: s.log.With("room", j.String()),
 		parts: map[string]*participant{}, byJID: map[string]*participant{}, tracks: map[string]*upTrack{},
 		quit: make(chan struct{}), done: make(chan struct{}),
 	}
@@ -94,6 +95,20 @@ func (r *room) join(p Peer) (part *participant, cond, text string) {
 	r.mu.Unlock()
 	part.startTimer()
 	return part, "", ""
+}
+
+// closeIfEmpty closes the conference if nobody is in it (its first join
+// failed).
+func (r *room) closeIfEmpty() {
+	r.mu.Lock()
+	empty := len(r.parts) == 0 && !r.closed
+	if empty {
+		r.closed = true
+	}
+	r.mu.Unlock()
+	if empty {
+		r.stop()
+	}
 }
 
 // joinedElement is the join result: who is here and what they publish.

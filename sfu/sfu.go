@@ -61,6 +61,11 @@ type Config struct {
 	MaxParticipants int
 	// MaxConferences per node. Default 100.
 	MaxConferences int
+	// MaxConferencesPerUser is how many conferences one user (bare JID)
+	// may have opened that still run on this node, so that one user
+	// cannot take the node's MaxConferences. Joining a conference that
+	// runs already is not limited. Default 5.
+	MaxConferencesPerUser int
 	// ConnectTimeout removes a participant whose ICE and DTLS have not
 	// completed in time. Default 30s.
 	ConnectTimeout time.Duration
@@ -88,6 +93,7 @@ type Service struct {
 
 	mu     sync.Mutex
 	rooms  map[string]*room // by bare room JID
+	opened map[string]int   // bare JID → conferences it opened that run now
 	closed bool
 
 	ids atomic.Uint64
@@ -111,6 +117,9 @@ func New(cfg Config) (*Service, error) {
 	if cfg.MaxConferences <= 0 {
 		cfg.MaxConferences = 100
 	}
+	if cfg.MaxConferencesPerUser <= 0 {
+		cfg.MaxConferencesPerUser = 5
+	}
 	if cfg.ConnectTimeout <= 0 {
 		cfg.ConnectTimeout = 30 * time.Second
 	}
@@ -120,7 +129,7 @@ func New(cfg Config) (*Service, error) {
 	if cfg.PublicIP != "" && net.ParseIP(cfg.PublicIP) == nil {
 		return nil, fmt.Errorf("sfu: config: PublicIP %q is not an IP address", cfg.PublicIP)
 	}
-	s := &Service{cfg: cfg, log: cfg.Logger, domain: d.Domainpart(), rooms: map[string]*room{}}
+	s := &Service{cfg: cfg, log: cfg.Logger, domain: d.Domainpart(), rooms: map[string]*room{}, opened: map[string]int{}}
 
 	lf := logging.NewDefaultLoggerFactory()
 	lf.DefaultLogLevel = logging.LogLevelError
@@ -334,7 +343,7 @@ func (s *Service) join(ctx context.Context, p Peer, iq *stanza.Element, roomJID 
 		}
 	}
 	for range 3 {
-		r, cond, text := s.roomFor(roomJID)
+		r, cond, text := s.roomFor(roomJID, p.JID().Bare().String())
 		if r == nil {
 			_ = p.Send(stanza.ErrorReply(iq, cond, text))
 			return
@@ -344,6 +353,7 @@ func (s *Service) join(ctx context.Context, p Peer, iq *stanza.Element, roomJID 
 			continue
 		}
 		if part == nil {
+			r.closeIfEmpty() // a conference opened for nothing
 			_ = p.Send(stanza.ErrorReply(iq, cond, text))
 			return
 		}
@@ -358,8 +368,9 @@ func (s *Service) join(ctx context.Context, p Peer, iq *stanza.Element, roomJID 
 // between lookup and join.
 const condRetry = "retry"
 
-// roomFor returns the conference for roomJID, creating it within limits.
-func (s *Service) roomFor(roomJID jid.JID) (r *room, cond, text string) {
+// roomFor returns the conference for roomJID, opening it for user (a
+// bare JID) within the limits.
+func (s *Service) roomFor(roomJID jid.JID, user string) (r *room, cond, text string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -369,11 +380,15 @@ func (s *Service) roomFor(roomJID jid.JID) (r *room, cond, text string) {
 	if r := s.rooms[key]; r != nil {
 		return r, "", ""
 	}
+	if n := s.cfg.MaxConferencesPerUser; s.opened[user] >= n {
+		return nil, "resource-constraint", fmt.Sprintf("you have opened %d conferences that are still running, the most one user may; end one first", n)
+	}
 	if len(s.rooms) >= s.cfg.MaxConferences {
 		return nil, "resource-constraint", "too many conferences on this server"
 	}
-	r = newRoom(s, roomJID)
+	r = newRoom(s, roomJID, user)
 	s.rooms[key] = r
+	s.opened[user]++
 	return r, "", ""
 }
 
@@ -383,6 +398,9 @@ func (s *Service) dropRoom(r *room) {
 	defer s.mu.Unlock()
 	if s.rooms[r.key] == r {
 		delete(s.rooms, r.key)
+		if s.opened[r.opener]--; s.opened[r.opener] <= 0 {
+			delete(s.opened, r.opener)
+		}
 	}
 }
 

@@ -97,16 +97,17 @@ func (n *node) startRooms(router *signaling.Router) error {
 		public = cfg.PublicIP.String()
 	}
 	svc, err = sfu.New(sfu.Config{
-		Domain:          domain,
-		UDPAddr:         cfg.MediaUDPAddr,
-		TCPAddr:         cfg.MediaTCPAddr,
-		PublicIP:        public,
-		ICEServers:      n.iceServers,
-		MaxParticipants: cfg.MaxParticipants,
-		MaxConferences:  cfg.MaxConferences,
-		IncludeLoopback: loopbackMedia(cfg),
-		Authorize:       rooms.MayConference,
-		Logger:          n.log.With("service", "sfu"),
+		Domain:                domain,
+		UDPAddr:               cfg.MediaUDPAddr,
+		TCPAddr:               cfg.MediaTCPAddr,
+		PublicIP:              public,
+		ICEServers:            n.iceServers,
+		MaxParticipants:       cfg.MaxParticipants,
+		MaxConferences:        cfg.MaxConferences,
+		MaxConferencesPerUser: cfg.MaxConferencesPerUser,
+		IncludeLoopback:       loopbackMedia(cfg),
+		Authorize:             rooms.MayConference,
+		Logger:                n.log.With("service", "sfu"),
 	})
 	if err != nil {
 		return err
