@@ -71,8 +71,16 @@ type Config struct {
 	ConnectTimeout time.Duration
 	// IncludeLoopback offers loopback candidates (tests, one machine).
 	IncludeLoopback bool
-	// Authorize is an optional membership check; nil admits anyone.
-	Authorize func(ctx context.Context, room, user jid.JID) error
+	// Authorize decides whether the session p may take part in the
+	// conference of room (an error refuses it) and gives its address in
+	// the room (room@service/nick, "" for none), which everyone in the
+	// conference sees. It runs at each join and again at each Recheck.
+	// Nil admits anyone, with no address in the room.
+	Authorize func(ctx context.Context, room jid.JID, p Peer) (occupant string, err error)
+	// SeesRealJIDs reports whether the participant viewer may see the
+	// real JIDs of the others in room's conference, asked whenever one is
+	// described to it. Nil lets everyone see them.
+	SeesRealJIDs func(room jid.JID, viewer Peer) bool
 	// Logger for the service's records; default slog.Default() with
 	// service=sfu.
 	Logger *slog.Logger
@@ -336,8 +344,10 @@ func (s *Service) room(key string) *room {
 }
 
 func (s *Service) join(ctx context.Context, p Peer, iq *stanza.Element, roomJID jid.JID) {
+	occupant := ""
 	if s.cfg.Authorize != nil {
-		if err := s.cfg.Authorize(ctx, roomJID, p.JID()); err != nil {
+		var err error
+		if occupant, err = s.cfg.Authorize(ctx, roomJID, p); err != nil {
 			_ = p.Send(stanza.ErrorReply(iq, "forbidden", err.Error()))
 			return
 		}
@@ -348,7 +358,7 @@ func (s *Service) join(ctx context.Context, p Peer, iq *stanza.Element, roomJID 
 			_ = p.Send(stanza.ErrorReply(iq, cond, text))
 			return
 		}
-		part, cond, text := r.join(p)
+		part, cond, text := r.join(p, occupant)
 		if cond == condRetry {
 			continue
 		}
@@ -419,9 +429,11 @@ func (s *Service) SessionClosed(ctx context.Context, p Peer) {
 	}
 }
 
-// Recheck applies a membership change in room to its conference: every
-// participant that Config.Authorize now refuses (banned, no longer a
-// member of a members-only room) is removed, told with reason "removed".
+// Recheck applies a change in room to its conference: every participant
+// that Config.Authorize now refuses (banned, no longer a member of a
+// members-only room, out of the room) is removed, told with reason
+// "removed"; the others learn of a participant whose address in the room
+// changed (a new nickname).
 func (s *Service) Recheck(ctx context.Context, roomJID jid.JID) {
 	if s.cfg.Authorize == nil {
 		return
@@ -432,9 +444,12 @@ func (s *Service) Recheck(ctx context.Context, roomJID jid.JID) {
 	}
 	parts := r.participants()
 	for _, p := range parts {
-		if err := s.cfg.Authorize(ctx, roomJID, p.jid); err != nil {
+		occupant, err := s.cfg.Authorize(ctx, roomJID, p.peer)
+		if err != nil {
 			r.remove(p, reasonRemoved)
+			continue
 		}
+		r.readmit(p, occupant)
 	}
 }
 

@@ -90,6 +90,9 @@ type roomConfig struct {
 	ChangeSubject     bool   `json:"change_subject"`
 	AllowInvites      bool   `json:"allow_invites"`
 	Conference        string `json:"conference"`
+	// ConferenceNonOccupants lets users who are not in the room take
+	// part in its conference (poosms#conference_nonoccupants).
+	ConferenceNonOccupants bool `json:"conference_nonoccupants,omitempty"`
 }
 
 // defaultConfig is the configuration of a new room.
