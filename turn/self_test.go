@@ -5,22 +5,9 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"strconv"
 	"testing"
 	"time"
 )
-
-// ownService is a UDP socket on the relay's own address standing in for
-// one of the node's services (the SFU's media port).
-func ownService(t *testing.T) *net.UDPConn {
-	t.Helper()
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
 
 // expectNothing checks that nothing is waiting on c.
 func expectNothing(t *testing.T, c *net.UDPConn, what string) {
@@ -42,7 +29,7 @@ func TestRelayRefusesOwnAddresses(t *testing.T) {
 		c.AllowPeers = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::/127")}
 		c.SelfAddrs = []netip.Addr{public}
 	})
-	sfu := ownService(t)
+	sfu := listenPeer(t) // one of the node's services (the SFU) on the relay's own address
 	sfuPort := sfu.LocalAddr().(*net.UDPAddr).Port
 	turnPort := srv.UDPAddr().(*net.UDPAddr).Port
 
@@ -130,7 +117,7 @@ func TestRelayToSelfWhenAllowed(t *testing.T) {
 	if err := alice.CreatePermission(&net.UDPAddr{IP: net.IPv4(127, 0, 0, 2), Port: 9}); err != nil {
 		t.Errorf("CreatePermission to 127.0.0.2 with AllowSelf: %v", err)
 	}
-	sfu := ownService(t)
+	sfu := listenPeer(t) // one of the node's services (the SFU) on the relay's own address
 	relay.SetDeadline(time.Now().Add(5 * time.Second))
 	if _, err := relay.WriteTo([]byte("allowed"), sfu.LocalAddr()); err != nil {
 		t.Fatal(err)
@@ -148,21 +135,7 @@ func TestRelayToSelfWhenAllowed(t *testing.T) {
 func TestUclientOwnServiceRefused(t *testing.T) {
 	uclient(t)
 	srv := startServer(t, func(c *Config) { c.AllowPeers = allowLoopV4 })
-	sfu := ownService(t)
-	done := make(chan struct{})
-	go func() { // echo, as TestUclientPeer's peer does
-		defer close(done)
-		buf := make([]byte, 2048)
-		for {
-			n, from, err := sfu.ReadFromUDPAddrPort(buf)
-			if err != nil {
-				return
-			}
-			sfu.WriteToUDPAddrPort(buf[:n], from)
-		}
-	}()
-	t.Cleanup(func() { sfu.Close(); <-done })
-	port := strconv.Itoa(sfu.LocalAddr().(*net.UDPAddr).Port)
+	port := echoPeer(t) // one of the node's services on the relay's own address
 	_, received, out := runUclient(t, srv, "-c", "-n", "5", "-z", "5", "-e", "127.0.0.1", "-r", port)
 	if received > 0 {
 		t.Errorf("turnutils_uclient got %d messages back from the server's own service\n%s", received, out)
