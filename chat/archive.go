@@ -125,13 +125,16 @@ func archivable(el *stanza.Element) bool {
 func (s *Service) archiveBoth(ctx context.Context, from, to jid.JID, el *stanza.Element, self bool) (mine, theirs string) {
 	stamp := s.now().UTC()
 	raw := []byte(el.String())
+	lim := store.ArchiveLimit{Messages: s.lim.ArchiveMessages, Bytes: s.lim.ArchiveBytes}
 	for range 2 {
 		mine, theirs = newID(), newID()
-		entries := []store.ArchiveEntry{{Owner: from.Localpart(), Message: store.ArchivedMessage{ID: mine, With: to.String(), Stamp: stamp, Stanza: raw}}}
+		entries := []store.ArchiveEntry{{Owner: from.Localpart(), Limit: lim,
+			Message: store.ArchivedMessage{ID: mine, With: to.String(), Stamp: stamp, Stanza: raw}}}
 		if self {
 			theirs = mine
 		} else {
-			entries = append(entries, store.ArchiveEntry{Owner: to.Localpart(), Message: store.ArchivedMessage{ID: theirs, With: from.String(), Stamp: stamp, Stanza: raw}})
+			entries = append(entries, store.ArchiveEntry{Owner: to.Localpart(), Limit: lim,
+				Message: store.ArchivedMessage{ID: theirs, With: from.String(), Stamp: stamp, Stanza: raw}})
 		}
 		err := s.archive.ArchiveMessages(ctx, entries)
 		if err == nil {

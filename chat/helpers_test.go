@@ -79,6 +79,17 @@ func (m *memStore) PutRosterItem(_ context.Context, owner string, it store.Roste
 	return nil
 }
 
+func (m *memStore) PutRosterItemWithin(ctx context.Context, owner string, it store.RosterItem, limit int) error {
+	m.mu.Lock()
+	_, ok := m.roster[owner][it.Contact]
+	n := len(m.roster[owner])
+	m.mu.Unlock()
+	if !ok && limit > 0 && n >= limit {
+		return store.ErrLimit
+	}
+	return m.PutRosterItem(ctx, owner, it)
+}
+
 func (m *memStore) DeleteRosterItem(_ context.Context, owner, contact string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
