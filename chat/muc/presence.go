@@ -93,6 +93,10 @@ func (s *Service) join(fx *effects, r *room, sess Session, el *stanza.Element, t
 	nick := to.Resourcepart()
 	created := false
 	if r == nil {
+		if ok, why := s.created.allow(bare.String(), s.now()); !ok {
+			errorFx(fx, sess, el, "resource-constraint", why)
+			return
+		}
 		r = s.newRoom(to.Localpart())
 		r.locked = true
 		r.affs[bare.String()] = affEntry{aff: affOwner}
@@ -133,6 +137,7 @@ func (s *Service) join(fx *effects, r *room, sess Session, el *stanza.Element, t
 	}
 	if created {
 		s.rooms[r.name] = r
+		s.created.record(bare.String(), s.now())
 	}
 	o := existing
 	if o == nil {
