@@ -208,11 +208,58 @@ type Config struct {
 	// limited), so one user cannot take all of MaxConferences.
 	// Default: 5.
 	MaxConferencesPerUser int `yaml:"max_conferences_per_user"`
+
+	// Per-user limits (limits.go): what one user can make the server keep.
+	// Past each the request is refused with a stanza error naming the
+	// limit, except the archive, which drops its oldest messages.
+
+	// PEPMaxItemBytes bounds one PEP item's payload. Default: 524288.
+	PEPMaxItemBytes int `yaml:"pep_max_item_bytes"`
+	// PEPMaxItems is the most items one PEP node keeps. Default: 1000.
+	PEPMaxItems int `yaml:"pep_max_items"`
+	// PEPMaxNodeBytes bounds the payloads one PEP node keeps together; at
+	// least PEPMaxItemBytes. Default: 1048576.
+	PEPMaxNodeBytes int `yaml:"pep_max_node_bytes"`
+	// PEPMaxNodes is the most PEP nodes one user may have. Default: 128.
+	PEPMaxNodes int `yaml:"pep_max_nodes"`
+	// RosterMaxItems is the most contacts in one roster, pending
+	// subscription requests included. Default: 1000.
+	RosterMaxItems int `yaml:"roster_max_items"`
+	// MaxDirectedPresences is how many addresses one session's directed
+	// presence is remembered for. Default: 100.
+	MaxDirectedPresences int `yaml:"max_directed_presences"`
+	// PrivateMaxBytes bounds one user's private XML storage (XEP-0049),
+	// all namespaces together. Default: 1048576.
+	PrivateMaxBytes int `yaml:"private_max_bytes"`
+	// VCardMaxBytes bounds one vCard (XEP-0054). Default: 262144.
+	VCardMaxBytes int `yaml:"vcard_max_bytes"`
+	// ArchiveMaxMessages and ArchiveMaxBytes cap one user's archive
+	// (XEP-0313); past either the oldest messages are dropped.
+	// Defaults: 100000 and 268435456.
+	ArchiveMaxMessages int `yaml:"archive_max_messages"`
+	ArchiveMaxBytes    int `yaml:"archive_max_bytes"`
+	// OfflineLimitPerSender is how many messages one sender may have
+	// waiting in one user's offline queue (within OfflineLimit).
+	// Default: 100.
+	OfflineLimitPerSender int `yaml:"offline_limit_per_sender"`
+	// MaxNewRoomsPerHour is how many rooms one user may create within an
+	// hour, counted on each node. Default: 30.
+	MaxNewRoomsPerHour int `yaml:"max_new_rooms_per_hour"`
+	// UploadMaxFiles is how many files each user may keep shared, empty
+	// ones and uploads under way included. Default: 1000.
+	UploadMaxFiles int `yaml:"upload_max_files"`
+	// MaxTracksPerParticipant is how many tracks one conference
+	// participant may publish. Default: 8.
+	MaxTracksPerParticipant int `yaml:"max_tracks_per_participant"`
+	// MaxMediaSections is how many media sections of its own one
+	// conference offer may carry; at least MaxTracksPerParticipant.
+	// Default: 16.
+	MaxMediaSections int `yaml:"max_media_sections"`
 }
 
 // Default returns the configuration poosmsd uses when nothing is set.
 func Default() Config {
-	return Config{
+	c := Config{
 		Domain:             "localhost",
 		DataDir:            "./data",
 		DB:                 "sqlite",
@@ -249,6 +296,8 @@ func Default() Config {
 
 		MaxConferencesPerUser: 5,
 	}
+	defaultLimits(&c)
+	return c
 }
 
 // defaultNodeID is the host name when it can name a node, else "node1".

@@ -130,6 +130,7 @@ func TestEverySettingFromEachSource(t *testing.T) {
 		"max-conferences-per-user": "2", "redis": "redis://:pw@redis:6379/2", "redis-prefix": "{chat}:", "node-id": "node-2",
 		"cluster-heartbeat": "1s", "cluster-node-ttl": "3s", "cluster-lease-ttl": "5s",
 	}
+	limitValues(&want, values)
 	if len(values) != len(settings)-1 {
 		t.Fatalf("test covers %d settings, package has %d (besides config)", len(values), len(settings)-1)
 	}

@@ -203,6 +203,9 @@ func (c Config) Validate() error {
 				Want: fmt.Sprintf("want a duration longer than --cluster-heartbeat (%s), such as five heartbeats", shortDur(c.ClusterHeartbeat))}
 		}
 	}
+	if err := c.validateLimits(); err != nil {
+		return err
+	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		set, unset, v := "--tls-cert", "--tls-key", c.TLSCert
 		if c.TLSCert == "" {

@@ -118,6 +118,7 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 	n.chat, err = chat.New(chat.Config{
 		Domain:           cfg.Domain,
 		OfflineLimit:     cfg.OfflineLimit,
+		Limits:           chatLimits(cfg),
 		ArchiveRetention: cfg.ArchiveRetention,
 		Version:          version,
 		Logger:           log.With("service", "chat"),

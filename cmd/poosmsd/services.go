@@ -100,6 +100,9 @@ func (n *node) startRooms(router *signaling.Router) error {
 		ServerDomain: cfg.Domain,
 		Retention:    cfg.ArchiveRetention,
 		Deliver:      n.chat.Deliver,
+
+		NewRoomsPerHour: cfg.MaxNewRoomsPerHour, // counted on the node hosting the new room
+
 		// A ban, a lost membership or leaving the room also ends the
 		// person's call; a new nickname shows there too.
 		AccessChanged: func(ctx context.Context, room jid.JID) { svc.Recheck(ctx, room) },
@@ -122,6 +125,9 @@ func (n *node) startRooms(router *signaling.Router) error {
 		MaxConferences:        cfg.MaxConferences,
 		MaxConferencesPerUser: cfg.MaxConferencesPerUser,
 		IncludeLoopback:       loopbackMedia(cfg),
+
+		MaxTracksPerParticipant: cfg.MaxTracksPerParticipant,
+		MaxMediaSections:        cfg.MaxMediaSections,
 		// The room and its call run on one node (the room's host in a
 		// cluster), so the room's occupants are known where this runs.
 		Authorize: func(ctx context.Context, room jid.JID, p sfu.Peer) (string, error) {
@@ -234,7 +240,7 @@ func newUploadService(cfg config.Config, log *slog.Logger, baseURL func() string
 	}
 	return upload.New(upload.Config{
 		Domain: "upload." + cfg.Domain, ServerDomain: cfg.Domain, Dir: dir, BaseURL: baseURL,
-		MaxFileBytes: int64(cfg.UploadMaxBytes), QuotaBytes: int64(cfg.UploadQuotaBytes),
+		MaxFileBytes: int64(cfg.UploadMaxBytes), QuotaBytes: int64(cfg.UploadQuotaBytes), MaxFiles: cfg.UploadMaxFiles,
 		Logger: log.With("service", "upload"),
 	})
 }
