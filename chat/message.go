@@ -143,6 +143,10 @@ func (s *Service) storeOffline(ctx context.Context, sender Session, el *stanza.E
 	case errors.Is(err, store.ErrQueueFull):
 		s.replyError(sender, el, "resource-constraint", "the recipient's offline storage is full")
 		return
+	case errors.Is(err, store.ErrNotFound):
+		// The account was deleted a moment ago.
+		s.replyError(sender, el, "service-unavailable", "")
+		return
 	case err != nil:
 		s.log.Error("chat: store offline message", "to", local, "err", err)
 		s.replyError(sender, el, "internal-server-error", "")

@@ -25,12 +25,8 @@ func (db *DB) PushOffline(ctx context.Context, owner, sender string, stamp time.
 	// SQLite transactions begin IMMEDIATE and so already hold the database's
 	// write lock; on MySQL, locking the account row serialises the pushes
 	// for one owner (and only that owner).
-	lookup := `SELECT id FROM accounts WHERE username = ?`
-	if db.dialect == DialectMySQL {
-		lookup += ` FOR UPDATE`
-	}
-	var id int64
-	if err := tx.QueryRowContext(ctx, lookup, owner).Scan(&id); err != nil {
+	id, err := db.lockAccount(ctx, tx, owner)
+	if err != nil {
 		return fail("queue offline message", err)
 	}
 	var n int

@@ -57,12 +57,8 @@ func (db *DB) PurgeAccount(ctx context.Context, username, bare string) (p Accoun
 			rollback(tx)
 		}
 	}()
-	lookup := `SELECT id FROM accounts WHERE username = ?`
-	if db.dialect == DialectMySQL {
-		lookup += ` FOR UPDATE`
-	}
-	var id int64
-	if err := tx.QueryRowContext(ctx, lookup, username).Scan(&id); err != nil {
+	id, err := db.lockAccount(ctx, tx, username)
+	if err != nil {
 		return p, fail("purge account", err)
 	}
 	contacts, err := purgedContacts(ctx, tx, id, bare)
