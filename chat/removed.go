@@ -17,8 +17,9 @@ import (
 // contact cancels every subscription (§3.2.3, §3.3.3) and removes the
 // item (§2.5.3):
 //
-//   - who saw gone's presence gets unavailable presence from its bare JID
-//     (every resource is gone) and 'unsubscribed';
+//   - who saw gone's presence gets unavailable presence from each of its
+//     sessions known here and from its bare JID (every resource is gone),
+//     and 'unsubscribed';
 //   - who had asked to see it gets 'unsubscribed' (the request is
 //     refused);
 //   - who shared presence with it, or had its request pending, gets
@@ -36,6 +37,13 @@ func (s *Service) AccountRemoved(ctx context.Context, gone jid.JID, contacts []s
 		return
 	}
 	s.forgetDirected(bare)
+	// Unavailable from gone's available sessions known here, then from
+	// its bare JID.
+	var unavailableFrom []string
+	for _, t := range s.available(bare.Localpart()) {
+		unavailableFrom = append(unavailableFrom, t.sess.JID().String())
+	}
+	unavailableFrom = append(unavailableFrom, bare.String())
 	for _, c := range contacts {
 		owner, err := jid.New(c.Owner, s.domain, "")
 		if err != nil {
@@ -44,8 +52,10 @@ func (s *Service) AccountRemoved(ctx context.Context, gone jid.JID, contacts []s
 		available, interested := s.localSessions(c.Owner)
 		var out []*stanza.Element
 		if isSubscribed(c.Subscription) {
-			out = append(out, stanza.New(stanza.NSClient, "presence").
-				SetAttr("type", "unavailable").SetAttr("from", bare.String()).SetAttr("to", owner.String()))
+			for _, from := range unavailableFrom {
+				out = append(out, stanza.New(stanza.NSClient, "presence").
+					SetAttr("type", "unavailable").SetAttr("from", from).SetAttr("to", owner.String()))
+			}
 		}
 		if isSubscribed(c.Subscription) || c.AskOut {
 			out = append(out, subscriptionPresence("unsubscribed", bare, owner))

@@ -27,6 +27,8 @@ func TestAccountRemovedTellsContacts(t *testing.T) {
 	// erin sent alice's phone directed presence: once alice is gone, her
 	// unavailable presence must not go to whoever takes the name.
 	h.send(erin, `<presence to='alice@localhost/phone'/>`)
+	// alice's laptop, served by another node, is still available.
+	h.svc.SetRemote(&fakeSession{jid: jid.MustParse("alice@localhost/laptop")}, ResourceState{Available: true})
 
 	h.svc.AccountRemoved(context.Background(), jid.MustParse("alice@localhost"), []store.PurgedContact{
 		{Owner: "bob", Subscription: store.SubBoth, Listed: true},
@@ -37,6 +39,7 @@ func TestAccountRemovedTellsContacts(t *testing.T) {
 	})
 
 	expect(t, "bob", bob,
+		"presence type=unavailable from=alice@localhost/laptop to=bob@localhost",
 		"presence type=unavailable from=alice@localhost to=bob@localhost",
 		"presence type=unsubscribed from=alice@localhost to=bob@localhost",
 		"presence type=unsubscribe from=alice@localhost to=bob@localhost",
@@ -46,6 +49,7 @@ func TestAccountRemovedTellsContacts(t *testing.T) {
 		"iq type=set to=carol@localhost/pc item=alice@localhost:remove")
 	expect(t, "dave", dave, "presence type=unsubscribe from=alice@localhost to=dave@localhost")
 	expect(t, "erin", erin,
+		"presence type=unavailable from=alice@localhost/laptop to=erin@localhost",
 		"presence type=unavailable from=alice@localhost to=erin@localhost",
 		"presence type=unsubscribed from=alice@localhost to=erin@localhost",
 		"iq type=set to=erin@localhost/pc item=alice@localhost:remove")
