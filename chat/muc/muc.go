@@ -140,6 +140,9 @@ type Service struct {
 	// requesters; relayOrder is their age order, for the bound.
 	relayed    map[string]relayed
 	relayOrder []string
+	// removed holds the bare JIDs of accounts deleted in the last
+	// removalGrace, with when (AccountRemoved).
+	removed map[string]time.Time
 }
 
 // New returns the room service for cfg.Domain, with the persistent rooms
@@ -175,6 +178,7 @@ func New(cfg Config, st Store) (*Service, error) {
 		rooms:     make(map[string]*room),
 		joined:    make(map[Session]map[string]bool),
 		relayed:   make(map[string]relayed),
+		removed:   make(map[string]time.Time),
 	}
 	if s.history == 0 {
 		s.history = 20
