@@ -145,6 +145,9 @@ type Service struct {
 	// requesters; relayOrder is their age order, for the bound.
 	relayed    map[string]relayed
 	relayOrder []string
+	// removed holds the bare JIDs of accounts deleted in the last
+	// removalGrace, with when (AccountRemoved).
+	removed map[string]time.Time
 }
 
 // New returns the room service for cfg.Domain, with the persistent rooms
@@ -186,6 +189,7 @@ func New(cfg Config, st Store) (*Service, error) {
 		rooms:     make(map[string]*room),
 		joined:    make(map[Session]map[string]bool),
 		relayed:   make(map[string]relayed),
+		removed:   make(map[string]time.Time),
 		created:   newCreations(cfg.NewRoomsPerHour),
 	}
 	if s.history == 0 {

@@ -92,6 +92,12 @@ func (s *Service) join(fx *effects, r *room, sess Session, el *stanza.Element, t
 	bare := me.Bare()
 	nick := to.Resourcepart()
 	created := false
+	if r == nil && s.justRemovedLocked(bare) {
+		// A session of a deleted account that has not ended yet must
+		// not become the owner of a new room.
+		errorFx(fx, sess, el, "not-allowed", "this account was deleted")
+		return
+	}
 	if r == nil {
 		if ok, why := s.created.allow(bare.String(), s.now()); !ok {
 			errorFx(fx, sess, el, "resource-constraint", why)

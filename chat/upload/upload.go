@@ -116,6 +116,11 @@ type Service struct {
 	userLocks  [32]sync.Mutex
 	reservedMu sync.Mutex
 	reserved   map[string]holding
+
+	// revokedMu guards revoked: user folder → slots handed out up to this
+	// time are refused (the account was deleted; see RevokeSlots).
+	revokedMu sync.Mutex
+	revoked   map[string]time.Time
 }
 
 // holding is what a user keeps, or reserves for uploads under way.
@@ -166,6 +171,7 @@ func New(cfg Config) (*Service, error) {
 		now:       cfg.Now,
 		log:       cfg.Logger,
 		reserved:  make(map[string]holding),
+		revoked:   make(map[string]time.Time),
 	}
 	if s.maxBytes == 0 {
 		s.maxBytes = DefaultMaxFileBytes

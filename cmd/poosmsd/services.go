@@ -169,8 +169,8 @@ func conferenceIQ(el *stanza.Element) bool {
 	return c != nil && c.Space == muc.NSConference
 }
 
-// registrar is the store's account changes plus the cleanup of what an
-// account leaves outside the database (shared files).
+// registrar is the store's account changes; deletion goes through the
+// node (deleteAccount), which ends the account's sessions everywhere.
 type registrar struct{ n *node }
 
 func (r registrar) CreateAccount(ctx context.Context, user string, c store.Credentials) error {
@@ -182,15 +182,7 @@ func (r registrar) SetCredentials(ctx context.Context, user string, c store.Cred
 }
 
 func (r registrar) DeleteAccount(ctx context.Context, user string) error {
-	if err := r.n.db.DeleteAccount(ctx, user); err != nil {
-		return err
-	}
-	if r.n.uploads != nil {
-		if err := r.n.uploads.DeleteUser(user); err != nil {
-			r.n.log.Error("delete shared files of a removed account", "user", user, "err", err)
-		}
-	}
-	return nil
+	return r.n.deleteAccount(ctx, user)
 }
 
 // startDirectory runs the people directory (XEP-0055) on directory.DOMAIN.
