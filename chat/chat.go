@@ -41,7 +41,7 @@ type Store interface {
 	PutRosterItem(ctx context.Context, owner string, it store.RosterItem) error
 	PutRosterItemWithin(ctx context.Context, owner string, it store.RosterItem, limit int) error
 	DeleteRosterItem(ctx context.Context, owner, contact string) error
-	PushOffline(ctx context.Context, owner, sender string, stamp time.Time, stanza []byte, limit int) error
+	PushOfflineWithin(ctx context.Context, owner, sender string, stamp time.Time, stanza []byte, limit, perSender int) error
 	OfflineMessages(ctx context.Context, owner string) ([]store.OfflineMessage, error)
 	DeleteOffline(ctx context.Context, owner string, upToID int64) error
 }

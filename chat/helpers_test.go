@@ -22,6 +22,7 @@ type memStore struct {
 	accounts map[string]bool
 	roster   map[string]map[string]store.RosterItem
 	offline  map[string][]store.OfflineMessage
+	sender   map[int64]string // offline message ID → its sender
 	nextID   int64
 }
 
@@ -32,6 +33,7 @@ func newMemStore(users ...string) *memStore {
 		accounts: map[string]bool{},
 		roster:   map[string]map[string]store.RosterItem{},
 		offline:  map[string][]store.OfflineMessage{},
+		sender:   map[int64]string{},
 	}
 	for _, u := range users {
 		m.accounts[u] = true
@@ -97,13 +99,27 @@ func (m *memStore) DeleteRosterItem(_ context.Context, owner, contact string) er
 	return nil
 }
 
-func (m *memStore) PushOffline(_ context.Context, owner, _ string, stamp time.Time, b []byte, limit int) error {
+func (m *memStore) PushOffline(ctx context.Context, owner, sender string, stamp time.Time, b []byte, limit int) error {
+	return m.PushOfflineWithin(ctx, owner, sender, stamp, b, limit, 0)
+}
+
+func (m *memStore) PushOfflineWithin(_ context.Context, owner, sender string, stamp time.Time, b []byte, limit, perSender int) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if len(m.offline[owner]) >= limit {
 		return store.ErrQueueFull
 	}
+	mine := 0
+	for _, o := range m.offline[owner] {
+		if m.sender[o.ID] == sender {
+			mine++
+		}
+	}
+	if perSender > 0 && mine >= perSender {
+		return store.ErrLimit
+	}
 	m.nextID++
+	m.sender[m.nextID] = sender
 	m.offline[owner] = append(m.offline[owner], store.OfflineMessage{ID: m.nextID, Stamp: stamp, Stanza: slices.Clone(b)})
 	return nil
 }

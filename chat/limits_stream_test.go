@@ -355,3 +355,59 @@ func streamsArchiveCap(t *testing.T, dsn string) {
 		}
 	}
 }
+
+// TestStreamsOfflineShares: mallory tries to fill bob's offline queue;
+// only her share is kept, she is told why the rest is refused, and
+// alice's message to bob still arrives when he comes online.
+func TestStreamsOfflineShares(t *testing.T) {
+	t.Run("SQLite", func(t *testing.T) { streamsOfflineShares(t, "") })
+	t.Run("MySQL", func(t *testing.T) { streamsOfflineShares(t, testenv.MySQLDSN(t)) })
+}
+
+func streamsOfflineShares(t *testing.T, dsn string) {
+	st := newStackWith(t, dsn, chat.Config{OfflineLimit: 5, Limits: chat.Limits{OfflinePerSender: 3}}, "alice", "bob", "mallory")
+	mallory := st.login(t, "mallory", "bot")
+	alice := st.login(t, "alice", "laptop")
+	refused := 0
+	for i := range 5 {
+		if err := mallory.SendRaw(fmt.Sprintf(`<message type='chat' to='bob@localhost' id='m%d'><body>spam %d</body></message>`, i, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Each of mallory's messages past her share comes back as an error; a
+	// ping after them shows nothing more is on its way.
+	if err := mallory.SendRaw(`<iq type='get' id='after-spam'><ping xmlns='urn:xmpp:ping'/></iq>`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mallory.Expect(5*time.Second, func(el *stanza.Element) bool {
+		if el.Local == "message" && el.Type() == "error" {
+			refused++
+			expectError(t, "mallory past her share", el, "resource-constraint")
+		}
+		return el.Local == "iq" && el.ID() == "after-spam"
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if refused != 2 {
+		t.Errorf("mallory had %d of 5 messages refused, want 2 (a share of 3)", refused)
+	}
+	if err := alice.SendRaw(`<message type='chat' to='bob@localhost' id='a1'><body>dinner at eight?</body></message>`); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.SendRaw(`<iq type='get' id='after-alice'><ping xmlns='urn:xmpp:ping'/></iq>`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.Expect(5*time.Second, func(el *stanza.Element) bool {
+		if el.Local == "message" && el.Type() == "error" {
+			t.Errorf("alice's offline message refused: %s", el)
+		}
+		return el.Local == "iq" && el.ID() == "after-alice"
+	}); err != nil {
+		t.Fatal(err)
+	}
+	bob := st.login(t, "bob", "phone")
+	m := message(bob, t, func(el *stanza.Element) bool { return el.From() == alice.JID.String() })
+	if m.ChildText("", "body") != "dinner at eight?" || m.Child(stanza.NSDelay, "delay") == nil {
+		t.Errorf("alice's message reached bob as %s", m)
+	}
+}

@@ -3,6 +3,7 @@ package chat
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"mellium.im/xmpp/jid"
@@ -138,10 +139,14 @@ func (s *Service) storeOffline(ctx context.Context, sender Session, el *stanza.E
 	if j, err := jid.Parse(el.From()); err == nil {
 		from = j.Bare().String() // so that the sender's account deletion withdraws it
 	}
-	err := s.st.PushOffline(ctx, local, from, s.now().UTC(), []byte(el.String()), s.limit)
+	err := s.st.PushOfflineWithin(ctx, local, from, s.now().UTC(), []byte(el.String()), s.limit, s.lim.OfflinePerSender)
 	switch {
 	case errors.Is(err, store.ErrQueueFull):
 		s.replyError(sender, el, "resource-constraint", "the recipient's offline storage is full")
+		return
+	case errors.Is(err, store.ErrLimit):
+		s.replyError(sender, el, "resource-constraint",
+			fmt.Sprintf("you have %d messages waiting for this offline user already; more are refused until they are read", s.lim.OfflinePerSender))
 		return
 	case errors.Is(err, store.ErrNotFound):
 		// The account was deleted a moment ago.

@@ -12,11 +12,8 @@ import (
 var ErrLimit = errors.New("store: limit reached")
 
 // inAccountTx runs fn in one transaction with the id of owner's account,
-// whose row is locked on MySQL so that writes to one account's rows (and
-// only that account's) are serialised; SQLite transactions begin
-// IMMEDIATE and hold the database's write lock already. A missing account
-// is ErrNotFound. An error from fn rolls the transaction back and is
-// returned as fn gave it.
+// locked as lockAccount does. A missing account is ErrNotFound. An error
+// from fn rolls the transaction back and is returned as fn gave it.
 func (db *DB) inAccountTx(ctx context.Context, op, owner string, fn func(tx *sql.Tx, id int64) error) (err error) {
 	tx, err := db.sql.BeginTx(ctx, nil)
 	if err != nil {
@@ -27,12 +24,8 @@ func (db *DB) inAccountTx(ctx context.Context, op, owner string, fn func(tx *sql
 			rollback(tx)
 		}
 	}()
-	lookup := `SELECT id FROM accounts WHERE username = ?`
-	if db.dialect == DialectMySQL {
-		lookup += ` FOR UPDATE`
-	}
-	var id int64
-	if err := tx.QueryRowContext(ctx, lookup, owner).Scan(&id); err != nil {
+	id, err := db.lockAccount(ctx, tx, owner)
+	if err != nil {
 		return fail(op, err)
 	}
 	if err := fn(tx, id); err != nil {

@@ -25,6 +25,7 @@ func RunLimits(t *testing.T, open func(t *testing.T) *store.DB) {
 		{"PEPItemsPage", testPEPItemsPage},
 		{"ArchiveLimitMessages", testArchiveLimitMessages},
 		{"ArchiveLimitBytes", testArchiveLimitBytes},
+		{"OfflineShares", testOfflineShares},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.fn(t, open(t))
@@ -331,5 +332,55 @@ func testArchiveLimitBytes(t *testing.T, db *store.DB) {
 	archiveLimited(t, db, "alice", "huge-again", 1, 5000, lim)
 	if got := archiveAll(t, db, "alice"); !slices.Equal(got, []string{"huge-again0"}) {
 		t.Errorf("after messages over the cap: %q", got)
+	}
+}
+
+func testOfflineShares(t *testing.T, db *store.DB) {
+	ctx := t.Context()
+	mustCreate(t, db, "bob")
+	mustCreate(t, db, "carol")
+	push := func(owner, sender string) error {
+		return db.PushOfflineWithin(ctx, owner, sender, extT0, []byte("<message/>"), 5, 2)
+	}
+	for range 2 {
+		if err := push("bob", "mallory@example.org"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := push("bob", "mallory@example.org"); !errors.Is(err, store.ErrLimit) {
+		t.Errorf("a third message from one sender with a share of 2 = %v, want ErrLimit", err)
+	}
+	// Others still get through, each with its own share, until the queue
+	// as a whole is full.
+	for _, s := range []string{"alice@example.org", "alice@example.org", "dave@example.org"} {
+		if err := push("bob", s); err != nil {
+			t.Errorf("%s's message: %v", s, err)
+		}
+	}
+	if err := push("bob", "erin@example.org"); !errors.Is(err, store.ErrQueueFull) {
+		t.Errorf("a sixth message in a queue of 5 = %v, want ErrQueueFull", err)
+	}
+	if n, err := db.CountOffline(ctx, "bob"); err != nil || n != 5 {
+		t.Errorf("bob's queue holds %d, %v; want 5", n, err)
+	}
+	// Shares are per recipient; and once read, a sender's share is free.
+	if err := push("carol", "mallory@example.org"); err != nil {
+		t.Errorf("mallory to carol: %v", err)
+	}
+	msgs, err := db.OfflineMessages(ctx, "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.DeleteOffline(ctx, "bob", msgs[len(msgs)-1].ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := push("bob", "mallory@example.org"); err != nil {
+		t.Errorf("mallory after bob read his queue: %v", err)
+	}
+	// No share is no share.
+	for range 3 {
+		if err := db.PushOfflineWithin(ctx, "carol", "mallory@example.org", extT0, []byte("<message/>"), 10, 0); err != nil {
+			t.Errorf("no share: %v", err)
+		}
 	}
 }

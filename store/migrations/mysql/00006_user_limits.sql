@@ -6,7 +6,6 @@
 --                              message", so the numbers never need to be exact;
 --   archive_messages_account   walks one account's archive newest first, for
 --                              that trim.
--- (Numbered 6: 5 is taken by another change.)
 
 -- +goose Up
 CREATE TABLE archive_quota (
