@@ -111,18 +111,7 @@ func (db *DB) SetPrivateXMLWithin(ctx context.Context, owner, ns string, payload
 		if others+int64(len(payload)) > maxBytes {
 			return ErrLimit
 		}
-		res, err := tx.ExecContext(ctx, `UPDATE private_xml SET payload = ? WHERE namespace = ? AND account_id = ?`, blob(payload), ns, id)
-		if err != nil {
-			return fail(op, err)
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return fail(op, err)
-		} else if n == 0 {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO private_xml (payload, namespace, account_id) VALUES (?, ?, ?)`, blob(payload), ns, id); err != nil {
-				return fail(op, err)
-			}
-		}
-		return nil
+		return upsert(ctx, tx, op, privateUpdate, privateInsert, blob(payload), ns, id)
 	})
 }
 
