@@ -197,6 +197,11 @@ func TestStreamsPEPItemsPaged(t *testing.T) {
 	if ids := itemIDs(ask(t, alice, "get", "", `<pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='album' max_items='1'/></pubsub>`)); !slices.Equal(ids, []string{"p4"}) {
 		t.Errorf("max_items=1: %q", ids)
 	}
+	// <max>0</max> asks for the count alone.
+	r0 := ask(t, alice, "get", "", `<pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='album'/><set xmlns='http://jabber.org/protocol/rsm'><max>0</max></set></pubsub>`)
+	if ids := itemIDs(r0); len(ids) != 0 || r0.Child("http://jabber.org/protocol/pubsub", "pubsub").Child(chat.NSRSM, "set").ChildText(chat.NSRSM, "count") != fmt.Sprint(n) {
+		t.Errorf("max 0: %.300s", r0)
+	}
 	// A cursor naming no item is item-not-found.
 	r := ask(t, alice, "get", "", `<pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='album'/><set xmlns='http://jabber.org/protocol/rsm'><after>nope</after></set></pubsub>`)
 	expectError(t, "unknown cursor", r, "item-not-found")

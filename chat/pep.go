@@ -433,9 +433,10 @@ func (s *Service) pepItems(ctx context.Context, sess Session, iq, q *stanza.Elem
 		pq.Max = min(k, s.lim.PEPItems)
 	}
 	set := q.Child(NSRSM, "set")
+	countOnly := false
 	if set != nil {
 		var cond, text string
-		if pq, cond, text = s.rsmQuery(set); cond != "" {
+		if pq, countOnly, cond, text = s.rsmQuery(set); cond != "" {
 			s.replyError(sess, iq, cond, text)
 			return
 		}
@@ -460,6 +461,9 @@ func (s *Service) pepItems(ctx context.Context, sess Session, iq, q *stanza.Elem
 		s.replyError(sess, iq, "internal-server-error", "")
 		return
 	}
+	if countOnly {
+		page.Items = nil
+	}
 	out := stanza.New(NSPubSub, "items").SetAttr("node", name)
 	for _, it := range page.Items {
 		el, err := pepItemElement(NSPubSub, it)
@@ -476,19 +480,20 @@ func (s *Service) pepItems(ctx context.Context, sess Session, iq, q *stanza.Elem
 	s.send(sess, stanza.Result(iq, res))
 }
 
-// rsmQuery reads an XEP-0059 <set/> asking for items; a failure gives the
+// rsmQuery reads an XEP-0059 <set/> asking for items: the page, and
+// whether only the count is wanted (<max>0</max>). A failure gives the
 // error condition and text.
-func (s *Service) rsmQuery(set *stanza.Element) (q store.PEPItemQuery, cond, text string) {
+func (s *Service) rsmQuery(set *stanza.Element) (q store.PEPItemQuery, countOnly bool, cond, text string) {
 	q = store.PEPItemQuery{Max: s.lim.PEPItems, MaxBytes: pepPageBytes}
 	if m := set.Child(NSRSM, "max"); m != nil {
 		k, err := strconv.Atoi(strings.TrimSpace(m.Text()))
 		if err != nil || k < 0 {
-			return q, "bad-request", "max is not a number"
+			return q, false, "bad-request", "max is not a number"
 		}
-		q.Max = min(max(k, 1), s.lim.PEPItems)
+		q.Max, countOnly = min(max(k, 1), s.lim.PEPItems), k == 0
 	}
 	if set.Child(NSRSM, "index") != nil {
-		return q, "feature-not-implemented", "paging by index is not supported"
+		return q, false, "feature-not-implemented", "paging by index is not supported"
 	}
 	if a := set.Child(NSRSM, "after"); a != nil {
 		q.After = strings.TrimSpace(a.Text())
@@ -497,9 +502,9 @@ func (s *Service) rsmQuery(set *stanza.Element) (q store.PEPItemQuery, cond, tex
 		q.Before, q.Last = strings.TrimSpace(b.Text()), true
 	}
 	if q.After != "" && q.Last {
-		return q, "bad-request", "after and before together"
+		return q, false, "bad-request", "after and before together"
 	}
-	return q, "", ""
+	return q, countOnly, "", ""
 }
 
 // rsmSet describes a page of items as XEP-0059 does.
