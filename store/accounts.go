@@ -70,6 +70,32 @@ func (db *DB) SetCredentials(ctx context.Context, username string, c Credentials
 	return nil
 }
 
+// UpgradeCredentials replaces the credentials of username with c only if
+// the stored ones are still old (same salt and iteration count): a
+// verifier upgrade at login must never undo a password change made
+// meanwhile. It returns ErrNotFound when there is no such user or its
+// credentials changed.
+func (db *DB) UpgradeCredentials(ctx context.Context, username string, old, c Credentials) error {
+	res, err := db.sql.ExecContext(ctx, `
+		UPDATE accounts SET salt = ?, iterations = ?,
+			stored_key_sha1 = ?, server_key_sha1 = ?, stored_key_sha256 = ?, server_key_sha256 = ?
+		WHERE username = ? AND salt = ? AND iterations = ?`,
+		blob(c.Salt), c.Iterations,
+		blob(c.StoredKeySHA1), blob(c.ServerKeySHA1), blob(c.StoredKeySHA256), blob(c.ServerKeySHA256),
+		username, blob(old.Salt), old.Iterations)
+	if err != nil {
+		return fail("upgrade credentials", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fail("upgrade credentials", err)
+	}
+	if n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
 // DeleteAccount removes username together with its roster and its offline
 // messages. Other users' roster items that name the user stay. It returns
 // ErrNotFound if there is no such user.

@@ -270,7 +270,7 @@ func (n *clusterNode) kill() {
 // metrics fetches /metrics and sums each metric family's samples over
 // their labels (histograms: the _count and _sum series by name).
 func (n *clusterNode) metrics() (map[string]float64, error) {
-	r, err := http.Get("http://" + n.d.HTTP + "/metrics")
+	r, err := http.Get("http://" + n.d.Metrics + "/metrics")
 	if err != nil {
 		return nil, err
 	}

@@ -86,6 +86,7 @@ func startServer(t *testing.T) *server {
 		"--data-dir", filepath.Join(dir, "data"),
 		"--domain", "localhost",
 		"--http-addr", httpAddr,
+		"--metrics-addr", "",
 		"--c2s-addr", addr(),
 		"--c2s-tls-addr", "",
 		"--media-udp-addr", addr(),
