@@ -119,6 +119,27 @@ func TestTURNAPIThrottle(t *testing.T) {
 	}
 }
 
+// TestTURNAPIIgnoresForwardingFromUntrustedPeers: without
+// --trusted-proxies a client cannot leave its bucket by naming another
+// address in X-Forwarded-For or Forwarded.
+func TestTURNAPIIgnoresForwardingFromUntrustedPeers(t *testing.T) {
+	e, _ := turnEnv(t, sasl.MinIterations, func(c *Config) { c.Limiter = loginlimit.New(loginlimit.Config{Failures: 2}) })
+	for i := range 2 {
+		hdr := http.Header{"X-Forwarded-For": {"198.51.100." + string(rune('1'+i))}}
+		if code := turnGet(t, e, "alice", "wrong-password", hdr); code != http.StatusUnauthorized {
+			t.Fatalf("guess %d: %d, want 401", i+1, code)
+		}
+	}
+	for _, hdr := range []http.Header{
+		{"X-Forwarded-For": {"198.51.100.9"}},
+		{"Forwarded": {"for=198.51.100.9"}},
+	} {
+		if code := turnGet(t, e, "alice", "alice-secret", hdr); code != http.StatusTooManyRequests {
+			t.Errorf("right password with %v: %d, want 429 (the peer's bucket)", hdr, code)
+		}
+	}
+}
+
 // TestTURNAPIUpgradesVerifiers: a successful /api/turn login stores
 // verifiers with the configured count.
 func TestTURNAPIUpgradesVerifiers(t *testing.T) {
