@@ -221,6 +221,11 @@ type Config struct {
 	// MaxConferences is the number of conferences one node runs at once.
 	// Default: 100.
 	MaxConferences int `yaml:"max_conferences"`
+	// MaxConferencesPerUser is how many conferences one user may have
+	// opened that still run on this node (joining a running one is not
+	// limited), so one user cannot take all of MaxConferences.
+	// Default: 5.
+	MaxConferencesPerUser int `yaml:"max_conferences_per_user"`
 }
 
 // Default returns the configuration poosmsd uses when nothing is set.
@@ -261,6 +266,8 @@ func Default() Config {
 		ClusterHeartbeat:   2 * time.Second,
 		ClusterNodeTTL:     6 * time.Second,
 		ClusterLeaseTTL:    10 * time.Second,
+
+		MaxConferencesPerUser: 5,
 	}
 }
 

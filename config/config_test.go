@@ -109,6 +109,7 @@ func TestEverySettingFromEachSource(t *testing.T) {
 	want.TURNAllowPeers = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")}
 	want.MaxParticipants = 12
 	want.MaxConferences = 4
+	want.MaxConferencesPerUser = 2
 	want.Redis, want.RedisPrefix, want.NodeID = "redis://:pw@redis:6379/2", "{chat}:", "node-2"
 	want.ClusterHeartbeat, want.ClusterNodeTTL, want.ClusterLeaseTTL = time.Second, 3*time.Second, 5*time.Second
 	want.SCRAMIterations, want.MetricsAddr, want.MetricsToken = 20000, "", "0123456789abcdef0123"
@@ -128,7 +129,7 @@ func TestEverySettingFromEachSource(t *testing.T) {
 		"write-queue": "64", "media-udp-addr": ":17882", "media-tcp-addr": "", "public-ip": "203.0.113.7",
 		"turn-addr": ":13478", "turn-tls-addr": ":5349", "turn-secret": "s3cret", "turn-credential-ttl": "1h",
 		"turn-allow-peers": "10.0.0.0/8, fd00::/8", "max-participants": "12", "max-conferences": "4",
-		"redis": "redis://:pw@redis:6379/2", "redis-prefix": "{chat}:", "node-id": "node-2",
+		"max-conferences-per-user": "2", "redis": "redis://:pw@redis:6379/2", "redis-prefix": "{chat}:", "node-id": "node-2",
 		"cluster-heartbeat": "1s", "cluster-node-ttl": "3s", "cluster-lease-ttl": "5s",
 		"scram-iterations": "20000", "metrics-addr": "", "metrics-token": "0123456789abcdef0123",
 		"trusted-proxies": "192.0.2.0/24, ::1", "websocket-origins": "https://app.example.org, *.example.net",
@@ -225,6 +226,7 @@ func TestValidationErrorsNameTheSetting(t *testing.T) {
 		{"turn-allow-peers", "10.0.0.0/8,192.168.1.300/24", `"192.168.1.300/24" is not one`},
 		{"max-participants", "0", "between 1 and 65536"},
 		{"max-conferences", "lots", "at least 1"},
+		{"max-conferences-per-user", "0", "at least 1"},
 	} {
 		s := lookup(tc.flag)
 		for _, src := range []struct {

@@ -262,6 +262,9 @@ var settings = []*setting{
 	intSetting("max-conferences", "conferences running at once on this node", 1, 1<<20,
 		"want a whole number, at least 1",
 		func(c *Config) *int { return &c.MaxConferences }),
+	intSetting("max-conferences-per-user", "conferences one user may have opened that still run on this node", 1, 1<<20,
+		"want a whole number, at least 1",
+		func(c *Config) *int { return &c.MaxConferencesPerUser }),
 }
 
 // nodeID is what a cluster node's ID may hold.

@@ -276,14 +276,15 @@ func (s *Session) authenticate(ctx context.Context, auth *stanza.Element) (bool,
 		return false, nil
 	}
 	mech, err := sasl.New(name, sasl.Options{
-		TLS:           s.t.tlsState(),
-		ServerCert:    s.srv.certDER,
-		AdvertisePlus: len(sasl.Bindings(s.t.tlsState(), s.srv.certDER)) > 0,
-		Lookup:        s.srv.lookup,
-		Normalize:     s.srv.normalizeUser,
-		FakeKey:       s.srv.fakeKey,
-		Iterations:    s.srv.cfg.SCRAMIterations,
-		Domain:        s.srv.cfg.Domain,
+		TLS:                s.t.tlsState(),
+		ServerCert:         s.srv.certDER,
+		AdvertisePlus:      len(sasl.Bindings(s.t.tlsState(), s.srv.certDER)) > 0,
+		Lookup:             s.srv.lookup,
+		Normalize:          s.srv.normalizeUser,
+		FakeKey:            s.srv.fakeKey,
+		Iterations:         s.srv.cfg.SCRAMIterations,
+		ClientLacksBinding: s.cbUnsupported,
+		Domain:             s.srv.cfg.Domain,
 		// Asked before any proof or password is checked.
 		Admit: func(user string) *sasl.Failure {
 			r, _ := s.srv.limiter.Check(user, addr)
@@ -311,6 +312,9 @@ func (s *Session) authenticate(ctx context.Context, auth *stanza.Element) (bool,
 		out, done, err := mech.Step(ctx, in)
 		if err != nil {
 			var f *sasl.Failure
+			if errors.As(err, &f) && f.UnsupportedBinding {
+				s.cbUnsupported = true
+			}
 			if !errors.As(err, &f) {
 				s.log.Error("authentication backend failed", "err", err)
 				s.writeDirect(saslFailure("temporary-auth-failure", "the server could not check your password; try again"))

@@ -28,11 +28,14 @@ var ErrSessionGone = errors.New("signaling: session gone")
 // not two. With stream management (XEP-0198) a session outlives its
 // connection: it waits detached for the client to resume it on a new one.
 type Session struct {
-	srv     *Server
-	id      string
-	log     *slog.Logger
-	secure  bool // TLS, or a transport trusted as such (loopback WebSocket)
-	started time.Time
+	srv    *Server
+	id     string
+	log    *slog.Logger
+	secure bool // TLS, or a transport trusted as such (loopback WebSocket)
+	// cbUnsupported: the client tried a channel-binding type this server
+	// lacks, so a later SCRAM "y" flag is honest (sasl.Options).
+	cbUnsupported bool
+	started       time.Time
 
 	// Set by the reader goroutine during negotiation, read-only after bind.
 	user  string // authenticated localpart

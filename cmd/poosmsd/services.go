@@ -75,7 +75,8 @@ func (n *node) startTURN(ctx context.Context, tlsConfig *tls.Config, reg prometh
 
 // startRooms runs conference.DOMAIN: group rooms (XEP-0045) and, in the
 // same rooms, voice and video conferences through the SFU, which admits
-// only those the room's membership admits.
+// only the room's occupants (as far as the room's rules allow) and shows
+// them as the room does.
 func (n *node) startRooms(router *signaling.Router) error {
 	cfg := n.cfg
 	domain := "conference." + cfg.Domain
@@ -85,7 +86,8 @@ func (n *node) startRooms(router *signaling.Router) error {
 		ServerDomain: cfg.Domain,
 		Retention:    cfg.ArchiveRetention,
 		Deliver:      n.chat.Deliver,
-		// A ban or a lost membership also ends the person's call.
+		// A ban, a lost membership or leaving the room also ends the
+		// person's call; a new nickname shows there too.
 		AccessChanged: func(ctx context.Context, room jid.JID) { svc.Recheck(ctx, room) },
 		Logger:        n.log.With("service", "muc"),
 	}, n.db)
@@ -97,16 +99,22 @@ func (n *node) startRooms(router *signaling.Router) error {
 		public = cfg.PublicIP.String()
 	}
 	svc, err = sfu.New(sfu.Config{
-		Domain:          domain,
-		UDPAddr:         cfg.MediaUDPAddr,
-		TCPAddr:         cfg.MediaTCPAddr,
-		PublicIP:        public,
-		ICEServers:      n.iceServers,
-		MaxParticipants: cfg.MaxParticipants,
-		MaxConferences:  cfg.MaxConferences,
-		IncludeLoopback: loopbackMedia(cfg),
-		Authorize:       rooms.MayConference,
-		Logger:          n.log.With("service", "sfu"),
+		Domain:                domain,
+		UDPAddr:               cfg.MediaUDPAddr,
+		TCPAddr:               cfg.MediaTCPAddr,
+		PublicIP:              public,
+		ICEServers:            n.iceServers,
+		MaxParticipants:       cfg.MaxParticipants,
+		MaxConferences:        cfg.MaxConferences,
+		MaxConferencesPerUser: cfg.MaxConferencesPerUser,
+		IncludeLoopback:       loopbackMedia(cfg),
+		// The room and its call run on one node (the room's host in a
+		// cluster), so the room's occupants are known where this runs.
+		Authorize: func(ctx context.Context, room jid.JID, p sfu.Peer) (string, error) {
+			return rooms.MayConference(ctx, room, p)
+		},
+		SeesRealJIDs: func(room jid.JID, viewer sfu.Peer) bool { return rooms.SeesRealJIDs(room, viewer) },
+		Logger:       n.log.With("service", "sfu"),
 	})
 	if err != nil {
 		return err
