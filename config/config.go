@@ -67,8 +67,27 @@ type Config struct {
 	// (XEP-0368). Empty disables it. Default: :5223.
 	C2STLSAddr string `yaml:"c2s_tls_addr"`
 	// HTTPAddr serves registration, the browser client, /xmpp-websocket,
-	// /metrics and /healthz. Default: :5280.
+	// /api/turn and /healthz (and /metrics when MetricsToken is set).
+	// Default: :5280.
 	HTTPAddr string `yaml:"http_addr"`
+	// MetricsAddr serves Prometheus metrics at /metrics, apart from the
+	// public HTTP listener. Empty disables it. Default: 127.0.0.1:9280.
+	MetricsAddr string `yaml:"metrics_addr"`
+	// MetricsToken, when set, is the bearer token every /metrics request
+	// must carry, and /metrics is then also served on HTTPAddr. At least
+	// 16 characters. Default: empty.
+	MetricsToken string `yaml:"metrics_token"`
+	// TrustedProxies are the reverse proxies (CIDRs) whose X-Forwarded-For,
+	// X-Forwarded-Proto, X-Forwarded-Host and Forwarded headers name the
+	// client on HTTP and WebSocket. Without it those headers are ignored.
+	// Default: none.
+	TrustedProxies []netip.Prefix `yaml:"trusted_proxies"`
+	// WebSocketOrigins are browser origins, besides the server's own page,
+	// allowed to open /xmpp-websocket: exact origins
+	// ("https://app.example.org") or host patterns ("*.example.org").
+	// Connections without an Origin (native clients) are always allowed.
+	// Default: none.
+	WebSocketOrigins []string `yaml:"websocket_origins"`
 	// TLSCert and TLSKey are PEM files for the server's certificate; set
 	// both or neither. Neither: a self-signed certificate is generated in
 	// DataDir. Default: empty.
@@ -133,6 +152,12 @@ type Config struct {
 	// from one address, make further attempts wait. Default: 5 per 5m.
 	LoginFailures int           `yaml:"login_failures"`
 	LoginWindow   time.Duration `yaml:"login_window"`
+	// SCRAMIterations is the PBKDF2 iteration count of new password
+	// verifiers (registration, password change, "poosmsd user add|passwd")
+	// and of the fake ones shown for unknown users; accounts stored with
+	// fewer are upgraded at their next login that shows the password
+	// (PLAIN, /api/turn). At least 4096. Default: 10000.
+	SCRAMIterations int `yaml:"scram_iterations"`
 	// IdleTimeout closes a stream that has sent nothing, not even
 	// whitespace, for this long. At least 1s. Default: 5m.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
@@ -219,6 +244,7 @@ func Default() Config {
 		C2SAddr:            ":5222",
 		C2STLSAddr:         ":5223",
 		HTTPAddr:           ":5280",
+		MetricsAddr:        "127.0.0.1:9280",
 		MaxStanzaBytes:     262144,
 		Registration:       RegistrationOpen,
 		LogFormat:          LogText,
@@ -233,6 +259,7 @@ func Default() Config {
 		MaxSessionsPerUser: 10,
 		LoginFailures:      5,
 		LoginWindow:        5 * time.Minute,
+		SCRAMIterations:    10000,
 		IdleTimeout:        5 * time.Minute,
 		WriteQueue:         256,
 		MediaUDPAddr:       ":7882",

@@ -252,12 +252,12 @@ func (c *Config) loadFile(file string) error {
 			text = ""
 		case v.Kind == yaml.ScalarNode:
 			text = v.Value
-		case v.Kind == yaml.SequenceNode && s.name == "turn-allow-peers":
+		case v.Kind == yaml.SequenceNode && s.isList:
 			parts := make([]string, 0, len(v.Content))
 			for _, item := range v.Content {
 				if item.Kind != yaml.ScalarNode {
 					return &Error{Source: fmt.Sprintf("%s line %d", file, item.Line),
-						Problem: fmt.Sprintf("%q: want a list of CIDR ranges", k.Value)}
+						Problem: fmt.Sprintf("%q: want a list of single values", k.Value)}
 				}
 				parts = append(parts, item.Value)
 			}

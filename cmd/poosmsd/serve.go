@@ -24,6 +24,7 @@ import (
 	"poosms.org/poosms/chat/upload"
 	"poosms.org/poosms/cluster/link"
 	"poosms.org/poosms/config"
+	"poosms.org/poosms/internal/loginlimit"
 	"poosms.org/poosms/sfu"
 	"poosms.org/poosms/signaling"
 	"poosms.org/poosms/stanza"
@@ -76,6 +77,7 @@ type node struct {
 	http        *http.Server
 	httpAddr    net.Addr
 	debugAddr   net.Addr // --debug-addr as bound; nil when off
+	metricsAddr net.Addr // --metrics-addr as bound; nil when off
 	ready       atomic.Bool
 	closers     []func(context.Context) error // run in reverse order by Close
 }
@@ -151,6 +153,8 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 		Undelivered: n.chat.Deliver,
 	})
 
+	// One login throttle for XMPP and HTTP logins.
+	limiter := loginlimit.New(loginlimit.Config{Failures: cfg.LoginFailures, Window: cfg.LoginWindow})
 	n.c2s, err = signaling.New(signaling.Config{
 		Domain:                    cfg.Domain,
 		TLS:                       tlsConfig,
@@ -167,8 +171,12 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 		Registrar:                 registrar{n},
 		Caps:                      n.chat.Caps,
 		ResumeTimeout:             cfg.ResumeTimeout,
+		SCRAMIterations:           cfg.SCRAMIterations,
 		LoginFailures:             cfg.LoginFailures,
 		LoginWindow:               cfg.LoginWindow,
+		Limiter:                   limiter,
+		TrustedProxies:            cfg.TrustedProxies,
+		WebSocketOrigins:          cfg.WebSocketOrigins,
 		Logger:                    log.With("service", "c2s"),
 		Registerer:                reg,
 	}, n.db, router)
@@ -181,11 +189,14 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 	n.closers = append(n.closers, n.c2s.Close)
 
 	w, err := web.New(web.Config{
-		Domain:       cfg.Domain,
-		Registration: cfg.Registration == config.RegistrationOpen,
-		C2SAddr:      cfg.C2SAddr,
-		C2STLSAddr:   cfg.C2STLSAddr,
-		Logger:       log.With("service", "web"),
+		Domain:         cfg.Domain,
+		Registration:   cfg.Registration == config.RegistrationOpen,
+		C2SAddr:        cfg.C2SAddr,
+		C2STLSAddr:     cfg.C2STLSAddr,
+		Iterations:     cfg.SCRAMIterations,
+		TrustedProxies: cfg.TrustedProxies,
+		Limiter:        limiter,
+		Logger:         log.With("service", "web"),
 	}, n.db)
 	if err != nil {
 		return n, err
@@ -208,7 +219,9 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 	}
 	w.Mount("/upload/", up.HTTPHandler())
 	w.Mount("/xmpp-websocket", n.c2s.WebSocketHandler())
-	w.Mount("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	if err := n.serveMetrics(w, promhttp.HandlerFor(reg, promhttp.HandlerOpts{})); err != nil {
+		return n, err
+	}
 	w.SetReady(n.ready.Load)
 	if err := n.serveHTTP(w.Handler()); err != nil {
 		return n, err
@@ -229,8 +242,29 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 		"domain", cfg.Domain,
 		"db", n.db.Dialect(),
 		"c2s", addrString(n.c2s.Addrs()),
-		"http", n.httpAddr.String())
+		"http", n.httpAddr.String(),
+		"metrics", addrString(nonNil(n.metricsAddr)))
 	return n, nil
+}
+
+// serveMetrics serves /metrics on --metrics-addr, and on the public
+// listener only when --metrics-token guards it.
+func (n *node) serveMetrics(w *web.Server, h http.Handler) error {
+	h = web.MetricsHandler(h, n.cfg.MetricsToken)
+	if n.cfg.MetricsToken != "" {
+		w.Mount("GET /metrics", h)
+	}
+	if n.cfg.MetricsAddr == "" {
+		return nil
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", h)
+	addr, err := n.serveAside("metrics", n.cfg.MetricsAddr, mux)
+	if err != nil {
+		return fmt.Errorf("%w (set --metrics-addr to a free address, or empty to turn the metrics listener off)", err)
+	}
+	n.metricsAddr = addr
+	return nil
 }
 
 func (n *node) serveHTTP(h http.Handler) error {
@@ -290,4 +324,12 @@ func addrString(as []net.Addr) string {
 		s += a.String()
 	}
 	return s
+}
+
+// nonNil lists a, or nothing when a is nil.
+func nonNil(a net.Addr) []net.Addr {
+	if a == nil {
+		return nil
+	}
+	return []net.Addr{a}
 }

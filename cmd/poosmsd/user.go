@@ -79,7 +79,7 @@ func userCommand(ctx context.Context, cfg config.Config, sub string, args []stri
 		fmt.Fprintf(stderr, "poosmsd: %v\n", err)
 		return exitConfig
 	}
-	cred, err := sasl.NewCredentials(password, sasl.DefaultIterations)
+	cred, err := sasl.NewCredentials(password, cfg.SCRAMIterations)
 	if err != nil {
 		fmt.Fprintf(stderr, "poosmsd: %v\n", err)
 		return exitConfig

@@ -81,6 +81,22 @@ type Options struct {
 	// Domain is the XMPP domain: the only authorization identity a user
 	// may ask for is their own bare JID, NAME@Domain.
 	Domain string
+	// Admit, when set, is asked once the exchange knows the (normalised)
+	// user name and before any proof or password is checked; a Failure it
+	// returns ends the exchange (login throttling).
+	Admit func(user string) *Failure
+}
+
+// admit asks Options.Admit about user.
+func (o Options) admit(user string) *Failure {
+	if o.Admit == nil {
+		return nil
+	}
+	if f := o.Admit(user); f != nil {
+		f.Username = user
+		return f
+	}
+	return nil
 }
 
 // authzidIs reports whether authzid names the authenticated user: their
@@ -107,12 +123,9 @@ func FakeCredentials(key []byte, name string, iterations int) store.Credentials 
 		mac.Write([]byte(name))
 		return mac.Sum(nil)
 	}
-	if iterations < DefaultIterations {
-		iterations = DefaultIterations
-	}
 	return store.Credentials{
 		Salt:            derive("salt")[:16],
-		Iterations:      iterations,
+		Iterations:      effectiveIterations(iterations),
 		StoredKeySHA1:   derive("stored-sha1")[:sha1.Size],
 		ServerKeySHA1:   derive("server-sha1")[:sha1.Size],
 		StoredKeySHA256: derive("stored-sha256"),
@@ -292,6 +305,9 @@ func (m *scramMech) start(ctx context.Context, first string) error {
 		norm = cf.user
 	}
 	m.user = norm
+	if f := m.opt.admit(norm); f != nil {
+		return f
+	}
 	if cf.authzid != "" && !m.opt.authzidIs(cf.authzid, norm) {
 		return &Failure{Condition: "invalid-authzid", Text: "the authorization identity must be your own bare JID", Username: norm}
 	}
@@ -413,6 +429,9 @@ func (m *plainMech) Step(ctx context.Context, in []byte) ([]byte, bool, error) {
 		norm = parts[1]
 	}
 	m.user = norm
+	if f := m.opt.admit(norm); f != nil {
+		return nil, false, f
+	}
 	ok, err := CheckLogin(ctx, m.opt, norm, parts[2])
 	if err != nil {
 		return nil, false, fmt.Errorf("sasl: plain lookup: %w", err)
@@ -438,5 +457,8 @@ func CheckPassword(c store.Credentials, password string) bool {
 		return false
 	}
 	sc := cl.GetStoredCredentials(scram.KeyFactors{Salt: string(c.Salt), Iters: c.Iterations})
+	if fn := derivations.Load(); fn != nil {
+		(*fn)(c.Iterations)
+	}
 	return subtle.ConstantTimeCompare(sc.StoredKey, c.StoredKeySHA256) == 1
 }
