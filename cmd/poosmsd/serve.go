@@ -119,7 +119,7 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 		Domain:           cfg.Domain,
 		OfflineLimit:     cfg.OfflineLimit,
 		ArchiveRetention: cfg.ArchiveRetention,
-		Version:          version,
+		Version:          shortVersion(),
 		Logger:           log.With("service", "chat"),
 		// Other nodes of a cluster mirror this node's sessions.
 		Observe:          func(full jid.JID, st chat.ResourceState, gone bool) { n.link.Observe(full, st, gone) },
@@ -219,7 +219,7 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 	}
 	n.ready.Store(true)
 	log.Info("poosmsd is serving",
-		"version", version,
+		"version", shortVersion(),
 		"domain", cfg.Domain,
 		"db", n.db.Dialect(),
 		"c2s", addrString(n.c2s.Addrs()),
