@@ -330,6 +330,9 @@ func (s *Session) authenticate(ctx context.Context, auth *stanza.Element) (bool,
 		if done {
 			s.user = mech.Username()
 			s.srv.throttle.reset("user:" + s.user)
+			if p, ok := mech.(interface{ Password() string }); ok && p.Password() != "" {
+				s.deriveMissingVerifier(ctx, p.Password())
+			}
 			succ := stanza.New(nsSASL, "success")
 			if len(out) > 0 {
 				succ.SetText(base64.StdEncoding.EncodeToString(out))

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -166,5 +167,46 @@ func TestUserCommandsFlagsFirstAndDataFolder(t *testing.T) {
 	code, out, errOut = runCLI(t, "", "user", "--data-dir", dir, "list")
 	if code != exitOK || out != "bob@localhost\n" || !strings.Contains(errOut, filepath.Join(dir, "poosms.db")) {
 		t.Fatalf("flags between: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+}
+
+// "poosmsd export FILE" then "poosmsd import FILE" on another server: the
+// accounts come over with their passwords, and the file is the owner's
+// only. Thousands of bench accounts are one generated file and one import.
+func TestExportImportCommands(t *testing.T) {
+	src, dst := filepath.Join(t.TempDir(), "src"), filepath.Join(t.TempDir(), "dst")
+	var gen strings.Builder
+	gen.WriteString("<server-data xmlns='urn:xmpp:pie:0'><host jid='localhost'>")
+	for i := range 50 {
+		fmt.Fprintf(&gen, "<user name='bench%d' password='bench-password'/>", i)
+	}
+	gen.WriteString("</host></server-data>")
+	accounts := filepath.Join(t.TempDir(), "accounts.xml")
+	if err := os.WriteFile(accounts, []byte(gen.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := runCLI(t, "", "import", accounts, "--data-dir", src); code != exitOK || !strings.Contains(errOut, "imported 50 users") {
+		t.Fatalf("import: exit %d, %s", code, errOut)
+	}
+	file := filepath.Join(t.TempDir(), "export.xml")
+	if code, _, errOut := runCLI(t, "", "--data-dir", src, "export", file); code != exitOK || !strings.Contains(errOut, "exported 50 users") {
+		t.Fatalf("export: exit %d, %s", code, errOut)
+	}
+	if fi, err := os.Stat(file); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("export file: %v %v, want mode 600", fi, err)
+	}
+	if code, _, errOut := runCLI(t, "", "import", "--data-dir", dst, file); code != exitOK || !strings.Contains(errOut, "imported 50 users") {
+		t.Fatalf("import of the export: exit %d, %s", code, errOut)
+	}
+	if code, out, _ := runCLI(t, "", "user", "list", "--data-dir", dst); code != exitOK || strings.Count(out, "\n") != 50 {
+		t.Fatalf("user list after import: %d\n%s", code, out)
+	}
+	// Another domain's file imports nothing, and says why.
+	if code, _, errOut := runCLI(t, "", "import", file, "--data-dir", dst, "--domain", "example.org"); code != exitFail || !strings.Contains(errOut, "give that --domain") {
+		t.Fatalf("import for another domain: exit %d, %s", code, errOut)
+	}
+	// export never creates a database.
+	if code, _, errOut := runCLI(t, "", "export", "--data-dir", filepath.Join(t.TempDir(), "none")); code != exitFail || !strings.Contains(errOut, "no database") {
+		t.Fatalf("export without a database: exit %d, %s", code, errOut)
 	}
 }

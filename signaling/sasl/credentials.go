@@ -38,6 +38,13 @@ func NewCredentials(password string, iterations int) (store.Credentials, error) 
 	if _, err := rand.Read(salt); err != nil {
 		return store.Credentials{}, fmt.Errorf("sasl: salt: %w", err)
 	}
+	return Derive(password, salt, iterations)
+}
+
+// Derive computes the SCRAM-SHA-1 and SCRAM-SHA-256 verifiers of password
+// with salt and iterations, applying no rule to the password: accounts
+// imported from another server keep the passwords they had.
+func Derive(password string, salt []byte, iterations int) (store.Credentials, error) {
 	kf := scram.KeyFactors{Salt: string(salt), Iters: iterations}
 	c := store.Credentials{Salt: salt, Iterations: iterations}
 	for _, h := range []struct {
