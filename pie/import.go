@@ -370,7 +370,10 @@ func (im *importer) offline(ctx context.Context, name string, q *stanza.Element)
 			im.stats.warn("%s: an offline message of %d bytes left out (--max-stanza-bytes is %d)", name, len(raw), im.opt.MaxStanzaBytes)
 			continue
 		}
-		switch err := im.st.PushOffline(ctx, name, stamp, raw, im.opt.OfflineLimit); {
+		// The sender's bare JID, as chat records it, so that deleting the
+		// sender's account withdraws the message.
+		sender, _ := bareJID(m.From())
+		switch err := im.st.PushOffline(ctx, name, sender, stamp, raw, im.opt.OfflineLimit); {
 		case errors.Is(err, store.ErrQueueFull):
 			im.stats.warn("%s: offline messages beyond --offline-limit (%d) left out", name, im.opt.OfflineLimit)
 			return nil

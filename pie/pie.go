@@ -64,7 +64,7 @@ type Store interface {
 	AllPrivateXML(ctx context.Context, owner string) ([]store.PrivateXMLEntry, error)
 	SetPrivateXML(ctx context.Context, owner, ns string, payload []byte) error
 	OfflineMessages(ctx context.Context, owner string) ([]store.OfflineMessage, error)
-	PushOffline(ctx context.Context, owner string, stamp time.Time, stanza []byte, limit int) error
+	PushOffline(ctx context.Context, owner, sender string, stamp time.Time, stanza []byte, limit int) error
 	PEPNodes(ctx context.Context, owner string) ([]store.PEPNode, error)
 	PEPItems(ctx context.Context, owner, node string, ids []string, max int) ([]store.PEPItem, error)
 	PutPEPNode(ctx context.Context, owner string, n store.PEPNode) error

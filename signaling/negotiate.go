@@ -272,6 +272,7 @@ func (s *Session) authenticate(ctx context.Context, auth *stanza.Element) (bool,
 		s.writeDirect(saslFailure("invalid-mechanism", "offered: "+strings.Join(offered, ", ")))
 		return false, nil
 	}
+	s.authStarted = s.srv.cfg.Now() // before the credentials are read
 	mech, err := sasl.New(name, sasl.Options{
 		TLS:                s.t.tlsState(),
 		ServerCert:         s.srv.certDER,
@@ -409,6 +410,9 @@ func (s *Session) bindIQ(ctx context.Context, iq *stanza.Element) (bool, error) 
 		s.mu.Lock()
 		s.out, s.stopped, s.writerDone = nil, nil, nil
 		s.mu.Unlock()
+		if errors.Is(err, errAccountEnded) {
+			return false, streamErr("not-authorized", "the account was deleted")
+		}
 		s.writeDirect(stanza.ErrorReply(iq, "resource-constraint", err.Error()))
 		return false, nil
 	}
