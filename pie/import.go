@@ -411,8 +411,9 @@ func (im *importer) pep(ctx context.Context, name, owner string, n store.PEPNode
 			continue
 		}
 		pi := store.PEPItem{ID: id, Publisher: owner, Stamp: im.opt.Now().UTC(), Payload: raw}
-		if p, ok := fullJID(it.Attr("publisher")); ok && strings.HasPrefix(p, owner) {
-			pi.Publisher = p
+		// Only the owner publishes on their PEP service.
+		if p, err := jid.Parse(it.Attr("publisher")); err == nil && p.Bare().String() == owner {
+			pi.Publisher = p.String()
 		}
 		for _, a := range it.Attrs {
 			if a.Space == NSPoosms && a.Local == "stamp" {
@@ -449,14 +450,6 @@ func bareJID(s string) (string, bool) {
 		return "", false
 	}
 	return j.Bare().String(), true
-}
-
-func fullJID(s string) (string, bool) {
-	j, err := jid.Parse(s)
-	if err != nil {
-		return "", false
-	}
-	return j.String(), true
 }
 
 func validNodeName(n string) bool { return n != "" && len(n) <= maxPEPName }

@@ -196,7 +196,7 @@ func TestImportRefusesHostileInput(t *testing.T) {
 <offline-messages><message xmlns='jabber:client' to='zoe@localhost'><body>1</body></message><message xmlns='jabber:client'><body>`+big+`</body></message>
 <message xmlns='jabber:client'><body>2</body></message><message xmlns='jabber:client'><body>3</body></message></offline-messages>
 <pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><configure node='n'><x xmlns='jabber:x:data'><field var='pubsub#access_model'><value>roster</value></field></x></configure></pubsub>
-<pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='n'><item><p xmlns='urn:p'/></item><item id='1'/><item id='2'><p xmlns='urn:p'/></item></items></pubsub>
+<pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='n'><item><p xmlns='urn:p'/></item><item id='1'/><item id='2' publisher='zoe@localhost.evil/x'><p xmlns='urn:p'/></item></items></pubsub>
 <privacy xmlns='jabber:iq:privacy'/>
 </user></host></server-data>`))
 	if err != nil {
@@ -213,6 +213,10 @@ func TestImportRefusesHostileInput(t *testing.T) {
 	a, _ := db.Account(t.Context(), "zoe")
 	if !sasl.CheckPassword(a.Credentials, "short") {
 		t.Error("zoe's old password does not check")
+	}
+	// A publisher other than the owner is not taken over.
+	if items, err := db.PEPItems(t.Context(), "zoe", "n", nil, 0); err != nil || len(items) != 1 || items[0].Publisher != "zoe@localhost" {
+		t.Errorf("items of n: %+v %v, want one published by zoe@localhost", items, err)
 	}
 	// An access model poosms lacks never widens access.
 	if n, err := db.PEPNode(t.Context(), "zoe", "n"); err != nil || n.AccessModel != store.AccessWhitelist {
