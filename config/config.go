@@ -56,8 +56,10 @@ type Config struct {
 	// generated TURN secret. Default: ./data.
 	DataDir string `yaml:"data_dir"`
 	// DB selects the database: "sqlite" (DataDir/poosms.db), "sqlite:PATH",
-	// or "mysql://user:password@tcp(host:port)/dbname" (the URL form
-	// "mysql://user:password@host:port/dbname" works too). Default: sqlite.
+	// or "mysql://user:password@tcp(host:port)/dbname", where the password
+	// is taken as written, or the URL form
+	// "mysql://user:password@host:port/dbname", percent-decoded (a password
+	// holding @ / : is written with %40 %2F %3A there). Default: sqlite.
 	DB string `yaml:"db"`
 
 	// C2SAddr is where clients connect and upgrade with STARTTLS.
@@ -290,6 +292,9 @@ func defaultNodeID() string {
 // RedactedRedis is the Redis URL with its password hidden, for logs.
 func (c Config) RedactedRedis() string { return redactURL(c.Redis) }
 
+// RedactedDB is the db setting with a MySQL password hidden, for logs.
+func (c Config) RedactedDB() string { return redactDB(c.DB) }
+
 // DB kinds returned by Database.
 const (
 	DBSQLite = "sqlite"
@@ -314,11 +319,13 @@ func redactDB(db string) string {
 	if !strings.HasPrefix(db, "mysql://") {
 		return db
 	}
-	if mysqlDriverForm.MatchString(db) {
-		rest := strings.TrimPrefix(db, "mysql://")
-		at := strings.LastIndex(rest[:strings.Index(rest, "(")], "@")
-		if user, _, hasPass := strings.Cut(rest[:max(at, 0)], ":"); at > 0 && hasPass {
-			return "mysql://" + user + ":xxxxx" + rest[at:]
+	if m := mysqlDriverForm.FindStringSubmatchIndex(db); m != nil {
+		if m[2] < 0 {
+			return db
+		}
+		userinfo := db[m[2]:m[3]]
+		if user, _, hasPass := strings.Cut(userinfo, ":"); hasPass {
+			return db[:m[2]] + user + ":xxxxx@" + db[m[3]:]
 		}
 		return db
 	}

@@ -436,8 +436,10 @@ func validAddr(v string) bool {
 }
 
 // mysqlDriverForm matches mysql://[user[:password]@]tcp(host:port)/dbname[?params]
-// (or unix(/path)), the MySQL driver's own DSN after the scheme.
-var mysqlDriverForm = regexp.MustCompile(`^mysql://([^@]*@)?(tcp|unix)\([^)]*\)/[^/?]+(\?.*)?$`)
+// (or unix(/path)), the MySQL driver's own DSN after the scheme. The
+// address is the last "net(…)" after an "@", so the password may hold any
+// character; group 1 is "user[:password]@".
+var mysqlDriverForm = regexp.MustCompile(`^(?s)mysql://(.*@)?(tcp|unix)\([^)]*\)/[^/?]+(\?.*)?$`)
 
 func validDB(v string) bool {
 	switch {

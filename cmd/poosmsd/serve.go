@@ -75,6 +75,7 @@ type node struct {
 	accounts    *accounts.Watcher
 	stopCluster func() // leaves the cluster; nil until joined
 	http        *http.Server
+	httpHandler atomic.Pointer[http.Handler] // what http serves: see serveHTTP
 	httpAddr    net.Addr
 	debugAddr   net.Addr // --debug-addr as bound; nil when off
 	metricsAddr net.Addr // --metrics-addr as bound; nil when off
@@ -95,6 +96,11 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 		}
 	}()
 
+	// The HTTP listener comes up first and goes down last, so /healthz
+	// answers 503 (starting, stopping) whenever the node is not serving.
+	if err := n.serveHTTP(); err != nil {
+		return n, err
+	}
 	n.db, err = store.Open(ctx, cfg.DB, cfg.DataDir)
 	if err != nil {
 		return n, err
@@ -126,7 +132,7 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 		Domain:           cfg.Domain,
 		OfflineLimit:     cfg.OfflineLimit,
 		ArchiveRetention: cfg.ArchiveRetention,
-		Version:          version,
+		Version:          shortVersion(),
 		Logger:           log.With("service", "chat"),
 		// Other nodes of a cluster mirror this node's sessions.
 		Observe:          func(full jid.JID, st chat.ResourceState, gone bool) { n.link.Observe(full, st, gone) },
@@ -223,9 +229,7 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 		return n, err
 	}
 	w.SetReady(n.ready.Load)
-	if err := n.serveHTTP(w.Handler()); err != nil {
-		return n, err
-	}
+	n.setHTTPHandler(w.Handler())
 
 	if cfg.DebugAddr != "" {
 		if err := n.serveDebug(); err != nil {
@@ -238,7 +242,7 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 	n.runAccounts()
 	n.ready.Store(true)
 	log.Info("poosmsd is serving",
-		"version", version,
+		"version", shortVersion(),
 		"domain", cfg.Domain,
 		"db", n.db.Dialect(),
 		"c2s", addrString(n.c2s.Addrs()),
@@ -267,14 +271,19 @@ func (n *node) serveMetrics(w *web.Server, h http.Handler) error {
 	return nil
 }
 
-func (n *node) serveHTTP(h http.Handler) error {
+// serveHTTP binds --http-addr and serves whatever setHTTPHandler last
+// installed: until then, 503 "starting" for every path.
+func (n *node) serveHTTP() error {
+	n.setHTTPHandler(unavailable("starting"))
 	ln, err := net.Listen("tcp", n.cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("http: listen %s: %w", n.cfg.HTTPAddr, err)
 	}
 	n.httpAddr = ln.Addr()
 	n.http = &http.Server{
-		Handler:           h,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			(*n.httpHandler.Load()).ServeHTTP(w, r)
+		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
 	}
@@ -293,9 +302,27 @@ func (n *node) serveHTTP(h http.Handler) error {
 	return nil
 }
 
-// Close stops the services in the reverse order of their start.
+func (n *node) setHTTPHandler(h http.Handler) { n.httpHandler.Store(&h) }
+
+// unavailable answers every request with 503 while the node is starting
+// or stopping; /healthz says which.
+func unavailable(state string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("Retry-After", "5")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, state)
+	})
+}
+
+// Close stops the services in the reverse order of their start. The HTTP
+// listener, started first, answers 503 until it stops last.
 func (n *node) Close(ctx context.Context) error {
 	n.ready.Store(false)
+	if n.http != nil {
+		n.setHTTPHandler(unavailable("stopping"))
+	}
 	var errs []error
 	for i := len(n.closers) - 1; i >= 0; i-- {
 		if err := n.closers[i](ctx); err != nil {

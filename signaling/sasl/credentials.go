@@ -30,7 +30,7 @@ const (
 // iterations than the configured count and should be derived again the
 // next time the password is known.
 func NeedsUpgrade(c store.Credentials, iterations int) bool {
-	return c.Iterations < effectiveIterations(iterations)
+	return c.Iterations < effectiveIterations(iterations) || MissingVerifier(c)
 }
 
 // effectiveIterations is iterations, or DefaultIterations when it is
@@ -76,6 +76,13 @@ func NewCredentials(password string, iterations int) (store.Credentials, error) 
 	if _, err := rand.Read(salt); err != nil {
 		return store.Credentials{}, fmt.Errorf("sasl: salt: %w", err)
 	}
+	return Derive(password, salt, iterations)
+}
+
+// Derive computes the SCRAM-SHA-1 and SCRAM-SHA-256 verifiers of password
+// with salt and iterations, applying no rule to the password: accounts
+// imported from another server keep the passwords they had.
+func Derive(password string, salt []byte, iterations int) (store.Credentials, error) {
 	kf := scram.KeyFactors{Salt: string(salt), Iters: iterations}
 	c := store.Credentials{Salt: salt, Iterations: iterations}
 	for _, h := range []struct {
@@ -103,15 +110,21 @@ type Upgrader interface {
 }
 
 // Upgrade derives user's verifiers again from password, just proved
-// against old, when old has fewer than iterations rounds, and stores them
+// against old, when old has fewer than iterations rounds or lacks one of
+// the two verifiers (an imported account), and stores them
 // unless the account changed meanwhile. It reports whether it did.
 func Upgrade(ctx context.Context, u Upgrader, user string, old store.Credentials, password string, iterations int) (bool, error) {
 	if !NeedsUpgrade(old, iterations) {
 		return false, nil
 	}
-	c, err := NewCredentials(password, iterations)
+	// The password was just proved, so it is derived as it is, even when
+	// it predates today's length rule (an imported account).
+	salt := make([]byte, 16)
+	if _, err := rand.Read(salt); err != nil {
+		return false, fmt.Errorf("sasl: salt: %w", err)
+	}
+	c, err := Derive(password, salt, max(effectiveIterations(iterations), old.Iterations))
 	if err != nil {
-		// A password that predates today's rules: keep what works.
 		return false, nil
 	}
 	if err := u.UpgradeCredentials(ctx, user, old, c); errors.Is(err, store.ErrNotFound) {

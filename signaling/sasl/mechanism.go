@@ -382,12 +382,18 @@ func (m *scramMech) fake(name string) scram.StoredCredentials {
 	return m.stored(FakeCredentials(m.opt.FakeKey, name, m.opt.Iterations))
 }
 
+// stored is the verifier of this mechanism's hash. An account without one
+// (imported with only SCRAM-SHA-1 data) gets fake credentials, and so
+// fails like a wrong password, until a PLAIN login derives it.
 func (m *scramMech) stored(c store.Credentials) scram.StoredCredentials {
 	sc := scram.StoredCredentials{KeyFactors: scram.KeyFactors{Salt: string(c.Salt), Iters: c.Iterations}}
 	if m.sha256 {
 		sc.StoredKey, sc.ServerKey = c.StoredKeySHA256, c.ServerKeySHA256
 	} else {
 		sc.StoredKey, sc.ServerKey = c.StoredKeySHA1, c.ServerKeySHA1
+	}
+	if len(sc.StoredKey) == 0 && len(c.Salt) > 0 {
+		return m.stored(FakeCredentials(m.opt.FakeKey, m.user, m.opt.Iterations))
 	}
 	return sc
 }
@@ -450,9 +456,15 @@ func (m *plainMech) Step(ctx context.Context, in []byte) ([]byte, bool, error) {
 // upgrade the stored verifiers; "" for other mechanisms.
 func (m *plainMech) Password() string { return m.password }
 
-// CheckPassword reports whether password matches the stored verifiers.
+// CheckPassword reports whether password matches the stored verifiers:
+// the SCRAM-SHA-256 one, or the SCRAM-SHA-1 one for an account that has
+// only that (imported from a server that kept SCRAM-SHA-1 data).
 func CheckPassword(c store.Credentials, password string) bool {
-	cl, err := scram.SHA256.NewClient("", password, "")
+	h, want := scram.SHA256, c.StoredKeySHA256
+	if len(want) == 0 && len(c.StoredKeySHA1) > 0 {
+		h, want = scram.SHA1, c.StoredKeySHA1
+	}
+	cl, err := h.NewClient("", password, "")
 	if err != nil {
 		return false
 	}
@@ -460,5 +472,12 @@ func CheckPassword(c store.Credentials, password string) bool {
 	if fn := derivations.Load(); fn != nil {
 		(*fn)(c.Iterations)
 	}
-	return subtle.ConstantTimeCompare(sc.StoredKey, c.StoredKeySHA256) == 1
+	return len(want) > 0 && subtle.ConstantTimeCompare(sc.StoredKey, want) == 1
+}
+
+// MissingVerifier reports whether c lacks the SCRAM-SHA-1 or the
+// SCRAM-SHA-256 verifier (an imported account), so that a login that
+// shows the password should derive both.
+func MissingVerifier(c store.Credentials) bool {
+	return len(c.StoredKeySHA1) == 0 || len(c.StoredKeySHA256) == 0
 }
