@@ -96,6 +96,18 @@ func Open(ctx context.Context, dsn, dataDir string) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
+	if db.dialect == DialectSQLite && db.path != "" {
+		// Two processes opening a new file at once (the server and
+		// "poosmsd user add", say) must not both switch it to WAL or
+		// create the schema: the first connection and the migrations
+		// run under a file lock.
+		unlock, err := lockFile(db.path + ".migrate-lock")
+		if err != nil {
+			db.sql.Close()
+			return nil, fmt.Errorf("store: open sqlite: %w", err)
+		}
+		defer unlock()
+	}
 	if err := db.sql.PingContext(ctx); err != nil {
 		db.sql.Close()
 		return nil, fmt.Errorf("store: connect to %s: %w", db.dialect, err)
