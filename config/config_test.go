@@ -113,6 +113,9 @@ func TestEverySettingFromEachSource(t *testing.T) {
 	want.MaxConferencesPerUser = 2
 	want.Redis, want.RedisPrefix, want.NodeID = "redis://:pw@redis:6379/2", "{chat}:", "node-2"
 	want.ClusterHeartbeat, want.ClusterNodeTTL, want.ClusterLeaseTTL = time.Second, 3*time.Second, 5*time.Second
+	want.SCRAMIterations, want.MetricsAddr, want.MetricsToken = 20000, "", "0123456789abcdef0123"
+	want.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("::1/128")}
+	want.WebSocketOrigins = []string{"https://app.example.org", "*.example.net"}
 
 	values := map[string]string{
 		"domain": "Example.ORG", "data-dir": "/srv/poosms", "db": "mysql://poosms:pw@db:3306/poosms",
@@ -129,6 +132,8 @@ func TestEverySettingFromEachSource(t *testing.T) {
 		"turn-allow-peers": "10.0.0.0/8, fd00::/8", "turn-allow-self": "true", "max-participants": "12", "max-conferences": "4",
 		"max-conferences-per-user": "2", "redis": "redis://:pw@redis:6379/2", "redis-prefix": "{chat}:", "node-id": "node-2",
 		"cluster-heartbeat": "1s", "cluster-node-ttl": "3s", "cluster-lease-ttl": "5s",
+		"scram-iterations": "20000", "metrics-addr": "", "metrics-token": "0123456789abcdef0123",
+		"trusted-proxies": "192.0.2.0/24, ::1", "websocket-origins": "https://app.example.org, *.example.net",
 	}
 	limitValues(&want, values)
 	if len(values) != len(settings)-1 {

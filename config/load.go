@@ -109,6 +109,21 @@ func Usage() string {
 	return fs.FlagUsages()
 }
 
+// Positional returns the arguments of args that are not flags or flag
+// values (the subcommand and its operands), wherever they stand among
+// the flags, without applying or checking any setting. Unknown flags are
+// an *Error; --help gives ErrHelp.
+func Positional(args []string) ([]string, error) {
+	fs, _ := newFlagSet()
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return nil, ErrHelp
+		}
+		return nil, &Error{Source: "the command line", Problem: err.Error(), Err: err}
+	}
+	return fs.Args(), nil
+}
+
 // Load builds the effective configuration from defaults, the YAML file
 // named by --config or POOSMS_CONFIG, the POOSMS_* variables in environ
 // (os.Environ form) and the flags in args, then validates it. It returns
@@ -255,12 +270,12 @@ func (c *Config) loadFile(file string) error {
 			text = ""
 		case v.Kind == yaml.ScalarNode:
 			text = v.Value
-		case v.Kind == yaml.SequenceNode && s.name == "turn-allow-peers":
+		case v.Kind == yaml.SequenceNode && s.isList:
 			parts := make([]string, 0, len(v.Content))
 			for _, item := range v.Content {
 				if item.Kind != yaml.ScalarNode {
 					return &Error{Source: fmt.Sprintf("%s line %d", file, item.Line),
-						Problem: fmt.Sprintf("%q: want a list of CIDR ranges", k.Value)}
+						Problem: fmt.Sprintf("%q: want a list of single values", k.Value)}
 				}
 				parts = append(parts, item.Value)
 			}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every poosms test on this machine: installs the third-party programs
-# the tests drive (slixmpp, go-sendxmpp, coturn's TURN client, Chromium) when missing,
+# the tests drive (slixmpp, go-sendxmpp, coturn's TURN client, Chromium,
+# Prosody, ejabberd, docker-compose and dockerfile-utils as linters) when missing,
 # makes sure MariaDB and Redis are up, and runs `go test -race ./...`.
 #
 #   ./scripts/test.sh              everything
@@ -21,12 +22,24 @@ command -v go-sendxmpp >/dev/null || need+=(go-sendxmpp)
 command -v chromium >/dev/null || need+=(chromium)
 command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || need+=(mariadb-server)
 command -v redis-server >/dev/null || need+=(redis-server)
+# The servers poosmsd import reads exports of, and the deployment linters.
+command -v prosody >/dev/null || need+=(prosody)
+command -v ejabberdctl >/dev/null || need+=(ejabberd)
+command -v docker-compose >/dev/null || need+=(docker-compose)
+command -v npm >/dev/null || need+=(npm)
 if [ ${#need[@]} -gt 0 ]; then
 	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
 		log "installing ${need[*]}"
 		export DEBIAN_FRONTEND=noninteractive
+		# Keep the packages from starting their services: the tests run
+		# their own on other ports.
+		policy=0
+		if [ ! -e /usr/sbin/policy-rc.d ]; then
+			printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && policy=1
+		fi
 		apt-get update -qq
 		apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+		if [ "$policy" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
 		# coturn's package starts a TURN server on 3478; the tests bring their own.
 		if [[ " ${need[*]} " == *" coturn "* ]]; then
 			(service coturn stop || pkill -x turnserver) >/dev/null 2>&1 || true
@@ -34,6 +47,12 @@ if [ ${#need[@]} -gt 0 ]; then
 	else
 		log "missing: ${need[*]} (install them with apt-get; tests that need them skip, or fail under CI=true)"
 	fi
+fi
+
+# The Dockerfile linter, from npm.
+if ! command -v dockerfile-utils >/dev/null && command -v npm >/dev/null && [ "$(id -u)" = 0 ]; then
+	log "installing dockerfile-utils (npm)"
+	npm install -g --silent --no-audit --no-fund dockerfile-utils@0.16.3 >/dev/null
 fi
 
 # MariaDB on 127.0.0.1:3306 (root, no password).
@@ -54,6 +73,12 @@ fi
 export POOSMS_TEST_MYSQL_DSN="${POOSMS_TEST_MYSQL_DSN:-root@tcp(127.0.0.1:3306)/}"
 export POOSMS_TEST_REDIS_ADDR="${POOSMS_TEST_REDIS_ADDR:-127.0.0.1:6379}"
 
+log "gofmt -l"
+unformatted=$(gofmt -l .)
+if [ -n "$unformatted" ]; then
+	printf 'not gofmt-formatted:\n%s\n' "$unformatted" >&2
+	exit 1
+fi
 log "go vet"
 go vet ./...
 log "go test -race"

@@ -8,12 +8,16 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"mellium.im/xmpp/jid"
 
+	"poosms.org/poosms/internal/clientaddr"
+	"poosms.org/poosms/internal/loginlimit"
+	"poosms.org/poosms/signaling/sasl"
 	"poosms.org/poosms/stanza"
 	"poosms.org/poosms/store"
 )
@@ -37,12 +41,29 @@ type Config struct {
 	Registrar                 Registrar     // account changes (in-band registration, password change, removal); nil: refused
 	// Caps returns the server's XEP-0115 <c/> element, added to stream
 	// features once the stream is encrypted; nil: none.
-	Caps          func() *stanza.Element
-	LoginFailures int           // failed logins per key before refusing; default 5
-	LoginWindow   time.Duration // window for LoginFailures; default 5m
-	Now           func() time.Time
-	Logger        *slog.Logger
-	Registerer    prometheus.Registerer // metrics; nil: not registered
+	Caps func() *stanza.Element
+	// SCRAMIterations is the PBKDF2 count of new verifiers (registration,
+	// password change, upgrades at login) and of unknown users' fake ones;
+	// default sasl.DefaultIterations.
+	SCRAMIterations int
+	LoginFailures   int           // failed logins per account and address before refusing; default 5
+	LoginWindow     time.Duration // window for LoginFailures; default 5m
+	// Limiter throttles failed logins (see loginlimit); share one with the
+	// web server so HTTP logins count too. nil: one of its own, from
+	// LoginFailures and LoginWindow.
+	Limiter *loginlimit.Limiter
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For and
+	// Forwarded headers name the client of a WebSocket; none: the headers
+	// are ignored.
+	TrustedProxies []netip.Prefix
+	// WebSocketOrigins are the browser origins, besides the page's own,
+	// that may open /xmpp-websocket: "https://app.example.org" (exact) or a
+	// host pattern such as "*.example.org". Requests without Origin
+	// (native clients) are always allowed.
+	WebSocketOrigins []string
+	Now              func() time.Time
+	Logger           *slog.Logger
+	Registerer       prometheus.Registerer // metrics; nil: not registered
 }
 
 // Accounts is the credential lookup the server needs from the store.
@@ -56,7 +77,8 @@ type Server struct {
 	accounts Accounts
 	router   *Router
 	log      *slog.Logger
-	throttle *throttle
+	limiter  *loginlimit.Limiter
+	proxies  *clientaddr.Resolver
 	// registrations limits in-band account creation per address.
 	registrations *throttle
 	metrics       *metrics
@@ -110,6 +132,9 @@ func New(cfg Config, accounts Accounts, router *Router) (*Server, error) {
 	if cfg.MaxSessionsPerUser <= 0 {
 		cfg.MaxSessionsPerUser = 10
 	}
+	if cfg.SCRAMIterations < sasl.MinIterations {
+		cfg.SCRAMIterations = sasl.DefaultIterations
+	}
 	if cfg.LoginFailures <= 0 {
 		cfg.LoginFailures = 5
 	}
@@ -134,7 +159,8 @@ func New(cfg Config, accounts Accounts, router *Router) (*Server, error) {
 		accounts:      accounts,
 		router:        router,
 		log:           cfg.Logger,
-		throttle:      newThrottle(cfg.LoginFailures, cfg.LoginWindow, cfg.Now),
+		limiter:       cfg.Limiter,
+		proxies:       clientaddr.New(cfg.TrustedProxies),
 		registrations: newThrottle(5, time.Hour, cfg.Now),
 		fakeKey:       make([]byte, 32),
 		sessions:      map[string]*Session{},
@@ -143,6 +169,9 @@ func New(cfg Config, accounts Accounts, router *Router) (*Server, error) {
 		resume:        map[string]*Session{},
 		detached:      map[*Session]*time.Timer{},
 		ended:         map[string]time.Time{},
+	}
+	if s.limiter == nil {
+		s.limiter = loginlimit.New(loginlimit.Config{Failures: cfg.LoginFailures, Window: cfg.LoginWindow, Now: cfg.Now})
 	}
 	_, _ = rand.Read(s.fakeKey)
 	if cfg.TLS != nil && len(cfg.TLS.Certificates) > 0 && len(cfg.TLS.Certificates[0].Certificate) > 0 {

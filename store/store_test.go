@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"errors"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -353,5 +354,43 @@ func BenchmarkPushOfflineSQLite(b *testing.B) {
 		if err := db.PushOffline(ctx, "alice", "", time.Now(), stanza, 1000); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// A MySQL user whose password holds @, / and : logs in with either form of
+// --db: the driver's own, as written, and the URL form, percent-encoded.
+func TestMySQLPasswordWithURLCharacters(t *testing.T) {
+	server := mysqlServer(t)
+	cfg, admin := mysqlAdmin(t, server)
+	dsn := newMySQLDatabase(t, server)
+	dbName := dsn[strings.LastIndex(dsn, "/")+1:]
+	user := "u_" + hex.EncodeToString(randomBytes(t, 6))
+	const password = "p@ss/w:rd%40?#"
+	ctx := t.Context()
+	if _, err := admin.ExecContext(ctx, "CREATE USER '"+user+"'@'%' IDENTIFIED BY '"+password+"'"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = admin.ExecContext(context.Background(), "DROP USER '"+user+"'@'%'") })
+	if _, err := admin.ExecContext(ctx, "GRANT ALL ON "+dbName+".* TO '"+user+"'@'%'"); err != nil {
+		t.Fatal(err)
+	}
+	for _, form := range []string{
+		"mysql://" + user + ":" + password + "@tcp(" + cfg.Addr + ")/" + dbName,
+		"mysql://" + user + ":" + url.QueryEscape(password) + "@" + cfg.Addr + "/" + dbName,
+	} {
+		db, err := store.Open(ctx, form, "")
+		if err != nil {
+			t.Fatalf("open with %s: %v", form, err)
+		}
+		name := "a" + hex.EncodeToString(randomBytes(t, 4))
+		if err := db.CreateAccount(ctx, name, store.Credentials{}); err != nil {
+			t.Errorf("write with %s: %v", form, err)
+		}
+		db.Close()
+	}
+	// A wrong password is refused: the test does log in as that user.
+	if db, err := store.Open(ctx, "mysql://"+user+":wrong@tcp("+cfg.Addr+")/"+dbName, ""); err == nil {
+		db.Close()
+		t.Fatal("a wrong password was accepted")
 	}
 }

@@ -181,6 +181,10 @@ func (r registrar) SetCredentials(ctx context.Context, user string, c store.Cred
 	return r.n.db.SetCredentials(ctx, user, c)
 }
 
+func (r registrar) UpgradeCredentials(ctx context.Context, user string, old, c store.Credentials) error {
+	return r.n.db.UpgradeCredentials(ctx, user, old, c)
+}
+
 func (r registrar) DeleteAccount(ctx context.Context, user string) error {
 	return r.n.deleteAccount(ctx, user)
 }

@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"mellium.im/xmpp/jid"
@@ -36,10 +39,9 @@ func userCommand(ctx context.Context, cfg config.Config, sub string, args []stri
 		}
 		name = j.Localpart()
 	}
-	db, err := store.Open(ctx, cfg.DB, cfg.DataDir)
-	if err != nil {
-		fmt.Fprintf(stderr, "poosmsd: %v\n", err)
-		return exitFail
+	db, code := openStore(ctx, cfg, sub == "add", stderr)
+	if db == nil {
+		return code
 	}
 	defer db.Close()
 
@@ -79,7 +81,7 @@ func userCommand(ctx context.Context, cfg config.Config, sub string, args []stri
 		fmt.Fprintf(stderr, "poosmsd: %v\n", err)
 		return exitConfig
 	}
-	cred, err := sasl.NewCredentials(password, sasl.DefaultIterations)
+	cred, err := sasl.NewCredentials(password, cfg.SCRAMIterations)
 	if err != nil {
 		fmt.Fprintf(stderr, "poosmsd: %v\n", err)
 		return exitConfig
@@ -107,6 +109,34 @@ func userCommand(ctx context.Context, cfg config.Config, sub string, args []stri
 	}
 	fmt.Fprintf(stdout, "%s %s@%s\n", verb, name, cfg.Domain)
 	return exitOK
+}
+
+// openStore opens the database the settings name, after saying on stderr
+// which one it is (a command run from another folder would otherwise
+// quietly use another ./data). Unless create is set, a missing SQLite
+// file is an error instead of a new empty database.
+func openStore(ctx context.Context, cfg config.Config, create bool, stderr io.Writer) (*store.DB, int) {
+	kind, target := cfg.Database()
+	if kind == config.DBSQLite && target != ":memory:" {
+		abs, err := filepath.Abs(target)
+		if err == nil {
+			target = abs
+		}
+		if _, err := os.Stat(target); errors.Is(err, fs.ErrNotExist) && !create {
+			fmt.Fprintf(stderr, "poosmsd: there is no database at %s: give the server's --data-dir, --db or --config "+
+				"(this command does not create one)\n", target)
+			return nil, exitFail
+		}
+		fmt.Fprintf(stderr, "poosmsd: database %s (SQLite)\n", target)
+	} else {
+		fmt.Fprintf(stderr, "poosmsd: database %s\n", cfg.RedactedDB())
+	}
+	db, err := store.Open(ctx, cfg.DB, cfg.DataDir)
+	if err != nil {
+		fmt.Fprintf(stderr, "poosmsd: %v\n", err)
+		return nil, exitFail
+	}
+	return db, exitOK
 }
 
 // readPassword reads one line from r: the password, without its line end.

@@ -30,6 +30,7 @@ func Run(t *testing.T, open func(t *testing.T) *store.DB) {
 		{"CreateTakenName", testCreateTakenName},
 		{"MissingAccount", testMissingAccount},
 		{"SetCredentials", testSetCredentials},
+		{"UpgradeCredentials", testUpgradeCredentials},
 		{"BinaryCredentials", testBinaryCredentials},
 		{"UsernamesCompareExactly", testUsernamesCompareExactly},
 		{"AccountsSorted", testAccountsSorted},
@@ -198,6 +199,30 @@ func testSetCredentials(t *testing.T, db *store.DB) {
 	// a success, not "not found".
 	if err := db.SetCredentials(ctx, "alice", creds(50)); err != nil {
 		t.Errorf("SetCredentials with unchanged values: %v", err)
+	}
+}
+
+// testUpgradeCredentials: an upgrade applies only over the credentials it
+// was computed from, so it cannot undo a password change.
+func testUpgradeCredentials(t *testing.T, db *store.DB) {
+	ctx := t.Context()
+	mustCreate(t, db, "alice")
+	if err := db.UpgradeCredentials(ctx, "alice", creds(1), creds(60)); err != nil {
+		t.Fatalf("UpgradeCredentials over the stored credentials: %v", err)
+	}
+	a, err := db.Account(ctx, "alice")
+	if err != nil {
+		t.Fatalf("Account: %v", err)
+	}
+	checkCreds(t, "alice after upgrade", a.Credentials, creds(60))
+	// A stale upgrade (computed from creds(1)) after the change to creds(60).
+	if err := db.UpgradeCredentials(ctx, "alice", creds(1), creds(70)); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("stale UpgradeCredentials = %v, want ErrNotFound", err)
+	}
+	a, _ = db.Account(ctx, "alice")
+	checkCreds(t, "alice after a stale upgrade", a.Credentials, creds(60))
+	if err := db.UpgradeCredentials(ctx, "nobody", creds(1), creds(70)); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("UpgradeCredentials(nobody) = %v, want ErrNotFound", err)
 	}
 }
 
