@@ -1,6 +1,8 @@
 package cluster
 
 import (
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -9,7 +11,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -17,12 +21,14 @@ import (
 // (SHA-256) made with a key derived from the cluster secret, which Redis
 // never sees:
 //
-//   - a payload in a node's stream is signed over the cluster's key
-//     prefix, the receiving node, the sending node, the send time, the
-//     sender's boot number and a sequence number, and the payload itself;
-//     the receiver drops it unless the signature holds, the send time is
-//     within MaxPayloadAge of its own clock and it has not taken that
-//     (sender, boot, sequence) before;
+//   - a payload in a node's stream is encrypted (AES-256-CTR, with an IV
+//     derived from the fields below, which never repeat) and then signed
+//     over the cluster's key prefix, the receiving node, the sending node,
+//     the send time, the sender's boot number and a sequence number, and
+//     the encrypted payload; the receiver drops it unless the signature
+//     holds, the send time is within MaxPayloadAge of its own clock and it
+//     has not taken that (sender, boot, sequence) before, and only then
+//     decrypts it;
 //   - a node record is signed over the prefix, the node ID and the JSON
 //     record, which carries the time of the heartbeat that wrote it;
 //     records older than MaxPayloadAge are not believed either;
@@ -62,9 +68,21 @@ const authLen = 8 + 8 + macLen
 // keeps in Redis.
 type signer struct {
 	prefix     string
-	payloadKey []byte
-	recordKey  []byte
-	sessionKey []byte
+	payloadKey *macKey
+	ivKey      *macKey
+	cipher     cipher.Block // payload encryption
+	recordKey  *macKey
+	sessionKey *macKey
+}
+
+// macKey is an HMAC key with a pool of hashes keyed with it, so signing
+// on the hot path allocates little.
+type macKey struct{ pool sync.Pool }
+
+func newMACKey(key []byte) *macKey {
+	k := &macKey{}
+	k.pool.New = func() any { return hmac.New(sha256.New, key) }
+	return k
 }
 
 func newSigner(secret []byte, prefix string) (signer, error) {
@@ -75,23 +93,32 @@ func newSigner(secret []byte, prefix string) (signer, error) {
 		return hkdf.Key(sha256.New, secret, nil, "poosms cluster "+use+" v1", 32)
 	}
 	s := signer{prefix: prefix}
-	var err error
-	if s.payloadKey, err = key("payload"); err != nil {
+	for _, k := range []struct {
+		use string
+		key **macKey
+	}{{"payload", &s.payloadKey}, {"payload iv", &s.ivKey}, {"node record", &s.recordKey}, {"session", &s.sessionKey}} {
+		b, err := key(k.use)
+		if err != nil {
+			return signer{}, fmt.Errorf("cluster: derive keys: %w", err)
+		}
+		*k.key = newMACKey(b)
+	}
+	enc, err := key("payload encryption")
+	if err != nil {
 		return signer{}, fmt.Errorf("cluster: derive keys: %w", err)
 	}
-	if s.recordKey, err = key("node record"); err != nil {
-		return signer{}, fmt.Errorf("cluster: derive keys: %w", err)
-	}
-	if s.sessionKey, err = key("session"); err != nil {
-		return signer{}, fmt.Errorf("cluster: derive keys: %w", err)
+	if s.cipher, err = aes.NewCipher(enc); err != nil {
+		return signer{}, fmt.Errorf("cluster: payload cipher: %w", err)
 	}
 	return s, nil
 }
 
 // mac returns the tag of parts under key; each part is length-prefixed
 // so no two different lists of parts give the same input.
-func (s signer) mac(key []byte, parts ...[]byte) []byte {
-	h := hmac.New(sha256.New, key)
+func (s signer) mac(key *macKey, parts ...[]byte) []byte {
+	h := key.pool.Get().(hash.Hash)
+	defer key.pool.Put(h)
+	h.Reset()
 	var n [binary.MaxVarintLen64]byte
 	h.Write(n[:binary.PutUvarint(n[:], uint64(len(s.prefix)))])
 	h.Write([]byte(s.prefix))
@@ -110,34 +137,46 @@ type envelope struct {
 	seq   uint64
 }
 
-func (e envelope) parts(to NodeID, payload []byte) [][]byte {
+func (e envelope) parts(to NodeID, sealed []byte) [][]byte {
 	var nums [24]byte
 	binary.BigEndian.PutUint64(nums[0:], uint64(e.stamp))
 	binary.BigEndian.PutUint64(nums[8:], e.boot)
 	binary.BigEndian.PutUint64(nums[16:], e.seq)
-	return [][]byte{[]byte(to), []byte(e.from), nums[:], payload}
+	return [][]byte{[]byte(to), []byte(e.from), nums[:], sealed}
 }
 
-// sealPayload returns the auth field for payload sent to node to.
-func (s signer) sealPayload(to NodeID, e envelope, payload []byte) []byte {
-	out := make([]byte, 16, authLen)
-	binary.BigEndian.PutUint64(out[0:], e.boot)
-	binary.BigEndian.PutUint64(out[8:], e.seq)
-	return append(out, s.mac(s.payloadKey, e.parts(to, payload)...)...)
+// crypt encrypts or decrypts a payload of e for node to. The IV is a MAC
+// of everything that makes e unique (sender, boot, sequence…), so no two
+// payloads share a key stream.
+func (s signer) crypt(to NodeID, e envelope, in []byte) []byte {
+	iv := s.mac(s.ivKey, e.parts(to, nil)...)[:aes.BlockSize]
+	out := make([]byte, len(in))
+	cipher.NewCTR(s.cipher, iv).XORKeyStream(out, in)
+	return out
+}
+
+// sealPayload encrypts payload for node to and returns it with the auth
+// field that signs it.
+func (s signer) sealPayload(to NodeID, e envelope, payload []byte) (sealed, auth []byte) {
+	sealed = s.crypt(to, e, payload)
+	auth = make([]byte, 16, authLen)
+	binary.BigEndian.PutUint64(auth[0:], e.boot)
+	binary.BigEndian.PutUint64(auth[8:], e.seq)
+	return sealed, append(auth, s.mac(s.payloadKey, e.parts(to, sealed)...)...)
 }
 
 // openPayload checks the auth field of an entry in node to's stream and
-// returns its boot and sequence numbers.
-func (s signer) openPayload(to NodeID, from NodeID, stamp int64, auth, payload []byte) (boot, seq uint64, ok bool) {
+// returns its payload, decrypted, and its boot and sequence numbers.
+func (s signer) openPayload(to NodeID, from NodeID, stamp int64, auth, sealed []byte) (payload []byte, boot, seq uint64, ok bool) {
 	if len(auth) != authLen || from == "" {
-		return 0, 0, false
+		return nil, 0, 0, false
 	}
 	e := envelope{from: from, stamp: stamp,
 		boot: binary.BigEndian.Uint64(auth[0:]), seq: binary.BigEndian.Uint64(auth[8:])}
-	if !hmac.Equal(auth[16:], s.mac(s.payloadKey, e.parts(to, payload)...)) {
-		return 0, 0, false
+	if !hmac.Equal(auth[16:], s.mac(s.payloadKey, e.parts(to, sealed)...)) {
+		return nil, 0, 0, false
 	}
-	return e.boot, e.seq, true
+	return s.crypt(to, e, sealed), e.boot, e.seq, true
 }
 
 // record is a node record as stored: the node's advertisement and the

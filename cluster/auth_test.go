@@ -36,12 +36,13 @@ func (l *logBuffer) count(sub string) int {
 }
 
 // An attacker who can write to Redis but does not know the cluster secret
-// cannot make a node act: entries written straight into its stream with
+// cannot read what nodes send each other, nor make a node act: entries written straight into its stream with
 // no signature, a wrong one, a forged sender, a changed payload, another
 // secret's, one signed for another node, one too old or a replayed copy
 // of a real one are dropped, counted and logged (once per reason per ten
 // seconds), while the real payloads around them still arrive.
 func TestForgedPayloadsAreIgnored(t *testing.T) {
+	const holdMsg = "<message><body>hold: what only the nodes may read</body></message>"
 	h := newHarness(t)
 	ctx := context.Background()
 	box := newInbox()
@@ -51,7 +52,7 @@ func TestForgedPayloadsAreIgnored(t *testing.T) {
 	cb.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	var first sync.Once
 	cb.Handler = func(ctx context.Context, from NodeID, p []byte) error {
-		if string(p) == "hold" {
+		if string(p) == holdMsg {
 			first.Do(func() {
 				close(held)
 				<-release
@@ -66,7 +67,7 @@ func TestForgedPayloadsAreIgnored(t *testing.T) {
 	c := h.start(cc)
 
 	// A real payload, captured while b holds it unacknowledged.
-	if err := a.Send(ctx, "b", []byte("hold")); err != nil {
+	if err := a.Send(ctx, "b", []byte(holdMsg)); err != nil {
 		t.Fatal(err)
 	}
 	<-held
@@ -76,8 +77,11 @@ func TestForgedPayloadsAreIgnored(t *testing.T) {
 		t.Fatalf("capture: %v %v", msgs, err)
 	}
 	real := msgs[0].Values
+	if p, _ := real["p"].(string); strings.Contains(p, "only the nodes") || len(p) != len(holdMsg) {
+		t.Errorf("the payload stored in Redis is %q, want %q encrypted", p, holdMsg)
+	}
 	close(release)
-	if p := recv(t, box.ch, "b taking the real payload"); p != "hold" {
+	if p := recv(t, box.ch, "b taking the real payload"); p != holdMsg {
 		t.Fatalf("b took %q", p)
 	}
 
@@ -100,7 +104,8 @@ func TestForgedPayloadsAreIgnored(t *testing.T) {
 	sign, _ := newSigner(h.secret, h.prefix)
 	signed := func(s signer, to NodeID, stamp int64, p string) map[string]any {
 		e := envelope{from: "a", stamp: stamp, boot: 7, seq: 1}
-		return map[string]any{"f": "a", "t": strconv.FormatInt(stamp, 10), "p": p, "a": s.sealPayload(to, e, []byte(p))}
+		sealed, auth := s.sealPayload(to, e, []byte(p))
+		return map[string]any{"f": "a", "t": strconv.FormatInt(stamp, 10), "p": sealed, "a": auth}
 	}
 	forged := []map[string]any{
 		real, // replayed
@@ -135,7 +140,7 @@ func TestForgedPayloadsAreIgnored(t *testing.T) {
 	if p := recv(t, boxC.ch, "c taking its real payload"); p != "to c" {
 		t.Fatalf("c took %q, want only the real payload", p)
 	}
-	if got, _ := box.snapshot(); !slices.Equal(got, []string{"hold", "after"}) {
+	if got, _ := box.snapshot(); !slices.Equal(got, []string{holdMsg, "after"}) {
 		t.Errorf("b took %q", got)
 	}
 	for reason, want := range map[string]float64{RejectSignature: 8, RejectReplay: 1, RejectStale: 1} {

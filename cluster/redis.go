@@ -869,9 +869,9 @@ func (r *Redis) Send(ctx context.Context, to NodeID, payload []byte) error {
 		return r.unavailable("send")
 	}
 	e := envelope{from: r.Self(), stamp: r.clock.Now().UnixNano(), boot: r.boot, seq: r.seq.Add(1)}
+	sealed, auth := r.sign.sealPayload(to, e, payload)
 	n, err := sendScript.Run(ctx, r.rdb, r.sendKeys(to),
-		r.cfg.StreamMaxLen, string(e.from), strconv.FormatInt(e.stamp, 10), payload,
-		r.sign.sealPayload(to, e, payload)).Int()
+		r.cfg.StreamMaxLen, string(e.from), strconv.FormatInt(e.stamp, 10), sealed, auth).Int()
 	if err != nil {
 		return r.wrap(ctx, "send to "+string(to), err)
 	}
@@ -1051,8 +1051,8 @@ func (r *Redis) ack(ctx context.Context, stream string, ids []string) {
 // streamEntry is one entry of a node's stream.
 type streamEntry struct {
 	from      NodeID
-	stamp     int64 // send time, Unix nanoseconds
-	payload   []byte
+	stamp     int64  // send time, Unix nanoseconds
+	payload   []byte // encrypted until believe decrypts it
 	auth      []byte
 	boot, seq uint64 // filled in by believe
 }
@@ -1075,9 +1075,10 @@ func decodeEntry(v map[string]any) (e streamEntry, ok bool) {
 
 // believe reports whether e, read from node to's stream, was signed with
 // the cluster secret by the node it names, for to, within the age window,
-// and was not taken before (by g). What it refuses is counted and logged.
+// and was not taken before (by g); if so it decrypts e's payload. What it
+// refuses is counted and logged.
 func (r *Redis) believe(e *streamEntry, to NodeID, g *replayGuard) bool {
-	boot, seq, ok := r.sign.openPayload(to, e.from, e.stamp, e.auth, e.payload)
+	payload, boot, seq, ok := r.sign.openPayload(to, e.from, e.stamp, e.auth, e.payload)
 	switch {
 	case !ok:
 		r.rejects.Reject(RejectSignature, "claimed_from", string(e.from), "stream_of", string(to))
@@ -1087,7 +1088,7 @@ func (r *Redis) believe(e *streamEntry, to NodeID, g *replayGuard) bool {
 	case g.seen(e.from, boot, seq):
 		r.rejects.Reject(RejectReplay, "from", string(e.from), "stream_of", string(to), "seq", seq)
 	default:
-		e.boot, e.seq = boot, seq
+		e.payload, e.boot, e.seq = payload, boot, seq
 		return true
 	}
 	return false
