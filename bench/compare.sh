@@ -253,7 +253,7 @@ run_poosms() {
 		--tls-cert "$TMP/cert.pem" --tls-key "$TMP/key.pem" --log-level warn
 		--c2s-addr "127.0.0.1:$P_C2S" --c2s-tls-addr "" --http-addr "127.0.0.1:$P_HTTP"
 		--media-udp-addr "127.0.0.1:$P_MEDIA" --media-tcp-addr ""
-		--turn-addr "127.0.0.1:$P_TURN" --turn-secret "$TURN_SECRET" --turn-allow-peers 127.0.0.0/8)
+		--turn-addr "127.0.0.1:$P_TURN" --turn-secret "$TURN_SECRET" --turn-allow-peers 127.0.0.0/8 --turn-allow-self)
 	log "poosms: creating $CLIENTS accounts (poosmsd user add)"
 	export PASSWORD POOSMSD=$TMP/bin/poosmsd
 	# The first alone: it creates the database, which two processes must

@@ -171,6 +171,13 @@ type Config struct {
 	// they are loopback, private or link-local (comma-separated CIDRs).
 	// Default: none.
 	TURNAllowPeers []netip.Prefix `yaml:"turn_allow_peers"`
+	// TURNAllowSelf lets the relay reach this host's own addresses
+	// (loopback, its interfaces, its listen addresses, PublicIP): its SFU,
+	// its TURN ports and anything else listening here. Off, they are
+	// refused even inside TURNAllowPeers, except between two allocations
+	// of the relay. For tests and benchmarks whose peers run on the
+	// server's host. Default: false.
+	TURNAllowSelf bool `yaml:"turn_allow_self"`
 
 	// Redis is the Redis server the nodes of a cluster share
 	// ("redis://[user:password@]host:port[/db]", or "rediss://…" for
@@ -210,6 +217,11 @@ type Config struct {
 	// MaxConferences is the number of conferences one node runs at once.
 	// Default: 100.
 	MaxConferences int `yaml:"max_conferences"`
+	// MaxConferencesPerUser is how many conferences one user may have
+	// opened that still run on this node (joining a running one is not
+	// limited), so one user cannot take all of MaxConferences.
+	// Default: 5.
+	MaxConferencesPerUser int `yaml:"max_conferences_per_user"`
 }
 
 // Default returns the configuration poosmsd uses when nothing is set.
@@ -248,6 +260,8 @@ func Default() Config {
 		ClusterHeartbeat:   2 * time.Second,
 		ClusterNodeTTL:     6 * time.Second,
 		ClusterLeaseTTL:    10 * time.Second,
+
+		MaxConferencesPerUser: 5,
 	}
 }
 

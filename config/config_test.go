@@ -136,8 +136,10 @@ func TestEverySettingFromEachSource(t *testing.T) {
 	want.TURNSecret = "s3cret"
 	want.TURNCredentialTTL = time.Hour
 	want.TURNAllowPeers = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")}
+	want.TURNAllowSelf = true
 	want.MaxParticipants = 12
 	want.MaxConferences = 4
+	want.MaxConferencesPerUser = 2
 	want.Redis, want.RedisPrefix, want.NodeID = "rediss://poosms:pw@redis:6379/2", "{chat}:", "node-2"
 	want.RedisCAFile = writeCA(t)
 	want.ClusterSecret = "a-cluster-secret-of-more-than-32-bytes"
@@ -155,8 +157,8 @@ func TestEverySettingFromEachSource(t *testing.T) {
 		"max-sessions-per-user": "3", "login-failures": "7", "login-window": "1m", "idle-timeout": "90s",
 		"write-queue": "64", "media-udp-addr": ":17882", "media-tcp-addr": "", "public-ip": "203.0.113.7",
 		"turn-addr": ":13478", "turn-tls-addr": ":5349", "turn-secret": "s3cret", "turn-credential-ttl": "1h",
-		"turn-allow-peers": "10.0.0.0/8, fd00::/8", "max-participants": "12", "max-conferences": "4",
-		"redis": "rediss://poosms:pw@redis:6379/2", "redis-prefix": "{chat}:", "node-id": "node-2",
+		"turn-allow-peers": "10.0.0.0/8, fd00::/8", "turn-allow-self": "true", "max-participants": "12", "max-conferences": "4",
+		"max-conferences-per-user": "2", "redis": "rediss://poosms:pw@redis:6379/2", "redis-prefix": "{chat}:", "node-id": "node-2",
 		"redis-ca-file": want.RedisCAFile, "cluster-secret": want.ClusterSecret, "cluster-secret-file": "",
 		"cluster-heartbeat": "1s", "cluster-node-ttl": "3s", "cluster-lease-ttl": "5s",
 	}
@@ -223,6 +225,7 @@ func TestValidationErrorsNameTheSetting(t *testing.T) {
 		{"db", "postgres://x", `"sqlite"`},
 		{"db", "sqlite:", `"sqlite:PATH"`},
 		{"db", "mysql://", "mysql://"},
+		{"turn-allow-self", "maybe", `"true" or "false"`},
 		{"c2s-addr", "5222", "host:port"},
 		{"c2s-addr", "", "host:port"},
 		{"c2s-tls-addr", ":99999", "or empty to disable"},
@@ -252,6 +255,7 @@ func TestValidationErrorsNameTheSetting(t *testing.T) {
 		{"turn-allow-peers", "10.0.0.0/8,192.168.1.300/24", `"192.168.1.300/24" is not one`},
 		{"max-participants", "0", "between 1 and 65536"},
 		{"max-conferences", "lots", "at least 1"},
+		{"max-conferences-per-user", "0", "at least 1"},
 	} {
 		s := lookup(tc.flag)
 		for _, src := range []struct {

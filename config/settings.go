@@ -209,6 +209,8 @@ var settings = []*setting{
 			}
 			return strings.Join(s, ",")
 		}},
+	boolSetting("turn-allow-self", "let the relay reach this host's own addresses (its SFU, TURN and other services) even inside --turn-allow-peers; for tests",
+		func(c *Config) *bool { return &c.TURNAllowSelf }),
 	{name: "redis", usage: "Redis URL shared by the nodes of a cluster, redis://[user:password@]host:port[/db] or rediss:// (TLS); empty runs one node on its own",
 		set: func(c *Config, v string) (string, bool) {
 			if v != "" && !validRedis(v) {
@@ -258,6 +260,9 @@ var settings = []*setting{
 	intSetting("max-conferences", "conferences running at once on this node", 1, 1<<20,
 		"want a whole number, at least 1",
 		func(c *Config) *int { return &c.MaxConferences }),
+	intSetting("max-conferences-per-user", "conferences one user may have opened that still run on this node", 1, 1<<20,
+		"want a whole number, at least 1",
+		func(c *Config) *int { return &c.MaxConferencesPerUser }),
 }
 
 // nodeID is what a cluster node's ID may hold.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every poosms test on this machine: installs the third-party programs
-# the tests drive (slixmpp, coturn's TURN client, Chromium) when missing,
+# the tests drive (slixmpp, go-sendxmpp, coturn's TURN client, Chromium) when missing,
 # makes sure MariaDB and Redis are up, and runs `go test -race ./...`.
 #
 #   ./scripts/test.sh              everything
@@ -17,6 +17,7 @@ log() { printf '== %s\n' "$*" >&2; }
 need=()
 /usr/bin/python3 -c 'import slixmpp' 2>/dev/null || need+=(python3-slixmpp)
 command -v turnutils_uclient >/dev/null || need+=(coturn)
+command -v go-sendxmpp >/dev/null || need+=(go-sendxmpp)
 command -v chromium >/dev/null || need+=(chromium)
 command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || need+=(mariadb-server)
 command -v redis-server >/dev/null || need+=(redis-server)

@@ -272,15 +272,17 @@ func (s *Session) authenticate(ctx context.Context, auth *stanza.Element) (bool,
 		s.writeDirect(saslFailure("invalid-mechanism", "offered: "+strings.Join(offered, ", ")))
 		return false, nil
 	}
+	s.authStarted = s.srv.cfg.Now() // before the credentials are read
 	mech, err := sasl.New(name, sasl.Options{
-		TLS:           s.t.tlsState(),
-		ServerCert:    s.srv.certDER,
-		AdvertisePlus: len(sasl.Bindings(s.t.tlsState(), s.srv.certDER)) > 0,
-		Lookup:        s.srv.lookup,
-		Normalize:     s.srv.normalizeUser,
-		FakeKey:       s.srv.fakeKey,
-		Iterations:    sasl.DefaultIterations,
-		Domain:        s.srv.cfg.Domain,
+		TLS:                s.t.tlsState(),
+		ServerCert:         s.srv.certDER,
+		AdvertisePlus:      len(sasl.Bindings(s.t.tlsState(), s.srv.certDER)) > 0,
+		Lookup:             s.srv.lookup,
+		Normalize:          s.srv.normalizeUser,
+		FakeKey:            s.srv.fakeKey,
+		Iterations:         sasl.DefaultIterations,
+		ClientLacksBinding: s.cbUnsupported,
+		Domain:             s.srv.cfg.Domain,
 	})
 	if err != nil {
 		var f *sasl.Failure
@@ -307,6 +309,9 @@ func (s *Session) authenticate(ctx context.Context, auth *stanza.Element) (bool,
 		}
 		if err != nil {
 			var f *sasl.Failure
+			if errors.As(err, &f) && f.UnsupportedBinding {
+				s.cbUnsupported = true
+			}
 			if !errors.As(err, &f) {
 				s.log.Error("authentication backend failed", "err", err)
 				s.writeDirect(saslFailure("temporary-auth-failure", "the server could not check your password; try again"))
@@ -402,6 +407,9 @@ func (s *Session) bindIQ(ctx context.Context, iq *stanza.Element) (bool, error) 
 		s.mu.Lock()
 		s.out, s.stopped, s.writerDone = nil, nil, nil
 		s.mu.Unlock()
+		if errors.Is(err, errAccountEnded) {
+			return false, streamErr("not-authorized", "the account was deleted")
+		}
 		s.writeDirect(stanza.ErrorReply(iq, "resource-constraint", err.Error()))
 		return false, nil
 	}

@@ -18,7 +18,10 @@ const (
 	nsRegisterFeature = "http://jabber.org/features/iq-register"
 )
 
-// Registrar creates, changes and removes accounts; *store.DB is one.
+// Registrar creates, changes and removes accounts. DeleteAccount deletes
+// an account for good, with everything that names it, and ends its other
+// sessions (through Server.EndUser on every node); it returns
+// store.ErrNotFound for an account that does not exist.
 type Registrar interface {
 	CreateAccount(ctx context.Context, username string, c store.Credentials) error
 	SetCredentials(ctx context.Context, username string, c store.Credentials) error
@@ -102,11 +105,17 @@ func (s *Session) accountIQ(ctx context.Context, iq *stanza.Element) (handled, r
 	case reg == nil:
 		_ = s.Send(stanza.ErrorReply(iq, "service-unavailable", ""))
 	case q.Child(nsRegister, "remove") != nil:
+		// This session answers and ends itself; the deletion ends the
+		// account's other sessions.
+		s.removing.Store(true)
 		if err := reg.DeleteAccount(ctx, s.user); err != nil && !errors.Is(err, store.ErrNotFound) {
+			s.removing.Store(false)
+			s.accountGone.Store(false)
 			s.log.Error("remove account", "err", err)
 			_ = s.Send(stanza.ErrorReply(iq, "internal-server-error", "the account could not be removed; try again"))
 			return true, false
 		}
+		s.accountGone.Store(true)
 		s.log.Info("account removed by its owner")
 		_ = s.Send(stanza.Result(iq))
 		return true, true

@@ -160,6 +160,26 @@ func TestSCRAMIdentityIsTheProvedOne(t *testing.T) {
 	}
 }
 
+// TestSCRAMYAfterUnsupportedBinding: a client that can bind only with a
+// type the server lacks (slixmpp knows only tls-unique, which TLS 1.3 does
+// not define) tries -PLUS, fails, and may then say "y" honestly.
+func TestSCRAMYAfterUnsupportedBinding(t *testing.T) {
+	h := newHarness(t, nil)
+	r := newRawSCRAM(t, h, "SCRAM-SHA-1-PLUS")
+	if _, cond := r.first("p=tls-unique,,n=bob,r=abcdefgh"); cond != "malformed-request" {
+		t.Fatalf("p=tls-unique: condition %q, want malformed-request", cond)
+	}
+	r.mech = "SCRAM-SHA-1"
+	if cond, bound := r.login("bob-secret", "y,,", "n=bob,r=abcdefgh", ""); cond != "" || !strings.HasPrefix(bound, "bob@localhost/") {
+		t.Fatalf("y after an unsupported binding type: condition %q, bound %q", cond, bound)
+	}
+	// Another stream that never tried -PLUS is refused.
+	r = newRawSCRAM(t, h, "SCRAM-SHA-1")
+	if cond, _ := r.login("bob-secret", "y,,", "n=bob,r=abcdefgh", ""); cond != "not-authorized" {
+		t.Fatalf("y on a fresh stream: condition %q, want not-authorized", cond)
+	}
+}
+
 // TestPlainAuthzid: PLAIN takes only the user's own bare JID as authzid.
 func TestPlainAuthzid(t *testing.T) {
 	h := newHarness(t, nil)

@@ -69,6 +69,7 @@ type Server struct {
 	all       map[*Session]struct{} // every session with a reader, bound or not
 	resume    map[string]*Session   // XEP-0198 resumption id → session
 	detached  map[*Session]*time.Timer
+	ended     map[string]time.Time // localpart → when EndUser ended its sessions
 	listeners []net.Listener
 	closing   bool
 
@@ -141,6 +142,7 @@ func New(cfg Config, accounts Accounts, router *Router) (*Server, error) {
 		all:           map[*Session]struct{}{},
 		resume:        map[string]*Session{},
 		detached:      map[*Session]*time.Timer{},
+		ended:         map[string]time.Time{},
 	}
 	_, _ = rand.Read(s.fakeKey)
 	if cfg.TLS != nil && len(cfg.TLS.Certificates) > 0 && len(cfg.TLS.Certificates[0].Certificate) > 0 {
@@ -261,6 +263,9 @@ func (s *Server) register(sess *Session) (*Session, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	key := sess.jid.String()
+	if at, ok := s.ended[sess.user]; ok && !sess.authStarted.After(at) {
+		return nil, errAccountEnded
+	}
 	old := s.sessions[key]
 	if old == nil && s.perUser[sess.user] >= s.cfg.MaxSessionsPerUser {
 		return nil, fmt.Errorf("at most %d sessions per account", s.cfg.MaxSessionsPerUser)
@@ -335,6 +340,57 @@ func (s *Server) undetach(sess *Session) {
 		if t.Stop() {
 			s.wg.Done()
 		}
+	}
+}
+
+// errAccountEnded refuses to bind a session whose login began before its
+// account was deleted.
+var errAccountEnded = errors.New("the account was deleted")
+
+// EndUser ends every session of the local user with this localpart, whose
+// account was deleted: bound sessions end with a not-authorized stream
+// error, sessions waiting to be resumed end at once, and a login that
+// began before this call cannot bind afterwards. The stanzas the sessions
+// never delivered are dropped, not routed to the user's other resources
+// or offline queue: the account they were for is gone, and a new account
+// with the same name must not receive them.
+func (s *Server) EndUser(local string) {
+	now := s.cfg.Now()
+	s.mu.Lock()
+	for u, at := range s.ended {
+		// A login has AuthTimeout to bind; older marks can go.
+		if now.Sub(at) > s.cfg.AuthTimeout {
+			delete(s.ended, u)
+		}
+	}
+	s.ended[local] = now
+	var live, waiting []*Session
+	for _, sess := range s.sessions {
+		if sess.user != local {
+			continue
+		}
+		sess.accountGone.Store(true)
+		if t, ok := s.detached[sess]; ok {
+			delete(s.detached, sess)
+			if t.Stop() {
+				waiting = append(waiting, sess)
+			}
+			continue
+		}
+		live = append(live, sess)
+	}
+	s.mu.Unlock()
+	for _, sess := range waiting {
+		sess.expire()
+		s.wg.Done()
+	}
+	for _, sess := range live {
+		if !sess.removing.Load() {
+			sess.Stop("not-authorized", "the account was deleted")
+		}
+	}
+	if n := len(live) + len(waiting); n > 0 {
+		s.log.Info("sessions of a deleted account ended", "user", local, "sessions", n)
 	}
 }
 

@@ -28,16 +28,26 @@ var ErrSessionGone = errors.New("signaling: session gone")
 // not two. With stream management (XEP-0198) a session outlives its
 // connection: it waits detached for the client to resume it on a new one.
 type Session struct {
-	srv     *Server
-	id      string
-	log     *slog.Logger
-	secure  bool // TLS, or a transport trusted as such (loopback WebSocket)
-	started time.Time
+	srv    *Server
+	id     string
+	log    *slog.Logger
+	secure bool // TLS, or a transport trusted as such (loopback WebSocket)
+	// cbUnsupported: the client tried a channel-binding type this server
+	// lacks, so a later SCRAM "y" flag is honest (sasl.Options).
+	cbUnsupported bool
+	started       time.Time
 
 	// Set by the reader goroutine during negotiation, read-only after bind.
-	user  string // authenticated localpart
-	jid   jid.JID
-	bound atomic.Bool
+	user        string    // authenticated localpart
+	authStarted time.Time // when the SASL exchange that authenticated user began
+	jid         jid.JID
+	bound       atomic.Bool
+
+	// removing: the session is removing its own account and ends itself;
+	// accountGone: the account is deleted, so what the session never
+	// delivered is dropped rather than routed again.
+	removing    atomic.Bool
+	accountGone atomic.Bool
 
 	// mu guards the fields below; stopped is set at bind.
 	mu      sync.Mutex
@@ -470,6 +480,9 @@ func (s *Session) teardown(ctx context.Context) {
 	lost = append(lost, s.queue...)
 	s.queue = nil
 	s.mu.Unlock()
+	if s.accountGone.Load() {
+		lost = nil
+	}
 	for _, el := range lost {
 		if el.Local == "message" {
 			s.srv.router.undelivered(ctx, s, el)

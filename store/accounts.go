@@ -70,25 +70,6 @@ func (db *DB) SetCredentials(ctx context.Context, username string, c Credentials
 	return nil
 }
 
-// DeleteAccount removes username together with its roster and its offline
-// messages. Other users' roster items that name the user stay. It returns
-// ErrNotFound if there is no such user.
-func (db *DB) DeleteAccount(ctx context.Context, username string) error {
-	// The roster and offline rows go by ON DELETE CASCADE.
-	res, err := db.sql.ExecContext(ctx, `DELETE FROM accounts WHERE username = ?`, username)
-	if err != nil {
-		return fail("delete account", err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return fail("delete account", err)
-	}
-	if n == 0 {
-		return ErrNotFound
-	}
-	return nil
-}
-
 // Accounts returns every username, sorted byte-wise (which for UTF-8 is
 // the order of code points).
 func (db *DB) Accounts(ctx context.Context) ([]string, error) {

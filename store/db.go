@@ -260,6 +260,21 @@ func isDuplicate(err error) bool {
 	return false
 }
 
+// lockAccount returns the id of the account username inside tx, locking
+// its row on MySQL so that transactions on one account's rows (and only
+// that account's) are serialised; SQLite transactions begin IMMEDIATE and
+// hold the database's write lock already. A missing account is
+// sql.ErrNoRows.
+func (db *DB) lockAccount(ctx context.Context, tx *sql.Tx, username string) (int64, error) {
+	lookup := `SELECT id FROM accounts WHERE username = ?`
+	if db.dialect == DialectMySQL {
+		lookup += ` FOR UPDATE`
+	}
+	var id int64
+	err := tx.QueryRowContext(ctx, lookup, username).Scan(&id)
+	return id, err
+}
+
 // rollback ends a transaction that did not commit. Its error is of no
 // interest: the caller already has the error that made it roll back.
 func rollback(tx *sql.Tx) { _ = tx.Rollback() }

@@ -202,7 +202,7 @@ func reopen(t *testing.T, dsn string, versions func() int) {
 	if err := db.PutRosterItem(ctx, "jürgen", store.RosterItem{Contact: "日本@例え.jp", Groups: []string{"x"}, Listed: true}); err != nil {
 		t.Fatalf("PutRosterItem: %v", err)
 	}
-	if err := db.PushOffline(ctx, "jürgen", time.Now(), []byte("<message/>"), 5); err != nil {
+	if err := db.PushOffline(ctx, "jürgen", "", time.Now(), []byte("<message/>"), 5); err != nil {
 		t.Fatalf("PushOffline: %v", err)
 	}
 	if err := db.Close(); err != nil {
@@ -327,7 +327,7 @@ func TestMySQLDatabaseDropped(t *testing.T) {
 		t.Fatalf("Account after the database was dropped = %v, want a real error", err)
 	}
 	t.Logf("Account: %v", err)
-	if err := db.PushOffline(t.Context(), "alice", time.Now(), []byte("x"), 10); err == nil || errors.Is(err, store.ErrNotFound) {
+	if err := db.PushOffline(t.Context(), "alice", "", time.Now(), []byte("x"), 10); err == nil || errors.Is(err, store.ErrNotFound) {
 		t.Errorf("PushOffline after the database was dropped = %v, want a real error", err)
 	}
 }
@@ -350,7 +350,7 @@ func BenchmarkPushOfflineSQLite(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		if err := db.PushOffline(ctx, "alice", time.Now(), stanza, 1000); err != nil {
+		if err := db.PushOffline(ctx, "alice", "", time.Now(), stanza, 1000); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -28,7 +28,7 @@ def step(msg):
 
 class Client(slixmpp.ClientXMPP):
     def __init__(self, jid, resource):
-        super().__init__(jid + "/" + resource, jid.split("@")[0] + "-secret", sasl_mech="SCRAM-SHA-256")
+        super().__init__(jid + "/" + resource, jid.split("@")[0] + "-secret")
         self.ssl_context.check_hostname = False
         self.ssl_context.verify_mode = ssl.CERT_NONE
         for p in ("xep_0030", "xep_0059", "xep_0199", "xep_0280", "xep_0297", "xep_0313", "xep_0359"):

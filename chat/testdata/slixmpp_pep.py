@@ -29,7 +29,7 @@ def step(msg):
 
 class Client(slixmpp.ClientXMPP):
     def __init__(self, jid, resource):
-        super().__init__(jid + "/" + resource, jid.split("@")[0] + "-secret", sasl_mech="SCRAM-SHA-256")
+        super().__init__(jid + "/" + resource, jid.split("@")[0] + "-secret")
         self.ssl_context.check_hostname = False
         self.ssl_context.verify_mode = ssl.CERT_NONE
         for p in ("xep_0030", "xep_0054", "xep_0060", "xep_0084", "xep_0115", "xep_0163", "xep_0191"):

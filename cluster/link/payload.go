@@ -19,7 +19,8 @@ import (
 // sender serves (kindKick: that the sender now serves); kindGone only
 // ever removes the sender's own sessions from the mirror; the other kinds
 // ask the receiver to do what it may do at any time (deliver to its own
-// sessions, drain offline queues, reload a blocklist, send a snapshot).
+// sessions, drain offline queues, reload a blocklist or the account
+// journal from the store, send a snapshot).
 const (
 	// kindDeliver: a stanza for a session the receiver serves.
 	// Fields: the session's full JID, the stanza.
@@ -43,6 +44,10 @@ const (
 	// kindBlocklist: a user changed their blocklist; read it again.
 	// Field: the user's localpart.
 	kindBlocklist byte = 8
+	// kindAccounts: the sender deleted an account; read the account
+	// journal in the store now rather than at the next poll. No fields:
+	// what to do is in the store, never in the payload.
+	kindAccounts byte = 9
 )
 
 // Flags of a kindState payload.

@@ -19,6 +19,7 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"poosms.org/poosms/chat"
+	"poosms.org/poosms/chat/accounts"
 	"poosms.org/poosms/chat/muc"
 	"poosms.org/poosms/chat/upload"
 	"poosms.org/poosms/cluster/link"
@@ -70,6 +71,7 @@ type node struct {
 	uploads     *upload.Service
 	rooms       *muc.Service
 	link        *link.Link
+	accounts    *accounts.Watcher
 	stopCluster func() // leaves the cluster; nil until joined
 	http        *http.Server
 	httpAddr    net.Addr
@@ -96,6 +98,9 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 		return n, err
 	}
 	n.closers = append(n.closers, func(context.Context) error { return n.db.Close() })
+	if err := n.openAccounts(ctx); err != nil {
+		return n, err
+	}
 	// The cluster is joined last but left just before the store closes:
 	// after the listeners, so sessions ending at shutdown still tell the
 	// other nodes, and while what arrives meanwhile can still be stored.
@@ -217,6 +222,7 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 	if err := n.joinCluster(ctx, reg); err != nil {
 		return n, err
 	}
+	n.runAccounts()
 	n.ready.Store(true)
 	log.Info("poosmsd is serving",
 		"version", version,

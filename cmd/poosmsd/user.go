@@ -11,6 +11,7 @@ import (
 
 	"mellium.im/xmpp/jid"
 
+	"poosms.org/poosms/chat/accounts"
 	"poosms.org/poosms/config"
 	"poosms.org/poosms/signaling/sasl"
 	"poosms.org/poosms/store"
@@ -54,17 +55,20 @@ func userCommand(ctx context.Context, cfg config.Config, sub string, args []stri
 		}
 		return exitOK
 	case "del":
-		if err := db.DeleteAccount(ctx, name); errors.Is(err, store.ErrNotFound) {
+		// Running nodes read the account journal and end the account's
+		// sessions within a second (chat/accounts).
+		var files accounts.Files
+		if up, err := newUploadService(cfg, slog.New(slog.NewTextHandler(stderr, nil)), func() string { return "" }); err == nil {
+			files = up
+		} else {
+			fmt.Fprintf(stderr, "poosmsd: warning: the shared files cannot be reached, so they stay: %v\n", err)
+		}
+		if _, err := accounts.Remove(ctx, db, files, cfg.Domain, name); errors.Is(err, store.ErrNotFound) {
 			fmt.Fprintf(stderr, "poosmsd: no account %s@%s\n", name, cfg.Domain)
 			return exitFail
 		} else if err != nil {
 			fmt.Fprintf(stderr, "poosmsd: %v\n", err)
 			return exitFail
-		}
-		if up, err := newUploadService(cfg, slog.New(slog.NewTextHandler(stderr, nil)), func() string { return "" }); err == nil {
-			if err := up.DeleteUser(name); err != nil {
-				fmt.Fprintf(stderr, "poosmsd: the account is deleted, but not its shared files: %v\n", err)
-			}
 		}
 		fmt.Fprintf(stdout, "deleted %s@%s\n", name, cfg.Domain)
 		return exitOK

@@ -39,6 +39,9 @@ type Failure struct {
 	Condition string // e.g. "not-authorized", "malformed-request"
 	Text      string
 	Username  string // the normalised user the attempt was for, if known
+	// UnsupportedBinding: the client asked for a channel-binding type
+	// this server does not offer (see Options.ClientLacksBinding).
+	UnsupportedBinding bool
 }
 
 func (f *Failure) Error() string {
@@ -71,6 +74,10 @@ type Options struct {
 	// Iterations is the PBKDF2 count given to unknown users' fake
 	// credentials, so it matches what real accounts show.
 	Iterations int
+	// ClientLacksBinding: earlier on this stream the client asked a -PLUS
+	// mechanism for a channel-binding type this server does not offer, so
+	// its later "y" flag is no sign of a stripped mechanism list.
+	ClientLacksBinding bool
 	// Domain is the XMPP domain: the only authorization identity a user
 	// may ask for is their own bare JID, NAME@Domain.
 	Domain string
@@ -304,7 +311,9 @@ func (m *scramMech) start(ctx context.Context, first string) error {
 		case BindingServerEndPoint:
 			cb, err = serverEndPoint(m.opt.ServerCert)
 		default:
-			return fail("malformed-request", "unsupported channel binding type "+cf.cbType)
+			f := fail("malformed-request", "unsupported channel binding type "+cf.cbType+"; this server offers "+strings.Join(Bindings(m.opt.TLS, m.opt.ServerCert), ", "))
+			f.UnsupportedBinding = true
+			return f
 		}
 		if err != nil || m.opt.TLS == nil {
 			return fail("malformed-request", "channel binding "+cf.cbType+" is not available on this connection")
@@ -314,10 +323,14 @@ func (m *scramMech) start(ctx context.Context, first string) error {
 		if m.plus {
 			return fail("malformed-request", "a -PLUS mechanism needs channel binding (p=TYPE)")
 		}
-		if m.opt.AdvertisePlus {
+		if m.opt.AdvertisePlus && !m.opt.ClientLacksBinding {
 			// RFC 5802 §6: the client can bind and believes the server
-			// cannot, yet -PLUS was offered: the mechanism list was
-			// stripped on the way. Refuse the downgrade.
+			// cannot, yet -PLUS was offered: the mechanism list may have
+			// been stripped on the way. Refuse the downgrade — unless the
+			// client already tried -PLUS on this stream with a binding
+			// type the server lacks (tls-unique, which TLS 1.3 does not
+			// define): then no binding is possible between the two, and
+			// "y" is the honest answer, not a sign of tampering.
 			return &Failure{Condition: "not-authorized", Text: "channel binding downgrade refused: this server offers -PLUS mechanisms", Username: norm}
 		}
 		m.conv = server.NewConversation()

@@ -27,7 +27,7 @@ def step(msg):
 
 class Client(slixmpp.ClientXMPP):
     def __init__(self, user):
-        super().__init__("%s@%s/muc" % (user, DOMAIN), user + "-secret", sasl_mech="SCRAM-SHA-256")
+        super().__init__("%s@%s/muc" % (user, DOMAIN), user + "-secret")
         self.ssl_context.check_hostname = False
         self.ssl_context.verify_mode = ssl.CERT_NONE
         for p in ("xep_0030", "xep_0045", "xep_0059", "xep_0199", "xep_0203", "xep_0313", "xep_0359"):

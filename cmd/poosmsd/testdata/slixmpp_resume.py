@@ -26,7 +26,7 @@ def step(msg):
 
 class Client(slixmpp.ClientXMPP):
     def __init__(self, jid, password, sm):
-        super().__init__(jid, password, sasl_mech="SCRAM-SHA-256")
+        super().__init__(jid, password)
         self.ssl_context.check_hostname = False
         self.ssl_context.verify_mode = ssl.CERT_NONE
         self.register_plugin("xep_0199")
