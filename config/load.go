@@ -185,8 +185,11 @@ func apply(c *Config, s *setting, v, source string) error {
 		return nil
 	}
 	shown := v
-	if s.name == "db" {
+	switch s.name {
+	case "db":
 		shown = redactDB(v)
+	case "redis":
+		shown = redactURL(v)
 	}
 	return &Error{Setting: s.flagName(), Value: shown, Want: want, Source: source}
 }
@@ -216,6 +219,18 @@ func (c Config) Validate() error {
 		if c.ClusterLeaseTTL <= c.ClusterHeartbeat {
 			return &Error{Setting: "--cluster-lease-ttl", Value: shortDur(c.ClusterLeaseTTL),
 				Want: fmt.Sprintf("want a duration longer than --cluster-heartbeat (%s), such as five heartbeats", shortDur(c.ClusterHeartbeat))}
+		}
+		if _, err := c.ClusterKey(); err != nil {
+			return err
+		}
+		if c.RedisCAFile != "" {
+			if !strings.HasPrefix(c.Redis, "rediss://") {
+				return &Error{Setting: "--redis-ca-file", Value: c.RedisCAFile,
+					Want: "the CA is only used over TLS: give --redis as rediss://…, or leave --redis-ca-file empty"}
+			}
+			if _, err := c.RedisRootCAs(); err != nil {
+				return err
+			}
 		}
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {

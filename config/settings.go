@@ -225,10 +225,13 @@ var settings = []*setting{
 		func(c *Config) *[]netip.Prefix { return &c.TURNAllowPeers }),
 	boolSetting("turn-allow-self", "let the relay reach this host's own addresses (its SFU, TURN and other services) even inside --turn-allow-peers; for tests",
 		func(c *Config) *bool { return &c.TURNAllowSelf }),
-	{name: "redis", usage: "Redis URL shared by the nodes of a cluster, redis://[:password@]host:port[/db]; empty runs one node on its own",
+	{name: "redis", usage: "Redis URL shared by the nodes of a cluster, redis://[user:password@]host:port[/db] or rediss:// (TLS); empty runs one node on its own",
 		set: func(c *Config, v string) (string, bool) {
 			if v != "" && !validRedis(v) {
-				return "want a URL such as redis://127.0.0.1:6379 or rediss://:password@redis.example.org:6380/0, or empty for a single node", false
+				return "want a URL such as redis://127.0.0.1:6379 or rediss://poosms:password@redis.example.org:6380/0, or empty for a single node", false
+			}
+			if u, _ := url.Parse(v); u != nil && u.Query().Has("skip_verify") {
+				return "the Redis server's certificate is always verified: remove skip_verify and, for a private CA, give it with --redis-ca-file", false
 			}
 			c.Redis = v
 			return "", true
@@ -243,6 +246,13 @@ var settings = []*setting{
 			return "", true
 		},
 		get: func(c *Config) string { return c.RedisPrefix }},
+	strSetting("redis-ca-file", "PEM file of the CA certificates a rediss:// server is checked against (empty: the system's)",
+		func(c *Config) *string { return &c.RedisCAFile }),
+	{name: "cluster-secret", usage: "secret of at least 32 bytes, the same on every node, signing what nodes exchange through Redis (required with --redis)", secret: true,
+		set: func(c *Config, v string) (string, bool) { c.ClusterSecret = v; return "", true },
+		get: func(c *Config) string { return c.ClusterSecret }},
+	strSetting("cluster-secret-file", "file holding the cluster secret, instead of --cluster-secret",
+		func(c *Config) *string { return &c.ClusterSecretFile }),
 	{name: "node-id", usage: "this node's name in a cluster; keep it across restarts and unique among the nodes",
 		set: func(c *Config, v string) (string, bool) {
 			if !nodeID.MatchString(v) {
