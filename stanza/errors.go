@@ -25,6 +25,7 @@ var conditionType = map[string]string{
 	"recipient-unavailable":   ErrWait,
 	"registration-required":   ErrAuth,
 	"remote-server-not-found": ErrCancel,
+	"remote-server-timeout":   ErrWait,
 	"resource-constraint":     ErrWait,
 	"service-unavailable":     ErrCancel,
 	"subscription-required":   ErrAuth,
