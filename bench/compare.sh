@@ -251,7 +251,7 @@ run_poosms() {
 	mkdir -p "$dir"
 	local args=(--data-dir "$dir" --domain "$DOMAIN" --db "sqlite" --registration closed
 		--tls-cert "$TMP/cert.pem" --tls-key "$TMP/key.pem" --log-level warn
-		--c2s-addr "127.0.0.1:$P_C2S" --c2s-tls-addr "" --http-addr "127.0.0.1:$P_HTTP"
+		--c2s-addr "127.0.0.1:$P_C2S" --c2s-tls-addr "" --http-addr "127.0.0.1:$P_HTTP" --s2s-addr ""
 		--media-udp-addr "127.0.0.1:$P_MEDIA" --media-tcp-addr ""
 		--turn-addr "127.0.0.1:$P_TURN" --turn-secret "$TURN_SECRET" --turn-allow-peers 127.0.0.0/8)
 	log "poosms: creating $CLIENTS accounts (poosmsd user add)"

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -70,6 +71,10 @@ type flagValue struct {
 
 func (f *flagValue) String() string { return f.def }
 func (f *flagValue) Set(v string) error {
+	if f.s.list && f.raw != "" && v != "" {
+		// A list flag given again adds to it.
+		v = f.raw + "," + v
+	}
 	f.raw = v
 	return nil
 }
@@ -203,6 +208,12 @@ func (c Config) Validate() error {
 				Want: fmt.Sprintf("want a duration longer than --cluster-heartbeat (%s), such as five heartbeats", shortDur(c.ClusterHeartbeat))}
 		}
 	}
+	if c.S2SCAFile != "" {
+		if err := checkCAFile(c.S2SCAFile); err != nil {
+			return &Error{Setting: "--s2s-ca-file", Value: c.S2SCAFile,
+				Want: "want a readable PEM file of CA certificates (" + err.Error() + ")", Err: err}
+		}
+	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		set, unset, v := "--tls-cert", "--tls-key", c.TLSCert
 		if c.TLSCert == "" {
@@ -252,12 +263,12 @@ func (c *Config) loadFile(file string) error {
 			text = ""
 		case v.Kind == yaml.ScalarNode:
 			text = v.Value
-		case v.Kind == yaml.SequenceNode && s.name == "turn-allow-peers":
+		case v.Kind == yaml.SequenceNode && (s.list || s.name == "turn-allow-peers"):
 			parts := make([]string, 0, len(v.Content))
 			for _, item := range v.Content {
 				if item.Kind != yaml.ScalarNode {
 					return &Error{Source: fmt.Sprintf("%s line %d", file, item.Line),
-						Problem: fmt.Sprintf("%q: want a list of CIDR ranges", k.Value)}
+						Problem: fmt.Sprintf("%q: want a list of single values", k.Value)}
 				}
 				parts = append(parts, item.Value)
 			}
@@ -311,4 +322,16 @@ func (c Config) Dump() string {
 		panic(fmt.Sprintf("config: dump: %v", err))
 	}
 	return string(out)
+}
+
+// checkCAFile checks that file holds at least one PEM certificate.
+func checkCAFile(file string) error {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	if !x509.NewCertPool().AppendCertsFromPEM(data) {
+		return errors.New("no PEM certificate in it")
+	}
+	return nil
 }

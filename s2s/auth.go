@@ -91,17 +91,3 @@ func dialbackError(name, from, to, id, cond string) *stanza.Element {
 	}
 	return el.Append(stanza.New(stanza.NSClient, "error").SetAttr("type", typ).Append(stanza.New(stanza.NSStanzas, cond)))
 }
-
-// errorCondition reads the condition of an <error/> child, or "".
-func errorCondition(el *stanza.Element) string {
-	e := el.Child("", "error")
-	if e == nil {
-		return ""
-	}
-	for _, c := range e.Elements() {
-		if c.Space == stanza.NSStanzas && c.Local != "text" {
-			return c.Local
-		}
-	}
-	return "undefined-condition"
-}

@@ -218,7 +218,7 @@ func errorCond(el *stanza.Element) string {
 	if el.Type() != "error" {
 		return ""
 	}
-	return errorCondition(el)
+	return stanza.ErrorCondition(el)
 }
 
 // waitFor polls fn until it holds, failing after d.

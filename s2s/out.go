@@ -471,7 +471,7 @@ func (s *Server) authenticate(ctx context.Context, p pair, st *outStream) error 
 			st.method = MethodDialback
 			return nil
 		case "error":
-			return fmt.Errorf("s2s: dialback failed: %s", errorCondition(el))
+			return fmt.Errorf("s2s: dialback failed: %s", stanza.ErrorCondition(el))
 		default:
 			return errors.New("s2s: the peer refused our dialback key")
 		}
@@ -545,7 +545,7 @@ func (s *Server) verifyDialback(ctx context.Context, local, remote, id, key stri
 		case "valid":
 			return true, nil
 		case "error":
-			return false, fmt.Errorf("s2s: dialback verification failed: %s", errorCondition(el))
+			return false, fmt.Errorf("s2s: dialback verification failed: %s", stanza.ErrorCondition(el))
 		}
 		return false, nil
 	}

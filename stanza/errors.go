@@ -69,6 +69,21 @@ func ErrorReply(orig *Element, condition, text string) *Element {
 	return r.Append(e)
 }
 
+// ErrorCondition returns the defined condition of el's <error/> child
+// (RFC 6120 §8.3.3), or "" when it has none.
+func ErrorCondition(el *Element) string {
+	e := el.Child("", "error")
+	if e == nil {
+		return ""
+	}
+	for _, c := range e.Elements() {
+		if c.Space == NSStanzas && c.Local != "text" {
+			return c.Local
+		}
+	}
+	return ""
+}
+
 // Result builds an IQ result for request iq, with optional payload.
 func Result(iq *Element, payload ...*Element) *Element {
 	r := New(NSClient, "iq").SetAttr("type", "result").SetAttr("id", iq.ID())

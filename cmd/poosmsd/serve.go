@@ -23,6 +23,7 @@ import (
 	"poosms.org/poosms/chat/upload"
 	"poosms.org/poosms/cluster/link"
 	"poosms.org/poosms/config"
+	"poosms.org/poosms/s2s"
 	"poosms.org/poosms/sfu"
 	"poosms.org/poosms/signaling"
 	"poosms.org/poosms/stanza"
@@ -70,7 +71,8 @@ type node struct {
 	uploads     *upload.Service
 	rooms       *muc.Service
 	link        *link.Link
-	stopCluster func() // leaves the cluster; nil until joined
+	s2s         *s2s.Server // federation; nil when off
+	stopCluster func()      // leaves the cluster; nil until joined
 	http        *http.Server
 	httpAddr    net.Addr
 	debugAddr   net.Addr // --debug-addr as bound; nil when off
@@ -124,6 +126,7 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 		// Other nodes of a cluster mirror this node's sessions.
 		Observe:          func(full jid.JID, st chat.ResourceState, gone bool) { n.link.Observe(full, st, gone) },
 		BlocklistChanged: func(local string) { n.link.BlocklistChanged(local) },
+		Federation:       n.chatFederation(),
 	}, n.db)
 	if err != nil {
 		return n, err
@@ -144,7 +147,13 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 		// Messages a session never received go where RFC 6121 sends
 		// messages for a resource that is gone: other resources, or offline.
 		Undelivered: n.chat.Deliver,
+		Remote:      n.chat.HandleRemote,
 	})
+	// Federation closes after the client streams, so that the presence
+	// of the sessions they end still reaches other servers.
+	if err := n.newS2S(router, tlsConfig); err != nil {
+		return n, err
+	}
 
 	n.c2s, err = signaling.New(signaling.Config{
 		Domain:                    cfg.Domain,
@@ -206,6 +215,9 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 	w.Mount("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	w.SetReady(n.ready.Load)
 	if err := n.serveHTTP(w.Handler()); err != nil {
+		return n, err
+	}
+	if err := n.startS2S(); err != nil {
 		return n, err
 	}
 

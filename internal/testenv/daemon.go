@@ -54,7 +54,7 @@ func NewDaemon(t testing.TB, bin string, extra ...string) *Daemon {
 	d := &Daemon{Bin: bin, DataDir: t.TempDir(), C2S: FreeAddr(t), HTTP: FreeAddr(t)}
 	d.Args = append([]string{"serve", "--data-dir", d.DataDir, "--c2s-addr", d.C2S, "--c2s-tls-addr", "",
 		"--http-addr", d.HTTP, "--media-udp-addr", "127.0.0.1:0", "--media-tcp-addr", "", "--turn-addr", "",
-		"--log-level", "warn"}, extra...)
+		"--s2s-addr", "", "--log-level", "warn"}, extra...)
 	return d
 }
 
