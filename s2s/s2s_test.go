@@ -145,6 +145,40 @@ func TestUnreachableDomainBounces(t *testing.T) {
 	}
 }
 
+// TestAReturningDomainIsReachableAtOnce: after a failure, stanzas for a
+// domain bounce until the next attempt is due; a stream that domain opens
+// meanwhile shows it is back, and they go through again.
+func TestAReturningDomainIsReachableAtOnce(t *testing.T) {
+	a := newNode(t, "a.test", leaf(t, nil, "a.test"), nil, func(c *Config) { c.RetryMin = time.Hour })
+	b := newNode(t, "b.test", leaf(t, nil, "b.test"), nil, nil)
+	b.route(a)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.cfg.Routes["b.test"] = ln.Addr().String()
+	ln.Close()
+	if err := a.Send(context.Background(), message("alice@a.test/x", "bob@b.test", "lost")); err != nil {
+		t.Fatal(err)
+	}
+	a.in.wait(t, 5*time.Second, hasBody("lost"))
+	a.route(b) // b is back where it belongs
+	if err := a.Send(context.Background(), message("alice@a.test/x", "bob@b.test", "still waiting")); err != nil {
+		t.Fatal(err)
+	}
+	if bounced := a.in.wait(t, time.Second, hasBody("still waiting")); errorCond(bounced) != "remote-server-not-found" {
+		t.Fatalf("bounce: %s", bounced)
+	}
+	if err := b.Send(context.Background(), message("bob@b.test", "alice@a.test", "i am back")); err != nil {
+		t.Fatal(err)
+	}
+	a.in.wait(t, 10*time.Second, hasBody("i am back"))
+	if err := a.Send(context.Background(), message("alice@a.test/x", "bob@b.test", "welcome back")); err != nil {
+		t.Fatal(err)
+	}
+	b.in.wait(t, 10*time.Second, hasBody("welcome back"))
+}
+
 func TestSilentPeerTimesOut(t *testing.T) {
 	a := newNode(t, "a.test", leaf(t, nil, "a.test"), nil, func(c *Config) { c.Timeout = 300 * time.Millisecond })
 	silent := silentListener(t)

@@ -375,8 +375,25 @@ func (s *Server) bounce(ctx context.Context, el *stanza.Element, cond, text stri
 }
 
 // streamUp and streamDown count the authenticated streams with a domain,
-// telling Availability of the first and the last.
+// telling Availability of the first and the last. A domain that has just
+// authenticated a stream is reachable: the links to it stop bouncing
+// stanzas for an earlier failure, before anyone hears it is up.
 func (s *Server) streamUp(domain string) {
+	s.mu.Lock()
+	var links []*link
+	if s.up[domain] == 0 {
+		for p, l := range s.links {
+			if p.remote == domain {
+				links = append(links, l)
+			}
+		}
+	}
+	s.mu.Unlock()
+	for _, l := range links {
+		l.mu.Lock()
+		l.retryAt, l.backoff = time.Time{}, 0
+		l.mu.Unlock()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.up[domain]++

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every poosms test on this machine: installs the third-party programs
-# the tests drive (slixmpp, coturn's TURN client, Chromium) when missing,
-# makes sure MariaDB and Redis are up, and runs `go test -race ./...`.
+# the tests drive (slixmpp, coturn's TURN client, Chromium, Prosody and
+# ejabberd) when missing, makes sure MariaDB and Redis are up, and runs
+# `go test -race ./...`.
 #
 #   ./scripts/test.sh              everything
 #   ./scripts/test.sh ./chat/...   only some packages (extra args go to go test)
@@ -20,16 +21,39 @@ command -v turnutils_uclient >/dev/null || need+=(coturn)
 command -v chromium >/dev/null || need+=(chromium)
 command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || need+=(mariadb-server)
 command -v redis-server >/dev/null || need+=(redis-server)
+# Federation interop: Prosody (which reads /etc/hosts only through
+# lua-unbound) and ejabberd, run by the tests on loopback addresses of
+# their own inside a network namespace.
+command -v prosody >/dev/null || need+=(prosody)
+compgen -G '/usr/lib/*/lua/*/lunbound.so' >/dev/null || need+=(lua-unbound)
+command -v ejabberdctl >/dev/null || need+=(ejabberd)
 if [ ${#need[@]} -gt 0 ]; then
 	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
 		log "installing ${need[*]}"
 		export DEBIAN_FRONTEND=noninteractive
+		# Keep the packages from starting their services while they install.
+		policy=0
+		if [ ! -e /usr/sbin/policy-rc.d ]; then
+			printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+			chmod 755 /usr/sbin/policy-rc.d
+			policy=1
+			trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+		fi
 		apt-get update -qq
 		apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-		# coturn's package starts a TURN server on 3478; the tests bring their own.
-		if [[ " ${need[*]} " == *" coturn "* ]]; then
-			(service coturn stop || pkill -x turnserver) >/dev/null 2>&1 || true
-		fi
+		if [ "$policy" = 1 ]; then rm -f /usr/sbin/policy-rc.d; trap - EXIT; fi
+		# Nothing of theirs stays running or starts at boot on standard
+		# ports: the tests bring their own (coturn's on 3478, the XMPP
+		# servers' on 5222 and 5269).
+		for svc in coturn prosody ejabberd; do
+			[[ " ${need[*]} " == *" $svc "* ]] || continue
+			if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
+				systemctl disable --now "$svc" >/dev/null 2>&1 || true
+			else
+				service "$svc" stop >/dev/null 2>&1 || true
+				update-rc.d "$svc" disable >/dev/null 2>&1 || true
+			fi
+		done
 	else
 		log "missing: ${need[*]} (install them with apt-get; tests that need them skip, or fail under CI=true)"
 	fi

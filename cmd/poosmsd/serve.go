@@ -127,6 +127,9 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 		Observe:          func(full jid.JID, st chat.ResourceState, gone bool) { n.link.Observe(full, st, gone) },
 		BlocklistChanged: func(local string) { n.link.BlocklistChanged(local) },
 		Federation:       n.chatFederation(),
+		// Presence seen from a server whose streams broke waits for its
+		// answer to a new probe: time to reach it, and to hear back.
+		RemotePresenceTimeout: cfg.S2STimeout + 15*time.Second,
 	}, n.db)
 	if err != nil {
 		return n, err
