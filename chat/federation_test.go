@@ -111,10 +111,17 @@ func TestRemoteUsersAreNeverLocalOnes(t *testing.T) {
 // sessions; not when she blocked the recipient.
 func TestOutgoingToAnotherServer(t *testing.T) {
 	h, fed := newFedHarness(t, Config{}, "alice")
+	h.setItem("alice", "bob@remote.example", store.SubBoth)
 	desk := h.online("alice@localhost/desk", 0)
 	laptop := h.online("alice@localhost/laptop", 0)
 	h.send(laptop, `<iq type='set' id='c'><enable xmlns='urn:xmpp:carbons:2'/></iq>`)
 	laptop.take()
+	if got := fed.take(); !sameSet(got, []string{
+		"presence from=alice@localhost/desk to=bob@remote.example", "presence type=probe from=alice@localhost/desk to=bob@remote.example",
+		"presence from=alice@localhost/laptop to=bob@remote.example", "presence type=probe from=alice@localhost/laptop to=bob@remote.example",
+	}) {
+		t.Fatalf("logging in sent %v", got)
+	}
 
 	h.send(desk, `<message to='bob@remote.example' type='chat' id='m1'><body>hi</body></message>`)
 	if got := fed.take(); len(got) != 1 || got[0] != "message type=chat from=alice@localhost/desk to=bob@remote.example body=hi" {
@@ -138,12 +145,43 @@ func TestOutgoingToAnotherServer(t *testing.T) {
 	if got := desk.take(); len(got) != 1 || !strings.Contains(got[0], "error=not-acceptable") {
 		t.Fatalf("alice got %v", got)
 	}
-	// Nor does her presence reach him.
+	// Nor does her presence reach him, nor her probes when she logs in.
 	h.send(desk, `<presence><status>busy</status></presence>`)
+	h.online("alice@localhost/phone", 0)
 	for _, s := range fed.take() {
 		if strings.Contains(s, "bob@remote.example") {
 			t.Fatalf("presence went to someone alice blocked: %s", s)
 		}
+	}
+}
+
+// TestBlockedRemoteSendersAreRefused: a user's blocklist applies to users
+// of other servers, online or not, without telling them they are
+// blocked.
+func TestBlockedRemoteSendersAreRefused(t *testing.T) {
+	h, fed := newFedHarness(t, Config{}, "alice")
+	desk := h.online("alice@localhost/desk", 0)
+	h.send(desk, `<iq type='set' id='b'><block xmlns='urn:xmpp:blocking'><item jid='remote.example'/></block></iq>`)
+	desk.take()
+	fed.take()
+	for _, online := range []bool{true, false} {
+		if !online {
+			h.close(desk)
+		}
+		h.remote(`<message from='bob@remote.example/x' to='alice@localhost' type='chat' id='m'><body>hello?</body></message>`)
+		if got := fed.take(); len(got) != 1 || !strings.Contains(got[0], "error=service-unavailable") {
+			t.Fatalf("online=%v: bob got %v", online, got)
+		}
+		h.remote(`<presence from='bob@remote.example' to='alice@localhost' type='subscribe'/>`)
+		if it, err := h.db.RosterItem(t.Context(), "alice", "bob@remote.example"); err == nil {
+			t.Fatalf("online=%v: a blocked subscription request reached the roster: %+v", online, it)
+		}
+	}
+	if got := desk.take(); len(got) != 0 {
+		t.Fatalf("alice received %v from someone she blocked", got)
+	}
+	if n, _ := h.db.OfflineMessages(t.Context(), "alice"); len(n) != 0 {
+		t.Fatalf("%d messages from someone alice blocked were kept for her", len(n))
 	}
 }
 

@@ -24,6 +24,7 @@ const (
 	maxPendingPerStream = 4   // dialback verifications one stream may have running
 	maxVerifying        = 256 // dialback verifications running in all
 	maxAuthFailures     = 3   // refused authentications before the stream ends
+	maxDomainsPerStream = 64  // domains one stream may prove (dialback multiplexing)
 )
 
 // inStream is one incoming server stream. Its reader goroutine (run)
@@ -63,8 +64,12 @@ func (s *Server) serveIn(nc net.Conn, direct bool) {
 		authed:  map[string]string{},
 	}
 	s.mu.Lock()
-	if s.closing {
+	if s.closing || len(s.ins) >= s.cfg.MaxIncoming {
+		full := !s.closing
 		s.mu.Unlock()
+		if full {
+			s.log.Warn("s2s: too many incoming streams; refusing one", "remote_addr", nc.RemoteAddr().String(), "max", s.cfg.MaxIncoming)
+		}
 		_ = nc.Close()
 		return
 	}
@@ -311,6 +316,12 @@ func (in *inStream) authorize(domain, method string) {
 	}
 }
 
+func (in *inStream) authedCount() int {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return len(in.authed)
+}
+
 func (in *inStream) isAuthed(domain string) bool {
 	in.mu.Lock()
 	defer in.mu.Unlock()
@@ -351,7 +362,7 @@ func (in *inStream) dialbackResult(el *stanza.Element) error {
 		}
 		return in.refused()
 	}
-	if !in.startVerify() {
+	if in.authedCount() >= maxDomainsPerStream || !in.startVerify() {
 		return in.c.write(dialbackError("result", to, from, "", "resource-constraint"))
 	}
 	id := in.id

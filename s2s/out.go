@@ -30,6 +30,7 @@ type link struct {
 	queue    []queued
 	bytes    int
 	running  bool          // a runner goroutine owns the link
+	dead     bool          // forgotten by the server: use a new link
 	out      *outStream    // the authenticated stream, while there is one
 	retryAt  time.Time     // until then stanzas bounce at once
 	backoff  time.Duration // the wait after the next failure
@@ -55,6 +56,11 @@ type outStream struct {
 func (l *link) send(ctx context.Context, el *stanza.Element) {
 	raw := appendS2S(nil, el)
 	l.mu.Lock()
+	if l.dead {
+		l.mu.Unlock()
+		l.s.linkFor(l.pair).send(ctx, el)
+		return
+	}
 	if time.Now().Before(l.retryAt) {
 		cond, text := l.lastCond, l.lastText
 		l.mu.Unlock()
@@ -313,6 +319,12 @@ func (s *Server) connect(ctx context.Context, p pair) (*outStream, error) {
 // dialStream reaches p.remote and negotiates TLS, trying each target in
 // turn: the stream it returns has its post-TLS header and features read.
 func (s *Server) dialStream(ctx context.Context, p pair) (*outStream, error) {
+	select {
+	case s.dialing <- struct{}{}:
+		defer func() { <-s.dialing }()
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 	ts, err := s.targets(ctx, p.remote)
 	if err != nil {
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -430,5 +431,63 @@ func TestNamespacesOnTheWire(t *testing.T) {
 	}
 	if db := string(appendS2S(nil, dialbackElement("result", "a.test", "b.test", "", "valid", ""))); db != "<db:result from='a.test' to='b.test' type='valid'/>" {
 		t.Fatalf("dialback element %s", db)
+	}
+}
+
+// TestLinksToManyDomainsAreForgotten: stanzas to a great many domains
+// leave no lasting state once their links are idle.
+func TestLinksToManyDomainsAreForgotten(t *testing.T) {
+	refuse := fakeSRV{}
+	n := 3 * minSweep
+	for i := range n {
+		// Every domain says, through its SRV record, that it offers no
+		// service: the attempt fails at once.
+		refuse["_xmpp-server._tcp.d"+strconv.Itoa(i)+".test"] = []*net.SRV{{Target: "."}}
+	}
+	a := newNode(t, "a.test", leaf(t, nil, "a.test"), nil, func(c *Config) {
+		c.RetryMin = time.Nanosecond
+		c.Resolver = refuse
+	})
+	for i := range n {
+		if err := a.Send(context.Background(), message("alice@a.test/x", "bob@d"+strconv.Itoa(i)+".test", "m"+strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+		if i%256 == 255 {
+			waitFor(t, 10*time.Second, "the stanzas to bounce", func() bool { return a.in.count() == i+1 })
+		}
+	}
+	a.mu.Lock()
+	left := len(a.links)
+	a.mu.Unlock()
+	if left > minSweep+1 {
+		t.Fatalf("%d links remain after %d to idle domains", left, n)
+	}
+}
+
+// TestIncomingStreamsAreBounded: past the limit, new connections are
+// closed at once.
+func TestIncomingStreamsAreBounded(t *testing.T) {
+	a := newNode(t, "a.test", leaf(t, nil, "a.test"), nil, func(c *Config) { c.MaxIncoming = 2 })
+	addr := a.Addrs()[0].String()
+	for range 2 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	waitFor(t, 5*time.Second, "two incoming streams", func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return len(a.ins) == 2
+	})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err == nil || isTimeout(err) {
+		t.Fatalf("the third connection was not closed: %v", err)
 	}
 }

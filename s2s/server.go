@@ -68,6 +68,7 @@ type Config struct {
 	StanzaBurst    int           // stanzas beyond the rate accepted at once; default 1000
 	RetryMin       time.Duration // wait after a domain could not be reached; default 2s
 	RetryMax       time.Duration // longest such wait, doubling from RetryMin; default 2m
+	MaxIncoming    int           // incoming streams at once, authenticated or not; default 1000
 
 	Resolver Resolver                                                          // default net.DefaultResolver
 	Dial     func(ctx context.Context, network, addr string) (net.Conn, error) // default a net.Dialer's
@@ -82,8 +83,13 @@ type Server struct {
 	tlsIn    *tls.Config // for incoming streams: asks for the peer's certificate
 	tlsInDir *tls.Config // the same with the xmpp-server ALPN protocol
 
+	// dialing holds a token per connection being set up: a flood of
+	// stanzas for new domains cannot open connections without bound.
+	dialing chan struct{}
+
 	mu        sync.Mutex
 	links     map[pair]*link
+	sweepAt   int // the number of links past which idle ones are forgotten
 	ins       map[*inStream]struct{}
 	listeners []net.Listener
 	up        map[string]int // remote domain → authenticated streams
@@ -161,6 +167,7 @@ func New(cfg Config) (*Server, error) {
 	setDefault(&cfg.StanzaBurst, 1000)
 	setDefault(&cfg.RetryMin, 2*time.Second)
 	setDefault(&cfg.RetryMax, 2*time.Minute)
+	setDefault(&cfg.MaxIncoming, 1000)
 	if cfg.Resolver == nil {
 		cfg.Resolver = net.DefaultResolver
 	}
@@ -177,11 +184,13 @@ func New(cfg Config) (*Server, error) {
 		}
 	}
 	s := &Server{
-		cfg:   cfg,
-		log:   cfg.Logger,
-		links: map[pair]*link{},
-		ins:   map[*inStream]struct{}{},
-		up:    map[string]int{},
+		cfg:     cfg,
+		log:     cfg.Logger,
+		links:   map[pair]*link{},
+		sweepAt: minSweep,
+		ins:     map[*inStream]struct{}{},
+		up:      map[string]int{},
+		dialing: make(chan struct{}, maxDialing),
 	}
 	s.tlsIn = cfg.TLS.Clone()
 	s.tlsIn.MinVersion = max(s.tlsIn.MinVersion, tls.VersionTLS12)
@@ -352,16 +361,56 @@ func (s *Server) Send(ctx context.Context, el *stanza.Element) error {
 	return nil
 }
 
-// linkFor returns the link of p, creating it.
+// Bounds on outgoing work.
+const (
+	maxDialing = 64   // connections being set up at once
+	minSweep   = 1024 // links kept before idle ones are looked for
+)
+
+// linkFor returns the link of p, creating it. When there are many links,
+// the idle ones are forgotten.
 func (s *Server) linkFor(p pair) *link {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	l := s.links[p]
 	if l == nil {
 		l = &link{s: s, pair: p, wake: make(chan struct{}, 1)}
 		s.links[p] = l
 	}
+	sweep := len(s.links) > s.sweepAt
+	s.mu.Unlock()
+	if sweep {
+		s.sweepLinks()
+	}
 	return l
+}
+
+// sweepLinks forgets the links with no stream, nothing queued and no
+// failure to remember.
+func (s *Server) sweepLinks() {
+	s.mu.Lock()
+	all := make([]*link, 0, len(s.links))
+	for _, l := range s.links {
+		all = append(all, l)
+	}
+	s.mu.Unlock()
+	now := time.Now()
+	var dead []*link
+	for _, l := range all {
+		l.mu.Lock()
+		if !l.running && len(l.queue) == 0 && now.After(l.retryAt) {
+			l.dead = true
+			dead = append(dead, l)
+		}
+		l.mu.Unlock()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range dead {
+		if s.links[l.pair] == l {
+			delete(s.links, l.pair)
+		}
+	}
+	s.sweepAt = max(minSweep, 2*len(s.links))
 }
 
 // bounce sends the error reply for el to its sender through Deliver, when

@@ -106,9 +106,11 @@ func (n *node) startS2S() error {
 }
 
 // refuseRemote answers a stanza from another server for a service of
-// ours that takes none from other servers.
+// ours that takes none from other servers: requests, messages and
+// available presence (a room join) get service-unavailable.
 func (n *node) refuseRemote(ctx context.Context, el *stanza.Element) {
-	if el.Type() == "error" || el.Local == "iq" && el.Type() == "result" || el.Local == "presence" {
+	switch typ := el.Type(); {
+	case typ == "error", el.Local == "iq" && typ == "result", el.Local == "presence" && typ != "":
 		return
 	}
 	if err := n.s2s.Send(ctx, stanza.ErrorReply(el, "service-unavailable", "")); err != nil {
