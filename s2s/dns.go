@@ -34,12 +34,13 @@ const defaultPort = 5269
 var errNoService = errors.New("s2s: the domain's DNS says it offers no server-to-server service")
 
 // targets lists where to reach domain, in the order to try: its static
-// route; else its _xmpps-server and _xmpp-server SRV records mixed as one
-// set and ordered by priority and weight (RFC 6120 §3.2.1, RFC 2782,
-// XEP-0368); else, when the domain has neither, the domain itself on
-// port 5269 (RFC 6120 §3.2.2).
+// route (or that of the nearest parent domain: a server's services live
+// where it does); else its _xmpps-server and _xmpp-server SRV records
+// mixed as one set and ordered by priority and weight (RFC 6120 §3.2.1,
+// RFC 2782, XEP-0368); else, when the domain has neither, the domain
+// itself on port 5269 (RFC 6120 §3.2.2).
 func (s *Server) targets(ctx context.Context, domain string) ([]target, error) {
-	if r, ok := s.cfg.Routes[domain]; ok {
+	if r, ok := s.route(domain); ok {
 		host, port, err := net.SplitHostPort(r)
 		if err != nil {
 			return nil, fmt.Errorf("s2s: route for %s: %w", domain, err)
@@ -57,6 +58,21 @@ func (s *Server) targets(ctx context.Context, domain string) ([]target, error) {
 	}
 	s.log.Debug("srv lookup", "domain", domain, "xmpps", len(direct), "xmpps_err", derr, "xmpp", len(plain), "xmpp_err", perr)
 	return orderTargets(domain, direct, plain, rand.IntN)
+}
+
+// route finds the static route of domain or of its nearest parent.
+func (s *Server) route(domain string) (string, bool) {
+	for d := domain; d != ""; {
+		if r, ok := s.cfg.Routes[d]; ok {
+			return r, true
+		}
+		_, parent, found := strings.Cut(d, ".")
+		if !found {
+			break
+		}
+		d = parent
+	}
+	return "", false
 }
 
 // orderTargets applies RFC 6120 §3.2 and XEP-0368 to the two SRV answers;

@@ -187,13 +187,9 @@ func testLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-// route makes n reach other's domain (and its conference service) at
-// other's listener.
-func (n *node) route(other *node) {
-	addr := other.Addrs()[0].String()
-	n.cfg.Routes[other.domain] = addr
-	n.cfg.Routes["conference."+other.domain] = addr
-}
+// route makes n reach other's domain (and so its services) at other's
+// listener.
+func (n *node) route(other *node) { n.cfg.Routes[other.domain] = other.Addrs()[0].String() }
 
 // noSRV is a resolver without records: lookups fail as for a domain that
 // publishes none.

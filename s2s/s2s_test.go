@@ -491,3 +491,21 @@ func TestIncomingStreamsAreBounded(t *testing.T) {
 		t.Fatalf("the third connection was not closed: %v", err)
 	}
 }
+
+// TestRoutesCoverSubdomains: a static route serves the domain's services
+// too, unless they have routes of their own.
+func TestRoutesCoverSubdomains(t *testing.T) {
+	s := &Server{cfg: Config{Routes: map[string]string{"b.test": "10.0.0.1:5269", "upload.b.test": "10.0.0.2:5269"}}}
+	for _, tc := range []struct{ domain, want string }{
+		{"b.test", "10.0.0.1:5269"},
+		{"conference.b.test", "10.0.0.1:5269"},
+		{"upload.b.test", "10.0.0.2:5269"},
+		{"x.upload.b.test", "10.0.0.2:5269"},
+		{"notb.test", ""},
+		{"test", ""},
+	} {
+		if got, _ := s.route(tc.domain); got != tc.want {
+			t.Errorf("route(%s) = %q, want %q", tc.domain, got, tc.want)
+		}
+	}
+}

@@ -36,7 +36,8 @@ type Config struct {
 	// its subdomains.
 	Allow, Deny []string
 	// Routes maps a domain to the host:port its streams go to, instead of
-	// what DNS says (STARTTLS).
+	// what DNS says (STARTTLS); a route covers the domain's subdomains
+	// that have none of their own.
 	Routes map[string]string
 	// SecureAuth makes a certificate valid for the peer's domain mandatory
 	// in both directions: no Server Dialback on DNS alone.

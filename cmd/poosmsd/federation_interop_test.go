@@ -67,7 +67,7 @@ func TestFederationInterop(t *testing.T) {
 				t.Run(far.name, func(t *testing.T) {
 					n := interopNode(t, certFor("poosms.test"), variant.secure)
 					alice, _ := chatScenario(t, n.side(), far.side())
-					out, in := streamMethods(n.s2s, far.domain)
+					out, in := streamMethods(n.s2s, "poosms.test", far.domain)
 					if !slices.Contains(out, method) || len(in) == 0 || !allAre(in, method) {
 						t.Errorf("streams with %s: out %v, in %v; want %s", far.domain, out, in, method)
 					}

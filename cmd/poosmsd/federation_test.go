@@ -47,7 +47,7 @@ func TestFederationBetweenTwoPoosmsServers(t *testing.T) {
 
 	alice, _ := chatScenario(t, alpha.side(), far)
 
-	out, in := streamMethods(alpha.s2s, "beta.test")
+	out, in := streamMethods(alpha.s2s, "alpha.test", "beta.test")
 	if !slices.Contains(out, s2s.MethodDialback) || !slices.Contains(in, s2s.MethodDialback) {
 		t.Errorf("alpha's streams with beta: out %v, in %v; want dialback both ways", out, in)
 	}
@@ -64,11 +64,11 @@ func TestFederationBetweenTwoPoosmsServers(t *testing.T) {
 	want(t, alice, "bob's message after the restart", isMessage("bob@beta.test/phone", "back again"))
 }
 
-// streamMethods lists the authentication methods of srv's streams with
-// remote, outgoing and incoming.
-func streamMethods(srv *s2s.Server, remote string) (out, in []string) {
+// streamMethods lists the authentication methods of srv's streams
+// between local and remote, outgoing and incoming.
+func streamMethods(srv *s2s.Server, local, remote string) (out, in []string) {
 	for _, st := range srv.Streams() {
-		if st.Remote != remote {
+		if st.Local != local || st.Remote != remote {
 			continue
 		}
 		if st.Outgoing {
@@ -87,7 +87,7 @@ func TestFederationWithCertificates(t *testing.T) {
 	alphaS2S, betaS2S := testenv.FreeAddr(t), testenv.FreeAddr(t)
 	withCA := func(domain string) func(c *config.Config) {
 		return func(c *config.Config) {
-			c.TLSCert, c.TLSKey = ca.issue(t, domain, "conference."+domain)
+			c.TLSCert, c.TLSKey = ca.issue(t, domain, "conference."+domain, "upload."+domain)
 			c.S2SCAFile = ca.file
 			c.S2SSecureAuth = true
 		}
@@ -101,12 +101,17 @@ func TestFederationWithCertificates(t *testing.T) {
 	want(t, bob, "alice's message", isMessage("alice@alpha.test/desk", "certified"))
 	bob.Send(chatMessage("alice@alpha.test", "certified back"))
 	want(t, alice, "bob's message", isMessage("bob@beta.test/phone", "certified back"))
+	// A service of alpha's that takes nothing from other servers says so.
+	bob.Send(iq("get", "upload.alpha.test", "upload-info", stanza.New("http://jabber.org/protocol/disco#info", "query")))
+	if r := want(t, bob, "the upload service's answer", isIQ("upload-info")); stanza.ErrorCondition(r) != "service-unavailable" {
+		t.Errorf("a remote request to a service without federation got %s", r)
+	}
 	for _, n := range []*testNode{alpha, beta} {
 		other := "beta.test"
 		if n == beta {
 			other = "alpha.test"
 		}
-		out, in := streamMethods(n.s2s, other)
+		out, in := streamMethods(n.s2s, n.cfg.Domain, other)
 		if !slices.Equal(out, []string{s2s.MethodSASLExternal}) || !slices.Equal(in, []string{s2s.MethodSASLExternal}) {
 			t.Errorf("%s's streams with %s: out %v, in %v; want SASL EXTERNAL both ways", n.cfg.Domain, other, out, in)
 		}
