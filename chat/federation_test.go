@@ -3,7 +3,6 @@ package chat
 import (
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -12,28 +11,9 @@ import (
 )
 
 // fakeFed records what the service sends to other servers.
-type fakeFed struct {
-	mu  sync.Mutex
-	got []*stanza.Element
-}
+type fakeFed struct{ fakeSession }
 
-func (f *fakeFed) Send(_ context.Context, el *stanza.Element) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.got = append(f.got, el.Copy())
-	return nil
-}
-
-func (f *fakeFed) take() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var out []string
-	for _, el := range f.got {
-		out = append(out, summary(el))
-	}
-	f.got = nil
-	return out
-}
+func (f *fakeFed) Send(_ context.Context, el *stanza.Element) error { return f.fakeSession.Send(el) }
 
 // remote hands the service a stanza from another server, as s2s does.
 func (h *harness) remote(raw string) {

@@ -2,13 +2,11 @@ package s2s
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/xml"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"strconv"
 	"strings"
@@ -47,9 +45,6 @@ func (e *streamError) Error() string {
 
 func streamErr(cond, text string) *streamError { return &streamError{cond: cond, text: text} }
 
-// errStanzaTooBig is what the limited reader returns past the limit.
-var errStanzaTooBig = errors.New("s2s: stanza exceeds the size limit")
-
 // errPeerClosed: the peer closed its stream with </stream:stream>.
 var errPeerClosed = errors.New("s2s: the peer closed the stream")
 
@@ -66,45 +61,6 @@ type event struct {
 	header *header
 	el     *stanza.Element
 	closed bool
-}
-
-// limitReader counts the bytes the decoder reads and refuses more than
-// limit in total: the stream sets the limit before each top-level element,
-// so no stanza grows past the configured size (the rule client streams
-// follow too).
-type limitReader struct {
-	r     *bufio.Reader
-	n     int64
-	limit int64
-	ioErr error // the connection's error, which the decoder may report as a syntax error
-}
-
-func (l *limitReader) ReadByte() (byte, error) {
-	if l.n >= l.limit {
-		return 0, errStanzaTooBig
-	}
-	b, err := l.r.ReadByte()
-	if err != nil {
-		l.ioErr = err
-		return b, err
-	}
-	l.n++
-	return b, nil
-}
-
-func (l *limitReader) Read(p []byte) (int, error) {
-	if l.n >= l.limit {
-		return 0, errStanzaTooBig
-	}
-	if rem := l.limit - l.n; int64(len(p)) > rem {
-		p = p[:rem]
-	}
-	n, err := l.r.Read(p)
-	l.n += int64(n)
-	if err != nil {
-		l.ioErr = err
-	}
-	return n, err
 }
 
 // idleConn renews the read deadline before every read from the socket,
@@ -143,7 +99,8 @@ type conn struct {
 	raw      *idleConn
 	c        net.Conn // raw, or TLS over it
 	tls      *tls.Conn
-	lr       *limitReader
+	buf      *bufio.Reader
+	lr       *stanza.LimitReader
 	dec      *xml.Decoder
 	max      int64
 	opened   bool
@@ -155,7 +112,8 @@ type conn struct {
 func newConn(c net.Conn, maxBytes int64, writeTimeout time.Duration) *conn {
 	raw := &idleConn{Conn: c}
 	x := &conn{raw: raw, c: raw, max: maxBytes, wtimeout: writeTimeout}
-	x.lr = &limitReader{r: bufio.NewReaderSize(raw, 4096)}
+	x.buf = bufio.NewReaderSize(raw, 4096)
+	x.lr = &stanza.LimitReader{R: x.buf}
 	x.restart()
 	return x
 }
@@ -178,14 +136,14 @@ func (c *conn) tlsState() *tls.ConnectionState {
 // upgrade layers TLS over the connection (STARTTLS, or direct TLS before
 // any byte) and runs the handshake within ctx.
 func (c *conn) upgrade(ctx context.Context, tc *tls.Conn) error {
-	if c.lr.r.Buffered() > 0 {
+	if c.buf.Buffered() > 0 {
 		return streamErr("policy-violation", "data sent before the TLS handshake")
 	}
 	if err := tc.HandshakeContext(ctx); err != nil {
 		return fmt.Errorf("s2s: tls handshake: %w", err)
 	}
 	c.c, c.tls = tc, tc
-	c.lr.r.Reset(tc)
+	c.buf.Reset(tc)
 	c.restart()
 	return nil
 }
@@ -193,24 +151,15 @@ func (c *conn) upgrade(ctx context.Context, tc *tls.Conn) error {
 // next reads the next event.
 func (c *conn) next() (event, error) {
 	for {
-		c.lr.limit = c.lr.n + c.max
+		c.lr.Limit = c.lr.N + c.max
 		tok, err := c.dec.Token()
 		if err != nil {
 			return event{}, c.readError(err)
 		}
+		if cond, text := stanza.BetweenStanzas(tok, c.opened); cond != "" {
+			return event{}, streamErr(cond, text)
+		}
 		switch tk := tok.(type) {
-		case xml.ProcInst:
-			if c.opened || tk.Target != "xml" {
-				return event{}, streamErr("restricted-xml", "processing instructions are not allowed")
-			}
-		case xml.Directive:
-			return event{}, streamErr("restricted-xml", "DTDs and entity declarations are not allowed")
-		case xml.Comment:
-			return event{}, streamErr("restricted-xml", "comments are not allowed")
-		case xml.CharData:
-			if len(bytes.TrimSpace(tk)) != 0 {
-				return event{}, streamErr("bad-format", "text outside a stanza")
-			}
 		case xml.EndElement:
 			return event{closed: true}, nil
 		case xml.StartElement:
@@ -277,25 +226,14 @@ func toClientNS(el *stanza.Element) {
 
 func (c *conn) readError(err error) error {
 	var se *streamError
-	var syn *xml.SyntaxError
-	switch {
-	case errors.As(err, &se):
+	if errors.As(err, &se) {
 		return se
-	case c.lr.ioErr != nil && !errors.Is(c.lr.ioErr, errStanzaTooBig):
-		if isTimeout(c.lr.ioErr) {
-			return streamErr("connection-timeout", "no data within the time limit")
-		}
-		return c.lr.ioErr
-	case errors.Is(err, errStanzaTooBig):
-		return streamErr("policy-violation", fmt.Sprintf("stanza larger than %d bytes", c.max))
-	case errors.Is(err, stanza.ErrRestrictedXML):
-		return streamErr("restricted-xml", err.Error())
-	case errors.As(err, &syn):
-		return streamErr("not-well-formed", syn.Msg)
-	case isTimeout(err):
-		return streamErr("connection-timeout", "no data within the time limit")
 	}
-	return err
+	cond, text, connErr := c.lr.ReadError(err, c.max)
+	if cond == "" {
+		return connErr
+	}
+	return streamErr(cond, text)
 }
 
 func isTimeout(err error) bool {
@@ -415,5 +353,3 @@ func (c *conn) drain(d time.Duration) {
 		}
 	}
 }
-
-var _ io.ByteReader = (*limitReader)(nil)
