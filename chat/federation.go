@@ -303,7 +303,11 @@ func (s *Service) probeIn(ctx context.Context, from, to jid.JID) {
 		return
 	}
 	if err != nil || !isSubscriber(it.Subscription) {
-		s.sendRemote(subscriptionPresence("unsubscribed", to.Bare(), from.Bare()))
+		// Tells a user's server its roster is out of step (a service
+		// probing gets nothing).
+		if from.Localpart() != "" {
+			s.sendRemote(subscriptionPresence("unsubscribed", to.Bare(), from.Bare()))
+		}
 		return
 	}
 	avail := s.available(local)
