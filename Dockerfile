@@ -11,9 +11,12 @@ FROM golang:1.26 AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
+# .git comes along so Go stamps the commit into the binary ("poosmsd
+# version"); a release build names its version: --build-arg VERSION=v1.2.0.
 COPY . .
+ARG VERSION=
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
-    CGO_ENABLED=0 go build -trimpath -buildvcs=false -o /poosmsd ./cmd/poosmsd
+    CGO_ENABLED=0 go build -trimpath -ldflags "-X main.version=${VERSION}" -o /poosmsd ./cmd/poosmsd
 # The runtime image has no shell: prepare the data directory here.
 RUN mkdir -p /rootfs/var/lib/poosms/data
 

@@ -27,10 +27,13 @@ const (
 )
 
 // capsCache remembers the features behind clients' verified caps hashes,
-// and the disco#info queries sent to learn new ones.
+// and the disco#info queries sent to learn new ones. A verified entry is
+// never replaced: a client answering later for a known hash with other
+// features cannot change what the server believes of everyone else who
+// announces it.
 type capsCache struct {
 	mu      sync.Mutex
-	byVer   map[string][]string
+	byVer   map[string][]string  // capsKey(hash, ver) → features
 	pending map[string]capsQuery // iq id → query
 	seq     uint64
 }
@@ -44,10 +47,13 @@ func newCapsCache() *capsCache {
 	return &capsCache{byVer: map[string][]string{}, pending: map[string]capsQuery{}}
 }
 
-func (c *capsCache) lookup(ver string) ([]string, bool) {
+// capsKey names a verified hash: the algorithm and the value.
+func capsKey(hash, ver string) string { return hash + " " + ver }
+
+func (c *capsCache) lookup(hash, ver string) ([]string, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	f, ok := c.byVer[ver]
+	f, ok := c.byVer[capsKey(hash, ver)]
 	return f, ok
 }
 
@@ -88,11 +94,14 @@ func (c *capsCache) forget(sess Session) {
 	}
 }
 
-func (c *capsCache) remember(ver string, features []string) {
+// remember records the features of a verified hash, unless the hash is
+// known already: the first verified answer stays.
+func (c *capsCache) remember(hash, ver string, features []string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.byVer) < maxCapsEntries {
-		c.byVer[ver] = features
+	k := capsKey(hash, ver)
+	if _, known := c.byVer[k]; !known && len(c.byVer) < maxCapsEntries {
+		c.byVer[k] = features
 	}
 }
 
@@ -118,7 +127,7 @@ func (s *Service) presenceCaps(ctx context.Context, sess Session, el *stanza.Ele
 	if ver == "" || !changed && !initial {
 		return
 	}
-	if f, ok := s.caps.lookup(ver); ok {
+	if f, ok := s.caps.lookup(h, ver); ok {
 		s.setFeatures(sess, ver, f)
 		s.sendLastItems(ctx, sess)
 		return
@@ -176,9 +185,13 @@ func (s *Service) serverResponse(ctx context.Context, sess Session, el *stanza.E
 			features = append(features, f.Attr("var"))
 		}
 	}
-	// Only a hash that checks out may vouch for other clients.
-	if hashFunc(q.hash) != nil && capsVerOf(info, hashFunc(q.hash)) == q.ver {
-		s.caps.remember(q.ver, features)
+	// Only an answer whose hash checks out, and that no other feature list
+	// could hash to, may vouch for other clients (XEP-0115 §5.4); the
+	// session itself is believed for its own notifications either way.
+	if h := hashFunc(q.hash); h != nil {
+		if in, ok := capsInput(info); ok && capsHash(h, in) == q.ver {
+			s.caps.remember(q.hash, q.ver, features)
+		}
 	}
 	s.setFeatures(sess, q.ver, features)
 	s.sendLastItems(ctx, sess)
@@ -197,6 +210,40 @@ func hashFunc(name string) gohash.Hash {
 // capsVerOf computes the XEP-0115 §5 verification string of a disco#info
 // answer with h.
 func capsVerOf(info *stanza.Element, h gohash.Hash) string {
+	in, _ := capsInput(info)
+	return capsHash(h, in)
+}
+
+func capsHash(h gohash.Hash, in string) string {
+	h.Write([]byte(in))
+	return base64.StdEncoding.EncodeToString(h.Sum(nil))
+}
+
+// capsInput builds S, the input of the XEP-0115 §5.1 hash, from the
+// character data of a disco#info answer: an attribute written &lt; in the
+// XML is the character '<', and one written &amp;lt; the four characters
+// "&lt;", never turned into '<'.
+//
+// S separates its factors with '<' and says nothing of where identities
+// end and features or forms begin, so different answers can share one S
+// (XEP-0390 §1 recounts the attack). unambiguous reports whether this
+// answer is the only reading of its S that a well-formed answer could
+// give, the condition for letting it vouch for other clients. It is false
+// when the answer is ill-formed (§5.4: a repeated identity, feature or
+// form type, or a form type with differing values), and when
+//   - an identity, feature, form type, field name or value holds a '<',
+//     which would read as a separator ("a<b" is the features "a" and "b");
+//   - an identity lacks its category or type, or has '/' in them or in its
+//     language, or a feature reads as an identity ("client/pc//x"), so
+//     that the identities may end elsewhere;
+//   - the answer carries a data form (XEP-0128): a form's type, field
+//     names and values read as further features, and trailing features
+//     as a form.
+//
+// Forms whose FORM_TYPE is missing or not hidden are left out of S
+// (§5.4).
+func capsInput(info *stanza.Element) (s string, unambiguous bool) {
+	unambiguous = true
 	var ids, features []string
 	type field struct{ name, text string }
 	type form struct {
@@ -207,24 +254,38 @@ func capsVerOf(info *stanza.Element, h gohash.Hash) string {
 	for _, c := range info.Elements() {
 		switch {
 		case c.Space == NSDiscoInfo && c.Local == "identity":
-			ids = append(ids, c.Attr("category")+"/"+c.Attr("type")+"/"+c.Lang()+"/"+c.Attr("name"))
+			cat, typ, lang := c.Attr("category"), c.Attr("type"), c.Lang()
+			if cat == "" || typ == "" || strings.Contains(cat+typ+lang, "/") {
+				unambiguous = false
+			}
+			ids = append(ids, cat+"/"+typ+"/"+lang+"/"+c.Attr("name"))
 		case c.Space == NSDiscoInfo && c.Local == "feature":
-			features = append(features, c.Attr("var"))
+			f := c.Attr("var")
+			if p := strings.SplitN(f, "/", 4); len(p) == 4 && p[0] != "" && p[1] != "" {
+				unambiguous = false // reads as an identity
+			}
+			features = append(features, f)
 		case c.Space == NSDataForms && c.Local == "x":
 			var f form
+			typed, ignore := false, false
 			for _, fld := range c.Elements() {
-				if fld.Local != "field" {
+				if fld.Space != NSDataForms || fld.Local != "field" {
 					continue
 				}
 				var vals []string
 				for _, v := range fld.Elements() {
-					if v.Local == "value" {
+					if v.Space == NSDataForms && v.Local == "value" {
 						vals = append(vals, v.Text())
 					}
 				}
 				if fld.Attr("var") == "FORM_TYPE" {
-					if len(vals) > 0 {
-						f.typ = vals[0]
+					if typed || fld.Attr("type") != "hidden" || len(vals) == 0 {
+						ignore = true
+					} else {
+						f.typ, typed = vals[0], true
+						if slices.ContainsFunc(vals, func(v string) bool { return v != vals[0] }) {
+							unambiguous = false // §5.4: differing form types
+						}
 					}
 					continue
 				}
@@ -233,7 +294,13 @@ func capsVerOf(info *stanza.Element, h gohash.Hash) string {
 				for _, v := range vals {
 					text += v + "<"
 				}
+				if strings.Count(text, "<") != len(vals)+1 {
+					unambiguous = false // a '<' in the field name or a value
+				}
 				f.fields = append(f.fields, field{fld.Attr("var"), text})
+			}
+			if !typed || ignore {
+				continue // §5.4: not part of S
 			}
 			slices.SortFunc(f.fields, func(a, b field) int { return strings.Compare(a.name, b.name) })
 			forms = append(forms, f)
@@ -242,21 +309,31 @@ func capsVerOf(info *stanza.Element, h gohash.Hash) string {
 	sort.Strings(ids)
 	sort.Strings(features)
 	slices.SortFunc(forms, func(a, b form) int { return strings.Compare(a.typ, b.typ) })
+	if len(forms) > 0 {
+		unambiguous = false
+	}
 	var b strings.Builder
-	for _, s := range ids {
-		b.WriteString(s + "<")
+	add := func(list []string) {
+		for i, f := range list {
+			if strings.Contains(f, "<") || i > 0 && f == list[i-1] {
+				unambiguous = false // a forged separator, or §5.4: repeated
+			}
+			b.WriteString(f)
+			b.WriteByte('<')
+		}
 	}
-	for _, s := range features {
-		b.WriteString(s + "<")
-	}
-	for _, f := range forms {
-		b.WriteString(f.typ + "<")
+	add(ids)
+	add(features)
+	for i, f := range forms {
+		add([]string{f.typ})
+		if i > 0 && f.typ == forms[i-1].typ {
+			unambiguous = false // §5.4: repeated form type
+		}
 		for _, fld := range f.fields {
 			b.WriteString(fld.text)
 		}
 	}
-	h.Write([]byte(b.String()))
-	return base64.StdEncoding.EncodeToString(h.Sum(nil))
+	return b.String(), unambiguous
 }
 
 // Caps returns the server's own entity capabilities element (XEP-0115),

@@ -40,7 +40,7 @@ type Store interface {
 	RosterItem(ctx context.Context, owner, contact string) (store.RosterItem, error)
 	PutRosterItem(ctx context.Context, owner string, it store.RosterItem) error
 	DeleteRosterItem(ctx context.Context, owner, contact string) error
-	PushOffline(ctx context.Context, owner string, stamp time.Time, stanza []byte, limit int) error
+	PushOffline(ctx context.Context, owner, sender string, stamp time.Time, stanza []byte, limit int) error
 	OfflineMessages(ctx context.Context, owner string) ([]store.OfflineMessage, error)
 	DeleteOffline(ctx context.Context, owner string, upToID int64) error
 }

@@ -86,7 +86,7 @@ func (m *memStore) DeleteRosterItem(_ context.Context, owner, contact string) er
 	return nil
 }
 
-func (m *memStore) PushOffline(_ context.Context, owner string, stamp time.Time, b []byte, limit int) error {
+func (m *memStore) PushOffline(_ context.Context, owner, _ string, stamp time.Time, b []byte, limit int) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if len(m.offline[owner]) >= limit {

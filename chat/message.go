@@ -136,10 +136,18 @@ func storable(el *stanza.Element) bool {
 // storeOffline queues el for local. A full queue or a store failure is
 // answered to the sender: a message is never dropped silently.
 func (s *Service) storeOffline(ctx context.Context, sender Session, el *stanza.Element, local string) {
-	err := s.st.PushOffline(ctx, local, s.now().UTC(), []byte(el.String()), s.limit)
+	from := ""
+	if j, err := jid.Parse(el.From()); err == nil {
+		from = j.Bare().String() // so that the sender's account deletion withdraws it
+	}
+	err := s.st.PushOffline(ctx, local, from, s.now().UTC(), []byte(el.String()), s.limit)
 	switch {
 	case errors.Is(err, store.ErrQueueFull):
 		s.replyError(sender, el, "resource-constraint", "the recipient's offline storage is full")
+		return
+	case errors.Is(err, store.ErrNotFound):
+		// The account was deleted a moment ago.
+		s.replyError(sender, el, "service-unavailable", "")
 		return
 	case err != nil:
 		s.log.Error("chat: store offline message", "to", local, "err", err)

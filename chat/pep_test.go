@@ -301,7 +301,7 @@ func TestCapsHashVerification(t *testing.T) {
 	if f := h.svc.sessionFeatures(s); !f["urn:x+notify"] {
 		t.Errorf("the liar's own features were not kept: %v", f)
 	}
-	if _, ok := h.svc.caps.lookup("bogus="); ok {
+	if _, ok := h.svc.caps.lookup("sha-1", "bogus="); ok {
 		t.Error("an unverified hash was cached")
 	}
 }

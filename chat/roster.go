@@ -101,13 +101,17 @@ func itemElement(it store.RosterItem, remove bool) *stanza.Element {
 // sessions.
 func (s *Service) pushItem(owner string, it store.RosterItem, remove bool) {
 	for _, sess := range s.interested(owner) {
-		iq := stanza.New(stanza.NSClient, "iq").
-			SetAttr("type", "set").
-			SetAttr("id", "push"+strconv.FormatUint(s.pushSeq.Add(1), 10)).
-			SetAttr("to", sess.JID().String())
-		iq.Append(stanza.New(NSRoster, "query").Append(itemElement(it, remove)))
-		s.send(sess, iq)
+		s.send(sess, s.rosterPush(sess, it, remove))
 	}
+}
+
+// rosterPush builds the roster push of it for sess.
+func (s *Service) rosterPush(sess Session, it store.RosterItem, remove bool) *stanza.Element {
+	iq := stanza.New(stanza.NSClient, "iq").
+		SetAttr("type", "set").
+		SetAttr("id", "push"+strconv.FormatUint(s.pushSeq.Add(1), 10)).
+		SetAttr("to", sess.JID().String())
+	return iq.Append(stanza.New(NSRoster, "query").Append(itemElement(it, remove)))
 }
 
 // rosterIQ serves jabber:iq:roster get and set from the user's own session.

@@ -39,35 +39,24 @@ func befriend(t *testing.T, a, b *xmppclient.Client) {
 // the server's disco#info query about them.
 func answerCaps(t *testing.T, c *xmppclient.Client, features ...string) {
 	t.Helper()
-	info := stanza.New(chat.NSDiscoInfo, "query").Append(
+	ver, info := clientCaps(features...)
+	if !announceCaps(t, c, ver, info) {
+		t.Fatalf("%s: no caps query", c.JID)
+	}
+}
+
+// clientCaps is the disco#info of a client/phone with features, already
+// sorted, and its XEP-0115 §5.1 sha-1 ver.
+func clientCaps(features ...string) (ver string, info *stanza.Element) {
+	info = stanza.New(chat.NSDiscoInfo, "query").Append(
 		stanza.New(chat.NSDiscoInfo, "identity").SetAttr("category", "client").SetAttr("type", "phone"))
 	s := "client/phone//<"
 	for _, f := range features {
 		info.Append(stanza.New(chat.NSDiscoInfo, "feature").SetAttr("var", f))
-	}
-	// XEP-0115 §5.1 for a client whose features are already sorted.
-	for _, f := range features {
 		s += f + "<"
 	}
 	sum := sha1.Sum([]byte(s))
-	ver := base64.StdEncoding.EncodeToString(sum[:])
-	if err := c.SendRaw(`<presence><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='https://client.example' ver='` + ver + `'/></presence>`); err != nil {
-		t.Fatal(err)
-	}
-	q, err := c.Expect(5*time.Second, func(el *stanza.Element) bool {
-		return el.Local == "iq" && el.Type() == "get" && el.Child(chat.NSDiscoInfo, "query") != nil
-	})
-	if err != nil {
-		t.Fatalf("%s: no caps query: %v", c.JID, err)
-	}
-	if q.Child(chat.NSDiscoInfo, "query").Attr("node") != "https://client.example#"+ver {
-		t.Errorf("caps query %s", q)
-	}
-	info.SetAttr("node", "https://client.example#"+ver)
-	r := stanza.New(stanza.NSClient, "iq").SetAttr("type", "result").SetAttr("id", q.ID()).SetAttr("to", q.From()).Append(info)
-	if err := c.Send(r); err != nil {
-		t.Fatal(err)
-	}
+	return base64.StdEncoding.EncodeToString(sum[:]), info
 }
 
 func TestStreamsPEPBlockingAndVCard(t *testing.T) {

@@ -56,8 +56,10 @@ type Config struct {
 	// generated TURN secret. Default: ./data.
 	DataDir string `yaml:"data_dir"`
 	// DB selects the database: "sqlite" (DataDir/poosms.db), "sqlite:PATH",
-	// or "mysql://user:password@tcp(host:port)/dbname" (the URL form
-	// "mysql://user:password@host:port/dbname" works too). Default: sqlite.
+	// or "mysql://user:password@tcp(host:port)/dbname", where the password
+	// is taken as written, or the URL form
+	// "mysql://user:password@host:port/dbname", percent-decoded (a password
+	// holding @ / : is written with %40 %2F %3A there). Default: sqlite.
 	DB string `yaml:"db"`
 
 	// C2SAddr is where clients connect and upgrade with STARTTLS.
@@ -67,8 +69,27 @@ type Config struct {
 	// (XEP-0368). Empty disables it. Default: :5223.
 	C2STLSAddr string `yaml:"c2s_tls_addr"`
 	// HTTPAddr serves registration, the browser client, /xmpp-websocket,
-	// /metrics and /healthz. Default: :5280.
+	// /api/turn and /healthz (and /metrics when MetricsToken is set).
+	// Default: :5280.
 	HTTPAddr string `yaml:"http_addr"`
+	// MetricsAddr serves Prometheus metrics at /metrics, apart from the
+	// public HTTP listener. Empty disables it. Default: 127.0.0.1:9280.
+	MetricsAddr string `yaml:"metrics_addr"`
+	// MetricsToken, when set, is the bearer token every /metrics request
+	// must carry, and /metrics is then also served on HTTPAddr. At least
+	// 16 characters. Default: empty.
+	MetricsToken string `yaml:"metrics_token"`
+	// TrustedProxies are the reverse proxies (CIDRs) whose X-Forwarded-For,
+	// X-Forwarded-Proto, X-Forwarded-Host and Forwarded headers name the
+	// client on HTTP and WebSocket. Without it those headers are ignored.
+	// Default: none.
+	TrustedProxies []netip.Prefix `yaml:"trusted_proxies"`
+	// WebSocketOrigins are browser origins, besides the server's own page,
+	// allowed to open /xmpp-websocket: exact origins
+	// ("https://app.example.org") or host patterns ("*.example.org").
+	// Connections without an Origin (native clients) are always allowed.
+	// Default: none.
+	WebSocketOrigins []string `yaml:"websocket_origins"`
 	// TLSCert and TLSKey are PEM files for the server's certificate; set
 	// both or neither. Neither: a self-signed certificate is generated in
 	// DataDir. Default: empty.
@@ -133,6 +154,12 @@ type Config struct {
 	// from one address, make further attempts wait. Default: 5 per 5m.
 	LoginFailures int           `yaml:"login_failures"`
 	LoginWindow   time.Duration `yaml:"login_window"`
+	// SCRAMIterations is the PBKDF2 iteration count of new password
+	// verifiers (registration, password change, "poosmsd user add|passwd")
+	// and of the fake ones shown for unknown users; accounts stored with
+	// fewer are upgraded at their next login that shows the password
+	// (PLAIN, /api/turn). At least 4096. Default: 10000.
+	SCRAMIterations int `yaml:"scram_iterations"`
 	// IdleTimeout closes a stream that has sent nothing, not even
 	// whitespace, for this long. At least 1s. Default: 5m.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
@@ -168,6 +195,13 @@ type Config struct {
 	// they are loopback, private or link-local (comma-separated CIDRs).
 	// Default: none.
 	TURNAllowPeers []netip.Prefix `yaml:"turn_allow_peers"`
+	// TURNAllowSelf lets the relay reach this host's own addresses
+	// (loopback, its interfaces, its listen addresses, PublicIP): its SFU,
+	// its TURN ports and anything else listening here. Off, they are
+	// refused even inside TURNAllowPeers, except between two allocations
+	// of the relay. For tests and benchmarks whose peers run on the
+	// server's host. Default: false.
+	TURNAllowSelf bool `yaml:"turn_allow_self"`
 
 	// Redis is the Redis server the nodes of a cluster share
 	// ("redis://[:password@]host:port[/db]"). Empty runs one node on its
@@ -196,6 +230,11 @@ type Config struct {
 	// MaxConferences is the number of conferences one node runs at once.
 	// Default: 100.
 	MaxConferences int `yaml:"max_conferences"`
+	// MaxConferencesPerUser is how many conferences one user may have
+	// opened that still run on this node (joining a running one is not
+	// limited), so one user cannot take all of MaxConferences.
+	// Default: 5.
+	MaxConferencesPerUser int `yaml:"max_conferences_per_user"`
 
 	// S2SAddr is where other XMPP servers connect to federate (STARTTLS).
 	// Empty turns federation off. Default: :5269.
@@ -238,6 +277,7 @@ func Default() Config {
 		C2SAddr:            ":5222",
 		C2STLSAddr:         ":5223",
 		HTTPAddr:           ":5280",
+		MetricsAddr:        "127.0.0.1:9280",
 		MaxStanzaBytes:     262144,
 		Registration:       RegistrationOpen,
 		LogFormat:          LogText,
@@ -252,6 +292,7 @@ func Default() Config {
 		MaxSessionsPerUser: 10,
 		LoginFailures:      5,
 		LoginWindow:        5 * time.Minute,
+		SCRAMIterations:    10000,
 		IdleTimeout:        5 * time.Minute,
 		WriteQueue:         256,
 		MediaUDPAddr:       ":7882",
@@ -265,9 +306,11 @@ func Default() Config {
 		ClusterHeartbeat:   2 * time.Second,
 		ClusterNodeTTL:     6 * time.Second,
 		ClusterLeaseTTL:    10 * time.Second,
-		S2SAddr:            ":5269",
-		S2STLSAddr:         ":5270",
-		S2STimeout:         30 * time.Second,
+
+		MaxConferencesPerUser: 5,
+		S2SAddr:               ":5269",
+		S2STLSAddr:            ":5270",
+		S2STimeout:            30 * time.Second,
 	}
 }
 
@@ -282,6 +325,9 @@ func defaultNodeID() string {
 
 // RedactedRedis is the Redis URL with its password hidden, for logs.
 func (c Config) RedactedRedis() string { return redactURL(c.Redis) }
+
+// RedactedDB is the db setting with a MySQL password hidden, for logs.
+func (c Config) RedactedDB() string { return redactDB(c.DB) }
 
 // DB kinds returned by Database.
 const (
@@ -307,11 +353,13 @@ func redactDB(db string) string {
 	if !strings.HasPrefix(db, "mysql://") {
 		return db
 	}
-	if mysqlDriverForm.MatchString(db) {
-		rest := strings.TrimPrefix(db, "mysql://")
-		at := strings.LastIndex(rest[:strings.Index(rest, "(")], "@")
-		if user, _, hasPass := strings.Cut(rest[:max(at, 0)], ":"); at > 0 && hasPass {
-			return "mysql://" + user + ":xxxxx" + rest[at:]
+	if m := mysqlDriverForm.FindStringSubmatchIndex(db); m != nil {
+		if m[2] < 0 {
+			return db
+		}
+		userinfo := db[m[2]:m[3]]
+		if user, _, hasPass := strings.Cut(userinfo, ":"); hasPass {
+			return db[:m[2]] + user + ":xxxxx@" + db[m[3]:]
 		}
 		return db
 	}

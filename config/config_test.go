@@ -116,10 +116,15 @@ func TestEverySettingFromEachSource(t *testing.T) {
 	want.TURNSecret = "s3cret"
 	want.TURNCredentialTTL = time.Hour
 	want.TURNAllowPeers = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")}
+	want.TURNAllowSelf = true
 	want.MaxParticipants = 12
 	want.MaxConferences = 4
+	want.MaxConferencesPerUser = 2
 	want.Redis, want.RedisPrefix, want.NodeID = "redis://:pw@redis:6379/2", "{chat}:", "node-2"
 	want.ClusterHeartbeat, want.ClusterNodeTTL, want.ClusterLeaseTTL = time.Second, 3*time.Second, 5*time.Second
+	want.SCRAMIterations, want.MetricsAddr, want.MetricsToken = 20000, "", "0123456789abcdef0123"
+	want.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("::1/128")}
+	want.WebSocketOrigins = []string{"https://app.example.org", "*.example.net"}
 	want.S2SAddr, want.S2STLSAddr = "127.0.0.2:5269", ""
 	want.S2SAllow, want.S2SDeny = []string{"example.net", "chat.example.com"}, []string{"spam.example"}
 	want.S2SRoutes = map[string]string{"example.net": "10.0.0.5:5269", "chat.example.com": "[fd00::1]:5270"}
@@ -138,9 +143,11 @@ func TestEverySettingFromEachSource(t *testing.T) {
 		"max-sessions-per-user": "3", "login-failures": "7", "login-window": "1m", "idle-timeout": "90s",
 		"write-queue": "64", "media-udp-addr": ":17882", "media-tcp-addr": "", "public-ip": "203.0.113.7",
 		"turn-addr": ":13478", "turn-tls-addr": ":5349", "turn-secret": "s3cret", "turn-credential-ttl": "1h",
-		"turn-allow-peers": "10.0.0.0/8, fd00::/8", "max-participants": "12", "max-conferences": "4",
-		"redis": "redis://:pw@redis:6379/2", "redis-prefix": "{chat}:", "node-id": "node-2",
+		"turn-allow-peers": "10.0.0.0/8, fd00::/8", "turn-allow-self": "true", "max-participants": "12", "max-conferences": "4",
+		"max-conferences-per-user": "2", "redis": "redis://:pw@redis:6379/2", "redis-prefix": "{chat}:", "node-id": "node-2",
 		"cluster-heartbeat": "1s", "cluster-node-ttl": "3s", "cluster-lease-ttl": "5s",
+		"scram-iterations": "20000", "metrics-addr": "", "metrics-token": "0123456789abcdef0123",
+		"trusted-proxies": "192.0.2.0/24, ::1", "websocket-origins": "https://app.example.org, *.example.net",
 		"s2s-addr": "127.0.0.2:5269", "s2s-tls-addr": "", "s2s-allow": "Example.NET, chat.example.com",
 		"s2s-deny": "spam.example", "s2s-route": "example.net=10.0.0.5:5269,chat.example.com=[fd00::1]:5270",
 		"s2s-secure-auth": "true", "s2s-ca-file": caFile, "s2s-dialback-secret": "a dialback secret of some length",
@@ -209,6 +216,7 @@ func TestValidationErrorsNameTheSetting(t *testing.T) {
 		{"db", "postgres://x", `"sqlite"`},
 		{"db", "sqlite:", `"sqlite:PATH"`},
 		{"db", "mysql://", "mysql://"},
+		{"turn-allow-self", "maybe", `"true" or "false"`},
 		{"c2s-addr", "5222", "host:port"},
 		{"c2s-addr", "", "host:port"},
 		{"c2s-tls-addr", ":99999", "or empty to disable"},
@@ -238,6 +246,7 @@ func TestValidationErrorsNameTheSetting(t *testing.T) {
 		{"turn-allow-peers", "10.0.0.0/8,192.168.1.300/24", `"192.168.1.300/24" is not one`},
 		{"max-participants", "0", "between 1 and 65536"},
 		{"max-conferences", "lots", "at least 1"},
+		{"max-conferences-per-user", "0", "at least 1"},
 		{"s2s-addr", "5269", "or empty to disable"},
 		{"s2s-allow", "example.org,bad domain", `"bad domain" is not one`},
 		{"s2s-deny", "a@b", `"a@b" is not one`},

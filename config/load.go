@@ -71,7 +71,7 @@ type flagValue struct {
 
 func (f *flagValue) String() string { return f.def }
 func (f *flagValue) Set(v string) error {
-	if f.s.list && f.raw != "" && v != "" {
+	if f.s.isList && f.raw != "" && v != "" {
 		// A list flag given again adds to it.
 		v = f.raw + "," + v
 	}
@@ -112,6 +112,21 @@ func newFlagSet() (*pflag.FlagSet, map[string]*flagValue) {
 func Usage() string {
 	fs, _ := newFlagSet()
 	return fs.FlagUsages()
+}
+
+// Positional returns the arguments of args that are not flags or flag
+// values (the subcommand and its operands), wherever they stand among
+// the flags, without applying or checking any setting. Unknown flags are
+// an *Error; --help gives ErrHelp.
+func Positional(args []string) ([]string, error) {
+	fs, _ := newFlagSet()
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return nil, ErrHelp
+		}
+		return nil, &Error{Source: "the command line", Problem: err.Error(), Err: err}
+	}
+	return fs.Args(), nil
 }
 
 // Load builds the effective configuration from defaults, the YAML file
@@ -263,7 +278,7 @@ func (c *Config) loadFile(file string) error {
 			text = ""
 		case v.Kind == yaml.ScalarNode:
 			text = v.Value
-		case v.Kind == yaml.SequenceNode && (s.list || s.name == "turn-allow-peers"):
+		case v.Kind == yaml.SequenceNode && s.isList:
 			parts := make([]string, 0, len(v.Content))
 			for _, item := range v.Content {
 				if item.Kind != yaml.ScalarNode {

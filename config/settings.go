@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"path"
 	"regexp"
 	"slices"
 	"strconv"
@@ -23,7 +24,7 @@ type setting struct {
 	usage  string
 	isBool bool
 	isInt  bool
-	list   bool   // several values: a repeatable flag, comma-separated elsewhere, or a YAML list
+	isList bool   // several values: comma-separated, a YAML list, or the flag repeated
 	typ    string // shown in --help: "duration", "addr", …; "string" when empty
 	secret bool
 	// set parses v into c. On failure it returns what the setting accepts,
@@ -72,7 +73,38 @@ var settings = []*setting{
 		get: func(c *Config) string { return redactDB(c.DB) }},
 	addrSetting("c2s-addr", "client address (STARTTLS)", false, func(c *Config) *string { return &c.C2SAddr }),
 	addrSetting("c2s-tls-addr", "client address with TLS from the first byte; empty disables", true, func(c *Config) *string { return &c.C2STLSAddr }),
-	addrSetting("http-addr", "HTTP address: registration, web client, /xmpp-websocket, /metrics, /healthz", false, func(c *Config) *string { return &c.HTTPAddr }),
+	addrSetting("http-addr", "HTTP address: registration, web client, /xmpp-websocket, /api/turn, /healthz", false, func(c *Config) *string { return &c.HTTPAddr }),
+	addrSetting("metrics-addr", "address serving Prometheus metrics at /metrics (keep it private); empty disables", true,
+		func(c *Config) *string { return &c.MetricsAddr }),
+	{name: "metrics-token", usage: "bearer token /metrics requires; when set, /metrics is also served on --http-addr", secret: true,
+		set: func(c *Config, v string) (string, bool) {
+			if v != "" && (len(v) < 16 || strings.ContainsAny(v, " \t\r\n")) {
+				return "want at least 16 characters without spaces (e.g. from: openssl rand -hex 24), or empty", false
+			}
+			c.MetricsToken = v
+			return "", true
+		},
+		get: func(c *Config) string { return c.MetricsToken }},
+	cidrSetting("trusted-proxies", "comma-separated CIDRs of reverse proxies whose X-Forwarded-For/Forwarded headers name the client",
+		func(c *Config) *[]netip.Prefix { return &c.TrustedProxies }),
+	{name: "websocket-origins", usage: "comma-separated browser origins (https://app.example.org) or host patterns (*.example.org) allowed to open /xmpp-websocket besides the server's own",
+		isList: true,
+		set: func(c *Config, v string) (string, bool) {
+			var out []string
+			for f := range strings.SplitSeq(v, ",") {
+				f = strings.TrimSpace(f)
+				if f == "" {
+					continue
+				}
+				if !validOrigin(f) {
+					return fmt.Sprintf("want comma-separated origins such as https://app.example.org or host patterns such as *.example.org (%q is neither)", f), false
+				}
+				out = append(out, f)
+			}
+			c.WebSocketOrigins = out
+			return "", true
+		},
+		get: func(c *Config) string { return strings.Join(c.WebSocketOrigins, ",") }},
 	strSetting("tls-cert", "PEM certificate file (with --tls-key; neither: self-signed in data dir)",
 		func(c *Config) *string { return &c.TLSCert }),
 	strSetting("tls-key", "PEM private key file (with --tls-cert)",
@@ -154,6 +186,9 @@ var settings = []*setting{
 		func(c *Config) *int { return &c.LoginFailures }),
 	durSetting("login-window", "window over which failed logins are counted", time.Second,
 		func(c *Config) *time.Duration { return &c.LoginWindow }),
+	intSetting("scram-iterations", "PBKDF2 iterations of new password verifiers; weaker stored ones are upgraded at login", 4096, 1<<24,
+		"want a whole number of iterations between 4096 (the least RFC 7677 allows) and 16777216",
+		func(c *Config) *int { return &c.SCRAMIterations }),
 	durSetting("idle-timeout", "close a stream that has sent nothing for this long", time.Second,
 		func(c *Config) *time.Duration { return &c.IdleTimeout }),
 	intSetting("write-queue", "stanzas queued per session before a slow client is disconnected", 1, 1<<20,
@@ -187,30 +222,10 @@ var settings = []*setting{
 		get: func(c *Config) string { return c.TURNSecret }},
 	durSetting("turn-credential-ttl", "lifetime of a TURN credential", time.Minute,
 		func(c *Config) *time.Duration { return &c.TURNCredentialTTL }),
-	{name: "turn-allow-peers", usage: "comma-separated CIDRs the relay may reach although private or loopback",
-		set: func(c *Config, v string) (string, bool) {
-			var ps []netip.Prefix
-			for f := range strings.SplitSeq(v, ",") {
-				f = strings.TrimSpace(f)
-				if f == "" {
-					continue
-				}
-				p, err := netip.ParsePrefix(f)
-				if err != nil {
-					return fmt.Sprintf("want comma-separated CIDR ranges such as 10.0.0.0/8,fd00::/8 (%q is not one)", f), false
-				}
-				ps = append(ps, p.Masked())
-			}
-			c.TURNAllowPeers = ps
-			return "", true
-		},
-		get: func(c *Config) string {
-			s := make([]string, len(c.TURNAllowPeers))
-			for i, p := range c.TURNAllowPeers {
-				s[i] = p.String()
-			}
-			return strings.Join(s, ",")
-		}},
+	cidrSetting("turn-allow-peers", "comma-separated CIDRs the relay may reach although private or loopback",
+		func(c *Config) *[]netip.Prefix { return &c.TURNAllowPeers }),
+	boolSetting("turn-allow-self", "let the relay reach this host's own addresses (its SFU, TURN and other services) even inside --turn-allow-peers; for tests",
+		func(c *Config) *bool { return &c.TURNAllowSelf }),
 	{name: "redis", usage: "Redis URL shared by the nodes of a cluster, redis://[:password@]host:port[/db]; empty runs one node on its own",
 		set: func(c *Config, v string) (string, bool) {
 			if v != "" && !validRedis(v) {
@@ -250,6 +265,9 @@ var settings = []*setting{
 	intSetting("max-conferences", "conferences running at once on this node", 1, 1<<20,
 		"want a whole number, at least 1",
 		func(c *Config) *int { return &c.MaxConferences }),
+	intSetting("max-conferences-per-user", "conferences one user may have opened that still run on this node", 1, 1<<20,
+		"want a whole number, at least 1",
+		func(c *Config) *int { return &c.MaxConferencesPerUser }),
 	addrSetting("s2s-addr", "address other XMPP servers federate with (STARTTLS); empty turns federation off", true,
 		func(c *Config) *string { return &c.S2SAddr }),
 	addrSetting("s2s-tls-addr", "address other servers federate with using TLS from the first byte; empty disables", true,
@@ -258,7 +276,7 @@ var settings = []*setting{
 		func(c *Config) *[]string { return &c.S2SAllow }),
 	domainList("s2s-deny", "domains (with their subdomains) never to federate with",
 		func(c *Config) *[]string { return &c.S2SDeny }),
-	{name: "s2s-route", usage: "DOMAIN=HOST:PORT: reach DOMAIN's server there instead of through DNS (repeatable)", list: true, typ: "route",
+	{name: "s2s-route", usage: "DOMAIN=HOST:PORT: reach DOMAIN's server there instead of through DNS (repeatable)", isList: true, typ: "route",
 		set: func(c *Config, v string) (string, bool) {
 			var routes map[string]string
 			for f := range strings.SplitSeq(v, ",") {
@@ -306,7 +324,7 @@ var settings = []*setting{
 
 // domainList is a list setting of domain names.
 func domainList(name, usage string, field func(*Config) *[]string) *setting {
-	return &setting{name: name, usage: usage, list: true, typ: "domains",
+	return &setting{name: name, usage: usage, isList: true, typ: "domains",
 		set: func(c *Config, v string) (string, bool) {
 			var out []string
 			for f := range strings.SplitSeq(v, ",") {
@@ -403,6 +421,51 @@ func durSetting(name, usage string, lo time.Duration, field func(*Config) *time.
 		get: func(c *Config) string { return shortDur(*field(c)) }}
 }
 
+// cidrSetting is a comma-separated list of CIDR ranges (a list in YAML);
+// a bare address is a range of one.
+func cidrSetting(name, usage string, field func(*Config) *[]netip.Prefix) *setting {
+	return &setting{name: name, usage: usage, isList: true,
+		set: func(c *Config, v string) (string, bool) {
+			var ps []netip.Prefix
+			for f := range strings.SplitSeq(v, ",") {
+				f = strings.TrimSpace(f)
+				if f == "" {
+					continue
+				}
+				p, err := netip.ParsePrefix(f)
+				if a, aerr := netip.ParseAddr(f); err != nil && aerr == nil && a.Zone() == "" {
+					p, err = a.Unmap().Prefix(a.Unmap().BitLen()) // one address
+				}
+				if err != nil {
+					return fmt.Sprintf("want comma-separated CIDR ranges such as 10.0.0.0/8,fd00::/8 (%q is not one)", f), false
+				}
+				ps = append(ps, p.Masked())
+			}
+			*field(c) = ps
+			return "", true
+		},
+		get: func(c *Config) string {
+			s := make([]string, len(*field(c)))
+			for i, p := range *field(c) {
+				s[i] = p.String()
+			}
+			return strings.Join(s, ",")
+		}}
+}
+
+// validOrigin accepts an exact origin (scheme://host[:port], no path) or
+// a host pattern (letters, digits, '.', '-', ':', '*', '?', '[', ']').
+func validOrigin(v string) bool {
+	if scheme, host, ok := strings.Cut(v, "://"); ok {
+		u, err := url.Parse(v)
+		return err == nil && (scheme == "https" || scheme == "http") && host != "" && u.Host == host && u.Path == "" && u.RawQuery == ""
+	}
+	if _, err := path.Match(v, ""); err != nil {
+		return false
+	}
+	return strings.Trim(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:*?[]") == ""
+}
+
 func boolSetting(name, usage string, field func(*Config) *bool) *setting {
 	return &setting{name: name, usage: usage, isBool: true,
 		set: func(c *Config, v string) (string, bool) {
@@ -449,8 +512,10 @@ func validAddr(v string) bool {
 }
 
 // mysqlDriverForm matches mysql://[user[:password]@]tcp(host:port)/dbname[?params]
-// (or unix(/path)), the MySQL driver's own DSN after the scheme.
-var mysqlDriverForm = regexp.MustCompile(`^mysql://([^@]*@)?(tcp|unix)\([^)]*\)/[^/?]+(\?.*)?$`)
+// (or unix(/path)), the MySQL driver's own DSN after the scheme. The
+// address is the last "net(…)" after an "@", so the password may hold any
+// character; group 1 is "user[:password]@".
+var mysqlDriverForm = regexp.MustCompile(`^(?s)mysql://(.*@)?(tcp|unix)\([^)]*\)/[^/?]+(\?.*)?$`)
 
 func validDB(v string) bool {
 	switch {

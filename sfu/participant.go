@@ -27,7 +27,9 @@ type participant struct {
 	log  *slog.Logger
 	pc   *webrtc.PeerConnection
 
-	ready bool // guarded by room.mu: the first offer was answered
+	// Guarded by room.mu:
+	ready    bool   // the first offer was answered
+	occupant string // address in the room (room/nick), "" for none
 
 	mu           sync.Mutex // negotiation; held around pion signaling calls
 	closed       bool

@@ -46,10 +46,6 @@ func candidateElement(cand, mid string, mline *uint16, ufrag string) *stanza.Ele
 	return e.SetText(cand)
 }
 
-func participantElement(local string, p *participant) *stanza.Element {
-	return stanza.New(NS, local).SetAttr("id", p.id).SetAttr("jid", p.jid.String())
-}
-
 func trackElement(local string, u *upTrack) *stanza.Element {
 	e := stanza.New(NS, local).SetAttr("id", u.id).SetAttr("participant", u.owner.id).
 		SetAttr("kind", u.kind.String()).SetAttr("codec", u.codec.MimeType)

@@ -20,10 +20,11 @@ const tickInterval = 500 * time.Millisecond
 
 // room is one conference.
 type room struct {
-	s   *Service
-	jid jid.JID
-	key string
-	log *slog.Logger
+	s      *Service
+	jid    jid.JID
+	key    string
+	opener string // bare JID of the user who opened it, charged for it
+	log    *slog.Logger
 
 	mu      sync.Mutex
 	parts   map[string]*participant // by participant id
@@ -37,9 +38,9 @@ type room struct {
 	done     chan struct{}
 }
 
-func newRoom(s *Service, j jid.JID) *room {
+func newRoom(s *Service, j jid.JID, opener string) *room {
 	r := &room{
-		s: s, jid: j, key: j.String(), log: s.log.With("room", j.String()),
+		s: s, jid: j, key: j.String(), opener: opener, log: s.log.With("room", j.String()),
 		parts: map[string]*participant{}, byJID: map[string]*participant{}, tracks: map[string]*upTrack{},
 		quit: make(chan struct{}), done: make(chan struct{}),
 	}
@@ -53,10 +54,10 @@ func newID() string {
 	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
 }
 
-// join adds a participant for peer p, replacing an earlier one of the same
-// full JID. cond and text describe a refusal; cond is condRetry when the
-// conference closed meanwhile.
-func (r *room) join(p Peer) (part *participant, cond, text string) {
+// join adds a participant for peer p, with its address in the room,
+// replacing an earlier one of the same full JID. cond and text describe
+// a refusal; cond is condRetry when the conference closed meanwhile.
+func (r *room) join(p Peer, occupant string) (part *participant, cond, text string) {
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
@@ -89,11 +90,53 @@ func (r *room) join(p Peer) (part *participant, cond, text string) {
 		}
 		return nil, "resource-constraint", "the conference is full"
 	}
+	part.occupant = occupant
 	r.parts[part.id] = part
 	r.byJID[p.JID().String()] = part
 	r.mu.Unlock()
 	part.startTimer()
 	return part, "", ""
+}
+
+// readmit gives p its address in the room as it is now: a change (a new
+// nickname) is announced to the others.
+func (r *room) readmit(p *participant, occupant string) {
+	r.mu.Lock()
+	if r.parts[p.id] != p || p.occupant == occupant {
+		r.mu.Unlock()
+		return
+	}
+	p.occupant = occupant
+	r.mu.Unlock()
+	r.broadcastEach(func(to *participant) *stanza.Element { return r.describe("participant-changed", p, to) }, p)
+}
+
+// describe is an element about p for viewer, showing p as its room does:
+// its address in the room, and its real JID if viewer may see it (or is
+// p). r.mu must be held.
+func (r *room) describe(local string, p, viewer *participant) *stanza.Element {
+	e := stanza.New(NS, local).SetAttr("id", p.id)
+	if p.occupant != "" {
+		e.SetAttr("occupant", p.occupant)
+	}
+	if see := r.s.cfg.SeesRealJIDs; viewer == p || see == nil || see(r.jid, viewer.peer) {
+		e.SetAttr("jid", p.jid.String())
+	}
+	return e
+}
+
+// closeIfEmpty closes the conference if nobody is in it (its first join
+// failed).
+func (r *room) closeIfEmpty() {
+	r.mu.Lock()
+	empty := len(r.parts) == 0 && !r.closed
+	if empty {
+		r.closed = true
+	}
+	r.mu.Unlock()
+	if empty {
+		r.stop()
+	}
 }
 
 // joinedElement is the join result: who is here and what they publish.
@@ -111,7 +154,7 @@ func (r *room) joinedElement(self *participant) *stanza.Element {
 		if p == self {
 			continue
 		}
-		pe := participantElement("participant", p)
+		pe := r.describe("participant", p, self)
 		for _, u := range r.tracks {
 			if u.owner == p {
 				pe.Append(trackElement("track", u))
@@ -126,21 +169,31 @@ func (r *room) joinedElement(self *participant) *stanza.Element {
 }
 
 func (r *room) announceJoin(p *participant) {
-	r.broadcast(participantElement("participant-joined", p), p)
+	r.broadcastEach(func(to *participant) *stanza.Element { return r.describe("participant-joined", p, to) }, p)
 }
 
 // broadcast sends a room event to every participant but except.
 func (r *room) broadcast(payload *stanza.Element, except *participant) {
+	r.broadcastEach(func(*participant) *stanza.Element { return payload.Copy() }, except)
+}
+
+// broadcastEach sends every participant but except the event build makes
+// for it; build runs with r.mu held.
+func (r *room) broadcastEach(build func(to *participant) *stanza.Element, except *participant) {
+	type event struct {
+		to *participant
+		el *stanza.Element
+	}
 	r.mu.Lock()
-	targets := make([]*participant, 0, len(r.parts))
+	events := make([]event, 0, len(r.parts))
 	for _, p := range r.parts {
 		if p != except {
-			targets = append(targets, p)
+			events = append(events, event{p, build(p)})
 		}
 	}
 	r.mu.Unlock()
-	for _, p := range targets {
-		p.event(payload.Copy())
+	for _, e := range events {
+		e.to.event(e.el)
 	}
 }
 
@@ -259,10 +312,16 @@ func (r *room) remove(p *participant, reason string) {
 	}
 	// The participant hears why it was removed (once its resources are
 	// gone) unless it asked to go; the others hear it left.
-	if reason != reasonLeave && reason != reasonClosed {
-		p.event(participantElement("participant-left", p).SetAttr("reason", reason))
+	left := func(to *participant) *stanza.Element {
+		return r.describe("participant-left", p, to).SetAttr("reason", reason)
 	}
-	r.broadcast(participantElement("participant-left", p).SetAttr("reason", reason), nil)
+	if reason != reasonLeave && reason != reasonClosed {
+		r.mu.Lock()
+		own := left(p)
+		r.mu.Unlock()
+		p.event(own)
+	}
+	r.broadcastEach(left, nil)
 }
 
 // participants returns the participants now.

@@ -61,13 +61,26 @@ type Config struct {
 	MaxParticipants int
 	// MaxConferences per node. Default 100.
 	MaxConferences int
+	// MaxConferencesPerUser is how many conferences one user (bare JID)
+	// may have opened that still run on this node, so that one user
+	// cannot take the node's MaxConferences. Joining a conference that
+	// runs already is not limited. Default 5.
+	MaxConferencesPerUser int
 	// ConnectTimeout removes a participant whose ICE and DTLS have not
 	// completed in time. Default 30s.
 	ConnectTimeout time.Duration
 	// IncludeLoopback offers loopback candidates (tests, one machine).
 	IncludeLoopback bool
-	// Authorize is an optional membership check; nil admits anyone.
-	Authorize func(ctx context.Context, room, user jid.JID) error
+	// Authorize decides whether the session p may take part in the
+	// conference of room (an error refuses it) and gives its address in
+	// the room (room@service/nick, "" for none), which everyone in the
+	// conference sees. It runs at each join and again at each Recheck.
+	// Nil admits anyone, with no address in the room.
+	Authorize func(ctx context.Context, room jid.JID, p Peer) (occupant string, err error)
+	// SeesRealJIDs reports whether the participant viewer may see the
+	// real JIDs of the others in room's conference, asked whenever one is
+	// described to it. Nil lets everyone see them.
+	SeesRealJIDs func(room jid.JID, viewer Peer) bool
 	// Logger for the service's records; default slog.Default() with
 	// service=sfu.
 	Logger *slog.Logger
@@ -88,6 +101,7 @@ type Service struct {
 
 	mu     sync.Mutex
 	rooms  map[string]*room // by bare room JID
+	opened map[string]int   // bare JID → conferences it opened that run now
 	closed bool
 
 	ids atomic.Uint64
@@ -111,6 +125,9 @@ func New(cfg Config) (*Service, error) {
 	if cfg.MaxConferences <= 0 {
 		cfg.MaxConferences = 100
 	}
+	if cfg.MaxConferencesPerUser <= 0 {
+		cfg.MaxConferencesPerUser = 5
+	}
 	if cfg.ConnectTimeout <= 0 {
 		cfg.ConnectTimeout = 30 * time.Second
 	}
@@ -120,7 +137,7 @@ func New(cfg Config) (*Service, error) {
 	if cfg.PublicIP != "" && net.ParseIP(cfg.PublicIP) == nil {
 		return nil, fmt.Errorf("sfu: config: PublicIP %q is not an IP address", cfg.PublicIP)
 	}
-	s := &Service{cfg: cfg, log: cfg.Logger, domain: d.Domainpart(), rooms: map[string]*room{}}
+	s := &Service{cfg: cfg, log: cfg.Logger, domain: d.Domainpart(), rooms: map[string]*room{}, opened: map[string]int{}}
 
 	lf := logging.NewDefaultLoggerFactory()
 	lf.DefaultLogLevel = logging.LogLevelError
@@ -327,23 +344,26 @@ func (s *Service) room(key string) *room {
 }
 
 func (s *Service) join(ctx context.Context, p Peer, iq *stanza.Element, roomJID jid.JID) {
+	occupant := ""
 	if s.cfg.Authorize != nil {
-		if err := s.cfg.Authorize(ctx, roomJID, p.JID()); err != nil {
+		var err error
+		if occupant, err = s.cfg.Authorize(ctx, roomJID, p); err != nil {
 			_ = p.Send(stanza.ErrorReply(iq, "forbidden", err.Error()))
 			return
 		}
 	}
 	for range 3 {
-		r, cond, text := s.roomFor(roomJID)
+		r, cond, text := s.roomFor(roomJID, p.JID().Bare().String())
 		if r == nil {
 			_ = p.Send(stanza.ErrorReply(iq, cond, text))
 			return
 		}
-		part, cond, text := r.join(p)
+		part, cond, text := r.join(p, occupant)
 		if cond == condRetry {
 			continue
 		}
 		if part == nil {
+			r.closeIfEmpty() // a conference opened for nothing
 			_ = p.Send(stanza.ErrorReply(iq, cond, text))
 			return
 		}
@@ -358,8 +378,9 @@ func (s *Service) join(ctx context.Context, p Peer, iq *stanza.Element, roomJID 
 // between lookup and join.
 const condRetry = "retry"
 
-// roomFor returns the conference for roomJID, creating it within limits.
-func (s *Service) roomFor(roomJID jid.JID) (r *room, cond, text string) {
+// roomFor returns the conference for roomJID, opening it for user (a
+// bare JID) within the limits.
+func (s *Service) roomFor(roomJID jid.JID, user string) (r *room, cond, text string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -369,11 +390,15 @@ func (s *Service) roomFor(roomJID jid.JID) (r *room, cond, text string) {
 	if r := s.rooms[key]; r != nil {
 		return r, "", ""
 	}
+	if n := s.cfg.MaxConferencesPerUser; s.opened[user] >= n {
+		return nil, "resource-constraint", fmt.Sprintf("you have opened %d conferences that are still running, the most one user may; end one first", n)
+	}
 	if len(s.rooms) >= s.cfg.MaxConferences {
 		return nil, "resource-constraint", "too many conferences on this server"
 	}
-	r = newRoom(s, roomJID)
+	r = newRoom(s, roomJID, user)
 	s.rooms[key] = r
+	s.opened[user]++
 	return r, "", ""
 }
 
@@ -383,6 +408,9 @@ func (s *Service) dropRoom(r *room) {
 	defer s.mu.Unlock()
 	if s.rooms[r.key] == r {
 		delete(s.rooms, r.key)
+		if s.opened[r.opener]--; s.opened[r.opener] <= 0 {
+			delete(s.opened, r.opener)
+		}
 	}
 }
 
@@ -401,9 +429,11 @@ func (s *Service) SessionClosed(ctx context.Context, p Peer) {
 	}
 }
 
-// Recheck applies a membership change in room to its conference: every
-// participant that Config.Authorize now refuses (banned, no longer a
-// member of a members-only room) is removed, told with reason "removed".
+// Recheck applies a change in room to its conference: every participant
+// that Config.Authorize now refuses (banned, no longer a member of a
+// members-only room, out of the room) is removed, told with reason
+// "removed"; the others learn of a participant whose address in the room
+// changed (a new nickname).
 func (s *Service) Recheck(ctx context.Context, roomJID jid.JID) {
 	if s.cfg.Authorize == nil {
 		return
@@ -414,9 +444,12 @@ func (s *Service) Recheck(ctx context.Context, roomJID jid.JID) {
 	}
 	parts := r.participants()
 	for _, p := range parts {
-		if err := s.cfg.Authorize(ctx, roomJID, p.jid); err != nil {
+		occupant, err := s.cfg.Authorize(ctx, roomJID, p.peer)
+		if err != nil {
 			r.remove(p, reasonRemoved)
+			continue
 		}
+		r.readmit(p, occupant)
 	}
 }
 

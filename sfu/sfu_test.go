@@ -833,3 +833,28 @@ func TestMovedRemovesEveryone(t *testing.T) {
 	}
 	checkFor(t, 5*time.Second, func() bool { return alice.svc.Rooms() == 0 })
 }
+
+// TestConferencesPerUser: a user opens at most MaxConferencesPerUser
+// conferences that run at once; joining someone else's is not limited,
+// and a conference that ends no longer counts.
+func TestConferencesPerUser(t *testing.T) {
+	svc := newTestService(t, func(c *Config) { c.MaxConferencesPerUser = 1 })
+	a1 := newTestClient(t, svc, "alice", "one@conference.localhost", clientOpts{})
+	a2 := newTestClient(t, svc, "alice", "two@conference.localhost", clientOpts{})
+	a2.peer.j = jid.MustParse("alice@localhost/other")
+	b := newTestClient(t, svc, "bob", "two@conference.localhost", clientOpts{})
+	a1.join()
+	if got := condition(a2.iq(stanza.New(NS, "join"))); got != "resource-constraint" {
+		t.Fatalf("alice's second conference: %q, want resource-constraint", got)
+	}
+	if n := svc.Rooms(); n != 1 {
+		t.Fatalf("%d conferences after a refused one, want 1", n)
+	}
+	b.join()
+	a2.join() // bob's, running already
+	if r := a1.iq(stanza.New(NS, "leave")); r.Type() != "result" {
+		t.Fatalf("leave: %s", r)
+	}
+	a1.room = "three@conference.localhost"
+	a1.join()
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -102,6 +103,9 @@ func (b *readBuffer) reset(src io.Reader) {
 // buffered is the number of bytes read from src and not yet consumed.
 func (b *readBuffer) buffered() int { return len(b.buf) - b.r }
 
+// unread returns the bytes read from src and not yet consumed.
+func (b *readBuffer) unread() []byte { return b.buf[b.r:] }
+
 func (b *readBuffer) release() {
 	if b.large != nil {
 		largeReads.Put(b.large)
@@ -190,9 +194,32 @@ type deadlineConn struct {
 	hard  time.Time
 	rc    syscall.RawConn // the socket, for waiting without reading (nil: not a socket)
 	probe bool            // reads must not wait (see waitStanza)
+	// skipSpace drops whitespace until the first other byte: the end of
+	// the plaintext stream before a TLS handshake (see startTLS).
+	skipSpace bool
 }
 
 func (d *deadlineConn) Read(p []byte) (int, error) {
+	for {
+		n, err := d.read(p)
+		if !d.skipSpace || n == 0 {
+			return n, err
+		}
+		i := 0
+		for i < n && isXMLSpace(p[i]) {
+			i++
+		}
+		if i < n {
+			d.skipSpace = false
+			return copy(p, p[i:n]), err
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
+}
+
+func (d *deadlineConn) read(p []byte) (int, error) {
 	if d.probe {
 		return d.readNow(p)
 	}
@@ -297,13 +324,21 @@ func (t *tcpTransport) writeBytes(b []byte) error {
 	return err
 }
 
+// startTLS upgrades the connection after <proceed/>. Bytes the client
+// sent after <starttls/> that are still unread would be plaintext taken
+// into the encrypted stream (STARTTLS command injection): anything but
+// whitespace there ends the stream. Whitespace is XML whitespace between
+// elements, not data: go-xmpp based clients end <starttls/> with a
+// newline. It is dropped, whether already read or still to come before
+// the client's first TLS record (which never begins with whitespace).
 func (t *tcpTransport) startTLS(cfg *tls.Config) error {
 	if t.tls != nil {
 		return errNoTLSUpgrade
 	}
-	if t.buf.buffered() > 0 {
+	if slices.ContainsFunc(t.buf.unread(), func(c byte) bool { return !isXMLSpace(c) }) {
 		return streamErr("policy-violation", "data sent after <starttls/> before <proceed/>")
 	}
+	t.raw.skipSpace = true
 	tc := tls.Server(t.raw, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()

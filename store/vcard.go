@@ -34,12 +34,8 @@ func (db *DB) putByAccount(ctx context.Context, op, owner, update, insert string
 			rollback(tx)
 		}
 	}()
-	lookup := `SELECT id FROM accounts WHERE username = ?`
-	if db.dialect == DialectMySQL {
-		lookup += ` FOR UPDATE`
-	}
-	var id int64
-	if err := tx.QueryRowContext(ctx, lookup, owner).Scan(&id); err != nil {
+	id, err := db.lockAccount(ctx, tx, owner)
+	if err != nil {
 		return fail(op, err)
 	}
 	args = append(args, id)

@@ -196,7 +196,7 @@ func (f *benchFlow) exchange(seq uint32) error {
 // reply back through the relay to the client, in lock step. The pkts/s
 // metric counts both relay traversals.
 func BenchmarkRelay(b *testing.B) {
-	srv := startServer(b, func(c *Config) { c.AllowPeers = allowLoopV4 })
+	srv := startServer(b, relayToLoopback)
 	f, err := newBenchFlow(srv, "bench")
 	if err != nil {
 		b.Fatal(err)
@@ -217,7 +217,7 @@ func BenchmarkRelay(b *testing.B) {
 // at once (GOMAXPROCS flows, or more with -cpu), spread by the kernel
 // over the SO_REUSEPORT listeners.
 func BenchmarkRelayParallel(b *testing.B) {
-	srv := startServer(b, func(c *Config) { c.AllowPeers = allowLoopV4 })
+	srv := startServer(b, relayToLoopback)
 	var users atomic.Int32
 	b.ReportAllocs()
 	b.ResetTimer()

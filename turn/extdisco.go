@@ -55,6 +55,8 @@ func (s *Server) Collectors() []prometheus.Collector {
 			stat(func(st Stats) float64 { return float64(st.AuthRefused) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "poosms_turn_peers_refused_total", Help: "TURN permissions refused by the peer-address policy."},
 			stat(func(st Stats) float64 { return float64(st.PeersRefused) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "poosms_turn_self_dropped_total", Help: "Datagrams between a TURN relay and this host's own addresses, dropped."},
+			stat(func(st Stats) float64 { return float64(st.SelfDropped) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "poosms_turn_quota_refused_total", Help: "TURN allocations refused at the per-user quota."},
 			stat(func(st Stats) float64 { return float64(st.QuotaRefused) })),
 	}

@@ -81,7 +81,19 @@ type Config struct {
 
 	// AllowPeers lists prefixes the relay may reach although PeerAllowed
 	// refuses them by default (loopback for tests, a LAN). Default: none.
+	// It does not open this host's own addresses: see AllowSelf.
 	AllowPeers []netip.Prefix `yaml:"allow_peers"`
+
+	// AllowSelf lets relays reach this host's own addresses: loopback,
+	// its interfaces' addresses, the listen addresses and SelfAddrs (see
+	// self.go). Default false: they are refused even inside AllowPeers,
+	// except for datagrams between two allocations of this relay.
+	AllowSelf bool `yaml:"allow_self"`
+	// SelfAddrs are further addresses of this host for the relay to
+	// refuse: where the other services listen and the public address
+	// behind NAT (see ListenAddrs). The relay's own listen addresses and
+	// relayed address are always refused. Default: none.
+	SelfAddrs []netip.Addr `yaml:"-"`
 
 	// UDPListeners is the number of UDP sockets bound to UDPAddr with
 	// SO_REUSEPORT, each with its own read loop. Default runtime.NumCPU();
@@ -114,6 +126,7 @@ type Server struct {
 	tls     *trackingListener
 	tlsLn   net.Listener
 	relayIP net.IP
+	self    *selfGuard
 
 	firstRead time.Duration // streamFirstReadTimeout; tests shorten it
 }
@@ -168,6 +181,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	cfg.Secret = append([]byte(nil), cfg.Secret...)
 	cfg.AllowPeers = append([]netip.Prefix(nil), cfg.AllowPeers...)
+	cfg.SelfAddrs = append([]netip.Addr(nil), cfg.SelfAddrs...)
 	if cfg.RelayIP != nil {
 		cfg.RelayIP = cfg.RelayIP.To4()
 	}
@@ -230,9 +244,11 @@ func (s *Server) Start(ctx context.Context) (err error) {
 
 	relayIP, relayBind := s.relayAddresses(firstHost)
 	s.relayIP = relayIP
+	s.self = newSelfGuard(s.cfg.AllowSelf, netip.AddrFrom4([4]byte(relayIP.To4())), s.ownAddrsLocked(relayBind), s.cfg.Now, s.log)
 	newGen := func() pion.RelayAddressGenerator {
 		return &relayGenerator{advertise: relayIP, bind: net.ParseIP(relayBind),
-			minPort: s.cfg.RelayPortMin, maxPort: s.cfg.RelayPortMax}
+			minPort: s.cfg.RelayPortMin, maxPort: s.cfg.RelayPortMax,
+			self: s.self, dropped: &s.counters.self}
 	}
 
 	pcfg := pion.ServerConfig{
@@ -320,6 +336,18 @@ func (s *Server) relayAddresses(host string) (advertise net.IP, bind string) {
 		return ip, bind
 	}
 	return net.IPv4(127, 0, 0, 1).To4(), bind
+}
+
+// ownAddrsLocked lists the addresses this relay itself is bound to, with
+// SelfAddrs. s.mu must be held.
+func (s *Server) ownAddrsLocked(relayBind string) []netip.Addr {
+	own := append([]netip.Addr(nil), s.cfg.SelfAddrs...)
+	for _, a := range []net.Addr{s.udpAddrLocked(), s.tcpAddrLocked(), s.tlsAddrLocked()} {
+		if a != nil {
+			own = append(own, ListenAddrs(a.String())...)
+		}
+	}
+	return append(own, ListenAddrs(net.JoinHostPort(relayBind, "0"))...)
 }
 
 func firstInterfaceIPv4() net.IP {
@@ -540,7 +568,7 @@ func (s *Server) authChecked(src, _ net.Addr, _, username, _, method string, ver
 // ChannelBind.
 func (s *Server) allowPeer(client net.Addr, peer net.IP) bool {
 	ip, ok := netip.AddrFromSlice(peer)
-	if ok && PeerAllowed(ip, s.cfg.AllowPeers) {
+	if ok && PeerAllowed(ip, s.cfg.AllowPeers) && !s.self.refusesPeer(ip) {
 		return true
 	}
 	s.log.Debug("turn peer refused", "peer", peer.String(), "client", addrString(client))

@@ -40,6 +40,14 @@ func init() {
 	quietLoggers.DefaultLogLevel = logging.LogLevelDisabled
 }
 
+// relayToLoopback lets the relay reach test peers: loopback sockets on
+// this host, which the relay refuses twice by default (a loopback range,
+// and this host's own addresses).
+func relayToLoopback(c *Config) {
+	c.AllowPeers = allowLoopV4
+	c.AllowSelf = true
+}
+
 // startServer starts a relay on loopback UDP and TCP with the test secret
 // and returns it; edit adjusts the config first.
 func startServer(t testing.TB, edit func(*Config)) *Server {
@@ -183,12 +191,12 @@ func relayRoundTrip(t *testing.T, srv *Server, client *pion.Client) {
 }
 
 func TestRelayUDP(t *testing.T) {
-	srv := startServer(t, func(c *Config) { c.AllowPeers = allowLoopV4 })
+	srv := startServer(t, relayToLoopback)
 	relayRoundTrip(t, srv, dialUDP(t, srv, creds("alice")))
 }
 
 func TestRelayTCP(t *testing.T) {
-	srv := startServer(t, func(c *Config) { c.AllowPeers = allowLoopV4 })
+	srv := startServer(t, relayToLoopback)
 	nc, err := net.Dial("tcp", srv.TCPAddr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -199,7 +207,7 @@ func TestRelayTCP(t *testing.T) {
 func TestRelayTLS(t *testing.T) {
 	cert, pool := selfSigned(t)
 	srv := startServer(t, func(c *Config) {
-		c.AllowPeers = allowLoopV4
+		relayToLoopback(c)
 		c.TLSAddr = "127.0.0.1:0"
 		c.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
 	})
@@ -258,6 +266,7 @@ func TestPeerPolicyOnServer(t *testing.T) {
 
 	t.Run("allowed ranges accepted", func(t *testing.T) {
 		srv := startServer(t, func(c *Config) {
+			c.AllowSelf = true // loopback and unspecified are also this host's own
 			c.AllowPeers = []netip.Prefix{
 				netip.MustParsePrefix("127.0.0.0/8"),
 				netip.MustParsePrefix("10.0.0.0/8"),
@@ -452,7 +461,7 @@ func TestUDPListenersShareAPort(t *testing.T) {
 	if !reusePortSupported {
 		t.Skip("SO_REUSEPORT not available on this platform")
 	}
-	srv := startServer(t, func(c *Config) { c.UDPListeners = 4; c.AllowPeers = allowLoopV4 })
+	srv := startServer(t, func(c *Config) { c.UDPListeners = 4; relayToLoopback(c) })
 	if len(srv.udp) != 4 {
 		t.Fatalf("%d UDP sockets bound, want 4", len(srv.udp))
 	}

@@ -66,7 +66,9 @@ func runUclient(t *testing.T, srv *Server, args ...string) (sent, received int, 
 func TestUclientClientToClient(t *testing.T) {
 	uclient(t)
 	srv := startServer(t, func(c *Config) { c.AllowPeers = allowLoopV4 })
-	// -y: two allocations relay to each other; -c: no RTCP pair.
+	// -y: two allocations relay to each other; -c: no RTCP pair. Their
+	// relayed addresses are this host's, which the relay lets through
+	// between live allocations only (AllowSelf is off).
 	sent, received, out := runUclient(t, srv, "-y", "-c", "-n", "20", "-z", "5")
 	if sent <= 0 || received != sent {
 		t.Errorf("sent %d, received %d: want every message back\n%s", sent, received, out)
@@ -98,10 +100,21 @@ func TestUclientOverTLS(t *testing.T) {
 
 func TestUclientPeer(t *testing.T) {
 	uclient(t)
-	srv := startServer(t, func(c *Config) { c.AllowPeers = allowLoopV4 })
+	srv := startServer(t, relayToLoopback)
+	port := echoPeer(t)
+	sent, received, out := runUclient(t, srv, "-c", "-n", "20", "-z", "5", "-e", "127.0.0.1", "-r", port)
+	if sent <= 0 || received != sent {
+		t.Errorf("sent %d, received %d: want every message echoed back\n%s", sent, received, out)
+	}
+}
+
+// echoPeer starts a UDP peer on 127.0.0.1 that echoes what it receives
+// until the test ends, and returns its port.
+func echoPeer(t *testing.T) string {
+	t.Helper()
 	peer := listenPeer(t)
 	done := make(chan struct{})
-	go func() { // echo what the relay delivers, until the socket closes
+	go func() {
 		defer close(done)
 		buf := make([]byte, 2048)
 		for {
@@ -113,12 +126,8 @@ func TestUclientPeer(t *testing.T) {
 		}
 	}()
 	t.Cleanup(func() { peer.Close(); <-done })
-
 	_, port, _ := net.SplitHostPort(peer.LocalAddr().String())
-	sent, received, out := runUclient(t, srv, "-c", "-n", "20", "-z", "5", "-e", "127.0.0.1", "-r", port)
-	if sent <= 0 || received != sent {
-		t.Errorf("sent %d, received %d: want every message echoed back\n%s", sent, received, out)
-	}
+	return port
 }
 
 func TestUclientRefusedByDefault(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 )
 
 // relayPortAttempts bounds the ports tried per allocation in a relay
@@ -72,6 +73,8 @@ type relayGenerator struct {
 	advertise        net.IP
 	bind             net.IP
 	minPort, maxPort uint16
+	self             *selfGuard     // keeps relays off this host's own addresses
+	dropped          *atomic.Uint64 // datagrams self dropped
 }
 
 func (g *relayGenerator) Validate() error {
@@ -86,9 +89,10 @@ func (g *relayGenerator) AllocatePacketConn(network string, port int) (net.Packe
 	if err != nil {
 		return nil, nil, err
 	}
-	relayed := udpAddr16(netip.AddrPortFrom(
-		netip.AddrFrom4([4]byte(g.advertise.To4())), uint16(c.LocalAddr().(*net.UDPAddr).Port)))
-	return newUDPConn(c), relayed, nil
+	p := uint16(c.LocalAddr().(*net.UDPAddr).Port)
+	relayed := udpAddr16(netip.AddrPortFrom(netip.AddrFrom4([4]byte(g.advertise.To4())), p))
+	g.self.opened(p)
+	return &relayConn{udpConn: newUDPConn(c), guard: g.self, port: p, dropped: g.dropped}, relayed, nil
 }
 
 // listen binds a relay socket: on port when one is requested, otherwise

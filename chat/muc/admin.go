@@ -331,6 +331,7 @@ func (r *room) configForm() *stanza.Element {
 		field("muc#roomconfig_changesubject", "boolean", "Occupants may change the subject", boolString(c.ChangeSubject)),
 		field("muc#roomconfig_allowinvites", "boolean", "Occupants may invite others", boolString(c.AllowInvites)),
 		listField("poosms#conference", "Who may take part in the room's conference", c.Conference, confAnyone, confMembers, confModerators),
+		field("poosms#conference_nonoccupants", "boolean", "Users who are not in the room may join its conference", boolString(c.ConferenceNonOccupants)),
 	)
 	x.Append(stanza.New(NSData, "title").SetText("Configuration of " + r.jid.String()))
 	return x
@@ -389,6 +390,8 @@ func (s *Service) configure(fx *effects, r *room, x *stanza.Element) (string, st
 		case "poosms#conference":
 			ok = v == confAnyone || v == confMembers || v == confModerators
 			c.Conference = v
+		case "poosms#conference_nonoccupants":
+			ok = setBool(&c.ConferenceNonOccupants)
 		}
 		if !ok {
 			return "not-acceptable", "invalid value for " + name

@@ -205,6 +205,7 @@ func (s *Service) roomInfo(sess Session, iq, q *stanza.Element, name string) {
 		field("muc#roomconfig_roomname", "text-single", "Name", r.cfg.Name),
 		field("muc#roomconfig_changesubject", "boolean", "Occupants may change the subject", boolString(r.cfg.ChangeSubject)),
 		field("poosms#conference", "text-single", "Who may take part in the conference", r.cfg.Conference),
+		field("poosms#conference_nonoccupants", "boolean", "Users who are not in the room may join its conference", boolString(r.cfg.ConferenceNonOccupants)),
 	)
 	s.mu.Unlock()
 	s.send(sess, stanza.Result(iq, info.Append(form)))

@@ -34,6 +34,8 @@ func (s *Service) mamIQ(ctx context.Context, sess Session, iq, q *stanza.Element
 			cond, text = "forbidden", "you are banned from this room"
 		case r.cfg.MembersOnly && aff < affMember:
 			cond, text = "forbidden", "the archive of a members-only room is for its members"
+		case r.cfg.PasswordProtected && aff < affAdmin && r.occupantOf(sess) == nil:
+			cond, text = "not-authorized", "this room has a password: enter the room with it to read its archive"
 		}
 	}
 	s.mu.Unlock()

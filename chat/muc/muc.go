@@ -2,7 +2,8 @@
 // conference.DOMAIN: rooms with occupants, roles and affiliations, room
 // configuration, history on join and the room archive (XEP-0313). A room is
 // also where a conference (voice, video) happens: MayConference tells the
-// conference service who may take part.
+// conference service who may take part (the room's occupants) and how the
+// room shows them.
 package muc
 
 import (
@@ -85,8 +86,10 @@ type Config struct {
 	// is not an occupant (mediated invitations, declines). Nil drops them.
 	Deliver func(ctx context.Context, el *stanza.Element)
 	// AccessChanged runs after an owner or admin changed a room's
-	// affiliations, roles or configuration, so the room's call can drop
-	// whoever may no longer be in it. May be nil.
+	// affiliations, roles or configuration, and after an occupant left
+	// the room or changed its nickname, so the room's call can drop
+	// whoever may no longer be in it and show the others as the room
+	// does. May be nil.
 	AccessChanged func(ctx context.Context, room jid.JID)
 }
 
@@ -137,6 +140,9 @@ type Service struct {
 	// requesters; relayOrder is their age order, for the bound.
 	relayed    map[string]relayed
 	relayOrder []string
+	// removed holds the bare JIDs of accounts deleted in the last
+	// removalGrace, with when (AccountRemoved).
+	removed map[string]time.Time
 }
 
 // New returns the room service for cfg.Domain, with the persistent rooms
@@ -172,6 +178,7 @@ func New(cfg Config, st Store) (*Service, error) {
 		rooms:     make(map[string]*room),
 		joined:    make(map[Session]map[string]bool),
 		relayed:   make(map[string]relayed),
+		removed:   make(map[string]time.Time),
 	}
 	if s.history == 0 {
 		s.history = 20
@@ -251,49 +258,76 @@ func (s *Service) Items() []DiscoItem {
 	return out
 }
 
-// MayConference reports whether user may take part in the conference of
-// room: nil if so, a *DeniedError if not. A room that does not exist
-// allows whoever could create it.
-func (s *Service) MayConference(_ context.Context, room, user jid.JID) error {
-	bare := user.Bare()
+// MayConference reports whether the session sess may take part in the
+// conference of room: nil and its occupant JID (room@service/nick, by
+// which the call shows it) if so, a *DeniedError if not. The session must
+// be an occupant of the room (so it gave the password of a protected
+// room), unless the room lets others call (poosms#conference_nonoccupants,
+// and then "" is its occupant JID); even then, a password-protected room
+// admits only its occupants and its admins and owners.
+func (s *Service) MayConference(_ context.Context, room jid.JID, sess Session) (string, error) {
+	bare := sess.JID().Bare()
 	if bare.Domainpart() != s.server {
-		return &DeniedError{Condition: "forbidden", Text: "only local users take part in conferences"}
+		return "", &DeniedError{Condition: "forbidden", Text: "only local users take part in conferences"}
 	}
 	if room.Domainpart() != s.domain || room.Localpart() == "" {
-		return &DeniedError{Condition: "item-not-found", Text: "no such room"}
+		return "", &DeniedError{Condition: "item-not-found", Text: "no such room"}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r := s.rooms[room.Localpart()]
 	if r == nil {
-		return nil
+		return "", &DeniedError{Condition: "not-acceptable", Text: "enter the room before joining its call"}
 	}
 	aff := r.affiliation(bare)
 	switch {
 	case aff == affOutcast:
-		return &DeniedError{Condition: "forbidden", Text: "you are banned from this room"}
+		return "", &DeniedError{Condition: "forbidden", Text: "you are banned from this room"}
 	case r.cfg.MembersOnly && aff < affMember:
-		return &DeniedError{Condition: "registration-required", Text: "this room is for members only"}
+		return "", &DeniedError{Condition: "registration-required", Text: "this room is for members only"}
 	case r.locked && aff != affOwner:
-		return &DeniedError{Condition: "item-not-found", Text: "the room is not configured yet"}
+		return "", &DeniedError{Condition: "item-not-found", Text: "the room is not configured yet"}
+	}
+	o := r.occupantOf(sess)
+	switch {
+	case o != nil:
+	case r.cfg.PasswordProtected && aff < affAdmin:
+		return "", &DeniedError{Condition: "not-authorized", Text: "this room has a password: enter the room with it before joining its call"}
+	case !r.cfg.ConferenceNonOccupants:
+		return "", &DeniedError{Condition: "not-acceptable", Text: "enter the room before joining its call"}
 	}
 	switch r.cfg.Conference {
 	case confMembers:
 		if aff < affMember {
-			return &DeniedError{Condition: "forbidden", Text: "only members may take part in this room's conference"}
+			return "", &DeniedError{Condition: "forbidden", Text: "only members may take part in this room's conference"}
 		}
 	case confModerators:
-		if aff >= affAdmin {
-			return nil
+		if aff < affAdmin && !slices.ContainsFunc(r.occupantsOf(bare), func(o *occupant) bool { return o.role == roleModerator }) {
+			return "", &DeniedError{Condition: "forbidden", Text: "only moderators may take part in this room's conference"}
 		}
-		for _, o := range r.occupants {
-			if o.bare.Equal(bare) && o.role == roleModerator {
-				return nil
-			}
-		}
-		return &DeniedError{Condition: "forbidden", Text: "only moderators may take part in this room's conference"}
 	}
-	return nil
+	if o == nil {
+		return "", nil
+	}
+	return r.occupantJID(o.nick), nil
+}
+
+// SeesRealJIDs reports whether the session sess may see the real JIDs of
+// those in the conference of room, as the room's presence would show
+// them: in a non-anonymous room everyone, in a semi-anonymous one its
+// moderators. A caller who is not in the room counts with the role it
+// would have on entering.
+func (s *Service) SeesRealJIDs(room jid.JID, sess Session) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.rooms[room.Localpart()]
+	if r == nil || room.Domainpart() != s.domain {
+		return false
+	}
+	if o := r.occupantOf(sess); o != nil {
+		return r.seesJIDs(o.role)
+	}
+	return r.seesJIDs(r.defaultRole(r.affiliation(sess.JID().Bare())))
 }
 
 // SessionClosed makes sess leave every room it is in.

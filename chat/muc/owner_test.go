@@ -227,37 +227,70 @@ func TestInvitations(t *testing.T) {
 	expect(t, "carol inviting", carol, "message type=error from=r invite-from=: error=not-acceptable")
 }
 
+// TestMayConference: a room's call admits the sessions that are in the
+// room, within the room's rules, and says how the room shows each one.
 func TestMayConference(t *testing.T) {
 	h := newHarness(t, nil)
 	alice := h.session("alice@localhost/a")
 	h.room(alice, "open", "Alice", nil)
 	h.room(alice, "club", "Alice", map[string]string{"muc#roomconfig_membersonly": "1", "poosms#conference": "members"})
 	h.room(alice, "stage", "Alice", map[string]string{"poosms#conference": "moderators"})
+	h.room(alice, "lobby", "Alice", map[string]string{"poosms#conference_nonoccupants": "1"})
+	h.room(alice, "public", "Alice", map[string]string{"muc#roomconfig_whois": "anyone"})
+	h.room(alice, "vault", "Alice", map[string]string{
+		"muc#roomconfig_passwordprotectedroom": "1", "muc#roomconfig_roomsecret": "s3", "poosms#conference_nonoccupants": "1"})
 	h.iq(alice, adminSet("open", `<item affiliation='outcast' jid='eve@localhost'/>`))
 	h.iq(alice, adminSet("club", `<item affiliation='member' jid='bob@localhost'/>`))
 	h.iq(alice, adminSet("stage", `<item affiliation='member' jid='bob@localhost'/>`))
-	carol := h.session("carol@localhost/c")
-	h.join(carol, "stage/Carol", "")
 	h.iq(alice, adminSet("stage", `<item affiliation='admin' jid='dave@localhost'/>`))
+	h.iq(alice, adminSet("vault", `<item affiliation='admin' jid='dave@localhost'/>`))
+
+	bob := h.session("bob@localhost/b")
+	bobPhone := h.session("bob@localhost/phone") // bob's other session, in no room
+	carol := h.session("carol@localhost/c")
+	dave := h.session("dave@localhost/d")
+	eve := h.session("eve@localhost/e")
+	frank := h.session("frank@localhost/f")
+	for _, rn := range []string{"open/Bob", "club/Bob", "stage/Bob", "public/Bob"} {
+		h.join(bob, rn, "")
+	}
+	h.join(bob, "vault/Bob", "<password>s3</password>")
+	h.join(carol, "stage/Carol", "")
+	h.join(carol, "club/Carol", "") // refused: not a member
+	h.join(dave, "stage/Dave", "")
+	h.join(eve, "open/Eve", "") // refused: banned
+	remote := h.session("eve@remote.example/x")
 
 	for _, tc := range []struct {
-		room, user string
-		want       string
+		room string
+		sess *fakeSession
+		want string // error condition, or the occupant JID and whether real JIDs show
 	}{
-		{"open", "bob@localhost/x", ""},
-		{"open", "eve@localhost/x", "forbidden"},
-		{"club", "bob@localhost/x", ""},
-		{"club", "carol@localhost/x", "registration-required"},
-		{"club", "alice@localhost/x", ""},
-		{"stage", "bob@localhost/x", "forbidden"},
-		{"stage", "carol@localhost/c", "forbidden"},
-		{"stage", "dave@localhost/x", ""},
-		{"stage", "alice@localhost/a", ""},
-		{"new", "bob@localhost/x", ""},
-		{"new", "eve@remote.example/x", "forbidden"},
+		{"open", bob, "open/Bob hidden"},
+		{"open", alice, "open/Alice shown"}, // the owner is a moderator
+		{"open", bobPhone, "not-acceptable"},
+		{"open", carol, "not-acceptable"},
+		{"open", eve, "forbidden"},
+		{"club", bob, "club/Bob hidden"},
+		{"club", carol, "registration-required"},
+		{"stage", bob, "forbidden"},
+		{"stage", carol, "forbidden"},
+		{"stage", dave, "stage/Dave shown"},
+		{"public", bob, "public/Bob shown"},
+		{"lobby", frank, " hidden"}, // not in the room, which allows that
+		{"vault", bob, "vault/Bob hidden"},
+		{"vault", frank, "not-authorized"}, // no password given, though the room lets others call
+		{"vault", dave, " shown"},          // an admin needs no password
+		{"new", bob, "not-acceptable"},
+		{"open", remote, "forbidden"},
 	} {
-		err := h.svc.MayConference(t.Context(), jid.MustParse(tc.room+"@conference.localhost"), jid.MustParse(tc.user))
-		got := ""
+		roomJID := jid.MustParse(tc.room + "@conference.localhost")
+		occupant, err := h.svc.MayConference(t.Context(), roomJID, tc.sess)
+		got := strings.TrimPrefix(occupant, tc.room+"@conference.localhost/")
+		if got != "" {
+			got = tc.room + "/" + got
+		}
+		got += map[bool]string{true: " shown", false: " hidden"}[h.svc.SeesRealJIDs(roomJID, tc.sess)]
 		var de *DeniedError
 		if errors.As(err, &de) {
 			got = de.Condition
@@ -265,14 +298,20 @@ func TestMayConference(t *testing.T) {
 			got = err.Error()
 		}
 		if got != tc.want {
-			t.Errorf("MayConference(%s, %s) = %v, want %q", tc.room, tc.user, err, tc.want)
+			t.Errorf("MayConference(%s, %s) = %q, want %q", tc.room, tc.sess.jid, got, tc.want)
 		}
 	}
 	// A moderator by role (granted while in the room) may start one.
 	h.iq(alice, adminSet("stage", `<item affiliation='admin' jid='carol@localhost'/>`))
 	h.iq(alice, adminSet("stage", `<item affiliation='member' jid='carol@localhost'/>`))
 	h.iq(alice, adminSet("stage", `<item nick='Carol' role='moderator'/>`))
-	if err := h.svc.MayConference(t.Context(), jid.MustParse("stage@conference.localhost"), jid.MustParse("carol@localhost/c")); err != nil {
-		t.Errorf("a moderator by role: %v", err)
+	stage := jid.MustParse("stage@conference.localhost")
+	if _, err := h.svc.MayConference(t.Context(), stage, carol); err != nil || !h.svc.SeesRealJIDs(stage, carol) {
+		t.Errorf("a moderator by role: %v, sees real JIDs %v", err, h.svc.SeesRealJIDs(stage, carol))
+	}
+	// Out of the room, out of its call.
+	h.send(bob, `<presence type='unavailable' to='open@conference.localhost/Bob'/>`)
+	if _, err := h.svc.MayConference(t.Context(), jid.MustParse("open@conference.localhost"), bob); err == nil {
+		t.Error("bob may still call after leaving the room")
 	}
 }

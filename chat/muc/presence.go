@@ -31,6 +31,9 @@ func (s *Service) handlePresence(ctx context.Context, sess Session, el *stanza.E
 	if r != nil {
 		o = r.occupantOf(sess)
 	}
+	// Leaving the room or changing one's nickname changes who may be in
+	// its call, and how the call shows them.
+	callChanges := o != nil && (typ != "" || o.nick != nick)
 	switch {
 	case typ != "":
 		if o != nil {
@@ -64,6 +67,9 @@ func (s *Service) handlePresence(ctx context.Context, sess Session, el *stanza.E
 		s.join(&fx, r, sess, el, to)
 	}
 	s.unlockAndRun(ctx, &fx)
+	if callChanges {
+		s.accessChanged(ctx, to.Localpart())
+	}
 }
 
 // statusOf returns the presence payload worth repeating to occupants.
@@ -86,6 +92,12 @@ func (s *Service) join(fx *effects, r *room, sess Session, el *stanza.Element, t
 	bare := me.Bare()
 	nick := to.Resourcepart()
 	created := false
+	if r == nil && s.justRemovedLocked(bare) {
+		// A session of a deleted account that has not ended yet must
+		// not become the owner of a new room.
+		errorFx(fx, sess, el, "not-allowed", "this account was deleted")
+		return
+	}
 	if r == nil {
 		r = s.newRoom(to.Localpart())
 		r.locked = true
@@ -112,7 +124,7 @@ func (s *Service) join(fx *effects, r *room, sess Session, el *stanza.Element, t
 	case r.cfg.MembersOnly && aff < affMember:
 		fail("registration-required", "this room is for members only")
 		return
-	case r.cfg.PasswordProtected && aff < affAdmin && password != r.cfg.Password:
+	case r.cfg.PasswordProtected && aff < affAdmin && !passwordMatches(password, r.cfg.Password):
 		fail("not-authorized", "a password is required to enter this room")
 		return
 	case existing != nil && !existing.bare.Equal(bare):

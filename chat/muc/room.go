@@ -1,6 +1,8 @@
 package muc
 
 import (
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -88,6 +90,9 @@ type roomConfig struct {
 	ChangeSubject     bool   `json:"change_subject"`
 	AllowInvites      bool   `json:"allow_invites"`
 	Conference        string `json:"conference"`
+	// ConferenceNonOccupants lets users who are not in the room take
+	// part in its conference (poosms#conference_nonoccupants).
+	ConferenceNonOccupants bool `json:"conference_nonoccupants,omitempty"`
 }
 
 // defaultConfig is the configuration of a new room.
@@ -257,6 +262,14 @@ func (r *room) remember(e histEntry, max int) {
 	if n := len(r.history) - max; n > 0 {
 		r.history = slices.Delete(r.history, 0, n)
 	}
+}
+
+// passwordMatches reports whether given is the room password want, in
+// time that depends on neither where they differ nor want's length: both
+// are hashed to one size first, then compared in constant time.
+func passwordMatches(given, want string) bool {
+	g, w := sha256.Sum256([]byte(given)), sha256.Sum256([]byte(want))
+	return subtle.ConstantTimeCompare(g[:], w[:]) == 1
 }
 
 // seesJIDs reports whether an occupant with role viewer sees real JIDs.

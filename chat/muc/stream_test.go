@@ -216,3 +216,74 @@ func TestSlixmppRoom(t *testing.T) {
 		t.Fatalf("slixmpp_muc.py failed: %v", err)
 	}
 }
+
+// TestPasswordRoomArchiveOverRealStreams: the archive of a
+// password-protected room is read only by those who entered it with the
+// password, and by its admins and owners.
+func TestPasswordRoomArchiveOverRealStreams(t *testing.T) {
+	st := newStack(t)
+	alice := st.dial(t, "alice")
+	bob := st.dial(t, "bob")
+	carol := st.dial(t, "carol")
+
+	join(t, alice, "Alice")
+	send(t, alice, `<iq type='set' id='cfg' to='den@conference.localhost'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'>`+
+		`<field var='muc#roomconfig_persistentroom'><value>1</value></field>`+
+		`<field var='muc#roomconfig_passwordprotectedroom'><value>1</value></field>`+
+		`<field var='muc#roomconfig_roomsecret'><value>s3cret</value></field></x></query></iq>`)
+	await(t, alice, "configuration result", func(el *stanza.Element) bool { return el.Local == "iq" && el.ID() == "cfg" && el.Type() == "result" })
+	send(t, alice, `<message type='groupchat' to='den@conference.localhost'><body>the plan</body></message>`)
+	await(t, alice, "own message", groupchat("the plan"))
+	send(t, alice, `<iq type='set' id='adm' to='den@conference.localhost'><query xmlns='http://jabber.org/protocol/muc#admin'><item affiliation='admin' jid='carol@localhost'/></query></iq>`)
+	await(t, alice, "admin result", func(el *stanza.Element) bool { return el.Local == "iq" && el.ID() == "adm" && el.Type() == "result" })
+
+	// query asks c for the room's archive: the bodies, or the error condition.
+	query := func(c *xmppclient.Client, id string) string {
+		t.Helper()
+		send(t, c, `<iq type='set' id='`+id+`' to='den@conference.localhost'><query xmlns='urn:xmpp:mam:2' queryid='`+id+`'/></iq>`)
+		var bodies []string
+		for {
+			el := await(t, c, "archive page", func(el *stanza.Element) bool {
+				return (el.Local == "iq" && el.ID() == id) || (el.Local == "message" && el.Child(muc.NSMAM, "result") != nil)
+			})
+			if el.Local == "message" {
+				fwd := el.Child(muc.NSMAM, "result").Child(muc.NSForward, "forwarded")
+				bodies = append(bodies, fwd.Child(stanza.NSClient, "message").ChildText("", "body"))
+				continue
+			}
+			if el.Type() == "error" {
+				for _, c := range el.Child("", "error").Elements() {
+					if c.Space == stanza.NSStanzas && c.Local != "text" {
+						return c.Local
+					}
+				}
+			}
+			return strings.Join(bodies, ",")
+		}
+	}
+
+	if got := query(bob, "b1"); got != "not-authorized" {
+		t.Fatalf("bob, not in the room, read its archive: %q", got)
+	}
+	send(t, bob, `<presence to='den@conference.localhost/Bob'><x xmlns='http://jabber.org/protocol/muc'><password>wrong</password></x></presence>`)
+	await(t, bob, "refusal", func(el *stanza.Element) bool { return el.Local == "presence" && el.Type() == "error" })
+	if got := query(bob, "b2"); got != "not-authorized" {
+		t.Fatalf("bob, refused for a wrong password, read the archive: %q", got)
+	}
+	send(t, bob, `<presence to='den@conference.localhost/Bob'><x xmlns='http://jabber.org/protocol/muc'><password>s3cret</password></x></presence>`)
+	await(t, bob, "self-presence", selfPresence)
+	if got := query(bob, "b3"); got != "the plan" {
+		t.Fatalf("bob, in the room, reads %q", got)
+	}
+	send(t, bob, `<presence type='unavailable' to='den@conference.localhost/Bob'/>`)
+	await(t, bob, "leaving", func(el *stanza.Element) bool { return el.Local == "presence" && el.Type() == "unavailable" })
+	if got := query(bob, "b4"); got != "not-authorized" {
+		t.Fatalf("bob, gone from the room, read its archive: %q", got)
+	}
+	if got := query(carol, "c1"); got != "the plan" {
+		t.Fatalf("carol, an admin, reads %q", got)
+	}
+	if got := query(alice, "a1"); got != "the plan" {
+		t.Fatalf("alice, the owner, reads %q", got)
+	}
+}

@@ -261,14 +261,49 @@ func (s *Service) abandoned(dir os.DirEntry, files []os.DirEntry) bool {
 }
 
 // DeleteUser removes every file of the user with this localpart, for when
-// the account is deleted.
+// the account is deleted, and refuses the upload URLs handed out to it
+// until now (RevokeSlots).
 func (s *Service) DeleteUser(localpart string) error {
 	user := userFolder(localpart)
 	lock := s.userLock(user)
 	lock.Lock()
 	defer lock.Unlock()
+	s.revoke(user, s.now())
 	if err := os.RemoveAll(filepath.Join(s.dir, user)); err != nil {
 		return fmt.Errorf("upload: delete files of %q: %w", localpart, err)
 	}
 	return nil
+}
+
+// RevokeSlots refuses uploads to the slots handed out to the user with
+// this localpart up to before: its account was deleted then, and a new
+// account with the same name must not receive the old one's uploads. It
+// keeps the user's files (those of the new account).
+func (s *Service) RevokeSlots(localpart string, before time.Time) {
+	s.revoke(userFolder(localpart), before)
+}
+
+func (s *Service) revoke(user string, before time.Time) {
+	s.revokedMu.Lock()
+	defer s.revokedMu.Unlock()
+	now := s.now()
+	for u, at := range s.revoked {
+		// Every slot handed out before at has expired by at+ttl.
+		if now.Sub(at) > s.ttl {
+			delete(s.revoked, u)
+		}
+	}
+	if before.After(s.revoked[user]) {
+		s.revoked[user] = before
+	}
+}
+
+// slotRevoked reports whether sl was handed out before its user's
+// account was deleted.
+func (s *Service) slotRevoked(sl slot) bool {
+	s.revokedMu.Lock()
+	at, ok := s.revoked[sl.user]
+	s.revokedMu.Unlock()
+	issued := time.Unix(sl.expires, 0).Add(-s.ttl)
+	return ok && !issued.After(at)
 }

@@ -72,6 +72,10 @@ func (s *Service) upload(w http.ResponseWriter, r *http.Request, sl slot) {
 		http.Error(w, "the upload slot has expired; ask for a new one", http.StatusForbidden)
 		return
 	}
+	if s.slotRevoked(sl) {
+		http.Error(w, "the account this upload slot was given to is deleted", http.StatusForbidden)
+		return
+	}
 	if sl.size > s.maxBytes {
 		http.Error(w, "the file is larger than the server accepts", http.StatusRequestEntityTooLarge)
 		return
@@ -125,6 +129,14 @@ func (s *Service) upload(w http.ResponseWriter, r *http.Request, sl slot) {
 	}()
 
 	status, err := s.store(r.Body, sl, ctype)
+	if err == nil && s.slotRevoked(sl) {
+		// The account was deleted while the file was coming in; its
+		// files went, and so does this one.
+		lock.Lock()
+		os.RemoveAll(s.slotDir(sl))
+		lock.Unlock()
+		status, err = http.StatusForbidden, errors.New("the account this upload slot was given to is deleted")
+	}
 	if err != nil {
 		if status == http.StatusInternalServerError {
 			s.log.Error("upload: store file", "user", sl.user, "err", err)

@@ -111,6 +111,11 @@ type Service struct {
 	userLocks  [32]sync.Mutex
 	reservedMu sync.Mutex
 	reserved   map[string]int64
+
+	// revokedMu guards revoked: user folder → slots handed out up to this
+	// time are refused (the account was deleted; see RevokeSlots).
+	revokedMu sync.Mutex
+	revoked   map[string]time.Time
 }
 
 // New validates cfg, fills in defaults and creates the upload folder.
@@ -152,6 +157,7 @@ func New(cfg Config) (*Service, error) {
 		now:       cfg.Now,
 		log:       cfg.Logger,
 		reserved:  make(map[string]int64),
+		revoked:   make(map[string]time.Time),
 	}
 	if s.maxBytes == 0 {
 		s.maxBytes = DefaultMaxFileBytes

@@ -404,6 +404,61 @@ func TestCrashLeftoversAndDeleteUser(t *testing.T) {
 	}
 }
 
+// TestSlotsOfADeletedAccountRefused: an upload URL handed out before the
+// account was deleted stores nothing afterwards, even once a new account
+// has the name; the new account's own URLs work.
+func TestSlotsOfADeletedAccountRefused(t *testing.T) {
+	h := newHarness(t, Config{})
+	alice := session("alice@localhost/a")
+	old, oldGet := h.slot(alice, "old.txt", 5, "")
+	kept, keptGet := h.slot(alice, "kept.txt", 5, "")
+	if err := h.svc.DeleteUser("alice"); err != nil {
+		t.Fatal(err)
+	}
+	if st := put(t, old, []byte("hello"), ""); st != http.StatusForbidden {
+		t.Errorf("PUT to a slot of the deleted account = %d, want 403", st)
+	}
+	if st, _, _ := get(t, oldGet); st != http.StatusNotFound {
+		t.Errorf("GET after the refused PUT = %d, want 404", st)
+	}
+
+	// The name is registered again: its slots work, the old ones do not.
+	h.clock.Add(time.Second)
+	fresh, freshGet := h.slot(alice, "new.txt", 5, "")
+	if st := put(t, fresh, []byte("fresh"), ""); st != http.StatusCreated {
+		t.Fatalf("PUT to the new account's slot = %d, want 201", st)
+	}
+	if st := put(t, kept, []byte("stale"), ""); st != http.StatusForbidden {
+		t.Errorf("PUT to an old slot after the name was taken again = %d, want 403", st)
+	}
+	if st, _, _ := get(t, keptGet); st != http.StatusNotFound {
+		t.Errorf("GET of the old slot = %d, want 404", st)
+	}
+
+	// A node that learns of a deletion after the name was taken again
+	// refuses the old account's slots and keeps the new account's files.
+	h.clock.Add(time.Second)
+	before, beforeGet := h.slot(alice, "before.txt", 5, "")
+	h.svc.RevokeSlots("alice", h.clock.Now())
+	if st := put(t, before, []byte("stale"), ""); st != http.StatusForbidden {
+		t.Errorf("PUT to a revoked slot = %d, want 403", st)
+	}
+	if st, _, _ := get(t, beforeGet); st != http.StatusNotFound {
+		t.Errorf("GET of the revoked slot = %d, want 404", st)
+	}
+	if st, b, _ := get(t, freshGet); st != http.StatusOK || string(b) != "fresh" {
+		t.Errorf("the new account's file after RevokeSlots: %d %q", st, b)
+	}
+	h.clock.Add(time.Second)
+	after, afterGet := h.slot(alice, "after.txt", 5, "")
+	if st := put(t, after, []byte("later"), ""); st != http.StatusCreated {
+		t.Errorf("PUT to a slot handed out after the revocation = %d, want 201", st)
+	}
+	if st, _, _ := get(t, afterGet); st != http.StatusOK {
+		t.Errorf("GET = %d", st)
+	}
+}
+
 func TestExpiredSlotRefused(t *testing.T) {
 	h := newHarness(t, Config{SlotTTL: time.Minute})
 	alice := session("alice@localhost/a")

@@ -60,6 +60,9 @@ type Config struct {
 	Chat   Chat
 	Rooms  Rooms
 	Lookup func(full jid.JID) LocalSession
+	// AccountsChanged, when set, is told that another node deleted an
+	// account: the account journal has news (see chat/accounts).
+	AccountsChanged func()
 	// SendTimeout bounds one send to another node (default 5s).
 	SendTimeout time.Duration
 	Logger      *slog.Logger
@@ -227,6 +230,14 @@ func (l *Link) BlocklistChanged(local string) {
 	}
 }
 
+// AccountDeleted tells the other nodes that this one deleted an account,
+// for them to read the account journal now.
+func (l *Link) AccountDeleted() {
+	if len(l.peerList()) > 0 {
+		l.broadcast(context.Background(), []byte{kindAccounts})
+	}
+}
+
 // snapshotChunk bounds the sessions in one kindState payload.
 const snapshotChunk = 256
 
@@ -351,6 +362,10 @@ func (l *Link) Handle(ctx context.Context, from cluster.NodeID, payload []byte) 
 		local, _, err := decodeAddressed(d, false)
 		if err == nil {
 			l.cfg.Chat.ReloadBlocklist(ctx, local)
+		}
+	case kindAccounts:
+		if l.cfg.AccountsChanged != nil {
+			l.cfg.AccountsChanged()
 		}
 	case kindDrain:
 		bare, _, err := decodeAddressed(d, false)

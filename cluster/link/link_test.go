@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -268,6 +269,7 @@ type testNode struct {
 	sessions map[string]*fakeSession
 	link     *Link
 	node     *fakeNode
+	nudged   atomic.Int32 // AccountsChanged calls
 }
 
 func (tn *testNode) session(full string) *fakeSession {
@@ -285,7 +287,7 @@ func startNodes(t *testing.T, h *hub, ids ...cluster.NodeID) map[cluster.NodeID]
 				return s
 			}
 			return nil
-		}})
+		}, AccountsChanged: func() { tn.nudged.Add(1) }})
 		t.Cleanup(tn.link.Close)
 		tn.node = h.add(t, id, tn.link)
 		out[id] = tn
@@ -454,6 +456,20 @@ func TestBlocklistChangeReachesOtherNodes(t *testing.T) {
 	}
 	if got := ns["a"].chat.reloaded; len(got) != 0 {
 		t.Errorf("the changing node reloaded %q", got)
+	}
+}
+
+// TestAccountDeletionNudgesOtherNodes: a node that deleted an account has
+// the others read the account journal at once.
+func TestAccountDeletionNudgesOtherNodes(t *testing.T) {
+	h := newHub()
+	ns := startNodes(t, h, "a", "b", "c")
+	ns["a"].link.AccountDeleted()
+	h.settle(t)
+	for id, want := range map[cluster.NodeID]int32{"a": 0, "b": 1, "c": 1} {
+		if got := ns[id].nudged.Load(); got != want {
+			t.Errorf("node %s nudged %d times, want %d", id, got, want)
+		}
 	}
 }
 

@@ -33,6 +33,10 @@ const (
 	// kindBlocklist: a user changed their blocklist; read it again.
 	// Field: the user's localpart.
 	kindBlocklist byte = 8
+	// kindAccounts: the sender deleted an account; read the account
+	// journal in the store now rather than at the next poll. No fields:
+	// what to do is in the store, never in the payload.
+	kindAccounts byte = 9
 )
 
 // Flags of a kindState payload.

@@ -51,7 +51,7 @@ func TestSourceRange(t *testing.T) {
 func TestTURNAgainstPoosmsd(t *testing.T) {
 	turnAddr := testenv.FreeAddr(t)
 	d := testenv.NewDaemon(t, testenv.BuildPoosmsd(t))
-	d.Args = append(d.Args, "--turn-addr", turnAddr, "--turn-secret", "bench-secret", "--turn-allow-peers", "127.0.0.0/8")
+	d.Args = append(d.Args, "--turn-addr", turnAddr, "--turn-secret", "bench-secret", "--turn-allow-peers", "127.0.0.0/8", "--turn-allow-self")
 	d.Start(t)
 	var out, errOut bytes.Buffer
 	code := run(context.Background(), []string{"turn", "--server", turnAddr, "--secret", "bench-secret", "--allocations", "2",

@@ -31,7 +31,8 @@ func (n *node) newLink() {
 			}
 			return nil
 		},
-		Logger: n.log.With("service", "cluster"),
+		AccountsChanged: n.accounts.Poke,
+		Logger:          n.log.With("service", "cluster"),
 	})
 	n.closers = append(n.closers, func(context.Context) error { n.link.Close(); return nil })
 }

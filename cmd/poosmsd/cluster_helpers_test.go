@@ -108,7 +108,8 @@ func newCluster(t *testing.T, bin, redisURL string, n int, extra ...string) *tes
 }
 
 func (c *testCluster) addNode(id string, extra ...string) *clusterNode {
-	args := append([]string{"--db", c.dsn, "--redis", c.redisURL, "--redis-prefix", c.prefix, "--node-id", id, "--log-level", "info"}, fastCluster...)
+	args := append([]string{"--db", c.dsn, "--redis", c.redisURL, "--redis-prefix", c.prefix, "--node-id", id, "--log-level", "info",
+		"--metrics-token", metricsToken}, fastCluster...)
 	args = append(args, extra...)
 	d := testenv.NewDaemon(c.t, c.bin, args...)
 	nd := &clusterNode{id: id, d: d, log: &nodeLog{}}
@@ -267,10 +268,18 @@ func (n *clusterNode) kill() {
 	<-exited
 }
 
+// metricsToken lets the tests read /metrics on a node's HTTP port.
+const metricsToken = "cluster-test-metrics-token"
+
 // metrics fetches /metrics and sums each metric family's samples over
 // their labels (histograms: the _count and _sum series by name).
 func (n *clusterNode) metrics() (map[string]float64, error) {
-	r, err := http.Get("http://" + n.d.HTTP + "/metrics")
+	req, err := http.NewRequest("GET", "http://"+n.d.HTTP+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+metricsToken)
+	r, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return nil, err
 	}

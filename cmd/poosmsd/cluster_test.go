@@ -218,16 +218,18 @@ func TestClusterRoomOnThreeNodes(t *testing.T) {
 }
 
 // TestClusterConference: three participants signalling through three
-// different nodes join one room's conference, which runs on the room's
-// host node; every participant's media goes straight to that node's media
-// port (not through the node it signals through), and everyone receives
-// everyone's audio and video.
+// different nodes enter one room and join its conference, which runs on
+// the room's host node; every participant's media goes straight to that
+// node's media port (not through the node it signals through), and
+// everyone receives everyone's audio and video. Someone on another node
+// who is not in the room is refused the call: the host, where the room
+// lives, knows its occupants wherever they log in.
 func TestClusterConference(t *testing.T) {
 	redisURL := sharedRedisURL(t)
 	bin := testenv.BuildPoosmsd(t)
 	c := newCluster(t, bin, redisURL, 3)
 	names := []string{"alice", "bob", "carol"}
-	c.addUsers(names...)
+	c.addUsers(append(names, "dave")...)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	const room = "standup@conference.localhost"
@@ -268,6 +270,25 @@ func TestClusterConference(t *testing.T) {
 		mediaPort[n.id] = port
 	}
 	t.Logf("conference on %s; media ports %v", hostID, mediaPort)
+	for _, n := range c.nodes {
+		if n.id == hostID {
+			continue
+		}
+		dave := dialPeer(t, n, "dave", "call", true)
+		dave.send(iqTo(room, "d1", stanza.New(nsConf, "join")))
+		r := dave.expect(10*time.Second, "answer to dave's join", func(e *stanza.Element) bool { return e.Local == "iq" && e.ID() == "d1" })
+		if errorCondition(r) != "forbidden" {
+			t.Fatalf("dave, on %s and not in the room, joins its call on %s: %s", n.id, hostID, r)
+		}
+		enter(dave, room, "dave", "")
+		dave.send(iqTo(room, "d2", stanza.New(nsConf, "join")))
+		if j := dave.iqResult("d2").Child(nsConf, "joined"); j == nil {
+			t.Fatalf("dave, on %s and in the room, cannot join its call", n.id)
+		}
+		dave.send(iqTo(room, "d3", stanza.New(nsConf, "leave")))
+		dave.iqResult("d3")
+		break
+	}
 	for i, cl := range clients {
 		if err := cl.WaitConnected(ctx); err != nil {
 			t.Fatalf("%s (through %s): %v", names[i], c.nodes[i].id, err)

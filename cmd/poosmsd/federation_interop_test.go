@@ -56,8 +56,8 @@ func TestFederationInterop(t *testing.T) {
 				return peerCerts{cert: cert, key: key, ca: caFile}
 			}
 			peers := []*farServer{
-				startProsody(t, "prosody.test", "127.0.0.3", certFor("prosody.test"), variant.secure),
-				startEjabberd(t, "ejabberd.test", "127.0.0.4", certFor("ejabberd.test"), variant.secure),
+				startFedProsody(t, "prosody.test", "127.0.0.3", certFor("prosody.test"), variant.secure),
+				startFedEjabberd(t, "ejabberd.test", "127.0.0.4", certFor("ejabberd.test"), variant.secure),
 			}
 			method := s2s.MethodDialback
 			if variant.secure {

@@ -65,9 +65,9 @@ func waitPort(t *testing.T, addr string, alive func() bool) {
 	}
 }
 
-// startProsody runs Debian's Prosody for domain on ip, with bob's account.
+// startFedProsody runs Debian's Prosody for domain on ip, with bob's account.
 // secure makes valid certificates mandatory (s2s_secure_auth).
-func startProsody(t *testing.T, domain, ip string, certs peerCerts, secure bool) *farServer {
+func startFedProsody(t *testing.T, domain, ip string, certs peerCerts, secure bool) *farServer {
 	t.Helper()
 	bin := testenv.Command(t, "prosody", "apt-get install -y prosody")
 	ctl := testenv.Command(t, "prosodyctl", "apt-get install -y prosody")
@@ -171,25 +171,17 @@ VirtualHost %[7]q
 	return p
 }
 
-// startEjabberd runs Debian's ejabberd for domain on ip, with bob's
+// startFedEjabberd runs Debian's ejabberd for domain on ip, with bob's
 // account, as bench/compare.sh does: its own folders and node name, run
 // as the ejabberd user. secure makes valid certificates mandatory.
-func startEjabberd(t *testing.T, domain, ip string, certs peerCerts, secure bool) *farServer {
+func startFedEjabberd(t *testing.T, domain, ip string, certs peerCerts, secure bool) *farServer {
 	t.Helper()
 	ctlBin := testenv.Command(t, "ejabberdctl", "apt-get install -y ejabberd")
 	u, err := user.Lookup("ejabberd")
 	if err != nil {
 		testenv.Require(t, "the ejabberd user is missing (apt-get install -y ejabberd)")
 	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	// The ejabberd user must reach its folder: not under the test's
-	// private temporary directory.
-	dir, err := os.MkdirTemp("", "poosms-ejabberd-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := peerDir(t, "ejabberd")
 	pem := filepath.Join(dir, "server.pem")
 	cert, _ := os.ReadFile(certs.cert)
 	key, _ := os.ReadFile(certs.key)
@@ -261,14 +253,7 @@ modules:
 			t.Fatal(err)
 		}
 	}
-	if err := filepath.Walk(dir, func(path string, _ os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		return os.Chown(path, uid, gid)
-	}); err != nil {
-		t.Fatal(err)
-	}
+	chownTree(t, dir, "ejabberd")
 	node := fmt.Sprintf("poosmsfed%d@localhost", os.Getpid())
 	ctl := func(args ...string) ([]byte, error) {
 		base := []string{"--reuid=" + u.Uid, "--regid=" + u.Gid, "--init-groups", ctlBin,

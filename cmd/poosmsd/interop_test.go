@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"poosms.org/poosms/internal/testenv"
+	"poosms.org/poosms/stanza"
 )
 
 // TestSlixmppInterop runs a third-party client library (slixmpp, from
@@ -45,5 +47,40 @@ func runSlixmpp(t *testing.T, db, script string) {
 	t.Logf("%s:\n%s", script, out)
 	if err != nil || !strings.Contains(string(out), "PASS") {
 		t.Fatalf("%s failed: %v", script, err)
+	}
+}
+
+// TestGoSendxmppOverSTARTTLS sends a message with go-sendxmpp (Debian's
+// package, a go-xmpp based client) over STARTTLS: go-xmpp ends its
+// <starttls/> with a newline, which must not cost it the login.
+func TestGoSendxmppOverSTARTTLS(t *testing.T) {
+	bin := testenv.Command(t, "go-sendxmpp", "apt-get install -y go-sendxmpp")
+	cfg := testConfig(t, "")
+	n := startTestNode(t, cfg)
+	addUser(t, cfg, "alice", "alice-password")
+	addUser(t, cfg, "bob", "bob-password")
+	bob := dialUser(t, n, "bob", "bob-password", "desk")
+	ping(t, bob)
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	body := "sent by go-sendxmpp over STARTTLS"
+	cmd := exec.CommandContext(ctx, bin, "-u", "alice@localhost", "-p", "alice-password",
+		"-j", n.c2sAddr(), "-n", "bob@localhost")
+	cmd.Stdin = strings.NewReader(body + "\n")
+	cmd.Env = append(os.Environ(), "HOME="+t.TempDir()) // no sendxmpprc of the machine's
+	out, err := cmd.CombinedOutput()
+	t.Logf("go-sendxmpp: %s", out)
+	if err != nil {
+		t.Fatalf("go-sendxmpp over STARTTLS: %v", err)
+	}
+	m, err := bob.Expect(10*time.Second, func(e *stanza.Element) bool {
+		return e.Local == "message" && e.ChildText("", "body") == body
+	})
+	if err != nil {
+		t.Fatalf("bob waiting for go-sendxmpp's message: %v", err)
+	}
+	if !strings.HasPrefix(m.From(), "alice@localhost/") {
+		t.Fatalf("message from %q, want alice's full JID", m.From())
 	}
 }

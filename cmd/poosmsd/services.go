@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"log/slog"
 	"net"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"time"
@@ -51,6 +52,8 @@ func (n *node) startTURN(ctx context.Context, tlsConfig *tls.Config, reg prometh
 		Secret:                secret,
 		CredentialTTL:         cfg.TURNCredentialTTL,
 		AllowPeers:            cfg.TURNAllowPeers,
+		AllowSelf:             cfg.TURNAllowSelf,
+		SelfAddrs:             n.selfAddrs(),
 		MaxAllocationsPerUser: cfg.TURNMaxAllocations,
 		Logger:                n.log.With("service", "turn"),
 	})
@@ -73,9 +76,21 @@ func (n *node) startTURN(ctx context.Context, tlsConfig *tls.Config, reg prometh
 	return nil
 }
 
+// selfAddrs are the node's addresses the relay must not reach besides its
+// own: where the other services listen, and the public address.
+func (n *node) selfAddrs() []netip.Addr {
+	cfg := n.cfg
+	own := turn.ListenAddrs(cfg.C2SAddr, cfg.C2STLSAddr, cfg.HTTPAddr, cfg.MediaUDPAddr, cfg.MediaTCPAddr, cfg.DebugAddr)
+	if cfg.PublicIP.IsValid() {
+		own = append(own, cfg.PublicIP)
+	}
+	return own
+}
+
 // startRooms runs conference.DOMAIN: group rooms (XEP-0045) and, in the
 // same rooms, voice and video conferences through the SFU, which admits
-// only those the room's membership admits.
+// only the room's occupants (as far as the room's rules allow) and shows
+// them as the room does.
 func (n *node) startRooms(router *signaling.Router) error {
 	cfg := n.cfg
 	domain := "conference." + cfg.Domain
@@ -85,7 +100,8 @@ func (n *node) startRooms(router *signaling.Router) error {
 		ServerDomain: cfg.Domain,
 		Retention:    cfg.ArchiveRetention,
 		Deliver:      n.chat.Deliver,
-		// A ban or a lost membership also ends the person's call.
+		// A ban, a lost membership or leaving the room also ends the
+		// person's call; a new nickname shows there too.
 		AccessChanged: func(ctx context.Context, room jid.JID) { svc.Recheck(ctx, room) },
 		Logger:        n.log.With("service", "muc"),
 	}, n.db)
@@ -97,16 +113,22 @@ func (n *node) startRooms(router *signaling.Router) error {
 		public = cfg.PublicIP.String()
 	}
 	svc, err = sfu.New(sfu.Config{
-		Domain:          domain,
-		UDPAddr:         cfg.MediaUDPAddr,
-		TCPAddr:         cfg.MediaTCPAddr,
-		PublicIP:        public,
-		ICEServers:      n.iceServers,
-		MaxParticipants: cfg.MaxParticipants,
-		MaxConferences:  cfg.MaxConferences,
-		IncludeLoopback: loopbackMedia(cfg),
-		Authorize:       rooms.MayConference,
-		Logger:          n.log.With("service", "sfu"),
+		Domain:                domain,
+		UDPAddr:               cfg.MediaUDPAddr,
+		TCPAddr:               cfg.MediaTCPAddr,
+		PublicIP:              public,
+		ICEServers:            n.iceServers,
+		MaxParticipants:       cfg.MaxParticipants,
+		MaxConferences:        cfg.MaxConferences,
+		MaxConferencesPerUser: cfg.MaxConferencesPerUser,
+		IncludeLoopback:       loopbackMedia(cfg),
+		// The room and its call run on one node (the room's host in a
+		// cluster), so the room's occupants are known where this runs.
+		Authorize: func(ctx context.Context, room jid.JID, p sfu.Peer) (string, error) {
+			return rooms.MayConference(ctx, room, p)
+		},
+		SeesRealJIDs: func(room jid.JID, viewer sfu.Peer) bool { return rooms.SeesRealJIDs(room, viewer) },
+		Logger:       n.log.With("service", "sfu"),
 	})
 	if err != nil {
 		return err
@@ -141,8 +163,8 @@ func conferenceIQ(el *stanza.Element) bool {
 	return c != nil && c.Space == muc.NSConference
 }
 
-// registrar is the store's account changes plus the cleanup of what an
-// account leaves outside the database (shared files).
+// registrar is the store's account changes; deletion goes through the
+// node (deleteAccount), which ends the account's sessions everywhere.
 type registrar struct{ n *node }
 
 func (r registrar) CreateAccount(ctx context.Context, user string, c store.Credentials) error {
@@ -153,16 +175,12 @@ func (r registrar) SetCredentials(ctx context.Context, user string, c store.Cred
 	return r.n.db.SetCredentials(ctx, user, c)
 }
 
+func (r registrar) UpgradeCredentials(ctx context.Context, user string, old, c store.Credentials) error {
+	return r.n.db.UpgradeCredentials(ctx, user, old, c)
+}
+
 func (r registrar) DeleteAccount(ctx context.Context, user string) error {
-	if err := r.n.db.DeleteAccount(ctx, user); err != nil {
-		return err
-	}
-	if r.n.uploads != nil {
-		if err := r.n.uploads.DeleteUser(user); err != nil {
-			r.n.log.Error("delete shared files of a removed account", "user", user, "err", err)
-		}
-	}
-	return nil
+	return r.n.deleteAccount(ctx, user)
 }
 
 // startDirectory runs the people directory (XEP-0055) on directory.DOMAIN.

@@ -92,7 +92,7 @@ func TestDirectoryAndUpload(t *testing.T) {
 }
 
 // TestConferenceObeysRoomMembership: in a members-only room, a non-member
-// cannot join the call; once made a member, they can.
+// cannot join the call; once made a member (and in the room), they can.
 func TestConferenceObeysRoomMembership(t *testing.T) {
 	cfg := testConfig(t, "")
 	n := startTestNode(t, cfg)
@@ -126,6 +126,14 @@ func TestConferenceObeysRoomMembership(t *testing.T) {
 	item := stanza.New("http://jabber.org/protocol/muc#admin", "item").SetAttr("jid", "bob@localhost").SetAttr("affiliation", "member")
 	alice.Send(iqTo(room, "aff", stanza.New("http://jabber.org/protocol/muc#admin", "query").Append(item)))
 	result(t, alice, "aff")
+	// A member enters the room, then joins its call.
+	bob.Send(stanza.New(stanza.NSClient, "presence").SetAttr("to", room+"/bob").
+		Append(stanza.New("http://jabber.org/protocol/muc", "x")))
+	if _, err := bob.Expect(10*time.Second, func(e *stanza.Element) bool {
+		return e.Local == "presence" && e.From() == room+"/bob" && e.Type() == ""
+	}); err != nil {
+		t.Fatal(err)
+	}
 	bob.Send(iqTo(room, "j2", join))
 	r = result(t, bob, "j2")
 	joined := r.Child("urn:poosms:conference:0", "joined")

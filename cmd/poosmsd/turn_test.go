@@ -11,6 +11,7 @@ import (
 	pionturn "github.com/pion/turn/v4"
 
 	"poosms.org/poosms/stanza"
+	"poosms.org/poosms/turn"
 )
 
 // TestTURNCredentialsWork asks for relay credentials over XEP-0215 and over
@@ -86,4 +87,68 @@ func allocate(t *testing.T, server, user, pass string) {
 		t.Fatalf("allocate with %s: %v", user, err)
 	}
 	relay.Close()
+}
+
+// TestTURNRefusesTheNodesOwnServices: even with loopback opened to the
+// relay (as an operator may open a private range that holds the node's
+// addresses), an allocation cannot reach the node's SFU or TURN port, nor
+// another address of the host; two allocations still reach each other.
+func TestTURNRefusesTheNodesOwnServices(t *testing.T) {
+	cfg := testConfig(t, "")
+	cfg.TURNAllowPeers = append(cfg.TURNAllowPeers, mustPrefix("127.0.0.0/8"))
+	n := startTestNode(t, cfg)
+	server := n.turn.UDPAddr().String()
+	alice, relayA := turnRelay(t, server, n.turn.Credentials("alice@localhost"))
+	bob, relayB := turnRelay(t, server, n.turn.Credentials("bob@localhost"))
+
+	if err := alice.CreatePermission(&net.UDPAddr{IP: net.IPv4(127, 0, 0, 2), Port: 9}); err == nil {
+		t.Error("CreatePermission to 127.0.0.2, this host, succeeded")
+	}
+	before := n.turn.Stats().SelfDropped
+	for _, own := range []net.Addr{n.sfu.UDPAddr(), n.turn.UDPAddr()} {
+		if _, err := relayA.WriteTo([]byte("into the node"), own); err != nil {
+			t.Fatalf("relay write to %s: %v", own, err)
+		}
+	}
+	waitFor(t, func() bool { return n.turn.Stats().SelfDropped >= before+2 })
+
+	// Relay to relay still works.
+	if err := bob.CreatePermission(relayA.LocalAddr()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := relayA.WriteTo([]byte("hello bob"), relayB.LocalAddr()); err != nil {
+		t.Fatal(err)
+	}
+	_ = relayB.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 1500)
+	if k, _, err := relayB.ReadFrom(buf); err != nil || string(buf[:k]) != "hello bob" {
+		t.Fatalf("bob got %q (%v) through the relays", buf[:k], err)
+	}
+}
+
+// turnRelay allocates a relay on server with credentials c.
+func turnRelay(t *testing.T, server string, c turn.Credentials) (*pionturn.Client, net.PacketConn) {
+	t.Helper()
+	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	client, err := pionturn.NewClient(&pionturn.ClientConfig{
+		STUNServerAddr: server, TURNServerAddr: server, Conn: conn,
+		Username: c.Username, Password: c.Password, Realm: "localhost",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(client.Close)
+	if err := client.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	relay, err := client.Allocate()
+	if err != nil {
+		t.Fatalf("allocate: %v", err)
+	}
+	t.Cleanup(func() { relay.Close() })
+	return client, relay
 }

@@ -1,8 +1,10 @@
 // Package confclient is a conference client written from
-// docs/protocol.md: it joins a poosms conference over an XMPP stream
-// (urn:poosms:conference:0), negotiates one Pion PeerConnection, publishes
-// synthetic, recognisable audio and (optionally simulcast) video, and
-// records what it receives. Tests and the load tool use it.
+// docs/protocol.md: it enters the conference's group room (XEP-0045), as
+// a room's call admits only the room's occupants, joins the conference
+// over the same XMPP stream (urn:poosms:conference:0), negotiates one Pion
+// PeerConnection, publishes synthetic, recognisable audio and (optionally
+// simulcast) video, and records what it receives. Tests and the load tool
+// use it.
 package confclient
 
 import (
@@ -33,6 +35,8 @@ const NS = "urn:poosms:conference:0"
 type Options struct {
 	Room      string // NAME@conference.DOMAIN
 	Name      string // written into every payload, so receivers can tell who sent it
+	Nick      string // nickname in the room; default Name
+	Password  string // the room's password, if it has one
 	Audio     bool
 	Video     bool
 	Simulcast bool // publish video as three layers h, m, l
@@ -97,6 +101,12 @@ func Join(ctx context.Context, x *xmppclient.Client, o Options) (*Client, error)
 	if o.Timeout == 0 {
 		o.Timeout = 10 * time.Second
 	}
+	if o.Nick == "" {
+		o.Nick = o.Name
+	}
+	if err := enterRoom(ctx, x, o); err != nil {
+		return nil, err
+	}
 	c := &Client{x: x, o: o, waiting: map[string]chan *stanza.Element{}, tracks: map[string]*Track{}}
 	c.cond = sync.NewCond(&c.mu)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
@@ -134,6 +144,97 @@ func Join(ctx context.Context, x *xmppclient.Client, o Options) (*Client, error)
 		return nil, err
 	}
 	return c, nil
+}
+
+// Namespaces of group rooms (XEP-0045) and data forms.
+const (
+	nsMUC      = "http://jabber.org/protocol/muc"
+	nsMUCUser  = nsMUC + "#user"
+	nsMUCOwner = nsMUC + "#owner"
+	nsData     = "jabber:x:data"
+)
+
+// enterRoom enters the conference's room as o.Nick, before x has a
+// reader. A room that enterRoom creates is accepted as an instant room; a
+// room its creator is still setting up (item-not-found) is tried again
+// until o.Timeout has passed.
+func enterRoom(ctx context.Context, x *xmppclient.Client, o Options) error {
+	occupant := o.Room + "/" + o.Nick
+	deadline := time.Now().Add(o.Timeout)
+	for {
+		mx := stanza.New(nsMUC, "x").Append(stanza.New(nsMUC, "history").SetAttr("maxstanzas", "0"))
+		if o.Password != "" {
+			mx.Append(stanza.New(nsMUC, "password").SetText(o.Password))
+		}
+		if err := x.Send(stanza.New(stanza.NSClient, "presence").SetAttr("to", occupant).Append(mx)); err != nil {
+			return fmt.Errorf("confclient: enter %s: %w", o.Room, err)
+		}
+		p, err := x.Expect(time.Until(deadline), func(e *stanza.Element) bool {
+			return e.Local == "presence" && e.From() == occupant && (e.Type() == "error" || hasStatus(e, "110"))
+		})
+		if err != nil {
+			return fmt.Errorf("confclient: enter %s: %w", o.Room, err)
+		}
+		if p.Type() != "error" {
+			if hasStatus(p, "201") {
+				return acceptInstantRoom(x, o.Room, deadline)
+			}
+			return nil
+		}
+		cond, text := stanzaErrorOf(p)
+		if cond != "item-not-found" || time.Now().After(deadline) {
+			return fmt.Errorf("confclient: enter %s: %w", o.Room, &stanzaError{cond, text})
+		}
+		select { // the room's creator has not configured it yet
+		case <-ctx.Done():
+			return fmt.Errorf("confclient: enter %s: %w", o.Room, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// acceptInstantRoom submits an empty configuration for a room just
+// created, so that others may enter it.
+func acceptInstantRoom(x *xmppclient.Client, room string, deadline time.Time) error {
+	iq := stanza.New(stanza.NSClient, "iq").SetAttr("type", "set").SetAttr("to", room).SetAttr("id", "cc-instant").
+		Append(stanza.New(nsMUCOwner, "query").Append(stanza.New(nsData, "x").SetAttr("type", "submit")))
+	if err := x.Send(iq); err != nil {
+		return fmt.Errorf("confclient: configure %s: %w", room, err)
+	}
+	r, err := x.Expect(time.Until(deadline), func(e *stanza.Element) bool { return e.Local == "iq" && e.ID() == "cc-instant" })
+	if err != nil {
+		return fmt.Errorf("confclient: configure %s: %w", room, err)
+	}
+	if r.Type() != "result" {
+		cond, text := stanzaErrorOf(r)
+		return fmt.Errorf("confclient: configure %s: %w", room, &stanzaError{cond, text})
+	}
+	return nil
+}
+
+// hasStatus reports whether room presence p carries the status code.
+func hasStatus(p *stanza.Element, code string) bool {
+	x := p.Child(nsMUCUser, "x")
+	if x == nil {
+		return false
+	}
+	for _, s := range x.Elements() {
+		if s.Local == "status" && s.Attr("code") == code {
+			return true
+		}
+	}
+	return false
+}
+
+// stanzaErrorOf is the condition and text of an error stanza.
+func stanzaErrorOf(el *stanza.Element) (cond, text string) {
+	if e := el.Child("", "error"); e != nil {
+		if f := e.FirstElement(); f != nil {
+			cond = f.Local
+		}
+		text = e.ChildText("", "text")
+	}
+	return cond, text
 }
 
 func (c *Client) newPeerConnection() error {
@@ -379,15 +480,8 @@ func (c *Client) request(ctx context.Context, payload *stanza.Element) (*stanza.
 	select {
 	case r := <-ch:
 		if r.Type() == "error" {
-			e := r.Child("", "error")
-			se := &stanzaError{}
-			if e != nil {
-				if f := e.FirstElement(); f != nil {
-					se.cond = f.Local
-				}
-				se.text = e.ChildText("", "text")
-			}
-			return nil, se
+			cond, text := stanzaErrorOf(r)
+			return nil, &stanzaError{cond, text}
 		}
 		return r, nil
 	case <-ctx.Done():

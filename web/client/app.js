@@ -30,7 +30,7 @@ const state = {
   presence: new Map(), // bare -> Map(resource -> {show, status})
   requests: new Set(),
   chats: new Map(), // bare -> {messages: [], unread, typing}
-  rooms: new Map(), // room bare -> {joined, available: bool|null, nick}
+  rooms: new Map(), // room bare -> {joined, available: bool|null, nick, self: in the room now, waiters}
   open: null, // {kind: 'chat'|'room', jid}
   call: null,
 };
@@ -486,7 +486,28 @@ function roomUnavailable(room) {
   const r = state.rooms.get(room);
   if (!r || r.available === false) return;
   r.available = false;
+  r.self = false;
+  settle(r);
   render();
+}
+
+// settle tells whoever waits to be in room r whether we are.
+function settle(r) {
+  for (const done of [...(r.waiters || [])]) done(!!r.self);
+}
+
+// entered resolves to true once we are in the room (our own presence came
+// back), to false when the room refused us or nothing came within ms: a
+// room's call is for those in the room.
+function entered(room, ms) {
+  const r = state.rooms.get(room);
+  if (!r) return Promise.resolve(false);
+  if (r.self) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const done = (ok) => { clearTimeout(timer); r.waiters.delete(done); resolve(ok); };
+    const timer = setTimeout(() => done(false), ms);
+    (r.waiters ||= new Set()).add(done);
+  });
 }
 
 function roomPresence(p, room, type) {
@@ -510,6 +531,10 @@ function roomPresence(p, room, type) {
   r.retried = false;
   if (type === 'unavailable') r.occupants.delete(nick); else r.occupants.add(nick);
   const codes = [...mu.children].filter((c) => c.localName === 'status').map((c) => c.getAttribute('code'));
+  if (codes.includes('110') || nick === r.nick) {
+    r.self = type !== 'unavailable';
+    settle(r);
+  }
   if (type !== 'unavailable' && codes.includes('201') && (codes.includes('110') || nick === r.nick)) {
     // We created the room: accept the default configuration (an instant
     // room) so others may enter and call.
@@ -568,6 +593,8 @@ $('call-btn').onclick = () => {
 // joined again by itself, a few times.
 const REJOIN = new Set(['negotiation-failed', 'connect-timeout', 'connection-failed']);
 
+// The server lets into a room's call only those in the room: the call
+// waits (a few seconds at most) for the room to let us in.
 async function startCall(room, attempt) {
   const call = new Call(state.conn, room);
   state.call = call;
@@ -587,6 +614,7 @@ async function startCall(room, attempt) {
   callNotice('');
   render();
   try {
+    if (!(await entered(room, 12000))) throw new Error('you are not in this room (it refused you or did not answer)');
     await call.start();
   } catch (e) {
     call.stop('Could not join the call: ' + (e.message || e.condition));
@@ -631,8 +659,12 @@ function renderCall() {
   }
   for (const p of call.participants.values()) {
     keep.add(p.id);
-    const t = tile(p.id, localOf(p.jid) || 'Someone', p.stream, false);
+    // As the room shows them: the nickname; the address only to those
+    // the room lets see it.
+    const nick = resourceOf(p.occupant);
+    const t = tile(p.id, nick || localOf(p.jid) || 'Someone', p.stream, false);
     t.dataset.participant = p.id;
+    t.dataset.nick = nick;
     t.dataset.jid = p.jid;
     t.classList.toggle('speaking', call.speaker === p.id);
   }
@@ -702,7 +734,7 @@ function render() {
     $('call-btn').hidden = !isRoom || !!state.call;
     $('remove-contact').hidden = isRoom || !state.roster.has(open.jid);
     $('room-note').hidden = !(isRoom && r.available === false);
-    $('room-note').textContent = 'Room chat is not available on this server yet; the call works.';
+    $('room-note').textContent = 'You could not enter this room, so its chat and its call are not available.';
     $('composer').hidden = isRoom && r.available === false;
     $('typing').textContent = !isRoom && c.typing === 'typing' ? `${localOf(open.jid)} is typing…` : '';
     renderMessages(c.messages, isRoom);

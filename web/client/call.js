@@ -31,7 +31,8 @@ export class Call extends EventTarget {
     super();
     this.conn = conn;
     this.room = room;
-    this.participants = new Map(); // id -> {id, jid, stream, tracks: Map(trackId -> info)}
+    // id -> {id, occupant (room/nick), jid (real, when the room shows it), stream, tracks: Map(trackId -> info)}
+    this.participants = new Map();
     this.gone = new Set(); // ids of participants who left; late tracks of theirs are ignored
     this.early = new Map(); // participant id -> tracks that came before any event about them
     this.speaker = null;
@@ -59,7 +60,7 @@ export class Call extends EventTarget {
         if (s.hasAttribute('username')) { srv.username = s.getAttribute('username'); srv.credential = s.getAttribute('credential'); }
         iceServers.push(srv);
       } else if (s.localName === 'participant') {
-        this.participant(s.getAttribute('id'), s.getAttribute('jid'));
+        this.participant(s.getAttribute('id'), s.getAttribute('occupant'), s.getAttribute('jid'));
       } else if (s.localName === 'active-speaker') {
         this.speaker = s.getAttribute('participant');
       }
@@ -206,14 +207,15 @@ export class Call extends EventTarget {
     this.changed();
   }
 
-  participant(id, jid) {
+  participant(id, occupant, jid) {
     let p = this.participants.get(id);
     if (!p) {
-      p = { id, jid: jid || '', stream: new MediaStream(), tracks: new Map() };
+      p = { id, occupant: '', jid: '', stream: new MediaStream(), tracks: new Map() };
       this.participants.set(id, p);
       for (const t of this.early.get(id) || []) this.addTrack(p, t);
       this.early.delete(id);
     }
+    if (occupant) p.occupant = occupant;
     if (jid) p.jid = jid;
     return p;
   }
@@ -226,7 +228,11 @@ export class Call extends EventTarget {
     const a = (n) => ev.getAttribute(n);
     switch (ev.localName) {
       case 'participant-joined':
-        this.participant(a('id'), a('jid'));
+        this.participant(a('id'), a('occupant'), a('jid'));
+        break;
+      case 'participant-changed': // a new nickname in the room
+        if (!this.participants.has(a('id'))) return;
+        this.participant(a('id'), a('occupant'), a('jid'));
         break;
       case 'participant-left':
         if (a('id') === this.self) {

@@ -31,6 +31,7 @@ const patience = 2
 
 type server struct {
 	url  string
+	c2s  string // the STARTTLS client address
 	cmd  *exec.Cmd
 	done chan error
 }
@@ -76,7 +77,7 @@ func startServer(t *testing.T) *server {
 		t.Fatalf("build poosmsd: %v\n%s", err, out)
 	}
 	addr := func() string { return "127.0.0.1:" + strconv.Itoa(freePort(t)) }
-	httpAddr := addr()
+	httpAddr, c2sAddr := addr(), addr()
 	logPath := filepath.Join(dir, "poosmsd.log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
@@ -86,7 +87,8 @@ func startServer(t *testing.T) *server {
 		"--data-dir", filepath.Join(dir, "data"),
 		"--domain", "localhost",
 		"--http-addr", httpAddr,
-		"--c2s-addr", addr(),
+		"--metrics-addr", "",
+		"--c2s-addr", c2sAddr,
 		"--c2s-tls-addr", "",
 		"--media-udp-addr", addr(),
 		"--media-tcp-addr", "",
@@ -99,7 +101,7 @@ func startServer(t *testing.T) *server {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	s := &server{url: "http://" + httpAddr, cmd: cmd, done: make(chan error, 1)}
+	s := &server{url: "http://" + httpAddr, c2s: c2sAddr, cmd: cmd, done: make(chan error, 1)}
 	go func() { s.done <- cmd.Wait(); logFile.Close() }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
@@ -339,22 +341,28 @@ func lastMessage(dir string) string {
 	return `[...document.querySelectorAll('#messages li.msg.` + dir + `')].at(-1)`
 }
 
-// videoOf is a JavaScript expression for the video of jid's tile.
-func videoOf(jid string) string {
-	return `document.querySelector('#grid .tile[data-jid^="` + jid + `/"] video')`
+// tileOf is a JavaScript expression for the call tile of the participant
+// with this nickname in the room (the call shows people as the room does).
+func tileOf(nick string) string {
+	return `document.querySelector('#grid .tile[data-nick="` + nick + `"]')`
 }
 
-// seesVideo waits until jid's video plays: it has dimensions, its time
+// videoOf is a JavaScript expression for the video of nick's tile.
+func videoOf(nick string) string {
+	return tileOf(nick) + `?.querySelector('video')`
+}
+
+// seesVideo waits until nick's video plays: it has dimensions, its time
 // advances, and its stream has a live audio track.
-func (p *person) seesVideo(jid string) {
+func (p *person) seesVideo(nick string) {
 	p.t.Helper()
-	v := videoOf(jid)
-	p.waitFor("video of "+jid+" has frames", v+` && `+v+`.videoWidth > 0 && `+v+`.videoHeight > 0 && `+v+`.readyState >= 2`, 30*time.Second)
+	v := videoOf(nick)
+	p.waitFor("video of "+nick+" has frames", v+` && `+v+`.videoWidth > 0 && `+v+`.videoHeight > 0 && `+v+`.readyState >= 2`, 30*time.Second)
 	t0 := eval[float64](p, v+`.currentTime`)
-	p.waitFor("video of "+jid+" advances", fmt.Sprintf(`%s.currentTime > %f + 0.5 && !%s.paused`, v, t0, v), 15*time.Second)
-	p.waitFor("audio of "+jid+" live", v+`.srcObject.getAudioTracks().some(t => t.readyState === 'live' && !t.muted)`, 15*time.Second)
+	p.waitFor("video of "+nick+" advances", fmt.Sprintf(`%s.currentTime > %f + 0.5 && !%s.paused`, v, t0, v), 15*time.Second)
+	p.waitFor("audio of "+nick+" live", v+`.srcObject.getAudioTracks().some(t => t.readyState === 'live' && !t.muted)`, 15*time.Second)
 	w, h := eval[int](p, v+`.videoWidth`), eval[int](p, v+`.videoHeight`)
-	p.t.Logf("%s sees %s: %dx%d video", p.name, jid, w, h)
+	p.t.Logf("%s sees %s: %dx%d video", p.name, nick, w, h)
 }
 
 func (p *person) joinCall(room string) {
@@ -441,8 +449,15 @@ func TestBrowserChatAndCall(t *testing.T) {
 	// Both join one conference and see and hear each other.
 	alice.joinCall("standup")
 	bob.joinCall("standup")
-	alice.seesVideo("bob@localhost")
-	bob.seesVideo("alice@localhost")
+	alice.seesVideo("bob")
+	bob.seesVideo("alice")
+	// The call shows people as the room does: alice, the room's owner and
+	// so a moderator, sees bob's address; bob, a participant in a
+	// semi-anonymous room, sees alice's nickname only.
+	alice.waitFor("bob's address on his tile", tileOf("bob")+`.dataset.jid.startsWith('bob@localhost/')`, 5*time.Second)
+	if got := eval[string](bob, tileOf("alice")+`.dataset.jid`); got != "" {
+		t.Errorf("bob, a participant in a semi-anonymous room, sees alice's address %q on her tile", got)
+	}
 
 	// The room has its chat beside the call.
 	alice.say("Standup starts now.")
@@ -462,15 +477,15 @@ func TestBrowserChatAndCall(t *testing.T) {
 	alice.waitFor("request gone", `!document.querySelector('#requests li') && document.getElementById('requests-box').hidden`, 5*time.Second)
 	carol.waitFor("refused", `document.querySelector('`+contactSel("alice@localhost")+` .status')?.textContent === 'not sharing presence'`, 10*time.Second)
 	carol.joinCall("standup")
-	carol.seesVideo("alice@localhost")
-	carol.seesVideo("bob@localhost")
-	alice.seesVideo("carol@localhost")
+	carol.seesVideo("alice")
+	carol.seesVideo("bob")
+	alice.seesVideo("carol")
 	carol.screenshot(shots, "call-carol")
 	carol.run(press("#leave-btn"))
 	carol.waitFor("carol out of the call", `!window.poosms.state.call && document.getElementById('call-view').hidden`, 10*time.Second)
-	alice.waitFor("carol's tile gone", `!document.querySelector('#grid .tile[data-jid^="carol@localhost/"]')`, 10*time.Second)
-	bob.waitFor("carol's tile gone", `!document.querySelector('#grid .tile[data-jid^="carol@localhost/"]')`, 10*time.Second)
-	bob.seesVideo("alice@localhost")
+	alice.waitFor("carol's tile gone", `!`+tileOf("carol"), 10*time.Second)
+	bob.waitFor("carol's tile gone", `!`+tileOf("carol"), 10*time.Second)
+	bob.seesVideo("alice")
 
 	// Someone without a camera is told so, and still sees and hears the others.
 	carol.run(chromedp.Click(chromedp.CSS("#logout")))
@@ -478,12 +493,12 @@ func TestBrowserChatAndCall(t *testing.T) {
 	dave.signUp(srv.url)
 	dave.joinCall("standup")
 	dave.waitFor("no-camera notice", `document.getElementById('call-notice').textContent.includes('No camera')`, 10*time.Second)
-	dave.seesVideo("bob@localhost")
+	dave.seesVideo("bob")
 	dave.waitFor("tiles for dave, alice and bob only", `[...document.querySelectorAll('#grid .tile figcaption')].map(f => f.textContent).sort().join() === 'You (no camera),alice,bob'`, 10*time.Second)
-	bob.waitFor("dave's tile", `document.querySelector('#grid .tile[data-jid^="dave@localhost/"] figcaption')?.textContent === 'dave'`, 10*time.Second)
+	bob.waitFor("dave's tile", tileOf("dave")+`?.querySelector('figcaption').textContent === 'dave'`, 10*time.Second)
 	dave.screenshot(shots, "call-without-camera")
 	dave.run(press("#leave-btn"))
-	bob.waitFor("dave's tile gone", `!document.querySelector('#grid .tile[data-jid^="dave@localhost/"]')`, 10*time.Second)
+	bob.waitFor("dave's tile gone", `!`+tileOf("dave"), 10*time.Second)
 
 	// Mute and camera off are shown on the controls.
 	bob.run(press("#mute-btn"), press("#camera-btn"))
@@ -496,7 +511,7 @@ func TestBrowserChatAndCall(t *testing.T) {
 	bob.waitFor("screen shared or refused", `window.poosms.state.call.sharing || document.getElementById('call-notice').textContent.includes('Screen sharing')`, 10*time.Second)
 	if eval[bool](bob, `!!window.poosms.state.call.sharing`) {
 		bob.waitFor("sharing shown", `document.getElementById('screen-btn').getAttribute('aria-pressed') === 'true'`, 5*time.Second)
-		alice.seesVideo("bob@localhost")
+		alice.seesVideo("bob")
 		bob.run(press("#screen-btn"))
 		bob.waitFor("sharing stopped", `!window.poosms.state.call.sharing && document.getElementById('screen-btn').getAttribute('aria-pressed') === 'false'`, 5*time.Second)
 	} else {
