@@ -32,6 +32,7 @@ type presenceWatch struct {
 	count  int
 	rounds map[string]int                // domain → last round started
 	lost   map[string]map[[2]string]bool // domain → {local user, remote bare JID} reported gone
+	nlost  int                           // entries in lost, at most maxWatched
 	timers map[*time.Timer]struct{}      // rounds waiting to expire
 	closed bool
 }
@@ -63,7 +64,11 @@ func (w *presenceWatch) seen(local string, from jid.JID) {
 	}
 	m[from.String()] = 0
 	if l := w.lost[from.Domainpart()]; l != nil {
-		delete(l, [2]string{local, from.Bare().String()})
+		key := [2]string{local, from.Bare().String()}
+		if l[key] {
+			delete(l, key)
+			w.nlost--
+		}
 	}
 }
 
@@ -180,7 +185,10 @@ func (w *presenceWatch) expire(s *Service, domain string, round int) {
 	}
 	for _, g := range out {
 		b, _, _ := strings.Cut(g.full, "/")
-		w.lost[domain][[2]string{g.local, b}] = true
+		if key := [2]string{g.local, b}; !w.lost[domain][key] && w.nlost < maxWatched {
+			w.lost[domain][key] = true
+			w.nlost++
+		}
 	}
 	w.mu.Unlock()
 	for _, g := range out {
@@ -199,6 +207,7 @@ func (w *presenceWatch) back(s *Service, domain string) {
 	w.mu.Lock()
 	probes := w.lost[domain]
 	delete(w.lost, domain)
+	w.nlost -= len(probes)
 	w.mu.Unlock()
 	w.sendProbes(s, probes)
 }

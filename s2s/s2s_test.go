@@ -509,3 +509,27 @@ func TestRoutesCoverSubdomains(t *testing.T) {
 		}
 	}
 }
+
+// TestIncomingStanzasAreRateLimited: a peer sending faster than the rate
+// waits; nothing is lost.
+func TestIncomingStanzasAreRateLimited(t *testing.T) {
+	ca := newCA(t)
+	b := newNode(t, "b.test", leaf(t, ca, "b.test"), ca.pool, func(c *Config) {
+		c.StanzaRate, c.StanzaBurst = 20, 5
+	})
+	cert := leaf(t, ca, "a.test")
+	p := dialRaw(t, b.Addrs()[0].String(), "a.test", "b.test", &cert, true)
+	p.external("a.test", "b.test")
+	start := time.Now()
+	for i := range 15 {
+		p.send("<message from='alice@a.test' to='bob@b.test'><body>n" + strconv.Itoa(i) + "</body></message>")
+	}
+	b.in.wait(t, 10*time.Second, hasBody("n14"))
+	// 5 at once, then 10 more at 20 a second.
+	if d := time.Since(start); d < 450*time.Millisecond {
+		t.Fatalf("15 stanzas delivered in %s despite a rate of 20/s with bursts of 5", d)
+	}
+	if n := b.in.count(); n != 15 {
+		t.Fatalf("%d of 15 stanzas delivered", n)
+	}
+}
