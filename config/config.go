@@ -249,6 +249,37 @@ type Config struct {
 	// limited), so one user cannot take all of MaxConferences.
 	// Default: 5.
 	MaxConferencesPerUser int `yaml:"max_conferences_per_user"`
+
+	// S2SAddr is where other XMPP servers connect to federate (STARTTLS).
+	// Empty turns federation off. Default: :5269.
+	S2SAddr string `yaml:"s2s_addr"`
+	// S2STLSAddr is where other servers connect with TLS from the first
+	// byte (XEP-0368). Empty disables it. Default: :5270.
+	S2STLSAddr string `yaml:"s2s_tls_addr"`
+	// S2SAllow, when not empty, lists the only domains (with their
+	// subdomains) this server federates with. Default: empty (any).
+	S2SAllow []string `yaml:"s2s_allow"`
+	// S2SDeny lists domains (with their subdomains) this server never
+	// federates with. Default: empty.
+	S2SDeny []string `yaml:"s2s_deny"`
+	// S2SRoutes sends the server streams for a domain to a fixed
+	// host:port (STARTTLS) instead of where DNS says. Default: none.
+	S2SRoutes map[string]string `yaml:"s2s_route"`
+	// S2SSecureAuth requires, on every server stream, a certificate valid
+	// for the peer's domain: no Server Dialback on DNS alone.
+	// Default: false.
+	S2SSecureAuth bool `yaml:"s2s_secure_auth"`
+	// S2SCAFile is a PEM file of certificate authorities trusted for
+	// other servers' certificates, besides the system's. Default: empty.
+	S2SCAFile string `yaml:"s2s_ca_file"`
+	// S2SDialbackSecret derives the Server Dialback keys (XEP-0185); the
+	// nodes of a cluster need the same one. Empty: a secret is generated
+	// and kept in DataDir. Default: empty.
+	S2SDialbackSecret string `yaml:"s2s_dialback_secret"`
+	// S2STimeout is how long stanzas for another server wait for it to be
+	// reached before they bounce to their senders. At least 1s.
+	// Default: 30s.
+	S2STimeout time.Duration `yaml:"s2s_timeout"`
 }
 
 // Default returns the configuration poosmsd uses when nothing is set.
@@ -291,6 +322,9 @@ func Default() Config {
 		ClusterLeaseTTL:    10 * time.Second,
 
 		MaxConferencesPerUser: 5,
+		S2SAddr:               ":5269",
+		S2STLSAddr:            ":5270",
+		S2STimeout:            30 * time.Second,
 	}
 }
 

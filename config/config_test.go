@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -100,6 +101,7 @@ func TestPrecedence(t *testing.T) {
 }
 
 func TestEverySettingFromEachSource(t *testing.T) {
+	caFile := writeCAFile(t)
 	want := Default()
 	want.Domain = "example.org"
 	want.DataDir = "/srv/poosms"
@@ -147,6 +149,11 @@ func TestEverySettingFromEachSource(t *testing.T) {
 	want.SCRAMIterations, want.MetricsAddr, want.MetricsToken = 20000, "", "0123456789abcdef0123"
 	want.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("::1/128")}
 	want.WebSocketOrigins = []string{"https://app.example.org", "*.example.net"}
+	want.S2SAddr, want.S2STLSAddr = "127.0.0.2:5269", ""
+	want.S2SAllow, want.S2SDeny = []string{"example.net", "chat.example.com"}, []string{"spam.example"}
+	want.S2SRoutes = map[string]string{"example.net": "10.0.0.5:5269", "chat.example.com": "[fd00::1]:5270"}
+	want.S2SSecureAuth, want.S2SCAFile, want.S2SDialbackSecret = true, caFile, "a dialback secret of some length"
+	want.S2STimeout = 45 * time.Second
 
 	values := map[string]string{
 		"domain": "Example.ORG", "data-dir": "/srv/poosms", "db": "mysql://poosms:pw@db:3306/poosms",
@@ -166,6 +173,10 @@ func TestEverySettingFromEachSource(t *testing.T) {
 		"cluster-heartbeat": "1s", "cluster-node-ttl": "3s", "cluster-lease-ttl": "5s",
 		"scram-iterations": "20000", "metrics-addr": "", "metrics-token": "0123456789abcdef0123",
 		"trusted-proxies": "192.0.2.0/24, ::1", "websocket-origins": "https://app.example.org, *.example.net",
+		"s2s-addr": "127.0.0.2:5269", "s2s-tls-addr": "", "s2s-allow": "Example.NET, chat.example.com",
+		"s2s-deny": "spam.example", "s2s-route": "example.net=10.0.0.5:5269,chat.example.com=[fd00::1]:5270",
+		"s2s-secure-auth": "true", "s2s-ca-file": caFile, "s2s-dialback-secret": "a dialback secret of some length",
+		"s2s-timeout": "45s",
 	}
 	if len(values) != len(settings)-1 {
 		t.Fatalf("test covers %d settings, package has %d (besides config)", len(values), len(settings)-1)
@@ -261,6 +272,14 @@ func TestValidationErrorsNameTheSetting(t *testing.T) {
 		{"max-participants", "0", "between 1 and 65536"},
 		{"max-conferences", "lots", "at least 1"},
 		{"max-conferences-per-user", "0", "at least 1"},
+		{"s2s-addr", "5269", "or empty to disable"},
+		{"s2s-allow", "example.org,bad domain", `"bad domain" is not one`},
+		{"s2s-deny", "a@b", `"a@b" is not one`},
+		{"s2s-route", "example.org:5269", "DOMAIN=HOST:PORT"},
+		{"s2s-route", "example.org=10.0.0.1", "DOMAIN=HOST:PORT"},
+		{"s2s-dialback-secret", "short", "at least 16 characters"},
+		{"s2s-ca-file", "/nonexistent/ca.pem", "readable PEM file"},
+		{"s2s-timeout", "100ms", "at least 1s"},
 	} {
 		s := lookup(tc.flag)
 		for _, src := range []struct {
@@ -336,6 +355,50 @@ func TestYAMLMistakes(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// writeCAFile writes a PEM file holding one CA certificate.
+func writeCAFile(t *testing.T) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"}, IsCA: true,
+		BasicConstraintsValid: true, NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+// TestListSettings: a list flag may be repeated, and a list is a YAML
+// sequence or a comma-separated value.
+func TestListSettings(t *testing.T) {
+	c, _, err := Load([]string{"--s2s-route", "a.example=127.0.0.2:5269", "--s2s-route=b.example=127.0.0.3:5270",
+		"--s2s-deny", "x.example", "--s2s-deny", "y.example"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.S2SRoutes) != 2 || c.S2SRoutes["b.example"] != "127.0.0.3:5270" {
+		t.Errorf("repeated --s2s-route gave %v", c.S2SRoutes)
+	}
+	if !slices.Equal(c.S2SDeny, []string{"x.example", "y.example"}) {
+		t.Errorf("repeated --s2s-deny gave %v", c.S2SDeny)
+	}
+	file := writeYAML(t, "s2s_route:\n  - a.example=127.0.0.2:5269\ns2s_allow:\n  - a.example\n  - b.example\n")
+	c, _, err = Load([]string{"--config", file}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.S2SRoutes["a.example"] != "127.0.0.2:5269" || !slices.Equal(c.S2SAllow, []string{"a.example", "b.example"}) {
+		t.Errorf("YAML lists gave routes %v, allow %v", c.S2SRoutes, c.S2SAllow)
 	}
 }
 

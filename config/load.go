@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -70,6 +71,10 @@ type flagValue struct {
 
 func (f *flagValue) String() string { return f.def }
 func (f *flagValue) Set(v string) error {
+	if f.s.isList && f.raw != "" && v != "" {
+		// A list flag given again adds to it.
+		v = f.raw + "," + v
+	}
 	f.raw = v
 	return nil
 }
@@ -233,6 +238,12 @@ func (c Config) Validate() error {
 			}
 		}
 	}
+	if c.S2SCAFile != "" {
+		if err := checkCAFile(c.S2SCAFile); err != nil {
+			return &Error{Setting: "--s2s-ca-file", Value: c.S2SCAFile,
+				Want: "want a readable PEM file of CA certificates (" + err.Error() + ")", Err: err}
+		}
+	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		set, unset, v := "--tls-cert", "--tls-key", c.TLSCert
 		if c.TLSCert == "" {
@@ -341,4 +352,16 @@ func (c Config) Dump() string {
 		panic(fmt.Sprintf("config: dump: %v", err))
 	}
 	return string(out)
+}
+
+// checkCAFile checks that file holds at least one PEM certificate.
+func checkCAFile(file string) error {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	if !x509.NewCertPool().AppendCertsFromPEM(data) {
+		return errors.New("no PEM certificate in it")
+	}
+	return nil
 }
