@@ -252,6 +252,7 @@ run_poosms() {
 	local args=(--data-dir "$dir" --domain "$DOMAIN" --db "sqlite" --registration closed
 		--tls-cert "$TMP/cert.pem" --tls-key "$TMP/key.pem" --log-level warn
 		--c2s-addr "127.0.0.1:$P_C2S" --c2s-tls-addr "" --http-addr "127.0.0.1:$P_HTTP" --metrics-addr "" --scram-iterations 4096
+		--s2s-addr ""
 		--media-udp-addr "127.0.0.1:$P_MEDIA" --media-tcp-addr ""
 		--turn-addr "127.0.0.1:$P_TURN" --turn-secret "$TURN_SECRET" --turn-allow-peers 127.0.0.0/8 --turn-allow-self)
 	# Every account in one XEP-0227 file and one command (the SCRAM keys

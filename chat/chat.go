@@ -80,6 +80,15 @@ type Config struct {
 	// blocklist here, for other nodes to read it again
 	// (ReloadBlocklist).
 	BlocklistChanged func(local string)
+	// Federation carries stanzas for other servers' users and services;
+	// nil: this server does not federate, and stanzas for other domains
+	// are refused with remote-server-not-found.
+	Federation Federation
+	// RemotePresenceTimeout is how long presence seen from another server
+	// waits, once the streams with that server are lost, for a fresh
+	// presence to confirm it before it is reported unavailable.
+	// Default 45s.
+	RemotePresenceTimeout time.Duration
 }
 
 // IQHandler answers an IQ addressed to the server. It returns the reply to
@@ -133,6 +142,9 @@ type Service struct {
 
 	observe      func(full jid.JID, st ResourceState, gone bool)
 	blockChanged func(local string)
+
+	fed   Federation     // nil: no federation
+	watch *presenceWatch // presence of other servers' users shown here
 
 	closeOnce sync.Once
 	stopPrune context.CancelFunc
@@ -192,7 +204,12 @@ func New(cfg Config, st Store) (*Service, error) {
 		observe: cfg.Observe,
 
 		blockChanged: cfg.BlocklistChanged,
+		fed:          cfg.Federation,
 	}
+	if cfg.RemotePresenceTimeout <= 0 {
+		cfg.RemotePresenceTimeout = 45 * time.Second
+	}
+	s.watch = newPresenceWatch(cfg.RemotePresenceTimeout)
 	if s.limit == 0 {
 		s.limit = 1000
 	}
@@ -302,6 +319,7 @@ func (s *Service) SessionClosed(ctx context.Context, sess Session) {
 	s.mu.Unlock()
 	if last {
 		s.forgetBlocklist(me.Localpart())
+		s.watch.forget(me.Localpart())
 	}
 	s.caps.forget(sess)
 	if s.observe != nil {

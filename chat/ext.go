@@ -170,10 +170,11 @@ func (s *Service) accountInfo() *stanza.Element {
 	return info
 }
 
-// Close stops the service's background work (archive pruning). It is safe
-// to call more than once.
+// Close stops the service's background work (archive pruning, the
+// presence watch's timers). It is safe to call more than once.
 func (s *Service) Close() {
 	s.closeOnce.Do(func() {
+		s.watch.close()
 		if s.stopPrune != nil {
 			s.stopPrune()
 			<-s.pruneDone

@@ -30,6 +30,8 @@ func (s *Service) handleMessage(ctx context.Context, sess Session, el *stanza.El
 	}
 	typ := messageType(el)
 	switch {
+	case s.isRemote(to):
+		s.messageOut(ctx, sess, el, to)
 	case !s.isLocal(to):
 		if typ != "error" {
 			s.replyError(sess, el, "remote-server-not-found", "this server does not federate")

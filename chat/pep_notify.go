@@ -98,7 +98,7 @@ func (s *Service) sendLastItems(ctx context.Context, sess Session) {
 // lastItemsOnApproval sends user's available sessions the last items of
 // owner, whose presence they may now see (XEP-0163 §4.3.4).
 func (s *Service) lastItemsOnApproval(ctx context.Context, user jid.JID, owner string) {
-	if s.pep == nil {
+	if s.pep == nil || !s.isLocal(user) {
 		return
 	}
 	for _, t := range s.available(user.Localpart()) {

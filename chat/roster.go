@@ -239,13 +239,14 @@ func (s *Service) rosterRemove(ctx context.Context, sess Session, iq *stanza.Ele
 		return
 	}
 	s.send(sess, stanza.Result(iq))
-	if !s.isLocal(contact) || contact.Localpart() == "" {
+	if !s.isRemote(contact) && (!s.isLocal(contact) || contact.Localpart() == "") {
 		return
 	}
-	unsub := subscriptionPresence("unsubscribe", me, contact)
-	s.inUnsubscribe(ctx, contact, me, unsub)
-	unsubd := subscriptionPresence("unsubscribed", me, contact)
-	s.inUnsubscribed(ctx, contact, me, unsubd)
+	for _, typ := range []string{"unsubscribe", "unsubscribed"} {
+		if _, err := s.subDeliver(ctx, typ, contact, me, subscriptionPresence(typ, me, contact)); err != nil {
+			s.log.Error("chat: roster remove", "jid", sess.JID().String(), "type", typ, "err", err)
+		}
+	}
 	if before.Subscription == store.SubFrom || before.Subscription == store.SubBoth {
 		s.sendUnavailableFrom(me.Localpart(), contact)
 	}

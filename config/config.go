@@ -12,6 +12,9 @@
 package config
 
 import (
+	"bytes"
+	"crypto/x509"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"net/url"
@@ -204,13 +207,24 @@ type Config struct {
 	TURNAllowSelf bool `yaml:"turn_allow_self"`
 
 	// Redis is the Redis server the nodes of a cluster share
-	// ("redis://[:password@]host:port[/db]"). Empty runs one node on its
-	// own, which needs no Redis. A cluster needs the MySQL store.
-	// Default: empty.
+	// ("redis://[user:password@]host:port[/db]", or "rediss://…" for
+	// TLS). Empty runs one node on its own, which needs no Redis. A
+	// cluster needs the MySQL store and ClusterSecret. Default: empty.
 	Redis string `yaml:"redis"`
 	// RedisPrefix goes before every Redis key, so several clusters (or
 	// test runs) can share one Redis. Default: poosms:.
 	RedisPrefix string `yaml:"redis_prefix"`
+	// RedisCAFile is a PEM file of the CA certificates a rediss:// server's
+	// certificate is checked against, for a private CA. Empty: the
+	// system's. Default: empty.
+	RedisCAFile string `yaml:"redis_ca_file"`
+	// ClusterSecret signs everything the nodes of a cluster exchange
+	// through Redis; every node has the same, of at least 32 bytes.
+	// Required with Redis (or ClusterSecretFile). Default: empty.
+	ClusterSecret string `yaml:"cluster_secret"`
+	// ClusterSecretFile names a file holding the cluster secret (a final
+	// newline is ignored), instead of ClusterSecret. Default: empty.
+	ClusterSecretFile string `yaml:"cluster_secret_file"`
 	// NodeID names this node in a cluster; it must stay the same across
 	// restarts and differ between nodes. Default: the host name.
 	NodeID string `yaml:"node_id"`
@@ -235,6 +249,37 @@ type Config struct {
 	// limited), so one user cannot take all of MaxConferences.
 	// Default: 5.
 	MaxConferencesPerUser int `yaml:"max_conferences_per_user"`
+
+	// S2SAddr is where other XMPP servers connect to federate (STARTTLS).
+	// Empty turns federation off. Default: :5269.
+	S2SAddr string `yaml:"s2s_addr"`
+	// S2STLSAddr is where other servers connect with TLS from the first
+	// byte (XEP-0368). Empty disables it. Default: :5270.
+	S2STLSAddr string `yaml:"s2s_tls_addr"`
+	// S2SAllow, when not empty, lists the only domains (with their
+	// subdomains) this server federates with. Default: empty (any).
+	S2SAllow []string `yaml:"s2s_allow"`
+	// S2SDeny lists domains (with their subdomains) this server never
+	// federates with. Default: empty.
+	S2SDeny []string `yaml:"s2s_deny"`
+	// S2SRoutes sends the server streams for a domain to a fixed
+	// host:port (STARTTLS) instead of where DNS says. Default: none.
+	S2SRoutes map[string]string `yaml:"s2s_route"`
+	// S2SSecureAuth requires, on every server stream, a certificate valid
+	// for the peer's domain: no Server Dialback on DNS alone.
+	// Default: false.
+	S2SSecureAuth bool `yaml:"s2s_secure_auth"`
+	// S2SCAFile is a PEM file of certificate authorities trusted for
+	// other servers' certificates, besides the system's. Default: empty.
+	S2SCAFile string `yaml:"s2s_ca_file"`
+	// S2SDialbackSecret derives the Server Dialback keys (XEP-0185); the
+	// nodes of a cluster need the same one. Empty: a secret is generated
+	// and kept in DataDir. Default: empty.
+	S2SDialbackSecret string `yaml:"s2s_dialback_secret"`
+	// S2STimeout is how long stanzas for another server wait for it to be
+	// reached before they bounce to their senders. At least 1s.
+	// Default: 30s.
+	S2STimeout time.Duration `yaml:"s2s_timeout"`
 
 	// Per-user limits (limits.go): what one user can make the server keep.
 	// Past each the request is refused with a stanza error naming the
@@ -324,6 +369,9 @@ func Default() Config {
 		ClusterLeaseTTL:    10 * time.Second,
 
 		MaxConferencesPerUser: 5,
+		S2SAddr:               ":5269",
+		S2STLSAddr:            ":5270",
+		S2STimeout:            30 * time.Second,
 	}
 	defaultLimits(&c)
 	return c
@@ -343,6 +391,63 @@ func (c Config) RedactedRedis() string { return redactURL(c.Redis) }
 
 // RedactedDB is the db setting with a MySQL password hidden, for logs.
 func (c Config) RedactedDB() string { return redactDB(c.DB) }
+
+// MinClusterSecret is the shortest cluster secret accepted, in bytes (the
+// cluster package's MinSecretLen).
+const MinClusterSecret = 32
+
+// ClusterKey returns the cluster secret: ClusterSecret, or what
+// ClusterSecretFile holds. A secret that is missing or shorter than
+// MinClusterSecret is an *Error.
+func (c Config) ClusterKey() ([]byte, error) {
+	const how = "generate one with 'openssl rand -base64 48' and give every node the same"
+	if c.ClusterSecretFile != "" {
+		if c.ClusterSecret != "" {
+			return nil, &Error{Setting: "--cluster-secret-file", Value: c.ClusterSecretFile,
+				Want: "set --cluster-secret or --cluster-secret-file, not both"}
+		}
+		b, err := os.ReadFile(c.ClusterSecretFile)
+		if err != nil {
+			return nil, &Error{Setting: "--cluster-secret-file", Value: c.ClusterSecretFile, Err: err,
+				Want: "want a file this node can read that holds the cluster secret (" + err.Error() + ")"}
+		}
+		b = bytes.TrimRight(b, "\r\n")
+		if len(b) < MinClusterSecret {
+			return nil, &Error{Setting: "--cluster-secret-file", Value: c.ClusterSecretFile,
+				Want: fmt.Sprintf("the file holds a secret of %d bytes; want at least %d: %s", len(b), MinClusterSecret, how)}
+		}
+		return b, nil
+	}
+	if len(c.ClusterSecret) < MinClusterSecret {
+		shown := ""
+		if c.ClusterSecret != "" {
+			shown = fmt.Sprintf("(hidden, %d bytes)", len(c.ClusterSecret))
+		}
+		return nil, &Error{Setting: "--cluster-secret", Value: shown,
+			Want: fmt.Sprintf("a cluster needs a secret of at least %d bytes that signs what the nodes exchange through Redis: "+
+				"%s, in POOSMS_CLUSTER_SECRET or a file named by --cluster-secret-file (the command line shows in ps)", MinClusterSecret, how)}
+	}
+	return []byte(c.ClusterSecret), nil
+}
+
+// RedisRootCAs returns the CA certificates of RedisCAFile, or nil (the
+// system's) when it is empty.
+func (c Config) RedisRootCAs() (*x509.CertPool, error) {
+	if c.RedisCAFile == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(c.RedisCAFile)
+	if err != nil {
+		return nil, &Error{Setting: "--redis-ca-file", Value: c.RedisCAFile, Err: err,
+			Want: "want a PEM file of CA certificates this node can read (" + err.Error() + ")"}
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, &Error{Setting: "--redis-ca-file", Value: c.RedisCAFile,
+			Want: "want a PEM file holding at least one CA certificate (-----BEGIN CERTIFICATE-----)"}
+	}
+	return pool, nil
+}
 
 // DB kinds returned by Database.
 const (

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -70,6 +71,10 @@ type flagValue struct {
 
 func (f *flagValue) String() string { return f.def }
 func (f *flagValue) Set(v string) error {
+	if f.s.isList && f.raw != "" && v != "" {
+		// A list flag given again adds to it.
+		v = f.raw + "," + v
+	}
 	f.raw = v
 	return nil
 }
@@ -185,8 +190,11 @@ func apply(c *Config, s *setting, v, source string) error {
 		return nil
 	}
 	shown := v
-	if s.name == "db" {
+	switch s.name {
+	case "db":
 		shown = redactDB(v)
+	case "redis":
+		shown = redactURL(v)
 	}
 	return &Error{Setting: s.flagName(), Value: shown, Want: want, Source: source}
 }
@@ -216,6 +224,24 @@ func (c Config) Validate() error {
 		if c.ClusterLeaseTTL <= c.ClusterHeartbeat {
 			return &Error{Setting: "--cluster-lease-ttl", Value: shortDur(c.ClusterLeaseTTL),
 				Want: fmt.Sprintf("want a duration longer than --cluster-heartbeat (%s), such as five heartbeats", shortDur(c.ClusterHeartbeat))}
+		}
+		if _, err := c.ClusterKey(); err != nil {
+			return err
+		}
+		if c.RedisCAFile != "" {
+			if !strings.HasPrefix(c.Redis, "rediss://") {
+				return &Error{Setting: "--redis-ca-file", Value: c.RedisCAFile,
+					Want: "the CA is only used over TLS: give --redis as rediss://…, or leave --redis-ca-file empty"}
+			}
+			if _, err := c.RedisRootCAs(); err != nil {
+				return err
+			}
+		}
+	}
+	if c.S2SCAFile != "" {
+		if err := checkCAFile(c.S2SCAFile); err != nil {
+			return &Error{Setting: "--s2s-ca-file", Value: c.S2SCAFile,
+				Want: "want a readable PEM file of CA certificates (" + err.Error() + ")", Err: err}
 		}
 	}
 	if err := c.validateLimits(); err != nil {
@@ -329,4 +355,16 @@ func (c Config) Dump() string {
 		panic(fmt.Sprintf("config: dump: %v", err))
 	}
 	return string(out)
+}
+
+// checkCAFile checks that file holds at least one PEM certificate.
+func checkCAFile(file string) error {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	if !x509.NewCertPool().AppendCertsFromPEM(data) {
+		return errors.New("no PEM certificate in it")
+	}
+	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"path"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -23,7 +24,7 @@ type setting struct {
 	usage  string
 	isBool bool
 	isInt  bool
-	isList bool   // a YAML list is accepted and joined with commas
+	isList bool   // several values: comma-separated, a YAML list, or the flag repeated
 	typ    string // shown in --help: "duration", "addr", …; "string" when empty
 	secret bool
 	// set parses v into c. On failure it returns what the setting accepts,
@@ -225,10 +226,13 @@ var settings = []*setting{
 		func(c *Config) *[]netip.Prefix { return &c.TURNAllowPeers }),
 	boolSetting("turn-allow-self", "let the relay reach this host's own addresses (its SFU, TURN and other services) even inside --turn-allow-peers; for tests",
 		func(c *Config) *bool { return &c.TURNAllowSelf }),
-	{name: "redis", usage: "Redis URL shared by the nodes of a cluster, redis://[:password@]host:port[/db]; empty runs one node on its own",
+	{name: "redis", usage: "Redis URL shared by the nodes of a cluster, redis://[user:password@]host:port[/db] or rediss:// (TLS); empty runs one node on its own",
 		set: func(c *Config, v string) (string, bool) {
 			if v != "" && !validRedis(v) {
-				return "want a URL such as redis://127.0.0.1:6379 or rediss://:password@redis.example.org:6380/0, or empty for a single node", false
+				return "want a URL such as redis://127.0.0.1:6379 or rediss://poosms:password@redis.example.org:6380/0, or empty for a single node", false
+			}
+			if u, _ := url.Parse(v); u != nil && u.Query().Has("skip_verify") {
+				return "the Redis server's certificate is always verified: remove skip_verify and, for a private CA, give it with --redis-ca-file", false
 			}
 			c.Redis = v
 			return "", true
@@ -243,6 +247,13 @@ var settings = []*setting{
 			return "", true
 		},
 		get: func(c *Config) string { return c.RedisPrefix }},
+	strSetting("redis-ca-file", "PEM file of the CA certificates a rediss:// server is checked against (empty: the system's)",
+		func(c *Config) *string { return &c.RedisCAFile }),
+	{name: "cluster-secret", usage: "secret of at least 32 bytes, the same on every node, signing what nodes exchange through Redis (required with --redis)", secret: true,
+		set: func(c *Config, v string) (string, bool) { c.ClusterSecret = v; return "", true },
+		get: func(c *Config) string { return c.ClusterSecret }},
+	strSetting("cluster-secret-file", "file holding the cluster secret, instead of --cluster-secret",
+		func(c *Config) *string { return &c.ClusterSecretFile }),
 	{name: "node-id", usage: "this node's name in a cluster; keep it across restarts and unique among the nodes",
 		set: func(c *Config, v string) (string, bool) {
 			if !nodeID.MatchString(v) {
@@ -267,6 +278,81 @@ var settings = []*setting{
 	intSetting("max-conferences-per-user", "conferences one user may have opened that still run on this node", 1, 1<<20,
 		"want a whole number, at least 1",
 		func(c *Config) *int { return &c.MaxConferencesPerUser }),
+	addrSetting("s2s-addr", "address other XMPP servers federate with (STARTTLS); empty turns federation off", true,
+		func(c *Config) *string { return &c.S2SAddr }),
+	addrSetting("s2s-tls-addr", "address other servers federate with using TLS from the first byte; empty disables", true,
+		func(c *Config) *string { return &c.S2STLSAddr }),
+	domainList("s2s-allow", "the only domains (with their subdomains) to federate with; empty: any",
+		func(c *Config) *[]string { return &c.S2SAllow }),
+	domainList("s2s-deny", "domains (with their subdomains) never to federate with",
+		func(c *Config) *[]string { return &c.S2SDeny }),
+	{name: "s2s-route", usage: "DOMAIN=HOST:PORT: reach DOMAIN's server there instead of through DNS (repeatable)", isList: true, typ: "route",
+		set: func(c *Config, v string) (string, bool) {
+			var routes map[string]string
+			for f := range strings.SplitSeq(v, ",") {
+				if f = strings.TrimSpace(f); f == "" {
+					continue
+				}
+				d, addr, ok := strings.Cut(f, "=")
+				dom, okDom := normaliseDomain(strings.TrimSpace(d))
+				host, _, err := net.SplitHostPort(strings.TrimSpace(addr))
+				if !ok || !okDom || err != nil || host == "" || !validAddr(strings.TrimSpace(addr)) {
+					return fmt.Sprintf("want DOMAIN=HOST:PORT, such as chat.example.net=10.0.0.5:5269 (%q is not one)", f), false
+				}
+				if routes == nil {
+					routes = map[string]string{}
+				}
+				routes[dom] = strings.TrimSpace(addr)
+			}
+			c.S2SRoutes = routes
+			return "", true
+		},
+		get: func(c *Config) string {
+			out := make([]string, 0, len(c.S2SRoutes))
+			for d, a := range c.S2SRoutes {
+				out = append(out, d+"="+a)
+			}
+			slices.Sort(out)
+			return strings.Join(out, ",")
+		}},
+	boolSetting("s2s-secure-auth", "require certificates valid for the peer's domain on server streams (no dialback on DNS alone)",
+		func(c *Config) *bool { return &c.S2SSecureAuth }),
+	strSetting("s2s-ca-file", "PEM file of certificate authorities trusted for other servers, besides the system's",
+		func(c *Config) *string { return &c.S2SCAFile }),
+	{name: "s2s-dialback-secret", usage: "secret deriving Server Dialback keys, the same on every node (empty: generated in the data dir)", secret: true,
+		set: func(c *Config, v string) (string, bool) {
+			if v != "" && len(v) < 16 {
+				return "want at least 16 characters, or empty to have one generated", false
+			}
+			c.S2SDialbackSecret = v
+			return "", true
+		},
+		get: func(c *Config) string { return c.S2SDialbackSecret }},
+	durSetting("s2s-timeout", "how long stanzas wait for another server to be reached before they bounce", time.Second,
+		func(c *Config) *time.Duration { return &c.S2STimeout }),
+}
+
+// domainList is a list setting of domain names.
+func domainList(name, usage string, field func(*Config) *[]string) *setting {
+	return &setting{name: name, usage: usage, isList: true, typ: "domains",
+		set: func(c *Config, v string) (string, bool) {
+			var out []string
+			for f := range strings.SplitSeq(v, ",") {
+				if f = strings.TrimSpace(f); f == "" {
+					continue
+				}
+				d, ok := normaliseDomain(f)
+				if !ok {
+					return fmt.Sprintf("want comma-separated domains such as example.org,chat.example.net (%q is not one)", f), false
+				}
+				if !slices.Contains(out, d) {
+					out = append(out, d)
+				}
+			}
+			*field(c) = out
+			return "", true
+		},
+		get: func(c *Config) string { return strings.Join(*field(c), ",") }}
 }
 
 // nodeID is what a cluster node's ID may hold.

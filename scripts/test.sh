@@ -22,8 +22,11 @@ command -v go-sendxmpp >/dev/null || need+=(go-sendxmpp)
 command -v chromium >/dev/null || need+=(chromium)
 command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || need+=(mariadb-server)
 command -v redis-server >/dev/null || need+=(redis-server)
-# The servers poosmsd import reads exports of, and the deployment linters.
+# The servers poosmsd import reads exports of, and federates with in the
+# interop tests (Prosody reads the test's hosts file only through
+# lua-unbound); the deployment linters.
 command -v prosody >/dev/null || need+=(prosody)
+compgen -G '/usr/lib/*/lua/*/lunbound.so' >/dev/null || need+=(lua-unbound)
 command -v ejabberdctl >/dev/null || need+=(ejabberd)
 command -v docker-compose >/dev/null || need+=(docker-compose)
 command -v npm >/dev/null || need+=(npm)
@@ -36,14 +39,23 @@ if [ ${#need[@]} -gt 0 ]; then
 		policy=0
 		if [ ! -e /usr/sbin/policy-rc.d ]; then
 			printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && policy=1
+			trap 'rm -f /usr/sbin/policy-rc.d' EXIT
 		fi
 		apt-get update -qq
 		apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-		if [ "$policy" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
-		# coturn's package starts a TURN server on 3478; the tests bring their own.
-		if [[ " ${need[*]} " == *" coturn "* ]]; then
-			(service coturn stop || pkill -x turnserver) >/dev/null 2>&1 || true
-		fi
+		if [ "$policy" = 1 ]; then rm -f /usr/sbin/policy-rc.d; trap - EXIT; fi
+		# Nothing of theirs stays running or starts at boot on standard
+		# ports (coturn's 3478, the XMPP servers' 5222 and 5269).
+		for svc in coturn prosody ejabberd; do
+			[[ " ${need[*]} " == *" $svc "* ]] || continue
+			if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
+				systemctl disable --now "$svc" >/dev/null 2>&1 || true
+			else
+				service "$svc" stop >/dev/null 2>&1 || true
+				update-rc.d "$svc" disable >/dev/null 2>&1 || true
+			fi
+		done
+		if [[ " ${need[*]} " == *" coturn "* ]]; then pkill -x turnserver >/dev/null 2>&1 || true; fi
 	else
 		log "missing: ${need[*]} (install them with apt-get; tests that need them skip, or fail under CI=true)"
 	fi

@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -28,23 +26,7 @@ import (
 // (exit 2) that names --redis and says what to use instead.
 func TestClusterRefusesSQLite(t *testing.T) {
 	bin := testenv.BuildPoosmsd(t)
-	run := func(env []string, args ...string) (int, string) {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, bin, args...)
-		cmd.Env = append(os.Environ(), env...)
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		err := cmd.Run()
-		if ctx.Err() != nil {
-			t.Fatalf("poosmsd %v did not exit within 20s (it should refuse at once); stderr:\n%s", args, stderr.String())
-		}
-		var ee *exec.ExitError
-		if err != nil && !errors.As(err, &ee) {
-			t.Fatalf("poosmsd %v: %v", args, err)
-		}
-		return cmd.ProcessState.ExitCode(), stderr.String()
-	}
+	run := func(env []string, args ...string) (int, string) { return runPoosmsd(t, bin, env, args...) }
 	check := func(what string, code int, stderr string) {
 		t.Helper()
 		if code != 2 || !strings.Contains(stderr, "--redis") || !strings.Contains(strings.ToLower(stderr), "mysql") {

@@ -56,6 +56,10 @@ func listenPorts(t *testing.T, cfg config.Config) []string {
 	add(cfg.TURNTLSAddr, "tcp")
 	add(cfg.MediaUDPAddr, "udp")
 	add(cfg.MediaTCPAddr, "tcp")
+	if cfg.S2SAddr != "" {
+		add(cfg.S2SAddr, "tcp")
+		add(cfg.S2STLSAddr, "tcp")
+	}
 	slices.Sort(ports)
 	return ports
 }
@@ -161,7 +165,8 @@ func TestComposeCluster(t *testing.T) {
 	_, volume := dockerfile(t)
 	// What an operator's .env holds, as compose.yaml's header says.
 	dotEnv := map[string]string{"POOSMS_DOMAIN": "chat.example.org", "POOSMS_PUBLIC_IP": "203.0.113.7",
-		"DB_PASSWORD": "db-password", "REDIS_PASSWORD": "redis-password", "CLUSTER_SECRET": "c", "TURN_SECRET": "t"}
+		"DB_PASSWORD": "db-password", "REDIS_PASSWORD": "redis-password", "CLUSTER_SECRET": strings.Repeat("c", 64), "TURN_SECRET": strings.Repeat("t", 64),
+		"DIALBACK_SECRET": "a dialback secret of 32 characters"}
 	interpolation := regexp.MustCompile(`\$\{([A-Z_]+):\?[^}]*\}`)
 	expand := func(v string) string {
 		return interpolation.ReplaceAllStringFunc(v, func(m string) string {
@@ -177,8 +182,7 @@ func TestComposeCluster(t *testing.T) {
 		nodes = append(nodes, name)
 		var env []string
 		for k, v := range svc.Environment {
-			// The secret that signs cluster traffic; required with --redis.
-			if k != "POOSMS_CLUSTER_SECRET" && !strings.Contains(known, "[env "+k+"]") {
+			if !strings.Contains(known, "[env "+k+"]") {
 				t.Errorf("%s: %s is not a poosmsd setting", name, k)
 			}
 			env = append(env, k+"="+expand(v))

@@ -36,6 +36,7 @@ func testConfig(t *testing.T, db string) config.Config {
 	cfg.MediaUDPAddr = "127.0.0.1:0"
 	cfg.MediaTCPAddr = ""
 	cfg.TURNAddr = "127.0.0.1:0"
+	cfg.S2SAddr, cfg.S2STLSAddr = "", ""
 	return cfg
 }
 

@@ -25,6 +25,7 @@ import (
 	"poosms.org/poosms/cluster/link"
 	"poosms.org/poosms/config"
 	"poosms.org/poosms/internal/loginlimit"
+	"poosms.org/poosms/s2s"
 	"poosms.org/poosms/sfu"
 	"poosms.org/poosms/signaling"
 	"poosms.org/poosms/stanza"
@@ -72,6 +73,7 @@ type node struct {
 	uploads     *upload.Service
 	rooms       *muc.Service
 	link        *link.Link
+	s2s         *s2s.Server // federation; nil when off
 	accounts    *accounts.Watcher
 	stopCluster func() // leaves the cluster; nil until joined
 	http        *http.Server
@@ -138,6 +140,10 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 		// Other nodes of a cluster mirror this node's sessions.
 		Observe:          func(full jid.JID, st chat.ResourceState, gone bool) { n.link.Observe(full, st, gone) },
 		BlocklistChanged: func(local string) { n.link.BlocklistChanged(local) },
+		Federation:       n.chatFederation(),
+		// Presence seen from a server whose streams broke waits for its
+		// answer to a new probe: time to reach it, and to hear back.
+		RemotePresenceTimeout: cfg.S2STimeout + 15*time.Second,
 	}, n.db)
 	if err != nil {
 		return n, err
@@ -158,7 +164,13 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 		// Messages a session never received go where RFC 6121 sends
 		// messages for a resource that is gone: other resources, or offline.
 		Undelivered: n.chat.Deliver,
+		Remote:      n.chat.HandleRemote,
 	})
+	// Federation closes after the client streams, so that the presence
+	// of the sessions they end still reaches other servers.
+	if err := n.newS2S(router, tlsConfig); err != nil {
+		return n, err
+	}
 
 	// One login throttle for XMPP and HTTP logins.
 	limiter := loginlimit.New(loginlimit.Config{Failures: cfg.LoginFailures, Window: cfg.LoginWindow})
@@ -231,6 +243,9 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 	}
 	w.SetReady(n.ready.Load)
 	n.setHTTPHandler(w.Handler())
+	if err := n.startS2S(); err != nil {
+		return n, err
+	}
 
 	if cfg.DebugAddr != "" {
 		if err := n.serveDebug(); err != nil {

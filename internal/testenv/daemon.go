@@ -56,7 +56,7 @@ func NewDaemon(t testing.TB, bin string, extra ...string) *Daemon {
 	// metrics passes --metrics-token and reads them from HTTP.
 	d.Args = append([]string{"serve", "--data-dir", d.DataDir, "--c2s-addr", d.C2S, "--c2s-tls-addr", "",
 		"--http-addr", d.HTTP, "--metrics-addr", "", "--media-udp-addr", "127.0.0.1:0", "--media-tcp-addr", "", "--turn-addr", "",
-		"--log-level", "warn"}, extra...)
+		"--s2s-addr", "", "--log-level", "warn"}, extra...)
 	return d
 }
 

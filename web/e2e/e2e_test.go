@@ -94,6 +94,7 @@ func startServer(t *testing.T) *server {
 		"--media-tcp-addr", "",
 		"--turn-addr", addr(),
 		"--turn-allow-peers", "127.0.0.0/8",
+		"--s2s-addr", "",
 		"--log-level", "info",
 	)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
