@@ -40,7 +40,18 @@ const TUNES = {
 export function sound(name) {
   if (!settings.sound) return false;
   const c = context();
-  if (!c || c.state !== 'running') return false;
+  if (!c) return false;
+  // A page that may not play yet stays silent (the browser decides).
+  if (c.state !== 'running') {
+    const asked = Date.now();
+    c.resume().then(() => { if (c.state === 'running' && Date.now() - asked < 1000) play(c, name); }).catch(() => {});
+    return false;
+  }
+  play(c, name);
+  return true;
+}
+
+function play(c, name) {
   const t0 = c.currentTime + 0.01;
   for (const [freq, at, len] of TUNES[name] || []) {
     const o = c.createOscillator();
@@ -56,7 +67,6 @@ export function sound(name) {
   }
   played.push(name);
   if (played.length > 50) played.shift();
-  return true;
 }
 
 // notify shows a desktop notification while the page is hidden, when the

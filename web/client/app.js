@@ -1129,7 +1129,8 @@ async function loadProfilePage() {
     const l = await people.listing();
     $('dir-listed').checked = !!l;
     $('dir-listed').dataset.was = l ? '1' : '';
-    $('dir-nick').value = l?.nick || p.name || localOf(me);
+    // Empty: the display name is the directory's nickname.
+    $('dir-nick').value = l && l.nick !== (p.name || localOf(me)) ? l.nick : '';
     $('dir-country').value = l?.country || '';
     $('dir-languages').value = l?.languages || '';
     $('dir-interests').value = l?.interests || '';

@@ -187,7 +187,7 @@ export default {
   setSound: 'Sounds for messages, calls and nudges',
   setBadge: 'Unread count on the app icon',
 
-  roomTitle: 'Room name',
+  roomTitle: 'Room title',
   membersOnly: 'Members only',
   membersOnlyHelp: 'Only people you invite can enter. Otherwise anyone on the server can.',
   roomPasswordOptional: 'Password (optional)',

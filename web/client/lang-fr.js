@@ -186,7 +186,7 @@ export default {
   setSound: 'Sons pour les messages, les appels et les wizz',
   setBadge: "Nombre de non-lus sur l'icône de l'application",
 
-  roomTitle: 'Nom du salon',
+  roomTitle: 'Titre du salon',
   membersOnly: 'Réservé aux membres',
   membersOnlyHelp: "Seules les personnes que vous invitez peuvent entrer. Sinon, tout le monde sur le serveur le peut.",
   roomPasswordOptional: 'Mot de passe (facultatif)',

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -67,15 +68,47 @@ func freePort(t *testing.T) int {
 	return 0
 }
 
-func startServer(t *testing.T) *server {
+// poosmsd is built once for the package's tests.
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+	binDir    string
+)
+
+func buildServer(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "poosms-e2e-")
+		if buildErr != nil {
+			return
+		}
+		binPath = filepath.Join(binDir, "poosmsd")
+		build := exec.Command("go", "build", "-o", binPath, "./cmd/poosmsd")
+		build.Dir = repoRoot(t)
+		if out, err := build.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("build poosmsd: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// startServer runs poosmsd on loopback ports; extra flags are added.
+func startServer(t *testing.T, extra ...string) *server {
 	t.Helper()
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "poosmsd")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/poosmsd")
-	build.Dir = repoRoot(t)
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build poosmsd: %v\n%s", err, out)
-	}
+	bin := buildServer(t)
 	addr := func() string { return "127.0.0.1:" + strconv.Itoa(freePort(t)) }
 	httpAddr, c2sAddr := addr(), addr()
 	logPath := filepath.Join(dir, "poosmsd.log")
@@ -83,7 +116,7 @@ func startServer(t *testing.T) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "serve",
+	cmd := exec.Command(bin, append([]string{"serve",
 		"--data-dir", filepath.Join(dir, "data"),
 		"--domain", "localhost",
 		"--http-addr", httpAddr,
@@ -95,7 +128,9 @@ func startServer(t *testing.T) *server {
 		"--turn-addr", addr(),
 		"--turn-allow-peers", "127.0.0.0/8",
 		"--log-level", "info",
-	)
+		// Files are sent to the page's own origin.
+		"--upload-url", "http://" + httpAddr + "/upload",
+	}, extra...)...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -290,7 +325,7 @@ func (p *person) signUp(url string) {
 
 func (p *person) waitOnline() {
 	p.t.Helper()
-	p.waitFor("logged in", `!document.getElementById('app-view').hidden && document.getElementById('me').textContent === `+js(p.name+"@localhost")+
+	p.waitFor("logged in", `!document.getElementById('app-view').hidden && document.getElementById('me').dataset.jid === `+js(p.name+"@localhost")+
 		` && document.body.dataset.connection === 'online'`, 20*time.Second)
 }
 
