@@ -470,7 +470,7 @@ function applyChat(s, o) {
       alerts.sound('message');
       alerts.notify(nameOf(o.peer), body, 'chat-' + o.peer, () => openPane('chat', o.peer));
     }
-    if (!o.carbon && !o.delayed && child(s, 'request', NS.receipts) && s.getAttribute('id')) {
+    if (!o.carbon && child(s, 'request', NS.receipts) && s.getAttribute('id')) {
       state.conn.send(x('message', { to: o.fromFull, id: newId('r') },
         x('received', { xmlns: NS.receipts, id: s.getAttribute('id') }), x('store', { xmlns: NS.hints })));
     }
@@ -1822,6 +1822,8 @@ $('emoji-btn').onclick = () => {
 
 if ('serviceWorker' in navigator) navigator.serviceWorker.register('/sw.js').catch(() => {});
 
+// The login view shows once its strings are in place.
+$('login-view').hidden = false;
 const saved = localStorage.getItem(REMEMBER);
 if (saved) {
   try {

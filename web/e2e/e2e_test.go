@@ -31,10 +31,24 @@ const patience = 2
 // ---- the server ----
 
 type server struct {
-	url  string
-	c2s  string // the STARTTLS client address
-	cmd  *exec.Cmd
-	done chan error
+	url     string
+	c2s     string // the STARTTLS client address
+	cmd     *exec.Cmd
+	done    chan error
+	stopped bool
+}
+
+// stop ends poosmsd now (the network is gone, as far as browsers see).
+func (s *server) stop(t *testing.T) {
+	t.Helper()
+	s.stopped = true
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(20 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.done
+	}
 }
 
 func repoRoot(t *testing.T) string {
@@ -138,6 +152,9 @@ func startServer(t *testing.T, extra ...string) *server {
 	s := &server{url: "http://" + httpAddr, c2s: c2sAddr, cmd: cmd, done: make(chan error, 1)}
 	go func() { s.done <- cmd.Wait(); logFile.Close() }()
 	t.Cleanup(func() {
+		if s.stopped {
+			return
+		}
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case err := <-s.done:
