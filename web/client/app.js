@@ -421,6 +421,8 @@ function applyChat(s, o) {
   const time = o.time || new Date();
   const received = child(s, 'received', NS.receipts);
   if (received && o.dir === 'in') setDelivery(received.getAttribute('id'), 'delivered', '', c);
+  // Whatever they sent besides a chat state ends their typing.
+  if (o.dir === 'in' && o.live && (child(s, 'body') || child(s, 'reactions', NS.reactions))) c.typing = '';
   const cs = [...s.children].find((e) => e.namespaceURI === NS.chatstates);
   if (cs && o.live && !o.delayed && o.dir === 'in') {
     c.typing = cs.localName === 'composing' ? 'typing' : cs.localName === 'paused' ? 'paused' : '';
@@ -1131,6 +1133,7 @@ async function loadProfilePage() {
     $('dir-listed').dataset.was = l ? '1' : '';
     // Empty: the display name is the directory's nickname.
     $('dir-nick').value = l && l.nick !== (p.name || localOf(me)) ? l.nick : '';
+    $('dir-nick').placeholder = p.name || localOf(me);
     $('dir-country').value = l?.country || '';
     $('dir-languages').value = l?.languages || '';
     $('dir-interests').value = l?.interests || '';
