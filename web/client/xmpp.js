@@ -69,12 +69,14 @@ export function x(name, attrs = {}, ...children) {
     if (v !== undefined && v !== null) s += ' ' + k + '="' + esc(v) + '"';
   }
   const body = children.flat().filter((c) => c !== undefined && c !== null && c !== false)
-    .map((c) => (c instanceof Raw ? c.s : esc(c))).join('');
+    .map((c) => (c instanceof Raw || c?.isRawXML === true ? c.s : esc(c))).join('');
   return new Raw(body ? s + '>' + body + '</' + name + '>' : s + '/>');
 }
 
+// Raw is built XML; isRawXML lets a copy of this module loaded under
+// another address (the page's files are also served unversioned) pass it.
 class Raw {
-  constructor(s) { this.s = s; }
+  constructor(s) { this.s = s; this.isRawXML = true; }
   toString() { return this.s; }
 }
 

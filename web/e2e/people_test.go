@@ -168,6 +168,10 @@ func TestBrowserMessenger(t *testing.T) {
 		ann.check("List me in the people directory", true)
 		ann.fill("Interests (separated by commas)", "archery, tea")
 		ann.shot("profile")
+		// Ben's page notes the photo hashes in ann's presence (XEP-0153).
+		eval[bool](ben, `(() => { window.hashes = []; window.poosms.conn.addEventListener('stanza', (e) => {
+			const s = e.detail; if (s.localName !== 'presence' || !s.getAttribute('from')?.startsWith('ann@localhost/')) return;
+			const p = s.getElementsByTagNameNS('vcard-temp:x:update', 'photo')[0]; if (p && p.textContent) window.hashes.push(p.textContent); }); return true })()`)
 		ann.press("Save profile")
 		ann.sees("Profile saved.", 15*time.Second)
 		// Ben sees her name, with her address as secondary text, and her
@@ -175,6 +179,22 @@ func TestBrowserMessenger(t *testing.T) {
 		ben.waitFor("ann's name", `document.querySelector('`+contactSel("ann@localhost")+` .name')?.textContent === 'Ann Archer' && `+
 			`document.querySelector('`+contactSel("ann@localhost")+` .jid')?.textContent === 'ann@localhost' && `+
 			`document.querySelector('`+contactSel("ann@localhost")+` img.avatar')?.naturalWidth === 128`, 20*time.Second)
+		// The same picture, by the same hash, in her vCard, in her XEP-0084
+		// metadata and in her presence.
+		ben.waitFor("the hash in ann's presence", `window.hashes.length > 0`, 10*time.Second)
+		inStep := eval[string](ben, `(async () => { try { const m = await import('/client/xmpp.js'); const c = window.poosms.conn;
+			const v = await c.iq('get', 'ann@localhost', m.x('vCard', { xmlns: 'vcard-temp' }));
+			const bin = v.getElementsByTagName('BINVAL')[0].textContent.replace(/\s+/g, '');
+			const bytes = Uint8Array.from(atob(bin), (ch) => ch.charCodeAt(0));
+			const sha = [...new Uint8Array(await crypto.subtle.digest('SHA-1', bytes))].map((b) => b.toString(16).padStart(2, '0')).join('');
+			const meta = await c.iq('get', 'ann@localhost', m.x('pubsub', { xmlns: 'http://jabber.org/protocol/pubsub' }, m.x('items', { node: 'urn:xmpp:avatar:metadata' })));
+			const info = meta.getElementsByTagNameNS('urn:xmpp:avatar:metadata', 'info')[0];
+			const data = await c.iq('get', 'ann@localhost', m.x('pubsub', { xmlns: 'http://jabber.org/protocol/pubsub' }, m.x('items', { node: 'urn:xmpp:avatar:data' }, m.x('item', { id: info.getAttribute('id') }))));
+			const pep = data.getElementsByTagNameNS('urn:xmpp:avatar:data', 'data')[0].textContent.replace(/\s+/g, '');
+			return [sha, info.getAttribute('id'), window.hashes.at(-1), pep === bin ? 'same data' : 'other data', info.getAttribute('width')].join(' ') } catch (e) { return 'error ' + e.condition + ' ' + e.stack } })()`)
+		if f := strings.Fields(inStep); len(f) != 6 || f[0] != f[1] || f[0] != f[2] || f[3]+" "+f[4] != "same data" || f[5] != "128" {
+			t.Errorf("vCard sha1, XEP-0084 id, presence hash, data, width: %s", inStep)
+		}
 		ben.press("Ann Archer, Available, Out for lunch")
 		ben.waitFor("header", `document.getElementById('chat-title').textContent === 'Ann Archer' && document.getElementById('chat-jid').textContent === 'ann@localhost' && !document.getElementById('chat-avatar').hidden`, 10*time.Second)
 	})
