@@ -360,7 +360,9 @@ function chatOf(jid) {
   return c;
 }
 
-const findMsg = (c, id) => (id ? c.messages.find((m) => m.id === id) : null);
+// findMsg finds a message by its id, or (in rooms) by the stanza-id the
+// room gave it, which other clients use for reactions and removals.
+const findMsg = (c, id) => (id ? c.messages.find((m) => m.id === id || (m.sid && m.sid === id)) : null);
 
 // retractId is the id a retraction (XEP-0424, the current form and the
 // earlier one through XEP-0422) names, or null.
@@ -573,7 +575,7 @@ $('edit-cancel').onclick = cancelEdit;
 // retract removes one of our messages for everyone (XEP-0424), with the
 // fallback text older clients show.
 function retract(kind, jid, m) {
-  sendTo(kind, jid, [x('retract', { xmlns: NS.retract, id: m.id }),
+  sendTo(kind, jid, [x('retract', { xmlns: NS.retract, id: (kind === 'room' && m.sid) || m.id }),
     x('fallback', { xmlns: NS.fallback, for: NS.retract }),
     x('body', {}, t('retractFallback')), x('store', { xmlns: NS.hints })]);
   if (kind === 'chat') Object.assign(m, { retracted: true, body: '', file: null });
@@ -584,7 +586,7 @@ function toggleReaction(kind, jid, m, e) {
   const mine = new Set(m.reactions.get(kind === 'room' ? state.rooms.get(jid)?.nick : 'me') || []);
   if (mine.has(e)) mine.delete(e); else mine.add(e);
   const list = [...mine];
-  sendTo(kind, jid, [x('reactions', { xmlns: NS.reactions, id: m.id }, list.map((r) => x('reaction', {}, r))), x('store', { xmlns: NS.hints })]);
+  sendTo(kind, jid, [x('reactions', { xmlns: NS.reactions, id: (kind === 'room' && m.sid) || m.id }, list.map((r) => x('reaction', {}, r))), x('store', { xmlns: NS.hints })]);
   if (kind === 'chat') react(chatOf(jid), m.id, 'me', list);
   state.picker = null;
   render();
@@ -877,9 +879,10 @@ function roomMessage(s, room, nick) {
     }
   }
   const id = s.getAttribute('id') || newId('g');
+  const sid = [...s.children].find((c) => c.localName === 'stanza-id' && c.namespaceURI === NS.sid && c.getAttribute('by') === room)?.getAttribute('id') || '';
   if (mine) setDelivery(id, 'delivered');
   if (r.messages.some((m) => m.id === id && m.from === nick)) return;
-  r.messages.push({ id, from: nick, jid: r.jids.get(nick) || '', dir: mine ? 'out' : 'in', body, file: fileOf(s), time,
+  r.messages.push({ id, sid, from: nick, jid: r.jids.get(nick) || '', dir: mine ? 'out' : 'in', body, file: fileOf(s), time,
     state: mine ? 'delivered' : undefined, reactions: new Map(), kind: 'text', edited: !!replace });
   r.messages.sort((p, q) => p.time - q.time);
   if (!mine && !delay) {

@@ -402,6 +402,10 @@ func TestBrowserMessenger(t *testing.T) {
 		ben.waitFor("ben in the room", `window.poosms.state.rooms.get('book-club@conference.localhost')?.self && document.getElementById('chat-title').textContent === '#book-club'`, 15*time.Second)
 		ben.say("Thanks for the invitation")
 		ann.waitFor("ben's message in the room", lastMessage("in")+`?.innerText.includes('Thanks for the invitation')`, 10*time.Second)
+		// Reactions in a room name the room's stanza-id; everyone sees them.
+		ann.pressIn(lastMessage("in"), "React to this message")
+		ann.pressIn(lastMessage("in"), "heart")
+		ben.waitFor("ann's reaction in the room", lastMessage("out")+`?.querySelector('.reaction')?.textContent === '❤️ 1'`, 10*time.Second)
 		// Rooms are bookmarks: ann's other device lists the room and enters it.
 		tab, closeTab := chromedp.NewContext(ann.ctx)
 		defer closeTab()
