@@ -432,18 +432,7 @@ function applyChat(s, o) {
     clearTimeout(c.typingTimer);
     if (c.typing === 'typing') c.typingTimer = setTimeout(() => { c.typing = ''; render(); }, 30000);
   }
-  const reactions = child(s, 'reactions', NS.reactions);
-  if (reactions) {
-    react(c, reactions.getAttribute('id'), o.dir === 'out' ? 'me' : o.peer,
-      [...reactions.children].filter((r) => r.localName === 'reaction').map((r) => r.textContent.trim()));
-    return;
-  }
-  const rid = retractId(s);
-  if (rid) {
-    const m = findMsg(c, rid);
-    if (m && m.dir === o.dir) Object.assign(m, { retracted: true, body: '', file: null });
-    return;
-  }
+  if (edits(c, s, o.dir === 'out' ? 'me' : o.peer, (m) => m.dir === o.dir)) return;
   const j = jmiOf(s);
   if (j) return callSignal(c, j, o, time);
   if (child(s, 'attention', NS.attention)) {
@@ -452,14 +441,8 @@ function applyChat(s, o) {
   }
   const body = child(s, 'body')?.textContent;
   if (!body) return;
+  // A correction of a message not shown here shows as a message.
   const replace = child(s, 'replace', NS.correct);
-  if (replace) {
-    const m = findMsg(c, replace.getAttribute('id'));
-    if (m && m.dir === o.dir && !m.retracted) {
-      Object.assign(m, { body, file: fileOf(s), edited: true });
-      return;
-    }
-  }
   const id = s.getAttribute('id') || o.sid || newId('m');
   if (c.messages.some((m) => m.dir === o.dir && m.id === id)) return;
   c.messages.push({
@@ -479,6 +462,31 @@ function applyChat(s, o) {
         x('received', { xmlns: NS.receipts, id: s.getAttribute('id') }), x('store', { xmlns: NS.hints })));
     }
   }
+}
+
+// edits applies what changes an earlier message of c — reactions (as who's),
+// a removal or a correction (only when owns(message): from the message's
+// own sender) — and says whether s was one of those.
+function edits(c, s, who, owns) {
+  const reactions = child(s, 'reactions', NS.reactions);
+  if (reactions) {
+    react(c, reactions.getAttribute('id'), who, [...reactions.children].filter((e) => e.localName === 'reaction').map((e) => e.textContent.trim()));
+    return true;
+  }
+  const rid = retractId(s);
+  if (rid) {
+    const m = findMsg(c, rid);
+    if (m && owns(m)) Object.assign(m, { retracted: true, body: '', file: null });
+    return true;
+  }
+  const body = child(s, 'body')?.textContent;
+  const replace = child(s, 'replace', NS.correct);
+  const m = body && replace && findMsg(c, replace.getAttribute('id'));
+  if (m && owns(m) && !m.retracted) {
+    Object.assign(m, { body, file: fileOf(s), edited: true });
+    return true;
+  }
+  return false;
 }
 
 // react sets who's reactions to the message id (XEP-0444: the full set each time).
@@ -854,30 +862,10 @@ function roomMessage(s, room, nick) {
   const delay = child(s, 'delay', NS.delay);
   const mine = nick === r.nick;
   const time = delay ? new Date(delay.getAttribute('stamp')) : new Date();
-  const reactions = child(s, 'reactions', NS.reactions);
-  if (reactions) {
-    react(r, reactions.getAttribute('id'), nick, [...reactions.children].filter((e) => e.localName === 'reaction').map((e) => e.textContent.trim()));
-    render();
-    return;
-  }
-  const rid = retractId(s);
-  if (rid) {
-    const m = findMsg(r, rid);
-    if (m && m.from === nick) Object.assign(m, { retracted: true, body: '', file: null });
-    render();
-    return;
-  }
+  if (edits(r, s, nick, (m) => m.from === nick)) { render(); return; }
   const body = child(s, 'body')?.textContent;
   if (!body) return;
   const replace = child(s, 'replace', NS.correct);
-  if (replace) {
-    const m = findMsg(r, replace.getAttribute('id'));
-    if (m && m.from === nick && !m.retracted) {
-      Object.assign(m, { body, file: fileOf(s), edited: true });
-      render();
-      return;
-    }
-  }
   const id = s.getAttribute('id') || newId('g');
   const sid = [...s.children].find((c) => c.localName === 'stanza-id' && c.namespaceURI === NS.sid && c.getAttribute('by') === room)?.getAttribute('id') || '';
   if (mine) setDelivery(id, 'delivered');

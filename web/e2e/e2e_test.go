@@ -425,12 +425,7 @@ func (p *person) joinCall(room string) {
 }
 
 func TestBrowserChatAndCall(t *testing.T) {
-	if _, err := os.Stat(chromiumPath); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("chromium is missing (%v); install it with apt-get install chromium", err)
-		}
-		t.Skipf("chromium is missing: %v", err)
-	}
+	requireChromium(t)
 	shots := os.Getenv("POOSMS_E2E_SCREENSHOTS")
 	if shots == "" {
 		shots = t.TempDir()
