@@ -11,6 +11,7 @@ export const DIRECTORY = 'directory.' + DOMAIN;
 const CACHE = 'poosms.profile.';
 const AVATAR = 'poosms.avatar.';
 const MAX_AVATAR_CHARS = 200000; // a data URL larger than this is not kept or shown
+const FRESH = 24 * 3600 * 1000; // a cached profile is fetched again after a day
 
 // profiles: bare JID -> {name, hash, avatar (data URL), fetched}
 const profiles = new Map();
@@ -28,8 +29,15 @@ function load(jid) {
   p = { name: '', hash: '', avatar: '', fetched: false };
   try {
     const c = JSON.parse(localStorage.getItem(CACHE + jid) || 'null');
-    if (c) { p.name = String(c.name || ''); p.hash = String(c.hash || ''); }
+    if (c) {
+      p.name = String(c.name || '');
+      p.hash = String(c.hash || '');
+      // Fetched in the last day: not again (a new photo hash in presence,
+      // or a published nickname, still updates it).
+      p.fetched = Date.now() - Number(c.t || 0) < FRESH;
+    }
     if (p.hash) p.avatar = localStorage.getItem(AVATAR + p.hash) || '';
+    if (p.hash && !p.avatar) p.fetched = false;
   } catch { /* a broken cache entry is ignored */ }
   profiles.set(jid, p);
   return p;
@@ -37,7 +45,7 @@ function load(jid) {
 
 function save(jid, p) {
   try {
-    localStorage.setItem(CACHE + jid, JSON.stringify({ name: p.name, hash: p.hash }));
+    localStorage.setItem(CACHE + jid, JSON.stringify({ name: p.name, hash: p.hash, t: Date.now() }));
     if (p.hash && p.avatar) localStorage.setItem(AVATAR + p.hash, p.avatar);
   } catch { /* storage full: the profile is fetched again next time */ }
 }

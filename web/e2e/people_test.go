@@ -312,6 +312,8 @@ func TestBrowserMessenger(t *testing.T) {
 
 	t.Run("ReactEditRemove", func(t *testing.T) {
 		ann, ben := ann.at(t), ben.at(t)
+		ann.openChat("ben@localhost")
+		ben.press("Ann Archer, Available, Out for lunch")
 		ann.say("Lunch at noon :)")
 		ben.waitFor("emoticon as emoji", lastMessage("in")+`?.querySelector('.body')?.textContent === 'Lunch at noon 🙂'`, 10*time.Second)
 		ben.pressIn(lastMessage("in"), "React to this message")
