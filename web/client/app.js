@@ -1551,7 +1551,7 @@ function renderCall() {
   }
   const keep = new Set(['self']);
   if (call.local) {
-    const tl = tile('self', t('you') + (call.muted ? ' ' + t('mutedMark') : '') + (call.local.getVideoTracks().length ? '' : ' ' + t('noCameraMark')), call.local, true, people.avatarOf(state.conn.jid));
+    const tl = tile('self', t('you') + (call.muted ? ' ' + t('mutedMark') : '') + (call.local.getVideoTracks().length || !call.video ? '' : ' ' + t('noCameraMark')), call.local, true, people.avatarOf(state.conn.jid));
     tl.dataset.participant = call.self || '';
     tl.classList.toggle('speaking', !!call.self && call.speaker === call.self);
   }
