@@ -24,6 +24,9 @@ const (
 	nsOMEMOLegacy = "eu.siacs.conversations.axolotl"
 	nsOMEMO2      = "urn:xmpp:omemo:2"
 	nsOpenPGP     = "urn:xmpp:openpgp:0"
+	nsReceipts    = "urn:xmpp:receipts"
+	nsReactions   = "urn:xmpp:reactions:0"
+	nsRetract     = "urn:xmpp:message-retract:1"
 )
 
 // routeChat applies blocking, archiving and carbons to a message from a
@@ -99,7 +102,10 @@ func stripStanzaIDs(el *stanza.Element, by ...string) {
 }
 
 // archivable reports whether a message belongs in the history: chat or
-// normal, with a body or an encrypted payload, and no hint against storing.
+// normal, with a body or an encrypted payload, or what changes how the
+// history reads (a delivery receipt, XEP-0184; reactions, XEP-0444; a
+// retraction, XEP-0424), or a <store/> hint (XEP-0334: call invitations,
+// XEP-0353), and no hint against storing.
 func archivable(el *stanza.Element) bool {
 	if t := messageType(el); t != "chat" && t != "normal" {
 		return false
@@ -111,7 +117,11 @@ func archivable(el *stanza.Element) bool {
 			return false
 		case c.Local == "body",
 			c.Local == "encrypted" && (c.Space == nsOMEMOLegacy || c.Space == nsOMEMO2),
-			c.Local == "openpgp" && c.Space == nsOpenPGP:
+			c.Local == "openpgp" && c.Space == nsOpenPGP,
+			c.Local == "received" && c.Space == nsReceipts,
+			c.Local == "reactions" && c.Space == nsReactions,
+			c.Local == "retract" && c.Space == nsRetract,
+			c.Local == "store" && c.Space == NSHints:
 			content = true
 		}
 	}

@@ -214,6 +214,7 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 		C2STLSAddr:     cfg.C2STLSAddr,
 		Iterations:     cfg.SCRAMIterations,
 		TrustedProxies: cfg.TrustedProxies,
+		UploadURL:      n.uploadURL(),
 		Limiter:        limiter,
 		Logger:         log.With("service", "web"),
 	}, n.db)

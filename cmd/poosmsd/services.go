@@ -208,13 +208,7 @@ func (n *node) startDirectory(router *signaling.Router) error {
 // startUpload runs HTTP file upload (XEP-0363) on upload.DOMAIN; the web
 // server serves the files under /upload/.
 func (n *node) startUpload(router *signaling.Router) (*upload.Service, error) {
-	up, err := newUploadService(n.cfg, n.log, func() string {
-		if n.cfg.UploadURL != "" {
-			return n.cfg.UploadURL
-		}
-		_, port, _ := net.SplitHostPort(n.httpAddr.String())
-		return "http://" + net.JoinHostPort(n.publicHost(), port) + "/upload"
-	})
+	up, err := newUploadService(n.cfg, n.log, n.uploadURL)
 	if err != nil {
 		return nil, err
 	}
@@ -225,6 +219,16 @@ func (n *node) startUpload(router *signaling.Router) (*upload.Service, error) {
 	n.chat.AddItem(domain, "File upload")
 	n.uploads = up
 	return up, nil
+}
+
+// uploadURL is the public base URL of the upload handler: --upload-url,
+// or the HTTP listener's port on the public host.
+func (n *node) uploadURL() string {
+	if n.cfg.UploadURL != "" {
+		return n.cfg.UploadURL
+	}
+	_, port, _ := net.SplitHostPort(n.httpAddr.String())
+	return "http://" + net.JoinHostPort(n.publicHost(), port) + "/upload"
 }
 
 // newUploadService builds the upload service from the settings (also used
