@@ -79,6 +79,15 @@ type Config struct {
 	// end the stream with a policy error. 4096 to 16777216.
 	// Default: 262144.
 	MaxStanzaBytes int `yaml:"max_stanza_bytes"`
+	// MaxStanzaElements, MaxStanzaDepth and MaxStanzaAttributes bound the
+	// shape of a stanza from a client: its elements (itself included), how
+	// deeply they nest (itself being level 1) and its attributes (namespace
+	// declarations included). They are counted as the stanza is read; one
+	// past a limit ends the stream with a policy error before the stanza
+	// grows any further in memory. Defaults: 4096, 32 and 4096.
+	MaxStanzaElements   int `yaml:"max_stanza_elements"`
+	MaxStanzaDepth      int `yaml:"max_stanza_depth"`
+	MaxStanzaAttributes int `yaml:"max_stanza_attributes"`
 	// Registration is open (anyone may create an account on the web form)
 	// or closed (accounts are made with "poosmsd user add"). Default: open.
 	Registration Registration `yaml:"registration"`
@@ -140,6 +149,17 @@ type Config struct {
 	// session; a client that falls further behind is disconnected.
 	// Default: 256.
 	WriteQueue int `yaml:"write_queue"`
+	// WriteQueueBytes bounds the same queue in bytes, as the stanzas will
+	// be written (with those held back from a client that said it is
+	// inactive); a stanza always fits in an empty queue. Default: 1048576
+	// (1 MiB).
+	WriteQueueBytes int `yaml:"write_queue_bytes"`
+	// UnackedBytes bounds, in bytes, what a session with stream management
+	// (XEP-0198) keeps of the stanzas written to its client and not yet
+	// acknowledged: what a lost session holds while it waits to be resumed.
+	// Past it the session ends, and its messages go to the user's other
+	// resources or offline storage. Default: 4194304 (4 MiB).
+	UnackedBytes int `yaml:"unacked_bytes"`
 
 	// MediaUDPAddr is the one UDP port carrying all conference media.
 	// Default: :7882.
@@ -213,39 +233,44 @@ type Config struct {
 // Default returns the configuration poosmsd uses when nothing is set.
 func Default() Config {
 	return Config{
-		Domain:             "localhost",
-		DataDir:            "./data",
-		DB:                 "sqlite",
-		C2SAddr:            ":5222",
-		C2STLSAddr:         ":5223",
-		HTTPAddr:           ":5280",
-		MaxStanzaBytes:     262144,
-		Registration:       RegistrationOpen,
-		LogFormat:          LogText,
-		LogLevel:           slog.LevelInfo,
-		AuthTimeout:        30 * time.Second,
-		ResumeTimeout:      5 * time.Minute,
-		UploadMaxBytes:     100 << 20,
-		TURNMaxAllocations: 10,
-		UploadQuotaBytes:   1 << 30,
-		OfflineLimit:       1000,
-		AllowPlain:         true,
-		MaxSessionsPerUser: 10,
-		LoginFailures:      5,
-		LoginWindow:        5 * time.Minute,
-		IdleTimeout:        5 * time.Minute,
-		WriteQueue:         256,
-		MediaUDPAddr:       ":7882",
-		MediaTCPAddr:       ":7881",
-		TURNAddr:           ":3478",
-		TURNCredentialTTL:  24 * time.Hour,
-		MaxParticipants:    100,
-		MaxConferences:     100,
-		RedisPrefix:        "poosms:",
-		NodeID:             defaultNodeID(),
-		ClusterHeartbeat:   2 * time.Second,
-		ClusterNodeTTL:     6 * time.Second,
-		ClusterLeaseTTL:    10 * time.Second,
+		Domain:              "localhost",
+		DataDir:             "./data",
+		DB:                  "sqlite",
+		C2SAddr:             ":5222",
+		C2STLSAddr:          ":5223",
+		HTTPAddr:            ":5280",
+		MaxStanzaBytes:      262144,
+		MaxStanzaElements:   4096,
+		MaxStanzaDepth:      32,
+		MaxStanzaAttributes: 4096,
+		Registration:        RegistrationOpen,
+		LogFormat:           LogText,
+		LogLevel:            slog.LevelInfo,
+		AuthTimeout:         30 * time.Second,
+		ResumeTimeout:       5 * time.Minute,
+		UploadMaxBytes:      100 << 20,
+		TURNMaxAllocations:  10,
+		UploadQuotaBytes:    1 << 30,
+		OfflineLimit:        1000,
+		AllowPlain:          true,
+		MaxSessionsPerUser:  10,
+		LoginFailures:       5,
+		LoginWindow:         5 * time.Minute,
+		IdleTimeout:         5 * time.Minute,
+		WriteQueue:          256,
+		WriteQueueBytes:     1 << 20,
+		UnackedBytes:        4 << 20,
+		MediaUDPAddr:        ":7882",
+		MediaTCPAddr:        ":7881",
+		TURNAddr:            ":3478",
+		TURNCredentialTTL:   24 * time.Hour,
+		MaxParticipants:     100,
+		MaxConferences:      100,
+		RedisPrefix:         "poosms:",
+		NodeID:              defaultNodeID(),
+		ClusterHeartbeat:    2 * time.Second,
+		ClusterNodeTTL:      6 * time.Second,
+		ClusterLeaseTTL:     10 * time.Second,
 
 		MaxConferencesPerUser: 5,
 	}

@@ -20,15 +20,20 @@ import (
 
 // Config is the signaling layer's share of the server settings.
 type Config struct {
-	Domain                    string        // the XMPP domain served
-	TLS                       *tls.Config   // certificate for Domain; nil disables STARTTLS and direct TLS
-	C2SAddr                   string        // STARTTLS listener, e.g. ":5222"; "" disables
-	C2STLSAddr                string        // direct TLS listener (XEP-0368), e.g. ":5223"; "" disables
-	MaxStanzaBytes            int64         // largest stanza accepted; default 262144
+	Domain         string      // the XMPP domain served
+	TLS            *tls.Config // certificate for Domain; nil disables STARTTLS and direct TLS
+	C2SAddr        string      // STARTTLS listener, e.g. ":5222"; "" disables
+	C2STLSAddr     string      // direct TLS listener (XEP-0368), e.g. ":5223"; "" disables
+	MaxStanzaBytes int64       // largest stanza accepted; default 262144
+	// StanzaLimits bounds the elements, nesting and attributes of a stanza
+	// (zero fields: the stanza package's defaults).
+	StanzaLimits              stanza.Limits
 	AuthTimeout               time.Duration // time to authenticate and bind; default 30s
 	IdleTimeout               time.Duration // silence after which a stream is closed; default 5m
 	WriteTimeout              time.Duration // a single write's deadline; default 10s
 	WriteQueue                int           // stanzas queued per session; default 256
+	WriteQueueBytes           int           // bytes queued per session; default 1 MiB
+	UnackedBytes              int           // bytes kept unacknowledged per session (XEP-0198); default 4 MiB
 	ResumeTimeout             time.Duration // how long a lost session waits to be resumed (XEP-0198); default 5m
 	MaxSessionsPerUser        int           // default 10
 	AllowPlain                bool          // SASL PLAIN inside TLS
@@ -102,6 +107,12 @@ func New(cfg Config, accounts Accounts, router *Router) (*Server, error) {
 	}
 	if cfg.WriteQueue <= 0 {
 		cfg.WriteQueue = 256
+	}
+	if cfg.WriteQueueBytes <= 0 {
+		cfg.WriteQueueBytes = 1 << 20
+	}
+	if cfg.UnackedBytes <= 0 {
+		cfg.UnackedBytes = 4 << 20
 	}
 	if cfg.ResumeTimeout <= 0 {
 		cfg.ResumeTimeout = 5 * time.Minute
@@ -211,7 +222,7 @@ func (s *Server) accept(ln net.Listener, directTLS bool) {
 		if directTLS {
 			direct = s.cfg.TLS
 		}
-		s.serve(newTCPTransport(conn, direct, s.cfg.MaxStanzaBytes, s.cfg.WriteTimeout), directTLS)
+		s.serve(newTCPTransport(conn, direct, s.cfg.MaxStanzaBytes, s.cfg.StanzaLimits, s.cfg.WriteTimeout), directTLS)
 	}
 }
 

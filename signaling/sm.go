@@ -22,19 +22,23 @@ const maxHeld = 64
 // session's wmu.
 type smState struct {
 	id        string // resumption id; "" when resumption is off
-	unacked   []*stanza.Element
+	unacked   []outgoing
+	bytes     int    // in unacked
 	acked     uint32 // the client's last h
 	requested bool   // an <r/> is outstanding
 	limit     int    // most unacknowledged stanzas kept
+	maxBytes  int    // most bytes of them kept (one stanza always fits)
 }
 
-// sent records el as handed to the client; false when too many are
-// waiting for an acknowledgement.
-func (m *smState) sent(el *stanza.Element) bool {
-	if len(m.unacked) >= m.limit {
+// sent records o as handed to the client; false when too many, or too
+// many bytes, are waiting for an acknowledgement.
+func (m *smState) sent(o outgoing) bool {
+	n := o.size()
+	if len(m.unacked) >= m.limit || len(m.unacked) > 0 && m.bytes+n > m.maxBytes {
 		return false
 	}
-	m.unacked = append(m.unacked, el)
+	m.unacked = append(m.unacked, o)
+	m.bytes += n
 	return true
 }
 
@@ -44,6 +48,9 @@ func (m *smState) ack(h uint32) error {
 	n := h - m.acked
 	if int64(n) > int64(len(m.unacked)) {
 		return streamErr("undefined-condition", "acknowledged "+strconv.FormatUint(uint64(h), 10)+" stanzas, more than were sent")
+	}
+	for _, o := range m.unacked[:n] {
+		m.bytes -= o.size()
 	}
 	clear(m.unacked[:n])
 	m.unacked = m.unacked[n:]
@@ -107,12 +114,8 @@ func (s *Session) nonza(t transport, el *stanza.Element) error {
 		s.wmu.Lock()
 		defer s.wmu.Unlock()
 		s.inactive = el.Local == "inactive"
-		if !s.inactive && len(s.held) > 0 {
-			held := s.held
-			s.held = nil
-			for _, h := range held {
-				s.writeOneLocked(h)
-			}
+		if !s.inactive {
+			s.flushHeldLocked()
 		}
 	default:
 		return streamErr("unsupported-stanza-type", "<"+el.Local+"/> in "+el.Space+" is not supported")
@@ -127,7 +130,7 @@ func (s *Session) enableSM(t transport, el *stanza.Element) {
 		_ = t.write(smFailed("unexpected-request"))
 		return
 	}
-	s.sm = &smState{limit: 4 * s.srv.cfg.WriteQueue}
+	s.sm = &smState{limit: 4 * s.srv.cfg.WriteQueue, maxBytes: s.srv.cfg.UnackedBytes}
 	s.hIn.Store(0)
 	enabled := stanza.New(nsSM, "enabled")
 	if r := el.Attr("resume"); r == "true" || r == "1" {
@@ -206,8 +209,8 @@ func (s *Session) resume(t transport, h uint32) error {
 		SetAttr("h", strconv.FormatUint(uint64(s.hIn.Load()), 10))); err != nil {
 		return err
 	}
-	for _, el := range s.sm.unacked {
-		if err := t.write(el); err != nil {
+	for _, o := range s.sm.unacked {
+		if err := t.writeEncoded(o.w, o.to); err != nil {
 			return err
 		}
 	}
