@@ -337,6 +337,21 @@ func (s *Server) detach(sess *Session) bool {
 	return true
 }
 
+// expireNow ends a session waiting to be resumed without waiting for its
+// timer, which is stopped; nothing happens if it has fired already or the
+// session is not waiting.
+func (s *Server) expireNow(sess *Session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t, ok := s.detached[sess]; ok && t.Stop() {
+		delete(s.detached, sess)
+		go func() {
+			defer s.wg.Done()
+			sess.expire()
+		}()
+	}
+}
+
 // undetach stops the timer of a session being resumed.
 func (s *Server) undetach(sess *Session) {
 	s.mu.Lock()

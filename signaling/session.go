@@ -355,11 +355,19 @@ func (s *Session) flushHeldLocked() {
 func (s *Session) writeOneLocked(o outgoing) {
 	if s.sm != nil && !s.sm.sent(o) {
 		// The client has not acknowledged anything for too long. The
-		// stanza goes back to the router with the others at teardown.
-		s.log.Warn("too many unacknowledged stanzas; closing", "unacked", len(s.sm.unacked), "bytes", s.sm.bytes)
+		// session ends (the writer writes the stream error last), and
+		// the stanza goes back to the router with the others at teardown.
 		s.unsent = append(s.unsent, o)
-		s.Stop("policy-violation", "too many unacknowledged stanzas")
-		s.closeConn()
+		s.mu.Lock()
+		if !s.closed {
+			s.log.Warn("too many unacknowledged stanzas; closing", "unacked", len(s.sm.unacked), "bytes", s.sm.bytes)
+			s.stopLocked(stanza.StreamError("policy-violation", "too many unacknowledged stanzas"))
+		}
+		s.mu.Unlock()
+		if s.t == nil {
+			// Lost and waiting to be resumed: it ends now.
+			s.srv.expireNow(s)
+		}
 		return
 	}
 	if s.t == nil {
