@@ -78,13 +78,16 @@ func holdWhileInactive(el *stanza.Element) bool {
 	case "presence":
 		return el.Type() == "" || el.Type() == "unavailable"
 	case "message":
-		children := el.Elements()
-		for _, c := range children {
-			if c.Space != "http://jabber.org/protocol/chatstates" {
-				return false
+		n := 0
+		for _, c := range el.Children {
+			if ce, ok := c.(*stanza.Element); ok {
+				if ce.Space != "http://jabber.org/protocol/chatstates" {
+					return false
+				}
+				n++
 			}
 		}
-		return len(children) > 0
+		return n > 0
 	}
 	return false
 }

@@ -367,10 +367,12 @@ func (s *Service) HandleStanza(ctx context.Context, sess Session, el *stanza.Ele
 	}
 }
 
-// delivery is one stanza for one session.
+// delivery is one stanza for one session: el, or a stanza shared with
+// other sessions (see fanout.go).
 type delivery struct {
 	to Session
 	el *stanza.Element
+	sh *shared
 }
 
 // effects collects what a change decided under s.mu must do once the lock
@@ -414,7 +416,7 @@ func (s *Service) drain() {
 		s.outbox = nil
 		s.mu.Unlock()
 		for _, d := range batch {
-			if err := d.to.Send(d.el); err != nil {
+			if err := d.send(); err != nil {
 				s.log.Debug("muc: send failed", "jid", d.to.JID().String(), "err", err)
 			}
 		}

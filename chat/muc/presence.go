@@ -50,13 +50,12 @@ func (s *Service) handlePresence(ctx context.Context, sess Session, el *stanza.E
 		// track): everything entering gives, again; the others see the
 		// presence as an update.
 		o.status = statusOf(el)
-		for _, v := range r.sorted() {
-			if v != o {
-				for _, vs := range v.sessions {
-					fx.send(vs, r.presenceFor(o, v, vs))
-				}
+		r.fanOut(&fx, o, func(v *occupant, vs Session) *stanza.Element {
+			if v == o {
+				return nil
 			}
-		}
+			return r.presenceFor(o, v, vs)
+		})
 		s.enterState(&fx, r, o, sess, el.Child(NSMUC, "x"), false, false)
 	case o != nil && o.nick == nick:
 		o.status = statusOf(el)
@@ -278,11 +277,9 @@ func (s *Service) leave(fx *effects, r *room, o *occupant, sess Session, codes [
 	}
 	o.sessions = going
 	delete(r.occupants, o.nick)
-	for _, v := range r.sorted() {
-		for _, vs := range v.sessions {
-			fx.send(vs, r.unavailableFor(o, v, vs, aff, extra, nil, "", status, codes...))
-		}
-	}
+	r.fanOut(fx, o, func(v *occupant, vs Session) *stanza.Element {
+		return r.unavailableFor(o, v, vs, aff, extra, nil, "", status, codes...)
+	})
 	o.sessions = nil
 	s.vanish(fx, r)
 }
