@@ -147,18 +147,17 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 	})
 
 	n.c2s, err = signaling.New(signaling.Config{
-		Domain:          cfg.Domain,
-		TLS:             tlsConfig,
-		C2SAddr:         cfg.C2SAddr,
-		C2STLSAddr:      cfg.C2STLSAddr,
-		MaxStanzaBytes:  int64(cfg.MaxStanzaBytes),
-		AuthTimeout:     cfg.AuthTimeout,
-		IdleTimeout:     cfg.IdleTimeout,
-		WriteQueue:      cfg.WriteQueue,
-		WriteQueueBytes: cfg.WriteQueueBytes,
-		UnackedBytes:    cfg.UnackedBytes,
-		StanzaLimits: stanza.Limits{MaxElements: cfg.MaxStanzaElements,
-			MaxDepth: cfg.MaxStanzaDepth, MaxAttributes: cfg.MaxStanzaAttributes},
+		Domain:                    cfg.Domain,
+		TLS:                       tlsConfig,
+		C2SAddr:                   cfg.C2SAddr,
+		C2STLSAddr:                cfg.C2STLSAddr,
+		MaxStanzaBytes:            int64(cfg.MaxStanzaBytes),
+		AuthTimeout:               cfg.AuthTimeout,
+		IdleTimeout:               cfg.IdleTimeout,
+		WriteQueue:                cfg.WriteQueue,
+		WriteQueueBytes:           cfg.WriteQueueBytes,
+		UnackedBytes:              cfg.UnackedBytes,
+		StanzaLimits:              stanzaLimits(cfg),
 		MaxSessionsPerUser:        cfg.MaxSessionsPerUser,
 		AllowPlain:                cfg.AllowPlain,
 		AllowInsecureLoopbackAuth: cfg.AllowInsecureLoopbackAuth,
@@ -288,4 +287,9 @@ func addrString(as []net.Addr) string {
 		s += a.String()
 	}
 	return s
+}
+
+// stanzaLimits is the shape a stanza from a peer may have.
+func stanzaLimits(cfg config.Config) stanza.Limits {
+	return stanza.Limits{MaxElements: cfg.MaxStanzaElements, MaxDepth: cfg.MaxStanzaDepth, MaxAttributes: cfg.MaxStanzaAttributes}
 }
