@@ -75,6 +75,10 @@ type Config struct {
 	// HistoryOnJoin is the most archived messages sent to an occupant on
 	// joining (a client's <history/> may ask for fewer). Default 20.
 	HistoryOnJoin int
+	// HistoryBytes bounds the same history in bytes: the newest messages
+	// that fit are sent. Joining sends history and presence at once, and a
+	// session's write queue is bounded in bytes too. Default 512 KiB.
+	HistoryBytes int
 	// Retention is how long room messages are archived; 0 keeps them
 	// forever. Older messages are pruned as new ones arrive.
 	Retention time.Duration
@@ -117,6 +121,7 @@ type Service struct {
 	domain    string
 	server    string
 	history   int
+	histBytes int
 	retention time.Duration
 	now       func() time.Time
 	log       *slog.Logger
@@ -166,6 +171,7 @@ func New(cfg Config, st Store) (*Service, error) {
 		domain:    d.Domainpart(),
 		server:    sd.Domainpart(),
 		history:   cfg.HistoryOnJoin,
+		histBytes: cfg.HistoryBytes,
 		retention: cfg.Retention,
 		now:       cfg.Now,
 		log:       cfg.Logger,
@@ -178,6 +184,9 @@ func New(cfg Config, st Store) (*Service, error) {
 	}
 	if s.history == 0 {
 		s.history = 20
+	}
+	if s.histBytes <= 0 {
+		s.histBytes = 512 << 10
 	}
 	if s.now == nil {
 		s.now = time.Now

@@ -189,7 +189,7 @@ func (s *Service) reservedBy(r *room, nick string, bare jid.JID) bool {
 // historyFor picks the history sent on joining, honouring the client's
 // <history maxstanzas maxchars seconds since/>. s.mu must be held.
 func (s *Service) historyFor(r *room, mx *stanza.Element) []histEntry {
-	maxStanzas, maxChars := s.history, -1
+	maxStanzas, maxChars := s.history, s.histBytes
 	var since time.Time
 	if s.retention > 0 {
 		since = s.now().Add(-s.retention)
@@ -199,7 +199,7 @@ func (s *Service) historyFor(r *room, mx *stanza.Element) []histEntry {
 			if v, err := strconv.Atoi(h.Attr("maxstanzas")); err == nil && v >= 0 && v < maxStanzas {
 				maxStanzas = v
 			}
-			if v, err := strconv.Atoi(h.Attr("maxchars")); err == nil && v >= 0 {
+			if v, err := strconv.Atoi(h.Attr("maxchars")); err == nil && v >= 0 && v < maxChars {
 				maxChars = v
 			}
 			if v, err := strconv.Atoi(h.Attr("seconds")); err == nil && v >= 0 {
@@ -221,12 +221,10 @@ func (s *Service) historyFor(r *room, mx *stanza.Element) []histEntry {
 		if h.stamp.Before(since) {
 			break
 		}
-		if maxChars >= 0 {
-			if chars+h.size > maxChars {
-				break
-			}
-			chars += h.size
+		if chars+h.size > maxChars {
+			break
 		}
+		chars += h.size
 		out = append(out, h)
 	}
 	slices.Reverse(out)

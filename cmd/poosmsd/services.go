@@ -99,6 +99,7 @@ func (n *node) startRooms(router *signaling.Router) error {
 		Domain:       domain,
 		ServerDomain: cfg.Domain,
 		Retention:    cfg.ArchiveRetention,
+		HistoryBytes: cfg.WriteQueueBytes / 2,
 		Deliver:      n.chat.Deliver,
 		// A ban, a lost membership or leaving the room also ends the
 		// person's call; a new nickname shows there too.
