@@ -17,17 +17,28 @@ import (
 // resource, was stored offline, or came back to the sender as an error.
 func TestNeverReadingClientLosesNothing(t *testing.T) {
 	for _, tc := range []struct {
-		name      string
-		sm, other bool
+		name        string
+		sm, other   bool
+		total, size int
+		offline     int // the offline queue's limit; 0: the default
 	}{
-		{"stream management, no other resource", true, false},
-		{"no stream management, another resource", false, true},
+		// Unacknowledged stanzas reach their bound before the socket's
+		// buffers fill.
+		{"stream management, no other resource", true, false, 60, 8 << 10, 0},
+		// What the offline queue cannot take comes back as errors.
+		{"stream management, a small offline queue", true, false, 60, 8 << 10, 20},
+		// Without stream management, the kernel takes a few MiB into the
+		// socket's buffers before the server's queue starts to fill.
+		{"no stream management, another resource", false, true, 160, 32 << 10, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := testConfig(t, "")
-			cfg.WriteQueue = 8
-			cfg.WriteQueueBytes = 64 << 10
+			cfg.WriteQueue = 64
+			cfg.WriteQueueBytes = 256 << 10
 			cfg.UnackedBytes = 128 << 10
+			if tc.offline > 0 {
+				cfg.OfflineLimit = tc.offline
+			}
 			n := startTestNode(t, cfg)
 			for _, u := range []string{"alice", "bob"} {
 				addUser(t, cfg, u, u+"-password")
@@ -63,17 +74,14 @@ func TestNeverReadingClientLosesNothing(t *testing.T) {
 			}
 			alice := newPeer(t, login("alice", "desk"), "alice", nil)
 
-			// The kernel takes a few MiB into the socket's buffers before
-			// the server's queue starts to fill: send 10 MiB.
-			const total = 320
-			pad := strings.Repeat("p", 32<<10)
+			total := tc.total
+			pad := strings.Repeat("p", tc.size)
 			for i := range total {
 				alice.chat("bob@localhost/slow", strconv.Itoa(i)+" "+pad)
 				if i%10 == 9 {
 					alice.ping("p" + strconv.Itoa(i))
 				}
 			}
-			t.Logf("after sending: session %v", n.c2s.Session(slow.JID) != nil)
 			waitFor(t, func() bool { return n.c2s.Session(slow.JID) == nil })
 
 			seen := map[string]string{} // message number → where it went
