@@ -169,3 +169,37 @@ func TestHeldPresenceBoundedInBytes(t *testing.T) {
 		t.Fatalf("first presence %.40s…, want the first one held", el.ChildText("", "status"))
 	}
 }
+
+// nullTransport is a connection that takes every write and records the
+// stream-management requests written to it.
+type nullTransport struct {
+	transport // the methods a writer does not use
+	requests  int
+}
+
+func (n *nullTransport) write(el *stanza.Element) error {
+	if el.Space == nsSM && el.Local == "r" {
+		n.requests++
+	}
+	return nil
+}
+func (n *nullTransport) writeEncoded(stanza.Encoded, string) error { return nil }
+
+// During a burst (the queue never runs empty) the session asks for an
+// acknowledgement once the unacknowledged stanzas take half their bound,
+// so a client that reads and answers is not ended for a long burst.
+func TestAckRequestedBeforeUnackedFills(t *testing.T) {
+	srv := &Server{cfg: Config{WriteQueue: 256, WriteQueueBytes: 1 << 20, UnackedBytes: 64 << 10}}
+	nt := &nullTransport{}
+	s := &Session{srv: srv, t: nt, sm: &smState{limit: 1024, maxBytes: 64 << 10}}
+	m := msg("alice@localhost/a", bigBody)
+	o := newOutgoing(m, stanza.Encode(m), m.To())
+	s.writeLocked(o, false)
+	if nt.requests != 0 {
+		t.Fatal("asked for an acknowledgement after one stanza of a burst")
+	}
+	s.writeLocked(o, false)
+	if nt.requests != 1 {
+		t.Fatalf("%d requests with %d of %d bytes unacknowledged, want one", nt.requests, s.sm.bytes, s.sm.maxBytes)
+	}
+}

@@ -337,7 +337,10 @@ func (s *Session) writeLocked(o outgoing, idle bool) {
 		s.flushHeldLocked()
 		s.writeOneLocked(o)
 	}
-	if idle && s.sm != nil && s.t != nil {
+	// Ask for an acknowledgement when the queue runs empty, and before a
+	// long burst (an offline backlog, an archive page) fills the
+	// unacknowledged list: a client that reads and answers keeps it short.
+	if s.sm != nil && s.t != nil && (idle || s.sm.halfFull()) {
 		s.sm.requestAckLocked(s.t)
 	}
 }

@@ -42,6 +42,12 @@ func (m *smState) sent(o outgoing) bool {
 	return true
 }
 
+// halfFull reports whether the unacknowledged stanzas take half their
+// bound, in count or in bytes.
+func (m *smState) halfFull() bool {
+	return 2*len(m.unacked) >= m.limit || 2*m.bytes >= m.maxBytes
+}
+
 // ack drops what the client says it has handled (h counts every stanza
 // sent since <enable/>, modulo 2^32).
 func (m *smState) ack(h uint32) error {

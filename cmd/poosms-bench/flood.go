@@ -349,16 +349,18 @@ func (f *floodRun) attack(ctx context.Context, i int, sinks []*xmppclient.Client
 		}
 		_ = join(c, f.mucJID, "attacker"+strconv.Itoa(i))
 		ended := make(chan struct{})
+		var closing atomic.Bool // the bench ends the stream, not the server
 		go func() { // discard what the server sends, unparsed; notice the end
 			defer close(ended)
 			_ = c.Conn().SetReadDeadline(time.Time{})
 			_, _ = io.Copy(io.Discard, c.Conn())
-			if ctx.Err() == nil {
+			if !closing.Load() && ctx.Err() == nil {
 				f.attackRefused.Add(1)
 			}
 		}()
 		for ctx.Err() == nil && targets > 0 {
 			if f.o.messages > 0 && budget.Add(-1) < 0 {
+				closing.Store(true)
 				c.Close()
 				<-ended
 				return
