@@ -350,7 +350,7 @@ func (f *floodRun) attack(ctx context.Context, i int, sinks []*xmppclient.Client
 		_ = join(c, f.mucJID, "attacker"+strconv.Itoa(i))
 		ended := make(chan struct{})
 		var closing atomic.Bool // the bench ends the stream, not the server
-		go func() { // discard what the server sends, unparsed; notice the end
+		go func() {             // discard what the server sends, unparsed; notice the end
 			defer close(ended)
 			_ = c.Conn().SetReadDeadline(time.Time{})
 			_, _ = io.Copy(io.Discard, c.Conn())
