@@ -157,8 +157,10 @@ type Config struct {
 	// UnackedBytes bounds, in bytes, what a session with stream management
 	// (XEP-0198) keeps of the stanzas written to its client and not yet
 	// acknowledged: what a lost session holds while it waits to be resumed.
-	// Past it the session ends, and its messages go to the user's other
-	// resources or offline storage. Default: 4194304 (4 MiB).
+	// At the bound, a connected session waits (at most 10s) for its client
+	// to acknowledge before writing more; a client that does not, and a
+	// lost session, end there, and their messages go to the user's other
+	// resources or offline storage. Default: 2097152 (2 MiB).
 	UnackedBytes int `yaml:"unacked_bytes"`
 
 	// MediaUDPAddr is the one UDP port carrying all conference media.

@@ -62,14 +62,15 @@ func TestWriteQueueBoundedInBytes(t *testing.T) {
 }
 
 // A session with stream management keeps stanzas its client has not
-// acknowledged up to a bound in bytes; past it the session ends, and every
-// message comes back to the router, the one that went past the bound too.
+// acknowledged up to a bound in bytes. At the bound it waits for an
+// acknowledgement, at most the write timeout; a client that reads but
+// never acknowledges is then ended, and every message comes back to the
+// router, the one that went past the bound too.
 func TestUnackedBoundedInBytes(t *testing.T) {
-	h := newHarness(t, func(c *Config) { c.WriteQueue = 1000; c.UnackedBytes = 64 << 10 })
+	h := newHarness(t, func(c *Config) { c.WriteQueue = 1000; c.UnackedBytes = 64 << 10; c.WriteTimeout = 2 * time.Second })
 	bob := h.dial(t, "bob", "desk", nil)
 	alice := h.dial(t, "alice", "phone", nil)
 	enableSM(t, alice)
-	sa := sessionOf(t, h, alice.JID.String())
 	// alice reads everything but acknowledges nothing.
 	ended := make(chan string, 1)
 	go func() {
@@ -85,12 +86,9 @@ func TestUnackedBoundedInBytes(t *testing.T) {
 			}
 		}
 	}()
-	sent := 0
-	for ; !isClosed(sa) && sent < 20; sent++ {
-		sendAndPing(t, bob, msg(alice.JID.String(), strconv.Itoa(sent)+" "+bigBody))
-	}
-	if sent >= 20 {
-		t.Fatalf("20 unacknowledged messages of 16 KiB kept, over a bound of 64 KiB")
+	const sent = 10 // 160 KiB, sent within the write timeout
+	for i := range sent {
+		sendAndPing(t, bob, msg(alice.JID.String(), strconv.Itoa(i)+" "+bigBody))
 	}
 	if e := <-ended; !strings.Contains(e, "policy-violation") {
 		t.Fatalf("alice's stream ended with %s, want policy-violation", e)
@@ -101,6 +99,46 @@ func TestUnackedBoundedInBytes(t *testing.T) {
 			t.Errorf("message %d of %d was not handed back (got %v)", i, sent, back)
 		}
 	}
+}
+
+// A client that reads and acknowledges is slowed down by a burst larger
+// than the unacknowledged bound, not ended: the session waits for its
+// acknowledgements.
+func TestUnackedBoundWaitsForAcks(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.WriteQueue = 1000; c.UnackedBytes = 64 << 10 })
+	bob := h.dial(t, "bob", "desk", nil)
+	alice := h.dial(t, "alice", "phone", nil)
+	enableSM(t, alice)
+	const n = 40 // 640 KiB, ten times the bound, sent at once
+	for i := range n {
+		if err := bob.Send(msg(alice.JID.String(), strconv.Itoa(i)+" "+bigBody)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	handled := 0
+	for got := 0; got < n; {
+		el, err := alice.RecvTimeout(10 * time.Second)
+		if err != nil {
+			t.Fatalf("after %d of %d messages: %v", got, n, err)
+		}
+		switch {
+		case el.Space == nsSM && el.Local == "r":
+			if err := alice.SendRaw("<a xmlns='urn:xmpp:sm:3' h='" + strconv.Itoa(handled) + "'/>"); err != nil {
+				t.Fatal(err)
+			}
+		case el.Space == stanza.NSStream:
+			t.Fatalf("after %d of %d messages: %s", got, n, el)
+		case el.Local == "message":
+			if num, _, _ := strings.Cut(el.ChildText("", "body"), " "); num != strconv.Itoa(got) {
+				t.Fatalf("message %s, want %d", num, got)
+			}
+			got++
+			handled++
+		default:
+			handled++
+		}
+	}
+	exchange(t, bob, alice, "still here")
 }
 
 // handedBack collects n messages handed back to the router, by the number

@@ -33,7 +33,7 @@ type Config struct {
 	WriteTimeout              time.Duration // a single write's deadline; default 10s
 	WriteQueue                int           // stanzas queued per session; default 256
 	WriteQueueBytes           int           // bytes queued per session; default 1 MiB
-	UnackedBytes              int           // bytes kept unacknowledged per session (XEP-0198); default 4 MiB
+	UnackedBytes              int           // bytes kept unacknowledged per session (XEP-0198); default 2 MiB
 	ResumeTimeout             time.Duration // how long a lost session waits to be resumed (XEP-0198); default 5m
 	MaxSessionsPerUser        int           // default 10
 	AllowPlain                bool          // SASL PLAIN inside TLS
@@ -112,7 +112,7 @@ func New(cfg Config, accounts Accounts, router *Router) (*Server, error) {
 		cfg.WriteQueueBytes = 1 << 20
 	}
 	if cfg.UnackedBytes <= 0 {
-		cfg.UnackedBytes = 4 << 20
+		cfg.UnackedBytes = 2 << 20
 	}
 	if cfg.ResumeTimeout <= 0 {
 		cfg.ResumeTimeout = 5 * time.Minute

@@ -297,9 +297,43 @@ func (s *Session) writer(_ <-chan *stanza.Element, _ <-chan struct{}) {
 			return
 		}
 		s.mu.Unlock()
+		s.waitForAck(o)
 		s.wmu.Lock()
 		s.writeLocked(o, idle)
 		s.wmu.Unlock()
+	}
+}
+
+// waitForAck holds o back while the stanzas the client has not
+// acknowledged (XEP-0198) are at their bound and the client is connected:
+// the writer asks for an acknowledgement and waits for it, at most the
+// write timeout, so a client that reads and answers is slowed down, not
+// ended, by a burst larger than the bound. The queue fills meanwhile, as
+// for any slow client. Then o is written whatever came: past the bound,
+// that ends the session.
+func (s *Session) waitForAck(o outgoing) {
+	var timeout <-chan time.Time
+	for {
+		s.wmu.Lock()
+		if s.sm == nil || s.t == nil || s.sm.fits(o) {
+			s.wmu.Unlock()
+			return
+		}
+		s.sm.requestAckLocked(s.t)
+		acked := s.sm.nextAck()
+		s.wmu.Unlock()
+		if timeout == nil {
+			t := time.NewTimer(s.srv.cfg.WriteTimeout)
+			defer t.Stop()
+			timeout = t.C
+		}
+		select {
+		case <-acked:
+		case <-timeout:
+			return
+		case <-s.stopped:
+			return
+		}
 	}
 }
 

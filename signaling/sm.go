@@ -23,23 +23,36 @@ const maxHeld = 64
 type smState struct {
 	id        string // resumption id; "" when resumption is off
 	unacked   []outgoing
-	bytes     int    // in unacked
-	acked     uint32 // the client's last h
-	requested bool   // an <r/> is outstanding
-	limit     int    // most unacknowledged stanzas kept
-	maxBytes  int    // most bytes of them kept (one stanza always fits)
+	bytes     int           // in unacked
+	acked     uint32        // the client's last h
+	requested bool          // an <r/> is outstanding
+	limit     int           // most unacknowledged stanzas kept
+	maxBytes  int           // most bytes of them kept (one stanza always fits)
+	ackc      chan struct{} // closed at the next acknowledgement, when a writer waits for it
+}
+
+// fits reports whether o may be sent without passing the bounds.
+func (m *smState) fits(o outgoing) bool {
+	return len(m.unacked) < m.limit && (len(m.unacked) == 0 || m.bytes+o.size() <= m.maxBytes)
 }
 
 // sent records o as handed to the client; false when too many, or too
 // many bytes, are waiting for an acknowledgement.
 func (m *smState) sent(o outgoing) bool {
-	n := o.size()
-	if len(m.unacked) >= m.limit || len(m.unacked) > 0 && m.bytes+n > m.maxBytes {
+	if !m.fits(o) {
 		return false
 	}
 	m.unacked = append(m.unacked, o)
-	m.bytes += n
+	m.bytes += o.size()
 	return true
+}
+
+// nextAck returns a channel closed at the client's next acknowledgement.
+func (m *smState) nextAck() <-chan struct{} {
+	if m.ackc == nil {
+		m.ackc = make(chan struct{})
+	}
+	return m.ackc
 }
 
 // halfFull reports whether the unacknowledged stanzas take half their
@@ -62,6 +75,10 @@ func (m *smState) ack(h uint32) error {
 	m.unacked = m.unacked[n:]
 	m.acked = h
 	m.requested = false
+	if m.ackc != nil {
+		close(m.ackc)
+		m.ackc = nil
+	}
 	return nil
 }
 
