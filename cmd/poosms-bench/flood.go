@@ -329,18 +329,14 @@ func runFlood(ctx context.Context, o floodOptions, srcs []netip.Addr, progress i
 	return res, nil
 }
 
-// attack logs in as account i and sends attack stanzas, in turn to each
-// sink and to the room, until ctx ends or the budget is spent. A stream
+// attack logs in as account i and sends attack stanzas, to the room and
+// to each sink in turn, until ctx ends or the budget is spent. A stream
 // the server ends is counted and logged in again.
 func (f *floodRun) attack(ctx context.Context, i int, sinks []*xmppclient.Client, budget *atomic.Int64) {
 	payload := floodPayload(f.o.shape, f.o.stanzaBytes)
 	var interval time.Duration
 	if f.o.attackRate > 0 {
 		interval = time.Duration(float64(time.Second) / f.o.attackRate)
-	}
-	targets := len(sinks)
-	if f.mucJID != "" {
-		targets++
 	}
 	for turn := i; ctx.Err() == nil; {
 		c, err := f.login(ctx, i, "attack")
@@ -350,7 +346,8 @@ func (f *floodRun) attack(ctx context.Context, i int, sinks []*xmppclient.Client
 		_ = join(c, f.mucJID, "attacker"+strconv.Itoa(i))
 		ended := make(chan struct{})
 		var closing atomic.Bool // the bench ends the stream, not the server
-		go func() {             // discard what the server sends, unparsed; notice the end
+		// Discard what the server sends, unparsed; notice the end.
+		go func() {
 			defer close(ended)
 			_ = c.Conn().SetReadDeadline(time.Time{})
 			_, _ = io.Copy(io.Discard, c.Conn())
@@ -358,16 +355,20 @@ func (f *floodRun) attack(ctx context.Context, i int, sinks []*xmppclient.Client
 				f.attackRefused.Add(1)
 			}
 		}()
-		for ctx.Err() == nil && targets > 0 {
+		for ctx.Err() == nil {
 			if f.o.messages > 0 && budget.Add(-1) < 0 {
 				closing.Store(true)
 				c.Close()
 				<-ended
 				return
 			}
-			to, typ := f.mucJID, "groupchat"
-			if k := turn % targets; k < len(sinks) {
-				to, typ = sinks[k].JID.String(), "chat"
+			// Every other stanza goes to the room, which hands it to
+			// every sink; the others go to each sink in turn.
+			to, typ := sinks[turn/2%len(sinks)].JID.String(), "chat"
+			if f.mucJID != "" && turn%2 == 1 {
+				to, typ = f.mucJID, "groupchat"
+			} else if f.mucJID == "" {
+				to = sinks[turn%len(sinks)].JID.String()
 			}
 			turn++
 			m := "<message to='" + to + "' type='" + typ + "'>" + payload + "</message>"
