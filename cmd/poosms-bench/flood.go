@@ -176,22 +176,40 @@ func join(c *xmppclient.Client, room, nick string) error {
 	return c.SendRaw("<presence to='" + room + "/" + nick + "'><x xmlns='http://jabber.org/protocol/muc'><history maxstanzas='0'/></x></presence>")
 }
 
-// createRoom makes room an instant room owned by c, which reads the
-// answers.
-func createRoom(c *xmppclient.Client, room, nick string) error {
+// joined enters room as nick and waits until c, which reads the
+// answers, is in.
+func joined(c *xmppclient.Client, room, nick string) error {
 	if room == "" {
 		return nil
 	}
 	if err := join(c, room, nick); err != nil {
 		return err
 	}
-	if _, err := c.Expect(30*time.Second, func(e *stanza.Element) bool { return e.Local == "presence" && e.From() == room+"/"+nick }); err != nil {
-		return fmt.Errorf("create room %s: %w", room, err)
+	el, err := c.Expect(30*time.Second, func(e *stanza.Element) bool { return e.Local == "presence" && e.From() == room+"/"+nick })
+	if err == nil && el.Type() == "error" {
+		err = fmt.Errorf("refused: %s", el)
 	}
-	if err := c.SendRaw("<iq type='set' id='cfg' to='" + room + "'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>"); err != nil {
+	if err != nil {
+		return fmt.Errorf("join %s: %w", room, err)
+	}
+	return nil
+}
+
+// createRoom makes room an instant room owned by c, which reads the
+// answers, with no limit on its occupants.
+func createRoom(c *xmppclient.Client, room, nick string) error {
+	if err := joined(c, room, nick); err != nil || room == "" {
 		return err
 	}
-	_, err := c.Expect(30*time.Second, func(e *stanza.Element) bool { return e.Local == "iq" && e.ID() == "cfg" })
+	if err := c.SendRaw("<iq type='set' id='cfg' to='" + room + "'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'>" +
+		"<field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig</value></field>" +
+		"<field var='muc#roomconfig_maxusers'><value>none</value></field></x></query></iq>"); err != nil {
+		return err
+	}
+	el, err := c.Expect(30*time.Second, func(e *stanza.Element) bool { return e.Local == "iq" && e.ID() == "cfg" })
+	if err == nil && el.Type() != "result" {
+		err = fmt.Errorf("configure %s: %s", room, el)
+	}
 	return err
 }
 
@@ -343,7 +361,11 @@ func (f *floodRun) attack(ctx context.Context, i int, sinks []*xmppclient.Client
 		if err != nil {
 			return
 		}
-		_ = join(c, f.mucJID, "attacker"+strconv.Itoa(i))
+		if err := joined(c, f.mucJID, "attacker"+strconv.Itoa(i)); err != nil {
+			fmt.Fprintf(f.log, "sender %d: %v\n", i, err)
+			c.Close()
+			return
+		}
 		ended := make(chan struct{})
 		var closing atomic.Bool // the bench ends the stream, not the server
 		// Discard what the server sends, unparsed; notice the end.
