@@ -59,3 +59,21 @@ func BenchmarkWriteStanza(b *testing.B) {
 }
 
 func parseForBench(b []byte) (*stanza.Element, error) { return stanza.Parse(b) }
+
+// BenchmarkWriteEncodedStanza measures what a session's writer does with
+// a queued stanza: its encoded bytes and its to, assembled in a pooled
+// buffer and written.
+func BenchmarkWriteEncodedStanza(b *testing.B) {
+	t := newTCPTransport(memConn{r: bytes.NewReader(nil)}, nil, 1<<20, stanza.Limits{}, 0)
+	el, err := parseForBench([]byte("<message from='alice@localhost/laptop' type='chat' id='a1b2c3'><body>hello there, how are you today?</body></message>"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := stanza.Encode(el)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := t.writeEncoded(w, "bob@localhost/phone"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
