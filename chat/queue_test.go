@@ -5,37 +5,32 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"mellium.im/xmpp/jid"
 
+	"poosms.org/poosms/internal/testenv"
 	"poosms.org/poosms/stanza"
 )
 
-// fullQueue is a session whose write queue has room for what its client
-// has read (a token in room each): Send fails when there is none, as
-// signaling's does for a client that stopped reading, and SendWait waits.
-type fullQueue struct {
+// slowSession is a session whose client reads slowly: Send fails when
+// its queue is full, as signaling's does, and SendWait waits for room.
+type slowSession struct {
 	*fakeSession
-	room chan struct{}
+	queue testenv.SlowReader
 }
 
-func (q *fullQueue) Send(el *stanza.Element) error {
-	select {
-	case <-q.room:
-		return q.fakeSession.Send(el)
-	default:
-		return ErrSessionGone
+func (q *slowSession) Send(el *stanza.Element) error {
+	if err := q.queue.Take(); err != nil {
+		return err
 	}
+	return q.fakeSession.Send(el)
 }
 
-func (q *fullQueue) SendWait(ctx context.Context, el *stanza.Element) error {
-	select {
-	case <-q.room:
-		return q.fakeSession.Send(el)
-	case <-ctx.Done():
-		return ctx.Err()
+func (q *slowSession) SendWait(ctx context.Context, el *stanza.Element) error {
+	if err := q.queue.Wait(ctx); err != nil {
+		return err
 	}
+	return q.fakeSession.Send(el)
 }
 
 // An archive page is many stanzas the client asked for at once: it waits
@@ -50,7 +45,7 @@ func TestArchivePageWaitsForRoom(t *testing.T) {
 	for i := range n {
 		h.send(a, `<message type='chat' to='bob@localhost' id='m`+strconv.Itoa(i)+`'><body>`+strconv.Itoa(i)+`</body></message>`)
 	}
-	bob := &fullQueue{fakeSession: &fakeSession{jid: jid.MustParse("bob@localhost/b")}, room: make(chan struct{}, 2)}
+	bob := &slowSession{fakeSession: &fakeSession{jid: jid.MustParse("bob@localhost/b")}, queue: testenv.NewSlowReader()}
 	h.svc.SessionBound(context.Background(), bob)
 	q, _ := stanza.Parse([]byte(`<iq type='set' id='q1'><query xmlns='urn:xmpp:mam:2' queryid='qq'>` + rsm(100, "") + `</query></iq>`))
 	q.SetAttr("from", bob.jid.String())
@@ -59,23 +54,7 @@ func TestArchivePageWaitsForRoom(t *testing.T) {
 		defer close(done)
 		h.svc.HandleStanza(context.Background(), bob, q)
 	}()
-	// The client reads slowly: a stanza every few milliseconds.
-	tick := time.NewTicker(3 * time.Millisecond)
-	defer tick.Stop()
-	deadline := time.After(10 * time.Second)
-	for waiting := true; waiting; {
-		select {
-		case <-tick.C:
-			select {
-			case bob.room <- struct{}{}:
-			default:
-			}
-		case <-done:
-			waiting = false
-		case <-deadline:
-			t.Fatal("the archive query stalled")
-		}
-	}
+	bob.queue.Read(t, done)
 	got := bob.take()
 	if len(got) != n+1 {
 		t.Fatalf("bob got %d stanzas, want %d results and the answer:\n%v", len(got), n, got)
