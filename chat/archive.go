@@ -125,24 +125,59 @@ func archivable(el *stanza.Element) bool {
 func (s *Service) archiveBoth(ctx context.Context, from, to jid.JID, el *stanza.Element, self bool) (mine, theirs string) {
 	stamp := s.now().UTC()
 	raw := []byte(el.String())
-	for range 2 {
+	lim := store.ArchiveLimit{Messages: s.lim.ArchiveMessages, Bytes: s.lim.ArchiveBytes}
+	ok := s.archiveEntries(ctx, from.String(), to.String(), func() []store.ArchiveEntry {
 		mine, theirs = newID(), newID()
-		entries := []store.ArchiveEntry{{Owner: from.Localpart(), Message: store.ArchivedMessage{ID: mine, With: to.String(), Stamp: stamp, Stanza: raw}}}
+		entries := []store.ArchiveEntry{{Owner: from.Localpart(), Limit: lim,
+			Message: store.ArchivedMessage{ID: mine, With: to.String(), Stamp: stamp, Stanza: raw}}}
 		if self {
 			theirs = mine
 		} else {
-			entries = append(entries, store.ArchiveEntry{Owner: to.Localpart(), Message: store.ArchivedMessage{ID: theirs, With: from.String(), Stamp: stamp, Stanza: raw}})
+			entries = append(entries, store.ArchiveEntry{Owner: to.Localpart(), Limit: lim,
+				Message: store.ArchivedMessage{ID: theirs, With: from.String(), Stamp: stamp, Stanza: raw}})
 		}
-		err := s.archive.ArchiveMessages(ctx, entries)
+		return entries
+	})
+	if !ok {
+		return "", ""
+	}
+	return mine, theirs
+}
+
+// archiveFor stores el in the archive of the local user owner alone (a
+// message to or from another server, which keeps its own), with the
+// other party's address; it returns the stanza-id given, "" when it could
+// not be stored.
+func (s *Service) archiveFor(ctx context.Context, owner, with string, el *stanza.Element) string {
+	stamp := s.now().UTC()
+	raw := []byte(el.String())
+	var id string
+	ok := s.archiveEntries(ctx, owner, with, func() []store.ArchiveEntry {
+		id = newID()
+		return []store.ArchiveEntry{{Owner: owner, Limit: store.ArchiveLimit{Messages: s.lim.ArchiveMessages, Bytes: s.lim.ArchiveBytes},
+			Message: store.ArchivedMessage{ID: id, With: with, Stamp: stamp, Stanza: raw}}}
+	})
+	if !ok {
+		return ""
+	}
+	return id
+}
+
+// archiveEntries writes the entries made fresh by build, once more when
+// a new id happens to be taken; a failure is logged (delivery goes on
+// without the archive).
+func (s *Service) archiveEntries(ctx context.Context, from, to string, build func() []store.ArchiveEntry) bool {
+	for range 2 {
+		err := s.archive.ArchiveMessages(ctx, build())
 		if err == nil {
-			return mine, theirs
+			return true
 		}
 		if !errors.Is(err, store.ErrExists) {
-			s.log.Error("chat: archive message", "from", from.String(), "to", to.String(), "err", err)
-			return "", ""
+			s.log.Error("chat: archive message", "from", from, "to", to, "err", err)
+			return false
 		}
 	}
-	return "", ""
+	return false
 }
 
 // mamQueryIQ answers a query of the user's own archive (XEP-0313): the

@@ -262,7 +262,7 @@ func (s *Service) blockingIQ(ctx context.Context, sess Session, iq, q *stanza.El
 			continue
 		}
 		c, err := jid.Parse(j)
-		if err != nil || !s.isLocal(c) || c.Localpart() == "" || c.Resourcepart() != "" {
+		if err != nil || !s.isRemote(c) && !s.isLocal(c) || c.Localpart() == "" || c.Resourcepart() != "" {
 			continue
 		}
 		it, err := s.st.RosterItem(ctx, local, c.String())
@@ -278,7 +278,7 @@ func (s *Service) blockingIQ(ctx context.Context, sess Session, iq, q *stanza.El
 // local to the local address j (a bare or full JID, or the domain).
 func (s *Service) unavailableTo(local, j string) {
 	c, err := jid.Parse(j)
-	if err != nil || !s.isLocal(c) || c.Localpart() == "" {
+	if err != nil || !s.isRemote(c) && (!s.isLocal(c) || c.Localpart() == "") {
 		return
 	}
 	for _, t := range s.available(local) {
@@ -286,6 +286,11 @@ func (s *Service) unavailableTo(local, j string) {
 			SetAttr("from", t.sess.JID().String()).
 			SetAttr("to", c.String()).
 			SetAttr("type", "unavailable")
+		if s.isRemote(c) {
+			// Sent although now blocked: it is the last they hear.
+			s.sendRemote(p)
+			continue
+		}
 		if c.Resourcepart() != "" {
 			if dst := s.bound(c.Localpart(), c.Resourcepart()); dst != nil {
 				s.sendDirect(dst, p)

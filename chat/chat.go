@@ -39,8 +39,9 @@ type Store interface {
 	RosterItems(ctx context.Context, owner string) ([]store.RosterItem, error)
 	RosterItem(ctx context.Context, owner, contact string) (store.RosterItem, error)
 	PutRosterItem(ctx context.Context, owner string, it store.RosterItem) error
+	PutRosterItemWithin(ctx context.Context, owner string, it store.RosterItem, limit int) error
 	DeleteRosterItem(ctx context.Context, owner, contact string) error
-	PushOffline(ctx context.Context, owner string, stamp time.Time, stanza []byte, limit int) error
+	PushOfflineWithin(ctx context.Context, owner, sender string, stamp time.Time, stanza []byte, limit, perSender int) error
 	OfflineMessages(ctx context.Context, owner string) ([]store.OfflineMessage, error)
 	DeleteOffline(ctx context.Context, owner string, upToID int64) error
 }
@@ -52,6 +53,8 @@ type Config struct {
 	// OfflineLimit is the most messages kept for one offline user; a message
 	// beyond it is refused with an error to its sender. Default 1000.
 	OfflineLimit int
+	// Limits bound what one user can make the server keep (limits.go).
+	Limits Limits
 	// Now is the clock used for offline stamps. Default time.Now.
 	Now func() time.Time
 	// Logger receives the service's logs. Default slog.Default().
@@ -77,6 +80,15 @@ type Config struct {
 	// blocklist here, for other nodes to read it again
 	// (ReloadBlocklist).
 	BlocklistChanged func(local string)
+	// Federation carries stanzas for other servers' users and services;
+	// nil: this server does not federate, and stanzas for other domains
+	// are refused with remote-server-not-found.
+	Federation Federation
+	// RemotePresenceTimeout is how long presence seen from another server
+	// waits, once the streams with that server are lost, for a fresh
+	// presence to confirm it before it is reported unavailable.
+	// Default 45s.
+	RemotePresenceTimeout time.Duration
 }
 
 // IQHandler answers an IQ addressed to the server. It returns the reply to
@@ -89,6 +101,7 @@ type IQHandler func(ctx context.Context, sess Session, iq *stanza.Element) *stan
 type Service struct {
 	domain  string
 	limit   int
+	lim     Limits
 	now     func() time.Time
 	log     *slog.Logger
 	st      Store
@@ -129,6 +142,9 @@ type Service struct {
 
 	observe      func(full jid.JID, st ResourceState, gone bool)
 	blockChanged func(local string)
+
+	fed   Federation     // nil: no federation
+	watch *presenceWatch // presence of other servers' users shown here
 
 	closeOnce sync.Once
 	stopPrune context.CancelFunc
@@ -171,9 +187,14 @@ func New(cfg Config, st Store) (*Service, error) {
 	if cfg.OfflineLimit < 0 {
 		return nil, fmt.Errorf("chat: offline limit %d is negative", cfg.OfflineLimit)
 	}
+	lim, err := cfg.Limits.withDefaults()
+	if err != nil {
+		return nil, err
+	}
 	s := &Service{
 		domain:  d.Domainpart(),
 		limit:   cfg.OfflineLimit,
+		lim:     lim,
 		now:     cfg.Now,
 		log:     cfg.Logger,
 		st:      st,
@@ -183,7 +204,12 @@ func New(cfg Config, st Store) (*Service, error) {
 		observe: cfg.Observe,
 
 		blockChanged: cfg.BlocklistChanged,
+		fed:          cfg.Federation,
 	}
+	if cfg.RemotePresenceTimeout <= 0 {
+		cfg.RemotePresenceTimeout = 45 * time.Second
+	}
+	s.watch = newPresenceWatch(cfg.RemotePresenceTimeout)
 	if s.limit == 0 {
 		s.limit = 1000
 	}
@@ -293,6 +319,7 @@ func (s *Service) SessionClosed(ctx context.Context, sess Session) {
 	s.mu.Unlock()
 	if last {
 		s.forgetBlocklist(me.Localpart())
+		s.watch.forget(me.Localpart())
 	}
 	s.caps.forget(sess)
 	if s.observe != nil {

@@ -15,11 +15,18 @@ import (
 // session is gone), a bare JID to the available resources, or for a chat
 // or normal message with content, the offline queue. The errors routing
 // returns go to the sender when it is a bound local session, and are
-// dropped with a debug log otherwise; so are stanzas for unknown users or
-// other domains and stanzas from someone the user blocked. Deliver neither
-// archives nor carbon-copies (the stanza was, when it was first routed).
+// dropped with a debug log otherwise; so are stanzas for unknown users and
+// stanzas from someone the user blocked. A stanza for another server goes
+// to federation (dropped without one). Deliver neither archives nor
+// carbon-copies (the stanza was, when it was first routed).
 func (s *Service) Deliver(ctx context.Context, el *stanza.Element) {
 	to, err := jid.Parse(el.To())
+	if err == nil && s.isRemote(to) {
+		// A service's stanza for someone of another server (an occupant
+		// of a room who came from there).
+		s.sendRemote(el)
+		return
+	}
 	if err != nil || !s.isLocal(to) || to.Localpart() == "" {
 		s.log.Debug("chat: deliver: not a local user", "to", el.To(), "from", el.From())
 		return

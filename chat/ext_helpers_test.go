@@ -79,16 +79,7 @@ func (h *harness) iq(sess *fakeSession, raw string) (reply *stanza.Element, extr
 }
 
 // errorCondition returns the stanza error condition of el, or "".
-func errorCondition(el *stanza.Element) string {
-	if e := el.Child("", "error"); e != nil {
-		for _, c := range e.Elements() {
-			if c.Space == stanza.NSStanzas && c.Local != "text" {
-				return c.Local
-			}
-		}
-	}
-	return ""
-}
+func errorCondition(el *stanza.Element) string { return stanza.ErrorCondition(el) }
 
 // putBack returns stanzas to what sess has received, after the rest.
 func (f *fakeSession) putBack(els []*stanza.Element) {

@@ -21,6 +21,8 @@ func (s *Service) handleIQ(ctx context.Context, sess Session, el *stanza.Element
 	}
 	me := sess.JID()
 	switch {
+	case hasTo && s.isRemote(to):
+		s.iqOut(ctx, sess, el, to, request)
 	case hasTo && !s.isLocal(to):
 		if request {
 			s.replyError(sess, el, "remote-server-not-found", "this server does not federate")

@@ -3,6 +3,7 @@ package chat
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"mellium.im/xmpp/jid"
@@ -29,6 +30,8 @@ func (s *Service) handleMessage(ctx context.Context, sess Session, el *stanza.El
 	}
 	typ := messageType(el)
 	switch {
+	case s.isRemote(to):
+		s.messageOut(ctx, sess, el, to)
 	case !s.isLocal(to):
 		if typ != "error" {
 			s.replyError(sess, el, "remote-server-not-found", "this server does not federate")
@@ -134,10 +137,22 @@ func storable(el *stanza.Element) bool {
 // storeOffline queues el for local. A full queue or a store failure is
 // answered to the sender: a message is never dropped silently.
 func (s *Service) storeOffline(ctx context.Context, sender Session, el *stanza.Element, local string) {
-	err := s.st.PushOffline(ctx, local, s.now().UTC(), []byte(el.String()), s.limit)
+	from := ""
+	if j, err := jid.Parse(el.From()); err == nil {
+		from = j.Bare().String() // so that the sender's account deletion withdraws it
+	}
+	err := s.st.PushOfflineWithin(ctx, local, from, s.now().UTC(), []byte(el.String()), s.limit, s.lim.OfflinePerSender)
 	switch {
 	case errors.Is(err, store.ErrQueueFull):
 		s.replyError(sender, el, "resource-constraint", "the recipient's offline storage is full")
+		return
+	case errors.Is(err, store.ErrLimit):
+		s.replyError(sender, el, "resource-constraint",
+			fmt.Sprintf("you have %d messages waiting for this offline user already; more are refused until they are read", s.lim.OfflinePerSender))
+		return
+	case errors.Is(err, store.ErrNotFound):
+		// The account was deleted a moment ago.
+		s.replyError(sender, el, "service-unavailable", "")
 		return
 	case err != nil:
 		s.log.Error("chat: store offline message", "to", local, "err", err)

@@ -2,6 +2,7 @@ package chat
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -27,7 +28,9 @@ func (s *Service) handlePresence(ctx context.Context, sess Session, el *stanza.E
 	case "error":
 		// Errors only make sense to a precise session (e.g. a refused
 		// directed presence); anything else is dropped.
-		if hasTo && s.isLocal(to) && to.Resourcepart() != "" {
+		if hasTo && s.isRemote(to) {
+			s.sendRemote(el)
+		} else if hasTo && s.isLocal(to) && to.Resourcepart() != "" {
 			if dst := s.bound(to.Localpart(), to.Resourcepart()); dst != nil {
 				s.send(dst, el)
 			}
@@ -178,10 +181,16 @@ func (s *Service) endPresence(ctx context.Context, me jid.JID, wasAvailable bool
 }
 
 // presenceToContact sends a copy of p, addressed to contact's bare JID, to
-// contact's available sessions. Contacts on other domains are skipped: this
-// server does not federate.
+// contact's available sessions, or to contact's server. Contacts of other
+// domains are skipped without federation.
 func (s *Service) presenceToContact(p *stanza.Element, contact string) {
 	j, err := jid.Parse(contact)
+	if err == nil && s.isRemote(j) {
+		q := p.Copy()
+		q.SetAttr("to", j.Bare().String())
+		s.sendOut(q, j)
+		return
+	}
 	if err != nil || !s.isLocal(j) || j.Localpart() == "" {
 		return
 	}
@@ -212,9 +221,14 @@ func (s *Service) presenceToOwn(p *stanza.Element, owner string, extra Session) 
 }
 
 // deliverPresence delivers presence p to a local address: a full JID's
-// session, or a bare JID's available sessions (RFC 6121 §8.5.2, §8.5.3).
-// Other domains and the server itself receive nothing.
+// session, or a bare JID's available sessions (RFC 6121 §8.5.2, §8.5.3);
+// or to another server. Without federation other domains, and the server
+// itself, receive nothing.
 func (s *Service) deliverPresence(p *stanza.Element, to jid.JID) {
+	if s.isRemote(to) {
+		s.sendOut(p, to)
+		return
+	}
 	if !s.isLocal(to) || to.Localpart() == "" {
 		return
 	}
@@ -233,37 +247,56 @@ func (s *Service) deliverPresence(p *stanza.Element, to jid.JID) {
 // (RFC 6121 §4.6): delivered as is, and remembered so the recipient learns
 // when the session goes away.
 func (s *Service) directedPresence(ctx context.Context, sess Session, el *stanza.Element, to jid.JID) {
-	if !s.isLocal(to) {
+	remote := s.isRemote(to)
+	switch {
+	case !remote && !s.isLocal(to):
 		s.replyError(sess, el, "remote-server-not-found", "this server does not federate")
 		return
-	}
-	if to.Localpart() == "" {
+	case !remote && to.Localpart() == "":
 		return
-	}
-	ok, err := s.exists(ctx, to.Localpart())
-	if err != nil {
-		s.log.Error("chat: directed presence", "to", to.String(), "err", err)
-		return
-	}
-	if !ok {
-		return // RFC 6121 §8.5.1: silently ignored
+	case !remote:
+		ok, err := s.exists(ctx, to.Localpart())
+		if err != nil {
+			s.log.Error("chat: directed presence", "to", to.String(), "err", err)
+			return
+		}
+		if !ok {
+			return // RFC 6121 §8.5.1: silently ignored
+		}
 	}
 	addr := to.String()
 	unavailable := el.Type() == "unavailable"
+	full := false
 	s.update(sess, func(r *resource) {
+		known := slices.Contains(r.directed, addr)
+		if !unavailable && !known && len(r.directed) >= s.lim.DirectedPresences {
+			full = true
+			return
+		}
 		r.directed = slices.DeleteFunc(r.directed, func(d string) bool { return d == addr })
 		if !unavailable {
 			r.directed = append(r.directed, addr)
 		}
 	})
+	if full {
+		s.replyError(sess, el, "resource-constraint",
+			fmt.Sprintf("a session may send directed presence to at most %d addresses at once: send unavailable to some first", s.lim.DirectedPresences))
+		return
+	}
 	s.deliverPresence(el, to)
 }
 
 // answerProbe sends contact's presence to sess, the user's newly available
 // session (RFC 6121 §4.3.2): the last presence of each available resource,
-// or unavailable from the bare JID when there is none.
+// or unavailable from the bare JID when there is none. A contact of
+// another server is probed there, from the session's full JID so that
+// the answers go to it alone.
 func (s *Service) answerProbe(sess Session, contact string) {
 	j, err := jid.Parse(contact)
+	if err == nil && s.isRemote(j) {
+		s.probe(sess.JID(), j)
+		return
+	}
 	if err != nil || !s.isLocal(j) || j.Localpart() == "" {
 		return
 	}
@@ -287,7 +320,7 @@ func (s *Service) answerProbe(sess Session, contact string) {
 // clientProbe answers a probe a client sent itself, if the user is
 // subscribed to the contact's presence.
 func (s *Service) clientProbe(ctx context.Context, sess Session, to jid.JID) {
-	if !s.isLocal(to) || to.Localpart() == "" {
+	if !s.isRemote(to) && (!s.isLocal(to) || to.Localpart() == "") {
 		return
 	}
 	contact := to.Bare().String()

@@ -119,7 +119,7 @@ func TestUndeliverableGoesOffline(t *testing.T) {
 	if h.st.queued("bob") != 0 {
 		t.Fatal("login did not drain the queue")
 	}
-	h.st.PushOffline(ctx, "bob", h.now, []byte(`<message xmlns='jabber:client' type='chat' from='alice@localhost/a' to='bob@localhost'><body>y</body></message>`), 10)
+	h.st.PushOffline(ctx, "bob", "alice@localhost", h.now, []byte(`<message xmlns='jabber:client' type='chat' from='alice@localhost/a' to='bob@localhost'><body>y</body></message>`), 10)
 	h.svc.DrainUser(ctx, jid.MustParse("bob@localhost"))
 	expect(t, "bob after DrainUser", bob, "message type=chat from=alice@localhost/a to=bob@localhost body=y delay=localhost@2026-11-25T10:00:00Z")
 }

@@ -20,11 +20,16 @@ const (
 	maxGroups     = 128
 )
 
+// errRosterFull says a roster holds Limits.RosterItems items already.
+var errRosterFull = errors.New("chat: the roster is full")
+
 // updateItem applies fn to owner's roster item for contact (a zero item
 // with subscription none when there is none), saves the result and pushes
 // it to owner's interested sessions when what the roster shows changed. An
 // item neither listed nor holding a pending request is deleted. It returns
 // the item before and after; after.Listed is false when it was deleted.
+// A new item in a roster that holds Limits.RosterItems already is not
+// stored: the error is errRosterFull.
 func (s *Service) updateItem(ctx context.Context, owner, contact string, fn func(it *store.RosterItem)) (before, after store.RosterItem, err error) {
 	lk := s.rosterLock(owner)
 	lk.Lock()
@@ -51,10 +56,15 @@ func (s *Service) updateItem(ctx context.Context, owner, contact string, fn func
 		if existed {
 			err = s.st.DeleteRosterItem(ctx, owner, contact)
 		}
-	case !existed || !sameItem(before, it):
+	case !existed:
+		err = s.st.PutRosterItemWithin(ctx, owner, it, s.lim.RosterItems)
+	case !sameItem(before, it):
 		err = s.st.PutRosterItem(ctx, owner, it)
 	}
 	lk.Unlock()
+	if errors.Is(err, store.ErrLimit) {
+		return before, before, errRosterFull
+	}
 	if err != nil {
 		return before, after, fmt.Errorf("chat: save roster item %s of %s: %w", contact, owner, err)
 	}
@@ -101,13 +111,17 @@ func itemElement(it store.RosterItem, remove bool) *stanza.Element {
 // sessions.
 func (s *Service) pushItem(owner string, it store.RosterItem, remove bool) {
 	for _, sess := range s.interested(owner) {
-		iq := stanza.New(stanza.NSClient, "iq").
-			SetAttr("type", "set").
-			SetAttr("id", "push"+strconv.FormatUint(s.pushSeq.Add(1), 10)).
-			SetAttr("to", sess.JID().String())
-		iq.Append(stanza.New(NSRoster, "query").Append(itemElement(it, remove)))
-		s.send(sess, iq)
+		s.send(sess, s.rosterPush(sess, it, remove))
 	}
+}
+
+// rosterPush builds the roster push of it for sess.
+func (s *Service) rosterPush(sess Session, it store.RosterItem, remove bool) *stanza.Element {
+	iq := stanza.New(stanza.NSClient, "iq").
+		SetAttr("type", "set").
+		SetAttr("id", "push"+strconv.FormatUint(s.pushSeq.Add(1), 10)).
+		SetAttr("to", sess.JID().String())
+	return iq.Append(stanza.New(NSRoster, "query").Append(itemElement(it, remove)))
 }
 
 // rosterIQ serves jabber:iq:roster get and set from the user's own session.
@@ -188,6 +202,10 @@ func (s *Service) rosterIQ(ctx context.Context, sess Session, iq, q *stanza.Elem
 		it.Name = name
 		it.Groups = groups
 	})
+	if errors.Is(err, errRosterFull) {
+		s.replyError(sess, iq, "resource-constraint", s.rosterFullText())
+		return
+	}
 	if err != nil {
 		s.log.Error("chat: roster set", "jid", sess.JID().String(), "err", err)
 		s.replyError(sess, iq, "internal-server-error", "")
@@ -221,14 +239,20 @@ func (s *Service) rosterRemove(ctx context.Context, sess Session, iq *stanza.Ele
 		return
 	}
 	s.send(sess, stanza.Result(iq))
-	if !s.isLocal(contact) || contact.Localpart() == "" {
+	if !s.isRemote(contact) && (!s.isLocal(contact) || contact.Localpart() == "") {
 		return
 	}
-	unsub := subscriptionPresence("unsubscribe", me, contact)
-	s.inUnsubscribe(ctx, contact, me, unsub)
-	unsubd := subscriptionPresence("unsubscribed", me, contact)
-	s.inUnsubscribed(ctx, contact, me, unsubd)
+	for _, typ := range []string{"unsubscribe", "unsubscribed"} {
+		if _, err := s.subDeliver(ctx, typ, contact, me, subscriptionPresence(typ, me, contact)); err != nil {
+			s.log.Error("chat: roster remove", "jid", sess.JID().String(), "type", typ, "err", err)
+		}
+	}
 	if before.Subscription == store.SubFrom || before.Subscription == store.SubBoth {
 		s.sendUnavailableFrom(me.Localpart(), contact)
 	}
+}
+
+// rosterFullText says why a contact was not added.
+func (s *Service) rosterFullText() string {
+	return fmt.Sprintf("a contact list may hold at most %d contacts", s.lim.RosterItems)
 }

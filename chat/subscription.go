@@ -2,6 +2,7 @@ package chat
 
 import (
 	"context"
+	"errors"
 
 	"mellium.im/xmpp/jid"
 
@@ -9,10 +10,12 @@ import (
 	"poosms.org/poosms/store"
 )
 
-// Subscription handling, RFC 6121 §3 and Appendix A. Both ends are local:
-// the "out" functions change the sender's roster, the "in" functions the
-// recipient's, and each delivers to the recipient's available sessions only
-// when its state changed.
+// Subscription handling, RFC 6121 §3 and Appendix A. The "out" functions
+// change the roster of the sender, a local user; the "in" functions the
+// roster of a local recipient, whose sender may be of another server, and
+// each delivers to the recipient's available sessions only when its state
+// changed. subDeliver picks the "in" function, or federation when the
+// recipient is of another server.
 
 // subscriptionPresence builds a subscription stanza between bare JIDs.
 func subscriptionPresence(typ string, from, to jid.JID) *stanza.Element {
@@ -24,7 +27,7 @@ func subscriptionPresence(typ string, from, to jid.JID) *stanza.Element {
 
 func (s *Service) subscription(ctx context.Context, sess Session, el *stanza.Element, typ string, to jid.JID) {
 	me := sess.JID().Bare()
-	if !s.isLocal(to) {
+	if !s.isLocal(to) && !s.isRemote(to) {
 		s.replyError(sess, el, "remote-server-not-found", "this server does not federate")
 		return
 	}
@@ -47,10 +50,41 @@ func (s *Service) subscription(ctx context.Context, sess Session, el *stanza.Ele
 	case "unsubscribed":
 		err = s.outUnsubscribed(ctx, me, contact, out)
 	}
-	if err != nil {
+	switch {
+	case errors.Is(err, errRosterFull):
+		s.replyError(sess, el, "resource-constraint", s.rosterFullText())
+	case errors.Is(err, errContactRosterFull):
+		s.replyError(sess, el, "resource-constraint", contact.String()+" cannot take more contact requests")
+	case err != nil:
 		s.log.Error("chat: subscription", "type", typ, "from", me.String(), "to", contact.String(), "err", err)
 		s.replyError(sess, el, "internal-server-error", "")
 	}
+}
+
+// errContactRosterFull says a subscription request was refused because
+// the contact's roster is full (Limits.RosterItems).
+var errContactRosterFull = errors.New("chat: the contact's roster is full")
+
+// subDeliver hands a subscription stanza of type typ from 'from' to its
+// recipient 'to' (bare JIDs): a local recipient's roster changes (the
+// matching "in" function), or the stanza goes to the recipient's server.
+// It reports whether the recipient's state changed; for a recipient of
+// another server, whose state is not known here, whether it was sent.
+func (s *Service) subDeliver(ctx context.Context, typ string, to, from jid.JID, el *stanza.Element) (bool, error) {
+	if !s.isLocal(to) {
+		return s.sendOut(el, to), nil
+	}
+	switch typ {
+	case "subscribe":
+		return true, s.inSubscribe(ctx, to, from, el)
+	case "subscribed":
+		return s.inSubscribed(ctx, to, from, el)
+	case "unsubscribe":
+		return true, s.inUnsubscribe(ctx, to, from, el)
+	case "unsubscribed":
+		return true, s.inUnsubscribed(ctx, to, from, el)
+	}
+	return false, nil
 }
 
 func isSubscriber(sub string) bool { return sub == store.SubFrom || sub == store.SubBoth }
@@ -67,7 +101,8 @@ func (s *Service) outSubscribe(ctx context.Context, user, contact jid.JID, out *
 	if err != nil {
 		return err
 	}
-	return s.inSubscribe(ctx, contact, user, out)
+	_, err = s.subDeliver(ctx, "subscribe", contact, user, out)
+	return err
 }
 
 // inSubscribe: contact receives user's request (§3.1.3).
@@ -79,7 +114,8 @@ func (s *Service) inSubscribe(ctx context.Context, contact, user jid.JID, in *st
 	if !ok {
 		// Nobody to ask: refuse on the contact's behalf so the request
 		// does not stay pending forever.
-		return s.inUnsubscribed(ctx, user, contact, subscriptionPresence("unsubscribed", contact, user))
+		_, err := s.subDeliver(ctx, "unsubscribed", user, contact, subscriptionPresence("unsubscribed", contact, user))
+		return err
 	}
 	auto := false
 	_, _, err = s.updateItem(ctx, contact.Localpart(), user.String(), func(it *store.RosterItem) {
@@ -89,12 +125,20 @@ func (s *Service) inSubscribe(ctx context.Context, contact, user jid.JID, in *st
 		}
 		it.PendingIn = true
 	})
+	if errors.Is(err, errRosterFull) {
+		// The request would grow a full roster: refuse it on the
+		// contact's behalf, so it does not stay pending either.
+		if _, err := s.subDeliver(ctx, "unsubscribed", user, contact, subscriptionPresence("unsubscribed", contact, user)); err != nil {
+			return err
+		}
+		return errContactRosterFull
+	}
 	if err != nil {
 		return err
 	}
 	if auto {
 		// Already approved: answer for the contact.
-		changed, err := s.inSubscribed(ctx, user, contact, subscriptionPresence("subscribed", contact, user))
+		changed, err := s.subDeliver(ctx, "subscribed", user, contact, subscriptionPresence("subscribed", contact, user))
 		if err == nil && changed {
 			s.sendPresenceFrom(contact.Localpart(), user)
 			s.lastItemsOnApproval(ctx, user, contact.Localpart())
@@ -130,7 +174,7 @@ func (s *Service) outSubscribed(ctx context.Context, contact, user jid.JID, out 
 	if err != nil || !approved {
 		return err
 	}
-	changed, err := s.inSubscribed(ctx, user, contact, out)
+	changed, err := s.subDeliver(ctx, "subscribed", user, contact, out)
 	if err == nil && changed {
 		s.sendPresenceFrom(contact.Localpart(), user)
 		s.lastItemsOnApproval(ctx, user, contact.Localpart())
@@ -178,7 +222,8 @@ func (s *Service) outUnsubscribe(ctx context.Context, user, contact jid.JID, out
 	if err != nil {
 		return err
 	}
-	return s.inUnsubscribe(ctx, contact, user, out)
+	_, err = s.subDeliver(ctx, "unsubscribe", contact, user, out)
+	return err
 }
 
 // inUnsubscribe: contact learns user no longer wants its presence
@@ -229,7 +274,7 @@ func (s *Service) outUnsubscribed(ctx context.Context, contact, user jid.JID, ou
 	if err != nil {
 		return err
 	}
-	if err := s.inUnsubscribed(ctx, user, contact, out); err != nil {
+	if _, err := s.subDeliver(ctx, "unsubscribed", user, contact, out); err != nil {
 		return err
 	}
 	if wasSubscriber {

@@ -99,6 +99,8 @@ type Directory interface {
 	Unbind(ctx context.Context, full jid.JID, node NodeID) error
 	// Resources lists the sessions of a bare JID on every node.
 	Resources(ctx context.Context, bare jid.JID) ([]Entry, error)
+	// Owners returns the node serving each full JID, "" where none does.
+	Owners(ctx context.Context, fulls []jid.JID) ([]NodeID, error)
 }
 
 // Router carries payloads between nodes.

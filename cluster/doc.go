@@ -7,4 +7,10 @@
 // cluster uses Redis (NewRedis), which keeps that state in a shared Redis
 // server. Both satisfy the same small interfaces (Membership, Directory,
 // Router, Placer), so callers do not know which one they hold.
+//
+// Redis is not trusted: every payload a node reads from a stream, every
+// node record and every session directory value carries an HMAC made
+// with the cluster secret (auth.go), and what fails the check, is stale
+// or is replayed is dropped, counted and logged (Rejects). Someone who
+// can write to Redis can still deny service; see docs/operations.md.
 package cluster

@@ -16,7 +16,11 @@ func ExampleNewRedis() {
 	var c cluster.Cluster
 	r, err := cluster.NewRedis(cluster.Config{
 		Node: cluster.Node{ID: "node-1", C2S: "203.0.113.1:5222", Media: "203.0.113.1:3478"},
-		URL:  "redis://127.0.0.1:6379",
+		// An ACL user that may reach only the cluster's keys, over TLS.
+		URL: "rediss://poosms:redis-password@redis.example.org:6380",
+		// The same on every node; what is read from Redis is believed
+		// only when signed with it.
+		Secret: []byte("at least 32 bytes, the same on every node"),
 		Handler: func(ctx context.Context, from cluster.NodeID, payload []byte) error {
 			// Parse the stanza and deliver it to the local session.
 			return nil

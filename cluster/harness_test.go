@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/hex"
 	"io"
 	"log/slog"
@@ -37,17 +38,22 @@ func redisAddr(t testing.TB) string {
 // harness starts nodes sharing one random key prefix on the test Redis
 // and deletes every key under that prefix at the end.
 type harness struct {
-	t      testing.TB
-	addr   string
-	prefix string
-	admin  *redis.Client
+	t       testing.TB
+	addr    string
+	url     string         // what the nodes are given
+	rootCAs *x509.CertPool // for a rediss:// url
+	prefix  string
+	secret  []byte // the cluster secret of the harness's nodes
+	admin   *redis.Client
 }
 
 func newHarness(t testing.TB) *harness {
 	addr := redisAddr(t)
 	b := make([]byte, 6)
 	rand.Read(b)
-	h := &harness{t: t, addr: addr, prefix: "poosmstest:" + hex.EncodeToString(b) + ":", admin: redis.NewClient(&redis.Options{Addr: addr})}
+	h := &harness{t: t, addr: addr, url: "redis://" + addr, prefix: "poosmstest:" + hex.EncodeToString(b) + ":", secret: make([]byte, MinSecretLen),
+		admin: redis.NewClient(&redis.Options{Addr: addr})}
+	rand.Read(h.secret)
 	if err := h.admin.Ping(context.Background()).Err(); err != nil {
 		t.Fatalf("test redis at %s: %v", addr, err)
 	}
@@ -72,8 +78,10 @@ func newHarness(t testing.TB) *harness {
 func (h *harness) config(id NodeID) Config {
 	return Config{
 		Node:              Node{ID: id, C2S: "127.0.0.1:5222", HTTP: "127.0.0.1:5280", Media: "127.0.0.1:3478"},
-		URL:               "redis://" + h.addr,
+		URL:               h.url,
+		RootCAs:           h.rootCAs,
 		Prefix:            h.prefix,
+		Secret:            h.secret,
 		HeartbeatInterval: 100 * time.Millisecond,
 		NodeTTL:           800 * time.Millisecond,
 		LeaseTTL:          time.Second,

@@ -29,6 +29,7 @@ const (
 	fieldFrom    = "f"
 	fieldStamp   = "t"
 	fieldPayload = "p"
+	fieldAuth    = "a" // boot, sequence and HMAC (see auth.go)
 )
 
 type keys struct{ prefix string }
@@ -43,7 +44,8 @@ func (k keys) nodePrefix() string { return k.prefix + "node:" }
 // without a node key is a dead node awaiting cleanup.
 func (k keys) nodes() string { return k.prefix + "nodes" }
 
-// sess: hash resource -> node ID for one bare JID.
+// sess: hash resource -> "NODE TAG" for one bare JID: the node serving
+// that full JID, signed (see auth.go).
 func (k keys) sess(bare string) string { return k.prefix + "sess:" + bare }
 
 // sessPrefix is sess(bare) without the bare JID, for scripts.

@@ -127,6 +127,17 @@ func (l *Local) Resources(ctx context.Context, bare jid.JID) ([]Entry, error) {
 	return out, nil
 }
 
+// Owners returns the node serving each of fulls, "" where none does.
+func (l *Local) Owners(ctx context.Context, fulls []jid.JID) ([]NodeID, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]NodeID, len(fulls))
+	for i, full := range fulls {
+		out[i] = l.sessions[full.Bare().String()][full.Resourcepart()]
+	}
+	return out, nil
+}
+
 // Send hands payload to this node's handler, synchronously (so the
 // handler must not wait for the caller); any other node is gone.
 func (l *Local) Send(ctx context.Context, to NodeID, payload []byte) error {

@@ -129,7 +129,19 @@ func TestNodeIDValidate(t *testing.T) {
 	if _, err := NewRedis(Config{Node: Node{ID: "n"}}); err == nil {
 		t.Error("NewRedis accepted a config without url")
 	}
-	if _, err := NewRedis(Config{Node: Node{ID: "n"}, URL: "redis://127.0.0.1:1", HeartbeatInterval: 10e9, NodeTTL: 5e9}); err == nil {
+	secret := make([]byte, MinSecretLen)
+	if _, err := NewRedis(Config{Node: Node{ID: "n"}, URL: "redis://127.0.0.1:1", Secret: secret, HeartbeatInterval: 10e9, NodeTTL: 5e9}); err == nil {
 		t.Error("NewRedis accepted a ttl shorter than the heartbeat")
 	}
+	if _, err := NewRedis(Config{Node: Node{ID: "n"}, URL: "redis://127.0.0.1:1", Secret: secret[1:]}); err == nil {
+		t.Error("NewRedis accepted a secret shorter than MinSecretLen")
+	}
+	if _, err := NewRedis(Config{Node: Node{ID: "n"}, URL: "rediss://127.0.0.1:1?skip_verify=true", Secret: secret}); err == nil {
+		t.Error("NewRedis accepted a TLS URL that skips verifying the server")
+	}
+	r, err := NewRedis(Config{Node: Node{ID: "n"}, URL: "redis://127.0.0.1:1", Secret: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Stop()
 }

@@ -2,7 +2,9 @@ package cluster
 
 import (
 	"context"
-	"encoding/json"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,14 +20,28 @@ import (
 	"mellium.im/xmpp/jid"
 )
 
-// Config configures a Redis-backed cluster node. Node.ID and URL are
-// required; every other field has a default.
+// Config configures a Redis-backed cluster node. Node.ID, URL and Secret
+// are required; every other field has a default.
 type Config struct {
 	// Node is what this node advertises; Node.ID must stay the same across
 	// restarts. Node.Started is filled in by Start.
 	Node Node
-	// URL is the Redis server, "redis://[:password@]host:port[/db]".
+	// URL is the Redis server, "redis://[user:password@]host:port[/db]",
+	// or "rediss://…" for TLS (the server's certificate is always
+	// verified).
 	URL string
+	// RootCAs verifies the certificate of a rediss:// server (default:
+	// the system's roots).
+	RootCAs *x509.CertPool
+	// Secret is the cluster secret, the same on every node and at least
+	// MinSecretLen bytes: what a node reads from Redis is believed only
+	// when signed with it (see auth.go).
+	Secret []byte
+	// MaxPayloadAge is how far from this node's clock the send time of a
+	// payload, or the heartbeat of a node record, may be for it to be
+	// believed (default 5m). Payloads older than that are dropped; it is
+	// also how long after a restart an old payload could be replayed.
+	MaxPayloadAge time.Duration
 	// Prefix goes before every key (default "poosms:"), so several
 	// clusters or tests can share one Redis.
 	Prefix string
@@ -89,15 +105,20 @@ type Config struct {
 // Redis is a cluster node whose shared state lives in Redis. Create it
 // with NewRedis, then Start it.
 type Redis struct {
-	cfg   Config
-	k     keys
-	rdb   *redis.Client
-	log   *slog.Logger
-	clock Clock
-	m     *metrics
+	cfg     Config
+	k       keys
+	rdb     *redis.Client
+	log     *slog.Logger
+	clock   Clock
+	m       *metrics
+	sign    signer
+	rejects *Rejects
+	boot    uint64        // random per process: tells this run's payloads from an earlier one's
+	seq     atomic.Uint64 // last sequence number sent
 
 	healthy   atomic.Bool
 	restoring atomic.Bool
+	announced atomic.Bool   // HealthChanged was last told true
 	wake      chan struct{} // consumer: Redis is back
 
 	mu       sync.Mutex
@@ -131,8 +152,18 @@ func NewRedis(cfg Config) (*Redis, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: redis url: %w", err)
 	}
+	if opts.TLSConfig != nil {
+		if opts.TLSConfig.InsecureSkipVerify {
+			return nil, errors.New("cluster: redis url: skip_verify is refused; give the server's CA instead")
+		}
+		opts.TLSConfig.RootCAs = cfg.RootCAs
+	}
 	if cfg.Prefix == "" {
 		cfg.Prefix = DefaultPrefix
+	}
+	sign, err := newSigner(cfg.Secret, cfg.Prefix)
+	if err != nil {
+		return nil, err
 	}
 	setDur := func(d *time.Duration, def time.Duration) {
 		if *d <= 0 {
@@ -145,6 +176,7 @@ func NewRedis(cfg Config) (*Redis, error) {
 	setDur(&cfg.CleanupLockTTL, DefaultCleanupLockTTL)
 	setDur(&cfg.OpTimeout, DefaultOpTimeout)
 	setDur(&cfg.ReadBlock, DefaultReadBlock)
+	setDur(&cfg.MaxPayloadAge, DefaultMaxPayloadAge)
 	if cfg.NodeTTL <= cfg.HeartbeatInterval {
 		return nil, fmt.Errorf("cluster: node ttl %s must be longer than the heartbeat interval %s", cfg.NodeTTL, cfg.HeartbeatInterval)
 	}
@@ -173,14 +205,23 @@ func NewRedis(cfg Config) (*Redis, error) {
 	opts.WriteTimeout = cfg.OpTimeout
 	opts.PoolTimeout = cfg.OpTimeout
 	opts.MaxRetries = 1
+	// No CLIENT SETINFO on connect: the nodes' ACL user need not be
+	// allowed it (docs/operations.md).
+	opts.DisableIdentity = true
 	routeRedisLogs.Do(func() { redis.SetLogger(redisLogger{cfg.Logger}) })
+	var boot [8]byte
+	rand.Read(boot[:])
+	log := cfg.Logger.With("node", string(cfg.Node.ID))
 	r := &Redis{
 		cfg:      cfg,
 		k:        keys{prefix: cfg.Prefix},
 		rdb:      redis.NewClient(opts),
-		log:      cfg.Logger.With("node", string(cfg.Node.ID)),
+		log:      log,
 		clock:    cfg.Clock,
 		m:        newMetrics(),
+		sign:     sign,
+		rejects:  NewRejects(log, cfg.Clock),
+		boot:     binary.BigEndian.Uint64(boot[:]),
 		wake:     make(chan struct{}, 1),
 		sessions: map[string]jid.JID{},
 		leases:   map[string]struct{}{},
@@ -204,7 +245,16 @@ func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
 
 // Collectors returns the node's Prometheus metrics for the caller to
 // register.
-func (r *Redis) Collectors() []prometheus.Collector { return r.m.collectors() }
+func (r *Redis) Collectors() []prometheus.Collector {
+	return append(r.m.collectors(), r.rejects.Collector())
+}
+
+// Reject counts and logs one refusal (see Rejects); cluster/link reports
+// the claims it refuses through it.
+func (r *Redis) Reject(reason string, attrs ...any) { r.rejects.Reject(reason, attrs...) }
+
+// Rejects returns the node's refusal counter.
+func (r *Redis) Rejects() *Rejects { return r.rejects }
 
 // Self returns this node's ID.
 func (r *Redis) Self() NodeID { return r.cfg.Node.ID }
@@ -299,7 +349,7 @@ func (r *Redis) leave(ctx context.Context) {
 // had been unreachable, it also makes sure the consumer group exists,
 // marks the node healthy and binds again whatever is bound here.
 func (r *Redis) join(ctx context.Context) error {
-	rec, err := json.Marshal(r.cfg.Node)
+	rec, err := r.sign.sealRecord(r.cfg.Node, r.clock.Now())
 	if err != nil {
 		return fmt.Errorf("cluster: join: %w", err)
 	}
@@ -320,13 +370,17 @@ func (r *Redis) join(ctx context.Context) error {
 		return err
 	}
 	// Healthy before rebinding: a Bind racing with rebind then writes
-	// to Redis itself rather than only to the local copy.
+	// to Redis itself rather than only to the local copy. The stream is
+	// read, and HealthChanged told, only once every session is bound
+	// again: other nodes believe this node's reports about a session only
+	// when the directory says it serves it.
 	r.setHealthy(true)
 	if err := r.rebind(opCtx); err != nil {
 		return err
 	}
 	r.renew(opCtx)
 	r.restoring.Store(false)
+	r.announce(true)
 	return nil
 }
 
@@ -358,17 +412,29 @@ func (r *Redis) rebind(ctx context.Context) error {
 	for i, full := range fulls {
 		cmds[i] = rebindScript.Eval(ctx, pipe,
 			[]string{r.k.sess(full.Bare().String()), r.k.nodeSess(self)},
-			full.Resourcepart(), string(self), full.String(), r.k.prefix+"nodesess:", r.k.nodePrefix())
+			full.Resourcepart(), r.sign.sealSession(full.String(), self), full.String(),
+			r.k.prefix+"nodesess:", r.k.nodePrefix(), string(self))
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return r.fail("rebind sessions", err)
 	}
 	for i, cmd := range cmds {
-		n, _ := cmd.Int()
+		held, _ := cmd.Text() // "" when bound here again
+		if held != "" {
+			if _, ok := r.sign.openSession(fulls[i].String(), held); !ok {
+				// Not written by a node: nobody's login took it. Bind it
+				// here over the forgery rather than end the session.
+				r.rejects.Reject(RejectSessionEntry, "jid", fulls[i].String())
+				if _, err := r.bindEntry(ctx, fulls[i], self); err != nil {
+					return r.fail("rebind sessions", err)
+				}
+				held = ""
+			}
+		}
 		r.mu.Lock()
 		_, still := r.sessions[fulls[i].String()]
 		r.mu.Unlock()
-		if n == 1 && !still {
+		if held == "" && !still {
 			// Ended while we were binding it again: take it back out.
 			if err := unbindScript.Run(ctx, r.rdb,
 				[]string{r.k.sess(fulls[i].Bare().String()), r.k.nodeSess(self)},
@@ -377,7 +443,7 @@ func (r *Redis) rebind(ctx context.Context) error {
 			}
 			continue
 		}
-		if n == 0 {
+		if held != "" {
 			r.mu.Lock()
 			delete(r.sessions, fulls[i].String())
 			r.m.sessions.Set(float64(len(r.sessions)))
@@ -478,21 +544,21 @@ func (r *Redis) sweep(ctx context.Context, clean bool) {
 		r.note(err)
 		return
 	}
-	pipe := r.rdb.Pipeline()
-	exists := make([]*redis.IntCmd, len(ids))
-	for i, id := range ids {
-		exists[i] = pipe.Exists(opCtx, r.k.node(NodeID(id)))
-	}
-	if _, err := pipe.Exec(opCtx); err != nil {
+	recs, there, err := r.records(opCtx, ids)
+	if err != nil {
 		r.note(err)
 		return
 	}
 	live := make(map[NodeID]struct{}, len(ids))
 	var dead []NodeID
 	for i, id := range ids {
-		if exists[i].Val() == 1 {
+		switch {
+		case recs[i].ID != "":
 			live[NodeID(id)] = struct{}{}
-		} else if NodeID(id) != r.Self() {
+		case !there[i] && NodeID(id) != r.Self():
+			// No record at all: the node is gone. A record that is there
+			// but not believed leaves the node neither live nor gone:
+			// cleanup waits for the key to go.
 			dead = append(dead, NodeID(id))
 		}
 	}
@@ -555,6 +621,7 @@ func (r *Redis) cleanup(ctx context.Context, dead NodeID) {
 		return
 	}
 	handed := 0
+	guard := newReplayGuard(r.cfg.MaxPayloadAge)
 	for {
 		msgs, err := r.rdb.XRangeN(opCtx, r.k.stream(dead), "-", "+", 100).Result()
 		if err != nil {
@@ -567,9 +634,13 @@ func (r *Redis) cleanup(ctx context.Context, dead NodeID) {
 		ids := make([]any, len(msgs))
 		for i, m := range msgs {
 			ids[i] = m.ID
-			from, _, payload, ok := decodeEntry(m.Values)
-			if ok && r.cfg.Undeliverable != nil {
-				r.cfg.Undeliverable(opCtx, dead, from, payload)
+			e, ok := decodeEntry(m.Values)
+			if !ok || !r.believe(&e, dead, guard) {
+				continue
+			}
+			guard.mark(r.clock.Now(), e.from, e.boot, e.seq, e.stamp)
+			if r.cfg.Undeliverable != nil {
+				r.cfg.Undeliverable(opCtx, dead, e.from, e.payload)
 			}
 			handed++
 		}
@@ -603,26 +674,15 @@ func (r *Redis) Nodes(ctx context.Context) ([]Node, error) {
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	ks := make([]string, len(ids))
-	for i, id := range ids {
-		ks[i] = r.k.node(NodeID(id))
-	}
-	vals, err := r.rdb.MGet(ctx, ks...).Result()
+	recs, _, err := r.records(ctx, ids)
 	if err != nil {
 		return nil, r.wrap(ctx, "nodes", err)
 	}
-	out := make([]Node, 0, len(vals))
-	for _, v := range vals {
-		s, ok := v.(string)
-		if !ok {
-			continue
+	out := make([]Node, 0, len(recs))
+	for _, n := range recs {
+		if n.ID != "" {
+			out = append(out, n)
 		}
-		var n Node
-		if err := json.Unmarshal([]byte(s), &n); err != nil {
-			r.log.Warn("cluster: bad node record", "err", err)
-			continue
-		}
-		out = append(out, n)
 	}
 	slices.SortFunc(out, func(a, b Node) int { return strings.Compare(string(a.ID), string(b.ID)) })
 	return out, nil
@@ -637,11 +697,45 @@ func (r *Redis) Node(ctx context.Context, id NodeID) (Node, error) {
 	if err != nil {
 		return Node{}, r.wrap(ctx, "node "+string(id), err)
 	}
-	var n Node
-	if err := json.Unmarshal([]byte(s), &n); err != nil {
+	n, err := r.sign.openRecord(id, s, r.clock.Now(), r.cfg.MaxPayloadAge)
+	if err != nil {
+		r.rejects.Reject(RejectNodeRecord, "node_id", string(id), "err", err)
 		return Node{}, fmt.Errorf("cluster: node %s: %w", id, err)
 	}
 	return n, nil
+}
+
+// records reads the records of the nodes ids. recs[i] is the record of
+// ids[i] when it is signed with the cluster secret and fresh, else the
+// zero Node; there[i] says whether Redis holds a record at all.
+func (r *Redis) records(ctx context.Context, ids []string) (recs []Node, there []bool, err error) {
+	recs, there = make([]Node, len(ids)), make([]bool, len(ids))
+	if len(ids) == 0 {
+		return recs, there, nil
+	}
+	ks := make([]string, len(ids))
+	for i, id := range ids {
+		ks[i] = r.k.node(NodeID(id))
+	}
+	vals, err := r.rdb.MGet(ctx, ks...).Result()
+	if err != nil {
+		return nil, nil, err
+	}
+	now := r.clock.Now()
+	for i, v := range vals {
+		s, ok := v.(string)
+		if !ok {
+			continue
+		}
+		there[i] = true
+		n, err := r.sign.openRecord(NodeID(ids[i]), s, now, r.cfg.MaxPayloadAge)
+		if err != nil {
+			r.rejects.Reject(RejectNodeRecord, "node_id", ids[i], "err", err)
+			continue
+		}
+		recs[i] = n
+	}
+	return recs, there, nil
 }
 
 // Bind records that node serves full and returns the node that served it
@@ -662,13 +756,28 @@ func (r *Redis) Bind(ctx context.Context, full jid.JID, node NodeID) (NodeID, er
 	if !r.Healthy() {
 		return "", r.unavailable("bind")
 	}
-	prev, err := bindScript.Run(ctx, r.rdb,
-		[]string{r.k.sess(full.Bare().String()), r.k.nodeSess(node)},
-		full.Resourcepart(), string(node), full.String(), r.k.prefix+"nodesess:", r.k.nodePrefix()).Text()
+	prev, err := r.bindEntry(ctx, full, node)
 	if err != nil {
 		return "", r.wrap(ctx, "bind", err)
 	}
-	return NodeID(prev), nil
+	if prev == "" {
+		return "", nil
+	}
+	holder, ok := r.sign.openSession(full.String(), prev)
+	if !ok {
+		r.rejects.Reject(RejectSessionEntry, "jid", full.String())
+		return "", nil
+	}
+	return holder, nil
+}
+
+// bindEntry writes the directory entry saying node serves full and
+// returns the entry it replaced ("" when none, or its node is gone).
+func (r *Redis) bindEntry(ctx context.Context, full jid.JID, node NodeID) (string, error) {
+	return bindScript.Run(ctx, r.rdb,
+		[]string{r.k.sess(full.Bare().String()), r.k.nodeSess(node)},
+		full.Resourcepart(), r.sign.sealSession(full.String(), node), full.String(),
+		r.k.prefix+"nodesess:", r.k.nodePrefix(), string(node)).Text()
 }
 
 // Unbind removes full if node still serves it.
@@ -702,14 +811,53 @@ func (r *Redis) Resources(ctx context.Context, bare jid.JID) ([]Entry, error) {
 		return nil, r.wrap(ctx, "resources", err)
 	}
 	out := make([]Entry, 0, len(m))
-	for res, node := range m {
+	for res, v := range m {
 		full, err := b.WithResource(res)
 		if err != nil {
 			continue
 		}
-		out = append(out, Entry{Full: full, Node: NodeID(node)})
+		node, ok := r.sign.openSession(full.String(), v)
+		if !ok {
+			r.rejects.Reject(RejectSessionEntry, "jid", full.String())
+			continue
+		}
+		out = append(out, Entry{Full: full, Node: node})
 	}
 	slices.SortFunc(out, func(a, b Entry) int { return strings.Compare(a.Full.Resourcepart(), b.Full.Resourcepart()) })
+	return out, nil
+}
+
+// Owners returns the node serving each of fulls, "" for a full JID no
+// node serves (or whose directory entry is not signed with the cluster
+// secret).
+func (r *Redis) Owners(ctx context.Context, fulls []jid.JID) ([]NodeID, error) {
+	if !r.Healthy() {
+		return nil, r.unavailable("owners")
+	}
+	out := make([]NodeID, len(fulls))
+	if len(fulls) == 0 {
+		return out, nil
+	}
+	pipe := r.rdb.Pipeline()
+	cmds := make([]*redis.StringCmd, len(fulls))
+	for i, full := range fulls {
+		cmds[i] = pipe.HGet(ctx, r.k.sess(full.Bare().String()), full.Resourcepart())
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, r.wrap(ctx, "owners", err)
+	}
+	for i, cmd := range cmds {
+		v, err := cmd.Result()
+		if err != nil {
+			continue
+		}
+		node, ok := r.sign.openSession(fulls[i].String(), v)
+		if !ok {
+			r.rejects.Reject(RejectSessionEntry, "jid", fulls[i].String())
+			continue
+		}
+		out[i] = node
+	}
 	return out, nil
 }
 
@@ -720,9 +868,10 @@ func (r *Redis) Send(ctx context.Context, to NodeID, payload []byte) error {
 	if !r.Healthy() {
 		return r.unavailable("send")
 	}
-	stamp := strconv.FormatInt(r.clock.Now().UnixNano(), 10)
+	e := envelope{from: r.Self(), stamp: r.clock.Now().UnixNano(), boot: r.boot, seq: r.seq.Add(1)}
+	sealed, auth := r.sign.sealPayload(to, e, payload)
 	n, err := sendScript.Run(ctx, r.rdb, r.sendKeys(to),
-		r.cfg.StreamMaxLen, string(r.Self()), stamp, payload).Int()
+		r.cfg.StreamMaxLen, string(e.from), strconv.FormatInt(e.stamp, 10), sealed, auth).Int()
 	if err != nil {
 		return r.wrap(ctx, "send to "+string(to), err)
 	}
@@ -762,6 +911,7 @@ func (r *Redis) sendKeys(to NodeID) []string {
 func (r *Redis) consume(ctx context.Context) {
 	stream := r.k.stream(r.Self())
 	attempts := map[string]int{}
+	guard := newReplayGuard(r.cfg.MaxPayloadAge)
 	pending, cursor := true, "0"
 	retry := time.NewTimer(0)
 	<-retry.C
@@ -778,7 +928,7 @@ func (r *Redis) consume(ctx context.Context) {
 		}
 	}
 	for ctx.Err() == nil {
-		if !r.Healthy() {
+		if !r.Healthy() || r.restoring.Load() {
 			pending, cursor = true, "0"
 			if !pause() {
 				return
@@ -829,19 +979,20 @@ func (r *Redis) consume(ctx context.Context) {
 		done := make([]string, 0, len(msgs))
 		refused := false
 		for _, m := range msgs {
-			from, stamp, payload, ok := decodeEntry(m.Values)
-			if !ok { // deleted after it was read, or malformed
+			e, ok := decodeEntry(m.Values)
+			if !ok || !r.believe(&e, r.Self(), guard) {
+				// Deleted after it was read, or not believed.
 				done = append(done, m.ID)
 				continue
 			}
+			from, payload := e.from, e.payload
 			err := r.handle(ctx, from, payload)
 			if err == nil {
+				guard.mark(r.clock.Now(), from, e.boot, e.seq, e.stamp)
 				delete(attempts, m.ID)
 				done = append(done, m.ID)
 				r.m.received.Inc()
-				if stamp > 0 {
-					r.m.latency.Observe(r.clock.Now().Sub(time.Unix(0, stamp)).Seconds())
-				}
+				r.m.latency.Observe(r.clock.Now().Sub(time.Unix(0, e.stamp)).Seconds())
 				continue
 			}
 			if ctx.Err() != nil {
@@ -853,6 +1004,7 @@ func (r *Redis) consume(ctx context.Context) {
 				refused = true
 				break
 			}
+			guard.mark(r.clock.Now(), from, e.boot, e.seq, e.stamp)
 			delete(attempts, m.ID)
 			r.log.Warn("cluster: handler kept refusing payload; handing it to the fallback", "from", string(from), "err", err)
 			if r.cfg.Undeliverable != nil {
@@ -896,16 +1048,50 @@ func (r *Redis) ack(ctx context.Context, stream string, ids []string) {
 	}
 }
 
-func decodeEntry(v map[string]any) (from NodeID, stamp int64, payload []byte, ok bool) {
-	p, ok := v[fieldPayload].(string)
-	if !ok {
-		return "", 0, nil, false
+// streamEntry is one entry of a node's stream.
+type streamEntry struct {
+	from      NodeID
+	stamp     int64  // send time, Unix nanoseconds
+	payload   []byte // encrypted until believe decrypts it
+	auth      []byte
+	boot, seq uint64 // filled in by believe
+}
+
+// decodeEntry reads a stream entry's fields; ok is false for an entry
+// with none (deleted after it was read). Missing fields are left empty,
+// for believe to refuse.
+func decodeEntry(v map[string]any) (e streamEntry, ok bool) {
+	if len(v) == 0 {
+		return e, false
 	}
 	f, _ := v[fieldFrom].(string)
-	if t, ok := v[fieldStamp].(string); ok {
-		stamp, _ = strconv.ParseInt(t, 10, 64)
+	t, _ := v[fieldStamp].(string)
+	p, _ := v[fieldPayload].(string)
+	a, _ := v[fieldAuth].(string)
+	e.from, e.payload, e.auth = NodeID(f), []byte(p), []byte(a)
+	e.stamp, _ = strconv.ParseInt(t, 10, 64)
+	return e, true
+}
+
+// believe reports whether e, read from node to's stream, was signed with
+// the cluster secret by the node it names, for to, within the age window,
+// and was not taken before (by g); if so it decrypts e's payload. What it
+// refuses is counted and logged.
+func (r *Redis) believe(e *streamEntry, to NodeID, g *replayGuard) bool {
+	payload, boot, seq, ok := r.sign.openPayload(to, e.from, e.stamp, e.auth, e.payload)
+	switch {
+	case !ok:
+		r.rejects.Reject(RejectSignature, "claimed_from", string(e.from), "stream_of", string(to))
+	case !g.fresh(r.clock.Now(), e.stamp):
+		r.rejects.Reject(RejectStale, "from", string(e.from), "stream_of", string(to),
+			"sent", time.Unix(0, e.stamp).UTC().Format(time.RFC3339))
+	case g.seen(e.from, boot, seq):
+		r.rejects.Reject(RejectReplay, "from", string(e.from), "stream_of", string(to), "seq", seq)
+	default:
+		e.payload, e.boot, e.seq = payload, boot, seq
+		return true
 	}
-	return NodeID(f), stamp, []byte(p), true
+	return false
 }
 
 // Place returns the node hosting key, taking it for this node when no
@@ -1004,13 +1190,24 @@ func (r *Redis) setHealthy(v bool) {
 	if v {
 		r.m.healthy.Set(1)
 		r.log.Info("cluster: redis reachable; node joined")
+	} else {
+		r.m.healthy.Set(0)
+		r.log.Warn("cluster: redis unreachable; serving local users only")
+		r.announce(false)
+	}
+}
+
+// announce wakes the stream reader once the node is back (its sessions
+// bound again) and tells HealthChanged, once per change.
+func (r *Redis) announce(v bool) {
+	if r.announced.Swap(v) == v {
+		return
+	}
+	if v {
 		select {
 		case r.wake <- struct{}{}:
 		default:
 		}
-	} else {
-		r.m.healthy.Set(0)
-		r.log.Warn("cluster: redis unreachable; serving local users only")
 	}
 	if r.cfg.HealthChanged != nil {
 		r.cfg.HealthChanged(v)

@@ -5,6 +5,10 @@ import "github.com/redis/go-redis/v9"
 // Each script does one read-check-write step atomically. Scripts that
 // reach keys of another node or another JID build them from prefixes
 // passed in ARGV (see keys.go).
+//
+// A session directory value is "NODE TAG" (see auth.go); scripts compare
+// only the node, what comes before the space, and leave checking the tag
+// to the Go side, which has the key.
 
 // heartbeat: KEYS node, nodes; ARGV record, ttl ms, id. Returns 1 when the
 // node key still existed, 0 when it had expired (or never existed).
@@ -15,50 +19,54 @@ redis.call('SADD', KEYS[2], ARGV[3])
 return existed
 `)
 
-// bind: KEYS sess(bare), nodeSess(node); ARGV resource, node, full,
-// nodeSess prefix, node prefix. Returns the previous holder, or "" when
-// there was none or it is gone.
+// bind: KEYS sess(bare), nodeSess(node); ARGV resource, directory value,
+// full, nodeSess prefix, node prefix, node. Returns the previous value, or
+// "" when there was none or its node is gone.
 var bindScript = redis.NewScript(`
 local prev = redis.call('HGET', KEYS[1], ARGV[1])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('SADD', KEYS[2], ARGV[3])
 if not prev then return '' end
-if prev ~= ARGV[2] then
-  redis.call('SREM', ARGV[4] .. prev, ARGV[3])
-  if redis.call('EXISTS', ARGV[5] .. prev) == 0 then return '' end
+local pn = string.match(prev, '^[^ ]*')
+if pn ~= ARGV[6] then
+  redis.call('SREM', ARGV[4] .. pn, ARGV[3])
+  if redis.call('EXISTS', ARGV[5] .. pn) == 0 then return '' end
 end
 return prev
 `)
 
-// rebind: as bind, but leaves the entry alone (returns 0) when another
-// live node holds it: that node's login is newer than ours.
+// rebind: as bind, but leaves the entry alone and returns it when another
+// live node holds it (that node's login is newer than ours, if the entry
+// is signed); returns "" when it bound the entry.
 var rebindScript = redis.NewScript(`
 local prev = redis.call('HGET', KEYS[1], ARGV[1])
-if prev and prev ~= ARGV[2] and redis.call('EXISTS', ARGV[5] .. prev) == 1 then
-  return 0
+local pn = prev and string.match(prev, '^[^ ]*')
+if pn and pn ~= ARGV[6] and redis.call('EXISTS', ARGV[5] .. pn) == 1 then
+  return prev
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('SADD', KEYS[2], ARGV[3])
-if prev and prev ~= ARGV[2] then redis.call('SREM', ARGV[4] .. prev, ARGV[3]) end
-return 1
+if pn and pn ~= ARGV[6] then redis.call('SREM', ARGV[4] .. pn, ARGV[3]) end
+return ''
 `)
 
 // unbind: KEYS sess(bare), nodeSess(node); ARGV resource, node, full.
 var unbindScript = redis.NewScript(`
-if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if v and string.match(v, '^[^ ]*') == ARGV[2] then
   redis.call('HDEL', KEYS[1], ARGV[1])
 end
 redis.call('SREM', KEYS[2], ARGV[3])
 return 1
 `)
 
-// send: KEYS node(to), stream(to); ARGV max length, from, stamp, payload.
-// Returns 1 when queued, 0 when the node is gone, -1 when its backlog is
-// full.
+// send: KEYS node(to), stream(to); ARGV max length, from, stamp, payload,
+// auth. Returns 1 when queued, 0 when the node is gone, -1 when its
+// backlog is full.
 var sendScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if redis.call('XLEN', KEYS[2]) >= tonumber(ARGV[1]) then return -1 end
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '*', 'f', ARGV[2], 't', ARGV[3], 'p', ARGV[4])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '*', 'f', ARGV[2], 't', ARGV[3], 'p', ARGV[4], 'a', ARGV[5])
 return 1
 `)
 
@@ -112,7 +120,8 @@ for _, full in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   if i then
     local hk = ARGV[1] .. string.sub(full, 1, i - 1)
     local res = string.sub(full, i + 1)
-    if redis.call('HGET', hk, res) == ARGV[2] then
+    local v = redis.call('HGET', hk, res)
+    if v and string.match(v, '^[^ ]*') == ARGV[2] then
       redis.call('HDEL', hk, res)
       n = n + 1
     end

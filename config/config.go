@@ -12,6 +12,9 @@
 package config
 
 import (
+	"bytes"
+	"crypto/x509"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"net/url"
@@ -56,8 +59,10 @@ type Config struct {
 	// generated TURN secret. Default: ./data.
 	DataDir string `yaml:"data_dir"`
 	// DB selects the database: "sqlite" (DataDir/poosms.db), "sqlite:PATH",
-	// or "mysql://user:password@tcp(host:port)/dbname" (the URL form
-	// "mysql://user:password@host:port/dbname" works too). Default: sqlite.
+	// or "mysql://user:password@tcp(host:port)/dbname", where the password
+	// is taken as written, or the URL form
+	// "mysql://user:password@host:port/dbname", percent-decoded (a password
+	// holding @ / : is written with %40 %2F %3A there). Default: sqlite.
 	DB string `yaml:"db"`
 
 	// C2SAddr is where clients connect and upgrade with STARTTLS.
@@ -67,8 +72,27 @@ type Config struct {
 	// (XEP-0368). Empty disables it. Default: :5223.
 	C2STLSAddr string `yaml:"c2s_tls_addr"`
 	// HTTPAddr serves registration, the browser client, /xmpp-websocket,
-	// /metrics and /healthz. Default: :5280.
+	// /api/turn and /healthz (and /metrics when MetricsToken is set).
+	// Default: :5280.
 	HTTPAddr string `yaml:"http_addr"`
+	// MetricsAddr serves Prometheus metrics at /metrics, apart from the
+	// public HTTP listener. Empty disables it. Default: 127.0.0.1:9280.
+	MetricsAddr string `yaml:"metrics_addr"`
+	// MetricsToken, when set, is the bearer token every /metrics request
+	// must carry, and /metrics is then also served on HTTPAddr. At least
+	// 16 characters. Default: empty.
+	MetricsToken string `yaml:"metrics_token"`
+	// TrustedProxies are the reverse proxies (CIDRs) whose X-Forwarded-For,
+	// X-Forwarded-Proto, X-Forwarded-Host and Forwarded headers name the
+	// client on HTTP and WebSocket. Without it those headers are ignored.
+	// Default: none.
+	TrustedProxies []netip.Prefix `yaml:"trusted_proxies"`
+	// WebSocketOrigins are browser origins, besides the server's own page,
+	// allowed to open /xmpp-websocket: exact origins
+	// ("https://app.example.org") or host patterns ("*.example.org").
+	// Connections without an Origin (native clients) are always allowed.
+	// Default: none.
+	WebSocketOrigins []string `yaml:"websocket_origins"`
 	// TLSCert and TLSKey are PEM files for the server's certificate; set
 	// both or neither. Neither: a self-signed certificate is generated in
 	// DataDir. Default: empty.
@@ -142,6 +166,12 @@ type Config struct {
 	// from one address, make further attempts wait. Default: 5 per 5m.
 	LoginFailures int           `yaml:"login_failures"`
 	LoginWindow   time.Duration `yaml:"login_window"`
+	// SCRAMIterations is the PBKDF2 iteration count of new password
+	// verifiers (registration, password change, "poosmsd user add|passwd")
+	// and of the fake ones shown for unknown users; accounts stored with
+	// fewer are upgraded at their next login that shows the password
+	// (PLAIN, /api/turn). At least 4096. Default: 10000.
+	SCRAMIterations int `yaml:"scram_iterations"`
 	// IdleTimeout closes a stream that has sent nothing, not even
 	// whitespace, for this long. At least 1s. Default: 5m.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
@@ -199,13 +229,24 @@ type Config struct {
 	TURNAllowSelf bool `yaml:"turn_allow_self"`
 
 	// Redis is the Redis server the nodes of a cluster share
-	// ("redis://[:password@]host:port[/db]"). Empty runs one node on its
-	// own, which needs no Redis. A cluster needs the MySQL store.
-	// Default: empty.
+	// ("redis://[user:password@]host:port[/db]", or "rediss://…" for
+	// TLS). Empty runs one node on its own, which needs no Redis. A
+	// cluster needs the MySQL store and ClusterSecret. Default: empty.
 	Redis string `yaml:"redis"`
 	// RedisPrefix goes before every Redis key, so several clusters (or
 	// test runs) can share one Redis. Default: poosms:.
 	RedisPrefix string `yaml:"redis_prefix"`
+	// RedisCAFile is a PEM file of the CA certificates a rediss:// server's
+	// certificate is checked against, for a private CA. Empty: the
+	// system's. Default: empty.
+	RedisCAFile string `yaml:"redis_ca_file"`
+	// ClusterSecret signs everything the nodes of a cluster exchange
+	// through Redis; every node has the same, of at least 32 bytes.
+	// Required with Redis (or ClusterSecretFile). Default: empty.
+	ClusterSecret string `yaml:"cluster_secret"`
+	// ClusterSecretFile names a file holding the cluster secret (a final
+	// newline is ignored), instead of ClusterSecret. Default: empty.
+	ClusterSecretFile string `yaml:"cluster_secret_file"`
 	// NodeID names this node in a cluster; it must stay the same across
 	// restarts and differ between nodes. Default: the host name.
 	NodeID string `yaml:"node_id"`
@@ -230,52 +271,137 @@ type Config struct {
 	// limited), so one user cannot take all of MaxConferences.
 	// Default: 5.
 	MaxConferencesPerUser int `yaml:"max_conferences_per_user"`
+
+	// S2SAddr is where other XMPP servers connect to federate (STARTTLS).
+	// Empty turns federation off. Default: :5269.
+	S2SAddr string `yaml:"s2s_addr"`
+	// S2STLSAddr is where other servers connect with TLS from the first
+	// byte (XEP-0368). Empty disables it. Default: :5270.
+	S2STLSAddr string `yaml:"s2s_tls_addr"`
+	// S2SAllow, when not empty, lists the only domains (with their
+	// subdomains) this server federates with. Default: empty (any).
+	S2SAllow []string `yaml:"s2s_allow"`
+	// S2SDeny lists domains (with their subdomains) this server never
+	// federates with. Default: empty.
+	S2SDeny []string `yaml:"s2s_deny"`
+	// S2SRoutes sends the server streams for a domain to a fixed
+	// host:port (STARTTLS) instead of where DNS says. Default: none.
+	S2SRoutes map[string]string `yaml:"s2s_route"`
+	// S2SSecureAuth requires, on every server stream, a certificate valid
+	// for the peer's domain: no Server Dialback on DNS alone.
+	// Default: false.
+	S2SSecureAuth bool `yaml:"s2s_secure_auth"`
+	// S2SCAFile is a PEM file of certificate authorities trusted for
+	// other servers' certificates, besides the system's. Default: empty.
+	S2SCAFile string `yaml:"s2s_ca_file"`
+	// S2SDialbackSecret derives the Server Dialback keys (XEP-0185); the
+	// nodes of a cluster need the same one. Empty: a secret is generated
+	// and kept in DataDir. Default: empty.
+	S2SDialbackSecret string `yaml:"s2s_dialback_secret"`
+	// S2STimeout is how long stanzas for another server wait for it to be
+	// reached before they bounce to their senders. At least 1s.
+	// Default: 30s.
+	S2STimeout time.Duration `yaml:"s2s_timeout"`
+
+	// Per-user limits (limits.go): what one user can make the server keep.
+	// Past each the request is refused with a stanza error naming the
+	// limit, except the archive, which drops its oldest messages.
+
+	// PEPMaxItemBytes bounds one PEP item's payload. Default: 524288.
+	PEPMaxItemBytes int `yaml:"pep_max_item_bytes"`
+	// PEPMaxItems is the most items one PEP node keeps. Default: 1000.
+	PEPMaxItems int `yaml:"pep_max_items"`
+	// PEPMaxNodeBytes bounds the payloads one PEP node keeps together; at
+	// least PEPMaxItemBytes. Default: 1048576.
+	PEPMaxNodeBytes int `yaml:"pep_max_node_bytes"`
+	// PEPMaxNodes is the most PEP nodes one user may have. Default: 128.
+	PEPMaxNodes int `yaml:"pep_max_nodes"`
+	// RosterMaxItems is the most contacts in one roster, pending
+	// subscription requests included. Default: 1000.
+	RosterMaxItems int `yaml:"roster_max_items"`
+	// MaxDirectedPresences is how many addresses one session's directed
+	// presence is remembered for. Default: 100.
+	MaxDirectedPresences int `yaml:"max_directed_presences"`
+	// PrivateMaxBytes bounds one user's private XML storage (XEP-0049),
+	// all namespaces together. Default: 1048576.
+	PrivateMaxBytes int `yaml:"private_max_bytes"`
+	// VCardMaxBytes bounds one vCard (XEP-0054). Default: 262144.
+	VCardMaxBytes int `yaml:"vcard_max_bytes"`
+	// ArchiveMaxMessages and ArchiveMaxBytes cap one user's archive
+	// (XEP-0313); past either the oldest messages are dropped.
+	// Defaults: 100000 and 268435456.
+	ArchiveMaxMessages int `yaml:"archive_max_messages"`
+	ArchiveMaxBytes    int `yaml:"archive_max_bytes"`
+	// OfflineLimitPerSender is how many messages one sender may have
+	// waiting in one user's offline queue (within OfflineLimit).
+	// Default: 100.
+	OfflineLimitPerSender int `yaml:"offline_limit_per_sender"`
+	// MaxNewRoomsPerHour is how many rooms one user may create within an
+	// hour, counted on each node. Default: 30.
+	MaxNewRoomsPerHour int `yaml:"max_new_rooms_per_hour"`
+	// UploadMaxFiles is how many files each user may keep shared, empty
+	// ones and uploads under way included. Default: 1000.
+	UploadMaxFiles int `yaml:"upload_max_files"`
+	// MaxTracksPerParticipant is how many tracks one conference
+	// participant may publish. Default: 8.
+	MaxTracksPerParticipant int `yaml:"max_tracks_per_participant"`
+	// MaxMediaSections is how many media sections of its own one
+	// conference offer may carry; at least MaxTracksPerParticipant.
+	// Default: 16.
+	MaxMediaSections int `yaml:"max_media_sections"`
 }
 
 // Default returns the configuration poosmsd uses when nothing is set.
 func Default() Config {
-	return Config{
-		Domain:              "localhost",
-		DataDir:             "./data",
-		DB:                  "sqlite",
-		C2SAddr:             ":5222",
-		C2STLSAddr:          ":5223",
-		HTTPAddr:            ":5280",
-		MaxStanzaBytes:      262144,
-		MaxStanzaElements:   4096,
-		MaxStanzaDepth:      32,
-		MaxStanzaAttributes: 4096,
-		Registration:        RegistrationOpen,
-		LogFormat:           LogText,
-		LogLevel:            slog.LevelInfo,
-		AuthTimeout:         30 * time.Second,
-		ResumeTimeout:       5 * time.Minute,
-		UploadMaxBytes:      100 << 20,
-		TURNMaxAllocations:  10,
-		UploadQuotaBytes:    1 << 30,
-		OfflineLimit:        1000,
-		AllowPlain:          true,
-		MaxSessionsPerUser:  10,
-		LoginFailures:       5,
-		LoginWindow:         5 * time.Minute,
-		IdleTimeout:         5 * time.Minute,
-		WriteQueue:          256,
-		WriteQueueBytes:     1 << 20,
-		UnackedBytes:        4 << 20,
-		MediaUDPAddr:        ":7882",
-		MediaTCPAddr:        ":7881",
-		TURNAddr:            ":3478",
-		TURNCredentialTTL:   24 * time.Hour,
-		MaxParticipants:     100,
-		MaxConferences:      100,
-		RedisPrefix:         "poosms:",
-		NodeID:              defaultNodeID(),
-		ClusterHeartbeat:    2 * time.Second,
-		ClusterNodeTTL:      6 * time.Second,
-		ClusterLeaseTTL:     10 * time.Second,
+	c := Config{
+		Domain:             "localhost",
+		DataDir:            "./data",
+		DB:                 "sqlite",
+		C2SAddr:            ":5222",
+		C2STLSAddr:         ":5223",
+		HTTPAddr:           ":5280",
+		MetricsAddr:        "127.0.0.1:9280",
+		MaxStanzaBytes:     262144,
+		Registration:       RegistrationOpen,
+		LogFormat:          LogText,
+		LogLevel:           slog.LevelInfo,
+		AuthTimeout:        30 * time.Second,
+		ResumeTimeout:      5 * time.Minute,
+		UploadMaxBytes:     100 << 20,
+		TURNMaxAllocations: 10,
+		UploadQuotaBytes:   1 << 30,
+		OfflineLimit:       1000,
+		AllowPlain:         true,
+		MaxSessionsPerUser: 10,
+		LoginFailures:      5,
+		LoginWindow:        5 * time.Minute,
+		SCRAMIterations:    10000,
+		IdleTimeout:        5 * time.Minute,
+		WriteQueue:         256,
+		MediaUDPAddr:       ":7882",
+		MediaTCPAddr:       ":7881",
+		TURNAddr:           ":3478",
+		TURNCredentialTTL:  24 * time.Hour,
+		MaxParticipants:    100,
+		MaxConferences:     100,
+		RedisPrefix:        "poosms:",
+		NodeID:             defaultNodeID(),
+		ClusterHeartbeat:   2 * time.Second,
+		ClusterNodeTTL:     6 * time.Second,
+		ClusterLeaseTTL:    10 * time.Second,
 
 		MaxConferencesPerUser: 5,
+		MaxStanzaElements:     4096,
+		MaxStanzaDepth:        32,
+		MaxStanzaAttributes:   4096,
+		WriteQueueBytes:       1 << 20,
+		UnackedBytes:          2 << 20,
+		S2SAddr:               ":5269",
+		S2STLSAddr:            ":5270",
+		S2STimeout:            30 * time.Second,
 	}
+	defaultLimits(&c)
+	return c
 }
 
 // defaultNodeID is the host name when it can name a node, else "node1".
@@ -289,6 +415,66 @@ func defaultNodeID() string {
 
 // RedactedRedis is the Redis URL with its password hidden, for logs.
 func (c Config) RedactedRedis() string { return redactURL(c.Redis) }
+
+// RedactedDB is the db setting with a MySQL password hidden, for logs.
+func (c Config) RedactedDB() string { return redactDB(c.DB) }
+
+// MinClusterSecret is the shortest cluster secret accepted, in bytes (the
+// cluster package's MinSecretLen).
+const MinClusterSecret = 32
+
+// ClusterKey returns the cluster secret: ClusterSecret, or what
+// ClusterSecretFile holds. A secret that is missing or shorter than
+// MinClusterSecret is an *Error.
+func (c Config) ClusterKey() ([]byte, error) {
+	const how = "generate one with 'openssl rand -base64 48' and give every node the same"
+	if c.ClusterSecretFile != "" {
+		if c.ClusterSecret != "" {
+			return nil, &Error{Setting: "--cluster-secret-file", Value: c.ClusterSecretFile,
+				Want: "set --cluster-secret or --cluster-secret-file, not both"}
+		}
+		b, err := os.ReadFile(c.ClusterSecretFile)
+		if err != nil {
+			return nil, &Error{Setting: "--cluster-secret-file", Value: c.ClusterSecretFile, Err: err,
+				Want: "want a file this node can read that holds the cluster secret (" + err.Error() + ")"}
+		}
+		b = bytes.TrimRight(b, "\r\n")
+		if len(b) < MinClusterSecret {
+			return nil, &Error{Setting: "--cluster-secret-file", Value: c.ClusterSecretFile,
+				Want: fmt.Sprintf("the file holds a secret of %d bytes; want at least %d: %s", len(b), MinClusterSecret, how)}
+		}
+		return b, nil
+	}
+	if len(c.ClusterSecret) < MinClusterSecret {
+		shown := ""
+		if c.ClusterSecret != "" {
+			shown = fmt.Sprintf("(hidden, %d bytes)", len(c.ClusterSecret))
+		}
+		return nil, &Error{Setting: "--cluster-secret", Value: shown,
+			Want: fmt.Sprintf("a cluster needs a secret of at least %d bytes that signs what the nodes exchange through Redis: "+
+				"%s, in POOSMS_CLUSTER_SECRET or a file named by --cluster-secret-file (the command line shows in ps)", MinClusterSecret, how)}
+	}
+	return []byte(c.ClusterSecret), nil
+}
+
+// RedisRootCAs returns the CA certificates of RedisCAFile, or nil (the
+// system's) when it is empty.
+func (c Config) RedisRootCAs() (*x509.CertPool, error) {
+	if c.RedisCAFile == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(c.RedisCAFile)
+	if err != nil {
+		return nil, &Error{Setting: "--redis-ca-file", Value: c.RedisCAFile, Err: err,
+			Want: "want a PEM file of CA certificates this node can read (" + err.Error() + ")"}
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, &Error{Setting: "--redis-ca-file", Value: c.RedisCAFile,
+			Want: "want a PEM file holding at least one CA certificate (-----BEGIN CERTIFICATE-----)"}
+	}
+	return pool, nil
+}
 
 // DB kinds returned by Database.
 const (
@@ -314,11 +500,13 @@ func redactDB(db string) string {
 	if !strings.HasPrefix(db, "mysql://") {
 		return db
 	}
-	if mysqlDriverForm.MatchString(db) {
-		rest := strings.TrimPrefix(db, "mysql://")
-		at := strings.LastIndex(rest[:strings.Index(rest, "(")], "@")
-		if user, _, hasPass := strings.Cut(rest[:max(at, 0)], ":"); at > 0 && hasPass {
-			return "mysql://" + user + ":xxxxx" + rest[at:]
+	if m := mysqlDriverForm.FindStringSubmatchIndex(db); m != nil {
+		if m[2] < 0 {
+			return db
+		}
+		userinfo := db[m[2]:m[3]]
+		if user, _, hasPass := strings.Cut(userinfo, ":"); hasPass {
+			return db[:m[2]] + user + ":xxxxx@" + db[m[3]:]
 		}
 		return db
 	}

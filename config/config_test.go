@@ -1,21 +1,51 @@
 package config
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"log/slog"
+	"math/big"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"poosms.org/poosms/cluster"
 )
 
 func writeYAML(t *testing.T, body string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "poosms.yaml")
 	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// writeCA writes a PEM file holding one self-signed CA certificate.
+func writeCA(t *testing.T) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return p
@@ -71,6 +101,7 @@ func TestPrecedence(t *testing.T) {
 }
 
 func TestEverySettingFromEachSource(t *testing.T) {
+	caFile := writeCAFile(t)
 	want := Default()
 	want.Domain = "example.org"
 	want.DataDir = "/srv/poosms"
@@ -113,8 +144,18 @@ func TestEverySettingFromEachSource(t *testing.T) {
 	want.MaxParticipants = 12
 	want.MaxConferences = 4
 	want.MaxConferencesPerUser = 2
-	want.Redis, want.RedisPrefix, want.NodeID = "redis://:pw@redis:6379/2", "{chat}:", "node-2"
+	want.Redis, want.RedisPrefix, want.NodeID = "rediss://poosms:pw@redis:6379/2", "{chat}:", "node-2"
+	want.RedisCAFile = writeCA(t)
+	want.ClusterSecret = "a-cluster-secret-of-more-than-32-bytes"
 	want.ClusterHeartbeat, want.ClusterNodeTTL, want.ClusterLeaseTTL = time.Second, 3*time.Second, 5*time.Second
+	want.SCRAMIterations, want.MetricsAddr, want.MetricsToken = 20000, "", "0123456789abcdef0123"
+	want.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("::1/128")}
+	want.WebSocketOrigins = []string{"https://app.example.org", "*.example.net"}
+	want.S2SAddr, want.S2STLSAddr = "127.0.0.2:5269", ""
+	want.S2SAllow, want.S2SDeny = []string{"example.net", "chat.example.com"}, []string{"spam.example"}
+	want.S2SRoutes = map[string]string{"example.net": "10.0.0.5:5269", "chat.example.com": "[fd00::1]:5270"}
+	want.S2SSecureAuth, want.S2SCAFile, want.S2SDialbackSecret = true, caFile, "a dialback secret of some length"
+	want.S2STimeout = 45 * time.Second
 
 	values := map[string]string{
 		"domain": "Example.ORG", "data-dir": "/srv/poosms", "db": "mysql://poosms:pw@db:3306/poosms",
@@ -131,9 +172,17 @@ func TestEverySettingFromEachSource(t *testing.T) {
 		"media-udp-addr": ":17882", "media-tcp-addr": "", "public-ip": "203.0.113.7",
 		"turn-addr": ":13478", "turn-tls-addr": ":5349", "turn-secret": "s3cret", "turn-credential-ttl": "1h",
 		"turn-allow-peers": "10.0.0.0/8, fd00::/8", "turn-allow-self": "true", "max-participants": "12", "max-conferences": "4",
-		"max-conferences-per-user": "2", "redis": "redis://:pw@redis:6379/2", "redis-prefix": "{chat}:", "node-id": "node-2",
+		"max-conferences-per-user": "2", "redis": "rediss://poosms:pw@redis:6379/2", "redis-prefix": "{chat}:", "node-id": "node-2",
+		"redis-ca-file": want.RedisCAFile, "cluster-secret": want.ClusterSecret, "cluster-secret-file": "",
 		"cluster-heartbeat": "1s", "cluster-node-ttl": "3s", "cluster-lease-ttl": "5s",
+		"scram-iterations": "20000", "metrics-addr": "", "metrics-token": "0123456789abcdef0123",
+		"trusted-proxies": "192.0.2.0/24, ::1", "websocket-origins": "https://app.example.org, *.example.net",
+		"s2s-addr": "127.0.0.2:5269", "s2s-tls-addr": "", "s2s-allow": "Example.NET, chat.example.com",
+		"s2s-deny": "spam.example", "s2s-route": "example.net=10.0.0.5:5269,chat.example.com=[fd00::1]:5270",
+		"s2s-secure-auth": "true", "s2s-ca-file": caFile, "s2s-dialback-secret": "a dialback secret of some length",
+		"s2s-timeout": "45s",
 	}
+	limitValues(&want, values)
 	if len(values) != len(settings)-1 {
 		t.Fatalf("test covers %d settings, package has %d (besides config)", len(values), len(settings)-1)
 	}
@@ -228,6 +277,14 @@ func TestValidationErrorsNameTheSetting(t *testing.T) {
 		{"max-participants", "0", "between 1 and 65536"},
 		{"max-conferences", "lots", "at least 1"},
 		{"max-conferences-per-user", "0", "at least 1"},
+		{"s2s-addr", "5269", "or empty to disable"},
+		{"s2s-allow", "example.org,bad domain", `"bad domain" is not one`},
+		{"s2s-deny", "a@b", `"a@b" is not one`},
+		{"s2s-route", "example.org:5269", "DOMAIN=HOST:PORT"},
+		{"s2s-route", "example.org=10.0.0.1", "DOMAIN=HOST:PORT"},
+		{"s2s-dialback-secret", "short", "at least 16 characters"},
+		{"s2s-ca-file", "/nonexistent/ca.pem", "readable PEM file"},
+		{"s2s-timeout", "100ms", "at least 1s"},
 	} {
 		s := lookup(tc.flag)
 		for _, src := range []struct {
@@ -303,6 +360,50 @@ func TestYAMLMistakes(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// writeCAFile writes a PEM file holding one CA certificate.
+func writeCAFile(t *testing.T) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"}, IsCA: true,
+		BasicConstraintsValid: true, NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+// TestListSettings: a list flag may be repeated, and a list is a YAML
+// sequence or a comma-separated value.
+func TestListSettings(t *testing.T) {
+	c, _, err := Load([]string{"--s2s-route", "a.example=127.0.0.2:5269", "--s2s-route=b.example=127.0.0.3:5270",
+		"--s2s-deny", "x.example", "--s2s-deny", "y.example"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.S2SRoutes) != 2 || c.S2SRoutes["b.example"] != "127.0.0.3:5270" {
+		t.Errorf("repeated --s2s-route gave %v", c.S2SRoutes)
+	}
+	if !slices.Equal(c.S2SDeny, []string{"x.example", "y.example"}) {
+		t.Errorf("repeated --s2s-deny gave %v", c.S2SDeny)
+	}
+	file := writeYAML(t, "s2s_route:\n  - a.example=127.0.0.2:5269\ns2s_allow:\n  - a.example\n  - b.example\n")
+	c, _, err = Load([]string{"--config", file}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.S2SRoutes["a.example"] != "127.0.0.2:5269" || !slices.Equal(c.S2SAllow, []string{"a.example", "b.example"}) {
+		t.Errorf("YAML lists gave routes %v, allow %v", c.S2SRoutes, c.S2SAllow)
 	}
 }
 
@@ -413,6 +514,11 @@ func TestDumpRoundTripsAndHidesSecrets(t *testing.T) {
 	if !strings.Contains(out, "turn_secret: (set)") {
 		t.Errorf("dump does not say the TURN secret is set:\n%s", out)
 	}
+	withSecret := c
+	withSecret.ClusterSecret = testSecret
+	if d := withSecret.Dump(); strings.Contains(d, testSecret) || !strings.Contains(d, "cluster_secret: (set)") {
+		t.Errorf("dump shows the cluster secret, or not that it is set:\n%s", d)
+	}
 	back, _, err := Load([]string{"--config", writeYAML(t, out)}, nil)
 	if err != nil {
 		t.Fatalf("dump does not load back: %v\n%s", err, out)
@@ -474,11 +580,94 @@ func TestClusterSettingsChecked(t *testing.T) {
 			t.Errorf("Load(%q) = %v, want an error mentioning %q", tc.args, err, tc.want)
 		}
 	}
-	c, _, err := Load([]string{"--redis", "redis://:pw@h:1", "--db", "mysql://u:p@tcp(h:3306)/d"}, nil)
+	c, _, err := Load([]string{"--redis", "redis://:pw@h:1", "--db", "mysql://u:p@tcp(h:3306)/d"}, []string{"POOSMS_CLUSTER_SECRET=" + testSecret})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if strings.Contains(c.Dump(), "pw") {
 		t.Errorf("Dump shows the Redis password:\n%s", c.Dump())
+	}
+}
+
+const testSecret = "0123456789abcdef0123456789abcdef-and-more"
+
+// A cluster needs a secret of at least 32 bytes, from the setting or a
+// file; a bad one is refused naming the setting and the fix, without
+// showing the secret; so is a CA file that cannot serve.
+func TestClusterSecretAndRedisTLSChecked(t *testing.T) {
+	if MinClusterSecret != cluster.MinSecretLen {
+		t.Fatalf("MinClusterSecret %d, cluster.MinSecretLen %d", MinClusterSecret, cluster.MinSecretLen)
+	}
+	dir := t.TempDir()
+	file := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good, short := file("good", testSecret+"\n"), file("short", "only-20-bytes-here!!\n")
+	notPEM := file("notpem", "hello")
+	base := []string{"--redis", "redis://:pw@h:1", "--db", "mysql://u:p@tcp(h:3306)/d"}
+	tls := []string{"--redis", "rediss://poosms:pw@h:1", "--db", "mysql://u:p@tcp(h:3306)/d", "--cluster-secret", testSecret}
+	for _, tc := range []struct {
+		args, env []string
+		want      []string // in the error
+	}{
+		{base, nil, []string{"--cluster-secret", "POOSMS_CLUSTER_SECRET", "at least 32 bytes", "openssl rand"}},
+		{append(base, "--cluster-secret", "tooshort-secret-12345"), nil, []string{"--cluster-secret", "21 bytes"}},
+		{base, []string{"POOSMS_CLUSTER_SECRET=tooshort-secret-12345"}, []string{"--cluster-secret"}},
+		{append(base, "--cluster-secret-file", short), nil, []string{"--cluster-secret-file", "20 bytes"}},
+		{append(base, "--cluster-secret-file", filepath.Join(dir, "missing")), nil, []string{"--cluster-secret-file", "no such file"}},
+		{append(base, "--cluster-secret-file", good, "--cluster-secret", testSecret), nil, []string{"not both"}},
+		{append(base, "--cluster-secret", testSecret, "--redis-ca-file", writeCA(t)), nil, []string{"--redis-ca-file", "rediss://"}},
+		{append(tls, "--redis-ca-file", notPEM), nil, []string{"--redis-ca-file", "CERTIFICATE"}},
+		{append(tls, "--redis-ca-file", filepath.Join(dir, "missing")), nil, []string{"--redis-ca-file"}},
+		{append(tls, "--redis", "rediss://poosms:pw@h:1?skip_verify=true"), nil, []string{"--redis", "skip_verify", "--redis-ca-file"}},
+	} {
+		_, _, err := Load(tc.args, tc.env)
+		var ce *Error
+		if !errors.As(err, &ce) {
+			t.Errorf("Load(%q, %q) = %v, want a config error", tc.args, tc.env, err)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("Load(%q, %q) = %v, want it to mention %q", tc.args, tc.env, err, w)
+			}
+		}
+		for _, secret := range []string{"tooshort-secret-12345", "only-20-bytes", ":pw@"} {
+			if strings.Contains(err.Error(), secret) {
+				t.Errorf("Load(%q) error shows a secret: %v", tc.args, err)
+			}
+		}
+	}
+
+	for _, tc := range []struct {
+		args, env []string
+	}{
+		{append(base, "--cluster-secret-file", good), nil},
+		{base, []string{"POOSMS_CLUSTER_SECRET=" + testSecret}},
+		{append(tls, "--redis-ca-file", writeCA(t)), nil},
+	} {
+		c, _, err := Load(tc.args, tc.env)
+		if err != nil {
+			t.Errorf("Load(%q, %q) = %v", tc.args, tc.env, err)
+			continue
+		}
+		key, err := c.ClusterKey()
+		if err != nil || string(key) != testSecret {
+			t.Errorf("Load(%q, %q): key %q %v, want the secret without the newline", tc.args, tc.env, key, err)
+		}
+		if pool, err := c.RedisRootCAs(); err != nil || (c.RedisCAFile != "") != (pool != nil) {
+			t.Errorf("Load(%q): CA pool %v %v", tc.args, pool, err)
+		}
+		if d := c.Dump(); strings.Contains(d, testSecret) {
+			t.Errorf("Dump shows the cluster secret:\n%s", d)
+		}
+	}
+	// Without --redis no secret is needed.
+	if _, _, err := Load(nil, nil); err != nil {
+		t.Errorf("a single node without a cluster secret: %v", err)
 	}
 }

@@ -25,3 +25,22 @@ func TestMySQLDriverForm(t *testing.T) {
 		}
 	}
 }
+
+// A password holding @, / or : is accepted in both forms and never shown.
+func TestMySQLPasswordCharacters(t *testing.T) {
+	for _, dsn := range []string{
+		"mysql://poosms:p@ss/w:rd@tcp(127.0.0.1:3306)/poosms",
+		"mysql://poosms:p%40ss%2Fw%3Ard@127.0.0.1:3306/poosms",
+	} {
+		c, _, err := Load([]string{"--db", dsn}, nil)
+		if err != nil {
+			t.Errorf("%s was refused: %v", dsn, err)
+			continue
+		}
+		for _, shown := range []string{c.Dump(), c.RedactedDB()} {
+			if strings.Contains(shown, "w:rd") || strings.Contains(shown, "3Ard") || !strings.Contains(shown, "poosms:xxxxx@") {
+				t.Errorf("%s shown as %q", dsn, c.RedactedDB())
+			}
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -70,6 +71,10 @@ type flagValue struct {
 
 func (f *flagValue) String() string { return f.def }
 func (f *flagValue) Set(v string) error {
+	if f.s.isList && f.raw != "" && v != "" {
+		// A list flag given again adds to it.
+		v = f.raw + "," + v
+	}
 	f.raw = v
 	return nil
 }
@@ -107,6 +112,21 @@ func newFlagSet() (*pflag.FlagSet, map[string]*flagValue) {
 func Usage() string {
 	fs, _ := newFlagSet()
 	return fs.FlagUsages()
+}
+
+// Positional returns the arguments of args that are not flags or flag
+// values (the subcommand and its operands), wherever they stand among
+// the flags, without applying or checking any setting. Unknown flags are
+// an *Error; --help gives ErrHelp.
+func Positional(args []string) ([]string, error) {
+	fs, _ := newFlagSet()
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return nil, ErrHelp
+		}
+		return nil, &Error{Source: "the command line", Problem: err.Error(), Err: err}
+	}
+	return fs.Args(), nil
 }
 
 // Load builds the effective configuration from defaults, the YAML file
@@ -170,8 +190,11 @@ func apply(c *Config, s *setting, v, source string) error {
 		return nil
 	}
 	shown := v
-	if s.name == "db" {
+	switch s.name {
+	case "db":
 		shown = redactDB(v)
+	case "redis":
+		shown = redactURL(v)
 	}
 	return &Error{Setting: s.flagName(), Value: shown, Want: want, Source: source}
 }
@@ -202,6 +225,27 @@ func (c Config) Validate() error {
 			return &Error{Setting: "--cluster-lease-ttl", Value: shortDur(c.ClusterLeaseTTL),
 				Want: fmt.Sprintf("want a duration longer than --cluster-heartbeat (%s), such as five heartbeats", shortDur(c.ClusterHeartbeat))}
 		}
+		if _, err := c.ClusterKey(); err != nil {
+			return err
+		}
+		if c.RedisCAFile != "" {
+			if !strings.HasPrefix(c.Redis, "rediss://") {
+				return &Error{Setting: "--redis-ca-file", Value: c.RedisCAFile,
+					Want: "the CA is only used over TLS: give --redis as rediss://…, or leave --redis-ca-file empty"}
+			}
+			if _, err := c.RedisRootCAs(); err != nil {
+				return err
+			}
+		}
+	}
+	if c.S2SCAFile != "" {
+		if err := checkCAFile(c.S2SCAFile); err != nil {
+			return &Error{Setting: "--s2s-ca-file", Value: c.S2SCAFile,
+				Want: "want a readable PEM file of CA certificates (" + err.Error() + ")", Err: err}
+		}
+	}
+	if err := c.validateLimits(); err != nil {
+		return err
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		set, unset, v := "--tls-cert", "--tls-key", c.TLSCert
@@ -252,12 +296,12 @@ func (c *Config) loadFile(file string) error {
 			text = ""
 		case v.Kind == yaml.ScalarNode:
 			text = v.Value
-		case v.Kind == yaml.SequenceNode && s.name == "turn-allow-peers":
+		case v.Kind == yaml.SequenceNode && s.isList:
 			parts := make([]string, 0, len(v.Content))
 			for _, item := range v.Content {
 				if item.Kind != yaml.ScalarNode {
 					return &Error{Source: fmt.Sprintf("%s line %d", file, item.Line),
-						Problem: fmt.Sprintf("%q: want a list of CIDR ranges", k.Value)}
+						Problem: fmt.Sprintf("%q: want a list of single values", k.Value)}
 				}
 				parts = append(parts, item.Value)
 			}
@@ -311,4 +355,16 @@ func (c Config) Dump() string {
 		panic(fmt.Sprintf("config: dump: %v", err))
 	}
 	return string(out)
+}
+
+// checkCAFile checks that file holds at least one PEM certificate.
+func checkCAFile(file string) error {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	if !x509.NewCertPool().AppendCertsFromPEM(data) {
+		return errors.New("no PEM certificate in it")
+	}
+	return nil
 }

@@ -6,7 +6,9 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"path"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -22,6 +24,7 @@ type setting struct {
 	usage  string
 	isBool bool
 	isInt  bool
+	isList bool   // several values: comma-separated, a YAML list, or the flag repeated
 	typ    string // shown in --help: "duration", "addr", …; "string" when empty
 	secret bool
 	// set parses v into c. On failure it returns what the setting accepts,
@@ -70,7 +73,38 @@ var settings = []*setting{
 		get: func(c *Config) string { return redactDB(c.DB) }},
 	addrSetting("c2s-addr", "client address (STARTTLS)", false, func(c *Config) *string { return &c.C2SAddr }),
 	addrSetting("c2s-tls-addr", "client address with TLS from the first byte; empty disables", true, func(c *Config) *string { return &c.C2STLSAddr }),
-	addrSetting("http-addr", "HTTP address: registration, web client, /xmpp-websocket, /metrics, /healthz", false, func(c *Config) *string { return &c.HTTPAddr }),
+	addrSetting("http-addr", "HTTP address: registration, web client, /xmpp-websocket, /api/turn, /healthz", false, func(c *Config) *string { return &c.HTTPAddr }),
+	addrSetting("metrics-addr", "address serving Prometheus metrics at /metrics (keep it private); empty disables", true,
+		func(c *Config) *string { return &c.MetricsAddr }),
+	{name: "metrics-token", usage: "bearer token /metrics requires; when set, /metrics is also served on --http-addr", secret: true,
+		set: func(c *Config, v string) (string, bool) {
+			if v != "" && (len(v) < 16 || strings.ContainsAny(v, " \t\r\n")) {
+				return "want at least 16 characters without spaces (e.g. from: openssl rand -hex 24), or empty", false
+			}
+			c.MetricsToken = v
+			return "", true
+		},
+		get: func(c *Config) string { return c.MetricsToken }},
+	cidrSetting("trusted-proxies", "comma-separated CIDRs of reverse proxies whose X-Forwarded-For/Forwarded headers name the client",
+		func(c *Config) *[]netip.Prefix { return &c.TrustedProxies }),
+	{name: "websocket-origins", usage: "comma-separated browser origins (https://app.example.org) or host patterns (*.example.org) allowed to open /xmpp-websocket besides the server's own",
+		isList: true,
+		set: func(c *Config, v string) (string, bool) {
+			var out []string
+			for f := range strings.SplitSeq(v, ",") {
+				f = strings.TrimSpace(f)
+				if f == "" {
+					continue
+				}
+				if !validOrigin(f) {
+					return fmt.Sprintf("want comma-separated origins such as https://app.example.org or host patterns such as *.example.org (%q is neither)", f), false
+				}
+				out = append(out, f)
+			}
+			c.WebSocketOrigins = out
+			return "", true
+		},
+		get: func(c *Config) string { return strings.Join(c.WebSocketOrigins, ",") }},
 	strSetting("tls-cert", "PEM certificate file (with --tls-key; neither: self-signed in data dir)",
 		func(c *Config) *string { return &c.TLSCert }),
 	strSetting("tls-key", "PEM private key file (with --tls-cert)",
@@ -161,6 +195,9 @@ var settings = []*setting{
 		func(c *Config) *int { return &c.LoginFailures }),
 	durSetting("login-window", "window over which failed logins are counted", time.Second,
 		func(c *Config) *time.Duration { return &c.LoginWindow }),
+	intSetting("scram-iterations", "PBKDF2 iterations of new password verifiers; weaker stored ones are upgraded at login", 4096, 1<<24,
+		"want a whole number of iterations between 4096 (the least RFC 7677 allows) and 16777216",
+		func(c *Config) *int { return &c.SCRAMIterations }),
 	durSetting("idle-timeout", "close a stream that has sent nothing for this long", time.Second,
 		func(c *Config) *time.Duration { return &c.IdleTimeout }),
 	intSetting("write-queue", "stanzas queued per session before a slow client is disconnected", 1, 1<<20,
@@ -200,36 +237,17 @@ var settings = []*setting{
 		get: func(c *Config) string { return c.TURNSecret }},
 	durSetting("turn-credential-ttl", "lifetime of a TURN credential", time.Minute,
 		func(c *Config) *time.Duration { return &c.TURNCredentialTTL }),
-	{name: "turn-allow-peers", usage: "comma-separated CIDRs the relay may reach although private or loopback",
-		set: func(c *Config, v string) (string, bool) {
-			var ps []netip.Prefix
-			for f := range strings.SplitSeq(v, ",") {
-				f = strings.TrimSpace(f)
-				if f == "" {
-					continue
-				}
-				p, err := netip.ParsePrefix(f)
-				if err != nil {
-					return fmt.Sprintf("want comma-separated CIDR ranges such as 10.0.0.0/8,fd00::/8 (%q is not one)", f), false
-				}
-				ps = append(ps, p.Masked())
-			}
-			c.TURNAllowPeers = ps
-			return "", true
-		},
-		get: func(c *Config) string {
-			s := make([]string, len(c.TURNAllowPeers))
-			for i, p := range c.TURNAllowPeers {
-				s[i] = p.String()
-			}
-			return strings.Join(s, ",")
-		}},
+	cidrSetting("turn-allow-peers", "comma-separated CIDRs the relay may reach although private or loopback",
+		func(c *Config) *[]netip.Prefix { return &c.TURNAllowPeers }),
 	boolSetting("turn-allow-self", "let the relay reach this host's own addresses (its SFU, TURN and other services) even inside --turn-allow-peers; for tests",
 		func(c *Config) *bool { return &c.TURNAllowSelf }),
-	{name: "redis", usage: "Redis URL shared by the nodes of a cluster, redis://[:password@]host:port[/db]; empty runs one node on its own",
+	{name: "redis", usage: "Redis URL shared by the nodes of a cluster, redis://[user:password@]host:port[/db] or rediss:// (TLS); empty runs one node on its own",
 		set: func(c *Config, v string) (string, bool) {
 			if v != "" && !validRedis(v) {
-				return "want a URL such as redis://127.0.0.1:6379 or rediss://:password@redis.example.org:6380/0, or empty for a single node", false
+				return "want a URL such as redis://127.0.0.1:6379 or rediss://poosms:password@redis.example.org:6380/0, or empty for a single node", false
+			}
+			if u, _ := url.Parse(v); u != nil && u.Query().Has("skip_verify") {
+				return "the Redis server's certificate is always verified: remove skip_verify and, for a private CA, give it with --redis-ca-file", false
 			}
 			c.Redis = v
 			return "", true
@@ -244,6 +262,13 @@ var settings = []*setting{
 			return "", true
 		},
 		get: func(c *Config) string { return c.RedisPrefix }},
+	strSetting("redis-ca-file", "PEM file of the CA certificates a rediss:// server is checked against (empty: the system's)",
+		func(c *Config) *string { return &c.RedisCAFile }),
+	{name: "cluster-secret", usage: "secret of at least 32 bytes, the same on every node, signing what nodes exchange through Redis (required with --redis)", secret: true,
+		set: func(c *Config, v string) (string, bool) { c.ClusterSecret = v; return "", true },
+		get: func(c *Config) string { return c.ClusterSecret }},
+	strSetting("cluster-secret-file", "file holding the cluster secret, instead of --cluster-secret",
+		func(c *Config) *string { return &c.ClusterSecretFile }),
 	{name: "node-id", usage: "this node's name in a cluster; keep it across restarts and unique among the nodes",
 		set: func(c *Config, v string) (string, bool) {
 			if !nodeID.MatchString(v) {
@@ -268,6 +293,81 @@ var settings = []*setting{
 	intSetting("max-conferences-per-user", "conferences one user may have opened that still run on this node", 1, 1<<20,
 		"want a whole number, at least 1",
 		func(c *Config) *int { return &c.MaxConferencesPerUser }),
+	addrSetting("s2s-addr", "address other XMPP servers federate with (STARTTLS); empty turns federation off", true,
+		func(c *Config) *string { return &c.S2SAddr }),
+	addrSetting("s2s-tls-addr", "address other servers federate with using TLS from the first byte; empty disables", true,
+		func(c *Config) *string { return &c.S2STLSAddr }),
+	domainList("s2s-allow", "the only domains (with their subdomains) to federate with; empty: any",
+		func(c *Config) *[]string { return &c.S2SAllow }),
+	domainList("s2s-deny", "domains (with their subdomains) never to federate with",
+		func(c *Config) *[]string { return &c.S2SDeny }),
+	{name: "s2s-route", usage: "DOMAIN=HOST:PORT: reach DOMAIN's server there instead of through DNS (repeatable)", isList: true, typ: "route",
+		set: func(c *Config, v string) (string, bool) {
+			var routes map[string]string
+			for f := range strings.SplitSeq(v, ",") {
+				if f = strings.TrimSpace(f); f == "" {
+					continue
+				}
+				d, addr, ok := strings.Cut(f, "=")
+				dom, okDom := normaliseDomain(strings.TrimSpace(d))
+				host, _, err := net.SplitHostPort(strings.TrimSpace(addr))
+				if !ok || !okDom || err != nil || host == "" || !validAddr(strings.TrimSpace(addr)) {
+					return fmt.Sprintf("want DOMAIN=HOST:PORT, such as chat.example.net=10.0.0.5:5269 (%q is not one)", f), false
+				}
+				if routes == nil {
+					routes = map[string]string{}
+				}
+				routes[dom] = strings.TrimSpace(addr)
+			}
+			c.S2SRoutes = routes
+			return "", true
+		},
+		get: func(c *Config) string {
+			out := make([]string, 0, len(c.S2SRoutes))
+			for d, a := range c.S2SRoutes {
+				out = append(out, d+"="+a)
+			}
+			slices.Sort(out)
+			return strings.Join(out, ",")
+		}},
+	boolSetting("s2s-secure-auth", "require certificates valid for the peer's domain on server streams (no dialback on DNS alone)",
+		func(c *Config) *bool { return &c.S2SSecureAuth }),
+	strSetting("s2s-ca-file", "PEM file of certificate authorities trusted for other servers, besides the system's",
+		func(c *Config) *string { return &c.S2SCAFile }),
+	{name: "s2s-dialback-secret", usage: "secret deriving Server Dialback keys, the same on every node (empty: generated in the data dir)", secret: true,
+		set: func(c *Config, v string) (string, bool) {
+			if v != "" && len(v) < 16 {
+				return "want at least 16 characters, or empty to have one generated", false
+			}
+			c.S2SDialbackSecret = v
+			return "", true
+		},
+		get: func(c *Config) string { return c.S2SDialbackSecret }},
+	durSetting("s2s-timeout", "how long stanzas wait for another server to be reached before they bounce", time.Second,
+		func(c *Config) *time.Duration { return &c.S2STimeout }),
+}
+
+// domainList is a list setting of domain names.
+func domainList(name, usage string, field func(*Config) *[]string) *setting {
+	return &setting{name: name, usage: usage, isList: true, typ: "domains",
+		set: func(c *Config, v string) (string, bool) {
+			var out []string
+			for f := range strings.SplitSeq(v, ",") {
+				if f = strings.TrimSpace(f); f == "" {
+					continue
+				}
+				d, ok := normaliseDomain(f)
+				if !ok {
+					return fmt.Sprintf("want comma-separated domains such as example.org,chat.example.net (%q is not one)", f), false
+				}
+				if !slices.Contains(out, d) {
+					out = append(out, d)
+				}
+			}
+			*field(c) = out
+			return "", true
+		},
+		get: func(c *Config) string { return strings.Join(*field(c), ",") }}
 }
 
 // nodeID is what a cluster node's ID may hold.
@@ -346,6 +446,51 @@ func durSetting(name, usage string, lo time.Duration, field func(*Config) *time.
 		get: func(c *Config) string { return shortDur(*field(c)) }}
 }
 
+// cidrSetting is a comma-separated list of CIDR ranges (a list in YAML);
+// a bare address is a range of one.
+func cidrSetting(name, usage string, field func(*Config) *[]netip.Prefix) *setting {
+	return &setting{name: name, usage: usage, isList: true,
+		set: func(c *Config, v string) (string, bool) {
+			var ps []netip.Prefix
+			for f := range strings.SplitSeq(v, ",") {
+				f = strings.TrimSpace(f)
+				if f == "" {
+					continue
+				}
+				p, err := netip.ParsePrefix(f)
+				if a, aerr := netip.ParseAddr(f); err != nil && aerr == nil && a.Zone() == "" {
+					p, err = a.Unmap().Prefix(a.Unmap().BitLen()) // one address
+				}
+				if err != nil {
+					return fmt.Sprintf("want comma-separated CIDR ranges such as 10.0.0.0/8,fd00::/8 (%q is not one)", f), false
+				}
+				ps = append(ps, p.Masked())
+			}
+			*field(c) = ps
+			return "", true
+		},
+		get: func(c *Config) string {
+			s := make([]string, len(*field(c)))
+			for i, p := range *field(c) {
+				s[i] = p.String()
+			}
+			return strings.Join(s, ",")
+		}}
+}
+
+// validOrigin accepts an exact origin (scheme://host[:port], no path) or
+// a host pattern (letters, digits, '.', '-', ':', '*', '?', '[', ']').
+func validOrigin(v string) bool {
+	if scheme, host, ok := strings.Cut(v, "://"); ok {
+		u, err := url.Parse(v)
+		return err == nil && (scheme == "https" || scheme == "http") && host != "" && u.Host == host && u.Path == "" && u.RawQuery == ""
+	}
+	if _, err := path.Match(v, ""); err != nil {
+		return false
+	}
+	return strings.Trim(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:*?[]") == ""
+}
+
 func boolSetting(name, usage string, field func(*Config) *bool) *setting {
 	return &setting{name: name, usage: usage, isBool: true,
 		set: func(c *Config, v string) (string, bool) {
@@ -392,8 +537,10 @@ func validAddr(v string) bool {
 }
 
 // mysqlDriverForm matches mysql://[user[:password]@]tcp(host:port)/dbname[?params]
-// (or unix(/path)), the MySQL driver's own DSN after the scheme.
-var mysqlDriverForm = regexp.MustCompile(`^mysql://([^@]*@)?(tcp|unix)\([^)]*\)/[^/?]+(\?.*)?$`)
+// (or unix(/path)), the MySQL driver's own DSN after the scheme. The
+// address is the last "net(…)" after an "@", so the password may hold any
+// character; group 1 is "user[:password]@".
+var mysqlDriverForm = regexp.MustCompile(`^(?s)mysql://(.*@)?(tcp|unix)\([^)]*\)/[^/?]+(\?.*)?$`)
 
 func validDB(v string) bool {
 	switch {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every poosms test on this machine: installs the third-party programs
-# the tests drive (slixmpp, go-sendxmpp, coturn's TURN client, Chromium) when missing,
+# the tests drive (slixmpp, go-sendxmpp, coturn's TURN client, Chromium,
+# Prosody, ejabberd, docker-compose and dockerfile-utils as linters) when missing,
 # makes sure MariaDB and Redis are up, and runs `go test -race ./...`.
 #
 #   ./scripts/test.sh              everything
@@ -21,19 +22,49 @@ command -v go-sendxmpp >/dev/null || need+=(go-sendxmpp)
 command -v chromium >/dev/null || need+=(chromium)
 command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || need+=(mariadb-server)
 command -v redis-server >/dev/null || need+=(redis-server)
+# The servers poosmsd import reads exports of, and federates with in the
+# interop tests (Prosody reads the test's hosts file only through
+# lua-unbound); the deployment linters.
+command -v prosody >/dev/null || need+=(prosody)
+compgen -G '/usr/lib/*/lua/*/lunbound.so' >/dev/null || need+=(lua-unbound)
+command -v ejabberdctl >/dev/null || need+=(ejabberd)
+command -v docker-compose >/dev/null || need+=(docker-compose)
+command -v npm >/dev/null || need+=(npm)
 if [ ${#need[@]} -gt 0 ]; then
 	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
 		log "installing ${need[*]}"
 		export DEBIAN_FRONTEND=noninteractive
+		# Keep the packages from starting their services: the tests run
+		# their own on other ports.
+		policy=0
+		if [ ! -e /usr/sbin/policy-rc.d ]; then
+			printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && policy=1
+			trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+		fi
 		apt-get update -qq
 		apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-		# coturn's package starts a TURN server on 3478; the tests bring their own.
-		if [[ " ${need[*]} " == *" coturn "* ]]; then
-			(service coturn stop || pkill -x turnserver) >/dev/null 2>&1 || true
-		fi
+		if [ "$policy" = 1 ]; then rm -f /usr/sbin/policy-rc.d; trap - EXIT; fi
+		# Nothing of theirs stays running or starts at boot on standard
+		# ports (coturn's 3478, the XMPP servers' 5222 and 5269).
+		for svc in coturn prosody ejabberd; do
+			[[ " ${need[*]} " == *" $svc "* ]] || continue
+			if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
+				systemctl disable --now "$svc" >/dev/null 2>&1 || true
+			else
+				service "$svc" stop >/dev/null 2>&1 || true
+				update-rc.d "$svc" disable >/dev/null 2>&1 || true
+			fi
+		done
+		if [[ " ${need[*]} " == *" coturn "* ]]; then pkill -x turnserver >/dev/null 2>&1 || true; fi
 	else
 		log "missing: ${need[*]} (install them with apt-get; tests that need them skip, or fail under CI=true)"
 	fi
+fi
+
+# The Dockerfile linter, from npm.
+if ! command -v dockerfile-utils >/dev/null && command -v npm >/dev/null && [ "$(id -u)" = 0 ]; then
+	log "installing dockerfile-utils (npm)"
+	npm install -g --silent --no-audit --no-fund dockerfile-utils@0.16.3 >/dev/null
 fi
 
 # MariaDB on 127.0.0.1:3306 (root, no password).
@@ -54,6 +85,12 @@ fi
 export POOSMS_TEST_MYSQL_DSN="${POOSMS_TEST_MYSQL_DSN:-root@tcp(127.0.0.1:3306)/}"
 export POOSMS_TEST_REDIS_ADDR="${POOSMS_TEST_REDIS_ADDR:-127.0.0.1:6379}"
 
+log "gofmt -l"
+unformatted=$(gofmt -l .)
+if [ -n "$unformatted" ]; then
+	printf 'not gofmt-formatted:\n%s\n' "$unformatted" >&2
+	exit 1
+fi
 log "go vet"
 go vet ./...
 log "go test -race"

@@ -38,13 +38,13 @@ func (t *tcpTransport) waitStanza() error {
 	if t.raw.rc == nil {
 		return nil
 	}
-	b := t.cr.r
+	b := t.buf
 	t.raw.setDeadline()
 	for {
 		// Skip whitespace between stanzas.
 		for b.r < len(b.buf) && isXMLSpace(b.buf[b.r]) {
 			b.r++
-			t.cr.n++
+			t.cr.N++
 		}
 		if b.buffered() > 0 {
 			return nil
@@ -64,7 +64,7 @@ func (t *tcpTransport) waitStanza() error {
 			return nil // next meets it again and reports it
 		}
 		if err := t.raw.waitReadable(); err != nil {
-			t.cr.ioErr = err
+			t.cr.IOErr = err
 			return t.readError(err)
 		}
 	}

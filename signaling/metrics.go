@@ -36,8 +36,34 @@ func newMetrics(reg prometheus.Registerer, sessions func() float64) *metrics {
 			Name: "poosms_slow_clients_total", Help: "Sessions closed because their write queue filled.",
 		}),
 	}
+	// Every series a dashboard or alert may name exists from the start,
+	// at zero, not only after its first event.
+	for _, t := range transports {
+		m.connections.WithLabelValues(t)
+	}
+	for _, k := range []string{"message", "presence", "iq"} {
+		m.stanzasIn.WithLabelValues(k)
+	}
+	for _, c := range streamErrorConditions {
+		m.streamErrors.WithLabelValues(c)
+	}
 	if reg != nil {
 		reg.MustRegister(m.sessions, m.connections, m.stanzasIn, m.stanzasOut, m.streamErrors, m.authFailures, m.slowClients)
 	}
 	return m
+}
+
+// transports are the values of poosms_connections_total's label.
+var transports = []string{"tcp", "tls", "websocket"}
+
+// streamErrorConditions are the stream error conditions of RFC 6120
+// §4.9.3, the values of poosms_stream_errors_total's label.
+var streamErrorConditions = []string{
+	"bad-format", "bad-namespace-prefix", "conflict", "connection-timeout", "host-gone",
+	"host-unknown", "improper-addressing", "internal-server-error", "invalid-from",
+	"invalid-namespace", "invalid-xml", "not-authorized", "not-well-formed",
+	"policy-violation", "remote-connection-failed", "reset", "resource-constraint",
+	"restricted-xml", "see-other-host", "system-shutdown", "undefined-condition",
+	"unsupported-encoding", "unsupported-feature", "unsupported-stanza-type",
+	"unsupported-version",
 }

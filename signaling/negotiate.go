@@ -13,6 +13,8 @@ import (
 
 	"mellium.im/xmpp/jid"
 
+	"poosms.org/poosms/internal/clientaddr"
+	"poosms.org/poosms/internal/loginlimit"
 	"poosms.org/poosms/signaling/sasl"
 	"poosms.org/poosms/stanza"
 )
@@ -257,9 +259,10 @@ func (s *Session) authenticate(ctx context.Context, auth *stanza.Element) (bool,
 		s.writeDirect(saslFailure("encryption-required", "use STARTTLS first"))
 		return false, nil
 	}
-	addr := hostOf(s.t.remoteAddr())
-	if s.srv.throttle.blocked(addr) {
-		s.writeDirect(saslFailure("temporary-auth-failure", "too many failed logins from your address; try again later"))
+	addr := clientaddr.KeyOf(s.t.remoteAddr())
+	if r, _ := s.srv.limiter.CheckAddress(addr); r != loginlimit.Allowed {
+		s.log.Info("login throttled", "why", r.String())
+		s.writeDirect(saslFailure("temporary-auth-failure", r.String()+"; try again later"))
 		return false, nil
 	}
 	name := auth.Attr("mechanism")
@@ -272,6 +275,7 @@ func (s *Session) authenticate(ctx context.Context, auth *stanza.Element) (bool,
 		s.writeDirect(saslFailure("invalid-mechanism", "offered: "+strings.Join(offered, ", ")))
 		return false, nil
 	}
+	s.authStarted = s.srv.cfg.Now() // before the credentials are read
 	mech, err := sasl.New(name, sasl.Options{
 		TLS:                s.t.tlsState(),
 		ServerCert:         s.srv.certDER,
@@ -279,9 +283,18 @@ func (s *Session) authenticate(ctx context.Context, auth *stanza.Element) (bool,
 		Lookup:             s.srv.lookup,
 		Normalize:          s.srv.normalizeUser,
 		FakeKey:            s.srv.fakeKey,
-		Iterations:         sasl.DefaultIterations,
+		Iterations:         s.srv.cfg.SCRAMIterations,
 		ClientLacksBinding: s.cbUnsupported,
 		Domain:             s.srv.cfg.Domain,
+		// Asked before any proof or password is checked.
+		Admit: func(user string) *sasl.Failure {
+			r, _ := s.srv.limiter.Check(user, addr)
+			if r == loginlimit.Allowed {
+				return nil
+			}
+			s.log.Info("login throttled", "user", user, "why", r.String())
+			return &sasl.Failure{Condition: "temporary-auth-failure", Text: r.String() + "; try again later"}
+		},
 	})
 	if err != nil {
 		var f *sasl.Failure
@@ -292,20 +305,12 @@ func (s *Session) authenticate(ctx context.Context, auth *stanza.Element) (bool,
 		return false, err
 	}
 	in, ok := decodeSASL(auth.Text())
-	checkedAccount := false
 	for {
 		if !ok {
 			s.writeDirect(saslFailure("incorrect-encoding", "the payload is not base64"))
 			return false, nil
 		}
 		out, done, err := mech.Step(ctx, in)
-		if u := mech.Username(); u != "" && !checkedAccount {
-			checkedAccount = true
-			if s.srv.throttle.blocked("user:" + u) {
-				s.writeDirect(saslFailure("temporary-auth-failure", "too many failed logins for this account; try again later"))
-				return false, nil
-			}
-		}
 		if err != nil {
 			var f *sasl.Failure
 			if errors.As(err, &f) && f.UnsupportedBinding {
@@ -317,10 +322,7 @@ func (s *Session) authenticate(ctx context.Context, auth *stanza.Element) (bool,
 				return false, nil
 			}
 			if f.Condition == "not-authorized" {
-				s.srv.throttle.fail(addr)
-				if f.Username != "" {
-					s.srv.throttle.fail("user:" + f.Username)
-				}
+				s.srv.limiter.Fail(f.Username, addr)
 				s.srv.metrics.authFailures.Inc()
 				s.log.Info("failed login", "user", f.Username)
 			}
@@ -329,7 +331,10 @@ func (s *Session) authenticate(ctx context.Context, auth *stanza.Element) (bool,
 		}
 		if done {
 			s.user = mech.Username()
-			s.srv.throttle.reset("user:" + s.user)
+			s.srv.limiter.Succeed(s.user, addr)
+			if p, ok := mech.(interface{ Password() string }); ok && p.Password() != "" {
+				s.upgradeVerifiers(ctx, p.Password())
+			}
 			succ := stanza.New(nsSASL, "success")
 			if len(out) > 0 {
 				succ.SetText(base64.StdEncoding.EncodeToString(out))
@@ -406,6 +411,9 @@ func (s *Session) bindIQ(ctx context.Context, iq *stanza.Element) (bool, error) 
 		s.mu.Lock()
 		s.out, s.stopped, s.writerDone = nil, nil, nil
 		s.mu.Unlock()
+		if errors.Is(err, errAccountEnded) {
+			return false, streamErr("not-authorized", "the account was deleted")
+		}
 		s.writeDirect(stanza.ErrorReply(iq, "resource-constraint", err.Error()))
 		return false, nil
 	}

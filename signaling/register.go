@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 
+	"poosms.org/poosms/internal/clientaddr"
 	"poosms.org/poosms/signaling/sasl"
 	"poosms.org/poosms/stanza"
 	"poosms.org/poosms/store"
@@ -18,11 +19,17 @@ const (
 	nsRegisterFeature = "http://jabber.org/features/iq-register"
 )
 
-// Registrar creates, changes and removes accounts; *store.DB is one.
+// Registrar creates, changes and removes accounts. DeleteAccount deletes
+// an account for good, with everything that names it, and ends its other
+// sessions (through Server.EndUser on every node); it returns
+// store.ErrNotFound for an account that does not exist.
+// UpgradeCredentials replaces weak verifiers after a login that showed
+// the password (see sasl.Upgrade).
 type Registrar interface {
 	CreateAccount(ctx context.Context, username string, c store.Credentials) error
 	SetCredentials(ctx context.Context, username string, c store.Credentials) error
 	DeleteAccount(ctx context.Context, username string) error
+	sasl.Upgrader
 }
 
 func registerQuery(children ...*stanza.Element) *stanza.Element {
@@ -49,7 +56,7 @@ func (s *Session) registerBeforeAuth(ctx context.Context, iq *stanza.Element) {
 			stanza.New(nsRegister, "password"),
 		)))
 	case "set":
-		addr := hostOf(s.t.remoteAddr())
+		addr := clientaddr.KeyOf(s.t.remoteAddr())
 		if s.srv.registrations.blocked(addr) {
 			s.writeDirect(stanza.ErrorReply(iq, "resource-constraint", "too many registrations from your address; try again later"))
 			return
@@ -63,7 +70,7 @@ func (s *Session) registerBeforeAuth(ctx context.Context, iq *stanza.Element) {
 			s.writeDirect(stanza.ErrorReply(iq, "not-acceptable", "the user name is not valid: letters, digits and most symbols except @ / : ' \" & < > and spaces, at most 64 bytes"))
 			return
 		}
-		cred, err := sasl.NewCredentials(q.ChildText(nsRegister, "password"), sasl.DefaultIterations)
+		cred, err := sasl.NewCredentials(q.ChildText(nsRegister, "password"), s.srv.cfg.SCRAMIterations)
 		if err != nil {
 			s.writeDirect(stanza.ErrorReply(iq, "not-acceptable", err.Error()))
 			return
@@ -102,11 +109,17 @@ func (s *Session) accountIQ(ctx context.Context, iq *stanza.Element) (handled, r
 	case reg == nil:
 		_ = s.Send(stanza.ErrorReply(iq, "service-unavailable", ""))
 	case q.Child(nsRegister, "remove") != nil:
+		// This session answers and ends itself; the deletion ends the
+		// account's other sessions.
+		s.removing.Store(true)
 		if err := reg.DeleteAccount(ctx, s.user); err != nil && !errors.Is(err, store.ErrNotFound) {
+			s.removing.Store(false)
+			s.accountGone.Store(false)
 			s.log.Error("remove account", "err", err)
 			_ = s.Send(stanza.ErrorReply(iq, "internal-server-error", "the account could not be removed; try again"))
 			return true, false
 		}
+		s.accountGone.Store(true)
 		s.log.Info("account removed by its owner")
 		_ = s.Send(stanza.Result(iq))
 		return true, true
@@ -117,7 +130,7 @@ func (s *Session) accountIQ(ctx context.Context, iq *stanza.Element) (handled, r
 				return true, false
 			}
 		}
-		cred, err := sasl.NewCredentials(q.ChildText(nsRegister, "password"), sasl.DefaultIterations)
+		cred, err := sasl.NewCredentials(q.ChildText(nsRegister, "password"), s.srv.cfg.SCRAMIterations)
 		if err != nil {
 			_ = s.Send(stanza.ErrorReply(iq, "not-acceptable", err.Error()))
 			return true, false
@@ -131,4 +144,25 @@ func (s *Session) accountIQ(ctx context.Context, iq *stanza.Element) (handled, r
 		_ = s.Send(stanza.Result(iq))
 	}
 	return true, false
+}
+
+// upgradeVerifiers derives user's verifiers again with the configured
+// iteration count when the stored ones have fewer, now that a login has
+// shown the password.
+func (s *Session) upgradeVerifiers(ctx context.Context, password string) {
+	reg := s.srv.cfg.Registrar
+	if reg == nil {
+		return
+	}
+	old, err := s.srv.lookup(ctx, s.user)
+	if err != nil {
+		return
+	}
+	done, err := sasl.Upgrade(ctx, reg, s.user, old, password, s.srv.cfg.SCRAMIterations)
+	switch {
+	case err != nil:
+		s.log.Error("upgrade the account's verifiers", "err", err)
+	case done:
+		s.log.Info("verifiers upgraded", "from_iterations", old.Iterations, "to_iterations", s.srv.cfg.SCRAMIterations)
+	}
 }

@@ -1,6 +1,7 @@
 package signaling
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"strings"
@@ -26,6 +27,16 @@ func (a *memAccounts) SetCredentials(_ context.Context, name string, c store.Cre
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if _, ok := a.m[name]; !ok {
+		return store.ErrNotFound
+	}
+	a.m[name] = c
+	return nil
+}
+
+func (a *memAccounts) UpgradeCredentials(_ context.Context, name string, old, c store.Credentials) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if cur, ok := a.m[name]; !ok || !bytes.Equal(cur.Salt, old.Salt) || cur.Iterations != old.Iterations {
 		return store.ErrNotFound
 	}
 	a.m[name] = c

@@ -21,6 +21,9 @@ type Service struct {
 	// the client received them (or, with stream management, acknowledged
 	// them), to route them elsewhere: other resources or offline storage.
 	Undelivered func(ctx context.Context, el *stanza.Element)
+	// Remote receives stanzas from other servers (federation has checked
+	// their from and to); nil: the service takes none.
+	Remote func(ctx context.Context, el *stanza.Element)
 }
 
 // Router picks the service for each stanza by the domain of its 'to'
@@ -58,6 +61,33 @@ func (r *Router) route(ctx context.Context, s *Session, el *stanza.Element) {
 		}
 	}
 	svc.Handle(ctx, s, el)
+}
+
+// Has reports whether a service is registered for domain.
+func (r *Router) Has(domain string) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	_, ok := r.domains[domain]
+	return ok
+}
+
+// RouteRemote hands a stanza from another server to the service of its
+// 'to' domain (the default service for unregistered ones). It reports
+// false when that service takes no stanzas from other servers.
+func (r *Router) RouteRemote(ctx context.Context, el *stanza.Element) bool {
+	svc := r.fallback
+	if j, err := jid.Parse(el.To()); err == nil {
+		r.mu.RLock()
+		if d, ok := r.domains[j.Domainpart()]; ok {
+			svc = d
+		}
+		r.mu.RUnlock()
+	}
+	if svc.Remote == nil {
+		return false
+	}
+	svc.Remote(ctx, el)
+	return true
 }
 
 func (r *Router) services() []Service {

@@ -8,12 +8,16 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"mellium.im/xmpp/jid"
 
+	"poosms.org/poosms/internal/clientaddr"
+	"poosms.org/poosms/internal/loginlimit"
+	"poosms.org/poosms/signaling/sasl"
 	"poosms.org/poosms/stanza"
 	"poosms.org/poosms/store"
 )
@@ -42,12 +46,29 @@ type Config struct {
 	Registrar                 Registrar     // account changes (in-band registration, password change, removal); nil: refused
 	// Caps returns the server's XEP-0115 <c/> element, added to stream
 	// features once the stream is encrypted; nil: none.
-	Caps          func() *stanza.Element
-	LoginFailures int           // failed logins per key before refusing; default 5
-	LoginWindow   time.Duration // window for LoginFailures; default 5m
-	Now           func() time.Time
-	Logger        *slog.Logger
-	Registerer    prometheus.Registerer // metrics; nil: not registered
+	Caps func() *stanza.Element
+	// SCRAMIterations is the PBKDF2 count of new verifiers (registration,
+	// password change, upgrades at login) and of unknown users' fake ones;
+	// default sasl.DefaultIterations.
+	SCRAMIterations int
+	LoginFailures   int           // failed logins per account and address before refusing; default 5
+	LoginWindow     time.Duration // window for LoginFailures; default 5m
+	// Limiter throttles failed logins (see loginlimit); share one with the
+	// web server so HTTP logins count too. nil: one of its own, from
+	// LoginFailures and LoginWindow.
+	Limiter *loginlimit.Limiter
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For and
+	// Forwarded headers name the client of a WebSocket; none: the headers
+	// are ignored.
+	TrustedProxies []netip.Prefix
+	// WebSocketOrigins are the browser origins, besides the page's own,
+	// that may open /xmpp-websocket: "https://app.example.org" (exact) or a
+	// host pattern such as "*.example.org". Requests without Origin
+	// (native clients) are always allowed.
+	WebSocketOrigins []string
+	Now              func() time.Time
+	Logger           *slog.Logger
+	Registerer       prometheus.Registerer // metrics; nil: not registered
 }
 
 // Accounts is the credential lookup the server needs from the store.
@@ -61,7 +82,8 @@ type Server struct {
 	accounts Accounts
 	router   *Router
 	log      *slog.Logger
-	throttle *throttle
+	limiter  *loginlimit.Limiter
+	proxies  *clientaddr.Resolver
 	// registrations limits in-band account creation per address.
 	registrations *throttle
 	metrics       *metrics
@@ -74,6 +96,7 @@ type Server struct {
 	all       map[*Session]struct{} // every session with a reader, bound or not
 	resume    map[string]*Session   // XEP-0198 resumption id → session
 	detached  map[*Session]*time.Timer
+	ended     map[string]time.Time // localpart → when EndUser ended its sessions
 	listeners []net.Listener
 	closing   bool
 
@@ -120,6 +143,9 @@ func New(cfg Config, accounts Accounts, router *Router) (*Server, error) {
 	if cfg.MaxSessionsPerUser <= 0 {
 		cfg.MaxSessionsPerUser = 10
 	}
+	if cfg.SCRAMIterations < sasl.MinIterations {
+		cfg.SCRAMIterations = sasl.DefaultIterations
+	}
 	if cfg.LoginFailures <= 0 {
 		cfg.LoginFailures = 5
 	}
@@ -144,7 +170,8 @@ func New(cfg Config, accounts Accounts, router *Router) (*Server, error) {
 		accounts:      accounts,
 		router:        router,
 		log:           cfg.Logger,
-		throttle:      newThrottle(cfg.LoginFailures, cfg.LoginWindow, cfg.Now),
+		limiter:       cfg.Limiter,
+		proxies:       clientaddr.New(cfg.TrustedProxies),
 		registrations: newThrottle(5, time.Hour, cfg.Now),
 		fakeKey:       make([]byte, 32),
 		sessions:      map[string]*Session{},
@@ -152,6 +179,10 @@ func New(cfg Config, accounts Accounts, router *Router) (*Server, error) {
 		all:           map[*Session]struct{}{},
 		resume:        map[string]*Session{},
 		detached:      map[*Session]*time.Timer{},
+		ended:         map[string]time.Time{},
+	}
+	if s.limiter == nil {
+		s.limiter = loginlimit.New(loginlimit.Config{Failures: cfg.LoginFailures, Window: cfg.LoginWindow, Now: cfg.Now})
 	}
 	_, _ = rand.Read(s.fakeKey)
 	if cfg.TLS != nil && len(cfg.TLS.Certificates) > 0 && len(cfg.TLS.Certificates[0].Certificate) > 0 {
@@ -272,6 +303,9 @@ func (s *Server) register(sess *Session) (*Session, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	key := sess.jid.String()
+	if at, ok := s.ended[sess.user]; ok && !sess.authStarted.After(at) {
+		return nil, errAccountEnded
+	}
 	old := s.sessions[key]
 	if old == nil && s.perUser[sess.user] >= s.cfg.MaxSessionsPerUser {
 		return nil, fmt.Errorf("at most %d sessions per account", s.cfg.MaxSessionsPerUser)
@@ -361,6 +395,57 @@ func (s *Server) undetach(sess *Session) {
 		if t.Stop() {
 			s.wg.Done()
 		}
+	}
+}
+
+// errAccountEnded refuses to bind a session whose login began before its
+// account was deleted.
+var errAccountEnded = errors.New("the account was deleted")
+
+// EndUser ends every session of the local user with this localpart, whose
+// account was deleted: bound sessions end with a not-authorized stream
+// error, sessions waiting to be resumed end at once, and a login that
+// began before this call cannot bind afterwards. The stanzas the sessions
+// never delivered are dropped, not routed to the user's other resources
+// or offline queue: the account they were for is gone, and a new account
+// with the same name must not receive them.
+func (s *Server) EndUser(local string) {
+	now := s.cfg.Now()
+	s.mu.Lock()
+	for u, at := range s.ended {
+		// A login has AuthTimeout to bind; older marks can go.
+		if now.Sub(at) > s.cfg.AuthTimeout {
+			delete(s.ended, u)
+		}
+	}
+	s.ended[local] = now
+	var live, waiting []*Session
+	for _, sess := range s.sessions {
+		if sess.user != local {
+			continue
+		}
+		sess.accountGone.Store(true)
+		if t, ok := s.detached[sess]; ok {
+			delete(s.detached, sess)
+			if t.Stop() {
+				waiting = append(waiting, sess)
+			}
+			continue
+		}
+		live = append(live, sess)
+	}
+	s.mu.Unlock()
+	for _, sess := range waiting {
+		sess.expire()
+		s.wg.Done()
+	}
+	for _, sess := range live {
+		if !sess.removing.Load() {
+			sess.Stop("not-authorized", "the account was deleted")
+		}
+	}
+	if n := len(live) + len(waiting); n > 0 {
+		s.log.Info("sessions of a deleted account ended", "user", local, "sessions", n)
 	}
 }
 

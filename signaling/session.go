@@ -38,9 +38,16 @@ type Session struct {
 	started       time.Time
 
 	// Set by the reader goroutine during negotiation, read-only after bind.
-	user  string // authenticated localpart
-	jid   jid.JID
-	bound atomic.Bool
+	user        string    // authenticated localpart
+	authStarted time.Time // when the SASL exchange that authenticated user began
+	jid         jid.JID
+	bound       atomic.Bool
+
+	// removing: the session is removing its own account and ends itself;
+	// accountGone: the account is deleted, so what the session never
+	// delivered is dropped rather than routed again.
+	removing    atomic.Bool
+	accountGone atomic.Bool
 
 	// mu guards the fields below; stopped is set at bind.
 	mu      sync.Mutex
@@ -550,6 +557,9 @@ func (s *Session) teardown(ctx context.Context) {
 	lost = append(lost, s.queue...)
 	s.queue, s.queued = nil, 0
 	s.mu.Unlock()
+	if s.accountGone.Load() {
+		lost = nil
+	}
 	for i, o := range lost {
 		lost[i] = outgoing{} // let each go once handed back
 		if o.kind&kindMessage == 0 {

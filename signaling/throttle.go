@@ -5,8 +5,8 @@ import (
 	"time"
 )
 
-// throttle counts failed logins per key (an address, or "user:NAME") in a
-// fixed window; a key with max failures is refused until its window ends.
+// throttle counts events per key (in-band registrations per address) in a
+// fixed window; a key with max events is refused until its window ends.
 type throttle struct {
 	mu     sync.Mutex
 	max    int
@@ -51,12 +51,6 @@ func (t *throttle) fail(key string) {
 		t.keys[key] = f
 	}
 	f.count++
-}
-
-func (t *throttle) reset(key string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	delete(t.keys, key)
 }
 
 // pruneLocked drops expired entries so the map stays bounded. t.mu held.

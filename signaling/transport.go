@@ -1,7 +1,6 @@
 package signaling
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/xml"
@@ -38,9 +37,6 @@ func (e *streamError) Error() string { return "stream error " + e.cond + ": " + 
 
 func streamErr(cond, text string) *streamError { return &streamError{cond, text} }
 
-// errStanzaTooBig is what the counting reader returns past the limit.
-var errStanzaTooBig = errors.New("stanza exceeds the size limit")
-
 // event is what a transport reads: a stream header, an element, or the end.
 type event struct {
 	open  *stanza.Element // stream header (TCP <stream:stream>, WebSocket <open/>)
@@ -71,44 +67,6 @@ type transport interface {
 }
 
 var errNoTLSUpgrade = errors.New("STARTTLS is not available on this transport")
-
-// countingReader reads bytes one at a time for the decoder and refuses to
-// read more than limit bytes in total: the stream sets the limit before
-// each top-level element so no stanza grows past the configured size.
-type countingReader struct {
-	r     *readBuffer
-	n     int64
-	limit int64
-	ioErr error // the connection's error, which the decoder may report as a syntax error
-}
-
-func (c *countingReader) ReadByte() (byte, error) {
-	if c.n >= c.limit {
-		return 0, errStanzaTooBig
-	}
-	b, err := c.r.ReadByte()
-	if err == nil {
-		c.n++
-	} else {
-		c.ioErr = err
-	}
-	return b, err
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	if c.n >= c.limit {
-		return 0, errStanzaTooBig
-	}
-	if rem := c.limit - c.n; int64(len(p)) > rem {
-		p = p[:rem]
-	}
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	if err != nil {
-		c.ioErr = err
-	}
-	return n, err
-}
 
 // Sizes of a stream's read buffers.
 const (
@@ -222,7 +180,8 @@ type tcpTransport struct {
 	conn     net.Conn // the deadlineConn, or TLS over it
 	raw      *deadlineConn
 	tls      *tls.Conn
-	cr       *countingReader
+	buf      *readBuffer
+	cr       *stanza.LimitReader // counts what the decoder reads from buf
 	dec      *xml.Decoder
 	maxBytes int64
 	limits   stanza.Limits
@@ -281,7 +240,8 @@ func newTCPTransport(conn net.Conn, directTLS *tls.Config, maxBytes int64, limit
 		t.tls = tls.Server(raw, directTLS)
 		t.conn = t.tls
 	}
-	t.cr = &countingReader{r: newReadBuffer(t.conn)}
+	t.buf = newReadBuffer(t.conn)
+	t.cr = &stanza.LimitReader{R: t.buf}
 	t.restart()
 	return t
 }
@@ -293,25 +253,16 @@ func (t *tcpTransport) restart() {
 
 func (t *tcpTransport) next() (event, error) {
 	for {
-		t.cr.limit = t.cr.n + t.maxBytes
+		t.cr.Limit = t.cr.N + t.maxBytes
 		tok, err := t.dec.Token()
 		if err != nil {
 			return event{}, t.readError(err)
 		}
+		// Whitespace (keepalives) passes; DTDs, comments, text do not.
+		if cond, text := stanza.BetweenStanzas(tok, t.opened); cond != "" {
+			return event{}, streamErr(cond, text)
+		}
 		switch tk := tok.(type) {
-		case xml.ProcInst:
-			if t.opened || tk.Target != "xml" {
-				return event{}, streamErr("restricted-xml", "processing instructions are not allowed")
-			}
-		case xml.Directive:
-			return event{}, streamErr("restricted-xml", "DTDs and entity declarations are not allowed")
-		case xml.Comment:
-			return event{}, streamErr("restricted-xml", "comments are not allowed")
-		case xml.CharData:
-			if len(bytes.TrimSpace(tk)) != 0 {
-				return event{}, streamErr("bad-format", "text outside a stanza")
-			}
-			// Whitespace keepalive.
 		case xml.EndElement:
 			return event{close: true}, nil
 		case xml.StartElement:
@@ -340,31 +291,14 @@ func (t *tcpTransport) next() (event, error) {
 
 func (t *tcpTransport) readError(err error) error {
 	var se *streamError
-	var syn *xml.SyntaxError
-	switch {
-	case errors.As(err, &se):
+	if errors.As(err, &se) {
 		return se
-	case t.cr.ioErr != nil && !errors.Is(t.cr.ioErr, errStanzaTooBig):
-		// The connection failed or closed mid-stream ("unexpected EOF"
-		// from the decoder is the socket's doing, not bad XML).
-		if isTimeout(t.cr.ioErr) {
-			return streamErr("connection-timeout", "no data within the time limit")
-		}
-		return t.cr.ioErr
-	case errors.Is(err, errStanzaTooBig):
-		return streamErr("policy-violation", fmt.Sprintf("stanza larger than %d bytes", t.maxBytes))
-	case errors.Is(err, stanza.ErrLimit):
-		return streamErr("policy-violation", err.Error())
-	case errors.Is(err, stanza.ErrRestrictedXML):
-		return streamErr("restricted-xml", err.Error())
-	case errors.Is(err, stanza.ErrNotWellFormed):
-		return streamErr("not-well-formed", err.Error())
-	case errors.As(err, &syn):
-		return streamErr("not-well-formed", syn.Msg)
-	case isTimeout(err):
-		return streamErr("connection-timeout", "no data within the time limit")
 	}
-	return err // I/O error: the connection is gone
+	cond, text, conn := t.cr.ReadError(err, t.maxBytes)
+	if cond == "" {
+		return conn // I/O error: the connection is gone
+	}
+	return streamErr(cond, text)
 }
 
 func (t *tcpTransport) writeHeader(id, from string) error {
@@ -412,7 +346,7 @@ func (t *tcpTransport) startTLS(cfg *tls.Config) error {
 	if t.tls != nil {
 		return errNoTLSUpgrade
 	}
-	if slices.ContainsFunc(t.cr.r.unread(), func(c byte) bool { return !isXMLSpace(c) }) {
+	if slices.ContainsFunc(t.buf.unread(), func(c byte) bool { return !isXMLSpace(c) }) {
 		return streamErr("policy-violation", "data sent after <starttls/> before <proceed/>")
 	}
 	t.raw.skipSpace = true
@@ -423,7 +357,7 @@ func (t *tcpTransport) startTLS(cfg *tls.Config) error {
 		return fmt.Errorf("signaling: tls handshake: %w", err)
 	}
 	t.conn, t.tls = tc, tc
-	t.cr.r.reset(tc)
+	t.buf.reset(tc)
 	t.restart()
 	return nil
 }
@@ -441,11 +375,6 @@ func (t *tcpTransport) setReadLimits(idle time.Duration, hard time.Time) {
 	t.raw.idle, t.raw.hard = idle, hard
 }
 func (t *tcpTransport) close() error { return t.conn.Close() }
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
-}
 
 // wsTransport is XMPP over WebSocket (RFC 7395): one element per text
 // frame, <open/> and <close/> in the framing namespace.

@@ -25,6 +25,7 @@ var conditionType = map[string]string{
 	"recipient-unavailable":   ErrWait,
 	"registration-required":   ErrAuth,
 	"remote-server-not-found": ErrCancel,
+	"remote-server-timeout":   ErrWait,
 	"resource-constraint":     ErrWait,
 	"service-unavailable":     ErrCancel,
 	"subscription-required":   ErrAuth,
@@ -66,6 +67,21 @@ func ErrorReply(orig *Element, condition, text string) *Element {
 		e.Append(New(NSStanzas, "text").SetText(text))
 	}
 	return r.Append(e)
+}
+
+// ErrorCondition returns the defined condition of el's <error/> child
+// (RFC 6120 §8.3.3), or "" when it has none.
+func ErrorCondition(el *Element) string {
+	e := el.Child("", "error")
+	if e == nil {
+		return ""
+	}
+	for _, c := range e.Elements() {
+		if c.Space == NSStanzas && c.Local != "text" {
+			return c.Local
+		}
+	}
+	return ""
 }
 
 // Result builds an IQ result for request iq, with optional payload.

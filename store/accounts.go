@@ -48,40 +48,40 @@ func (db *DB) Account(ctx context.Context, username string) (Account, error) {
 // SetCredentials replaces the credentials of username (a password
 // change). It returns ErrNotFound if there is no such user.
 func (db *DB) SetCredentials(ctx context.Context, username string, c Credentials) error {
-	res, err := db.sql.ExecContext(ctx, `
+	return db.setCredentials(ctx, "set credentials", username, c, nil)
+}
+
+// UpgradeCredentials replaces the credentials of username with c only if
+// the stored ones are still old (same salt and iteration count): a
+// verifier upgrade at login must never undo a password change made
+// meanwhile. It returns ErrNotFound when there is no such user or its
+// credentials changed.
+func (db *DB) UpgradeCredentials(ctx context.Context, username string, old, c Credentials) error {
+	return db.setCredentials(ctx, "upgrade credentials", username, c, &old)
+}
+
+// setCredentials writes c for username, only over old when it is given.
+func (db *DB) setCredentials(ctx context.Context, what, username string, c Credentials, old *Credentials) error {
+	query := `
 		UPDATE accounts SET salt = ?, iterations = ?,
 			stored_key_sha1 = ?, server_key_sha1 = ?, stored_key_sha256 = ?, server_key_sha256 = ?
-		WHERE username = ?`,
-		blob(c.Salt), c.Iterations,
+		WHERE username = ?`
+	args := []any{blob(c.Salt), c.Iterations,
 		blob(c.StoredKeySHA1), blob(c.ServerKeySHA1), blob(c.StoredKeySHA256), blob(c.ServerKeySHA256),
-		username)
+		username}
+	if old != nil {
+		query += ` AND salt = ? AND iterations = ?`
+		args = append(args, blob(old.Salt), old.Iterations)
+	}
+	res, err := db.sql.ExecContext(ctx, query, args...)
 	if err != nil {
-		return fail("set credentials", err)
+		return fail(what, err)
 	}
 	// MySQL connections are opened with clientFoundRows, so this counts
 	// matched rows even when the credentials did not change.
 	n, err := res.RowsAffected()
 	if err != nil {
-		return fail("set credentials", err)
-	}
-	if n == 0 {
-		return ErrNotFound
-	}
-	return nil
-}
-
-// DeleteAccount removes username together with its roster and its offline
-// messages. Other users' roster items that name the user stay. It returns
-// ErrNotFound if there is no such user.
-func (db *DB) DeleteAccount(ctx context.Context, username string) error {
-	// The roster and offline rows go by ON DELETE CASCADE.
-	res, err := db.sql.ExecContext(ctx, `DELETE FROM accounts WHERE username = ?`, username)
-	if err != nil {
-		return fail("delete account", err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return fail("delete account", err)
+		return fail(what, err)
 	}
 	if n == 0 {
 		return ErrNotFound

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -59,7 +60,8 @@ type DB struct {
 //	                                MySQL or MariaDB; after the prefix, a
 //	                                go-sql-driver/mysql DSN
 //	mysql://user:pass@host:3306/poosms?params
-//	                                the same as a URL; the address gets tcp()
+//	                                the same as a URL, percent-decoded (a
+//	                                password "p@ss" is written p%40ss)
 //
 // The database named in a MySQL DSN must already exist; Open creates the
 // tables.
@@ -84,7 +86,7 @@ func Open(ctx context.Context, dsn, dataDir string) (*DB, error) {
 		}
 		db, err = openSQLite(path)
 	case strings.HasPrefix(dsn, "mysql://"):
-		db, err = openMySQL(driverDSN(strings.TrimPrefix(dsn, "mysql://")))
+		db, err = openMySQL(strings.TrimPrefix(dsn, "mysql://"))
 	default:
 		// Only the part before the first colon is echoed: the rest may
 		// hold a password.
@@ -93,6 +95,18 @@ func Open(ctx context.Context, dsn, dataDir string) (*DB, error) {
 	}
 	if err != nil {
 		return nil, err
+	}
+	if db.dialect == DialectSQLite && db.path != "" {
+		// Two processes opening a new file at once (the server and
+		// "poosmsd user add", say) must not both switch it to WAL or
+		// create the schema: the first connection and the migrations
+		// run under a file lock.
+		unlock, err := lockFile(db.path + ".migrate-lock")
+		if err != nil {
+			db.sql.Close()
+			return nil, fmt.Errorf("store: open sqlite: %w", err)
+		}
+		defer unlock()
 	}
 	if err := db.sql.PingContext(ctx); err != nil {
 		db.sql.Close()
@@ -163,31 +177,47 @@ func openSQLite(path string) (*DB, error) {
 	return db, nil
 }
 
-// openMySQL prepares a pool from a go-sql-driver/mysql DSN, adding the
-// parameters the store relies on.
-// driverDSN turns the URL form user:pass@host:port/db?params into the
-// driver's user:pass@tcp(host:port)/db?params; the driver's own form
-// passes unchanged.
-func driverDSN(s string) string {
-	slash := strings.Index(s, "/")
-	if slash < 0 {
-		return s
+// mysqlDriverForm matches the driver's own DSN after the scheme,
+// [user[:password]@]tcp(host:port)/dbname[?params] or unix(/path): the
+// address is the last "net(…)" after an "@", so the password may hold
+// any character.
+var mysqlDriverForm = regexp.MustCompile(`^(?s)(.*@)?(tcp|unix)\([^)]*\)/[^/?]*(\?.*)?$`)
+
+// mysqlConfig reads what follows "mysql://": the driver's own form (see
+// mysqlDriverForm), or the URL form user:password@host[:port]/dbname?params
+// whose user, password and database name are percent-decoded, so that a
+// password holding @, / or : is written %40, %2F or %3A. Errors never
+// repeat the DSN, which holds the password.
+func mysqlConfig(s string) (*mysql.Config, error) {
+	if mysqlDriverForm.MatchString(s) {
+		cfg, err := mysql.ParseDSN(s)
+		if err != nil {
+			return nil, fmt.Errorf("store: open mysql: %w; accepted forms: %s", err, acceptedForms)
+		}
+		return cfg, nil
 	}
-	authority := s[:slash]
-	at := strings.LastIndex(authority, "@")
-	host := authority[at+1:]
-	if host == "" || strings.Contains(host, "(") {
-		return s
+	u, err := url.Parse("mysql://" + s)
+	if err != nil || u.Host == "" || u.Opaque != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("store: open mysql: not a DSN or URL (in the URL form, write @ / : %% in the user or password as %%40 %%2F %%3A %%25); accepted forms: %s", acceptedForms)
 	}
-	return authority[:at+1] + "tcp(" + host + ")" + s[slash:]
+	cfg, err := mysql.ParseDSN("tcp(" + u.Host + ")/?" + u.RawQuery)
+	if err != nil {
+		return nil, fmt.Errorf("store: open mysql: %w; accepted forms: %s", err, acceptedForms)
+	}
+	if u.User != nil {
+		cfg.User = u.User.Username()
+		cfg.Passwd, _ = u.User.Password()
+	}
+	cfg.DBName = strings.TrimPrefix(u.Path, "/")
+	return cfg, nil
 }
 
+// openMySQL prepares a pool from what follows "mysql://" (see
+// mysqlConfig), adding the parameters the store relies on.
 func openMySQL(dsn string) (*DB, error) {
-	cfg, err := mysql.ParseDSN(dsn)
+	cfg, err := mysqlConfig(dsn)
 	if err != nil {
-		// The driver's message does not repeat the DSN, so it cannot leak
-		// the password.
-		return nil, fmt.Errorf("store: open mysql: %w; accepted forms: %s", err, acceptedForms)
+		return nil, err
 	}
 	if cfg.DBName == "" {
 		return nil, fmt.Errorf("store: open mysql: no database name in the DSN; accepted forms: %s", acceptedForms)
@@ -258,6 +288,21 @@ func isDuplicate(err error) bool {
 		return me.Number == 1062 // ER_DUP_ENTRY
 	}
 	return false
+}
+
+// lockAccount returns the id of the account username inside tx, locking
+// its row on MySQL so that transactions on one account's rows (and only
+// that account's) are serialised; SQLite transactions begin IMMEDIATE and
+// hold the database's write lock already. A missing account is
+// sql.ErrNoRows.
+func (db *DB) lockAccount(ctx context.Context, tx *sql.Tx, username string) (int64, error) {
+	lookup := `SELECT id FROM accounts WHERE username = ?`
+	if db.dialect == DialectMySQL {
+		lookup += ` FOR UPDATE`
+	}
+	var id int64
+	err := tx.QueryRowContext(ctx, lookup, username).Scan(&id)
+	return id, err
 }
 
 // rollback ends a transaction that did not commit. Its error is of no

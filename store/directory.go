@@ -96,12 +96,8 @@ func (db *DB) PutDirectoryEntry(ctx context.Context, e DirectoryEntry) (err erro
 			rollback(tx)
 		}
 	}()
-	lookup := `SELECT id FROM accounts WHERE username = ?`
-	if db.dialect == DialectMySQL {
-		lookup += ` FOR UPDATE`
-	}
-	var id int64
-	if err := tx.QueryRowContext(ctx, lookup, e.Username).Scan(&id); err != nil {
+	id, err := db.lockAccount(ctx, tx, e.Username)
+	if err != nil {
 		return fail(op, err)
 	}
 	// The tags go with the entry (ON DELETE CASCADE).

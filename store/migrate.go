@@ -32,20 +32,21 @@ func (db *DB) migrate(ctx context.Context) error {
 	)
 	switch db.dialect {
 	case DialectSQLite:
+		// Open holds the file lock (lockSQLite) around the first
+		// connection and this migration.
 		dialect = goose.DialectSQLite3
-		if db.path != "" {
-			// Two processes opening a new file at once (the server and
-			// "poosmsd user add", say) must not both create the schema.
-			unlock, err := lockFile(db.path + ".migrate-lock")
-			if err != nil {
-				return fmt.Errorf("store: migrate: %w", err)
-			}
-			defer unlock()
-		}
 	case DialectMySQL:
 		dialect = goose.DialectMySQL
-		// Several nodes may start at once against one database.
-		opts = append(opts, goose.WithSessionLocker(mysqlMigrationLock{}))
+		// Several nodes may start at once against one database. The lock
+		// is held across Up and the version check below: goose's own
+		// session locker leaves windows (the version table's creation is
+		// not atomic on MySQL) in which another node reads a version
+		// table without its zero row.
+		unlock, err := lockMySQLMigrations(ctx, db.sql)
+		if err != nil {
+			return fmt.Errorf("store: migrate: %w", err)
+		}
+		defer unlock()
 	default:
 		return fmt.Errorf("store: migrate: unknown dialect %q", db.dialect)
 	}
@@ -72,33 +73,33 @@ func (db *DB) migrate(ctx context.Context) error {
 	return nil
 }
 
-// mysqlMigrationLock serialises migrations on one MySQL database with a
-// named lock held by the migrating connection. The lock name is derived
+// lockMySQLMigrations serialises migrations on one MySQL database with a
+// named lock held by one connection until unlock. The lock name is derived
 // from the database name so that databases on one server do not wait for
 // each other.
-type mysqlMigrationLock struct{}
+func lockMySQLMigrations(ctx context.Context, pool *sql.DB) (unlock func(), err error) {
+	conn, err := pool.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("take migration lock: %w", err)
+	}
+	var got sql.NullInt64
+	err = conn.QueryRowContext(ctx,
+		"SELECT GET_LOCK(CONCAT('poosms-migrate-', MD5(DATABASE())), ?)", mysqlLockWait).Scan(&got)
+	switch {
+	case err != nil:
+		conn.Close()
+		return nil, fmt.Errorf("take migration lock: %w", err)
+	case !got.Valid || got.Int64 != 1:
+		conn.Close()
+		return nil, errors.New("take migration lock: timed out waiting for another node's migrations")
+	}
+	return func() {
+		// A detached context: the lock must go even when ctx has ended.
+		_, _ = conn.ExecContext(context.WithoutCancel(ctx), "DO RELEASE_LOCK(CONCAT('poosms-migrate-', MD5(DATABASE())))")
+		conn.Close()
+	}, nil
+}
 
 // mysqlLockWait is how long, in seconds, a node waits for another node's
 // migrations to finish.
 const mysqlLockWait = 300
-
-func (mysqlMigrationLock) SessionLock(ctx context.Context, conn *sql.Conn) error {
-	var got sql.NullInt64
-	err := conn.QueryRowContext(ctx,
-		"SELECT GET_LOCK(CONCAT('poosms-migrate-', MD5(DATABASE())), ?)", mysqlLockWait).Scan(&got)
-	switch {
-	case err != nil:
-		return fmt.Errorf("take migration lock: %w", err)
-	case !got.Valid || got.Int64 != 1:
-		return errors.New("take migration lock: timed out waiting for another node's migrations")
-	}
-	return nil
-}
-
-func (mysqlMigrationLock) SessionUnlock(ctx context.Context, conn *sql.Conn) error {
-	_, err := conn.ExecContext(ctx, "DO RELEASE_LOCK(CONCAT('poosms-migrate-', MD5(DATABASE())))")
-	if err != nil {
-		return fmt.Errorf("release migration lock: %w", err)
-	}
-	return nil
-}

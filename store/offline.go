@@ -5,12 +5,21 @@ import (
 	"time"
 )
 
-// PushOffline queues stanza for the user owner, received at stamp. It
+// PushOffline queues stanza, sent by the bare JID sender, for the user
+// owner, received at stamp. It
 // returns ErrQueueFull, storing nothing, if owner already has limit
 // messages queued (so a limit of 0 or less refuses every message), and
 // ErrNotFound if owner has no account. The count and the insert are one
 // transaction: concurrent pushes never take the queue past limit.
-func (db *DB) PushOffline(ctx context.Context, owner string, stamp time.Time, stanza []byte, limit int) (err error) {
+func (db *DB) PushOffline(ctx context.Context, owner, sender string, stamp time.Time, stanza []byte, limit int) error {
+	return db.PushOfflineWithin(ctx, owner, sender, stamp, stanza, limit, 0)
+}
+
+// PushOfflineWithin is PushOffline that also gives each sender a share of
+// the queue: it returns ErrLimit, storing nothing, if sender already has
+// perSender messages queued for owner (0 or less: no share), so one sender
+// cannot fill a queue for the others.
+func (db *DB) PushOfflineWithin(ctx context.Context, owner, sender string, stamp time.Time, stanza []byte, limit, perSender int) (err error) {
 	tx, err := db.sql.BeginTx(ctx, nil)
 	if err != nil {
 		return fail("queue offline message", err)
@@ -24,12 +33,8 @@ func (db *DB) PushOffline(ctx context.Context, owner string, stamp time.Time, st
 	// SQLite transactions begin IMMEDIATE and so already hold the database's
 	// write lock; on MySQL, locking the account row serialises the pushes
 	// for one owner (and only that owner).
-	lookup := `SELECT id FROM accounts WHERE username = ?`
-	if db.dialect == DialectMySQL {
-		lookup += ` FOR UPDATE`
-	}
-	var id int64
-	if err := tx.QueryRowContext(ctx, lookup, owner).Scan(&id); err != nil {
+	id, err := db.lockAccount(ctx, tx, owner)
+	if err != nil {
 		return fail("queue offline message", err)
 	}
 	var n int
@@ -40,9 +45,19 @@ func (db *DB) PushOffline(ctx context.Context, owner string, stamp time.Time, st
 	if n >= limit {
 		return ErrQueueFull
 	}
+	if perSender > 0 {
+		var mine int
+		if err := tx.QueryRowContext(ctx,
+			`SELECT COUNT(*) FROM offline_messages WHERE account_id = ? AND sender = ?`, id, sender).Scan(&mine); err != nil {
+			return fail("queue offline message", err)
+		}
+		if mine >= perSender {
+			return ErrLimit
+		}
+	}
 	if _, err := tx.ExecContext(ctx,
-		`INSERT INTO offline_messages (account_id, stamp_us, stanza) VALUES (?, ?, ?)`,
-		id, micros(stamp), blob(stanza)); err != nil {
+		`INSERT INTO offline_messages (account_id, sender, stamp_us, stanza) VALUES (?, ?, ?, ?)`,
+		id, sender, micros(stamp), blob(stanza)); err != nil {
 		return fail("queue offline message", err)
 	}
 	if err := tx.Commit(); err != nil {

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"errors"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -202,7 +203,7 @@ func reopen(t *testing.T, dsn string, versions func() int) {
 	if err := db.PutRosterItem(ctx, "jürgen", store.RosterItem{Contact: "日本@例え.jp", Groups: []string{"x"}, Listed: true}); err != nil {
 		t.Fatalf("PutRosterItem: %v", err)
 	}
-	if err := db.PushOffline(ctx, "jürgen", time.Now(), []byte("<message/>"), 5); err != nil {
+	if err := db.PushOffline(ctx, "jürgen", "", time.Now(), []byte("<message/>"), 5); err != nil {
 		t.Fatalf("PushOffline: %v", err)
 	}
 	if err := db.Close(); err != nil {
@@ -327,7 +328,7 @@ func TestMySQLDatabaseDropped(t *testing.T) {
 		t.Fatalf("Account after the database was dropped = %v, want a real error", err)
 	}
 	t.Logf("Account: %v", err)
-	if err := db.PushOffline(t.Context(), "alice", time.Now(), []byte("x"), 10); err == nil || errors.Is(err, store.ErrNotFound) {
+	if err := db.PushOffline(t.Context(), "alice", "", time.Now(), []byte("x"), 10); err == nil || errors.Is(err, store.ErrNotFound) {
 		t.Errorf("PushOffline after the database was dropped = %v, want a real error", err)
 	}
 }
@@ -350,8 +351,46 @@ func BenchmarkPushOfflineSQLite(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		if err := db.PushOffline(ctx, "alice", time.Now(), stanza, 1000); err != nil {
+		if err := db.PushOffline(ctx, "alice", "", time.Now(), stanza, 1000); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// A MySQL user whose password holds @, / and : logs in with either form of
+// --db: the driver's own, as written, and the URL form, percent-encoded.
+func TestMySQLPasswordWithURLCharacters(t *testing.T) {
+	server := mysqlServer(t)
+	cfg, admin := mysqlAdmin(t, server)
+	dsn := newMySQLDatabase(t, server)
+	dbName := dsn[strings.LastIndex(dsn, "/")+1:]
+	user := "u_" + hex.EncodeToString(randomBytes(t, 6))
+	const password = "p@ss/w:rd%40?#"
+	ctx := t.Context()
+	if _, err := admin.ExecContext(ctx, "CREATE USER '"+user+"'@'%' IDENTIFIED BY '"+password+"'"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = admin.ExecContext(context.Background(), "DROP USER '"+user+"'@'%'") })
+	if _, err := admin.ExecContext(ctx, "GRANT ALL ON "+dbName+".* TO '"+user+"'@'%'"); err != nil {
+		t.Fatal(err)
+	}
+	for _, form := range []string{
+		"mysql://" + user + ":" + password + "@tcp(" + cfg.Addr + ")/" + dbName,
+		"mysql://" + user + ":" + url.QueryEscape(password) + "@" + cfg.Addr + "/" + dbName,
+	} {
+		db, err := store.Open(ctx, form, "")
+		if err != nil {
+			t.Fatalf("open with %s: %v", form, err)
+		}
+		name := "a" + hex.EncodeToString(randomBytes(t, 4))
+		if err := db.CreateAccount(ctx, name, store.Credentials{}); err != nil {
+			t.Errorf("write with %s: %v", form, err)
+		}
+		db.Close()
+	}
+	// A wrong password is refused: the test does log in as that user.
+	if db, err := store.Open(ctx, "mysql://"+user+":wrong@tcp("+cfg.Addr+")/"+dbName, ""); err == nil {
+		db.Close()
+		t.Fatal("a wrong password was accepted")
 	}
 }

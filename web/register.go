@@ -33,7 +33,7 @@ func (s *Server) registerForm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := s.page("Create an account")
-	p.CSRF = s.csrf.issue(w, r, false)
+	p.CSRF = s.csrf.issue(w, s.proxies.HTTPS(r), r, false)
 	s.render(w, http.StatusOK, "register", p)
 }
 
@@ -49,12 +49,12 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		for _, f := range invalid {
 			p.Invalid[f] = true
 		}
-		p.CSRF = s.csrf.issue(w, r, status == http.StatusForbidden)
+		p.CSRF = s.csrf.issue(w, s.proxies.HTTPS(r), r, status == http.StatusForbidden)
 		s.render(w, status, "register", p)
 	}
 
 	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
-	addr := clientAddr(r)
+	addr := s.clientAddr(r)
 	if ok, wait := s.limit.allow(addr); !ok {
 		p.Username = strings.TrimSpace(r.FormValue("username"))
 		mins := int(math.Ceil(wait.Minutes()))
@@ -187,8 +187,9 @@ func (g *csrfGuard) mac(nonce string) string {
 }
 
 // issue returns the form token for the request's cookie, setting a new
-// cookie when there is none (or when fresh is true).
-func (g *csrfGuard) issue(w http.ResponseWriter, r *http.Request, fresh bool) string {
+// cookie when there is none (or when fresh is true). The cookie is Secure
+// when the page was served over HTTPS (directly or by a trusted proxy).
+func (g *csrfGuard) issue(w http.ResponseWriter, https bool, r *http.Request, fresh bool) string {
 	if c, err := r.Cookie(csrfCookie); err == nil && !fresh && wellFormed(c.Value) {
 		return g.mac(c.Value)
 	}
@@ -200,7 +201,7 @@ func (g *csrfGuard) issue(w http.ResponseWriter, r *http.Request, fresh bool) st
 		Value:    nonce,
 		Path:     "/register",
 		HttpOnly: true,
-		Secure:   r.TLS != nil,
+		Secure:   https,
 		SameSite: http.SameSiteStrictMode,
 	})
 	return g.mac(nonce)

@@ -1,24 +1,29 @@
 // Package web is poosms's HTTP face: the browser client at / (see
 // docs/client.md), the plain start page at /welcome, the account
 // registration form, /healthz, and the mount point for handlers owned by
-// other packages (the /xmpp-websocket endpoint, /metrics).
+// other packages (the /xmpp-websocket endpoint, /metrics when a token
+// guards it; by default metrics have a listener of their own).
 package web
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/subtle"
 	"embed"
 	"errors"
 	"fmt"
 	"html/template"
 	"io/fs"
 	"log/slog"
-	"net"
 	"net/http"
+	"net/netip"
 	"sync/atomic"
 	"time"
 
 	"mellium.im/xmpp/jid"
 
+	"poosms.org/poosms/internal/clientaddr"
+	"poosms.org/poosms/internal/loginlimit"
 	"poosms.org/poosms/signaling/sasl"
 	"poosms.org/poosms/store"
 )
@@ -55,9 +60,17 @@ type Config struct {
 	// allowed within RegisterWindow. Default: 10 per 10 minutes.
 	RegisterAttempts int
 	RegisterWindow   time.Duration
-	// Iterations is the SCRAM iteration count for new accounts.
-	// Default (and minimum): sasl.DefaultIterations.
+	// Iterations is the SCRAM iteration count for new accounts and for
+	// upgrading weaker verifiers at /api/turn logins. Default:
+	// sasl.DefaultIterations (also when below sasl.MinIterations).
 	Iterations int
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For,
+	// X-Forwarded-Proto and Forwarded headers are believed; none: the
+	// headers are ignored and the TCP peer is the client.
+	TrustedProxies []netip.Prefix
+	// Limiter throttles failed logins (/api/turn); share the signaling
+	// server's. nil: one of its own with loginlimit's defaults.
+	Limiter *loginlimit.Limiter
 }
 
 // Server serves poosms's HTTP routes. Create it with New.
@@ -68,6 +81,8 @@ type Server struct {
 	mux      *http.ServeMux
 	csrf     *csrfGuard
 	limit    *limiter
+	proxies  *clientaddr.Resolver
+	fakeKey  []byte // unknown users' fake verifiers (sasl.FakeCredentials)
 	ready    atomic.Pointer[func() bool]
 }
 
@@ -97,8 +112,11 @@ func New(cfg Config, accounts Accounts) (*Server, error) {
 	if cfg.RegisterWindow <= 0 {
 		cfg.RegisterWindow = 10 * time.Minute
 	}
-	if cfg.Iterations < sasl.DefaultIterations {
+	if cfg.Iterations < sasl.MinIterations {
 		cfg.Iterations = sasl.DefaultIterations
+	}
+	if cfg.Limiter == nil {
+		cfg.Limiter = loginlimit.New(loginlimit.Config{Now: cfg.Now})
 	}
 	csrf, err := newCSRFGuard()
 	if err != nil {
@@ -111,7 +129,10 @@ func New(cfg Config, accounts Accounts) (*Server, error) {
 		mux:      http.NewServeMux(),
 		csrf:     csrf,
 		limit:    newLimiter(cfg.RegisterAttempts, cfg.RegisterWindow, cfg.Now),
+		proxies:  clientaddr.New(cfg.TrustedProxies),
+		fakeKey:  make([]byte, 32),
 	}
+	rand.Read(s.fakeKey) // never fails (crypto/rand)
 	static, err := fs.Sub(staticFS, "static")
 	if err != nil {
 		return nil, fmt.Errorf("web: static files: %w", err)
@@ -195,20 +216,29 @@ func (s *Server) landing(w http.ResponseWriter, r *http.Request) {
 	s.render(w, http.StatusOK, "landing", s.page("Welcome"))
 }
 
-// clientAddr groups requests by remote address: an IPv4 address, or the
-// /64 an IPv6 address belongs to (one household or host usually holds a
-// whole /64).
-func clientAddr(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
+// clientAddr groups requests by client address (through trusted
+// proxies): an IPv4 address, or the /64 an IPv6 address belongs to.
+func (s *Server) clientAddr(r *http.Request) string {
+	if k := clientaddr.Key(s.proxies.Client(r)); k != "" {
+		return k
 	}
-	ip := net.ParseIP(host)
-	if ip == nil {
-		return host
+	return r.RemoteAddr
+}
+
+// MetricsHandler serves h only to requests carrying token as a bearer
+// token (Authorization: Bearer TOKEN), compared in constant time; with an
+// empty token every request passes.
+func MetricsHandler(h http.Handler, token string) http.Handler {
+	if token == "" {
+		return h
 	}
-	if ip4 := ip.To4(); ip4 != nil {
-		return ip4.String()
-	}
-	return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
+	want := []byte("Bearer " + token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="poosms metrics"`)
+			http.Error(w, "metrics need the bearer token (--metrics-token)", http.StatusUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }

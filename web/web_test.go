@@ -387,6 +387,7 @@ func TestLimiterForgetsOldAddresses(t *testing.T) {
 }
 
 func TestClientAddrGroupsIPv6(t *testing.T) {
+	s := newEnv(t, nil).srv
 	for _, tc := range []struct{ remote, want string }{
 		{"192.0.2.1:5000", "192.0.2.1"},
 		{"[2001:db8:1:2:3:4:5:6]:443", "2001:db8:1:2::/64"},
@@ -395,7 +396,7 @@ func TestClientAddrGroupsIPv6(t *testing.T) {
 	} {
 		r := httptest.NewRequest("GET", "/", nil)
 		r.RemoteAddr = tc.remote
-		if got := clientAddr(r); got != tc.want {
+		if got := s.clientAddr(r); got != tc.want {
 			t.Errorf("clientAddr(%s) = %q, want %q", tc.remote, got, tc.want)
 		}
 	}

@@ -82,6 +82,10 @@ type Config struct {
 	// Retention is how long room messages are archived; 0 keeps them
 	// forever. Older messages are pruned as new ones arrive.
 	Retention time.Duration
+	// NewRoomsPerHour is how many rooms one user may create within an
+	// hour on this node; entering a room that does not exist yet past it
+	// is refused with resource-constraint. Default 30.
+	NewRoomsPerHour int
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 	// Logger receives the service's logs. Default slog.Default().
@@ -135,6 +139,7 @@ type Service struct {
 	rooms     map[string]*room
 	joined    map[Session]map[string]bool // session → names of the rooms it is in
 	lastPrune time.Time
+	created   *creations
 	// outbox holds deliveries in the order they were decided under mu;
 	// whichever caller finds no one draining it sends them, so every
 	// occupant sees a room's stanzas in one order without mu being held
@@ -145,6 +150,9 @@ type Service struct {
 	// requesters; relayOrder is their age order, for the bound.
 	relayed    map[string]relayed
 	relayOrder []string
+	// removed holds the bare JIDs of accounts deleted in the last
+	// removalGrace, with when (AccountRemoved).
+	removed map[string]time.Time
 }
 
 // New returns the room service for cfg.Domain, with the persistent rooms
@@ -167,6 +175,12 @@ func New(cfg Config, st Store) (*Service, error) {
 	if cfg.Retention < 0 {
 		return nil, fmt.Errorf("muc: retention %v is negative", cfg.Retention)
 	}
+	if cfg.NewRoomsPerHour < 0 {
+		return nil, fmt.Errorf("muc: rooms per hour %d is negative", cfg.NewRoomsPerHour)
+	}
+	if cfg.NewRoomsPerHour == 0 {
+		cfg.NewRoomsPerHour = DefaultNewRoomsPerHour
+	}
 	s := &Service{
 		domain:    d.Domainpart(),
 		server:    sd.Domainpart(),
@@ -181,6 +195,8 @@ func New(cfg Config, st Store) (*Service, error) {
 		rooms:     make(map[string]*room),
 		joined:    make(map[Session]map[string]bool),
 		relayed:   make(map[string]relayed),
+		removed:   make(map[string]time.Time),
+		created:   newCreations(cfg.NewRoomsPerHour),
 	}
 	if s.history == 0 {
 		s.history = 20

@@ -91,7 +91,17 @@ func (s *Service) join(fx *effects, r *room, sess Session, el *stanza.Element, t
 	bare := me.Bare()
 	nick := to.Resourcepart()
 	created := false
+	if r == nil && s.justRemovedLocked(bare) {
+		// A session of a deleted account that has not ended yet must
+		// not become the owner of a new room.
+		errorFx(fx, sess, el, "not-allowed", "this account was deleted")
+		return
+	}
 	if r == nil {
+		if ok, why := s.created.allow(bare.String(), s.now()); !ok {
+			errorFx(fx, sess, el, "resource-constraint", why)
+			return
+		}
 		r = s.newRoom(to.Localpart())
 		r.locked = true
 		r.affs[bare.String()] = affEntry{aff: affOwner}
@@ -132,6 +142,7 @@ func (s *Service) join(fx *effects, r *room, sess Session, el *stanza.Element, t
 	}
 	if created {
 		s.rooms[r.name] = r
+		s.created.record(bare.String(), s.now())
 	}
 	o := existing
 	if o == nil {

@@ -182,13 +182,14 @@ func (s *Service) expired(info fs.FileInfo) bool {
 	return s.retention > 0 && info.ModTime().Before(s.now().Add(-s.retention))
 }
 
-// usage returns the bytes user keeps stored plus those of its uploads
-// under way. With prune, files past their retention are removed first.
-func (s *Service) usage(user string, prune bool) (int64, error) {
-	var total int64
+// usage returns the bytes and files user keeps stored plus those of its
+// uploads under way. A file counts whatever its size. With prune, files
+// past their retention are removed first.
+func (s *Service) usage(user string, prune bool) (holding, error) {
+	var total holding
 	slots, err := os.ReadDir(filepath.Join(s.dir, user))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return 0, err
+		return total, err
 	}
 	for _, sd := range slots {
 		if !sd.IsDir() {
@@ -200,11 +201,11 @@ func (s *Service) usage(user string, prune bool) (int64, error) {
 			if errors.Is(err, fs.ErrNotExist) {
 				continue // removed meanwhile
 			}
-			return 0, err
+			return total, err
 		}
 		if prune && s.abandoned(sd, files) {
 			if err := os.RemoveAll(dir); err != nil {
-				return 0, err
+				return total, err
 			}
 			s.log.Debug("upload: abandoned upload removed", "path", filepath.Join(user, sd.Name()))
 			continue
@@ -218,21 +219,24 @@ func (s *Service) usage(user string, prune bool) (int64, error) {
 				if errors.Is(err, fs.ErrNotExist) {
 					continue
 				}
-				return 0, err
+				return total, err
 			}
 			if prune && s.expired(info) {
 				if err := os.RemoveAll(dir); err != nil {
-					return 0, err
+					return total, err
 				}
 				s.log.Debug("upload: expired file removed", "path", filepath.Join(user, sd.Name(), f.Name()))
 				continue
 			}
-			total += info.Size()
+			total.bytes += info.Size()
+			total.files++ // .part is not counted here: see reserved
 		}
 	}
 	s.reservedMu.Lock()
-	total += s.reserved[user]
+	r := s.reserved[user]
 	s.reservedMu.Unlock()
+	total.bytes += r.bytes
+	total.files += r.files
 	return total, nil
 }
 
@@ -261,14 +265,49 @@ func (s *Service) abandoned(dir os.DirEntry, files []os.DirEntry) bool {
 }
 
 // DeleteUser removes every file of the user with this localpart, for when
-// the account is deleted.
+// the account is deleted, and refuses the upload URLs handed out to it
+// until now (RevokeSlots).
 func (s *Service) DeleteUser(localpart string) error {
 	user := userFolder(localpart)
 	lock := s.userLock(user)
 	lock.Lock()
 	defer lock.Unlock()
+	s.revoke(user, s.now())
 	if err := os.RemoveAll(filepath.Join(s.dir, user)); err != nil {
 		return fmt.Errorf("upload: delete files of %q: %w", localpart, err)
 	}
 	return nil
+}
+
+// RevokeSlots refuses uploads to the slots handed out to the user with
+// this localpart up to before: its account was deleted then, and a new
+// account with the same name must not receive the old one's uploads. It
+// keeps the user's files (those of the new account).
+func (s *Service) RevokeSlots(localpart string, before time.Time) {
+	s.revoke(userFolder(localpart), before)
+}
+
+func (s *Service) revoke(user string, before time.Time) {
+	s.revokedMu.Lock()
+	defer s.revokedMu.Unlock()
+	now := s.now()
+	for u, at := range s.revoked {
+		// Every slot handed out before at has expired by at+ttl.
+		if now.Sub(at) > s.ttl {
+			delete(s.revoked, u)
+		}
+	}
+	if before.After(s.revoked[user]) {
+		s.revoked[user] = before
+	}
+}
+
+// slotRevoked reports whether sl was handed out before its user's
+// account was deleted.
+func (s *Service) slotRevoked(sl slot) bool {
+	s.revokedMu.Lock()
+	at, ok := s.revoked[sl.user]
+	s.revokedMu.Unlock()
+	issued := time.Unix(sl.expires, 0).Add(-s.ttl)
+	return ok && !issued.After(at)
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -343,6 +344,33 @@ func TestQuota(t *testing.T) {
 	h.slot(bob, "bobs", 100, "")
 }
 
+// TestFileLimit: a user keeps at most MaxFiles files, empty ones
+// included, however small they are against the byte quota.
+func TestFileLimit(t *testing.T) {
+	h := newHarness(t, Config{MaxFiles: 3})
+	alice, bob := session("alice@localhost/a"), session("bob@localhost/b")
+	late, _ := h.slot(alice, "late", 0, "")
+	for i := range 3 {
+		p, _ := h.slot(alice, fmt.Sprintf("empty%d", i), 0, "")
+		if st := put(t, p, nil, ""); st != http.StatusCreated {
+			t.Fatalf("PUT of empty file %d = %d", i, st)
+		}
+	}
+	r := h.iq(alice, requestIQ("fourth", 0, ""))
+	if condition(r) != "resource-constraint" || !strings.Contains(r.String(), "3 of 3 files") {
+		t.Errorf("a fourth file = %s, want resource-constraint naming the limit", r)
+	}
+	// A slot given before the limit was reached cannot take it past.
+	if st := put(t, late, nil, ""); st != http.StatusInsufficientStorage {
+		t.Errorf("PUT past the file limit = %d, want 507", st)
+	}
+	if n := countDirs(t, filepath.Join(h.dir, "alice")); n != 3 {
+		t.Errorf("alice keeps %d files, want 3", n)
+	}
+	// Another user's files are their own.
+	h.slot(bob, "bobs", 0, "")
+}
+
 func TestRetentionFreesQuota(t *testing.T) {
 	h := newHarness(t, Config{QuotaBytes: 100, FileRetention: 24 * time.Hour})
 	alice := session("alice@localhost/a")
@@ -401,6 +429,61 @@ func TestCrashLeftoversAndDeleteUser(t *testing.T) {
 	}
 	if err := h.svc.DeleteUser("nobody"); err != nil {
 		t.Errorf("DeleteUser of a user without files: %v", err)
+	}
+}
+
+// TestSlotsOfADeletedAccountRefused: an upload URL handed out before the
+// account was deleted stores nothing afterwards, even once a new account
+// has the name; the new account's own URLs work.
+func TestSlotsOfADeletedAccountRefused(t *testing.T) {
+	h := newHarness(t, Config{})
+	alice := session("alice@localhost/a")
+	old, oldGet := h.slot(alice, "old.txt", 5, "")
+	kept, keptGet := h.slot(alice, "kept.txt", 5, "")
+	if err := h.svc.DeleteUser("alice"); err != nil {
+		t.Fatal(err)
+	}
+	if st := put(t, old, []byte("hello"), ""); st != http.StatusForbidden {
+		t.Errorf("PUT to a slot of the deleted account = %d, want 403", st)
+	}
+	if st, _, _ := get(t, oldGet); st != http.StatusNotFound {
+		t.Errorf("GET after the refused PUT = %d, want 404", st)
+	}
+
+	// The name is registered again: its slots work, the old ones do not.
+	h.clock.Add(time.Second)
+	fresh, freshGet := h.slot(alice, "new.txt", 5, "")
+	if st := put(t, fresh, []byte("fresh"), ""); st != http.StatusCreated {
+		t.Fatalf("PUT to the new account's slot = %d, want 201", st)
+	}
+	if st := put(t, kept, []byte("stale"), ""); st != http.StatusForbidden {
+		t.Errorf("PUT to an old slot after the name was taken again = %d, want 403", st)
+	}
+	if st, _, _ := get(t, keptGet); st != http.StatusNotFound {
+		t.Errorf("GET of the old slot = %d, want 404", st)
+	}
+
+	// A node that learns of a deletion after the name was taken again
+	// refuses the old account's slots and keeps the new account's files.
+	h.clock.Add(time.Second)
+	before, beforeGet := h.slot(alice, "before.txt", 5, "")
+	h.svc.RevokeSlots("alice", h.clock.Now())
+	if st := put(t, before, []byte("stale"), ""); st != http.StatusForbidden {
+		t.Errorf("PUT to a revoked slot = %d, want 403", st)
+	}
+	if st, _, _ := get(t, beforeGet); st != http.StatusNotFound {
+		t.Errorf("GET of the revoked slot = %d, want 404", st)
+	}
+	if st, b, _ := get(t, freshGet); st != http.StatusOK || string(b) != "fresh" {
+		t.Errorf("the new account's file after RevokeSlots: %d %q", st, b)
+	}
+	h.clock.Add(time.Second)
+	after, afterGet := h.slot(alice, "after.txt", 5, "")
+	if st := put(t, after, []byte("later"), ""); st != http.StatusCreated {
+		t.Errorf("PUT to a slot handed out after the revocation = %d, want 201", st)
+	}
+	if st, _, _ := get(t, afterGet); st != http.StatusOK {
+		t.Errorf("GET = %d", st)
 	}
 }
 

@@ -60,6 +60,9 @@ type Config struct {
 	Chat   Chat
 	Rooms  Rooms
 	Lookup func(full jid.JID) LocalSession
+	// AccountsChanged, when set, is told that another node deleted an
+	// account: the account journal has news (see chat/accounts).
+	AccountsChanged func()
 	// SendTimeout bounds one send to another node (default 5s).
 	SendTimeout time.Duration
 	Logger      *slog.Logger
@@ -67,12 +70,21 @@ type Config struct {
 
 // Link is one node's side of the cluster. Create it with New, pass its
 // methods as the cluster's callbacks, then Attach the cluster.
+//
+// The cluster tells Handle which node sent a payload, and only passes on
+// payloads signed with the cluster secret. Beyond that, a node is
+// believed only about the sessions it serves: a payload that announces a
+// session's state, forwards a stanza from a session to a room, or ends a
+// session for a conflict is acted on only for full JIDs the session
+// directory says the sending node serves (see claimed). Anything else is
+// dropped and reported to the cluster's Reject.
 type Link struct {
 	cfg Config
 	log *slog.Logger
 
 	mu      sync.Mutex
 	cl      cluster.Cluster
+	rej     rejecter
 	self    cluster.NodeID
 	peers   map[cluster.NodeID]struct{}
 	remotes map[string]*remoteSession                    // full JID → session another node serves
@@ -92,6 +104,13 @@ type Link struct {
 	cancel context.CancelFunc
 }
 
+// rejecter counts and logs what the link refuses to believe; the Redis
+// cluster implements it (cluster.Rejects), so its refusals share the
+// poosms_cluster_rejected_total counter.
+type rejecter interface {
+	Reject(reason string, attrs ...any)
+}
+
 // roomSeat is a local session's place in a room another node hosts.
 type roomSeat struct {
 	nick string
@@ -109,6 +128,7 @@ func New(cfg Config) *Link {
 	l := &Link{
 		cfg:     cfg,
 		log:     cfg.Logger,
+		rej:     cluster.NewRejects(cfg.Logger, nil),
 		peers:   map[cluster.NodeID]struct{}{},
 		remotes: map[string]*remoteSession{},
 		byNode:  map[cluster.NodeID]map[string]*remoteSession{},
@@ -132,8 +152,19 @@ func (l *Link) Close() {
 func (l *Link) Attach(ctx context.Context, cl cluster.Cluster) {
 	l.mu.Lock()
 	l.cl, l.self = cl, cl.Self()
+	if rj, ok := cl.(rejecter); ok {
+		l.rej = rj
+	}
 	l.mu.Unlock()
 	l.greet(ctx)
+}
+
+// reject reports a payload or part of one that the link refused.
+func (l *Link) reject(reason string, attrs ...any) {
+	l.mu.Lock()
+	rj := l.rej
+	l.mu.Unlock()
+	rj.Reject(reason, attrs...)
 }
 
 // cluster returns the attached cluster, or nil before Attach.
@@ -224,6 +255,14 @@ func (l *Link) Observe(full jid.JID, st chat.ResourceState, gone bool) {
 func (l *Link) BlocklistChanged(local string) {
 	if len(l.peerList()) > 0 {
 		l.broadcast(context.Background(), addressed(kindBlocklist, local, nil))
+	}
+}
+
+// AccountDeleted tells the other nodes that this one deleted an account,
+// for them to read the account journal now.
+func (l *Link) AccountDeleted() {
+	if len(l.peerList()) > 0 {
+		l.broadcast(context.Background(), []byte{kindAccounts})
 	}
 }
 
@@ -324,14 +363,38 @@ func (l *Link) Handle(ctx context.Context, from cluster.NodeID, payload []byte) 
 			l.log.Warn("cluster: unreadable payload dropped", "from", string(from), "err", err)
 			return nil
 		}
-		l.roomStanza(ctx, from, full, el)
+		if f := el.From(); f != "" && f != full {
+			l.reject(cluster.RejectNotOwner, "from", string(from), "kind", "room", "jid", full, "stanza_from", f)
+			return nil
+		}
+		ok, err := l.claimed(ctx, from, "room", []string{full})
+		if err != nil {
+			return err
+		}
+		if ok[0] {
+			l.roomStanza(ctx, from, full, el)
+		}
 	case kindState:
 		flags, es, err := decodeStates(d)
 		if err != nil {
 			l.log.Warn("cluster: unreadable payload dropped", "from", string(from), "err", err)
 			return nil
 		}
-		l.states(ctx, from, flags, es)
+		fulls := make([]string, len(es))
+		for i, e := range es {
+			fulls[i] = e.full
+		}
+		ok, err := l.claimed(ctx, from, "state", fulls)
+		if err != nil {
+			return err
+		}
+		kept := es[:0]
+		for i, e := range es {
+			if ok[i] {
+				kept = append(kept, e)
+			}
+		}
+		l.states(ctx, from, flags, kept)
 	case kindGone:
 		full, _, err := decodeAddressed(d, false)
 		if err == nil {
@@ -342,15 +405,30 @@ func (l *Link) Handle(ctx context.Context, from cluster.NodeID, payload []byte) 
 		if err != nil {
 			return nil
 		}
-		if j, err := jid.Parse(full); err == nil {
-			l.kick(j)
+		j, err := jid.Parse(full)
+		if err != nil {
+			return nil
 		}
+		// Only the node that now serves the JID ends the session here.
+		owner, err := l.owners(ctx, []string{full})
+		if err != nil {
+			return err
+		}
+		if owner[0] != from {
+			l.reject(cluster.RejectNotOwner, "from", string(from), "kind", "kick", "jid", full, "served_by", string(owner[0]))
+			return nil
+		}
+		l.kick(j)
 	case kindHello:
 		l.sendSnapshot(ctx, from)
 	case kindBlocklist:
 		local, _, err := decodeAddressed(d, false)
 		if err == nil {
 			l.cfg.Chat.ReloadBlocklist(ctx, local)
+		}
+	case kindAccounts:
+		if l.cfg.AccountsChanged != nil {
+			l.cfg.AccountsChanged()
 		}
 	case kindDrain:
 		bare, _, err := decodeAddressed(d, false)

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,6 +32,26 @@ type fakeNode struct {
 	link  *Link
 	queue chan func()
 	dead  bool
+
+	rejMu    sync.Mutex
+	rejected []string // "reason kind jid" of what this node refused
+}
+
+// Reject records what the node's link refused.
+func (n *fakeNode) Reject(reason string, attrs ...any) {
+	kv := map[string]string{}
+	for i := 0; i+1 < len(attrs); i += 2 {
+		kv[fmt.Sprint(attrs[i])] = fmt.Sprint(attrs[i+1])
+	}
+	n.rejMu.Lock()
+	defer n.rejMu.Unlock()
+	n.rejected = append(n.rejected, reason+" "+kv["kind"]+" "+kv["jid"])
+}
+
+func (n *fakeNode) refused() []string {
+	n.rejMu.Lock()
+	defer n.rejMu.Unlock()
+	return slices.Clone(n.rejected)
 }
 
 func newHub() *hub {
@@ -112,6 +133,15 @@ func (n *fakeNode) Unbind(ctx context.Context, full jid.JID, node cluster.NodeID
 }
 func (n *fakeNode) Resources(context.Context, jid.JID) ([]cluster.Entry, error) {
 	return nil, nil
+}
+func (n *fakeNode) Owners(ctx context.Context, fulls []jid.JID) ([]cluster.NodeID, error) {
+	n.h.mu.Lock()
+	defer n.h.mu.Unlock()
+	out := make([]cluster.NodeID, len(fulls))
+	for i, f := range fulls {
+		out[i] = n.h.bound[f.String()]
+	}
+	return out, nil
 }
 func (n *fakeNode) Send(ctx context.Context, to cluster.NodeID, payload []byte) error {
 	n.h.mu.Lock()
@@ -268,11 +298,19 @@ type testNode struct {
 	sessions map[string]*fakeSession
 	link     *Link
 	node     *fakeNode
+	nudged   atomic.Int32 // AccountsChanged calls
 }
 
 func (tn *testNode) session(full string) *fakeSession {
 	s := &fakeSession{full: jid.MustParse(full)}
 	tn.sessions[full] = s
+	return s
+}
+
+// login is session, bound in the cluster's directory as a login is.
+func (tn *testNode) login(full string) *fakeSession {
+	s := tn.session(full)
+	tn.link.Bound(context.Background(), s.full)
 	return s
 }
 
@@ -285,7 +323,7 @@ func startNodes(t *testing.T, h *hub, ids ...cluster.NodeID) map[cluster.NodeID]
 				return s
 			}
 			return nil
-		}})
+		}, AccountsChanged: func() { tn.nudged.Add(1) }})
 		t.Cleanup(tn.link.Close)
 		tn.node = h.add(t, id, tn.link)
 		out[id] = tn
@@ -301,7 +339,7 @@ func TestSessionsMirrorAcrossNodes(t *testing.T) {
 	h := newHub()
 	ns := startNodes(t, h, "a", "b")
 	a, b := ns["a"], ns["b"]
-	bob := b.session("bob@x/phone")
+	bob := b.login("bob@x/phone")
 	pres := stanza.New(stanza.NSClient, "presence").SetAttr("from", "bob@x/phone")
 	b.link.Observe(bob.full, chat.ResourceState{Available: true, Priority: 5, Presence: pres, Carbons: true}, false)
 	h.settle(t)
@@ -348,6 +386,8 @@ func TestSnapshotOnJoinAndStaleDropped(t *testing.T) {
 	a := ns["a"]
 	a.chat.local["alice@x/pc"] = chat.ResourceState{Available: true}
 	a.chat.local["alice@x/phone"] = chat.ResourceState{}
+	a.login("alice@x/pc")
+	a.login("alice@x/phone")
 
 	// b joins: it asks a for its sessions.
 	ns2 := startNodes(t, h, "b")
@@ -372,8 +412,8 @@ func TestRoomForwardedToHostAndHostDeath(t *testing.T) {
 	h := newHub()
 	ns := startNodes(t, h, "a", "b")
 	a, b := ns["a"], ns["b"]
-	alice := a.session("alice@x/pc")
-	bob := b.session("bob@x/phone")
+	alice := a.login("alice@x/pc")
+	bob := b.login("bob@x/phone")
 	join := func(s *fakeSession, nick string) *stanza.Element {
 		return stanza.New(stanza.NSClient, "presence").SetAttr("from", s.full.String()).SetAttr("to", "room@conf.x/"+nick)
 	}
@@ -454,6 +494,20 @@ func TestBlocklistChangeReachesOtherNodes(t *testing.T) {
 	}
 	if got := ns["a"].chat.reloaded; len(got) != 0 {
 		t.Errorf("the changing node reloaded %q", got)
+	}
+}
+
+// TestAccountDeletionNudgesOtherNodes: a node that deleted an account has
+// the others read the account journal at once.
+func TestAccountDeletionNudgesOtherNodes(t *testing.T) {
+	h := newHub()
+	ns := startNodes(t, h, "a", "b", "c")
+	ns["a"].link.AccountDeleted()
+	h.settle(t)
+	for id, want := range map[cluster.NodeID]int32{"a": 0, "b": 1, "c": 1} {
+		if got := ns[id].nudged.Load(); got != want {
+			t.Errorf("node %s nudged %d times, want %d", id, got, want)
+		}
 	}
 }
 
@@ -542,5 +596,75 @@ func TestPayloadsRoundTrip(t *testing.T) {
 	}
 	if _, _, err := decodeAddressed(&decoder{b: addressed(kindDeliver, "a@x/r", p)[1:5]}, true); err == nil {
 		t.Fatal("truncated stanza payload decoded")
+	}
+}
+
+// A node is believed only about the sessions the directory says it
+// serves: another node's state reports, kicks and room stanzas for them
+// are refused and reported.
+func TestClaimsOnlyForSessionsTheSenderServes(t *testing.T) {
+	h := newHub()
+	ns := startNodes(t, h, "a", "b", "c")
+	a, b, c := ns["a"], ns["b"], ns["c"]
+	ctx := context.Background()
+	bob := b.login("bob@x/phone")
+	carol := a.login("carol@x/r")
+	dave := c.login("dave@x/d")
+	forge := func(p []byte) {
+		if err := c.node.Send(ctx, "a", p); err != nil {
+			t.Fatal(err)
+		}
+		h.settle(t)
+	}
+
+	// c announces bob, whom b serves: a does not mirror him.
+	forge(states(0, []entry{{full: "bob@x/phone", st: chat.ResourceState{Available: true, Priority: 9}}}))
+	if _, ok := a.chat.remote["bob@x/phone"]; ok {
+		t.Fatal("a mirrored bob from a node that does not serve him")
+	}
+	// b's own report is believed; c's later one does not take him over.
+	b.link.Observe(bob.full, chat.ResourceState{Available: true, Priority: 1}, false)
+	h.settle(t)
+	forge(states(0, []entry{{full: "bob@x/phone", st: chat.ResourceState{Available: true, Priority: 9}},
+		{full: "dave@x/d", st: chat.ResourceState{Available: true}}}))
+	if st, ok := a.chat.remote["bob@x/phone"]; !ok || st.Priority != 1 || a.link.remotes["bob@x/phone"].node != "b" {
+		t.Fatalf("a's mirror of bob = %+v, %v; want b's report", st, ok)
+	}
+	if _, ok := a.chat.remote["dave@x/d"]; !ok {
+		t.Fatal("c's report of its own session dave was refused with the forged one")
+	}
+
+	// c tells a to end carol's session, which a serves: refused.
+	forge(addressed(kindKick, "carol@x/r", nil))
+	if carol.stopped != "" {
+		t.Fatalf("carol's session ended (%q) on a kick from a node that does not serve her", carol.stopped)
+	}
+
+	// Room stanzas: c may forward dave's, not bob's, and not one whose
+	// from is someone else.
+	a.link.Room(ctx, carol, stanza.New(stanza.NSClient, "presence").SetAttr("from", "carol@x/r").SetAttr("to", "room@conf.x/ca"))
+	join := func(from, nick string) *stanza.Element {
+		return stanza.New(stanza.NSClient, "presence").SetAttr("from", from).SetAttr("to", "room@conf.x/"+nick)
+	}
+	forge(addressed(kindRoom, "bob@x/phone", join("bob@x/phone", "bo")))
+	forge(addressed(kindRoom, "dave@x/d", join("bob@x/phone", "bo")))
+	c.link.Room(ctx, dave, join("dave@x/d", "da"))
+	h.settle(t)
+	if want := []string{"carol@x/r presence", "dave@x/d presence"}; !slices.Equal(a.rooms.seen, want) {
+		t.Fatalf("a's rooms saw %q, want %q", a.rooms.seen, want)
+	}
+
+	want := []string{
+		"not_owner state bob@x/phone", "not_owner state bob@x/phone",
+		"not_owner kick carol@x/r", "not_owner room bob@x/phone", "not_owner room dave@x/d",
+	}
+	if got := a.node.refused(); !slices.Equal(got, want) {
+		t.Fatalf("a refused %q, want %q", got, want)
+	}
+	// The legitimate kick still works: a login on b takes carol's JID.
+	b.link.Bound(ctx, carol.full)
+	h.settle(t)
+	if carol.stopped != "conflict" {
+		t.Fatalf("carol's session stopped with %q after a login on b, want conflict", carol.stopped)
 	}
 }

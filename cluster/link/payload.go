@@ -10,6 +10,17 @@ import (
 )
 
 // What one node sends another. Every payload starts with its kind.
+//
+// The cluster authenticates every payload as a whole (the sender holds
+// the cluster secret; see package cluster), whatever its kind, so a new
+// kind needs nothing more to be signed. What a kind may say is then
+// checked in Handle: kindState, kindRoom and kindKick speak for sessions
+// and are believed only for sessions the session directory says the
+// sender serves (kindKick: that the sender now serves); kindGone only
+// ever removes the sender's own sessions from the mirror; the other kinds
+// ask the receiver to do what it may do at any time (deliver to its own
+// sessions, drain offline queues, reload a blocklist or the account
+// journal from the store, send a snapshot).
 const (
 	// kindDeliver: a stanza for a session the receiver serves.
 	// Fields: the session's full JID, the stanza.
@@ -33,6 +44,10 @@ const (
 	// kindBlocklist: a user changed their blocklist; read it again.
 	// Field: the user's localpart.
 	kindBlocklist byte = 8
+	// kindAccounts: the sender deleted an account; read the account
+	// journal in the store now rather than at the next poll. No fields:
+	// what to do is in the store, never in the payload.
+	kindAccounts byte = 9
 )
 
 // Flags of a kindState payload.

@@ -31,7 +31,8 @@ func (n *node) newLink() {
 			}
 			return nil
 		},
-		Logger: n.log.With("service", "cluster"),
+		AccountsChanged: n.accounts.Poke,
+		Logger:          n.log.With("service", "cluster"),
 	})
 	n.closers = append(n.closers, func(context.Context) error { n.link.Close(); return nil })
 }
@@ -59,9 +60,20 @@ func (n *node) joinCluster(ctx context.Context, reg prometheus.Registerer) error
 		}
 		cl = local
 	} else {
+		// Both were checked when the configuration was loaded.
+		secret, err := cfg.ClusterKey()
+		if err != nil {
+			return err
+		}
+		roots, err := cfg.RedisRootCAs()
+		if err != nil {
+			return err
+		}
 		r, err := cluster.NewRedis(cluster.Config{
 			Node:              self,
 			URL:               cfg.Redis,
+			RootCAs:           roots,
+			Secret:            secret,
 			Prefix:            cfg.RedisPrefix,
 			HeartbeatInterval: cfg.ClusterHeartbeat,
 			NodeTTL:           cfg.ClusterNodeTTL,
@@ -83,7 +95,7 @@ func (n *node) joinCluster(ctx context.Context, reg prometheus.Registerer) error
 	}
 	if err := cl.Start(ctx); err != nil {
 		cl.Stop()
-		return fmt.Errorf("cannot join the cluster through Redis at %s (--redis); check that it runs and is reachable: %w", cfg.RedactedRedis(), err)
+		return fmt.Errorf("cannot join the cluster through Redis at %s (--redis); check that it runs, is reachable and accepts the user and password in the URL (and, over rediss://, that its certificate is signed by a CA this node trusts, --redis-ca-file): %w", cfg.RedactedRedis(), err)
 	}
 	n.stopCluster = cl.Stop
 	n.link.Attach(ctx, cl)

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -66,6 +67,27 @@ func sharedRedisURL(t *testing.T) string {
 	return "redis://" + addr
 }
 
+// runPoosmsd runs bin with args (and env added to this process's) and
+// returns its exit status and standard error; it must exit within 20s.
+func runPoosmsd(t *testing.T, bin string, env []string, args ...string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatalf("poosmsd %v did not exit within 20s (it should refuse at once); stderr:\n%s", args, stderr.String())
+	}
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatalf("poosmsd %v: %v", args, err)
+	}
+	return cmd.ProcessState.ExitCode(), stderr.String()
+}
+
 // mysqlForCluster returns a fresh MySQL store DSN, skipping (failing under
 // CI) when POOSMS_TEST_MYSQL_DSN is not set.
 func mysqlForCluster(t *testing.T) string {
@@ -82,6 +104,13 @@ func randomPrefix() string {
 	return "t" + hex.EncodeToString(b) + ":"
 }
 
+// randomSecret is a cluster secret for one test cluster.
+func randomSecret() string {
+	b := make([]byte, 24)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
 // testCluster is a set of poosmsd processes forming one cluster.
 type testCluster struct {
 	t        *testing.T
@@ -89,6 +118,7 @@ type testCluster struct {
 	dsn      string
 	redisURL string
 	prefix   string
+	secret   string // the cluster secret every node is given
 	nodes    []*clusterNode
 }
 
@@ -96,7 +126,7 @@ type testCluster struct {
 // key prefix, one after the other. extra flags go to every node.
 func newCluster(t *testing.T, bin, redisURL string, n int, extra ...string) *testCluster {
 	t.Helper()
-	c := &testCluster{t: t, bin: bin, dsn: mysqlForCluster(t), redisURL: redisURL, prefix: randomPrefix()}
+	c := &testCluster{t: t, bin: bin, dsn: mysqlForCluster(t), redisURL: redisURL, prefix: randomPrefix(), secret: randomSecret()}
 	t.Cleanup(c.cleanup)
 	for i := 1; i <= n; i++ {
 		c.addNode(fmt.Sprintf("n%d", i), extra...)
@@ -108,7 +138,8 @@ func newCluster(t *testing.T, bin, redisURL string, n int, extra ...string) *tes
 }
 
 func (c *testCluster) addNode(id string, extra ...string) *clusterNode {
-	args := append([]string{"--db", c.dsn, "--redis", c.redisURL, "--redis-prefix", c.prefix, "--node-id", id, "--log-level", "info"}, fastCluster...)
+	args := append([]string{"--db", c.dsn, "--redis", c.redisURL, "--redis-prefix", c.prefix, "--cluster-secret", c.secret,
+		"--node-id", id, "--log-level", "info", "--metrics-token", metricsToken}, fastCluster...)
 	args = append(args, extra...)
 	d := testenv.NewDaemon(c.t, c.bin, args...)
 	nd := &clusterNode{id: id, d: d, log: &nodeLog{}}
@@ -180,7 +211,11 @@ func (c *testCluster) nodeRecord(id string) (cluster.Node, error) {
 	if err != nil {
 		return n, fmt.Errorf("node %s's record: %w", id, err)
 	}
-	if err := json.Unmarshal(raw, &n); err != nil {
+	// The record is the hex HMAC (64 characters), then the JSON.
+	if len(raw) < 64 {
+		return n, fmt.Errorf("node %s's record %q: too short", id, raw)
+	}
+	if err := json.Unmarshal(raw[64:], &n); err != nil {
 		return n, fmt.Errorf("node %s's record %q: %w", id, raw, err)
 	}
 	return n, nil
@@ -267,10 +302,20 @@ func (n *clusterNode) kill() {
 	<-exited
 }
 
+// metricsToken lets the tests read /metrics on a node's HTTP port.
+const metricsToken = "cluster-test-metrics-token"
+
 // metrics fetches /metrics and sums each metric family's samples over
-// their labels (histograms: the _count and _sum series by name).
+// their labels (histograms: the _count and _sum series by name); each
+// labelled series is there too under its full name, such as
+// poosms_cluster_rejected_total{reason="replay"}.
 func (n *clusterNode) metrics() (map[string]float64, error) {
-	r, err := http.Get("http://" + n.d.HTTP + "/metrics")
+	req, err := http.NewRequest("GET", "http://"+n.d.HTTP+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+metricsToken)
+	r, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return nil, err
 	}
@@ -299,6 +344,9 @@ func (n *clusterNode) metrics() (map[string]float64, error) {
 			continue
 		}
 		out[name] += v
+		if name != line[:sp] {
+			out[line[:sp]] = v // one labelled series, by its full name
+		}
 	}
 	return out, sc.Err()
 }

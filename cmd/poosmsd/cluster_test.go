@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -28,23 +26,7 @@ import (
 // (exit 2) that names --redis and says what to use instead.
 func TestClusterRefusesSQLite(t *testing.T) {
 	bin := testenv.BuildPoosmsd(t)
-	run := func(env []string, args ...string) (int, string) {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, bin, args...)
-		cmd.Env = append(os.Environ(), env...)
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		err := cmd.Run()
-		if ctx.Err() != nil {
-			t.Fatalf("poosmsd %v did not exit within 20s (it should refuse at once); stderr:\n%s", args, stderr.String())
-		}
-		var ee *exec.ExitError
-		if err != nil && !errors.As(err, &ee) {
-			t.Fatalf("poosmsd %v: %v", args, err)
-		}
-		return cmd.ProcessState.ExitCode(), stderr.String()
-	}
+	run := func(env []string, args ...string) (int, string) { return runPoosmsd(t, bin, env, args...) }
 	check := func(what string, code int, stderr string) {
 		t.Helper()
 		if code != 2 || !strings.Contains(stderr, "--redis") || !strings.Contains(strings.ToLower(stderr), "mysql") {
@@ -334,6 +316,11 @@ func TestClusterConference(t *testing.T) {
 	}
 }
 
+// oneSender lets one sender fill a whole offline queue: the kill tests
+// have alice alone send bob 300 messages, and what is not delivered live
+// must all wait offline for him.
+var oneSender = []string{"--offline-limit-per-sender", "1000"}
+
 // TestClusterNodeKilled: a node is killed with SIGKILL while alice, with
 // stream management, sends bob messages across nodes; every message her
 // node acknowledged must reach bob (live, offline at his next login, or in
@@ -352,7 +339,7 @@ func TestClusterNodeKilled(t *testing.T) {
 // bob, logging in on a surviving node, has everything alice's node
 // acknowledged.
 func killRecipientNode(t *testing.T, bin, redisURL string) {
-	c := newCluster(t, bin, redisURL, 3)
+	c := newCluster(t, bin, redisURL, 3, oneSender...)
 	c.addUsers("alice", "bob", "carol", "dave")
 	const room = "doomed@conference.localhost"
 
@@ -521,7 +508,7 @@ func killRecipientNode(t *testing.T, bin, redisURL string) {
 // on another node. bob sees alice go, and has every message her node
 // acknowledged, live or (logging in again) offline or in his archive.
 func killSenderNode(t *testing.T, bin, redisURL string) {
-	c := newCluster(t, bin, redisURL, 2)
+	c := newCluster(t, bin, redisURL, 2, oneSender...)
 	c.addUsers("alice", "bob")
 	n1, n2 := c.node("n1"), c.node("n2")
 	alice := dialPeer(t, n1, "alice", "desk", true)

@@ -9,13 +9,11 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"poosms.org/poosms/config"
 )
-
-// Set by the build (-ldflags "-X main.version=…").
-var version = "dev"
 
 const usage = `poosmsd — the Open Messenger Service
 
@@ -26,10 +24,13 @@ Usage:
   poosmsd user del NAME          delete an account with its roster and offline messages
   poosmsd user list              list accounts
   poosmsd config check [flags]   validate the settings and print the effective configuration
-  poosmsd version                print the version
+  poosmsd export [FILE]          write every account and its data as XEP-0227 XML (default: standard output)
+  poosmsd import FILE|FOLDER...  read accounts and their data from XEP-0227 files (Prosody, ejabberd, poosmsd export)
+  poosmsd version                print the version and how the binary was built
 
 Every subcommand takes the same settings as serve, so "user add" writes to
-the database the server uses. Settings:
+the database the server uses; flags may come before or after the
+subcommand. Settings:
 
 `
 
@@ -46,29 +47,10 @@ const (
 	exitConfig = 2
 )
 
-// run is main without the process: tests call it directly.
+// run is main without the process: tests call it directly. Flags may
+// stand before, between or after the subcommand and its operands.
 func run(ctx context.Context, args, environ []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	cmd := "serve"
-	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
-		cmd, args = args[0], args[1:]
-	}
-	sub := ""
-	if (cmd == "user" || cmd == "config") && len(args) > 0 && args[0] != "" && args[0][0] != '-' {
-		sub, args = args[0], args[1:]
-	}
-	switch cmd {
-	case "version":
-		fmt.Fprintln(stdout, "poosmsd", version)
-		return exitOK
-	case "help":
-		fmt.Fprint(stdout, usage+config.Usage())
-		return exitOK
-	case "serve", "user", "config":
-	default:
-		fmt.Fprintf(stderr, "poosmsd: unknown command %q\n\n%s", cmd, usage)
-		return exitConfig
-	}
-	cfg, rest, err := config.Load(args, environ)
+	pos, err := config.Positional(args)
 	if errors.Is(err, config.ErrHelp) {
 		fmt.Fprint(stdout, usage+config.Usage())
 		return exitOK
@@ -77,22 +59,67 @@ func run(ctx context.Context, args, environ []string, stdin io.Reader, stdout, s
 		fmt.Fprintf(stderr, "poosmsd: %v\n", err)
 		return exitConfig
 	}
+	cmd := "serve"
+	if len(pos) > 0 {
+		cmd, pos = pos[0], pos[1:]
+	}
+	sub := ""
+	if (cmd == "user" || cmd == "config") && len(pos) > 0 {
+		sub, pos = pos[0], pos[1:]
+	}
+	switch cmd {
+	case "version":
+		fmt.Fprintln(stdout, "poosmsd", versionString())
+		return exitOK
+	case "help":
+		fmt.Fprint(stdout, usage+config.Usage())
+		return exitOK
+	case "serve", "user", "config", "export", "import":
+	default:
+		fmt.Fprintf(stderr, "poosmsd: unknown command %q\n\n%s", cmd, usage)
+		return exitConfig
+	}
+	if cmd == "config" && sub != "check" {
+		fmt.Fprintf(stderr, "poosmsd: config wants the subcommand check\n")
+		return exitConfig
+	}
+	if (cmd == "serve" || cmd == "config") && len(pos) > 0 {
+		fmt.Fprintf(stderr, "poosmsd: %s takes no arguments, got %q%s\n", strings.TrimSpace(cmd+" "+sub), pos, boolHint(pos))
+		return exitConfig
+	}
+	cfg, _, err := config.Load(args, environ)
+	if err == nil {
+		// The files and folders named are checked here, so that
+		// "config check" refuses exactly what the server would.
+		err = cfg.CheckPaths()
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "poosmsd: %v\n", err)
+		return exitConfig
+	}
 	switch cmd {
 	case "serve":
-		if len(rest) > 0 {
-			fmt.Fprintf(stderr, "poosmsd: serve takes no arguments, got %q\n", rest)
-			return exitConfig
-		}
 		return serve(ctx, cfg, stderr)
 	case "config":
-		if sub != "check" {
-			fmt.Fprintf(stderr, "poosmsd: config wants the subcommand check\n")
-			return exitConfig
-		}
 		fmt.Fprint(stdout, cfg.Dump())
 		fmt.Fprintln(stderr, "poosmsd: configuration is valid")
 		return exitOK
+	case "export":
+		return exportCommand(ctx, cfg, pos, stdout, stderr)
+	case "import":
+		return importCommand(ctx, cfg, pos, stderr)
 	default:
-		return userCommand(ctx, cfg, sub, rest, stdin, stdout, stderr)
+		return userCommand(ctx, cfg, sub, pos, stdin, stdout, stderr)
 	}
+}
+
+// boolHint explains a stray "true" or "false": a true/false flag takes
+// its value after "=", so "--allow-plain false" leaves "false" behind.
+func boolHint(stray []string) string {
+	for _, a := range stray {
+		if a == "true" || a == "false" {
+			return fmt.Sprintf(` (a true/false setting takes its value after "=", as in --allow-plain=%s)`, a)
+		}
+	}
+	return ""
 }

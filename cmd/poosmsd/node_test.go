@@ -32,9 +32,11 @@ func testConfig(t *testing.T, db string) config.Config {
 	cfg.C2SAddr = "127.0.0.1:0"
 	cfg.C2STLSAddr = "127.0.0.1:0"
 	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.MetricsAddr = "127.0.0.1:0"
 	cfg.MediaUDPAddr = "127.0.0.1:0"
 	cfg.MediaTCPAddr = ""
 	cfg.TURNAddr = "127.0.0.1:0"
+	cfg.S2SAddr, cfg.S2STLSAddr = "", ""
 	return cfg
 }
 

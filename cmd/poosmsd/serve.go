@@ -19,10 +19,13 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"poosms.org/poosms/chat"
+	"poosms.org/poosms/chat/accounts"
 	"poosms.org/poosms/chat/muc"
 	"poosms.org/poosms/chat/upload"
 	"poosms.org/poosms/cluster/link"
 	"poosms.org/poosms/config"
+	"poosms.org/poosms/internal/loginlimit"
+	"poosms.org/poosms/s2s"
 	"poosms.org/poosms/sfu"
 	"poosms.org/poosms/signaling"
 	"poosms.org/poosms/stanza"
@@ -70,10 +73,14 @@ type node struct {
 	uploads     *upload.Service
 	rooms       *muc.Service
 	link        *link.Link
+	s2s         *s2s.Server // federation; nil when off
+	accounts    *accounts.Watcher
 	stopCluster func() // leaves the cluster; nil until joined
 	http        *http.Server
+	httpHandler atomic.Pointer[http.Handler] // what http serves: see serveHTTP
 	httpAddr    net.Addr
 	debugAddr   net.Addr // --debug-addr as bound; nil when off
+	metricsAddr net.Addr // --metrics-addr as bound; nil when off
 	ready       atomic.Bool
 	closers     []func(context.Context) error // run in reverse order by Close
 }
@@ -91,11 +98,19 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 		}
 	}()
 
+	// The HTTP listener comes up first and goes down last, so /healthz
+	// answers 503 (starting, stopping) whenever the node is not serving.
+	if err := n.serveHTTP(); err != nil {
+		return n, err
+	}
 	n.db, err = store.Open(ctx, cfg.DB, cfg.DataDir)
 	if err != nil {
 		return n, err
 	}
 	n.closers = append(n.closers, func(context.Context) error { return n.db.Close() })
+	if err := n.openAccounts(ctx); err != nil {
+		return n, err
+	}
 	// The cluster is joined last but left just before the store closes:
 	// after the listeners, so sessions ending at shutdown still tell the
 	// other nodes, and while what arrives meanwhile can still be stored.
@@ -118,12 +133,17 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 	n.chat, err = chat.New(chat.Config{
 		Domain:           cfg.Domain,
 		OfflineLimit:     cfg.OfflineLimit,
+		Limits:           chatLimits(cfg),
 		ArchiveRetention: cfg.ArchiveRetention,
-		Version:          version,
+		Version:          shortVersion(),
 		Logger:           log.With("service", "chat"),
 		// Other nodes of a cluster mirror this node's sessions.
 		Observe:          func(full jid.JID, st chat.ResourceState, gone bool) { n.link.Observe(full, st, gone) },
 		BlocklistChanged: func(local string) { n.link.BlocklistChanged(local) },
+		Federation:       n.chatFederation(),
+		// Presence seen from a server whose streams broke waits for its
+		// answer to a new probe: time to reach it, and to hear back.
+		RemotePresenceTimeout: cfg.S2STimeout + 15*time.Second,
 	}, n.db)
 	if err != nil {
 		return n, err
@@ -144,8 +164,16 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 		// Messages a session never received go where RFC 6121 sends
 		// messages for a resource that is gone: other resources, or offline.
 		Undelivered: n.chat.Deliver,
+		Remote:      n.chat.HandleRemote,
 	})
+	// Federation closes after the client streams, so that the presence
+	// of the sessions they end still reaches other servers.
+	if err := n.newS2S(router, tlsConfig); err != nil {
+		return n, err
+	}
 
+	// One login throttle for XMPP and HTTP logins.
+	limiter := loginlimit.New(loginlimit.Config{Failures: cfg.LoginFailures, Window: cfg.LoginWindow})
 	n.c2s, err = signaling.New(signaling.Config{
 		Domain:                    cfg.Domain,
 		TLS:                       tlsConfig,
@@ -165,8 +193,12 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 		Registrar:                 registrar{n},
 		Caps:                      n.chat.Caps,
 		ResumeTimeout:             cfg.ResumeTimeout,
+		SCRAMIterations:           cfg.SCRAMIterations,
 		LoginFailures:             cfg.LoginFailures,
 		LoginWindow:               cfg.LoginWindow,
+		Limiter:                   limiter,
+		TrustedProxies:            cfg.TrustedProxies,
+		WebSocketOrigins:          cfg.WebSocketOrigins,
 		Logger:                    log.With("service", "c2s"),
 		Registerer:                reg,
 	}, n.db, router)
@@ -179,11 +211,14 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 	n.closers = append(n.closers, n.c2s.Close)
 
 	w, err := web.New(web.Config{
-		Domain:       cfg.Domain,
-		Registration: cfg.Registration == config.RegistrationOpen,
-		C2SAddr:      cfg.C2SAddr,
-		C2STLSAddr:   cfg.C2STLSAddr,
-		Logger:       log.With("service", "web"),
+		Domain:         cfg.Domain,
+		Registration:   cfg.Registration == config.RegistrationOpen,
+		C2SAddr:        cfg.C2SAddr,
+		C2STLSAddr:     cfg.C2STLSAddr,
+		Iterations:     cfg.SCRAMIterations,
+		TrustedProxies: cfg.TrustedProxies,
+		Limiter:        limiter,
+		Logger:         log.With("service", "web"),
 	}, n.db)
 	if err != nil {
 		return n, err
@@ -206,9 +241,12 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 	}
 	w.Mount("/upload/", up.HTTPHandler())
 	w.Mount("/xmpp-websocket", n.c2s.WebSocketHandler())
-	w.Mount("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	if err := n.serveMetrics(w, promhttp.HandlerFor(reg, promhttp.HandlerOpts{})); err != nil {
+		return n, err
+	}
 	w.SetReady(n.ready.Load)
-	if err := n.serveHTTP(w.Handler()); err != nil {
+	n.setHTTPHandler(w.Handler())
+	if err := n.startS2S(); err != nil {
 		return n, err
 	}
 
@@ -220,24 +258,51 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 	if err := n.joinCluster(ctx, reg); err != nil {
 		return n, err
 	}
+	n.runAccounts()
 	n.ready.Store(true)
 	log.Info("poosmsd is serving",
-		"version", version,
+		"version", shortVersion(),
 		"domain", cfg.Domain,
 		"db", n.db.Dialect(),
 		"c2s", addrString(n.c2s.Addrs()),
-		"http", n.httpAddr.String())
+		"http", n.httpAddr.String(),
+		"metrics", addrString(nonNil(n.metricsAddr)))
 	return n, nil
 }
 
-func (n *node) serveHTTP(h http.Handler) error {
+// serveMetrics serves /metrics on --metrics-addr, and on the public
+// listener only when --metrics-token guards it.
+func (n *node) serveMetrics(w *web.Server, h http.Handler) error {
+	h = web.MetricsHandler(h, n.cfg.MetricsToken)
+	if n.cfg.MetricsToken != "" {
+		w.Mount("GET /metrics", h)
+	}
+	if n.cfg.MetricsAddr == "" {
+		return nil
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", h)
+	addr, err := n.serveAside("metrics", n.cfg.MetricsAddr, mux)
+	if err != nil {
+		return fmt.Errorf("%w (set --metrics-addr to a free address, or empty to turn the metrics listener off)", err)
+	}
+	n.metricsAddr = addr
+	return nil
+}
+
+// serveHTTP binds --http-addr and serves whatever setHTTPHandler last
+// installed: until then, 503 "starting" for every path.
+func (n *node) serveHTTP() error {
+	n.setHTTPHandler(unavailable("starting"))
 	ln, err := net.Listen("tcp", n.cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("http: listen %s: %w", n.cfg.HTTPAddr, err)
 	}
 	n.httpAddr = ln.Addr()
 	n.http = &http.Server{
-		Handler:           h,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			(*n.httpHandler.Load()).ServeHTTP(w, r)
+		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
 	}
@@ -256,9 +321,27 @@ func (n *node) serveHTTP(h http.Handler) error {
 	return nil
 }
 
-// Close stops the services in the reverse order of their start.
+func (n *node) setHTTPHandler(h http.Handler) { n.httpHandler.Store(&h) }
+
+// unavailable answers every request with 503 while the node is starting
+// or stopping; /healthz says which.
+func unavailable(state string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("Retry-After", "5")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, state)
+	})
+}
+
+// Close stops the services in the reverse order of their start. The HTTP
+// listener, started first, answers 503 until it stops last.
 func (n *node) Close(ctx context.Context) error {
 	n.ready.Store(false)
+	if n.http != nil {
+		n.setHTTPHandler(unavailable("stopping"))
+	}
 	var errs []error
 	for i := len(n.closers) - 1; i >= 0; i-- {
 		if err := n.closers[i](ctx); err != nil {
@@ -287,6 +370,14 @@ func addrString(as []net.Addr) string {
 		s += a.String()
 	}
 	return s
+}
+
+// nonNil lists a, or nothing when a is nil.
+func nonNil(a net.Addr) []net.Addr {
+	if a == nil {
+		return nil
+	}
+	return []net.Addr{a}
 }
 
 // stanzaLimits is the shape a stanza from a peer may have.

@@ -101,6 +101,9 @@ func (n *node) startRooms(router *signaling.Router) error {
 		Retention:    cfg.ArchiveRetention,
 		HistoryBytes: cfg.WriteQueueBytes / 2,
 		Deliver:      n.chat.Deliver,
+
+		NewRoomsPerHour: cfg.MaxNewRoomsPerHour, // counted on the node hosting the new room
+
 		// A ban, a lost membership or leaving the room also ends the
 		// person's call; a new nickname shows there too.
 		AccessChanged: func(ctx context.Context, room jid.JID) { svc.Recheck(ctx, room) },
@@ -123,6 +126,9 @@ func (n *node) startRooms(router *signaling.Router) error {
 		MaxConferences:        cfg.MaxConferences,
 		MaxConferencesPerUser: cfg.MaxConferencesPerUser,
 		IncludeLoopback:       loopbackMedia(cfg),
+
+		MaxTracksPerParticipant: cfg.MaxTracksPerParticipant,
+		MaxMediaSections:        cfg.MaxMediaSections,
 		// The room and its call run on one node (the room's host in a
 		// cluster), so the room's occupants are known where this runs.
 		Authorize: func(ctx context.Context, room jid.JID, p sfu.Peer) (string, error) {
@@ -164,8 +170,8 @@ func conferenceIQ(el *stanza.Element) bool {
 	return c != nil && c.Space == muc.NSConference
 }
 
-// registrar is the store's account changes plus the cleanup of what an
-// account leaves outside the database (shared files).
+// registrar is the store's account changes; deletion goes through the
+// node (deleteAccount), which ends the account's sessions everywhere.
 type registrar struct{ n *node }
 
 func (r registrar) CreateAccount(ctx context.Context, user string, c store.Credentials) error {
@@ -176,16 +182,12 @@ func (r registrar) SetCredentials(ctx context.Context, user string, c store.Cred
 	return r.n.db.SetCredentials(ctx, user, c)
 }
 
+func (r registrar) UpgradeCredentials(ctx context.Context, user string, old, c store.Credentials) error {
+	return r.n.db.UpgradeCredentials(ctx, user, old, c)
+}
+
 func (r registrar) DeleteAccount(ctx context.Context, user string) error {
-	if err := r.n.db.DeleteAccount(ctx, user); err != nil {
-		return err
-	}
-	if r.n.uploads != nil {
-		if err := r.n.uploads.DeleteUser(user); err != nil {
-			r.n.log.Error("delete shared files of a removed account", "user", user, "err", err)
-		}
-	}
-	return nil
+	return r.n.deleteAccount(ctx, user)
 }
 
 // startDirectory runs the people directory (XEP-0055) on directory.DOMAIN.
@@ -235,7 +237,7 @@ func newUploadService(cfg config.Config, log *slog.Logger, baseURL func() string
 	}
 	return upload.New(upload.Config{
 		Domain: "upload." + cfg.Domain, ServerDomain: cfg.Domain, Dir: dir, BaseURL: baseURL,
-		MaxFileBytes: int64(cfg.UploadMaxBytes), QuotaBytes: int64(cfg.UploadQuotaBytes),
+		MaxFileBytes: int64(cfg.UploadMaxBytes), QuotaBytes: int64(cfg.UploadQuotaBytes), MaxFiles: cfg.UploadMaxFiles,
 		Logger: log.With("service", "upload"),
 	})
 }

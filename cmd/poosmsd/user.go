@@ -6,11 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"mellium.im/xmpp/jid"
 
+	"poosms.org/poosms/chat/accounts"
 	"poosms.org/poosms/config"
 	"poosms.org/poosms/signaling/sasl"
 	"poosms.org/poosms/store"
@@ -35,10 +39,9 @@ func userCommand(ctx context.Context, cfg config.Config, sub string, args []stri
 		}
 		name = j.Localpart()
 	}
-	db, err := store.Open(ctx, cfg.DB, cfg.DataDir)
-	if err != nil {
-		fmt.Fprintf(stderr, "poosmsd: %v\n", err)
-		return exitFail
+	db, code := openStore(ctx, cfg, sub == "add", stderr)
+	if db == nil {
+		return code
 	}
 	defer db.Close()
 
@@ -54,17 +57,20 @@ func userCommand(ctx context.Context, cfg config.Config, sub string, args []stri
 		}
 		return exitOK
 	case "del":
-		if err := db.DeleteAccount(ctx, name); errors.Is(err, store.ErrNotFound) {
+		// Running nodes read the account journal and end the account's
+		// sessions within a second (chat/accounts).
+		var files accounts.Files
+		if up, err := newUploadService(cfg, slog.New(slog.NewTextHandler(stderr, nil)), func() string { return "" }); err == nil {
+			files = up
+		} else {
+			fmt.Fprintf(stderr, "poosmsd: warning: the shared files cannot be reached, so they stay: %v\n", err)
+		}
+		if _, err := accounts.Remove(ctx, db, files, cfg.Domain, name); errors.Is(err, store.ErrNotFound) {
 			fmt.Fprintf(stderr, "poosmsd: no account %s@%s\n", name, cfg.Domain)
 			return exitFail
 		} else if err != nil {
 			fmt.Fprintf(stderr, "poosmsd: %v\n", err)
 			return exitFail
-		}
-		if up, err := newUploadService(cfg, slog.New(slog.NewTextHandler(stderr, nil)), func() string { return "" }); err == nil {
-			if err := up.DeleteUser(name); err != nil {
-				fmt.Fprintf(stderr, "poosmsd: the account is deleted, but not its shared files: %v\n", err)
-			}
 		}
 		fmt.Fprintf(stdout, "deleted %s@%s\n", name, cfg.Domain)
 		return exitOK
@@ -75,7 +81,7 @@ func userCommand(ctx context.Context, cfg config.Config, sub string, args []stri
 		fmt.Fprintf(stderr, "poosmsd: %v\n", err)
 		return exitConfig
 	}
-	cred, err := sasl.NewCredentials(password, sasl.DefaultIterations)
+	cred, err := sasl.NewCredentials(password, cfg.SCRAMIterations)
 	if err != nil {
 		fmt.Fprintf(stderr, "poosmsd: %v\n", err)
 		return exitConfig
@@ -103,6 +109,34 @@ func userCommand(ctx context.Context, cfg config.Config, sub string, args []stri
 	}
 	fmt.Fprintf(stdout, "%s %s@%s\n", verb, name, cfg.Domain)
 	return exitOK
+}
+
+// openStore opens the database the settings name, after saying on stderr
+// which one it is (a command run from another folder would otherwise
+// quietly use another ./data). Unless create is set, a missing SQLite
+// file is an error instead of a new empty database.
+func openStore(ctx context.Context, cfg config.Config, create bool, stderr io.Writer) (*store.DB, int) {
+	kind, target := cfg.Database()
+	if kind == config.DBSQLite && target != ":memory:" {
+		abs, err := filepath.Abs(target)
+		if err == nil {
+			target = abs
+		}
+		if _, err := os.Stat(target); errors.Is(err, fs.ErrNotExist) && !create {
+			fmt.Fprintf(stderr, "poosmsd: there is no database at %s: give the server's --data-dir, --db or --config "+
+				"(this command does not create one)\n", target)
+			return nil, exitFail
+		}
+		fmt.Fprintf(stderr, "poosmsd: database %s (SQLite)\n", target)
+	} else {
+		fmt.Fprintf(stderr, "poosmsd: database %s\n", cfg.RedactedDB())
+	}
+	db, err := store.Open(ctx, cfg.DB, cfg.DataDir)
+	if err != nil {
+		fmt.Fprintf(stderr, "poosmsd: %v\n", err)
+		return nil, exitFail
+	}
+	return db, exitOK
 }
 
 // readPassword reads one line from r: the password, without its line end.

@@ -52,9 +52,11 @@ type Daemon struct {
 // directory and ports; extra flags are appended to serve's.
 func NewDaemon(t testing.TB, bin string, extra ...string) *Daemon {
 	d := &Daemon{Bin: bin, DataDir: t.TempDir(), C2S: FreeAddr(t), HTTP: FreeAddr(t)}
+	// No metrics listener: one port fewer to race for. A test that reads
+	// metrics passes --metrics-token and reads them from HTTP.
 	d.Args = append([]string{"serve", "--data-dir", d.DataDir, "--c2s-addr", d.C2S, "--c2s-tls-addr", "",
-		"--http-addr", d.HTTP, "--media-udp-addr", "127.0.0.1:0", "--media-tcp-addr", "", "--turn-addr", "",
-		"--log-level", "warn"}, extra...)
+		"--http-addr", d.HTTP, "--metrics-addr", "", "--media-udp-addr", "127.0.0.1:0", "--media-tcp-addr", "", "--turn-addr", "",
+		"--s2s-addr", "", "--log-level", "warn"}, extra...)
 	return d
 }
 

@@ -81,6 +81,22 @@ type Options struct {
 	// Domain is the XMPP domain: the only authorization identity a user
 	// may ask for is their own bare JID, NAME@Domain.
 	Domain string
+	// Admit, when set, is asked once the exchange knows the (normalised)
+	// user name and before any proof or password is checked; a Failure it
+	// returns ends the exchange (login throttling).
+	Admit func(user string) *Failure
+}
+
+// admit asks Options.Admit about user.
+func (o Options) admit(user string) *Failure {
+	if o.Admit == nil {
+		return nil
+	}
+	if f := o.Admit(user); f != nil {
+		f.Username = user
+		return f
+	}
+	return nil
 }
 
 // authzidIs reports whether authzid names the authenticated user: their
@@ -107,12 +123,9 @@ func FakeCredentials(key []byte, name string, iterations int) store.Credentials 
 		mac.Write([]byte(name))
 		return mac.Sum(nil)
 	}
-	if iterations < DefaultIterations {
-		iterations = DefaultIterations
-	}
 	return store.Credentials{
 		Salt:            derive("salt")[:16],
-		Iterations:      iterations,
+		Iterations:      effectiveIterations(iterations),
 		StoredKeySHA1:   derive("stored-sha1")[:sha1.Size],
 		ServerKeySHA1:   derive("server-sha1")[:sha1.Size],
 		StoredKeySHA256: derive("stored-sha256"),
@@ -292,6 +305,9 @@ func (m *scramMech) start(ctx context.Context, first string) error {
 		norm = cf.user
 	}
 	m.user = norm
+	if f := m.opt.admit(norm); f != nil {
+		return f
+	}
 	if cf.authzid != "" && !m.opt.authzidIs(cf.authzid, norm) {
 		return &Failure{Condition: "invalid-authzid", Text: "the authorization identity must be your own bare JID", Username: norm}
 	}
@@ -366,12 +382,18 @@ func (m *scramMech) fake(name string) scram.StoredCredentials {
 	return m.stored(FakeCredentials(m.opt.FakeKey, name, m.opt.Iterations))
 }
 
+// stored is the verifier of this mechanism's hash. An account without one
+// (imported with only SCRAM-SHA-1 data) gets fake credentials, and so
+// fails like a wrong password, until a PLAIN login derives it.
 func (m *scramMech) stored(c store.Credentials) scram.StoredCredentials {
 	sc := scram.StoredCredentials{KeyFactors: scram.KeyFactors{Salt: string(c.Salt), Iters: c.Iterations}}
 	if m.sha256 {
 		sc.StoredKey, sc.ServerKey = c.StoredKeySHA256, c.ServerKeySHA256
 	} else {
 		sc.StoredKey, sc.ServerKey = c.StoredKeySHA1, c.ServerKeySHA1
+	}
+	if len(sc.StoredKey) == 0 && len(c.Salt) > 0 {
+		return m.stored(FakeCredentials(m.opt.FakeKey, m.user, m.opt.Iterations))
 	}
 	return sc
 }
@@ -413,6 +435,9 @@ func (m *plainMech) Step(ctx context.Context, in []byte) ([]byte, bool, error) {
 		norm = parts[1]
 	}
 	m.user = norm
+	if f := m.opt.admit(norm); f != nil {
+		return nil, false, f
+	}
 	ok, err := CheckLogin(ctx, m.opt, norm, parts[2])
 	if err != nil {
 		return nil, false, fmt.Errorf("sasl: plain lookup: %w", err)
@@ -431,12 +456,28 @@ func (m *plainMech) Step(ctx context.Context, in []byte) ([]byte, bool, error) {
 // upgrade the stored verifiers; "" for other mechanisms.
 func (m *plainMech) Password() string { return m.password }
 
-// CheckPassword reports whether password matches the stored verifiers.
+// CheckPassword reports whether password matches the stored verifiers:
+// the SCRAM-SHA-256 one, or the SCRAM-SHA-1 one for an account that has
+// only that (imported from a server that kept SCRAM-SHA-1 data).
 func CheckPassword(c store.Credentials, password string) bool {
-	cl, err := scram.SHA256.NewClient("", password, "")
+	h, want := scram.SHA256, c.StoredKeySHA256
+	if len(want) == 0 && len(c.StoredKeySHA1) > 0 {
+		h, want = scram.SHA1, c.StoredKeySHA1
+	}
+	cl, err := h.NewClient("", password, "")
 	if err != nil {
 		return false
 	}
 	sc := cl.GetStoredCredentials(scram.KeyFactors{Salt: string(c.Salt), Iters: c.Iterations})
-	return subtle.ConstantTimeCompare(sc.StoredKey, c.StoredKeySHA256) == 1
+	if fn := derivations.Load(); fn != nil {
+		(*fn)(c.Iterations)
+	}
+	return len(want) > 0 && subtle.ConstantTimeCompare(sc.StoredKey, want) == 1
+}
+
+// MissingVerifier reports whether c lacks the SCRAM-SHA-1 or the
+// SCRAM-SHA-256 verifier (an imported account), so that a login that
+// shows the password should derive both.
+func MissingVerifier(c store.Credentials) bool {
+	return len(c.StoredKeySHA1) == 0 || len(c.StoredKeySHA256) == 0
 }

@@ -106,3 +106,30 @@ func TestPlainNeedsTLS(t *testing.T) {
 		t.Fatal("unknown mechanism accepted")
 	}
 }
+
+// An account imported with only SCRAM-SHA-1 data (Prosody's default):
+// SCRAM-SHA-1 and the password check work, SCRAM-SHA-256 fails exactly
+// like a wrong password.
+func TestSHA1OnlyCredentials(t *testing.T) {
+	cred, _ := NewCredentials("alice-secret", 0)
+	cred.StoredKeySHA256, cred.ServerKeySHA256 = nil, nil
+	if !MissingVerifier(cred) {
+		t.Error("MissingVerifier is false for an account without SCRAM-SHA-256")
+	}
+	if !CheckPassword(cred, "alice-secret") || CheckPassword(cred, "alice-secreT") {
+		t.Fatal("CheckPassword ignores the SCRAM-SHA-1 verifier")
+	}
+	opt := Options{
+		Lookup:    func(context.Context, string) (store.Credentials, error) { return cred, nil },
+		Normalize: func(u string) (string, error) { return u, nil },
+		FakeKey:   []byte("k"),
+	}
+	c1, _ := scram.SHA1.NewClient("alice", "alice-secret", "")
+	if err := exchange(t, ScramSHA1, "alice-secret", c1.NewConversation(), opt); err != nil {
+		t.Fatalf("SCRAM-SHA-1: %v", err)
+	}
+	c256, _ := scram.SHA256.NewClient("alice", "alice-secret", "")
+	if f, ok := exchange(t, ScramSHA256, "alice-secret", c256.NewConversation(), opt).(*Failure); !ok || f.Condition != "not-authorized" {
+		t.Fatalf("SCRAM-SHA-256 without its verifier: %v, want not-authorized", f)
+	}
+}

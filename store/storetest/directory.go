@@ -222,8 +222,8 @@ func testDirectoryDelete(t *testing.T, db *store.DB) {
 func testDirectoryDeleteAccount(t *testing.T, db *store.DB) {
 	mustCreate(t, db, "alice")
 	mustList(t, db, store.DirectoryEntry{Username: "alice", Nick: "al", Interests: []string{"go"}, Languages: []string{"en"}})
-	if err := db.DeleteAccount(t.Context(), "alice"); err != nil {
-		t.Fatalf("DeleteAccount: %v", err)
+	if _, err := db.PurgeAccount(t.Context(), "alice", "alice@example.org"); err != nil {
+		t.Fatalf("PurgeAccount: %v", err)
 	}
 	for _, q := range []store.DirectoryQuery{{}, {Interest: "go"}, {Language: "en"}} {
 		if got := searchNames(t, db, q); len(got) != 0 {

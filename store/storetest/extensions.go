@@ -396,8 +396,8 @@ func testDeleteExtensions(t *testing.T, db *store.DB) {
 			t.Fatal(err)
 		}
 	}
-	if err := db.DeleteAccount(ctx, "alice"); err != nil {
-		t.Fatal(err)
+	if _, err := db.PurgeAccount(t.Context(), "alice", "alice@example.org"); err != nil {
+		t.Fatalf("PurgeAccount: %v", err)
 	}
 	mustCreate(t, db, "alice")
 	if p := archiveQuery(t, db, "alice", store.ArchiveQuery{Max: 10}); p.Count != 0 {

@@ -30,10 +30,14 @@ func Run(t *testing.T, open func(t *testing.T) *store.DB) {
 		{"CreateTakenName", testCreateTakenName},
 		{"MissingAccount", testMissingAccount},
 		{"SetCredentials", testSetCredentials},
+		{"UpgradeCredentials", testUpgradeCredentials},
 		{"BinaryCredentials", testBinaryCredentials},
 		{"UsernamesCompareExactly", testUsernamesCompareExactly},
 		{"AccountsSorted", testAccountsSorted},
 		{"DeleteAccount", testDeleteAccount},
+		{"PurgeAccount", testPurgeAccount},
+		{"PurgeKeepsBansAndBlocks", testPurgeKeepsBansAndBlocks},
+		{"AccountJournal", testAccountJournal},
 		{"RosterPutAndGet", testRosterPutAndGet},
 		{"RosterReplace", testRosterReplace},
 		{"RosterOrderAndOwners", testRosterOrderAndOwners},
@@ -164,8 +168,8 @@ func testMissingAccount(t *testing.T, db *store.DB) {
 	if err := db.SetCredentials(ctx, "nobody", creds(1)); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("SetCredentials(nobody) = %v, want ErrNotFound", err)
 	}
-	if err := db.DeleteAccount(ctx, "nobody"); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("DeleteAccount(nobody) = %v, want ErrNotFound", err)
+	if _, err := db.PurgeAccount(ctx, "nobody", "nobody@example.org"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("PurgeAccount(nobody) = %v, want ErrNotFound", err)
 	}
 	names, err := db.Accounts(ctx)
 	if err != nil || len(names) != 0 {
@@ -195,6 +199,30 @@ func testSetCredentials(t *testing.T, db *store.DB) {
 	// a success, not "not found".
 	if err := db.SetCredentials(ctx, "alice", creds(50)); err != nil {
 		t.Errorf("SetCredentials with unchanged values: %v", err)
+	}
+}
+
+// testUpgradeCredentials: an upgrade applies only over the credentials it
+// was computed from, so it cannot undo a password change.
+func testUpgradeCredentials(t *testing.T, db *store.DB) {
+	ctx := t.Context()
+	mustCreate(t, db, "alice")
+	if err := db.UpgradeCredentials(ctx, "alice", creds(1), creds(60)); err != nil {
+		t.Fatalf("UpgradeCredentials over the stored credentials: %v", err)
+	}
+	a, err := db.Account(ctx, "alice")
+	if err != nil {
+		t.Fatalf("Account: %v", err)
+	}
+	checkCreds(t, "alice after upgrade", a.Credentials, creds(60))
+	// A stale upgrade (computed from creds(1)) after the change to creds(60).
+	if err := db.UpgradeCredentials(ctx, "alice", creds(1), creds(70)); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("stale UpgradeCredentials = %v, want ErrNotFound", err)
+	}
+	a, _ = db.Account(ctx, "alice")
+	checkCreds(t, "alice after a stale upgrade", a.Credentials, creds(60))
+	if err := db.UpgradeCredentials(ctx, "nobody", creds(1), creds(70)); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("UpgradeCredentials(nobody) = %v, want ErrNotFound", err)
 	}
 }
 
@@ -312,16 +340,16 @@ func testDeleteAccount(t *testing.T, db *store.DB) {
 	put("alice", "carol@elsewhere.example")
 	put("bob", "alice@example.org")
 	for i := range 3 {
-		if err := db.PushOffline(ctx, "alice", time.Now(), fmt.Appendf(nil, "<message id='a%d'/>", i), 10); err != nil {
+		if err := db.PushOffline(ctx, "alice", "", time.Now(), fmt.Appendf(nil, "<message id='a%d'/>", i), 10); err != nil {
 			t.Fatalf("PushOffline(alice): %v", err)
 		}
 	}
-	if err := db.PushOffline(ctx, "bob", time.Now(), []byte("<message id='b'/>"), 10); err != nil {
+	if err := db.PushOffline(ctx, "bob", "", time.Now(), []byte("<message id='b'/>"), 10); err != nil {
 		t.Fatalf("PushOffline(bob): %v", err)
 	}
 
-	if err := db.DeleteAccount(ctx, "alice"); err != nil {
-		t.Fatalf("DeleteAccount: %v", err)
+	if _, err := db.PurgeAccount(ctx, "alice", "alice@example.org"); err != nil {
+		t.Fatalf("PurgeAccount: %v", err)
 	}
 	if _, err := db.Account(ctx, "alice"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("Account(alice) after delete = %v, want ErrNotFound", err)
@@ -329,16 +357,16 @@ func testDeleteAccount(t *testing.T, db *store.DB) {
 	if ok, err := db.AccountExists(ctx, "alice"); err != nil || ok {
 		t.Errorf("AccountExists(alice) after delete = %v, %v; want false", ok, err)
 	}
-	if err := db.DeleteAccount(ctx, "alice"); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("second DeleteAccount = %v, want ErrNotFound", err)
+	if _, err := db.PurgeAccount(ctx, "alice", "alice@example.org"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("second PurgeAccount = %v, want ErrNotFound", err)
 	}
 	if names, err := db.Accounts(ctx); err != nil || !slices.Equal(names, []string{"bob"}) {
 		t.Errorf("Accounts() = %q, %v; want [bob]", names, err)
 	}
 
-	// Bob keeps his roster item for alice, and his own message.
-	if _, err := db.RosterItem(ctx, "bob", "alice@example.org"); err != nil {
-		t.Errorf("bob's item for alice after deleting alice: %v", err)
+	// Bob's roster item for alice goes; his own message stays.
+	if _, err := db.RosterItem(ctx, "bob", "alice@example.org"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("bob's item for alice after deleting alice: %v, want ErrNotFound", err)
 	}
 	if n, err := db.CountOffline(ctx, "bob"); err != nil || n != 1 {
 		t.Errorf("CountOffline(bob) = %d, %v; want 1", n, err)
@@ -541,7 +569,7 @@ func testRosterInvalidSubscription(t *testing.T, db *store.DB) {
 
 func push(t *testing.T, db *store.DB, owner string, stamp time.Time, stanza string, limit int) {
 	t.Helper()
-	if err := db.PushOffline(t.Context(), owner, stamp, []byte(stanza), limit); err != nil {
+	if err := db.PushOffline(t.Context(), owner, "", stamp, []byte(stanza), limit); err != nil {
 		t.Fatalf("PushOffline(%s, %s): %v", owner, stanza, err)
 	}
 }
@@ -655,7 +683,7 @@ func testOfflineLimit(t *testing.T, db *store.DB) {
 	for i := range 3 {
 		push(t, db, "alice", now, fmt.Sprint(i), 3)
 	}
-	if err := db.PushOffline(ctx, "alice", now, []byte("3"), 3); !errors.Is(err, store.ErrQueueFull) {
+	if err := db.PushOffline(ctx, "alice", "", now, []byte("3"), 3); !errors.Is(err, store.ErrQueueFull) {
 		t.Fatalf("fourth PushOffline with limit 3 = %v, want ErrQueueFull", err)
 	}
 	msgs, err := db.OfflineMessages(ctx, "alice")
@@ -667,7 +695,7 @@ func testOfflineLimit(t *testing.T, db *store.DB) {
 	}
 	// A larger limit admits more; delivering frees room.
 	push(t, db, "alice", now, "3", 4)
-	if err := db.PushOffline(ctx, "alice", now, []byte("4"), 4); !errors.Is(err, store.ErrQueueFull) {
+	if err := db.PushOffline(ctx, "alice", "", now, []byte("4"), 4); !errors.Is(err, store.ErrQueueFull) {
 		t.Errorf("PushOffline past limit 4 = %v, want ErrQueueFull", err)
 	}
 	if err := db.DeleteOffline(ctx, "alice", msgs[0].ID); err != nil {
@@ -679,7 +707,7 @@ func testOfflineLimit(t *testing.T, db *store.DB) {
 	}
 	// A limit of zero refuses everything.
 	mustCreate(t, db, "bob")
-	if err := db.PushOffline(ctx, "bob", now, []byte("x"), 0); !errors.Is(err, store.ErrQueueFull) {
+	if err := db.PushOffline(ctx, "bob", "", now, []byte("x"), 0); !errors.Is(err, store.ErrQueueFull) {
 		t.Errorf("PushOffline with limit 0 = %v, want ErrQueueFull", err)
 	}
 }
@@ -712,7 +740,7 @@ func testOfflineOwners(t *testing.T, db *store.DB) {
 
 func testOfflineUnknownOwner(t *testing.T, db *store.DB) {
 	ctx := t.Context()
-	if err := db.PushOffline(ctx, "nobody", time.Now(), []byte("x"), 10); !errors.Is(err, store.ErrNotFound) {
+	if err := db.PushOffline(ctx, "nobody", "", time.Now(), []byte("x"), 10); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("PushOffline(nobody) = %v, want ErrNotFound", err)
 	}
 	if msgs, err := db.OfflineMessages(ctx, "nobody"); err != nil || len(msgs) != 0 {
@@ -733,7 +761,7 @@ func testOfflineLargeStanza(t *testing.T, db *store.DB) {
 	for i := range big {
 		big[i] = byte(i*7 + i>>8)
 	}
-	if err := db.PushOffline(ctx, "alice", time.Now(), big, 10); err != nil {
+	if err := db.PushOffline(ctx, "alice", "", time.Now(), big, 10); err != nil {
 		t.Fatalf("PushOffline(512 KiB): %v", err)
 	}
 	msgs, err := db.OfflineMessages(ctx, "alice")
@@ -768,7 +796,7 @@ func testOfflineConcurrentLimit(t *testing.T, db *store.DB) {
 			for i := range each {
 				for o := range owners {
 					owner := fmt.Sprint("user", o)
-					err := db.PushOffline(ctx, owner, time.Now(), fmt.Appendf(nil, "w%d-%d", w, i), limit)
+					err := db.PushOffline(ctx, owner, "", time.Now(), fmt.Appendf(nil, "w%d-%d", w, i), limit)
 					mu.Lock()
 					switch {
 					case err == nil:
@@ -809,7 +837,7 @@ func testCanceledContext(t *testing.T, db *store.DB) {
 	if _, err := db.Account(ctx, "alice"); !errors.Is(err, context.Canceled) {
 		t.Errorf("Account with a canceled context = %v, want context.Canceled", err)
 	}
-	if err := db.PushOffline(ctx, "alice", time.Now(), []byte("x"), 10); !errors.Is(err, context.Canceled) {
+	if err := db.PushOffline(ctx, "alice", "", time.Now(), []byte("x"), 10); !errors.Is(err, context.Canceled) {
 		t.Errorf("PushOffline with a canceled context = %v, want context.Canceled", err)
 	}
 	if n, err := db.CountOffline(t.Context(), "alice"); err != nil || n != 0 {
@@ -848,7 +876,12 @@ func CheckUnavailable(t *testing.T, db *store.DB) {
 	check("Account", err)
 	check("CreateAccount", db.CreateAccount(ctx, "bob", creds(1)))
 	check("SetCredentials", db.SetCredentials(ctx, "alice", creds(2)))
-	check("DeleteAccount", db.DeleteAccount(ctx, "alice"))
+	_, err = db.PurgeAccount(ctx, "alice", "alice@example.org")
+	check("PurgeAccount", err)
+	_, err = db.AccountPurges(ctx, 0, 10)
+	check("AccountPurges", err)
+	_, err = db.LastAccountPurge(ctx)
+	check("LastAccountPurge", err)
 	_, err = db.Accounts(ctx)
 	check("Accounts", err)
 	_, err = db.AccountExists(ctx, "alice")
@@ -859,7 +892,7 @@ func CheckUnavailable(t *testing.T, db *store.DB) {
 	check("RosterItem", err)
 	check("PutRosterItem", db.PutRosterItem(ctx, "alice", store.RosterItem{Contact: "bob@example.org"}))
 	check("DeleteRosterItem", db.DeleteRosterItem(ctx, "alice", "bob@example.org"))
-	check("PushOffline", db.PushOffline(ctx, "alice", time.Now(), []byte("x"), 10))
+	check("PushOffline", db.PushOffline(ctx, "alice", "", time.Now(), []byte("x"), 10))
 	_, err = db.OfflineMessages(ctx, "alice")
 	check("OfflineMessages", err)
 	check("DeleteOffline", db.DeleteOffline(ctx, "alice", 1))

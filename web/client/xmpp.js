@@ -404,7 +404,9 @@ export class Connection extends EventTarget {
     }
   }
 
-  // iq sends an IQ and resolves with the result element.
+  // iq sends an IQ and resolves with the result element. Only an answer
+  // from the entity it was sent to settles it (see answeredBy), so
+  // someone else who guesses the id cannot.
   iq(type, to, payload, timeout = 30000) {
     const id = newId('q');
     return new Promise((resolve, reject) => {
@@ -412,9 +414,24 @@ export class Connection extends EventTarget {
         this.iqs.delete(id);
         reject(new StanzaError('timeout', 'The server did not answer in time.'));
       }, timeout);
-      this.iqs.set(id, { resolve: (r) => { clearTimeout(t); resolve(r); }, reject: (e) => { clearTimeout(t); reject(e); } });
+      this.iqs.set(id, { to, resolve: (r) => { clearTimeout(t); resolve(r); }, reject: (e) => { clearTimeout(t); reject(e); } });
       this.send(x('iq', { type, to, id }, payload));
     });
+  }
+
+  // answeredBy says whether an IQ result or error from `from` answers an
+  // IQ sent to `to` (RFC 6120 §8.2.3): the addressee answers; an IQ
+  // without `to`, or to the account's own bare JID, is answered by the
+  // server for the account, with no from or the account's own JID.
+  // Domain and local parts compare without case, resources exactly.
+  answeredBy(to, from) {
+    const norm = (j) => {
+      const i = (j || '').indexOf('/');
+      return i < 0 ? (j || '').toLowerCase() : j.slice(0, i).toLowerCase() + j.slice(i);
+    };
+    const self = norm(bare(this.jid));
+    if (!to || norm(to) === self) return !from || norm(from) === self || norm(from) === norm(this.jid);
+    return !!from && norm(from) === norm(to);
   }
 
   // onIq serves incoming get/set IQs whose payload is ns localName. fn
@@ -446,7 +463,7 @@ export class Connection extends EventTarget {
     const id = el.getAttribute('id');
     if (type === 'result' || type === 'error') {
       const w = this.iqs.get(id);
-      if (!w) return;
+      if (!w || !this.answeredBy(w.to, el.getAttribute('from'))) return;
       this.iqs.delete(id);
       if (type === 'result') w.resolve(el); else w.reject(stanzaError(el));
       return;

@@ -31,6 +31,7 @@ const patience = 2
 
 type server struct {
 	url  string
+	c2s  string // the STARTTLS client address
 	cmd  *exec.Cmd
 	done chan error
 }
@@ -76,7 +77,7 @@ func startServer(t *testing.T) *server {
 		t.Fatalf("build poosmsd: %v\n%s", err, out)
 	}
 	addr := func() string { return "127.0.0.1:" + strconv.Itoa(freePort(t)) }
-	httpAddr := addr()
+	httpAddr, c2sAddr := addr(), addr()
 	logPath := filepath.Join(dir, "poosmsd.log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
@@ -86,19 +87,21 @@ func startServer(t *testing.T) *server {
 		"--data-dir", filepath.Join(dir, "data"),
 		"--domain", "localhost",
 		"--http-addr", httpAddr,
-		"--c2s-addr", addr(),
+		"--metrics-addr", "",
+		"--c2s-addr", c2sAddr,
 		"--c2s-tls-addr", "",
 		"--media-udp-addr", addr(),
 		"--media-tcp-addr", "",
 		"--turn-addr", addr(),
 		"--turn-allow-peers", "127.0.0.0/8",
+		"--s2s-addr", "",
 		"--log-level", "info",
 	)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	s := &server{url: "http://" + httpAddr, cmd: cmd, done: make(chan error, 1)}
+	s := &server{url: "http://" + httpAddr, c2s: c2sAddr, cmd: cmd, done: make(chan error, 1)}
 	go func() { s.done <- cmd.Wait(); logFile.Close() }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)

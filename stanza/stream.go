@@ -1,0 +1,115 @@
+package stanza
+
+import (
+	"bytes"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+)
+
+// The rules every XMPP stream poosms reads follows, client's or server's:
+// the size limit on each top-level element and what may stand between
+// them.
+
+// ErrTooBig is what a LimitReader returns past its limit.
+var ErrTooBig = errors.New("stanza: element exceeds the size limit")
+
+// LimitReader counts the bytes a stream's decoder reads and refuses to
+// read more than Limit in total: the stream sets Limit to N plus the
+// largest size allowed before each top-level element, so that no stanza
+// grows past it. IOErr keeps the connection's own error, which the XML
+// decoder may report as a syntax error.
+type LimitReader struct {
+	R interface {
+		io.Reader
+		io.ByteReader
+	}
+	N, Limit int64
+	IOErr    error
+}
+
+func (l *LimitReader) ReadByte() (byte, error) {
+	if l.N >= l.Limit {
+		return 0, ErrTooBig
+	}
+	b, err := l.R.ReadByte()
+	if err != nil {
+		l.IOErr = err
+		return b, err
+	}
+	l.N++
+	return b, nil
+}
+
+func (l *LimitReader) Read(p []byte) (int, error) {
+	if l.N >= l.Limit {
+		return 0, ErrTooBig
+	}
+	if rem := l.Limit - l.N; int64(len(p)) > rem {
+		p = p[:rem]
+	}
+	n, err := l.R.Read(p)
+	l.N += int64(n)
+	if err != nil {
+		l.IOErr = err
+	}
+	return n, err
+}
+
+// ReadError sorts an error met while decoding through l, whose limit
+// per element is max: the stream error condition and text to answer
+// with, or, when the connection itself failed, that error (conn).
+func (l *LimitReader) ReadError(err error, max int64) (cond, text string, conn error) {
+	var syn *xml.SyntaxError
+	switch {
+	case l.IOErr != nil && !errors.Is(l.IOErr, ErrTooBig):
+		// "unexpected EOF" from the decoder is the socket's doing, not bad XML.
+		if isTimeout(l.IOErr) {
+			return "connection-timeout", "no data within the time limit", nil
+		}
+		return "", "", l.IOErr
+	case errors.Is(err, ErrTooBig):
+		return "policy-violation", fmt.Sprintf("stanza larger than %d bytes", max), nil
+	case errors.Is(err, ErrLimit):
+		return "policy-violation", err.Error(), nil
+	case errors.Is(err, ErrRestrictedXML):
+		return "restricted-xml", err.Error(), nil
+	case errors.Is(err, ErrNotWellFormed):
+		return "not-well-formed", err.Error(), nil
+	case errors.As(err, &syn):
+		return "not-well-formed", syn.Msg, nil
+	case isTimeout(err):
+		return "connection-timeout", "no data within the time limit", nil
+	}
+	return "", "", err
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// BetweenStanzas judges a token read outside any top-level element of a
+// stream: the XML declaration before the header and whitespace
+// (keepalives) pass; any other processing instruction, a DTD or entity
+// declaration, a comment or text is a stream error, whose condition and
+// text it returns. opened says whether the stream header was read.
+func BetweenStanzas(tok xml.Token, opened bool) (cond, text string) {
+	switch tk := tok.(type) {
+	case xml.ProcInst:
+		if opened || tk.Target != "xml" {
+			return "restricted-xml", "processing instructions are not allowed"
+		}
+	case xml.Directive:
+		return "restricted-xml", "DTDs and entity declarations are not allowed"
+	case xml.Comment:
+		return "restricted-xml", "comments are not allowed"
+	case xml.CharData:
+		if len(bytes.TrimSpace(tk)) != 0 {
+			return "bad-format", "text outside a stanza"
+		}
+	}
+	return "", ""
+}
