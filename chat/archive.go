@@ -233,7 +233,7 @@ func (s *Service) mamQueryIQ(ctx context.Context, sess Session, iq, q *stanza.El
 			SetAttr("from", owner.Bare().String()).
 			SetAttr("to", sess.JID().String()).
 			SetAttr("id", newID())
-		if !s.send(sess, msg.Append(res)) {
+		if !s.sendBulk(ctx, sess, msg.Append(res)) {
 			return
 		}
 	}
@@ -247,7 +247,7 @@ func (s *Service) mamQueryIQ(ctx context.Context, sess Session, iq, q *stanza.El
 	if qid != "" {
 		fin.SetAttr("queryid", qid)
 	}
-	s.send(sess, stanza.Result(iq, fin))
+	s.sendBulk(ctx, sess, stanza.Result(iq, fin))
 }
 
 // formatStamp renders an archive time as XEP-0082 UTC with microseconds.

@@ -203,13 +203,15 @@ type waitSender interface {
 	SendWait(ctx context.Context, el *stanza.Element) error
 }
 
-// offlineSendTimeout bounds how long the offline queue waits for a slow
-// client to make room; what is not sent stays queued for next time.
+// offlineSendTimeout bounds how long a batch (the offline queue, an
+// archive page) waits for a slow client to make room; what the offline
+// queue does not send stays queued for next time.
 const offlineSendTimeout = 30 * time.Second
 
-// sendBulk is send for a batch (the offline queue): it waits for room in
-// the session's queue instead of treating a full queue as a client that
-// stopped reading.
+// sendBulk is send for a batch the client asked for (the offline queue,
+// an archive page): it waits for room in the session's queue instead of
+// treating a full queue as a client that stopped reading. The queue is
+// bounded in bytes, and a page of large messages may not fit at once.
 func (s *Service) sendBulk(ctx context.Context, sess Session, el *stanza.Element) bool {
 	ws, ok := sess.(waitSender)
 	if !ok || (s.blockActive.Load() > 0 && s.blockedBetween(sess.JID(), el.From())) {

@@ -103,6 +103,15 @@ type Config struct {
 	// end the stream with a policy error. 4096 to 16777216.
 	// Default: 262144.
 	MaxStanzaBytes int `yaml:"max_stanza_bytes"`
+	// MaxStanzaElements, MaxStanzaDepth and MaxStanzaAttributes bound the
+	// shape of a stanza from a client: its elements (itself included), how
+	// deeply they nest (itself being level 1) and its attributes (namespace
+	// declarations included). They are counted as the stanza is read; one
+	// past a limit ends the stream with a policy error before the stanza
+	// grows any further in memory. Defaults: 4096, 32 and 4096.
+	MaxStanzaElements   int `yaml:"max_stanza_elements"`
+	MaxStanzaDepth      int `yaml:"max_stanza_depth"`
+	MaxStanzaAttributes int `yaml:"max_stanza_attributes"`
 	// Registration is open (anyone may create an account on the web form)
 	// or closed (accounts are made with "poosmsd user add"). Default: open.
 	Registration Registration `yaml:"registration"`
@@ -170,6 +179,19 @@ type Config struct {
 	// session; a client that falls further behind is disconnected.
 	// Default: 256.
 	WriteQueue int `yaml:"write_queue"`
+	// WriteQueueBytes bounds the same queue in bytes, as the stanzas will
+	// be written (with those held back from a client that said it is
+	// inactive); a stanza always fits in an empty queue. Default: 1048576
+	// (1 MiB).
+	WriteQueueBytes int `yaml:"write_queue_bytes"`
+	// UnackedBytes bounds, in bytes, what a session with stream management
+	// (XEP-0198) keeps of the stanzas written to its client and not yet
+	// acknowledged: what a lost session holds while it waits to be resumed.
+	// At the bound, a connected session waits (at most 10s) for its client
+	// to acknowledge before writing more; a client that does not, and a
+	// lost session, end there, and their messages go to the user's other
+	// resources or offline storage. Default: 2097152 (2 MiB).
+	UnackedBytes int `yaml:"unacked_bytes"`
 
 	// MediaUDPAddr is the one UDP port carrying all conference media.
 	// Default: :7882.
@@ -369,6 +391,11 @@ func Default() Config {
 		ClusterLeaseTTL:    10 * time.Second,
 
 		MaxConferencesPerUser: 5,
+		MaxStanzaElements:     4096,
+		MaxStanzaDepth:        32,
+		MaxStanzaAttributes:   4096,
+		WriteQueueBytes:       1 << 20,
+		UnackedBytes:          2 << 20,
 		S2SAddr:               ":5269",
 		S2STLSAddr:            ":5270",
 		S2STimeout:            30 * time.Second,

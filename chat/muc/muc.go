@@ -75,6 +75,10 @@ type Config struct {
 	// HistoryOnJoin is the most archived messages sent to an occupant on
 	// joining (a client's <history/> may ask for fewer). Default 20.
 	HistoryOnJoin int
+	// HistoryBytes bounds the same history in bytes: the newest messages
+	// that fit are sent. Joining sends history and presence at once, and a
+	// session's write queue is bounded in bytes too. Default 512 KiB.
+	HistoryBytes int
 	// Retention is how long room messages are archived; 0 keeps them
 	// forever. Older messages are pruned as new ones arrive.
 	Retention time.Duration
@@ -121,6 +125,7 @@ type Service struct {
 	domain    string
 	server    string
 	history   int
+	histBytes int
 	retention time.Duration
 	now       func() time.Time
 	log       *slog.Logger
@@ -180,6 +185,7 @@ func New(cfg Config, st Store) (*Service, error) {
 		domain:    d.Domainpart(),
 		server:    sd.Domainpart(),
 		history:   cfg.HistoryOnJoin,
+		histBytes: cfg.HistoryBytes,
 		retention: cfg.Retention,
 		now:       cfg.Now,
 		log:       cfg.Logger,
@@ -194,6 +200,9 @@ func New(cfg Config, st Store) (*Service, error) {
 	}
 	if s.history == 0 {
 		s.history = 20
+	}
+	if s.histBytes <= 0 {
+		s.histBytes = 512 << 10
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -383,10 +392,12 @@ func (s *Service) HandleStanza(ctx context.Context, sess Session, el *stanza.Ele
 	}
 }
 
-// delivery is one stanza for one session.
+// delivery is one stanza for one session: el, or a stanza shared with
+// other sessions (see fanout.go).
 type delivery struct {
 	to Session
 	el *stanza.Element
+	sh *shared
 }
 
 // effects collects what a change decided under s.mu must do once the lock
@@ -430,7 +441,7 @@ func (s *Service) drain() {
 		s.outbox = nil
 		s.mu.Unlock()
 		for _, d := range batch {
-			if err := d.to.Send(d.el); err != nil {
+			if err := d.send(); err != nil {
 				s.log.Debug("muc: send failed", "jid", d.to.JID().String(), "err", err)
 			}
 		}

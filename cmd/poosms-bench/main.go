@@ -24,6 +24,8 @@ Usage:
   poosms-bench chat [flags]   clients log in (STARTTLS + SCRAM) and send messages to random peers
   poosms-bench media [flags]  conferences with publishers and listeners: forwarded packets/s, loss, jitter, join time
   poosms-bench turn [flags]   allocations relay packets to an echoing peer through a TURN server
+  poosms-bench flood [flags]  sessions that never read are sent large stanzas, directly and through a room,
+                              while other clients chat: the server's RSS, and what the chatters lost
 
 Run "poosms-bench COMMAND --help" for the flags.
 `
@@ -46,6 +48,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return mediaCommand(ctx, args[1:], stdout, stderr)
 	case "turn":
 		return turnCommand(ctx, args[1:], stdout, stderr)
+	case "flood":
+		return floodCommand(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

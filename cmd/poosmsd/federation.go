@@ -81,6 +81,7 @@ func (n *node) newS2S(router *signaling.Router, tlsConfig *tls.Config) error {
 		},
 		Availability:   n.chat.RemoteAvailability,
 		MaxStanzaBytes: int64(cfg.MaxStanzaBytes),
+		StanzaLimits:   stanzaLimits(cfg),
 		Timeout:        cfg.S2STimeout,
 		AuthTimeout:    cfg.AuthTimeout,
 		Logger:         n.log.With("service", "s2s"),

@@ -183,6 +183,9 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 		AuthTimeout:               cfg.AuthTimeout,
 		IdleTimeout:               cfg.IdleTimeout,
 		WriteQueue:                cfg.WriteQueue,
+		WriteQueueBytes:           cfg.WriteQueueBytes,
+		UnackedBytes:              cfg.UnackedBytes,
+		StanzaLimits:              stanzaLimits(cfg),
 		MaxSessionsPerUser:        cfg.MaxSessionsPerUser,
 		AllowPlain:                cfg.AllowPlain,
 		AllowInsecureLoopbackAuth: cfg.AllowInsecureLoopbackAuth,
@@ -376,4 +379,9 @@ func nonNil(a net.Addr) []net.Addr {
 		return nil
 	}
 	return []net.Addr{a}
+}
+
+// stanzaLimits is the shape a stanza from a peer may have.
+func stanzaLimits(cfg config.Config) stanza.Limits {
+	return stanza.Limits{MaxElements: cfg.MaxStanzaElements, MaxDepth: cfg.MaxStanzaDepth, MaxAttributes: cfg.MaxStanzaAttributes}
 }

@@ -99,6 +99,7 @@ func (n *node) startRooms(router *signaling.Router) error {
 		Domain:       domain,
 		ServerDomain: cfg.Domain,
 		Retention:    cfg.ArchiveRetention,
+		HistoryBytes: cfg.WriteQueueBytes / 2,
 		Deliver:      n.chat.Deliver,
 
 		NewRoomsPerHour: cfg.MaxNewRoomsPerHour, // counted on the node hosting the new room
