@@ -184,6 +184,11 @@ type Config struct {
 	// inactive); a stanza always fits in an empty queue. Default: 1048576
 	// (1 MiB).
 	WriteQueueBytes int `yaml:"write_queue_bytes"`
+	// MaxPresenceBytes bounds one presence stanza a client sends: presence
+	// is copied to every contact and every room occupant, and remembered
+	// per session, so it is kept much smaller than a message. A larger one
+	// is refused with policy-violation. Default: 16384.
+	MaxPresenceBytes int `yaml:"max_presence_bytes"`
 	// UnackedBytes bounds, in bytes, what a session with stream management
 	// (XEP-0198) keeps of the stanzas written to its client and not yet
 	// acknowledged: what a lost session holds while it waits to be resumed.
@@ -395,6 +400,7 @@ func Default() Config {
 		MaxStanzaDepth:        32,
 		MaxStanzaAttributes:   4096,
 		WriteQueueBytes:       1 << 20,
+		MaxPresenceBytes:      16384,
 		UnackedBytes:          2 << 20,
 		S2SAddr:               ":5269",
 		S2STLSAddr:            ":5270",

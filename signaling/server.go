@@ -37,6 +37,7 @@ type Config struct {
 	WriteTimeout              time.Duration // a single write's deadline; default 10s
 	WriteQueue                int           // stanzas queued per session; default 256
 	WriteQueueBytes           int           // bytes queued per session; default 1 MiB
+	MaxPresenceBytes          int           // largest presence a client may send; default 16 KiB
 	UnackedBytes              int           // bytes kept unacknowledged per session (XEP-0198); default 2 MiB
 	ResumeTimeout             time.Duration // how long a lost session waits to be resumed (XEP-0198); default 5m
 	MaxSessionsPerUser        int           // default 10
@@ -133,6 +134,9 @@ func New(cfg Config, accounts Accounts, router *Router) (*Server, error) {
 	}
 	if cfg.WriteQueueBytes <= 0 {
 		cfg.WriteQueueBytes = 1 << 20
+	}
+	if cfg.MaxPresenceBytes <= 0 {
+		cfg.MaxPresenceBytes = 16384
 	}
 	if cfg.UnackedBytes <= 0 {
 		cfg.UnackedBytes = 2 << 20

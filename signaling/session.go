@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -614,6 +615,10 @@ func (s *Session) loop(ctx context.Context, t transport) error {
 				if removed {
 					return streamErr("not-authorized", "the account was removed")
 				}
+			} else if n := s.srv.cfg.MaxPresenceBytes; el.Local == "presence" && encodedLen(el) > n {
+				// Presence is copied to every contact and room occupant
+				// and remembered per session: kept small.
+				_ = s.Send(stanza.ErrorReply(el, "policy-violation", fmt.Sprintf("presence larger than %d bytes is refused", n)))
 			} else {
 				s.srv.metrics.stanzasIn.WithLabelValues(el.Local).Inc()
 				s.srv.router.route(ctx, s, el)
@@ -652,3 +657,19 @@ func (s *Session) stamp(el *stanza.Element) error {
 }
 
 var errSkip = errors.New("skip")
+
+// encodeScratch holds buffers for measuring stanzas as they would be
+// written (encodedLen).
+var encodeScratch = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// encodedLen is the size of el as poosms writes it.
+func encodedLen(el *stanza.Element) int {
+	bp := encodeScratch.Get().(*[]byte)
+	b := el.AppendXML((*bp)[:0], "")
+	n := len(b)
+	if cap(b) <= 64<<10 {
+		*bp = b[:0]
+		encodeScratch.Put(bp)
+	}
+	return n
+}

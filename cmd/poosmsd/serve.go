@@ -184,6 +184,7 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 		IdleTimeout:               cfg.IdleTimeout,
 		WriteQueue:                cfg.WriteQueue,
 		WriteQueueBytes:           cfg.WriteQueueBytes,
+		MaxPresenceBytes:          cfg.MaxPresenceBytes,
 		UnackedBytes:              cfg.UnackedBytes,
 		StanzaLimits:              stanzaLimits(cfg),
 		MaxSessionsPerUser:        cfg.MaxSessionsPerUser,
