@@ -187,7 +187,7 @@ func TestResumptionStateBoundedInBytes(t *testing.T) {
 // Presence held back from an inactive client (XEP-0352) is bounded in
 // bytes too: past WriteQueueBytes it is written, not kept.
 func TestHeldPresenceBoundedInBytes(t *testing.T) {
-	h := newHarness(t, func(c *Config) { c.WriteQueueBytes = 64 << 10 })
+	h := newHarness(t, func(c *Config) { c.WriteQueueBytes = 64 << 10; c.MaxPresenceBytes = 64 << 10 })
 	bob := h.dial(t, "bob", "desk", nil)
 	alice := h.dial(t, "alice", "phone", nil)
 	if err := alice.SendRaw("<inactive xmlns='urn:xmpp:csi:0'/>"); err != nil {
