@@ -12,7 +12,6 @@ import (
 // in theirs. The scenarios run against another poosmsd, Prosody and
 // ejabberd.
 
-
 // enterFedRoom sends presence to room/nick and returns the self-presence
 // (status 110) or the error presence.
 func enterFedRoom(t *testing.T, c *xmppclient.Client, room, nick string) *stanza.Element {
