@@ -71,13 +71,17 @@ func TestFederationInterop(t *testing.T) {
 					if !slices.Contains(out, method) || len(in) == 0 || !allAre(in, method) {
 						t.Errorf("streams with %s: out %v, in %v; want %s", far.domain, out, in, method)
 					}
+					roomAlice, roomBob := theirUsersInOurRooms(t, n.side(), far.side())
+					ourUsersInTheirRooms(t, n.side(), far.side(), "conference."+far.domain, roomAlice, roomBob)
 					if variant.secure {
 						return
 					}
-					// The far server crashes: alice stops seeing bob online;
-					// once it is back, bob reaches her again.
+					// The far server crashes: alice stops seeing bob online,
+					// and he leaves her room; once it is back, bob reaches
+					// her again.
 					far.kill()
 					want(t, alice, "bob going offline with his server", isPresence("bob@"+far.domain+"/phone", "unavailable"))
+					want(t, roomAlice, "bob removed from the room with his server", isRoomPresence("lobby@conference.poosms.test/Bob", "unavailable", 333))
 					far.start(t)
 					bob := far.side().login(t, "bob", "phone")
 					if far.durableRoster {
