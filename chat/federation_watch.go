@@ -114,6 +114,7 @@ func (s *Service) RemoteAvailability(domain string, up bool) {
 	if up {
 		s.watch.back(s, domain)
 	} else {
+		s.remoteNotify.lost(domain)
 		s.watch.lostStreams(s, domain)
 	}
 }

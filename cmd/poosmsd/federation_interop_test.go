@@ -29,8 +29,9 @@ const fedHosts = `127.0.0.1 localhost
 // records on port 5269), first with self-signed certificates (Server
 // Dialback over TLS), then with certificates from a CA every server
 // trusts and valid certificates required (SASL EXTERNAL). Real clients on
-// each side run the federation scenario; with dialback, the far server
-// is also killed and restarted.
+// each side run the federation scenarios (chat and presence, rooms both
+// ways, PEP for OMEMO and avatars, vCards and disco); with dialback, the
+// far server is also killed and restarted.
 //
 // Name resolution must stay inside the test, so the test runs itself
 // again inside a network namespace it creates, whose /etc/hosts maps the
@@ -73,6 +74,8 @@ func TestFederationInterop(t *testing.T) {
 					}
 					roomAlice, roomBob := theirUsersInOurRooms(t, n.side(), far.side())
 					ourUsersInTheirRooms(t, n.side(), far.side(), "conference."+far.domain, roomAlice, roomBob)
+					pepScenario(t, n.side(), far.side())
+					discoVCardScenario(t, n.side(), far.side())
 					if variant.secure {
 						return
 					}
