@@ -281,7 +281,7 @@ func (s *Service) remotePresence(ctx context.Context, el *stanza.Element, from, 
 			if full != from.String() {
 				q := el.Copy()
 				q.SetAttr("from", full)
-				s.presenceToLocal(q, to.Bare())
+				s.presenceToUser(q, to.Bare())
 			}
 		}
 		return

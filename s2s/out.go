@@ -199,6 +199,8 @@ func (l *link) serve(st *outStream) (wrote bool, err error) {
 	s := l.s
 	s.streamUp(l.pair.remote)
 	defer s.streamDown(l.pair.remote)
+	label := s.m.streamUp(dirOut, l.pair.remote)
+	defer s.m.streamDown(dirOut, label)
 	c := st.c
 	c.raw.limits(0, time.Time{})
 	readDone := make(chan error, 1)
@@ -218,6 +220,7 @@ func (l *link) serve(st *outStream) (wrote bool, err error) {
 				l.requeue(q[i:])
 				return err
 			}
+			s.m.out.Inc()
 			wrote = true
 		}
 		if len(q) > 0 {
@@ -460,8 +463,10 @@ func (s *Server) authenticate(ctx context.Context, p pair, st *outStream) error 
 		}
 		if ok {
 			st.method = MethodSASLExternal
+			s.m.auth(dirOut, MethodSASLExternal, authOK)
 			return nil
 		}
+		s.m.auth(dirOut, MethodSASLExternal, authRefused)
 	}
 	if st.features.Child(nsDialbackFeature, "dialback") == nil && !st.hdr.dialback {
 		return errors.New("s2s: the peer offers neither SASL EXTERNAL for our certificate nor dialback")
@@ -481,10 +486,13 @@ func (s *Server) authenticate(ctx context.Context, p pair, st *outStream) error 
 		switch el.Type() {
 		case "valid":
 			st.method = MethodDialback
+			s.m.auth(dirOut, MethodDialback, authOK)
 			return nil
 		case "error":
+			s.m.auth(dirOut, MethodDialback, authRefused)
 			return fmt.Errorf("s2s: dialback failed: %s", stanza.ErrorCondition(el))
 		default:
+			s.m.auth(dirOut, MethodDialback, authRefused)
 			return errors.New("s2s: the peer refused our dialback key")
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"mellium.im/xmpp/jid"
 
 	"poosms.org/poosms/chat"
@@ -39,7 +40,7 @@ func (n *node) chatFederation() chat.Federation {
 // servers go through the router to the service of their domain (chat for
 // the domain itself), and the services reach other servers through it.
 // Its listeners open with startS2S, once every service is registered.
-func (n *node) newS2S(router *signaling.Router, tlsConfig *tls.Config) error {
+func (n *node) newS2S(router *signaling.Router, tlsConfig *tls.Config, reg prometheus.Registerer) error {
 	cfg := n.cfg
 	if cfg.S2SAddr == "" {
 		return nil
@@ -92,6 +93,7 @@ func (n *node) newS2S(router *signaling.Router, tlsConfig *tls.Config) error {
 	}
 	n.s2s = srv
 	n.closers = append(n.closers, srv.Close)
+	reg.MustRegister(srv.Collectors()...)
 	return nil
 }
 

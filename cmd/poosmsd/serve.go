@@ -172,7 +172,7 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 	n.router = router
 	// Federation closes after the client streams, so that the presence
 	// of the sessions they end still reaches other servers.
-	if err := n.newS2S(router, tlsConfig); err != nil {
+	if err := n.newS2S(router, tlsConfig, reg); err != nil {
 		return n, err
 	}
 
