@@ -85,6 +85,8 @@ func (n *node) newS2S(router *signaling.Router, tlsConfig *tls.Config, reg prome
 		Availability:   n.remoteAvailability,
 		MaxStanzaBytes: int64(cfg.MaxStanzaBytes),
 		Timeout:        cfg.S2STimeout,
+		StanzaRate:     float64(cfg.S2SStanzaRate),
+		StanzaBurst:    2 * cfg.S2SStanzaRate,
 		AuthTimeout:    cfg.AuthTimeout,
 		Logger:         n.log.With("service", "s2s"),
 	})
