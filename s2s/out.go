@@ -211,17 +211,26 @@ func (l *link) serve(st *outStream) (wrote bool, err error) {
 	}()
 	idle := time.NewTimer(s.cfg.IdleTimeout)
 	defer idle.Stop()
+	var batch []byte
 	flush := func() error {
 		l.mu.Lock()
 		q := l.takeLocked()
 		l.mu.Unlock()
-		for i, e := range q {
-			if err := c.writeRaw(e.raw); err != nil {
+		// What waits goes out in writes of up to maxBatch bytes: one
+		// system call and a few TLS records for many stanzas.
+		for i := 0; i < len(q); {
+			j := i
+			batch = batch[:0]
+			for ; j < len(q) && (j == i || len(batch)+len(q[j].raw) <= maxBatch); j++ {
+				batch = append(batch, q[j].raw...)
+			}
+			if err := c.writeRaw(batch); err != nil {
 				l.requeue(q[i:])
 				return err
 			}
-			s.m.out.Inc()
+			s.m.out.Add(float64(j - i))
 			wrote = true
+			i = j
 		}
 		if len(q) > 0 {
 			idle.Reset(s.cfg.IdleTimeout)
@@ -249,6 +258,9 @@ func (l *link) serve(st *outStream) (wrote bool, err error) {
 		}
 	}
 }
+
+// maxBatch bounds the bytes of queued stanzas written at once.
+const maxBatch = 64 << 10
 
 // closeStream ends a stream politely: the closing tag, then a short wait
 // for the peer's.
