@@ -112,8 +112,9 @@ func (n *node) startS2S() error {
 }
 
 // refuseRemote answers a stanza from another server for a service of
-// ours that takes none from other servers: requests, messages and
-// available presence (a room join) get service-unavailable.
+// ours that takes none from other servers (every built-in service takes
+// some now; this guards any that would not): requests, messages and
+// available presence get service-unavailable.
 func (n *node) refuseRemote(ctx context.Context, el *stanza.Element) {
 	switch typ := el.Type(); {
 	case typ == "error", el.Local == "iq" && typ == "result", el.Local == "presence" && typ != "":
