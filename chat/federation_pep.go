@@ -217,28 +217,15 @@ func (s *Service) remoteCaps(ctx context.Context, local string, from jid.JID, el
 }
 
 // remoteCapsAnswer takes a remote client's answer to the server's
-// disco#info question. Only an answer whose hash checks out vouches for
-// other clients; the client itself is believed for its own
-// notifications either way.
+// disco#info question (see capsAnswer).
 func (s *Service) remoteCapsAnswer(ctx context.Context, from jid.JID, el *stanza.Element) {
 	q, ok := s.remoteNotify.answered(el.ID(), from)
-	if !ok || el.Type() != "result" {
+	if !ok {
 		return
 	}
-	info := el.Child(NSDiscoInfo, "query")
-	if info == nil {
+	features, ok := s.capsAnswer(el, q.hash, q.ver)
+	if !ok {
 		return
-	}
-	var features []string
-	for _, f := range info.Elements() {
-		if f.Space == NSDiscoInfo && f.Local == "feature" {
-			features = append(features, f.Attr("var"))
-		}
-	}
-	if h := hashFunc(q.hash); h != nil {
-		if in, ok := capsInput(info); ok && capsHash(h, in) == q.ver {
-			s.caps.remember(q.hash, q.ver, features)
-		}
 	}
 	for _, local := range s.remoteNotify.learned(q.full, q.hash, q.ver, features) {
 		s.remoteLastItems(ctx, local, from)

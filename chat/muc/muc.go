@@ -376,6 +376,11 @@ func (s *Service) HandleStanza(ctx context.Context, sess Session, el *stanza.Ele
 		s.replyError(sess, el, "not-allowed", "only local users are served")
 		return
 	}
+	s.dispatch(ctx, sess, el, to)
+}
+
+// dispatch hands a stanza of sess to its handler.
+func (s *Service) dispatch(ctx context.Context, sess Session, el *stanza.Element, to jid.JID) {
 	switch el.Local {
 	case "presence":
 		s.handlePresence(ctx, sess, el, to)

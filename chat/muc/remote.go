@@ -89,14 +89,7 @@ func (s *Service) HandleRemote(ctx context.Context, el *stanza.Element) {
 		s.removeGhost(ctx, sess.(*remoteSession))
 		return
 	}
-	switch el.Local {
-	case "presence":
-		s.handlePresence(ctx, sess, el, to)
-	case "message":
-		s.handleMessage(ctx, sess, el, to)
-	case "iq":
-		s.handleIQ(ctx, sess, el, to)
-	}
+	s.dispatch(ctx, sess, el, to)
 }
 
 // ghostError reports whether an error from an occupant's address says

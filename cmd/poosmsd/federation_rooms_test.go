@@ -3,7 +3,6 @@ package main
 import (
 	"testing"
 
-	"poosms.org/poosms/internal/testenv"
 	"poosms.org/poosms/internal/xmppclient"
 	"poosms.org/poosms/stanza"
 )
@@ -166,15 +165,7 @@ func ourUsersInTheirRooms(t *testing.T, ours, far fedSide, mucDomain string, ali
 // of beta.test; when beta.test dies, its users leave alpha's rooms (status
 // 333) instead of staying there as ghosts.
 func TestFederationRooms(t *testing.T) {
-	bin := testenv.BuildPoosmsd(t)
-	alphaS2S, betaS2S := testenv.FreeAddr(t), testenv.FreeAddr(t)
-	alpha := fedNode(t, "alpha.test", alphaS2S, map[string]string{"beta.test": betaS2S}, nil)
-	beta := testenv.NewDaemon(t, bin, "--domain", "beta.test", "--s2s-addr", betaS2S, "--s2s-tls-addr", "",
-		"--s2s-route", "alpha.test="+alphaS2S, "--s2s-timeout", "3s")
-	beta.Run(t, "bob-password\n", "user", "add", "bob")
-	beta.Start(t)
-	far := fedSide{domain: "beta.test", addr: beta.C2S}
-
+	alpha, beta, far := alphaAndBetaProcess(t)
 	alice, bob := theirUsersInOurRooms(t, alpha.side(), far)
 	ourUsersInTheirRooms(t, alpha.side(), far, "conference.beta.test", alice, bob)
 

@@ -35,16 +35,7 @@ func (n *testNode) side() fedSide { return fedSide{domain: n.cfg.Domain, addr: n
 // across the two servers; when beta.test dies, alice stops seeing bob
 // online, and sees him again once it is back.
 func TestFederationBetweenTwoPoosmsServers(t *testing.T) {
-	bin := testenv.BuildPoosmsd(t)
-	alphaS2S, betaS2S := testenv.FreeAddr(t), testenv.FreeAddr(t)
-	alpha := fedNode(t, "alpha.test", alphaS2S, map[string]string{"beta.test": betaS2S}, nil)
-
-	beta := testenv.NewDaemon(t, bin, "--domain", "beta.test", "--s2s-addr", betaS2S, "--s2s-tls-addr", "",
-		"--s2s-route", "alpha.test="+alphaS2S, "--s2s-timeout", "3s")
-	beta.Run(t, "bob-password\n", "user", "add", "bob")
-	beta.Start(t)
-	far := fedSide{domain: "beta.test", addr: beta.C2S}
-
+	alpha, beta, far := alphaAndBetaProcess(t)
 	alice, _ := chatScenario(t, alpha.side(), far)
 
 	out, in := streamMethods(alpha.s2s, "alpha.test", "beta.test")
@@ -62,6 +53,21 @@ func TestFederationBetweenTwoPoosmsServers(t *testing.T) {
 	want(t, alice, "bob back online", isPresence("bob@beta.test/phone", ""))
 	bob.Send(chatMessage("alice@alpha.test", "back again"))
 	want(t, alice, "bob's message after the restart", isMessage("bob@beta.test/phone", "back again"))
+}
+
+// alphaAndBetaProcess starts alpha.test in the test process and
+// beta.test as a poosmsd process of its own (to be killed), federating
+// through static routes, with bob's account on beta.test.
+func alphaAndBetaProcess(t *testing.T) (*testNode, *testenv.Daemon, fedSide) {
+	t.Helper()
+	bin := testenv.BuildPoosmsd(t)
+	alphaS2S, betaS2S := testenv.FreeAddr(t), testenv.FreeAddr(t)
+	alpha := fedNode(t, "alpha.test", alphaS2S, map[string]string{"beta.test": betaS2S}, nil)
+	beta := testenv.NewDaemon(t, bin, "--domain", "beta.test", "--s2s-addr", betaS2S, "--s2s-tls-addr", "",
+		"--s2s-route", "alpha.test="+alphaS2S, "--s2s-timeout", "3s")
+	beta.Run(t, "bob-password\n", "user", "add", "bob")
+	beta.Start(t)
+	return alpha, beta, fedSide{domain: "beta.test", addr: beta.C2S}
 }
 
 // streamMethods lists the authentication methods of srv's streams
