@@ -24,6 +24,9 @@ const (
 	nsOMEMOLegacy = "eu.siacs.conversations.axolotl"
 	nsOMEMO2      = "urn:xmpp:omemo:2"
 	nsOpenPGP     = "urn:xmpp:openpgp:0"
+	nsReceipts    = "urn:xmpp:receipts"
+	nsReactions   = "urn:xmpp:reactions:0"
+	nsRetract     = "urn:xmpp:message-retract:1"
 )
 
 // routeChat applies blocking, archiving and carbons to a message from a
@@ -99,7 +102,10 @@ func stripStanzaIDs(el *stanza.Element, by ...string) {
 }
 
 // archivable reports whether a message belongs in the history: chat or
-// normal, with a body or an encrypted payload, and no hint against storing.
+// normal, with a body or an encrypted payload, or what changes how the
+// history reads (a delivery receipt, XEP-0184; reactions, XEP-0444; a
+// retraction, XEP-0424), or a <store/> hint (XEP-0334: call invitations,
+// XEP-0353), and no hint against storing.
 func archivable(el *stanza.Element) bool {
 	if t := messageType(el); t != "chat" && t != "normal" {
 		return false
@@ -111,7 +117,11 @@ func archivable(el *stanza.Element) bool {
 			return false
 		case c.Local == "body",
 			c.Local == "encrypted" && (c.Space == nsOMEMOLegacy || c.Space == nsOMEMO2),
-			c.Local == "openpgp" && c.Space == nsOpenPGP:
+			c.Local == "openpgp" && c.Space == nsOpenPGP,
+			c.Local == "received" && c.Space == nsReceipts,
+			c.Local == "reactions" && c.Space == nsReactions,
+			c.Local == "retract" && c.Space == nsRetract,
+			c.Local == "store" && c.Space == NSHints:
 			content = true
 		}
 	}
@@ -125,13 +135,16 @@ func archivable(el *stanza.Element) bool {
 func (s *Service) archiveBoth(ctx context.Context, from, to jid.JID, el *stanza.Element, self bool) (mine, theirs string) {
 	stamp := s.now().UTC()
 	raw := []byte(el.String())
+	lim := store.ArchiveLimit{Messages: s.lim.ArchiveMessages, Bytes: s.lim.ArchiveBytes}
 	ok := s.archiveEntries(ctx, from.String(), to.String(), func() []store.ArchiveEntry {
 		mine, theirs = newID(), newID()
-		entries := []store.ArchiveEntry{{Owner: from.Localpart(), Message: store.ArchivedMessage{ID: mine, With: to.String(), Stamp: stamp, Stanza: raw}}}
+		entries := []store.ArchiveEntry{{Owner: from.Localpart(), Limit: lim,
+			Message: store.ArchivedMessage{ID: mine, With: to.String(), Stamp: stamp, Stanza: raw}}}
 		if self {
 			theirs = mine
 		} else {
-			entries = append(entries, store.ArchiveEntry{Owner: to.Localpart(), Message: store.ArchivedMessage{ID: theirs, With: from.String(), Stamp: stamp, Stanza: raw}})
+			entries = append(entries, store.ArchiveEntry{Owner: to.Localpart(), Limit: lim,
+				Message: store.ArchivedMessage{ID: theirs, With: from.String(), Stamp: stamp, Stanza: raw}})
 		}
 		return entries
 	})
@@ -151,7 +164,8 @@ func (s *Service) archiveFor(ctx context.Context, owner, with string, el *stanza
 	var id string
 	ok := s.archiveEntries(ctx, owner, with, func() []store.ArchiveEntry {
 		id = newID()
-		return []store.ArchiveEntry{{Owner: owner, Message: store.ArchivedMessage{ID: id, With: with, Stamp: stamp, Stanza: raw}}}
+		return []store.ArchiveEntry{{Owner: owner, Limit: store.ArchiveLimit{Messages: s.lim.ArchiveMessages, Bytes: s.lim.ArchiveBytes},
+			Message: store.ArchivedMessage{ID: id, With: with, Stamp: stamp, Stanza: raw}}}
 	})
 	if !ok {
 		return ""
@@ -219,7 +233,7 @@ func (s *Service) mamQueryIQ(ctx context.Context, sess Session, iq, q *stanza.El
 			SetAttr("from", owner.Bare().String()).
 			SetAttr("to", sess.JID().String()).
 			SetAttr("id", newID())
-		if !s.send(sess, msg.Append(res)) {
+		if !s.sendBulk(ctx, sess, msg.Append(res)) {
 			return
 		}
 	}
@@ -233,7 +247,7 @@ func (s *Service) mamQueryIQ(ctx context.Context, sess Session, iq, q *stanza.El
 	if qid != "" {
 		fin.SetAttr("queryid", qid)
 	}
-	s.send(sess, stanza.Result(iq, fin))
+	s.sendBulk(ctx, sess, stanza.Result(iq, fin))
 }
 
 // formatStamp renders an archive time as XEP-0082 UTC with microseconds.

@@ -238,3 +238,39 @@ func TestArchiveRetentionPrunes(t *testing.T) {
 	h.svc.Close()
 	h.svc.Close() // twice is fine
 }
+
+// TestArchiveKeepsWhatChangesHistory: receipts, reactions, retractions and
+// messages with a <store/> hint (call invitations) are history even without
+// a body, so a client that reloads shows delivery, reactions, removed
+// messages and missed calls; chat states and no-store hints still are not.
+func TestArchiveKeepsWhatChangesHistory(t *testing.T) {
+	h, _ := newDBHarness(t, Config{}, "alice", "bob")
+	h.befriend("alice", "bob")
+	a := h.online("alice@localhost/a", 0)
+	b := h.online("bob@localhost/b", 0)
+	a.take()
+	for _, m := range []string{
+		`<message type='chat' to='alice@localhost' id='r1'><received xmlns='urn:xmpp:receipts' id='m1'/></message>`,
+		`<message type='chat' to='alice@localhost' id='x1'><reactions xmlns='urn:xmpp:reactions:0' id='m1'><reaction>👍</reaction></reactions></message>`,
+		`<message type='chat' to='alice@localhost' id='x2'><retract xmlns='urn:xmpp:message-retract:1' id='m0'/></message>`,
+		`<message type='chat' to='alice@localhost' id='x3'><propose xmlns='urn:xmpp:jingle-message:0' id='c1'/><store xmlns='urn:xmpp:hints'/></message>`,
+		`<message type='chat' to='alice@localhost' id='x4'><propose xmlns='urn:xmpp:jingle-message:0' id='c2'/></message>`,
+		`<message type='chat' to='alice@localhost' id='x5'><received xmlns='urn:xmpp:receipts' id='m2'/><no-store xmlns='urn:xmpp:hints'/></message>`,
+		`<message type='chat' to='alice@localhost' id='x6'><composing xmlns='http://jabber.org/protocol/chatstates'/></message>`,
+		`<message type='headline' to='alice@localhost' id='x7'><attention xmlns='urn:xmpp:attention:0'/><store xmlns='urn:xmpp:hints'/></message>`,
+	} {
+		h.send(b, m)
+	}
+	a.takeAll()
+	reply, extra := h.iq(a, `<iq type='set' id='q2'><query xmlns='urn:xmpp:mam:2' queryid='q2'/></iq>`)
+	if reply.Type() != "result" {
+		t.Fatalf("query: %s", reply)
+	}
+	var got []string
+	for _, m := range extra {
+		got = append(got, m.Child(NSMAM, "result").Child(NSForward, "forwarded").Child(stanza.NSClient, "message").Attr("id"))
+	}
+	if want := []string{"r1", "x1", "x2", "x3"}; !slices.Equal(got, want) {
+		t.Errorf("alice's archive holds %q, want %q", got, want)
+	}
+}

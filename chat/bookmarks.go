@@ -22,8 +22,8 @@ const (
 )
 
 // bookmarksNode is the node configuration XEP-0402 asks for.
-func bookmarksNode() store.PEPNode {
-	return store.PEPNode{Node: nsBookmarks, AccessModel: store.AccessWhitelist, MaxItems: pepMaxItems}
+func (s *Service) bookmarksNode() store.PEPNode {
+	return store.PEPNode{Node: nsBookmarks, AccessModel: store.AccessWhitelist, MaxItems: s.lim.PEPItems}
 }
 
 // bookmarksCompat reports whether the conversion is on.
@@ -117,8 +117,8 @@ func (s *Service) syncBookmarksFromLegacy(ctx context.Context, sess Session, own
 	lk.Lock()
 	n, err := s.pep.PEPNode(ctx, owner, nsBookmarks)
 	if errors.Is(err, store.ErrNotFound) {
-		n = bookmarksNode()
-		err = s.pep.PutPEPNode(ctx, owner, n)
+		n = s.bookmarksNode()
+		err = s.pep.CreatePEPNode(ctx, owner, n, s.lim.PEPNodes)
 	}
 	var have []store.PEPItem
 	if err == nil {
@@ -136,8 +136,8 @@ func (s *Service) syncBookmarksFromLegacy(ctx context.Context, sess Session, own
 		if old[id] == raw {
 			continue
 		}
-		err = s.pep.PublishPEPItem(ctx, owner, nsBookmarks, store.PEPItem{
-			ID: id, Publisher: sess.JID().String(), Stamp: s.now().UTC(), Payload: []byte(raw)})
+		err = s.pep.PublishPEPItemWithin(ctx, owner, nsBookmarks, store.PEPItem{
+			ID: id, Publisher: sess.JID().String(), Stamp: s.now().UTC(), Payload: []byte(raw)}, int64(s.lim.PEPNodeBytes))
 		events = append(events, stanza.New(NSPubSubEvent, "items").SetAttr("node", nsBookmarks).Append(
 			stanza.New(NSPubSubEvent, "item").SetAttr("id", id).Append(want[id])))
 	}

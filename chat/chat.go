@@ -39,8 +39,9 @@ type Store interface {
 	RosterItems(ctx context.Context, owner string) ([]store.RosterItem, error)
 	RosterItem(ctx context.Context, owner, contact string) (store.RosterItem, error)
 	PutRosterItem(ctx context.Context, owner string, it store.RosterItem) error
+	PutRosterItemWithin(ctx context.Context, owner string, it store.RosterItem, limit int) error
 	DeleteRosterItem(ctx context.Context, owner, contact string) error
-	PushOffline(ctx context.Context, owner, sender string, stamp time.Time, stanza []byte, limit int) error
+	PushOfflineWithin(ctx context.Context, owner, sender string, stamp time.Time, stanza []byte, limit, perSender int) error
 	OfflineMessages(ctx context.Context, owner string) ([]store.OfflineMessage, error)
 	DeleteOffline(ctx context.Context, owner string, upToID int64) error
 }
@@ -52,6 +53,8 @@ type Config struct {
 	// OfflineLimit is the most messages kept for one offline user; a message
 	// beyond it is refused with an error to its sender. Default 1000.
 	OfflineLimit int
+	// Limits bound what one user can make the server keep (limits.go).
+	Limits Limits
 	// Now is the clock used for offline stamps. Default time.Now.
 	Now func() time.Time
 	// Logger receives the service's logs. Default slog.Default().
@@ -98,6 +101,7 @@ type IQHandler func(ctx context.Context, sess Session, iq *stanza.Element) *stan
 type Service struct {
 	domain  string
 	limit   int
+	lim     Limits
 	now     func() time.Time
 	log     *slog.Logger
 	st      Store
@@ -185,9 +189,14 @@ func New(cfg Config, st Store) (*Service, error) {
 	if cfg.OfflineLimit < 0 {
 		return nil, fmt.Errorf("chat: offline limit %d is negative", cfg.OfflineLimit)
 	}
+	lim, err := cfg.Limits.withDefaults()
+	if err != nil {
+		return nil, err
+	}
 	s := &Service{
 		domain:  d.Domainpart(),
 		limit:   cfg.OfflineLimit,
+		lim:     lim,
 		now:     cfg.Now,
 		log:     cfg.Logger,
 		st:      st,

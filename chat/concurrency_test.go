@@ -9,7 +9,7 @@ import (
 // Messages sent while the recipient's sessions come and go are each either
 // delivered to a session or queued offline, never lost; run with -race.
 func TestConcurrentTrafficLosesNothing(t *testing.T) {
-	h := newHarness(t, Config{OfflineLimit: 10000}, "alice", "bob")
+	h := newHarness(t, Config{OfflineLimit: 10000, Limits: Limits{OfflinePerSender: 10000}}, "alice", "bob")
 	h.befriend("alice", "bob")
 	a := h.online("alice@localhost/a", 0)
 	const n = 200

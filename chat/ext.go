@@ -37,9 +37,11 @@ type PEPStore interface {
 	PEPNodes(ctx context.Context, owner string) ([]store.PEPNode, error)
 	PEPNode(ctx context.Context, owner, node string) (store.PEPNode, error)
 	PutPEPNode(ctx context.Context, owner string, n store.PEPNode) error
+	CreatePEPNode(ctx context.Context, owner string, n store.PEPNode, maxNodes int) error
 	DeletePEPNode(ctx context.Context, owner, node string) error
-	PublishPEPItem(ctx context.Context, owner, node string, it store.PEPItem) error
+	PublishPEPItemWithin(ctx context.Context, owner, node string, it store.PEPItem, maxBytes int64) error
 	PEPItems(ctx context.Context, owner, node string, ids []string, max int) ([]store.PEPItem, error)
+	PEPItemsPage(ctx context.Context, owner, node string, q store.PEPItemQuery) (store.PEPItemPage, error)
 	RetractPEPItem(ctx context.Context, owner, node, id string) error
 }
 
@@ -53,6 +55,7 @@ type VCardStore interface {
 type PrivateStore interface {
 	PrivateXML(ctx context.Context, owner, ns string) ([]byte, error)
 	SetPrivateXML(ctx context.Context, owner, ns string, payload []byte) error
+	SetPrivateXMLWithin(ctx context.Context, owner, ns string, payload []byte, maxBytes int64) error
 }
 
 // The real database implements every extension store.

@@ -238,7 +238,8 @@ func (s *Service) presenceIn(ctx context.Context, origin *remoteEntity, el *stan
 		in := el.Copy()
 		in.SetAttr("from", from.Bare().String())
 		in.SetAttr("to", to.Bare().String())
-		if _, err := s.subDeliver(ctx, typ, to.Bare(), from.Bare(), in); err != nil {
+		// A request to a full roster was refused with unsubscribed.
+		if _, err := s.subDeliver(ctx, typ, to.Bare(), from.Bare(), in); err != nil && !errors.Is(err, errContactRosterFull) {
 			s.log.Error("chat: remote subscription", "type", typ, "from", from.String(), "to", to.String(), "err", err)
 		}
 	case "probe":

@@ -22,6 +22,7 @@ type memStore struct {
 	accounts map[string]bool
 	roster   map[string]map[string]store.RosterItem
 	offline  map[string][]store.OfflineMessage
+	sender   map[int64]string // offline message ID → its sender
 	nextID   int64
 }
 
@@ -32,6 +33,7 @@ func newMemStore(users ...string) *memStore {
 		accounts: map[string]bool{},
 		roster:   map[string]map[string]store.RosterItem{},
 		offline:  map[string][]store.OfflineMessage{},
+		sender:   map[int64]string{},
 	}
 	for _, u := range users {
 		m.accounts[u] = true
@@ -79,6 +81,17 @@ func (m *memStore) PutRosterItem(_ context.Context, owner string, it store.Roste
 	return nil
 }
 
+func (m *memStore) PutRosterItemWithin(ctx context.Context, owner string, it store.RosterItem, limit int) error {
+	m.mu.Lock()
+	_, ok := m.roster[owner][it.Contact]
+	n := len(m.roster[owner])
+	m.mu.Unlock()
+	if !ok && limit > 0 && n >= limit {
+		return store.ErrLimit
+	}
+	return m.PutRosterItem(ctx, owner, it)
+}
+
 func (m *memStore) DeleteRosterItem(_ context.Context, owner, contact string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -86,13 +99,27 @@ func (m *memStore) DeleteRosterItem(_ context.Context, owner, contact string) er
 	return nil
 }
 
-func (m *memStore) PushOffline(_ context.Context, owner, _ string, stamp time.Time, b []byte, limit int) error {
+func (m *memStore) PushOffline(ctx context.Context, owner, sender string, stamp time.Time, b []byte, limit int) error {
+	return m.PushOfflineWithin(ctx, owner, sender, stamp, b, limit, 0)
+}
+
+func (m *memStore) PushOfflineWithin(_ context.Context, owner, sender string, stamp time.Time, b []byte, limit, perSender int) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if len(m.offline[owner]) >= limit {
 		return store.ErrQueueFull
 	}
+	mine := 0
+	for _, o := range m.offline[owner] {
+		if m.sender[o.ID] == sender {
+			mine++
+		}
+	}
+	if perSender > 0 && mine >= perSender {
+		return store.ErrLimit
+	}
 	m.nextID++
+	m.sender[m.nextID] = sender
 	m.offline[owner] = append(m.offline[owner], store.OfflineMessage{ID: m.nextID, Stamp: stamp, Stanza: slices.Clone(b)})
 	return nil
 }

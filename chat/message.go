@@ -3,6 +3,7 @@ package chat
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"mellium.im/xmpp/jid"
@@ -140,10 +141,14 @@ func (s *Service) storeOffline(ctx context.Context, sender Session, el *stanza.E
 	if j, err := jid.Parse(el.From()); err == nil {
 		from = j.Bare().String() // so that the sender's account deletion withdraws it
 	}
-	err := s.st.PushOffline(ctx, local, from, s.now().UTC(), []byte(el.String()), s.limit)
+	err := s.st.PushOfflineWithin(ctx, local, from, s.now().UTC(), []byte(el.String()), s.limit, s.lim.OfflinePerSender)
 	switch {
 	case errors.Is(err, store.ErrQueueFull):
 		s.replyError(sender, el, "resource-constraint", "the recipient's offline storage is full")
+		return
+	case errors.Is(err, store.ErrLimit):
+		s.replyError(sender, el, "resource-constraint",
+			fmt.Sprintf("you have %d messages waiting for this offline user already; more are refused until they are read", s.lim.OfflinePerSender))
 		return
 	case errors.Is(err, store.ErrNotFound):
 		// The account was deleted a moment ago.
@@ -198,13 +203,15 @@ type waitSender interface {
 	SendWait(ctx context.Context, el *stanza.Element) error
 }
 
-// offlineSendTimeout bounds how long the offline queue waits for a slow
-// client to make room; what is not sent stays queued for next time.
+// offlineSendTimeout bounds how long a batch (the offline queue, an
+// archive page) waits for a slow client to make room; what the offline
+// queue does not send stays queued for next time.
 const offlineSendTimeout = 30 * time.Second
 
-// sendBulk is send for a batch (the offline queue): it waits for room in
-// the session's queue instead of treating a full queue as a client that
-// stopped reading.
+// sendBulk is send for a batch the client asked for (the offline queue,
+// an archive page): it waits for room in the session's queue instead of
+// treating a full queue as a client that stopped reading. The queue is
+// bounded in bytes, and a page of large messages may not fit at once.
 func (s *Service) sendBulk(ctx context.Context, sess Session, el *stanza.Element) bool {
 	ws, ok := sess.(waitSender)
 	if !ok || (s.blockActive.Load() > 0 && s.blockedBetween(sess.JID(), el.From())) {

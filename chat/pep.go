@@ -3,6 +3,7 @@ package chat
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,14 +15,15 @@ import (
 	"poosms.org/poosms/store"
 )
 
-// PEP limits and defaults (XEP-0163 leaves them to the server).
+// PEP limits (XEP-0163 leaves them to the server); the others are in
+// Limits.
 const (
-	// pepMaxItems is what max_items='max' means, and the most a node keeps.
-	pepMaxItems = 1000
-	// pepMaxPayload bounds one item's serialised payload (avatars included).
-	pepMaxPayload = 512 << 10
 	// pepMaxName bounds node names and item ids (the store's column size).
 	pepMaxName = 1024
+	// pepPageBytes bounds the item payloads of one answer to an items
+	// request; more come in further pages (XEP-0059). An answer always
+	// carries at least one item, so one item of up to PEPItemBytes fits.
+	pepPageBytes = 256 << 10
 )
 
 // pepFeatures are the pubsub features PEP offers on the account
@@ -45,9 +47,10 @@ func defaultNode(name string) store.PEPNode {
 	return n
 }
 
-// pepOption is one node option poosms models, with how to read it.
-var pepOptions = map[string]func(n *store.PEPNode, v string) bool{
-	"pubsub#access_model": func(n *store.PEPNode, v string) bool {
+// pepOption is one node option poosms models, with how to read it;
+// maxItems is what max_items='max' means.
+var pepOptions = map[string]func(n *store.PEPNode, v string, maxItems int) bool{
+	"pubsub#access_model": func(n *store.PEPNode, v string, _ int) bool {
 		switch v {
 		case store.AccessOpen, store.AccessPresence, store.AccessWhitelist:
 			n.AccessModel = v
@@ -55,19 +58,19 @@ var pepOptions = map[string]func(n *store.PEPNode, v string) bool{
 		}
 		return false
 	},
-	"pubsub#max_items": func(n *store.PEPNode, v string) bool {
+	"pubsub#max_items": func(n *store.PEPNode, v string, maxItems int) bool {
 		if v == "max" {
-			n.MaxItems = pepMaxItems
+			n.MaxItems = maxItems
 			return true
 		}
 		k, err := strconv.Atoi(v)
-		if err != nil || k < 1 || k > pepMaxItems {
+		if err != nil || k < 1 || k > maxItems {
 			return false
 		}
 		n.MaxItems = k
 		return true
 	},
-	"pubsub#send_last_published_item": func(n *store.PEPNode, v string) bool {
+	"pubsub#send_last_published_item": func(n *store.PEPNode, v string, _ int) bool {
 		switch v {
 		case "never":
 			n.SendLast = false
@@ -79,7 +82,7 @@ var pepOptions = map[string]func(n *store.PEPNode, v string) bool{
 		return true
 	},
 	// Items are always persisted.
-	"pubsub#persist_items": func(_ *store.PEPNode, v string) bool { return v == "true" || v == "1" },
+	"pubsub#persist_items": func(_ *store.PEPNode, v string, _ int) bool { return v == "true" || v == "1" },
 }
 
 // formValues reads a submitted data form into var → first value, checking
@@ -106,10 +109,11 @@ func formValues(x *stanza.Element, formType string) (map[string]string, bool) {
 }
 
 // applyOptions sets the options poosms models on n; unknown options are
-// ignored. It reports the first value it cannot take.
-func applyOptions(n *store.PEPNode, opts map[string]string) (bad string, ok bool) {
+// ignored. It reports the first value it cannot take; a node keeps at most
+// maxItems items.
+func applyOptions(n *store.PEPNode, opts map[string]string, maxItems int) (bad string, ok bool) {
 	for k, v := range opts {
-		if set := pepOptions[k]; set != nil && !set(n, v) {
+		if set := pepOptions[k]; set != nil && !set(n, v, maxItems) {
 			return k, false
 		}
 	}
@@ -119,7 +123,12 @@ func applyOptions(n *store.PEPNode, opts map[string]string) (bad string, ok bool
 // pubsubError answers iq with a stanza error and a pubsub-specific
 // condition (XEP-0060 §7, §6.5.9).
 func (s *Service) pubsubError(sess Session, iq *stanza.Element, condition, specific string) {
-	r := stanza.ErrorReply(iq, condition, "")
+	s.pubsubErrorText(sess, iq, condition, specific, "")
+}
+
+// pubsubErrorText is pubsubError with a text for people.
+func (s *Service) pubsubErrorText(sess Session, iq *stanza.Element, condition, specific, text string) {
+	r := stanza.ErrorReply(iq, condition, text)
 	r.SetAttr("to", sess.JID().String())
 	if specific != "" {
 		e := r.Child("", "error")
@@ -171,7 +180,7 @@ func (s *Service) pubsubIQ(ctx context.Context, sess Session, iq, q *stanza.Elem
 		// Contacts subscribe through presence and +notify.
 		s.pubsubError(sess, iq, "feature-not-implemented", "unsupported")
 	case !set && q.Child(NSPubSub, "items") != nil:
-		s.pepItems(ctx, sess, iq, q.Child(NSPubSub, "items"), owner)
+		s.pepItems(ctx, sess, iq, q, owner)
 	default:
 		s.replyError(sess, iq, "feature-not-implemented", "")
 	}
@@ -201,8 +210,9 @@ func (s *Service) pepPublish(ctx context.Context, sess Session, iq, q *stanza.El
 		return
 	}
 	raw := []byte(payloads[0].String())
-	if len(raw) > pepMaxPayload {
-		s.pubsubError(sess, iq, "not-acceptable", "payload-too-big")
+	if len(raw) > s.lim.PEPItemBytes {
+		s.pubsubErrorText(sess, iq, "not-acceptable", "payload-too-big",
+			fmt.Sprintf("an item may be at most %d bytes", s.lim.PEPItemBytes))
 		return
 	}
 	var opts map[string]string
@@ -228,26 +238,35 @@ func (s *Service) pepPublish(ctx context.Context, sess Session, iq, q *stanza.El
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		n = defaultNode(name)
-		if _, ok := applyOptions(&n, opts); !ok {
+		if _, ok := applyOptions(&n, opts, s.lim.PEPItems); !ok {
 			lk.Unlock()
 			s.pubsubError(sess, iq, "conflict", "precondition-not-met")
 			return
 		}
-		err = s.pep.PutPEPNode(ctx, local, n)
+		err = s.pep.CreatePEPNode(ctx, local, n, s.lim.PEPNodes)
 	case err == nil:
 		// Publish-options are preconditions on an existing node (§7.1.5).
 		want := n
-		if _, ok := applyOptions(&want, opts); !ok || want != n {
+		if _, ok := applyOptions(&want, opts, s.lim.PEPItems); !ok || want != n {
 			lk.Unlock()
 			s.pubsubError(sess, iq, "conflict", "precondition-not-met")
 			return
 		}
 	}
 	if err == nil {
-		err = s.pep.PublishPEPItem(ctx, local, name, store.PEPItem{
-			ID: id, Publisher: sess.JID().String(), Stamp: s.now().UTC(), Payload: raw})
+		err = s.pep.PublishPEPItemWithin(ctx, local, name, store.PEPItem{
+			ID: id, Publisher: sess.JID().String(), Stamp: s.now().UTC(), Payload: raw}, int64(s.lim.PEPNodeBytes))
+		if errors.Is(err, store.ErrLimit) {
+			lk.Unlock()
+			s.pubsubErrorText(sess, iq, "not-acceptable", "payload-too-big",
+				fmt.Sprintf("a node may hold at most %d bytes of items: retract some first", s.lim.PEPNodeBytes))
+			return
+		}
 	}
 	lk.Unlock()
+	if s.pepNodesFull(sess, iq, err) {
+		return
+	}
 	if err != nil {
 		s.log.Error("chat: pep publish", "jid", sess.JID().String(), "node", name, "err", err)
 		s.replyError(sess, iq, "internal-server-error", "")
@@ -318,7 +337,7 @@ func (s *Service) pepCreate(ctx context.Context, sess Session, iq, q *stanza.Ele
 			s.replyError(sess, iq, "bad-request", "")
 			return
 		}
-		if _, ok := applyOptions(&n, opts); !ok {
+		if _, ok := applyOptions(&n, opts, s.lim.PEPItems); !ok {
 			s.replyError(sess, iq, "not-acceptable", "unsupported node configuration")
 			return
 		}
@@ -326,15 +345,12 @@ func (s *Service) pepCreate(ctx context.Context, sess Session, iq, q *stanza.Ele
 	local := owner.Localpart()
 	lk := s.pepLock(local)
 	lk.Lock()
-	_, err := s.pep.PEPNode(ctx, local, name)
-	exists := err == nil
-	if errors.Is(err, store.ErrNotFound) {
-		err = s.pep.PutPEPNode(ctx, local, n)
-	}
+	err := s.pep.CreatePEPNode(ctx, local, n, s.lim.PEPNodes)
 	lk.Unlock()
 	switch {
-	case exists:
+	case errors.Is(err, store.ErrExists):
 		s.replyError(sess, iq, "conflict", "the node exists")
+	case s.pepNodesFull(sess, iq, err):
 	case err != nil:
 		s.log.Error("chat: pep create", "jid", sess.JID().String(), "node", name, "err", err)
 		s.replyError(sess, iq, "internal-server-error", "")
@@ -362,7 +378,25 @@ func (s *Service) pepAccess(ctx context.Context, owner string, n store.PEPNode, 
 	return "not-allowed", "closed-node"
 }
 
-func (s *Service) pepItems(ctx context.Context, sess Session, iq, req *stanza.Element, owner jid.JID) {
+// pepNodesFull answers iq when err says the user has as many nodes as
+// Limits.PEPNodes allows, and reports whether it did.
+func (s *Service) pepNodesFull(sess Session, iq *stanza.Element, err error) bool {
+	if !errors.Is(err, store.ErrLimit) {
+		return false
+	}
+	s.pubsubErrorText(sess, iq, "resource-constraint", "max-nodes-exceeded",
+		fmt.Sprintf("an account may have at most %d nodes: delete one first", s.lim.PEPNodes))
+	return true
+}
+
+// pepItems answers an items request (XEP-0060 §6.5): the items named, or
+// a page of the node's items. Without a Result Set Management <set/> the
+// page is the newest items, max_items of them if given; with one, it pages
+// as XEP-0059 says, the node's items oldest first being the result set.
+// A page holds at most pepPageBytes of payloads (and at least one item);
+// when it is not the whole node, a <set/> says where it lies.
+func (s *Service) pepItems(ctx context.Context, sess Session, iq, q *stanza.Element, owner jid.JID) {
+	req := q.Child(NSPubSub, "items")
 	name := req.Attr("node")
 	if name == "" {
 		s.pubsubError(sess, iq, "bad-request", "nodeid-required")
@@ -389,21 +423,49 @@ func (s *Service) pepItems(ctx context.Context, sess Session, iq, req *stanza.El
 			ids = append(ids, it.Attr("id"))
 		}
 	}
-	max := 0
+	pq := store.PEPItemQuery{Last: true, Max: s.lim.PEPItems, MaxBytes: pepPageBytes}
 	if m := req.Attr("max_items"); m != "" {
-		if max, err = strconv.Atoi(m); err != nil || max < 1 {
+		k, err := strconv.Atoi(m)
+		if err != nil || k < 1 {
 			s.replyError(sess, iq, "bad-request", "max_items is not a positive number")
 			return
 		}
+		pq.Max = min(k, s.lim.PEPItems)
 	}
-	items, err := s.pep.PEPItems(ctx, local, name, ids, max)
-	if err != nil {
+	set := q.Child(NSRSM, "set")
+	countOnly := false
+	if set != nil {
+		var cond, text string
+		if pq, countOnly, cond, text = s.rsmQuery(set); cond != "" {
+			s.replyError(sess, iq, cond, text)
+			return
+		}
+	}
+	var page store.PEPItemPage
+	if len(ids) > 0 {
+		var items []store.PEPItem
+		if items, err = s.pep.PEPItems(ctx, local, name, ids, 0); err == nil {
+			page.Items = slices.Clone(items)
+			slices.Reverse(page.Items)
+		}
+	} else {
+		page, err = s.pep.PEPItemsPage(ctx, local, name, pq)
+	}
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		// A cursor naming no item, or a node deleted meanwhile.
+		s.replyError(sess, iq, "item-not-found", "")
+		return
+	case err != nil:
 		s.log.Error("chat: pep items", "jid", sess.JID().String(), "node", name, "err", err)
 		s.replyError(sess, iq, "internal-server-error", "")
 		return
 	}
+	if countOnly {
+		page.Items = nil
+	}
 	out := stanza.New(NSPubSub, "items").SetAttr("node", name)
-	for _, it := range slices.Backward(items) {
+	for _, it := range page.Items {
 		el, err := pepItemElement(NSPubSub, it)
 		if err != nil {
 			s.log.Error("chat: unreadable pep item", "owner", local, "node", name, "id", it.ID, "err", err)
@@ -411,7 +473,48 @@ func (s *Service) pepItems(ctx context.Context, sess Session, iq, req *stanza.El
 		}
 		out.Append(el)
 	}
-	s.send(sess, stanza.Result(iq, stanza.New(NSPubSub, "pubsub").Append(out)))
+	res := stanza.New(NSPubSub, "pubsub").Append(out)
+	if len(ids) == 0 && (set != nil || len(page.Items) < page.Count) {
+		res.Append(rsmSet(page))
+	}
+	s.send(sess, stanza.Result(iq, res))
+}
+
+// rsmQuery reads an XEP-0059 <set/> asking for items: the page, and
+// whether only the count is wanted (<max>0</max>). A failure gives the
+// error condition and text.
+func (s *Service) rsmQuery(set *stanza.Element) (q store.PEPItemQuery, countOnly bool, cond, text string) {
+	q = store.PEPItemQuery{Max: s.lim.PEPItems, MaxBytes: pepPageBytes}
+	if m := set.Child(NSRSM, "max"); m != nil {
+		k, err := strconv.Atoi(strings.TrimSpace(m.Text()))
+		if err != nil || k < 0 {
+			return q, false, "bad-request", "max is not a number"
+		}
+		q.Max, countOnly = min(max(k, 1), s.lim.PEPItems), k == 0
+	}
+	if set.Child(NSRSM, "index") != nil {
+		return q, false, "feature-not-implemented", "paging by index is not supported"
+	}
+	if a := set.Child(NSRSM, "after"); a != nil {
+		q.After = strings.TrimSpace(a.Text())
+	}
+	if b := set.Child(NSRSM, "before"); b != nil {
+		q.Before, q.Last = strings.TrimSpace(b.Text()), true
+	}
+	if q.After != "" && q.Last {
+		return q, false, "bad-request", "after and before together"
+	}
+	return q, countOnly, "", ""
+}
+
+// rsmSet describes a page of items as XEP-0059 does.
+func rsmSet(p store.PEPItemPage) *stanza.Element {
+	set := stanza.New(NSRSM, "set")
+	if n := len(p.Items); n > 0 {
+		set.Append(stanza.New(NSRSM, "first").SetAttr("index", strconv.Itoa(p.First)).SetText(p.Items[0].ID))
+		set.Append(stanza.New(NSRSM, "last").SetText(p.Items[n-1].ID))
+	}
+	return set.Append(stanza.New(NSRSM, "count").SetText(strconv.Itoa(p.Count)))
 }
 
 // pepItemElement renders a stored item in namespace space (pubsub or

@@ -187,11 +187,11 @@ func (s *Service) pubsubOwnerIQ(ctx context.Context, sess Session, iq, q *stanza
 		deleted = err == nil
 	case !set:
 		reply = stanza.New(NSPubSubOwner, "pubsub").Append(
-			stanza.New(NSPubSubOwner, "configure").SetAttr("node", name).Append(nodeForm(n)))
+			stanza.New(NSPubSubOwner, "configure").SetAttr("node", name).Append(nodeForm(n, s.lim.PEPItems)))
 	default:
 		opts, ok := formValues(req.Child(NSDataForms, "x"), NSPubSub+"#node_config")
 		want := n
-		if _, good := applyOptions(&want, opts); !ok || !good {
+		if _, good := applyOptions(&want, opts, s.lim.PEPItems); !ok || !good {
 			lk.Unlock()
 			s.replyError(sess, iq, "not-acceptable", "unsupported node configuration")
 			return
@@ -221,8 +221,9 @@ func (s *Service) pubsubOwnerIQ(ctx context.Context, sess Session, iq, q *stanza
 	}
 }
 
-// nodeForm renders n's configuration as a node_config form.
-func nodeForm(n store.PEPNode) *stanza.Element {
+// nodeForm renders n's configuration as a node_config form; maxItems is
+// what max_items='max' means.
+func nodeForm(n store.PEPNode, maxItems int) *stanza.Element {
 	x := stanza.New(NSDataForms, "x").SetAttr("type", "form")
 	field := func(v, typ, val string) {
 		x.Append(stanza.New(NSDataForms, "field").SetAttr("var", v).SetAttr("type", typ).
@@ -231,7 +232,7 @@ func nodeForm(n store.PEPNode) *stanza.Element {
 	field("FORM_TYPE", "hidden", NSPubSub+"#node_config")
 	field("pubsub#access_model", "list-single", n.AccessModel)
 	max := strconv.Itoa(n.MaxItems)
-	if n.MaxItems == pepMaxItems {
+	if n.MaxItems == maxItems {
 		max = "max"
 	}
 	field("pubsub#max_items", "text-single", max)

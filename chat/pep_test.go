@@ -353,7 +353,7 @@ func TestPEPLimits(t *testing.T) {
 	for _, tc := range []struct{ raw, cond string }{
 		{publish(long, "1", "<x xmlns='urn:x'/>", ""), "not-acceptable"},
 		{publish("urn:x", long, "<x xmlns='urn:x'/>", ""), "not-acceptable"},
-		{publish("urn:x", "1", "<x xmlns='urn:x'>"+strings.Repeat("y", pepMaxPayload)+"</x>", ""), "not-acceptable"},
+		{publish("urn:x", "1", "<x xmlns='urn:x'>"+strings.Repeat("y", DefaultPEPItemBytes)+"</x>", ""), "not-acceptable"},
 		{publish("urn:x", "1", "<x xmlns='urn:x'/>", opt("pubsub#max_items", "100000")), "conflict"},
 		{publish("urn:x", "1", "<x xmlns='urn:x'/><y xmlns='urn:x'/>", ""), "bad-request"},
 		{`<iq type='set' id='p'><query xmlns='jabber:iq:private'><x xmlns='urn:` + long + `'/></query></iq>`, "not-acceptable"},

@@ -2,6 +2,7 @@ package chat
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -265,12 +266,23 @@ func (s *Service) directedPresence(ctx context.Context, sess Session, el *stanza
 	}
 	addr := to.String()
 	unavailable := el.Type() == "unavailable"
+	full := false
 	s.update(sess, func(r *resource) {
+		known := slices.Contains(r.directed, addr)
+		if !unavailable && !known && len(r.directed) >= s.lim.DirectedPresences {
+			full = true
+			return
+		}
 		r.directed = slices.DeleteFunc(r.directed, func(d string) bool { return d == addr })
 		if !unavailable {
 			r.directed = append(r.directed, addr)
 		}
 	})
+	if full {
+		s.replyError(sess, el, "resource-constraint",
+			fmt.Sprintf("a session may send directed presence to at most %d addresses at once: send unavailable to some first", s.lim.DirectedPresences))
+		return
+	}
 	s.deliverPresence(el, to)
 }
 

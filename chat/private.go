@@ -3,6 +3,7 @@ package chat
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"mellium.im/xmpp/jid"
 
@@ -10,7 +11,8 @@ import (
 	"poosms.org/poosms/store"
 )
 
-// maxPrivateBytes bounds one stored private XML payload.
+// maxPrivateBytes bounds one stored private XML payload; Limits.PrivateBytes
+// bounds them all together.
 const maxPrivateBytes = 64 << 10
 
 // maxPrivateNamespace is the longest namespace kept (the store's column).
@@ -43,7 +45,13 @@ func (s *Service) privateIQ(ctx context.Context, sess Session, iq, q *stanza.Ele
 			s.replyError(sess, iq, "not-acceptable", "the payload is too large")
 			return
 		}
-		if err := s.privSt.SetPrivateXML(ctx, owner.Localpart(), p.Space, raw); err != nil {
+		err := s.privSt.SetPrivateXMLWithin(ctx, owner.Localpart(), p.Space, raw, int64(s.lim.PrivateBytes))
+		if errors.Is(err, store.ErrLimit) {
+			s.replyError(sess, iq, "resource-constraint",
+				fmt.Sprintf("private storage holds at most %d bytes in all: clear some first", s.lim.PrivateBytes))
+			return
+		}
+		if err != nil {
 			s.log.Error("chat: save private xml", "jid", sess.JID().String(), "err", err)
 			s.replyError(sess, iq, "internal-server-error", "")
 			return

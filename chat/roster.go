@@ -20,11 +20,16 @@ const (
 	maxGroups     = 128
 )
 
+// errRosterFull says a roster holds Limits.RosterItems items already.
+var errRosterFull = errors.New("chat: the roster is full")
+
 // updateItem applies fn to owner's roster item for contact (a zero item
 // with subscription none when there is none), saves the result and pushes
 // it to owner's interested sessions when what the roster shows changed. An
 // item neither listed nor holding a pending request is deleted. It returns
 // the item before and after; after.Listed is false when it was deleted.
+// A new item in a roster that holds Limits.RosterItems already is not
+// stored: the error is errRosterFull.
 func (s *Service) updateItem(ctx context.Context, owner, contact string, fn func(it *store.RosterItem)) (before, after store.RosterItem, err error) {
 	lk := s.rosterLock(owner)
 	lk.Lock()
@@ -51,10 +56,15 @@ func (s *Service) updateItem(ctx context.Context, owner, contact string, fn func
 		if existed {
 			err = s.st.DeleteRosterItem(ctx, owner, contact)
 		}
-	case !existed || !sameItem(before, it):
+	case !existed:
+		err = s.st.PutRosterItemWithin(ctx, owner, it, s.lim.RosterItems)
+	case !sameItem(before, it):
 		err = s.st.PutRosterItem(ctx, owner, it)
 	}
 	lk.Unlock()
+	if errors.Is(err, store.ErrLimit) {
+		return before, before, errRosterFull
+	}
 	if err != nil {
 		return before, after, fmt.Errorf("chat: save roster item %s of %s: %w", contact, owner, err)
 	}
@@ -192,6 +202,10 @@ func (s *Service) rosterIQ(ctx context.Context, sess Session, iq, q *stanza.Elem
 		it.Name = name
 		it.Groups = groups
 	})
+	if errors.Is(err, errRosterFull) {
+		s.replyError(sess, iq, "resource-constraint", s.rosterFullText())
+		return
+	}
 	if err != nil {
 		s.log.Error("chat: roster set", "jid", sess.JID().String(), "err", err)
 		s.replyError(sess, iq, "internal-server-error", "")
@@ -236,4 +250,9 @@ func (s *Service) rosterRemove(ctx context.Context, sess Session, iq *stanza.Ele
 	if before.Subscription == store.SubFrom || before.Subscription == store.SubBoth {
 		s.sendUnavailableFrom(me.Localpart(), contact)
 	}
+}
+
+// rosterFullText says why a contact was not added.
+func (s *Service) rosterFullText() string {
+	return fmt.Sprintf("a contact list may hold at most %d contacts", s.lim.RosterItems)
 }

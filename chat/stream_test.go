@@ -33,6 +33,13 @@ type stack struct {
 
 func newStack(t *testing.T, dsn string, users ...string) *stack {
 	t.Helper()
+	return newStackWith(t, dsn, chat.Config{ArchiveRetention: 24 * time.Hour}, users...)
+}
+
+// newStackWith is newStack with the chat service configured by cfg (its
+// domain is set to localhost).
+func newStackWith(t *testing.T, dsn string, cfg chat.Config, users ...string) *stack {
+	t.Helper()
 	dir := t.TempDir()
 	if dsn == "" {
 		dsn = "sqlite:" + filepath.Join(dir, "poosms.db")
@@ -51,7 +58,8 @@ func newStack(t *testing.T, dsn string, users ...string) *stack {
 			t.Fatal(err)
 		}
 	}
-	svc, err := chat.New(chat.Config{Domain: "localhost", ArchiveRetention: 24 * time.Hour}, db)
+	cfg.Domain = "localhost"
+	svc, err := chat.New(cfg, db)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package chat
 
 import (
 	"context"
+	"errors"
 
 	"mellium.im/xmpp/jid"
 
@@ -49,11 +50,20 @@ func (s *Service) subscription(ctx context.Context, sess Session, el *stanza.Ele
 	case "unsubscribed":
 		err = s.outUnsubscribed(ctx, me, contact, out)
 	}
-	if err != nil {
+	switch {
+	case errors.Is(err, errRosterFull):
+		s.replyError(sess, el, "resource-constraint", s.rosterFullText())
+	case errors.Is(err, errContactRosterFull):
+		s.replyError(sess, el, "resource-constraint", contact.String()+" cannot take more contact requests")
+	case err != nil:
 		s.log.Error("chat: subscription", "type", typ, "from", me.String(), "to", contact.String(), "err", err)
 		s.replyError(sess, el, "internal-server-error", "")
 	}
 }
+
+// errContactRosterFull says a subscription request was refused because
+// the contact's roster is full (Limits.RosterItems).
+var errContactRosterFull = errors.New("chat: the contact's roster is full")
 
 // subDeliver hands a subscription stanza of type typ from 'from' to its
 // recipient 'to' (bare JIDs): a local recipient's roster changes (the
@@ -115,6 +125,14 @@ func (s *Service) inSubscribe(ctx context.Context, contact, user jid.JID, in *st
 		}
 		it.PendingIn = true
 	})
+	if errors.Is(err, errRosterFull) {
+		// The request would grow a full roster: refuse it on the
+		// contact's behalf, so it does not stay pending either.
+		if _, err := s.subDeliver(ctx, "unsubscribed", user, contact, subscriptionPresence("unsubscribed", contact, user)); err != nil {
+			return err
+		}
+		return errContactRosterFull
+	}
 	if err != nil {
 		return err
 	}

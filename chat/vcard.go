@@ -3,15 +3,13 @@ package chat
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"mellium.im/xmpp/jid"
 
 	"poosms.org/poosms/stanza"
 	"poosms.org/poosms/store"
 )
-
-// maxVCardBytes bounds a stored vCard (photos included).
-const maxVCardBytes = 256 << 10
 
 // vcardIQ serves vcard-temp (XEP-0054): a user sets their own vCard and
 // anyone local may read any user's.
@@ -23,8 +21,8 @@ func (s *Service) vcardIQ(ctx context.Context, sess Session, iq, q *stanza.Eleme
 		}
 		v := q.Copy()
 		raw := []byte(v.String())
-		if len(raw) > maxVCardBytes {
-			s.replyError(sess, iq, "not-acceptable", "the vCard is too large")
+		if len(raw) > s.lim.VCardBytes {
+			s.replyError(sess, iq, "not-acceptable", fmt.Sprintf("a vCard may be at most %d bytes, photo included", s.lim.VCardBytes))
 			return
 		}
 		if err := s.vcardSt.SetVCard(ctx, owner.Localpart(), raw); err != nil {

@@ -103,6 +103,15 @@ type Config struct {
 	// end the stream with a policy error. 4096 to 16777216.
 	// Default: 262144.
 	MaxStanzaBytes int `yaml:"max_stanza_bytes"`
+	// MaxStanzaElements, MaxStanzaDepth and MaxStanzaAttributes bound the
+	// shape of a stanza from a client: its elements (itself included), how
+	// deeply they nest (itself being level 1) and its attributes (namespace
+	// declarations included). They are counted as the stanza is read; one
+	// past a limit ends the stream with a policy error before the stanza
+	// grows any further in memory. Defaults: 4096, 32 and 4096.
+	MaxStanzaElements   int `yaml:"max_stanza_elements"`
+	MaxStanzaDepth      int `yaml:"max_stanza_depth"`
+	MaxStanzaAttributes int `yaml:"max_stanza_attributes"`
 	// Registration is open (anyone may create an account on the web form)
 	// or closed (accounts are made with "poosmsd user add"). Default: open.
 	Registration Registration `yaml:"registration"`
@@ -170,6 +179,24 @@ type Config struct {
 	// session; a client that falls further behind is disconnected.
 	// Default: 256.
 	WriteQueue int `yaml:"write_queue"`
+	// WriteQueueBytes bounds the same queue in bytes, as the stanzas will
+	// be written (with those held back from a client that said it is
+	// inactive); a stanza always fits in an empty queue. Default: 1048576
+	// (1 MiB).
+	WriteQueueBytes int `yaml:"write_queue_bytes"`
+	// MaxPresenceBytes bounds one presence stanza a client sends: presence
+	// is copied to every contact and every room occupant, and remembered
+	// per session, so it is kept much smaller than a message. A larger one
+	// is refused with policy-violation. Default: 16384.
+	MaxPresenceBytes int `yaml:"max_presence_bytes"`
+	// UnackedBytes bounds, in bytes, what a session with stream management
+	// (XEP-0198) keeps of the stanzas written to its client and not yet
+	// acknowledged: what a lost session holds while it waits to be resumed.
+	// At the bound, a connected session waits (at most 10s) for its client
+	// to acknowledge before writing more; a client that does not, and a
+	// lost session, end there, and their messages go to the user's other
+	// resources or offline storage. Default: 2097152 (2 MiB).
+	UnackedBytes int `yaml:"unacked_bytes"`
 
 	// MediaUDPAddr is the one UDP port carrying all conference media.
 	// Default: :7882.
@@ -284,11 +311,58 @@ type Config struct {
 	// stream may deliver (bursts of twice as many); a faster peer waits.
 	// Default: 500.
 	S2SStanzaRate int `yaml:"s2s_stanza_rate"`
+
+	// Per-user limits (limits.go): what one user can make the server keep.
+	// Past each the request is refused with a stanza error naming the
+	// limit, except the archive, which drops its oldest messages.
+
+	// PEPMaxItemBytes bounds one PEP item's payload. Default: 524288.
+	PEPMaxItemBytes int `yaml:"pep_max_item_bytes"`
+	// PEPMaxItems is the most items one PEP node keeps. Default: 1000.
+	PEPMaxItems int `yaml:"pep_max_items"`
+	// PEPMaxNodeBytes bounds the payloads one PEP node keeps together; at
+	// least PEPMaxItemBytes. Default: 1048576.
+	PEPMaxNodeBytes int `yaml:"pep_max_node_bytes"`
+	// PEPMaxNodes is the most PEP nodes one user may have. Default: 128.
+	PEPMaxNodes int `yaml:"pep_max_nodes"`
+	// RosterMaxItems is the most contacts in one roster, pending
+	// subscription requests included. Default: 1000.
+	RosterMaxItems int `yaml:"roster_max_items"`
+	// MaxDirectedPresences is how many addresses one session's directed
+	// presence is remembered for. Default: 100.
+	MaxDirectedPresences int `yaml:"max_directed_presences"`
+	// PrivateMaxBytes bounds one user's private XML storage (XEP-0049),
+	// all namespaces together. Default: 1048576.
+	PrivateMaxBytes int `yaml:"private_max_bytes"`
+	// VCardMaxBytes bounds one vCard (XEP-0054). Default: 262144.
+	VCardMaxBytes int `yaml:"vcard_max_bytes"`
+	// ArchiveMaxMessages and ArchiveMaxBytes cap one user's archive
+	// (XEP-0313); past either the oldest messages are dropped.
+	// Defaults: 100000 and 268435456.
+	ArchiveMaxMessages int `yaml:"archive_max_messages"`
+	ArchiveMaxBytes    int `yaml:"archive_max_bytes"`
+	// OfflineLimitPerSender is how many messages one sender may have
+	// waiting in one user's offline queue (within OfflineLimit).
+	// Default: 100.
+	OfflineLimitPerSender int `yaml:"offline_limit_per_sender"`
+	// MaxNewRoomsPerHour is how many rooms one user may create within an
+	// hour, counted on each node. Default: 30.
+	MaxNewRoomsPerHour int `yaml:"max_new_rooms_per_hour"`
+	// UploadMaxFiles is how many files each user may keep shared, empty
+	// ones and uploads under way included. Default: 1000.
+	UploadMaxFiles int `yaml:"upload_max_files"`
+	// MaxTracksPerParticipant is how many tracks one conference
+	// participant may publish. Default: 8.
+	MaxTracksPerParticipant int `yaml:"max_tracks_per_participant"`
+	// MaxMediaSections is how many media sections of its own one
+	// conference offer may carry; at least MaxTracksPerParticipant.
+	// Default: 16.
+	MaxMediaSections int `yaml:"max_media_sections"`
 }
 
 // Default returns the configuration poosmsd uses when nothing is set.
 func Default() Config {
-	return Config{
+	c := Config{
 		Domain:             "localhost",
 		DataDir:            "./data",
 		DB:                 "sqlite",
@@ -326,11 +400,19 @@ func Default() Config {
 		ClusterLeaseTTL:    10 * time.Second,
 
 		MaxConferencesPerUser: 5,
+		MaxStanzaElements:     4096,
+		MaxStanzaDepth:        32,
+		MaxStanzaAttributes:   4096,
+		WriteQueueBytes:       1 << 20,
+		MaxPresenceBytes:      16384,
+		UnackedBytes:          2 << 20,
 		S2SAddr:               ":5269",
 		S2STLSAddr:            ":5270",
 		S2STimeout:            30 * time.Second,
 		S2SStanzaRate:         500,
 	}
+	defaultLimits(&c)
+	return c
 }
 
 // defaultNodeID is the host name when it can name a node, else "node1".

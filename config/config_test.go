@@ -111,6 +111,7 @@ func TestEverySettingFromEachSource(t *testing.T) {
 	want.HTTPAddr = "[::1]:8080"
 	want.TLSCert, want.TLSKey = "/etc/cert.pem", "/etc/key.pem"
 	want.MaxStanzaBytes = 65536
+	want.MaxPresenceBytes = 8192
 	want.Registration = RegistrationClosed
 	want.LogFormat = LogJSON
 	want.LogLevel = slog.LevelWarn
@@ -130,6 +131,8 @@ func TestEverySettingFromEachSource(t *testing.T) {
 	want.LoginWindow = time.Minute
 	want.IdleTimeout = 90 * time.Second
 	want.WriteQueue = 64
+	want.WriteQueueBytes, want.UnackedBytes = 65536, 131072
+	want.MaxStanzaElements, want.MaxStanzaDepth, want.MaxStanzaAttributes = 500, 16, 1000
 	want.MediaUDPAddr = ":17882"
 	want.MediaTCPAddr = ""
 	want.PublicIP = netip.MustParseAddr("203.0.113.7")
@@ -159,14 +162,16 @@ func TestEverySettingFromEachSource(t *testing.T) {
 	values := map[string]string{
 		"domain": "Example.ORG", "data-dir": "/srv/poosms", "db": "mysql://poosms:pw@db:3306/poosms",
 		"c2s-addr": "127.0.0.1:15222", "c2s-tls-addr": "", "http-addr": "[::1]:8080",
-		"tls-cert": "/etc/cert.pem", "tls-key": "/etc/key.pem", "max-stanza-bytes": "65536",
+		"tls-cert": "/etc/cert.pem", "tls-key": "/etc/key.pem", "max-stanza-bytes": "65536", "max-presence-bytes": "8192",
 		"registration": "closed", "log-format": "json", "log-level": "warn", "auth-timeout": "10s",
 		"offline-limit": "50", "allow-plain": "false", "allow-insecure-loopback-auth": "true",
 		"inband-registration": "true", "resume-timeout": "30s", "archive-retention": "720h", "turn-max-allocations": "40", "debug-addr": "127.0.0.1:6060",
 		"upload-dir": "/srv/files", "upload-url": "https://chat.example.org/upload",
 		"upload-max-bytes": "2048", "upload-quota-bytes": "4096",
 		"max-sessions-per-user": "3", "login-failures": "7", "login-window": "1m", "idle-timeout": "90s",
-		"write-queue": "64", "media-udp-addr": ":17882", "media-tcp-addr": "", "public-ip": "203.0.113.7",
+		"write-queue": "64", "write-queue-bytes": "65536", "unacked-bytes": "131072",
+		"max-stanza-elements": "500", "max-stanza-depth": "16", "max-stanza-attributes": "1000",
+		"media-udp-addr": ":17882", "media-tcp-addr": "", "public-ip": "203.0.113.7",
 		"turn-addr": ":13478", "turn-tls-addr": ":5349", "turn-secret": "s3cret", "turn-credential-ttl": "1h",
 		"turn-allow-peers": "10.0.0.0/8, fd00::/8", "turn-allow-self": "true", "max-participants": "12", "max-conferences": "4",
 		"max-conferences-per-user": "2", "redis": "rediss://poosms:pw@redis:6379/2", "redis-prefix": "{chat}:", "node-id": "node-2",
@@ -179,6 +184,7 @@ func TestEverySettingFromEachSource(t *testing.T) {
 		"s2s-secure-auth": "true", "s2s-ca-file": caFile, "s2s-dialback-secret": "a dialback secret of some length",
 		"s2s-timeout": "45s", "s2s-stanza-rate": "2000",
 	}
+	limitValues(&want, values)
 	if len(values) != len(settings)-1 {
 		t.Fatalf("test covers %d settings, package has %d (besides config)", len(values), len(settings)-1)
 	}

@@ -244,6 +244,9 @@ func (c Config) Validate() error {
 				Want: "want a readable PEM file of CA certificates (" + err.Error() + ")", Err: err}
 		}
 	}
+	if err := c.validateLimits(); err != nil {
+		return err
+	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		set, unset, v := "--tls-cert", "--tls-key", c.TLSCert
 		if c.TLSCert == "" {

@@ -57,7 +57,7 @@ type inStream struct {
 func (s *Server) serveIn(nc net.Conn, direct bool) {
 	in := &inStream{
 		s:       s,
-		c:       newConn(nc, s.cfg.MaxStanzaBytes, s.cfg.WriteTimeout),
+		c:       newConn(nc, s.cfg.MaxStanzaBytes, s.cfg.WriteTimeout).limitShape(s.cfg.StanzaLimits),
 		log:     s.log.With("remote_addr", nc.RemoteAddr().String()),
 		direct:  direct,
 		started: time.Now(),

@@ -370,7 +370,7 @@ func (s *Server) tryTarget(ctx context.Context, p pair, t target) (*outStream, e
 	if err != nil {
 		return nil, err
 	}
-	c := newConn(nc, s.cfg.MaxStanzaBytes, s.cfg.WriteTimeout)
+	c := newConn(nc, s.cfg.MaxStanzaBytes, s.cfg.WriteTimeout).limitShape(s.cfg.StanzaLimits)
 	if dl, ok := ctx.Deadline(); ok {
 		c.raw.limits(0, dl)
 	}

@@ -58,6 +58,10 @@ type Config struct {
 	// runs on a goroutine of its own, in the order of the changes.
 	Availability func(domain string, up bool)
 
+	// StanzaLimits bounds the elements, nesting and attributes of a stanza
+	// read from a peer server (zero fields: the stanza package's defaults).
+	StanzaLimits stanza.Limits
+
 	MaxStanzaBytes int64         // largest stanza accepted; default 262144
 	Timeout        time.Duration // time to reach a domain before its stanzas bounce; default 30s
 	AuthTimeout    time.Duration // time an incoming stream has to authenticate; default 30s

@@ -103,6 +103,7 @@ type conn struct {
 	lr       *stanza.LimitReader
 	dec      *xml.Decoder
 	max      int64
+	shape    stanza.Limits // zero fields: the defaults
 	opened   bool
 	wtimeout time.Duration
 
@@ -120,8 +121,16 @@ func newConn(c net.Conn, maxBytes int64, writeTimeout time.Duration) *conn {
 
 // restart expects a new stream header (after TLS or SASL).
 func (c *conn) restart() {
-	c.dec = stanza.NewDecoder(c.lr)
+	c.dec = c.shape.NewDecoder(c.lr)
 	c.opened = false
+}
+
+// limitShape reads stanzas within l from now on; call it before the
+// first read.
+func (c *conn) limitShape(l stanza.Limits) *conn {
+	c.shape = l
+	c.restart()
+	return c
 }
 
 // tlsState is the TLS state, or nil before TLS.
@@ -170,7 +179,7 @@ func (c *conn) next() (event, error) {
 				c.opened = true
 				return event{header: readHeader(tk)}, nil
 			}
-			el, err := stanza.Read(c.dec, tk)
+			el, err := c.shape.Read(c.dec, tk)
 			if err != nil {
 				return event{}, c.readError(err)
 			}

@@ -10,7 +10,6 @@ import (
 
 	"github.com/pion/interceptor/pkg/cc"
 	"github.com/pion/rtcp"
-	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 	"mellium.im/xmpp/jid"
 
@@ -38,6 +37,7 @@ type participant struct {
 	needNeg      bool   // renegotiate once the current exchange ends
 	remoteCands  []webrtc.ICECandidateInit
 	subs         map[string]*subscription // by published track id
+	served       []*webrtc.RTPTransceiver // every transceiver subscribe added
 	ups          map[*webrtc.RTPReceiver]*upTrack
 	nextTrack    int
 	offerTimer   *time.Timer // removes the participant if an offer goes unanswered
@@ -163,24 +163,13 @@ func (p *participant) sendDescription(el *stanza.Element) {
 	}
 }
 
-// validSDP parses an SDP body enough to refuse garbage with a reason.
-func validSDP(text string) error {
-	var sd sdp.SessionDescription
-	if err := sd.UnmarshalString(text); err != nil {
-		return err
-	}
-	if len(sd.MediaDescriptions) == 0 {
-		return errors.New("no media sections")
-	}
-	return nil
-}
-
 // handleOffer applies the client's offer and answers it. While the
 // server's own offer is outstanding (glare) the client's offer is refused
 // with unexpected-request: the client gives way, answers the server and
 // offers again.
 func (p *participant) handleOffer(iq *stanza.Element, text string) {
-	if err := validSDP(text); err != nil {
+	sd, err := parseSDP(text)
+	if err != nil {
 		p.send(stanza.ErrorReply(iq, "bad-request", "malformed SDP: "+err.Error()))
 		return
 	}
@@ -188,6 +177,14 @@ func (p *participant) handleOffer(iq *stanza.Element, text string) {
 	if p.closed {
 		p.mu.Unlock()
 		p.send(stanza.ErrorReply(iq, "item-not-found", "not in this conference"))
+		return
+	}
+	// Over a cap, nothing of the offer is applied: no track is added and
+	// no other participant is renegotiated for it.
+	cfg := p.room.s.cfg
+	if why := offerRefusal(sd, p.servedMids(), cfg.MaxTracksPerParticipant, cfg.MaxMediaSections); why != "" {
+		p.mu.Unlock()
+		p.send(stanza.ErrorReply(iq, "policy-violation", why))
 		return
 	}
 	if p.pendingOffer != "" || p.pc.SignalingState() != webrtc.SignalingStateStable {
@@ -381,10 +378,23 @@ func (p *participant) subscribe(u *upTrack) bool {
 	}
 	s := &subscription{up: u, dt: dt, sender: tr.Sender()}
 	p.subs[u.id] = s
+	p.served = append(p.served, tr)
 	u.fan.Add(dt)
 	p.wg.Add(1)
 	go p.rtcpLoop(s)
 	return true
+}
+
+// servedMids returns the mids of the media sections subscribe added (once
+// negotiated), which a client's offer repeats. p.mu must be held.
+func (p *participant) servedMids() map[string]bool {
+	mids := make(map[string]bool, len(p.served))
+	for _, tr := range p.served {
+		if mid := tr.Mid(); mid != "" {
+			mids[mid] = true
+		}
+	}
+	return mids
 }
 
 func (p *participant) wantsNegotiation() bool {

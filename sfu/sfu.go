@@ -61,6 +61,15 @@ type Config struct {
 	MaxParticipants int
 	// MaxConferences per node. Default 100.
 	MaxConferences int
+	// MaxTracksPerParticipant is how many tracks (audio or video media
+	// sections it sends in) one participant may publish; an offer with
+	// more is refused with policy-violation and nothing of it is applied.
+	// Default 8.
+	MaxTracksPerParticipant int
+	// MaxMediaSections is how many media sections of its own one offer may
+	// carry (those the server added to send the participant others' tracks
+	// do not count); more is refused with policy-violation. Default 16.
+	MaxMediaSections int
 	// MaxConferencesPerUser is how many conferences one user (bare JID)
 	// may have opened that still run on this node, so that one user
 	// cannot take the node's MaxConferences. Joining a conference that
@@ -127,6 +136,12 @@ func New(cfg Config) (*Service, error) {
 	}
 	if cfg.MaxConferencesPerUser <= 0 {
 		cfg.MaxConferencesPerUser = 5
+	}
+	if cfg.MaxTracksPerParticipant <= 0 {
+		cfg.MaxTracksPerParticipant = DefaultMaxTracks
+	}
+	if cfg.MaxMediaSections <= 0 {
+		cfg.MaxMediaSections = DefaultMaxMediaSections
 	}
 	if cfg.ConnectTimeout <= 0 {
 		cfg.ConnectTimeout = 30 * time.Second

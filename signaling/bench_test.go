@@ -27,7 +27,7 @@ func BenchmarkReadStanza(b *testing.B) {
 	const msg = "<message to='bob@localhost' type='chat' id='a1b2c3'><body>hello there, how are you today?</body><active xmlns='http://jabber.org/protocol/chatstates'/></message>"
 	head := "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>"
 	data := []byte(head + strings.Repeat(msg, b.N+1))
-	t := newTCPTransport(memConn{r: bytes.NewReader(data)}, nil, 1<<20, 0)
+	t := newTCPTransport(memConn{r: bytes.NewReader(data)}, nil, 1<<20, stanza.Limits{}, 0)
 	if ev, err := t.next(); err != nil || ev.open == nil {
 		b.Fatalf("header: %v", err)
 	}
@@ -45,7 +45,7 @@ func BenchmarkReadStanza(b *testing.B) {
 // BenchmarkWriteStanza measures serialising one message to the stream.
 func BenchmarkWriteStanza(b *testing.B) {
 	h := []byte("<message to='bob@localhost' from='alice@localhost/laptop' type='chat' id='a1b2c3'><body>hello there, how are you today?</body></message>")
-	t := newTCPTransport(memConn{r: bytes.NewReader(nil)}, nil, 1<<20, 0)
+	t := newTCPTransport(memConn{r: bytes.NewReader(nil)}, nil, 1<<20, stanza.Limits{}, 0)
 	el, err := parseForBench(h)
 	if err != nil {
 		b.Fatal(err)
@@ -59,3 +59,21 @@ func BenchmarkWriteStanza(b *testing.B) {
 }
 
 func parseForBench(b []byte) (*stanza.Element, error) { return stanza.Parse(b) }
+
+// BenchmarkWriteEncodedStanza measures what a session's writer does with
+// a queued stanza: its encoded bytes and its to, assembled in a pooled
+// buffer and written.
+func BenchmarkWriteEncodedStanza(b *testing.B) {
+	t := newTCPTransport(memConn{r: bytes.NewReader(nil)}, nil, 1<<20, stanza.Limits{}, 0)
+	el, err := parseForBench([]byte("<message from='alice@localhost/laptop' type='chat' id='a1b2c3'><body>hello there, how are you today?</body></message>"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := stanza.Encode(el)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := t.writeEncoded(w, "bob@localhost/phone"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

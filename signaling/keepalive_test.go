@@ -8,13 +8,16 @@ import (
 
 // Whitespace keeps a stream alive past the idle timeout; silence ends it.
 func TestWhitespaceKeepaliveAndIdleTimeout(t *testing.T) {
-	h := newHarness(t, func(c *Config) { c.IdleTimeout = 400 * time.Millisecond })
+	// The timeout also covers the logins below, so it leaves room for a
+	// busy machine (SCRAM's PBKDF2 under -race).
+	const idle = 1500 * time.Millisecond
+	h := newHarness(t, func(c *Config) { c.IdleTimeout = idle })
 	bob := h.dial(t, "bob", "", nil)
 	alice := h.dial(t, "alice", "", nil)
 
-	tick := time.NewTicker(100 * time.Millisecond)
+	tick := time.NewTicker(idle / 4)
 	defer tick.Stop()
-	for end := time.Now().Add(1200 * time.Millisecond); time.Now().Before(end); <-tick.C {
+	for end := time.Now().Add(3 * idle); time.Now().Before(end); <-tick.C {
 		if err := alice.SendRaw(" "); err != nil {
 			t.Fatalf("keepalive: %v", err)
 		}

@@ -94,7 +94,10 @@ func TestSendWaitWaitsForRoom(t *testing.T) {
 	// Once the session is stopped, a waiting SendWait gives up.
 	sb.mu.Lock()
 	sb.writing = writerRunning // hold the writer off, so the queue stays full
-	sb.queue = []*stanza.Element{msg("x@localhost", "1"), msg("x@localhost", "2")}
+	for _, body := range []string{"1", "2"} {
+		m := msg("x@localhost", body)
+		sb.queueLocked(newOutgoing(m, stanza.Encode(m), m.To()))
+	}
 	sb.mu.Unlock()
 	go func() { errc <- sb.SendWait(context.Background(), msg("x@localhost", "3")) }()
 	waitFor(t, func() bool {

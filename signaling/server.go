@@ -24,15 +24,21 @@ import (
 
 // Config is the signaling layer's share of the server settings.
 type Config struct {
-	Domain                    string        // the XMPP domain served
-	TLS                       *tls.Config   // certificate for Domain; nil disables STARTTLS and direct TLS
-	C2SAddr                   string        // STARTTLS listener, e.g. ":5222"; "" disables
-	C2STLSAddr                string        // direct TLS listener (XEP-0368), e.g. ":5223"; "" disables
-	MaxStanzaBytes            int64         // largest stanza accepted; default 262144
+	Domain         string      // the XMPP domain served
+	TLS            *tls.Config // certificate for Domain; nil disables STARTTLS and direct TLS
+	C2SAddr        string      // STARTTLS listener, e.g. ":5222"; "" disables
+	C2STLSAddr     string      // direct TLS listener (XEP-0368), e.g. ":5223"; "" disables
+	MaxStanzaBytes int64       // largest stanza accepted; default 262144
+	// StanzaLimits bounds the elements, nesting and attributes of a stanza
+	// (zero fields: the stanza package's defaults).
+	StanzaLimits              stanza.Limits
 	AuthTimeout               time.Duration // time to authenticate and bind; default 30s
 	IdleTimeout               time.Duration // silence after which a stream is closed; default 5m
 	WriteTimeout              time.Duration // a single write's deadline; default 10s
 	WriteQueue                int           // stanzas queued per session; default 256
+	WriteQueueBytes           int           // bytes queued per session; default 1 MiB
+	MaxPresenceBytes          int           // largest presence a client may send; default 16 KiB
+	UnackedBytes              int           // bytes kept unacknowledged per session (XEP-0198); default 2 MiB
 	ResumeTimeout             time.Duration // how long a lost session waits to be resumed (XEP-0198); default 5m
 	MaxSessionsPerUser        int           // default 10
 	AllowPlain                bool          // SASL PLAIN inside TLS
@@ -125,6 +131,15 @@ func New(cfg Config, accounts Accounts, router *Router) (*Server, error) {
 	}
 	if cfg.WriteQueue <= 0 {
 		cfg.WriteQueue = 256
+	}
+	if cfg.WriteQueueBytes <= 0 {
+		cfg.WriteQueueBytes = 1 << 20
+	}
+	if cfg.MaxPresenceBytes <= 0 {
+		cfg.MaxPresenceBytes = 16384
+	}
+	if cfg.UnackedBytes <= 0 {
+		cfg.UnackedBytes = 2 << 20
 	}
 	if cfg.ResumeTimeout <= 0 {
 		cfg.ResumeTimeout = 5 * time.Minute
@@ -242,7 +257,7 @@ func (s *Server) accept(ln net.Listener, directTLS bool) {
 		if directTLS {
 			direct = s.cfg.TLS
 		}
-		s.serve(newTCPTransport(conn, direct, s.cfg.MaxStanzaBytes, s.cfg.WriteTimeout), directTLS)
+		s.serve(newTCPTransport(conn, direct, s.cfg.MaxStanzaBytes, s.cfg.StanzaLimits, s.cfg.WriteTimeout), directTLS)
 	}
 }
 
@@ -358,6 +373,21 @@ func (s *Server) detach(sess *Session) bool {
 		sess.expire()
 	})
 	return true
+}
+
+// expireNow ends a session waiting to be resumed without waiting for its
+// timer, which is stopped; nothing happens if it has fired already or the
+// session is not waiting.
+func (s *Server) expireNow(sess *Session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t, ok := s.detached[sess]; ok && t.Stop() {
+		delete(s.detached, sess)
+		go func() {
+			defer s.wg.Done()
+			sess.expire()
+		}()
+	}
 }
 
 // undetach stops the timer of a session being resumed.

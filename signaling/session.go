@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -51,9 +52,10 @@ type Session struct {
 
 	// mu guards the fields below; stopped is set at bind.
 	mu      sync.Mutex
-	queue   []*stanza.Element // to be written, at most cfg.WriteQueue; nil when empty
-	room    chan struct{}     // closed when the writer takes from the queue (SendWait waits on it)
-	stopped chan struct{}     // closed by Stop
+	queue   []outgoing    // to be written, at most cfg.WriteQueue; nil when empty
+	queued  int           // bytes in queue, at most cfg.WriteQueueBytes (one stanza always fits)
+	room    chan struct{} // closed when the writer takes from the queue (SendWait waits on it)
+	stopped chan struct{} // closed by Stop
 	closed  bool
 	final   *stanza.Element // stream error to write before closing, if any
 	writing writerState     // whether a writer goroutine is draining the queue
@@ -65,14 +67,15 @@ type Session struct {
 	// wmu serialises what is written to the client once bound (the
 	// writer's stanzas, the reader's acks) and guards the fields below,
 	// which stream resumption replaces.
-	wmu      sync.Mutex
-	t        transport         // the attached connection; nil while detached
-	gen      int               // bumped each time a connection is attached
-	sm       *smState          // nil until the client enables stream management
-	unsent   []*stanza.Element // never written: the connection died (no SM)
-	inactive bool              // XEP-0352: the client is not being looked at
-	held     []*stanza.Element // presence held back while inactive
-	expired  bool              // detached too long; the session is over
+	wmu       sync.Mutex
+	t         transport  // the attached connection; nil while detached
+	gen       int        // bumped each time a connection is attached
+	sm        *smState   // nil until the client enables stream management
+	unsent    []outgoing // never written nor kept for resumption: handed back at teardown
+	inactive  bool       // XEP-0352: the client is not being looked at
+	held      []outgoing // presence held back while inactive
+	heldBytes int        // bytes in held, at most cfg.WriteQueueBytes
+	expired   bool       // detached too long; the session is over
 
 	live atomic.Value  // transportRef: the connection, for closing without wmu
 	hIn  atomic.Uint32 // stanzas received since stream management was enabled
@@ -107,34 +110,39 @@ func (s *Session) wakeWriterLocked() {
 	go s.writer(nil, s.stopped)
 }
 
-// queueLocked appends el to the queue, waking a writer; false when the
-// queue is full. s.mu must be held and the session bound and not closed.
-func (s *Session) queueLocked(el *stanza.Element) bool {
-	if len(s.queue) >= s.srv.cfg.WriteQueue {
+// queueLocked appends o to the queue, waking a writer; false when the
+// queue is full, by count or by bytes (a stanza always fits in an empty
+// queue, or a large one could never be sent). s.mu must be held and the
+// session bound and not closed.
+func (s *Session) queueLocked(o outgoing) bool {
+	n := o.size()
+	if len(s.queue) >= s.srv.cfg.WriteQueue || len(s.queue) > 0 && s.queued+n > s.srv.cfg.WriteQueueBytes {
 		return false
 	}
-	s.queue = append(s.queue, el)
+	s.queue = append(s.queue, o)
+	s.queued += n
 	s.wakeWriterLocked()
 	return true
 }
 
-// takeLocked removes the first queued stanza; idle says the queue is now
-// empty. s.mu must be held.
-func (s *Session) takeLocked() (el *stanza.Element, idle bool) {
+// takeLocked removes the first queued stanza; ok is false when there is
+// none, and idle says the queue is now empty. s.mu must be held.
+func (s *Session) takeLocked() (o outgoing, ok, idle bool) {
 	if len(s.queue) == 0 {
-		return nil, true
+		return outgoing{}, false, true
 	}
 	if s.room != nil {
 		close(s.room)
 		s.room = nil
 	}
-	el = s.queue[0]
-	s.queue[0] = nil
+	o = s.queue[0]
+	s.queue[0] = outgoing{}
 	s.queue = s.queue[1:]
+	s.queued -= o.size()
 	if len(s.queue) == 0 {
 		s.queue = nil // an idle session keeps no queue
 	}
-	return el, len(s.queue) == 0
+	return o, true, len(s.queue) == 0
 }
 
 // JID is the session's full JID once bound.
@@ -147,23 +155,38 @@ func (s *Session) ID() string { return s.id }
 func (s *Session) Secure() bool { return s.secure }
 
 // Send queues el for the client without blocking. A client whose queue is
-// full is disconnected: it has stopped reading. el must not be changed
-// after Send.
+// full is disconnected: it has stopped reading. el is encoded before Send
+// returns and is not kept.
 func (s *Session) Send(el *stanza.Element) error {
 	if !s.bound.Load() {
 		return ErrSessionGone
 	}
+	return s.send(newOutgoing(el, stanza.Encode(el), el.To()))
+}
+
+// SendEncoded is Send for a stanza encoded once for several recipients (a
+// room message): w is el encoded by stanza.Encode, which leaves out its
+// to, and to is this recipient's address. The session keeps w, whose
+// bytes it shares with the other recipients; el is only looked at.
+func (s *Session) SendEncoded(el *stanza.Element, w stanza.Encoded, to string) error {
+	if !s.bound.Load() {
+		return ErrSessionGone
+	}
+	return s.send(newOutgoing(el, w, to))
+}
+
+func (s *Session) send(o outgoing) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		return ErrSessionGone
 	}
-	if s.queueLocked(el) {
+	if s.queueLocked(o) {
 		s.mu.Unlock()
 		s.srv.metrics.stanzasOut.Inc()
 		return nil
 	}
-	s.log.Warn("write queue full; disconnecting a client that stopped reading", "queue", len(s.queue))
+	s.log.Warn("write queue full; disconnecting a client that stopped reading", "queue", len(s.queue), "bytes", s.queued)
 	s.srv.metrics.slowClients.Inc()
 	s.stopLocked(nil)
 	s.mu.Unlock()
@@ -180,13 +203,14 @@ func (s *Session) SendWait(ctx context.Context, el *stanza.Element) error {
 	if !s.bound.Load() {
 		return ErrSessionGone
 	}
+	o := newOutgoing(el, stanza.Encode(el), el.To())
 	for {
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
 			return ErrSessionGone
 		}
-		if s.queueLocked(el) {
+		if s.queueLocked(o) {
 			s.mu.Unlock()
 			s.srv.metrics.stanzasOut.Inc()
 			return nil
@@ -267,8 +291,8 @@ func (s *Session) writer(_ <-chan *stanza.Element, _ <-chan struct{}) {
 	for {
 		s.mu.Lock()
 		s.out = nil
-		el, idle := s.takeLocked()
-		if el == nil {
+		o, ok, idle := s.takeLocked()
+		if !ok {
 			if s.closed {
 				s.mu.Unlock()
 				s.finishWriting()
@@ -281,9 +305,43 @@ func (s *Session) writer(_ <-chan *stanza.Element, _ <-chan struct{}) {
 			return
 		}
 		s.mu.Unlock()
+		s.waitForAck(o)
 		s.wmu.Lock()
-		s.writeLocked(el, idle)
+		s.writeLocked(o, idle)
 		s.wmu.Unlock()
+	}
+}
+
+// waitForAck holds o back while the stanzas the client has not
+// acknowledged (XEP-0198) are at their bound and the client is connected:
+// the writer asks for an acknowledgement and waits for it, at most the
+// write timeout, so a client that reads and answers is slowed down, not
+// ended, by a burst larger than the bound. The queue fills meanwhile, as
+// for any slow client. Then o is written whatever came: past the bound,
+// that ends the session.
+func (s *Session) waitForAck(o outgoing) {
+	var timeout <-chan time.Time
+	for {
+		s.wmu.Lock()
+		if s.sm == nil || s.t == nil || s.sm.fits(o) {
+			s.wmu.Unlock()
+			return
+		}
+		s.sm.requestAckLocked(s.t)
+		acked := s.sm.nextAck()
+		s.wmu.Unlock()
+		if timeout == nil {
+			t := time.NewTimer(s.srv.cfg.WriteTimeout)
+			defer t.Stop()
+			timeout = t.C
+		}
+		select {
+		case <-acked:
+		case <-timeout:
+			return
+		case <-s.stopped:
+			return
+		}
 	}
 }
 
@@ -308,50 +366,70 @@ func (s *Session) finishWriting() {
 
 // writeLocked writes one stanza, or keeps it for later when it cannot be
 // written now. idle says nothing else is queued. s.wmu must be held.
-func (s *Session) writeLocked(el *stanza.Element, idle bool) {
-	if s.inactive && holdWhileInactive(el) {
-		s.held = append(s.held, el)
-		if len(s.held) <= maxHeld {
+func (s *Session) writeLocked(o outgoing, idle bool) {
+	if s.inactive && o.kind&kindHold != 0 {
+		s.held = append(s.held, o)
+		s.heldBytes += o.size()
+		if len(s.held) <= maxHeld && s.heldBytes <= s.srv.cfg.WriteQueueBytes {
 			return
 		}
+		s.flushHeldLocked() // o last
+	} else {
+		// What was held goes first, in order.
+		s.flushHeldLocked()
+		s.writeOneLocked(o)
 	}
-	if len(s.held) > 0 {
-		held := s.held
-		s.held = nil
-		for _, h := range held {
-			if h != el {
-				s.writeOneLocked(h)
-			}
-		}
-	}
-	s.writeOneLocked(el)
-	if idle && s.sm != nil && s.t != nil {
+	// Ask for an acknowledgement when the queue runs empty, and before a
+	// long burst (an offline backlog, an archive page) fills the
+	// unacknowledged list: a client that reads and answers keeps it short.
+	if s.sm != nil && s.t != nil && (idle || s.sm.halfFull()) {
 		s.sm.requestAckLocked(s.t)
 	}
 }
 
-func (s *Session) writeOneLocked(el *stanza.Element) {
-	if s.sm != nil {
-		if !s.sm.sent(el) {
-			// The client has not acknowledged anything for too long.
-			s.log.Warn("too many unacknowledged stanzas; closing", "unacked", len(s.sm.unacked))
-			s.Stop("policy-violation", "too many unacknowledged stanzas")
-			s.closeConn()
-			return
-		}
+// flushHeldLocked writes the stanzas held back from an inactive client.
+// s.wmu must be held.
+func (s *Session) flushHeldLocked() {
+	held := s.held
+	s.held, s.heldBytes = nil, 0
+	for _, h := range held {
+		s.writeOneLocked(h)
 	}
-	if s.t == nil {
-		if s.sm == nil {
-			s.unsent = append(s.unsent, el)
+}
+
+func (s *Session) writeOneLocked(o outgoing) {
+	if s.sm != nil && !s.sm.sent(o) {
+		// The client has not acknowledged anything for too long. The
+		// session ends (the writer writes the stream error last), and
+		// the stanza goes back to the router with the others at teardown.
+		s.unsent = append(s.unsent, o)
+		s.mu.Lock()
+		if !s.closed {
+			s.log.Warn("too many unacknowledged stanzas; closing", "unacked", len(s.sm.unacked), "bytes", s.sm.bytes)
+			s.stopLocked(stanza.StreamError("policy-violation", "too many unacknowledged stanzas"))
+		}
+		s.mu.Unlock()
+		if s.t == nil {
+			// Lost and waiting to be resumed: it ends now.
+			s.srv.expireNow(s)
 		}
 		return
 	}
-	if err := s.t.write(el); err != nil {
+	if s.t == nil {
+		if s.sm == nil {
+			s.unsent = append(s.unsent, o)
+		}
+		return
+	}
+	if err := s.t.writeEncoded(o.w, o.to); err != nil {
 		s.log.Debug("write failed", "err", err)
 		_ = s.t.close()
 		s.t = nil
 		if s.sm == nil {
-			s.unsent = append(s.unsent, el)
+			// Nothing can resume this session: it takes no more stanzas,
+			// and those it has go back to the router at teardown.
+			s.unsent = append(s.unsent, o)
+			s.Stop("", "")
 		}
 	}
 }
@@ -467,10 +545,10 @@ func (s *Session) teardown(ctx context.Context) {
 	s.srv.router.closed(ctx, s)
 	<-s.writerDone
 	s.wmu.Lock()
-	var lost []*stanza.Element
+	var lost []outgoing
 	if s.sm != nil {
 		lost = s.sm.unacked
-		s.sm.unacked = nil
+		s.sm.unacked, s.sm.bytes = nil, 0
 	}
 	lost = append(lost, s.unsent...)
 	s.unsent = nil
@@ -478,15 +556,22 @@ func (s *Session) teardown(ctx context.Context) {
 	// Anything that slipped into the queue after the writer's last look.
 	s.mu.Lock()
 	lost = append(lost, s.queue...)
-	s.queue = nil
+	s.queue, s.queued = nil, 0
 	s.mu.Unlock()
 	if s.accountGone.Load() {
 		lost = nil
 	}
-	for _, el := range lost {
-		if el.Local == "message" {
-			s.srv.router.undelivered(ctx, s, el)
+	for i, o := range lost {
+		lost[i] = outgoing{} // let each go once handed back
+		if o.kind&kindMessage == 0 {
+			continue
 		}
+		el, err := o.element()
+		if err != nil {
+			s.log.Error("an undelivered message cannot be read back", "err", err)
+			continue
+		}
+		s.srv.router.undelivered(ctx, s, el)
 	}
 	s.closeConn()
 }
@@ -530,6 +615,10 @@ func (s *Session) loop(ctx context.Context, t transport) error {
 				if removed {
 					return streamErr("not-authorized", "the account was removed")
 				}
+			} else if n := s.srv.cfg.MaxPresenceBytes; el.Local == "presence" && encodedLen(el) > n {
+				// Presence is copied to every contact and room occupant
+				// and remembered per session: kept small.
+				_ = s.Send(stanza.ErrorReply(el, "policy-violation", fmt.Sprintf("presence larger than %d bytes is refused", n)))
 			} else {
 				s.srv.metrics.stanzasIn.WithLabelValues(el.Local).Inc()
 				s.srv.router.route(ctx, s, el)
@@ -568,3 +657,19 @@ func (s *Session) stamp(el *stanza.Element) error {
 }
 
 var errSkip = errors.New("skip")
+
+// encodeScratch holds buffers for measuring stanzas as they would be
+// written (encodedLen).
+var encodeScratch = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// encodedLen is the size of el as poosms writes it.
+func encodedLen(el *stanza.Element) int {
+	bp := encodeScratch.Get().(*[]byte)
+	b := el.AppendXML((*bp)[:0], "")
+	n := len(b)
+	if cap(b) <= 64<<10 {
+		*bp = b[:0]
+		encodeScratch.Put(bp)
+	}
+	return n
+}

@@ -22,20 +22,43 @@ const maxHeld = 64
 // session's wmu.
 type smState struct {
 	id        string // resumption id; "" when resumption is off
-	unacked   []*stanza.Element
-	acked     uint32 // the client's last h
-	requested bool   // an <r/> is outstanding
-	limit     int    // most unacknowledged stanzas kept
+	unacked   []outgoing
+	bytes     int           // in unacked
+	acked     uint32        // the client's last h
+	requested bool          // an <r/> is outstanding
+	limit     int           // most unacknowledged stanzas kept
+	maxBytes  int           // most bytes of them kept (one stanza always fits)
+	ackc      chan struct{} // closed at the next acknowledgement, when a writer waits for it
 }
 
-// sent records el as handed to the client; false when too many are
-// waiting for an acknowledgement.
-func (m *smState) sent(el *stanza.Element) bool {
-	if len(m.unacked) >= m.limit {
+// fits reports whether o may be sent without passing the bounds.
+func (m *smState) fits(o outgoing) bool {
+	return len(m.unacked) < m.limit && (len(m.unacked) == 0 || m.bytes+o.size() <= m.maxBytes)
+}
+
+// sent records o as handed to the client; false when too many, or too
+// many bytes, are waiting for an acknowledgement.
+func (m *smState) sent(o outgoing) bool {
+	if !m.fits(o) {
 		return false
 	}
-	m.unacked = append(m.unacked, el)
+	m.unacked = append(m.unacked, o)
+	m.bytes += o.size()
 	return true
+}
+
+// nextAck returns a channel closed at the client's next acknowledgement.
+func (m *smState) nextAck() <-chan struct{} {
+	if m.ackc == nil {
+		m.ackc = make(chan struct{})
+	}
+	return m.ackc
+}
+
+// halfFull reports whether the unacknowledged stanzas take half their
+// bound, in count or in bytes.
+func (m *smState) halfFull() bool {
+	return 2*len(m.unacked) >= m.limit || 2*m.bytes >= m.maxBytes
 }
 
 // ack drops what the client says it has handled (h counts every stanza
@@ -45,10 +68,17 @@ func (m *smState) ack(h uint32) error {
 	if int64(n) > int64(len(m.unacked)) {
 		return streamErr("undefined-condition", "acknowledged "+strconv.FormatUint(uint64(h), 10)+" stanzas, more than were sent")
 	}
+	for _, o := range m.unacked[:n] {
+		m.bytes -= o.size()
+	}
 	clear(m.unacked[:n])
 	m.unacked = m.unacked[n:]
 	m.acked = h
 	m.requested = false
+	if m.ackc != nil {
+		close(m.ackc)
+		m.ackc = nil
+	}
 	return nil
 }
 
@@ -71,13 +101,16 @@ func holdWhileInactive(el *stanza.Element) bool {
 	case "presence":
 		return el.Type() == "" || el.Type() == "unavailable"
 	case "message":
-		children := el.Elements()
-		for _, c := range children {
-			if c.Space != "http://jabber.org/protocol/chatstates" {
-				return false
+		n := 0
+		for _, c := range el.Children {
+			if ce, ok := c.(*stanza.Element); ok {
+				if ce.Space != "http://jabber.org/protocol/chatstates" {
+					return false
+				}
+				n++
 			}
 		}
-		return len(children) > 0
+		return n > 0
 	}
 	return false
 }
@@ -107,12 +140,8 @@ func (s *Session) nonza(t transport, el *stanza.Element) error {
 		s.wmu.Lock()
 		defer s.wmu.Unlock()
 		s.inactive = el.Local == "inactive"
-		if !s.inactive && len(s.held) > 0 {
-			held := s.held
-			s.held = nil
-			for _, h := range held {
-				s.writeOneLocked(h)
-			}
+		if !s.inactive {
+			s.flushHeldLocked()
 		}
 	default:
 		return streamErr("unsupported-stanza-type", "<"+el.Local+"/> in "+el.Space+" is not supported")
@@ -127,7 +156,7 @@ func (s *Session) enableSM(t transport, el *stanza.Element) {
 		_ = t.write(smFailed("unexpected-request"))
 		return
 	}
-	s.sm = &smState{limit: 4 * s.srv.cfg.WriteQueue}
+	s.sm = &smState{limit: 4 * s.srv.cfg.WriteQueue, maxBytes: s.srv.cfg.UnackedBytes}
 	s.hIn.Store(0)
 	enabled := stanza.New(nsSM, "enabled")
 	if r := el.Attr("resume"); r == "true" || r == "1" {
@@ -206,8 +235,8 @@ func (s *Session) resume(t transport, h uint32) error {
 		SetAttr("h", strconv.FormatUint(uint64(s.hIn.Load()), 10))); err != nil {
 		return err
 	}
-	for _, el := range s.sm.unacked {
-		if err := t.write(el); err != nil {
+	for _, o := range s.sm.unacked {
+		if err := t.writeEncoded(o.w, o.to); err != nil {
 			return err
 		}
 	}

@@ -54,6 +54,8 @@ type transport interface {
 	restart()
 	writeHeader(id, from string) error
 	write(el *stanza.Element) error
+	// writeEncoded writes a stanza encoded by stanza.Encode, addressed to to.
+	writeEncoded(w stanza.Encoded, to string) error
 	writeClose() error
 	startTLS(cfg *tls.Config) error // errNoTLSUpgrade when not possible
 	tlsState() *tls.ConnectionState
@@ -182,6 +184,7 @@ type tcpTransport struct {
 	cr       *stanza.LimitReader // counts what the decoder reads from buf
 	dec      *xml.Decoder
 	maxBytes int64
+	limits   stanza.Limits
 	opened   bool
 	wtimeout time.Duration
 }
@@ -229,10 +232,10 @@ func (d *deadlineConn) read(p []byte) (int, error) {
 
 // newTCPTransport frames a stream over conn; with directTLS the TLS
 // server side is layered over it (the handshake runs on first use).
-func newTCPTransport(conn net.Conn, directTLS *tls.Config, maxBytes int64, writeTimeout time.Duration) *tcpTransport {
+func newTCPTransport(conn net.Conn, directTLS *tls.Config, maxBytes int64, limits stanza.Limits, writeTimeout time.Duration) *tcpTransport {
 	raw := &deadlineConn{Conn: conn}
 	raw.rc = raw.rawConn()
-	t := &tcpTransport{conn: raw, raw: raw, maxBytes: maxBytes, wtimeout: writeTimeout}
+	t := &tcpTransport{conn: raw, raw: raw, maxBytes: maxBytes, limits: limits, wtimeout: writeTimeout}
 	if directTLS != nil {
 		t.tls = tls.Server(raw, directTLS)
 		t.conn = t.tls
@@ -244,7 +247,7 @@ func newTCPTransport(conn net.Conn, directTLS *tls.Config, maxBytes int64, write
 }
 
 func (t *tcpTransport) restart() {
-	t.dec = stanza.NewDecoder(t.cr)
+	t.dec = t.limits.NewDecoder(t.cr)
 	t.opened = false
 }
 
@@ -277,7 +280,7 @@ func (t *tcpTransport) next() (event, error) {
 				}
 				return event{open: h}, nil
 			}
-			el, err := stanza.Read(t.dec, tk)
+			el, err := t.limits.Read(t.dec, tk)
 			if err != nil {
 				return event{}, t.readError(err)
 			}
@@ -309,6 +312,14 @@ func (t *tcpTransport) writeHeader(id, from string) error {
 func (t *tcpTransport) write(el *stanza.Element) error {
 	bp := stanza.GetBuffer()
 	*bp = el.AppendXML((*bp)[:0], stanza.NSClient)
+	err := t.writeBytes(*bp)
+	stanza.PutBuffer(bp)
+	return err
+}
+
+func (t *tcpTransport) writeEncoded(w stanza.Encoded, to string) error {
+	bp := stanza.GetBuffer()
+	*bp = w.Append((*bp)[:0], to, stanza.NSClient)
 	err := t.writeBytes(*bp)
 	stanza.PutBuffer(bp)
 	return err
@@ -374,17 +385,18 @@ type wsTransport struct {
 	remote   net.Addr
 	tls      *tls.ConnectionState
 	maxBytes int64
+	limits   stanza.Limits
 	wtimeout time.Duration
 	idle     time.Duration
 	hard     time.Time
 }
 
-func newWSTransport(conn *websocket.Conn, remote net.Addr, st *tls.ConnectionState, maxBytes int64, writeTimeout time.Duration) *wsTransport {
+func newWSTransport(conn *websocket.Conn, remote net.Addr, st *tls.ConnectionState, maxBytes int64, limits stanza.Limits, writeTimeout time.Duration) *wsTransport {
 	ctx, cancel := context.WithCancel(context.Background())
 	// Frames a little over the limit are read so the client gets a stream
 	// error; far larger ones make the library close the socket (1009).
 	conn.SetReadLimit(maxBytes + 4096)
-	return &wsTransport{conn: conn, ctx: ctx, cancel: cancel, remote: remote, tls: st, maxBytes: maxBytes, wtimeout: writeTimeout}
+	return &wsTransport{conn: conn, ctx: ctx, cancel: cancel, remote: remote, tls: st, maxBytes: maxBytes, limits: limits, wtimeout: writeTimeout}
 }
 
 func (t *wsTransport) restart() {}
@@ -418,9 +430,12 @@ func (t *wsTransport) next() (event, error) {
 	if int64(len(b)) > t.maxBytes {
 		return event{}, streamErr("policy-violation", fmt.Sprintf("stanza larger than %d bytes", t.maxBytes))
 	}
-	el, err := stanza.Parse(b)
+	el, err := t.limits.Parse(b)
 	if err != nil {
 		var syn *xml.SyntaxError
+		if errors.Is(err, stanza.ErrLimit) {
+			return event{}, streamErr("policy-violation", err.Error())
+		}
 		if errors.Is(err, stanza.ErrRestrictedXML) {
 			return event{}, streamErr("restricted-xml", err.Error())
 		}
@@ -453,6 +468,14 @@ func (t *wsTransport) write(el *stanza.Element) error {
 	} else {
 		*bp = el.AppendXML((*bp)[:0], "")
 	}
+	err := t.writeFrame(*bp)
+	stanza.PutBuffer(bp)
+	return err
+}
+
+func (t *wsTransport) writeEncoded(w stanza.Encoded, to string) error {
+	bp := stanza.GetBuffer()
+	*bp = w.Append((*bp)[:0], to, "")
 	err := t.writeFrame(*bp)
 	stanza.PutBuffer(bp)
 	return err

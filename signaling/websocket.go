@@ -49,7 +49,7 @@ func (s *Server) WebSocketHandler() http.Handler {
 		}
 		secure := r.TLS != nil || (peer.IsValid() && peer.IsLoopback()) || s.proxies.HTTPS(r)
 		s.metrics.connections.WithLabelValues("websocket").Inc()
-		sess := s.serve(newWSTransport(c, addr, r.TLS, s.cfg.MaxStanzaBytes, s.cfg.WriteTimeout), secure)
+		sess := s.serve(newWSTransport(c, addr, r.TLS, s.cfg.MaxStanzaBytes, s.cfg.StanzaLimits, s.cfg.WriteTimeout), secure)
 		if sess == nil {
 			return
 		}

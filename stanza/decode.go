@@ -14,10 +14,32 @@ var ErrRestrictedXML = errors.New("restricted XML")
 
 // Read reads the rest of the element whose start tag the decoder has just
 // returned, building its tree. Directives (DOCTYPE, ENTITY), processing
-// instructions and comments give ErrRestrictedXML.
+// instructions and comments give ErrRestrictedXML. Read sets no limits on
+// the tree: it is for stanzas the server made or stored. A peer's stanzas
+// are read with Limits.Read.
 func Read(d *xml.Decoder, start xml.StartElement) (*Element, error) {
+	return read(d, start, unlimited, false)
+}
+
+func read(d *xml.Decoder, start xml.StartElement, lim Limits, strict bool) (*Element, error) {
+	c := counter{lim: lim, checkDuplicateAtt: strict}
+	if err := c.start(start, 1); err != nil {
+		return nil, err
+	}
 	root := FromStart(start)
 	stack := []*Element{root}
+	// Adjacent character data (text, CDATA sections, text) is one text
+	// node. The first piece goes in as it comes; only when more follow is
+	// the run gathered in run, so that n pieces cost O(n), not O(n²).
+	var run []byte
+	merging := false // the last token was character data
+	endRun := func(top *Element) {
+		if len(run) > 0 {
+			top.Children[len(top.Children)-1] = Text(run)
+			run = run[:0]
+		}
+		merging = false
+	}
 	for {
 		tok, err := d.Token()
 		if err != nil {
@@ -29,22 +51,30 @@ func Read(d *xml.Decoder, start xml.StartElement) (*Element, error) {
 		top := stack[len(stack)-1]
 		switch t := tok.(type) {
 		case xml.StartElement:
+			// Counted before anything is built for it.
+			if err := c.start(t, len(stack)+1); err != nil {
+				return nil, err
+			}
+			endRun(top)
 			child := FromStart(t)
 			top.Children = append(top.Children, child)
 			stack = append(stack, child)
 		case xml.EndElement:
+			endRun(top)
 			stack = stack[:len(stack)-1]
 			if len(stack) == 0 {
 				return root, nil
 			}
 		case xml.CharData:
-			if n := len(top.Children); n > 0 {
-				if prev, ok := top.Children[n-1].(Text); ok {
-					top.Children[n-1] = prev + Text(t)
-					continue
-				}
+			if !merging {
+				top.Children = append(top.Children, Text(t))
+				merging = true
+				continue
 			}
-			top.Children = append(top.Children, Text(t))
+			if len(run) == 0 {
+				run = append(run, top.Children[len(top.Children)-1].(Text)...)
+			}
+			run = append(run, t...)
 		case xml.Directive, xml.ProcInst, xml.Comment:
 			return nil, fmt.Errorf("%w: %T inside an element", ErrRestrictedXML, tok)
 		}
@@ -62,10 +92,19 @@ func NewDecoder(r io.Reader) *xml.Decoder {
 	return d
 }
 
-// Parse parses one complete element from b (a WebSocket frame, a stored
-// stanza). The element's namespace defaults to jabber:client when absent.
-func Parse(b []byte) (*Element, error) {
-	d := NewDecoder(bytes.NewReader(b))
+// Parse parses one complete element from b (a stored stanza, a cluster
+// payload). The element's namespace defaults to jabber:client when absent.
+// Like Read, it sets no limits: a peer's frames are parsed with
+// Limits.Parse.
+func Parse(b []byte) (*Element, error) { return parse(b, unlimited, false) }
+
+func parse(b []byte, lim Limits, strict bool) (*Element, error) {
+	var d *xml.Decoder
+	if lim == unlimited {
+		d = NewDecoder(bytes.NewReader(b))
+	} else {
+		d = lim.NewDecoder(bytes.NewReader(b))
+	}
 	for {
 		tok, err := d.Token()
 		if err != nil {
@@ -73,7 +112,7 @@ func Parse(b []byte) (*Element, error) {
 		}
 		switch t := tok.(type) {
 		case xml.StartElement:
-			e, err := Read(d, t)
+			e, err := read(d, t, lim, strict)
 			if err != nil {
 				return nil, err
 			}

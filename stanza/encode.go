@@ -10,6 +10,11 @@ import (
 // namespace in scope where e is written: "jabber:client" inside a TCP
 // stream, "" on a WebSocket frame (so the top-level xmlns is written out).
 func (e *Element) AppendXML(buf []byte, parentNS string) []byte {
+	return e.appendXML(buf, parentNS, false)
+}
+
+// appendXML is AppendXML, leaving out e's own to attribute with skipTo.
+func (e *Element) appendXML(buf []byte, parentNS string, skipTo bool) []byte {
 	buf = append(buf, '<')
 	buf = append(buf, e.Local...)
 	space := e.Space
@@ -26,6 +31,9 @@ func (e *Element) AppendXML(buf []byte, parentNS string) []byte {
 	}
 	var prefixes []string // foreign attribute namespaces declared here
 	for _, a := range e.Attrs {
+		if skipTo && a.Space == "" && a.Local == "to" {
+			continue
+		}
 		buf = append(buf, ' ')
 		switch a.Space {
 		case "":
@@ -63,7 +71,7 @@ func (e *Element) AppendXML(buf []byte, parentNS string) []byte {
 	for _, c := range e.Children {
 		switch n := c.(type) {
 		case *Element:
-			buf = n.AppendXML(buf, space)
+			buf = n.appendXML(buf, space, false)
 		case Text:
 			buf = appendEscaped(buf, string(n))
 		}
@@ -72,6 +80,49 @@ func (e *Element) AppendXML(buf []byte, parentNS string) []byte {
 	buf = append(buf, e.Local...)
 	return append(buf, '>')
 }
+
+// Encoded is an element serialised once, to be written to any number of
+// streams: the bytes a room message takes in every occupant's queue are one
+// copy. The top-level to attribute, the part that differs per recipient,
+// is left out and given to Append. An Encoded is read-only and takes
+// exactly the memory of its bytes.
+type Encoded struct {
+	b      []byte // as written inside a jabber:client stream, without the top-level to
+	at     int    // where the top-level attributes begin, just after "<name"
+	client bool   // a stanza in jabber:client: a WebSocket frame names the namespace
+}
+
+// Encode serialises el, leaving out its top-level to attribute.
+func Encode(el *Element) Encoded {
+	bp := GetBuffer()
+	*bp = el.appendXML((*bp)[:0], NSClient, true)
+	b := make([]byte, len(*bp)) // exactly its size: a queue may keep it for minutes
+	copy(b, *bp)
+	PutBuffer(bp)
+	return Encoded{b: b, at: 1 + len(el.Local), client: el.Space == NSClient || el.Space == "" && el.IsStanza()}
+}
+
+// Len is the length of the encoded element without its to.
+func (w Encoded) Len() int { return len(w.b) }
+
+// Append appends the element addressed to to ("": no to attribute) as
+// AppendXML would write it where parentNS is the default namespace:
+// jabber:client inside a stream, "" in a WebSocket frame.
+func (w Encoded) Append(buf []byte, to, parentNS string) []byte {
+	buf = append(buf, w.b[:w.at]...)
+	if w.client && parentNS != NSClient {
+		buf = append(buf, " xmlns='"+NSClient+"'"...)
+	}
+	if to != "" {
+		buf = append(buf, " to='"...)
+		buf = appendEscaped(buf, to)
+		buf = append(buf, '\'')
+	}
+	return append(buf, w.b[w.at:]...)
+}
+
+// Element parses the encoded element back into a tree, addressed to to.
+func (w Encoded) Element(to string) (*Element, error) { return Parse(w.Append(nil, to, "")) }
 
 // String serialises e with its namespace written out.
 func (e *Element) String() string { return string(e.AppendXML(nil, "")) }

@@ -72,8 +72,12 @@ func (l *LimitReader) ReadError(err error, max int64) (cond, text string, conn e
 		return "", "", l.IOErr
 	case errors.Is(err, ErrTooBig):
 		return "policy-violation", fmt.Sprintf("stanza larger than %d bytes", max), nil
+	case errors.Is(err, ErrLimit):
+		return "policy-violation", err.Error(), nil
 	case errors.Is(err, ErrRestrictedXML):
 		return "restricted-xml", err.Error(), nil
+	case errors.Is(err, ErrNotWellFormed):
+		return "not-well-formed", err.Error(), nil
 	case errors.As(err, &syn):
 		return "not-well-formed", syn.Msg, nil
 	case isTimeout(err):

@@ -52,19 +52,21 @@ type ArchivePage struct {
 // ArchiveMessage adds m to owner's history. It returns ErrNotFound if
 // owner has no account and ErrExists if owner already has a message with
 // m.ID.
-func (db *DB) ArchiveMessage(ctx context.Context, owner string, m ArchivedMessage) error {
-	bare, _, _ := strings.Cut(m.With, "/")
-	res, err := db.sql.ExecContext(ctx, `
-		INSERT INTO archive_messages (account_id, stanza_id, with_bare, with_full, stamp_us, stanza)
-		SELECT id, ?, ?, ?, ?, ? FROM accounts WHERE username = ?`,
-		m.ID, bare, m.With, micros(m.Stamp), blob(m.Stanza), owner)
+func (db *DB) ArchiveMessage(ctx context.Context, owner string, m ArchivedMessage) (err error) {
+	tx, err := db.sql.BeginTx(ctx, nil)
 	if err != nil {
 		return fail("archive message", err)
 	}
-	if n, err := res.RowsAffected(); err != nil {
+	defer func() {
+		if err != nil {
+			rollback(tx)
+		}
+	}()
+	if err := insertArchiveEntries(ctx, tx, []ArchiveEntry{{Owner: owner, Message: m}}); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
 		return fail("archive message", err)
-	} else if n == 0 {
-		return ErrNotFound
 	}
 	return nil
 }
@@ -73,6 +75,8 @@ func (db *DB) ArchiveMessage(ctx context.Context, owner string, m ArchivedMessag
 type ArchiveEntry struct {
 	Owner   string
 	Message ArchivedMessage
+	// Limit caps the owner's archive; the zero value is no cap.
+	Limit ArchiveLimit
 }
 
 // ArchiveMessages stores entries in one transaction, all or none (a
@@ -86,22 +90,24 @@ func (db *DB) ArchiveMessages(ctx context.Context, entries []ArchiveEntry) error
 	return db.archive().submit(ctx, entries)
 }
 
-// insertArchiveEntries adds entries inside tx.
+// insertArchiveEntries adds entries inside tx, each counted against its
+// owner's archive limit.
 func insertArchiveEntries(ctx context.Context, tx *sql.Tx, entries []ArchiveEntry) error {
 	for _, e := range entries {
 		m := e.Message
 		bare, _, _ := strings.Cut(m.With, "/")
-		res, err := tx.ExecContext(ctx, `
-			INSERT INTO archive_messages (account_id, stanza_id, with_bare, with_full, stamp_us, stanza)
-			SELECT id, ?, ?, ?, ?, ? FROM accounts WHERE username = ?`,
-			m.ID, bare, m.With, micros(m.Stamp), blob(m.Stanza), e.Owner)
-		if err != nil {
+		var acct int64
+		if err := tx.QueryRowContext(ctx, `SELECT id FROM accounts WHERE username = ?`, e.Owner).Scan(&acct); err != nil {
 			return fail("archive messages", err)
 		}
-		if n, err := res.RowsAffected(); err != nil {
+		if _, err := tx.ExecContext(ctx, `
+			INSERT INTO archive_messages (account_id, stanza_id, with_bare, with_full, stamp_us, stanza)
+			VALUES (?, ?, ?, ?, ?, ?)`,
+			acct, m.ID, bare, m.With, micros(m.Stamp), blob(m.Stanza)); err != nil {
 			return fail("archive messages", err)
-		} else if n == 0 {
-			return ErrNotFound
+		}
+		if err := e.Limit.count(ctx, tx, acct, len(m.Stanza)); err != nil {
+			return err
 		}
 	}
 	return nil

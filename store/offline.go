@@ -11,7 +11,15 @@ import (
 // messages queued (so a limit of 0 or less refuses every message), and
 // ErrNotFound if owner has no account. The count and the insert are one
 // transaction: concurrent pushes never take the queue past limit.
-func (db *DB) PushOffline(ctx context.Context, owner, sender string, stamp time.Time, stanza []byte, limit int) (err error) {
+func (db *DB) PushOffline(ctx context.Context, owner, sender string, stamp time.Time, stanza []byte, limit int) error {
+	return db.PushOfflineWithin(ctx, owner, sender, stamp, stanza, limit, 0)
+}
+
+// PushOfflineWithin is PushOffline that also gives each sender a share of
+// the queue: it returns ErrLimit, storing nothing, if sender already has
+// perSender messages queued for owner (0 or less: no share), so one sender
+// cannot fill a queue for the others.
+func (db *DB) PushOfflineWithin(ctx context.Context, owner, sender string, stamp time.Time, stanza []byte, limit, perSender int) (err error) {
 	tx, err := db.sql.BeginTx(ctx, nil)
 	if err != nil {
 		return fail("queue offline message", err)
@@ -36,6 +44,16 @@ func (db *DB) PushOffline(ctx context.Context, owner, sender string, stamp time.
 	}
 	if n >= limit {
 		return ErrQueueFull
+	}
+	if perSender > 0 {
+		var mine int
+		if err := tx.QueryRowContext(ctx,
+			`SELECT COUNT(*) FROM offline_messages WHERE account_id = ? AND sender = ?`, id, sender).Scan(&mine); err != nil {
+			return fail("queue offline message", err)
+		}
+		if mine >= perSender {
+			return ErrLimit
+		}
 	}
 	if _, err := tx.ExecContext(ctx,
 		`INSERT INTO offline_messages (account_id, sender, stamp_us, stanza) VALUES (?, ?, ?, ?)`,

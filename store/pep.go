@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"slices"
 	"strings"
 	"time"
 )
@@ -129,7 +130,15 @@ func (db *DB) DeletePEPNode(ctx context.Context, owner, node string) error {
 // PublishPEPItem stores it as the newest item of owner's node, replacing
 // an item with the same ID, then drops the oldest items beyond the node's
 // MaxItems. It returns ErrNotFound if the node does not exist.
-func (db *DB) PublishPEPItem(ctx context.Context, owner, node string, it PEPItem) (err error) {
+func (db *DB) PublishPEPItem(ctx context.Context, owner, node string, it PEPItem) error {
+	return db.PublishPEPItemWithin(ctx, owner, node, it, 0)
+}
+
+// PublishPEPItemWithin is PublishPEPItem that refuses, with ErrLimit and
+// nothing changed, an item that would leave the node's payloads (after the
+// oldest items beyond MaxItems are dropped) over maxBytes in all. A
+// maxBytes of 0 or less is no limit.
+func (db *DB) PublishPEPItemWithin(ctx context.Context, owner, node string, it PEPItem, maxBytes int64) (err error) {
 	tx, err := db.sql.BeginTx(ctx, nil)
 	if err != nil {
 		return fail("publish pep item", err)
@@ -162,6 +171,16 @@ func (db *DB) PublishPEPItem(ctx context.Context, owner, node string, it PEPItem
 	}
 	if err := trimItems(ctx, tx, id, node, max); err != nil {
 		return err
+	}
+	if maxBytes > 0 {
+		var total sql.NullInt64
+		if err := tx.QueryRowContext(ctx, `SELECT SUM(LENGTH(payload)) FROM pep_items WHERE account_id = ? AND node = ?`,
+			id, node).Scan(&total); err != nil {
+			return fail("publish pep item", err)
+		}
+		if total.Int64 > maxBytes {
+			return ErrLimit
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return fail("publish pep item", err)
@@ -253,4 +272,113 @@ func (db *DB) RetractPEPItem(ctx context.Context, owner, node, id string) error 
 		return ErrNotFound
 	}
 	return nil
+}
+
+// PEPItemQuery asks for one page of a node's items, the node's items in
+// publication order (oldest first) being the result set as in Result Set
+// Management (XEP-0059).
+type PEPItemQuery struct {
+	// After and Before are item ids: the page starts just after After, or
+	// ends just before Before.
+	After, Before string
+	// Last asks for the page at the end (the newest items); Before
+	// implies it.
+	Last bool
+	// Max is the most items on the page; 0 or less means 1.
+	Max int
+	// MaxBytes bounds the payloads on the page together, except that a page
+	// always holds at least one item when there is one; 0 or less: no bound.
+	MaxBytes int
+}
+
+// PEPItemPage is one page of a node's items.
+type PEPItemPage struct {
+	Items []PEPItem // oldest first
+	// First is the index of Items[0] among all of the node's items, oldest
+	// first; Count is how many items the node holds.
+	First, Count int
+	// Complete is true when the page reaches the end of the node's items in
+	// its direction (the newest for a forward page, the oldest for Last).
+	Complete bool
+}
+
+// PEPItemsPage returns one page of owner's node. It returns ErrNotFound if
+// the node does not exist, or if After or Before names no item of it.
+func (db *DB) PEPItemsPage(ctx context.Context, owner, node string, q PEPItemQuery) (PEPItemPage, error) {
+	const op = "load pep items"
+	var page PEPItemPage
+	var acct int64
+	if err := db.sql.QueryRowContext(ctx, `
+		SELECT n.account_id FROM pep_nodes n JOIN accounts a ON a.id = n.account_id
+		WHERE a.username = ? AND n.node = ?`, owner, node).Scan(&acct); err != nil {
+		return page, fail(op, err)
+	}
+	if err := db.sql.QueryRowContext(ctx,
+		`SELECT COUNT(*) FROM pep_items WHERE account_id = ? AND node = ?`, acct, node).Scan(&page.Count); err != nil {
+		return page, fail(op, err)
+	}
+	where, args := `account_id = ? AND node = ?`, []any{acct, node}
+	last := q.Last || q.Before != ""
+	for _, c := range []struct{ id, op string }{{q.After, ">"}, {q.Before, "<"}} {
+		if c.id == "" {
+			continue
+		}
+		var seq int64
+		if err := db.sql.QueryRowContext(ctx, `SELECT seq FROM pep_items WHERE account_id = ? AND node = ? AND item_id = ?`,
+			acct, node, c.id).Scan(&seq); err != nil {
+			return page, fail(op, err)
+		}
+		where += " AND seq " + c.op + " ?"
+		args = append(args, seq)
+	}
+	order := " ORDER BY seq"
+	if last {
+		order += " DESC"
+	}
+	limit := max(q.Max, 1)
+	rows, err := db.sql.QueryContext(ctx, `SELECT seq, item_id, publisher, stamp_us, payload FROM pep_items WHERE `+
+		where+order+` LIMIT ?`, append(args, limit+1)...)
+	if err != nil {
+		return page, fail(op, err)
+	}
+	defer rows.Close()
+	var (
+		firstSeq int64
+		bytes    int
+	)
+	page.Complete = true
+	for rows.Next() {
+		var (
+			it  PEPItem
+			seq int64
+			us  int64
+		)
+		if err := rows.Scan(&seq, &it.ID, &it.Publisher, &us, &it.Payload); err != nil {
+			return page, fail(op, err)
+		}
+		if len(page.Items) == limit || (q.MaxBytes > 0 && len(page.Items) > 0 && bytes+len(it.Payload) > q.MaxBytes) {
+			page.Complete = false
+			break
+		}
+		it.Stamp = fromMicros(us)
+		bytes += len(it.Payload)
+		page.Items = append(page.Items, it)
+		if len(page.Items) == 1 || last {
+			firstSeq = seq
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return page, fail(op, err)
+	}
+	rows.Close()
+	if last {
+		slices.Reverse(page.Items)
+	}
+	if len(page.Items) > 0 {
+		if err := db.sql.QueryRowContext(ctx, `SELECT COUNT(*) FROM pep_items WHERE account_id = ? AND node = ? AND seq < ?`,
+			acct, node, firstSeq).Scan(&page.First); err != nil {
+			return page, fail(op, err)
+		}
+	}
+	return page, nil
 }

@@ -18,10 +18,15 @@ func (db *DB) PrivateXML(ctx context.Context, owner, ns string) ([]byte, error) 
 // SetPrivateXML replaces the payload owner keeps under ns. It returns
 // ErrNotFound if owner has no account.
 func (db *DB) SetPrivateXML(ctx context.Context, owner, ns string, payload []byte) error {
-	return db.putByAccount(ctx, "save private xml", owner,
-		`UPDATE private_xml SET payload = ? WHERE namespace = ? AND account_id = ?`,
-		`INSERT INTO private_xml (payload, namespace, account_id) VALUES (?, ?, ?)`, blob(payload), ns)
+	return db.putByAccount(ctx, "save private xml", owner, privateUpdate, privateInsert, blob(payload), ns)
 }
+
+// The statements that store a private XML payload, with the payload, the
+// namespace and the account id.
+const (
+	privateUpdate = `UPDATE private_xml SET payload = ? WHERE namespace = ? AND account_id = ?`
+	privateInsert = `INSERT INTO private_xml (payload, namespace, account_id) VALUES (?, ?, ?)`
+)
 
 // PrivateXMLEntry is one payload of private XML storage.
 type PrivateXMLEntry struct {

@@ -54,43 +54,11 @@ func (db *DB) RosterItem(ctx context.Context, owner, contact string) (RosterItem
 // same contact. An empty Subscription means SubNone. It returns
 // ErrNotFound if owner has no account.
 func (db *DB) PutRosterItem(ctx context.Context, owner string, it RosterItem) error {
-	sub := it.Subscription
-	switch sub {
-	case "":
-		sub = SubNone
-	case SubNone, SubTo, SubFrom, SubBoth:
-	default:
-		return fmt.Errorf("store: put roster item: invalid subscription %q", it.Subscription)
-	}
-	groups := it.Groups
-	if groups == nil {
-		groups = []string{}
-	}
-	groupsJSON, err := json.Marshal(groups)
+	query, args, err := rosterUpsert(db.dialect, owner, it)
 	if err != nil {
-		return fmt.Errorf("store: put roster item: encode groups: %w", err)
+		return err
 	}
-
-	// Insert from a SELECT on accounts so that an unknown owner inserts
-	// nothing, then update the row if the contact is already there.
-	query := `
-		INSERT INTO roster_items (account_id, contact, name, group_names,
-			subscription, ask_out, pending_in, listed)
-		SELECT id, ?, ?, ?, ?, ?, ?, ? FROM accounts WHERE username = ?`
-	switch db.dialect {
-	case DialectMySQL:
-		query += `
-		ON DUPLICATE KEY UPDATE name = VALUES(name), group_names = VALUES(group_names),
-			subscription = VALUES(subscription), ask_out = VALUES(ask_out),
-			pending_in = VALUES(pending_in), listed = VALUES(listed)`
-	default:
-		query += `
-		ON CONFLICT (account_id, contact) DO UPDATE SET name = excluded.name,
-			group_names = excluded.group_names, subscription = excluded.subscription,
-			ask_out = excluded.ask_out, pending_in = excluded.pending_in, listed = excluded.listed`
-	}
-	res, err := db.sql.ExecContext(ctx, query,
-		it.Contact, it.Name, string(groupsJSON), sub, it.AskOut, it.PendingIn, it.Listed, owner)
+	res, err := db.sql.ExecContext(ctx, query, args...)
 	if err != nil {
 		return fail("put roster item", err)
 	}
@@ -102,6 +70,45 @@ func (db *DB) PutRosterItem(ctx context.Context, owner string, it RosterItem) er
 		return ErrNotFound
 	}
 	return nil
+}
+
+// rosterUpsert builds the statement that stores it in owner's roster: an
+// insert from a SELECT on accounts, so that an unknown owner inserts
+// nothing, that updates the row if the contact is already there.
+func rosterUpsert(dialect, owner string, it RosterItem) (query string, args []any, err error) {
+	sub := it.Subscription
+	switch sub {
+	case "":
+		sub = SubNone
+	case SubNone, SubTo, SubFrom, SubBoth:
+	default:
+		return "", nil, fmt.Errorf("store: put roster item: invalid subscription %q", it.Subscription)
+	}
+	groups := it.Groups
+	if groups == nil {
+		groups = []string{}
+	}
+	groupsJSON, err := json.Marshal(groups)
+	if err != nil {
+		return "", nil, fmt.Errorf("store: put roster item: encode groups: %w", err)
+	}
+	query = `
+		INSERT INTO roster_items (account_id, contact, name, group_names,
+			subscription, ask_out, pending_in, listed)
+		SELECT id, ?, ?, ?, ?, ?, ?, ? FROM accounts WHERE username = ?`
+	switch dialect {
+	case DialectMySQL:
+		query += `
+		ON DUPLICATE KEY UPDATE name = VALUES(name), group_names = VALUES(group_names),
+			subscription = VALUES(subscription), ask_out = VALUES(ask_out),
+			pending_in = VALUES(pending_in), listed = VALUES(listed)`
+	default:
+		query += `
+		ON CONFLICT (account_id, contact) DO UPDATE SET name = excluded.name,
+			group_names = excluded.group_names, subscription = excluded.subscription,
+			ask_out = excluded.ask_out, pending_in = excluded.pending_in, listed = excluded.listed`
+	}
+	return query, []any{it.Contact, it.Name, string(groupsJSON), sub, it.AskOut, it.PendingIn, it.Listed, owner}, nil
 }
 
 // DeleteRosterItem removes contact from owner's roster. Removing an item

@@ -1,6 +1,9 @@
 package store
 
-import "context"
+import (
+	"context"
+	"database/sql"
+)
 
 // VCard returns owner's vCard (XEP-0054) as stored, or ErrNotFound.
 func (db *DB) VCard(ctx context.Context, owner string) ([]byte, error) {
@@ -24,21 +27,15 @@ func (db *DB) SetVCard(ctx context.Context, owner string, vcard []byte) error {
 
 // putByAccount runs update, or insert when update matched no row, with
 // args followed by owner's account id, in one transaction.
-func (db *DB) putByAccount(ctx context.Context, op, owner, update, insert string, args ...any) (err error) {
-	tx, err := db.sql.BeginTx(ctx, nil)
-	if err != nil {
-		return fail(op, err)
-	}
-	defer func() {
-		if err != nil {
-			rollback(tx)
-		}
-	}()
-	id, err := db.lockAccount(ctx, tx, owner)
-	if err != nil {
-		return fail(op, err)
-	}
-	args = append(args, id)
+func (db *DB) putByAccount(ctx context.Context, op, owner, update, insert string, args ...any) error {
+	return db.inAccountTx(ctx, op, owner, func(tx *sql.Tx, id int64) error {
+		return upsert(ctx, tx, op, update, insert, append(args, id)...)
+	})
+}
+
+// upsert runs update in tx, or insert when update matched no row, with
+// args.
+func upsert(ctx context.Context, tx *sql.Tx, op, update, insert string, args ...any) error {
 	res, err := tx.ExecContext(ctx, update, args...)
 	if err != nil {
 		return fail(op, err)
@@ -49,9 +46,6 @@ func (db *DB) putByAccount(ctx context.Context, op, owner, update, insert string
 		if _, err := tx.ExecContext(ctx, insert, args...); err != nil {
 			return fail(op, err)
 		}
-	}
-	if err := tx.Commit(); err != nil {
-		return fail(op, err)
 	}
 	return nil
 }

@@ -68,6 +68,10 @@ type Config struct {
 	// X-Forwarded-Proto and Forwarded headers are believed; none: the
 	// headers are ignored and the TCP peer is the client.
 	TrustedProxies []netip.Prefix
+	// UploadURL is the public base URL of HTTP file upload (XEP-0363);
+	// the client page lets scripts send files to its origin and show
+	// pictures from it. Empty: uploads are on the page's own origin.
+	UploadURL string
 	// Limiter throttles failed logins (/api/turn); share the signaling
 	// server's. nil: one of its own with loginlimit's defaults.
 	Limiter *loginlimit.Limiter

@@ -3,6 +3,7 @@ package muc
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,6 +18,12 @@ type discardSession struct{ jid jid.JID }
 
 func (d *discardSession) JID() jid.JID               { return d.jid }
 func (d *discardSession) Send(*stanza.Element) error { return nil }
+
+// encodedDiscard takes shared encodings, as signaling's sessions do, and
+// drops them.
+type encodedDiscard struct{ discardSession }
+
+func (*encodedDiscard) SendEncoded(*stanza.Element, stanza.Encoded, string) error { return nil }
 
 // nullStore stores nothing; it isolates the room service's own cost.
 type nullStore struct{}
@@ -40,14 +47,18 @@ func (nullStore) RoomMessages(context.Context, store.RoomQuery) (store.RoomPage,
 
 // benchRoom fills a room with n occupants and returns one of them.
 func benchRoom(b *testing.B, st Store, n int) (*Service, Session) {
+	return benchRoomOf(b, st, n, func(j jid.JID) Session { return &discardSession{jid: j} })
+}
+
+func benchRoomOf(b *testing.B, st Store, n int, newSession func(jid.JID) Session) (*Service, Session) {
 	svc, err := New(Config{Domain: "conference.localhost", ServerDomain: "localhost"}, st)
 	if err != nil {
 		b.Fatal(err)
 	}
 	var first Session
 	for i := range n {
-		s := &discardSession{jid: jid.MustParse(fmt.Sprintf("u%d@localhost/r", i))}
-		el, _ := stanza.Parse([]byte(fmt.Sprintf(`<presence from='%s' to='bench@conference.localhost/U%d'/>`, s.jid, i)))
+		s := newSession(jid.MustParse(fmt.Sprintf("u%d@localhost/r", i)))
+		el, _ := stanza.Parse([]byte(fmt.Sprintf(`<presence from='%s' to='bench@conference.localhost/U%d'/>`, s.JID(), i)))
 		svc.HandleStanza(context.Background(), s, el)
 		if i == 0 {
 			first = s
@@ -78,4 +89,27 @@ func BenchmarkGroupchat10SQLite(b *testing.B) {
 	}
 	defer db.Close()
 	benchGroupchat(b, db, 10)
+}
+
+// BenchmarkGroupchatFanOut sends a room message to occupants whose
+// sessions take shared encodings (as signaling's do): a chat line, and a
+// hostile one of 16 KiB of text and 1,000 empty elements. B/op is the
+// memory one fan-out allocates; it grows with the message once, not once
+// per occupant.
+func BenchmarkGroupchatFanOut(b *testing.B) {
+	for _, m := range []struct{ name, payload string }{
+		{"chat", "<body>hello everyone in the room</body>"},
+		{"hostile", "<body>" + strings.Repeat("b", 16<<10) + "</body><x xmlns='urn:x'>" + strings.Repeat("<i/>", 1000) + "</x>"},
+	} {
+		for _, n := range []int{10, 100} {
+			b.Run(fmt.Sprintf("%s/%d", m.name, n), func(b *testing.B) {
+				svc, sender := benchRoomOf(b, nullStore{}, n, func(j jid.JID) Session { return &encodedDiscard{discardSession{jid: j}} })
+				msg, _ := stanza.Parse([]byte(`<message type='groupchat' to='bench@conference.localhost' id='x'>` + m.payload + `</message>`))
+				b.ReportAllocs()
+				for b.Loop() {
+					svc.HandleStanza(context.Background(), sender, msg.Copy())
+				}
+			})
+		}
+	}
 }

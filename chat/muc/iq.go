@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"strconv"
+	"time"
 
 	"mellium.im/xmpp/jid"
 
@@ -131,6 +132,35 @@ func (s *Service) send(sess Session, el *stanza.Element) {
 	if err := sess.Send(el); err != nil {
 		s.log.Debug("muc: send failed", "jid", sess.JID().String(), "err", err)
 	}
+}
+
+// waitSender is a session that can wait for room in its write queue
+// (*signaling.Session).
+type waitSender interface {
+	SendWait(ctx context.Context, el *stanza.Element) error
+}
+
+// pageSendTimeout bounds how long one stanza of an archive page waits for
+// room in a slow client's queue.
+const pageSendTimeout = 30 * time.Second
+
+// sendWaiting is send for one of many stanzas the session asked for (an
+// archive page), on its own goroutine: it waits for room in the session's
+// queue, which is bounded in bytes, rather than taking a page of large
+// messages for a client that stopped reading. false: give up the page.
+func (s *Service) sendWaiting(ctx context.Context, sess Session, el *stanza.Element) bool {
+	ws, ok := sess.(waitSender)
+	if !ok {
+		s.send(sess, el)
+		return true
+	}
+	ctx, cancel := context.WithTimeout(ctx, pageSendTimeout)
+	defer cancel()
+	if err := ws.SendWait(ctx, el); err != nil {
+		s.log.Debug("muc: archive page stopped", "jid", sess.JID().String(), "err", err)
+		return false
+	}
+	return true
 }
 
 // serviceIQ answers disco on conference.DOMAIN itself.

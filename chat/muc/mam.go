@@ -136,9 +136,11 @@ func (s *Service) mamIQ(ctx context.Context, sess Session, iq, q *stanza.Element
 		fwd := stanza.New(NSForward, "forwarded").Append(
 			stanza.New(stanza.NSDelay, "delay").SetAttr("stamp", m.Stamp.UTC().Format("2006-01-02T15:04:05.000000Z")),
 			el)
-		s.send(sess, stanza.New(stanza.NSClient, "message").
+		if !s.sendWaiting(ctx, sess, stanza.New(stanza.NSClient, "message").
 			SetAttr("from", roomJID.String()).SetAttr("to", me).SetAttr("id", newID()).
-			Append(res.Append(fwd)))
+			Append(res.Append(fwd))) {
+			return
+		}
 	}
 	fin := stanza.New(NSMAM, "fin")
 	if page.Complete {
@@ -150,5 +152,5 @@ func (s *Service) mamIQ(ctx context.Context, sess Session, iq, q *stanza.Element
 			stanza.New(NSRSM, "first").SetText(page.Messages[0].StanzaID),
 			stanza.New(NSRSM, "last").SetText(page.Messages[n-1].StanzaID))
 	}
-	s.send(sess, stanza.Result(iq, fin.Append(set)))
+	s.sendWaiting(ctx, sess, stanza.Result(iq, fin.Append(set)))
 }

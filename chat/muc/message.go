@@ -92,11 +92,12 @@ func (s *Service) groupchat(fx *effects, r *room, sess Session, el *stanza.Eleme
 			fx.prune = now.Add(-s.retention)
 		}
 	}
+	// One copy for everyone; m is not changed from here on (the history
+	// keeps it too).
+	sh := &shared{el: m}
 	for _, v := range r.sorted() {
 		for _, vs := range v.sessions {
-			c := m.Copy()
-			c.SetAttr("to", vs.JID().String())
-			fx.send(vs, c)
+			fx.share(vs, sh)
 		}
 	}
 }

@@ -76,9 +76,17 @@ type Config struct {
 	// HistoryOnJoin is the most archived messages sent to an occupant on
 	// joining (a client's <history/> may ask for fewer). Default 20.
 	HistoryOnJoin int
+	// HistoryBytes bounds the same history in bytes: the newest messages
+	// that fit are sent. Joining sends history and presence at once, and a
+	// session's write queue is bounded in bytes too. Default 512 KiB.
+	HistoryBytes int
 	// Retention is how long room messages are archived; 0 keeps them
 	// forever. Older messages are pruned as new ones arrive.
 	Retention time.Duration
+	// NewRoomsPerHour is how many rooms one user may create within an
+	// hour on this node; entering a room that does not exist yet past it
+	// is refused with resource-constraint. Default 30.
+	NewRoomsPerHour int
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 	// Logger receives the service's logs. Default slog.Default().
@@ -122,6 +130,7 @@ type Service struct {
 	domain     string
 	server     string
 	history    int
+	histBytes  int
 	retention  time.Duration
 	now        func() time.Time
 	log        *slog.Logger
@@ -136,6 +145,7 @@ type Service struct {
 	rooms     map[string]*room
 	joined    map[Session]map[string]bool // session → names of the rooms it is in
 	lastPrune time.Time
+	created   *creations
 	// outbox holds deliveries in the order they were decided under mu;
 	// whichever caller finds no one draining it sends them, so every
 	// occupant sees a room's stanzas in one order without mu being held
@@ -174,25 +184,36 @@ func New(cfg Config, st Store) (*Service, error) {
 	if cfg.Retention < 0 {
 		return nil, fmt.Errorf("muc: retention %v is negative", cfg.Retention)
 	}
+	if cfg.NewRoomsPerHour < 0 {
+		return nil, fmt.Errorf("muc: rooms per hour %d is negative", cfg.NewRoomsPerHour)
+	}
+	if cfg.NewRoomsPerHour == 0 {
+		cfg.NewRoomsPerHour = DefaultNewRoomsPerHour
+	}
 	s := &Service{
 		domain:     d.Domainpart(),
 		server:     sd.Domainpart(),
 		history:    cfg.HistoryOnJoin,
+		histBytes:  cfg.HistoryBytes,
 		retention:  cfg.Retention,
 		now:        cfg.Now,
 		log:        cfg.Logger,
 		deliver:    cfg.Deliver,
 		access:     cfg.AccessChanged,
-		federation: cfg.SendRemote,
 		st:         st,
 		rooms:      make(map[string]*room),
 		joined:     make(map[Session]map[string]bool),
 		relayed:    make(map[string]relayed),
 		removed:    make(map[string]time.Time),
+		created:    newCreations(cfg.NewRoomsPerHour),
+		federation: cfg.SendRemote,
 		remotes:    make(map[string]*remoteSession),
 	}
 	if s.history == 0 {
 		s.history = 20
+	}
+	if s.histBytes <= 0 {
+		s.histBytes = 512 << 10
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -391,10 +412,12 @@ func (s *Service) dispatch(ctx context.Context, sess Session, el *stanza.Element
 	}
 }
 
-// delivery is one stanza for one session.
+// delivery is one stanza for one session: el, or a stanza shared with
+// other sessions (see fanout.go).
 type delivery struct {
 	to Session
 	el *stanza.Element
+	sh *shared
 }
 
 // effects collects what a change decided under s.mu must do once the lock
@@ -438,7 +461,7 @@ func (s *Service) drain() {
 		s.outbox = nil
 		s.mu.Unlock()
 		for _, d := range batch {
-			if err := d.to.Send(d.el); err != nil {
+			if err := d.send(); err != nil {
 				s.log.Debug("muc: send failed", "jid", d.to.JID().String(), "err", err)
 			}
 		}

@@ -50,13 +50,12 @@ func (s *Service) handlePresence(ctx context.Context, sess Session, el *stanza.E
 		// track): everything entering gives, again; the others see the
 		// presence as an update.
 		o.status = statusOf(el)
-		for _, v := range r.sorted() {
-			if v != o {
-				for _, vs := range v.sessions {
-					fx.send(vs, r.presenceFor(o, v, vs))
-				}
+		r.fanOut(&fx, o, func(v *occupant, vs Session) *stanza.Element {
+			if v == o {
+				return nil
 			}
-		}
+			return r.presenceFor(o, v, vs)
+		})
 		s.enterState(&fx, r, o, sess, el.Child(NSMUC, "x"), false, false)
 	case o != nil && o.nick == nick:
 		o.status = statusOf(el)
@@ -104,6 +103,10 @@ func (s *Service) join(fx *effects, r *room, sess Session, el *stanza.Element, t
 		return
 	}
 	if r == nil {
+		if ok, why := s.created.allow(bare.String(), s.now()); !ok {
+			errorFx(fx, sess, el, "resource-constraint", why)
+			return
+		}
 		r = s.newRoom(to.Localpart())
 		r.locked = true
 		r.affs[bare.String()] = affEntry{aff: affOwner}
@@ -147,6 +150,7 @@ func (s *Service) join(fx *effects, r *room, sess Session, el *stanza.Element, t
 	}
 	if created {
 		s.rooms[r.name] = r
+		s.created.record(bare.String(), s.now())
 	}
 	o := existing
 	if o == nil {
@@ -204,7 +208,7 @@ func (s *Service) reservedBy(r *room, nick string, bare jid.JID) bool {
 // historyFor picks the history sent on joining, honouring the client's
 // <history maxstanzas maxchars seconds since/>. s.mu must be held.
 func (s *Service) historyFor(r *room, mx *stanza.Element) []histEntry {
-	maxStanzas, maxChars := s.history, -1
+	maxStanzas, maxChars := s.history, s.histBytes
 	var since time.Time
 	if s.retention > 0 {
 		since = s.now().Add(-s.retention)
@@ -214,7 +218,7 @@ func (s *Service) historyFor(r *room, mx *stanza.Element) []histEntry {
 			if v, err := strconv.Atoi(h.Attr("maxstanzas")); err == nil && v >= 0 && v < maxStanzas {
 				maxStanzas = v
 			}
-			if v, err := strconv.Atoi(h.Attr("maxchars")); err == nil && v >= 0 {
+			if v, err := strconv.Atoi(h.Attr("maxchars")); err == nil && v >= 0 && v < maxChars {
 				maxChars = v
 			}
 			if v, err := strconv.Atoi(h.Attr("seconds")); err == nil && v >= 0 {
@@ -236,12 +240,10 @@ func (s *Service) historyFor(r *room, mx *stanza.Element) []histEntry {
 		if h.stamp.Before(since) {
 			break
 		}
-		if maxChars >= 0 {
-			if chars+h.size > maxChars {
-				break
-			}
-			chars += h.size
+		if chars+h.size > maxChars {
+			break
 		}
+		chars += h.size
 		out = append(out, h)
 	}
 	slices.Reverse(out)
@@ -292,11 +294,9 @@ func (s *Service) leave(fx *effects, r *room, o *occupant, sess Session, codes [
 	}
 	o.sessions = going
 	delete(r.occupants, o.nick)
-	for _, v := range r.sorted() {
-		for _, vs := range v.sessions {
-			fx.send(vs, r.unavailableFor(o, v, vs, aff, extra, nil, "", status, codes...))
-		}
-	}
+	r.fanOut(fx, o, func(v *occupant, vs Session) *stanza.Element {
+		return r.unavailableFor(o, v, vs, aff, extra, nil, "", status, codes...)
+	})
 	o.sessions = nil
 	s.vanish(fx, r)
 }

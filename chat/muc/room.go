@@ -318,15 +318,13 @@ func (r *room) presenceFor(o *occupant, v *occupant, to Session, codes ...int) *
 // broadcastPresence queues o's current presence to every occupant of r.
 // selfCodes go to o's own sessions only, codes to everyone.
 func (r *room) broadcastPresence(fx *effects, o *occupant, selfCodes []int, codes ...int) {
-	for _, v := range r.sorted() {
-		for _, sess := range v.sessions {
-			c := codes
-			if v == o {
-				c = append(slices.Clone(selfCodes), codes...)
-			}
-			fx.send(sess, r.presenceFor(o, v, sess, c...))
+	r.fanOut(fx, o, func(v *occupant, sess Session) *stanza.Element {
+		c := codes
+		if v == o {
+			c = append(slices.Clone(selfCodes), codes...)
 		}
-	}
+		return r.presenceFor(o, v, sess, c...)
+	})
 }
 
 // unavailableFor builds o's unavailable presence for viewer v. extra is

@@ -32,6 +32,13 @@ type stack struct {
 
 func newStack(t *testing.T) *stack {
 	t.Helper()
+	return newStackWith(t, muc.Config{})
+}
+
+// newStackWith is newStack with the room service configured by cfg (its
+// domains are set).
+func newStackWith(t *testing.T, cfg muc.Config) *stack {
+	t.Helper()
 	ctx := t.Context()
 	dir := t.TempDir()
 	db, err := store.Open(ctx, "sqlite:"+dir+"/poosms.db", "")
@@ -52,7 +59,8 @@ func newStack(t *testing.T) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rooms, err := muc.New(muc.Config{Domain: "conference.localhost", ServerDomain: "localhost"}, db)
+	cfg.Domain, cfg.ServerDomain = "conference.localhost", "localhost"
+	rooms, err := muc.New(cfg, db)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -182,13 +182,14 @@ func (s *Service) expired(info fs.FileInfo) bool {
 	return s.retention > 0 && info.ModTime().Before(s.now().Add(-s.retention))
 }
 
-// usage returns the bytes user keeps stored plus those of its uploads
-// under way. With prune, files past their retention are removed first.
-func (s *Service) usage(user string, prune bool) (int64, error) {
-	var total int64
+// usage returns the bytes and files user keeps stored plus those of its
+// uploads under way. A file counts whatever its size. With prune, files
+// past their retention are removed first.
+func (s *Service) usage(user string, prune bool) (holding, error) {
+	var total holding
 	slots, err := os.ReadDir(filepath.Join(s.dir, user))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return 0, err
+		return total, err
 	}
 	for _, sd := range slots {
 		if !sd.IsDir() {
@@ -200,11 +201,11 @@ func (s *Service) usage(user string, prune bool) (int64, error) {
 			if errors.Is(err, fs.ErrNotExist) {
 				continue // removed meanwhile
 			}
-			return 0, err
+			return total, err
 		}
 		if prune && s.abandoned(sd, files) {
 			if err := os.RemoveAll(dir); err != nil {
-				return 0, err
+				return total, err
 			}
 			s.log.Debug("upload: abandoned upload removed", "path", filepath.Join(user, sd.Name()))
 			continue
@@ -218,21 +219,24 @@ func (s *Service) usage(user string, prune bool) (int64, error) {
 				if errors.Is(err, fs.ErrNotExist) {
 					continue
 				}
-				return 0, err
+				return total, err
 			}
 			if prune && s.expired(info) {
 				if err := os.RemoveAll(dir); err != nil {
-					return 0, err
+					return total, err
 				}
 				s.log.Debug("upload: expired file removed", "path", filepath.Join(user, sd.Name(), f.Name()))
 				continue
 			}
-			total += info.Size()
+			total.bytes += info.Size()
+			total.files++ // .part is not counted here: see reserved
 		}
 	}
 	s.reservedMu.Lock()
-	total += s.reserved[user]
+	r := s.reserved[user]
 	s.reservedMu.Unlock()
+	total.bytes += r.bytes
+	total.files += r.files
 	return total, nil
 }
 

@@ -111,22 +111,19 @@ func (s *Service) upload(w http.ResponseWriter, r *http.Request, sl slot) {
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
 	}
-	if used+sl.size > s.quota {
+	if used.bytes+sl.size > s.quota {
 		lock.Unlock()
 		http.Error(w, "upload quota reached", http.StatusInsufficientStorage)
 		return
 	}
-	s.reservedMu.Lock()
-	s.reserved[sl.user] += sl.size
-	s.reservedMu.Unlock()
+	if used.files >= s.maxFiles {
+		lock.Unlock()
+		http.Error(w, "upload file limit reached", http.StatusInsufficientStorage)
+		return
+	}
+	s.reserve(sl.user, holding{bytes: sl.size, files: 1})
 	lock.Unlock()
-	defer func() {
-		s.reservedMu.Lock()
-		if s.reserved[sl.user] -= sl.size; s.reserved[sl.user] == 0 {
-			delete(s.reserved, sl.user)
-		}
-		s.reservedMu.Unlock()
-	}()
+	defer s.reserve(sl.user, holding{bytes: -sl.size, files: -1})
 
 	status, err := s.store(r.Body, sl, ctype)
 	if err == nil && s.slotRevoked(sl) {
@@ -233,4 +230,19 @@ func (s *Service) download(w http.ResponseWriter, r *http.Request, sl slot) {
 		h.Set("Content-Disposition", cd)
 	}
 	http.ServeContent(w, r, "", info.ModTime(), f)
+}
+
+// reserve adds h (negative to release) to what user's uploads under way
+// hold.
+func (s *Service) reserve(user string, h holding) {
+	s.reservedMu.Lock()
+	defer s.reservedMu.Unlock()
+	r := s.reserved[user]
+	r.bytes += h.bytes
+	r.files += h.files
+	if r == (holding{}) {
+		delete(s.reserved, user)
+	} else {
+		s.reserved[user] = r
+	}
 }

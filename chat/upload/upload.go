@@ -39,6 +39,7 @@ const (
 const (
 	DefaultMaxFileBytes = 100 << 20 // 100 MiB
 	DefaultQuotaBytes   = 1 << 30   // 1 GiB
+	DefaultMaxFiles     = 1000
 	DefaultSlotTTL      = 5 * time.Minute
 )
 
@@ -73,6 +74,9 @@ type Config struct {
 	MaxFileBytes int64
 	// QuotaBytes is how much one user may keep stored in all. Default 1 GiB.
 	QuotaBytes int64
+	// MaxFiles is how many files one user may keep stored, empty ones and
+	// uploads under way included. Default 1000.
+	MaxFiles int
 	// SlotTTL is how long a PUT URL stays valid. Default 5 minutes.
 	SlotTTL time.Duration
 	// FileRetention is how long a file is kept; 0 keeps files until an
@@ -99,6 +103,7 @@ type Service struct {
 	baseURL   func() string
 	maxBytes  int64
 	quota     int64
+	maxFiles  int
 	ttl       time.Duration
 	retention time.Duration
 	secret    []byte
@@ -107,15 +112,21 @@ type Service struct {
 
 	// userLocks serialise the quota check and reservation of one user's
 	// uploads (by hash of the user's folder name); reservedMu guards
-	// reserved, the bytes of uploads under way per user folder.
+	// reserved, the uploads under way per user folder.
 	userLocks  [32]sync.Mutex
 	reservedMu sync.Mutex
-	reserved   map[string]int64
+	reserved   map[string]holding
 
 	// revokedMu guards revoked: user folder → slots handed out up to this
 	// time are refused (the account was deleted; see RevokeSlots).
 	revokedMu sync.Mutex
 	revoked   map[string]time.Time
+}
+
+// holding is what a user keeps, or reserves for uploads under way.
+type holding struct {
+	bytes int64
+	files int
 }
 
 // New validates cfg, fills in defaults and creates the upload folder.
@@ -139,6 +150,8 @@ func New(cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("upload: max file size %d is negative", cfg.MaxFileBytes)
 	case cfg.QuotaBytes < 0:
 		return nil, fmt.Errorf("upload: quota %d is negative", cfg.QuotaBytes)
+	case cfg.MaxFiles < 0:
+		return nil, fmt.Errorf("upload: file limit %d is negative", cfg.MaxFiles)
 	case cfg.SlotTTL < 0:
 		return nil, fmt.Errorf("upload: slot lifetime %v is negative", cfg.SlotTTL)
 	case cfg.FileRetention < 0:
@@ -151,12 +164,13 @@ func New(cfg Config) (*Service, error) {
 		baseURL:   cfg.BaseURL,
 		maxBytes:  cfg.MaxFileBytes,
 		quota:     cfg.QuotaBytes,
+		maxFiles:  cfg.MaxFiles,
 		ttl:       cfg.SlotTTL,
 		retention: cfg.FileRetention,
 		secret:    cfg.Secret,
 		now:       cfg.Now,
 		log:       cfg.Logger,
-		reserved:  make(map[string]int64),
+		reserved:  make(map[string]holding),
 		revoked:   make(map[string]time.Time),
 	}
 	if s.maxBytes == 0 {
@@ -164,6 +178,9 @@ func New(cfg Config) (*Service, error) {
 	}
 	if s.quota == 0 {
 		s.quota = DefaultQuotaBytes
+	}
+	if s.maxFiles == 0 {
+		s.maxFiles = DefaultMaxFiles
 	}
 	if s.ttl == 0 {
 		s.ttl = DefaultSlotTTL
@@ -277,9 +294,13 @@ func (s *Service) requestSlot(ctx context.Context, sess Session, iq, req *stanza
 		s.log.Error("upload: measure quota", "jid", sess.JID().Bare().String(), "err", err)
 		return stanza.ErrorReply(iq, "internal-server-error", "")
 	}
-	if used+size > s.quota {
+	if used.bytes+size > s.quota {
 		return stanza.ErrorReply(iq, "resource-constraint",
-			fmt.Sprintf("upload quota reached: %d of %d bytes used", used, s.quota))
+			fmt.Sprintf("upload quota reached: %d of %d bytes used", used.bytes, s.quota))
+	}
+	if used.files >= s.maxFiles {
+		return stanza.ErrorReply(iq, "resource-constraint",
+			fmt.Sprintf("upload file limit reached: %d of %d files kept", used.files, s.maxFiles))
 	}
 	id, err := slotID()
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -341,6 +342,33 @@ func TestQuota(t *testing.T) {
 	h.slot(alice, "four", 40, "") // what is left still fits
 	// Another user's quota is their own.
 	h.slot(bob, "bobs", 100, "")
+}
+
+// TestFileLimit: a user keeps at most MaxFiles files, empty ones
+// included, however small they are against the byte quota.
+func TestFileLimit(t *testing.T) {
+	h := newHarness(t, Config{MaxFiles: 3})
+	alice, bob := session("alice@localhost/a"), session("bob@localhost/b")
+	late, _ := h.slot(alice, "late", 0, "")
+	for i := range 3 {
+		p, _ := h.slot(alice, fmt.Sprintf("empty%d", i), 0, "")
+		if st := put(t, p, nil, ""); st != http.StatusCreated {
+			t.Fatalf("PUT of empty file %d = %d", i, st)
+		}
+	}
+	r := h.iq(alice, requestIQ("fourth", 0, ""))
+	if condition(r) != "resource-constraint" || !strings.Contains(r.String(), "3 of 3 files") {
+		t.Errorf("a fourth file = %s, want resource-constraint naming the limit", r)
+	}
+	// A slot given before the limit was reached cannot take it past.
+	if st := put(t, late, nil, ""); st != http.StatusInsufficientStorage {
+		t.Errorf("PUT past the file limit = %d, want 507", st)
+	}
+	if n := countDirs(t, filepath.Join(h.dir, "alice")); n != 3 {
+		t.Errorf("alice keeps %d files, want 3", n)
+	}
+	// Another user's files are their own.
+	h.slot(bob, "bobs", 0, "")
 }
 
 func TestRetentionFreesQuota(t *testing.T) {

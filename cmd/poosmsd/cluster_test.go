@@ -316,6 +316,11 @@ func TestClusterConference(t *testing.T) {
 	}
 }
 
+// oneSender lets one sender fill a whole offline queue: the kill tests
+// have alice alone send bob 300 messages, and what is not delivered live
+// must all wait offline for him.
+var oneSender = []string{"--offline-limit-per-sender", "1000"}
+
 // TestClusterNodeKilled: a node is killed with SIGKILL while alice, with
 // stream management, sends bob messages across nodes; every message her
 // node acknowledged must reach bob (live, offline at his next login, or in
@@ -334,7 +339,7 @@ func TestClusterNodeKilled(t *testing.T) {
 // bob, logging in on a surviving node, has everything alice's node
 // acknowledged.
 func killRecipientNode(t *testing.T, bin, redisURL string) {
-	c := newCluster(t, bin, redisURL, 3)
+	c := newCluster(t, bin, redisURL, 3, oneSender...)
 	c.addUsers("alice", "bob", "carol", "dave")
 	const room = "doomed@conference.localhost"
 
@@ -503,7 +508,7 @@ func killRecipientNode(t *testing.T, bin, redisURL string) {
 // on another node. bob sees alice go, and has every message her node
 // acknowledged, live or (logging in again) offline or in his archive.
 func killSenderNode(t *testing.T, bin, redisURL string) {
-	c := newCluster(t, bin, redisURL, 2)
+	c := newCluster(t, bin, redisURL, 2, oneSender...)
 	c.addUsers("alice", "bob")
 	n1, n2 := c.node("n1"), c.node("n2")
 	alice := dialPeer(t, n1, "alice", "desk", true)

@@ -84,6 +84,7 @@ func (n *node) newS2S(router *signaling.Router, tlsConfig *tls.Config, reg prome
 		},
 		Availability:   n.remoteAvailability,
 		MaxStanzaBytes: int64(cfg.MaxStanzaBytes),
+		StanzaLimits:   stanzaLimits(cfg),
 		Timeout:        cfg.S2STimeout,
 		StanzaRate:     float64(cfg.S2SStanzaRate),
 		StanzaBurst:    2 * cfg.S2SStanzaRate,

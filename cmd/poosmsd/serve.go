@@ -137,6 +137,7 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 	n.chat, err = chat.New(chat.Config{
 		Domain:           cfg.Domain,
 		OfflineLimit:     cfg.OfflineLimit,
+		Limits:           chatLimits(cfg),
 		ArchiveRetention: cfg.ArchiveRetention,
 		Version:          shortVersion(),
 		Logger:           log.With("service", "chat"),
@@ -187,6 +188,10 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 		AuthTimeout:               cfg.AuthTimeout,
 		IdleTimeout:               cfg.IdleTimeout,
 		WriteQueue:                cfg.WriteQueue,
+		WriteQueueBytes:           cfg.WriteQueueBytes,
+		MaxPresenceBytes:          cfg.MaxPresenceBytes,
+		UnackedBytes:              cfg.UnackedBytes,
+		StanzaLimits:              stanzaLimits(cfg),
 		MaxSessionsPerUser:        cfg.MaxSessionsPerUser,
 		AllowPlain:                cfg.AllowPlain,
 		AllowInsecureLoopbackAuth: cfg.AllowInsecureLoopbackAuth,
@@ -218,6 +223,7 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 		C2STLSAddr:     cfg.C2STLSAddr,
 		Iterations:     cfg.SCRAMIterations,
 		TrustedProxies: cfg.TrustedProxies,
+		UploadURL:      n.uploadURL(),
 		Limiter:        limiter,
 		Logger:         log.With("service", "web"),
 	}, n.db)
@@ -379,4 +385,9 @@ func nonNil(a net.Addr) []net.Addr {
 		return nil
 	}
 	return []net.Addr{a}
+}
+
+// stanzaLimits is the shape a stanza from a peer may have.
+func stanzaLimits(cfg config.Config) stanza.Limits {
+	return stanza.Limits{MaxElements: cfg.MaxStanzaElements, MaxDepth: cfg.MaxStanzaDepth, MaxAttributes: cfg.MaxStanzaAttributes}
 }

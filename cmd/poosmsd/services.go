@@ -99,7 +99,11 @@ func (n *node) startRooms(router *signaling.Router) error {
 		Domain:       domain,
 		ServerDomain: cfg.Domain,
 		Retention:    cfg.ArchiveRetention,
+		HistoryBytes: cfg.WriteQueueBytes / 2,
 		Deliver:      n.chat.Deliver,
+
+		NewRoomsPerHour: cfg.MaxNewRoomsPerHour, // counted on the node hosting the new room
+
 		// A ban, a lost membership or leaving the room also ends the
 		// person's call; a new nickname shows there too.
 		AccessChanged: func(ctx context.Context, room jid.JID) { svc.Recheck(ctx, room) },
@@ -123,6 +127,9 @@ func (n *node) startRooms(router *signaling.Router) error {
 		MaxConferences:        cfg.MaxConferences,
 		MaxConferencesPerUser: cfg.MaxConferencesPerUser,
 		IncludeLoopback:       loopbackMedia(cfg),
+
+		MaxTracksPerParticipant: cfg.MaxTracksPerParticipant,
+		MaxMediaSections:        cfg.MaxMediaSections,
 		// The room and its call run on one node (the room's host in a
 		// cluster), so the room's occupants are known where this runs.
 		Authorize: func(ctx context.Context, room jid.JID, p sfu.Peer) (string, error) {
@@ -211,13 +218,7 @@ func (n *node) startDirectory(router *signaling.Router) error {
 // startUpload runs HTTP file upload (XEP-0363) on upload.DOMAIN; the web
 // server serves the files under /upload/.
 func (n *node) startUpload(router *signaling.Router) (*upload.Service, error) {
-	up, err := newUploadService(n.cfg, n.log, func() string {
-		if n.cfg.UploadURL != "" {
-			return n.cfg.UploadURL
-		}
-		_, port, _ := net.SplitHostPort(n.httpAddr.String())
-		return "http://" + net.JoinHostPort(n.publicHost(), port) + "/upload"
-	})
+	up, err := newUploadService(n.cfg, n.log, n.uploadURL)
 	if err != nil {
 		return nil, err
 	}
@@ -232,6 +233,16 @@ func (n *node) startUpload(router *signaling.Router) (*upload.Service, error) {
 	return up, nil
 }
 
+// uploadURL is the public base URL of the upload handler: --upload-url,
+// or the HTTP listener's port on the public host.
+func (n *node) uploadURL() string {
+	if n.cfg.UploadURL != "" {
+		return n.cfg.UploadURL
+	}
+	_, port, _ := net.SplitHostPort(n.httpAddr.String())
+	return "http://" + net.JoinHostPort(n.publicHost(), port) + "/upload"
+}
+
 // newUploadService builds the upload service from the settings (also used
 // by "user del" to remove a user's files).
 func newUploadService(cfg config.Config, log *slog.Logger, baseURL func() string) (*upload.Service, error) {
@@ -241,7 +252,7 @@ func newUploadService(cfg config.Config, log *slog.Logger, baseURL func() string
 	}
 	return upload.New(upload.Config{
 		Domain: "upload." + cfg.Domain, ServerDomain: cfg.Domain, Dir: dir, BaseURL: baseURL,
-		MaxFileBytes: int64(cfg.UploadMaxBytes), QuotaBytes: int64(cfg.UploadQuotaBytes),
+		MaxFileBytes: int64(cfg.UploadMaxBytes), QuotaBytes: int64(cfg.UploadQuotaBytes), MaxFiles: cfg.UploadMaxFiles,
 		Logger: log.With("service", "upload"),
 	})
 }

@@ -3,6 +3,7 @@
 // everyone else's tracks. The client is the polite side of negotiation.
 
 import { NS, x, child } from './xmpp.js';
+import { t } from './i18n.js';
 
 // Simulcast layers we publish, best first; the server picks one per
 // subscriber from its bandwidth.
@@ -27,10 +28,12 @@ function note(...what) {
 //            server's participant-left reason when it removed us
 //   notice   {detail: text} something the person should know
 export class Call extends EventTarget {
-  constructor(conn, room) {
+  // video false: a voice call (microphone only).
+  constructor(conn, room, { video = true } = {}) {
     super();
     this.conn = conn;
     this.room = room;
+    this.video = video;
     // id -> {id, occupant (room/nick), jid (real, when the room shows it), stream, tracks: Map(trackId -> info)}
     this.participants = new Map();
     this.gone = new Set(); // ids of participants who left; late tracks of theirs are ignored
@@ -97,7 +100,7 @@ export class Call extends EventTarget {
       this.addTrack(this.participants.get(pid), ev.track);
     };
     pc.onconnectionstatechange = () => {
-      if (pc.connectionState === 'failed') this.notice('The media connection failed. Leave and join again.');
+      if (pc.connectionState === 'failed') this.notice(t('callMediaFailed'));
       this.changed();
     };
     const audio = this.local.getAudioTracks()[0];
@@ -115,21 +118,21 @@ export class Call extends EventTarget {
   }
 
   async getMedia() {
-    const want = { audio: true, video: { width: { ideal: 640 }, height: { ideal: 480 } } };
+    const want = { audio: true, video: this.video ? { width: { ideal: 640 }, height: { ideal: 480 } } : false };
     try {
       return await navigator.mediaDevices.getUserMedia(want);
     } catch (e) {
       if (e.name === 'NotAllowedError' || e.name === 'SecurityError') {
-        this.notice('Camera and microphone access was denied. You joined without them; allow access in the browser\'s site settings and join again to be seen and heard.');
+        this.notice(t('callDenied'));
         return new MediaStream();
       }
       // No camera (or it is busy): try the microphone alone.
       try {
         const s = await navigator.mediaDevices.getUserMedia({ audio: true });
-        this.notice('No camera was found (or it is in use). You joined with your microphone only.');
+        if (this.video) this.notice(t('callNoCamera'));
         return s;
       } catch {
-        this.notice('No camera or microphone was found. You joined to watch and listen only.');
+        this.notice(t('callNoDevices'));
         return new MediaStream();
       }
     }
@@ -180,7 +183,7 @@ export class Call extends EventTarget {
     note('server offer answered');
     if (this.offerAgain) {
       this.offerAgain = false;
-      queueMicrotask(() => this.serialize(() => this.offer()).catch((e) => this.notice('Publishing failed: ' + e.message)));
+      queueMicrotask(() => this.serialize(() => this.offer()).catch((e) => this.notice(t('publishFailed', e.message))));
     }
     return x('answer', { xmlns: NS.conf }, pc.localDescription.sdp);
   }
@@ -237,7 +240,7 @@ export class Call extends EventTarget {
       case 'participant-left':
         if (a('id') === this.self) {
           note('removed', a('reason'));
-          this.stop(a('reason') === 'replaced' ? 'You joined this call from somewhere else.' : 'You were removed from the call (' + a('reason') + ').', a('reason'));
+          this.stop(a('reason') === 'replaced' ? t('callReplaced') : t('callRemoved', a('reason')), a('reason'));
           return;
         }
         this.participants.delete(a('id'));
@@ -277,7 +280,7 @@ export class Call extends EventTarget {
 
   async toggleScreen() {
     if (!this.videoSender) {
-      this.notice('Screen sharing needs a camera slot; join with a camera to share your screen.');
+      this.notice(t('screenNeedsCamera'));
       return;
     }
     if (this.sharing) {
@@ -291,7 +294,7 @@ export class Call extends EventTarget {
     try {
       s = await navigator.mediaDevices.getDisplayMedia({ video: true });
     } catch {
-      this.notice('Screen sharing was cancelled or is not allowed.');
+      this.notice(t('screenRefused'));
       return;
     }
     const t = s.getVideoTracks()[0];
@@ -305,7 +308,7 @@ export class Call extends EventTarget {
     if (this.ended) return;
     note('leave');
     try { await this.conn.iq('set', this.room, x('leave', { xmlns: NS.conf }), 5000); } catch { /* closing anyway */ }
-    this.stop('You left the call.');
+    this.stop(t('callLeft'));
   }
 
   stop(text, reason = '') {

@@ -2,6 +2,8 @@
 // login through WebCrypto, resource binding, stream management (XEP-0198)
 // with resumption, client state indication (XEP-0352) and IQ tracking.
 
+import { t as tr } from './i18n.js';
+
 export const NS = {
   client: 'jabber:client',
   framing: 'urn:ietf:params:xml:ns:xmpp-framing',
@@ -18,12 +20,39 @@ export const NS = {
   muc: 'http://jabber.org/protocol/muc',
   mucUser: 'http://jabber.org/protocol/muc#user',
   mucOwner: 'http://jabber.org/protocol/muc#owner',
+  mucAdmin: 'http://jabber.org/protocol/muc#admin',
   conf: 'urn:poosms:conference:0',
   disco: 'http://jabber.org/protocol/disco#info',
   mam: 'urn:xmpp:mam:2',
   forward: 'urn:xmpp:forward:0',
   rsm: 'http://jabber.org/protocol/rsm',
   data: 'jabber:x:data',
+  discoItems: 'http://jabber.org/protocol/disco#items',
+  carbons: 'urn:xmpp:carbons:2',
+  oob: 'jabber:x:oob',
+  upload: 'urn:xmpp:http:upload:0',
+  search: 'jabber:iq:search',
+  register: 'jabber:iq:register',
+  vcard: 'vcard-temp',
+  vcardUpdate: 'vcard-temp:x:update',
+  pubsub: 'http://jabber.org/protocol/pubsub',
+  pubsubEvent: 'http://jabber.org/protocol/pubsub#event',
+  avatarData: 'urn:xmpp:avatar:data',
+  avatarMeta: 'urn:xmpp:avatar:metadata',
+  nick: 'http://jabber.org/protocol/nick',
+  attention: 'urn:xmpp:attention:0',
+  reactions: 'urn:xmpp:reactions:0',
+  correct: 'urn:xmpp:message-correct:0',
+  retract: 'urn:xmpp:message-retract:1',
+  retract0: 'urn:xmpp:message-retract:0',
+  fasten: 'urn:xmpp:fasten:0',
+  fallback: 'urn:xmpp:fallback:0',
+  hints: 'urn:xmpp:hints',
+  sid: 'urn:xmpp:sid:0',
+  jmi: 'urn:xmpp:jingle-message:0',
+  jingle: 'urn:xmpp:jingle:1',
+  bookmarks: 'urn:xmpp:bookmarks:1',
+  xconference: 'jabber:x:conference',
 };
 
 // esc escapes text for XML content and attribute values.
@@ -40,12 +69,14 @@ export function x(name, attrs = {}, ...children) {
     if (v !== undefined && v !== null) s += ' ' + k + '="' + esc(v) + '"';
   }
   const body = children.flat().filter((c) => c !== undefined && c !== null && c !== false)
-    .map((c) => (c instanceof Raw ? c.s : esc(c))).join('');
+    .map((c) => (c instanceof Raw || c?.isRawXML === true ? c.s : esc(c))).join('');
   return new Raw(body ? s + '>' + body + '</' + name + '>' : s + '/>');
 }
 
+// Raw is built XML; isRawXML lets a copy of this module loaded under
+// another address (the page's files are also served unversioned) pass it.
 class Raw {
-  constructor(s) { this.s = s; }
+  constructor(s) { this.s = s; this.isRawXML = true; }
   toString() { return this.s; }
 }
 
@@ -70,10 +101,11 @@ export function newId(prefix = 'c') {
 
 // StanzaError is how a failed IQ rejects.
 export class StanzaError extends Error {
-  constructor(condition, text, type) {
+  constructor(condition, text, type, el) {
     super(text || condition);
     this.condition = condition;
     this.type = type;
+    this.el = el; // the <error/> element, for application conditions
   }
 }
 
@@ -87,7 +119,7 @@ function stanzaError(el) {
     if (c.localName === 'text') text = c.textContent;
     else cond = c.localName;
   }
-  return new StanzaError(cond, text, e.getAttribute('type'));
+  return new StanzaError(cond, text, e.getAttribute('type'), e);
 }
 
 // ---- SCRAM-SHA-256 (RFC 5802, RFC 7677) through WebCrypto ----
@@ -125,13 +157,13 @@ class Scram {
   async final(challenge) {
     const serverFirst = atob(challenge);
     const attrs = Object.fromEntries(serverFirst.split(',').map((kv) => [kv[0], kv.slice(2)]));
-    if (!attrs.r || !attrs.r.startsWith(this.cnonce)) throw new Error('the server sent a bad nonce');
+    if (!attrs.r || !attrs.r.startsWith(this.cnonce)) throw new Error(tr('badNonce'));
     const salt = unb64(attrs.s);
     const iterations = Number(attrs.i);
-    if (!(iterations >= 4096)) throw new Error('the server asked for too few iterations');
+    if (!(iterations >= 4096)) throw new Error(tr('fewIterations'));
     let keys = this.creds.keys;
     if (!keys || keys.salt !== attrs.s || keys.iterations !== iterations) {
-      if (!this.creds.password) throw new StanzaError('not-authorized', 'Your saved login has expired; please enter your password.');
+      if (!this.creds.password) throw new StanzaError('not-authorized', tr('savedLoginExpired'));
       const k = await scramKeys(this.creds.password, salt, iterations);
       keys = { salt: attrs.s, iterations, clientKey: b64(k.clientKey), serverKey: b64(k.serverKey) };
     }
@@ -146,9 +178,9 @@ class Scram {
   }
   async verify(success) {
     const v = atob(success || '');
-    if (!v.startsWith('v=')) throw new Error('the server did not prove it knows your password');
+    if (!v.startsWith('v=')) throw new Error(tr('serverNoProof'));
     const want = b64(await hmac(unb64(this.keys.serverKey), this.authMessage));
-    if (v.slice(2) !== want) throw new Error('the server failed to prove it knows your password');
+    if (v.slice(2) !== want) throw new Error(tr('serverBadProof'));
   }
 }
 
@@ -183,7 +215,7 @@ export class Connection extends EventTarget {
   async login(creds) {
     this.creds = creds;
     this.wanted = true;
-    this.emitStatus('connecting', 'Connecting…');
+    this.emitStatus('connecting', tr('connecting'));
     try {
       await this.session(false);
     } catch (e) {
@@ -203,7 +235,7 @@ export class Connection extends EventTarget {
       this.raw(x('close', { xmlns: NS.framing }));
     }
     this.ws?.close();
-    this.emitStatus('offline', 'Logged out');
+    this.emitStatus('offline', '');
   }
 
   // closeNow ends the stream at once as the page goes away, so the server
@@ -229,7 +261,7 @@ export class Connection extends EventTarget {
     const next = (ms = 30000) => new Promise((resolve, reject) => {
       if (frames.length) return resolve(frames.shift());
       if (closed) return reject(closed);
-      const t = setTimeout(() => reject(new Error('The server did not answer in time.')), ms);
+      const t = setTimeout(() => reject(new Error(tr('noAnswer'))), ms);
       waiter = { resolve: (f) => { clearTimeout(t); resolve(f); }, reject: (e) => { clearTimeout(t); reject(e); } };
     });
     let negotiating = true;
@@ -241,24 +273,24 @@ export class Connection extends EventTarget {
       } else this.receive(el);
     };
     ws.onclose = () => {
-      closed = new Error('The connection to the server was lost.');
+      closed = new Error(tr('connectionLost'));
       if (waiter) { const w = waiter; waiter = null; w.reject(closed); }
       if (!negotiating && this.ws === ws) this.dropped();
     };
     await new Promise((resolve, reject) => {
       ws.onopen = resolve;
-      ws.onerror = () => reject(new Error('Cannot reach the server.'));
+      ws.onerror = () => reject(new Error(tr('cannotReach')));
     });
     const open = async () => {
       this.raw(x('open', { xmlns: NS.framing, to: this.domain, version: '1.0' }));
       let f = await next();
       if (f.localName === 'open') f = await next();
-      if (f.localName === 'error') throw new Error('The server closed the stream: ' + (f.firstElementChild?.localName || 'error'));
+      if (f.localName === 'error') throw new Error(tr('streamClosed') + ' ' + (f.firstElementChild?.localName || 'error'));
       return f;
     };
     let features = await open();
     const mechs = [...(child(features, 'mechanisms')?.children || [])].map((m) => m.textContent);
-    if (!mechs.includes('SCRAM-SHA-256')) throw new Error('The server offers no secure login over this connection.');
+    if (!mechs.includes('SCRAM-SHA-256')) throw new Error(tr('noSecureLogin'));
     const scram = new Scram(this.creds);
     this.raw(x('auth', { xmlns: NS.sasl, mechanism: 'SCRAM-SHA-256' }, scram.first()));
     let f = await next();
@@ -268,8 +300,8 @@ export class Connection extends EventTarget {
     }
     if (f.localName !== 'success') {
       const cond = f.firstElementChild?.localName;
-      if (cond === 'temporary-auth-failure') throw new Error('Too many failed logins. Please wait a few minutes.');
-      throw new StanzaError('not-authorized', 'Wrong username or password.');
+      if (cond === 'temporary-auth-failure') throw new Error(tr('tooManyLogins'));
+      throw new StanzaError('not-authorized', tr('wrongPassword'));
     }
     await scram.verify(f.textContent);
     this.creds.keys = scram.keys;
@@ -295,7 +327,7 @@ export class Connection extends EventTarget {
       const iqId = newId('b');
       this.raw(x('iq', { type: 'set', id: iqId }, x('bind', { xmlns: NS.bind }, x('resource', {}, 'web-' + Math.random().toString(36).slice(2, 8)))));
       const b = await next();
-      if (b.getAttribute('type') !== 'result') throw new Error('The server refused to bind a resource.');
+      if (b.getAttribute('type') !== 'result') throw new Error(tr('bindRefused'));
       this.jid = child(child(b, 'bind'), 'jid').textContent;
       const lost = resume ? this.unacked : [];
       this.unacked = [];
@@ -318,7 +350,7 @@ export class Connection extends EventTarget {
     }
     this.retry = 0;
     if (this.inactive && this.csi) this.raw(x('inactive', { xmlns: NS.csi }));
-    this.emitStatus('online', resume ? (resumed ? 'Reconnected' : 'Reconnected (new session)') : 'Online');
+    this.emitStatus('online', resume ? tr('reconnected') : tr('online'));
     if (resume) this.dispatchEvent(new CustomEvent('resumed', { detail: { resumed } }));
     this.startPing();
   }
@@ -326,7 +358,7 @@ export class Connection extends EventTarget {
   dropped() {
     clearInterval(this.pingTimer);
     if (!this.wanted) return;
-    this.emitStatus('reconnecting', 'Connection lost. Reconnecting…');
+    this.emitStatus('reconnecting', tr('reconnecting'));
     const delay = Math.min(1000 * 2 ** this.retry, 30000) * (0.5 + Math.random() / 2);
     this.retry++;
     clearTimeout(this.retryTimer);
@@ -412,7 +444,7 @@ export class Connection extends EventTarget {
     return new Promise((resolve, reject) => {
       const t = setTimeout(() => {
         this.iqs.delete(id);
-        reject(new StanzaError('timeout', 'The server did not answer in time.'));
+        reject(new StanzaError('timeout', tr('noAnswer')));
       }, timeout);
       this.iqs.set(id, { to, resolve: (r) => { clearTimeout(t); resolve(r); }, reject: (e) => { clearTimeout(t); reject(e); } });
       this.send(x('iq', { type, to, id }, payload));
@@ -449,7 +481,7 @@ export class Connection extends EventTarget {
     if (el.localName === 'error' && el.namespaceURI === 'http://etherx.jabber.org/streams') {
       if (child(el, 'conflict')) {
         this.wanted = false;
-        this.emitStatus('offline', 'You logged in somewhere else with the same device name.');
+        this.emitStatus('offline', tr('loggedInElsewhere'));
       }
       return;
     }

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -30,10 +31,24 @@ const patience = 2
 // ---- the server ----
 
 type server struct {
-	url  string
-	c2s  string // the STARTTLS client address
-	cmd  *exec.Cmd
-	done chan error
+	url     string
+	c2s     string // the STARTTLS client address
+	cmd     *exec.Cmd
+	done    chan error
+	stopped bool
+}
+
+// stop ends poosmsd now (the network is gone, as far as browsers see).
+func (s *server) stop(t *testing.T) {
+	t.Helper()
+	s.stopped = true
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(20 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.done
+	}
 }
 
 func repoRoot(t *testing.T) string {
@@ -67,15 +82,47 @@ func freePort(t *testing.T) int {
 	return 0
 }
 
-func startServer(t *testing.T) *server {
+// poosmsd is built once for the package's tests.
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+	binDir    string
+)
+
+func buildServer(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "poosms-e2e-")
+		if buildErr != nil {
+			return
+		}
+		binPath = filepath.Join(binDir, "poosmsd")
+		build := exec.Command("go", "build", "-o", binPath, "./cmd/poosmsd")
+		build.Dir = repoRoot(t)
+		if out, err := build.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("build poosmsd: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// startServer runs poosmsd on loopback ports; extra flags are added.
+func startServer(t *testing.T, extra ...string) *server {
 	t.Helper()
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "poosmsd")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/poosmsd")
-	build.Dir = repoRoot(t)
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build poosmsd: %v\n%s", err, out)
-	}
+	bin := buildServer(t)
 	addr := func() string { return "127.0.0.1:" + strconv.Itoa(freePort(t)) }
 	httpAddr, c2sAddr := addr(), addr()
 	logPath := filepath.Join(dir, "poosmsd.log")
@@ -83,7 +130,7 @@ func startServer(t *testing.T) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "serve",
+	cmd := exec.Command(bin, append([]string{"serve",
 		"--data-dir", filepath.Join(dir, "data"),
 		"--domain", "localhost",
 		"--http-addr", httpAddr,
@@ -96,7 +143,9 @@ func startServer(t *testing.T) *server {
 		"--turn-allow-peers", "127.0.0.0/8",
 		"--s2s-addr", "",
 		"--log-level", "info",
-	)
+		// Files are sent to the page's own origin.
+		"--upload-url", "http://" + httpAddr + "/upload",
+	}, extra...)...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -104,6 +153,9 @@ func startServer(t *testing.T) *server {
 	s := &server{url: "http://" + httpAddr, c2s: c2sAddr, cmd: cmd, done: make(chan error, 1)}
 	go func() { s.done <- cmd.Wait(); logFile.Close() }()
 	t.Cleanup(func() {
+		if s.stopped {
+			return
+		}
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case err := <-s.done:
@@ -291,7 +343,7 @@ func (p *person) signUp(url string) {
 
 func (p *person) waitOnline() {
 	p.t.Helper()
-	p.waitFor("logged in", `!document.getElementById('app-view').hidden && document.getElementById('me').textContent === `+js(p.name+"@localhost")+
+	p.waitFor("logged in", `!document.getElementById('app-view').hidden && document.getElementById('me').dataset.jid === `+js(p.name+"@localhost")+
 		` && document.body.dataset.connection === 'online'`, 20*time.Second)
 }
 
@@ -374,12 +426,7 @@ func (p *person) joinCall(room string) {
 }
 
 func TestBrowserChatAndCall(t *testing.T) {
-	if _, err := os.Stat(chromiumPath); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("chromium is missing (%v); install it with apt-get install chromium", err)
-		}
-		t.Skipf("chromium is missing: %v", err)
-	}
+	requireChromium(t)
 	shots := os.Getenv("POOSMS_E2E_SCREENSHOTS")
 	if shots == "" {
 		shots = t.TempDir()

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
-	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -56,12 +55,7 @@ func xmppLogin(t *testing.T, srv *server, user, res string) *xmppclient.Client {
 // guesses) the id of alice's pending request to bob, cannot answer it in
 // bob's place. The login form also says what "remember me" keeps.
 func TestBrowserIQAnswersOnlyFromAddressee(t *testing.T) {
-	if _, err := os.Stat(chromiumPath); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("chromium is missing (%v); install it with apt-get install chromium", err)
-		}
-		t.Skipf("chromium is missing: %v", err)
-	}
+	requireChromium(t)
 	srv := startServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

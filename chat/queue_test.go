@@ -1,0 +1,65 @@
+package chat
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+
+	"mellium.im/xmpp/jid"
+
+	"poosms.org/poosms/internal/testenv"
+	"poosms.org/poosms/stanza"
+)
+
+// slowSession is a session whose client reads slowly: Send fails when
+// its queue is full, as signaling's does, and SendWait waits for room.
+type slowSession struct {
+	*fakeSession
+	queue testenv.SlowReader
+}
+
+func (q *slowSession) Send(el *stanza.Element) error {
+	if err := q.queue.Take(); err != nil {
+		return err
+	}
+	return q.fakeSession.Send(el)
+}
+
+func (q *slowSession) SendWait(ctx context.Context, el *stanza.Element) error {
+	if err := q.queue.Wait(ctx); err != nil {
+		return err
+	}
+	return q.fakeSession.Send(el)
+}
+
+// An archive page is many stanzas the client asked for at once: it waits
+// for room in the client's queue (bounded in bytes, so a page of large
+// messages does not fit at once) instead of ending the page, or the
+// session, as if the client had stopped reading.
+func TestArchivePageWaitsForRoom(t *testing.T) {
+	h, _ := newDBHarness(t, Config{}, "alice", "bob")
+	h.befriend("alice", "bob")
+	a := h.online("alice@localhost/a", 0)
+	const n = 30
+	for i := range n {
+		h.send(a, `<message type='chat' to='bob@localhost' id='m`+strconv.Itoa(i)+`'><body>`+strconv.Itoa(i)+`</body></message>`)
+	}
+	bob := &slowSession{fakeSession: &fakeSession{jid: jid.MustParse("bob@localhost/b")}, queue: testenv.NewSlowReader()}
+	h.svc.SessionBound(context.Background(), bob)
+	q, _ := stanza.Parse([]byte(`<iq type='set' id='q1'><query xmlns='urn:xmpp:mam:2' queryid='qq'>` + rsm(100, "") + `</query></iq>`))
+	q.SetAttr("from", bob.jid.String())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		h.svc.HandleStanza(context.Background(), bob, q)
+	}()
+	bob.queue.Read(t, done)
+	got := bob.take()
+	if len(got) != n+1 {
+		t.Fatalf("bob got %d stanzas, want %d results and the answer:\n%v", len(got), n, got)
+	}
+	if last := got[n]; !strings.HasPrefix(last, "iq type=result") {
+		t.Fatalf("the page ended with %s, want the query's result", last)
+	}
+}
