@@ -107,10 +107,16 @@ func TestFederationWithCertificates(t *testing.T) {
 	want(t, bob, "alice's message", isMessage("alice@alpha.test/desk", "certified"))
 	bob.Send(chatMessage("alice@alpha.test", "certified back"))
 	want(t, alice, "bob's message", isMessage("bob@beta.test/phone", "certified back"))
-	// A service of alpha's that takes nothing from other servers says so.
+	// alpha's upload service tells a user of another server what it is,
+	// and serves him nothing.
 	bob.Send(iq("get", "upload.alpha.test", "upload-info", stanza.New("http://jabber.org/protocol/disco#info", "query")))
-	if r := want(t, bob, "the upload service's answer", isIQ("upload-info")); stanza.ErrorCondition(r) != "service-unavailable" {
-		t.Errorf("a remote request to a service without federation got %s", r)
+	if r := want(t, bob, "the upload service's answer", isIQ("upload-info")); r.Type() != "result" {
+		t.Errorf("a remote disco#info to the upload service got %s", r)
+	}
+	bob.Send(iq("get", "upload.alpha.test", "upload-slot", stanza.New("urn:xmpp:http:upload:0", "request").
+		SetAttr("filename", "a.txt").SetAttr("size", "10")))
+	if r := want(t, bob, "the upload service's refusal", isIQ("upload-slot")); stanza.ErrorCondition(r) != "forbidden" {
+		t.Errorf("a remote slot request got %s", r)
 	}
 	for _, n := range []*testNode{alpha, beta} {
 		other := "beta.test"
