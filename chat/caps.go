@@ -172,12 +172,25 @@ func (s *Service) sessionFeatures(sess Session) map[string]bool {
 // the answers to its capabilities queries. Anything else is swallowed.
 func (s *Service) serverResponse(ctx context.Context, sess Session, el *stanza.Element) {
 	q, ok := s.caps.answered(el.ID(), sess)
-	if !ok || el.Type() != "result" {
+	if !ok {
 		return
 	}
+	if features, ok := s.capsAnswer(el, q.hash, q.ver); ok {
+		s.setFeatures(sess, q.ver, features)
+		s.sendLastItems(ctx, sess)
+	}
+}
+
+// capsAnswer reads the features of a client's answer to a disco#info
+// question about its capabilities hash and ver (false: not an answer).
+// Only an answer whose hash checks out, and that no other feature list
+// could hash to, may vouch for other clients (XEP-0115 §5.4) and is
+// remembered; the client itself is believed for its own notifications
+// either way.
+func (s *Service) capsAnswer(el *stanza.Element, hash, ver string) ([]string, bool) {
 	info := el.Child(NSDiscoInfo, "query")
-	if info == nil {
-		return
+	if el.Type() != "result" || info == nil {
+		return nil, false
 	}
 	var features []string
 	for _, f := range info.Elements() {
@@ -185,16 +198,12 @@ func (s *Service) serverResponse(ctx context.Context, sess Session, el *stanza.E
 			features = append(features, f.Attr("var"))
 		}
 	}
-	// Only an answer whose hash checks out, and that no other feature list
-	// could hash to, may vouch for other clients (XEP-0115 §5.4); the
-	// session itself is believed for its own notifications either way.
-	if h := hashFunc(q.hash); h != nil {
-		if in, ok := capsInput(info); ok && capsHash(h, in) == q.ver {
-			s.caps.remember(q.hash, q.ver, features)
+	if h := hashFunc(hash); h != nil {
+		if in, ok := capsInput(info); ok && capsHash(h, in) == ver {
+			s.caps.remember(hash, ver, features)
 		}
 	}
-	s.setFeatures(sess, q.ver, features)
-	s.sendLastItems(ctx, sess)
+	return features, true
 }
 
 func hashFunc(name string) gohash.Hash {

@@ -145,6 +145,8 @@ type Service struct {
 
 	fed   Federation     // nil: no federation
 	watch *presenceWatch // presence of other servers' users shown here
+	// remoteNotify: what other servers' clients +notify (federation_pep.go)
+	remoteNotify *remoteNotify
 
 	closeOnce sync.Once
 	stopPrune context.CancelFunc
@@ -210,6 +212,7 @@ func New(cfg Config, st Store) (*Service, error) {
 		cfg.RemotePresenceTimeout = 45 * time.Second
 	}
 	s.watch = newPresenceWatch(cfg.RemotePresenceTimeout)
+	s.remoteNotify = newRemoteNotify()
 	if s.limit == 0 {
 		s.limit = 1000
 	}

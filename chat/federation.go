@@ -196,6 +196,8 @@ func (s *Service) iqIn(ctx context.Context, origin *remoteEntity, el *stanza.Ele
 	switch {
 	case to.Localpart() == "" && to.Resourcepart() == "":
 		if !request {
+			// The answers to the server's questions about capabilities.
+			s.remoteCapsAnswer(ctx, origin.jid, el)
 			return
 		}
 		if q := payload(el); q == nil || !remoteServerIQs[iqKey{q.Space, q.Local}] {
@@ -243,7 +245,7 @@ func (s *Service) presenceIn(ctx context.Context, origin *remoteEntity, el *stan
 	case "probe":
 		s.probeIn(ctx, from, to)
 	case "", "unavailable":
-		s.remotePresence(el, from, to)
+		s.remotePresence(ctx, el, from, to)
 	case "error":
 		if c := stanza.ErrorCondition(el); c == "remote-server-not-found" || c == "remote-server-timeout" {
 			// A probe or a presence could not reach that server: what
@@ -260,7 +262,7 @@ func (s *Service) presenceIn(ctx context.Context, origin *remoteEntity, el *stan
 
 // remotePresence delivers available or unavailable presence from
 // another server to a local user's sessions.
-func (s *Service) remotePresence(el *stanza.Element, from, to jid.JID) {
+func (s *Service) remotePresence(ctx context.Context, el *stanza.Element, from, to jid.JID) {
 	local := to.Localpart()
 	var delivered bool
 	if res := to.Resourcepart(); res != "" {
@@ -273,13 +275,14 @@ func (s *Service) remotePresence(el *stanza.Element, from, to jid.JID) {
 		}
 	}
 	if el.Type() == "unavailable" {
+		s.remoteNotify.gone(local, from)
 		// An unavailable presence from the bare JID ends every resource
 		// of it that the user saw.
 		for _, full := range s.watch.gone(local, from) {
 			if full != from.String() {
 				q := el.Copy()
 				q.SetAttr("from", full)
-				s.presenceToLocal(q, to.Bare())
+				s.presenceToUser(q, to.Bare())
 			}
 		}
 		return
@@ -287,6 +290,7 @@ func (s *Service) remotePresence(el *stanza.Element, from, to jid.JID) {
 	if delivered {
 		s.watch.seen(local, from)
 	}
+	s.remoteCaps(ctx, local, from, el)
 }
 
 // probeIn answers another server's probe for a local user's presence

@@ -114,6 +114,7 @@ func (s *Service) RemoteAvailability(domain string, up bool) {
 	if up {
 		s.watch.back(s, domain)
 	} else {
+		s.remoteNotify.lost(domain)
 		s.watch.lostStreams(s, domain)
 	}
 }
@@ -197,7 +198,18 @@ func (w *presenceWatch) expire(s *Service, domain string, round int) {
 			continue
 		}
 		p := stanza.New(stanza.NSClient, "presence").SetAttr("from", g.full).SetAttr("type", "unavailable")
-		s.presenceToLocal(p, user)
+		s.presenceToUser(p, user)
+	}
+}
+
+// presenceToUser sends a copy of p addressed to bare to every available
+// session of bare, those other nodes of a cluster serve included: the
+// presence the watch withdraws reached them too, through this node.
+func (s *Service) presenceToUser(p *stanza.Element, bare jid.JID) {
+	q := p.Copy()
+	q.SetAttr("to", bare.String())
+	for _, t := range s.available(bare.Localpart()) {
+		s.send(t.sess, q)
 	}
 }
 

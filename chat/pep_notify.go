@@ -25,7 +25,7 @@ func (s *Service) eventMessage(owner string, to Session, payload *stanza.Element
 // the owner's available sessions that asked with +notify (or whose
 // capabilities are unknown), and, unless the node is whitelisted, the
 // available sessions of contacts subscribed to the owner's presence that
-// asked with +notify.
+// asked with +notify, here or on other servers.
 func (s *Service) notifyTargets(ctx context.Context, owner string, n store.PEPNode) []Session {
 	want := n.Node + "+notify"
 	var out []Session
@@ -49,6 +49,10 @@ func (s *Service) notifyTargets(ctx context.Context, owner string, n store.PEPNo
 			continue
 		}
 		c, err := jid.Parse(it.Contact)
+		if err == nil && s.isRemote(c) {
+			out = append(out, s.remoteNotifyTargets(owner, c, n.Node)...)
+			continue
+		}
 		if err != nil || !s.isLocal(c) || c.Localpart() == "" || c.Localpart() == owner {
 			continue
 		}
@@ -95,9 +99,14 @@ func (s *Service) sendLastItems(ctx context.Context, sess Session) {
 	s.sendLastItemsOf(ctx, sess, features, owners)
 }
 
-// lastItemsOnApproval sends user's available sessions the last items of
-// owner, whose presence they may now see (XEP-0163 §4.3.4).
+// lastItemsOnApproval sends user's available sessions (or, for a user of
+// another server, its clients known to +notify) the last items of owner,
+// whose presence they may now see (XEP-0163 §4.3.4).
 func (s *Service) lastItemsOnApproval(ctx context.Context, user jid.JID, owner string) {
+	if s.pep != nil && s.isRemote(user) {
+		s.remoteLastItemsOnApproval(ctx, user, owner)
+		return
+	}
 	if s.pep == nil || !s.isLocal(user) {
 		return
 	}

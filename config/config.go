@@ -307,6 +307,10 @@ type Config struct {
 	// reached before they bounce to their senders. At least 1s.
 	// Default: 30s.
 	S2STimeout time.Duration `yaml:"s2s_timeout"`
+	// S2SStanzaRate is how many stanzas per second one incoming server
+	// stream may deliver (bursts of twice as many); a faster peer waits.
+	// Default: 500.
+	S2SStanzaRate int `yaml:"s2s_stanza_rate"`
 
 	// Per-user limits (limits.go): what one user can make the server keep.
 	// Past each the request is refused with a stanza error naming the
@@ -405,6 +409,7 @@ func Default() Config {
 		S2SAddr:               ":5269",
 		S2STLSAddr:            ":5270",
 		S2STimeout:            30 * time.Second,
+		S2SStanzaRate:         500,
 	}
 	defaultLimits(&c)
 	return c

@@ -111,6 +111,7 @@ func TestEverySettingFromEachSource(t *testing.T) {
 	want.HTTPAddr = "[::1]:8080"
 	want.TLSCert, want.TLSKey = "/etc/cert.pem", "/etc/key.pem"
 	want.MaxStanzaBytes = 65536
+	want.MaxPresenceBytes = 8192
 	want.Registration = RegistrationClosed
 	want.LogFormat = LogJSON
 	want.LogLevel = slog.LevelWarn
@@ -156,11 +157,12 @@ func TestEverySettingFromEachSource(t *testing.T) {
 	want.S2SRoutes = map[string]string{"example.net": "10.0.0.5:5269", "chat.example.com": "[fd00::1]:5270"}
 	want.S2SSecureAuth, want.S2SCAFile, want.S2SDialbackSecret = true, caFile, "a dialback secret of some length"
 	want.S2STimeout = 45 * time.Second
+	want.S2SStanzaRate = 2000
 
 	values := map[string]string{
 		"domain": "Example.ORG", "data-dir": "/srv/poosms", "db": "mysql://poosms:pw@db:3306/poosms",
 		"c2s-addr": "127.0.0.1:15222", "c2s-tls-addr": "", "http-addr": "[::1]:8080",
-		"tls-cert": "/etc/cert.pem", "tls-key": "/etc/key.pem", "max-stanza-bytes": "65536",
+		"tls-cert": "/etc/cert.pem", "tls-key": "/etc/key.pem", "max-stanza-bytes": "65536", "max-presence-bytes": "8192",
 		"registration": "closed", "log-format": "json", "log-level": "warn", "auth-timeout": "10s",
 		"offline-limit": "50", "allow-plain": "false", "allow-insecure-loopback-auth": "true",
 		"inband-registration": "true", "resume-timeout": "30s", "archive-retention": "720h", "turn-max-allocations": "40", "debug-addr": "127.0.0.1:6060",
@@ -180,7 +182,7 @@ func TestEverySettingFromEachSource(t *testing.T) {
 		"s2s-addr": "127.0.0.2:5269", "s2s-tls-addr": "", "s2s-allow": "Example.NET, chat.example.com",
 		"s2s-deny": "spam.example", "s2s-route": "example.net=10.0.0.5:5269,chat.example.com=[fd00::1]:5270",
 		"s2s-secure-auth": "true", "s2s-ca-file": caFile, "s2s-dialback-secret": "a dialback secret of some length",
-		"s2s-timeout": "45s",
+		"s2s-timeout": "45s", "s2s-stanza-rate": "2000",
 	}
 	limitValues(&want, values)
 	if len(values) != len(settings)-1 {
@@ -285,6 +287,7 @@ func TestValidationErrorsNameTheSetting(t *testing.T) {
 		{"s2s-dialback-secret", "short", "at least 16 characters"},
 		{"s2s-ca-file", "/nonexistent/ca.pem", "readable PEM file"},
 		{"s2s-timeout", "100ms", "at least 1s"},
+		{"s2s-stanza-rate", "0", "at least 1"},
 	} {
 		s := lookup(tc.flag)
 		for _, src := range []struct {

@@ -348,6 +348,9 @@ var settings = []*setting{
 		get: func(c *Config) string { return c.S2SDialbackSecret }},
 	durSetting("s2s-timeout", "how long stanzas wait for another server to be reached before they bounce", time.Second,
 		func(c *Config) *time.Duration { return &c.S2STimeout }),
+	intSetting("s2s-stanza-rate", "stanzas per second one incoming server stream may deliver (bursts of twice as many)", 1, 1<<20,
+		"want a whole number of stanzas per second, at least 1",
+		func(c *Config) *int { return &c.S2SStanzaRate }),
 }
 
 // domainList is a list setting of domain names.

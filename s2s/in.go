@@ -49,6 +49,7 @@ type inStream struct {
 	// mu guards the fields below.
 	mu       sync.Mutex
 	authed   map[string]string // remote domain → authentication method
+	labels   map[string]string // remote domain → its peer label in the metrics
 	pending  int               // dialback verifications running
 	failures int
 }
@@ -62,6 +63,7 @@ func (s *Server) serveIn(nc net.Conn, direct bool) {
 		started: time.Now(),
 		lim:     rate.NewLimiter(rate.Limit(s.cfg.StanzaRate), s.cfg.StanzaBurst),
 		authed:  map[string]string{},
+		labels:  map[string]string{},
 	}
 	s.mu.Lock()
 	if s.closing || len(s.ins) >= s.cfg.MaxIncoming {
@@ -91,10 +93,12 @@ func (in *inStream) run() {
 		for d := range in.authed {
 			domains = append(domains, d)
 		}
-		in.authed = map[string]string{}
+		labels := in.labels
+		in.authed, in.labels = map[string]string{}, map[string]string{}
 		in.mu.Unlock()
 		for _, d := range domains {
 			s.streamDown(d)
+			s.m.streamDown(dirIn, labels[d])
 		}
 	}()
 	in.c.raw.limits(s.cfg.IdleTimeout, in.started.Add(s.cfg.AuthTimeout))
@@ -273,6 +277,7 @@ func (in *inStream) refused() error {
 // when its certificate is valid for that domain (XEP-0178).
 func (in *inStream) saslExternal(el *stanza.Element) (bool, error) {
 	failure := func(cond string) (bool, error) {
+		in.s.m.auth(dirIn, MethodSASLExternal, authRefused)
 		if err := in.c.write(stanza.New(nsSASL, "failure").Append(stanza.New(nsSASL, cond))); err != nil {
 			return false, err
 		}
@@ -304,9 +309,13 @@ func (in *inStream) saslExternal(el *stanza.Element) (bool, error) {
 
 // authorize records that the stream proved domain.
 func (in *inStream) authorize(domain, method string) {
+	in.s.m.auth(dirIn, method, authOK)
 	in.mu.Lock()
 	_, had := in.authed[domain]
 	in.authed[domain] = method
+	if !had {
+		in.labels[domain] = in.s.m.streamUp(dirIn, domain)
+	}
 	in.mu.Unlock()
 	if !had {
 		// Authenticated streams have only the idle limit.
@@ -347,6 +356,7 @@ func (in *inStream) dialbackResult(el *stanza.Element) error {
 	case !in.s.cfg.Hosted(to):
 		return in.c.write(dialbackError("result", to, from, "", "item-not-found"))
 	case in.s.cfg.Hosted(from) || !in.s.allowed(from):
+		in.s.m.auth(dirIn, MethodDialback, authRefused)
 		if err := in.c.write(dialbackError("result", to, from, "", "forbidden")); err != nil {
 			return err
 		}
@@ -357,6 +367,7 @@ func (in *inStream) dialbackResult(el *stanza.Element) error {
 		in.authorize(from, MethodDialback)
 		return answer("valid")
 	case in.s.cfg.SecureAuth:
+		in.s.m.auth(dirIn, MethodDialback, authRefused)
 		if err := answer("invalid"); err != nil {
 			return err
 		}
@@ -377,12 +388,14 @@ func (in *inStream) dialbackResult(el *stanza.Element) error {
 		switch {
 		case err != nil:
 			in.log.Info("s2s: dialback verification failed", "peer", from, "err", err)
+			in.s.m.auth(dirIn, MethodDialback, authRefused)
 			_ = in.c.write(dialbackError("result", to, from, "", cond))
 		case valid:
 			in.authorize(from, MethodDialback)
 			_ = answer("valid")
 		default:
 			in.log.Warn("s2s: dialback key refused by the authoritative server", "peer", from)
+			in.s.m.auth(dirIn, MethodDialback, authRefused)
 			_ = answer("invalid")
 			if in.refused() != nil {
 				in.stop(streamErr("not-authorized", "too many failed authentications"))
@@ -454,6 +467,7 @@ func (in *inStream) stanza(el *stanza.Element) error {
 	if err := in.lim.Wait(in.s.ctx); err != nil {
 		return streamErr("system-shutdown", "")
 	}
+	in.s.m.in.Inc()
 	in.s.cfg.Deliver(in.s.ctx, el)
 	return nil
 }

@@ -199,6 +199,8 @@ func (l *link) serve(st *outStream) (wrote bool, err error) {
 	s := l.s
 	s.streamUp(l.pair.remote)
 	defer s.streamDown(l.pair.remote)
+	label := s.m.streamUp(dirOut, l.pair.remote)
+	defer s.m.streamDown(dirOut, label)
 	c := st.c
 	c.raw.limits(0, time.Time{})
 	readDone := make(chan error, 1)
@@ -209,16 +211,26 @@ func (l *link) serve(st *outStream) (wrote bool, err error) {
 	}()
 	idle := time.NewTimer(s.cfg.IdleTimeout)
 	defer idle.Stop()
+	var batch []byte
 	flush := func() error {
 		l.mu.Lock()
 		q := l.takeLocked()
 		l.mu.Unlock()
-		for i, e := range q {
-			if err := c.writeRaw(e.raw); err != nil {
+		// What waits goes out in writes of up to maxBatch bytes: one
+		// system call and a few TLS records for many stanzas.
+		for i := 0; i < len(q); {
+			j := i
+			batch = batch[:0]
+			for ; j < len(q) && (j == i || len(batch)+len(q[j].raw) <= maxBatch); j++ {
+				batch = append(batch, q[j].raw...)
+			}
+			if err := c.writeRaw(batch); err != nil {
 				l.requeue(q[i:])
 				return err
 			}
+			s.m.out.Add(float64(j - i))
 			wrote = true
+			i = j
 		}
 		if len(q) > 0 {
 			idle.Reset(s.cfg.IdleTimeout)
@@ -246,6 +258,9 @@ func (l *link) serve(st *outStream) (wrote bool, err error) {
 		}
 	}
 }
+
+// maxBatch bounds the bytes of queued stanzas written at once.
+const maxBatch = 64 << 10
 
 // closeStream ends a stream politely: the closing tag, then a short wait
 // for the peer's.
@@ -460,8 +475,10 @@ func (s *Server) authenticate(ctx context.Context, p pair, st *outStream) error 
 		}
 		if ok {
 			st.method = MethodSASLExternal
+			s.m.auth(dirOut, MethodSASLExternal, authOK)
 			return nil
 		}
+		s.m.auth(dirOut, MethodSASLExternal, authRefused)
 	}
 	if st.features.Child(nsDialbackFeature, "dialback") == nil && !st.hdr.dialback {
 		return errors.New("s2s: the peer offers neither SASL EXTERNAL for our certificate nor dialback")
@@ -481,10 +498,13 @@ func (s *Server) authenticate(ctx context.Context, p pair, st *outStream) error 
 		switch el.Type() {
 		case "valid":
 			st.method = MethodDialback
+			s.m.auth(dirOut, MethodDialback, authOK)
 			return nil
 		case "error":
+			s.m.auth(dirOut, MethodDialback, authRefused)
 			return fmt.Errorf("s2s: dialback failed: %s", stanza.ErrorCondition(el))
 		default:
+			s.m.auth(dirOut, MethodDialback, authRefused)
 			return errors.New("s2s: the peer refused our dialback key")
 		}
 	}

@@ -103,6 +103,8 @@ type Server struct {
 	events    []availEvent // for Availability, in order
 	eventsOn  bool         // a goroutine delivers events
 
+	m *metrics
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -197,6 +199,11 @@ func New(cfg Config) (*Server, error) {
 		up:      map[string]int{},
 		dialing: make(chan struct{}, maxDialing),
 	}
+	pinned := append([]string(nil), cfg.Allow...)
+	for d := range cfg.Routes {
+		pinned = append(pinned, d)
+	}
+	s.m = newMetrics(pinned)
 	s.tlsIn = cfg.TLS.Clone()
 	s.tlsIn.MinVersion = max(s.tlsIn.MinVersion, tls.VersionTLS12)
 	s.tlsIn.ClientAuth = tls.RequestClientCert
@@ -421,6 +428,7 @@ func (s *Server) sweepLinks() {
 // bounce sends the error reply for el to its sender through Deliver, when
 // el is one that may be answered: never an error, nor an IQ result.
 func (s *Server) bounce(ctx context.Context, el *stanza.Element, cond, text string) {
+	s.m.bounces.WithLabelValues(cond).Inc()
 	if el.Type() == "error" || el.Local == "iq" && el.Type() == "result" {
 		return
 	}

@@ -18,7 +18,9 @@ type Refusals struct {
 // Request vets a stanza addressed to the service at domain, sent by from.
 // It returns an IQ request's one payload, or the error reply to send; both
 // are nil for stanzas that want no answer (presence, results, errors).
-// Messages are refused, and only users of server may use the service.
+// Messages are refused, and only users of server may use the service:
+// anyone else (a user or server of another domain, through federation)
+// may only ask what it is (disco#info and disco#items).
 func Request(el *stanza.Element, from jid.JID, domain, server string, why Refusals) (payload, reply *stanza.Element) {
 	typ := el.Type()
 	switch {
@@ -33,12 +35,23 @@ func Request(el *stanza.Element, from jid.JID, domain, server string, why Refusa
 		return nil, stanza.ErrorReply(el, "jid-malformed", "")
 	case to.Localpart() != "" || to.Resourcepart() != "":
 		return nil, stanza.ErrorReply(el, "service-unavailable", "")
-	case from.Domainpart() != server || from.Localpart() == "":
-		return nil, stanza.ErrorReply(el, "forbidden", why.Stranger)
 	}
 	els := el.Elements()
-	if len(els) != 1 {
+	stranger := from.Domainpart() != server || from.Localpart() == ""
+	switch {
+	case stranger && !(typ == "get" && len(els) == 1 && discoQuery(els[0])):
+		return nil, stanza.ErrorReply(el, "forbidden", why.Stranger)
+	case len(els) != 1:
 		return nil, stanza.ErrorReply(el, "bad-request", "an iq request carries exactly one payload")
 	}
 	return els[0], nil
+}
+
+const (
+	nsDiscoInfo  = "http://jabber.org/protocol/disco#info"
+	nsDiscoItems = "http://jabber.org/protocol/disco#items"
+)
+
+func discoQuery(q *stanza.Element) bool {
+	return q.Local == "query" && (q.Space == nsDiscoInfo || q.Space == nsDiscoItems)
 }

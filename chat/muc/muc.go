@@ -69,8 +69,9 @@ var _ Store = (*store.DB)(nil)
 type Config struct {
 	// Domain is the service's domain, e.g. "conference.localhost". Required.
 	Domain string
-	// ServerDomain is the server's own domain, e.g. "localhost". Only its
-	// users are served (there is no federation yet). Required.
+	// ServerDomain is the server's own domain, e.g. "localhost": its
+	// users create rooms and, with SendRemote, users of other servers
+	// enter them. Required.
 	ServerDomain string
 	// HistoryOnJoin is the most archived messages sent to an occupant on
 	// joining (a client's <history/> may ask for fewer). Default 20.
@@ -99,6 +100,10 @@ type Config struct {
 	// whoever may no longer be in it and show the others as the room
 	// does. May be nil.
 	AccessChanged func(ctx context.Context, room jid.JID)
+	// SendRemote carries the rooms' stanzas to their occupants of other
+	// servers (federation); nil: only local users are served, and
+	// HandleRemote refuses everything.
+	SendRemote func(el *stanza.Element) error
 }
 
 // DiscoItem is a public room as listed in service discovery.
@@ -122,16 +127,17 @@ const pruneEvery = time.Minute
 // Service is the group-chat service. It is safe for concurrent use; every
 // method runs on the caller's goroutine and it starts none.
 type Service struct {
-	domain    string
-	server    string
-	history   int
-	histBytes int
-	retention time.Duration
-	now       func() time.Time
-	log       *slog.Logger
-	deliver   func(ctx context.Context, el *stanza.Element)
-	access    func(ctx context.Context, room jid.JID)
-	st        Store
+	domain     string
+	server     string
+	history    int
+	histBytes  int
+	retention  time.Duration
+	now        func() time.Time
+	log        *slog.Logger
+	deliver    func(ctx context.Context, el *stanza.Element)
+	access     func(ctx context.Context, room jid.JID)
+	federation func(el *stanza.Element) error
+	st         Store
 
 	// mu guards everything below and every room's state. It is never held
 	// during a store call or a Send.
@@ -153,6 +159,9 @@ type Service struct {
 	// removed holds the bare JIDs of accounts deleted in the last
 	// removalGrace, with when (AccountRemoved).
 	removed map[string]time.Time
+	// remotes are the sessions of other servers' users in rooms, by full
+	// JID (see track).
+	remotes map[string]*remoteSession
 }
 
 // New returns the room service for cfg.Domain, with the persistent rooms
@@ -182,21 +191,23 @@ func New(cfg Config, st Store) (*Service, error) {
 		cfg.NewRoomsPerHour = DefaultNewRoomsPerHour
 	}
 	s := &Service{
-		domain:    d.Domainpart(),
-		server:    sd.Domainpart(),
-		history:   cfg.HistoryOnJoin,
-		histBytes: cfg.HistoryBytes,
-		retention: cfg.Retention,
-		now:       cfg.Now,
-		log:       cfg.Logger,
-		deliver:   cfg.Deliver,
-		access:    cfg.AccessChanged,
-		st:        st,
-		rooms:     make(map[string]*room),
-		joined:    make(map[Session]map[string]bool),
-		relayed:   make(map[string]relayed),
-		removed:   make(map[string]time.Time),
-		created:   newCreations(cfg.NewRoomsPerHour),
+		domain:     d.Domainpart(),
+		server:     sd.Domainpart(),
+		history:    cfg.HistoryOnJoin,
+		histBytes:  cfg.HistoryBytes,
+		retention:  cfg.Retention,
+		now:        cfg.Now,
+		log:        cfg.Logger,
+		deliver:    cfg.Deliver,
+		access:     cfg.AccessChanged,
+		st:         st,
+		rooms:      make(map[string]*room),
+		joined:     make(map[Session]map[string]bool),
+		relayed:    make(map[string]relayed),
+		removed:    make(map[string]time.Time),
+		created:    newCreations(cfg.NewRoomsPerHour),
+		federation: cfg.SendRemote,
+		remotes:    make(map[string]*remoteSession),
 	}
 	if s.history == 0 {
 		s.history = 20
@@ -288,7 +299,8 @@ func (s *Service) Items() []DiscoItem {
 // admits only its occupants and its admins and owners.
 func (s *Service) MayConference(_ context.Context, room jid.JID, sess Session) (string, error) {
 	bare := sess.JID().Bare()
-	if bare.Domainpart() != s.server {
+	remote := isRemote(sess)
+	if bare.Domainpart() != s.server && !remote {
 		return "", &DeniedError{Condition: "forbidden", Text: "only local users take part in conferences"}
 	}
 	if room.Domainpart() != s.domain || room.Localpart() == "" {
@@ -312,6 +324,9 @@ func (s *Service) MayConference(_ context.Context, room jid.JID, sess Session) (
 	o := r.occupantOf(sess)
 	switch {
 	case o != nil:
+	case remote:
+		// A user of another server calls as an occupant, always.
+		return "", &DeniedError{Condition: "not-acceptable", Text: "enter the room before joining its call"}
 	case r.cfg.PasswordProtected && aff < affAdmin:
 		return "", &DeniedError{Condition: "not-authorized", Text: "this room has a password: enter the room with it before joining its call"}
 	case !r.cfg.ConferenceNonOccupants:
@@ -382,6 +397,11 @@ func (s *Service) HandleStanza(ctx context.Context, sess Session, el *stanza.Ele
 		s.replyError(sess, el, "not-allowed", "only local users are served")
 		return
 	}
+	s.dispatch(ctx, sess, el, to)
+}
+
+// dispatch hands a stanza of sess to its handler.
+func (s *Service) dispatch(ctx context.Context, sess Session, el *stanza.Element, to jid.JID) {
 	switch el.Local {
 	case "presence":
 		s.handlePresence(ctx, sess, el, to)

@@ -91,6 +91,11 @@ func (s *Service) join(fx *effects, r *room, sess Session, el *stanza.Element, t
 	bare := me.Bare()
 	nick := to.Resourcepart()
 	created := false
+	if r == nil && isRemote(sess) {
+		// Rooms are made by this server's users; others come as guests.
+		errorFx(fx, sess, el, "not-allowed", "only users of this server create rooms")
+		return
+	}
 	if r == nil && s.justRemovedLocked(bare) {
 		// A session of a deleted account that has not ended yet must
 		// not become the owner of a new room.
@@ -138,6 +143,9 @@ func (s *Service) join(fx *effects, r *room, sess Session, el *stanza.Element, t
 		return
 	case existing == nil && r.cfg.MaxUsers > 0 && len(r.occupants) >= r.cfg.MaxUsers && aff < affAdmin:
 		fail("service-unavailable", "the room is full")
+		return
+	case isRemote(sess) && s.remotes[me.String()] == nil && len(s.remotes) >= maxRemoteSessions:
+		fail("resource-constraint", "too many users of other servers are in rooms here")
 		return
 	}
 	if created {

@@ -373,7 +373,9 @@ func (s *Service) sortedRooms() []*room {
 
 // track records that sess is (in) or is no longer (!in) in room name.
 // s.mu must be held.
+// A session of another server is kept in s.remotes while it is in a room.
 func (s *Service) track(sess Session, name string, in bool) {
+	rs, remote := sess.(*remoteSession)
 	m := s.joined[sess]
 	if in {
 		if m == nil {
@@ -381,11 +383,17 @@ func (s *Service) track(sess Session, name string, in bool) {
 			s.joined[sess] = m
 		}
 		m[name] = true
+		if remote {
+			s.remotes[rs.jid.String()] = rs
+		}
 		return
 	}
 	delete(m, name)
 	if len(m) == 0 {
 		delete(s.joined, sess)
+		if remote && s.remotes[rs.jid.String()] == rs {
+			delete(s.remotes, rs.jid.String())
+		}
 	}
 }
 

@@ -51,6 +51,9 @@ type Rooms interface {
 	// hosts now, telling its occupants to rejoin.
 	Adopt(ctx context.Context, room jid.JID)
 	Moved(ctx context.Context, room jid.JID)
+	// HandleRemote runs a stanza a user of another server sent to a
+	// room or conference (its from checked by federation).
+	HandleRemote(ctx context.Context, el *stanza.Element)
 }
 
 // Config configures a Link.
@@ -63,6 +66,11 @@ type Config struct {
 	// AccountsChanged, when set, is told that another node deleted an
 	// account: the account journal has news (see chat/accounts).
 	AccountsChanged func()
+	// Hosted reports whether a domain is served by this server (the
+	// domain and its services): a node may forward stanzas from users
+	// of other servers, never from addresses of these. Nil: forwarded
+	// stanzas from users of other servers are refused.
+	Hosted func(domain string) bool
 	// SendTimeout bounds one send to another node (default 5s).
 	SendTimeout time.Duration
 	Logger      *slog.Logger
@@ -374,6 +382,13 @@ func (l *Link) Handle(ctx context.Context, from cluster.NodeID, payload []byte) 
 		if ok[0] {
 			l.roomStanza(ctx, from, full, el)
 		}
+	case kindFedRoom:
+		full, el, err := decodeAddressed(d, true)
+		if err != nil {
+			l.log.Warn("cluster: unreadable payload dropped", "from", string(from), "err", err)
+			return nil
+		}
+		l.fedRoomStanza(ctx, from, full, el)
 	case kindState:
 		flags, es, err := decodeStates(d)
 		if err != nil {

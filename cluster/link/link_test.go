@@ -276,6 +276,11 @@ func (r *fakeRooms) HandleStanza(ctx context.Context, sess chat.Session, el *sta
 	}
 	r.seats[sess.JID().String()] = sess
 }
+func (r *fakeRooms) HandleRemote(ctx context.Context, el *stanza.Element) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.seen = append(r.seen, "remote "+el.From()+" "+el.Local)
+}
 func (r *fakeRooms) Adopt(ctx context.Context, room jid.JID) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -323,7 +328,8 @@ func startNodes(t *testing.T, h *hub, ids ...cluster.NodeID) map[cluster.NodeID]
 				return s
 			}
 			return nil
-		}, AccountsChanged: func() { tn.nudged.Add(1) }})
+		}, AccountsChanged: func() { tn.nudged.Add(1) },
+			Hosted: func(d string) bool { return d == "x" || d == "conf.x" }})
 		t.Cleanup(tn.link.Close)
 		tn.node = h.add(t, id, tn.link)
 		out[id] = tn
@@ -666,5 +672,50 @@ func TestClaimsOnlyForSessionsTheSenderServes(t *testing.T) {
 	h.settle(t)
 	if carol.stopped != "conflict" {
 		t.Fatalf("carol's session stopped with %q after a login on b, want conflict", carol.stopped)
+	}
+}
+
+// TestRemoteUsersReachTheRoomHost: a stanza from a user of another server
+// reaches the node that hosts its room, whichever node federation
+// received it on; a node may forward stanzas of users of other servers,
+// never of a domain served here.
+func TestRemoteUsersReachTheRoomHost(t *testing.T) {
+	h := newHub()
+	ns := startNodes(t, h, "a", "b")
+	a, b := ns["a"], ns["b"]
+	ctx := context.Background()
+	alice := a.login("alice@x/pc")
+	a.link.Room(ctx, alice, stanza.New(stanza.NSClient, "presence").SetAttr("from", "alice@x/pc").SetAttr("to", "room@conf.x/al"))
+	join := func(from, nick string) *stanza.Element {
+		return stanza.New(stanza.NSClient, "presence").SetAttr("from", from).SetAttr("to", "room@conf.x/"+nick)
+	}
+	if err := b.link.RemoteRoom(ctx, join("zoe@far.example/z", "zo")); err != nil {
+		t.Fatal(err)
+	}
+	h.settle(t)
+	if len(b.rooms.seen) != 0 {
+		t.Fatalf("b ran the room stanza itself: %q", b.rooms.seen)
+	}
+	if want := []string{"alice@x/pc presence", "remote zoe@far.example/z presence"}; !slices.Equal(a.rooms.seen, want) {
+		t.Fatalf("a's rooms saw %q, want %q", a.rooms.seen, want)
+	}
+
+	// b forges stanzas of alice (a local user) and of the room service.
+	for _, p := range [][]byte{
+		addressed(kindFedRoom, "alice@x/pc", join("alice@x/pc", "al")),
+		addressed(kindFedRoom, "conf.x", join("conf.x", "svc")),
+		addressed(kindFedRoom, "zoe@far.example/z", join("alice@x/pc", "al")),
+	} {
+		if err := b.node.Send(ctx, "a", p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.settle(t)
+	if len(a.rooms.seen) != 2 {
+		t.Fatalf("a's rooms ran forged stanzas: %q", a.rooms.seen)
+	}
+	want := []string{"not_owner fedroom alice@x/pc", "not_owner fedroom conf.x", "not_owner fedroom zoe@far.example/z"}
+	if got := a.node.refused(); !slices.Equal(got, want) {
+		t.Fatalf("a refused %q, want %q", got, want)
 	}
 }

@@ -16,7 +16,10 @@ import (
 // kind needs nothing more to be signed. What a kind may say is then
 // checked in Handle: kindState, kindRoom and kindKick speak for sessions
 // and are believed only for sessions the session directory says the
-// sender serves (kindKick: that the sender now serves); kindGone only
+// sender serves (kindKick: that the sender now serves); kindFedRoom
+// speaks for a user of another server, which any node's federation may
+// have proved, and is refused for an address of a domain served here;
+// kindGone only
 // ever removes the sender's own sessions from the mirror; the other kinds
 // ask the receiver to do what it may do at any time (deliver to its own
 // sessions, drain offline queues, reload a blocklist or the account
@@ -48,6 +51,10 @@ const (
 	// journal in the store now rather than at the next poll. No fields:
 	// what to do is in the store, never in the payload.
 	kindAccounts byte = 9
+	// kindFedRoom: a stanza a user of another server sent to a room the
+	// receiver hosts, received by the sender over federation (which
+	// checked its from). Fields: that user's full JID, the stanza.
+	kindFedRoom byte = 10
 )
 
 // Flags of a kindState payload.

@@ -2,6 +2,7 @@ package link
 
 import (
 	"context"
+	"errors"
 
 	"mellium.im/xmpp/jid"
 
@@ -154,4 +155,51 @@ func (l *Link) PlacementLost(ctx context.Context, key string) {
 	}
 	l.log.Info("cluster: room now runs on another node", "room", key)
 	l.cfg.Rooms.Moved(ctx, room)
+}
+
+// ErrHostUnreachable: the node that hosts a room could not be reached.
+var ErrHostUnreachable = errors.New("cluster: the node hosting the room cannot be reached")
+
+// RemoteRoom takes a stanza a user of another server sent to a room or
+// conference, as federation received it on this node: run here when
+// this node hosts the room (or the shared state is unreachable),
+// forwarded to the host otherwise, whose federation answers the user.
+// It fails with ErrHostUnreachable when the host cannot be reached.
+func (l *Link) RemoteRoom(ctx context.Context, el *stanza.Element) error {
+	to, err := jid.Parse(el.To())
+	cl := l.cluster()
+	if err != nil || to.Localpart() == "" || cl == nil {
+		l.cfg.Rooms.HandleRemote(ctx, el)
+		return nil
+	}
+	room := to.Bare().String()
+	host, moved, err := cl.Place(ctx, room)
+	if err != nil || host == cl.Self() {
+		if err == nil {
+			l.adopt(ctx, to.Bare(), moved)
+		}
+		l.cfg.Rooms.HandleRemote(ctx, el)
+		return nil
+	}
+	if err := l.send(ctx, host, addressed(kindFedRoom, el.From(), el)); err != nil {
+		return ErrHostUnreachable
+	}
+	return nil
+}
+
+// fedRoomStanza runs a stanza from a user of another server that node
+// forwarded to a room this node hosts. The sender is believed about
+// users of other servers only: an address of a domain served here would
+// let a node speak for a local user whose session it does not serve.
+func (l *Link) fedRoomStanza(ctx context.Context, node cluster.NodeID, full string, el *stanza.Element) {
+	j, err := jid.Parse(full)
+	if err != nil || el.From() != full {
+		l.reject(cluster.RejectNotOwner, "from", string(node), "kind", "fedroom", "jid", full, "stanza_from", el.From())
+		return
+	}
+	if l.cfg.Hosted == nil || l.cfg.Hosted(j.Domainpart()) {
+		l.reject(cluster.RejectNotOwner, "from", string(node), "kind", "fedroom", "jid", full)
+		return
+	}
+	l.cfg.Rooms.HandleRemote(ctx, el)
 }

@@ -24,6 +24,7 @@ Usage:
   poosms-bench chat [flags]   clients log in (STARTTLS + SCRAM) and send messages to random peers
   poosms-bench media [flags]  conferences with publishers and listeners: forwarded packets/s, loss, jitter, join time
   poosms-bench turn [flags]   allocations relay packets to an echoing peer through a TURN server
+  poosms-bench s2s [flags]    clients of one server send to clients of another: one server-to-server stream's msgs/s and latency
   poosms-bench flood [flags]  sessions that never read are sent large stanzas, directly and through a room,
                               while other clients chat: the server's RSS, and what the chatters lost
 
@@ -48,6 +49,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return mediaCommand(ctx, args[1:], stdout, stderr)
 	case "turn":
 		return turnCommand(ctx, args[1:], stdout, stderr)
+	case "s2s":
+		return s2sCommand(ctx, args[1:], stdout, stderr)
 	case "flood":
 		return floodCommand(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":

@@ -32,6 +32,7 @@ func (n *node) newLink() {
 			return nil
 		},
 		AccountsChanged: n.accounts.Poke,
+		Hosted:          n.hosted,
 		Logger:          n.log.With("service", "cluster"),
 	})
 	n.closers = append(n.closers, func(context.Context) error { n.link.Close(); return nil })
@@ -127,6 +128,24 @@ func (r roomService) HandleStanza(ctx context.Context, sess chat.Session, el *st
 		return
 	}
 	r.n.rooms.HandleStanza(ctx, sess, el)
+}
+
+// HandleRemote runs a stanza from a user of another server: conference
+// stanzas go to the SFU with the session the rooms know that user by (a
+// call is for the room's occupants), the rest to the rooms.
+func (r roomService) HandleRemote(ctx context.Context, el *stanza.Element) {
+	if r.n.sfu == nil || r.n.rooms == nil {
+		return
+	}
+	from, err := jid.Parse(el.From())
+	if err != nil || r.n.hosted(from.Domainpart()) {
+		return
+	}
+	if conferenceIQ(el) {
+		r.n.sfu.HandleStanza(ctx, r.n.rooms.RemoteSession(from), el)
+		return
+	}
+	r.n.rooms.HandleRemote(ctx, el)
 }
 
 func (r roomService) SessionClosed(ctx context.Context, sess chat.Session) {

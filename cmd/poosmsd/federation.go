@@ -8,6 +8,9 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"mellium.im/xmpp/jid"
+
 	"poosms.org/poosms/chat"
 	"poosms.org/poosms/s2s"
 	"poosms.org/poosms/signaling"
@@ -37,7 +40,7 @@ func (n *node) chatFederation() chat.Federation {
 // servers go through the router to the service of their domain (chat for
 // the domain itself), and the services reach other servers through it.
 // Its listeners open with startS2S, once every service is registered.
-func (n *node) newS2S(router *signaling.Router, tlsConfig *tls.Config) error {
+func (n *node) newS2S(router *signaling.Router, tlsConfig *tls.Config, reg prometheus.Registerer) error {
 	cfg := n.cfg
 	if cfg.S2SAddr == "" {
 		return nil
@@ -79,10 +82,12 @@ func (n *node) newS2S(router *signaling.Router, tlsConfig *tls.Config) error {
 				n.refuseRemote(ctx, el)
 			}
 		},
-		Availability:   n.chat.RemoteAvailability,
+		Availability:   n.remoteAvailability,
 		MaxStanzaBytes: int64(cfg.MaxStanzaBytes),
 		StanzaLimits:   stanzaLimits(cfg),
 		Timeout:        cfg.S2STimeout,
+		StanzaRate:     float64(cfg.S2SStanzaRate),
+		StanzaBurst:    2 * cfg.S2SStanzaRate,
 		AuthTimeout:    cfg.AuthTimeout,
 		Logger:         n.log.With("service", "s2s"),
 	})
@@ -91,6 +96,7 @@ func (n *node) newS2S(router *signaling.Router, tlsConfig *tls.Config) error {
 	}
 	n.s2s = srv
 	n.closers = append(n.closers, srv.Close)
+	reg.MustRegister(srv.Collectors()...)
 	return nil
 }
 
@@ -107,14 +113,74 @@ func (n *node) startS2S() error {
 }
 
 // refuseRemote answers a stanza from another server for a service of
-// ours that takes none from other servers: requests, messages and
-// available presence (a room join) get service-unavailable.
+// ours that takes none from other servers (every built-in service takes
+// some now; this guards any that would not): requests, messages and
+// available presence get service-unavailable.
 func (n *node) refuseRemote(ctx context.Context, el *stanza.Element) {
 	switch typ := el.Type(); {
 	case typ == "error", el.Local == "iq" && typ == "result", el.Local == "presence" && typ != "":
 		return
 	}
-	if err := n.s2s.Send(ctx, stanza.ErrorReply(el, "service-unavailable", "")); err != nil {
-		n.log.Debug("s2s: refusal not sent", "to", el.From(), "err", err)
+	n.sendRemote(ctx, stanza.ErrorReply(el, "service-unavailable", ""))
+}
+
+// remoteAvailability is told when this node gains its first stream with
+// another server or loses its last: the presence seen from it is checked
+// again, and so are the occupants it had in the rooms.
+func (n *node) remoteAvailability(domain string, up bool) {
+	n.chat.RemoteAvailability(domain, up)
+	if rooms := n.remoteRooms.Load(); rooms != nil && !up {
+		rooms.CheckRemoteDomain(domain)
+	}
+}
+
+// hosted reports whether this server serves domain: its own, or one of
+// its services'.
+func (n *node) hosted(domain string) bool {
+	return domain == n.cfg.Domain || n.router != nil && n.router.Has(domain)
+}
+
+// federationSend is how a service reaches users of other servers: nil
+// when federation is off.
+func (n *node) federationSend() func(el *stanza.Element) error {
+	if n.cfg.S2SAddr == "" {
+		return nil
+	}
+	return func(el *stanza.Element) error { return n.s2s.Send(context.Background(), el) }
+}
+
+// remoteToRoom takes a stanza from a user of another server for
+// conference.DOMAIN to the node hosting its room; when that node cannot
+// be reached, the sender is told so.
+func (n *node) remoteToRoom(ctx context.Context, el *stanza.Element) {
+	if err := n.link.RemoteRoom(ctx, el); err != nil {
+		if t := el.Type(); t != "error" && t != "result" {
+			n.sendRemote(ctx, stanza.ErrorReply(el, "recipient-unavailable", "the server hosting this room cannot be reached; try again shortly"))
+		}
+	}
+}
+
+// remotePeer is the sender of a stanza from another server, as a service
+// of ours sees it: what it is sent goes back through federation.
+func (n *node) remotePeer(el *stanza.Element) remotePeer {
+	j, _ := jid.Parse(el.From())
+	return remotePeer{jid: j, n: n}
+}
+
+type remotePeer struct {
+	jid jid.JID
+	n   *node
+}
+
+func (p remotePeer) JID() jid.JID { return p.jid }
+
+func (p remotePeer) Send(el *stanza.Element) error {
+	p.n.sendRemote(context.Background(), el)
+	return nil
+}
+
+func (n *node) sendRemote(ctx context.Context, el *stanza.Element) {
+	if err := n.s2s.Send(ctx, el); err != nil {
+		n.log.Debug("s2s: answer not sent", "to", el.To(), "err", err)
 	}
 }

@@ -29,8 +29,9 @@ const fedHosts = `127.0.0.1 localhost
 // records on port 5269), first with self-signed certificates (Server
 // Dialback over TLS), then with certificates from a CA every server
 // trusts and valid certificates required (SASL EXTERNAL). Real clients on
-// each side run the federation scenario; with dialback, the far server
-// is also killed and restarted.
+// each side run the federation scenarios (chat and presence, rooms both
+// ways, PEP for OMEMO and avatars, vCards and disco); with dialback, the
+// far server is also killed and restarted.
 //
 // Name resolution must stay inside the test, so the test runs itself
 // again inside a network namespace it creates, whose /etc/hosts maps the
@@ -71,13 +72,19 @@ func TestFederationInterop(t *testing.T) {
 					if !slices.Contains(out, method) || len(in) == 0 || !allAre(in, method) {
 						t.Errorf("streams with %s: out %v, in %v; want %s", far.domain, out, in, method)
 					}
+					roomAlice, roomBob := theirUsersInOurRooms(t, n.side(), far.side())
+					ourUsersInTheirRooms(t, n.side(), far.side(), "conference."+far.domain, roomAlice, roomBob)
+					pepScenario(t, n.side(), far.side())
+					discoVCardScenario(t, n.side(), far.side())
 					if variant.secure {
 						return
 					}
-					// The far server crashes: alice stops seeing bob online;
-					// once it is back, bob reaches her again.
+					// The far server crashes: alice stops seeing bob online,
+					// and he leaves her room; once it is back, bob reaches
+					// her again.
 					far.kill()
 					want(t, alice, "bob going offline with his server", isPresence("bob@"+far.domain+"/phone", "unavailable"))
+					want(t, roomAlice, "bob removed from the room with his server", isRoomPresence("lobby@conference.poosms.test/Bob", "unavailable", 333))
 					far.start(t)
 					bob := far.side().login(t, "bob", "phone")
 					if far.durableRoster {

@@ -110,7 +110,8 @@ authentication = "internal_hashed"
 password_hash = "SHA-256"
 ssl = %[6]s
 VirtualHost %[7]q
-`, filepath.Join(dir, "prosody.pid"), filepath.Join(dir, "data"), filepath.Join(dir, "prosody.log"), ip, secure, ssl, domain)
+Component %[8]q "muc"
+`, filepath.Join(dir, "prosody.pid"), filepath.Join(dir, "data"), filepath.Join(dir, "prosody.log"), ip, secure, ssl, domain, "conference."+domain)
 	file := filepath.Join(dir, "prosody.cfg.lua")
 	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o755); err != nil {
 		t.Fatal(err)
@@ -247,6 +248,16 @@ modules:
   mod_private: {}
   mod_roster: {}
   mod_version: {}
+  mod_vcard: {}
+  mod_pubsub:
+    plugins:
+      - flat
+      - pep
+  mod_muc:
+    host: "conference.@HOST@"
+    access_create: all
+    default_room_options:
+      mam: false
 %[5]s`, domain, pem, caLine, ip, s2sAccess))
 	for _, sub := range []string{"db", "log"} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {

@@ -31,6 +31,14 @@ type fedSide struct {
 // that roster pushes arrive) and sends initial presence.
 func (side fedSide) login(t *testing.T, user, res string) *xmppclient.Client {
 	t.Helper()
+	c := side.dial(t, user, res)
+	c.Send(stanza.New(stanza.NSClient, "presence"))
+	return c
+}
+
+// dial is login without the initial presence.
+func (side fedSide) dial(t *testing.T, user, res string) *xmppclient.Client {
+	t.Helper()
 	c, err := xmppclient.Dial(context.Background(), xmppclient.Options{
 		Addr: side.addr, Domain: side.domain, Username: user, Password: user + "-password",
 		Resource: res, Mechanism: side.mechanism, Timeout: 20 * time.Second,
@@ -41,7 +49,6 @@ func (side fedSide) login(t *testing.T, user, res string) *xmppclient.Client {
 	t.Cleanup(func() { c.Close() })
 	c.Send(iq("get", "", "roster-"+res, stanza.New(nsRoster, "query")))
 	want(t, c, "the roster", func(e *stanza.Element) bool { return e.Local == "iq" && e.ID() == "roster-"+res })
-	c.Send(stanza.New(stanza.NSClient, "presence"))
 	return c
 }
 

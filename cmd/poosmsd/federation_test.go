@@ -35,16 +35,7 @@ func (n *testNode) side() fedSide { return fedSide{domain: n.cfg.Domain, addr: n
 // across the two servers; when beta.test dies, alice stops seeing bob
 // online, and sees him again once it is back.
 func TestFederationBetweenTwoPoosmsServers(t *testing.T) {
-	bin := testenv.BuildPoosmsd(t)
-	alphaS2S, betaS2S := testenv.FreeAddr(t), testenv.FreeAddr(t)
-	alpha := fedNode(t, "alpha.test", alphaS2S, map[string]string{"beta.test": betaS2S}, nil)
-
-	beta := testenv.NewDaemon(t, bin, "--domain", "beta.test", "--s2s-addr", betaS2S, "--s2s-tls-addr", "",
-		"--s2s-route", "alpha.test="+alphaS2S, "--s2s-timeout", "3s")
-	beta.Run(t, "bob-password\n", "user", "add", "bob")
-	beta.Start(t)
-	far := fedSide{domain: "beta.test", addr: beta.C2S}
-
+	alpha, beta, far := alphaAndBetaProcess(t)
 	alice, _ := chatScenario(t, alpha.side(), far)
 
 	out, in := streamMethods(alpha.s2s, "alpha.test", "beta.test")
@@ -62,6 +53,21 @@ func TestFederationBetweenTwoPoosmsServers(t *testing.T) {
 	want(t, alice, "bob back online", isPresence("bob@beta.test/phone", ""))
 	bob.Send(chatMessage("alice@alpha.test", "back again"))
 	want(t, alice, "bob's message after the restart", isMessage("bob@beta.test/phone", "back again"))
+}
+
+// alphaAndBetaProcess starts alpha.test in the test process and
+// beta.test as a poosmsd process of its own (to be killed), federating
+// through static routes, with bob's account on beta.test.
+func alphaAndBetaProcess(t *testing.T) (*testNode, *testenv.Daemon, fedSide) {
+	t.Helper()
+	bin := testenv.BuildPoosmsd(t)
+	alphaS2S, betaS2S := testenv.FreeAddr(t), testenv.FreeAddr(t)
+	alpha := fedNode(t, "alpha.test", alphaS2S, map[string]string{"beta.test": betaS2S}, nil)
+	beta := testenv.NewDaemon(t, bin, "--domain", "beta.test", "--s2s-addr", betaS2S, "--s2s-tls-addr", "",
+		"--s2s-route", "alpha.test="+alphaS2S, "--s2s-timeout", "3s")
+	beta.Run(t, "bob-password\n", "user", "add", "bob")
+	beta.Start(t)
+	return alpha, beta, fedSide{domain: "beta.test", addr: beta.C2S}
 }
 
 // streamMethods lists the authentication methods of srv's streams
@@ -101,10 +107,16 @@ func TestFederationWithCertificates(t *testing.T) {
 	want(t, bob, "alice's message", isMessage("alice@alpha.test/desk", "certified"))
 	bob.Send(chatMessage("alice@alpha.test", "certified back"))
 	want(t, alice, "bob's message", isMessage("bob@beta.test/phone", "certified back"))
-	// A service of alpha's that takes nothing from other servers says so.
+	// alpha's upload service tells a user of another server what it is,
+	// and serves him nothing.
 	bob.Send(iq("get", "upload.alpha.test", "upload-info", stanza.New("http://jabber.org/protocol/disco#info", "query")))
-	if r := want(t, bob, "the upload service's answer", isIQ("upload-info")); stanza.ErrorCondition(r) != "service-unavailable" {
-		t.Errorf("a remote request to a service without federation got %s", r)
+	if r := want(t, bob, "the upload service's answer", isIQ("upload-info")); r.Type() != "result" {
+		t.Errorf("a remote disco#info to the upload service got %s", r)
+	}
+	bob.Send(iq("get", "upload.alpha.test", "upload-slot", stanza.New("urn:xmpp:http:upload:0", "request").
+		SetAttr("filename", "a.txt").SetAttr("size", "10")))
+	if r := want(t, bob, "the upload service's refusal", isIQ("upload-slot")); stanza.ErrorCondition(r) != "forbidden" {
+		t.Errorf("a remote slot request got %s", r)
 	}
 	for _, n := range []*testNode{alpha, beta} {
 		other := "beta.test"

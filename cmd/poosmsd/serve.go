@@ -63,17 +63,21 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 
 // node is one running poosmsd: every service, wired, listening.
 type node struct {
-	cfg         config.Config
-	log         *slog.Logger
-	db          *store.DB
-	chat        *chat.Service
-	c2s         *signaling.Server
-	turn        *turn.Server // nil when the relay is off
-	sfu         *sfu.Service
-	uploads     *upload.Service
-	rooms       *muc.Service
-	link        *link.Link
-	s2s         *s2s.Server // federation; nil when off
+	cfg     config.Config
+	log     *slog.Logger
+	db      *store.DB
+	chat    *chat.Service
+	c2s     *signaling.Server
+	turn    *turn.Server // nil when the relay is off
+	sfu     *sfu.Service
+	uploads *upload.Service
+	rooms   *muc.Service
+	link    *link.Link
+	s2s     *s2s.Server // federation; nil when off
+	router  *signaling.Router
+	// remoteRooms is the room service, once it runs, for federation to
+	// tell of lost servers.
+	remoteRooms atomic.Pointer[muc.Service]
 	accounts    *accounts.Watcher
 	stopCluster func() // leaves the cluster; nil until joined
 	http        *http.Server
@@ -166,9 +170,10 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 		Undelivered: n.chat.Deliver,
 		Remote:      n.chat.HandleRemote,
 	})
+	n.router = router
 	// Federation closes after the client streams, so that the presence
 	// of the sessions they end still reaches other servers.
-	if err := n.newS2S(router, tlsConfig); err != nil {
+	if err := n.newS2S(router, tlsConfig, reg); err != nil {
 		return n, err
 	}
 

@@ -107,6 +107,7 @@ func (n *node) startRooms(router *signaling.Router) error {
 		// A ban, a lost membership or leaving the room also ends the
 		// person's call; a new nickname shows there too.
 		AccessChanged: func(ctx context.Context, room jid.JID) { svc.Recheck(ctx, room) },
+		SendRemote:    n.federationSend(),
 		Logger:        n.log.With("service", "muc"),
 	}, n.db)
 	if err != nil {
@@ -141,6 +142,7 @@ func (n *node) startRooms(router *signaling.Router) error {
 		return err
 	}
 	n.sfu, n.rooms = svc, rooms
+	n.remoteRooms.Store(rooms)
 	n.closers = append(n.closers, func(context.Context) error { return svc.Close() })
 	router.Handle(domain, signaling.Service{
 		// Each room and its conference run on one node of a cluster: the
@@ -149,6 +151,9 @@ func (n *node) startRooms(router *signaling.Router) error {
 		// Rooms on other nodes learn of the end from the chat service's
 		// report to the cluster.
 		Closed: func(ctx context.Context, s *signaling.Session) { roomService{n}.SessionClosed(ctx, s) },
+		// Users of other servers reach the rooms wherever the stream
+		// from their server arrives.
+		Remote: n.remoteToRoom,
 	})
 	n.chat.AddItem(domain, "Group rooms")
 	return nil
@@ -163,8 +168,10 @@ func conferenceIQ(el *stanza.Element) bool {
 		return false
 	}
 	if t := el.Type(); t == "result" || t == "error" {
+		// (Answers to the service itself are the rooms': their checks on
+		// occupants of other servers.)
 		to, err := jid.Parse(el.To())
-		return err == nil && to.Resourcepart() == ""
+		return err == nil && to.Resourcepart() == "" && to.Localpart() != ""
 	}
 	c := el.FirstElement()
 	return c != nil && c.Space == muc.NSConference
@@ -201,6 +208,8 @@ func (n *node) startDirectory(router *signaling.Router) error {
 	}
 	router.Handle(domain, signaling.Service{
 		Handle: func(ctx context.Context, s *signaling.Session, el *stanza.Element) { dir.HandleStanza(ctx, s, el) },
+		// Users of other servers may only ask what it is.
+		Remote: func(ctx context.Context, el *stanza.Element) { dir.HandleStanza(ctx, n.remotePeer(el), el) },
 	})
 	n.chat.AddItem(domain, "People directory")
 	return nil
@@ -216,6 +225,8 @@ func (n *node) startUpload(router *signaling.Router) (*upload.Service, error) {
 	domain := "upload." + n.cfg.Domain
 	router.Handle(domain, signaling.Service{
 		Handle: func(ctx context.Context, s *signaling.Session, el *stanza.Element) { up.HandleStanza(ctx, s, el) },
+		// Users of other servers may only ask what it is.
+		Remote: func(ctx context.Context, el *stanza.Element) { up.HandleStanza(ctx, n.remotePeer(el), el) },
 	})
 	n.chat.AddItem(domain, "File upload")
 	n.uploads = up
