@@ -131,7 +131,7 @@ func TestEverySettingFromEachSource(t *testing.T) {
 	want.LoginWindow = time.Minute
 	want.IdleTimeout = 90 * time.Second
 	want.WriteQueue = 64
-	want.WriteQueueBytes, want.UnackedBytes, want.MaxPresenceBytes = 65536, 131072, 4096
+	want.WriteQueueBytes, want.UnackedBytes = 65536, 131072
 	want.MaxStanzaElements, want.MaxStanzaDepth, want.MaxStanzaAttributes = 500, 16, 1000
 	want.MediaUDPAddr = ":17882"
 	want.MediaTCPAddr = ""
@@ -169,7 +169,7 @@ func TestEverySettingFromEachSource(t *testing.T) {
 		"upload-dir": "/srv/files", "upload-url": "https://chat.example.org/upload",
 		"upload-max-bytes": "2048", "upload-quota-bytes": "4096",
 		"max-sessions-per-user": "3", "login-failures": "7", "login-window": "1m", "idle-timeout": "90s",
-		"write-queue": "64", "write-queue-bytes": "65536", "unacked-bytes": "131072", "max-presence-bytes": "4096",
+		"write-queue": "64", "write-queue-bytes": "65536", "unacked-bytes": "131072",
 		"max-stanza-elements": "500", "max-stanza-depth": "16", "max-stanza-attributes": "1000",
 		"media-udp-addr": ":17882", "media-tcp-addr": "", "public-ip": "203.0.113.7",
 		"turn-addr": ":13478", "turn-tls-addr": ":5349", "turn-secret": "s3cret", "turn-credential-ttl": "1h",
