@@ -264,6 +264,11 @@ type Config struct {
 	// ClusterLeaseTTL is how long a room's placement outlives its host's
 	// last renewal. Longer than ClusterHeartbeat. Default: 10s.
 	ClusterLeaseTTL time.Duration `yaml:"cluster_lease_ttl"`
+	// ClusterRoomIdle is how long a room nobody is in keeps its
+	// placement after its last stanza; then it is given back, so
+	// addressing random room names does not grow the shared state.
+	// Single nodes too. Default: 5m.
+	ClusterRoomIdle time.Duration `yaml:"cluster_room_idle"`
 
 	// MaxParticipants is the largest number of people in one conference.
 	// Default: 100.
@@ -398,6 +403,7 @@ func Default() Config {
 		ClusterHeartbeat:   2 * time.Second,
 		ClusterNodeTTL:     6 * time.Second,
 		ClusterLeaseTTL:    10 * time.Second,
+		ClusterRoomIdle:    5 * time.Minute,
 
 		MaxConferencesPerUser: 5,
 		MaxStanzaElements:     4096,
