@@ -2,6 +2,7 @@
 // measured. It speaks plain XMPP (STARTTLS, SCRAM), so the same run works
 // against poosms and against other servers.
 //
+//	poosms-bench abuse --addr 127.0.0.1:5222 --http-addr 127.0.0.1:5280 --server-pid 1234
 //	poosms-bench chat --addr 127.0.0.1:5222 --domain localhost --clients 2000 --rate 2000 --duration 30s --pid 1234
 package main
 
@@ -27,6 +28,9 @@ Usage:
   poosms-bench s2s [flags]    clients of one server send to clients of another: one server-to-server stream's msgs/s and latency
   poosms-bench flood [flags]  sessions that never read are sent large stanzas, directly and through a room,
                               while other clients chat: the server's RSS, and what the chatters lost
+  poosms-bench abuse [flags]  the attacks of docs/security.md (oversized and nested stanzas, sessions that never
+                              read, PEP and offline floods, slow HTTP bodies, connection floods, hostile offers)
+                              while other clients chat: what they lost, their latency, the server's peak RSS
 
 Run "poosms-bench COMMAND --help" for the flags.
 `
@@ -53,6 +57,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return s2sCommand(ctx, args[1:], stdout, stderr)
 	case "flood":
 		return floodCommand(ctx, args[1:], stdout, stderr)
+	case "abuse":
+		return abuseCommand(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
