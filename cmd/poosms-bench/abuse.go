@@ -184,7 +184,8 @@ type abuseRun struct {
 	f      *floodRun // the chatters
 	srcs   []netip.Addr
 	log    io.Writer
-	victim string // bare JID
+	victim string               // bare JID
+	sinks  []*xmppclient.Client // logged in, never reading
 }
 
 func runAbuse(ctx context.Context, o abuseOptions, srcs []netip.Addr, progress io.Writer) (*abuseResult, error) {
@@ -213,7 +214,17 @@ func runAbuse(ctx context.Context, o abuseOptions, srcs []netip.Addr, progress i
 		chatters[i] = &chatter{c: c, jid: c.JID.String(), nick: nick, done: make(chan struct{})}
 		go f.readChat(chatters[i])
 	}
-	fmt.Fprintf(progress, "%d chatters logged in; %s of chat without the attack\n", o.chatters, o.baseline)
+	if slices.Contains(o.kinds, "sinks") {
+		defer func() {
+			for _, c := range a.sinks {
+				c.Close()
+			}
+		}()
+		if err := a.logInSinks(ctx); err != nil {
+			return nil, err
+		}
+	}
+	fmt.Fprintf(progress, "%d chatters and %d sinks logged in; %s of chat without the attack\n", o.chatters, len(a.sinks), o.baseline)
 	cpu0, _ := processCPU(o.pid)
 	res.RSSBefore, _ = processRSS(o.pid)
 	rss := &rssSampler{pid: o.pid}
@@ -564,24 +575,26 @@ func hostileSDP(n int) string {
 	return b.String()
 }
 
-// neverRead logs in the sinks, which never read, and sends them large
-// stanzas in turn from one sender.
-func (a *abuseRun) neverRead(ctx context.Context, st *attackCounts) {
-	var sinks []*xmppclient.Client
-	defer func() {
-		for _, c := range sinks {
-			c.Close()
-		}
-	}()
+// logInSinks logs in the sessions that will never read, with stream
+// management and resumption enabled, before the clock starts.
+func (a *abuseRun) logInSinks(ctx context.Context) error {
 	for i := range a.o.sinks {
-		if c := a.login(ctx, a.o.sink(i), st); c != nil {
-			if c.SendRaw("<presence/><enable xmlns='urn:xmpp:sm:3' resume='true'/>") == nil {
-				sinks = append(sinks, c)
-				continue
-			}
-			c.Close()
+		c, err := a.f.login(ctx, a.o.sink(i), "sink")
+		if err == nil {
+			err = c.SendRaw("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
 		}
+		if err != nil {
+			return fmt.Errorf("sink %d: %w", i, err)
+		}
+		a.sinks = append(a.sinks, c)
 	}
+	return nil
+}
+
+// neverRead sends the sinks, which never read, large stanzas in turn
+// from one sender.
+func (a *abuseRun) neverRead(ctx context.Context, st *attackCounts) {
+	sinks := a.sinks
 	if len(sinks) == 0 {
 		return
 	}

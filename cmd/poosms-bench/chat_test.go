@@ -158,5 +158,7 @@ func TestAbuseAgainstPoosmsd(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("report: %s\n%s", out.String(), errOut.String())
+	if t.Failed() {
+		t.Logf("report: %s\n%s", out.String(), errOut.String())
+	}
 }
