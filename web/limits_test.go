@@ -76,7 +76,9 @@ func TestTransferOutlivesTheReadTimeout(t *testing.T) {
 	}
 
 	// 8 × 32 KiB, one every 100 ms: 800 ms in all, 32 KiB a window.
-	moving := func() *pacedBody { return &pacedBody{left: 8 * transferChunk, size: transferChunk, gap: 100 * time.Millisecond} }
+	moving := func() *pacedBody {
+		return &pacedBody{left: 8 * transferChunk, size: transferChunk, gap: 100 * time.Millisecond}
+	}
 	if got, err := put("/transfer", moving()); err != nil || got != fmt.Sprintf("got %d", 8*transferChunk) {
 		t.Fatalf("an upload that keeps moving: %q, %v", got, err)
 	}

@@ -116,8 +116,8 @@ func TestHTTPTimeouts(t *testing.T) {
 			return string(b)
 		}
 		send("<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='localhost' version='1.0'/>")
-		recv() // open
-		recv() // features
+		recv()                              // open
+		recv()                              // features
 		time.Sleep(1500 * time.Millisecond) // three times the HTTP timeouts
 		send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-256'>" +
 			base64.StdEncoding.EncodeToString([]byte("n,,n=alice,r=0123456789abcdef")) + "</auth>")
