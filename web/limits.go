@@ -58,6 +58,14 @@ func (c *limitedConn) Close() error {
 	return c.Conn.Close()
 }
 
+// ReadFrom keeps sendfile for responses served from files.
+func (c *limitedConn) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := c.Conn.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(struct{ io.Writer }{c.Conn}, r)
+}
+
 // LimitProxied caps, per client, the requests a trusted proxy carries at
 // once: behind a proxy the listener sees only the proxy, so the client it
 // names (proxies.Client) is counted here instead, and answered 429 past
