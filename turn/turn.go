@@ -612,16 +612,16 @@ func (s *Server) allowAllocation(username, _ string, src net.Addr) bool {
 func (s *Server) allocationCreated(src, dst net.Addr, proto, username, _ string, relay net.Addr, _ int) {
 	_, user, _ := splitUsername(username)
 	s.quota.created(user, src)
-	s.streamAllocated(src, dst, true)
 	s.log.Debug("turn allocation created", "user", user, "client", addrString(src), "transport", proto,
 		"relay", addrString(relay))
+	s.streamAllocated(src, dst, true)
 }
 
 func (s *Server) allocationDeleted(src, dst net.Addr, _, username, _ string) {
 	_, user, _ := splitUsername(username)
 	s.quota.deleted(user)
-	s.streamAllocated(src, dst, false)
 	s.log.Debug("turn allocation deleted", "user", user, "client", addrString(src))
+	s.streamAllocated(src, dst, false)
 }
 
 // streamAllocated tells the stream listener whose connection runs between
