@@ -395,7 +395,7 @@ type Config struct {
 	// Default: 30s.
 	HTTPWriteTimeout time.Duration `yaml:"http_write_timeout"`
 	// HTTPIdleTimeout closes a keep-alive connection that sends no new
-	// request for this long. Default: 60s.
+	// request for this long. Default: 1m.
 	HTTPIdleTimeout time.Duration `yaml:"http_idle_timeout"`
 	// TURNAuthTimeout is how long a TURN TCP or TLS connection may stay
 	// open without an allocation (which needs valid credentials),
