@@ -186,6 +186,7 @@ func TestEverySettingFromEachSource(t *testing.T) {
 		"s2s-timeout": "45s", "s2s-stanza-rate": "2000",
 	}
 	limitValues(&want, values)
+	connValues(&want, values)
 	if len(values) != len(settings)-1 {
 		t.Fatalf("test covers %d settings, package has %d (besides config)", len(values), len(settings)-1)
 	}
