@@ -26,6 +26,9 @@ Usage:
   poosms-bench media [flags]  conferences with publishers and listeners: forwarded packets/s, loss, jitter, join time
   poosms-bench turn [flags]   allocations relay packets to an echoing peer through a TURN server
   poosms-bench s2s [flags]    clients of one server send to clients of another: one server-to-server stream's msgs/s and latency
+  poosms-bench sessions [flags]
+                              authenticated sessions log in over several processes and stay idle: logins/s over the
+                              ramp, the limit that stopped it, the server's RSS per session
   poosms-bench flood [flags]  sessions that never read are sent large stanzas, directly and through a room,
                               while other clients chat: the server's RSS, and what the chatters lost
   poosms-bench abuse [flags]  the attacks of docs/security.md (oversized and nested stanzas, sessions that never
@@ -59,6 +62,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return floodCommand(ctx, args[1:], stdout, stderr)
 	case "abuse":
 		return abuseCommand(ctx, args[1:], stdout, stderr)
+	case "sessions":
+		return sessionsCommand(ctx, args[1:], stdout, stderr)
+	case "sessions-worker": // started by sessions, not by hand
+		return sessionsWorkerCommand(ctx, args[1:], os.Stdin, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -40,6 +40,8 @@ import (
 // serve runs the server until ctx ends (SIGINT, SIGTERM).
 func serve(ctx context.Context, cfg config.Config, stderr io.Writer) int {
 	log := newLogger(cfg, stderr)
+	lim, ok := currentFileLimit()
+	logFileLimit(log, lim, ok)
 	n, err := startNode(ctx, cfg, log)
 	if err != nil {
 		log.Error("poosmsd could not start", "err", err)
