@@ -127,8 +127,10 @@ type Server struct {
 	tlsLn   net.Listener
 	relayIP net.IP
 	self    *selfGuard
+	fast    *fastPath
 
-	firstRead time.Duration // streamFirstReadTimeout; tests shorten it
+	firstRead   time.Duration // streamFirstReadTimeout; tests shorten it
+	channelBind time.Duration // channel binding lifetime; zero is the engine's 10 minutes; tests shorten it
 }
 
 // New validates cfg, fills in defaults and returns a server that is not
@@ -190,6 +192,7 @@ func New(cfg Config) (*Server, error) {
 		cfg:       cfg,
 		log:       cfg.Logger.With("component", "turn"),
 		quota:     newQuota(cfg.MaxAllocationsPerUser, cfg.Now),
+		fast:      newFastPath(),
 		firstRead: streamFirstReadTimeout,
 	}, nil
 }
@@ -245,27 +248,42 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	relayIP, relayBind := s.relayAddresses(firstHost)
 	s.relayIP = relayIP
 	s.self = newSelfGuard(s.cfg.AllowSelf, netip.AddrFrom4([4]byte(relayIP.To4())), s.ownAddrsLocked(relayBind), s.cfg.Now, s.log)
-	newGen := func() pion.RelayAddressGenerator {
+	newGen := func(listener *udpConn) pion.RelayAddressGenerator {
 		return &relayGenerator{advertise: relayIP, bind: net.ParseIP(relayBind),
 			minPort: s.cfg.RelayPortMin, maxPort: s.cfg.RelayPortMax,
-			self: s.self, dropped: &s.counters.self}
+			self: s.self, dropped: &s.counters.self, fast: s.fast, listener: listener}
 	}
 
 	pcfg := pion.ServerConfig{
-		Realm:         s.cfg.Realm,
-		LoggerFactory: slogFactory{log: s.log},
-		AuthHandler:   s.authenticate,
-		QuotaHandler:  s.allowAllocation,
+		Realm:              s.cfg.Realm,
+		LoggerFactory:      slogFactory{log: s.log},
+		AuthHandler:        s.authenticate,
+		QuotaHandler:       s.allowAllocation,
+		ChannelBindTimeout: s.channelBind,
+		InboundMTU:         relayMTU,
 		EventHandler: pion.EventHandler{
 			OnAllocationCreated: s.allocationCreated,
 			OnAllocationDeleted: s.allocationDeleted,
 			OnAuth:              s.authChecked,
+			OnPermissionCreated: func(_, _ net.Addr, _, _, _ string, relay net.Addr, peer net.IP) {
+				s.fast.permissionCreated(relay, peer)
+			},
+			OnPermissionDeleted: func(_, _ net.Addr, _, _, _ string, relay net.Addr, peer net.IP) {
+				s.fast.permissionDeleted(relay, peer)
+			},
+			OnChannelCreated: func(_, _ net.Addr, _, _, _ string, relay, peer net.Addr, number uint16) {
+				s.fast.channelCreated(relay, peer, number)
+			},
+			OnChannelDeleted: func(_, _ net.Addr, _, _, _ string, relay, peer net.Addr, number uint16) {
+				s.fast.channelDeleted(relay, peer, number)
+			},
 		},
 	}
 	for _, c := range s.udp {
+		lc := newUDPConn(c)
 		pcfg.PacketConnConfigs = append(pcfg.PacketConnConfigs, pion.PacketConnConfig{
-			PacketConn:            newUDPConn(c),
-			RelayAddressGenerator: newGen(),
+			PacketConn:            &listenConn{udpConn: lc, fast: s.fast},
+			RelayAddressGenerator: newGen(lc),
 			PermissionHandler:     s.allowPeer,
 		})
 	}
@@ -275,7 +293,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		}
 		pcfg.ListenerConfigs = append(pcfg.ListenerConfigs, pion.ListenerConfig{
 			Listener:              ln,
-			RelayAddressGenerator: newGen(),
+			RelayAddressGenerator: newGen(nil),
 			PermissionHandler:     s.allowPeer,
 		})
 	}
@@ -591,6 +609,7 @@ func (s *Server) allowAllocation(username, _ string, src net.Addr) bool {
 func (s *Server) allocationCreated(src, _ net.Addr, proto, username, _ string, relay net.Addr, _ int) {
 	_, user, _ := splitUsername(username)
 	s.quota.created(user, src)
+	s.fast.allocationCreated(src, relay)
 	s.log.Debug("turn allocation created", "user", user, "client", addrString(src), "transport", proto,
 		"relay", addrString(relay))
 }
