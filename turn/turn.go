@@ -36,6 +36,13 @@ const (
 	streamIdleTimeout      = time.Hour + 5*time.Minute
 )
 
+// udpListenerBuffer is the receive and send buffer size asked for on
+// each UDP listener (the kernel doubles it for its bookkeeping and caps
+// the request at net.core.rmem_max and wmem_max), so that a burst from
+// many clients, or a moment without CPU, does not overflow the default
+// buffer of about 200 KiB and lose packets.
+const udpListenerBuffer = 2 << 20
+
 // closeDrainTimeout bounds how long Close waits for live allocations to
 // be torn down after their sockets are closed.
 const closeDrainTimeout = 5 * time.Second
@@ -329,6 +336,11 @@ func (s *Server) listenUDP(ctx context.Context) error {
 			return fmt.Errorf("turn: listen udp %s (socket %d): %w", addr, i+1, err)
 		}
 		s.udp = append(s.udp, c.(*net.UDPConn))
+	}
+	for _, c := range s.udp {
+		// A smaller buffer than asked for is no reason to fail.
+		_ = c.SetReadBuffer(udpListenerBuffer)
+		_ = c.SetWriteBuffer(udpListenerBuffer)
 	}
 	return nil
 }
