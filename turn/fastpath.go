@@ -297,7 +297,7 @@ func parseXORAddr(v, key []byte) (netip.AddrPort, bool) {
 	return netip.AddrPort{}, false
 }
 
-// Layout of a relay socket's read buffer: the datagram is read at
+// Layout of a relay socket's read buffers: each datagram is read at
 // relayHeadroom so that a ChannelData or Data indication header can be
 // written in front of it without copying it.
 const (
@@ -305,11 +305,22 @@ const (
 	relayMTU      = 1600                        // the engine's own buffer size
 )
 
+// Batch sizes: datagrams read or sent by one system call.
+const (
+	listenerBatch = 32
+	relayBatch    = 16
+)
+
 // relayState is the part of a relay socket the fast path reads: the
 // mirror of its allocation. smu guards everything below it.
 type relayState struct {
 	listener *udpConn // the UDP listener its client came through; nil for TCP and TLS clients
-	buf      []byte   // read buffer, relayHeadroom + relayMTU; used by the engine's one reader
+	// reader reads the relay socket and writer sends to the client on the
+	// listener; both are used only by the engine's one reader goroutine.
+	// nil for TCP and TLS clients.
+	reader      *batchReader
+	writer      *batchWriter
+	next, count int // the datagrams of the last read not handled yet
 
 	smu    sync.RWMutex
 	client netip.AddrPort // set while live
@@ -334,13 +345,10 @@ func (c *relayConn) toPeer(data []byte, peer netip.AddrPort) {
 	_, _ = c.UDPConn.WriteToUDPAddrPort(data, peer)
 }
 
-// fromPeer relays a datagram the relay socket read (at
-// buf[relayHeadroom:][:n]) from peer to the client, when the allocation
+// fromPeer queues a datagram the relay socket read (at
+// buf[relayHeadroom:][:n]) from peer for the client, when the allocation
 // has a permission for peer. It reports whether it took the datagram.
-func (c *relayConn) fromPeer(n int, peer netip.AddrPort) bool {
-	if c.listener == nil {
-		return false
-	}
+func (c *relayConn) fromPeer(buf []byte, n int, peer netip.AddrPort) bool {
 	c.smu.RLock()
 	client, live := c.client, c.live
 	_, permitted := c.perms[peer.Addr()]
@@ -351,20 +359,20 @@ func (c *relayConn) fromPeer(n int, peer netip.AddrPort) bool {
 	}
 	var msg []byte
 	if bound {
-		msg = c.channelData(channel, n)
+		msg = channelData(buf, channel, n)
 	} else {
-		msg = c.dataIndication(peer, n)
+		msg = dataIndication(buf, peer, n)
 	}
 	c.fastOut.Add(1)
-	_, _ = c.listener.UDPConn.WriteToUDPAddrPort(msg, client)
+	c.writer.add(msg, client)
 	return true
 }
 
 // channelData frames the n bytes at buf[relayHeadroom:] as ChannelData,
 // padded to four bytes as the engine does.
-func (c *relayConn) channelData(channel uint16, n int) []byte {
+func channelData(buf []byte, channel uint16, n int) []byte {
 	start := relayHeadroom - 4
-	b := c.buf[start:]
+	b := buf[start:]
 	binary.BigEndian.PutUint16(b, channel)
 	binary.BigEndian.PutUint16(b[2:], uint16(n))
 	end := 4 + n
@@ -377,14 +385,14 @@ func (c *relayConn) channelData(channel uint16, n int) []byte {
 
 // dataIndication frames the n bytes at buf[relayHeadroom:] as a Data
 // indication from peer.
-func (c *relayConn) dataIndication(peer netip.AddrPort, n int) []byte {
+func dataIndication(buf []byte, peer netip.AddrPort, n int) []byte {
 	ip := peer.Addr()
 	addrLen := 8
 	if ip.Is6() {
 		addrLen = 20
 	}
 	start := relayHeadroom - (stunHeaderSize + 4 + addrLen + 4)
-	b := c.buf[start:]
+	b := buf[start:]
 	padded := (n + 3) &^ 3
 	size := 4 + addrLen + 4 + padded
 	binary.BigEndian.PutUint16(b, typeDataIndication)
@@ -422,21 +430,39 @@ func (c *relayConn) dataIndication(peer netip.AddrPort, n int) []byte {
 }
 
 // listenConn is a UDP listener under the engine: it hands the fast path
-// the datagrams it can relay and the engine everything else.
+// the datagrams it can relay and the engine everything else. Only the
+// engine's one reader goroutine calls ReadFrom.
 type listenConn struct {
 	*udpConn
-	fast *fastPath
+	fast        *fastPath
+	reader      *batchReader
+	next, count int // the datagrams of the last read not handled yet
+}
+
+func newListenConn(c *udpConn, fast *fastPath) (*listenConn, error) {
+	r, err := newBatchReader(c.UDPConn, listenerBatch, 0, relayMTU)
+	if err != nil {
+		return nil, err
+	}
+	return &listenConn{udpConn: c, fast: fast, reader: r}, nil
 }
 
 func (c *listenConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	for {
-		n, ap, err := c.UDPConn.ReadFromUDPAddrPort(b)
+		for c.next < c.count {
+			buf, n, from := c.reader.packet(c.next)
+			c.next++
+			if n < relayMTU && c.fast.fromClient(buf[:n], from) {
+				continue
+			}
+			// A datagram filling the buffer may have been cut short; the
+			// engine drops those.
+			return copy(b, buf[:n]), c.addr(from), nil
+		}
+		count, err := c.reader.read()
 		if err != nil {
-			return n, nil, err
+			return 0, nil, err
 		}
-		if n < len(b) && c.fast.fromClient(b[:n], ap) {
-			continue
-		}
-		return n, c.addr(ap), nil
+		c.next, c.count = 0, count
 	}
 }

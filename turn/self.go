@@ -239,7 +239,7 @@ func (c *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 }
 
 func (c *relayConn) ReadFrom(b []byte) (int, net.Addr, error) {
-	if c.buf == nil {
+	if c.reader == nil {
 		for {
 			n, addr, err := c.udpConn.ReadFrom(b)
 			if err != nil || !c.guard.blocks(addr) {
@@ -249,19 +249,27 @@ func (c *relayConn) ReadFrom(b []byte) (int, net.Addr, error) {
 		}
 	}
 	for {
-		n, ap, err := c.UDPConn.ReadFromUDPAddrPort(c.buf[relayHeadroom:])
+		for c.next < c.count {
+			buf, n, from := c.reader.packet(c.next)
+			c.next++
+			if c.guard.blocksAddrPort(from) {
+				c.dropped.Add(1)
+				continue
+			}
+			if n < relayMTU && c.fromPeer(buf, n, from) {
+				continue
+			}
+			// The engine gets this one: what the fast path queued before
+			// it goes first.
+			c.writer.flush()
+			return copy(b, buf[relayHeadroom:relayHeadroom+n]), c.addr(from), nil
+		}
+		c.writer.flush()
+		count, err := c.reader.read()
 		if err != nil {
 			return 0, nil, err
 		}
-		ap = unmapAP(ap)
-		if c.guard.blocksAddrPort(ap) {
-			c.dropped.Add(1)
-			continue
-		}
-		if c.fromPeer(n, ap) {
-			continue
-		}
-		return copy(b, c.buf[relayHeadroom:relayHeadroom+n]), c.addr(ap), nil
+		c.next, c.count = 0, count
 	}
 }
 

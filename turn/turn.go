@@ -288,8 +288,12 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	}
 	for _, c := range s.udp {
 		lc := newUDPConn(c)
+		pc, err := newListenConn(lc, s.fast)
+		if err != nil {
+			return err
+		}
 		pcfg.PacketConnConfigs = append(pcfg.PacketConnConfigs, pion.PacketConnConfig{
-			PacketConn:            &listenConn{udpConn: lc, fast: s.fast},
+			PacketConn:            pc,
 			RelayAddressGenerator: newGen(lc),
 			PermissionHandler:     s.allowPeer,
 		})

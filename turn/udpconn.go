@@ -105,7 +105,14 @@ func (g *relayGenerator) AllocatePacketConn(network string, port int) (net.Packe
 	rc.chans = make(map[uint16]netip.AddrPort)
 	rc.peers = make(map[netip.AddrPort]uint16)
 	if rc.listener != nil {
-		rc.buf = make([]byte, relayHeadroom+relayMTU)
+		if rc.reader, err = newBatchReader(c, relayBatch, relayHeadroom, relayMTU); err == nil {
+			rc.writer, err = newBatchWriter(rc.listener.UDPConn, relayBatch)
+		}
+		if err != nil {
+			c.Close()
+			g.self.closed(p)
+			return nil, nil, err
+		}
 	}
 	g.fast.opened(rc)
 	return rc, relayed, nil
