@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 )
@@ -176,58 +177,59 @@ func (f *fastPath) channelDeleted(relayAddr, peer net.Addr, number uint16) {
 	}
 }
 
-// fromClient relays a datagram a UDP client sent to a listener, when it
-// is ChannelData on a bound channel or a Send indication to a permitted
-// peer of the client's allocation. It reports whether it took the
-// datagram; the engine gets every other one.
-func (f *fastPath) fromClient(pkt []byte, src netip.AddrPort) bool {
-	if len(pkt) < 4 {
-		return false
+// fromClient looks at a datagram a UDP client sent to a listener. When
+// it is ChannelData on a bound channel or a Send indication to a
+// permitted peer of the client's allocation, it returns the allocation's
+// relay socket, the data and the peer to relay it to; otherwise a nil
+// relay socket, and the engine gets the datagram.
+func (f *fastPath) fromClient(pkt []byte, src netip.AddrPort) (*relayConn, []byte, netip.AddrPort) {
+	rc, data, peer, ok := f.lookupClient(pkt, src)
+	if !ok {
+		return nil, nil, netip.AddrPort{}
 	}
-	var data []byte
-	var peer netip.AddrPort
+	return rc, data, peer
+}
+
+func (f *fastPath) lookupClient(pkt []byte, src netip.AddrPort) (rc *relayConn, data []byte, peer netip.AddrPort, ok bool) {
+	if len(pkt) < 4 {
+		return
+	}
 	var channel uint16
 	switch {
 	case pkt[0]&0xc0 == 0x40: // channel numbers 0x4000–0x7FFF
 		channel = binary.BigEndian.Uint16(pkt)
 		n := int(binary.BigEndian.Uint16(pkt[2:]))
 		if n > len(pkt)-4 {
-			return false
+			return
 		}
 		data = pkt[4 : 4+n]
 	case pkt[0] == 0x00 && pkt[1] == 0x16: // Send indication
-		var ok bool
 		if peer, data, ok = parseSend(pkt); !ok {
-			return false
+			return
 		}
 	default:
-		return false
+		return
 	}
 	f.mu.RLock()
-	rc := f.clients[unmapAP(src)]
+	rc = f.clients[unmapAP(src)]
 	f.mu.RUnlock()
 	if rc == nil {
-		return false
+		return nil, nil, peer, false
 	}
 	rc.smu.RLock()
+	defer rc.smu.RUnlock()
 	if channel != 0 {
 		var bound bool
-		peer, bound = rc.chans[channel]
-		if !bound {
-			rc.smu.RUnlock()
-			return false
+		if peer, bound = rc.chans[channel]; !bound {
+			return nil, nil, peer, false
 		}
 	} else if _, permitted := rc.perms[peer.Addr()]; !permitted {
-		rc.smu.RUnlock()
-		return false
+		return nil, nil, peer, false
 	}
-	live := rc.live
-	rc.smu.RUnlock()
-	if !live {
-		return false
+	if !rc.live {
+		return nil, nil, peer, false
 	}
-	rc.toPeer(data, peer)
-	return true
+	return rc, data, peer, true
 }
 
 // STUN message layout (RFC 8489).
@@ -321,6 +323,12 @@ type relayState struct {
 	reader      *batchReader
 	writer      *batchWriter
 	next, count int // the datagrams of the last read not handled yet
+	// peerWriter queues datagrams from the client for peers, for the
+	// listener goroutine that holds its owner lock until it flushes.
+	peerWriter struct {
+		owner sync.Mutex
+		*batchWriter
+	}
 
 	smu    sync.RWMutex
 	client netip.AddrPort // set while live
@@ -333,16 +341,27 @@ type relayState struct {
 	fastIn, fastOut atomic.Uint64 // datagrams relayed by the fast path: client → peer, peer → client
 }
 
-// toPeer sends data from the relay socket to peer, unless the self
-// guard drops it.
-func (c *relayConn) toPeer(data []byte, peer netip.AddrPort) {
-	if c.guard.blocksAddrPort(peer) {
-		c.dropped.Add(1)
+// toPeer queues data for peer on rc's relay socket, to go at the next
+// flush, unless the self guard drops it.
+func (c *listenConn) toPeer(rc *relayConn, data []byte, peer netip.AddrPort) {
+	if rc.guard.blocksAddrPort(peer) {
+		rc.dropped.Add(1)
 		return
 	}
-	c.fastIn.Add(1)
-	// A failed send is a lost datagram, as it is on the engine's path.
-	_, _ = c.UDPConn.WriteToUDPAddrPort(data, peer)
+	rc.fastIn.Add(1)
+	// A client's datagrams all reach one listener, whose reader goroutine
+	// takes the relay socket's queue until it flushes; should another
+	// listener's reader ever meet it there, that one sends on its own.
+	switch {
+	case slices.Contains(c.queued, rc):
+	case rc.peerWriter.owner.TryLock():
+		c.queued = append(c.queued, rc)
+	default:
+		// A failed send is a lost datagram, as on the engine's path.
+		_, _ = rc.UDPConn.WriteToUDPAddrPort(data, peer)
+		return
+	}
+	rc.peerWriter.add(data, peer)
 }
 
 // fromPeer queues a datagram the relay socket read (at
@@ -436,7 +455,8 @@ type listenConn struct {
 	*udpConn
 	fast        *fastPath
 	reader      *batchReader
-	next, count int // the datagrams of the last read not handled yet
+	next, count int          // the datagrams of the last read not handled yet
+	queued      []*relayConn // relay sockets with datagrams queued for peers, owned until flushed
 }
 
 func newListenConn(c *udpConn, fast *fastPath) (*listenConn, error) {
@@ -444,7 +464,18 @@ func newListenConn(c *udpConn, fast *fastPath) (*listenConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &listenConn{udpConn: c, fast: fast, reader: r}, nil
+	return &listenConn{udpConn: c, fast: fast, reader: r, queued: make([]*relayConn, 0, listenerBatch)}, nil
+}
+
+// flush sends the datagrams queued for peers, one sendmmsg per relay
+// socket, and releases the queues.
+func (c *listenConn) flush() {
+	for _, rc := range c.queued {
+		rc.peerWriter.flush()
+		rc.peerWriter.owner.Unlock()
+	}
+	clear(c.queued)
+	c.queued = c.queued[:0]
 }
 
 func (c *listenConn) ReadFrom(b []byte) (int, net.Addr, error) {
@@ -452,13 +483,19 @@ func (c *listenConn) ReadFrom(b []byte) (int, net.Addr, error) {
 		for c.next < c.count {
 			buf, n, from := c.reader.packet(c.next)
 			c.next++
-			if n < relayMTU && c.fast.fromClient(buf[:n], from) {
-				continue
+			if n < relayMTU {
+				if rc, data, peer := c.fast.fromClient(buf[:n], from); rc != nil {
+					c.toPeer(rc, data, peer)
+					continue
+				}
 			}
+			// The engine gets this one, after what was relayed before it.
 			// A datagram filling the buffer may have been cut short; the
 			// engine drops those.
+			c.flush()
 			return copy(b, buf[:n]), c.addr(from), nil
 		}
+		c.flush()
 		count, err := c.reader.read()
 		if err != nil {
 			return 0, nil, err

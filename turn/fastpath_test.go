@@ -93,7 +93,8 @@ func newRawClient(t *testing.T, srv *Server, user string) (*rawClient, netip.Add
 }
 
 func dialRaw(srv *Server, user string) (*rawClient, error) {
-	conn, err := net.DialUDP("udp4", nil, srv.UDPAddr().(*net.UDPAddr))
+	port := srv.UDPAddr().(*net.UDPAddr).Port
+	conn, err := net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
 	if err != nil {
 		return nil, err
 	}
@@ -251,7 +252,20 @@ func sendFrom(t *testing.T, c *net.UDPConn, to netip.AddrPort, data string) {
 // and the peer's datagrams come back as ChannelData on a bound channel
 // and as Data indications otherwise, all through the fast path.
 func TestFastPathRelays(t *testing.T) {
-	srv := startFastServer(t, relayToLoopback, 0)
+	t.Run("ipv4 listener", func(t *testing.T) { testFastPathRelays(t, relayToLoopback) })
+	// A listener on the wildcard address is an IPv6 socket that sees
+	// IPv4 clients in IPv4-mapped form (clients still use loopback).
+	t.Run("dual-stack listener", func(t *testing.T) {
+		testFastPathRelays(t, func(c *Config) {
+			relayToLoopback(c)
+			c.UDPAddr = ":0"
+			c.RelayIP = net.IPv4(127, 0, 0, 1)
+		})
+	})
+}
+
+func testFastPathRelays(t *testing.T, edit func(*Config)) {
+	srv := startFastServer(t, edit, 0)
 	c, relayAddr := newRawClient(t, srv, "alice")
 	p, pAddr := peerOn(t, "127.0.0.1")
 	q, qAddr := peerOn(t, "127.0.0.1")

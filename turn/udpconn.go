@@ -108,6 +108,9 @@ func (g *relayGenerator) AllocatePacketConn(network string, port int) (net.Packe
 		if rc.reader, err = newBatchReader(c, relayBatch, relayHeadroom, relayMTU); err == nil {
 			rc.writer, err = newBatchWriter(rc.listener.UDPConn, relayBatch)
 		}
+		if err == nil {
+			rc.peerWriter.batchWriter, err = newBatchWriter(c, relayBatch)
+		}
 		if err != nil {
 			c.Close()
 			g.self.closed(p)
