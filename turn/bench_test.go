@@ -118,18 +118,26 @@ func (c *rawClient) bindChannel(channel uint16, peer netip.AddrPort) error {
 // benchPayload is the datagram size the benchmarks relay: an Opus frame.
 const benchPayload = 160
 
-// benchFlow is one allocation with a channel bound to a loopback peer.
+// benchFlow is one allocation with a channel bound to a loopback peer,
+// or with a permission for it when indications is set: then the client
+// sends Send indications and receives Data indications.
 type benchFlow struct {
-	client  *rawClient
-	peer    *net.UDPConn
-	relayed netip.AddrPort
-	frame   []byte
-	peerBuf []byte
+	client      *rawClient
+	peer        *net.UDPConn
+	relayed     netip.AddrPort
+	frame       []byte
+	dataAt      int // offset of the payload in frame and in what the client receives
+	peerBuf     []byte
+	indications bool
 }
 
 const benchChannel = 0x4001
 
 func newBenchFlow(srv *Server, user string) (*benchFlow, error) {
+	return newBenchFlowWith(srv, user, false)
+}
+
+func newBenchFlowWith(srv *Server, user string, indications bool) (*benchFlow, error) {
 	conn, err := net.DialUDP("udp4", nil, srv.UDPAddr().(*net.UDPAddr))
 	if err != nil {
 		return nil, err
@@ -139,19 +147,38 @@ func newBenchFlow(srv *Server, user string) (*benchFlow, error) {
 		conn.Close()
 		return nil, err
 	}
-	f := &benchFlow{peer: peer, frame: make([]byte, 4+benchPayload), peerBuf: make([]byte, 2048)}
+	f := &benchFlow{peer: peer, frame: make([]byte, 4+benchPayload), dataAt: 4, peerBuf: make([]byte, 2048), indications: indications}
 	cr := srv.Credentials(user)
 	f.client = &rawClient{conn: conn, user: cr.Username, pass: cr.Password, buf: make([]byte, 2048)}
 	if f.relayed, err = f.client.allocate(); err != nil {
 		f.close()
 		return nil, err
 	}
-	if err := f.client.bindChannel(benchChannel, peer.LocalAddr().(*net.UDPAddr).AddrPort()); err != nil {
-		f.close()
-		return nil, err
+	peerAddr := peer.LocalAddr().(*net.UDPAddr).AddrPort()
+	if indications {
+		if err := f.client.createPermission(peerAddr); err != nil {
+			f.close()
+			return nil, err
+		}
+		m, err := stun.Build(stun.TransactionID, stun.NewType(stun.MethodSend, stun.ClassIndication),
+			peerAttr(peerAddr), setterFunc(func(m *stun.Message) error {
+				m.Add(stun.AttrData, make([]byte, benchPayload))
+				return nil
+			}))
+		if err != nil {
+			f.close()
+			return nil, err
+		}
+		f.frame = m.Raw
+		f.dataAt = len(m.Raw) - benchPayload
+	} else {
+		if err := f.client.bindChannel(benchChannel, peerAddr); err != nil {
+			f.close()
+			return nil, err
+		}
+		binary.BigEndian.PutUint16(f.frame[0:], benchChannel)
+		binary.BigEndian.PutUint16(f.frame[2:], benchPayload)
 	}
-	binary.BigEndian.PutUint16(f.frame[0:], benchChannel)
-	binary.BigEndian.PutUint16(f.frame[2:], benchPayload)
 	deadline := time.Now().Add(time.Minute)
 	conn.SetReadDeadline(deadline)
 	peer.SetReadDeadline(deadline)
@@ -166,7 +193,7 @@ func (f *benchFlow) close() {
 // exchange sends packet seq from the client through the relay to the
 // peer, and the peer's echo back through the relay to the client.
 func (f *benchFlow) exchange(seq uint32) error {
-	binary.BigEndian.PutUint32(f.frame[4:], seq)
+	binary.BigEndian.PutUint32(f.frame[f.dataAt:], seq)
 	if _, err := f.client.conn.Write(f.frame); err != nil {
 		return err
 	}
@@ -184,6 +211,14 @@ func (f *benchFlow) exchange(seq uint32) error {
 	if n, err = f.client.conn.Read(buf); err != nil {
 		return err
 	}
+	if f.indications {
+		// A Data indication from an IPv4 peer: header, XOR-PEER-ADDRESS, DATA.
+		const at = stunHeaderSize + 12 + 4
+		if n < at+benchPayload || binary.BigEndian.Uint16(buf) != typeDataIndication || binary.BigEndian.Uint32(buf[at:]) != seq {
+			return fmt.Errorf("client got %d bytes %x, want a Data indication echoing packet %d", n, buf[:min(n, 8)], seq)
+		}
+		return nil
+	}
 	if n < 4+benchPayload || binary.BigEndian.Uint16(buf) != benchChannel || binary.BigEndian.Uint32(buf[4:]) != seq {
 		return fmt.Errorf("client got %d bytes %x, want channel data echoing packet %d", n, buf[:min(n, 8)], seq)
 	}
@@ -198,6 +233,27 @@ func (f *benchFlow) exchange(seq uint32) error {
 func BenchmarkRelay(b *testing.B) {
 	srv := startServer(b, relayToLoopback)
 	f, err := newBenchFlow(srv, "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.close()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := f.exchange(uint32(i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(2*b.N)/b.Elapsed().Seconds(), "pkts/s")
+}
+
+// BenchmarkRelayIndications is BenchmarkRelay with Send indications from
+// the client and Data indications back, as a client relays before it
+// binds a channel.
+func BenchmarkRelayIndications(b *testing.B) {
+	srv := startServer(b, relayToLoopback)
+	f, err := newBenchFlowWith(srv, "bench", true)
 	if err != nil {
 		b.Fatal(err)
 	}

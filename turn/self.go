@@ -177,15 +177,27 @@ func (g *selfGuard) blocks(addr net.Addr) bool {
 	if !ok {
 		return true
 	}
+	if ua.Port < 0 || ua.Port > 65535 {
+		return g.isSelf(ip)
+	}
+	return g.blocksAddrPort(netip.AddrPortFrom(ip, uint16(ua.Port)))
+}
+
+// blocksAddrPort is blocks for an address in netip form.
+func (g *selfGuard) blocksAddrPort(ap netip.AddrPort) bool {
+	if g.off {
+		return false
+	}
+	ip := ap.Addr()
 	if !g.isSelf(ip) {
 		return false
 	}
-	if ip.Unmap() != g.relay || ua.Port <= 0 || ua.Port > 65535 {
+	if ip.Unmap() != g.relay || ap.Port() == 0 {
 		return true
 	}
 	g.portsMu.Lock()
 	defer g.portsMu.Unlock()
-	return g.ports[uint16(ua.Port)] == 0
+	return g.ports[ap.Port()] == 0
 }
 
 // opened and closed track the ports of live relay sockets.
@@ -205,12 +217,16 @@ func (g *selfGuard) closed(port uint16) {
 
 // relayConn is an allocation's relay socket. Datagrams to and from this
 // host's own addresses are dropped (see selfGuard), as if lost on the way:
-// an error would be logged by the engine for each of them.
+// an error would be logged by the engine for each of them. Datagrams
+// from permitted peers of a UDP client go straight to the client (see
+// fastPath).
 type relayConn struct {
 	*udpConn
+	relayState
 	guard   *selfGuard
 	port    uint16
 	dropped *atomic.Uint64
+	fast    *fastPath
 	once    sync.Once
 }
 
@@ -223,17 +239,48 @@ func (c *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 }
 
 func (c *relayConn) ReadFrom(b []byte) (int, net.Addr, error) {
-	for {
-		n, addr, err := c.udpConn.ReadFrom(b)
-		if err != nil || !c.guard.blocks(addr) {
-			return n, addr, err
+	if c.reader == nil {
+		for {
+			n, addr, err := c.udpConn.ReadFrom(b)
+			if err != nil || !c.guard.blocks(addr) {
+				return n, addr, err
+			}
+			c.dropped.Add(1)
 		}
-		c.dropped.Add(1)
+	}
+	for {
+		for c.next < c.count {
+			buf, n, from := c.reader.packet(c.next)
+			c.next++
+			if c.guard.blocksAddrPort(from) {
+				c.dropped.Add(1)
+				continue
+			}
+			if n < relayMTU && c.fromPeer(buf, n, from) {
+				continue
+			}
+			// The engine gets this one: what the fast path queued before
+			// it goes first.
+			c.writer.flush()
+			return copy(b, buf[relayHeadroom:relayHeadroom+n]), c.addr(from), nil
+		}
+		c.writer.flush()
+		count, err := c.reader.read()
+		if err != nil {
+			return 0, nil, err
+		}
+		c.next, c.count = 0, count
 	}
 }
 
 func (c *relayConn) Close() error {
-	c.once.Do(func() { c.guard.closed(c.port) })
+	c.once.Do(func() {
+		c.guard.closed(c.port)
+		c.smu.Lock()
+		c.closed = true
+		c.smu.Unlock()
+		c.fast.closed(c)
+	})
 	return c.udpConn.Close()
 }
 

@@ -39,6 +39,13 @@ const (
 	streamIdleTimeout  = time.Hour + 5*time.Minute
 )
 
+// udpListenerBuffer is the receive and send buffer size asked for on
+// each UDP listener (the kernel doubles it for its bookkeeping and caps
+// the request at net.core.rmem_max and wmem_max), so that a burst from
+// many clients, or a moment without CPU, does not overflow the default
+// buffer of about 200 KiB and lose packets.
+const udpListenerBuffer = 2 << 20
+
 // closeDrainTimeout bounds how long Close waits for live allocations to
 // be torn down after their sockets are closed.
 const closeDrainTimeout = 5 * time.Second
@@ -143,6 +150,9 @@ type Server struct {
 	relayIP net.IP
 	self    *selfGuard
 	perAddr *connlimit.Limiter // stream connections per client address
+	fast    *fastPath
+
+	channelBind time.Duration // channel binding lifetime; zero is the engine's 10 minutes; tests shorten it
 }
 
 // New validates cfg, fills in defaults and returns a server that is not
@@ -212,6 +222,7 @@ func New(cfg Config) (*Server, error) {
 		log:     cfg.Logger.With("component", "turn"),
 		quota:   newQuota(cfg.MaxAllocationsPerUser, cfg.Now),
 		perAddr: connlimit.New(cfg.MaxConnsPerAddress, cfg.LimitExempt),
+		fast:    newFastPath(),
 	}, nil
 }
 
@@ -266,27 +277,46 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	relayIP, relayBind := s.relayAddresses(firstHost)
 	s.relayIP = relayIP
 	s.self = newSelfGuard(s.cfg.AllowSelf, netip.AddrFrom4([4]byte(relayIP.To4())), s.ownAddrsLocked(relayBind), s.cfg.Now, s.log)
-	newGen := func() pion.RelayAddressGenerator {
+	newGen := func(listener *udpConn) pion.RelayAddressGenerator {
 		return &relayGenerator{advertise: relayIP, bind: net.ParseIP(relayBind),
 			minPort: s.cfg.RelayPortMin, maxPort: s.cfg.RelayPortMax,
-			self: s.self, dropped: &s.counters.self}
+			self: s.self, dropped: &s.counters.self, fast: s.fast, listener: listener}
 	}
 
 	pcfg := pion.ServerConfig{
-		Realm:         s.cfg.Realm,
-		LoggerFactory: slogFactory{log: s.log},
-		AuthHandler:   s.authenticate,
-		QuotaHandler:  s.allowAllocation,
+		Realm:              s.cfg.Realm,
+		LoggerFactory:      slogFactory{log: s.log},
+		AuthHandler:        s.authenticate,
+		QuotaHandler:       s.allowAllocation,
+		ChannelBindTimeout: s.channelBind,
+		InboundMTU:         relayMTU,
 		EventHandler: pion.EventHandler{
 			OnAllocationCreated: s.allocationCreated,
 			OnAllocationDeleted: s.allocationDeleted,
 			OnAuth:              s.authChecked,
+			OnPermissionCreated: func(_, _ net.Addr, _, _, _ string, relay net.Addr, peer net.IP) {
+				s.fast.permissionCreated(relay, peer)
+			},
+			OnPermissionDeleted: func(_, _ net.Addr, _, _, _ string, relay net.Addr, peer net.IP) {
+				s.fast.permissionDeleted(relay, peer)
+			},
+			OnChannelCreated: func(_, _ net.Addr, _, _, _ string, relay, peer net.Addr, number uint16) {
+				s.fast.channelCreated(relay, peer, number)
+			},
+			OnChannelDeleted: func(_, _ net.Addr, _, _, _ string, relay, peer net.Addr, number uint16) {
+				s.fast.channelDeleted(relay, peer, number)
+			},
 		},
 	}
 	for _, c := range s.udp {
+		lc := newUDPConn(c)
+		pc, err := newListenConn(lc, s.fast)
+		if err != nil {
+			return err
+		}
 		pcfg.PacketConnConfigs = append(pcfg.PacketConnConfigs, pion.PacketConnConfig{
-			PacketConn:            newUDPConn(c),
-			RelayAddressGenerator: newGen(),
+			PacketConn:            pc,
+			RelayAddressGenerator: newGen(lc),
 			PermissionHandler:     s.allowPeer,
 		})
 	}
@@ -296,7 +326,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		}
 		pcfg.ListenerConfigs = append(pcfg.ListenerConfigs, pion.ListenerConfig{
 			Listener:              ln,
-			RelayAddressGenerator: newGen(),
+			RelayAddressGenerator: newGen(nil),
 			PermissionHandler:     s.allowPeer,
 		})
 	}
@@ -332,6 +362,11 @@ func (s *Server) listenUDP(ctx context.Context) error {
 			return fmt.Errorf("turn: listen udp %s (socket %d): %w", addr, i+1, err)
 		}
 		s.udp = append(s.udp, c.(*net.UDPConn))
+	}
+	for _, c := range s.udp {
+		// A smaller buffer than asked for is no reason to fail.
+		_ = c.SetReadBuffer(udpListenerBuffer)
+		_ = c.SetWriteBuffer(udpListenerBuffer)
 	}
 	return nil
 }
@@ -612,6 +647,7 @@ func (s *Server) allowAllocation(username, _ string, src net.Addr) bool {
 func (s *Server) allocationCreated(src, dst net.Addr, proto, username, _ string, relay net.Addr, _ int) {
 	_, user, _ := splitUsername(username)
 	s.quota.created(user, src)
+	s.fast.allocationCreated(src, relay)
 	s.log.Debug("turn allocation created", "user", user, "client", addrString(src), "transport", proto,
 		"relay", addrString(relay))
 	s.streamAllocated(src, dst, true)

@@ -50,7 +50,13 @@ func (c *udpConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	if err != nil {
 		return n, nil, err
 	}
+	return n, c.addr(ap), nil
+}
+
+// addr returns the shared address for ap.
+func (c *udpConn) addr(ap netip.AddrPort) *net.UDPAddr {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	addr, ok := c.addrs[ap]
 	if !ok {
 		if len(c.addrs) >= addrCacheMax {
@@ -59,8 +65,7 @@ func (c *udpConn) ReadFrom(b []byte) (int, net.Addr, error) {
 		addr = udpAddr16(ap)
 		c.addrs[ap] = addr
 	}
-	c.mu.Unlock()
-	return n, addr, nil
+	return addr
 }
 
 // LocalAddr returns the socket's address, IP in 16-byte form.
@@ -75,6 +80,8 @@ type relayGenerator struct {
 	minPort, maxPort uint16
 	self             *selfGuard     // keeps relays off this host's own addresses
 	dropped          *atomic.Uint64 // datagrams self dropped
+	fast             *fastPath
+	listener         *udpConn // the UDP listener served; nil for TCP and TLS
 }
 
 func (g *relayGenerator) Validate() error {
@@ -92,7 +99,26 @@ func (g *relayGenerator) AllocatePacketConn(network string, port int) (net.Packe
 	p := uint16(c.LocalAddr().(*net.UDPAddr).Port)
 	relayed := udpAddr16(netip.AddrPortFrom(netip.AddrFrom4([4]byte(g.advertise.To4())), p))
 	g.self.opened(p)
-	return &relayConn{udpConn: newUDPConn(c), guard: g.self, port: p, dropped: g.dropped}, relayed, nil
+	rc := &relayConn{udpConn: newUDPConn(c), guard: g.self, port: p, dropped: g.dropped, fast: g.fast}
+	rc.listener = g.listener
+	rc.perms = make(map[netip.Addr]struct{})
+	rc.chans = make(map[uint16]netip.AddrPort)
+	rc.peers = make(map[netip.AddrPort]uint16)
+	if rc.listener != nil {
+		if rc.reader, err = newBatchReader(c, relayBatch, relayHeadroom, relayMTU); err == nil {
+			rc.writer, err = newBatchWriter(rc.listener.UDPConn, relayBatch)
+		}
+		if err == nil {
+			rc.peerWriter.batchWriter, err = newBatchWriter(c, relayBatch)
+		}
+		if err != nil {
+			c.Close()
+			g.self.closed(p)
+			return nil, nil, err
+		}
+	}
+	g.fast.opened(rc)
+	return rc, relayed, nil
 }
 
 // listen binds a relay socket: on port when one is requested, otherwise

@@ -12,7 +12,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	pionturn "github.com/pion/turn/v4"
 	"github.com/spf13/pflag"
 
 	"poosms.org/poosms/turn"
@@ -88,6 +87,14 @@ func turnCommand(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	return 0
 }
 
+// turnSocketBuffer is the socket buffer size the load generator asks for
+// (the kernel caps it at net.core.rmem_max and wmem_max), so that it
+// does not drop what the server relays.
+const turnSocketBuffer = 4 << 20
+
+// turnDrain is how long the receivers keep reading after the last send.
+const turnDrain = 500 * time.Millisecond
+
 func runTURN(ctx context.Context, o turnOptions, progress io.Writer) (*turnResult, error) {
 	user, pass := o.user, o.password
 	if o.secret != "" {
@@ -95,122 +102,93 @@ func runTURN(ctx context.Context, o turnOptions, progress io.Writer) (*turnResul
 		user, pass = c.Username, c.Password
 	}
 	// The peer echoes every packet back to where it came from (the relay).
-	peer, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	peer, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		return nil, err
 	}
-	defer peer.Close()
+	_ = peer.SetReadBuffer(turnSocketBuffer)
+	_ = peer.SetWriteBuffer(turnSocketBuffer)
+	peerAddr := peer.LocalAddr().(*net.UDPAddr).AddrPort()
 	var atPeer, echoed, sent atomic.Int64
+	var wg sync.WaitGroup
+	var clients []*turnClient
+	defer func() { // stops every reader
+		peer.Close()
+		for _, c := range clients {
+			c.conn.Close()
+		}
+		wg.Wait()
+	}()
+	wg.Add(1)
 	go func() {
+		defer wg.Done()
 		buf := make([]byte, 2048)
 		for {
-			n, from, err := peer.ReadFrom(buf)
+			n, from, err := peer.ReadFromUDPAddrPort(buf)
 			if err != nil {
 				return
 			}
 			atPeer.Add(1)
-			_, _ = peer.WriteTo(buf[:n], from)
+			_, _ = peer.WriteToUDPAddrPort(buf[:n], from)
 		}
 	}()
 
 	res := &turnResult{}
-	type alloc struct {
-		client *pionturn.Client
-		conn   net.PacketConn
-		relay  net.PacketConn
-	}
-	var allocs []alloc
-	defer func() {
-		for _, a := range allocs {
-			a.relay.Close()
-			a.client.Close()
-			a.conn.Close()
-		}
-	}()
 	for i := 0; i < o.allocations; i++ {
-		conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		c, err := pionturn.NewClient(&pionturn.ClientConfig{
-			STUNServerAddr: o.server, TURNServerAddr: o.server, Conn: conn,
-			Username: user, Password: pass, Realm: o.realm,
-		})
+		c, err := dialTURN(o.server, user, pass)
 		if err == nil {
-			err = c.Listen()
-		}
-		var relay net.PacketConn
-		if err == nil {
-			relay, err = c.Allocate()
+			if err = c.allocate(ctx); err == nil {
+				err = c.bindChannel(ctx, turnChannel, peerAddr)
+			}
+			if err != nil {
+				c.conn.Close()
+			}
 		}
 		if err != nil {
 			res.AllocateErrors++
-			if c != nil {
-				c.Close()
-			}
-			conn.Close()
 			if res.AllocateErrors == 1 {
 				fmt.Fprintf(progress, "allocate: %v\n", err)
 			}
 			continue
 		}
-		allocs = append(allocs, alloc{c, conn, relay})
+		_ = c.conn.SetReadBuffer(turnSocketBuffer)
+		_ = c.conn.SetWriteBuffer(turnSocketBuffer)
+		clients = append(clients, c)
 	}
-	res.Allocations = len(allocs)
-	if len(allocs) == 0 {
+	res.Allocations = len(clients)
+	if len(clients) == 0 {
 		return nil, errors.New("no allocation succeeded")
 	}
+
 	cpu0, _ := processCPU(o.pid)
-	runCtx, cancel := context.WithTimeout(ctx, o.duration)
-	defer cancel()
-	var wg sync.WaitGroup
 	start := time.Now()
-	for _, a := range allocs {
-		wg.Add(2)
-		go func(relay net.PacketConn) { // echoes coming back
+	sendCtx, stopSending := context.WithTimeout(ctx, o.duration)
+	defer stopSending()
+	for _, c := range clients {
+		wg.Add(1)
+		go func(conn *net.UDPConn) { // echoes coming back, until the drain ends
 			defer wg.Done()
 			buf := make([]byte, 2048)
 			for {
-				_ = relay.SetReadDeadline(time.Now().Add(time.Second))
-				if _, _, err := relay.ReadFrom(buf); err != nil {
-					if runCtx.Err() != nil {
-						return
-					}
-					continue
-				}
-				echoed.Add(1)
-			}
-		}(a.relay)
-		go func(relay net.PacketConn) { // paced sender
-			defer wg.Done()
-			buf := make([]byte, o.size)
-			interval := time.Second / time.Duration(o.rate)
-			next := time.Now()
-			for seq := uint64(0); ; seq++ {
-				next = next.Add(interval)
-				if d := time.Until(next); d > 0 {
-					select {
-					case <-runCtx.Done():
-						return
-					case <-time.After(d):
-					}
-				} else if runCtx.Err() != nil {
+				n, err := conn.Read(buf)
+				if err != nil {
 					return
 				}
-				binary.BigEndian.PutUint64(buf, seq)
-				if _, err := relay.WriteTo(buf, peer.LocalAddr()); err == nil {
-					sent.Add(1)
+				if n >= 4 && binary.BigEndian.Uint16(buf) == turnChannel {
+					echoed.Add(1)
 				}
 			}
-		}(a.relay)
+		}(c.conn)
 	}
 	if o.progress > 0 {
+		wg.Add(1)
 		go func() {
+			defer wg.Done()
 			t := time.NewTicker(o.progress)
 			defer t.Stop()
 			for {
 				select {
-				case <-runCtx.Done():
+				case <-sendCtx.Done():
 					return
 				case <-t.C:
 					fmt.Fprintf(progress, "%s sent %d at peer %d echoed %d\n", time.Now().Format("15:04:05"), sent.Load(), atPeer.Load(), echoed.Load())
@@ -218,18 +196,72 @@ func runTURN(ctx context.Context, o turnOptions, progress io.Writer) (*turnResul
 			}
 		}()
 	}
-	<-runCtx.Done()
-	elapsed := time.Since(start)
-	wg.Wait()
+	paceTURN(sendCtx, clients, o, &sent)
+	sendEnd := time.Now()
+	// Let what is in flight arrive, then stop the readers.
+	for _, c := range clients {
+		_ = c.conn.SetReadDeadline(sendEnd.Add(turnDrain))
+	}
+	drain := time.NewTimer(turnDrain)
+	select {
+	case <-drain.C:
+	case <-ctx.Done():
+		drain.Stop()
+	}
+	for _, c := range clients {
+		_ = c.conn.SetReadDeadline(time.Now())
+	}
+	elapsed := sendEnd.Sub(start)
+	cpu1, cpuErr := processCPU(o.pid)
 	res.Sent, res.AtPeer, res.Echoed = sent.Load(), atPeer.Load(), echoed.Load()
 	res.DurationSecond = elapsed.Seconds()
 	res.RelayedPerSec = float64(res.AtPeer+res.Echoed) / elapsed.Seconds()
 	if res.Sent > 0 {
 		res.LossPercent = 100 * (1 - float64(res.Echoed)/float64(res.Sent))
 	}
-	if cpu1, err := processCPU(o.pid); err == nil && res.AtPeer+res.Echoed > 0 {
+	if cpuErr == nil && res.AtPeer+res.Echoed > 0 {
 		res.ServerCPUSecs = cpu1 - cpu0
 		res.CPUPerPacketUS = res.ServerCPUSecs * 1e6 / float64(res.AtPeer+res.Echoed)
 	}
 	return res, nil
+}
+
+// turnChannel is the channel every allocation binds to the peer.
+const turnChannel = 0x4001
+
+// turnTick is how often the sender wakes up to send what is due.
+const turnTick = time.Millisecond
+
+// paceTURN sends ChannelData from every client at o.rate packets per
+// second each until ctx ends: one goroutine, waking every turnTick and
+// sending what has fallen due since the start, so that the offered rate
+// holds however late a wake-up comes.
+func paceTURN(ctx context.Context, clients []*turnClient, o turnOptions, sent *atomic.Int64) {
+	frames := make([][]byte, len(clients))
+	for i := range frames {
+		f := make([]byte, 4+o.size)
+		binary.BigEndian.PutUint16(f, turnChannel)
+		binary.BigEndian.PutUint16(f[2:], uint16(o.size))
+		frames[i] = f
+	}
+	t := time.NewTicker(turnTick)
+	defer t.Stop()
+	start := time.Now()
+	var perClient int64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			due := int64(now.Sub(start).Seconds() * float64(o.rate))
+			for ; perClient < due; perClient++ {
+				for i, c := range clients {
+					binary.BigEndian.PutUint64(frames[i][4:], uint64(perClient))
+					if _, err := c.conn.Write(frames[i]); err == nil {
+						sent.Add(1)
+					}
+				}
+			}
+		}
+	}
 }
