@@ -682,8 +682,11 @@ func heard(conn net.Conn) []byte {
 }
 
 // slowRequest sends one request body a byte a second until the server
-// ends the connection or ctx does. A connection answered 429 at once is
-// refused by a cap; one the server closes later is ended.
+// ends the connection or ctx does. A connection answered "too many
+// connections" (429), or closed without a word within a second, was
+// refused by a cap; one the server closes otherwise was ended (/register
+// may answer that with a 429 of its own, its rate limit, once the read
+// timeout has ended the body).
 func (a *abuseRun) slowRequest(ctx context.Context, i int, st *attackCounts) {
 	d := net.Dialer{Timeout: 10 * time.Second, LocalAddr: a.floodAddr(i)}
 	began := time.Now()
@@ -704,7 +707,7 @@ func (a *abuseRun) slowRequest(ctx context.Context, i int, st *attackCounts) {
 	closed := make(chan []byte, 1) // what the server said before it closed
 	go func() { closed <- heard(conn) }()
 	end := func(head []byte) {
-		if bytes.HasPrefix(head, []byte("HTTP/1.1 429 ")) {
+		if bytes.Contains(head, []byte("too many connections")) || (len(head) == 0 && time.Since(began) < time.Second) {
 			st.refused.Add(1)
 			pause(ctx, time.Second)
 		} else {
