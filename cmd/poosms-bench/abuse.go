@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -40,6 +41,7 @@ var xmppAttacks = []string{"oversized", "nested", "wide", "pep", "offline", "off
 
 type abuseOptions struct {
 	addr, httpAddr, domain, userPrefix, password, mechanism, sources string
+	floodSource                                                      string
 	kinds                                                            []string
 	chatters                                                         int
 	rate                                                             float64
@@ -72,17 +74,40 @@ type attackStat struct {
 	// Failed counts the attacker's own failures (a login that failed for
 	// another reason than a refused connection).
 	Failed int64 `json:"failed"`
+	// EndedAfterP50s and EndedAfterMaxS are how long the connections the
+	// server ended (slowhttp, connflood) had been open, in seconds.
+	EndedAfterP50s float64 `json:"ended_after_p50_seconds,omitempty"`
+	EndedAfterMaxS float64 `json:"ended_after_max_seconds,omitempty"`
 }
 
 // attackCounts are an attack's counters while it runs.
 type attackCounts struct {
 	Kind                                         string
 	sent, ended, errs, accepted, refused, failed atomic.Int64
+
+	mu      sync.Mutex
+	endedIn []float64 // seconds a connection the server ended had been open
+}
+
+// endedAfter counts a connection the server ended after d.
+func (a *attackCounts) endedAfter(d time.Duration) {
+	a.ended.Add(1)
+	a.mu.Lock()
+	a.endedIn = append(a.endedIn, d.Seconds())
+	a.mu.Unlock()
 }
 
 func (a *attackCounts) snapshot() attackStat {
-	return attackStat{Kind: a.Kind, Sent: a.sent.Load(), Ended: a.ended.Load(), Errors: a.errs.Load(),
+	s := attackStat{Kind: a.Kind, Sent: a.sent.Load(), Ended: a.ended.Load(), Errors: a.errs.Load(),
 		Accepted: a.accepted.Load(), Refused: a.refused.Load(), Failed: a.failed.Load()}
+	a.mu.Lock()
+	in := slices.Clone(a.endedIn)
+	a.mu.Unlock()
+	if len(in) > 0 {
+		slices.Sort(in)
+		s.EndedAfterP50s, s.EndedAfterMaxS = in[len(in)/2], in[len(in)-1]
+	}
+	return s
 }
 
 type abuseResult struct {
@@ -136,12 +161,21 @@ func abuseCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.IntVar(&o.slowConns, "slow-conns", 50, "HTTP connections sending their request body a byte a second")
 	fs.IntVar(&o.conns, "conns", 500, "connections held open to the XMPP port, saying nothing after the stream header")
 	fs.StringVar(&o.sources, "sources", "127.0.0.1-127.0.0.1", "loopback source address range FIRST-LAST for the client sockets")
+	fs.StringVar(&o.floodSource, "flood-source", "", "loopback source address of every slowhttp and connflood connection (empty: spread over --sources), so that per-address caps meet one attacker and not the chatters")
 	fs.IntVar(&o.pid, "server-pid", 0, "server process id: report its peak RSS (VmHWM) and CPU")
 	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
 	srcs, err := sourceRange(o.sources)
+	var flood netip.Addr
+	if err == nil && o.floodSource != "" {
+		if flood, err = netip.ParseAddr(o.floodSource); err == nil && !flood.IsLoopback() {
+			err = fmt.Errorf("--flood-source %s: want a loopback address", flood)
+		} else if err != nil {
+			err = fmt.Errorf("--flood-source: %w", err)
+		}
+	}
 	for _, k := range o.kinds {
 		if err == nil && !slices.Contains(abuseKinds, k) {
 			err = fmt.Errorf("--attacks: unknown attack %q; want some of %s", k, strings.Join(abuseKinds, ","))
@@ -155,7 +189,7 @@ func abuseCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return 2
 	}
 	fmt.Fprintf(stderr, "accounts used: %s0 … %s%d\n", o.userPrefix, o.userPrefix, o.victim())
-	res, err := runAbuse(ctx, o, srcs, stderr)
+	res, err := runAbuse(ctx, o, srcs, flood, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "poosms-bench: %v\n", err)
 		return 1
@@ -183,16 +217,17 @@ type abuseRun struct {
 	o      abuseOptions
 	f      *floodRun // the chatters
 	srcs   []netip.Addr
+	flood  netip.Addr // source of the connection attacks; invalid: srcs
 	log    io.Writer
 	victim string               // bare JID
 	sinks  []*xmppclient.Client // logged in, never reading
 }
 
-func runAbuse(ctx context.Context, o abuseOptions, srcs []netip.Addr, progress io.Writer) (*abuseResult, error) {
+func runAbuse(ctx context.Context, o abuseOptions, srcs []netip.Addr, flood netip.Addr, progress io.Writer) (*abuseResult, error) {
 	f := &floodRun{o: floodOptions{addr: o.addr, domain: o.domain, userPrefix: o.userPrefix, password: o.password,
 		mechanism: o.mechanism, rate: o.rate}, srcs: srcs, log: progress}
 	f.chatJID = fmt.Sprintf("abuse-chat-%x@conference.%s", time.Now().UnixNano(), o.domain)
-	a := &abuseRun{o: o, f: f, srcs: srcs, log: progress, victim: o.userPrefix + strconv.Itoa(o.victim()) + "@" + o.domain}
+	a := &abuseRun{o: o, f: f, srcs: srcs, flood: flood, log: progress, victim: o.userPrefix + strconv.Itoa(o.victim()) + "@" + o.domain}
 	res := &abuseResult{Chatters: o.chatters, Rate: o.rate, LoadBefore: loadAverage()}
 
 	chatters := make([]*chatter, o.chatters)
@@ -624,8 +659,37 @@ func (a *abuseRun) slowHTTP(ctx context.Context, st *attackCounts) {
 	wg.Wait()
 }
 
+// floodAddr is the source address of connection attack i.
+func (a *abuseRun) floodAddr(i int) *net.TCPAddr {
+	if a.flood.IsValid() {
+		return &net.TCPAddr{IP: a.flood.AsSlice()}
+	}
+	return &net.TCPAddr{IP: a.srcs[i%len(a.srcs)].AsSlice()}
+}
+
+// heard reads conn until it ends and reports the first bytes the server
+// sent (up to 4 KiB).
+func heard(conn net.Conn) []byte {
+	head := make([]byte, 0, 4096)
+	buf := make([]byte, 4096)
+	for {
+		n, err := conn.Read(buf)
+		head = append(head, buf[:min(n, cap(head)-len(head))]...)
+		if err != nil {
+			return head
+		}
+	}
+}
+
+// slowRequest sends one request body a byte a second until the server
+// ends the connection or ctx does. A connection answered "too many
+// connections" (429), or closed without a word within a second, was
+// refused by a cap; one the server closes otherwise was ended (/register
+// may answer that with a 429 of its own, its rate limit, once the read
+// timeout has ended the body).
 func (a *abuseRun) slowRequest(ctx context.Context, i int, st *attackCounts) {
-	d := net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: a.srcs[i%len(a.srcs)].AsSlice()}}
+	d := net.Dialer{Timeout: 10 * time.Second, LocalAddr: a.floodAddr(i)}
+	began := time.Now()
 	conn, err := d.DialContext(ctx, "tcp", a.o.httpAddr)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -640,15 +704,17 @@ func (a *abuseRun) slowRequest(ctx context.Context, i int, st *attackCounts) {
 	}
 	defer conn.Close()
 	st.sent.Add(1)
-	closed := make(chan bool, 1) // true: the server said something first
-	go func() {
-		n, _ := io.Copy(io.Discard, conn)
-		closed <- n > 0
-	}()
-	if _, err := io.WriteString(conn, "POST /register HTTP/1.1\r\nHost: "+a.o.httpAddr+"\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 10000000\r\n\r\n"); err != nil {
-		st.ended.Add(1)
-		return
+	closed := make(chan []byte, 1) // what the server said before it closed
+	go func() { closed <- heard(conn) }()
+	end := func(head []byte) {
+		if bytes.Contains(head, []byte("too many connections")) || (len(head) == 0 && time.Since(began) < time.Second) {
+			st.refused.Add(1)
+			pause(ctx, time.Second)
+		} else {
+			st.endedAfter(time.Since(began))
+		}
 	}
+	_, _ = io.WriteString(conn, "POST /register HTTP/1.1\r\nHost: "+a.o.httpAddr+"\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 10000000\r\n\r\n")
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
@@ -657,14 +723,14 @@ func (a *abuseRun) slowRequest(ctx context.Context, i int, st *attackCounts) {
 			conn.Close()
 			<-closed
 			return
-		case <-closed:
-			st.ended.Add(1)
+		case head := <-closed:
+			end(head)
 			return
 		case <-tick.C:
 			if _, err := conn.Write([]byte("a")); err != nil {
-				st.ended.Add(1)
+				// The server closed; what it said tells why.
 				conn.Close()
-				<-closed
+				end(<-closed)
 				return
 			}
 		}
@@ -673,7 +739,8 @@ func (a *abuseRun) slowRequest(ctx context.Context, i int, st *attackCounts) {
 
 // connFlood keeps --conns connections open to the XMPP port, each having
 // sent a stream header and nothing more; a connection the server ends is
-// opened again (after a pause).
+// opened again (after a pause). One the server answers with a stream
+// error before any stream features was refused by a cap.
 func (a *abuseRun) connFlood(ctx context.Context, st *attackCounts) {
 	header := "<?xml version='1.0'?><stream:stream to='" + a.o.domain + "' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>"
 	var wg sync.WaitGroup
@@ -683,7 +750,8 @@ func (a *abuseRun) connFlood(ctx context.Context, st *attackCounts) {
 			defer wg.Done()
 			pause(ctx, time.Duration(i)*2*time.Millisecond) // open them over a second or so
 			for ctx.Err() == nil {
-				d := net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: a.srcs[i%len(a.srcs)].AsSlice()}}
+				d := net.Dialer{Timeout: 10 * time.Second, LocalAddr: a.floodAddr(i)}
+				began := time.Now()
 				conn, err := d.DialContext(ctx, "tcp", a.o.addr)
 				if err != nil {
 					if ctx.Err() == nil {
@@ -697,22 +765,19 @@ func (a *abuseRun) connFlood(ctx context.Context, st *attackCounts) {
 					continue
 				}
 				st.sent.Add(1)
-				saidSomething := make(chan bool, 1)
-				go func() {
-					n, _ := io.Copy(io.Discard, conn)
-					saidSomething <- n > 0
-				}()
+				said := make(chan []byte, 1)
+				go func() { said <- heard(conn) }()
 				_, _ = io.WriteString(conn, header)
 				select {
 				case <-ctx.Done():
 					conn.Close()
-					<-saidSomething
-				case spoke := <-saidSomething:
+					<-said
+				case head := <-said:
 					conn.Close()
-					if spoke {
-						st.ended.Add(1)
-					} else {
+					if len(head) == 0 || (bytes.Contains(head, []byte("policy-violation")) && !bytes.Contains(head, []byte("features"))) {
 						st.refused.Add(1)
+					} else {
+						st.endedAfter(time.Since(began))
 					}
 					pause(ctx, time.Second)
 				}
@@ -744,8 +809,12 @@ func printAbuse(w io.Writer, r *abuseResult) {
 	row("latency p50 / p99 without the attack", fmt.Sprintf("%.1f / %.1f ms", r.BaselineP50ms, r.BaselineP99ms))
 	row("latency p50 / p99 under the attack", fmt.Sprintf("%.1f / %.1f ms", r.AttackP50ms, r.AttackP99ms))
 	for _, s := range r.Attacks {
-		row("attack "+s.Kind, fmt.Sprintf("sent %d, ended by server %d, error replies %d, accepted %d, refused %d, failed %d",
-			s.Sent, s.Ended, s.Errors, s.Accepted, s.Refused, s.Failed))
+		after := ""
+		if s.EndedAfterMaxS > 0 {
+			after = fmt.Sprintf(" (after %.1f s median, %.1f s at most)", s.EndedAfterP50s, s.EndedAfterMaxS)
+		}
+		row("attack "+s.Kind, fmt.Sprintf("sent %d, ended by server %d%s, error replies %d, accepted %d, refused %d, failed %d",
+			s.Sent, s.Ended, after, s.Errors, s.Accepted, s.Refused, s.Failed))
 	}
 	if r.RSSPeak > 0 {
 		row("server RSS before / peak (VmHWM) / after", fmt.Sprintf("%s / %s / %s", mib(r.RSSBefore), mib(r.RSSPeak), mib(r.RSSAfter)))

@@ -119,9 +119,12 @@ func TestFloodAgainstPoosmsd(t *testing.T) {
 // TestAbuseAgainstPoosmsd runs every attack of the abuse command for a
 // few seconds, small, against a real poosmsd while three clients chat,
 // and checks the report: nothing the chatters sent was lost, each attack
-// ran and met its defence, and the server still serves.
+// ran and met its defence, and the server still serves. Loopback is not
+// exempt from the per-address caps, set low: the connection attacks come
+// from 127.0.0.1, everyone else from 127.0.0.2–4.
 func TestAbuseAgainstPoosmsd(t *testing.T) {
-	d := testenv.NewDaemon(t, testenv.BuildPoosmsd(t))
+	d := testenv.NewDaemon(t, testenv.BuildPoosmsd(t), "--conn-limit-exempt", "", "--max-negotiating-per-address", "4",
+		"--http-max-conns-per-address", "2", "--http-read-timeout", "1s")
 	// 3 chatters, 2 for the check, 7 XMPP attackers, 2 sinks, the victim.
 	for i := range 15 {
 		d.Run(t, "bench-password\n", "user", "add", "bench"+strconv.Itoa(i))
@@ -131,7 +134,8 @@ func TestAbuseAgainstPoosmsd(t *testing.T) {
 	code := run(context.Background(), []string{"abuse", "--addr", d.C2S, "--http-addr", d.HTTP, "--chatters", "3", "--rate", "20",
 		"--baseline", "1s", "--duration", "3s", "--stanza-bytes", "300000", "--depth", "100", "--wide-elements", "5000",
 		"--sinks", "2", "--sink-stanza-bytes", "20000", "--pep-item-bytes", "1000", "--offline-rate", "50", "--media-sections", "40",
-		"--slow-conns", "3", "--conns", "20", "--json", "--server-pid", strconv.Itoa(d.PID())}, &out, &errOut)
+		"--slow-conns", "3", "--conns", "20", "--sources", "127.0.0.2-127.0.0.4", "--flood-source", "127.0.0.1",
+		"--json", "--server-pid", strconv.Itoa(d.PID())}, &out, &errOut)
 	var r abuseResult
 	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
 		t.Fatalf("exit %d, %v: %s\n%s", code, err, out.String(), errOut.String())
@@ -155,6 +159,17 @@ func TestAbuseAgainstPoosmsd(t *testing.T) {
 		case "pep":
 			if a.Errors+a.Accepted == 0 {
 				t.Errorf("attack %s: %+v, want answers", a.Kind, a)
+			}
+		case "slowhttp":
+			// 2 of the 3 get in and are ended by the 1 s read timeout; the
+			// third is answered 429.
+			if a.Ended == 0 || a.EndedAfterMaxS <= 0 || a.EndedAfterMaxS > 2.5 || a.Refused == 0 {
+				t.Errorf("attack %s: %+v, want slow bodies ended within the read timeout and connections past the cap refused", a.Kind, a)
+			}
+		case "connflood":
+			// 4 may negotiate; the other 16 are refused, again each second.
+			if a.Refused < 16 || a.Failed != 0 {
+				t.Errorf("attack %s: %+v, want the connections past the cap refused", a.Kind, a)
 			}
 		}
 	}
