@@ -443,20 +443,18 @@ func (s *Server) openOut(c *conn, p pair) (*outStream, error) {
 // expect reads the next element, turning a stream error or the end of
 // the stream into an error.
 func expect(c *conn) (*stanza.Element, error) {
-	for {
-		ev, err := c.next()
-		switch {
-		case err != nil:
-			return nil, err
-		case ev.closed:
-			return nil, errPeerClosed
-		case ev.header != nil:
-			return nil, errors.New("s2s: unexpected stream header")
-		case ev.el.Space == stanza.NSStream && ev.el.Local == "error":
-			return nil, peerStreamError(ev.el)
-		}
-		return ev.el, nil
+	ev, err := c.next()
+	switch {
+	case err != nil:
+		return nil, err
+	case ev.closed:
+		return nil, errPeerClosed
+	case ev.header != nil:
+		return nil, errors.New("s2s: unexpected stream header")
+	case ev.el.Space == stanza.NSStream && ev.el.Local == "error":
+		return nil, peerStreamError(ev.el)
 	}
+	return ev.el, nil
 }
 
 // authenticate proves our domain to the peer, and judges the peer's:
