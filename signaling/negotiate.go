@@ -238,9 +238,7 @@ func (s *Session) resumeOld(el *stanza.Element) *Session {
 	}
 	old.log.Debug("session resumed")
 	// This placeholder session never bound; the connection is old's now.
-	s.mu.Lock()
-	s.closed = true
-	s.mu.Unlock()
+	s.q.close(nil)
 	return old
 }
 
@@ -397,20 +395,14 @@ func (s *Session) bindIQ(ctx context.Context, iq *stanza.Element) (bool, error) 
 		return false, nil
 	}
 	s.jid = j
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	if !s.q.open() {
 		return false, errClientClosed
 	}
-	s.out = make(chan *stanza.Element, s.srv.cfg.WriteQueue)
-	s.stopped = make(chan struct{})
 	s.writerDone = make(chan struct{})
-	s.mu.Unlock()
 	old, err := s.srv.register(s)
 	if err != nil {
-		s.mu.Lock()
-		s.out, s.stopped, s.writerDone = nil, nil, nil
-		s.mu.Unlock()
+		s.q.unopen()
+		s.writerDone = nil
 		if errors.Is(err, errAccountEnded) {
 			return false, streamErr("not-authorized", "the account was deleted")
 		}
@@ -432,7 +424,7 @@ func (s *Session) bindIQ(ctx context.Context, iq *stanza.Element) (bool, error) 
 	s.srv.router.bound(ctx, s)
 	s.writeDirect(stanza.Result(iq, stanza.New(nsBind, "bind").Append(stanza.New(nsBind, "jid").SetText(j.String()))))
 	s.srv.wg.Add(1)
-	go s.writer(s.out, s.stopped)
+	go s.writer()
 	s.log.Debug("session bound")
 	return true, nil
 }

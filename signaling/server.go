@@ -270,6 +270,7 @@ func (s *Server) serve(t transport, secure bool) *Session {
 		secure:  secure,
 		started: time.Now(),
 	}
+	sess.q.init(s.cfg.WriteQueue, s.cfg.WriteQueueBytes, sess.startWriter)
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
