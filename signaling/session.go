@@ -51,7 +51,7 @@ type Session struct {
 	accountGone atomic.Bool
 
 	// q is what is to be written once bound; closing it stops the
-	// session. Its lock is taken after wmu, never before.
+	// session. Lock order: wmu, then q's lock, never the reverse.
 	q outQueue
 
 	// wmu serialises what is written to the client once bound (the
@@ -186,7 +186,7 @@ func (s *Session) stop(final *stanza.Element) bool {
 }
 
 // writer drains the queue until it is empty, and then ends; the next
-// stanza queued starts another (wakeWriterLocked). Once the session is
+// stanza queued starts another (outQueue.wakeLocked). Once the session is
 // stopped, the writer that sees it writes the rest of the queue, the final
 // stream error and the closing tag, and closes writerDone. One writer runs
 // at a time, so stanzas keep their order. The server's WaitGroup counts
