@@ -268,7 +268,7 @@ func mamForm() *stanza.Element {
 
 // parseMAMQuery reads the data form and the RSM set of a query. A failure
 // gives the error condition and text.
-func parseMAMQuery(q *stanza.Element) (aq store.ArchiveQuery, cond, text string) {
+func parseMAMQuery(q *stanza.Element) (aq store.ArchiveQuery, cond stanza.Condition, text string) {
 	aq.Max = mamDefaultMax
 	if x := q.Child(NSDataForms, "x"); x != nil {
 		for _, f := range x.Elements() {

@@ -122,12 +122,12 @@ func applyOptions(n *store.PEPNode, opts map[string]string, maxItems int) (bad s
 
 // pubsubError answers iq with a stanza error and a pubsub-specific
 // condition (XEP-0060 §7, §6.5.9).
-func (s *Service) pubsubError(sess Session, iq *stanza.Element, condition, specific string) {
+func (s *Service) pubsubError(sess Session, iq *stanza.Element, condition stanza.Condition, specific string) {
 	s.pubsubErrorText(sess, iq, condition, specific, "")
 }
 
 // pubsubErrorText is pubsubError with a text for people.
-func (s *Service) pubsubErrorText(sess Session, iq *stanza.Element, condition, specific, text string) {
+func (s *Service) pubsubErrorText(sess Session, iq *stanza.Element, condition stanza.Condition, specific, text string) {
 	r := stanza.ErrorReply(iq, condition, text)
 	r.SetAttr("to", sess.JID().String())
 	if specific != "" {
@@ -361,7 +361,7 @@ func (s *Service) pepCreate(ctx context.Context, sess Session, iq, q *stanza.Ele
 
 // pepAccess checks that requester may read owner's node n; it returns the
 // error condition and pubsub condition when not.
-func (s *Service) pepAccess(ctx context.Context, owner string, n store.PEPNode, requester jid.JID) (cond, specific string) {
+func (s *Service) pepAccess(ctx context.Context, owner string, n store.PEPNode, requester jid.JID) (cond stanza.Condition, specific string) {
 	if requester.Localpart() == owner && s.isLocal(requester) {
 		return "", ""
 	}
@@ -435,7 +435,8 @@ func (s *Service) pepItems(ctx context.Context, sess Session, iq, q *stanza.Elem
 	set := q.Child(NSRSM, "set")
 	countOnly := false
 	if set != nil {
-		var cond, text string
+		var cond stanza.Condition
+		var text string
 		if pq, countOnly, cond, text = s.rsmQuery(set); cond != "" {
 			s.replyError(sess, iq, cond, text)
 			return
@@ -483,7 +484,7 @@ func (s *Service) pepItems(ctx context.Context, sess Session, iq, q *stanza.Elem
 // rsmQuery reads an XEP-0059 <set/> asking for items: the page, and
 // whether only the count is wanted (<max>0</max>). A failure gives the
 // error condition and text.
-func (s *Service) rsmQuery(set *stanza.Element) (q store.PEPItemQuery, countOnly bool, cond, text string) {
+func (s *Service) rsmQuery(set *stanza.Element) (q store.PEPItemQuery, countOnly bool, cond stanza.Condition, text string) {
 	q = store.PEPItemQuery{Max: s.lim.PEPItems, MaxBytes: pepPageBytes}
 	if m := set.Child(NSRSM, "max"); m != nil {
 		k, err := strconv.Atoi(strings.TrimSpace(m.Text()))

@@ -29,12 +29,12 @@ type link struct {
 	mu       sync.Mutex
 	queue    []queued
 	bytes    int
-	running  bool          // a runner goroutine owns the link
-	dead     bool          // forgotten by the server: use a new link
-	out      *outStream    // the authenticated stream, while there is one
-	retryAt  time.Time     // until then stanzas bounce at once
-	backoff  time.Duration // the wait after the next failure
-	lastCond string        // the condition they bounce with
+	running  bool             // a runner goroutine owns the link
+	dead     bool             // forgotten by the server: use a new link
+	out      *outStream       // the authenticated stream, while there is one
+	retryAt  time.Time        // until then stanzas bounce at once
+	backoff  time.Duration    // the wait after the next failure
+	lastCond stanza.Condition // the condition they bounce with
 	lastText string
 }
 
@@ -118,7 +118,7 @@ func (l *link) requeue(q []queued) {
 	l.bytes += n
 }
 
-func (l *link) bounceAll(q []queued, cond, text string) {
+func (l *link) bounceAll(q []queued, cond stanza.Condition, text string) {
 	for _, e := range q {
 		l.s.bounce(l.s.ctx, e.el, cond, text)
 	}
@@ -167,7 +167,7 @@ func (l *link) run() {
 // reachCondition is the stanza error for a failure to reach a domain
 // within ctx: remote-server-timeout when time ran out (or the server is
 // shutting down), remote-server-not-found otherwise.
-func reachCondition(ctx context.Context, err error) string {
+func reachCondition(ctx context.Context, err error) stanza.Condition {
 	var se *streamError
 	if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || isTimeout(err) ||
 		errors.As(err, &se) && se.cond == "connection-timeout" {
@@ -178,7 +178,7 @@ func reachCondition(ctx context.Context, err error) string {
 
 // failed bounces everything waiting and makes new stanzas bounce at once
 // until the next attempt is due.
-func (l *link) failed(cond, text string) {
+func (l *link) failed(cond stanza.Condition, text string) {
 	l.mu.Lock()
 	q := l.takeLocked()
 	l.running = false

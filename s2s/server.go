@@ -427,8 +427,8 @@ func (s *Server) sweepLinks() {
 
 // bounce sends the error reply for el to its sender through Deliver, when
 // el is one that may be answered: never an error, nor an IQ result.
-func (s *Server) bounce(ctx context.Context, el *stanza.Element, cond, text string) {
-	s.m.bounces.WithLabelValues(cond).Inc()
+func (s *Server) bounce(ctx context.Context, el *stanza.Element, cond stanza.Condition, text string) {
+	s.m.bounces.WithLabelValues(string(cond)).Inc()
 	if el.Type() == "error" || el.Local == "iq" && el.Type() == "result" {
 		return
 	}

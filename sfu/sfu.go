@@ -370,7 +370,7 @@ func (s *Service) join(ctx context.Context, p Peer, iq *stanza.Element, roomJID 
 	for range 3 {
 		r, cond, text := s.roomFor(roomJID, p.JID().Bare().String())
 		if r == nil {
-			_ = p.Send(stanza.ErrorReply(iq, cond, text))
+			_ = p.Send(stanza.ErrorReply(iq, stanza.Condition(cond), text))
 			return
 		}
 		part, cond, text := r.join(p, occupant)
@@ -379,7 +379,7 @@ func (s *Service) join(ctx context.Context, p Peer, iq *stanza.Element, roomJID 
 		}
 		if part == nil {
 			r.closeIfEmpty() // a conference opened for nothing
-			_ = p.Send(stanza.ErrorReply(iq, cond, text))
+			_ = p.Send(stanza.ErrorReply(iq, stanza.Condition(cond), text))
 			return
 		}
 		_ = p.Send(stanza.Result(iq, r.joinedElement(part)))

@@ -128,7 +128,7 @@ func (s *Service) adminSet(fx *effects, r *room, sess Session, iq, q *stanza.Ele
 		}
 	}
 	var changes []change
-	fail := func(cond, text string) { errorFx(fx, sess, iq, cond, text) }
+	fail := func(cond stanza.Condition, text string) { errorFx(fx, sess, iq, cond, text) }
 	items := q.Elements()
 	if len(items) == 0 {
 		fail("bad-request", "no item")
@@ -339,7 +339,7 @@ func (r *room) configForm() *stanza.Element {
 
 // configure applies a submitted configuration form. It returns an error
 // condition and text, or "" on success. s.mu must be held.
-func (s *Service) configure(fx *effects, r *room, x *stanza.Element) (string, string) {
+func (s *Service) configure(fx *effects, r *room, x *stanza.Element) (stanza.Condition, string) {
 	c := r.cfg
 	for name, vals := range formValues(x) {
 		v := ""

@@ -24,7 +24,8 @@ func (s *Service) mamIQ(ctx context.Context, sess Session, iq, q *stanza.Element
 	s.mu.Lock()
 	r := s.visibleRoom(sess, name)
 	var roomJID jid.JID
-	cond, text := "", ""
+	var cond stanza.Condition
+	var text string
 	if r == nil {
 		cond, text = "item-not-found", "no such room"
 	} else {

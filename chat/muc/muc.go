@@ -516,7 +516,7 @@ func (s *Service) run(ctx context.Context, fx *effects) {
 
 // replyError answers el (sent by sess) with a stanza error, unless el is
 // itself an error.
-func (s *Service) replyError(sess Session, el *stanza.Element, condition, text string) {
+func (s *Service) replyError(sess Session, el *stanza.Element, condition stanza.Condition, text string) {
 	if el.Type() == "error" {
 		return
 	}
@@ -528,7 +528,7 @@ func (s *Service) replyError(sess Session, el *stanza.Element, condition, text s
 }
 
 // errorFx queues an error reply to el in fx.
-func errorFx(fx *effects, sess Session, el *stanza.Element, condition, text string) {
+func errorFx(fx *effects, sess Session, el *stanza.Element, condition stanza.Condition, text string) {
 	if el.Type() == "error" {
 		return
 	}

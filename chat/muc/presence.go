@@ -118,7 +118,7 @@ func (s *Service) join(fx *effects, r *room, sess Session, el *stanza.Element, t
 	if mx != nil {
 		password = mx.ChildText(NSMUC, "password")
 	}
-	fail := func(cond, text string) {
+	fail := func(cond stanza.Condition, text string) {
 		errorFx(fx, sess, el, cond, text)
 	}
 	existing := r.occupants[nick]
