@@ -495,7 +495,7 @@ func (s *Service) HandleStanza(ctx context.Context, sess Session, el *stanza.Ele
 		j, err := jid.Parse(t)
 		if err != nil {
 			el.SetAttr("to", "") // the error comes from the server
-			s.replyError(sess, el, "jid-malformed", "")
+			s.replyError(sess, el, stanza.JIDMalformed, "")
 			return
 		}
 		to, hasTo = j, true

@@ -69,7 +69,7 @@ func (l *link) send(ctx context.Context, el *stanza.Element) {
 	}
 	if len(l.queue) >= l.s.cfg.QueueStanzas || l.bytes+len(raw) > l.s.cfg.QueueBytes {
 		l.mu.Unlock()
-		l.s.bounce(ctx, el, "resource-constraint", "too much is waiting to be sent to "+l.pair.remote)
+		l.s.bounce(ctx, el, stanza.ResourceConstraint, "too much is waiting to be sent to "+l.pair.remote)
 		return
 	}
 	l.queue = append(l.queue, queued{el: el, raw: raw})
@@ -157,7 +157,7 @@ func (l *link) run() {
 		if err != nil && !wrote {
 			// The peer takes streams and drops them at once: a failure.
 			log.Info("s2s: outgoing stream broke before sending anything", "err", err)
-			l.failed("remote-server-not-found", "the stream to "+l.pair.remote+" broke")
+			l.failed(stanza.RemoteServerNotFound, "the stream to "+l.pair.remote+" broke")
 			return
 		}
 		log.Debug("s2s: outgoing stream ended with stanzas waiting; reconnecting", "err", err)

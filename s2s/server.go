@@ -366,7 +366,7 @@ func (s *Server) Send(ctx context.Context, el *stanza.Element) error {
 	}
 	remote := to.Domainpart()
 	if !s.allowed(remote) {
-		s.bounce(ctx, el, "remote-server-not-found", "this server does not federate with "+remote)
+		s.bounce(ctx, el, stanza.RemoteServerNotFound, "this server does not federate with "+remote)
 		return nil
 	}
 	s.linkFor(pair{local: from.Domainpart(), remote: remote}).send(ctx, el)

@@ -379,7 +379,7 @@ func (s *Session) bindIQ(ctx context.Context, iq *stanza.Element) (bool, error) 
 	b := iq.Child(nsBind, "bind")
 	if b == nil || iq.Type() != "set" {
 		if iq.Type() == "get" || iq.Type() == "set" {
-			s.writeDirect(stanza.ErrorReply(iq, "not-allowed", "bind a resource first"))
+			s.writeDirect(stanza.ErrorReply(iq, stanza.NotAllowed, "bind a resource first"))
 		}
 		return false, nil
 	}
@@ -391,7 +391,7 @@ func (s *Session) bindIQ(ctx context.Context, iq *stanza.Element) (bool, error) 
 	}
 	j, err := jid.New(s.user, s.srv.cfg.Domain, res)
 	if err != nil {
-		s.writeDirect(stanza.ErrorReply(iq, "bad-request", "the resource is not valid: "+err.Error()))
+		s.writeDirect(stanza.ErrorReply(iq, stanza.BadRequest, "the resource is not valid: "+err.Error()))
 		return false, nil
 	}
 	s.jid = j
@@ -406,7 +406,7 @@ func (s *Session) bindIQ(ctx context.Context, iq *stanza.Element) (bool, error) 
 		if errors.Is(err, errAccountEnded) {
 			return false, streamErr("not-authorized", "the account was deleted")
 		}
-		s.writeDirect(stanza.ErrorReply(iq, "resource-constraint", err.Error()))
+		s.writeDirect(stanza.ErrorReply(iq, stanza.ResourceConstraint, err.Error()))
 		return false, nil
 	}
 	// From here Send queues stanzas. The services learn of the session

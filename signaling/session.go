@@ -505,7 +505,7 @@ func (s *Session) loop(ctx context.Context, t transport) error {
 			} else if n := s.srv.cfg.MaxPresenceBytes; el.Local == "presence" && encodedLen(el) > n {
 				// Presence is copied to every contact and room occupant
 				// and remembered per session: kept small.
-				_ = s.Send(stanza.ErrorReply(el, "policy-violation", fmt.Sprintf("presence larger than %d bytes is refused", n)))
+				_ = s.Send(stanza.ErrorReply(el, stanza.PolicyViolation, fmt.Sprintf("presence larger than %d bytes is refused", n)))
 			} else {
 				s.srv.metrics.stanzasIn.WithLabelValues(el.Local).Inc()
 				s.srv.router.route(ctx, s, el)
@@ -534,7 +534,7 @@ func (s *Session) stamp(el *stanza.Element) error {
 		if err != nil {
 			el.SetAttr("to", "")
 			if el.Type() != "error" {
-				_ = s.Send(stanza.ErrorReply(el, "jid-malformed", "the to address is not a valid JID"))
+				_ = s.Send(stanza.ErrorReply(el, stanza.JIDMalformed, "the to address is not a valid JID"))
 			}
 			return errSkip
 		}

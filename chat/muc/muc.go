@@ -390,11 +390,11 @@ func (s *Service) HandleStanza(ctx context.Context, sess Session, el *stanza.Ele
 	el.SetAttr("from", sess.JID().String())
 	to, err := jid.Parse(el.To())
 	if err != nil || to.Domainpart() != s.domain {
-		s.replyError(sess, el, "jid-malformed", "")
+		s.replyError(sess, el, stanza.JIDMalformed, "")
 		return
 	}
 	if sess.JID().Domainpart() != s.server {
-		s.replyError(sess, el, "not-allowed", "only local users are served")
+		s.replyError(sess, el, stanza.NotAllowed, "only local users are served")
 		return
 	}
 	s.dispatch(ctx, sess, el, to)

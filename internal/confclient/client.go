@@ -560,7 +560,7 @@ func (c *Client) handle(el *stanza.Element) {
 // our own offer if ours is outstanding: we are the polite side).
 func (c *Client) answer(iq *stanza.Element) {
 	fail := func(err error) {
-		_ = c.send(stanza.ErrorReply(iq, "bad-request", err.Error()))
+		_ = c.send(stanza.ErrorReply(iq, stanza.BadRequest, err.Error()))
 	}
 	if c.pc.SignalingState() == webrtc.SignalingStateHaveLocalOffer {
 		_ = c.pc.SetLocalDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeRollback})
