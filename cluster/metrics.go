@@ -9,6 +9,7 @@ type metrics struct {
 	redisErrors prometheus.Counter
 	healthy     prometheus.Gauge
 	sessions    prometheus.Gauge
+	leases      prometheus.Gauge
 }
 
 func newMetrics() *metrics {
@@ -38,9 +39,13 @@ func newMetrics() *metrics {
 			Namespace: "poosms", Subsystem: "cluster", Name: "sessions",
 			Help: "Sessions bound on this node.",
 		}),
+		leases: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "poosms", Subsystem: "cluster", Name: "leases",
+			Help: "Room and conference placements this node holds and renews at each heartbeat.",
+		}),
 	}
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.sent, m.received, m.latency, m.redisErrors, m.healthy, m.sessions}
+	return []prometheus.Collector{m.sent, m.received, m.latency, m.redisErrors, m.healthy, m.sessions, m.leases}
 }

@@ -482,6 +482,7 @@ func (r *Redis) renew(ctx context.Context) {
 		if n, _ := cmd.Int(); n == 0 {
 			r.mu.Lock()
 			delete(r.leases, keys[i])
+			r.m.leases.Set(float64(len(r.leases)))
 			r.mu.Unlock()
 			r.log.Info("cluster: lease lost", "room", keys[i])
 			if r.cfg.PlacementLost != nil {
@@ -1117,6 +1118,7 @@ func (r *Redis) Place(ctx context.Context, key string) (NodeID, bool, error) {
 	if host == self {
 		r.mu.Lock()
 		r.leases[key] = struct{}{}
+		r.m.leases.Set(float64(len(r.leases)))
 		r.mu.Unlock()
 	}
 	moved := host == self && prev != "" && prev != self
@@ -1130,6 +1132,7 @@ func (r *Redis) Place(ctx context.Context, key string) (NodeID, bool, error) {
 func (r *Redis) Release(ctx context.Context, key string) error {
 	r.mu.Lock()
 	delete(r.leases, key)
+	r.m.leases.Set(float64(len(r.leases)))
 	r.mu.Unlock()
 	if !r.Healthy() {
 		return r.unavailable("release")

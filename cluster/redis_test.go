@@ -641,8 +641,8 @@ func TestStartStopTwice(t *testing.T) {
 	if err := r.Start(ctx); err == nil {
 		t.Error("start after stop succeeded")
 	}
-	if len(r.Collectors()) != 7 {
-		t.Errorf("%d collectors, want 7", len(r.Collectors()))
+	if len(r.Collectors()) != 8 {
+		t.Errorf("%d collectors, want 8", len(r.Collectors()))
 	}
 
 	// A node that cannot reach redis refuses to start.

@@ -264,6 +264,11 @@ type Config struct {
 	// ClusterLeaseTTL is how long a room's placement outlives its host's
 	// last renewal. Longer than ClusterHeartbeat. Default: 10s.
 	ClusterLeaseTTL time.Duration `yaml:"cluster_lease_ttl"`
+	// ClusterRoomIdle is how long a room nobody is in keeps its
+	// placement after its last stanza; then it is given back, so
+	// addressing random room names does not grow the shared state.
+	// Single nodes too. Default: 5m.
+	ClusterRoomIdle time.Duration `yaml:"cluster_room_idle"`
 
 	// MaxParticipants is the largest number of people in one conference.
 	// Default: 100.
@@ -358,6 +363,49 @@ type Config struct {
 	// conference offer may carry; at least MaxTracksPerParticipant.
 	// Default: 16.
 	MaxMediaSections int `yaml:"max_media_sections"`
+
+	// Time and connections (connections.go): how long a connection may
+	// take, and how many one address may hold. An address is the peer, or
+	// the client a trusted proxy names; IPv6 addresses count by /64.
+
+	// MaxStreamsPerAddress is how many XMPP client streams (TCP, TLS and
+	// WebSocket together) one address may have open; one more is refused
+	// with policy-violation (TCP), closed (TLS) or answered 429
+	// (WebSocket). 0: no limit. Default: 64.
+	MaxStreamsPerAddress int `yaml:"max_streams_per_address"`
+	// MaxNegotiatingPerAddress is how many of those may not have
+	// authenticated yet. 0: no limit. Default: 16.
+	MaxNegotiatingPerAddress int `yaml:"max_negotiating_per_address"`
+	// HTTPMaxConnsPerAddress is how many HTTP connections one peer may
+	// have open (one more is answered 429 and closed), and, behind a
+	// trusted proxy, how many requests one client may have under way.
+	// 0: no limit. Default: 128.
+	HTTPMaxConnsPerAddress int `yaml:"http_max_conns_per_address"`
+	// TURNMaxConnsPerAddress is how many TURN TCP and TLS connections one
+	// address may have open; one more is closed. 0: no limit. Default: 32.
+	TURNMaxConnsPerAddress int `yaml:"turn_max_conns_per_address"`
+	// ConnLimitExempt are addresses the per-address connection limits do
+	// not count: the host itself, or a local TLS-terminating proxy that
+	// carries every client. Default: 127.0.0.0/8, ::1.
+	ConnLimitExempt []netip.Prefix `yaml:"conn_limit_exempt"`
+	// HTTPReadHeaderTimeout is how long an HTTP client has to send a
+	// request's headers. Default: 10s.
+	HTTPReadHeaderTimeout time.Duration `yaml:"http_read_header_timeout"`
+	// HTTPReadTimeout is how long it has to send a whole request; an
+	// upload instead must send 32 KiB within each such time.
+	// Default: 30s.
+	HTTPReadTimeout time.Duration `yaml:"http_read_timeout"`
+	// HTTPWriteTimeout is how long writing a whole response may take; a
+	// download instead must take 32 KiB within each such time.
+	// Default: 30s.
+	HTTPWriteTimeout time.Duration `yaml:"http_write_timeout"`
+	// HTTPIdleTimeout closes a keep-alive connection that sends no new
+	// request for this long. Default: 1m.
+	HTTPIdleTimeout time.Duration `yaml:"http_idle_timeout"`
+	// TURNAuthTimeout is how long a TURN TCP or TLS connection may stay
+	// open without an allocation (which needs valid credentials),
+	// whatever it sends meanwhile. Default: 10s.
+	TURNAuthTimeout time.Duration `yaml:"turn_auth_timeout"`
 }
 
 // Default returns the configuration poosmsd uses when nothing is set.
@@ -398,6 +446,7 @@ func Default() Config {
 		ClusterHeartbeat:   2 * time.Second,
 		ClusterNodeTTL:     6 * time.Second,
 		ClusterLeaseTTL:    10 * time.Second,
+		ClusterRoomIdle:    5 * time.Minute,
 
 		MaxConferencesPerUser: 5,
 		MaxStanzaElements:     4096,
@@ -412,6 +461,7 @@ func Default() Config {
 		S2SStanzaRate:         500,
 	}
 	defaultLimits(&c)
+	defaultConnLimits(&c)
 	return c
 }
 

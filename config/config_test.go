@@ -149,6 +149,7 @@ func TestEverySettingFromEachSource(t *testing.T) {
 	want.RedisCAFile = writeCA(t)
 	want.ClusterSecret = "a-cluster-secret-of-more-than-32-bytes"
 	want.ClusterHeartbeat, want.ClusterNodeTTL, want.ClusterLeaseTTL = time.Second, 3*time.Second, 5*time.Second
+	want.ClusterRoomIdle = 90 * time.Second
 	want.SCRAMIterations, want.MetricsAddr, want.MetricsToken = 20000, "", "0123456789abcdef0123"
 	want.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("::1/128")}
 	want.WebSocketOrigins = []string{"https://app.example.org", "*.example.net"}
@@ -176,7 +177,7 @@ func TestEverySettingFromEachSource(t *testing.T) {
 		"turn-allow-peers": "10.0.0.0/8, fd00::/8", "turn-allow-self": "true", "max-participants": "12", "max-conferences": "4",
 		"max-conferences-per-user": "2", "redis": "rediss://poosms:pw@redis:6379/2", "redis-prefix": "{chat}:", "node-id": "node-2",
 		"redis-ca-file": want.RedisCAFile, "cluster-secret": want.ClusterSecret, "cluster-secret-file": "",
-		"cluster-heartbeat": "1s", "cluster-node-ttl": "3s", "cluster-lease-ttl": "5s",
+		"cluster-heartbeat": "1s", "cluster-node-ttl": "3s", "cluster-lease-ttl": "5s", "cluster-room-idle": "90s",
 		"scram-iterations": "20000", "metrics-addr": "", "metrics-token": "0123456789abcdef0123",
 		"trusted-proxies": "192.0.2.0/24, ::1", "websocket-origins": "https://app.example.org, *.example.net",
 		"s2s-addr": "127.0.0.2:5269", "s2s-tls-addr": "", "s2s-allow": "Example.NET, chat.example.com",
@@ -185,6 +186,7 @@ func TestEverySettingFromEachSource(t *testing.T) {
 		"s2s-timeout": "45s", "s2s-stanza-rate": "2000",
 	}
 	limitValues(&want, values)
+	connValues(&want, values)
 	if len(values) != len(settings)-1 {
 		t.Fatalf("test covers %d settings, package has %d (besides config)", len(values), len(settings)-1)
 	}

@@ -287,6 +287,8 @@ var settings = []*setting{
 		func(c *Config) *time.Duration { return &c.ClusterNodeTTL }),
 	durSetting("cluster-lease-ttl", "how long a room's placement outlives its host's last heartbeat (longer than --cluster-heartbeat)", 100*time.Millisecond,
 		func(c *Config) *time.Duration { return &c.ClusterLeaseTTL }),
+	durSetting("cluster-room-idle", "how long a room nobody is in keeps its placement on its node after its last stanza; then it is given back (a node that is sent a stanza for it places it again)", 100*time.Millisecond,
+		func(c *Config) *time.Duration { return &c.ClusterRoomIdle }),
 	intSetting("max-participants", "people in one conference", 1, 1<<16,
 		"want a whole number between 1 and 65536",
 		func(c *Config) *int { return &c.MaxParticipants }),

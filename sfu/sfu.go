@@ -482,6 +482,9 @@ func (s *Service) Moved(ctx context.Context, roomJID jid.JID) {
 	}
 }
 
+// Running reports whether the conference of roomJID is open here.
+func (s *Service) Running(roomJID jid.JID) bool { return s.room(roomJID.String()) != nil }
+
 // Rooms reports the number of conferences open now.
 func (s *Service) Rooms() int {
 	s.mu.Lock()

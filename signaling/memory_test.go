@@ -242,3 +242,27 @@ func TestStanzaInPiecesAfterIdleWait(t *testing.T) {
 	}
 	exchange(t, alice, bob, "and the stream goes on")
 }
+
+// A stream that has consumed what it read and finds nothing more waiting
+// holds no read buffer: idle sessions keep none.
+func TestIdleReadBufferHoldsNothing(t *testing.T) {
+	src := &trickle{data: []byte("<presence/>"), chunk: 4, err: errWouldBlock}
+	b := newReadBuffer(src)
+	if _, err := b.ReadByte(); err != nil {
+		t.Fatal(err)
+	}
+	if b.small == nil {
+		t.Fatal("bytes were read without a buffer")
+	}
+	for range len("<presence/>") - 1 {
+		if _, err := b.ReadByte(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := b.ReadByte(); !errors.Is(err, errWouldBlock) {
+		t.Fatalf("after the data: %v, want errWouldBlock", err)
+	}
+	if b.small != nil || b.large != nil {
+		t.Fatal("a stream with nothing to read still holds a read buffer")
+	}
+}

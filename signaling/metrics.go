@@ -5,6 +5,7 @@ import "github.com/prometheus/client_golang/prometheus"
 type metrics struct {
 	sessions     prometheus.GaugeFunc
 	connections  *prometheus.CounterVec
+	refused      *prometheus.CounterVec
 	stanzasIn    *prometheus.CounterVec
 	stanzasOut   prometheus.Counter
 	streamErrors *prometheus.CounterVec
@@ -20,6 +21,9 @@ func newMetrics(reg prometheus.Registerer, sessions func() float64) *metrics {
 		connections: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "poosms_connections_total", Help: "Client connections accepted, by transport.",
 		}, []string{"transport"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "poosms_connections_refused_total", Help: "Client streams refused at a per-address limit, by transport and limit.",
+		}, []string{"transport", "reason"}),
 		stanzasIn: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "poosms_stanzas_in_total", Help: "Stanzas received from clients, by kind.",
 		}, []string{"kind"}),
@@ -40,6 +44,9 @@ func newMetrics(reg prometheus.Registerer, sessions func() float64) *metrics {
 	// at zero, not only after its first event.
 	for _, t := range transports {
 		m.connections.WithLabelValues(t)
+		for r := range refusals {
+			m.refused.WithLabelValues(t, r)
+		}
 	}
 	for _, k := range []string{"message", "presence", "iq"} {
 		m.stanzasIn.WithLabelValues(k)
@@ -48,7 +55,7 @@ func newMetrics(reg prometheus.Registerer, sessions func() float64) *metrics {
 		m.streamErrors.WithLabelValues(c)
 	}
 	if reg != nil {
-		reg.MustRegister(m.sessions, m.connections, m.stanzasIn, m.stanzasOut, m.streamErrors, m.authFailures, m.slowClients)
+		reg.MustRegister(m.sessions, m.connections, m.refused, m.stanzasIn, m.stanzasOut, m.streamErrors, m.authFailures, m.slowClients)
 	}
 	return m
 }

@@ -17,9 +17,10 @@ func TestLabelledCountersStartAtZero(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string][]string{
-		"poosms_connections_total":   {"tcp", "tls", "websocket"},
-		"poosms_stanzas_in_total":    {"message", "presence", "iq"},
-		"poosms_stream_errors_total": {"not-authorized", "policy-violation", "connection-timeout", "system-shutdown"},
+		"poosms_connections_total":         {"tcp", "tls", "websocket"},
+		"poosms_connections_refused_total": {"streams_per_address", "negotiating_per_address"},
+		"poosms_stanzas_in_total":          {"message", "presence", "iq"},
+		"poosms_stream_errors_total":       {"not-authorized", "policy-violation", "connection-timeout", "system-shutdown"},
 	}
 	for _, f := range families {
 		labels, ok := want[f.GetName()]

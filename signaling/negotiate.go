@@ -328,6 +328,7 @@ func (s *Session) authenticate(ctx context.Context, auth *stanza.Element) (bool,
 			return false, nil
 		}
 		if done {
+			s.negotiated()
 			s.user = mech.Username()
 			s.srv.limiter.Succeed(s.user, addr)
 			if p, ok := mech.(interface{ Password() string }); ok && p.Password() != "" {

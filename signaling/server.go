@@ -16,6 +16,7 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"poosms.org/poosms/internal/clientaddr"
+	"poosms.org/poosms/internal/connlimit"
 	"poosms.org/poosms/internal/loginlimit"
 	"poosms.org/poosms/signaling/sasl"
 	"poosms.org/poosms/stanza"
@@ -67,9 +68,22 @@ type Config struct {
 	// host pattern such as "*.example.org". Requests without Origin
 	// (native clients) are always allowed.
 	WebSocketOrigins []string
-	Now              func() time.Time
-	Logger           *slog.Logger
-	Registerer       prometheus.Registerer // metrics; nil: not registered
+	// MaxStreamsPerAddress is how many client streams (TCP, direct TLS and
+	// WebSocket together) one address may have open at once, and
+	// MaxNegotiatingPerAddress how many of them may be still
+	// unauthenticated; one more is refused with policy-violation (TCP),
+	// closed (direct TLS) or answered 429 (WebSocket). An address is the
+	// peer, or the client a trusted proxy names; IPv6 counts by /64. 0: no
+	// limit.
+	MaxStreamsPerAddress     int
+	MaxNegotiatingPerAddress int
+	// LimitExempt are addresses the two limits above do not count (the
+	// host itself, a local TLS-terminating proxy); none: every address
+	// counts.
+	LimitExempt []netip.Prefix
+	Now         func() time.Time
+	Logger      *slog.Logger
+	Registerer  prometheus.Registerer // metrics; nil: not registered
 }
 
 // Accounts is the credential lookup the server needs from the store.
@@ -87,9 +101,12 @@ type Server struct {
 	proxies  *clientaddr.Resolver
 	// registrations limits in-band account creation per address.
 	registrations *throttle
-	metrics       *metrics
-	fakeKey       []byte
-	certDER       []byte // leaf certificate, for tls-server-end-point binding
+	// streams and negotiating count each address's open streams and its
+	// streams not yet authenticated.
+	streams, negotiating *connlimit.Limiter
+	metrics              *metrics
+	fakeKey              []byte
+	certDER              []byte // leaf certificate, for tls-server-end-point binding
 
 	mu        sync.Mutex
 	sessions  map[string]*Session   // full JID → bound session
@@ -177,6 +194,8 @@ func New(cfg Config, accounts Accounts, router *Router) (*Server, error) {
 		limiter:       cfg.Limiter,
 		proxies:       clientaddr.New(cfg.TrustedProxies),
 		registrations: newThrottle(5, time.Hour, cfg.Now),
+		streams:       connlimit.New(cfg.MaxStreamsPerAddress, cfg.LimitExempt),
+		negotiating:   connlimit.New(cfg.MaxNegotiatingPerAddress, cfg.LimitExempt),
 		fakeKey:       make([]byte, 32),
 		sessions:      map[string]*Session{},
 		perUser:       map[string]int{},
@@ -257,23 +276,71 @@ func (s *Server) accept(ln net.Listener, directTLS bool) {
 		if directTLS {
 			direct = s.cfg.TLS
 		}
-		s.serve(newTCPTransport(conn, direct, s.cfg.MaxStanzaBytes, s.cfg.StanzaLimits, s.cfg.WriteTimeout), directTLS)
+		t := newTCPTransport(conn, direct, s.cfg.MaxStanzaBytes, s.cfg.StanzaLimits, s.cfg.WriteTimeout)
+		pl, refused := s.admit(connlimit.AddrOf(conn.RemoteAddr()))
+		if refused != "" {
+			s.metrics.refused.WithLabelValues(kind, refused).Inc()
+			s.log.Debug("connection refused: "+refusals[refused], "remote", hostOf(conn.RemoteAddr()))
+			if !directTLS {
+				// The stream error needs no handshake; on the TLS port
+				// one would cost more than the connection it refuses.
+				t.wtimeout = time.Second
+				_ = t.writeHeader(newStreamID(), s.cfg.Domain)
+				_ = t.write(stanza.StreamError("policy-violation", refusals[refused]))
+				_ = t.writeClose()
+			}
+			_ = t.close()
+			continue
+		}
+		s.serve(t, directTLS, pl)
 	}
 }
 
-// serve runs a session on t in a goroutine owned by the server.
-func (s *Server) serve(t transport, secure bool) *Session {
+// Reasons a new stream is refused, the values of
+// poosms_connections_refused_total's reason label, and what the client
+// is told.
+var refusals = map[string]string{
+	"streams_per_address":     "too many streams from your address",
+	"negotiating_per_address": "too many streams from your address are still logging in",
+}
+
+// places are what a stream holds against the per-address limits: its
+// place among the address's streams, and among those negotiating until
+// it authenticates.
+type places struct{ stream, negotiating func() }
+
+// admit takes a new stream's places for the client at addr, or names the
+// limit that refuses it.
+func (s *Server) admit(addr netip.Addr) (places, string) {
+	stream, ok := s.streams.Acquire(addr)
+	if !ok {
+		return places{}, "streams_per_address"
+	}
+	negotiating, ok := s.negotiating.Acquire(addr)
+	if !ok {
+		stream()
+		return places{}, "negotiating_per_address"
+	}
+	return places{stream, negotiating}, ""
+}
+
+// serve runs a session on t in a goroutine owned by the server; the
+// session gives pl back when its connection ends.
+func (s *Server) serve(t transport, secure bool, pl places) *Session {
 	sess := &Session{
-		srv:     s,
-		t:       t,
-		log:     s.log.With("remote", hostOf(t.remoteAddr())),
-		secure:  secure,
-		started: time.Now(),
+		srv:        s,
+		t:          t,
+		log:        s.log.With("remote", hostOf(t.remoteAddr())),
+		secure:     secure,
+		started:    time.Now(),
+		negotiated: pl.negotiating,
 	}
 	sess.q.init(s.cfg.WriteQueue, s.cfg.WriteQueueBytes, sess.startWriter)
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
+		pl.negotiating()
+		pl.stream()
 		_ = t.close()
 		return nil
 	}
@@ -286,6 +353,8 @@ func (s *Server) serve(t transport, secure bool) *Session {
 			s.mu.Lock()
 			delete(s.all, sess)
 			s.mu.Unlock()
+			pl.negotiating()
+			pl.stream()
 		}()
 		if tc, ok := t.(*tcpTransport); ok && tc.tls != nil {
 			ctx, cancel := context.WithTimeout(s.ctx, 15*time.Second)

@@ -37,6 +37,9 @@ type Session struct {
 	// lacks, so a later SCRAM "y" flag is honest (sasl.Options).
 	cbUnsupported bool
 	started       time.Time
+	// negotiated gives back the connection's place among its address's
+	// streams still negotiating: at authentication, or when it ends.
+	negotiated func()
 
 	// Set by the reader goroutine during negotiation, read-only after bind.
 	user        string    // authenticated localpart

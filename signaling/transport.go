@@ -70,28 +70,31 @@ var errNoTLSUpgrade = errors.New("STARTTLS is not available on this transport")
 
 // Sizes of a stream's read buffers.
 const (
-	smallReadSize = 256  // every stream's own, also while it waits
-	largeReadSize = 4096 // pooled, held only while it has unread bytes
+	smallReadSize = 256  // pooled, held only while it has unread bytes
+	largeReadSize = 4096 // pooled, likewise, after a read filled a small one
 )
 
-var largeReads = sync.Pool{New: func() any { b := make([]byte, largeReadSize); return &b }}
+var (
+	smallReads = sync.Pool{New: func() any { b := make([]byte, smallReadSize); return &b }}
+	largeReads = sync.Pool{New: func() any { b := make([]byte, largeReadSize); return &b }}
+)
 
 // readBuffer is a stream's read buffer, sized for idle sessions: most of
 // them wait for bytes most of the time, and a 4 KiB buffer per connection
-// was the largest item of a session's heap. A read that waits for bytes
-// goes into a small buffer of the stream's own. Only when a read fills it
-// (more is probably waiting) does the next read take a large buffer from a
-// pool, which goes back as soon as the decoder has consumed it. Over TLS
-// the small reads cost no system calls: crypto/tls keeps the decrypted
-// record and hands it out in pieces.
+// was the largest item of a session's heap. A read goes into a small
+// buffer; only when a read fills it (more is probably waiting) does the
+// next read take a large one. Both come from pools and go back as soon as
+// the decoder has consumed them, so a stream waiting for bytes holds no
+// buffer at all. Over TLS the small reads cost no system calls:
+// crypto/tls keeps the decrypted record and hands it out in pieces.
 type readBuffer struct {
 	src   io.Reader
 	buf   []byte // unread bytes are buf[r:]
 	r     int
-	err   error // the error that came with the last bytes, returned after them
+	err   error   // the error that came with the last bytes, returned after them
+	small *[]byte // the pooled buffer buf is in, nil when none is held
 	large *[]byte
 	grow  bool // the last read filled its buffer: the next one reads large
-	small [smallReadSize]byte
 }
 
 func newReadBuffer(src io.Reader) *readBuffer { return &readBuffer{src: src} }
@@ -108,7 +111,13 @@ func (b *readBuffer) buffered() int { return len(b.buf) - b.r }
 // unread returns the bytes read from src and not yet consumed.
 func (b *readBuffer) unread() []byte { return b.buf[b.r:] }
 
+// release gives the pooled buffers back; nothing may be left unread in
+// them (fill calls it once buf is consumed, reset drops what is there).
 func (b *readBuffer) release() {
+	if b.small != nil {
+		smallReads.Put(b.small)
+		b.small = nil
+	}
 	if b.large != nil {
 		largeReads.Put(b.large)
 		b.large = nil
@@ -123,10 +132,13 @@ func (b *readBuffer) fill() error {
 		b.err = nil
 		return err
 	}
-	dst := b.small[:]
+	var dst []byte
 	if b.grow {
 		b.large = largeReads.Get().(*[]byte)
 		dst = *b.large
+	} else {
+		b.small = smallReads.Get().(*[]byte)
+		dst = *b.small
 	}
 	for range 100 {
 		n, err := b.src.Read(dst)

@@ -28,6 +28,24 @@ func (s *Server) WebSocketHandler() http.Handler {
 			http.Error(w, "this origin may not open XMPP streams here (see --websocket-origins)", http.StatusForbidden)
 			return
 		}
+		// The address a trusted proxy names is the client's; the limits
+		// count it, not the proxy.
+		client := s.proxies.Client(r)
+		pl, refused := s.admit(client)
+		if refused != "" {
+			s.metrics.refused.WithLabelValues("websocket", refused).Inc()
+			s.log.Debug("websocket refused: "+refusals[refused], "remote", clientaddr.Key(client))
+			w.Header().Set("Retry-After", "10")
+			http.Error(w, refusals[refused], http.StatusTooManyRequests)
+			return
+		}
+		upgraded := false
+		defer func() {
+			if !upgraded {
+				pl.negotiating()
+				pl.stream()
+			}
+		}()
 		c, err := websocket.Accept(w, r, &websocket.AcceptOptions{
 			Subprotocols: []string{"xmpp"},
 			// The origin was checked above, with the host a trusted
@@ -44,12 +62,13 @@ func (s *Server) WebSocketHandler() http.Handler {
 		}
 		peer := clientaddr.Peer(r)
 		var addr net.Addr = &net.TCPAddr{}
-		if client := s.proxies.Client(r); client.IsValid() {
+		if client.IsValid() {
 			addr = &net.TCPAddr{IP: client.AsSlice()}
 		}
 		secure := r.TLS != nil || (peer.IsValid() && peer.IsLoopback()) || s.proxies.HTTPS(r)
 		s.metrics.connections.WithLabelValues("websocket").Inc()
-		sess := s.serve(newWSTransport(c, addr, r.TLS, s.cfg.MaxStanzaBytes, s.cfg.StanzaLimits, s.cfg.WriteTimeout), secure)
+		upgraded = true
+		sess := s.serve(newWSTransport(c, addr, r.TLS, s.cfg.MaxStanzaBytes, s.cfg.StanzaLimits, s.cfg.WriteTimeout), secure, pl)
 		if sess == nil {
 			return
 		}

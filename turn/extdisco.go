@@ -59,5 +59,7 @@ func (s *Server) Collectors() []prometheus.Collector {
 			stat(func(st Stats) float64 { return float64(st.SelfDropped) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "poosms_turn_quota_refused_total", Help: "TURN allocations refused at the per-user quota."},
 			stat(func(st Stats) float64 { return float64(st.QuotaRefused) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "poosms_turn_conns_refused_total", Help: "TURN TCP and TLS connections refused at the per-address cap."},
+			stat(func(st Stats) float64 { return float64(st.ConnsRefused) })),
 	}
 }

@@ -9,6 +9,7 @@ type Stats struct {
 	PeersRefused uint64 `json:"peers_refused"` // permissions refused by the peer policy
 	SelfDropped  uint64 `json:"self_dropped"`  // datagrams between a relay and this host's own addresses, dropped
 	QuotaRefused uint64 `json:"quota_refused"` // allocations refused at the per-user quota
+	ConnsRefused uint64 `json:"conns_refused"` // TCP and TLS connections refused at the per-address cap
 }
 
 // counters back Stats.
@@ -24,5 +25,6 @@ func (s *Server) Stats() Stats {
 		PeersRefused: s.counters.peer.Load(),
 		SelfDropped:  s.counters.self.Load(),
 		QuotaRefused: s.counters.quota.Load(),
+		ConnsRefused: s.perAddr.Refused(),
 	}
 }

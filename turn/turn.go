@@ -18,6 +18,8 @@ import (
 	"time"
 
 	pion "github.com/pion/turn/v4"
+
+	"poosms.org/poosms/internal/connlimit"
 )
 
 // Defaults applied by New to zero Config fields.
@@ -26,14 +28,15 @@ const (
 	DefaultMaxAllocationsPerUser = 10
 )
 
-// Stream (TCP and TLS) connections are closed when they stay silent:
-// before their first request (including the TLS handshake) for
-// streamFirstReadTimeout, and afterwards for streamIdleTimeout, which
-// exceeds the longest allocation lifetime (one hour) so that a client
-// refreshing its allocation is never cut off.
+// A stream (TCP and TLS) connection must hold an allocation within
+// Config.AuthTimeout (default DefaultAuthTimeout) of being accepted,
+// whatever it sends meanwhile; one that holds an allocation is closed
+// when it stays silent for streamIdleTimeout, which exceeds the longest
+// allocation lifetime (one hour) so that a client refreshing its
+// allocation is never cut off.
 const (
-	streamFirstReadTimeout = 30 * time.Second
-	streamIdleTimeout      = time.Hour + 5*time.Minute
+	DefaultAuthTimeout = 10 * time.Second
+	streamIdleTimeout  = time.Hour + 5*time.Minute
 )
 
 // closeDrainTimeout bounds how long Close waits for live allocations to
@@ -104,6 +107,18 @@ type Config struct {
 	// (the USER part of "EXPIRY:USER"), across all listeners. Default 10.
 	MaxAllocationsPerUser int `yaml:"max_allocations_per_user"`
 
+	// AuthTimeout is how long a TCP or TLS connection may stay open
+	// without an allocation (which needs valid credentials), counted
+	// from its accept: requests without one do not extend it. Default
+	// DefaultAuthTimeout.
+	AuthTimeout time.Duration `yaml:"auth_timeout"`
+	// MaxConnsPerAddress is how many TCP and TLS connections one client
+	// address (IPv6: its /64) may have open at once, both listeners
+	// together; one more is closed at once. 0: no limit.
+	MaxConnsPerAddress int `yaml:"max_conns_per_address"`
+	// LimitExempt are addresses MaxConnsPerAddress does not count.
+	LimitExempt []netip.Prefix `yaml:"-"`
+
 	// Logger receives the relay's logs. Default slog.Default().
 	Logger *slog.Logger `yaml:"-"`
 	// Now is the clock credentials are checked against. Default time.Now.
@@ -127,8 +142,7 @@ type Server struct {
 	tlsLn   net.Listener
 	relayIP net.IP
 	self    *selfGuard
-
-	firstRead time.Duration // streamFirstReadTimeout; tests shorten it
+	perAddr *connlimit.Limiter // stream connections per client address
 }
 
 // New validates cfg, fills in defaults and returns a server that is not
@@ -148,6 +162,10 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("turn: config: negative credential TTL %s", cfg.CredentialTTL)
 	case cfg.UDPListeners < 0:
 		return nil, fmt.Errorf("turn: config: negative UDP listener count %d", cfg.UDPListeners)
+	case cfg.AuthTimeout < 0:
+		return nil, fmt.Errorf("turn: config: negative auth timeout %s", cfg.AuthTimeout)
+	case cfg.MaxConnsPerAddress < 0:
+		return nil, fmt.Errorf("turn: config: negative connection cap %d", cfg.MaxConnsPerAddress)
 	case cfg.MaxAllocationsPerUser < 0:
 		return nil, fmt.Errorf("turn: config: negative allocation quota %d", cfg.MaxAllocationsPerUser)
 	case (cfg.RelayPortMin == 0) != (cfg.RelayPortMax == 0) || cfg.RelayPortMin > cfg.RelayPortMax:
@@ -173,6 +191,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxAllocationsPerUser == 0 {
 		cfg.MaxAllocationsPerUser = DefaultMaxAllocationsPerUser
 	}
+	if cfg.AuthTimeout == 0 {
+		cfg.AuthTimeout = DefaultAuthTimeout
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -187,10 +208,10 @@ func New(cfg Config) (*Server, error) {
 	}
 
 	return &Server{
-		cfg:       cfg,
-		log:       cfg.Logger.With("component", "turn"),
-		quota:     newQuota(cfg.MaxAllocationsPerUser, cfg.Now),
-		firstRead: streamFirstReadTimeout,
+		cfg:     cfg,
+		log:     cfg.Logger.With("component", "turn"),
+		quota:   newQuota(cfg.MaxAllocationsPerUser, cfg.Now),
+		perAddr: connlimit.New(cfg.MaxConnsPerAddress, cfg.LimitExempt),
 	}, nil
 }
 
@@ -225,7 +246,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		if err != nil {
 			return fmt.Errorf("turn: listen tcp %s: %w", s.cfg.TCPAddr, err)
 		}
-		s.tcp = newTrackingListener(ln, s.firstRead, streamIdleTimeout, s.log)
+		s.tcp = newTrackingListener(ln, s.cfg.AuthTimeout, streamIdleTimeout, s.perAddr, s.log)
 		if firstHost == "" {
 			firstHost = hostOf(s.cfg.TCPAddr)
 		}
@@ -235,7 +256,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		if err != nil {
 			return fmt.Errorf("turn: listen tls %s: %w", s.cfg.TLSAddr, err)
 		}
-		s.tls = newTrackingListener(ln, s.firstRead, streamIdleTimeout, s.log)
+		s.tls = newTrackingListener(ln, s.cfg.AuthTimeout, streamIdleTimeout, s.perAddr, s.log)
 		s.tlsLn = tls.NewListener(s.tls, s.cfg.TLSConfig)
 		if firstHost == "" {
 			firstHost = hostOf(s.cfg.TLSAddr)
@@ -588,17 +609,36 @@ func (s *Server) allowAllocation(username, _ string, src net.Addr) bool {
 	return false
 }
 
-func (s *Server) allocationCreated(src, _ net.Addr, proto, username, _ string, relay net.Addr, _ int) {
+func (s *Server) allocationCreated(src, dst net.Addr, proto, username, _ string, relay net.Addr, _ int) {
 	_, user, _ := splitUsername(username)
 	s.quota.created(user, src)
 	s.log.Debug("turn allocation created", "user", user, "client", addrString(src), "transport", proto,
 		"relay", addrString(relay))
+	s.streamAllocated(src, dst, true)
 }
 
-func (s *Server) allocationDeleted(src, _ net.Addr, _, username, _ string) {
+func (s *Server) allocationDeleted(src, dst net.Addr, _, username, _ string) {
 	_, user, _ := splitUsername(username)
 	s.quota.deleted(user)
 	s.log.Debug("turn allocation deleted", "user", user, "client", addrString(src))
+	s.streamAllocated(src, dst, false)
+}
+
+// streamAllocated tells the stream listener whose connection runs between
+// src and dst that it carries an allocation (on) or no longer does, which
+// sets its deadline. UDP allocations have no connection.
+func (s *Server) streamAllocated(src, dst net.Addr, on bool) {
+	if _, ok := src.(*net.TCPAddr); !ok {
+		return
+	}
+	// Not under s.mu, which Close holds while the engine stops: the
+	// listeners are set before the engine that calls here starts, and
+	// never change.
+	for _, l := range []*trackingListener{s.tcp, s.tls} {
+		if l != nil && l.allocated(src, dst, on) {
+			return
+		}
+	}
 }
 
 // AllocationCount returns the number of live allocations.

@@ -546,17 +546,17 @@ func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
 func TestSilentStreamClosed(t *testing.T) {
 	cert, pool := selfSigned(t)
 	srv, err := New(Config{
-		Realm:     testRealm,
-		TCPAddr:   "127.0.0.1:0",
-		TLSAddr:   "127.0.0.1:0",
-		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}},
-		Secret:    testSecret,
-		Logger:    slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Realm:       testRealm,
+		TCPAddr:     "127.0.0.1:0",
+		TLSAddr:     "127.0.0.1:0",
+		TLSConfig:   &tls.Config{Certificates: []tls.Certificate{cert}},
+		Secret:      testSecret,
+		AuthTimeout: 200 * time.Millisecond,
+		Logger:      slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.firstRead = 200 * time.Millisecond
 	if err := srv.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -585,7 +585,7 @@ func TestSilentStreamClosed(t *testing.T) {
 		t.Fatalf("Allocate: %v", err)
 	}
 	defer relay.Close()
-	tick := time.NewTicker(srv.firstRead / 4)
+	tick := time.NewTicker(srv.cfg.AuthTimeout / 4)
 	defer tick.Stop()
 	for range 12 { // three times the first-read limit
 		<-tick.C

@@ -77,3 +77,11 @@ func (s *Service) Evict(ctx context.Context, name string) {
 	delete(s.rooms, name)
 	s.unlockAndRun(ctx, &fx)
 }
+
+// Occupied reports whether anyone is in room name here.
+func (s *Service) Occupied(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.rooms[name]
+	return r != nil && len(r.occupants) > 0
+}

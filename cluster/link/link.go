@@ -54,6 +54,9 @@ type Rooms interface {
 	// HandleRemote runs a stanza a user of another server sent to a
 	// room or conference (its from checked by federation).
 	HandleRemote(ctx context.Context, el *stanza.Element)
+	// InUse reports whether anyone is in the room or its conference
+	// here: a room in use keeps its placement however long it is quiet.
+	InUse(ctx context.Context, room jid.JID) bool
 }
 
 // Config configures a Link.
@@ -73,7 +76,11 @@ type Config struct {
 	Hosted func(domain string) bool
 	// SendTimeout bounds one send to another node (default 5s).
 	SendTimeout time.Duration
-	Logger      *slog.Logger
+	// RoomIdle is how long a room this node hosts keeps its placement
+	// after its last stanza once nobody is in it (default
+	// DefaultRoomIdle); then it is given back (see idle.go).
+	RoomIdle time.Duration
+	Logger   *slog.Logger
 }
 
 // Link is one node's side of the cluster. Create it with New, pass its
@@ -99,15 +106,19 @@ type Link struct {
 	byNode  map[cluster.NodeID]map[string]*remoteSession // node → its sessions known here
 	gen     map[cluster.NodeID]uint64                    // snapshot generation being received
 	joined  map[string]map[string]roomSeat               // local full JID → room → seat on another node
-	hosted  map[string]bool                              // rooms this node hosts (adopted)
-	kicked  map[string]bool                              // local sessions told to end: a login elsewhere took their JID
+	hosted  map[string]time.Time                         // rooms this node hosts (adopted) → last used
+	busy    map[string]int                               // room → stanzas for it running now
+	// releasing holds the rooms whose placement is being given back; the
+	// channel closes when that is done.
+	releasing map[string]chan struct{}
+	kicked    map[string]bool // local sessions told to end: a login elsewhere took their JID
 
 	// bindLocks serialise Bound and Closed for one full JID, so a
 	// session closing while a new login takes its JID cannot unbind the
 	// new one.
 	bindLocks [64]sync.Mutex
 
-	wg     sync.WaitGroup // HealthChanged's catch-up work
+	wg     sync.WaitGroup // HealthChanged's catch-up work and releaseIdle
 	stop   context.Context
 	cancel context.CancelFunc
 }
@@ -130,33 +141,40 @@ func New(cfg Config) *Link {
 	if cfg.SendTimeout <= 0 {
 		cfg.SendTimeout = 5 * time.Second
 	}
+	if cfg.RoomIdle <= 0 {
+		cfg.RoomIdle = DefaultRoomIdle
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
 	l := &Link{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		rej:     cluster.NewRejects(cfg.Logger, nil),
-		peers:   map[cluster.NodeID]struct{}{},
-		remotes: map[string]*remoteSession{},
-		byNode:  map[cluster.NodeID]map[string]*remoteSession{},
-		gen:     map[cluster.NodeID]uint64{},
-		joined:  map[string]map[string]roomSeat{},
-		hosted:  map[string]bool{},
-		kicked:  map[string]bool{},
+		cfg:       cfg,
+		log:       cfg.Logger,
+		rej:       cluster.NewRejects(cfg.Logger, nil),
+		peers:     map[cluster.NodeID]struct{}{},
+		remotes:   map[string]*remoteSession{},
+		byNode:    map[cluster.NodeID]map[string]*remoteSession{},
+		gen:       map[cluster.NodeID]uint64{},
+		joined:    map[string]map[string]roomSeat{},
+		hosted:    map[string]time.Time{},
+		busy:      map[string]int{},
+		releasing: map[string]chan struct{}{},
+		kicked:    map[string]bool{},
 	}
 	l.stop, l.cancel = context.WithCancel(context.Background())
 	return l
 }
 
-// Close stops the catch-up work HealthChanged started and waits for it.
+// Close stops the catch-up work HealthChanged started and the release of
+// idle rooms, and waits for them.
 func (l *Link) Close() {
 	l.cancel()
 	l.wg.Wait()
 }
 
 // Attach gives the link its started cluster: it learns the other nodes
-// and asks each for the state of its sessions.
+// and asks each for the state of its sessions, and starts giving back
+// the placements of idle rooms. Call it once.
 func (l *Link) Attach(ctx context.Context, cl cluster.Cluster) {
 	l.mu.Lock()
 	l.cl, l.self = cl, cl.Self()
@@ -164,6 +182,13 @@ func (l *Link) Attach(ctx context.Context, cl cluster.Cluster) {
 		l.rej = rj
 	}
 	l.mu.Unlock()
+	if l.stop.Err() == nil {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			l.releaseIdle(l.stop)
+		}()
+	}
 	l.greet(ctx)
 }
 

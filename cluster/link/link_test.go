@@ -165,7 +165,14 @@ func (n *fakeNode) Place(ctx context.Context, key string) (cluster.NodeID, bool,
 	n.h.placed[key] = n.id
 	return n.id, false, nil
 }
-func (n *fakeNode) Release(context.Context, string) error { return nil }
+func (n *fakeNode) Release(ctx context.Context, key string) error {
+	n.h.mu.Lock()
+	defer n.h.mu.Unlock()
+	if n.h.placed[key] == n.id {
+		delete(n.h.placed, key)
+	}
+	return nil
+}
 
 // fakeChat records what the link asks of chat.
 type fakeChat struct {
@@ -247,6 +254,7 @@ type fakeRooms struct {
 	adopted []string
 	moved   []string
 	seats   map[string]chat.Session
+	inUse   map[string]bool // rooms someone is in
 }
 
 func (r *fakeRooms) HandleStanza(ctx context.Context, sess chat.Session, el *stanza.Element) {
@@ -272,6 +280,11 @@ func (r *fakeRooms) Moved(ctx context.Context, room jid.JID) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.moved = append(r.moved, room.String())
+}
+func (r *fakeRooms) InUse(ctx context.Context, room jid.JID) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.inUse[room.String()]
 }
 func (r *fakeRooms) SessionClosed(ctx context.Context, sess chat.Session) {
 	r.mu.Lock()
@@ -302,6 +315,12 @@ func (tn *testNode) login(full string) *fakeSession {
 }
 
 func startNodes(t *testing.T, h *hub, ids ...cluster.NodeID) map[cluster.NodeID]*testNode {
+	return startNodesIdle(t, h, 0, ids...)
+}
+
+// startNodesIdle is startNodes with the links' RoomIdle set (0: the
+// default).
+func startNodesIdle(t *testing.T, h *hub, idle time.Duration, ids ...cluster.NodeID) map[cluster.NodeID]*testNode {
 	out := map[cluster.NodeID]*testNode{}
 	for _, id := range ids {
 		tn := &testNode{chat: newFakeChat(), rooms: &fakeRooms{}, sessions: map[string]*fakeSession{}}
@@ -311,7 +330,8 @@ func startNodes(t *testing.T, h *hub, ids ...cluster.NodeID) map[cluster.NodeID]
 			}
 			return nil
 		}, AccountsChanged: func() { tn.nudged.Add(1) },
-			Hosted: func(d string) bool { return d == "x" || d == "conf.x" }})
+			Hosted:   func(d string) bool { return d == "x" || d == "conf.x" },
+			RoomIdle: idle})
 		t.Cleanup(tn.link.Close)
 		tn.node = h.add(t, id, tn.link)
 		out[id] = tn

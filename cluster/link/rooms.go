@@ -3,6 +3,7 @@ package link
 import (
 	"context"
 	"errors"
+	"time"
 
 	"mellium.im/xmpp/jid"
 
@@ -27,6 +28,10 @@ func (l *Link) Room(ctx context.Context, sess chat.Session, el *stanza.Element) 
 		return
 	}
 	room := to.Bare().String()
+	if !l.enter(ctx, room) {
+		return
+	}
+	defer l.exit(room)
 	host, moved, err := cl.Place(ctx, room)
 	if err != nil || host == cl.Self() {
 		if err != nil {
@@ -73,10 +78,30 @@ func (l *Link) seat(full string, el *stanza.Element, to jid.JID, host cluster.No
 }
 
 // roomStanza runs a stanza another node's user sent to a room this node
-// hosts.
+// hosts. If this node gave the room up since (it was idle) and another
+// node has taken it meanwhile, the sender is told to try again; sending
+// again reaches the new host.
 func (l *Link) roomStanza(ctx context.Context, from cluster.NodeID, full string, el *stanza.Element) {
 	r, err := l.remote(from, full)
 	if err != nil {
+		return
+	}
+	to, err := jid.Parse(el.To())
+	cl := l.cluster()
+	if err != nil || cl == nil {
+		return
+	}
+	room := to.Bare().String()
+	if !l.enter(ctx, room) {
+		return
+	}
+	defer l.exit(room)
+	if _, here := l.hostsNow(ctx, cl, to.Bare()); !here {
+		if t := el.Type(); t != "error" && t != "result" {
+			e := stanza.ErrorReply(el, "recipient-unavailable", "the room moved to another server of this cluster; try again")
+			e.SetAttr("to", full)
+			r.Send(e)
+		}
 		return
 	}
 	r.rooms.Store(true)
@@ -130,9 +155,10 @@ func (l *Link) roomsGone(node cluster.NodeID) {
 func (l *Link) adopt(ctx context.Context, room jid.JID, moved bool) {
 	key := room.String()
 	l.mu.Lock()
-	fresh := !l.hosted[key]
-	l.hosted[key] = true
+	_, held := l.hosted[key]
+	l.hosted[key] = time.Now()
 	l.mu.Unlock()
+	fresh := !held
 	if !fresh {
 		return
 	}
@@ -173,6 +199,10 @@ func (l *Link) RemoteRoom(ctx context.Context, el *stanza.Element) error {
 		return nil
 	}
 	room := to.Bare().String()
+	if !l.enter(ctx, room) {
+		return ctx.Err()
+	}
+	defer l.exit(room)
 	host, moved, err := cl.Place(ctx, room)
 	if err != nil || host == cl.Self() {
 		if err == nil {
@@ -199,6 +229,21 @@ func (l *Link) fedRoomStanza(ctx context.Context, node cluster.NodeID, full stri
 	}
 	if l.cfg.Hosted == nil || l.cfg.Hosted(j.Domainpart()) {
 		l.reject(cluster.RejectNotOwner, "from", string(node), "kind", "fedroom", "jid", full)
+		return
+	}
+	to, err := jid.Parse(el.To())
+	cl := l.cluster()
+	if err != nil || cl == nil {
+		return
+	}
+	room := to.Bare().String()
+	if !l.enter(ctx, room) {
+		return
+	}
+	defer l.exit(room)
+	if host, here := l.hostsNow(ctx, cl, to.Bare()); !here {
+		// Given up here since node looked, and taken by host: pass it on.
+		l.send(ctx, host, addressed(kindFedRoom, full, el))
 		return
 	}
 	l.cfg.Rooms.HandleRemote(ctx, el)

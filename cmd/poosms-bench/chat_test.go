@@ -115,3 +115,50 @@ func TestFloodAgainstPoosmsd(t *testing.T) {
 		t.Fatalf("exit %d, report %+v: want the attack sent, sinks disconnected, nothing lost by the chatters\n%s", code, r, errOut.String())
 	}
 }
+
+// TestAbuseAgainstPoosmsd runs every attack of the abuse command for a
+// few seconds, small, against a real poosmsd while three clients chat,
+// and checks the report: nothing the chatters sent was lost, each attack
+// ran and met its defence, and the server still serves.
+func TestAbuseAgainstPoosmsd(t *testing.T) {
+	d := testenv.NewDaemon(t, testenv.BuildPoosmsd(t))
+	// 3 chatters, 2 for the check, 7 XMPP attackers, 2 sinks, the victim.
+	for i := range 15 {
+		d.Run(t, "bench-password\n", "user", "add", "bench"+strconv.Itoa(i))
+	}
+	d.Start(t)
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), []string{"abuse", "--addr", d.C2S, "--http-addr", d.HTTP, "--chatters", "3", "--rate", "20",
+		"--baseline", "1s", "--duration", "3s", "--stanza-bytes", "300000", "--depth", "100", "--wide-elements", "5000",
+		"--sinks", "2", "--sink-stanza-bytes", "20000", "--pep-item-bytes", "1000", "--offline-rate", "50", "--media-sections", "40",
+		"--slow-conns", "3", "--conns", "20", "--json", "--server-pid", strconv.Itoa(d.PID())}, &out, &errOut)
+	var r abuseResult
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+		t.Fatalf("exit %d, %v: %s\n%s", code, err, out.String(), errOut.String())
+	}
+	if code != 0 || r.ChatLost != 0 || r.ChatDelivered == 0 || !r.ServerServes || r.RSSPeak <= 0 || len(r.Attacks) != len(abuseKinds) {
+		t.Fatalf("exit %d, report %+v: want the chat intact and the server serving\n%s", code, r, errOut.String())
+	}
+	for _, a := range r.Attacks {
+		if a.Sent == 0 {
+			t.Errorf("attack %s sent nothing: %+v", a.Kind, a)
+		}
+		switch a.Kind {
+		case "oversized", "nested", "wide":
+			if a.Ended == 0 || a.Accepted != 0 {
+				t.Errorf("attack %s: %+v, want every stream ended by the server", a.Kind, a)
+			}
+		case "offers":
+			if a.Errors == 0 || a.Accepted != 0 {
+				t.Errorf("attack %s: %+v, want every hostile offer refused", a.Kind, a)
+			}
+		case "pep":
+			if a.Errors+a.Accepted == 0 {
+				t.Errorf("attack %s: %+v, want answers", a.Kind, a)
+			}
+		}
+	}
+	if t.Failed() {
+		t.Logf("report: %s\n%s", out.String(), errOut.String())
+	}
+}

@@ -2,6 +2,7 @@
 // measured. It speaks plain XMPP (STARTTLS, SCRAM), so the same run works
 // against poosms and against other servers.
 //
+//	poosms-bench abuse --addr 127.0.0.1:5222 --http-addr 127.0.0.1:5280 --server-pid 1234
 //	poosms-bench chat --addr 127.0.0.1:5222 --domain localhost --clients 2000 --rate 2000 --duration 30s --pid 1234
 package main
 
@@ -25,8 +26,14 @@ Usage:
   poosms-bench media [flags]  conferences with publishers and listeners: forwarded packets/s, loss, jitter, join time
   poosms-bench turn [flags]   allocations relay packets to an echoing peer through a TURN server
   poosms-bench s2s [flags]    clients of one server send to clients of another: one server-to-server stream's msgs/s and latency
+  poosms-bench sessions [flags]
+                              authenticated sessions log in over several processes and stay idle: logins/s over the
+                              ramp, the limit that stopped it, the server's RSS per session
   poosms-bench flood [flags]  sessions that never read are sent large stanzas, directly and through a room,
                               while other clients chat: the server's RSS, and what the chatters lost
+  poosms-bench abuse [flags]  the attacks of docs/security.md (oversized and nested stanzas, sessions that never
+                              read, PEP and offline floods, slow HTTP bodies, connection floods, hostile offers)
+                              while other clients chat: what they lost, their latency, the server's peak RSS
 
 Run "poosms-bench COMMAND --help" for the flags.
 `
@@ -53,6 +60,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return s2sCommand(ctx, args[1:], stdout, stderr)
 	case "flood":
 		return floodCommand(ctx, args[1:], stdout, stderr)
+	case "abuse":
+		return abuseCommand(ctx, args[1:], stdout, stderr)
+	case "sessions":
+		return sessionsCommand(ctx, args[1:], stdout, stderr)
+	case "sessions-worker": // started by sessions, not by hand
+		return sessionsWorkerCommand(ctx, args[1:], os.Stdin, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

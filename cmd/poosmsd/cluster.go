@@ -32,6 +32,7 @@ func (n *node) newLink() {
 			return nil
 		},
 		AccountsChanged: n.accounts.Poke,
+		RoomIdle:        n.cfg.ClusterRoomIdle,
 		Hosted:          n.hosted,
 		Logger:          n.log.With("service", "cluster"),
 	})
@@ -154,6 +155,14 @@ func (r roomService) SessionClosed(ctx context.Context, sess chat.Session) {
 	}
 	r.n.sfu.SessionClosed(ctx, sess)
 	r.n.rooms.SessionClosed(ctx, sess)
+}
+
+// InUse reports whether anyone is in the room or in its conference.
+func (r roomService) InUse(ctx context.Context, room jid.JID) bool {
+	if r.n.sfu == nil || r.n.rooms == nil {
+		return false
+	}
+	return r.n.rooms.Occupied(room.Localpart()) || r.n.sfu.Running(room)
 }
 
 func (r roomService) Adopt(ctx context.Context, room jid.JID) {

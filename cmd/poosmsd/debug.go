@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"time"
 )
 
 // serveDebug serves Go's profiles on --debug-addr, apart from the public
@@ -35,7 +34,7 @@ func (n *node) serveAside(what, addr string, h http.Handler) (net.Addr, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: listen %s: %w", what, addr, err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	srv := n.httpServer(h, what != "debug")
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"path/filepath"
 	"sync/atomic"
 	"time"
@@ -24,6 +25,8 @@ import (
 	"poosms.org/poosms/chat/upload"
 	"poosms.org/poosms/cluster/link"
 	"poosms.org/poosms/config"
+	"poosms.org/poosms/internal/clientaddr"
+	"poosms.org/poosms/internal/connlimit"
 	"poosms.org/poosms/internal/loginlimit"
 	"poosms.org/poosms/s2s"
 	"poosms.org/poosms/sfu"
@@ -37,6 +40,8 @@ import (
 // serve runs the server until ctx ends (SIGINT, SIGTERM).
 func serve(ctx context.Context, cfg config.Config, stderr io.Writer) int {
 	log := newLogger(cfg, stderr)
+	lim, ok := currentFileLimit()
+	logFileLimit(log, lim, ok)
 	n, err := startNode(ctx, cfg, log)
 	if err != nil {
 		log.Error("poosmsd could not start", "err", err)
@@ -82,11 +87,14 @@ type node struct {
 	stopCluster func() // leaves the cluster; nil until joined
 	http        *http.Server
 	httpHandler atomic.Pointer[http.Handler] // what http serves: see serveHTTP
-	httpAddr    net.Addr
-	debugAddr   net.Addr // --debug-addr as bound; nil when off
-	metricsAddr net.Addr // --metrics-addr as bound; nil when off
-	ready       atomic.Bool
-	closers     []func(context.Context) error // run in reverse order by Close
+	// httpConns counts each peer's connections to http; httpProxied the
+	// requests under way of each client a trusted proxy names.
+	httpConns, httpProxied *connlimit.Limiter
+	httpAddr               net.Addr
+	debugAddr              net.Addr // --debug-addr as bound; nil when off
+	metricsAddr            net.Addr // --metrics-addr as bound; nil when off
+	ready                  atomic.Bool
+	closers                []func(context.Context) error // run in reverse order by Close
 }
 
 // startNode opens the store, starts every listener and returns once all are
@@ -133,6 +141,10 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "poosms_http_refused_total",
+		Help: "HTTP connections (and requests through a trusted proxy) refused at the per-address limit.",
+	}, func() float64 { return float64(n.httpConns.Refused() + n.httpProxied.Refused()) }))
 
 	n.chat, err = chat.New(chat.Config{
 		Domain:           cfg.Domain,
@@ -205,6 +217,9 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 		Limiter:                   limiter,
 		TrustedProxies:            cfg.TrustedProxies,
 		WebSocketOrigins:          cfg.WebSocketOrigins,
+		MaxStreamsPerAddress:      cfg.MaxStreamsPerAddress,
+		MaxNegotiatingPerAddress:  cfg.MaxNegotiatingPerAddress,
+		LimitExempt:               cfg.ConnLimitExempt,
 		Logger:                    log.With("service", "c2s"),
 		Registerer:                reg,
 	}, n.db, router)
@@ -246,7 +261,9 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 	if err != nil {
 		return n, err
 	}
-	w.Mount("/upload/", up.HTTPHandler())
+	// Files move for as long as they keep moving, past the HTTP
+	// server's whole-request timeouts.
+	w.Mount("/upload/", web.Transfer(up.HTTPHandler(), cfg.HTTPReadTimeout, cfg.HTTPWriteTimeout))
 	w.Mount("/xmpp-websocket", n.c2s.WebSocketHandler())
 	if err := n.serveMetrics(w, promhttp.HandlerFor(reg, promhttp.HandlerOpts{})); err != nil {
 		return n, err
@@ -306,13 +323,16 @@ func (n *node) serveHTTP() error {
 		return fmt.Errorf("http: listen %s: %w", n.cfg.HTTPAddr, err)
 	}
 	n.httpAddr = ln.Addr()
-	n.http = &http.Server{
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			(*n.httpHandler.Load()).ServeHTTP(w, r)
-		}),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
-	}
+	// Trusted proxies carry many clients: the listener does not count
+	// them, LimitProxied counts the clients they name.
+	exempt := append(append([]netip.Prefix(nil), n.cfg.ConnLimitExempt...), n.cfg.TrustedProxies...)
+	n.httpConns = connlimit.New(n.cfg.HTTPMaxConnsPerAddress, exempt)
+	n.httpProxied = connlimit.New(n.cfg.HTTPMaxConnsPerAddress, n.cfg.ConnLimitExempt)
+	ln = web.LimitListener(ln, n.httpConns)
+	proxies := clientaddr.New(n.cfg.TrustedProxies)
+	n.http = n.httpServer(web.LimitProxied(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		(*n.httpHandler.Load()).ServeHTTP(w, r)
+	}), n.httpProxied, proxies), true)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -326,6 +346,26 @@ func (n *node) serveHTTP() error {
 		return err
 	})
 	return nil
+}
+
+// httpServer serves h within the configured HTTP timeouts: the headers,
+// the whole request, the whole response (unless writeTimeout is false:
+// pprof's profiles take as long as asked), and the wait for the next
+// request on a kept-alive connection. A WebSocket stream, once upgraded,
+// has its own idle timeout (net/http clears the deadlines of a
+// connection it hands over).
+func (n *node) httpServer(h http.Handler, writeTimeout bool) *http.Server {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: n.cfg.HTTPReadHeaderTimeout,
+		ReadTimeout:       n.cfg.HTTPReadTimeout,
+		IdleTimeout:       n.cfg.HTTPIdleTimeout,
+		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
+	}
+	if writeTimeout {
+		srv.WriteTimeout = n.cfg.HTTPWriteTimeout
+	}
+	return srv
 }
 
 func (n *node) setHTTPHandler(h http.Handler) { n.httpHandler.Store(&h) }

@@ -55,6 +55,9 @@ func (n *node) startTURN(ctx context.Context, tlsConfig *tls.Config, reg prometh
 		AllowSelf:             cfg.TURNAllowSelf,
 		SelfAddrs:             n.selfAddrs(),
 		MaxAllocationsPerUser: cfg.TURNMaxAllocations,
+		AuthTimeout:           cfg.TURNAuthTimeout,
+		MaxConnsPerAddress:    cfg.TURNMaxConnsPerAddress,
+		LimitExempt:           cfg.ConnLimitExempt,
 		Logger:                n.log.With("service", "turn"),
 	})
 	if err != nil {

@@ -24,6 +24,9 @@ func New(trusted []netip.Prefix) *Resolver {
 	return &Resolver{trusted: append([]netip.Prefix(nil), trusted...)}
 }
 
+// Trusts reports whether a is one of the trusted proxies.
+func (r *Resolver) Trusts(a netip.Addr) bool { return r.isTrusted(a) }
+
 func (r *Resolver) isTrusted(a netip.Addr) bool {
 	if r == nil {
 		return false

@@ -99,30 +99,35 @@ func Connect(ctx context.Context, o Options) (*Client, error) {
 		return nil, err
 	}
 	if !o.DirectTLS && !o.NoTLS {
-		if c.Features.Child("urn:ietf:params:xml:ns:xmpp-tls", "starttls") == nil {
-			c.conn.Close()
-			return nil, errors.New("xmppclient: server offers no STARTTLS")
-		}
-		if err := c.SendRaw("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"); err != nil {
-			return nil, err
-		}
-		el, err := c.Recv()
-		if err != nil {
-			return nil, err
-		}
-		if el.Local != "proceed" {
-			return nil, fmt.Errorf("xmppclient: starttls: got %s", el)
-		}
-		tc := tls.Client(c.conn, o.TLSConfig)
-		if err := tc.HandshakeContext(ctx); err != nil {
-			return nil, err
-		}
-		c.conn = tc
-		if err := c.open(); err != nil {
+		if err := c.startTLS(ctx); err != nil {
+			c.conn.Close() // a failed login must not keep its socket
 			return nil, err
 		}
 	}
 	return c, nil
+}
+
+// startTLS upgrades the stream with STARTTLS and opens the stream again.
+func (c *Client) startTLS(ctx context.Context) error {
+	if c.Features.Child("urn:ietf:params:xml:ns:xmpp-tls", "starttls") == nil {
+		return errors.New("xmppclient: server offers no STARTTLS")
+	}
+	if err := c.SendRaw("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"); err != nil {
+		return err
+	}
+	el, err := c.Recv()
+	if err != nil {
+		return err
+	}
+	if el.Local != "proceed" {
+		return fmt.Errorf("xmppclient: starttls: got %s", el)
+	}
+	tc := tls.Client(c.conn, c.opts.TLSConfig)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return err
+	}
+	c.conn = tc
+	return c.open()
 }
 
 // Restart opens a new stream on the same connection, as after SASL

@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# cluster-sessions.sh: a poosms cluster on this machine (N nodes, MariaDB,
+# a Redis of its own) holds sessions spread over its nodes, then carries
+# one-to-one messages between them (--sessions 0: only the messages); prints, per node, RSS per session, and
+# for the cluster the Redis commands and bytes per login, per held session
+# per second and per routed message, and the MySQL rows written per message.
+#
+#   bench/cluster-sessions.sh [--nodes 3] [--sessions 5700] [--clients 3000] [--rate 300] [--duration 20s]
+#
+# Needs: go, MariaDB reachable as root on 127.0.0.1:3306 (POOSMS_TEST_MYSQL_DSN
+# is not read: the script makes and drops its own database scale_bench_$$),
+# redis-server (started here on 127.0.1.1:36379), loopback 127.0.1.0/24.
+# Ports 36300-36999. Everything it starts it stops.
+set -euo pipefail
+
+NODES=3 SESSIONS=5700 CLIENTS=3000 RATE=300 DURATION=20s ACCOUNTS=
+while [ $# -gt 0 ]; do
+	case $1 in
+	--nodes) NODES=$2; shift 2 ;;
+	--sessions) SESSIONS=$2; shift 2 ;;
+	--clients) CLIENTS=$2; shift 2 ;;
+	--rate) RATE=$2; shift 2 ;;
+	--duration) DURATION=$2; shift 2 ;;
+	--accounts) ACCOUNTS=$2; shift 2 ;;
+	*) echo "unknown argument $1" >&2; exit 2 ;;
+	esac
+done
+ACCOUNTS=${ACCOUNTS:-$((SESSIONS > CLIENTS ? SESSIONS : CLIENTS))}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+TMP=$(mktemp -d /tmp/poosms-cluster-sessions.XXXXXX)
+DBNAME=scale_bench_$$
+DB="mysql://root@tcp(127.0.0.1:3306)/$DBNAME"
+RPORT=36379
+PIDS=()
+log() { echo "$(date -u +%H:%M:%S) $*" >&2; }
+cleanup() {
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+	mysql -uroot -e "DROP DATABASE IF EXISTS $DBNAME" || true
+	rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+log "building"
+(cd "$ROOT" && go build -o "$TMP/poosmsd" ./cmd/poosmsd && go build -o "$TMP/poosms-bench" ./cmd/poosms-bench)
+redis-server --port $RPORT --bind 127.0.1.1 --save '' --appendonly no --dir "$TMP" >"$TMP/redis.log" 2>&1 &
+PIDS+=($!)
+mysql -uroot -e "CREATE DATABASE $DBNAME CHARACTER SET utf8mb4"
+head -c 48 /dev/urandom | base64 >"$TMP/secret"
+for _ in $(seq 50); do redis-cli -h 127.0.1.1 -p $RPORT ping >/dev/null 2>&1 && break; sleep 0.1; done
+
+log "creating $ACCOUNTS accounts in MySQL"
+{
+	echo "<server-data xmlns='urn:xmpp:pie:0'><host jid='localhost'>"
+	for ((i = 0; i < ACCOUNTS; i++)); do echo "<user name='bench$i' password='bench-password'/>"; done
+	echo "</host></server-data>"
+} >"$TMP/accounts.xml"
+"$TMP/poosmsd" import "$TMP/accounts.xml" --db "$DB" --data-dir "$TMP/import" --scram-iterations 4096 >"$TMP/import.log" 2>&1
+
+ADDRS=() NODEPIDS=()
+for ((n = 1; n <= NODES; n++)); do
+	base=$((36300 + 100 * n))
+	mkdir -p "$TMP/n$n"
+	"$TMP/poosmsd" serve --db "$DB" --redis "redis://127.0.1.1:$RPORT/0" --cluster-secret-file "$TMP/secret" --node-id "n$n" \
+		--data-dir "$TMP/n$n" --domain localhost --registration closed --log-level warn --scram-iterations 4096 \
+		--c2s-addr "127.0.1.1:$((base + 22))" --c2s-tls-addr "" --http-addr "127.0.1.1:$((base + 80))" --metrics-addr "" \
+		--media-udp-addr "127.0.1.1:$((base + 82))" --media-tcp-addr "" --turn-addr "" --s2s-addr "" >"$TMP/n$n.log" 2>&1 &
+	PIDS+=($!) NODEPIDS+=($!)
+	ADDRS+=("127.0.1.1:$((base + 22))")
+done
+for a in "${ADDRS[@]}"; do
+	for _ in $(seq 300); do (exec 3<>"/dev/tcp/${a%:*}/${a#*:}") 2>/dev/null && break; sleep 0.1; done
+done
+ADDRLIST=$(IFS=,; echo "${ADDRS[*]}")
+
+redis_cmds() { redis-cli -h 127.0.1.1 -p $RPORT info commandstats | awk -F'[:=,]' '/^cmdstat_/ {n += $3} END {print n}'; }
+redis_bytes() { redis-cli -h 127.0.1.1 -p $RPORT info stats | awk -F: '/total_net_(input|output)_bytes/ {n += $2} END {printf "%d", n}'; }
+rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+rows() { mysql -uroot -N "$DBNAME" -e "SELECT (SELECT COUNT(*) FROM archive_messages), (SELECT COUNT(*) FROM offline_messages)"; }
+
+# Sessions: spread over the nodes, held, measured per node. (--sessions 0: skipped).
+if [ "$SESSIONS" -gt 0 ]; then
+	declare -A before after
+	for p in "${NODEPIDS[@]}"; do before[$p]=$(rss "$p"); done
+	c0=$(redis_cmds) b0=$(redis_bytes)
+	log "sessions: $SESSIONS over $NODES nodes"
+	"$TMP/poosms-bench" sessions --addr "$ADDRLIST" --sessions "$SESSIONS" --per-process 9000 \
+		--sources 127.0.1.10-127.0.1.17 --hold 30s --progress 5s --json >"$TMP/sessions.json" 2>"$TMP/sessions.log" &
+	SPID=$!
+	# The ramp's Redis cost, then 20 s of holding.
+	while ! grep -q "ramp over" "$TMP/sessions.log" 2>/dev/null; do sleep 1; kill -0 $SPID 2>/dev/null || break; done
+	c1=$(redis_cmds) b1=$(redis_bytes)
+	sleep 20
+	c2=$(redis_cmds) b2=$(redis_bytes)
+	for p in "${NODEPIDS[@]}"; do after[$p]=$(rss "$p"); done
+	wait $SPID || true
+	in=$(grep -o '"logged_in": [0-9]*' "$TMP/sessions.json" | grep -o '[0-9]*$')
+	grep -E '"(logged_in|failed_logins|stop_reason|logins_per_second|ramp_seconds|alive_at_end)"' "$TMP/sessions.json"
+	echo "redis commands per login: $(echo "scale=2; ($c1 - $c0) / $in" | bc), bytes per login: $(echo "($b1 - $b0) / $in" | bc)"
+	echo "redis commands per second while $in sessions are held: $(echo "scale=1; ($c2 - $c1) / 20" | bc), bytes/s: $(echo "($b2 - $b1) / 20" | bc)"
+	n=1
+	for p in "${NODEPIDS[@]}"; do
+		echo "node n$n: RSS $((before[$p] / 1024)) -> $((after[$p] / 1024)) MiB, $(echo "scale=1; (${after[$p]} - ${before[$p]}) * $NODES / $in" | bc) KiB per session (sessions spread evenly)"
+		n=$((n + 1))
+	done
+fi
+
+# Messages: random pairs of clients spread over the nodes, so (n-1)/n of
+# them cross from one node to another. Redis is counted over a window
+# inside the sending (from the second progress line to the one 3 s
+# before the end), so neither the logins nor the logouts count.
+sleep 5
+snap() { redis-cli -h 127.0.1.1 -p $RPORT info commandstats | awk -F'[:=,]' '/^cmdstat_/ {print $1, $3}' | sort >"$1"; }
+sentnow() { grep -E '^[0-9:]+ sent ' "$TMP/chat.log" | tail -1 | awk '{print $3}'; }
+lines() { grep -cE '^[0-9:]+ sent ' "$TMP/chat.log" || true; }
+log "chat: $CLIENTS clients, $RATE msgs/s for $DURATION over $NODES nodes"
+read -r a0 o0 < <(rows)
+"$TMP/poosms-bench" chat --addr "$ADDRLIST" --clients "$CLIENTS" --rate "$RATE" --duration "$DURATION" \
+	--sources 127.0.1.10-127.0.1.17 --progress 1s --json >"$TMP/chat.json" 2>"$TMP/chat.log" &
+CPID=$!
+secs=${DURATION%s}
+while [ "$(lines)" -lt 2 ]; do sleep 0.05; kill -0 $CPID 2>/dev/null || break; done
+c0=$(redis_cmds) b0=$(redis_bytes) t0=$(date +%s.%N) s0=$(sentnow)
+snap "$TMP/cmd0"
+while [ "$(lines)" -lt $((secs - 3)) ]; do sleep 0.05; kill -0 $CPID 2>/dev/null || break; done
+c1=$(redis_cmds) b1=$(redis_bytes) t1=$(date +%s.%N) s1=$(sentnow)
+snap "$TMP/cmd1"
+wait $CPID || true
+read -r a1 o1 < <(rows)
+grep -E '"(clients|login_errors|sent|delivered|latency_p50_ms|latency_p99_ms)"' "$TMP/chat.json"
+sent=$(grep -o '"sent": [0-9]*' "$TMP/chat.json" | grep -o '[0-9]*$')
+win=$((s1 - s0))
+cross=$(echo "$win * ($NODES - 1) / $NODES" | bc)
+echo "redis over $(echo "$t1 - $t0" | bc) s of sending, $win messages sent (heartbeats included): $((c1 - c0)) commands, $((b1 - b0)) bytes"
+echo "per message sent: $(echo "scale=2; ($c1 - $c0) / $win" | bc) commands, $(echo "($b1 - $b0) / $win" | bc) bytes; per message crossing nodes (about $cross): $(echo "scale=2; ($c1 - $c0) / $cross" | bc) commands, $(echo "($b1 - $b0) / $cross" | bc) bytes"
+echo "archive rows per message: $(echo "scale=2; ($a1 - $a0) / $sent" | bc), offline rows: $((o1 - o0))"
+mysql -uroot -N -e "ANALYZE TABLE $DBNAME.archive_messages" >/dev/null
+mysql -uroot -N -e "SELECT CONCAT('archive_messages: ', table_rows, ' rows, ', data_length + index_length, ' bytes with indexes, ',
+	ROUND((data_length + index_length) / GREATEST(table_rows, 1)), ' per row') FROM information_schema.tables
+	WHERE table_schema = '$DBNAME' AND table_name = 'archive_messages'"
+echo "redis commands during the messages, by command:"
+join -a2 -e0 -o 0,1.2,2.2 "$TMP/cmd0" "$TMP/cmd1" | awk '{d = $3 - $2; if (d > 0) print "  " $1, d}' | sort -k2 -n -r
