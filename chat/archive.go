@@ -42,7 +42,7 @@ func (s *Service) routeChat(ctx context.Context, sess Session, el *stanza.Elemen
 		}
 		if s.isBlocked(ctx, to.Localpart(), me) {
 			// XEP-0191 §3.5: the contact is not told it is blocked.
-			s.replyError(sess, el, "service-unavailable", "")
+			s.replyError(sess, el, stanza.ServiceUnavailable, "")
 			return
 		}
 	}
@@ -194,7 +194,7 @@ func (s *Service) archiveEntries(ctx context.Context, from, to string, build fun
 // result messages, then the IQ result with the paging summary.
 func (s *Service) mamQueryIQ(ctx context.Context, sess Session, iq, q *stanza.Element, owner jid.JID, self bool) {
 	if !self {
-		s.replyError(sess, iq, "service-unavailable", "")
+		s.replyError(sess, iq, stanza.ServiceUnavailable, "")
 		return
 	}
 	if iq.Type() == "get" {
@@ -209,11 +209,11 @@ func (s *Service) mamQueryIQ(ctx context.Context, sess Session, iq, q *stanza.El
 	page, err := s.archive.QueryArchive(ctx, owner.Localpart(), aq)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		s.replyError(sess, iq, "item-not-found", "no message with that id in the archive")
+		s.replyError(sess, iq, stanza.ItemNotFound, "no message with that id in the archive")
 		return
 	case err != nil:
 		s.log.Error("chat: query archive", "jid", sess.JID().String(), "err", err)
-		s.replyError(sess, iq, "internal-server-error", "")
+		s.replyError(sess, iq, stanza.InternalServerError, "")
 		return
 	}
 	qid := q.Attr("queryid")
@@ -268,7 +268,7 @@ func mamForm() *stanza.Element {
 
 // parseMAMQuery reads the data form and the RSM set of a query. A failure
 // gives the error condition and text.
-func parseMAMQuery(q *stanza.Element) (aq store.ArchiveQuery, cond, text string) {
+func parseMAMQuery(q *stanza.Element) (aq store.ArchiveQuery, cond stanza.Condition, text string) {
 	aq.Max = mamDefaultMax
 	if x := q.Child(NSDataForms, "x"); x != nil {
 		for _, f := range x.Elements() {
@@ -354,7 +354,7 @@ func parseMAMQuery(q *stanza.Element) (aq store.ArchiveQuery, cond, text string)
 // unchanged.
 func (s *Service) mamPrefsIQ(ctx context.Context, sess Session, iq, q *stanza.Element, owner jid.JID, self bool) {
 	if !self {
-		s.replyError(sess, iq, "service-unavailable", "")
+		s.replyError(sess, iq, stanza.ServiceUnavailable, "")
 		return
 	}
 	prefs := stanza.New(NSMAM, "prefs").SetAttr("default", "always").Append(

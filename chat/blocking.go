@@ -137,7 +137,7 @@ func (s *Service) replyBlocked(sess Session, el *stanza.Element) {
 	if el.Type() == "error" {
 		return
 	}
-	r := stanza.ErrorReply(el, "not-acceptable", "")
+	r := stanza.ErrorReply(el, stanza.NotAcceptable, "")
 	r.SetAttr("to", sess.JID().String())
 	if e := r.Child("", "error"); e != nil {
 		e.Append(stanza.New(NSBlockingErrs, "blocked"))
@@ -150,14 +150,14 @@ func (s *Service) blockingIQ(ctx context.Context, sess Session, iq, q *stanza.El
 	local := owner.Localpart()
 	get := iq.Type() == "get"
 	if get != (q.Local == "blocklist") {
-		s.replyError(sess, iq, "bad-request", "")
+		s.replyError(sess, iq, stanza.BadRequest, "")
 		return
 	}
 	if get {
 		l, err := s.blockSt.BlockList(ctx, local)
 		if err != nil {
 			s.log.Error("chat: load blocklist", "jid", sess.JID().String(), "err", err)
-			s.replyError(sess, iq, "internal-server-error", "")
+			s.replyError(sess, iq, stanza.InternalServerError, "")
 			return
 		}
 		res := stanza.New(NSBlocking, "blocklist")
@@ -175,11 +175,11 @@ func (s *Service) blockingIQ(ctx context.Context, sess Session, iq, q *stanza.El
 		}
 		j, err := jid.Parse(it.Attr("jid"))
 		if err != nil || it.Attr("jid") == "" {
-			s.replyError(sess, iq, "jid-malformed", "")
+			s.replyError(sess, iq, stanza.JIDMalformed, "")
 			return
 		}
 		if len(j.String()) > maxBlockedJID {
-			s.replyError(sess, iq, "not-acceptable", "the address is too long to block")
+			s.replyError(sess, iq, stanza.NotAcceptable, "the address is too long to block")
 			return
 		}
 		if !slices.Contains(items, j.String()) {
@@ -187,7 +187,7 @@ func (s *Service) blockingIQ(ctx context.Context, sess Session, iq, q *stanza.El
 		}
 	}
 	if q.Local == "block" && len(items) == 0 {
-		s.replyError(sess, iq, "bad-request", "a block carries at least one item")
+		s.replyError(sess, iq, stanza.BadRequest, "a block carries at least one item")
 		return
 	}
 
@@ -215,7 +215,7 @@ func (s *Service) blockingIQ(ctx context.Context, sess Session, iq, q *stanza.El
 	lk.Unlock()
 	if err != nil {
 		s.log.Error("chat: change blocklist", "jid", sess.JID().String(), "err", err)
-		s.replyError(sess, iq, "internal-server-error", "")
+		s.replyError(sess, iq, stanza.InternalServerError, "")
 		return
 	}
 	s.send(sess, stanza.Result(iq))
@@ -320,7 +320,7 @@ func (s *Service) iqBlocked(ctx context.Context, sess Session, el *stanza.Elemen
 		}
 	case s.isBlocked(ctx, to.Localpart(), me):
 		if request {
-			s.replyError(sess, el, "service-unavailable", "")
+			s.replyError(sess, el, stanza.ServiceUnavailable, "")
 		}
 	default:
 		return false

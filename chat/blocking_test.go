@@ -52,7 +52,7 @@ func TestBlocking(t *testing.T) {
 	// bob are refused with the blocked condition.
 	h.send(b, `<message type='chat' to='alice@localhost'><body>hey</body></message>`)
 	expect(t, "bob", b, "message type=error from=alice@localhost to=bob@localhost/b body=hey error=service-unavailable")
-	if el := b.got; len(el) != 0 {
+	if el := b.Received(); len(el) != 0 {
 		t.Fatalf("left over %v", el)
 	}
 	expect(t, "alice", a)

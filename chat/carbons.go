@@ -12,7 +12,7 @@ import (
 // (XEP-0280).
 func (s *Service) carbonsIQ(_ context.Context, sess Session, iq, q *stanza.Element, _ jid.JID, _ bool) {
 	if iq.Type() != "set" {
-		s.replyError(sess, iq, "bad-request", "")
+		s.replyError(sess, iq, stanza.BadRequest, "")
 		return
 	}
 	on := q.Local == "enable"

@@ -473,7 +473,7 @@ func (s *Service) send(sess Session, el *stanza.Element) bool {
 
 // replyError answers el (sent by sess) with a stanza error, unless el is
 // itself an error.
-func (s *Service) replyError(sess Session, el *stanza.Element, condition, text string) {
+func (s *Service) replyError(sess Session, el *stanza.Element, condition stanza.Condition, text string) {
 	if el.Type() == "error" {
 		return
 	}
@@ -495,7 +495,7 @@ func (s *Service) HandleStanza(ctx context.Context, sess Session, el *stanza.Ele
 		j, err := jid.Parse(t)
 		if err != nil {
 			el.SetAttr("to", "") // the error comes from the server
-			s.replyError(sess, el, "jid-malformed", "")
+			s.replyError(sess, el, stanza.JIDMalformed, "")
 			return
 		}
 		to, hasTo = j, true

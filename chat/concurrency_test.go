@@ -36,7 +36,7 @@ func TestConcurrentTrafficLosesNothing(t *testing.T) {
 
 	got := map[string]bool{}
 	for _, b := range bobs {
-		for _, el := range b.got {
+		for _, el := range b.Received() {
 			if el.Local == "message" {
 				got[el.ChildText("", "body")] = true
 			}

@@ -54,7 +54,7 @@ func (s *Service) Deliver(ctx context.Context, el *stanza.Element) {
 			}
 		}
 		if t := el.Type(); t == "get" || t == "set" {
-			s.replyError(origin, el, "service-unavailable", "")
+			s.replyError(origin, el, stanza.ServiceUnavailable, "")
 		}
 	default:
 		s.log.Debug("chat: deliver: not a stanza", "name", el.Local)

@@ -38,13 +38,7 @@ func newDBHarness(t *testing.T, cfg Config, users ...string) (*harness, *store.D
 }
 
 // takeAll returns the stanzas sess received since the last take.
-func (f *fakeSession) takeAll() []*stanza.Element {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	out := f.got
-	f.got = nil
-	return out
-}
+func (f *fakeSession) takeAll() []*stanza.Element { return f.Take() }
 
 // one returns the single stanza sess received, failing otherwise.
 func one(t *testing.T, name string, sess *fakeSession) *stanza.Element {
@@ -82,8 +76,4 @@ func (h *harness) iq(sess *fakeSession, raw string) (reply *stanza.Element, extr
 func errorCondition(el *stanza.Element) string { return stanza.ErrorCondition(el) }
 
 // putBack returns stanzas to what sess has received, after the rest.
-func (f *fakeSession) putBack(els []*stanza.Element) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.got = append(f.got, els...)
-}
+func (f *fakeSession) putBack(els []*stanza.Element) { f.Add(els...) }

@@ -120,7 +120,7 @@ func (s *Service) messageOut(ctx context.Context, sess Session, el *stanza.Eleme
 		s.sentCarbons(sess, sent)
 	}
 	if !s.sendRemote(el) && typ != "error" {
-		s.replyError(sess, el, "remote-server-not-found", "")
+		s.replyError(sess, el, stanza.RemoteServerNotFound, "")
 	}
 }
 
@@ -132,14 +132,14 @@ func (s *Service) messageIn(ctx context.Context, origin *remoteEntity, el *stanz
 	local := to.Localpart()
 	if local == "" {
 		if typ != "error" && el.Child("", "body") != nil {
-			s.replyError(origin, el, "service-unavailable", "")
+			s.replyError(origin, el, stanza.ServiceUnavailable, "")
 		}
 		return
 	}
 	if s.blockedRemote(ctx, local, origin.jid) {
 		if typ != "error" {
 			// XEP-0191 §3.5: the sender is not told it is blocked.
-			s.replyError(origin, el, "service-unavailable", "")
+			s.replyError(origin, el, stanza.ServiceUnavailable, "")
 		}
 		return
 	}
@@ -172,7 +172,7 @@ func (s *Service) iqOut(ctx context.Context, sess Session, el *stanza.Element, t
 		return
 	}
 	if !s.sendRemote(el) && request {
-		s.replyError(sess, el, "remote-server-not-found", "")
+		s.replyError(sess, el, stanza.RemoteServerNotFound, "")
 	}
 }
 
@@ -201,21 +201,21 @@ func (s *Service) iqIn(ctx context.Context, origin *remoteEntity, el *stanza.Ele
 			return
 		}
 		if q := payload(el); q == nil || !remoteServerIQs[iqKey{q.Space, q.Local}] {
-			s.replyError(origin, el, "service-unavailable", "")
+			s.replyError(origin, el, stanza.ServiceUnavailable, "")
 			return
 		}
 		s.serverIQ(ctx, origin, el, false)
 	case to.Localpart() == "":
 		if request {
-			s.replyError(origin, el, "service-unavailable", "")
+			s.replyError(origin, el, stanza.ServiceUnavailable, "")
 		}
 	case s.blockedRemote(ctx, to.Localpart(), origin.jid):
 		if request {
-			s.replyError(origin, el, "service-unavailable", "")
+			s.replyError(origin, el, stanza.ServiceUnavailable, "")
 		}
 	case to.Resourcepart() != "":
 		if dst := s.bound(to.Localpart(), to.Resourcepart()); (dst == nil || !s.send(dst, el)) && request {
-			s.replyError(origin, el, "service-unavailable", "")
+			s.replyError(origin, el, stanza.ServiceUnavailable, "")
 		}
 	case request:
 		s.accountIQ(ctx, origin, el, to, false)

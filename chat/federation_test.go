@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"poosms.org/poosms/internal/testfake"
 	"poosms.org/poosms/stanza"
 	"poosms.org/poosms/store"
 )
@@ -26,7 +27,7 @@ func (h *harness) remote(raw string) {
 }
 
 func newFedHarness(t *testing.T, cfg Config, users ...string) (*harness, *fakeFed) {
-	fed := &fakeFed{}
+	fed := &fakeFed{fakeSession{new(testfake.Session)}}
 	cfg.Federation = fed
 	h, _ := newDBHarness(t, cfg, users...)
 	return h, fed

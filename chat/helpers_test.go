@@ -10,8 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"mellium.im/xmpp/jid"
-
+	"poosms.org/poosms/internal/testfake"
 	"poosms.org/poosms/stanza"
 	"poosms.org/poosms/store"
 )
@@ -152,39 +151,16 @@ func (m *memStore) item(owner, contact string) (store.RosterItem, bool) {
 }
 
 // fakeSession records what the service sends it.
-type fakeSession struct {
-	jid  jid.JID
-	mu   sync.Mutex
-	got  []*stanza.Element
-	gone bool
-}
+type fakeSession struct{ *testfake.Session }
 
-func (f *fakeSession) JID() jid.JID { return f.jid }
-
-func (f *fakeSession) Send(el *stanza.Element) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.gone {
-		return ErrSessionGone
-	}
-	// Serialise and parse again, as a real session would put it on the wire.
-	c, err := stanza.Parse([]byte(el.String()))
-	if err != nil {
-		panic(err)
-	}
-	f.got = append(f.got, c)
-	return nil
-}
+func newFakeSession(full string) *fakeSession { return &fakeSession{testfake.NewSession(full)} }
 
 // take returns the summaries of what f received since the last take.
 func (f *fakeSession) take() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
 	var out []string
-	for _, el := range f.got {
+	for _, el := range f.Take() {
 		out = append(out, summary(el))
 	}
-	f.got = nil
 	return out
 }
 
@@ -260,7 +236,7 @@ func newHarness(t *testing.T, cfg Config, users ...string) *harness {
 // bind connects and binds a session with this full JID.
 func (h *harness) bind(full string) *fakeSession {
 	h.t.Helper()
-	s := &fakeSession{jid: jid.MustParse(full)}
+	s := newFakeSession(full)
 	h.svc.SessionBound(context.Background(), s)
 	return s
 }
@@ -272,7 +248,7 @@ func (h *harness) send(sess *fakeSession, raw string) {
 	if err != nil {
 		h.t.Fatalf("parse %s: %v", raw, err)
 	}
-	el.SetAttr("from", sess.jid.String())
+	el.SetAttr("from", sess.JID().String())
 	h.svc.HandleStanza(context.Background(), sess, el)
 }
 
@@ -292,9 +268,7 @@ func (h *harness) online(full string, prio int) *fakeSession {
 }
 
 func (h *harness) close(s *fakeSession) {
-	s.mu.Lock()
-	s.gone = true
-	s.mu.Unlock()
+	s.SetGone(ErrSessionGone)
 	h.svc.SessionClosed(context.Background(), s)
 }
 

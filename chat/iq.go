@@ -16,7 +16,7 @@ func (s *Service) handleIQ(ctx context.Context, sess Session, el *stanza.Element
 	typ := el.Type()
 	request := typ == "get" || typ == "set"
 	if !request && typ != "result" && typ != "error" {
-		s.replyError(sess, el, "bad-request", "an iq is get, set, result or error")
+		s.replyError(sess, el, stanza.BadRequest, "an iq is get, set, result or error")
 		return
 	}
 	me := sess.JID()
@@ -25,7 +25,7 @@ func (s *Service) handleIQ(ctx context.Context, sess Session, el *stanza.Element
 		s.iqOut(ctx, sess, el, to, request)
 	case hasTo && !s.isLocal(to):
 		if request {
-			s.replyError(sess, el, "remote-server-not-found", "this server does not federate")
+			s.replyError(sess, el, stanza.RemoteServerNotFound, "this server does not federate")
 		}
 	case !hasTo, to.Localpart() == "" && to.Resourcepart() == "":
 		if request {
@@ -35,14 +35,14 @@ func (s *Service) handleIQ(ctx context.Context, sess Session, el *stanza.Element
 		}
 	case to.Localpart() == "":
 		if request {
-			s.replyError(sess, el, "service-unavailable", "")
+			s.replyError(sess, el, stanza.ServiceUnavailable, "")
 		}
 	case to.Localpart() != me.Localpart() && s.iqBlocked(ctx, sess, el, to, request):
 	case to.Resourcepart() != "":
 		// A session that is gone (or on a node that cannot be reached)
 		// is answered for, so the requester does not wait in vain.
 		if dst := s.bound(to.Localpart(), to.Resourcepart()); (dst == nil || !s.send(dst, el)) && request {
-			s.replyError(sess, el, "service-unavailable", "")
+			s.replyError(sess, el, stanza.ServiceUnavailable, "")
 		}
 	case to.Equal(me.Bare()):
 		if request {
@@ -69,7 +69,7 @@ func payload(iq *stanza.Element) *stanza.Element {
 func (s *Service) serverIQ(ctx context.Context, sess Session, iq *stanza.Element, noTo bool) {
 	q := payload(iq)
 	if q == nil {
-		s.replyError(sess, iq, "bad-request", "an iq request carries exactly one payload")
+		s.replyError(sess, iq, stanza.BadRequest, "an iq request carries exactly one payload")
 		return
 	}
 	if noTo {
@@ -88,31 +88,31 @@ func (s *Service) serverIQ(ctx context.Context, sess Session, iq *stanza.Element
 	case q.Space == NSDiscoInfo && q.Local == "query":
 		switch node := q.Attr("node"); {
 		case !get:
-			s.replyError(sess, iq, "bad-request", "")
+			s.replyError(sess, iq, stanza.BadRequest, "")
 		case node == "":
 			s.send(sess, stanza.Result(iq, s.serverInfo()))
 		case node == CapsNode+"#"+s.capsVer():
 			s.send(sess, stanza.Result(iq, s.serverInfo().SetAttr("node", node)))
 		default:
-			s.replyError(sess, iq, "item-not-found", "")
+			s.replyError(sess, iq, stanza.ItemNotFound, "")
 		}
 	case q.Space == NSDiscoItems && q.Local == "query":
 		if !get {
-			s.replyError(sess, iq, "bad-request", "")
+			s.replyError(sess, iq, stanza.BadRequest, "")
 		} else if q.Attr("node") != "" {
-			s.replyError(sess, iq, "item-not-found", "")
+			s.replyError(sess, iq, stanza.ItemNotFound, "")
 		} else {
 			s.send(sess, stanza.Result(iq, s.serverItems()))
 		}
 	case q.Space == NSPing && q.Local == "ping":
 		if !get {
-			s.replyError(sess, iq, "bad-request", "")
+			s.replyError(sess, iq, stanza.BadRequest, "")
 		} else {
 			s.send(sess, stanza.Result(iq))
 		}
 	case q.Space == NSVersion && q.Local == "query" && !noTo:
 		if !get {
-			s.replyError(sess, iq, "bad-request", "")
+			s.replyError(sess, iq, stanza.BadRequest, "")
 			return
 		}
 		v := stanza.New(NSVersion, "query").Append(
@@ -132,7 +132,7 @@ func (s *Service) extensionIQ(ctx context.Context, sess Session, iq, q *stanza.E
 	fn := s.iqs[iqKey{q.Space, q.Local}]
 	s.mu.Unlock()
 	if fn == nil {
-		s.replyError(sess, iq, "service-unavailable", "")
+		s.replyError(sess, iq, stanza.ServiceUnavailable, "")
 		return
 	}
 	if r := fn(ctx, sess, iq); r != nil {
@@ -186,12 +186,12 @@ func (s *Service) serverItems() *stanza.Element {
 func (s *Service) accountIQ(ctx context.Context, sess Session, iq *stanza.Element, to jid.JID, self bool) {
 	q := payload(iq)
 	if q == nil {
-		s.replyError(sess, iq, "bad-request", "an iq request carries exactly one payload")
+		s.replyError(sess, iq, stanza.BadRequest, "an iq request carries exactly one payload")
 		return
 	}
 	if q.Space == NSRoster && q.Local == "query" {
 		if !self {
-			s.replyError(sess, iq, "forbidden", "a roster belongs to its owner")
+			s.replyError(sess, iq, stanza.Forbidden, "a roster belongs to its owner")
 			return
 		}
 		s.rosterIQ(ctx, sess, iq, q)
@@ -207,27 +207,27 @@ func (s *Service) accountIQ(ctx context.Context, sess Session, iq *stanza.Elemen
 			s.extensionIQ(ctx, sess, iq, q)
 			return
 		}
-		s.replyError(sess, iq, "service-unavailable", "")
+		s.replyError(sess, iq, stanza.ServiceUnavailable, "")
 		return
 	}
 	if !self {
 		allowed, err := s.mayDiscover(ctx, to, sess.JID().Bare())
 		if err != nil {
 			s.log.Error("chat: disco on account", "to", to.String(), "err", err)
-			s.replyError(sess, iq, "internal-server-error", "")
+			s.replyError(sess, iq, stanza.InternalServerError, "")
 			return
 		}
 		if !allowed {
-			s.replyError(sess, iq, "service-unavailable", "")
+			s.replyError(sess, iq, stanza.ServiceUnavailable, "")
 			return
 		}
 	}
 	if iq.Type() != "get" {
-		s.replyError(sess, iq, "bad-request", "")
+		s.replyError(sess, iq, stanza.BadRequest, "")
 		return
 	}
 	if q.Attr("node") != "" {
-		s.replyError(sess, iq, "item-not-found", "")
+		s.replyError(sess, iq, stanza.ItemNotFound, "")
 		return
 	}
 	if q.Space == NSDiscoItems {

@@ -12,14 +12,11 @@ import (
 func lastIQ(t *testing.T, h *harness, sess *fakeSession, raw string) *stanza.Element {
 	t.Helper()
 	h.send(sess, raw)
-	sess.mu.Lock()
-	defer sess.mu.Unlock()
-	if len(sess.got) != 1 {
-		t.Fatalf("got %d replies to %s, want 1", len(sess.got), raw)
+	got := sess.Take()
+	if len(got) != 1 {
+		t.Fatalf("got %d replies to %s, want 1", len(got), raw)
 	}
-	r := sess.got[0]
-	sess.got = nil
-	return r
+	return got[0]
 }
 
 func TestServerDisco(t *testing.T) {

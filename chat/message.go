@@ -34,12 +34,12 @@ func (s *Service) handleMessage(ctx context.Context, sess Session, el *stanza.El
 		s.messageOut(ctx, sess, el, to)
 	case !s.isLocal(to):
 		if typ != "error" {
-			s.replyError(sess, el, "remote-server-not-found", "this server does not federate")
+			s.replyError(sess, el, stanza.RemoteServerNotFound, "this server does not federate")
 		}
 	case to.Localpart() == "":
 		// The server itself keeps no conversation.
 		if typ != "error" && el.Child("", "body") != nil {
-			s.replyError(sess, el, "service-unavailable", "")
+			s.replyError(sess, el, stanza.ServiceUnavailable, "")
 		}
 	default:
 		s.routeChat(ctx, sess, el, to)
@@ -60,7 +60,7 @@ func (s *Service) routeMessage(ctx context.Context, sender Session, el *stanza.E
 		case "error", "headline":
 			return
 		case "groupchat":
-			s.replyError(sender, el, "service-unavailable", "")
+			s.replyError(sender, el, stanza.ServiceUnavailable, "")
 			return
 		}
 		// chat and normal fall back to the bare JID.
@@ -86,7 +86,7 @@ func (s *Service) routeMessage(ctx context.Context, sender Session, el *stanza.E
 	}
 	if len(best) > 0 {
 		if typ == "groupchat" {
-			s.replyError(sender, el, "service-unavailable", "")
+			s.replyError(sender, el, stanza.ServiceUnavailable, "")
 			return
 		}
 		for _, t := range best {
@@ -103,16 +103,16 @@ func (s *Service) routeMessage(ctx context.Context, sender Session, el *stanza.E
 	ok, err := s.exists(ctx, local)
 	if err != nil {
 		s.log.Error("chat: route message", "to", to.String(), "err", err)
-		s.replyError(sender, el, "internal-server-error", "")
+		s.replyError(sender, el, stanza.InternalServerError, "")
 		return
 	}
 	if !ok {
-		s.replyError(sender, el, "service-unavailable", "")
+		s.replyError(sender, el, stanza.ServiceUnavailable, "")
 		return
 	}
 	switch typ {
 	case "groupchat":
-		s.replyError(sender, el, "service-unavailable", "")
+		s.replyError(sender, el, stanza.ServiceUnavailable, "")
 	case "headline", "error":
 	default:
 		if storable(el) {
@@ -144,19 +144,19 @@ func (s *Service) storeOffline(ctx context.Context, sender Session, el *stanza.E
 	err := s.st.PushOfflineWithin(ctx, local, from, s.now().UTC(), []byte(el.String()), s.limit, s.lim.OfflinePerSender)
 	switch {
 	case errors.Is(err, store.ErrQueueFull):
-		s.replyError(sender, el, "resource-constraint", "the recipient's offline storage is full")
+		s.replyError(sender, el, stanza.ResourceConstraint, "the recipient's offline storage is full")
 		return
 	case errors.Is(err, store.ErrLimit):
-		s.replyError(sender, el, "resource-constraint",
+		s.replyError(sender, el, stanza.ResourceConstraint,
 			fmt.Sprintf("you have %d messages waiting for this offline user already; more are refused until they are read", s.lim.OfflinePerSender))
 		return
 	case errors.Is(err, store.ErrNotFound):
 		// The account was deleted a moment ago.
-		s.replyError(sender, el, "service-unavailable", "")
+		s.replyError(sender, el, stanza.ServiceUnavailable, "")
 		return
 	case err != nil:
 		s.log.Error("chat: store offline message", "to", local, "err", err)
-		s.replyError(sender, el, "internal-server-error", "")
+		s.replyError(sender, el, stanza.InternalServerError, "")
 		return
 	}
 	// The recipient may have come online while the message was stored.

@@ -136,7 +136,7 @@ func TestOfflineDeliveryStopsAtGoneSession(t *testing.T) {
 	a := h.online("alice@localhost/a", 0)
 	h.send(a, `<message type='chat' to='bob@localhost'><body>kept</body></message>`)
 	b := h.bind("bob@localhost/b")
-	b.gone = true // the stream died before presence was handled
+	b.SetGone(ErrSessionGone) // the stream died before presence was handled
 	h.send(b, `<presence/>`)
 	if n := h.st.queued("bob"); n != 1 {
 		t.Errorf("bob has %d offline messages, want the undelivered one kept", n)

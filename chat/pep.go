@@ -122,12 +122,12 @@ func applyOptions(n *store.PEPNode, opts map[string]string, maxItems int) (bad s
 
 // pubsubError answers iq with a stanza error and a pubsub-specific
 // condition (XEP-0060 §7, §6.5.9).
-func (s *Service) pubsubError(sess Session, iq *stanza.Element, condition, specific string) {
+func (s *Service) pubsubError(sess Session, iq *stanza.Element, condition stanza.Condition, specific string) {
 	s.pubsubErrorText(sess, iq, condition, specific, "")
 }
 
 // pubsubErrorText is pubsubError with a text for people.
-func (s *Service) pubsubErrorText(sess Session, iq *stanza.Element, condition, specific, text string) {
+func (s *Service) pubsubErrorText(sess Session, iq *stanza.Element, condition stanza.Condition, specific, text string) {
 	r := stanza.ErrorReply(iq, condition, text)
 	r.SetAttr("to", sess.JID().String())
 	if specific != "" {
@@ -152,7 +152,7 @@ func (s *Service) pepLock(owner string) *sync.Mutex {
 func (s *Service) pubsubIQ(ctx context.Context, sess Session, iq, q *stanza.Element, owner jid.JID, self bool) {
 	if !self {
 		if ok, err := s.exists(ctx, owner.Localpart()); err != nil || !ok {
-			s.replyError(sess, iq, "service-unavailable", "")
+			s.replyError(sess, iq, stanza.ServiceUnavailable, "")
 			return
 		}
 	}
@@ -160,29 +160,29 @@ func (s *Service) pubsubIQ(ctx context.Context, sess Session, iq, q *stanza.Elem
 	switch {
 	case set && q.Child(NSPubSub, "publish") != nil:
 		if !self {
-			s.replyError(sess, iq, "forbidden", "only the owner publishes")
+			s.replyError(sess, iq, stanza.Forbidden, "only the owner publishes")
 			return
 		}
 		s.pepPublish(ctx, sess, iq, q, owner)
 	case set && q.Child(NSPubSub, "retract") != nil:
 		if !self {
-			s.replyError(sess, iq, "forbidden", "only the owner retracts")
+			s.replyError(sess, iq, stanza.Forbidden, "only the owner retracts")
 			return
 		}
 		s.pepRetract(ctx, sess, iq, q.Child(NSPubSub, "retract"), owner)
 	case set && q.Child(NSPubSub, "create") != nil:
 		if !self {
-			s.replyError(sess, iq, "forbidden", "only the owner creates nodes")
+			s.replyError(sess, iq, stanza.Forbidden, "only the owner creates nodes")
 			return
 		}
 		s.pepCreate(ctx, sess, iq, q, owner)
 	case set && (q.Child(NSPubSub, "subscribe") != nil || q.Child(NSPubSub, "unsubscribe") != nil):
 		// Contacts subscribe through presence and +notify.
-		s.pubsubError(sess, iq, "feature-not-implemented", "unsupported")
+		s.pubsubError(sess, iq, stanza.FeatureNotImplemented, "unsupported")
 	case !set && q.Child(NSPubSub, "items") != nil:
 		s.pepItems(ctx, sess, iq, q, owner)
 	default:
-		s.replyError(sess, iq, "feature-not-implemented", "")
+		s.replyError(sess, iq, stanza.FeatureNotImplemented, "")
 	}
 }
 
@@ -190,7 +190,7 @@ func (s *Service) pepPublish(ctx context.Context, sess Session, iq, q *stanza.El
 	pub := q.Child(NSPubSub, "publish")
 	name := pub.Attr("node")
 	if name == "" {
-		s.pubsubError(sess, iq, "bad-request", "nodeid-required")
+		s.pubsubError(sess, iq, stanza.BadRequest, "nodeid-required")
 		return
 	}
 	var items []*stanza.Element
@@ -200,18 +200,18 @@ func (s *Service) pepPublish(ctx context.Context, sess Session, iq, q *stanza.El
 		}
 	}
 	if len(items) != 1 {
-		s.pubsubError(sess, iq, "bad-request", "item-required")
+		s.pubsubError(sess, iq, stanza.BadRequest, "item-required")
 		return
 	}
 	item := items[0]
 	payloads := item.Elements()
 	if len(payloads) != 1 {
-		s.pubsubError(sess, iq, "bad-request", map[bool]string{true: "payload-required", false: "invalid-payload"}[len(payloads) == 0])
+		s.pubsubError(sess, iq, stanza.BadRequest, map[bool]string{true: "payload-required", false: "invalid-payload"}[len(payloads) == 0])
 		return
 	}
 	raw := []byte(payloads[0].String())
 	if len(raw) > s.lim.PEPItemBytes {
-		s.pubsubErrorText(sess, iq, "not-acceptable", "payload-too-big",
+		s.pubsubErrorText(sess, iq, stanza.NotAcceptable, "payload-too-big",
 			fmt.Sprintf("an item may be at most %d bytes", s.lim.PEPItemBytes))
 		return
 	}
@@ -219,7 +219,7 @@ func (s *Service) pepPublish(ctx context.Context, sess Session, iq, q *stanza.El
 	if po := q.Child(NSPubSub, "publish-options"); po != nil {
 		var ok bool
 		if opts, ok = formValues(po.Child(NSDataForms, "x"), NSPubSub+"#publish-options"); !ok {
-			s.replyError(sess, iq, "bad-request", "publish-options need FORM_TYPE "+NSPubSub+"#publish-options")
+			s.replyError(sess, iq, stanza.BadRequest, "publish-options need FORM_TYPE "+NSPubSub+"#publish-options")
 			return
 		}
 	}
@@ -228,7 +228,7 @@ func (s *Service) pepPublish(ctx context.Context, sess Session, iq, q *stanza.El
 		id = newID()
 	}
 	if len(name) > pepMaxName || len(id) > pepMaxName {
-		s.replyError(sess, iq, "not-acceptable", "the node name or item id is too long")
+		s.replyError(sess, iq, stanza.NotAcceptable, "the node name or item id is too long")
 		return
 	}
 	local := owner.Localpart()
@@ -240,7 +240,7 @@ func (s *Service) pepPublish(ctx context.Context, sess Session, iq, q *stanza.El
 		n = defaultNode(name)
 		if _, ok := applyOptions(&n, opts, s.lim.PEPItems); !ok {
 			lk.Unlock()
-			s.pubsubError(sess, iq, "conflict", "precondition-not-met")
+			s.pubsubError(sess, iq, stanza.Conflict, "precondition-not-met")
 			return
 		}
 		err = s.pep.CreatePEPNode(ctx, local, n, s.lim.PEPNodes)
@@ -249,7 +249,7 @@ func (s *Service) pepPublish(ctx context.Context, sess Session, iq, q *stanza.El
 		want := n
 		if _, ok := applyOptions(&want, opts, s.lim.PEPItems); !ok || want != n {
 			lk.Unlock()
-			s.pubsubError(sess, iq, "conflict", "precondition-not-met")
+			s.pubsubError(sess, iq, stanza.Conflict, "precondition-not-met")
 			return
 		}
 	}
@@ -258,7 +258,7 @@ func (s *Service) pepPublish(ctx context.Context, sess Session, iq, q *stanza.El
 			ID: id, Publisher: sess.JID().String(), Stamp: s.now().UTC(), Payload: raw}, int64(s.lim.PEPNodeBytes))
 		if errors.Is(err, store.ErrLimit) {
 			lk.Unlock()
-			s.pubsubErrorText(sess, iq, "not-acceptable", "payload-too-big",
+			s.pubsubErrorText(sess, iq, stanza.NotAcceptable, "payload-too-big",
 				fmt.Sprintf("a node may hold at most %d bytes of items: retract some first", s.lim.PEPNodeBytes))
 			return
 		}
@@ -269,7 +269,7 @@ func (s *Service) pepPublish(ctx context.Context, sess Session, iq, q *stanza.El
 	}
 	if err != nil {
 		s.log.Error("chat: pep publish", "jid", sess.JID().String(), "node", name, "err", err)
-		s.replyError(sess, iq, "internal-server-error", "")
+		s.replyError(sess, iq, stanza.InternalServerError, "")
 		return
 	}
 	res := stanza.New(NSPubSub, "pubsub").Append(
@@ -289,10 +289,10 @@ func (s *Service) pepRetract(ctx context.Context, sess Session, iq, r *stanza.El
 	item := r.Child(NSPubSub, "item")
 	switch {
 	case name == "":
-		s.pubsubError(sess, iq, "bad-request", "nodeid-required")
+		s.pubsubError(sess, iq, stanza.BadRequest, "nodeid-required")
 		return
 	case item == nil || item.Attr("id") == "":
-		s.pubsubError(sess, iq, "bad-request", "item-required")
+		s.pubsubError(sess, iq, stanza.BadRequest, "item-required")
 		return
 	}
 	local := owner.Localpart()
@@ -302,11 +302,11 @@ func (s *Service) pepRetract(ctx context.Context, sess Session, iq, r *stanza.El
 	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		s.replyError(sess, iq, "item-not-found", "")
+		s.replyError(sess, iq, stanza.ItemNotFound, "")
 		return
 	case err != nil:
 		s.log.Error("chat: pep retract", "jid", sess.JID().String(), "node", name, "err", err)
-		s.replyError(sess, iq, "internal-server-error", "")
+		s.replyError(sess, iq, stanza.InternalServerError, "")
 		return
 	}
 	s.send(sess, stanza.Result(iq))
@@ -322,23 +322,23 @@ func (s *Service) pepRetract(ctx context.Context, sess Session, iq, r *stanza.El
 func (s *Service) pepCreate(ctx context.Context, sess Session, iq, q *stanza.Element, owner jid.JID) {
 	name := q.Child(NSPubSub, "create").Attr("node")
 	if len(name) > pepMaxName {
-		s.replyError(sess, iq, "not-acceptable", "the node name is too long")
+		s.replyError(sess, iq, stanza.NotAcceptable, "the node name is too long")
 		return
 	}
 	if name == "" {
 		// Instant nodes make no sense on an account.
-		s.pubsubError(sess, iq, "not-acceptable", "nodeid-required")
+		s.pubsubError(sess, iq, stanza.NotAcceptable, "nodeid-required")
 		return
 	}
 	n := defaultNode(name)
 	if c := q.Child(NSPubSub, "configure"); c != nil {
 		opts, ok := formValues(c.Child(NSDataForms, "x"), NSPubSub+"#node_config")
 		if !ok {
-			s.replyError(sess, iq, "bad-request", "")
+			s.replyError(sess, iq, stanza.BadRequest, "")
 			return
 		}
 		if _, ok := applyOptions(&n, opts, s.lim.PEPItems); !ok {
-			s.replyError(sess, iq, "not-acceptable", "unsupported node configuration")
+			s.replyError(sess, iq, stanza.NotAcceptable, "unsupported node configuration")
 			return
 		}
 	}
@@ -349,11 +349,11 @@ func (s *Service) pepCreate(ctx context.Context, sess Session, iq, q *stanza.Ele
 	lk.Unlock()
 	switch {
 	case errors.Is(err, store.ErrExists):
-		s.replyError(sess, iq, "conflict", "the node exists")
+		s.replyError(sess, iq, stanza.Conflict, "the node exists")
 	case s.pepNodesFull(sess, iq, err):
 	case err != nil:
 		s.log.Error("chat: pep create", "jid", sess.JID().String(), "node", name, "err", err)
-		s.replyError(sess, iq, "internal-server-error", "")
+		s.replyError(sess, iq, stanza.InternalServerError, "")
 	default:
 		s.send(sess, stanza.Result(iq))
 	}
@@ -361,7 +361,7 @@ func (s *Service) pepCreate(ctx context.Context, sess Session, iq, q *stanza.Ele
 
 // pepAccess checks that requester may read owner's node n; it returns the
 // error condition and pubsub condition when not.
-func (s *Service) pepAccess(ctx context.Context, owner string, n store.PEPNode, requester jid.JID) (cond, specific string) {
+func (s *Service) pepAccess(ctx context.Context, owner string, n store.PEPNode, requester jid.JID) (cond stanza.Condition, specific string) {
 	if requester.Localpart() == owner && s.isLocal(requester) {
 		return "", ""
 	}
@@ -384,7 +384,7 @@ func (s *Service) pepNodesFull(sess Session, iq *stanza.Element, err error) bool
 	if !errors.Is(err, store.ErrLimit) {
 		return false
 	}
-	s.pubsubErrorText(sess, iq, "resource-constraint", "max-nodes-exceeded",
+	s.pubsubErrorText(sess, iq, stanza.ResourceConstraint, "max-nodes-exceeded",
 		fmt.Sprintf("an account may have at most %d nodes: delete one first", s.lim.PEPNodes))
 	return true
 }
@@ -399,18 +399,18 @@ func (s *Service) pepItems(ctx context.Context, sess Session, iq, q *stanza.Elem
 	req := q.Child(NSPubSub, "items")
 	name := req.Attr("node")
 	if name == "" {
-		s.pubsubError(sess, iq, "bad-request", "nodeid-required")
+		s.pubsubError(sess, iq, stanza.BadRequest, "nodeid-required")
 		return
 	}
 	local := owner.Localpart()
 	n, err := s.pep.PEPNode(ctx, local, name)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		s.replyError(sess, iq, "item-not-found", "")
+		s.replyError(sess, iq, stanza.ItemNotFound, "")
 		return
 	case err != nil:
 		s.log.Error("chat: pep items", "jid", sess.JID().String(), "node", name, "err", err)
-		s.replyError(sess, iq, "internal-server-error", "")
+		s.replyError(sess, iq, stanza.InternalServerError, "")
 		return
 	}
 	if cond, specific := s.pepAccess(ctx, local, n, sess.JID()); cond != "" {
@@ -427,7 +427,7 @@ func (s *Service) pepItems(ctx context.Context, sess Session, iq, q *stanza.Elem
 	if m := req.Attr("max_items"); m != "" {
 		k, err := strconv.Atoi(m)
 		if err != nil || k < 1 {
-			s.replyError(sess, iq, "bad-request", "max_items is not a positive number")
+			s.replyError(sess, iq, stanza.BadRequest, "max_items is not a positive number")
 			return
 		}
 		pq.Max = min(k, s.lim.PEPItems)
@@ -435,7 +435,8 @@ func (s *Service) pepItems(ctx context.Context, sess Session, iq, q *stanza.Elem
 	set := q.Child(NSRSM, "set")
 	countOnly := false
 	if set != nil {
-		var cond, text string
+		var cond stanza.Condition
+		var text string
 		if pq, countOnly, cond, text = s.rsmQuery(set); cond != "" {
 			s.replyError(sess, iq, cond, text)
 			return
@@ -454,11 +455,11 @@ func (s *Service) pepItems(ctx context.Context, sess Session, iq, q *stanza.Elem
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		// A cursor naming no item, or a node deleted meanwhile.
-		s.replyError(sess, iq, "item-not-found", "")
+		s.replyError(sess, iq, stanza.ItemNotFound, "")
 		return
 	case err != nil:
 		s.log.Error("chat: pep items", "jid", sess.JID().String(), "node", name, "err", err)
-		s.replyError(sess, iq, "internal-server-error", "")
+		s.replyError(sess, iq, stanza.InternalServerError, "")
 		return
 	}
 	if countOnly {
@@ -483,7 +484,7 @@ func (s *Service) pepItems(ctx context.Context, sess Session, iq, q *stanza.Elem
 // rsmQuery reads an XEP-0059 <set/> asking for items: the page, and
 // whether only the count is wanted (<max>0</max>). A failure gives the
 // error condition and text.
-func (s *Service) rsmQuery(set *stanza.Element) (q store.PEPItemQuery, countOnly bool, cond, text string) {
+func (s *Service) rsmQuery(set *stanza.Element) (q store.PEPItemQuery, countOnly bool, cond stanza.Condition, text string) {
 	q = store.PEPItemQuery{Max: s.lim.PEPItems, MaxBytes: pepPageBytes}
 	if m := set.Child(NSRSM, "max"); m != nil {
 		k, err := strconv.Atoi(strings.TrimSpace(m.Text()))

@@ -155,7 +155,7 @@ func (s *Service) sendLastItemsOf(ctx context.Context, sess Session, features ma
 // (XEP-0060 §8 as far as PEP needs).
 func (s *Service) pubsubOwnerIQ(ctx context.Context, sess Session, iq, q *stanza.Element, owner jid.JID, self bool) {
 	if !self {
-		s.replyError(sess, iq, "forbidden", "")
+		s.replyError(sess, iq, stanza.Forbidden, "")
 		return
 	}
 	local := owner.Localpart()
@@ -167,12 +167,12 @@ func (s *Service) pubsubOwnerIQ(ctx context.Context, sess Session, iq, q *stanza
 		}
 	}
 	if req == nil || (req.Local == "delete" && !set) {
-		s.replyError(sess, iq, "feature-not-implemented", "")
+		s.replyError(sess, iq, stanza.FeatureNotImplemented, "")
 		return
 	}
 	name := req.Attr("node")
 	if name == "" {
-		s.pubsubError(sess, iq, "bad-request", "nodeid-required")
+		s.pubsubError(sess, iq, stanza.BadRequest, "nodeid-required")
 		return
 	}
 	lk := s.pepLock(local)
@@ -193,7 +193,7 @@ func (s *Service) pubsubOwnerIQ(ctx context.Context, sess Session, iq, q *stanza
 		want := n
 		if _, good := applyOptions(&want, opts, s.lim.PEPItems); !ok || !good {
 			lk.Unlock()
-			s.replyError(sess, iq, "not-acceptable", "unsupported node configuration")
+			s.replyError(sess, iq, stanza.NotAcceptable, "unsupported node configuration")
 			return
 		}
 		err = s.pep.PutPEPNode(ctx, local, want)
@@ -201,11 +201,11 @@ func (s *Service) pubsubOwnerIQ(ctx context.Context, sess Session, iq, q *stanza
 	lk.Unlock()
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		s.replyError(sess, iq, "item-not-found", "")
+		s.replyError(sess, iq, stanza.ItemNotFound, "")
 		return
 	case err != nil:
 		s.log.Error("chat: pep owner", "jid", sess.JID().String(), "node", name, "err", err)
-		s.replyError(sess, iq, "internal-server-error", "")
+		s.replyError(sess, iq, stanza.InternalServerError, "")
 		return
 	}
 	if reply != nil {

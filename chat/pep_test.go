@@ -54,9 +54,7 @@ func (h *harness) onlineWithCaps(full string, answer bool, features ...string) (
 		}
 		keep = append(keep, el)
 	}
-	s.mu.Lock()
-	s.got = append(keep, s.got...)
-	s.mu.Unlock()
+	s.PutBack(keep)
 	return s, asked
 }
 

@@ -17,7 +17,7 @@ func (s *Service) handlePresence(ctx context.Context, sess Session, el *stanza.E
 	switch typ := el.Type(); typ {
 	case "subscribe", "subscribed", "unsubscribe", "unsubscribed":
 		if !hasTo {
-			s.replyError(sess, el, "bad-request", "a subscription request needs an address")
+			s.replyError(sess, el, stanza.BadRequest, "a subscription request needs an address")
 			return
 		}
 		s.subscription(ctx, sess, el, typ, to)
@@ -45,7 +45,7 @@ func (s *Service) handlePresence(ctx context.Context, sess Session, el *stanza.E
 			s.directedPresence(ctx, sess, el, to)
 		}
 	default:
-		s.replyError(sess, el, "bad-request", "unknown presence type")
+		s.replyError(sess, el, stanza.BadRequest, "unknown presence type")
 	}
 }
 
@@ -250,7 +250,7 @@ func (s *Service) directedPresence(ctx context.Context, sess Session, el *stanza
 	remote := s.isRemote(to)
 	switch {
 	case !remote && !s.isLocal(to):
-		s.replyError(sess, el, "remote-server-not-found", "this server does not federate")
+		s.replyError(sess, el, stanza.RemoteServerNotFound, "this server does not federate")
 		return
 	case !remote && to.Localpart() == "":
 		return
@@ -279,7 +279,7 @@ func (s *Service) directedPresence(ctx context.Context, sess Session, el *stanza
 		}
 	})
 	if full {
-		s.replyError(sess, el, "resource-constraint",
+		s.replyError(sess, el, stanza.ResourceConstraint,
 			fmt.Sprintf("a session may send directed presence to at most %d addresses at once: send unavailable to some first", s.lim.DirectedPresences))
 		return
 	}

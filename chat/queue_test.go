@@ -6,8 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"mellium.im/xmpp/jid"
-
 	"poosms.org/poosms/internal/testenv"
 	"poosms.org/poosms/stanza"
 )
@@ -45,10 +43,10 @@ func TestArchivePageWaitsForRoom(t *testing.T) {
 	for i := range n {
 		h.send(a, `<message type='chat' to='bob@localhost' id='m`+strconv.Itoa(i)+`'><body>`+strconv.Itoa(i)+`</body></message>`)
 	}
-	bob := &slowSession{fakeSession: &fakeSession{jid: jid.MustParse("bob@localhost/b")}, queue: testenv.NewSlowReader()}
+	bob := &slowSession{fakeSession: newFakeSession("bob@localhost/b"), queue: testenv.NewSlowReader()}
 	h.svc.SessionBound(context.Background(), bob)
 	q, _ := stanza.Parse([]byte(`<iq type='set' id='q1'><query xmlns='urn:xmpp:mam:2' queryid='qq'>` + rsm(100, "") + `</query></iq>`))
-	q.SetAttr("from", bob.jid.String())
+	q.SetAttr("from", bob.JID().String())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -19,7 +19,7 @@ func TestRemoteSessions(t *testing.T) {
 	alice := h.online("alice@localhost/desk", 0)
 
 	// bob is online on another node, with priority 3 and a status.
-	bob := &fakeSession{jid: jid.MustParse("bob@localhost/phone")}
+	bob := newFakeSession("bob@localhost/phone")
 	pres := stanza.New(stanza.NSClient, "presence").SetAttr("from", "bob@localhost/phone")
 	pres.Append(stanza.New(stanza.NSClient, "status").SetText("elsewhere"))
 	h.svc.SetRemote(bob, ResourceState{Available: true, Priority: 3, Presence: pres, Carbons: true})
@@ -72,7 +72,7 @@ func TestObserveAndLocalStates(t *testing.T) {
 	}}, "alice", "bob")
 	a := h.online("alice@localhost/desk", 0)
 	h.send(a, `<iq type='get' id='r1'><query xmlns='jabber:iq:roster'/></iq>`) // no change: no report
-	h.svc.SetRemote(&fakeSession{jid: jid.MustParse("bob@localhost/phone")}, ResourceState{Available: true})
+	h.svc.SetRemote(newFakeSession("bob@localhost/phone"), ResourceState{Available: true})
 	var local []string
 	h.svc.LocalStates(func(full jid.JID, st ResourceState) { local = append(local, full.String()) })
 	h.close(a)
@@ -129,7 +129,8 @@ func TestUndeliverableGoesOffline(t *testing.T) {
 func TestRequestToUnreachableSessionIsAnswered(t *testing.T) {
 	h := newHarness(t, Config{}, "alice", "bob")
 	alice := h.online("alice@localhost/desk", 0)
-	bob := &fakeSession{jid: jid.MustParse("bob@localhost/phone"), gone: true}
+	bob := newFakeSession("bob@localhost/phone")
+	bob.SetGone(ErrSessionGone)
 	h.svc.SetRemote(bob, ResourceState{Available: true})
 	h.send(alice, `<iq type='get' id='v1' to='bob@localhost/phone'><query xmlns='jabber:iq:version'/></iq>`)
 	expect(t, "alice", alice, "iq type=error from=bob@localhost/phone to=alice@localhost/desk error=service-unavailable")
@@ -156,8 +157,8 @@ func TestRemoteSessionsHearPEPByNotifyFeatures(t *testing.T) {
 		t.Fatalf("observed notify features %q", last)
 	}
 
-	bob := &fakeSession{jid: jid.MustParse("bob@localhost/phone")}     // wants device lists
-	carol := &fakeSession{jid: jid.MustParse("carol@localhost/phone")} // capabilities unknown
+	bob := newFakeSession("bob@localhost/phone")     // wants device lists
+	carol := newFakeSession("carol@localhost/phone") // capabilities unknown
 	h.svc.SetRemote(bob, ResourceState{Available: true, Notify: []string{nodeDevices + "+notify"}})
 	h.svc.SetRemote(carol, ResourceState{Available: true})
 	a.takeAll()

@@ -22,13 +22,13 @@ func TestAccountRemovedTellsContacts(t *testing.T) {
 	dave := h.online("dave@localhost/pc", 0)   // alice asked to see his
 	erin := h.online("erin@localhost/pc", 0)   // saw alice's presence only
 	quiet := h.bind("frank@localhost/bot")     // bound, not available, no roster
-	remote := &fakeSession{jid: jid.MustParse("bob@localhost/phone")}
+	remote := newFakeSession("bob@localhost/phone")
 	h.svc.SetRemote(remote, ResourceState{Available: true, Interested: true})
 	// erin sent alice's phone directed presence: once alice is gone, her
 	// unavailable presence must not go to whoever takes the name.
 	h.send(erin, `<presence to='alice@localhost/phone'/>`)
 	// alice's laptop, served by another node, is still available.
-	h.svc.SetRemote(&fakeSession{jid: jid.MustParse("alice@localhost/laptop")}, ResourceState{Available: true})
+	h.svc.SetRemote(newFakeSession("alice@localhost/laptop"), ResourceState{Available: true})
 
 	h.svc.AccountRemoved(context.Background(), jid.MustParse("alice@localhost"), []store.PurgedContact{
 		{Owner: "bob", Subscription: store.SubBoth, Listed: true},

@@ -131,7 +131,7 @@ func (s *Service) rosterIQ(ctx context.Context, sess Session, iq, q *stanza.Elem
 		items, err := s.st.RosterItems(ctx, owner)
 		if err != nil {
 			s.log.Error("chat: load roster", "jid", sess.JID().String(), "err", err)
-			s.replyError(sess, iq, "internal-server-error", "")
+			s.replyError(sess, iq, stanza.InternalServerError, "")
 			return
 		}
 		res := stanza.New(NSRoster, "query")
@@ -152,17 +152,17 @@ func (s *Service) rosterIQ(ctx context.Context, sess Session, iq, q *stanza.Elem
 		}
 	}
 	if len(items) != 1 {
-		s.replyError(sess, iq, "bad-request", "a roster set carries exactly one item")
+		s.replyError(sess, iq, stanza.BadRequest, "a roster set carries exactly one item")
 		return
 	}
 	item := items[0]
 	cj, err := jid.Parse(item.Attr("jid"))
 	if err != nil || item.Attr("jid") == "" {
-		s.replyError(sess, iq, "jid-malformed", "the item's jid is not a valid address")
+		s.replyError(sess, iq, stanza.JIDMalformed, "the item's jid is not a valid address")
 		return
 	}
 	if cj.Resourcepart() != "" {
-		s.replyError(sess, iq, "bad-request", "roster items are bare JIDs")
+		s.replyError(sess, iq, stanza.BadRequest, "roster items are bare JIDs")
 		return
 	}
 	if item.Attr("subscription") == "remove" {
@@ -171,7 +171,7 @@ func (s *Service) rosterIQ(ctx context.Context, sess Session, iq, q *stanza.Elem
 	}
 	name := item.Attr("name")
 	if len(name) > maxNameBytes {
-		s.replyError(sess, iq, "not-acceptable", "the name is too long")
+		s.replyError(sess, iq, stanza.NotAcceptable, "the name is too long")
 		return
 	}
 	var groups []string
@@ -182,19 +182,19 @@ func (s *Service) rosterIQ(ctx context.Context, sess Session, iq, q *stanza.Elem
 		t := g.Text()
 		switch {
 		case t == "":
-			s.replyError(sess, iq, "not-acceptable", "a group name is empty")
+			s.replyError(sess, iq, stanza.NotAcceptable, "a group name is empty")
 			return
 		case len(t) > maxGroupBytes:
-			s.replyError(sess, iq, "not-acceptable", "a group name is too long")
+			s.replyError(sess, iq, stanza.NotAcceptable, "a group name is too long")
 			return
 		case slices.Contains(groups, t):
-			s.replyError(sess, iq, "bad-request", "a group is listed twice")
+			s.replyError(sess, iq, stanza.BadRequest, "a group is listed twice")
 			return
 		}
 		groups = append(groups, t)
 	}
 	if len(groups) > maxGroups {
-		s.replyError(sess, iq, "not-acceptable", "too many groups")
+		s.replyError(sess, iq, stanza.NotAcceptable, "too many groups")
 		return
 	}
 	before, after, err := s.updateItem(ctx, owner, cj.String(), func(it *store.RosterItem) {
@@ -203,12 +203,12 @@ func (s *Service) rosterIQ(ctx context.Context, sess Session, iq, q *stanza.Elem
 		it.Groups = groups
 	})
 	if errors.Is(err, errRosterFull) {
-		s.replyError(sess, iq, "resource-constraint", s.rosterFullText())
+		s.replyError(sess, iq, stanza.ResourceConstraint, s.rosterFullText())
 		return
 	}
 	if err != nil {
 		s.log.Error("chat: roster set", "jid", sess.JID().String(), "err", err)
-		s.replyError(sess, iq, "internal-server-error", "")
+		s.replyError(sess, iq, stanza.InternalServerError, "")
 		return
 	}
 	if before.Listed && !visibleChange(before, after) {
@@ -231,11 +231,11 @@ func (s *Service) rosterRemove(ctx context.Context, sess Session, iq *stanza.Ele
 	})
 	if err != nil {
 		s.log.Error("chat: roster remove", "jid", sess.JID().String(), "err", err)
-		s.replyError(sess, iq, "internal-server-error", "")
+		s.replyError(sess, iq, stanza.InternalServerError, "")
 		return
 	}
 	if !before.Listed {
-		s.replyError(sess, iq, "item-not-found", "")
+		s.replyError(sess, iq, stanza.ItemNotFound, "")
 		return
 	}
 	s.send(sess, stanza.Result(iq))

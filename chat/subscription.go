@@ -28,7 +28,7 @@ func subscriptionPresence(typ string, from, to jid.JID) *stanza.Element {
 func (s *Service) subscription(ctx context.Context, sess Session, el *stanza.Element, typ string, to jid.JID) {
 	me := sess.JID().Bare()
 	if !s.isLocal(to) && !s.isRemote(to) {
-		s.replyError(sess, el, "remote-server-not-found", "this server does not federate")
+		s.replyError(sess, el, stanza.RemoteServerNotFound, "this server does not federate")
 		return
 	}
 	contact := to.Bare()
@@ -52,12 +52,12 @@ func (s *Service) subscription(ctx context.Context, sess Session, el *stanza.Ele
 	}
 	switch {
 	case errors.Is(err, errRosterFull):
-		s.replyError(sess, el, "resource-constraint", s.rosterFullText())
+		s.replyError(sess, el, stanza.ResourceConstraint, s.rosterFullText())
 	case errors.Is(err, errContactRosterFull):
-		s.replyError(sess, el, "resource-constraint", contact.String()+" cannot take more contact requests")
+		s.replyError(sess, el, stanza.ResourceConstraint, contact.String()+" cannot take more contact requests")
 	case err != nil:
 		s.log.Error("chat: subscription", "type", typ, "from", me.String(), "to", contact.String(), "err", err)
-		s.replyError(sess, el, "internal-server-error", "")
+		s.replyError(sess, el, stanza.InternalServerError, "")
 	}
 }
 

@@ -16,18 +16,18 @@ import (
 func (s *Service) vcardIQ(ctx context.Context, sess Session, iq, q *stanza.Element, owner jid.JID, self bool) {
 	if iq.Type() == "set" {
 		if !self {
-			s.replyError(sess, iq, "forbidden", "a vCard is set by its owner")
+			s.replyError(sess, iq, stanza.Forbidden, "a vCard is set by its owner")
 			return
 		}
 		v := q.Copy()
 		raw := []byte(v.String())
 		if len(raw) > s.lim.VCardBytes {
-			s.replyError(sess, iq, "not-acceptable", fmt.Sprintf("a vCard may be at most %d bytes, photo included", s.lim.VCardBytes))
+			s.replyError(sess, iq, stanza.NotAcceptable, fmt.Sprintf("a vCard may be at most %d bytes, photo included", s.lim.VCardBytes))
 			return
 		}
 		if err := s.vcardSt.SetVCard(ctx, owner.Localpart(), raw); err != nil {
 			s.log.Error("chat: save vcard", "jid", sess.JID().String(), "err", err)
-			s.replyError(sess, iq, "internal-server-error", "")
+			s.replyError(sess, iq, stanza.InternalServerError, "")
 			return
 		}
 		s.send(sess, stanza.Result(iq))
@@ -36,7 +36,7 @@ func (s *Service) vcardIQ(ctx context.Context, sess Session, iq, q *stanza.Eleme
 	if !self {
 		ok, err := s.exists(ctx, owner.Localpart())
 		if err != nil || !ok {
-			s.replyError(sess, iq, "service-unavailable", "")
+			s.replyError(sess, iq, stanza.ServiceUnavailable, "")
 			return
 		}
 	}
@@ -48,13 +48,13 @@ func (s *Service) vcardIQ(ctx context.Context, sess Session, iq, q *stanza.Eleme
 		return
 	case err != nil:
 		s.log.Error("chat: load vcard", "jid", sess.JID().String(), "err", err)
-		s.replyError(sess, iq, "internal-server-error", "")
+		s.replyError(sess, iq, stanza.InternalServerError, "")
 		return
 	}
 	v, err := stanza.Parse(raw)
 	if err != nil {
 		s.log.Error("chat: unreadable vcard", "owner", owner.String(), "err", err)
-		s.replyError(sess, iq, "internal-server-error", "")
+		s.replyError(sess, iq, stanza.InternalServerError, "")
 		return
 	}
 	s.send(sess, stanza.Result(iq, v))

@@ -83,11 +83,11 @@ func dialbackElement(name, from, to, id, typ, key string) *stanza.Element {
 }
 
 // dialbackError builds a dialback answer of type error (XEP-0220 §2.4).
-func dialbackError(name, from, to, id, cond string) *stanza.Element {
+func dialbackError(name, from, to, id string, cond stanza.Condition) *stanza.Element {
 	el := dialbackElement(name, from, to, id, "error", "")
 	typ := "cancel"
 	if cond == "remote-server-timeout" || cond == "resource-constraint" {
 		typ = "wait"
 	}
-	return el.Append(stanza.New(stanza.NSClient, "error").SetAttr("type", typ).Append(stanza.New(stanza.NSStanzas, cond)))
+	return el.Append(stanza.New(stanza.NSClient, "error").SetAttr("type", typ).Append(stanza.New(stanza.NSStanzas, string(cond))))
 }

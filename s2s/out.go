@@ -29,12 +29,12 @@ type link struct {
 	mu       sync.Mutex
 	queue    []queued
 	bytes    int
-	running  bool          // a runner goroutine owns the link
-	dead     bool          // forgotten by the server: use a new link
-	out      *outStream    // the authenticated stream, while there is one
-	retryAt  time.Time     // until then stanzas bounce at once
-	backoff  time.Duration // the wait after the next failure
-	lastCond string        // the condition they bounce with
+	running  bool             // a runner goroutine owns the link
+	dead     bool             // forgotten by the server: use a new link
+	out      *outStream       // the authenticated stream, while there is one
+	retryAt  time.Time        // until then stanzas bounce at once
+	backoff  time.Duration    // the wait after the next failure
+	lastCond stanza.Condition // the condition they bounce with
 	lastText string
 }
 
@@ -69,7 +69,7 @@ func (l *link) send(ctx context.Context, el *stanza.Element) {
 	}
 	if len(l.queue) >= l.s.cfg.QueueStanzas || l.bytes+len(raw) > l.s.cfg.QueueBytes {
 		l.mu.Unlock()
-		l.s.bounce(ctx, el, "resource-constraint", "too much is waiting to be sent to "+l.pair.remote)
+		l.s.bounce(ctx, el, stanza.ResourceConstraint, "too much is waiting to be sent to "+l.pair.remote)
 		return
 	}
 	l.queue = append(l.queue, queued{el: el, raw: raw})
@@ -118,7 +118,7 @@ func (l *link) requeue(q []queued) {
 	l.bytes += n
 }
 
-func (l *link) bounceAll(q []queued, cond, text string) {
+func (l *link) bounceAll(q []queued, cond stanza.Condition, text string) {
 	for _, e := range q {
 		l.s.bounce(l.s.ctx, e.el, cond, text)
 	}
@@ -157,7 +157,7 @@ func (l *link) run() {
 		if err != nil && !wrote {
 			// The peer takes streams and drops them at once: a failure.
 			log.Info("s2s: outgoing stream broke before sending anything", "err", err)
-			l.failed("remote-server-not-found", "the stream to "+l.pair.remote+" broke")
+			l.failed(stanza.RemoteServerNotFound, "the stream to "+l.pair.remote+" broke")
 			return
 		}
 		log.Debug("s2s: outgoing stream ended with stanzas waiting; reconnecting", "err", err)
@@ -167,7 +167,7 @@ func (l *link) run() {
 // reachCondition is the stanza error for a failure to reach a domain
 // within ctx: remote-server-timeout when time ran out (or the server is
 // shutting down), remote-server-not-found otherwise.
-func reachCondition(ctx context.Context, err error) string {
+func reachCondition(ctx context.Context, err error) stanza.Condition {
 	var se *streamError
 	if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || isTimeout(err) ||
 		errors.As(err, &se) && se.cond == "connection-timeout" {
@@ -178,7 +178,7 @@ func reachCondition(ctx context.Context, err error) string {
 
 // failed bounces everything waiting and makes new stanzas bounce at once
 // until the next attempt is due.
-func (l *link) failed(cond, text string) {
+func (l *link) failed(cond stanza.Condition, text string) {
 	l.mu.Lock()
 	q := l.takeLocked()
 	l.running = false
@@ -443,20 +443,18 @@ func (s *Server) openOut(c *conn, p pair) (*outStream, error) {
 // expect reads the next element, turning a stream error or the end of
 // the stream into an error.
 func expect(c *conn) (*stanza.Element, error) {
-	for {
-		ev, err := c.next()
-		switch {
-		case err != nil:
-			return nil, err
-		case ev.closed:
-			return nil, errPeerClosed
-		case ev.header != nil:
-			return nil, errors.New("s2s: unexpected stream header")
-		case ev.el.Space == stanza.NSStream && ev.el.Local == "error":
-			return nil, peerStreamError(ev.el)
-		}
-		return ev.el, nil
+	ev, err := c.next()
+	switch {
+	case err != nil:
+		return nil, err
+	case ev.closed:
+		return nil, errPeerClosed
+	case ev.header != nil:
+		return nil, errors.New("s2s: unexpected stream header")
+	case ev.el.Space == stanza.NSStream && ev.el.Local == "error":
+		return nil, peerStreamError(ev.el)
 	}
+	return ev.el, nil
 }
 
 // authenticate proves our domain to the peer, and judges the peer's:

@@ -366,7 +366,7 @@ func (s *Server) Send(ctx context.Context, el *stanza.Element) error {
 	}
 	remote := to.Domainpart()
 	if !s.allowed(remote) {
-		s.bounce(ctx, el, "remote-server-not-found", "this server does not federate with "+remote)
+		s.bounce(ctx, el, stanza.RemoteServerNotFound, "this server does not federate with "+remote)
 		return nil
 	}
 	s.linkFor(pair{local: from.Domainpart(), remote: remote}).send(ctx, el)
@@ -427,8 +427,8 @@ func (s *Server) sweepLinks() {
 
 // bounce sends the error reply for el to its sender through Deliver, when
 // el is one that may be answered: never an error, nor an IQ result.
-func (s *Server) bounce(ctx context.Context, el *stanza.Element, cond, text string) {
-	s.m.bounces.WithLabelValues(cond).Inc()
+func (s *Server) bounce(ctx context.Context, el *stanza.Element, cond stanza.Condition, text string) {
+	s.m.bounces.WithLabelValues(string(cond)).Inc()
 	if el.Type() == "error" || el.Local == "iq" && el.Type() == "result" {
 		return
 	}

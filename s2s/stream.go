@@ -333,8 +333,6 @@ func (c *conn) fail(se *streamError) {
 
 func (c *conn) close() error { return c.c.Close() }
 
-func (c *conn) remoteAddr() net.Addr { return c.raw.RemoteAddr() }
-
 // peerStreamError turns a <stream:error/> the peer sent into an error.
 func peerStreamError(el *stanza.Element) *streamError {
 	se := &streamError{cond: "undefined-condition", remote: true}
@@ -349,16 +347,4 @@ func peerStreamError(el *stanza.Element) *streamError {
 		}
 	}
 	return se
-}
-
-// drain reads until the peer closes its side or the deadline passes, so
-// a closing handshake can finish before the socket goes.
-func (c *conn) drain(d time.Duration) {
-	c.raw.limits(0, time.Now().Add(d))
-	for {
-		ev, err := c.next()
-		if err != nil || ev.closed {
-			return
-		}
-	}
 }

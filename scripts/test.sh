@@ -2,7 +2,8 @@
 # Runs every poosms test on this machine: installs the third-party programs
 # the tests drive (slixmpp, go-sendxmpp, coturn's TURN client, Chromium,
 # Prosody, ejabberd, docker-compose and dockerfile-utils as linters) when missing,
-# makes sure MariaDB and Redis are up, and runs `go test -race ./...`.
+# makes sure MariaDB and Redis are up, checks gofmt, go vet and staticcheck,
+# and runs `go test -race ./...`.
 #
 #   ./scripts/test.sh              everything
 #   ./scripts/test.sh ./chat/...   only some packages (extra args go to go test)
@@ -93,6 +94,17 @@ if [ -n "$unformatted" ]; then
 fi
 log "go vet"
 go vet ./...
+# staticcheck at a pinned version (one that knows this Go), installed with
+# go install when missing or another version.
+staticcheck_version=v0.8.2
+gobin="$(go env GOBIN)"
+gobin="${gobin:-$(go env GOPATH)/bin}"
+if ! "$gobin/staticcheck" -version 2>/dev/null | grep -q "(${staticcheck_version#v})"; then
+	log "installing staticcheck $staticcheck_version"
+	go install "honnef.co/go/tools/cmd/staticcheck@$staticcheck_version"
+fi
+log "staticcheck"
+"$gobin/staticcheck" ./...
 log "go test -race"
 if [ $# -eq 0 ]; then set -- ./...; fi
 go test -race -timeout 30m "$@"

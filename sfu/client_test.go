@@ -285,7 +285,7 @@ func (c *testClient) handle(el *stanza.Element) {
 		c.refuseOffer = false
 		c.mu.Unlock()
 		if refuse {
-			c.deliver(stanza.ErrorReply(el, "unexpected-request", "glare"))
+			c.deliver(stanza.ErrorReply(el, stanza.UnexpectedRequest, "glare"))
 			return
 		}
 		c.mu.Lock()
@@ -312,7 +312,7 @@ func (c *testClient) handle(el *stanza.Element) {
 		c.cond.Broadcast()
 		c.mu.Unlock()
 		if err != nil {
-			c.deliver(stanza.ErrorReply(el, "not-acceptable", err.Error()))
+			c.deliver(stanza.ErrorReply(el, stanza.NotAcceptable, err.Error()))
 			return
 		}
 		reply.Append(stanza.New(NS, "answer").SetText(ans.SDP))

@@ -170,13 +170,13 @@ func (p *participant) sendDescription(el *stanza.Element) {
 func (p *participant) handleOffer(iq *stanza.Element, text string) {
 	sd, err := parseSDP(text)
 	if err != nil {
-		p.send(stanza.ErrorReply(iq, "bad-request", "malformed SDP: "+err.Error()))
+		p.send(stanza.ErrorReply(iq, stanza.BadRequest, "malformed SDP: "+err.Error()))
 		return
 	}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
-		p.send(stanza.ErrorReply(iq, "item-not-found", "not in this conference"))
+		p.send(stanza.ErrorReply(iq, stanza.ItemNotFound, "not in this conference"))
 		return
 	}
 	// Over a cap, nothing of the offer is applied: no track is added and
@@ -184,17 +184,17 @@ func (p *participant) handleOffer(iq *stanza.Element, text string) {
 	cfg := p.room.s.cfg
 	if why := offerRefusal(sd, p.servedMids(), cfg.MaxTracksPerParticipant, cfg.MaxMediaSections); why != "" {
 		p.mu.Unlock()
-		p.send(stanza.ErrorReply(iq, "policy-violation", why))
+		p.send(stanza.ErrorReply(iq, stanza.PolicyViolation, why))
 		return
 	}
 	if p.pendingOffer != "" || p.pc.SignalingState() != webrtc.SignalingStateStable {
 		p.mu.Unlock()
-		p.send(stanza.ErrorReply(iq, "unexpected-request", "the server's offer is outstanding: answer it, then offer again"))
+		p.send(stanza.ErrorReply(iq, stanza.UnexpectedRequest, "the server's offer is outstanding: answer it, then offer again"))
 		return
 	}
 	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: text}); err != nil {
 		p.mu.Unlock()
-		p.send(stanza.ErrorReply(iq, "bad-request", "offer refused: "+err.Error()))
+		p.send(stanza.ErrorReply(iq, stanza.BadRequest, "offer refused: "+err.Error()))
 		return
 	}
 	answer, err := p.pc.CreateAnswer(nil)
@@ -203,7 +203,7 @@ func (p *participant) handleOffer(iq *stanza.Element, text string) {
 	}
 	if err != nil {
 		p.mu.Unlock()
-		p.send(stanza.ErrorReply(iq, "not-acceptable", "cannot answer: "+err.Error()))
+		p.send(stanza.ErrorReply(iq, stanza.NotAcceptable, "cannot answer: "+err.Error()))
 		return
 	}
 	p.addRemoteCandidates()
@@ -233,7 +233,7 @@ func (p *participant) addRemoteCandidates() {
 func (p *participant) handleCandidate(iq, el *stanza.Element) {
 	text := el.Text()
 	if text == "" {
-		p.send(stanza.ErrorReply(iq, "bad-request", "empty candidate"))
+		p.send(stanza.ErrorReply(iq, stanza.BadRequest, "empty candidate"))
 		return
 	}
 	init := webrtc.ICECandidateInit{Candidate: text}
@@ -243,7 +243,7 @@ func (p *participant) handleCandidate(iq, el *stanza.Element) {
 	if s := el.Attr("mline"); s != "" {
 		n, err := strconv.ParseUint(s, 10, 16)
 		if err != nil {
-			p.send(stanza.ErrorReply(iq, "bad-request", "mline is not a number"))
+			p.send(stanza.ErrorReply(iq, stanza.BadRequest, "mline is not a number"))
 			return
 		}
 		m := uint16(n)
@@ -265,7 +265,7 @@ func (p *participant) handleCandidate(iq, el *stanza.Element) {
 	}
 	p.mu.Unlock()
 	if err != nil {
-		p.send(stanza.ErrorReply(iq, "bad-request", "candidate refused: "+err.Error()))
+		p.send(stanza.ErrorReply(iq, stanza.BadRequest, "candidate refused: "+err.Error()))
 		return
 	}
 	p.send(stanza.Result(iq))
@@ -463,7 +463,7 @@ func (p *participant) handleLayer(iq, el *stanza.Element) {
 	s := p.subs[el.Attr("track")]
 	p.mu.Unlock()
 	if s == nil {
-		p.send(stanza.ErrorReply(iq, "item-not-found", "no such track"))
+		p.send(stanza.ErrorReply(iq, stanza.ItemNotFound, "no such track"))
 		return
 	}
 	rid := el.Attr("rid")
@@ -474,7 +474,7 @@ func (p *participant) handleLayer(iq, el *stanza.Element) {
 	}
 	l := s.up.layerIndex(rid)
 	if l < 0 {
-		p.send(stanza.ErrorReply(iq, "item-not-found", "no layer "+rid))
+		p.send(stanza.ErrorReply(iq, stanza.ItemNotFound, "no layer "+rid))
 		return
 	}
 	s.dt.SetTarget(l, false)

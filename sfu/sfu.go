@@ -272,7 +272,7 @@ func (s *Service) HandleStanza(ctx context.Context, p Peer, el *stanza.Element) 
 		if v := recover(); v != nil {
 			s.log.Error("sfu: handler panic", "jid", p.JID().String(), "panic", v)
 			if el.Local == "iq" && (el.Type() == "set" || el.Type() == "get") {
-				_ = p.Send(stanza.ErrorReply(el, "internal-server-error", ""))
+				_ = p.Send(stanza.ErrorReply(el, stanza.InternalServerError, ""))
 			}
 		}
 	}()
@@ -281,7 +281,7 @@ func (s *Service) HandleStanza(ctx context.Context, p Peer, el *stanza.Element) 
 		s.handleIQ(ctx, p, el)
 	case "message":
 		if el.Type() != "error" {
-			_ = p.Send(stanza.ErrorReply(el, "service-unavailable", "conferences take no messages"))
+			_ = p.Send(stanza.ErrorReply(el, stanza.ServiceUnavailable, "conferences take no messages"))
 		}
 	}
 }
@@ -290,7 +290,7 @@ func (s *Service) handleIQ(ctx context.Context, p Peer, iq *stanza.Element) {
 	to, err := jid.Parse(iq.To())
 	if err != nil || to.Domainpart() != s.domain {
 		if iq.Type() == "set" || iq.Type() == "get" {
-			_ = p.Send(stanza.ErrorReply(iq, "item-not-found", "not a conference of this service"))
+			_ = p.Send(stanza.ErrorReply(iq, stanza.ItemNotFound, "not a conference of this service"))
 		}
 		return
 	}
@@ -304,20 +304,20 @@ func (s *Service) handleIQ(ctx context.Context, p Peer, iq *stanza.Element) {
 		}
 		return
 	case "get":
-		_ = p.Send(stanza.ErrorReply(iq, "feature-not-implemented", ""))
+		_ = p.Send(stanza.ErrorReply(iq, stanza.FeatureNotImplemented, ""))
 		return
 	case "set":
 	default:
-		_ = p.Send(stanza.ErrorReply(iq, "bad-request", "unknown iq type"))
+		_ = p.Send(stanza.ErrorReply(iq, stanza.BadRequest, "unknown iq type"))
 		return
 	}
 	payload := iq.FirstElement()
 	if payload == nil || payload.Space != NS {
-		_ = p.Send(stanza.ErrorReply(iq, "feature-not-implemented", ""))
+		_ = p.Send(stanza.ErrorReply(iq, stanza.FeatureNotImplemented, ""))
 		return
 	}
 	if roomJID.Localpart() == "" {
-		_ = p.Send(stanza.ErrorReply(iq, "bad-request", "address a conference: name@"+s.domain))
+		_ = p.Send(stanza.ErrorReply(iq, stanza.BadRequest, "address a conference: name@"+s.domain))
 		return
 	}
 	if payload.Local == "join" {
@@ -330,7 +330,7 @@ func (s *Service) handleIQ(ctx context.Context, p Peer, iq *stanza.Element) {
 		part = r.byPeer(p)
 	}
 	if part == nil {
-		_ = p.Send(stanza.ErrorReply(iq, "item-not-found", "not in this conference: join first"))
+		_ = p.Send(stanza.ErrorReply(iq, stanza.ItemNotFound, "not in this conference: join first"))
 		return
 	}
 	switch payload.Local {
@@ -346,9 +346,9 @@ func (s *Service) handleIQ(ctx context.Context, p Peer, iq *stanza.Element) {
 		_ = p.Send(stanza.Result(iq))
 		r.remove(part, reasonLeave)
 	case "answer":
-		_ = p.Send(stanza.ErrorReply(iq, "bad-request", "an answer is the result of the server's offer iq"))
+		_ = p.Send(stanza.ErrorReply(iq, stanza.BadRequest, "an answer is the result of the server's offer iq"))
 	default:
-		_ = p.Send(stanza.ErrorReply(iq, "feature-not-implemented", "unknown element "+payload.Local))
+		_ = p.Send(stanza.ErrorReply(iq, stanza.FeatureNotImplemented, "unknown element "+payload.Local))
 	}
 }
 
@@ -363,14 +363,14 @@ func (s *Service) join(ctx context.Context, p Peer, iq *stanza.Element, roomJID 
 	if s.cfg.Authorize != nil {
 		var err error
 		if occupant, err = s.cfg.Authorize(ctx, roomJID, p); err != nil {
-			_ = p.Send(stanza.ErrorReply(iq, "forbidden", err.Error()))
+			_ = p.Send(stanza.ErrorReply(iq, stanza.Forbidden, err.Error()))
 			return
 		}
 	}
 	for range 3 {
 		r, cond, text := s.roomFor(roomJID, p.JID().Bare().String())
 		if r == nil {
-			_ = p.Send(stanza.ErrorReply(iq, cond, text))
+			_ = p.Send(stanza.ErrorReply(iq, stanza.Condition(cond), text))
 			return
 		}
 		part, cond, text := r.join(p, occupant)
@@ -379,14 +379,14 @@ func (s *Service) join(ctx context.Context, p Peer, iq *stanza.Element, roomJID 
 		}
 		if part == nil {
 			r.closeIfEmpty() // a conference opened for nothing
-			_ = p.Send(stanza.ErrorReply(iq, cond, text))
+			_ = p.Send(stanza.ErrorReply(iq, stanza.Condition(cond), text))
 			return
 		}
 		_ = p.Send(stanza.Result(iq, r.joinedElement(part)))
 		r.announceJoin(part)
 		return
 	}
-	_ = p.Send(stanza.ErrorReply(iq, "internal-server-error", "conference closing"))
+	_ = p.Send(stanza.ErrorReply(iq, stanza.InternalServerError, "conference closing"))
 }
 
 // condRetry is what room.join reports for a conference that closed

@@ -26,9 +26,7 @@ func sendAndPing(t *testing.T, c *xmppclient.Client, el *stanza.Element) {
 // isClosed reports whether the session was stopped (it takes no more
 // stanzas from then on).
 func isClosed(s *Session) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.closed
+	return s.q.isClosed()
 }
 
 // A client that stops reading is disconnected once its queue holds more
@@ -51,9 +49,9 @@ func TestWriteQueueBoundedInBytes(t *testing.T) {
 			t.Fatalf("a client that never reads was still connected after %d messages of 16 KiB", sent)
 		}
 		sendAndPing(t, bob, msg(slow.JID.String(), strconv.Itoa(sent)+bigBody))
-		sa.mu.Lock()
-		q, n := sa.queued, len(sa.queue)
-		sa.mu.Unlock()
+		sa.q.mu.Lock()
+		q, n := sa.q.bytes, len(sa.q.items)
+		sa.q.mu.Unlock()
 		if q > bound+len(bigBody)+200 {
 			t.Fatalf("the queue holds %d bytes in %d stanzas, over the bound of %d", q, n, bound)
 		}

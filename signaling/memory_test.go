@@ -28,9 +28,9 @@ func sessionOf(t *testing.T, h *harness, j string) *Session {
 
 // noWriter reports that no writer goroutine runs and nothing is queued.
 func noWriter(s *Session) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.writing == writerIdle && s.queue == nil && s.out == nil
+	s.q.mu.Lock()
+	defer s.q.mu.Unlock()
+	return s.q.writing == writerIdle && s.q.items == nil
 }
 
 // An idle session has no writer goroutine and no queue; the next stanza
@@ -92,23 +92,23 @@ func TestSendWaitWaitsForRoom(t *testing.T) {
 	waitFor(t, func() bool { return noWriter(sb) })
 
 	// Once the session is stopped, a waiting SendWait gives up.
-	sb.mu.Lock()
-	sb.writing = writerRunning // hold the writer off, so the queue stays full
+	sb.q.mu.Lock()
+	sb.q.writing = writerRunning // hold the writer off, so the queue stays full
 	for _, body := range []string{"1", "2"} {
 		m := msg("x@localhost", body)
-		sb.queueLocked(newOutgoing(m, stanza.Encode(m), m.To()))
+		sb.q.appendLocked(newOutgoing(m, stanza.Encode(m), m.To()))
 	}
-	sb.mu.Unlock()
+	sb.q.mu.Unlock()
 	go func() { errc <- sb.SendWait(context.Background(), msg("x@localhost", "3")) }()
 	waitFor(t, func() bool {
-		sb.mu.Lock()
-		defer sb.mu.Unlock()
-		return sb.room != nil
+		sb.q.mu.Lock()
+		defer sb.q.mu.Unlock()
+		return sb.q.room != nil
 	})
-	sb.mu.Lock()
-	sb.writing = writerIdle
-	sb.stopLocked(nil) // wakes the writer, which finishes the stream
-	sb.mu.Unlock()
+	sb.q.mu.Lock()
+	sb.q.writing = writerIdle
+	sb.q.mu.Unlock()
+	sb.stop(nil) // wakes the writer, which finishes the stream
 	if err := <-errc; !errors.Is(err, ErrSessionGone) {
 		t.Fatalf("SendWait after stop: %v, want ErrSessionGone", err)
 	}

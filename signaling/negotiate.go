@@ -238,9 +238,7 @@ func (s *Session) resumeOld(el *stanza.Element) *Session {
 	}
 	old.log.Debug("session resumed")
 	// This placeholder session never bound; the connection is old's now.
-	s.mu.Lock()
-	s.closed = true
-	s.mu.Unlock()
+	s.q.close(nil)
 	return old
 }
 
@@ -382,7 +380,7 @@ func (s *Session) bindIQ(ctx context.Context, iq *stanza.Element) (bool, error) 
 	b := iq.Child(nsBind, "bind")
 	if b == nil || iq.Type() != "set" {
 		if iq.Type() == "get" || iq.Type() == "set" {
-			s.writeDirect(stanza.ErrorReply(iq, "not-allowed", "bind a resource first"))
+			s.writeDirect(stanza.ErrorReply(iq, stanza.NotAllowed, "bind a resource first"))
 		}
 		return false, nil
 	}
@@ -394,28 +392,22 @@ func (s *Session) bindIQ(ctx context.Context, iq *stanza.Element) (bool, error) 
 	}
 	j, err := jid.New(s.user, s.srv.cfg.Domain, res)
 	if err != nil {
-		s.writeDirect(stanza.ErrorReply(iq, "bad-request", "the resource is not valid: "+err.Error()))
+		s.writeDirect(stanza.ErrorReply(iq, stanza.BadRequest, "the resource is not valid: "+err.Error()))
 		return false, nil
 	}
 	s.jid = j
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	if !s.q.open() {
 		return false, errClientClosed
 	}
-	s.out = make(chan *stanza.Element, s.srv.cfg.WriteQueue)
-	s.stopped = make(chan struct{})
 	s.writerDone = make(chan struct{})
-	s.mu.Unlock()
 	old, err := s.srv.register(s)
 	if err != nil {
-		s.mu.Lock()
-		s.out, s.stopped, s.writerDone = nil, nil, nil
-		s.mu.Unlock()
+		s.q.unopen()
+		s.writerDone = nil
 		if errors.Is(err, errAccountEnded) {
 			return false, streamErr("not-authorized", "the account was deleted")
 		}
-		s.writeDirect(stanza.ErrorReply(iq, "resource-constraint", err.Error()))
+		s.writeDirect(stanza.ErrorReply(iq, stanza.ResourceConstraint, err.Error()))
 		return false, nil
 	}
 	// From here Send queues stanzas. The services learn of the session
@@ -433,7 +425,7 @@ func (s *Session) bindIQ(ctx context.Context, iq *stanza.Element) (bool, error) 
 	s.srv.router.bound(ctx, s)
 	s.writeDirect(stanza.Result(iq, stanza.New(nsBind, "bind").Append(stanza.New(nsBind, "jid").SetText(j.String()))))
 	s.srv.wg.Add(1)
-	go s.writer(s.out, s.stopped)
+	go s.writer()
 	s.log.Debug("session bound")
 	return true, nil
 }

@@ -44,7 +44,7 @@ func (s *Session) offersRegistration() bool {
 // registerBeforeAuth answers jabber:iq:register IQs before authentication.
 func (s *Session) registerBeforeAuth(ctx context.Context, iq *stanza.Element) {
 	if !s.offersRegistration() {
-		s.writeDirect(stanza.ErrorReply(iq, "not-allowed", "registration on the stream is closed; ask the operator"))
+		s.writeDirect(stanza.ErrorReply(iq, stanza.NotAllowed, "registration on the stream is closed; ask the operator"))
 		return
 	}
 	q := iq.Child(nsRegister, "query")
@@ -58,30 +58,30 @@ func (s *Session) registerBeforeAuth(ctx context.Context, iq *stanza.Element) {
 	case "set":
 		addr := clientaddr.KeyOf(s.t.remoteAddr())
 		if s.srv.registrations.blocked(addr) {
-			s.writeDirect(stanza.ErrorReply(iq, "resource-constraint", "too many registrations from your address; try again later"))
+			s.writeDirect(stanza.ErrorReply(iq, stanza.ResourceConstraint, "too many registrations from your address; try again later"))
 			return
 		}
 		if q.Child(nsRegister, "remove") != nil {
-			s.writeDirect(stanza.ErrorReply(iq, "not-allowed", "log in to remove your account"))
+			s.writeDirect(stanza.ErrorReply(iq, stanza.NotAllowed, "log in to remove your account"))
 			return
 		}
 		name, err := s.srv.normalizeUser(strings.TrimSpace(q.ChildText(nsRegister, "username")))
 		if err != nil || name == "" || len(name) > 64 {
-			s.writeDirect(stanza.ErrorReply(iq, "not-acceptable", "the user name is not valid: letters, digits and most symbols except @ / : ' \" & < > and spaces, at most 64 bytes"))
+			s.writeDirect(stanza.ErrorReply(iq, stanza.NotAcceptable, "the user name is not valid: letters, digits and most symbols except @ / : ' \" & < > and spaces, at most 64 bytes"))
 			return
 		}
 		cred, err := sasl.NewCredentials(q.ChildText(nsRegister, "password"), s.srv.cfg.SCRAMIterations)
 		if err != nil {
-			s.writeDirect(stanza.ErrorReply(iq, "not-acceptable", err.Error()))
+			s.writeDirect(stanza.ErrorReply(iq, stanza.NotAcceptable, err.Error()))
 			return
 		}
 		s.srv.registrations.fail(addr) // counts every creation attempt
 		switch err := s.srv.cfg.Registrar.CreateAccount(ctx, name, cred); {
 		case errors.Is(err, store.ErrExists):
-			s.writeDirect(stanza.ErrorReply(iq, "conflict", "that user name is taken"))
+			s.writeDirect(stanza.ErrorReply(iq, stanza.Conflict, "that user name is taken"))
 		case err != nil:
 			s.log.Error("in-band registration", "err", err)
-			s.writeDirect(stanza.ErrorReply(iq, "internal-server-error", "the account could not be created; try again"))
+			s.writeDirect(stanza.ErrorReply(iq, stanza.InternalServerError, "the account could not be created; try again"))
 		default:
 			s.log.Info("account registered in band", "user", name)
 			s.writeDirect(stanza.Result(iq))
@@ -107,7 +107,7 @@ func (s *Session) accountIQ(ctx context.Context, iq *stanza.Element) (handled, r
 	case iq.Type() != "set":
 		return true, false
 	case reg == nil:
-		_ = s.Send(stanza.ErrorReply(iq, "service-unavailable", ""))
+		_ = s.Send(stanza.ErrorReply(iq, stanza.ServiceUnavailable, ""))
 	case q.Child(nsRegister, "remove") != nil:
 		// This session answers and ends itself; the deletion ends the
 		// account's other sessions.
@@ -116,7 +116,7 @@ func (s *Session) accountIQ(ctx context.Context, iq *stanza.Element) (handled, r
 			s.removing.Store(false)
 			s.accountGone.Store(false)
 			s.log.Error("remove account", "err", err)
-			_ = s.Send(stanza.ErrorReply(iq, "internal-server-error", "the account could not be removed; try again"))
+			_ = s.Send(stanza.ErrorReply(iq, stanza.InternalServerError, "the account could not be removed; try again"))
 			return true, false
 		}
 		s.accountGone.Store(true)
@@ -126,18 +126,18 @@ func (s *Session) accountIQ(ctx context.Context, iq *stanza.Element) (handled, r
 	default:
 		if u := q.ChildText(nsRegister, "username"); u != "" {
 			if norm, err := s.srv.normalizeUser(u); err != nil || norm != s.user {
-				_ = s.Send(stanza.ErrorReply(iq, "not-allowed", "you can only change your own password"))
+				_ = s.Send(stanza.ErrorReply(iq, stanza.NotAllowed, "you can only change your own password"))
 				return true, false
 			}
 		}
 		cred, err := sasl.NewCredentials(q.ChildText(nsRegister, "password"), s.srv.cfg.SCRAMIterations)
 		if err != nil {
-			_ = s.Send(stanza.ErrorReply(iq, "not-acceptable", err.Error()))
+			_ = s.Send(stanza.ErrorReply(iq, stanza.NotAcceptable, err.Error()))
 			return true, false
 		}
 		if err := reg.SetCredentials(ctx, s.user, cred); err != nil {
 			s.log.Error("change password", "err", err)
-			_ = s.Send(stanza.ErrorReply(iq, "internal-server-error", "the password could not be changed; try again"))
+			_ = s.Send(stanza.ErrorReply(iq, stanza.InternalServerError, "the password could not be changed; try again"))
 			return true, false
 		}
 		s.log.Info("password changed in band")

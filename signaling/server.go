@@ -335,6 +335,7 @@ func (s *Server) serve(t transport, secure bool, pl places) *Session {
 		started:    time.Now(),
 		negotiated: pl.negotiating,
 	}
+	sess.q.init(s.cfg.WriteQueue, s.cfg.WriteQueueBytes, sess.startWriter)
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()

@@ -53,19 +53,9 @@ type Session struct {
 	removing    atomic.Bool
 	accountGone atomic.Bool
 
-	// mu guards the fields below; stopped is set at bind.
-	mu      sync.Mutex
-	queue   []outgoing    // to be written, at most cfg.WriteQueue; nil when empty
-	queued  int           // bytes in queue, at most cfg.WriteQueueBytes (one stanza always fits)
-	room    chan struct{} // closed when the writer takes from the queue (SendWait waits on it)
-	stopped chan struct{} // closed by Stop
-	closed  bool
-	final   *stanza.Element // stream error to write before closing, if any
-	writing writerState     // whether a writer goroutine is draining the queue
-	// out is the channel the bind makes for the queue. The queue is
-	// queue instead, which, unlike a channel's buffer, takes no memory
-	// while empty; the first writer drops out.
-	out chan *stanza.Element
+	// q is what is to be written once bound; closing it stops the
+	// session. Lock order: wmu, then q's lock, never the reverse.
+	q outQueue
 
 	// wmu serialises what is written to the client once bound (the
 	// writer's stanzas, the reader's acks) and guards the fields below,
@@ -88,64 +78,14 @@ type Session struct {
 
 type transportRef struct{ t transport }
 
-// writerState says whether a writer goroutine runs. The zero value is the
-// time between the queue's creation at bind and the first writer, which
-// the bind starts once the client has its result: like a running writer,
-// it needs no other.
-type writerState uint8
-
-const (
-	writerPending writerState = iota // bind starts the first writer
-	writerRunning
-	writerIdle // the queue was empty: the next stanza starts a writer
-)
-
-// wakeWriterLocked starts a writer goroutine if none runs. s.mu must be
-// held, and the session must be bound. The server's WaitGroup counts the
-// writer; its count is not zero here, since the session's reader (or its
-// resumption timer) is counted until the session is closed.
-func (s *Session) wakeWriterLocked() {
-	if s.writing != writerIdle {
-		return
-	}
-	s.writing = writerRunning
+// startWriter starts a writer goroutine; the queue calls it, with its
+// lock held, when a stanza arrives or the session stops while none runs.
+// The server's WaitGroup counts the writer; its count is not zero here,
+// since the session's reader (or its resumption timer) is counted until
+// the session is closed.
+func (s *Session) startWriter() {
 	s.srv.wg.Add(1)
-	go s.writer(nil, s.stopped)
-}
-
-// queueLocked appends o to the queue, waking a writer; false when the
-// queue is full, by count or by bytes (a stanza always fits in an empty
-// queue, or a large one could never be sent). s.mu must be held and the
-// session bound and not closed.
-func (s *Session) queueLocked(o outgoing) bool {
-	n := o.size()
-	if len(s.queue) >= s.srv.cfg.WriteQueue || len(s.queue) > 0 && s.queued+n > s.srv.cfg.WriteQueueBytes {
-		return false
-	}
-	s.queue = append(s.queue, o)
-	s.queued += n
-	s.wakeWriterLocked()
-	return true
-}
-
-// takeLocked removes the first queued stanza; ok is false when there is
-// none, and idle says the queue is now empty. s.mu must be held.
-func (s *Session) takeLocked() (o outgoing, ok, idle bool) {
-	if len(s.queue) == 0 {
-		return outgoing{}, false, true
-	}
-	if s.room != nil {
-		close(s.room)
-		s.room = nil
-	}
-	o = s.queue[0]
-	s.queue[0] = outgoing{}
-	s.queue = s.queue[1:]
-	s.queued -= o.size()
-	if len(s.queue) == 0 {
-		s.queue = nil // an idle session keeps no queue
-	}
-	return o, true, len(s.queue) == 0
+	go s.writer()
 }
 
 // JID is the session's full JID once bound.
@@ -179,22 +119,18 @@ func (s *Session) SendEncoded(el *stanza.Element, w stanza.Encoded, to string) e
 }
 
 func (s *Session) send(o outgoing) error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return ErrSessionGone
-	}
-	if s.queueLocked(o) {
-		s.mu.Unlock()
+	err := s.q.push(o)
+	if err == nil {
 		s.srv.metrics.stanzasOut.Inc()
 		return nil
 	}
-	s.log.Warn("write queue full; disconnecting a client that stopped reading", "queue", len(s.queue), "bytes", s.queued)
-	s.srv.metrics.slowClients.Inc()
-	s.stopLocked(nil)
-	s.mu.Unlock()
-	// The writer may be stuck in a write; the connection goes now.
-	s.closeConn()
+	var full *queueFull
+	if errors.As(err, &full) {
+		s.log.Warn("write queue full; disconnecting a client that stopped reading", "queue", full.stanzas, "bytes", full.bytes)
+		s.srv.metrics.slowClients.Inc()
+		// The writer may be stuck in a write; the connection goes now.
+		s.closeConn()
+	}
 	return ErrSessionGone
 }
 
@@ -206,31 +142,11 @@ func (s *Session) SendWait(ctx context.Context, el *stanza.Element) error {
 	if !s.bound.Load() {
 		return ErrSessionGone
 	}
-	o := newOutgoing(el, stanza.Encode(el), el.To())
-	for {
-		s.mu.Lock()
-		if s.closed {
-			s.mu.Unlock()
-			return ErrSessionGone
-		}
-		if s.queueLocked(o) {
-			s.mu.Unlock()
-			s.srv.metrics.stanzasOut.Inc()
-			return nil
-		}
-		if s.room == nil {
-			s.room = make(chan struct{})
-		}
-		room := s.room
-		s.mu.Unlock()
-		select {
-		case <-room:
-		case <-s.stopped:
-			return ErrSessionGone
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	if err := s.q.pushWait(ctx, newOutgoing(el, stanza.Encode(el), el.To())); err != nil {
+		return err
 	}
+	s.srv.metrics.stanzasOut.Inc()
+	return nil
 }
 
 // closeConn closes the attached connection, if any, without waiting for
@@ -251,63 +167,43 @@ func (s *Session) attachLocked(t transport) {
 // Stop ends the session with a stream error condition (e.g. "conflict",
 // "system-shutdown"). Safe to call more than once and from any goroutine.
 func (s *Session) Stop(condition, text string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	if condition == "" {
-		s.stopLocked(nil)
+		s.stop(nil)
 		return
 	}
-	s.stopLocked(stanza.StreamError(condition, text))
+	s.stop(stanza.StreamError(condition, text))
 }
 
-// stopLocked closes the queue; the writer writes what is queued, then the
-// final stream error and the closing tag. s.mu must be held.
-func (s *Session) stopLocked(final *stanza.Element) {
-	if s.closed {
-		return
-	}
-	s.closed = true
-	s.final = final
-	if s.stopped != nil {
-		close(s.stopped)
-		if s.bound.Load() {
-			// A writer writes what is queued, the stream error and the
-			// closing tag, then closes writerDone.
-			s.wakeWriterLocked()
-		}
+// stop closes the queue; a writer writes what is queued, then the final
+// stream error and the closing tag, then closes writerDone. False if the
+// session was stopped already.
+func (s *Session) stop(final *stanza.Element) bool {
+	if !s.q.close(final) {
+		return false
 	}
 	if !s.bound.Load() {
 		// No writer yet: unblock the reader, which is the only writer.
 		s.closeConn()
 	}
+	return true
 }
 
 // writer drains the queue until it is empty, and then ends; the next
-// stanza queued starts another (wakeWriterLocked). Once the session is
+// stanza queued starts another (outQueue.wakeLocked). Once the session is
 // stopped, the writer that sees it writes the rest of the queue, the final
 // stream error and the closing tag, and closes writerDone. One writer runs
 // at a time, so stanzas keep their order. The server's WaitGroup counts
-// each writer. The bind starts the first with the channel it made for the
-// queue, which the writer drops (see Session.out).
-func (s *Session) writer(_ <-chan *stanza.Element, _ <-chan struct{}) {
+// each writer; the bind starts the first.
+func (s *Session) writer() {
 	defer s.srv.wg.Done()
 	for {
-		s.mu.Lock()
-		s.out = nil
-		o, ok, idle := s.takeLocked()
+		o, ok, idle, closed := s.q.take()
 		if !ok {
-			if s.closed {
-				s.mu.Unlock()
+			if closed {
 				s.finishWriting()
-				return
 			}
-			// Senders queue under s.mu and wake a writer when none
-			// runs, so no stanza is left behind.
-			s.writing = writerIdle
-			s.mu.Unlock()
 			return
 		}
-		s.mu.Unlock()
 		s.waitForAck(o)
 		s.wmu.Lock()
 		s.writeLocked(o, idle)
@@ -342,7 +238,7 @@ func (s *Session) waitForAck(o outgoing) {
 		case <-acked:
 		case <-timeout:
 			return
-		case <-s.stopped:
+		case <-s.q.done():
 			return
 		}
 	}
@@ -357,10 +253,7 @@ func (s *Session) finishWriting() {
 	if s.t == nil {
 		return
 	}
-	s.mu.Lock()
-	final := s.final
-	s.mu.Unlock()
-	if final != nil {
+	if final := s.q.finalError(); final != nil {
 		_ = s.t.write(final)
 	}
 	_ = s.t.writeClose()
@@ -406,12 +299,9 @@ func (s *Session) writeOneLocked(o outgoing) {
 		// session ends (the writer writes the stream error last), and
 		// the stanza goes back to the router with the others at teardown.
 		s.unsent = append(s.unsent, o)
-		s.mu.Lock()
-		if !s.closed {
+		if s.stop(stanza.StreamError("policy-violation", "too many unacknowledged stanzas")) {
 			s.log.Warn("too many unacknowledged stanzas; closing", "unacked", len(s.sm.unacked), "bytes", s.sm.bytes)
-			s.stopLocked(stanza.StreamError("policy-violation", "too many unacknowledged stanzas"))
 		}
-		s.mu.Unlock()
 		if s.t == nil {
 			// Lost and waiting to be resumed: it ends now.
 			s.srv.expireNow(s)
@@ -557,10 +447,7 @@ func (s *Session) teardown(ctx context.Context) {
 	s.unsent = nil
 	s.wmu.Unlock()
 	// Anything that slipped into the queue after the writer's last look.
-	s.mu.Lock()
-	lost = append(lost, s.queue...)
-	s.queue, s.queued = nil, 0
-	s.mu.Unlock()
+	lost = append(lost, s.q.drain()...)
 	if s.accountGone.Load() {
 		lost = nil
 	}
@@ -621,7 +508,7 @@ func (s *Session) loop(ctx context.Context, t transport) error {
 			} else if n := s.srv.cfg.MaxPresenceBytes; el.Local == "presence" && encodedLen(el) > n {
 				// Presence is copied to every contact and room occupant
 				// and remembered per session: kept small.
-				_ = s.Send(stanza.ErrorReply(el, "policy-violation", fmt.Sprintf("presence larger than %d bytes is refused", n)))
+				_ = s.Send(stanza.ErrorReply(el, stanza.PolicyViolation, fmt.Sprintf("presence larger than %d bytes is refused", n)))
 			} else {
 				s.srv.metrics.stanzasIn.WithLabelValues(el.Local).Inc()
 				s.srv.router.route(ctx, s, el)
@@ -650,7 +537,7 @@ func (s *Session) stamp(el *stanza.Element) error {
 		if err != nil {
 			el.SetAttr("to", "")
 			if el.Type() != "error" {
-				_ = s.Send(stanza.ErrorReply(el, "jid-malformed", "the to address is not a valid JID"))
+				_ = s.Send(stanza.ErrorReply(el, stanza.JIDMalformed, "the to address is not a valid JID"))
 			}
 			return errSkip
 		}

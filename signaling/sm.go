@@ -179,10 +179,7 @@ func (s *Session) detach(t transport, gen int, err error) bool {
 		s.wmu.Unlock()
 		return false
 	}
-	s.mu.Lock()
-	closed := s.closed
-	s.mu.Unlock()
-	if closed || !s.srv.detach(s) {
+	if s.q.isClosed() || !s.srv.detach(s) {
 		s.wmu.Unlock()
 		return false
 	}
@@ -216,10 +213,7 @@ var errNotResumable = errors.New("session cannot be resumed")
 func (s *Session) resume(t transport, h uint32) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	s.mu.Lock()
-	closed := s.closed
-	s.mu.Unlock()
-	if s.expired || closed || s.sm == nil {
+	if s.expired || s.q.isClosed() || s.sm == nil {
 		return errNotResumable
 	}
 	if err := s.sm.ack(h); err != nil {

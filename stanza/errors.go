@@ -1,43 +1,90 @@
 package stanza
 
-// Stanza error types (RFC 6120 §8.3.2).
+// ErrorType is a stanza error's type (RFC 6120 §8.3.2): what the sender
+// may do about it.
+type ErrorType string
+
+// Stanza error types.
 const (
-	ErrAuth     = "auth"
-	ErrCancel   = "cancel"
-	ErrContinue = "continue"
-	ErrModify   = "modify"
-	ErrWait     = "wait"
+	ErrAuth     ErrorType = "auth"
+	ErrCancel   ErrorType = "cancel"
+	ErrContinue ErrorType = "continue"
+	ErrModify   ErrorType = "modify"
+	ErrWait     ErrorType = "wait"
 )
 
-// Error conditions used by poosms with their default error type.
-var conditionType = map[string]string{
-	"bad-request":             ErrModify,
-	"conflict":                ErrCancel,
-	"feature-not-implemented": ErrCancel,
-	"forbidden":               ErrAuth,
-	"internal-server-error":   ErrCancel,
-	"item-not-found":          ErrCancel,
-	"jid-malformed":           ErrModify,
-	"not-acceptable":          ErrModify,
-	"not-allowed":             ErrCancel,
-	"not-authorized":          ErrAuth,
-	"policy-violation":        ErrModify,
-	"recipient-unavailable":   ErrWait,
-	"registration-required":   ErrAuth,
-	"remote-server-not-found": ErrCancel,
-	"remote-server-timeout":   ErrWait,
-	"resource-constraint":     ErrWait,
-	"service-unavailable":     ErrCancel,
-	"subscription-required":   ErrAuth,
-	"undefined-condition":     ErrCancel,
-	"unexpected-request":      ErrWait,
+// Condition is a defined stanza error condition (RFC 6120 §8.3.3). Its
+// constants are the full set; Type gives each its error type, so a
+// condition outside the set is never sent with a guessed one.
+type Condition string
+
+// The defined conditions.
+const (
+	BadRequest            Condition = "bad-request"
+	Conflict              Condition = "conflict"
+	FeatureNotImplemented Condition = "feature-not-implemented"
+	Forbidden             Condition = "forbidden"
+	Gone                  Condition = "gone"
+	InternalServerError   Condition = "internal-server-error"
+	ItemNotFound          Condition = "item-not-found"
+	JIDMalformed          Condition = "jid-malformed"
+	NotAcceptable         Condition = "not-acceptable"
+	NotAllowed            Condition = "not-allowed"
+	NotAuthorized         Condition = "not-authorized"
+	PolicyViolation       Condition = "policy-violation"
+	RecipientUnavailable  Condition = "recipient-unavailable"
+	Redirect              Condition = "redirect"
+	RegistrationRequired  Condition = "registration-required"
+	RemoteServerNotFound  Condition = "remote-server-not-found"
+	RemoteServerTimeout   Condition = "remote-server-timeout"
+	ResourceConstraint    Condition = "resource-constraint"
+	ServiceUnavailable    Condition = "service-unavailable"
+	SubscriptionRequired  Condition = "subscription-required"
+	UndefinedCondition    Condition = "undefined-condition"
+	UnexpectedRequest     Condition = "unexpected-request"
+)
+
+// conditionType is each defined condition's error type, as RFC 6120
+// §8.3.3 gives it.
+var conditionType = map[Condition]ErrorType{
+	BadRequest:            ErrModify,
+	Conflict:              ErrCancel,
+	FeatureNotImplemented: ErrCancel,
+	Forbidden:             ErrAuth,
+	Gone:                  ErrCancel,
+	InternalServerError:   ErrCancel,
+	ItemNotFound:          ErrCancel,
+	JIDMalformed:          ErrModify,
+	NotAcceptable:         ErrModify,
+	NotAllowed:            ErrCancel,
+	NotAuthorized:         ErrAuth,
+	PolicyViolation:       ErrModify,
+	RecipientUnavailable:  ErrWait,
+	Redirect:              ErrModify,
+	RegistrationRequired:  ErrAuth,
+	RemoteServerNotFound:  ErrCancel,
+	RemoteServerTimeout:   ErrWait,
+	ResourceConstraint:    ErrWait,
+	ServiceUnavailable:    ErrCancel,
+	SubscriptionRequired:  ErrAuth,
+	UndefinedCondition:    ErrCancel,
+	UnexpectedRequest:     ErrWait,
 }
+
+// Type is the condition's error type; "" for a condition that RFC 6120
+// does not define.
+func (c Condition) Type() ErrorType { return conditionType[c] }
+
+// Defined reports whether c is one of the conditions RFC 6120 defines.
+func (c Condition) Defined() bool { return conditionType[c] != "" }
 
 // ErrorReply builds the error reply to stanza orig: to and from swapped,
 // the same id, type='error', the original payload kept (RFC 6120 §8.3.1
 // allows it; clients use it to match), and an <error/> with condition and
-// optional text. orig is not modified.
-func ErrorReply(orig *Element, condition, text string) *Element {
+// optional text. A condition RFC 6120 does not define is sent as
+// undefined-condition, the condition for what the others do not cover.
+// orig is not modified.
+func ErrorReply(orig *Element, condition Condition, text string) *Element {
 	r := &Element{Space: orig.Space, Local: orig.Local}
 	if id := orig.ID(); id != "" {
 		r.SetAttr("id", id)
@@ -57,12 +104,12 @@ func ErrorReply(orig *Element, condition, text string) *Element {
 			r.Append(c.Copy())
 		}
 	}
-	typ := conditionType[condition]
+	typ := condition.Type()
 	if typ == "" {
-		typ = ErrCancel
+		condition, typ = UndefinedCondition, UndefinedCondition.Type()
 	}
-	e := New(NSClient, "error").SetAttr("type", typ)
-	e.Append(New(NSStanzas, condition))
+	e := New(NSClient, "error").SetAttr("type", string(typ))
+	e.Append(New(NSStanzas, string(condition)))
 	if text != "" {
 		e.Append(New(NSStanzas, "text").SetText(text))
 	}

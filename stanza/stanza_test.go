@@ -99,3 +99,32 @@ func BenchmarkAppendXML(b *testing.B) {
 		buf = el.AppendXML(buf[:0], NSClient)
 	}
 }
+
+// Every defined condition has its RFC 6120 type; a condition outside the
+// set goes out as undefined-condition rather than under a guessed type.
+func TestConditionTypes(t *testing.T) {
+	for c, want := range map[Condition]ErrorType{
+		BadRequest: ErrModify, Forbidden: ErrAuth, ItemNotFound: ErrCancel,
+		ResourceConstraint: ErrWait, Redirect: ErrModify, Gone: ErrCancel,
+	} {
+		if got := c.Type(); got != want {
+			t.Errorf("%s: type %q, want %q", c, got, want)
+		}
+	}
+	for c := range conditionType {
+		if !c.Defined() {
+			t.Errorf("%s is not defined", c)
+		}
+	}
+	if len(conditionType) != 22 {
+		t.Errorf("%d conditions, want the 22 of RFC 6120 §8.3.3", len(conditionType))
+	}
+	orig, _ := Parse([]byte(`<iq xmlns='jabber:client' from='a@x/r' to='x' id='1' type='get'/>`))
+	r := ErrorReply(orig, "no-such-condition", "")
+	if got := ErrorCondition(r); got != string(UndefinedCondition) {
+		t.Errorf("an unknown condition went out as %q", got)
+	}
+	if typ := r.Child("", "error").Attr("type"); typ != string(ErrCancel) {
+		t.Errorf("undefined-condition went out with type %q", typ)
+	}
+}

@@ -191,7 +191,10 @@ func TestRegisterCreatesAccount(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := cl.GetStoredCredentials(scram.KeyFactors{Salt: string(creds.Salt), Iters: creds.Iterations})
+		want, err := cl.GetStoredCredentialsWithError(scram.KeyFactors{Salt: string(creds.Salt), Iters: creds.Iterations})
+		if err != nil {
+			t.Fatal(err)
+		}
 		if !bytes.Equal(want.StoredKey, h.stored) {
 			t.Error("stored SCRAM key does not match the password that was entered")
 		}

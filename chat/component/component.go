@@ -25,24 +25,24 @@ func Request(el *stanza.Element, from jid.JID, domain, server string, why Refusa
 	typ := el.Type()
 	switch {
 	case el.Local == "message" && typ != "error":
-		return nil, stanza.ErrorReply(el, "service-unavailable", why.Message)
+		return nil, stanza.ErrorReply(el, stanza.ServiceUnavailable, why.Message)
 	case el.Local != "iq", typ != "get" && typ != "set":
 		return nil, nil
 	}
 	to, err := jid.Parse(el.To())
 	switch {
 	case err != nil || to.Domainpart() != domain:
-		return nil, stanza.ErrorReply(el, "jid-malformed", "")
+		return nil, stanza.ErrorReply(el, stanza.JIDMalformed, "")
 	case to.Localpart() != "" || to.Resourcepart() != "":
-		return nil, stanza.ErrorReply(el, "service-unavailable", "")
+		return nil, stanza.ErrorReply(el, stanza.ServiceUnavailable, "")
 	}
 	els := el.Elements()
 	stranger := from.Domainpart() != server || from.Localpart() == ""
 	switch {
 	case stranger && !(typ == "get" && len(els) == 1 && discoQuery(els[0])):
-		return nil, stanza.ErrorReply(el, "forbidden", why.Stranger)
+		return nil, stanza.ErrorReply(el, stanza.Forbidden, why.Stranger)
 	case len(els) != 1:
-		return nil, stanza.ErrorReply(el, "bad-request", "an iq request carries exactly one payload")
+		return nil, stanza.ErrorReply(el, stanza.BadRequest, "an iq request carries exactly one payload")
 	}
 	return els[0], nil
 }

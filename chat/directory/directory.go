@@ -146,7 +146,7 @@ func (s *Service) HandleStanza(ctx context.Context, sess Session, el *stanza.Ele
 		r = s.discoInfo(el, q)
 	case q.Space == NSDiscoItems && q.Local == "query" && get:
 		if q.Attr("node") != "" {
-			r = stanza.ErrorReply(el, "item-not-found", "")
+			r = stanza.ErrorReply(el, stanza.ItemNotFound, "")
 		} else {
 			r = stanza.Result(el, stanza.New(NSDiscoItems, "query"))
 		}
@@ -161,9 +161,9 @@ func (s *Service) HandleStanza(ctx context.Context, sess Session, el *stanza.Ele
 	case q.Space == NSRegister && q.Local == "query":
 		r = s.changeListing(ctx, sess, el, q)
 	case (q.Space == NSDiscoInfo || q.Space == NSDiscoItems || q.Space == NSPing) && !get:
-		r = stanza.ErrorReply(el, "bad-request", "")
+		r = stanza.ErrorReply(el, stanza.BadRequest, "")
 	default:
-		r = stanza.ErrorReply(el, "service-unavailable", "")
+		r = stanza.ErrorReply(el, stanza.ServiceUnavailable, "")
 	}
 	s.reply(sess, r)
 }
@@ -172,7 +172,7 @@ func (s *Service) HandleStanza(ctx context.Context, sess Session, el *stanza.Ele
 // implements.
 func (s *Service) discoInfo(iq, q *stanza.Element) *stanza.Element {
 	if q.Attr("node") != "" {
-		return stanza.ErrorReply(iq, "item-not-found", "")
+		return stanza.ErrorReply(iq, stanza.ItemNotFound, "")
 	}
 	info := stanza.New(NSDiscoInfo, "query")
 	info.Append(stanza.New(NSDiscoInfo, "identity").
@@ -194,5 +194,5 @@ func (s *Service) reply(sess Session, el *stanza.Element) {
 // internalError logs err and returns the error reply to iq.
 func (s *Service) internalError(sess Session, iq *stanza.Element, op string, err error) *stanza.Element {
 	s.log.Error("directory: "+op, "jid", sess.JID().String(), "err", err)
-	return stanza.ErrorReply(iq, "internal-server-error", "")
+	return stanza.ErrorReply(iq, stanza.InternalServerError, "")
 }

@@ -5,36 +5,16 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"mellium.im/xmpp/jid"
-
+	"poosms.org/poosms/internal/testfake"
 	"poosms.org/poosms/stanza"
 	"poosms.org/poosms/store"
 )
 
 // fakeSession records what the service sends it.
-type fakeSession struct {
-	jid jid.JID
-	mu  sync.Mutex
-	got []*stanza.Element
-}
-
-func (f *fakeSession) JID() jid.JID { return f.jid }
-
-func (f *fakeSession) Send(el *stanza.Element) error {
-	// Serialise and parse again, as a real session puts it on the wire.
-	c, err := stanza.Parse([]byte(el.String()))
-	if err != nil {
-		panic(err)
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.got = append(f.got, c)
-	return nil
-}
+type fakeSession = testfake.Session
 
 type harness struct {
 	t   *testing.T
@@ -65,7 +45,7 @@ func newHarness(t *testing.T, users ...string) *harness {
 }
 
 func (h *harness) session(full string) *fakeSession {
-	return &fakeSession{jid: jid.MustParse(full)}
+	return testfake.NewSession(full)
 }
 
 // iq sends raw (an <iq/> without from) as sess and returns the one reply.
@@ -76,14 +56,11 @@ func (h *harness) iq(sess *fakeSession, raw string) *stanza.Element {
 		h.t.Fatalf("parse %s: %v", raw, err)
 	}
 	h.svc.HandleStanza(context.Background(), sess, el)
-	sess.mu.Lock()
-	got := sess.got
-	sess.got = nil
-	sess.mu.Unlock()
+	got := sess.Take()
 	if len(got) != 1 {
 		h.t.Fatalf("%s: got %d replies, want 1", raw, len(got))
 	}
-	if got[0].ID() != el.ID() || got[0].To() != sess.jid.String() || got[0].From() != el.To() {
+	if got[0].ID() != el.ID() || got[0].To() != sess.JID().String() || got[0].From() != el.To() {
 		h.t.Fatalf("reply %s does not answer %s", got[0], raw)
 	}
 	return got[0]
@@ -421,8 +398,8 @@ func TestDiscoAndOtherStanzas(t *testing.T) {
 	for _, raw := range []string{`<presence to='directory.localhost'/>`, `<iq type='result' id='x' to='directory.localhost'/>`} {
 		el, _ := stanza.Parse([]byte(raw))
 		h.svc.HandleStanza(context.Background(), alice, el)
-		if len(alice.got) != 0 {
-			t.Errorf("%s answered with %v", raw, alice.got[0])
+		if got := alice.Received(); len(got) != 0 {
+			t.Errorf("%s answered with %v", raw, got[0])
 		}
 	}
 }

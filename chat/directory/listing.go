@@ -71,11 +71,11 @@ func (s *Service) changeListing(ctx context.Context, sess Session, iq, q *stanza
 			return stanza.Result(iq)
 		case "submit":
 		default:
-			return stanza.ErrorReply(iq, "bad-request", "the listing form is submitted with type='submit'")
+			return stanza.ErrorReply(iq, stanza.BadRequest, "the listing form is submitted with type='submit'")
 		}
 		v := formValues(x)
 		if ft := first(v["FORM_TYPE"]); ft != "" && ft != NSRegister {
-			return stanza.ErrorReply(iq, "bad-request", "not a listing form")
+			return stanza.ErrorReply(iq, stanza.BadRequest, "not a listing form")
 		}
 		var err error
 		if e, err = parseListing(v); err != nil {
@@ -92,16 +92,16 @@ func (s *Service) changeListing(ctx context.Context, sess Session, iq, q *stanza
 			return invalid(iq, err)
 		}
 	} else {
-		return stanza.ErrorReply(iq, "bad-request", "submit the listing form, a nickname or <remove/>")
+		return stanza.ErrorReply(iq, stanza.BadRequest, "submit the listing form, a nickname or <remove/>")
 	}
 	if e.Nick == "" {
-		return stanza.ErrorReply(iq, "not-acceptable", "a nickname is required")
+		return stanza.ErrorReply(iq, stanza.NotAcceptable, "a nickname is required")
 	}
 	e.Username = user
 	e.Updated = s.now()
 	if err := s.st.PutDirectoryEntry(ctx, e); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return stanza.ErrorReply(iq, "registration-required", "no account for this address")
+			return stanza.ErrorReply(iq, stanza.RegistrationRequired, "no account for this address")
 		}
 		return s.internalError(sess, iq, "save listing", err)
 	}

@@ -52,11 +52,11 @@ func (s *Service) search(ctx context.Context, iq, q *stanza.Element) *stanza.Ele
 	x := dataForm(q)
 	if x != nil {
 		if x.Attr("type") != "submit" {
-			return stanza.ErrorReply(iq, "bad-request", "the search form is submitted with type='submit'")
+			return stanza.ErrorReply(iq, stanza.BadRequest, "the search form is submitted with type='submit'")
 		}
 		v := formValues(x)
 		if ft := first(v["FORM_TYPE"]); ft != "" && ft != NSSearch {
-			return stanza.ErrorReply(iq, "bad-request", "not a search form")
+			return stanza.ErrorReply(iq, stanza.BadRequest, "not a search form")
 		}
 		query.Nick = first(v[fieldNick])
 		query.Interest = first(v[fieldInterest])
@@ -88,7 +88,7 @@ func (s *Service) search(ctx context.Context, iq, q *stanza.Element) *stanza.Ele
 	found, err := s.st.SearchDirectory(ctx, query)
 	if err != nil {
 		s.log.Error("directory: search", "jid", iq.From(), "err", err)
-		return stanza.ErrorReply(iq, "internal-server-error", "")
+		return stanza.ErrorReply(iq, stanza.InternalServerError, "")
 	}
 	if x != nil {
 		return stanza.Result(iq, stanza.New(NSSearch, "query").Append(s.resultForm(found)))
@@ -142,7 +142,7 @@ func (s *Service) address(username string) string { return username + "@" + s.se
 func invalid(iq *stanza.Element, err error) *stanza.Element {
 	var ie *invalidError
 	if errors.As(err, &ie) {
-		return stanza.ErrorReply(iq, "not-acceptable", ie.text)
+		return stanza.ErrorReply(iq, stanza.NotAcceptable, ie.text)
 	}
-	return stanza.ErrorReply(iq, "bad-request", "")
+	return stanza.ErrorReply(iq, stanza.BadRequest, "")
 }

@@ -18,7 +18,7 @@ func (s *Service) adminIQ(ctx context.Context, sess Session, iq, q *stanza.Eleme
 	r := s.visibleRoom(sess, name)
 	switch {
 	case r == nil:
-		errorFx(&fx, sess, iq, "item-not-found", "no such room")
+		errorFx(&fx, sess, iq, stanza.ItemNotFound, "no such room")
 	case iq.Type() == "get":
 		s.adminList(&fx, r, sess, iq, q)
 	default:
@@ -46,7 +46,7 @@ func (s *Service) accessChanged(ctx context.Context, name string) {
 func (s *Service) adminList(fx *effects, r *room, sess Session, iq, q *stanza.Element) {
 	items := q.Elements()
 	if len(items) != 1 || items[0].Local != "item" {
-		errorFx(fx, sess, iq, "bad-request", "ask for one role or one affiliation")
+		errorFx(fx, sess, iq, stanza.BadRequest, "ask for one role or one affiliation")
 		return
 	}
 	want := items[0]
@@ -55,11 +55,11 @@ func (s *Service) adminList(fx *effects, r *room, sess Session, iq, q *stanza.El
 	if a := want.Attr("affiliation"); a != "" {
 		aff, ok := parseAffiliation(a)
 		if !ok || aff == affNone {
-			errorFx(fx, sess, iq, "bad-request", "unknown affiliation")
+			errorFx(fx, sess, iq, stanza.BadRequest, "unknown affiliation")
 			return
 		}
 		if r.affiliation(me) < affAdmin {
-			errorFx(fx, sess, iq, "forbidden", "only admins and owners see affiliation lists")
+			errorFx(fx, sess, iq, stanza.Forbidden, "only admins and owners see affiliation lists")
 			return
 		}
 		for _, k := range sortedKeys(r.affs) {
@@ -81,11 +81,11 @@ func (s *Service) adminList(fx *effects, r *room, sess Session, iq, q *stanza.El
 	}
 	rl, ok := parseRole(want.Attr("role"))
 	if !ok || rl == roleNone {
-		errorFx(fx, sess, iq, "bad-request", "ask for a role or an affiliation")
+		errorFx(fx, sess, iq, stanza.BadRequest, "ask for a role or an affiliation")
 		return
 	}
 	if o := r.occupantOf(sess); o == nil || o.role != roleModerator {
-		errorFx(fx, sess, iq, "forbidden", "only moderators see role lists")
+		errorFx(fx, sess, iq, stanza.Forbidden, "only moderators see role lists")
 		return
 	}
 	for _, o := range r.sorted() {
@@ -128,15 +128,15 @@ func (s *Service) adminSet(fx *effects, r *room, sess Session, iq, q *stanza.Ele
 		}
 	}
 	var changes []change
-	fail := func(cond, text string) { errorFx(fx, sess, iq, cond, text) }
+	fail := func(cond stanza.Condition, text string) { errorFx(fx, sess, iq, cond, text) }
 	items := q.Elements()
 	if len(items) == 0 {
-		fail("bad-request", "no item")
+		fail(stanza.BadRequest, "no item")
 		return
 	}
 	for _, it := range items {
 		if it.Space != NSAdmin || it.Local != "item" {
-			fail("bad-request", "unexpected element")
+			fail(stanza.BadRequest, "unexpected element")
 			return
 		}
 		c := change{reason: it.ChildText(NSAdmin, "reason")}
@@ -144,61 +144,61 @@ func (s *Service) adminSet(fx *effects, r *room, sess Session, iq, q *stanza.Ele
 		case it.Attr("role") != "":
 			rl, ok := parseRole(it.Attr("role"))
 			if !ok {
-				fail("bad-request", "unknown role")
+				fail(stanza.BadRequest, "unknown role")
 				return
 			}
 			o := r.occupants[it.Attr("nick")]
 			if o == nil {
-				fail("item-not-found", "no occupant has that nickname")
+				fail(stanza.ItemNotFound, "no occupant has that nickname")
 				return
 			}
 			if actorRole != roleModerator {
-				fail("forbidden", "only moderators change roles")
+				fail(stanza.Forbidden, "only moderators change roles")
 				return
 			}
 			target := r.affiliation(o.bare)
 			switch {
 			case rl == roleModerator && actorAff < affAdmin:
-				fail("not-allowed", "only admins and owners grant moderation")
+				fail(stanza.NotAllowed, "only admins and owners grant moderation")
 				return
 			case rl < o.role && (target >= affAdmin || target > actorAff):
-				fail("not-allowed", "you may not lower the role of that occupant")
+				fail(stanza.NotAllowed, "you may not lower the role of that occupant")
 				return
 			case rl < o.role && o.role == roleModerator && actorAff < affAdmin:
-				fail("not-allowed", "only admins and owners revoke moderation")
+				fail(stanza.NotAllowed, "only admins and owners revoke moderation")
 				return
 			}
 			c.occ, c.role = o, rl
 		case it.Attr("affiliation") != "":
 			aff, ok := parseAffiliation(it.Attr("affiliation"))
 			if !ok {
-				fail("bad-request", "unknown affiliation")
+				fail(stanza.BadRequest, "unknown affiliation")
 				return
 			}
 			var target jid.JID
 			if j := it.Attr("jid"); j != "" {
 				t, err := jid.Parse(j)
 				if err != nil {
-					fail("jid-malformed", "")
+					fail(stanza.JIDMalformed, "")
 					return
 				}
 				target = t.Bare()
 			} else if o := r.occupants[it.Attr("nick")]; o != nil {
 				target = o.bare
 			} else {
-				fail("bad-request", "an affiliation change names a jid or an occupant's nick")
+				fail(stanza.BadRequest, "an affiliation change names a jid or an occupant's nick")
 				return
 			}
 			cur := r.affiliation(target)
 			switch {
 			case actorAff < affAdmin:
-				fail("forbidden", "only admins and owners change affiliations")
+				fail(stanza.Forbidden, "only admins and owners change affiliations")
 				return
 			case actorAff == affAdmin && (aff >= affAdmin || cur >= affAdmin):
-				fail("not-allowed", "only owners change admins and owners")
+				fail(stanza.NotAllowed, "only owners change admins and owners")
 				return
 			case cur == affOwner && aff != affOwner && owners <= 1:
-				fail("conflict", "a room keeps at least one owner")
+				fail(stanza.Conflict, "a room keeps at least one owner")
 				return
 			}
 			switch {
@@ -209,7 +209,7 @@ func (s *Service) adminSet(fx *effects, r *room, sess Session, iq, q *stanza.Ele
 			}
 			c.bare, c.aff = target, aff
 		default:
-			fail("bad-request", "an item changes a role or an affiliation")
+			fail(stanza.BadRequest, "an item changes a role or an affiliation")
 			return
 		}
 		changes = append(changes, c)
@@ -272,12 +272,12 @@ func (s *Service) ownerIQ(ctx context.Context, sess Session, iq, q *stanza.Eleme
 	r := s.visibleRoom(sess, name)
 	switch {
 	case r == nil:
-		errorFx(&fx, sess, iq, "item-not-found", "no such room")
+		errorFx(&fx, sess, iq, stanza.ItemNotFound, "no such room")
 	case r.affiliation(sess.JID().Bare()) != affOwner:
-		errorFx(&fx, sess, iq, "forbidden", "only owners configure a room")
+		errorFx(&fx, sess, iq, stanza.Forbidden, "only owners configure a room")
 	case iq.Type() == "get":
 		if len(q.Elements()) != 0 {
-			errorFx(&fx, sess, iq, "bad-request", "")
+			errorFx(&fx, sess, iq, stanza.BadRequest, "")
 			break
 		}
 		fx.send(sess, stanza.Result(iq, stanza.New(NSOwner, "query").Append(r.configForm())))
@@ -288,7 +288,7 @@ func (s *Service) ownerIQ(ctx context.Context, sess Session, iq, q *stanza.Eleme
 		x := q.Child(NSData, "x")
 		switch {
 		case x == nil:
-			errorFx(&fx, sess, iq, "bad-request", "expected a data form or destroy")
+			errorFx(&fx, sess, iq, stanza.BadRequest, "expected a data form or destroy")
 		case x.Attr("type") == "cancel":
 			if r.locked {
 				s.destroy(&fx, r, nil)
@@ -301,7 +301,7 @@ func (s *Service) ownerIQ(ctx context.Context, sess Session, iq, q *stanza.Eleme
 				fx.send(sess, stanza.Result(iq))
 			}
 		default:
-			errorFx(&fx, sess, iq, "bad-request", "a configuration form is submitted or cancelled")
+			errorFx(&fx, sess, iq, stanza.BadRequest, "a configuration form is submitted or cancelled")
 		}
 	}
 	s.unlockAndRun(ctx, &fx)
@@ -339,7 +339,7 @@ func (r *room) configForm() *stanza.Element {
 
 // configure applies a submitted configuration form. It returns an error
 // condition and text, or "" on success. s.mu must be held.
-func (s *Service) configure(fx *effects, r *room, x *stanza.Element) (string, string) {
+func (s *Service) configure(fx *effects, r *room, x *stanza.Element) (stanza.Condition, string) {
 	c := r.cfg
 	for name, vals := range formValues(x) {
 		v := ""

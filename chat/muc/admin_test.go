@@ -165,7 +165,7 @@ func TestAdminLists(t *testing.T) {
 		{alice, "affiliation='none'", "iq type=error from=r error=bad-request"},
 	} {
 		if got := list(tc.who, tc.attr); got != tc.want {
-			t.Errorf("%s asking %s: %s, want %s", tc.who.jid, tc.attr, got, tc.want)
+			t.Errorf("%s asking %s: %s, want %s", tc.who.JID(), tc.attr, got, tc.want)
 		}
 	}
 }

@@ -24,9 +24,7 @@ func (e *encodedSession) SendEncoded(_ *stanza.Element, w stanza.Encoded, to str
 	if err != nil {
 		panic(err)
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.got = append(e.got, el)
+	e.Add(el)
 	return nil
 }
 
@@ -43,9 +41,9 @@ func canonical(el *stanza.Element) string {
 func TestFanOutSharedAndCopiedAgree(t *testing.T) {
 	h := newHarness(t, nil)
 	owner := h.session("owner@localhost/a")
-	ownerShared := &encodedSession{fakeSession{jid: jid.MustParse("owner@localhost/b")}}
+	ownerShared := &encodedSession{*newFakeSession("owner@localhost/b")}
 	dave := h.session("dave@localhost/d")
-	bobShared := &encodedSession{fakeSession{jid: jid.MustParse("bob@localhost/b")}}
+	bobShared := &encodedSession{*newFakeSession("bob@localhost/b")}
 	carol := h.session("carol@localhost/c")
 	send := func(s Session, raw string) {
 		el, err := stanza.Parse([]byte(raw))
@@ -72,10 +70,10 @@ func TestFanOutSharedAndCopiedAgree(t *testing.T) {
 	for _, pair := range [][2]*fakeSession{{owner, &ownerShared.fakeSession}, {dave, &bobShared.fakeSession}} {
 		a, b := pair[0].takeEls(), pair[1].takeEls()
 		if len(a) != 4 || len(b) != 4 {
-			t.Fatalf("%s got %d stanzas, %s %d; want 4 each", pair[0].jid, len(a), pair[1].jid, len(b))
+			t.Fatalf("%s got %d stanzas, %s %d; want 4 each", pair[0].JID(), len(a), pair[1].JID(), len(b))
 		}
 		for i := range a {
-			if a[i].To() != pair[0].jid.String() || b[i].To() != pair[1].jid.String() {
+			if a[i].To() != pair[0].JID().String() || b[i].To() != pair[1].JID().String() {
 				t.Fatalf("stanza %d addressed to %s and %s", i, a[i].To(), b[i].To())
 			}
 			a[i].SetAttr("to", "x")
@@ -129,7 +127,7 @@ func TestFanOutMemoryDoesNotScaleWithOccupants(t *testing.T) {
 		runtime.ReadMemStats(&after)
 		for _, s := range sessions {
 			if len(s.els)+len(s.encs) == 0 {
-				t.Fatalf("%s got nothing", s.jid)
+				t.Fatalf("%s got nothing", s.JID())
 			}
 		}
 		return after.TotalAlloc - before.TotalAlloc

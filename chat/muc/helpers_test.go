@@ -8,41 +8,18 @@ import (
 	"testing"
 	"time"
 
-	"mellium.im/xmpp/jid"
-
+	"poosms.org/poosms/internal/testfake"
 	"poosms.org/poosms/stanza"
 	"poosms.org/poosms/store"
 )
 
 // fakeSession records what the service sends it.
-type fakeSession struct {
-	jid jid.JID
-	mu  sync.Mutex
-	got []*stanza.Element
-}
+type fakeSession struct{ *testfake.Session }
 
-func (f *fakeSession) JID() jid.JID { return f.jid }
-
-func (f *fakeSession) Send(el *stanza.Element) error {
-	// Serialise and parse again, as a real session puts it on the wire.
-	c, err := stanza.Parse([]byte(el.String()))
-	if err != nil {
-		panic(err)
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.got = append(f.got, c)
-	return nil
-}
+func newFakeSession(full string) *fakeSession { return &fakeSession{testfake.NewSession(full)} }
 
 // takeEls returns what f received since the last take.
-func (f *fakeSession) takeEls() []*stanza.Element {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	out := f.got
-	f.got = nil
-	return out
-}
+func (f *fakeSession) takeEls() []*stanza.Element { return f.Take() }
 
 func (f *fakeSession) take() []string {
 	var out []string
@@ -193,7 +170,7 @@ func (h *harness) takeDelivered() []string {
 }
 
 func (h *harness) session(full string) *fakeSession {
-	return &fakeSession{jid: jid.MustParse(full)}
+	return newFakeSession(full)
 }
 
 // send has sess send raw XML.
@@ -203,7 +180,7 @@ func (h *harness) send(sess *fakeSession, raw string) {
 	if err != nil {
 		h.t.Fatalf("parse %s: %v", raw, err)
 	}
-	el.SetAttr("from", sess.jid.String())
+	el.SetAttr("from", sess.JID().String())
 	h.svc.HandleStanza(context.Background(), sess, el)
 }
 

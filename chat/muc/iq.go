@@ -22,13 +22,13 @@ func (s *Service) handleIQ(ctx context.Context, sess Session, el *stanza.Element
 				s.relayAnswer(ctx, sess, el, to)
 			}
 		default:
-			s.replyError(sess, el, "bad-request", "an iq is get, set, result or error")
+			s.replyError(sess, el, stanza.BadRequest, "an iq is get, set, result or error")
 		}
 		return
 	}
 	els := el.Elements()
 	if len(els) != 1 {
-		s.replyError(sess, el, "bad-request", "an iq request carries exactly one payload")
+		s.replyError(sess, el, stanza.BadRequest, "an iq request carries exactly one payload")
 		return
 	}
 	q := els[0]
@@ -48,7 +48,7 @@ func (s *Service) handleIQ(ctx context.Context, sess Session, el *stanza.Element
 	case q.Space == NSMAM && q.Local == "query":
 		s.mamIQ(ctx, sess, el, q, to.Localpart())
 	default:
-		s.replyError(sess, el, "service-unavailable", "")
+		s.replyError(sess, el, stanza.ServiceUnavailable, "")
 	}
 }
 
@@ -79,9 +79,9 @@ func (s *Service) relayRequest(ctx context.Context, sess Session, iq, q *stanza.
 	}
 	switch {
 	case o == nil:
-		errorFx(&fx, sess, iq, "not-acceptable", "you are not in this room")
+		errorFx(&fx, sess, iq, stanza.NotAcceptable, "you are not in this room")
 	case dst == nil:
-		errorFx(&fx, sess, iq, "item-not-found", "no occupant has that nickname")
+		errorFx(&fx, sess, iq, stanza.ItemNotFound, "no occupant has that nickname")
 	case dst == o && q.Space == NSPing && q.Local == "ping" && iq.Type() == "get":
 		fx.send(sess, stanza.Result(iq))
 	default:
@@ -182,12 +182,12 @@ func (s *Service) serviceIQ(sess Session, iq, q *stanza.Element) {
 		s.send(sess, stanza.Result(iq))
 	case (q.Space == NSDiscoInfo || q.Space == NSDiscoItems) && q.Local == "query":
 		if iq.Type() != "get" {
-			s.replyError(sess, iq, "bad-request", "")
+			s.replyError(sess, iq, stanza.BadRequest, "")
 		} else {
-			s.replyError(sess, iq, "item-not-found", "")
+			s.replyError(sess, iq, stanza.ItemNotFound, "")
 		}
 	default:
-		s.replyError(sess, iq, "service-unavailable", "")
+		s.replyError(sess, iq, stanza.ServiceUnavailable, "")
 	}
 }
 
@@ -209,18 +209,18 @@ func (s *Service) visibleRoom(sess Session, name string) *room {
 // its configuration, and the muc#roominfo form.
 func (s *Service) roomInfo(sess Session, iq, q *stanza.Element, name string) {
 	if iq.Type() != "get" {
-		s.replyError(sess, iq, "bad-request", "")
+		s.replyError(sess, iq, stanza.BadRequest, "")
 		return
 	}
 	if q.Attr("node") != "" {
-		s.replyError(sess, iq, "item-not-found", "")
+		s.replyError(sess, iq, stanza.ItemNotFound, "")
 		return
 	}
 	s.mu.Lock()
 	r := s.visibleRoom(sess, name)
 	if r == nil {
 		s.mu.Unlock()
-		s.replyError(sess, iq, "item-not-found", "no such room")
+		s.replyError(sess, iq, stanza.ItemNotFound, "no such room")
 		return
 	}
 	info := stanza.New(NSDiscoInfo, "query").Append(
@@ -271,18 +271,18 @@ func (r *room) features() []string {
 // who may see real JIDs anyway; otherwise an empty list.
 func (s *Service) roomItems(sess Session, iq, q *stanza.Element, name string) {
 	if iq.Type() != "get" {
-		s.replyError(sess, iq, "bad-request", "")
+		s.replyError(sess, iq, stanza.BadRequest, "")
 		return
 	}
 	if q.Attr("node") != "" {
-		s.replyError(sess, iq, "item-not-found", "")
+		s.replyError(sess, iq, stanza.ItemNotFound, "")
 		return
 	}
 	s.mu.Lock()
 	r := s.visibleRoom(sess, name)
 	if r == nil {
 		s.mu.Unlock()
-		s.replyError(sess, iq, "item-not-found", "no such room")
+		s.replyError(sess, iq, stanza.ItemNotFound, "no such room")
 		return
 	}
 	items := stanza.New(NSDiscoItems, "query")

@@ -24,7 +24,8 @@ func (s *Service) mamIQ(ctx context.Context, sess Session, iq, q *stanza.Element
 	s.mu.Lock()
 	r := s.visibleRoom(sess, name)
 	var roomJID jid.JID
-	cond, text := "", ""
+	var cond stanza.Condition
+	var text string
 	if r == nil {
 		cond, text = "item-not-found", "no such room"
 	} else {
@@ -63,7 +64,7 @@ func (s *Service) mamIQ(ctx context.Context, sess Session, iq, q *stanza.Element
 			case "start", "end":
 				t, err := time.Parse(time.RFC3339, v)
 				if err != nil {
-					s.replyError(sess, iq, "bad-request", "invalid "+k+" time")
+					s.replyError(sess, iq, stanza.BadRequest, "invalid "+k+" time")
 					return
 				}
 				if k == "start" {
@@ -74,17 +75,17 @@ func (s *Service) mamIQ(ctx context.Context, sess Session, iq, q *stanza.Element
 			case "with":
 				w, err := jid.Parse(v)
 				if err != nil {
-					s.replyError(sess, iq, "jid-malformed", "")
+					s.replyError(sess, iq, stanza.JIDMalformed, "")
 					return
 				}
 				if !w.Bare().Equal(roomJID) || w.Resourcepart() == "" {
-					s.replyError(sess, iq, "feature-not-implemented", "a room archive is filtered by occupant (room/nick) only")
+					s.replyError(sess, iq, stanza.FeatureNotImplemented, "a room archive is filtered by occupant (room/nick) only")
 					return
 				}
 				rq.Nick = w.Resourcepart()
 			case "FORM_TYPE":
 			default:
-				s.replyError(sess, iq, "feature-not-implemented", "unknown filter "+k)
+				s.replyError(sess, iq, stanza.FeatureNotImplemented, "unknown filter "+k)
 				return
 			}
 		}
@@ -98,7 +99,7 @@ func (s *Service) mamIQ(ctx context.Context, sess Session, iq, q *stanza.Element
 		if m := set.Child(NSRSM, "max"); m != nil {
 			n, err := strconv.Atoi(m.Text())
 			if err != nil || n < 0 {
-				s.replyError(sess, iq, "bad-request", "invalid max")
+				s.replyError(sess, iq, stanza.BadRequest, "invalid max")
 				return
 			}
 			rq.Max = max(1, min(n, mamMaxMax))
@@ -114,11 +115,11 @@ func (s *Service) mamIQ(ctx context.Context, sess Session, iq, q *stanza.Element
 	page, err := s.st.RoomMessages(ctx, rq)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		s.replyError(sess, iq, "item-not-found", "no message with that id in the archive")
+		s.replyError(sess, iq, stanza.ItemNotFound, "no message with that id in the archive")
 		return
 	case err != nil:
 		s.log.Error("muc: query archive", "room", name, "err", err)
-		s.replyError(sess, iq, "internal-server-error", "")
+		s.replyError(sess, iq, stanza.InternalServerError, "")
 		return
 	}
 	queryID := q.Attr("queryid")

@@ -18,7 +18,7 @@ func (s *Service) handleMessage(ctx context.Context, sess Session, el *stanza.El
 	}
 	if to.Localpart() == "" {
 		if el.Child("", "body") != nil {
-			s.replyError(sess, el, "service-unavailable", "")
+			s.replyError(sess, el, stanza.ServiceUnavailable, "")
 		}
 		return
 	}
@@ -27,7 +27,7 @@ func (s *Service) handleMessage(ctx context.Context, sess Session, el *stanza.El
 	r := s.rooms[to.Localpart()]
 	switch {
 	case r == nil || (r.locked && r.occupantOf(sess) == nil):
-		errorFx(&fx, sess, el, "item-not-found", "no such room")
+		errorFx(&fx, sess, el, stanza.ItemNotFound, "no such room")
 	case to.Resourcepart() != "":
 		s.private(&fx, r, sess, el, to.Resourcepart())
 	case typ == "groupchat":
@@ -36,7 +36,7 @@ func (s *Service) handleMessage(ctx context.Context, sess Session, el *stanza.El
 		if x := el.Child(NSUser, "x"); x != nil && (x.Child(NSUser, "invite") != nil || x.Child(NSUser, "decline") != nil) {
 			s.invite(&fx, r, sess, el, x)
 		} else if el.Child("", "body") != nil {
-			errorFx(&fx, sess, el, "bad-request", "messages to a room are of type groupchat")
+			errorFx(&fx, sess, el, stanza.BadRequest, "messages to a room are of type groupchat")
 		}
 	}
 	s.unlockAndRun(ctx, &fx)
@@ -46,14 +46,14 @@ func (s *Service) handleMessage(ctx context.Context, sess Session, el *stanza.El
 func (s *Service) groupchat(fx *effects, r *room, sess Session, el *stanza.Element) {
 	o := r.occupantOf(sess)
 	if o == nil {
-		errorFx(fx, sess, el, "not-acceptable", "only occupants may send messages to the room")
+		errorFx(fx, sess, el, stanza.NotAcceptable, "only occupants may send messages to the room")
 		return
 	}
 	subject := el.Child("", "subject")
 	body := el.Child("", "body")
 	if subject != nil && body == nil {
 		if o.role != roleModerator && !(r.cfg.ChangeSubject && o.role >= roleParticipant) {
-			errorFx(fx, sess, el, "forbidden", "you may not change the subject")
+			errorFx(fx, sess, el, stanza.Forbidden, "you may not change the subject")
 			return
 		}
 		r.subject, r.subjectNick = subject.Text(), o.nick
@@ -61,7 +61,7 @@ func (s *Service) groupchat(fx *effects, r *room, sess Session, el *stanza.Eleme
 			fx.save = r.record()
 		}
 	} else if o.role < roleParticipant {
-		errorFx(fx, sess, el, "forbidden", "you have no voice in this moderated room")
+		errorFx(fx, sess, el, stanza.Forbidden, "you have no voice in this moderated room")
 		return
 	}
 
@@ -108,15 +108,15 @@ func (s *Service) private(fx *effects, r *room, sess Session, el *stanza.Element
 	o := r.occupantOf(sess)
 	switch {
 	case o == nil:
-		errorFx(fx, sess, el, "not-acceptable", "only occupants may send private messages")
+		errorFx(fx, sess, el, stanza.NotAcceptable, "only occupants may send private messages")
 		return
 	case el.Type() == "groupchat":
-		errorFx(fx, sess, el, "bad-request", "a private message is not of type groupchat")
+		errorFx(fx, sess, el, stanza.BadRequest, "a private message is not of type groupchat")
 		return
 	}
 	dst := r.occupants[nick]
 	if dst == nil {
-		errorFx(fx, sess, el, "item-not-found", "no occupant has that nickname")
+		errorFx(fx, sess, el, stanza.ItemNotFound, "no occupant has that nickname")
 		return
 	}
 	m := el.Copy()
@@ -141,7 +141,7 @@ func (s *Service) invite(fx *effects, r *room, sess Session, el, x *stanza.Eleme
 		}
 		to, err := jid.Parse(d.Attr("to"))
 		if err != nil {
-			errorFx(fx, sess, el, "jid-malformed", "")
+			errorFx(fx, sess, el, stanza.JIDMalformed, "")
 			return
 		}
 		out := stanza.New(NSUser, "decline").SetAttr("from", me.String())
@@ -165,21 +165,21 @@ func (s *Service) invite(fx *effects, r *room, sess Session, el, x *stanza.Eleme
 	aff := r.affiliation(me)
 	switch {
 	case o == nil:
-		errorFx(fx, sess, el, "not-acceptable", "only occupants may invite")
+		errorFx(fx, sess, el, stanza.NotAcceptable, "only occupants may invite")
 		return
 	case r.cfg.MembersOnly && !r.cfg.AllowInvites && aff < affAdmin:
-		errorFx(fx, sess, el, "forbidden", "only admins may invite to this room")
+		errorFx(fx, sess, el, stanza.Forbidden, "only admins may invite to this room")
 		return
 	}
 	for _, d := range invites {
 		to, err := jid.Parse(d.Attr("to"))
 		if err != nil || to.Localpart() == "" {
-			errorFx(fx, sess, el, "jid-malformed", "")
+			errorFx(fx, sess, el, stanza.JIDMalformed, "")
 			return
 		}
 		to = to.Bare()
 		if r.affiliation(to) == affOutcast {
-			errorFx(fx, sess, el, "forbidden", "the invitee is banned from this room")
+			errorFx(fx, sess, el, stanza.Forbidden, "the invitee is banned from this room")
 			return
 		}
 	}

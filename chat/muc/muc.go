@@ -390,11 +390,11 @@ func (s *Service) HandleStanza(ctx context.Context, sess Session, el *stanza.Ele
 	el.SetAttr("from", sess.JID().String())
 	to, err := jid.Parse(el.To())
 	if err != nil || to.Domainpart() != s.domain {
-		s.replyError(sess, el, "jid-malformed", "")
+		s.replyError(sess, el, stanza.JIDMalformed, "")
 		return
 	}
 	if sess.JID().Domainpart() != s.server {
-		s.replyError(sess, el, "not-allowed", "only local users are served")
+		s.replyError(sess, el, stanza.NotAllowed, "only local users are served")
 		return
 	}
 	s.dispatch(ctx, sess, el, to)
@@ -516,7 +516,7 @@ func (s *Service) run(ctx context.Context, fx *effects) {
 
 // replyError answers el (sent by sess) with a stanza error, unless el is
 // itself an error.
-func (s *Service) replyError(sess Session, el *stanza.Element, condition, text string) {
+func (s *Service) replyError(sess Session, el *stanza.Element, condition stanza.Condition, text string) {
 	if el.Type() == "error" {
 		return
 	}
@@ -528,7 +528,7 @@ func (s *Service) replyError(sess Session, el *stanza.Element, condition, text s
 }
 
 // errorFx queues an error reply to el in fx.
-func errorFx(fx *effects, sess Session, el *stanza.Element, condition, text string) {
+func errorFx(fx *effects, sess Session, el *stanza.Element, condition stanza.Condition, text string) {
 	if el.Type() == "error" {
 		return
 	}

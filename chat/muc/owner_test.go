@@ -298,7 +298,7 @@ func TestMayConference(t *testing.T) {
 			got = err.Error()
 		}
 		if got != tc.want {
-			t.Errorf("MayConference(%s, %s) = %q, want %q", tc.room, tc.sess.jid, got, tc.want)
+			t.Errorf("MayConference(%s, %s) = %q, want %q", tc.room, tc.sess.JID(), got, tc.want)
 		}
 	}
 	// A moderator by role (granted while in the room) may start one.

@@ -44,7 +44,7 @@ func (s *Service) handlePresence(ctx context.Context, sess Session, el *stanza.E
 			s.leave(&fx, r, o, sess, nil, nil, status)
 		}
 	case nick == "":
-		errorFx(&fx, sess, el, "jid-malformed", "a nickname is required to enter a room")
+		errorFx(&fx, sess, el, stanza.JIDMalformed, "a nickname is required to enter a room")
 	case o != nil && o.nick == nick && el.Child(NSMUC, "x") != nil:
 		// Entering again from where one already is (a client that lost
 		// track): everything entering gives, again; the others see the
@@ -93,18 +93,18 @@ func (s *Service) join(fx *effects, r *room, sess Session, el *stanza.Element, t
 	created := false
 	if r == nil && isRemote(sess) {
 		// Rooms are made by this server's users; others come as guests.
-		errorFx(fx, sess, el, "not-allowed", "only users of this server create rooms")
+		errorFx(fx, sess, el, stanza.NotAllowed, "only users of this server create rooms")
 		return
 	}
 	if r == nil && s.justRemovedLocked(bare) {
 		// A session of a deleted account that has not ended yet must
 		// not become the owner of a new room.
-		errorFx(fx, sess, el, "not-allowed", "this account was deleted")
+		errorFx(fx, sess, el, stanza.NotAllowed, "this account was deleted")
 		return
 	}
 	if r == nil {
 		if ok, why := s.created.allow(bare.String(), s.now()); !ok {
-			errorFx(fx, sess, el, "resource-constraint", why)
+			errorFx(fx, sess, el, stanza.ResourceConstraint, why)
 			return
 		}
 		r = s.newRoom(to.Localpart())
@@ -118,34 +118,34 @@ func (s *Service) join(fx *effects, r *room, sess Session, el *stanza.Element, t
 	if mx != nil {
 		password = mx.ChildText(NSMUC, "password")
 	}
-	fail := func(cond, text string) {
+	fail := func(cond stanza.Condition, text string) {
 		errorFx(fx, sess, el, cond, text)
 	}
 	existing := r.occupants[nick]
 	switch {
 	case r.locked && aff != affOwner:
-		fail("item-not-found", "the room is being set up by its owner")
+		fail(stanza.ItemNotFound, "the room is being set up by its owner")
 		return
 	case aff == affOutcast:
-		fail("forbidden", "you are banned from this room")
+		fail(stanza.Forbidden, "you are banned from this room")
 		return
 	case r.cfg.MembersOnly && aff < affMember:
-		fail("registration-required", "this room is for members only")
+		fail(stanza.RegistrationRequired, "this room is for members only")
 		return
 	case r.cfg.PasswordProtected && aff < affAdmin && !passwordMatches(password, r.cfg.Password):
-		fail("not-authorized", "a password is required to enter this room")
+		fail(stanza.NotAuthorized, "a password is required to enter this room")
 		return
 	case existing != nil && !existing.bare.Equal(bare):
-		fail("conflict", "that nickname is in use")
+		fail(stanza.Conflict, "that nickname is in use")
 		return
 	case s.reservedBy(r, nick, bare):
-		fail("conflict", "that nickname is reserved")
+		fail(stanza.Conflict, "that nickname is reserved")
 		return
 	case existing == nil && r.cfg.MaxUsers > 0 && len(r.occupants) >= r.cfg.MaxUsers && aff < affAdmin:
-		fail("service-unavailable", "the room is full")
+		fail(stanza.ServiceUnavailable, "the room is full")
 		return
 	case isRemote(sess) && s.remotes[me.String()] == nil && len(s.remotes) >= maxRemoteSessions:
-		fail("resource-constraint", "too many users of other servers are in rooms here")
+		fail(stanza.ResourceConstraint, "too many users of other servers are in rooms here")
 		return
 	}
 	if created {
@@ -305,7 +305,7 @@ func (s *Service) leave(fx *effects, r *room, o *occupant, sess Session, codes [
 // s.mu must be held.
 func (s *Service) changeNick(fx *effects, r *room, o *occupant, sess Session, el *stanza.Element, nick string) {
 	if other := r.occupants[nick]; other != nil || s.reservedBy(r, nick, o.bare) {
-		errorFx(fx, sess, el, "conflict", "that nickname is in use")
+		errorFx(fx, sess, el, stanza.Conflict, "that nickname is in use")
 		return
 	}
 	aff := r.affiliation(o.bare)

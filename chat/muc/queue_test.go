@@ -6,8 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"mellium.im/xmpp/jid"
-
 	"poosms.org/poosms/internal/testenv"
 	"poosms.org/poosms/stanza"
 )
@@ -68,9 +66,9 @@ func TestArchivePageWaitsForRoom(t *testing.T) {
 	for i := range n {
 		h.send(alice, `<message type='groupchat' to='r@conference.localhost'><body>`+strconv.Itoa(i)+`</body></message>`)
 	}
-	bob := &slowSession{fakeSession: &fakeSession{jid: jid.MustParse("bob@localhost/b")}, queue: testenv.NewSlowReader()}
+	bob := &slowSession{fakeSession: newFakeSession("bob@localhost/b"), queue: testenv.NewSlowReader()}
 	q, _ := stanza.Parse([]byte(`<iq type='set' id='q' to='r@conference.localhost'><query xmlns='urn:xmpp:mam:2' queryid='Q1'/></iq>`))
-	q.SetAttr("from", bob.jid.String())
+	q.SetAttr("from", bob.JID().String())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

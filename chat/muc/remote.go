@@ -82,7 +82,7 @@ func (s *Service) HandleRemote(ctx context.Context, el *stanza.Element) {
 	}
 	sess := s.RemoteSession(from)
 	if s.federation == nil {
-		s.replyError(sess, el, "service-unavailable", "")
+		s.replyError(sess, el, stanza.ServiceUnavailable, "")
 		return
 	}
 	if el.Type() == "error" && ghostError(el, to) {

@@ -34,14 +34,13 @@ func (w *remoteWire) send(el *stanza.Element) error {
 func (w *remoteWire) take(full string) []string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	var out, rest []string
+	var out []string
 	var keep []*stanza.Element
 	for _, el := range w.got {
 		if el.To() == full {
 			out = append(out, summary(el))
 		} else {
 			keep = append(keep, el)
-			rest = append(rest, el.To())
 		}
 	}
 	w.got = keep

@@ -156,7 +156,7 @@ func TestGroupchat(t *testing.T) {
 		if got := summary(m); got != "message type=groupchat from=r/Bob body=hi all" {
 			t.Errorf("%s got %s", name, got)
 		}
-		if m.ID() != "m1" || m.To() != s.jid.String() {
+		if m.ID() != "m1" || m.To() != s.JID().String() {
 			t.Errorf("%s: id=%q to=%q", name, m.ID(), m.To())
 		}
 		var ids []string

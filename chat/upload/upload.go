@@ -225,22 +225,22 @@ func (s *Service) HandleStanza(ctx context.Context, sess Session, el *stanza.Ele
 	switch {
 	case q.Space == NSDiscoInfo && q.Local == "query" && get:
 		if q.Attr("node") != "" {
-			r = stanza.ErrorReply(el, "item-not-found", "")
+			r = stanza.ErrorReply(el, stanza.ItemNotFound, "")
 		} else {
 			r = stanza.Result(el, s.discoInfo())
 		}
 	case q.Space == NSDiscoItems && q.Local == "query" && get:
 		if q.Attr("node") != "" {
-			r = stanza.ErrorReply(el, "item-not-found", "")
+			r = stanza.ErrorReply(el, stanza.ItemNotFound, "")
 		} else {
 			r = stanza.Result(el, stanza.New(NSDiscoItems, "query"))
 		}
 	case q.Space == NSUpload && q.Local == "request" && get:
 		r = s.requestSlot(ctx, sess, el, q)
 	case q.Space == NSDiscoInfo || q.Space == NSDiscoItems || q.Space == NSUpload:
-		r = stanza.ErrorReply(el, "bad-request", "")
+		r = stanza.ErrorReply(el, stanza.BadRequest, "")
 	default:
-		r = stanza.ErrorReply(el, "service-unavailable", "")
+		r = stanza.ErrorReply(el, stanza.ServiceUnavailable, "")
 	}
 	s.reply(sess, r)
 }
@@ -269,20 +269,20 @@ func (s *Service) discoInfo() *stanza.Element {
 func (s *Service) requestSlot(ctx context.Context, sess Session, iq, req *stanza.Element) *stanza.Element {
 	name := req.Attr("filename")
 	if name == "" {
-		return stanza.ErrorReply(iq, "bad-request", "the request names no file")
+		return stanza.ErrorReply(iq, stanza.BadRequest, "the request names no file")
 	}
 	size, err := strconv.ParseInt(req.Attr("size"), 10, 64)
 	if err != nil || size < 0 {
-		return stanza.ErrorReply(iq, "bad-request", "the size is not a number of bytes")
+		return stanza.ErrorReply(iq, stanza.BadRequest, "the size is not a number of bytes")
 	}
 	ctype := defaultType
 	if ct := req.Attr("content-type"); ct != "" {
 		if ctype, err = normalizeType(ct); err != nil {
-			return stanza.ErrorReply(iq, "bad-request", "the content type is not a media type")
+			return stanza.ErrorReply(iq, stanza.BadRequest, "the content type is not a media type")
 		}
 	}
 	if size > s.maxBytes {
-		r := stanza.ErrorReply(iq, "not-acceptable",
+		r := stanza.ErrorReply(iq, stanza.NotAcceptable,
 			fmt.Sprintf("the file is too large: at most %d bytes may be uploaded", s.maxBytes))
 		r.Child("", "error").Append(stanza.New(NSUpload, "file-too-large").Append(
 			stanza.New(NSUpload, "max-file-size").SetText(strconv.FormatInt(s.maxBytes, 10))))
@@ -292,20 +292,20 @@ func (s *Service) requestSlot(ctx context.Context, sess Session, iq, req *stanza
 	used, err := s.usage(user, true)
 	if err != nil {
 		s.log.Error("upload: measure quota", "jid", sess.JID().Bare().String(), "err", err)
-		return stanza.ErrorReply(iq, "internal-server-error", "")
+		return stanza.ErrorReply(iq, stanza.InternalServerError, "")
 	}
 	if used.bytes+size > s.quota {
-		return stanza.ErrorReply(iq, "resource-constraint",
+		return stanza.ErrorReply(iq, stanza.ResourceConstraint,
 			fmt.Sprintf("upload quota reached: %d of %d bytes used", used.bytes, s.quota))
 	}
 	if used.files >= s.maxFiles {
-		return stanza.ErrorReply(iq, "resource-constraint",
+		return stanza.ErrorReply(iq, stanza.ResourceConstraint,
 			fmt.Sprintf("upload file limit reached: %d of %d files kept", used.files, s.maxFiles))
 	}
 	id, err := slotID()
 	if err != nil {
 		s.log.Error("upload: slot id", "err", err)
-		return stanza.ErrorReply(iq, "internal-server-error", "")
+		return stanza.ErrorReply(iq, stanza.InternalServerError, "")
 	}
 	sl := slot{
 		user:    user,

@@ -20,30 +20,12 @@ import (
 	"testing"
 	"time"
 
-	"mellium.im/xmpp/jid"
-
+	"poosms.org/poosms/internal/testfake"
 	"poosms.org/poosms/stanza"
 )
 
 // fakeSession records what the service sends it.
-type fakeSession struct {
-	jid jid.JID
-	mu  sync.Mutex
-	got []*stanza.Element
-}
-
-func (f *fakeSession) JID() jid.JID { return f.jid }
-
-func (f *fakeSession) Send(el *stanza.Element) error {
-	c, err := stanza.Parse([]byte(el.String()))
-	if err != nil {
-		panic(err)
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.got = append(f.got, c)
-	return nil
-}
+type fakeSession = testfake.Session
 
 // clock is a settable test clock.
 type clock struct {
@@ -96,7 +78,7 @@ func newHarness(t *testing.T, cfg Config) *harness {
 	return h
 }
 
-func session(full string) *fakeSession { return &fakeSession{jid: jid.MustParse(full)} }
+func session(full string) *fakeSession { return testfake.NewSession(full) }
 
 // iq sends raw as sess and returns the one reply.
 func (h *harness) iq(sess *fakeSession, raw string) *stanza.Element {
@@ -106,14 +88,11 @@ func (h *harness) iq(sess *fakeSession, raw string) *stanza.Element {
 		h.t.Fatalf("parse %s: %v", raw, err)
 	}
 	h.svc.HandleStanza(context.Background(), sess, el)
-	sess.mu.Lock()
-	got := sess.got
-	sess.got = nil
-	sess.mu.Unlock()
+	got := sess.Take()
 	if len(got) != 1 {
 		h.t.Fatalf("%s: %d replies, want 1", raw, len(got))
 	}
-	if got[0].ID() != el.ID() || got[0].To() != sess.jid.String() {
+	if got[0].ID() != el.ID() || got[0].To() != sess.JID().String() {
 		h.t.Fatalf("reply %s does not answer %s", got[0], raw)
 	}
 	return got[0]
@@ -553,8 +532,8 @@ func TestForgedSlotRefused(t *testing.T) {
 func requestWith(t *testing.T, svc *Service, sess *fakeSession, name string, size int64, ctype string) (string, string) {
 	el, _ := stanza.Parse([]byte(requestIQ(name, size, ctype)))
 	svc.HandleStanza(context.Background(), sess, el)
-	r := sess.got[len(sess.got)-1]
-	sess.got = nil
+	got := sess.Take()
+	r := got[len(got)-1]
 	sl := r.Child(NSUpload, "slot")
 	if sl == nil {
 		t.Fatalf("no slot: %s", r)
@@ -676,7 +655,7 @@ func TestNoPathTraversal(t *testing.T) {
 		el := stanza.New(stanza.NSClient, "iq").SetAttr("type", "get").SetAttr("id", "x").SetAttr("to", "upload.localhost")
 		el.Append(stanza.New(NSUpload, "request").SetAttr("filename", strings.ReplaceAll(name, "\x00", "")).SetAttr("size", "3"))
 		h.svc.HandleStanza(context.Background(), alice, el)
-		r := alice.got[0]
+		r := alice.Received()[0]
 		sl := r.Child(NSUpload, "slot")
 		if sl == nil {
 			t.Errorf("no slot for %q: %s", name, r)

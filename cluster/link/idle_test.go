@@ -41,7 +41,7 @@ func TestIdleRoomsAreGivenBackAndPlacedAgain(t *testing.T) {
 	bob := b.login("bob@x/phone")
 	ctx := context.Background()
 	msg := func(from *fakeSession, room string) *stanza.Element {
-		return stanza.New(stanza.NSClient, "message").SetAttr("from", from.full.String()).SetAttr("to", room).SetAttr("type", "groupchat")
+		return stanza.New(stanza.NSClient, "message").SetAttr("from", from.JID().String()).SetAttr("to", room).SetAttr("type", "groupchat")
 	}
 
 	// alice sends to 200 rooms that nobody is in, and to one she is in.
@@ -86,7 +86,7 @@ func TestForwardedStanzaForAGivenBackRoom(t *testing.T) {
 	bob := b.login("bob@x/phone")
 	ctx := context.Background()
 	join := func(s *fakeSession, room string) *stanza.Element {
-		return stanza.New(stanza.NSClient, "presence").SetAttr("from", s.full.String()).SetAttr("to", room+"/"+s.full.Localpart())
+		return stanza.New(stanza.NSClient, "presence").SetAttr("from", s.JID().String()).SetAttr("to", room+"/"+s.JID().Localpart())
 	}
 	for _, room := range []string{"free@conf.x", "taken@conf.x"} {
 		a.link.Room(ctx, alice, join(alice, room))
@@ -95,7 +95,7 @@ func TestForwardedStanzaForAGivenBackRoom(t *testing.T) {
 
 	// b forwards bob's join to a, as b would have when it looked up a
 	// moment before the release.
-	if err := b.node.Send(ctx, "a", addressed(kindRoom, bob.full.String(), join(bob, "free@conf.x"))); err != nil {
+	if err := b.node.Send(ctx, "a", addressed(kindRoom, bob.JID().String(), join(bob, "free@conf.x"))); err != nil {
 		t.Fatal(err)
 	}
 	h.settle(t)
@@ -108,7 +108,7 @@ func TestForwardedStanzaForAGivenBackRoom(t *testing.T) {
 	h.placed["taken@conf.x"] = "b"
 	h.mu.Unlock()
 	seen := len(a.rooms.seen)
-	if err := b.node.Send(ctx, "a", addressed(kindRoom, bob.full.String(), join(bob, "taken@conf.x"))); err != nil {
+	if err := b.node.Send(ctx, "a", addressed(kindRoom, bob.JID().String(), join(bob, "taken@conf.x"))); err != nil {
 		t.Fatal(err)
 	}
 	h.settle(t)

@@ -14,6 +14,7 @@ import (
 
 	"poosms.org/poosms/chat"
 	"poosms.org/poosms/cluster"
+	"poosms.org/poosms/internal/testfake"
 	"poosms.org/poosms/stanza"
 )
 
@@ -235,30 +236,11 @@ func maps(m map[string]chat.ResourceState) map[string]chat.ResourceState {
 }
 
 // fakeSession is a local session collecting what it is sent.
-type fakeSession struct {
-	full    jid.JID
-	mu      sync.Mutex
-	got     []*stanza.Element
-	stopped string
-}
+type fakeSession struct{ *testfake.Session }
 
-func (s *fakeSession) JID() jid.JID { return s.full }
-func (s *fakeSession) Send(el *stanza.Element) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.got = append(s.got, el)
-	return nil
-}
-func (s *fakeSession) Stop(condition, text string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.stopped = condition
-}
 func (s *fakeSession) received() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	var out []string
-	for _, el := range s.got {
+	for _, el := range s.Received() {
 		out = append(out, el.String())
 	}
 	return out
@@ -320,7 +302,7 @@ type testNode struct {
 }
 
 func (tn *testNode) session(full string) *fakeSession {
-	s := &fakeSession{full: jid.MustParse(full)}
+	s := &fakeSession{testfake.NewSession(full)}
 	tn.sessions[full] = s
 	return s
 }
@@ -328,7 +310,7 @@ func (tn *testNode) session(full string) *fakeSession {
 // login is session, bound in the cluster's directory as a login is.
 func (tn *testNode) login(full string) *fakeSession {
 	s := tn.session(full)
-	tn.link.Bound(context.Background(), s.full)
+	tn.link.Bound(context.Background(), s.JID())
 	return s
 }
 
@@ -367,7 +349,7 @@ func TestSessionsMirrorAcrossNodes(t *testing.T) {
 	a, b := ns["a"], ns["b"]
 	bob := b.login("bob@x/phone")
 	pres := stanza.New(stanza.NSClient, "presence").SetAttr("from", "bob@x/phone")
-	b.link.Observe(bob.full, chat.ResourceState{Available: true, Priority: 5, Presence: pres, Carbons: true}, false)
+	b.link.Observe(bob.JID(), chat.ResourceState{Available: true, Priority: 5, Presence: pres, Carbons: true}, false)
 	h.settle(t)
 	st, ok := a.chat.remote["bob@x/phone"]
 	if !ok || !st.Available || st.Priority != 5 || !st.Carbons || st.Presence == nil || st.Presence.From() != "bob@x/phone" {
@@ -399,7 +381,7 @@ func TestSessionsMirrorAcrossNodes(t *testing.T) {
 	}
 
 	// Gone: the mirror forgets it without announcing (b announced).
-	b.link.Observe(bob.full, chat.ResourceState{}, true)
+	b.link.Observe(bob.JID(), chat.ResourceState{}, true)
 	h.settle(t)
 	if _, ok := a.chat.remote["bob@x/phone"]; ok || !slices.Contains(a.chat.dropped, "bob@x/phone false") {
 		t.Fatalf("after gone: mirror %v, dropped %q", a.chat.remote, a.chat.dropped)
@@ -441,7 +423,7 @@ func TestRoomForwardedToHostAndHostDeath(t *testing.T) {
 	alice := a.login("alice@x/pc")
 	bob := b.login("bob@x/phone")
 	join := func(s *fakeSession, nick string) *stanza.Element {
-		return stanza.New(stanza.NSClient, "presence").SetAttr("from", s.full.String()).SetAttr("to", "room@conf.x/"+nick)
+		return stanza.New(stanza.NSClient, "presence").SetAttr("from", s.JID().String()).SetAttr("to", "room@conf.x/"+nick)
 	}
 	ctx := context.Background()
 	a.link.Room(ctx, alice, join(alice, "al")) // places the room on a
@@ -461,7 +443,7 @@ func TestRoomForwardedToHostAndHostDeath(t *testing.T) {
 	}
 
 	// bob's session ends: a's rooms let the seat go.
-	b.link.Observe(bob.full, chat.ResourceState{}, true)
+	b.link.Observe(bob.JID(), chat.ResourceState{}, true)
 	h.settle(t)
 	if !slices.Equal(a.rooms.closed, []string{"bob@x/phone"}) {
 		t.Fatalf("a's rooms closed %q", a.rooms.closed)
@@ -469,7 +451,7 @@ func TestRoomForwardedToHostAndHostDeath(t *testing.T) {
 
 	// bob joins again, then a dies: b tells bob he is out (110, 332),
 	// and drops a's sessions from its mirror, announcing them gone.
-	a.link.Observe(alice.full, chat.ResourceState{Available: true}, false)
+	a.link.Observe(alice.JID(), chat.ResourceState{Available: true}, false)
 	b.link.Room(ctx, bob, join(bob, "bo"))
 	h.settle(t)
 	h.mu.Lock()
@@ -542,12 +524,12 @@ func TestKickEndsTheOldSession(t *testing.T) {
 	ns := startNodes(t, h, "a", "b")
 	ctx := context.Background()
 	old := ns["a"].session("carol@x/r")
-	ns["a"].link.Bound(ctx, old.full)
+	ns["a"].link.Bound(ctx, old.JID())
 	// A login on b with carol's full JID tells a to end the old session.
-	ns["b"].link.Bound(ctx, old.full)
+	ns["b"].link.Bound(ctx, old.JID())
 	h.settle(t)
-	if old.stopped != "conflict" {
-		t.Fatalf("old session stopped with %q, want conflict", old.stopped)
+	if old.Stopped() != "conflict" {
+		t.Fatalf("old session stopped with %q, want conflict", old.Stopped())
 	}
 	if h.bound["carol@x/r"] != "b" {
 		t.Fatalf("directory: carol@x/r on %q, want b", h.bound["carol@x/r"])
@@ -581,17 +563,17 @@ func TestClosingSessionKeepsItsSuccessorBound(t *testing.T) {
 	ns := startNodes(t, h, "a")
 	a, ctx := ns["a"], context.Background()
 	s := a.session("dan@x/r")
-	a.link.Bound(ctx, s.full)
+	a.link.Bound(ctx, s.JID())
 	// A new login with the same JID replaces it here before the old
 	// one's end is reported: the directory keeps the new one.
 	a.session("dan@x/r")
-	a.link.Bound(ctx, s.full)
-	a.link.Closed(ctx, s.full)
+	a.link.Bound(ctx, s.JID())
+	a.link.Closed(ctx, s.JID())
 	if h.bound["dan@x/r"] != "a" {
 		t.Fatal("the old session's end unbound its successor")
 	}
 	delete(a.sessions, "dan@x/r")
-	a.link.Closed(ctx, s.full)
+	a.link.Closed(ctx, s.JID())
 	if _, ok := h.bound["dan@x/r"]; ok {
 		t.Fatal("a session that ended stayed in the directory")
 	}
@@ -649,7 +631,7 @@ func TestClaimsOnlyForSessionsTheSenderServes(t *testing.T) {
 		t.Fatal("a mirrored bob from a node that does not serve him")
 	}
 	// b's own report is believed; c's later one does not take him over.
-	b.link.Observe(bob.full, chat.ResourceState{Available: true, Priority: 1}, false)
+	b.link.Observe(bob.JID(), chat.ResourceState{Available: true, Priority: 1}, false)
 	h.settle(t)
 	forge(states(0, []entry{{full: "bob@x/phone", st: chat.ResourceState{Available: true, Priority: 9}},
 		{full: "dave@x/d", st: chat.ResourceState{Available: true}}}))
@@ -662,8 +644,8 @@ func TestClaimsOnlyForSessionsTheSenderServes(t *testing.T) {
 
 	// c tells a to end carol's session, which a serves: refused.
 	forge(addressed(kindKick, "carol@x/r", nil))
-	if carol.stopped != "" {
-		t.Fatalf("carol's session ended (%q) on a kick from a node that does not serve her", carol.stopped)
+	if carol.Stopped() != "" {
+		t.Fatalf("carol's session ended (%q) on a kick from a node that does not serve her", carol.Stopped())
 	}
 
 	// Room stanzas: c may forward dave's, not bob's, and not one whose
@@ -688,10 +670,10 @@ func TestClaimsOnlyForSessionsTheSenderServes(t *testing.T) {
 		t.Fatalf("a refused %q, want %q", got, want)
 	}
 	// The legitimate kick still works: a login on b takes carol's JID.
-	b.link.Bound(ctx, carol.full)
+	b.link.Bound(ctx, carol.JID())
 	h.settle(t)
-	if carol.stopped != "conflict" {
-		t.Fatalf("carol's session stopped with %q after a login on b, want conflict", carol.stopped)
+	if carol.Stopped() != "conflict" {
+		t.Fatalf("carol's session stopped with %q after a login on b, want conflict", carol.Stopped())
 	}
 }
 

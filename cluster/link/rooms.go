@@ -45,7 +45,7 @@ func (l *Link) Room(ctx context.Context, sess chat.Session, el *stanza.Element) 
 	l.seat(sess.JID().String(), el, to, host)
 	if err := l.send(ctx, host, addressed(kindRoom, sess.JID().String(), el)); err != nil {
 		if t := el.Type(); t != "error" && t != "result" {
-			r := stanza.ErrorReply(el, "recipient-unavailable", "the server hosting this room cannot be reached; try again shortly")
+			r := stanza.ErrorReply(el, stanza.RecipientUnavailable, "the server hosting this room cannot be reached; try again shortly")
 			r.SetAttr("to", sess.JID().String())
 			sess.Send(r)
 		}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -373,7 +372,7 @@ func TestClusterAccountDeletion(t *testing.T) {
 			n1.d.Run(t, "alice-password\n", "user", "add", "alice", "--db", c.dsn)
 			nothingInherited(t, n2, bob, old)
 			if t.Failed() {
-				t.Log(fmt.Sprintf("room leases: %v", c.leases()))
+				t.Logf("room leases: %v", c.leases())
 			}
 		})
 	}

@@ -121,7 +121,7 @@ func (n *node) refuseRemote(ctx context.Context, el *stanza.Element) {
 	case typ == "error", el.Local == "iq" && typ == "result", el.Local == "presence" && typ != "":
 		return
 	}
-	n.sendRemote(ctx, stanza.ErrorReply(el, "service-unavailable", ""))
+	n.sendRemote(ctx, stanza.ErrorReply(el, stanza.ServiceUnavailable, ""))
 }
 
 // remoteAvailability is told when this node gains its first stream with
@@ -155,7 +155,7 @@ func (n *node) federationSend() func(el *stanza.Element) error {
 func (n *node) remoteToRoom(ctx context.Context, el *stanza.Element) {
 	if err := n.link.RemoteRoom(ctx, el); err != nil {
 		if t := el.Type(); t != "error" && t != "result" {
-			n.sendRemote(ctx, stanza.ErrorReply(el, "recipient-unavailable", "the server hosting this room cannot be reached; try again shortly"))
+			n.sendRemote(ctx, stanza.ErrorReply(el, stanza.RecipientUnavailable, "the server hosting this room cannot be reached; try again shortly"))
 		}
 	}
 }

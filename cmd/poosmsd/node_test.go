@@ -60,7 +60,6 @@ func startTestNode(t *testing.T, cfg config.Config) *testNode {
 func (n *testNode) c2sAddr() string { return n.c2s.Addrs()[0].String() }
 func (n *testNode) c2sPort() string { _, p, _ := net.SplitHostPort(n.c2sAddr()); return p }
 func (n *testNode) httpURL() string { return "http://" + n.httpAddr.String() }
-func (n *testNode) tlsAddr() string { return n.c2s.Addrs()[1].String() }
 
 // addUser runs "poosmsd user add NAME" against the node's database, the
 // way an operator would.

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/pion/interceptor"
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
@@ -73,13 +74,11 @@ type Client struct {
 	sendMu sync.Mutex // serialises writes to the XMPP stream
 
 	mu          sync.Mutex
-	cond        *sync.Cond
 	waiting     map[string]chan *stanza.Element
 	events      []*stanza.Element
 	tracks      map[string]*Track
 	pendingCand []webrtc.ICECandidateInit
 	remoteSet   bool
-	err         error
 
 	Participant string             // our id, from <joined/>
 	ICEServers  []webrtc.ICEServer // from <joined/>
@@ -108,7 +107,6 @@ func Join(ctx context.Context, x *xmppclient.Client, o Options) (*Client, error)
 		return nil, err
 	}
 	c := &Client{x: x, o: o, waiting: map[string]chan *stanza.Element{}, tracks: map[string]*Track{}}
-	c.cond = sync.NewCond(&c.mu)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.wg.Add(1)
 	go c.readLoop()
@@ -318,7 +316,6 @@ func (c *Client) newPeerConnection() error {
 			if name, ok := payloadName(pkt.Payload); ok {
 				t.Senders[name]++
 			}
-			c.cond.Broadcast()
 			c.mu.Unlock()
 		}
 	})
@@ -386,7 +383,7 @@ func (c *Client) drainRTCP(s *webrtc.RTPSender) {
 				return
 			}
 			for _, p := range pkts {
-				if strings.Contains(fmt.Sprintf("%T", p), "PictureLossIndication") {
+				if _, ok := p.(*rtcp.PictureLossIndication); ok {
 					c.keyReqs.Add(1)
 				}
 			}
@@ -510,10 +507,6 @@ func (c *Client) readLoop() {
 	for c.ctx.Err() == nil {
 		el, err := c.x.RecvTimeout(24 * time.Hour)
 		if err != nil {
-			c.mu.Lock()
-			c.err = err
-			c.cond.Broadcast()
-			c.mu.Unlock()
 			return
 		}
 		c.handle(el)
@@ -559,7 +552,6 @@ func (c *Client) handle(el *stanza.Element) {
 				c.events = append(c.events, p)
 			}
 		}
-		c.cond.Broadcast()
 		c.mu.Unlock()
 	}
 }
@@ -568,7 +560,7 @@ func (c *Client) handle(el *stanza.Element) {
 // our own offer if ours is outstanding: we are the polite side).
 func (c *Client) answer(iq *stanza.Element) {
 	fail := func(err error) {
-		_ = c.send(stanza.ErrorReply(iq, "bad-request", err.Error()))
+		_ = c.send(stanza.ErrorReply(iq, stanza.BadRequest, err.Error()))
 	}
 	if c.pc.SignalingState() == webrtc.SignalingStateHaveLocalOffer {
 		_ = c.pc.SetLocalDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeRollback})

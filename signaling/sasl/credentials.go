@@ -96,7 +96,10 @@ func Derive(password string, salt []byte, iterations int) (store.Credentials, er
 		if err != nil {
 			return store.Credentials{}, fmt.Errorf("sasl: prepare password: %w", err)
 		}
-		sc := cl.GetStoredCredentials(kf)
+		sc, err := cl.GetStoredCredentialsWithError(kf)
+		if err != nil {
+			return store.Credentials{}, fmt.Errorf("sasl: derive keys: %w", err)
+		}
 		*h.stored = sc.StoredKey
 		*h.server = sc.ServerKey
 	}

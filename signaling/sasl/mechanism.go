@@ -468,7 +468,10 @@ func CheckPassword(c store.Credentials, password string) bool {
 	if err != nil {
 		return false
 	}
-	sc := cl.GetStoredCredentials(scram.KeyFactors{Salt: string(c.Salt), Iters: c.Iterations})
+	sc, err := cl.GetStoredCredentialsWithError(scram.KeyFactors{Salt: string(c.Salt), Iters: c.Iterations})
+	if err != nil {
+		return false
+	}
 	if fn := derivations.Load(); fn != nil {
 		(*fn)(c.Iterations)
 	}
