@@ -171,6 +171,7 @@ install_peers() {
 	want ejabberd && ! command -v ejabberdctl >/dev/null && pkgs+=(ejabberd)
 	want coturn && ! command -v turnserver >/dev/null && pkgs+=(coturn)
 	command -v openssl >/dev/null || pkgs+=(openssl)
+	command -v jq >/dev/null || pkgs+=(jq)
 	[ ${#pkgs[@]} -gt 0 ] || return 0
 	[ "$(id -u)" = 0 ] || die "need root to install ${pkgs[*]}"
 	log "installing ${pkgs[*]} from Debian"
@@ -449,10 +450,11 @@ run_coturn() {
 
 # ---------------------------------------------------------------- report
 
-# jget FILE KEY: a number from the bench's indented JSON ("-" if absent).
+# jget FILE PATH: a number from the bench's JSON, PATH a jq path such as
+# .steps[0].lost ("-" if absent).
 jget() {
 	local v=
-	[ -s "$1" ] && v=$(sed -n "s/^ *\"$2\": *\([-0-9.e+]*\),\{0,1\}$/\1/p" "$1")
+	[ -s "$1" ] && v=$(jq -r "$2 // empty" "$1" 2>/dev/null)
 	echo "${v:--}"
 }
 
@@ -460,29 +462,29 @@ jget() {
 figure() {
 	local s=$1 f=$TMP/results/$1-chat.json t=$TMP/results/$1-turn.json
 	case $2 in
-	logins) jget "$f" logins_per_second ;;
-	login_errors) jget "$f" login_errors ;;
-	delivered) jget "$f" throughput_messages_per_second ;;
-	delivery) jget "$f" delivery_seconds ;;
-	p50) jget "$f" latency_p50_ms ;;
-	p99) jget "$f" latency_p99_ms ;;
-	p999) jget "$f" latency_p999_ms ;;
-	chat_cpu) jget "$f" server_cpu_seconds ;;
-	peak_rss) jget "$f" server_peak_rss_bytes | awk '{ if ($1 == "-") print "-"; else printf "%.1f\n", $1 / 1048576 }' ;;
+	logins) jget "$f" .logins_per_second ;;
+	login_errors) jget "$f" .login_errors ;;
+	delivered) jget "$f" '.steps[0].delivered_per_second_over_delivery_window' ;;
+	delivery) jget "$f" '.steps[0].delivery_window_seconds' ;;
+	p50) jget "$f" '.steps[0].latency_p50_ms' ;;
+	p99) jget "$f" '.steps[0].latency_p99_ms' ;;
+	p999) jget "$f" '.steps[0].latency_p999_ms' ;;
+	chat_cpu) jget "$f" .server_cpu_seconds ;;
+	peak_rss) jget "$f" .server_peak_rss_bytes | awk '{ if ($1 == "-") print "-"; else printf "%.1f\n", $1 / 1048576 }' ;;
 	idle_kib)
 		# (RSS after every login − RSS before the first) / sessions.
 		local after base n
-		after=$(jget "$f" server_rss_after_login_bytes)
+		after=$(jget "$f" .server_rss_after_login_bytes)
 		base=$(cat "$TMP/results/$s-baseline" 2>/dev/null || echo -)
-		n=$(jget "$f" clients)
+		n=$(jget "$f" .clients)
 		local errs
-		errs=$(jget "$f" login_errors)
+		errs=$(jget "$f" .login_errors)
 		if [ "$after" = - ] || [ "$base" = - ] || [ -z "$base" ]; then echo -; else
 			awk -v a="$after" -v b="$base" -v n="$n" -v e="$errs" 'BEGIN { printf "%.1f\n", (a - b) / (n - e) / 1024 }'
 		fi ;;
-	turn_pps) jget "$t" relayed_packets_per_second ;;
-	turn_loss) jget "$t" loss_percent ;;
-	turn_cpu) jget "$t" server_cpu_microseconds_per_relayed_packet ;;
+	turn_pps) jget "$t" .relayed_packets_per_second ;;
+	turn_loss) jget "$t" .loss_percent ;;
+	turn_cpu) jget "$t" .server_cpu_microseconds_per_relayed_packet ;;
 	esac
 }
 

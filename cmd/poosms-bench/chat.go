@@ -27,8 +27,10 @@ type chatOptions struct {
 	userPrefix       string
 	password         string
 	mechanism        string
-	rate             float64 // messages per second, all clients together; 0 = idle
+	rates            []float64 // offered messages per second, all clients together, one step each; 0 = idle
 	duration         time.Duration
+	drain            time.Duration
+	allSteps         bool
 	loginConcurrency int
 	sources          string // first-last loopback source addresses
 	pid              int
@@ -38,26 +40,100 @@ type chatOptions struct {
 
 // chatResult is what a run measured; --json prints it as is.
 type chatResult struct {
-	Clients        int     `json:"clients"`
-	LoginSeconds   float64 `json:"login_seconds"`
-	LoginsPerSec   float64 `json:"logins_per_second"`
-	LoginErrors    int64   `json:"login_errors"`
-	OfferedRate    float64 `json:"offered_messages_per_second"`
-	Sent           int64   `json:"sent"`
-	Delivered      int64   `json:"delivered"`
-	DeliveredRate  float64 `json:"delivered_messages_per_second"`
-	DeliverySecs   float64 `json:"delivery_seconds"`               // first send to last delivery
-	Throughput     float64 `json:"throughput_messages_per_second"` // Delivered/DeliverySecs: below the offered rate when the server fell behind
+	Clients        int        `json:"clients"`
+	LoginSeconds   float64    `json:"login_seconds"`
+	LoginsPerSec   float64    `json:"logins_per_second"`
+	LoginErrors    int64      `json:"login_errors"`
+	ServerCPULogin float64    `json:"server_cpu_seconds_logins,omitempty"`
+	ServerRSSIdle  int64      `json:"server_rss_after_login_bytes,omitempty"`
+	RSSPerSession  float64    `json:"server_rss_per_session_bytes,omitempty"`
+	Steps          []chatStep `json:"steps"`
+	// Ceiling is the highest offered rate of a step delivered in full
+	// (see chatStep.InFull); 0 when none was.
+	Ceiling       float64 `json:"ceiling_messages_per_second"`
+	ServerCPUSecs float64 `json:"server_cpu_seconds,omitempty"` // logins and every step
+	ServerPeakRSS int64   `json:"server_peak_rss_bytes,omitempty"`
+}
+
+// chatStep is what one offered rate gave. Every rate is measured over
+// delivery, not sending: a server that falls behind and delivers late
+// shows a delivery window longer than the send window and a delivered
+// rate below the offered one.
+type chatStep struct {
+	OfferedRate float64 `json:"offered_messages_per_second"`
+	Sent        int64   `json:"sent"`
+	// SendWindow is how long the load tool sent; SentRate is Sent over it
+	// (below OfferedRate when the load tool could not keep up).
+	SendWindow float64 `json:"send_window_seconds"`
+	SentRate   float64 `json:"sent_messages_per_second"`
+	Delivered  int64   `json:"delivered"`
+	// Lost counts messages sent and not delivered when the tool stopped
+	// waiting (see --drain): dropped, or too late to count.
+	Lost int64 `json:"lost"`
+	// DeliveryWindow runs from the first send to the last delivery;
+	// DeliveredRate is Delivered over it.
+	DeliveryWindow float64 `json:"delivery_window_seconds"`
+	DeliveredRate  float64 `json:"delivered_per_second_over_delivery_window"`
 	SendErrors     int64   `json:"send_errors"`
 	StanzaErrors   int64   `json:"stanza_errors"`
 	LatencyP50ms   float64 `json:"latency_p50_ms"`
 	LatencyP99ms   float64 `json:"latency_p99_ms"`
 	LatencyP999ms  float64 `json:"latency_p999_ms"`
-	ServerCPUSecs  float64 `json:"server_cpu_seconds,omitempty"`
-	ServerPeakRSS  int64   `json:"server_peak_rss_bytes,omitempty"`
-	ServerRSSIdle  int64   `json:"server_rss_after_login_bytes,omitempty"`
-	RSSPerSession  float64 `json:"server_rss_per_session_bytes,omitempty"`
-	DurationSecond float64 `json:"duration_seconds"`
+	// InFull: nothing lost, no errors, p99 within maxCeilingP99, and the
+	// load tool sent at least 95 % of the offered rate.
+	InFull        bool    `json:"delivered_in_full"`
+	ServerCPUSecs float64 `json:"server_cpu_seconds,omitempty"`
+	CPUPer1000    float64 `json:"server_cpu_seconds_per_1000_delivered,omitempty"`
+}
+
+// maxCeilingP99 is the latest a step's 99th percentile may be for the
+// step to count as delivered in full.
+const maxCeilingP99 = time.Second
+
+// stepCounts is what the load tool counted during one step.
+type stepCounts struct {
+	offered              float64
+	sent, delivered      int64
+	sendErrs, stanzaErrs int64
+	sendStart, sendEnd   time.Time
+	lastDelivery         time.Time // zero: nothing delivered
+	latencies            []time.Duration
+	cpuSeconds           float64 // server CPU over the step, 0 if not measured
+}
+
+// measureStep turns one step's counts into its figures.
+func measureStep(c stepCounts) chatStep {
+	s := chatStep{OfferedRate: c.offered, Sent: c.sent, Delivered: c.delivered,
+		SendErrors: c.sendErrs, StanzaErrors: c.stanzaErrs, ServerCPUSecs: c.cpuSeconds}
+	s.SendWindow = c.sendEnd.Sub(c.sendStart).Seconds()
+	if s.SendWindow > 0 {
+		s.SentRate = float64(c.sent) / s.SendWindow
+	}
+	s.Lost = max(c.sent-c.delivered, 0)
+	if !c.lastDelivery.IsZero() {
+		s.DeliveryWindow = max(c.lastDelivery.Sub(c.sendStart), c.sendEnd.Sub(c.sendStart)).Seconds()
+		s.DeliveredRate = float64(c.delivered) / s.DeliveryWindow
+	}
+	lat := slices.Clone(c.latencies)
+	slices.Sort(lat)
+	s.LatencyP50ms, s.LatencyP99ms, s.LatencyP999ms = pct(lat, 0.50), pct(lat, 0.99), pct(lat, 0.999)
+	if c.delivered > 0 && c.cpuSeconds > 0 {
+		s.CPUPer1000 = 1000 * c.cpuSeconds / float64(c.delivered)
+	}
+	s.InFull = c.offered > 0 && c.sent > 0 && s.Lost == 0 && c.sendErrs == 0 && c.stanzaErrs == 0 &&
+		s.LatencyP99ms <= float64(maxCeilingP99/time.Millisecond) && s.SentRate >= 0.95*c.offered
+	return s
+}
+
+// ceiling is the highest offered rate among the steps delivered in full.
+func ceiling(steps []chatStep) float64 {
+	var c float64
+	for _, s := range steps {
+		if s.InFull {
+			c = max(c, s.OfferedRate)
+		}
+	}
+	return c
 }
 
 func chatCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -70,8 +146,10 @@ func chatCommand(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	fs.StringVar(&o.userPrefix, "user-prefix", "bench", "accounts are PREFIX0, PREFIX1, … (they must exist)")
 	fs.StringVar(&o.password, "password", "bench-password", "password of every bench account")
 	fs.StringVar(&o.mechanism, "mechanism", "SCRAM-SHA-256", "SASL mechanism")
-	fs.Float64Var(&o.rate, "rate", 0, "messages per second across all clients (0: clients stay idle)")
-	fs.DurationVar(&o.duration, "duration", 10*time.Second, "how long to send (or stay idle)")
+	fs.Float64SliceVar(&o.rates, "rate", []float64{0}, "messages per second across all clients (0: clients stay idle); several, comma-separated, are steps run one after the other on the same sessions")
+	fs.DurationVar(&o.duration, "duration", 10*time.Second, "how long each step sends (or stays idle)")
+	fs.DurationVar(&o.drain, "drain", 30*time.Second, "after a step's sending, how long at most to wait for its deliveries; what has not arrived by then is lost")
+	fs.BoolVar(&o.allSteps, "all-steps", false, "run every step even after one was not delivered in full (by default the run stops there)")
 	fs.IntVar(&o.loginConcurrency, "login-concurrency", 50, "logins in flight at once")
 	fs.StringVar(&o.sources, "sources", "127.0.0.1-127.0.0.1", "loopback source address range FIRST-LAST for the client sockets (more addresses, more ports)")
 	fs.IntVar(&o.pid, "pid", 0, "server process id: report its CPU seconds and peak RSS")
@@ -83,6 +161,10 @@ func chatCommand(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	srcs, err := sourceRange(o.sources)
 	if err != nil || o.clients < 2 {
 		fmt.Fprintf(stderr, "poosms-bench: %v (and --clients must be at least 2)\n", err)
+		return 2
+	}
+	if len(o.rates) == 0 || slices.ContainsFunc(o.rates, func(r float64) bool { return r < 0 }) {
+		fmt.Fprintln(stderr, "poosms-bench: --rate: want one or more rates of at least 0, such as 1000,2000,4000")
 		return 2
 	}
 	res, err := runChat(ctx, o, srcs, stderr)
@@ -121,14 +203,14 @@ func sourceRange(s string) ([]netip.Addr, error) {
 type benchClient struct {
 	c    *xmppclient.Client
 	jid  string
-	lat  []time.Duration // receive latencies, owned by the reader goroutine
+	lat  [][]time.Duration // receive latencies per step
 	mu   sync.Mutex
 	done chan struct{}
 }
 
 func runChat(ctx context.Context, o chatOptions, srcs []netip.Addr, progress io.Writer) (*chatResult, error) {
 	addrs := strings.Split(o.addr, ",")
-	res := &chatResult{Clients: o.clients, OfferedRate: o.rate}
+	res := &chatResult{Clients: o.clients}
 	cpu0, _ := processCPU(o.pid)
 
 	// Log in.
@@ -154,7 +236,7 @@ func runChat(ctx context.Context, o chatOptions, srcs []netip.Addr, progress io.
 				firstErr.CompareAndSwap(nil, &err)
 				return
 			}
-			clients[i] = &benchClient{c: c, jid: c.JID.String(), done: make(chan struct{})}
+			clients[i] = &benchClient{c: c, jid: c.JID.String(), lat: make([][]time.Duration, len(o.rates)), done: make(chan struct{})}
 		}(i)
 	}
 	wg.Wait()
@@ -182,40 +264,107 @@ func runChat(ctx context.Context, o chatOptions, srcs []netip.Addr, progress io.
 		res.ServerRSSIdle = rss
 		res.RSSPerSession = float64(rss) / float64(len(live))
 	}
+	cpuLogin, cpuErr := processCPU(o.pid)
+	if cpuErr == nil {
+		res.ServerCPULogin = cpuLogin - cpu0
+	}
 
-	// Readers: one per client, measuring latency from the stamp in the body.
-	var delivered, stanzaErrs, lastDelivery atomic.Int64
+	// Readers: one per client, measuring latency from the stamp in the
+	// body and counting each delivery against the step that sent it.
+	counters := make([]stepCounters, len(o.rates))
+	// A read timeout ends the stream (see RecvTimeout): wait as long as
+	// the whole run may take; closing the clients at the end stops them.
+	readFor := time.Duration(len(o.rates))*(o.duration+o.drain) + time.Minute
 	for _, c := range live {
 		go func(c *benchClient) {
 			defer close(c.done)
 			for {
-				el, err := c.c.RecvTimeout(o.duration + time.Minute)
+				el, err := c.c.RecvTimeout(readFor)
 				if err != nil {
 					return
 				}
 				if el.Local != "message" {
 					continue
 				}
-				if el.Type() == "error" {
-					stanzaErrs.Add(1)
+				step, sentAt, ok := parseBenchBody(el.ChildText("", "body"))
+				if !ok || step >= len(counters) {
 					continue
 				}
-				body := el.ChildText("", "body")
-				if ns, ok := strings.CutPrefix(body, "bench "); ok {
-					sentAt, _ := strconv.ParseInt(strings.Fields(ns)[0], 10, 64)
-					d := time.Duration(time.Now().UnixNano() - sentAt)
-					c.mu.Lock()
-					c.lat = append(c.lat, d)
-					c.mu.Unlock()
-					delivered.Add(1)
-					lastDelivery.Store(time.Now().UnixNano())
+				if el.Type() == "error" {
+					counters[step].stanzaErrs.Add(1)
+					continue
 				}
+				now := time.Now()
+				c.mu.Lock()
+				c.lat[step] = append(c.lat[step], now.Sub(time.Unix(0, sentAt)))
+				c.mu.Unlock()
+				counters[step].delivered.Add(1)
+				counters[step].lastDelivery.Store(now.UnixNano())
 			}
 		}(c)
 	}
 
-	// Senders: a ticker paces the total rate; each tick picks a random pair.
-	var sent, sendErrs atomic.Int64
+	for i, rate := range o.rates {
+		cpuBefore, _ := processCPU(o.pid)
+		st := runStep(ctx, o, live, i, rate, &counters[i], progress)
+		if cpuAfter, err := processCPU(o.pid); err == nil && cpuErr == nil {
+			st.cpuSeconds = cpuAfter - cpuBefore
+		}
+		for _, c := range live {
+			c.mu.Lock()
+			st.latencies = append(st.latencies, c.lat[i]...)
+			c.mu.Unlock()
+		}
+		step := measureStep(st)
+		res.Steps = append(res.Steps, step)
+		if rate > 0 {
+			fmt.Fprintf(progress, "step %.0f msgs/s: sent %d, delivered %d (%.0f/s over %.1fs), lost %d, p99 %.1f ms, in full: %v\n",
+				rate, step.Sent, step.Delivered, step.DeliveredRate, step.DeliveryWindow, step.Lost, step.LatencyP99ms, step.InFull)
+		}
+		if rate > 0 && !step.InFull && !o.allSteps && i < len(o.rates)-1 {
+			fmt.Fprintf(progress, "step %.0f msgs/s not delivered in full: the steps above it are left out (--all-steps runs them)\n", rate)
+			break
+		}
+	}
+	res.Ceiling = ceiling(res.Steps)
+	if cpu1, err := processCPU(o.pid); err == nil {
+		res.ServerCPUSecs = cpu1 - cpu0
+	}
+	if peak, err := processPeakRSS(o.pid); err == nil {
+		res.ServerPeakRSS = peak
+	}
+	return res, nil
+}
+
+// stepCounters are one step's counts, updated by senders and readers.
+type stepCounters struct {
+	sent, sendErrs, delivered, stanzaErrs, lastDelivery atomic.Int64
+}
+
+// benchBody is the body of every bench message: the send time in Unix
+// nanoseconds, the step and a sequence number.
+func benchBody(sentAt time.Time, step, seq int) string {
+	return "bench " + strconv.FormatInt(sentAt.UnixNano(), 10) + " " + strconv.Itoa(step) + " " + strconv.Itoa(seq)
+}
+
+func parseBenchBody(body string) (step int, sentAt int64, ok bool) {
+	rest, ok := strings.CutPrefix(body, "bench ")
+	if !ok {
+		return 0, 0, false
+	}
+	f := strings.Fields(rest)
+	if len(f) != 3 {
+		return 0, 0, false
+	}
+	sentAt, err1 := strconv.ParseInt(f[0], 10, 64)
+	step, err2 := strconv.Atoi(f[1])
+	return step, sentAt, err1 == nil && err2 == nil && step >= 0
+}
+
+// runStep sends at rate for o.duration (or stays idle at 0), then waits
+// for the step's deliveries: until all have arrived, none arrived for
+// 3 s, or o.drain has passed.
+func runStep(ctx context.Context, o chatOptions, live []*benchClient, step int, rate float64, k *stepCounters, progress io.Writer) stepCounts {
 	runCtx, cancel := context.WithTimeout(ctx, o.duration)
 	defer cancel()
 	if o.progress > 0 {
@@ -227,15 +376,16 @@ func runChat(ctx context.Context, o chatOptions, srcs []netip.Addr, progress io.
 				case <-runCtx.Done():
 					return
 				case <-t.C:
-					fmt.Fprintf(progress, "%s sent %d delivered %d errors %d\n", time.Now().Format("15:04:05"), sent.Load(), delivered.Load(), sendErrs.Load()+stanzaErrs.Load())
+					fmt.Fprintf(progress, "%s %.0f msgs/s: sent %d delivered %d errors %d\n", time.Now().Format("15:04:05"), rate,
+						k.sent.Load(), k.delivered.Load(), k.sendErrs.Load()+k.stanzaErrs.Load())
 				}
 			}
 		}()
 	}
 	sendStart := time.Now()
-	if o.rate > 0 {
+	if rate > 0 {
 		workers := min(len(live), 64)
-		per := o.rate / float64(workers)
+		per := rate / float64(workers)
 		var swg sync.WaitGroup
 		for w := 0; w < workers; w++ {
 			swg.Add(1)
@@ -244,12 +394,16 @@ func runChat(ctx context.Context, o chatOptions, srcs []netip.Addr, progress io.
 				interval := time.Duration(float64(time.Second) / per)
 				next := time.Now()
 				r := rand.New(rand.NewPCG(uint64(w), uint64(time.Now().UnixNano())))
+				timer := time.NewTimer(0)
+				defer timer.Stop()
+				<-timer.C
 				for seq := 0; ; seq++ {
 					next = next.Add(interval)
+					timer.Reset(time.Until(next))
 					select {
 					case <-runCtx.Done():
 						return
-					case <-time.After(time.Until(next)):
+					case <-timer.C:
 					}
 					from := live[r.IntN(len(live))]
 					to := live[r.IntN(len(live))]
@@ -257,15 +411,15 @@ func runChat(ctx context.Context, o chatOptions, srcs []netip.Addr, progress io.
 						to = live[r.IntN(len(live))]
 					}
 					m := stanza.New(stanza.NSClient, "message").SetAttr("to", to.jid).SetAttr("type", "chat").
-						Append(stanza.New(stanza.NSClient, "body").SetText("bench " + strconv.FormatInt(time.Now().UnixNano(), 10) + " " + strconv.Itoa(seq)))
+						Append(stanza.New(stanza.NSClient, "body").SetText(benchBody(time.Now(), step, seq)))
 					from.mu.Lock()
 					err := from.c.Send(m)
 					from.mu.Unlock()
 					if err != nil {
-						sendErrs.Add(1)
+						k.sendErrs.Add(1)
 						continue
 					}
-					sent.Add(1)
+					k.sent.Add(1)
 				}
 			}(w)
 		}
@@ -273,37 +427,33 @@ func runChat(ctx context.Context, o chatOptions, srcs []netip.Addr, progress io.
 	} else {
 		<-runCtx.Done()
 	}
-	sendTime := time.Since(sendStart)
-	// Give messages in flight a moment: wait until deliveries stop growing.
-	for last := int64(-1); delivered.Load() != last; {
-		last = delivered.Load()
+	sendEnd := time.Now()
+	deadline := time.NewTimer(o.drain)
+	defer deadline.Stop()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	last, lastChange := int64(-1), time.Now()
+wait:
+	for rate > 0 && k.delivered.Load()+k.stanzaErrs.Load() < k.sent.Load() {
 		select {
-		case <-time.After(500 * time.Millisecond):
 		case <-ctx.Done():
+			break wait
+		case <-deadline.C:
+			break wait
+		case now := <-tick.C:
+			if d := k.delivered.Load(); d != last {
+				last, lastChange = d, now
+			} else if now.Sub(lastChange) > 3*time.Second {
+				break wait
+			}
 		}
 	}
-	res.DurationSecond = sendTime.Seconds()
-	res.Sent, res.Delivered, res.SendErrors, res.StanzaErrors = sent.Load(), delivered.Load(), sendErrs.Load(), stanzaErrs.Load()
-	res.DeliveredRate = float64(res.Delivered) / sendTime.Seconds()
-	if last := lastDelivery.Load(); last > 0 {
-		res.DeliverySecs = max(time.Duration(last-sendStart.UnixNano()), sendTime).Seconds()
-		res.Throughput = float64(res.Delivered) / res.DeliverySecs
+	c := stepCounts{offered: rate, sent: k.sent.Load(), delivered: k.delivered.Load(), sendErrs: k.sendErrs.Load(),
+		stanzaErrs: k.stanzaErrs.Load(), sendStart: sendStart, sendEnd: sendEnd}
+	if ld := k.lastDelivery.Load(); ld > 0 {
+		c.lastDelivery = time.Unix(0, ld)
 	}
-	var all []time.Duration
-	for _, c := range live {
-		c.mu.Lock()
-		all = append(all, c.lat...)
-		c.mu.Unlock()
-	}
-	slices.Sort(all)
-	res.LatencyP50ms, res.LatencyP99ms, res.LatencyP999ms = pct(all, 0.50), pct(all, 0.99), pct(all, 0.999)
-	if cpu1, err := processCPU(o.pid); err == nil {
-		res.ServerCPUSecs = cpu1 - cpu0
-	}
-	if peak, err := processPeakRSS(o.pid); err == nil {
-		res.ServerPeakRSS = peak
-	}
-	return res, nil
+	return c
 }
 
 func pct(sorted []time.Duration, p float64) float64 {
@@ -319,14 +469,24 @@ func printChat(w io.Writer, r *chatResult) {
 	row := func(k string, v any) { fmt.Fprintf(tw, "%s\t%v\n", k, v) }
 	row("clients logged in", fmt.Sprintf("%d (%d failed)", r.Clients-int(r.LoginErrors), r.LoginErrors))
 	row("logins/s", fmt.Sprintf("%.0f", r.LoginsPerSec))
-	row("offered messages/s", fmt.Sprintf("%.0f", r.OfferedRate))
-	row("sent / delivered", fmt.Sprintf("%d / %d", r.Sent, r.Delivered))
-	row("delivered messages/s", fmt.Sprintf("%.0f", r.DeliveredRate))
-	row("throughput (to last delivery)", fmt.Sprintf("%.0f msgs/s over %.1fs", r.Throughput, r.DeliverySecs))
-	row("latency p50 / p99 / p99.9", fmt.Sprintf("%.2f / %.2f / %.2f ms", r.LatencyP50ms, r.LatencyP99ms, r.LatencyP999ms))
-	row("errors (send / stanza)", fmt.Sprintf("%d / %d", r.SendErrors, r.StanzaErrors))
+	for _, s := range r.Steps {
+		if s.OfferedRate == 0 {
+			continue
+		}
+		row(fmt.Sprintf("offered %.0f msgs/s", s.OfferedRate), fmt.Sprintf("sent %d at %.0f/s over %.1fs", s.Sent, s.SentRate, s.SendWindow))
+		row("  delivered", fmt.Sprintf("%d, %.0f/s over %.1fs from first send to last delivery; %d lost", s.Delivered, s.DeliveredRate, s.DeliveryWindow, s.Lost))
+		row("  latency p50 / p99 / p99.9", fmt.Sprintf("%.2f / %.2f / %.2f ms", s.LatencyP50ms, s.LatencyP99ms, s.LatencyP999ms))
+		row("  errors (send / stanza)", fmt.Sprintf("%d / %d", s.SendErrors, s.StanzaErrors))
+		if s.ServerCPUSecs > 0 {
+			row("  server CPU s per 1,000 delivered", fmt.Sprintf("%.3f", s.CPUPer1000))
+		}
+		row("  delivered in full", s.InFull)
+	}
+	if len(r.Steps) > 1 || (len(r.Steps) == 1 && r.Steps[0].OfferedRate > 0) {
+		row("ceiling (in full, p99 ≤ 1 s)", fmt.Sprintf("%.0f msgs/s", r.Ceiling))
+	}
 	if r.ServerCPUSecs > 0 || r.ServerPeakRSS > 0 {
-		row("server CPU seconds", fmt.Sprintf("%.2f", r.ServerCPUSecs))
+		row("server CPU seconds", fmt.Sprintf("%.2f (logins %.2f)", r.ServerCPUSecs, r.ServerCPULogin))
 		row("server peak RSS", fmt.Sprintf("%.1f MiB", float64(r.ServerPeakRSS)/(1<<20)))
 		row("server RSS per session (idle)", fmt.Sprintf("%.1f KiB", r.RSSPerSession/1024))
 	}

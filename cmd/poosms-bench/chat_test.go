@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"slices"
 	"strconv"
 	"testing"
+	"time"
 
 	"poosms.org/poosms/internal/testenv"
 )
@@ -28,9 +30,71 @@ func TestChatAgainstPoosmsd(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
 		t.Fatalf("%v: %s", err, out.String())
 	}
-	if r.LoginErrors != 0 || r.Sent < 30 || r.Delivered != r.Sent || r.LatencyP50ms <= 0 || r.ServerCPUSecs <= 0 || r.ServerPeakRSS <= 0 ||
-		r.DeliverySecs < r.DurationSecond || r.Throughput <= 0 {
+	if len(r.Steps) != 1 {
+		t.Fatalf("report %+v: want one step", r)
+	}
+	s := r.Steps[0]
+	if r.LoginErrors != 0 || s.Sent < 30 || s.Delivered != s.Sent || s.Lost != 0 || s.LatencyP50ms <= 0 || r.ServerCPUSecs <= 0 || r.ServerPeakRSS <= 0 ||
+		s.DeliveryWindow < s.SendWindow || s.DeliveredRate <= 0 || s.CPUPer1000 <= 0 {
 		t.Fatalf("report %+v: want every message delivered and measured", r)
+	}
+}
+
+// A server that delivers everything late shows its real rate: the rates
+// are over the delivery window, and the step is not delivered in full.
+func TestMeasureStep(t *testing.T) {
+	t0 := time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC)
+	lat := func(d time.Duration, n int) []time.Duration { return slices.Repeat([]time.Duration{d}, n) }
+
+	// 6,000 msgs/s offered for 15 s, all 90,000 delivered, the last 250 s
+	// after the first send (the ejabberd run of issue 15).
+	late := measureStep(stepCounts{offered: 6000, sent: 90000, delivered: 90000, sendStart: t0, sendEnd: t0.Add(15 * time.Second),
+		lastDelivery: t0.Add(250 * time.Second), latencies: lat(124*time.Second, 100), cpuSeconds: 45})
+	if late.SendWindow != 15 || late.SentRate != 6000 || late.DeliveryWindow != 250 || late.DeliveredRate != 360 || late.Lost != 0 ||
+		late.InFull || late.CPUPer1000 != 0.5 || late.LatencyP99ms != 124000 {
+		t.Errorf("late delivery: %+v", late)
+	}
+
+	// Kept up: everything delivered within 40 ms of the send window.
+	ok := measureStep(stepCounts{offered: 2000, sent: 30000, delivered: 30000, sendStart: t0, sendEnd: t0.Add(15 * time.Second),
+		lastDelivery: t0.Add(15*time.Second + 40*time.Millisecond), latencies: append(lat(10*time.Millisecond, 990), lat(40*time.Millisecond, 10)...)})
+	if !ok.InFull || ok.DeliveryWindow != 15.04 || ok.LatencyP50ms != 10 || ok.LatencyP99ms != 10 || ok.LatencyP999ms != 40 {
+		t.Errorf("kept up: %+v", ok)
+	}
+
+	// Lost messages, an error, a slow load tool or a p99 over 1 s: not in full.
+	for name, c := range map[string]stepCounts{
+		"lost":      {offered: 1000, sent: 10000, delivered: 9999},
+		"error":     {offered: 1000, sent: 10000, delivered: 10000, stanzaErrs: 1},
+		"slow tool": {offered: 1000, sent: 9000, delivered: 9000},
+		"p99":       {offered: 1000, sent: 10000, delivered: 10000, latencies: lat(1001*time.Millisecond, 10)},
+	} {
+		c.sendStart, c.sendEnd, c.lastDelivery = t0, t0.Add(10*time.Second), t0.Add(10*time.Second)
+		s := measureStep(c)
+		if s.InFull {
+			t.Errorf("%s: %+v counted as delivered in full", name, s)
+		}
+		if name == "lost" && s.Lost != 1 {
+			t.Errorf("lost: %d, want 1", s.Lost)
+		}
+	}
+
+	steps := []chatStep{{OfferedRate: 1000, InFull: true}, {OfferedRate: 2000, InFull: true}, {OfferedRate: 4000}}
+	if c := ceiling(steps); c != 2000 {
+		t.Errorf("ceiling %v, want 2000", c)
+	}
+}
+
+func TestBenchBody(t *testing.T) {
+	at := time.Unix(0, 1765000000123456789)
+	step, sentAt, ok := parseBenchBody(benchBody(at, 3, 42))
+	if !ok || step != 3 || sentAt != at.UnixNano() {
+		t.Fatalf("got %d %d %v", step, sentAt, ok)
+	}
+	for _, bad := range []string{"hello", "bench 12", "bench x 1 2", "bench 1 -1 2"} {
+		if _, _, ok := parseBenchBody(bad); ok {
+			t.Errorf("%q parsed", bad)
+		}
 	}
 }
 
