@@ -4,7 +4,7 @@
 #
 # Run as root on Debian 12 from anywhere inside the poosms checkout:
 #
-#	bench/compare.sh            # full run (a few minutes)
+#	bench/compare.sh            # full run (about a quarter of an hour)
 #	bench/compare.sh --quick    # smoke test (200 clients, short runs)
 #	bench/compare.sh --json     # the same figures as JSON on standard output
 #
@@ -15,22 +15,43 @@ usage() {
 	cat <<'EOF'
 Usage: bench/compare.sh [flags]
 
-  --quick                 smoke test: 200 clients, 200 msgs/s, 10 s; small TURN run
+  --quick                 smoke test: 200 clients, 200 and 400 msgs/s, 5 s each; small TURN run
   --json                  print the results as JSON instead of a table
-  --servers LIST          comma-separated subset of poosms,prosody,ejabberd,coturn
+  --servers LIST          comma-separated subset of poosms,poosms-mysql,prosody,
+                          ejabberd,ejabberd-mysql,coturn
                           (default: all; ratios need poosms)
   --clients N             chat clients logged in to each server      [CLIENTS=2000]
-  --rate R                offered chat messages/s, all clients       [RATE=500]
-  --duration D            chat message load duration (Go syntax)     [DURATION=20s]
+  --rates LIST            offered chat messages/s, all clients, one step each, in
+                          increasing order; a server's steps stop after the first
+                          it does not deliver in full  [RATES=1000,2000,4000,8000,12000]
+  --rate R                a single step: the same as --rates R
+  --duration D            chat message load of each step (Go syntax) [DURATION=15s]
+  --drain D               after a step's sending, the longest wait for its
+                          deliveries; what is not in by then is lost [DRAIN=30s]
   --login-concurrency N   logins in flight at once                   [LOGIN_CONCURRENCY=50]
   --mechanism M           SCRAM-SHA-256 or SCRAM-SHA-1, for every server [MECHANISM=SCRAM-SHA-256]
   --turn-allocations N    TURN allocations, at most 10               [TURN_ALLOCATIONS=10]
   --turn-rate R           packets/s per allocation                   [TURN_RATE=1500]
   --turn-size B           payload bytes per packet                   [TURN_SIZE=200]
   --turn-duration D       TURN load duration                         [TURN_DURATION=15s]
-  --peer-archive          Prosody and ejabberd archive every one-to-one message
-                          too (mod_mam, default always), as poosms always does;
-                          off by default: neither archives in its default setup
+  --no-peer-archive       Prosody and ejabberd in their default setup: no
+                          archive (mod_mam off) and their default stores (files,
+                          Mnesia). By default both archive every one-to-one
+                          message, as poosms always does, into SQLite (Prosody
+                          storage = "sql", ejabberd default_db: sql)
+  --disk                  keep every server's data on disk (/tmp); by default it
+                          is on tmpfs (/dev/shm), so that no server's figure is
+                          this machine's fsync latency: Prosody's and ejabberd's
+                          SQLite stores sync every commit, poosms's SQLite syncs
+                          at checkpoints (see docs/performance.md). MariaDB, for
+                          poosms-mysql, stays where it is.
+  --no-pin                run unpinned (by default every server runs on CPU 1
+                          and the load tool on CPU 0, through taskset)
+  --port-base N           the loopback ports used are N+22 … N+799 [PORT_BASE=25200]
+  --mysql-host H          MariaDB/MySQL for poosms-mysql; the script creates a
+                          database of its own there and drops it [MYSQL_HOST=127.0.0.1]
+  --mysql-port P                                                     [MYSQL_PORT=3306]
+  --mysql-user U          (password, if any, in MYSQL_PWD)          [MYSQL_USER=root]
   --keep                  keep the temporary folder (configs, logs, raw results)
   -h, --help              this text
 
@@ -39,30 +60,46 @@ EOF
 }
 
 CLIENTS=${CLIENTS:-2000}
-RATE=${RATE:-500}
-DURATION=${DURATION:-20s}
+RATES=${RATES:-1000,2000,4000,8000,12000}
+DURATION=${DURATION:-15s}
+DRAIN=${DRAIN:-30s}
+PIN=${PIN:-1}
+TMPFS=${TMPFS:-1}
+PORT_BASE=${PORT_BASE:-25200}
+MYSQL_HOST=${MYSQL_HOST:-127.0.0.1}
+MYSQL_PORT=${MYSQL_PORT:-3306}
+MYSQL_USER=${MYSQL_USER:-root}
 LOGIN_CONCURRENCY=${LOGIN_CONCURRENCY:-50}
 MECHANISM=${MECHANISM:-SCRAM-SHA-256}
 TURN_ALLOCATIONS=${TURN_ALLOCATIONS:-10}
 TURN_RATE=${TURN_RATE:-1500}
 TURN_SIZE=${TURN_SIZE:-200}
 TURN_DURATION=${TURN_DURATION:-15s}
-SERVERS=${SERVERS:-poosms,prosody,ejabberd,coturn}
+SERVERS=${SERVERS:-poosms,poosms-mysql,prosody,ejabberd,ejabberd-mysql,coturn}
 JSON=0
 KEEP=0
-PEER_ARCHIVE=${PEER_ARCHIVE:-0}
+PEER_ARCHIVE=${PEER_ARCHIVE:-1}
 
 while [ $# -gt 0 ]; do
 	case $1 in
 	--quick)
-		CLIENTS=200 RATE=200 DURATION=10s TURN_ALLOCATIONS=10 TURN_RATE=200 TURN_DURATION=5s
+		CLIENTS=200 RATES=200,400 DURATION=5s DRAIN=10s TURN_ALLOCATIONS=10 TURN_RATE=200 TURN_DURATION=5s
 		shift ;;
 	--json) JSON=1; shift ;;
 	--keep) KEEP=1; shift ;;
-	--peer-archive) PEER_ARCHIVE=1; shift ;;
+	--peer-archive) PEER_ARCHIVE=1; shift ;; # the default; kept for old command lines
+	--no-peer-archive) PEER_ARCHIVE=0; shift ;;
+	--no-pin) PIN=0; shift ;;
+	--disk) TMPFS=0; shift ;;
+	--port-base) PORT_BASE=$2; shift 2 ;;
+	--mysql-host) MYSQL_HOST=$2; shift 2 ;;
+	--mysql-port) MYSQL_PORT=$2; shift 2 ;;
+	--mysql-user) MYSQL_USER=$2; shift 2 ;;
+	--rates) RATES=$2; shift 2 ;;
+	--drain) DRAIN=$2; shift 2 ;;
 	--servers) SERVERS=$2; shift 2 ;;
 	--clients) CLIENTS=$2; shift 2 ;;
-	--rate) RATE=$2; shift 2 ;;
+	--rate) RATES=$2; shift 2 ;;
 	--duration) DURATION=$2; shift 2 ;;
 	--login-concurrency) LOGIN_CONCURRENCY=$2; shift 2 ;;
 	--mechanism) MECHANISM=$2; shift 2 ;;
@@ -98,10 +135,19 @@ TURN_SECRET=compare-turn-secret-$$
 # Every server uses the same SCRAM iteration count (poosms's and ejabberd's
 # fixed 4096; Prosody's default is 10000, set down to match).
 ITERATIONS=4096
-P_C2S=25222 P_HTTP=25280 P_MEDIA=25882 P_TURN=25478
-PR_C2S=25322
-EJ_C2S=25422 EJ_DIST=25469
-CT_TURN=25578 CT_RELAY_MIN=25600 CT_RELAY_MAX=25999
+case $PORT_BASE in '' | *[!0-9]*) echo "compare.sh: --port-base must be a number" >&2; exit 2 ;; esac
+P_C2S=$((PORT_BASE + 22)) P_HTTP=$((PORT_BASE + 80)) P_MEDIA=$((PORT_BASE + 682)) P_TURN=$((PORT_BASE + 278))
+PR_C2S=$((PORT_BASE + 122))
+EJ_C2S=$((PORT_BASE + 222)) EJ_DIST=$((PORT_BASE + 269))
+CT_TURN=$((PORT_BASE + 378)) CT_RELAY_MIN=$((PORT_BASE + 400)) CT_RELAY_MAX=$((PORT_BASE + 799))
+# Pinning: the server under test on CPU 1, the load tool on CPU 0.
+SERVER_CPU=() LOAD_CPU=()
+if [ "$PIN" = 1 ]; then
+	[ "$(nproc)" -ge 2 ] || { echo "compare.sh: pinning needs 2 CPUs; run with --no-pin" >&2; exit 2; }
+	SERVER_CPU=(taskset -c 1) LOAD_CPU=(taskset -c 0)
+fi
+MYSQL_DB= EJ_MYSQL_DB=
+mysql_admin() { MYSQL_PWD=${MYSQL_PWD:-} mariadb -h "$MYSQL_HOST" -P "$MYSQL_PORT" -u "$MYSQL_USER" "$@"; }
 # Client sockets spread over several loopback source addresses.
 SOURCES=127.0.0.1-127.0.0.$((CLIENTS / 20000 + 2))
 
@@ -110,17 +156,20 @@ TMP=
 POLICY_CREATED=0
 PIDS=()           # processes we started
 EJ_CTL=()         # ejabberdctl with our folders, once configured
+EJ_DIR=           # the running ejabberd's folder
 
 cleanup() {
 	local rc=$?
 	set +e
-	if [ ${#EJ_CTL[@]} -gt 0 ] && [ -s "$TMP/ejabberd/ejabberd.pid" ]; then
-		PIDS+=("$(cat "$TMP/ejabberd/ejabberd.pid")")
+	if [ ${#EJ_CTL[@]} -gt 0 ] && [ -s "$EJ_DIR/ejabberd.pid" ]; then
+		PIDS+=("$(cat "$EJ_DIR/ejabberd.pid")")
 		"${EJ_CTL[@]}" stop >/dev/null 2>&1
 	fi
 	for pid in "${PIDS[@]}"; do
 		stop_pid "$pid"
 	done
+	if [ -n "$MYSQL_DB" ]; then mysql_admin -e "DROP DATABASE IF EXISTS $MYSQL_DB" >/dev/null 2>&1; fi
+	if [ -n "$EJ_MYSQL_DB" ]; then mysql_admin -e "DROP DATABASE IF EXISTS $EJ_MYSQL_DB; DROP USER IF EXISTS '$EJ_MYSQL_DB'@'%'" >/dev/null 2>&1; fi
 	if [ "$POLICY_CREATED" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
 	if [ -n "$TMP" ] && [ -d "$TMP" ]; then
 		if [ "$KEEP" = 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
@@ -168,7 +217,17 @@ rss_bytes() { awk '/^VmRSS:/ { print $2 * 1024 }' "/proc/$1/status"; }
 install_peers() {
 	local pkgs=() p
 	want prosody && ! command -v prosody >/dev/null && pkgs+=(prosody)
+	# Prosody's SQL storage on SQLite, and the sqlite3 shell to fill it.
+	want prosody && [ "$PEER_ARCHIVE" = 1 ] && ! dpkg -s lua-dbi-sqlite3 >/dev/null 2>&1 && pkgs+=(lua-dbi-sqlite3)
+	want prosody && [ "$PEER_ARCHIVE" = 1 ] && ! command -v sqlite3 >/dev/null && pkgs+=(sqlite3)
+	want ejabberd-mysql && ! command -v ejabberdctl >/dev/null && pkgs+=(ejabberd)
+	want ejabberd-mysql && [ "$PEER_ARCHIVE" = 1 ] && ! dpkg -s erlang-p1-mysql >/dev/null 2>&1 && pkgs+=(erlang-p1-mysql)
+	want ejabberd-mysql && ! command -v mariadb >/dev/null && pkgs+=(mariadb-client)
 	want ejabberd && ! command -v ejabberdctl >/dev/null && pkgs+=(ejabberd)
+	want ejabberd && [ "$PEER_ARCHIVE" = 1 ] && ! command -v sqlite3 >/dev/null && pkgs+=(sqlite3)
+	want ejabberd && [ "$PEER_ARCHIVE" = 1 ] && ! dpkg -s erlang-p1-sqlite3 >/dev/null 2>&1 && pkgs+=(erlang-p1-sqlite3)
+	want poosms-mysql && ! command -v mariadb >/dev/null && pkgs+=(mariadb-client)
+	[ "$PIN" = 1 ] && ! command -v taskset >/dev/null && pkgs+=(util-linux)
 	want coturn && ! command -v turnserver >/dev/null && pkgs+=(coturn)
 	command -v openssl >/dev/null || pkgs+=(openssl)
 	command -v jq >/dev/null || pkgs+=(jq)
@@ -218,22 +277,26 @@ certificate() {
 bench() {
 	local out=$1 pid
 	shift
-	"$BENCH" "$@" >"$out" &
+	"${LOAD_CPU[@]}" "$BENCH" "$@" >"$out" &
 	pid=$!
 	PIDS+=("$pid")
 	wait "$pid"
 }
 
-# chat_load NAME PORT PID: the chat run against one server. Writes
-# $TMP/results/NAME-chat.json and NAME-baseline (RSS before any login).
+# chat_load NAME PORT PID: the chat run against one server, every step of
+# $RATES. Writes $TMP/results/NAME-chat.json, NAME-baseline (RSS before
+# any login) and NAME-loadavg (the load average before and after).
 chat_load() {
-	local name=$1 port=$2 pid=$3
+	local name=$1 port=$2 pid=$3 rc=0
 	rss_bytes "$pid" >"$TMP/results/$name-baseline"
-	log "$name: $CLIENTS clients log in, then $RATE msgs/s for $DURATION"
+	cut -d' ' -f1-3 /proc/loadavg >"$TMP/results/$name-loadavg"
+	log "$name: $CLIENTS clients log in, then $RATES msgs/s for $DURATION each"
 	bench "$TMP/results/$name-chat.json" chat --json --addr "127.0.0.1:$port" --domain "$DOMAIN" --clients "$CLIENTS" \
-		--password "$PASSWORD" --mechanism "$MECHANISM" --rate "$RATE" --duration "$DURATION" \
+		--password "$PASSWORD" --mechanism "$MECHANISM" --rate "$RATES" --duration "$DURATION" --drain "$DRAIN" \
 		--login-concurrency "$LOGIN_CONCURRENCY" --sources "$SOURCES" --pid "$pid" \
-		--progress 10s
+		--progress 10s || rc=$?
+	cut -d' ' -f1-3 /proc/loadavg >>"$TMP/results/$name-loadavg"
+	return $rc
 }
 
 # turn_load NAME PORT PID
@@ -247,10 +310,11 @@ turn_load() {
 
 # ---------------------------------------------------------------- servers
 
+# run_poosms NAME DB: poosmsd on the store DB ("sqlite" or a mysql:// DSN).
 run_poosms() {
-	local dir=$TMP/poosms pid
+	local name=$1 db=$2 dir=$TMP/$1 pid
 	mkdir -p "$dir"
-	local args=(--data-dir "$dir" --domain "$DOMAIN" --db "sqlite" --registration closed
+	local args=(--data-dir "$dir" --domain "$DOMAIN" --db "$db" --registration closed
 		--tls-cert "$TMP/cert.pem" --tls-key "$TMP/key.pem" --log-level warn
 		--c2s-addr "127.0.0.1:$P_C2S" --c2s-tls-addr "" --http-addr "127.0.0.1:$P_HTTP" --metrics-addr "" --scram-iterations 4096
 		--s2s-addr ""
@@ -258,27 +322,63 @@ run_poosms() {
 		--turn-addr "127.0.0.1:$P_TURN" --turn-secret "$TURN_SECRET" --turn-allow-peers 127.0.0.0/8 --turn-allow-self)
 	# Every account in one XEP-0227 file and one command (the SCRAM keys
 	# are derived on import), as for ejabberd below.
-	log "poosms: creating $CLIENTS accounts (poosmsd import)"
+	log "$name: creating $CLIENTS accounts (poosmsd import)"
 	{
 		echo "<server-data xmlns='urn:xmpp:pie:0'><host jid='$DOMAIN'>"
 		for ((i = 0; i < CLIENTS; i++)); do echo "<user name='bench$i' password='$PASSWORD'/>"; done
 		echo "</host></server-data>"
 	} >"$dir/accounts.xml"
 	"$TMP/bin/poosmsd" import "$dir/accounts.xml" "${args[@]}" >"$dir/import.log" 2>&1 ||
-		{ tail -20 "$dir/import.log" >&2; log "poosms: account creation failed"; return 1; }
-	"$TMP/bin/poosmsd" serve "${args[@]}" >"$dir/server.log" 2>&1 &
+		{ tail -20 "$dir/import.log" >&2; log "$name: account creation failed"; return 1; }
+	"${SERVER_CPU[@]}" "$TMP/bin/poosmsd" serve "${args[@]}" >"$dir/server.log" 2>&1 &
 	pid=$!
 	PIDS+=("$pid")
 	wait_port "$P_C2S" "$pid" || { tail -20 "$dir/server.log" >&2; return 1; }
-	chat_load poosms "$P_C2S" "$pid" || true
-	if want coturn; then turn_load poosms "$P_TURN" "$pid" || true; fi
+	local dbpid= dbcpu0=
+	if [ "$name" = poosms-mysql ]; then
+		# The database server's CPU, for the record: it is not pinned and
+		# may serve others on this machine.
+		dbpid=$(pidof mariadbd || pidof mysqld || true)
+		dbpid=${dbpid%% *}
+		[ -z "$dbpid" ] || dbcpu0=$(proc_cpu "$dbpid")
+	fi
+	chat_load "$name" "$P_C2S" "$pid" || true
+	if [ -n "$dbcpu0" ]; then
+		awk -v a="$dbcpu0" -v b="$(proc_cpu "$dbpid")" 'BEGIN { printf "%.2f\n", b - a }' >"$TMP/results/$name-dbcpu"
+	fi
+	if want coturn && [ "$name" = poosms ]; then turn_load poosms "$P_TURN" "$pid" || true; fi
 	stop_pid "$pid"
 }
 
+# proc_cpu PID: user+system CPU seconds of PID.
+proc_cpu() {
+	awk -v t="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f\n", ($12 + $13) / t }' "/proc/$1/stat"
+}
+
+# run_poosms_mysql: poosmsd on a database of its own on $MYSQL_HOST,
+# dropped at the end.
+run_poosms_mysql() {
+	command -v mariadb >/dev/null || { log "poosms-mysql: no mariadb client"; return 1; }
+	MYSQL_DB=poosms_compare_$$
+	mysql_admin -e "CREATE DATABASE $MYSQL_DB CHARACTER SET utf8mb4" ||
+		{ log "poosms-mysql: cannot create database $MYSQL_DB on $MYSQL_HOST:$MYSQL_PORT"; MYSQL_DB=; return 1; }
+	local cred=$MYSQL_USER
+	[ -z "${MYSQL_PWD:-}" ] || cred+=":$MYSQL_PWD"
+	run_poosms poosms-mysql "mysql://$cred@tcp($MYSQL_HOST:$MYSQL_PORT)/$MYSQL_DB" || true
+	mysql_admin -e "DROP DATABASE IF EXISTS $MYSQL_DB" || true
+	MYSQL_DB=
+}
+
 run_prosody() {
-	local dir=$TMP/prosody pid i mam=
+	local dir=$TMP/prosody pid i mam= storage=
 	mkdir -p "$dir/data"
-	if [ "$PEER_ARCHIVE" = 1 ]; then mam='"mam",'; fi
+	if [ "$PEER_ARCHIVE" = 1 ]; then
+		# Archiving, into the store Prosody's documentation recommends over
+		# its files: SQL (SQLite here, through lua-dbi-sqlite3).
+		mam='"mam",'
+		storage="storage = \"sql\"
+sql = { driver = \"SQLite3\", database = \"$dir/data/prosody.sqlite\" }"
+	fi
 	cat >"$dir/prosody.cfg.lua" <<EOF
 -- Debian's default module list without server-to-server, HTTP, invites,
 -- registration, admin and mod_limits (which would throttle the bench).
@@ -303,6 +403,7 @@ legacy_ssl_ports = { }
 s2s_ports = { }
 c2s_require_encryption = true
 authentication = "internal_hashed"
+$storage
 password_hash = "$PROSODY_HASH"
 default_iteration_count = $ITERATIONS
 ssl = { certificate = "$TMP/cert.pem", key = "$TMP/key.pem" }
@@ -314,10 +415,20 @@ EOF
 	log "prosody: creating $CLIENTS accounts (prosodyctl register, then copies of its record)"
 	prosodyctl --config "$dir/prosody.cfg.lua" register bench0 "$DOMAIN" "$PASSWORD" >"$dir/register.log" 2>&1 \
 		|| { tail -20 "$dir/register.log" >&2; return 1; }
-	local acc=$dir/data/$DOMAIN/accounts
-	[ -s "$acc/bench0.dat" ] || { log "prosody: no $acc/bench0.dat"; return 1; }
-	for ((i = 1; i < CLIENTS; i++)); do cp "$acc/bench0.dat" "$acc/bench$i.dat"; done
-	prosody --config "$dir/prosody.cfg.lua" -F >"$dir/stdout.log" 2>&1 &
+	if [ "$PEER_ARCHIVE" = 1 ]; then
+		local db=$dir/data/prosody.sqlite
+		[ "$(sqlite3 "$db" "SELECT COUNT(*) FROM prosody WHERE user = 'bench0' AND store = 'accounts'")" -gt 0 ] ||
+			{ log "prosody: bench0 is not in $db"; return 1; }
+		sqlite3 "$db" "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $CLIENTS - 1)
+			INSERT INTO prosody (host, user, store, key, type, value)
+			SELECT p.host, 'bench' || n.i, p.store, p.key, p.type, p.value FROM prosody p, n
+			WHERE p.user = 'bench0' AND p.store = 'accounts'"
+	else
+		local acc=$dir/data/$DOMAIN/accounts
+		[ -s "$acc/bench0.dat" ] || { log "prosody: no $acc/bench0.dat"; return 1; }
+		for ((i = 1; i < CLIENTS; i++)); do cp "$acc/bench0.dat" "$acc/bench$i.dat"; done
+	fi
+	"${SERVER_CPU[@]}" prosody --config "$dir/prosody.cfg.lua" -F >"$dir/stdout.log" 2>&1 &
 	pid=$!
 	PIDS+=("$pid")
 	wait_port "$PR_C2S" "$pid" || { tail -20 "$dir/prosody.log" >&2; return 1; }
@@ -325,11 +436,52 @@ EOF
 	stop_pid "$pid"
 }
 
+# run_ejabberd NAME STORE: ejabberd archiving into STORE (sqlite or mysql)
+# when archiving.
 run_ejabberd() {
-	local dir=$TMP/ejabberd pid i
+	local name=$1 store=$2 dir=$TMP/$1 pid i
 	[ "$(id -u)" = 0 ] || { log "ejabberd: needs root (ejabberdctl runs it as the ejabberd user)"; return 1; }
 	mkdir -p "$dir/db" "$dir/log"
 	cat "$TMP/cert.pem" "$TMP/key.pem" >"$dir/server.pem"
+	local EJ_AUTH=internal EJ_DB=
+	if [ "$PEER_ARCHIVE" = 1 ] && [ "$store" = mysql ]; then
+		# MariaDB/MySQL (erlang-p1-mysql), a database of its own created
+		# from ejabberd's schema and dropped at the end.
+		command -v mariadb >/dev/null || { log "$name: no mariadb client"; return 1; }
+		local schema
+		schema=$(ls /usr/share/ejabberd/sql/mysql.sql /usr/lib/*/ejabberd-*/priv/sql/mysql.sql 2>/dev/null | head -1)
+		[ -n "$schema" ] || { log "$name: no mysql.sql schema found"; return 1; }
+		EJ_MYSQL_DB=ejabberd_compare_$$
+		mysql_admin -e "CREATE DATABASE $EJ_MYSQL_DB CHARACTER SET utf8mb4" ||
+			{ log "$name: cannot create database $EJ_MYSQL_DB"; EJ_MYSQL_DB=; return 1; }
+		mysql_admin "$EJ_MYSQL_DB" <"$schema" || { log "$name: cannot load $schema"; return 1; }
+		# A user of its own with a password: ejabberd's driver cannot log
+		# in without one.
+		local ejpw
+		ejpw=$(openssl rand -hex 12)
+		mysql_admin -e "CREATE USER '$EJ_MYSQL_DB'@'%' IDENTIFIED BY '$ejpw'; GRANT ALL ON $EJ_MYSQL_DB.* TO '$EJ_MYSQL_DB'@'%'" ||
+			{ log "$name: cannot create the database user"; return 1; }
+		EJ_AUTH=sql
+		EJ_DB="default_db: sql
+sql_type: mysql
+sql_server: \"$MYSQL_HOST\"
+sql_port: $MYSQL_PORT
+sql_database: \"$EJ_MYSQL_DB\"
+sql_username: \"$EJ_MYSQL_DB\"
+sql_password: \"$ejpw\""
+	elif [ "$PEER_ARCHIVE" = 1 ]; then
+		# Archiving, into SQL rather than Mnesia, as ejabberd's
+		# documentation recommends: SQLite here (erlang-p1-sqlite3),
+		# created from ejabberd's own schema.
+		local schema
+		schema=$(ls /usr/share/ejabberd/sql/lite.sql /usr/lib/*/ejabberd-*/priv/sql/lite.sql 2>/dev/null | head -1)
+		[ -n "$schema" ] || { log "ejabberd: no lite.sql schema found"; return 1; }
+		sqlite3 "$dir/db/ejabberd.sqlite" <"$schema" || { log "ejabberd: cannot create $dir/db/ejabberd.sqlite"; return 1; }
+		EJ_AUTH=sql
+		EJ_DB="default_db: sql
+sql_type: sqlite
+sql_database: \"$dir/db/ejabberd.sqlite\""
+	fi
 	cp /etc/ejabberd/inetrc "$dir/inetrc" 2>/dev/null || echo '{lookup,["file","native"]}.' >"$dir/inetrc"
 	cat >"$dir/ejabberdctl.cfg" <<EOF
 ERL_DIST_PORT=$EJ_DIST
@@ -358,7 +510,8 @@ listen:
     starttls_required: true
     max_fsm_queue: 100000
     backlog: 1024
-auth_method: internal
+auth_method: $EJ_AUTH
+$EJ_DB
 auth_password_format: scram
 auth_scram_hash: $EJABBERD_HASH
 disable_sasl_mechanisms:
@@ -413,12 +566,13 @@ EOF
 	# with "too many open files" beyond that). setpriv switches without PAM,
 	# so the server keeps this script's limit like the others.
 	local ejhome
+	EJ_DIR=$dir
 	ejhome=$(getent passwd ejabberd | cut -d: -f6)
 	EJ_CTL=(env HOME="${ejhome:-/var/lib/ejabberd}" setpriv --reuid=ejabberd --regid=ejabberd --init-groups
 		ejabberdctl --config-dir "$dir" --config "$dir/ejabberd.yml" --spool "$dir/db"
-		--logs "$dir/log" --node "compare$$@localhost")
+		--logs "$dir/log" --node "${name//-/}$$@localhost")
 	log "ejabberd: starting"
-	"${EJ_CTL[@]}" start >"$dir/ctl.log" 2>&1 || { cat "$dir/ctl.log" >&2; return 1; }
+	"${SERVER_CPU[@]}" "${EJ_CTL[@]}" start >"$dir/ctl.log" 2>&1 || { cat "$dir/ctl.log" >&2; return 1; }
 	"${EJ_CTL[@]}" started >>"$dir/ctl.log" 2>&1 || { tail -20 "$dir"/log/*.log >&2; return 1; }
 	pid=$(cat "$dir/ejabberd.pid")
 	PIDS+=("$pid")
@@ -426,10 +580,24 @@ EOF
 	# ejabberdctl register is a VM start per account; the XEP-0227 import
 	# registers them all in one call (the server computes the SCRAM keys).
 	log "ejabberd: creating $CLIENTS accounts (ejabberdctl import_piefxis)"
-	"${EJ_CTL[@]}" --no-timeout import_piefxis "$dir/accounts.xml" >>"$dir/ctl.log" 2>&1 || { tail "$dir/ctl.log" >&2; return 1; }
-	chat_load ejabberd "$EJ_C2S" "$pid" || true
+	timeout 900 "${EJ_CTL[@]}" --no-timeout import_piefxis "$dir/accounts.xml" >>"$dir/ctl.log" 2>&1 || { tail "$dir/ctl.log" >&2; return 1; }
+	local dbpid= dbcpu0=
+	if [ "$store" = mysql ] && [ "$PEER_ARCHIVE" = 1 ]; then
+		dbpid=$(pidof mariadbd || pidof mysqld || true)
+		dbpid=${dbpid%% *}
+		[ -z "$dbpid" ] || dbcpu0=$(proc_cpu "$dbpid")
+	fi
+	chat_load "$name" "$EJ_C2S" "$pid" || true
+	if [ -n "$dbcpu0" ]; then
+		awk -v a="$dbcpu0" -v b="$(proc_cpu "$dbpid")" 'BEGIN { printf "%.2f\n", b - a }' >"$TMP/results/$name-dbcpu"
+	fi
 	"${EJ_CTL[@]}" stop >>"$dir/ctl.log" 2>&1 || true
 	stop_pid "$pid"
+	EJ_CTL=()
+	if [ -n "$EJ_MYSQL_DB" ]; then
+		mysql_admin -e "DROP DATABASE IF EXISTS $EJ_MYSQL_DB; DROP USER IF EXISTS '$EJ_MYSQL_DB'@'%'" || true
+		EJ_MYSQL_DB=
+	fi
 }
 
 run_coturn() {
@@ -450,161 +618,142 @@ run_coturn() {
 
 # ---------------------------------------------------------------- report
 
-# jget FILE PATH: a number from the bench's JSON, PATH a jq path such as
-# .steps[0].lost ("-" if absent).
-jget() {
-	local v=
-	[ -s "$1" ] && v=$(jq -r "$2 // empty" "$1" 2>/dev/null)
-	echo "${v:--}"
-}
+# report table|json: every server's results, from $TMP/results.
+report() {
+	python3 - "$1" "$TMP/results" "$SERVERS" <<'EOF'
+import json, os, sys
+mode, res, servers = sys.argv[1], sys.argv[2], sys.argv[3].split(",")
+env = os.environ
 
-# figure SERVER NAME: one figure of one server, "-" when not measured.
-figure() {
-	local s=$1 f=$TMP/results/$1-chat.json t=$TMP/results/$1-turn.json
-	case $2 in
-	logins) jget "$f" .logins_per_second ;;
-	login_errors) jget "$f" .login_errors ;;
-	delivered) jget "$f" '.steps[0].delivered_per_second_over_delivery_window' ;;
-	delivery) jget "$f" '.steps[0].delivery_window_seconds' ;;
-	p50) jget "$f" '.steps[0].latency_p50_ms' ;;
-	p99) jget "$f" '.steps[0].latency_p99_ms' ;;
-	p999) jget "$f" '.steps[0].latency_p999_ms' ;;
-	chat_cpu) jget "$f" .server_cpu_seconds ;;
-	peak_rss) jget "$f" .server_peak_rss_bytes | awk '{ if ($1 == "-") print "-"; else printf "%.1f\n", $1 / 1048576 }' ;;
-	idle_kib)
-		# (RSS after every login − RSS before the first) / sessions.
-		local after base n
-		after=$(jget "$f" .server_rss_after_login_bytes)
-		base=$(cat "$TMP/results/$s-baseline" 2>/dev/null || echo -)
-		n=$(jget "$f" .clients)
-		local errs
-		errs=$(jget "$f" .login_errors)
-		if [ "$after" = - ] || [ "$base" = - ] || [ -z "$base" ]; then echo -; else
-			awk -v a="$after" -v b="$base" -v n="$n" -v e="$errs" 'BEGIN { printf "%.1f\n", (a - b) / (n - e) / 1024 }'
-		fi ;;
-	turn_pps) jget "$t" .relayed_packets_per_second ;;
-	turn_loss) jget "$t" .loss_percent ;;
-	turn_cpu) jget "$t" .server_cpu_microseconds_per_relayed_packet ;;
-	esac
-}
+def load(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
 
-ratio() {
-	awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b + 0 == 0) print "-"; else printf "%.2f\n", a / b }'
-}
+def text(path):
+    try:
+        with open(path) as f:
+            return f.read().split()
+    except OSError:
+        return None
 
-CHAT_FIGS="logins delivered delivery p50 p99 p999 idle_kib peak_rss chat_cpu login_errors"
-TURN_FIGS="turn_pps turn_loss turn_cpu"
-label() {
-	case $1 in
-	logins) echo "logins/s|higher" ;;
-	login_errors) echo "failed logins|lower" ;;
-	delivered) echo "delivered msgs/s (offered $RATE)|higher" ;;
-	delivery) echo "s from first send to last delivery|lower" ;;
-	p50) echo "latency p50 ms|lower" ;;
-	p99) echo "latency p99 ms|lower" ;;
-	p999) echo "latency p99.9 ms|lower" ;;
-	idle_kib) echo "RSS per idle session KiB|lower" ;;
-	peak_rss) echo "peak RSS MiB|lower" ;;
-	chat_cpu) echo "server CPU s, chat run|lower" ;;
-	turn_pps) echo "TURN relayed pkts/s|higher" ;;
-	turn_loss) echo "TURN loss %|lower" ;;
-	turn_cpu) echo "TURN CPU us per relayed pkt|lower" ;;
-	esac
-}
+chat_names = [s for s in ("poosms", "poosms-mysql", "prosody", "ejabberd", "ejabberd-mysql") if s in servers]
+chat = {s: load(os.path.join(res, s + "-chat.json")) for s in chat_names}
+turn = {s: load(os.path.join(res, s + "-turn.json")) for s in ("poosms", "coturn") if "coturn" in servers and s in servers}
 
-fmt() { awk -v v="$1" 'BEGIN { if (v == "-") print "-"; else if (v + 0 >= 100) printf "%.0f\n", v; else printf "%.2f\n", v }'; }
+def idle_kib(s):
+    r, base = chat.get(s), text(os.path.join(res, s + "-baseline"))
+    if not r or not base or "server_rss_after_login_bytes" not in r:
+        return None
+    n = r["clients"] - r["login_errors"]
+    return (r["server_rss_after_login_bytes"] - int(base[0])) / n / 1024 if n else None
 
-# align: '|'-separated rows as columns, two spaces apart.
-align() {
-	awk -F'|' '{ rows[NR] = $0; for (i = 1; i <= NF; i++) if (length($i) > w[i]) w[i] = length($i) }
-	END { for (r = 1; r <= NR; r++) { n = split(rows[r], f, "|"); line = "";
-		for (i = 1; i <= n; i++) line = line sprintf(i < n ? "%-" w[i] "s  " : "%s", f[i]);
-		sub(/ +$/, "", line); print line } }'
-}
+def step(s, rate):
+    for st in (chat.get(s) or {}).get("steps", []):
+        if st["offered_messages_per_second"] == rate:
+            return st
+    return None
 
-print_table() {
-	local peers=() s fig row
-	for s in prosody ejabberd; do want "$s" && peers+=("$s"); done
-	echo
-	echo "Side by side — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores ($(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)), load average $(cut -d' ' -f1-3 /proc/loadavg)"
-	echo "chat: $CLIENTS clients, $MECHANISM, $RATE msgs/s offered for $DURATION, peers archiving: $([ "$PEER_ARCHIVE" = 1 ] && echo yes || echo no); turn: $TURN_ALLOCATIONS allocations × $TURN_RATE pkts/s × $TURN_SIZE B for $TURN_DURATION"
-	echo
-	{
-		row="figure|better|poosms"
-		for s in "${peers[@]}"; do row+="|$s"; done
-		want coturn && row+="|coturn"
-		for s in "${peers[@]}"; do row+="|poosms/$s"; done
-		want coturn && row+="|poosms/coturn"
-		echo "$row"
-		for fig in $CHAT_FIGS; do
-			row="$(label "$fig")|$(fmt "$(figure poosms "$fig")")"
-			for s in "${peers[@]}"; do row+="|$(fmt "$(figure "$s" "$fig")")"; done
-			want coturn && row+="|"
-			for s in "${peers[@]}"; do row+="|$(ratio "$(figure poosms "$fig")" "$(figure "$s" "$fig")")"; done
-			want coturn && row+="|"
-			echo "$row"
-		done
-		if want coturn; then
-			for fig in $TURN_FIGS; do
-				row="$(label "$fig")|$(fmt "$(figure poosms "$fig")")"
-				for s in "${peers[@]}"; do row+="|"; done
-				row+="|$(fmt "$(figure coturn "$fig")")"
-				for s in "${peers[@]}"; do row+="|"; done
-				row+="|$(ratio "$(figure poosms "$fig")" "$(figure coturn "$fig")")"
-				echo "$row"
-			done
-		fi
-	} | align
-	echo
-	echo "ratio = poosms/peer; for 'higher' figures above 1 favours poosms, for 'lower' figures below 1 does."
-}
+params = {k: env.get(k) for k in ("CLIENTS", "RATES", "DURATION", "DRAIN", "MECHANISM", "PEER_ARCHIVE", "PIN",
+                                   "TURN_ALLOCATIONS", "TURN_RATE", "TURN_SIZE", "TURN_DURATION")}
+with open("/proc/loadavg") as f:
+    loadavg = " ".join(f.read().split()[:3])
 
-print_json() {
-	local s fig first=1 kind
-	printf '{\n  "date": "%s",\n  "cpus": %s,\n  "load_average": "%s",\n' \
-		"$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
-	printf '  "params": {"clients": %s, "rate": %s, "duration": "%s", "mechanism": "%s", "login_concurrency": %s, "turn_allocations": %s, "turn_rate": %s, "turn_size": %s, "turn_duration": "%s", "peer_archive": %s},\n' \
-		"$CLIENTS" "$RATE" "$DURATION" "$MECHANISM" "$LOGIN_CONCURRENCY" "$TURN_ALLOCATIONS" "$TURN_RATE" "$TURN_SIZE" "$TURN_DURATION" \
-		"$([ "$PEER_ARCHIVE" = 1 ] && echo true || echo false)"
-	printf '  "servers": {'
-	for s in poosms prosody ejabberd coturn; do
-		want "$s" || continue
-		[ $first = 1 ] || printf ','
-		first=0
-		printf '\n    "%s": {' "$s"
-		printf '\n      "rss_per_idle_session_kib": %s' "$(figure "$s" idle_kib | sed 's/^-$/null/')"
-		for kind in chat turn; do
-			if [ -s "$TMP/results/$s-$kind.json" ]; then
-				printf ',\n      "%s": ' "$kind"
-				printf '%s' "$(sed '2,$s/^/      /' "$TMP/results/$s-$kind.json")"
-			fi
-		done
-		printf '\n    }'
-	done
-	printf '\n  },\n  "ratios_poosms_over_peer": {'
-	first=1
-	for s in prosody ejabberd coturn; do
-		want "$s" || continue
-		local figs=$CHAT_FIGS
-		[ "$s" = coturn ] && figs=$TURN_FIGS
-		[ $first = 1 ] || printf ','
-		first=0
-		printf '\n    "%s": {' "$s"
-		local f1=1
-		for fig in $figs; do
-			[ $f1 = 1 ] || printf ', '
-			f1=0
-			printf '"%s": %s' "$fig" "$(ratio "$(figure poosms "$fig")" "$(figure "$s" "$fig")" | sed 's/^-$/null/')"
-		done
-		printf '}'
-	done
-	printf '\n  }\n}\n'
+if mode == "json":
+    out = {"params": params, "load_average_at_end": loadavg, "servers": {}}
+    for s in chat_names + [t for t in turn if t not in chat_names]:
+        out["servers"][s] = {"chat": chat.get(s), "turn": turn.get(s), "rss_per_idle_session_kib": idle_kib(s),
+                             "load_average_before_after": text(os.path.join(res, s + "-loadavg")),
+                             "database_server_cpu_seconds": text(os.path.join(res, s + "-dbcpu"))}
+    json.dump(out, sys.stdout, indent=2)
+    print()
+    sys.exit(0)
+
+def num(v, digits=None):
+    if v is None:
+        return "-"
+    if digits is None:
+        digits = 0 if abs(v) >= 100 else 2
+    return "{:,.{}f}".format(v, digits)
+
+def ratio(a, b):
+    return "-" if a is None or b is None or b == 0 else "%.2f" % (a / b)
+
+cols = [s for s in chat_names if chat.get(s)]
+rates = [float(r) for r in env["RATES"].split(",")]
+print("Chat, %s clients, %s, each step %s (drain up to %s); peers archiving: %s; pinned: %s; data on %s" % (
+    env["CLIENTS"], env["MECHANISM"], env["DURATION"], env["DRAIN"],
+    "yes (SQLite)" if env["PEER_ARCHIVE"] == "1" else "no (default stores)",
+    "server on CPU 1, load tool on CPU 0" if env["PIN"] == "1" else "no",
+    "tmpfs" if env["TMPFS"] == "1" else "disk"))
+for s in cols:
+    la = text(os.path.join(res, s + "-loadavg")) or []
+    db = text(os.path.join(res, s + "-dbcpu"))
+    print("  %s: load average %s before, %s after%s" % (s, " ".join(la[:3]), " ".join(la[3:6]),
+          "; MariaDB CPU %s s over the run (not pinned, shared)" % db[0] if db else ""))
+print()
+print("| figure | " + " | ".join(cols) + " |")
+print("|---" * (len(cols) + 1) + "|")
+def row(label, f):
+    print("| %s | %s |" % (label, " | ".join(f(s) for s in cols)))
+row("ceiling msgs/s (delivered in full, p99 ≤ 1 s)", lambda s: num(chat[s]["ceiling_messages_per_second"], 0))
+row("logins/s", lambda s: num(chat[s]["logins_per_second"], 0))
+row("failed logins", lambda s: str(chat[s]["login_errors"]))
+row("RSS per idle session KiB", lambda s: num(idle_kib(s), 1))
+row("peak RSS MiB", lambda s: num(chat[s].get("server_peak_rss_bytes", 0) / 1048576, 0))
+row("server CPU s, logins", lambda s: num(chat[s].get("server_cpu_seconds_logins"), 1))
+for rate in rates:
+    def cell(s, rate=rate):
+        st = step(s, rate)
+        if not st:
+            return "not run"
+        c = num(st["delivered_per_second_over_delivery_window"], 0)
+        if st["lost"]:
+            c += ", %s lost" % num(st["lost"], 0)
+        if st["send_errors"] or st["stanza_errors"]:
+            c += ", %d errors" % (st["send_errors"] + st["stanza_errors"])
+        if st["sent_messages_per_second"] < 0.95 * rate:
+            c += ", load tool sent only %s/s" % num(st["sent_messages_per_second"], 0)
+        return c
+    row("%s offered: delivered/s over the delivery window" % num(rate, 0), cell)
+    row("%s: p50 / p99 / p99.9 ms" % num(rate, 0), lambda s, rate=rate: "-" if not step(s, rate) else " / ".join(
+        num(step(s, rate)[k], 1) for k in ("latency_p50_ms", "latency_p99_ms", "latency_p999_ms")))
+    row("%s: server CPU s per 1,000 delivered" % num(rate, 0), lambda s, rate=rate: "-" if not step(s, rate) else
+        num(step(s, rate).get("server_cpu_seconds_per_1000_delivered"), 3))
+print()
+peers = [p for p in ("prosody", "ejabberd", "ejabberd-mysql") if p in cols]
+for mine in [m for m in ("poosms", "poosms-mysql") if m in cols]:
+    for p in peers:
+        a, b = chat[mine], chat[p]
+        parts = ["ceiling %s" % ratio(a["ceiling_messages_per_second"], b["ceiling_messages_per_second"])]
+        for rate in rates:
+            sa, sb = step(mine, rate), step(p, rate)
+            if sa and sb:
+                parts.append("at %s: p99 %s, CPU/msg %s" % (num(rate, 0), ratio(sa["latency_p99_ms"], sb["latency_p99_ms"]),
+                             ratio(sa.get("server_cpu_seconds_per_1000_delivered"), sb.get("server_cpu_seconds_per_1000_delivered"))))
+        print("%s/%s: %s" % (mine, p, "; ".join(parts)))
+if turn:
+    print()
+    print("| TURN, %s allocations × %s pkts/s × %s B for %s | %s |" % (env["TURN_ALLOCATIONS"], env["TURN_RATE"], env["TURN_SIZE"], env["TURN_DURATION"], " | ".join(turn)))
+    print("|---" * (len(turn) + 1) + "|")
+    for k, label in (("relayed_packets_per_second", "relayed pkts/s"), ("loss_percent", "loss %"),
+                     ("server_cpu_microseconds_per_relayed_packet", "server CPU µs per relayed pkt")):
+        print("| %s | %s |" % (label, " | ".join(num((turn[t] or {}).get(k)) for t in turn)))
+EOF
 }
 
 # ---------------------------------------------------------------- main
 
 install_peers
-TMP=$(mktemp -d /tmp/poosms-compare.XXXXXX)
+TMP_PARENT=/tmp
+if [ "$TMPFS" = 1 ]; then
+	[ -d /dev/shm ] && [ "$(df --output=avail -k /dev/shm | tail -1)" -gt $((2 * 1024 * 1024)) ] ||
+		die "/dev/shm is missing or has less than 2 GiB free; run with --disk"
+	TMP_PARENT=/dev/shm
+fi
+TMP=$(mktemp -d "$TMP_PARENT/poosms-compare.XXXXXX")
 chmod 755 "$TMP" # ejabberd runs as its own user and must reach its folder
 mkdir -p "$TMP/bin" "$TMP/results"
 build
@@ -612,14 +761,19 @@ certificate
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 [ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -gt $((CLIENTS * 2 + 100)) ] ||
 	log "warning: open-file limit $(ulimit -n) is low for $CLIENTS clients"
+command -v python3 >/dev/null || die "python3 is needed for the report"
 for port in $P_C2S $P_HTTP $P_TURN $PR_C2S $EJ_C2S $EJ_DIST $CT_TURN; do
 	port_free "$port" || die "127.0.0.1:$port is already in use"
 done
 
 # One server at a time, so that none competes with another for the CPU.
-want poosms && { run_poosms || log "poosms: run failed"; }
+want poosms && { run_poosms poosms sqlite || log "poosms: run failed"; }
+want poosms-mysql && { run_poosms_mysql || log "poosms-mysql: run failed"; }
 want prosody && { run_prosody || log "prosody: run failed"; }
-want ejabberd && { run_ejabberd || log "ejabberd: run failed"; }
+want ejabberd && { run_ejabberd ejabberd sqlite || log "ejabberd: run failed"; }
+want ejabberd-mysql && { run_ejabberd ejabberd-mysql mysql || log "ejabberd-mysql: run failed"; }
 want coturn && { run_coturn || log "coturn: run failed"; }
 
-if [ "$JSON" = 1 ]; then print_json; else print_table; fi
+export CLIENTS RATES DURATION DRAIN MECHANISM PEER_ARCHIVE PIN TMPFS TURN_ALLOCATIONS TURN_RATE TURN_SIZE TURN_DURATION
+[ "$JSON" = 1 ] || echo "compare.sh $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores ($(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1))"
+if [ "$JSON" = 1 ]; then report json; else report table; fi
