@@ -2,11 +2,23 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
+	"time"
 )
 
 // maxArchiveBatch bounds how many callers' entries share one transaction.
-const maxArchiveBatch = 256
+const maxArchiveBatch = 1024
+
+// archiveBatchDelay is the longest the writer waits for more callers
+// before committing a batch, and it waits only while the server is busy:
+// when the previous batch held more than one caller and this one is still
+// smaller than archiveBatchFull. A lone message on a quiet server is
+// committed at once.
+const (
+	archiveBatchDelay = time.Millisecond
+	archiveBatchFull  = 64
+)
 
 var errClosed = errors.New("store: closed")
 
@@ -15,8 +27,10 @@ var errClosed = errors.New("store: closed")
 // its own entries are committed, so a message is durable before the
 // stanza that carried it is acknowledged; but instead of one transaction
 // (and one wait for the database's write lock) per message, a busy server
-// pays one per batch. Each caller's entries sit in a savepoint of their
-// own, so one caller's error does not undo the others'.
+// pays one per batch, written with a few multi-row statements
+// (commitFast). If that fails, the batch is written again caller by
+// caller, each caller's entries in a savepoint of their own, so one
+// caller's error does not undo the others'.
 type archiveWriter struct {
 	db   *DB
 	reqs chan *archiveReq
@@ -75,6 +89,10 @@ func (w *archiveWriter) submit(ctx context.Context, entries []ArchiveEntry) erro
 func (w *archiveWriter) run() {
 	defer close(w.done)
 	batch := make([]*archiveReq, 0, maxArchiveBatch)
+	busy := false
+	linger := time.NewTimer(0)
+	defer linger.Stop()
+	<-linger.C
 	for {
 		select {
 		case <-w.stop:
@@ -97,6 +115,25 @@ func (w *archiveWriter) run() {
 					break fill
 				}
 			}
+			if busy && len(batch) < archiveBatchFull {
+				linger.Reset(archiveBatchDelay)
+			wait:
+				for len(batch) < maxArchiveBatch {
+					select {
+					case r := <-w.reqs:
+						batch = append(batch, r)
+					case <-linger.C:
+						break wait
+					}
+				}
+				if !linger.Stop() {
+					select {
+					case <-linger.C:
+					default:
+					}
+				}
+			}
+			busy = len(batch) > 1
 			w.commit(batch)
 			clear(batch)
 		}
@@ -122,6 +159,28 @@ func (w *archiveWriter) commit(batch []*archiveReq) {
 	for i, r := range batch {
 		if err := r.ctx.Err(); err != nil {
 			results[i] = fail("archive messages", err)
+		}
+	}
+	if err := commitFast(context.Background(), tx, batch, results); err != nil {
+		// Caller by caller, each with its own outcome (those already
+		// answered, an owner without an account, keep theirs).
+		w.slow(tx, batch, results)
+	}
+	if err := tx.Commit(); err != nil {
+		for i := range results {
+			if results[i] == nil {
+				results[i] = fail("archive messages", err)
+			}
+		}
+	}
+	answer()
+}
+
+// slow writes each request of batch that has no result yet in a
+// savepoint of its own inside tx.
+func (w *archiveWriter) slow(tx *sql.Tx, batch []*archiveReq, results []error) {
+	for i, r := range batch {
+		if results[i] != nil {
 			continue
 		}
 		if _, err := tx.ExecContext(r.ctx, "SAVEPOINT archive_entry"); err != nil {
@@ -136,12 +195,4 @@ func (w *archiveWriter) commit(batch []*archiveReq) {
 			results[i] = fail("archive messages", err)
 		}
 	}
-	if err := tx.Commit(); err != nil {
-		for i := range results {
-			if results[i] == nil {
-				results[i] = fail("archive messages", err)
-			}
-		}
-	}
-	answer()
 }

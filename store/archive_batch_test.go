@@ -71,3 +71,58 @@ func TestConcurrentArchiveSQLite(t *testing.T) {
 func TestConcurrentArchiveMySQL(t *testing.T) {
 	testConcurrentArchive(t, open(t, newMySQLDatabase(t, mysqlServer(t)), ""))
 }
+
+// A batch holding a message whose id its owner already has is written
+// again caller by caller: that caller alone gets ErrExists.
+func testArchiveDuplicateInBatch(t *testing.T, db *store.DB) {
+	ctx := context.Background()
+	for _, u := range []string{"alice", "bob"} {
+		if err := db.CreateAccount(ctx, u, store.Credentials{Salt: []byte("s"), Iterations: 4096}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	entry := func(id string) []store.ArchiveEntry {
+		m := store.ArchivedMessage{ID: id, With: "bob@localhost", Stamp: time.Now(), Stanza: []byte("<message/>")}
+		return []store.ArchiveEntry{{Owner: "alice", Message: m}}
+	}
+	if err := db.ArchiveMessages(ctx, entry("taken")); err != nil {
+		t.Fatal(err)
+	}
+	const callers = 40
+	var wg sync.WaitGroup
+	errs := make([]error, callers)
+	for i := range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id := fmt.Sprintf("m%d", i)
+			if i%10 == 3 {
+				id = "taken"
+			}
+			errs[i] = db.ArchiveMessages(ctx, entry(id))
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if i%10 == 3 && !errors.Is(err, store.ErrExists) {
+			t.Errorf("caller %d reusing an id: %v, want ErrExists", i, err)
+		} else if i%10 != 3 && err != nil {
+			t.Errorf("caller %d: %v", i, err)
+		}
+	}
+	page, err := db.QueryArchive(ctx, "alice", store.ArchiveQuery{Max: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := 1 + callers - callers/10; page.Count != want {
+		t.Errorf("alice has %d archived messages, want %d", page.Count, want)
+	}
+}
+
+func TestArchiveDuplicateInBatchSQLite(t *testing.T) {
+	testArchiveDuplicateInBatch(t, open(t, "sqlite", t.TempDir()))
+}
+
+func TestArchiveDuplicateInBatchMySQL(t *testing.T) {
+	testArchiveDuplicateInBatch(t, open(t, newMySQLDatabase(t, mysqlServer(t)), ""))
+}

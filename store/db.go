@@ -128,6 +128,10 @@ func openSQLite(path string) (*DB, error) {
 	params.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", sqliteBusyTimeout.Milliseconds()))
 	params.Add("_pragma", "foreign_keys(1)")
 	params.Add("_pragma", "journal_mode(WAL)")
+	// In WAL mode, NORMAL syncs the log at checkpoints, not at every
+	// commit: a commit survives a crash of the process (it is in the
+	// page cache when Commit returns), not necessarily one of the
+	// machine. See docs/operations.md, "Data".
 	params.Add("_pragma", "synchronous(NORMAL)")
 	// Statement rollback data (the subjournal of each statement inside the
 	// archive's batch transaction) stays in memory, not a temporary file.
