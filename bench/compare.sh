@@ -25,6 +25,8 @@ Usage: bench/compare.sh [flags]
                           increasing order; a server's steps stop after the first
                           it does not deliver in full  [RATES=1000,2000,4000,8000,12000]
   --rate R                a single step: the same as --rates R
+  --all-steps             run every step on every server, also after one it did
+                          not deliver in full (its CPU per message at every rate)
   --duration D            chat message load of each step (Go syntax) [DURATION=15s]
   --drain D               after a step's sending, the longest wait for its
                           deliveries; what is not in by then is lost [DRAIN=30s]
@@ -64,6 +66,7 @@ RATES=${RATES:-1000,2000,4000,8000,12000}
 DURATION=${DURATION:-15s}
 DRAIN=${DRAIN:-30s}
 PIN=${PIN:-1}
+ALL_STEPS=${ALL_STEPS:-0}
 TMPFS=${TMPFS:-1}
 PORT_BASE=${PORT_BASE:-25200}
 MYSQL_HOST=${MYSQL_HOST:-127.0.0.1}
@@ -97,6 +100,7 @@ while [ $# -gt 0 ]; do
 	--mysql-user) MYSQL_USER=$2; shift 2 ;;
 	--rates) RATES=$2; shift 2 ;;
 	--drain) DRAIN=$2; shift 2 ;;
+	--all-steps) ALL_STEPS=1; shift ;;
 	--servers) SERVERS=$2; shift 2 ;;
 	--clients) CLIENTS=$2; shift 2 ;;
 	--rate) RATES=$2; shift 2 ;;
@@ -287,14 +291,15 @@ bench() {
 # $RATES. Writes $TMP/results/NAME-chat.json, NAME-baseline (RSS before
 # any login) and NAME-loadavg (the load average before and after).
 chat_load() {
-	local name=$1 port=$2 pid=$3 rc=0
+	local name=$1 port=$2 pid=$3 rc=0 more=()
+	[ "$ALL_STEPS" = 1 ] && more=(--all-steps)
 	rss_bytes "$pid" >"$TMP/results/$name-baseline"
 	cut -d' ' -f1-3 /proc/loadavg >"$TMP/results/$name-loadavg"
 	log "$name: $CLIENTS clients log in, then $RATES msgs/s for $DURATION each"
 	bench "$TMP/results/$name-chat.json" chat --json --addr "127.0.0.1:$port" --domain "$DOMAIN" --clients "$CLIENTS" \
 		--password "$PASSWORD" --mechanism "$MECHANISM" --rate "$RATES" --duration "$DURATION" --drain "$DRAIN" \
 		--login-concurrency "$LOGIN_CONCURRENCY" --sources "$SOURCES" --pid "$pid" \
-		--progress 10s || rc=$?
+		--progress 10s "${more[@]}" || rc=$?
 	cut -d' ' -f1-3 /proc/loadavg >>"$TMP/results/$name-loadavg"
 	return $rc
 }
