@@ -73,10 +73,11 @@ func benchRouted(b *testing.B, st chat.Store, accounts Accounts) {
 		b.Fatalf("header: %v", err)
 	}
 	session := func(full string) *Session {
-		s := &Session{srv: srv, log: srv.log, jid: jid.MustParse(full), stopped: make(chan struct{}),
+		s := &Session{srv: srv, log: srv.log, jid: jid.MustParse(full),
 			t: newTCPTransport(memConn{r: bytes.NewReader(nil)}, nil, 1<<20, stanza.Limits{}, 0)}
+		s.q.init(1<<20, 1<<30, func() {}) // the benchmark drains the queue itself
+		s.q.open()
 		s.bound.Store(true)
-		s.writing = writerRunning // the benchmark drains the queue itself
 		svc.SessionBound(ctx, s)
 		svc.HandleStanza(ctx, s, stanza.New(stanza.NSClient, "presence"))
 		return s
@@ -85,9 +86,7 @@ func benchRouted(b *testing.B, st chat.Store, accounts Accounts) {
 	drain := func(s *Session) int {
 		n := 0
 		for {
-			s.mu.Lock()
-			o, ok, _ := s.takeLocked()
-			s.mu.Unlock()
+			o, ok, _, _ := s.q.take()
 			if !ok {
 				return n
 			}
