@@ -64,6 +64,9 @@ type Config struct {
 	// "mysql://user:password@host:port/dbname", percent-decoded (a password
 	// holding @ / : is written with %40 %2F %3A there). Default: sqlite.
 	DB string `yaml:"db"`
+	// DBMaxConns bounds the connections to a MySQL database, so that
+	// nodes sharing one stay below its max_connections. Default: 32.
+	DBMaxConns int `yaml:"db_max_conns"`
 
 	// C2SAddr is where clients connect and upgrade with STARTTLS.
 	// Default: :5222.
@@ -414,6 +417,7 @@ func Default() Config {
 		Domain:             "localhost",
 		DataDir:            "./data",
 		DB:                 "sqlite",
+		DBMaxConns:         32,
 		C2SAddr:            ":5222",
 		C2STLSAddr:         ":5223",
 		HTTPAddr:           ":5280",

@@ -159,9 +159,10 @@ func TestEverySettingFromEachSource(t *testing.T) {
 	want.S2SSecureAuth, want.S2SCAFile, want.S2SDialbackSecret = true, caFile, "a dialback secret of some length"
 	want.S2STimeout = 45 * time.Second
 	want.S2SStanzaRate = 2000
+	want.DBMaxConns = 20
 
 	values := map[string]string{
-		"domain": "Example.ORG", "data-dir": "/srv/poosms", "db": "mysql://poosms:pw@db:3306/poosms",
+		"domain": "Example.ORG", "data-dir": "/srv/poosms", "db": "mysql://poosms:pw@db:3306/poosms", "db-max-conns": "20",
 		"c2s-addr": "127.0.0.1:15222", "c2s-tls-addr": "", "http-addr": "[::1]:8080",
 		"tls-cert": "/etc/cert.pem", "tls-key": "/etc/key.pem", "max-stanza-bytes": "65536", "max-presence-bytes": "8192",
 		"registration": "closed", "log-format": "json", "log-level": "warn", "auth-timeout": "10s",

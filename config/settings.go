@@ -71,6 +71,9 @@ var settings = []*setting{
 			return "", true
 		},
 		get: func(c *Config) string { return redactDB(c.DB) }},
+	intSetting("db-max-conns", "most connections to a MySQL database this node opens (SQLite uses one)", 1, 10000,
+		"want a whole number of connections between 1 and 10000, below the database's max_connections divided by the nodes",
+		func(c *Config) *int { return &c.DBMaxConns }),
 	addrSetting("c2s-addr", "client address (STARTTLS)", false, func(c *Config) *string { return &c.C2SAddr }),
 	addrSetting("c2s-tls-addr", "client address with TLS from the first byte; empty disables", true, func(c *Config) *string { return &c.C2STLSAddr }),
 	addrSetting("http-addr", "HTTP address: registration, web client, /xmpp-websocket, /api/turn, /healthz", false, func(c *Config) *string { return &c.HTTPAddr }),

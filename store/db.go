@@ -244,6 +244,15 @@ func openMySQL(dsn string) (*DB, error) {
 	return &DB{sql: pool, dialect: DialectMySQL}, nil
 }
 
+// SetMaxConns bounds the connections the store opens to a MySQL database
+// (n ≥ 1); a SQLite store keeps its one connection.
+func (db *DB) SetMaxConns(n int) {
+	if db.dialect == DialectMySQL && n > 0 {
+		db.sql.SetMaxOpenConns(n)
+		db.sql.SetMaxIdleConns(min(n, 8))
+	}
+}
+
 // Close closes the database. Calls made after Close return an error.
 func (db *DB) Close() error {
 	db.stopArchive()

@@ -119,6 +119,7 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 	if err != nil {
 		return n, err
 	}
+	n.db.SetMaxConns(cfg.DBMaxConns)
 	n.closers = append(n.closers, func(context.Context) error { return n.db.Close() })
 	if err := n.openAccounts(ctx); err != nil {
 		return n, err
