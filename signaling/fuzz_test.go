@@ -115,9 +115,11 @@ func (c *fuzzConn) Write(p []byte) (int, error) {
 	}
 	return c.out.Write(p)
 }
-func (c *fuzzConn) Close() error                     { c.once.Do(func() { close(c.closed) }); return nil }
-func (c *fuzzConn) LocalAddr() net.Addr              { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5222} }
-func (c *fuzzConn) RemoteAddr() net.Addr             { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2), Port: 40000} }
+func (c *fuzzConn) Close() error        { c.once.Do(func() { close(c.closed) }); return nil }
+func (c *fuzzConn) LocalAddr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5222} }
+func (c *fuzzConn) RemoteAddr() net.Addr {
+	return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2), Port: 40000}
+}
 func (c *fuzzConn) SetDeadline(time.Time) error      { return nil }
 func (c *fuzzConn) SetReadDeadline(time.Time) error  { return nil }
 func (c *fuzzConn) SetWriteDeadline(time.Time) error { return nil }
@@ -226,7 +228,9 @@ func (t *frameTransport) write(el *stanza.Element) error {
 func (t *frameTransport) writeEncoded(w stanza.Encoded, to string) error {
 	return t.put(w.Append(nil, to, ""))
 }
-func (t *frameTransport) writeClose() error { return t.put([]byte("<close xmlns='" + nsFraming + "'/>")) }
+func (t *frameTransport) writeClose() error {
+	return t.put([]byte("<close xmlns='" + nsFraming + "'/>"))
+}
 func (t *frameTransport) put(b []byte) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -243,9 +247,9 @@ func (t *frameTransport) tlsState() *tls.ConnectionState {
 	st := fuzzTLSState
 	return &st
 }
-func (t *frameTransport) remoteAddr() net.Addr                { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)} }
+func (t *frameTransport) remoteAddr() net.Addr                   { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)} }
 func (t *frameTransport) setReadLimits(time.Duration, time.Time) {}
-func (t *frameTransport) close() error                        { t.once.Do(func() { close(t.closed) }); return nil }
+func (t *frameTransport) close() error                           { t.once.Do(func() { close(t.closed) }); return nil }
 
 // FuzzWebSocketSession runs a whole session over RFC 7395 framing: the
 // input is split into frames at each NUL byte. The session ends when the
