@@ -48,7 +48,8 @@ func FuzzRoomConfig(f *testing.F) {
 		n++
 		name := fmt.Sprintf("r%d", n)
 		room := name + "@conference.localhost"
-		owner := &fakeSession{jid: jid.MustParse("alice@localhost/r")}
+		// A new user each time: one user may create only so many rooms an hour.
+		owner := &fakeSession{jid: jid.MustParse(fmt.Sprintf("u%d@localhost/r", n))}
 		send := func(raw string) {
 			el, err := stanza.Parse([]byte(raw))
 			if err != nil {
