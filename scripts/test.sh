@@ -9,7 +9,8 @@
 #   ./scripts/test.sh ./chat/...   only some packages (extra args go to go test)
 #
 # Under CI=true a missing service or program fails the tests instead of
-# skipping them.
+# skipping them. A full run then fuzzes every fuzz target for
+# POOSMS_FUZZ_TIME (default 3s; 0 skips it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -106,5 +107,36 @@ fi
 log "staticcheck"
 "$gobin/staticcheck" ./...
 log "go test -race"
-if [ $# -eq 0 ]; then set -- ./...; fi
+whole=0
+if [ $# -eq 0 ]; then set -- ./... && whole=1; fi
 go test -race -timeout 30m "$@"
+
+# Fuzzing: the normal run above executes every target's seed corpus; a
+# full run also fuzzes each target briefly (-fuzz takes one target per
+# package run). 21 targets × POOSMS_FUZZ_TIME (3 s) is about a minute of
+# fuzzing, plus building. A crash fails the run and leaves its input in
+# the package's testdata/fuzz/ (see docs/security.md, "Fuzzing").
+fuzz_targets=(
+	"./stanza FuzzLimitsParse FuzzStreamRead"
+	"./signaling/sasl FuzzSCRAMClientFirst FuzzSCRAMClientFinal FuzzSCRAMExchange FuzzPlain"
+	"./signaling FuzzTCPStream FuzzWebSocketSession FuzzWebSocketFrame FuzzJID"
+	"./turn FuzzTURNUsername FuzzPeerAllowed FuzzTURNDatagram"
+	"./sfu FuzzOfferLimits FuzzOffer"
+	"./chat FuzzMAMQuery"
+	"./chat/directory FuzzDirectoryForm"
+	"./chat/muc FuzzRoomConfig"
+	"./chat/upload FuzzSafeName FuzzUploadHTTP"
+	"./config FuzzConfigFile"
+)
+if [ "$whole" = 1 ] && [ "${POOSMS_FUZZ_TIME:-3s}" != 0 ]; then
+	log "fuzzing each target for ${POOSMS_FUZZ_TIME:-3s}"
+	for line in "${fuzz_targets[@]}"; do
+		read -r pkg targets <<<"$line"
+		for t in $targets; do
+			if ! out=$(go test -run '^$' -fuzz "^$t\$" -fuzztime "${POOSMS_FUZZ_TIME:-3s}" -parallel 2 "$pkg" 2>&1); then
+				printf '%s\nfuzz target %s in %s failed (its input is kept in %s/testdata/fuzz/%s/)\n' "$out" "$t" "$pkg" "$pkg" "$t" >&2
+				exit 1
+			fi
+		done
+	done
+fi

@@ -533,7 +533,7 @@ func (s *Session) stamp(el *stanza.Element) error {
 	}
 	el.SetAttr("from", s.jid.String())
 	if to := el.To(); to != "" {
-		tj, err := jid.Parse(to)
+		tj, err := canonicalJID(to)
 		if err != nil {
 			el.SetAttr("to", "")
 			if el.Type() != "error" {
@@ -547,6 +547,23 @@ func (s *Session) stamp(el *stanza.Element) error {
 }
 
 var errSkip = errors.New("skip")
+
+// canonicalJID parses an address a client sent and refuses one whose
+// printed form reads as another address: jid.Parse drops one trailing dot
+// of the domain, so "a@host.." becomes "a@host.", which the next reader
+// (the router, federation, a room) takes as "a@host", and ".." becomes
+// ".", which does not parse at all. Found by FuzzJID.
+func canonicalJID(s string) (jid.JID, error) {
+	j, err := jid.Parse(s)
+	if err != nil {
+		return jid.JID{}, err
+	}
+	again, err := jid.Parse(j.String())
+	if err != nil || again.String() != j.String() {
+		return jid.JID{}, fmt.Errorf("address %q does not read back as itself", s)
+	}
+	return j, nil
+}
 
 // encodeScratch holds buffers for measuring stanzas as they would be
 // written (encodedLen).

@@ -436,13 +436,20 @@ func (t *wsTransport) next() (event, error) {
 		}
 		return event{}, err
 	}
+	return wsFrame(typ, b, t.maxBytes, t.limits)
+}
+
+// wsFrame reads one WebSocket message as RFC 7395 frames XMPP: a text
+// frame holding one element, <open/> and <close/> in the framing
+// namespace.
+func wsFrame(typ websocket.MessageType, b []byte, maxBytes int64, limits stanza.Limits) (event, error) {
 	if typ != websocket.MessageText {
 		return event{}, streamErr("bad-format", "binary WebSocket frames are not XMPP")
 	}
-	if int64(len(b)) > t.maxBytes {
-		return event{}, streamErr("policy-violation", fmt.Sprintf("stanza larger than %d bytes", t.maxBytes))
+	if int64(len(b)) > maxBytes {
+		return event{}, streamErr("policy-violation", fmt.Sprintf("stanza larger than %d bytes", maxBytes))
 	}
-	el, err := t.limits.Parse(b)
+	el, err := limits.Parse(b)
 	if err != nil {
 		var syn *xml.SyntaxError
 		if errors.Is(err, stanza.ErrLimit) {

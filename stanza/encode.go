@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unicode/utf8"
 )
 
 // AppendXML appends the serialised form of e to buf. parentNS is the default
@@ -127,23 +128,42 @@ func (w Encoded) Element(to string) (*Element, error) { return Parse(w.Append(ni
 // String serialises e with its namespace written out.
 func (e *Element) String() string { return string(e.AppendXML(nil, "")) }
 
+// appendEscaped appends s as XML text or a quoted attribute value. What
+// XML cannot carry at all (invalid UTF-8, control characters other than
+// tab and newline, U+FFFE and U+FFFF) becomes U+FFFD: the server's own
+// strings may quote a peer's bytes (a parse error's text), and what it
+// writes must stay well-formed.
 func appendEscaped(buf []byte, s string) []byte {
 	last := 0
 	for i := 0; i < len(s); i++ {
 		var esc string
-		switch s[i] {
-		case '<':
+		c := s[i]
+		switch {
+		case c == '<':
 			esc = "&lt;"
-		case '>':
+		case c == '>':
 			esc = "&gt;"
-		case '&':
+		case c == '&':
 			esc = "&amp;"
-		case '\'':
+		case c == '\'':
 			esc = "&apos;"
-		case '"':
+		case c == '"':
 			esc = "&quot;"
-		case '\r':
+		case c == '\r':
 			esc = "&#xD;"
+		case c < 0x20 && c != '\t' && c != '\n':
+			esc = "\uFFFD"
+		case c >= utf8.RuneSelf:
+			r, size := utf8.DecodeRuneInString(s[i:])
+			if r != utf8.RuneError && r != 0xFFFE && r != 0xFFFF || size == 3 && r == utf8.RuneError {
+				i += size - 1
+				continue
+			}
+			buf = append(buf, s[last:i]...)
+			buf = append(buf, "\uFFFD"...)
+			i += size - 1
+			last = i + 1
+			continue
 		default:
 			continue
 		}
@@ -156,10 +176,12 @@ func appendEscaped(buf []byte, s string) []byte {
 
 // Escape returns s escaped for use in XML text or a quoted attribute.
 func Escape(s string) string {
-	if !strings.ContainsAny(s, "<>&'\"\r") {
-		return s
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= utf8.RuneSelf || strings.IndexByte("<>&'\"", c) >= 0 {
+			return string(appendEscaped(nil, s))
+		}
 	}
-	return string(appendEscaped(nil, s))
+	return s
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}

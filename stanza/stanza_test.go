@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestParseAndSerialise(t *testing.T) {
@@ -126,5 +127,34 @@ func TestConditionTypes(t *testing.T) {
 	}
 	if typ := r.Child("", "error").Attr("type"); typ != string(ErrCancel) {
 		t.Errorf("undefined-condition went out with type %q", typ)
+	}
+}
+
+// The server's own strings may quote a peer's bytes (a parse error's text
+// holding invalid UTF-8); what it writes stays well-formed XML. Found by
+// FuzzTCPStream: "&\x8f " made a stream error that clients could not parse.
+func TestSerialisedTextIsAlwaysXML(t *testing.T) {
+	for _, s := range []string{"&\x8f (no semicolon)", "a\x01b\x1fc", "\uFFFE\uFFFF", "ok \t\n\r é 😀 \uFFFD"} {
+		el := New(NSClient, "message").SetAttr("id", s).Append(New("", "body").SetText(s))
+		out := el.String()
+		back, err := Parse([]byte(out))
+		if err != nil {
+			t.Fatalf("%q serialised as %q, which does not parse: %v", s, out, err)
+		}
+		want := strings.Map(func(r rune) rune {
+			if r == utf8.RuneError || r < 0x20 && r != '\t' && r != '\n' && r != '\r' || r == 0xFFFE || r == 0xFFFF {
+				return '\uFFFD'
+			}
+			return r
+		}, s)
+		if got := back.ChildText("", "body"); got != want {
+			t.Errorf("%q came back as %q, want %q", s, got, want)
+		}
+		if got := back.ID(); got != want {
+			t.Errorf("attribute %q came back as %q, want %q", s, got, want)
+		}
+		if Escape(s) == s {
+			t.Errorf("Escape(%q) left it unchanged", s)
+		}
 	}
 }
