@@ -493,7 +493,7 @@ func (s *Service) Rooms() int {
 // extensions and interceptors (NACK, reports, TWCC, bandwidth estimation).
 func (s *Service) newAPI(onBWE func(cc.BandwidthEstimator)) (*webrtc.API, error) {
 	m := &webrtc.MediaEngine{}
-	if err := m.RegisterDefaultCodecs(); err != nil {
+	if err := registerCodecs(m); err != nil {
 		return nil, err
 	}
 	for _, ext := range []struct {
