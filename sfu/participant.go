@@ -391,6 +391,7 @@ func (p *participant) subscribe(u *upTrack) bool {
 	target := 0
 	dt := forward.NewDownTrack(u.codec.RTPCodecCapability, u.id, u.owner.id, target)
 	dt.NeedKeyframe = u.requestKeyframe
+	dt.Caches = u.caches
 	if len(u.layers) > 1 {
 		dt.OnSwitch = func(layer int) {
 			p.event(stanza.New(NS, "layer-changed").SetAttr("track", u.id).SetAttr("rid", u.rid(layer)))
@@ -454,8 +455,7 @@ func (p *participant) unsubscribe(u *upTrack) bool {
 }
 
 // rtcpLoop reads the subscriber's RTCP for one track: keyframe requests go
-// to the publisher. NACKs are answered by the interceptor below from its
-// packet cache before they reach here.
+// to the publisher; NACKs are answered from the track's packet cache.
 func (p *participant) rtcpLoop(s *subscription) {
 	defer p.wg.Done()
 	buf := make([]byte, 1500)
@@ -478,6 +478,8 @@ func (p *participant) rtcpLoop(s *subscription) {
 					l = s.dt.Target()
 				}
 				s.up.requestKeyframe(l)
+			case *rtcp.TransportLayerNack:
+				s.dt.Retransmit(pkt.Nacks, nanotime())
 			case *rtcp.TransportLayerCC:
 				p.twccIn.Add(1)
 			case *rtcp.ReceiverReport:
