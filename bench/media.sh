@@ -2,8 +2,11 @@
 # bench/media.sh: poosms's SFU under `poosms-bench media`, the server pinned
 # to one CPU and the load tool to the other, room shapes one after the
 # other. Usage: bench/media.sh [--duration 10s] [--shapes "1x2+10 1x2+40"]
-# Ports: 31222 (c2s), 31280 (http), 31282 (media, UDP). Prints one JSON
-# result per shape and the load average before each.
+# Ports: 31222 (c2s), 31280 (http), 31282 (media, UDP), 31290 (pprof).
+# Prints one JSON result per shape and the load average before each.
+# POOSMSD=path runs that server binary instead of building this checkout's
+# (to compare two builds in one run); PROFILE=file saves a 10 s CPU profile
+# of the server taken during the last shape.
 set -euo pipefail
 DURATION=10s
 SHAPES="1x2+10 1x2+40"
@@ -21,10 +24,10 @@ TMP=$(mktemp -d)
 PID=
 cleanup() { [ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null; rm -rf "$TMP"; }
 trap cleanup EXIT
-go build -o "$TMP/poosmsd" ./cmd/poosmsd
+if [ -n "${POOSMSD:-}" ]; then cp "$POOSMSD" "$TMP/poosmsd"; else go build -o "$TMP/poosmsd" ./cmd/poosmsd; fi
 go build -o "$TMP/poosms-bench" ./cmd/poosms-bench
 args=(--data-dir "$TMP/data" --domain localhost --db sqlite --registration closed --log-level warn
-	--c2s-addr 127.0.0.1:31222 --c2s-tls-addr "" --http-addr 127.0.0.1:31280 --metrics-addr "" --s2s-addr ""
+	--c2s-addr 127.0.0.1:31222 --c2s-tls-addr "" --http-addr 127.0.0.1:31280 --metrics-addr "" --debug-addr 127.0.0.1:31290 --s2s-addr ""
 	--scram-iterations 4096 --turn-addr "" --media-udp-addr 127.0.0.1:31282 --media-tcp-addr "")
 mkdir -p "$TMP/data"
 {
@@ -39,6 +42,9 @@ for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/31222) 2>/dev/null && break;
 for shape in $SHAPES; do
 	rooms=${shape%%x*}; rest=${shape#*x}; pubs=${rest%%+*}; subs=${rest#*+}
 	echo "# $shape: load average $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%FT%TZ)"
+	if [ -n "${PROFILE:-}" ] && [ "$shape" = "${SHAPES##* }" ]; then
+		(sleep "${PROFILE_DELAY:-15}" && curl -s -o "$PROFILE" "http://127.0.0.1:31290/debug/pprof/profile?seconds=10") &
+	fi
 	taskset -c "$TOOL_CPU" "$TMP/poosms-bench" media --addr 127.0.0.1:31222 --rooms "$rooms" --publishers "$pubs" \
 		--subscribers "$subs" --simulcast --duration "$DURATION" --pid "$PID" --json
 done
