@@ -74,6 +74,8 @@ type testClient struct {
 	nextID     int
 	pending    []webrtc.ICECandidateInit
 	candidates []string // the server's trickled candidates
+	eoc        int      // <end-of-candidates/> iqs from the server
+	offerSDPs  []string // the server's offers, in order
 
 	holdOffers bool              // keep the server's offers unanswered in held
 	held       []*stanza.Element // server offers not answered yet
@@ -88,8 +90,9 @@ type testClient struct {
 }
 
 type clientOpts struct {
-	noICE bool // never send candidates and use no loopback: ICE cannot complete
-	tcp   bool // ICE over TCP only
+	noICE     bool // never send candidates and use no loopback: ICE cannot complete
+	noTrickle bool // send no candidate iqs: the offer's SDP carries them
+	tcp       bool // ICE over TCP only
 }
 
 func newTestClient(t *testing.T, svc *Service, name, room string, o clientOpts) *testClient {
@@ -132,7 +135,7 @@ func newTestClient(t *testing.T, svc *Service, name, room string, o clientOpts) 
 	}
 	c.pc = pc
 	pc.OnICECandidate(func(cand *webrtc.ICECandidate) {
-		if cand == nil || o.noICE {
+		if cand == nil || o.noICE || o.noTrickle {
 			return
 		}
 		init := cand.ToJSON()
@@ -306,6 +309,7 @@ func (c *testClient) handle(el *stanza.Element) {
 		}
 		c.mu.Lock()
 		c.offers++
+		c.offerSDPs = append(c.offerSDPs, p.Text())
 		if err != nil {
 			c.answerErr = err
 		}
@@ -316,6 +320,10 @@ func (c *testClient) handle(el *stanza.Element) {
 			return
 		}
 		reply.Append(stanza.New(NS, "answer").SetText(ans.SDP))
+	case "end-of-candidates":
+		c.mu.Lock()
+		c.eoc++
+		c.mu.Unlock()
 	case "candidate":
 		c.mu.Lock()
 		c.candidates = append(c.candidates, p.Text())

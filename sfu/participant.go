@@ -42,8 +42,9 @@ type participant struct {
 	nextTrack    int
 	offerTimer   *time.Timer // removes the participant if an offer goes unanswered
 
-	sigMu      sync.Mutex // guards localCands and descSent
+	sigMu      sync.Mutex // guards localCands, descSent and eocSent
 	descSent   bool
+	eocSent    bool // <end-of-candidates/> went out (it goes once)
 	localCands []*stanza.Element
 
 	bwe       atomic.Pointer[cc.BandwidthEstimator]
@@ -123,10 +124,19 @@ func (p *participant) event(payload *stanza.Element) {
 }
 
 // onLocalCandidate trickles the server's candidates, holding them until
-// the client has the description they belong to.
+// the client has the description they belong to. Pion reports the end of
+// gathering again at every later SetLocalDescription; the client hears it
+// once.
 func (p *participant) onLocalCandidate(c *webrtc.ICECandidate) {
 	var payload *stanza.Element
 	if c == nil {
+		p.sigMu.Lock()
+		again := p.eocSent
+		p.eocSent = true
+		p.sigMu.Unlock()
+		if again {
+			return
+		}
 		payload = stanza.New(NS, "end-of-candidates")
 	} else {
 		init := c.ToJSON()
@@ -197,6 +207,14 @@ func (p *participant) handleOffer(iq *stanza.Element, text string) {
 		p.send(stanza.ErrorReply(iq, stanza.BadRequest, "offer refused: "+err.Error()))
 		return
 	}
+	// The first answer starts gathering; it is local (the media ports
+	// are bound already) and takes milliseconds, so the answer waits for
+	// it and carries every candidate and a=end-of-candidates, for clients
+	// that do not trickle. The candidates are trickled as well.
+	var gathered <-chan struct{}
+	if !p.answered {
+		gathered = webrtc.GatheringCompletePromise(p.pc)
+	}
 	answer, err := p.pc.CreateAnswer(nil)
 	if err == nil {
 		err = p.pc.SetLocalDescription(answer)
@@ -205,6 +223,14 @@ func (p *participant) handleOffer(iq *stanza.Element, text string) {
 		p.mu.Unlock()
 		p.send(stanza.ErrorReply(iq, stanza.NotAcceptable, "cannot answer: "+err.Error()))
 		return
+	}
+	if gathered != nil {
+		t := time.NewTimer(gatherTimeout)
+		select {
+		case <-gathered:
+		case <-t.C:
+		}
+		t.Stop()
 	}
 	p.addRemoteCandidates()
 	p.sendDescription(stanza.Result(iq, sdpElement("answer", p.pc.LocalDescription().SDP)))
@@ -272,6 +298,10 @@ func (p *participant) handleCandidate(iq, el *stanza.Element) {
 }
 
 const maxQueuedCandidates = 64
+
+// gatherTimeout bounds how long the first answer waits for the server's
+// candidates; what comes later is trickled.
+const gatherTimeout = 2 * time.Second
 
 // offerTimeout is how long the client has to answer a server offer.
 const offerTimeout = 15 * time.Second
@@ -361,6 +391,7 @@ func (p *participant) subscribe(u *upTrack) bool {
 	target := 0
 	dt := forward.NewDownTrack(u.codec.RTPCodecCapability, u.id, u.owner.id, target)
 	dt.NeedKeyframe = u.requestKeyframe
+	dt.Caches = u.caches
 	if len(u.layers) > 1 {
 		dt.OnSwitch = func(layer int) {
 			p.event(stanza.New(NS, "layer-changed").SetAttr("track", u.id).SetAttr("rid", u.rid(layer)))
@@ -424,8 +455,7 @@ func (p *participant) unsubscribe(u *upTrack) bool {
 }
 
 // rtcpLoop reads the subscriber's RTCP for one track: keyframe requests go
-// to the publisher. NACKs are answered by the interceptor below from its
-// packet cache before they reach here.
+// to the publisher; NACKs are answered from the track's packet cache.
 func (p *participant) rtcpLoop(s *subscription) {
 	defer p.wg.Done()
 	buf := make([]byte, 1500)
@@ -448,6 +478,8 @@ func (p *participant) rtcpLoop(s *subscription) {
 					l = s.dt.Target()
 				}
 				s.up.requestKeyframe(l)
+			case *rtcp.TransportLayerNack:
+				s.dt.Retransmit(pkt.Nacks, nanotime())
 			case *rtcp.TransportLayerCC:
 				p.twccIn.Add(1)
 			case *rtcp.ReceiverReport:

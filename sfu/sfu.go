@@ -16,9 +16,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pion/dtls/v3"
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/cc"
+	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/logging"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
@@ -202,6 +204,10 @@ func New(cfg Config) (*Service, error) {
 	s.se.SetNetworkTypes(networks)
 	s.se.SetIncludeLoopbackCandidate(cfg.IncludeLoopback)
 	s.se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	// AES-128-GCM first: with AES-NI it is the cheapest of the profiles
+	// browsers offer (one pass for encryption and authentication, ten
+	// rounds against AES-256's fourteen).
+	s.se.SetSRTPProtectionProfiles(dtls.SRTP_AEAD_AES_128_GCM, dtls.SRTP_AEAD_AES_256_GCM, dtls.SRTP_AES128_CM_HMAC_SHA1_80)
 	if cfg.PublicIP != "" {
 		if err := s.se.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{
 			External:        []string{cfg.PublicIP},
@@ -496,7 +502,7 @@ func (s *Service) Rooms() int {
 // extensions and interceptors (NACK, reports, TWCC, bandwidth estimation).
 func (s *Service) newAPI(onBWE func(cc.BandwidthEstimator)) (*webrtc.API, error) {
 	m := &webrtc.MediaEngine{}
-	if err := m.RegisterDefaultCodecs(); err != nil {
+	if err := registerCodecs(m); err != nil {
 		return nil, err
 	}
 	for _, ext := range []struct {
@@ -509,8 +515,26 @@ func (s *Service) newAPI(onBWE func(cc.BandwidthEstimator)) (*webrtc.API, error)
 			return nil, err
 		}
 	}
+	// The interceptors run once per packet per subscriber, so only those
+	// the SFU needs: NACKs to publishers for lost packets (the SFU answers
+	// subscribers' NACKs itself, from one cache per published track, see
+	// forward.PacketCache), receiver and sender reports, TWCC feedback to
+	// publishers and, below, TWCC sequence numbers and the bandwidth
+	// estimate toward subscribers. No stats interceptor: nothing reads
+	// the server's GetStats.
 	reg := &interceptor.Registry{}
-	if err := webrtc.RegisterDefaultInterceptors(m, reg); err != nil {
+	gen, err := nack.NewGeneratorInterceptor()
+	if err != nil {
+		return nil, err
+	}
+	reg.Add(gen)
+	if err := webrtc.ConfigureRTCPReports(reg); err != nil {
+		return nil, err
+	}
+	if err := webrtc.ConfigureSimulcastExtensionHeaders(m); err != nil {
+		return nil, err
+	}
+	if err := webrtc.ConfigureTWCCSender(m, reg); err != nil {
 		return nil, err
 	}
 	if onBWE != nil {

@@ -32,7 +32,8 @@ type upTrack struct {
 	codec  webrtc.RTPCodecParameters
 	rcodec rtpx.Codec
 	clock  uint32
-	layers []*layer // best quality first
+	layers []*layer               // best quality first
+	caches []*forward.PacketCache // per layer, for retransmissions; nil for audio
 	fan    forward.Fanout
 
 	audioLevelID uint8
@@ -46,6 +47,7 @@ type upTrack struct {
 
 type layer struct {
 	rid     string
+	cache   *forward.PacketCache // nil for audio
 	ssrc    atomic.Uint32
 	bytes   atomic.Uint64
 	rate    atomic.Int64 // bits per second over the last tick
@@ -72,7 +74,12 @@ func newUpTrack(p *participant, id string, tr *webrtc.TrackRemote, recv *webrtc.
 	}
 	slices.SortStableFunc(rids, func(a, b string) int { return ridRank(a) - ridRank(b) })
 	for _, r := range rids {
-		u.layers = append(u.layers, &layer{rid: r})
+		l := &layer{rid: r}
+		if u.kind == webrtc.RTPCodecTypeVideo {
+			l.cache = &forward.PacketCache{}
+			u.caches = append(u.caches, l.cache)
+		}
+		u.layers = append(u.layers, l)
 	}
 	for _, ext := range recv.GetParameters().HeaderExtensions {
 		if ext.URI == sdp.AudioLevelURI {
@@ -136,7 +143,11 @@ func (u *upTrack) forward(li int, pkt []byte, h *rtpx.Header) {
 	if rtpx.Parse(pkt, h) != nil {
 		return
 	}
-	u.layers[li].bytes.Add(uint64(len(pkt)))
+	l := u.layers[li]
+	l.bytes.Add(uint64(len(pkt)))
+	if l.cache != nil && h.PayloadEnd > h.Payload {
+		l.cache.Put(h.Seq, h.Marker, pkt[h.Payload:h.PayloadEnd])
+	}
 	if u.audioLevelID != 0 {
 		if lvl, ok := h.AudioLevel(pkt, u.audioLevelID); ok {
 			u.levelSum.Add(uint64(lvl))

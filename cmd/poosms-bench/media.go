@@ -27,6 +27,10 @@ type mediaOptions struct {
 	duration             time.Duration
 	pid                  int
 	json                 bool
+	// target is the server: poosms, or livekit (joined through LiveKit's
+	// Go SDK at lkURL with the API key lkKey and its secret).
+	target                 string
+	lkURL, lkKey, lkSecret string
 }
 
 type mediaResult struct {
@@ -66,8 +70,20 @@ func mediaCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "how long to measure once everyone receives")
 	fs.IntVar(&o.pid, "pid", 0, "server process id: report its CPU per forwarded packet")
 	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
+	fs.StringVar(&o.target, "target", "poosms", "the server: poosms (XMPP at --addr), or livekit (at --livekit-url; rooms bench0, bench1, …)")
+	fs.StringVar(&o.lkURL, "livekit-url", "ws://127.0.0.1:7880", "LiveKit server URL (--target livekit)")
+	fs.StringVar(&o.lkKey, "livekit-key", "bench", "LiveKit API key (--target livekit)")
+	fs.StringVar(&o.lkSecret, "livekit-secret", "", "LiveKit API secret (--target livekit)")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
+	}
+	if o.target != "poosms" && o.target != "livekit" {
+		fmt.Fprintln(stderr, "poosms-bench: --target is poosms or livekit")
+		return 2
+	}
+	if o.target == "livekit" && o.lkSecret == "" {
+		fmt.Fprintln(stderr, "poosms-bench: --target livekit needs --livekit-secret")
+		return 2
 	}
 	if o.rooms < 1 || o.publishers < 1 || o.publishers+o.subscribers < 2 {
 		fmt.Fprintln(stderr, "poosms-bench: want --rooms ≥ 1, --publishers ≥ 1 and at least two participants per room")
@@ -94,12 +110,34 @@ func mediaCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	return 0
 }
 
+// mediaClient is one participant of either server.
+type mediaClient interface {
+	WaitConnected(ctx context.Context) error
+	Publish(keyEvery int) stopper
+	Tracks() []confclient.Track
+	Close()
+}
+
+type stopper interface{ Stop() }
+
+// poosmsClient is a conference client over its XMPP stream.
+type poosmsClient struct {
+	*confclient.Client
+	x *xmppclient.Client
+}
+
+func (c poosmsClient) Publish(keyEvery int) stopper { return c.Client.Publish(keyEvery) }
+
+func (c poosmsClient) Close() {
+	c.Client.Close()
+	c.x.Close()
+}
+
 type participant struct {
-	c         *confclient.Client
-	x         *xmppclient.Client
+	c         mediaClient
 	publisher bool
 	joined    time.Time
-	media     *confclient.Media
+	media     stopper
 }
 
 func runMedia(ctx context.Context, o mediaOptions, progress io.Writer) (*mediaResult, error) {
@@ -116,28 +154,15 @@ func runMedia(ctx context.Context, o mediaOptions, progress io.Writer) (*mediaRe
 			go func(r, i int) {
 				defer wg.Done()
 				n := r*per + i
-				x, err := xmppclient.Dial(ctx, xmppclient.Options{
-					Addr: o.addr, Domain: o.domain, Username: o.userPrefix + strconv.Itoa(n), Password: o.password,
-					Resource: "media", Timeout: 30 * time.Second,
-					LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(1+n%200))},
-				})
-				p := &participant{x: x, publisher: i < o.publishers, joined: time.Now()}
-				if err == nil {
-					p.c, err = confclient.Join(ctx, x, confclient.Options{
-						Room: fmt.Sprintf("bench%d@conference.%s", r, o.domain), Name: "p" + strconv.Itoa(n),
-						Audio: p.publisher, Video: p.publisher, Simulcast: o.simulcast && p.publisher, Loopback: o.loopback,
-						Timeout: 30 * time.Second,
-					})
-				}
+				p := &participant{publisher: i < o.publishers, joined: time.Now()}
+				var err error
+				p.c, err = joinMedia(ctx, o, r, n, p.publisher)
 				mu.Lock()
 				defer mu.Unlock()
 				if err != nil {
 					res.JoinErrors++
 					if firstErr == nil {
 						firstErr = err
-					}
-					if x != nil {
-						x.Close()
 					}
 					return
 				}
@@ -157,7 +182,6 @@ func runMedia(ctx context.Context, o mediaOptions, progress io.Writer) (*mediaRe
 				p.media.Stop()
 			}
 			p.c.Close()
-			p.x.Close()
 		}
 	}()
 	res.Participants = len(all)
@@ -268,6 +292,32 @@ func runMedia(ctx context.Context, o mediaOptions, progress io.Writer) (*mediaRe
 		}
 	}
 	return res, nil
+}
+
+// joinMedia joins participant n to conference r of the target server.
+func joinMedia(ctx context.Context, o mediaOptions, r, n int, publisher bool) (mediaClient, error) {
+	name := "p" + strconv.Itoa(n)
+	if o.target == "livekit" {
+		return joinLiveKit(ctx, o, "bench"+strconv.Itoa(r), name, publisher)
+	}
+	x, err := xmppclient.Dial(ctx, xmppclient.Options{
+		Addr: o.addr, Domain: o.domain, Username: o.userPrefix + strconv.Itoa(n), Password: o.password,
+		Resource: "media", Timeout: 30 * time.Second,
+		LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(1+n%200))},
+	})
+	if err != nil {
+		return nil, err
+	}
+	c, err := confclient.Join(ctx, x, confclient.Options{
+		Room: fmt.Sprintf("bench%d@conference.%s", r, o.domain), Name: name,
+		Audio: publisher, Video: publisher, Simulcast: o.simulcast && publisher, Loopback: o.loopback,
+		Timeout: 30 * time.Second,
+	})
+	if err != nil {
+		x.Close()
+		return nil, err
+	}
+	return poosmsClient{Client: c, x: x}, nil
 }
 
 // publishersHeard is how many publishers in room p receives: all but itself.

@@ -799,7 +799,7 @@ func (c *Client) Publish(keyEvery int) *Media {
 			if c.audio != nil {
 				_ = c.audio.WriteRTP(&rtp.Packet{
 					Header:  rtp.Header{Version: 2, SequenceNumber: uint16(n), Timestamp: uint32(n * 960)},
-					Payload: append([]byte{0xfc}, payloadTag(c.o.Name, n)...),
+					Payload: AudioPayload(c.o.Name, n),
 				})
 			}
 			req := c.keyReqs.Load()
@@ -814,7 +814,7 @@ func (c *Client) Publish(keyEvery int) *Media {
 				}
 				p := &rtp.Packet{
 					Header:  rtp.Header{Version: 2, Marker: true, SequenceNumber: uint16(n + 1000*i), Timestamp: uint32(n * 3000)},
-					Payload: vp8Frame(name, n, key, []int{900, 300, 80}[i]),
+					Payload: vp8Frame(name, n, key, LayerSizes[i]),
 				}
 				if rid != "" && ridID != 0 {
 					_ = p.Header.SetExtension(midID, []byte(mid))
@@ -826,6 +826,18 @@ func (c *Client) Publish(keyEvery int) *Media {
 	}()
 	return m
 }
+
+// AudioPayload is the synthetic Opus packet number n of sender name, as
+// Publish sends it (for load tools that publish through another stack).
+func AudioPayload(name string, n int) []byte { return append([]byte{0xfc}, payloadTag(name, n)...) }
+
+// VideoPayload is the synthetic VP8 frame number n of sender name (one
+// packet of size bytes; a keyframe if key), as Publish sends it.
+func VideoPayload(name string, n int, key bool, size int) []byte { return vp8Frame(name, n, key, size) }
+
+// LayerSizes are the sizes of the synthetic VP8 frames of Layers, and of
+// the one layer without simulcast.
+var LayerSizes = []int{900, 300, 80}
 
 // payloadTag is the marker text every synthetic payload carries.
 func payloadTag(name string, n int) []byte {

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
@@ -28,6 +29,25 @@ type binding struct {
 	w    Writer
 }
 
+// histSize is how many sent packets a DownTrack remembers for
+// retransmission (a power of two, as PacketCache's size).
+const histSize = cacheSize
+
+// minResend is the shortest time between two retransmissions of one
+// packet, in ns: repeated NACKs for it within a round trip are ignored.
+const minResend = int64(50e6)
+
+// sentPacket is what a subscriber's sequence number carried: the source
+// packet (layer and source sequence number) and the timestamp it was
+// given.
+type sentPacket struct {
+	out, src uint16
+	ts       uint32
+	layer    int8
+	ok       bool
+	resentAt int64
+}
+
 // NoLayer is the layer value for "nothing chosen".
 const NoLayer = -1
 
@@ -46,9 +66,17 @@ type DownTrack struct {
 	target  atomic.Int32 // layer wanted
 	auto    atomic.Bool  // target follows the bandwidth estimate
 
-	mu  sync.Mutex // guards m and hdr, held while writing one packet
+	mu  sync.Mutex // guards m, hdr and the retransmission state, held while writing
 	m   Munger
 	hdr rtp.Header
+
+	// Caches are the publisher's packet caches, one per layer (nil: no
+	// retransmissions, as for audio). Set them before the track is used.
+	Caches []*PacketCache
+	hist   [histSize]sentPacket
+	rtxHdr rtp.Header
+	rtxBuf [maxCached]byte
+	resent atomic.Uint64
 
 	// NeedKeyframe is called (from a read loop) when the target layer
 	// needs a keyframe to start; OnSwitch when the forwarded layer changed.
@@ -177,6 +205,9 @@ func (d *DownTrack) Forward(layer int, h *rtpx.Header, pkt []byte, key bool, now
 		d.dropped.Add(1)
 		return nil
 	}
+	if d.Caches != nil {
+		d.hist[seq%histSize] = sentPacket{out: seq, src: h.Seq, ts: ts, layer: int8(layer), ok: true}
+	}
 	d.hdr.Marker = h.Marker
 	d.hdr.PayloadType = b.pt
 	d.hdr.SequenceNumber = seq
@@ -191,6 +222,64 @@ func (d *DownTrack) Forward(layer int, h *rtpx.Header, pkt []byte, key bool, now
 	d.packets.Add(1)
 	return err
 }
+
+// Retransmit answers a subscriber's NACK: each lost packet it still
+// knows is sent again from the publisher's packet cache, with the header
+// it had (on the media SSRC, RFC 4585; not in the RTX format). now is a
+// monotonic time in ns. It returns how many packets were sent.
+func (d *DownTrack) Retransmit(nacks []rtcp.NackPair, now int64) int {
+	b := d.bound.Load()
+	if b == nil || d.Caches == nil {
+		return 0
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	sent := 0
+	for _, p := range nacks {
+		for i := 0; i <= 16; i++ {
+			seq := p.PacketID
+			if i > 0 {
+				if p.LostPackets&(1<<(i-1)) == 0 {
+					continue
+				}
+				seq += uint16(i)
+			}
+			if d.resend(b, seq, now) {
+				sent++
+			}
+		}
+	}
+	d.resent.Add(uint64(sent))
+	return sent
+}
+
+// resend sends packet seq again. d.mu is held.
+func (d *DownTrack) resend(b *binding, seq uint16, now int64) bool {
+	e := &d.hist[seq%histSize]
+	if !e.ok || e.out != seq || int(e.layer) >= len(d.Caches) || d.Caches[e.layer] == nil {
+		return false
+	}
+	if e.resentAt != 0 && now-e.resentAt < minResend {
+		return false
+	}
+	n, marker, ok := d.Caches[e.layer].Get(e.src, d.rtxBuf[:])
+	if !ok {
+		return false
+	}
+	e.resentAt = now
+	h := &d.rtxHdr
+	h.Version = 2
+	h.Marker = marker
+	h.Timestamp = e.ts
+	h.Extension = false
+	h.Extensions = h.Extensions[:0]
+	h.SSRC, h.PayloadType, h.SequenceNumber = b.ssrc, b.pt, seq
+	_, err := b.w.WriteRTP(h, d.rtxBuf[:n])
+	return err == nil
+}
+
+// Resent is how many packets Retransmit sent.
+func (d *DownTrack) Resent() uint64 { return d.resent.Load() }
 
 // MatchCodec finds the subscriber's parameters for codec c: the same MIME
 // type, preferring identical format parameters; for H.264 the

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/pion/interceptor"
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
@@ -130,14 +131,17 @@ func TestDownTrackWaitsForKeyframeAndRewrites(t *testing.T) {
 }
 
 // BenchmarkForward measures the rewrite and fan-out of one publisher
-// packet to ten subscribers (parse, keyframe check, per-subscriber
-// sequence/timestamp/SSRC rewrite, hand-off to the subscriber's writer).
+// packet to ten subscribers (parse, keyframe check, one copy into the
+// track's retransmission cache, per-subscriber sequence/timestamp/SSRC
+// rewrite and history entry, hand-off to the subscriber's writer).
 func BenchmarkForward(b *testing.B) {
 	const subs = 10
 	var f Fanout
 	s := &sink{}
+	cache := &PacketCache{}
 	for i := range subs {
 		d := NewDownTrack(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "t", "s", 0)
+		d.Caches = []*PacketCache{cache}
 		if _, err := d.Bind(&fakeContext{ssrc: webrtc.SSRC(1000 + i), w: s}); err != nil {
 			b.Fatal(err)
 		}
@@ -153,6 +157,7 @@ func BenchmarkForward(b *testing.B) {
 			b.Fatal(err)
 		}
 		h.Seq = uint16(i)
+		cache.Put(h.Seq, h.Marker, pkt[h.Payload:h.PayloadEnd])
 		key := rtpx.IsKeyframe(rtpx.CodecVP8, pkt[h.Payload:h.PayloadEnd])
 		for _, d := range f.Snapshot() {
 			_ = d.Forward(0, &h, pkt, key, int64(i)*1000, 90000)
@@ -169,8 +174,10 @@ func BenchmarkForward(b *testing.B) {
 func TestForwardAllocatesNothing(t *testing.T) {
 	var f Fanout
 	s := &sink{}
+	cache := &PacketCache{}
 	for i := range 4 {
 		d := NewDownTrack(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "t", "s", 0)
+		d.Caches = []*PacketCache{cache}
 		if _, err := d.Bind(&fakeContext{ssrc: webrtc.SSRC(100 + i), w: s}); err != nil {
 			t.Fatal(err)
 		}
@@ -179,10 +186,16 @@ func TestForwardAllocatesNothing(t *testing.T) {
 	pkt := vp8Packet(1, true)
 	var h rtpx.Header
 	seq := uint16(0)
-	allocs := testing.AllocsPerRun(1000, func() {
+	// Once every slot of the cache holds a buffer, nothing allocates.
+	_ = rtpx.Parse(pkt, &h)
+	for i := range cacheSize {
+		cache.Put(uint16(i), h.Marker, pkt[h.Payload:h.PayloadEnd])
+	}
+	allocs := testing.AllocsPerRun(2000, func() {
 		_ = rtpx.Parse(pkt, &h)
 		seq++
 		h.Seq = seq
+		cache.Put(h.Seq, h.Marker, pkt[h.Payload:h.PayloadEnd])
 		key := rtpx.IsKeyframe(rtpx.CodecVP8, pkt[h.Payload:h.PayloadEnd])
 		for _, d := range f.Snapshot() {
 			_ = d.Forward(0, &h, pkt, key, int64(seq)*1000, 90000)
@@ -214,5 +227,81 @@ func TestMungerSkipsPaddingWithoutHoles(t *testing.T) {
 		if got[i] != got[i-1]+1 {
 			t.Fatalf("output %v has a hole", got)
 		}
+	}
+}
+
+// recorder keeps the packets written to it.
+type recorder struct {
+	seqs     []uint16
+	payloads [][]byte
+}
+
+func (r *recorder) WriteRTP(h *rtp.Header, p []byte) (int, error) {
+	r.seqs = append(r.seqs, h.SequenceNumber)
+	r.payloads = append(r.payloads, append([]byte(nil), p...))
+	return len(p), nil
+}
+func (r *recorder) Write(b []byte) (int, error) { return len(b), nil }
+
+// TestRetransmitFromSharedCache: two subscribers of one track, numbered
+// differently, each get the payload they lost under their own sequence
+// number, from the one cache; a repeated NACK within a round trip and a
+// packet the cache no longer has send nothing.
+func TestRetransmitFromSharedCache(t *testing.T) {
+	cache := &PacketCache{}
+	var recs [2]*recorder
+	var downs [2]*DownTrack
+	for i := range downs {
+		recs[i] = &recorder{}
+		downs[i] = NewDownTrack(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "t", "s", 0)
+		downs[i].Caches = []*PacketCache{cache}
+		if _, err := downs[i].Bind(&fakeContext{ssrc: webrtc.SSRC(10 + i), w: recs[i]}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var h rtpx.Header
+	for seq := uint16(100); seq < 110; seq++ {
+		pkt := vp8Packet(seq, true)
+		pkt[len(pkt)-1] = byte(seq) // tell the payloads apart
+		if err := rtpx.Parse(pkt, &h); err != nil {
+			t.Fatal(err)
+		}
+		cache.Put(h.Seq, h.Marker, pkt[h.Payload:h.PayloadEnd])
+		for i, d := range downs {
+			if i == 1 && seq < 105 {
+				continue // the second subscriber starts later, numbered from its own start
+			}
+			if err := d.Forward(0, &h, pkt, true, int64(seq)*1e6, 90000); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	out0 := recs[0].seqs[3] // what the first subscriber got for source 103
+	out1 := recs[1].seqs[2] // what the second got for source 107
+	if n := downs[0].Retransmit([]rtcp.NackPair{{PacketID: out0}}, 200e6); n != 1 {
+		t.Fatalf("first subscriber: %d retransmissions, want 1", n)
+	}
+	if n := downs[1].Retransmit([]rtcp.NackPair{{PacketID: out1}}, 200e6); n != 1 {
+		t.Fatalf("second subscriber: %d retransmissions, want 1", n)
+	}
+	for i, want := range []byte{103, 107} {
+		r := recs[i]
+		last := len(r.seqs) - 1
+		if r.seqs[last] != []uint16{out0, out1}[i] || r.payloads[last][len(r.payloads[last])-1] != want {
+			t.Errorf("subscriber %d: resent seq %d payload ending %d, want seq %d payload of source %d",
+				i, r.seqs[last], r.payloads[last][len(r.payloads[last])-1], []uint16{out0, out1}[i], want)
+		}
+	}
+	if n := downs[0].Retransmit([]rtcp.NackPair{{PacketID: out0}}, 210e6); n != 0 {
+		t.Errorf("a repeated NACK 10 ms later was answered %d times, want 0", n)
+	}
+	if n := downs[0].Retransmit([]rtcp.NackPair{{PacketID: out0 - 50}}, 300e6); n != 0 {
+		t.Errorf("a packet never sent was answered %d times, want 0", n)
+	}
+	for seq := uint16(110); seq < 110+cacheSize; seq++ {
+		cache.Put(seq, false, []byte{1})
+	}
+	if n := downs[0].Retransmit([]rtcp.NackPair{{PacketID: recs[0].seqs[5]}}, 400e6); n != 0 {
+		t.Errorf("a packet gone from the cache was answered %d times, want 0", n)
 	}
 }
