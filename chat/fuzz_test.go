@@ -29,7 +29,7 @@ func FuzzMAMQuery(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
-	conditions := []string{"bad-request", "jid-malformed", "feature-not-implemented"}
+	conditions := []stanza.Condition{stanza.BadRequest, stanza.JIDMalformed, stanza.FeatureNotImplemented}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		q, err := stanza.Limits{}.Parse(b)
 		if err != nil {

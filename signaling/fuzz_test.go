@@ -165,7 +165,7 @@ func FuzzTCPStream(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		c := newFuzzConn(in)
-		srv.serve(newTCPTransport(c, nil, fuzzMaxBytes, fuzzLimits, time.Second), false)
+		srv.serve(newTCPTransport(c, nil, fuzzMaxBytes, fuzzLimits, time.Second), false, noPlaces)
 		waitClosed(t, c.closed, in)
 		checkStreamOutput(t, in, c.output())
 	})
@@ -279,7 +279,7 @@ func FuzzWebSocketSession(f *testing.F) {
 		for fr := range bytes.SplitSeq(in, []byte{0}) {
 			ft.frames = append(ft.frames, fr)
 		}
-		srv.serve(ft, true)
+		srv.serve(ft, true, noPlaces)
 		waitClosed(t, ft.closed, in)
 		ft.mu.Lock()
 		out := ft.out
@@ -394,3 +394,7 @@ func TestCanonicalJID(t *testing.T) {
 		}
 	}
 }
+
+// noPlaces holds no place against the per-address limits, which the
+// fuzz targets do not test.
+var noPlaces = places{stream: func() {}, negotiating: func() {}}

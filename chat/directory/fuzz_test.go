@@ -8,8 +8,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"mellium.im/xmpp/jid"
-
+	"poosms.org/poosms/internal/testfake"
 	"poosms.org/poosms/stanza"
 	"poosms.org/poosms/store"
 )
@@ -109,10 +108,10 @@ chess</value></field><field var='country'><value>076</value></field></x>`,
 		if err != nil {
 			t.Fatal(err)
 		}
-		sess := &fakeSession{jid: jid.MustParse("alice@localhost/r")}
+		sess := testfake.NewSession("alice@localhost/r")
 		svc.HandleStanza(context.Background(), sess, el)
-		if len(sess.got) != 1 || sess.got[0].ID() != "q" || (sess.got[0].Type() != "result" && sess.got[0].Type() != "error") {
-			t.Fatalf("%q: replies %v", payload, sess.got)
+		if got := sess.Received(); len(got) != 1 || got[0].ID() != "q" || (got[0].Type() != "result" && got[0].Type() != "error") {
+			t.Fatalf("%q: replies %v", payload, got)
 		}
 	})
 }

@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"mellium.im/xmpp/jid"
-
 	"poosms.org/poosms/stanza"
 	"poosms.org/poosms/store"
 )
@@ -49,13 +47,13 @@ func FuzzRoomConfig(f *testing.F) {
 		name := fmt.Sprintf("r%d", n)
 		room := name + "@conference.localhost"
 		// A new user each time: one user may create only so many rooms an hour.
-		owner := &fakeSession{jid: jid.MustParse(fmt.Sprintf("u%d@localhost/r", n))}
+		owner := newFakeSession(fmt.Sprintf("u%d@localhost/r", n))
 		send := func(raw string) {
 			el, err := stanza.Parse([]byte(raw))
 			if err != nil {
 				t.Fatalf("parse %s: %v", raw, err)
 			}
-			el.SetAttr("from", owner.jid.String())
+			el.SetAttr("from", owner.JID().String())
 			svc.HandleStanza(context.Background(), owner, el)
 		}
 		send(`<presence to='` + room + `/owner'><x xmlns='http://jabber.org/protocol/muc'/></presence>`)
@@ -76,7 +74,7 @@ func FuzzRoomConfig(f *testing.F) {
 			svc.SessionClosed(context.Background(), owner)
 			return
 		}
-		el.SetAttr("from", owner.jid.String())
+		el.SetAttr("from", owner.JID().String())
 		svc.HandleStanza(context.Background(), owner, el)
 		var reply *stanza.Element
 		for _, g := range owner.takeEls() {
