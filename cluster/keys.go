@@ -54,6 +54,9 @@ func (k keys) sessPrefix() string { return k.prefix + "sess:" }
 // nodeSess: set of full JIDs a node has bound, so cleanup finds them.
 func (k keys) nodeSess(id NodeID) string { return k.prefix + "nodesess:" + string(id) }
 
+// nodeSessPrefix is nodeSess(id) without the id, for scripts.
+func (k keys) nodeSessPrefix() string { return k.prefix + "nodesess:" }
+
 // stream: the node's inbound stream; entries are deleted once taken, so
 // what remains is what the node has not taken yet.
 func (k keys) stream(id NodeID) string { return k.prefix + "stream:" + string(id) }
