@@ -28,20 +28,19 @@ var (
 // compareParams describes the run for the table's header and the JSON
 // output; bench/compare.sh passes its own settings.
 type compareParams struct {
-	Clients         int    `json:"clients"`
-	Rates           []int  `json:"rates"`
-	Duration        string `json:"duration"`
-	Drain           string `json:"drain"`
-	Mechanism       string `json:"mechanism"`
-	PeerArchive     bool   `json:"peer_archive"`
-	Pinned          bool   `json:"pinned"`
-	TMPFS           bool   `json:"tmpfs"`
-	TURNAllocations int    `json:"turn_allocations"`
-	TURNRate        int    `json:"turn_rate"`
-	TURNSize        int    `json:"turn_size"`
-	TURNDuration    string `json:"turn_duration"`
+	Clients         int       `json:"clients"`
+	Rates           []float64 `json:"rates"`
+	Duration        string    `json:"duration"`
+	Drain           string    `json:"drain"`
+	Mechanism       string    `json:"mechanism"`
+	PeerArchive     bool      `json:"peer_archive"`
+	Pinned          bool      `json:"pinned"`
+	TMPFS           bool      `json:"tmpfs"`
+	TURNAllocations int       `json:"turn_allocations"`
+	TURNRate        int       `json:"turn_rate"`
+	TURNSize        int       `json:"turn_size"`
+	TURNDuration    string    `json:"turn_duration"`
 	servers         []string
-	rateList        []float64
 }
 
 // compareServer is what one server's runs left in the results folder.
@@ -91,14 +90,13 @@ func compareCommand(args []string, stdout, stderr io.Writer) int {
 		p       compareParams
 		dir     string
 		servers string
-		rates   string
 		asJSON  bool
 	)
 	flags := pflag.NewFlagSet("compare", pflag.ContinueOnError)
 	flags.SetOutput(stderr)
 	flags.StringVar(&dir, "results", "", "folder of the runs' results: NAME-chat.json, NAME-turn.json, NAME-media.json (poosms-bench --json), NAME-baseline, NAME-loadavg, NAME-dbcpu")
 	flags.StringVar(&servers, "servers", strings.Join(append(append(slices.Clone(compareMine), compareChatPeers...), "coturn"), ","), "servers of the run, comma-separated")
-	flags.StringVar(&rates, "rates", "", "offered chat rates, comma-separated (default: every rate of any server's steps)")
+	flags.Float64SliceVar(&p.Rates, "rates", nil, "offered chat rates in msgs/s, comma-separated (default: every rate of any server's steps)")
 	flags.IntVar(&p.Clients, "clients", 0, "chat clients per server (header only)")
 	flags.StringVar(&p.Duration, "duration", "", "each chat step's duration (header only)")
 	flags.StringVar(&p.Drain, "drain", "", "longest wait for a step's deliveries (header only)")
@@ -119,14 +117,11 @@ func compareCommand(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	p.servers = splitList(servers)
-	for _, s := range splitList(rates) {
-		r, err := strconv.Atoi(s)
-		if err != nil || r <= 0 {
-			fmt.Fprintf(stderr, "poosms-bench compare: --rates: %q is not a positive whole number of msgs/s\n", s)
+	for _, r := range p.Rates {
+		if r <= 0 {
+			fmt.Fprintf(stderr, "poosms-bench compare: --rates: %v is not a positive rate in msgs/s\n", r)
 			return 2
 		}
-		p.Rates = append(p.Rates, r)
-		p.rateList = append(p.rateList, float64(r))
 	}
 	rep, err := collectCompare(dir, p)
 	if err != nil {
@@ -232,7 +227,7 @@ func collectCompare(dir string, p compareParams) (*compareReport, error) {
 			rep.mediaColumns = append(rep.mediaColumns, s)
 		}
 	}
-	rep.comparedRates = p.rateList
+	rep.comparedRates = slices.Clone(p.Rates)
 	if len(rep.comparedRates) == 0 {
 		for _, s := range rep.chatColumns {
 			for _, st := range rep.Servers[s].Chat.Steps {

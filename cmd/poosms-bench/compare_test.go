@@ -111,7 +111,8 @@ func TestCompareErrors(t *testing.T) {
 		want string
 	}{
 		{"no folder", []string{"compare"}, 2, "--results is required"},
-		{"bad rate", []string{"compare", "--results", dir, "--rates", "1000,fast"}, 2, `"fast" is not a positive whole number`},
+		{"bad rate", []string{"compare", "--results", dir, "--rates", "1000,fast"}, 2, `"fast"`},
+		{"zero rate", []string{"compare", "--results", dir, "--rates", "0"}, 2, "0 is not a positive rate"},
 		{"broken result", []string{"compare", "--results", dir}, 1, "decode " + filepath.Join(dir, "poosms-chat.json")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -86,6 +86,8 @@ func parseFlags(fs *pflag.FlagSet, args []string) (code int, ok bool) {
 		if errors.Is(err, pflag.ErrHelp) {
 			return 0, false
 		}
+		// With ContinueOnError pflag returns the error without printing it.
+		fmt.Fprintf(fs.Output(), "poosms-bench %s: %v\n", fs.Name(), err)
 		return 2, false
 	}
 	return 0, true
