@@ -123,7 +123,7 @@ func compareCommand(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 	}
-	rep, err := collectCompare(dir, p)
+	rep, err := collectCompare(dir, p, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "poosms-bench compare: %v\n", err)
 		return 1
@@ -157,11 +157,22 @@ func firstFields(s string, n int) []string {
 }
 
 // collectCompare reads every wanted server's results from dir. A missing
-// file is a server that did not run (or failed): its column is left out,
-// as the script goes on past a failed server. A file that is there but
-// cannot be read or decoded is an error.
-func collectCompare(dir string, p compareParams) (*compareReport, error) {
+// or empty result is a server that did not run or failed before printing;
+// one that does not decode (a run cut short while printing) is named on
+// warn. Either way its column is left out, as the script goes on past a
+// failed server. A file that is there but cannot be read is an error.
+func collectCompare(dir string, p compareParams, warn io.Writer) (*compareReport, error) {
 	rep := &compareReport{Params: p, Servers: map[string]*compareServer{}}
+	readJSONResult := func(path string, v any) (bool, error) {
+		ok, err := readJSONFile(path, v)
+		var syn *json.SyntaxError
+		var typ *json.UnmarshalTypeError
+		if errors.As(err, &syn) || errors.As(err, &typ) {
+			fmt.Fprintf(warn, "poosms-bench compare: %v; left out\n", err)
+			return false, nil
+		}
+		return ok, err
+	}
 	want := func(s string) bool { return slices.Contains(p.servers, s) }
 	for _, s := range append(slices.Clone(compareMine), compareChatPeers...) {
 		if !want(s) {
@@ -251,9 +262,9 @@ func (r *compareReport) server(name string) *compareServer {
 	return s
 }
 
-// readJSONResult decodes one poosms-bench --json output; ok is false when
+// readJSONFile decodes one poosms-bench --json output; ok is false when
 // the file does not exist or is empty (a run that failed before printing).
-func readJSONResult(path string, v any) (ok bool, err error) {
+func readJSONFile(path string, v any) (ok bool, err error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
