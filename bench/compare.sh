@@ -234,7 +234,6 @@ install_peers() {
 	[ "$PIN" = 1 ] && ! command -v taskset >/dev/null && pkgs+=(util-linux)
 	want coturn && ! command -v turnserver >/dev/null && pkgs+=(coturn)
 	command -v openssl >/dev/null || pkgs+=(openssl)
-	command -v jq >/dev/null || pkgs+=(jq)
 	[ ${#pkgs[@]} -gt 0 ] || return 0
 	[ "$(id -u)" = 0 ] || die "need root to install ${pkgs[*]}"
 	log "installing ${pkgs[*]} from Debian"
@@ -349,7 +348,8 @@ run_poosms() {
 	fi
 	chat_load "$name" "$P_C2S" "$pid" || true
 	if [ -n "$dbcpu0" ]; then
-		awk -v a="$dbcpu0" -v b="$(proc_cpu "$dbpid")" 'BEGIN { printf "%.2f\n", b - a }' >"$TMP/results/$name-dbcpu"
+		# Before and after; poosms-bench compare takes the difference.
+		{ echo "$dbcpu0"; proc_cpu "$dbpid"; } >"$TMP/results/$name-dbcpu"
 	fi
 	if want coturn && [ "$name" = poosms ]; then turn_load poosms "$P_TURN" "$pid" || true; fi
 	stop_pid "$pid"
@@ -594,7 +594,8 @@ EOF
 	fi
 	chat_load "$name" "$EJ_C2S" "$pid" || true
 	if [ -n "$dbcpu0" ]; then
-		awk -v a="$dbcpu0" -v b="$(proc_cpu "$dbpid")" 'BEGIN { printf "%.2f\n", b - a }' >"$TMP/results/$name-dbcpu"
+		# Before and after; poosms-bench compare takes the difference.
+		{ echo "$dbcpu0"; proc_cpu "$dbpid"; } >"$TMP/results/$name-dbcpu"
 	fi
 	"${EJ_CTL[@]}" stop >>"$dir/ctl.log" 2>&1 || true
 	stop_pid "$pid"
@@ -623,130 +624,18 @@ run_coturn() {
 
 # ---------------------------------------------------------------- report
 
-# report table|json: every server's results, from $TMP/results.
+# report [--json]: every server's results, from $TMP/results, as one
+# table with the ratios poosms/peer (poosms-bench compare reads the runs'
+# JSON with the load tool's own types).
 report() {
-	python3 - "$1" "$TMP/results" "$SERVERS" <<'EOF'
-import json, os, sys
-mode, res, servers = sys.argv[1], sys.argv[2], sys.argv[3].split(",")
-env = os.environ
-
-def load(path):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-def text(path):
-    try:
-        with open(path) as f:
-            return f.read().split()
-    except OSError:
-        return None
-
-chat_names = [s for s in ("poosms", "poosms-mysql", "prosody", "ejabberd", "ejabberd-mysql") if s in servers]
-chat = {s: load(os.path.join(res, s + "-chat.json")) for s in chat_names}
-turn = {s: load(os.path.join(res, s + "-turn.json")) for s in ("poosms", "coturn") if "coturn" in servers and s in servers}
-
-def idle_kib(s):
-    r, base = chat.get(s), text(os.path.join(res, s + "-baseline"))
-    if not r or not base or "server_rss_after_login_bytes" not in r:
-        return None
-    n = r["clients"] - r["login_errors"]
-    return (r["server_rss_after_login_bytes"] - int(base[0])) / n / 1024 if n else None
-
-def step(s, rate):
-    for st in (chat.get(s) or {}).get("steps", []):
-        if st["offered_messages_per_second"] == rate:
-            return st
-    return None
-
-params = {k: env.get(k) for k in ("CLIENTS", "RATES", "DURATION", "DRAIN", "MECHANISM", "PEER_ARCHIVE", "PIN",
-                                   "TURN_ALLOCATIONS", "TURN_RATE", "TURN_SIZE", "TURN_DURATION")}
-with open("/proc/loadavg") as f:
-    loadavg = " ".join(f.read().split()[:3])
-
-if mode == "json":
-    out = {"params": params, "load_average_at_end": loadavg, "servers": {}}
-    for s in chat_names + [t for t in turn if t not in chat_names]:
-        out["servers"][s] = {"chat": chat.get(s), "turn": turn.get(s), "rss_per_idle_session_kib": idle_kib(s),
-                             "load_average_before_after": text(os.path.join(res, s + "-loadavg")),
-                             "database_server_cpu_seconds": text(os.path.join(res, s + "-dbcpu"))}
-    json.dump(out, sys.stdout, indent=2)
-    print()
-    sys.exit(0)
-
-def num(v, digits=None):
-    if v is None:
-        return "-"
-    if digits is None:
-        digits = 0 if abs(v) >= 100 else 2
-    return "{:,.{}f}".format(v, digits)
-
-def ratio(a, b):
-    return "-" if a is None or b is None or b == 0 else "%.2f" % (a / b)
-
-cols = [s for s in chat_names if chat.get(s)]
-rates = [float(r) for r in env["RATES"].split(",")]
-print("Chat, %s clients, %s, each step %s (drain up to %s); peers archiving: %s; pinned: %s; data on %s" % (
-    env["CLIENTS"], env["MECHANISM"], env["DURATION"], env["DRAIN"],
-    "yes (SQLite)" if env["PEER_ARCHIVE"] == "1" else "no (default stores)",
-    "server on CPU 1, load tool on CPU 0" if env["PIN"] == "1" else "no",
-    "tmpfs" if env["TMPFS"] == "1" else "disk"))
-for s in cols:
-    la = text(os.path.join(res, s + "-loadavg")) or []
-    db = text(os.path.join(res, s + "-dbcpu"))
-    print("  %s: load average %s before, %s after%s" % (s, " ".join(la[:3]), " ".join(la[3:6]),
-          "; MariaDB CPU %s s over the run (not pinned, shared)" % db[0] if db else ""))
-print()
-print("| figure | " + " | ".join(cols) + " |")
-print("|---" * (len(cols) + 1) + "|")
-def row(label, f):
-    print("| %s | %s |" % (label, " | ".join(f(s) for s in cols)))
-row("ceiling msgs/s (delivered in full, p99 ≤ 1 s)", lambda s: num(chat[s]["ceiling_messages_per_second"], 0))
-row("logins/s", lambda s: num(chat[s]["logins_per_second"], 0))
-row("failed logins", lambda s: str(chat[s]["login_errors"]))
-row("RSS per idle session KiB", lambda s: num(idle_kib(s), 1))
-row("peak RSS MiB", lambda s: num(chat[s].get("server_peak_rss_bytes", 0) / 1048576, 0))
-row("server CPU s, logins", lambda s: num(chat[s].get("server_cpu_seconds_logins"), 1))
-for rate in rates:
-    def cell(s, rate=rate):
-        st = step(s, rate)
-        if not st:
-            return "not run"
-        c = num(st["delivered_per_second_over_delivery_window"], 0)
-        if st["lost"]:
-            c += ", %s lost" % num(st["lost"], 0)
-        if st["send_errors"] or st["stanza_errors"]:
-            c += ", %d errors" % (st["send_errors"] + st["stanza_errors"])
-        if st["sent_messages_per_second"] < 0.95 * rate:
-            c += ", load tool sent only %s/s" % num(st["sent_messages_per_second"], 0)
-        return c
-    row("%s offered: delivered/s over the delivery window" % num(rate, 0), cell)
-    row("%s: p50 / p99 / p99.9 ms" % num(rate, 0), lambda s, rate=rate: "-" if not step(s, rate) else " / ".join(
-        num(step(s, rate)[k], 1) for k in ("latency_p50_ms", "latency_p99_ms", "latency_p999_ms")))
-    row("%s: server CPU s per 1,000 delivered" % num(rate, 0), lambda s, rate=rate: "-" if not step(s, rate) else
-        num(step(s, rate).get("server_cpu_seconds_per_1000_delivered"), 3))
-print()
-peers = [p for p in ("prosody", "ejabberd", "ejabberd-mysql") if p in cols]
-for mine in [m for m in ("poosms", "poosms-mysql") if m in cols]:
-    for p in peers:
-        a, b = chat[mine], chat[p]
-        parts = ["ceiling %s" % ratio(a["ceiling_messages_per_second"], b["ceiling_messages_per_second"])]
-        for rate in rates:
-            sa, sb = step(mine, rate), step(p, rate)
-            if sa and sb:
-                parts.append("at %s: p99 %s, CPU/msg %s" % (num(rate, 0), ratio(sa["latency_p99_ms"], sb["latency_p99_ms"]),
-                             ratio(sa.get("server_cpu_seconds_per_1000_delivered"), sb.get("server_cpu_seconds_per_1000_delivered"))))
-        print("%s/%s: %s" % (mine, p, "; ".join(parts)))
-if turn:
-    print()
-    print("| TURN, %s allocations × %s pkts/s × %s B for %s | %s |" % (env["TURN_ALLOCATIONS"], env["TURN_RATE"], env["TURN_SIZE"], env["TURN_DURATION"], " | ".join(turn)))
-    print("|---" * (len(turn) + 1) + "|")
-    for k, label in (("relayed_packets_per_second", "relayed pkts/s"), ("loss_percent", "loss %"),
-                     ("server_cpu_microseconds_per_relayed_packet", "server CPU µs per relayed pkt")):
-        print("| %s | %s |" % (label, " | ".join(num((turn[t] or {}).get(k)) for t in turn)))
-EOF
+	local flags=()
+	[ "$PEER_ARCHIVE" = 1 ] && flags+=(--peer-archive)
+	[ "$PIN" = 1 ] && flags+=(--pinned)
+	[ "$TMPFS" = 1 ] && flags+=(--tmpfs)
+	"$BENCH" compare --results "$TMP/results" --servers "$SERVERS" --rates "$RATES" \
+		--clients "$CLIENTS" --mechanism "$MECHANISM" --duration "$DURATION" --drain "$DRAIN" \
+		--turn-allocations "$TURN_ALLOCATIONS" --turn-rate "$TURN_RATE" --turn-size "$TURN_SIZE" \
+		--turn-duration "$TURN_DURATION" "${flags[@]}" "$@"
 }
 
 # ---------------------------------------------------------------- main
@@ -766,7 +655,6 @@ certificate
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 [ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -gt $((CLIENTS * 2 + 100)) ] ||
 	log "warning: open-file limit $(ulimit -n) is low for $CLIENTS clients"
-command -v python3 >/dev/null || die "python3 is needed for the report"
 for port in $P_C2S $P_HTTP $P_TURN $PR_C2S $EJ_C2S $EJ_DIST $CT_TURN; do
 	port_free "$port" || die "127.0.0.1:$port is already in use"
 done
@@ -779,6 +667,5 @@ want ejabberd && { run_ejabberd ejabberd sqlite || log "ejabberd: run failed"; }
 want ejabberd-mysql && { run_ejabberd ejabberd-mysql mysql || log "ejabberd-mysql: run failed"; }
 want coturn && { run_coturn || log "coturn: run failed"; }
 
-export CLIENTS RATES DURATION DRAIN MECHANISM PEER_ARCHIVE PIN TMPFS TURN_ALLOCATIONS TURN_RATE TURN_SIZE TURN_DURATION
 [ "$JSON" = 1 ] || echo "compare.sh $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores ($(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1))"
-if [ "$JSON" = 1 ]; then report json; else report table; fi
+if [ "$JSON" = 1 ]; then report --json; else report; fi

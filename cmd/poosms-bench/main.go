@@ -34,6 +34,9 @@ Usage:
   poosms-bench abuse [flags]  the attacks of docs/security.md (oversized and nested stanzas, sessions that never
                               read, PEP and offline floods, slow HTTP bodies, connection floods, hostile offers)
                               while other clients chat: what they lost, their latency, the server's peak RSS
+  poosms-bench compare [flags]
+                              bench/compare.sh's report: the per-server JSON results of chat, turn and media runs
+                              as one Markdown table with the ratios poosms/peer (or --json)
 
 Run "poosms-bench COMMAND --help" for the flags.
 `
@@ -64,6 +67,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return abuseCommand(ctx, args[1:], stdout, stderr)
 	case "sessions":
 		return sessionsCommand(ctx, args[1:], stdout, stderr)
+	case "compare":
+		return compareCommand(args[1:], stdout, stderr)
 	case "sessions-worker": // started by sessions, not by hand
 		return sessionsWorkerCommand(ctx, args[1:], os.Stdin, stdout, stderr)
 	case "help", "-h", "--help":
@@ -81,6 +86,8 @@ func parseFlags(fs *pflag.FlagSet, args []string) (code int, ok bool) {
 		if errors.Is(err, pflag.ErrHelp) {
 			return 0, false
 		}
+		// With ContinueOnError pflag returns the error without printing it.
+		fmt.Fprintf(fs.Output(), "poosms-bench %s: %v\n", fs.Name(), err)
 		return 2, false
 	}
 	return 0, true
