@@ -139,4 +139,5 @@ if [ "$whole" = 1 ] && [ "${POOSMS_FUZZ_TIME:-3s}" != 0 ]; then
 			fi
 		done
 	done
+	log "fuzzing found nothing"
 fi
