@@ -224,13 +224,14 @@ func TestBrowserClient(t *testing.T) {
 			return last == rid
 		})
 	}
-	// Let 20 more packets come so retransmissions can fill recent holes,
-	// then look at all but the newest ten.
+	// Let 60 more packets come so retransmissions can fill recent holes
+	// and one burst lost on the way in (this machine is shared) stays a
+	// small part of the whole, then look at all but the newest ten.
 	bob.mu.Lock()
 	n := len(bob.trackFrom(browserID, "video/").seqs)
 	bob.mu.Unlock()
 	bob.waitFor("more of the browser's video", 40*time.Second, func() bool {
-		return len(bob.trackFrom(browserID, "video/").seqs) >= n+20
+		return len(bob.trackFrom(browserID, "video/").seqs) >= n+60
 	})
 	bob.mu.Lock()
 	all := bob.trackFrom(browserID, "video/").seqs

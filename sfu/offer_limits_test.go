@@ -50,7 +50,8 @@ func TestOfferOverCapsRefused(t *testing.T) {
 	// The server offered alice bob's tracks: her offers now repeat those
 	// sections, which do not count against her.
 	alice.waitFor("bob's tracks at alice", 15*time.Second, func() bool {
-		return alice.trackFrom(bob.id, "video/") != nil && alice.pc.SignalingState() == webrtc.SignalingStateStable
+		return alice.trackFrom(bob.id, "video/") != nil && alice.trackFrom(bob.id, "audio/") != nil &&
+			alice.pc.SignalingState() == webrtc.SignalingStateStable
 	})
 	rest := func(c *testClient) int { c.mu.Lock(); defer c.mu.Unlock(); return c.offers }
 	offersBefore := map[*testClient]int{alice: rest(alice), bob: rest(bob)}
