@@ -378,10 +378,9 @@ func (p *participant) handleReply(iq *stanza.Element) {
 }
 
 // subscribe adds a copy of u to p's PeerConnection; the caller
-// renegotiates. room.mu must not be held (the pion call takes a while).
-// It reports whether a track was added: none before p's first offer is
-// answered (room.ready subscribes p to what is published by then), after
-// p closed, twice for one track, or for a track removed meanwhile.
+// renegotiates. room.mu is held. It reports whether a track was added:
+// none before p's first offer is answered (room.ready subscribes p to
+// what is published by then) or after p closed.
 func (p *participant) subscribe(u *upTrack) bool {
 	target := 0
 	dt := forward.NewDownTrack(u.codec.RTPCodecCapability, u.id, u.owner.id, target)
@@ -394,7 +393,7 @@ func (p *participant) subscribe(u *upTrack) bool {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed || !p.answered || p.subs[u.id] != nil || u.unpublished.Load() {
+	if p.closed || !p.answered || p.subs[u.id] != nil {
 		return false
 	}
 	tr, err := p.pc.AddTransceiverFromTrack(dt, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})

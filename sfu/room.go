@@ -212,28 +212,19 @@ func (r *room) byPeer(p Peer) *participant {
 
 // ready subscribes p to every track in the conference once its first
 // offer has been answered.
-//
-// The subscriptions (pion calls) are made after r.mu is let go, so that
-// the conference is not held up for them; see addTrack for why that is
-// safe. A track published after the snapshot below reaches p through
-// addTrack, because p.answered is true already and p is in r.parts.
 func (r *room) ready(p *participant) {
 	r.mu.Lock()
 	if r.closed || r.parts[p.id] != p {
 		r.mu.Unlock()
 		return
 	}
-	tracks := make([]*upTrack, 0, len(r.tracks))
+	added := false
 	for _, u := range r.tracks {
 		if u.owner != p {
-			tracks = append(tracks, u)
+			added = p.subscribe(u) || added
 		}
 	}
 	r.mu.Unlock()
-	added := false
-	for _, u := range tracks {
-		added = p.subscribe(u) || added
-	}
 	if added || p.wantsNegotiation() {
 		p.negotiate()
 	}
@@ -241,16 +232,6 @@ func (r *room) ready(p *participant) {
 
 // addTrack publishes u to everyone whose first offer has been answered
 // (subscribe refuses the others; room.ready subscribes them later).
-//
-// The subscriptions (pion calls, one per participant) are made after r.mu
-// is let go, so that a publish in a large conference does not hold up
-// every join, leave and tick. That is safe because subscribe decides
-// under the subscriber's own lock: a participant removed meanwhile is
-// closed and refuses; one that has already been subscribed (by ready)
-// refuses the second time; and a track removed meanwhile is marked
-// unpublished by removeTrack before it unsubscribes anyone, so either
-// subscribe comes first and removeTrack takes the subscription away, or
-// subscribe sees the mark and refuses.
 func (r *room) addTrack(u *upTrack) {
 	r.mu.Lock()
 	if r.closed || r.parts[u.owner.id] != u.owner {
@@ -258,17 +239,15 @@ func (r *room) addTrack(u *upTrack) {
 		return
 	}
 	r.tracks[u.id] = u
-	parts := make([]*participant, 0, len(r.parts))
+	var subs []*participant
 	for _, p := range r.parts {
-		if p != u.owner {
-			parts = append(parts, p)
+		if p != u.owner && p.subscribe(u) {
+			subs = append(subs, p)
 		}
 	}
 	r.mu.Unlock()
-	for _, p := range parts {
-		if p.subscribe(u) {
-			p.negotiate()
-		}
+	for _, p := range subs {
+		p.negotiate()
 	}
 	r.broadcast(trackElement("track-published", u), nil)
 }
@@ -281,7 +260,6 @@ func (r *room) removeTrack(u *upTrack) {
 		return
 	}
 	delete(r.tracks, u.id)
-	u.unpublished.Store(true) // before any unsubscribe: see addTrack
 	subs := make([]*participant, 0, len(r.parts))
 	for _, p := range r.parts {
 		if p != u.owner {

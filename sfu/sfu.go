@@ -13,12 +13,9 @@
 //  2. participant.mu: one participant's negotiation state (closed,
 //     answered, the pending offer, its subscriptions and published
 //     tracks), held around the pion signaling calls on its
-//     PeerConnection. While it is held, room.mu is never taken: a
-//     participant that must tell its room something (ready, addTrack,
-//     remove) lets go first. The room, for its part, lets go of room.mu
-//     before it calls into a participant (subscribe, unsubscribe,
-//     negotiate), so that no pion call is made under room.mu; should it
-//     ever need both, room.mu comes first.
+//     PeerConnection. room.mu may be held when it is taken (subscribe);
+//     while it is held, room.mu is never taken: a participant that must
+//     tell its room something (ready, addTrack, remove) lets go first.
 //  3. participant.sigMu, and the forward package's own locks (Fanout,
 //     DownTrack, PacketCache): leaves, taken under either of the above.
 //
