@@ -171,35 +171,39 @@ func (p *participant) sendDescription(el *stanza.Element) {
 	}
 }
 
-// handleOffer applies the client's offer and answers it, or returns why
-// it refuses it. While the
+// handleOffer applies the client's offer and answers it. While the
 // server's own offer is outstanding (glare) the client's offer is refused
 // with unexpected-request: the client gives way, answers the server and
 // offers again.
-func (p *participant) handleOffer(iq *stanza.Element, text string) error {
+func (p *participant) handleOffer(iq *stanza.Element, text string) {
 	sd, err := parseSDP(text)
 	if err != nil {
-		return refuse(errBadRequest, "malformed SDP: %v", err)
+		p.send(stanza.ErrorReply(iq, stanza.BadRequest, "malformed SDP: "+err.Error()))
+		return
 	}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
-		return refuse(errNotFound, "not in this conference")
+		p.send(stanza.ErrorReply(iq, stanza.ItemNotFound, "not in this conference"))
+		return
 	}
 	// Over a cap, nothing of the offer is applied: no track is added and
 	// no other participant is renegotiated for it.
 	cfg := p.room.s.cfg
 	if why := offerRefusal(sd, p.servedMids(), cfg.MaxTracksPerParticipant, cfg.MaxMediaSections); why != "" {
 		p.mu.Unlock()
-		return refuse(errOverLimit, "%s", why)
+		p.send(stanza.ErrorReply(iq, stanza.PolicyViolation, why))
+		return
 	}
 	if p.pendingOffer != "" || p.pc.SignalingState() != webrtc.SignalingStateStable {
 		p.mu.Unlock()
-		return refuse(errGlare, "the server's offer is outstanding: answer it, then offer again")
+		p.send(stanza.ErrorReply(iq, stanza.UnexpectedRequest, "the server's offer is outstanding: answer it, then offer again"))
+		return
 	}
 	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: text}); err != nil {
 		p.mu.Unlock()
-		return refuse(errBadRequest, "offer refused: %v", err)
+		p.send(stanza.ErrorReply(iq, stanza.BadRequest, "offer refused: "+err.Error()))
+		return
 	}
 	// The first answer starts gathering; it is local (the media ports
 	// are bound already) and takes milliseconds, so the answer waits for
@@ -215,7 +219,8 @@ func (p *participant) handleOffer(iq *stanza.Element, text string) error {
 	}
 	if err != nil {
 		p.mu.Unlock()
-		return refuse(errCannotAnswer, "cannot answer: %v", err)
+		p.send(stanza.ErrorReply(iq, stanza.NotAcceptable, "cannot answer: "+err.Error()))
+		return
 	}
 	if gathered != nil {
 		t := time.NewTimer(gatherTimeout)
@@ -236,7 +241,6 @@ func (p *participant) handleOffer(iq *stanza.Element, text string) error {
 	} else if need {
 		p.negotiate()
 	}
-	return nil
 }
 
 // addRemoteCandidates applies candidates that came before the remote
@@ -250,10 +254,11 @@ func (p *participant) addRemoteCandidates() {
 	p.remoteCands = nil
 }
 
-func (p *participant) handleCandidate(iq, el *stanza.Element) error {
+func (p *participant) handleCandidate(iq, el *stanza.Element) {
 	text := el.Text()
 	if text == "" {
-		return refuse(errBadRequest, "empty candidate")
+		p.send(stanza.ErrorReply(iq, stanza.BadRequest, "empty candidate"))
+		return
 	}
 	init := webrtc.ICECandidateInit{Candidate: text}
 	if mid := el.Attr("mid"); el.HasAttr("mid") {
@@ -262,7 +267,8 @@ func (p *participant) handleCandidate(iq, el *stanza.Element) error {
 	if s := el.Attr("mline"); s != "" {
 		n, err := strconv.ParseUint(s, 10, 16)
 		if err != nil {
-			return refuse(errBadRequest, "mline is not a number")
+			p.send(stanza.ErrorReply(iq, stanza.BadRequest, "mline is not a number"))
+			return
 		}
 		m := uint16(n)
 		init.SDPMLineIndex = &m
@@ -283,10 +289,10 @@ func (p *participant) handleCandidate(iq, el *stanza.Element) error {
 	}
 	p.mu.Unlock()
 	if err != nil {
-		return refuse(errBadRequest, "candidate refused: %v", err)
+		p.send(stanza.ErrorReply(iq, stanza.BadRequest, "candidate refused: "+err.Error()))
+		return
 	}
 	p.send(stanza.Result(iq))
-	return nil
 }
 
 const maxQueuedCandidates = 64
@@ -484,26 +490,27 @@ func (p *participant) rtcpLoop(s *subscription) {
 }
 
 // handleLayer takes an explicit layer request: a rid, or "auto".
-func (p *participant) handleLayer(iq, el *stanza.Element) error {
+func (p *participant) handleLayer(iq, el *stanza.Element) {
 	p.mu.Lock()
 	s := p.subs[el.Attr("track")]
 	p.mu.Unlock()
 	if s == nil {
-		return refuse(errNotFound, "no such track")
+		p.send(stanza.ErrorReply(iq, stanza.ItemNotFound, "no such track"))
+		return
 	}
 	rid := el.Attr("rid")
 	if rid == "auto" || rid == "" {
 		s.dt.SetTarget(s.dt.Target(), true)
 		p.send(stanza.Result(iq))
-		return nil
+		return
 	}
 	l := s.up.layerIndex(rid)
 	if l < 0 {
-		return refuse(errNotFound, "no layer %s", rid)
+		p.send(stanza.ErrorReply(iq, stanza.ItemNotFound, "no layer "+rid))
+		return
 	}
 	s.dt.SetTarget(l, false)
 	p.send(stanza.Result(iq))
-	return nil
 }
 
 // chooseLayers points each automatic video subscription at the best layer

@@ -3,7 +3,6 @@ package sfu
 import (
 	"crypto/rand"
 	"encoding/base32"
-	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -58,13 +57,13 @@ func newID() string {
 }
 
 // join adds a participant for peer p, with its address in the room,
-// replacing an earlier one of the same full JID. It returns
-// errConferenceClosed when the conference closed meanwhile.
-func (r *room) join(p Peer, occupant string) (*participant, error) {
+// replacing an earlier one of the same full JID. cond and text describe
+// a refusal; cond is condRetry when the conference closed meanwhile.
+func (r *room) join(p Peer, occupant string) (part *participant, cond, text string) {
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
-		return nil, errConferenceClosed
+		return nil, condRetry, ""
 	}
 	old := r.byJID[p.JID().String()]
 	n := len(r.parts)
@@ -73,7 +72,7 @@ func (r *room) join(p Peer, occupant string) (*participant, error) {
 	}
 	r.mu.Unlock()
 	if n >= r.s.cfg.MaxParticipants {
-		return nil, refuse(errNoRoom, "the conference is full")
+		return nil, "resource-constraint", "the conference is full"
 	}
 	if old != nil {
 		r.remove(old, reasonReplaced)
@@ -81,7 +80,7 @@ func (r *room) join(p Peer, occupant string) (*participant, error) {
 	part, err := newParticipant(r, p)
 	if err != nil {
 		r.log.Error("sfu: new participant", "jid", p.JID().String(), "err", err)
-		return nil, fmt.Errorf("sfu: new participant: %w", err)
+		return nil, "internal-server-error", ""
 	}
 	r.mu.Lock()
 	if r.closed || len(r.parts) >= r.s.cfg.MaxParticipants || r.byJID[p.JID().String()] != nil {
@@ -89,16 +88,16 @@ func (r *room) join(p Peer, occupant string) (*participant, error) {
 		r.mu.Unlock()
 		part.close()
 		if closed {
-			return nil, errConferenceClosed
+			return nil, condRetry, ""
 		}
-		return nil, refuse(errNoRoom, "the conference is full")
+		return nil, "resource-constraint", "the conference is full"
 	}
 	part.occupant = occupant
 	r.parts[part.id] = part
 	r.byJID[p.JID().String()] = part
 	r.mu.Unlock()
 	part.startTimer()
-	return part, nil
+	return part, "", ""
 }
 
 // readmit gives p its address in the room as it is now: a change (a new
