@@ -134,6 +134,14 @@ if [ "$whole" = 1 ] && [ "${POOSMS_FUZZ_TIME:-3s}" != 0 ]; then
 		read -r pkg targets <<<"$line"
 		for t in $targets; do
 			if ! out=$(go test -run '^$' -fuzz "^$t\$" -fuzztime "${POOSMS_FUZZ_TIME:-3s}" -parallel 2 "$pkg" 2>&1); then
+				# A crash always writes its input. Without one, a bare
+				# "context deadline exceeded" is Go's fuzzer reporting that
+				# its time ran out while an input was still running (slow
+				# targets such as a whole TURN exchange): not a finding.
+				if ! grep -q 'Failing input written' <<<"$out" && grep -q 'context deadline exceeded' <<<"$out"; then
+					log "fuzz target $t in $pkg: time ran out during an input (no failing input); not a crash"
+					continue
+				fi
 				printf '%s\nfuzz target %s in %s failed (its input is kept in %s/testdata/fuzz/%s/)\n' "$out" "$t" "$pkg" "$pkg" "$t" >&2
 				exit 1
 			fi
