@@ -1,10 +1,15 @@
 package signaling
 
 import (
+	"encoding/xml"
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"sync/atomic"
 	"time"
+
+	"poosms.org/poosms/stanza"
 )
 
 // Idle sessions without a goroutine.
@@ -25,6 +30,13 @@ import (
 // does), so the socket's readiness is the only event that can bring a
 // stanza.
 
+// Between stanzas an XML decoder (about 1.5 KB with its namespace table,
+// token buffer and element stack) holds nothing but the stream header's
+// namespace declarations and the open <stream:stream>. A parked
+// connection drops it; the next read makes a new one and feeds it a copy
+// of the header's start tag (replayableHeader) before the client's bytes,
+// which the stream's byte count and limits never see.
+
 // errParked: the reader handed its connection to the idle waiter and ends;
 // a new reader continues when the connection wakes.
 var errParked = errors.New("signaling: connection parked")
@@ -44,6 +56,11 @@ func (t *tcpTransport) park(wake func()) bool {
 	}
 	if t.ready() {
 		return false
+	}
+	if t.header != "" {
+		// At a stanza boundary the decoder holds only the stream
+		// header's namespaces: dropped, and made again on wake-up.
+		t.dec = nil
 	}
 	return t.idle.park(t, wake)
 }
@@ -69,4 +86,64 @@ func newStoppedTimer(f func()) *time.Timer {
 	tm := time.AfterFunc(time.Hour, f)
 	tm.Stop()
 	return tm
+}
+
+// canonicalHeader is the start tag clients send, replayed without a copy.
+const canonicalHeader = "<stream:stream xmlns:stream='" + stanza.NSStream + "' xmlns='" + stanza.NSClient + "'>"
+
+// replayableHeader returns a start tag that leaves a new decoder where the
+// stream header left the first: inside the stream's element, under the
+// namespace declarations the header made. "" when the stream's prefix is
+// ambiguous: the decoder is then kept.
+func replayableHeader(h xml.StartElement) string {
+	prefix := ""
+	n := 0
+	for _, a := range h.Attr {
+		if a.Name.Space == "xmlns" && a.Value == stanza.NSStream {
+			prefix = a.Name.Local
+			n++
+		}
+	}
+	if n != 1 {
+		return ""
+	}
+	b := []byte("<" + prefix + ":stream")
+	for _, a := range h.Attr {
+		switch {
+		case a.Name.Space == "xmlns":
+			b = append(b, " xmlns:"+a.Name.Local+"='"+stanza.Escape(a.Value)+"'"...)
+		case a.Name.Space == "" && a.Name.Local == "xmlns":
+			b = append(b, " xmlns='"+stanza.Escape(a.Value)+"'"...)
+		}
+	}
+	b = append(b, '>')
+	if string(b) == canonicalHeader {
+		return canonicalHeader
+	}
+	return string(b)
+}
+
+// redecode makes a new decoder for the stream and replays the header.
+func (t *tcpTransport) redecode() error {
+	t.dec = t.limits.NewDecoder(&replayReader{head: t.header, r: t.cr})
+	tok, err := t.dec.Token()
+	if se, ok := tok.(xml.StartElement); err != nil || !ok || se.Name.Space != stanza.NSStream {
+		return fmt.Errorf("signaling: replaying the stream header %q: %v", t.header, err)
+	}
+	return nil
+}
+
+// replayReader reads head, then r.
+type replayReader struct {
+	head string
+	r    io.ByteReader
+}
+
+func (p *replayReader) ReadByte() (byte, error) {
+	if p.head != "" {
+		c := p.head[0]
+		p.head = p.head[1:]
+		return c, nil
+	}
+	return p.r.ReadByte()
 }

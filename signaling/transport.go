@@ -204,6 +204,9 @@ type tcpTransport struct {
 	limits   stanza.Limits
 	opened   bool
 	wtimeout time.Duration
+	// header replays the stream header to a new decoder (parking.go);
+	// "" when it cannot be.
+	header string
 
 	// Parking (parking.go). idle, fd and seq are set at creation; the
 	// others belong to whoever holds the connection: its reader, or
@@ -279,10 +282,15 @@ func newTCPTransport(conn net.Conn, directTLS *tls.Config, maxBytes int64, limit
 
 func (t *tcpTransport) restart() {
 	t.dec = t.limits.NewDecoder(t.cr)
-	t.opened = false
+	t.opened, t.header = false, ""
 }
 
 func (t *tcpTransport) next() (event, error) {
+	if t.dec == nil {
+		if err := t.redecode(); err != nil {
+			return event{}, err
+		}
+	}
 	for {
 		t.cr.Limit = t.cr.N + t.maxBytes
 		tok, err := t.dec.Token()
@@ -302,6 +310,7 @@ func (t *tcpTransport) next() (event, error) {
 					return event{}, streamErr("invalid-namespace", "expected <stream:stream xmlns:stream='"+stanza.NSStream+"'>")
 				}
 				t.opened = true
+				t.header = replayableHeader(tk)
 				h := stanza.FromStart(tk)
 				// The default namespace must be jabber:client.
 				for _, a := range tk.Attr {
