@@ -88,8 +88,12 @@ func newStoppedTimer(f func()) *time.Timer {
 	return tm
 }
 
-// canonicalHeader is the start tag clients send, replayed without a copy.
-const canonicalHeader = "<stream:stream xmlns:stream='" + stanza.NSStream + "' xmlns='" + stanza.NSClient + "'>"
+// The start tags clients send, in either order of their declarations,
+// replayed without a copy of their own.
+const (
+	canonicalHeader = "<stream:stream xmlns:stream='" + stanza.NSStream + "' xmlns='" + stanza.NSClient + "'>"
+	commonHeader    = "<stream:stream xmlns='" + stanza.NSClient + "' xmlns:stream='" + stanza.NSStream + "'>"
+)
 
 // replayableHeader returns a start tag that leaves a new decoder where the
 // stream header left the first: inside the stream's element, under the
@@ -117,8 +121,11 @@ func replayableHeader(h xml.StartElement) string {
 		}
 	}
 	b = append(b, '>')
-	if string(b) == canonicalHeader {
+	switch string(b) {
+	case canonicalHeader:
 		return canonicalHeader
+	case commonHeader:
+		return commonHeader
 	}
 	return string(b)
 }

@@ -95,7 +95,7 @@ func TestStopParkedSession(t *testing.T) {
 
 func TestReplayableHeader(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
-		{"<stream:stream xmlns='jabber:client' xmlns:stream='" + stanza.NSStream + "' to='localhost' version='1.0'>", "<stream:stream xmlns='jabber:client' xmlns:stream='" + stanza.NSStream + "'>"},
+		{"<stream:stream xmlns='jabber:client' xmlns:stream='" + stanza.NSStream + "' to='localhost' version='1.0'>", commonHeader},
 		{"<stream:stream xmlns:stream='" + stanza.NSStream + "' xmlns='jabber:client'>", canonicalHeader},
 		{"<s:stream xmlns:s='" + stanza.NSStream + "' xmlns='jabber:client' xmlns:x='urn:x'>", "<s:stream xmlns:s='" + stanza.NSStream + "' xmlns='jabber:client' xmlns:x='urn:x'>"},
 		{"<s:stream xmlns:s='" + stanza.NSStream + "' xmlns:t='" + stanza.NSStream + "'>", ""},
@@ -134,3 +134,4 @@ func TestRedecodeKeepsHeaderPrefixes(t *testing.T) {
 		t.Fatalf("closing tag after a new decoder: %v %+v", err, ev)
 	}
 }
+
