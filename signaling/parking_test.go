@@ -134,4 +134,3 @@ func TestRedecodeKeepsHeaderPrefixes(t *testing.T) {
 		t.Fatalf("closing tag after a new decoder: %v %+v", err, ev)
 	}
 }
-
