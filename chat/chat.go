@@ -157,21 +157,17 @@ type iqKey struct{ space, local string }
 
 type discoItem struct{ jid, name string }
 
-// resource is the state of one bound session.
+// resource is the state of one bound session: its routing state (what
+// other nodes of a cluster mirror, see ResourceState) and what only the
+// node serving it keeps.
 type resource struct {
-	sess       Session
-	available  bool            // sent available presence, not yet unavailable
-	priority   int             // from the last available presence
-	last       *stanza.Element // last broadcast presence (from set, no to)
-	interested bool            // requested the roster: receives roster pushes
-	directed   []string        // addresses that got directed available presence
-	carbons    bool            // enabled message carbons (XEP-0280)
-	blockPush  bool            // requested the blocklist: receives its pushes
-	capsVer    string          // entity capabilities announced in presence
-	features   map[string]bool // the session's disco features; nil: unknown
-	notify     []string        // its +notify features, sorted; nil: unknown
-	remote     bool            // served by another node (SetRemote)
-	told       ResourceState   // state last reported to Observe
+	ResourceState
+	sess     Session
+	directed []string        // addresses that got directed available presence
+	capsVer  string          // entity capabilities announced in presence
+	features map[string]bool // the session's disco features; nil: unknown
+	remote   bool            // served by another node (SetRemote)
+	told     ResourceState   // state last reported to Observe
 }
 
 // New returns a chat service for cfg.Domain backed by st.
@@ -289,7 +285,7 @@ func (s *Service) SessionBound(ctx context.Context, sess Session) {
 	s.mu.Unlock()
 	s.loadBlocklist(ctx, me.Localpart())
 	if old != nil && old.sess != sess && !old.remote {
-		s.endPresence(ctx, me, snap.available, snap.directed, nil, nil)
+		s.endPresence(ctx, me, snap.Available, snap.directed, nil, nil)
 	}
 	if s.observe != nil {
 		s.observe(me, ResourceState{}, false)
@@ -328,7 +324,7 @@ func (s *Service) SessionClosed(ctx context.Context, sess Session) {
 	if s.observe != nil {
 		s.observe(me, ResourceState{}, true)
 	}
-	s.endPresence(ctx, me, snap.available, snap.directed, nil, nil)
+	s.endPresence(ctx, me, snap.Available, snap.directed, nil, nil)
 }
 
 // detachLocked removes sess from the users map and returns its state, and
@@ -370,8 +366,8 @@ func (s *Service) available(local string) []target {
 	defer s.mu.Unlock()
 	var out []target
 	for _, r := range s.users[local] {
-		if r.available {
-			out = append(out, target{sess: r.sess, priority: r.priority, last: r.last, remote: r.remote})
+		if r.Available {
+			out = append(out, target{sess: r.sess, priority: r.Priority, last: r.Presence, remote: r.remote})
 		}
 	}
 	return out
@@ -393,7 +389,7 @@ func (s *Service) interested(local string) []Session {
 	defer s.mu.Unlock()
 	var out []Session
 	for _, r := range s.users[local] {
-		if r.interested {
+		if r.Interested {
 			out = append(out, r.sess)
 		}
 	}
@@ -415,7 +411,7 @@ func (s *Service) update(sess Session, fn func(r *resource)) bool {
 	changed := false
 	var st ResourceState
 	if bound && !r.remote && s.observe != nil {
-		st = r.state()
+		st = r.ResourceState
 		changed = !st.equal(r.told)
 		r.told = st
 	}

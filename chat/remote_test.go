@@ -2,6 +2,7 @@ package chat
 
 import (
 	"context"
+	"reflect"
 	"slices"
 	"sync"
 	"testing"
@@ -168,5 +169,36 @@ func TestRemoteSessionsHearPEPByNotifyFeatures(t *testing.T) {
 	}
 	if got := events(carol); len(got) != 0 {
 		t.Fatalf("carol (remote, features unknown) got %q", got)
+	}
+}
+
+// equal tells apart two states that differ in any one field, so that a
+// field added to ResourceState cannot be forgotten there.
+func TestResourceStateEqual(t *testing.T) {
+	if !(ResourceState{}).equal(ResourceState{}) {
+		t.Fatal("the zero state differs from itself")
+	}
+	if (ResourceState{}).equal(ResourceState{Notify: []string{}}) {
+		t.Fatal("unknown +notify features equal an empty list")
+	}
+	typ := reflect.TypeFor[ResourceState]()
+	for i := range typ.NumField() {
+		var st ResourceState
+		f := reflect.ValueOf(&st).Elem().Field(i)
+		switch f.Kind() {
+		case reflect.Bool:
+			f.SetBool(true)
+		case reflect.Int:
+			f.SetInt(1)
+		case reflect.Pointer:
+			f.Set(reflect.ValueOf(stanza.New(stanza.NSClient, "presence")))
+		case reflect.Slice:
+			f.Set(reflect.ValueOf([]string{"x"}))
+		default:
+			t.Fatalf("field %s: kind %s not covered by this test", typ.Field(i).Name, f.Kind())
+		}
+		if st.equal(ResourceState{}) || (ResourceState{}).equal(st) {
+			t.Errorf("equal ignores field %s", typ.Field(i).Name)
+		}
 	}
 }
