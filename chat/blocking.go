@@ -219,8 +219,8 @@ func (s *Service) blockingIQ(ctx context.Context, sess Session, iq, q *stanza.El
 		return
 	}
 	s.send(sess, stanza.Result(iq))
-	if s.blockChanged != nil {
-		s.blockChanged(local)
+	if s.pub != nil {
+		s.pub.BlocklistChanged(local)
 	}
 
 	// Pushes to every session that asked for the list.

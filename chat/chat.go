@@ -70,16 +70,6 @@ type Config struct {
 	// ArchiveRetention is set. Default one hour, or ArchiveRetention/10
 	// when that is shorter.
 	ArchivePruneInterval time.Duration
-	// Observe, when set, is told each time the routing state of a local
-	// session changes (bound, presence, roster interest, carbons) and when
-	// it ends (gone). Other nodes of a cluster mirror it with SetRemote.
-	// It runs on the session's goroutine, outside the service's locks, in
-	// the order of the changes.
-	Observe func(full jid.JID, st ResourceState, gone bool)
-	// BlocklistChanged, when set, is told that a user changed their
-	// blocklist here, for other nodes to read it again
-	// (ReloadBlocklist).
-	BlocklistChanged func(local string)
 	// Federation carries stanzas for other servers' users and services;
 	// nil: this server does not federate, and stanzas for other domains
 	// are refused with remote-server-not-found.
@@ -140,8 +130,7 @@ type Service struct {
 	blocks      map[string][]string
 	blockActive atomic.Int64
 
-	observe      func(full jid.JID, st ResourceState, gone bool)
-	blockChanged func(local string)
+	pub Publisher // nil: nothing to publish (SetPublisher)
 
 	fed   Federation     // nil: no federation
 	watch *presenceWatch // presence of other servers' users shown here
@@ -167,7 +156,7 @@ type resource struct {
 	capsVer  string          // entity capabilities announced in presence
 	features map[string]bool // the session's disco features; nil: unknown
 	remote   bool            // served by another node (SetRemote)
-	told     ResourceState   // state last reported to Observe
+	told     ResourceState   // state last published (Publisher)
 }
 
 // New returns a chat service for cfg.Domain backed by st.
@@ -199,10 +188,7 @@ func New(cfg Config, st Store) (*Service, error) {
 		version: cfg.Version,
 		users:   make(map[string]map[string]*resource),
 		iqs:     make(map[iqKey]IQHandler),
-		observe: cfg.Observe,
-
-		blockChanged: cfg.BlocklistChanged,
-		fed:          cfg.Federation,
+		fed:     cfg.Federation,
 	}
 	if cfg.RemotePresenceTimeout <= 0 {
 		cfg.RemotePresenceTimeout = 45 * time.Second
@@ -287,8 +273,8 @@ func (s *Service) SessionBound(ctx context.Context, sess Session) {
 	if old != nil && old.sess != sess && !old.remote {
 		s.endPresence(ctx, me, snap.Available, snap.directed, nil, nil)
 	}
-	if s.observe != nil {
-		s.observe(me, ResourceState{}, false)
+	if s.pub != nil {
+		s.pub.SessionChanged(me, ResourceState{})
 	}
 }
 
@@ -321,8 +307,8 @@ func (s *Service) SessionClosed(ctx context.Context, sess Session) {
 		s.watch.forget(me.Localpart())
 	}
 	s.caps.forget(sess)
-	if s.observe != nil {
-		s.observe(me, ResourceState{}, true)
+	if s.pub != nil {
+		s.pub.SessionEnded(me)
 	}
 	s.endPresence(ctx, me, snap.Available, snap.directed, nil, nil)
 }
@@ -410,14 +396,14 @@ func (s *Service) update(sess Session, fn func(r *resource)) bool {
 	fn(r)
 	changed := false
 	var st ResourceState
-	if bound && !r.remote && s.observe != nil {
+	if bound && !r.remote && s.pub != nil {
 		st = r.ResourceState
 		changed = !st.equal(r.told)
 		r.told = st
 	}
 	s.mu.Unlock()
 	if changed {
-		s.observe(me, st, false)
+		s.pub.SessionChanged(me, st)
 	}
 	return bound
 }

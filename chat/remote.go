@@ -11,8 +11,8 @@ import (
 )
 
 // ResourceState is what routing needs to know about a session: what
-// another node of a cluster mirrors of this node's sessions (Observe) and
-// tells this one about its own (SetRemote). A session's state here
+// another node of a cluster mirrors of this node's sessions (Publisher)
+// and tells this one about its own (SetRemote). A session's state here
 // (resource) embeds it, so its fields are listed once.
 type ResourceState struct {
 	Available  bool            // sent available presence, not yet unavailable
@@ -35,6 +35,28 @@ func (a ResourceState) equal(b ResourceState) bool {
 		a.Interested == b.Interested && a.Carbons == b.Carbons && a.BlockPush == b.BlockPush &&
 		(a.Notify == nil) == (b.Notify == nil) && slices.Equal(a.Notify, b.Notify)
 }
+
+// Publisher is told about changes to the sessions this node serves, for
+// the other nodes of a cluster to mirror them (which they apply with
+// SetRemote, DropRemote and ReloadBlocklist). cluster/link implements it.
+// Its methods run on the session's goroutine, outside the service's
+// locks, in the order of the changes.
+type Publisher interface {
+	// SessionChanged reports that full was bound (with the zero state)
+	// or that its routing state changed: presence, roster interest,
+	// carbons, blocklist pushes, +notify features.
+	SessionChanged(full jid.JID, st ResourceState)
+	// SessionEnded reports that full's session ended.
+	SessionEnded(full jid.JID)
+	// BlocklistChanged reports that local changed their blocklist here,
+	// for the other nodes to read it again.
+	BlocklistChanged(local string)
+}
+
+// SetPublisher makes the service tell p about the sessions it serves.
+// Call it before the first session binds: it is not synchronised with
+// them.
+func (s *Service) SetPublisher(p Publisher) { s.pub = p }
 
 // SetRemote records sess, a session another node serves, with its state:
 // routing then treats it like a local session (messages, presence

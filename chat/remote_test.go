@@ -49,12 +49,21 @@ func TestRemoteSessions(t *testing.T) {
 	}
 }
 
-// Observe reports local sessions' changes, and only changes; LocalStates
-// lists local sessions without the mirrored ones.
-func TestObserveAndLocalStates(t *testing.T) {
+// publisherFunc is a Publisher that calls itself with each session
+// change (gone: the session ended).
+type publisherFunc func(full jid.JID, st ResourceState, gone bool)
+
+func (f publisherFunc) SessionChanged(full jid.JID, st ResourceState) { f(full, st, false) }
+func (f publisherFunc) SessionEnded(full jid.JID)                     { f(full, ResourceState{}, true) }
+func (f publisherFunc) BlocklistChanged(string)                       {}
+
+// The publisher hears of local sessions' changes, and only changes;
+// LocalStates lists local sessions without the mirrored ones.
+func TestPublishAndLocalStates(t *testing.T) {
 	var mu sync.Mutex
 	var seen []string
-	h := newHarness(t, Config{Observe: func(full jid.JID, st ResourceState, gone bool) {
+	h := newHarness(t, Config{}, "alice", "bob")
+	h.svc.SetPublisher(publisherFunc(func(full jid.JID, st ResourceState, gone bool) {
 		mu.Lock()
 		defer mu.Unlock()
 		s := full.String()
@@ -70,7 +79,7 @@ func TestObserveAndLocalStates(t *testing.T) {
 			s += " interested"
 		}
 		seen = append(seen, s)
-	}}, "alice", "bob")
+	}))
 	a := h.online("alice@localhost/desk", 0)
 	h.send(a, `<iq type='get' id='r1'><query xmlns='jabber:iq:roster'/></iq>`) // no change: no report
 	h.svc.SetRemote(newFakeSession("bob@localhost/phone"), ResourceState{Available: true})
@@ -82,7 +91,7 @@ func TestObserveAndLocalStates(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	if !slices.Equal(seen, want) {
-		t.Errorf("observed %q, want %q", seen, want)
+		t.Errorf("published %q, want %q", seen, want)
 	}
 	if !slices.Equal(local, []string{"alice@localhost/desk"}) {
 		t.Errorf("LocalStates listed %q", local)
@@ -138,16 +147,17 @@ func TestRequestToUnreachableSessionIsAnswered(t *testing.T) {
 }
 
 // PEP notifications reach a contact's session on another node by the
-// +notify features mirrored with it, and Observe reports a session's
-// features once its capabilities are known.
+// +notify features mirrored with it, and the publisher hears of a
+// session's features once its capabilities are known.
 func TestRemoteSessionsHearPEPByNotifyFeatures(t *testing.T) {
 	var mu sync.Mutex
 	var notify [][]string
-	h, _ := newDBHarness(t, Config{Observe: func(full jid.JID, st ResourceState, gone bool) {
+	h, _ := newDBHarness(t, Config{}, "alice", "bob", "carol")
+	h.svc.SetPublisher(publisherFunc(func(full jid.JID, st ResourceState, gone bool) {
 		mu.Lock()
 		defer mu.Unlock()
 		notify = append(notify, st.Notify)
-	}}, "alice", "bob", "carol")
+	}))
 	h.befriend("alice", "bob")
 	h.befriend("alice", "carol")
 	a, _ := h.onlineWithCaps("alice@localhost/a", true, nodeDevices+"+notify")
@@ -155,7 +165,7 @@ func TestRemoteSessionsHearPEPByNotifyFeatures(t *testing.T) {
 	last := notify[len(notify)-1]
 	mu.Unlock()
 	if !slices.Equal(last, []string{nodeDevices + "+notify"}) {
-		t.Fatalf("observed notify features %q", last)
+		t.Fatalf("published notify features %q", last)
 	}
 
 	bob := newFakeSession("bob@localhost/phone")     // wants device lists

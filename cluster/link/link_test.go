@@ -349,7 +349,7 @@ func TestSessionsMirrorAcrossNodes(t *testing.T) {
 	a, b := ns["a"], ns["b"]
 	bob := b.login("bob@x/phone")
 	pres := stanza.New(stanza.NSClient, "presence").SetAttr("from", "bob@x/phone")
-	b.link.Observe(bob.JID(), chat.ResourceState{Available: true, Priority: 5, Presence: pres, Carbons: true}, false)
+	b.link.SessionChanged(bob.JID(), chat.ResourceState{Available: true, Priority: 5, Presence: pres, Carbons: true})
 	h.settle(t)
 	st, ok := a.chat.remote["bob@x/phone"]
 	if !ok || !st.Available || st.Priority != 5 || !st.Carbons || st.Presence == nil || st.Presence.From() != "bob@x/phone" {
@@ -381,7 +381,7 @@ func TestSessionsMirrorAcrossNodes(t *testing.T) {
 	}
 
 	// Gone: the mirror forgets it without announcing (b announced).
-	b.link.Observe(bob.JID(), chat.ResourceState{}, true)
+	b.link.SessionEnded(bob.JID())
 	h.settle(t)
 	if _, ok := a.chat.remote["bob@x/phone"]; ok || !slices.Contains(a.chat.dropped, "bob@x/phone false") {
 		t.Fatalf("after gone: mirror %v, dropped %q", a.chat.remote, a.chat.dropped)
@@ -443,7 +443,7 @@ func TestRoomForwardedToHostAndHostDeath(t *testing.T) {
 	}
 
 	// bob's session ends: a's rooms let the seat go.
-	b.link.Observe(bob.JID(), chat.ResourceState{}, true)
+	b.link.SessionEnded(bob.JID())
 	h.settle(t)
 	if !slices.Equal(a.rooms.closed, []string{"bob@x/phone"}) {
 		t.Fatalf("a's rooms closed %q", a.rooms.closed)
@@ -451,7 +451,7 @@ func TestRoomForwardedToHostAndHostDeath(t *testing.T) {
 
 	// bob joins again, then a dies: b tells bob he is out (110, 332),
 	// and drops a's sessions from its mirror, announcing them gone.
-	a.link.Observe(alice.JID(), chat.ResourceState{Available: true}, false)
+	a.link.SessionChanged(alice.JID(), chat.ResourceState{Available: true})
 	b.link.Room(ctx, bob, join(bob, "bo"))
 	h.settle(t)
 	h.mu.Lock()
@@ -544,14 +544,14 @@ func TestLocalSessionOutranksLateReports(t *testing.T) {
 	ns := startNodes(t, h, "a", "b")
 	a, b := ns["a"], ns["b"]
 	a.session("erin@x/r")
-	b.link.Observe(jid.MustParse("erin@x/r"), chat.ResourceState{Available: true}, false)
+	b.link.SessionChanged(jid.MustParse("erin@x/r"), chat.ResourceState{Available: true})
 	h.settle(t)
 	if _, ok := a.chat.remote["erin@x/r"]; ok {
 		t.Fatal("a late report replaced the local session")
 	}
 	b.link.Bound(context.Background(), jid.MustParse("erin@x/r")) // a login on b takes the JID
 	b.node.Send(context.Background(), "a", addressed(kindKick, "erin@x/r", nil))
-	b.link.Observe(jid.MustParse("erin@x/r"), chat.ResourceState{Available: true}, false)
+	b.link.SessionChanged(jid.MustParse("erin@x/r"), chat.ResourceState{Available: true})
 	h.settle(t)
 	if _, ok := a.chat.remote["erin@x/r"]; !ok {
 		t.Fatal("the new session on b is not mirrored on a while a's old one ends")
@@ -631,7 +631,7 @@ func TestClaimsOnlyForSessionsTheSenderServes(t *testing.T) {
 		t.Fatal("a mirrored bob from a node that does not serve him")
 	}
 	// b's own report is believed; c's later one does not take him over.
-	b.link.Observe(bob.JID(), chat.ResourceState{Available: true, Priority: 1}, false)
+	b.link.SessionChanged(bob.JID(), chat.ResourceState{Available: true, Priority: 1})
 	h.settle(t)
 	forge(states(0, []entry{{full: "bob@x/phone", st: chat.ResourceState{Available: true, Priority: 9}},
 		{full: "dave@x/d", st: chat.ResourceState{Available: true}}}))
