@@ -94,8 +94,10 @@ type Config struct {
 	Logger   *slog.Logger
 }
 
-// Link is one node's side of the cluster. Create it with New, pass its
-// methods as the cluster's callbacks, then Attach the cluster.
+// Link is one node's side of the cluster. Create it with New from this
+// node's chat service and make it that service's publisher
+// (chat.Service.SetPublisher), pass its methods as the cluster's
+// callbacks, then Attach the cluster.
 //
 // The cluster tells Handle which node sent a payload, and only passes on
 // payloads signed with the cluster secret. Beyond that, a node is

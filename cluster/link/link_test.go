@@ -3,6 +3,7 @@ package link
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -604,6 +605,46 @@ func TestPayloadsRoundTrip(t *testing.T) {
 	}
 	if _, _, err := decodeAddressed(&decoder{b: addressed(kindDeliver, "a@x/r", p)[1:5]}, true); err == nil {
 		t.Fatal("truncated stanza payload decoded")
+	}
+}
+
+// Every field of chat.ResourceState travels in a state entry, alone
+// and unchanged: a field added there and not to the encoding fails here.
+func TestStateEntryCarriesEveryField(t *testing.T) {
+	typ := reflect.TypeFor[chat.ResourceState]()
+	for i := range typ.NumField() {
+		var in chat.ResourceState
+		f := reflect.ValueOf(&in).Elem().Field(i)
+		switch f.Kind() {
+		case reflect.Bool:
+			f.SetBool(true)
+		case reflect.Int:
+			f.SetInt(-7)
+		case reflect.Pointer:
+			f.Set(reflect.ValueOf(stanza.New(stanza.NSClient, "presence").SetAttr("from", "a@x/r")))
+		case reflect.Slice:
+			f.Set(reflect.ValueOf([]string{"urn:xmpp:avatar:metadata+notify"}))
+		default:
+			t.Fatalf("field %s: kind %s not covered by this test", typ.Field(i).Name, f.Kind())
+		}
+		_, out, err := decodeStates(&decoder{b: states(0, []entry{{full: "a@x/r", st: in}})[1:]})
+		if err != nil || len(out) != 1 {
+			t.Fatalf("field %s: decode: %v, %d entries", typ.Field(i).Name, err, len(out))
+		}
+		got, want := reflect.ValueOf(out[0].st), reflect.ValueOf(in)
+		for j := range typ.NumField() {
+			g, w := got.Field(j).Interface(), want.Field(j).Interface()
+			if el, ok := w.(*stanza.Element); ok {
+				gel := g.(*stanza.Element)
+				if (el == nil) != (gel == nil) || el != nil && el.String() != gel.String() {
+					t.Errorf("field %s set: %s decoded as %v, want %v", typ.Field(i).Name, typ.Field(j).Name, gel, el)
+				}
+				continue
+			}
+			if !reflect.DeepEqual(g, w) {
+				t.Errorf("field %s set: %s decoded as %#v, want %#v", typ.Field(i).Name, typ.Field(j).Name, g, w)
+			}
+		}
 	}
 }
 
