@@ -340,10 +340,9 @@ func (r *resource) snapshot() resource {
 
 // target is a copy of a session's routing state taken under s.mu.
 type target struct {
-	sess     Session
-	priority int
-	last     *stanza.Element
-	remote   bool // served by another node
+	ResourceState
+	sess   Session
+	remote bool // served by another node
 }
 
 // available returns the available sessions of local.
@@ -353,7 +352,7 @@ func (s *Service) available(local string) []target {
 	var out []target
 	for _, r := range s.users[local] {
 		if r.Available {
-			out = append(out, target{sess: r.sess, priority: r.Priority, last: r.Presence, remote: r.remote})
+			out = append(out, target{ResourceState: r.ResourceState, sess: r.sess, remote: r.remote})
 		}
 	}
 	return out

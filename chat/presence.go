@@ -311,7 +311,7 @@ func (s *Service) answerProbe(sess Session, contact string) {
 		return
 	}
 	for _, t := range avail {
-		q := t.last.Copy()
+		q := t.Presence.Copy()
 		q.SetAttr("to", me)
 		s.send(sess, q)
 	}
@@ -342,8 +342,8 @@ func (s *Service) clientProbe(ctx context.Context, sess Session, to jid.JID) {
 // approved, RFC 6121 §3.1.5).
 func (s *Service) sendPresenceFrom(owner string, contact jid.JID) {
 	for _, t := range s.available(owner) {
-		if t.last != nil {
-			s.presenceToContact(t.last, contact.String())
+		if t.Presence != nil {
+			s.presenceToContact(t.Presence, contact.String())
 		}
 	}
 }

@@ -195,8 +195,8 @@ func (s *Service) drainHere(ctx context.Context, local string) {
 	var best Session
 	top := -1
 	for _, t := range s.available(local) {
-		if t.priority > top && !t.remote {
-			best, top = t.sess, t.priority
+		if t.Priority > top && !t.remote {
+			best, top = t.sess, t.Priority
 		}
 	}
 	if best != nil {
