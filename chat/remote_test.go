@@ -212,3 +212,36 @@ func TestResourceStateEqual(t *testing.T) {
 		}
 	}
 }
+
+// blocklists is a Publisher that records whose blocklist changed.
+type blocklists struct {
+	publisherFunc
+	mu      sync.Mutex
+	changed []string
+}
+
+func (b *blocklists) BlocklistChanged(local string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.changed = append(b.changed, local)
+}
+
+// A blocklist changed here is published, for other nodes to read it
+// again; reading it is not.
+func TestBlocklistChangePublished(t *testing.T) {
+	h, _ := newDBHarness(t, Config{}, "alice", "bob")
+	pub := &blocklists{publisherFunc: func(jid.JID, ResourceState, bool) {}}
+	h.svc.SetPublisher(pub)
+	a := h.online("alice@localhost/a", 0)
+	if reply, _ := h.iq(a, `<iq type='get' id='bl'><blocklist xmlns='urn:xmpp:blocking'/></iq>`); reply.Type() != "result" {
+		t.Fatalf("blocklist: %s", reply)
+	}
+	if reply, _ := h.iq(a, `<iq type='set' id='blk'><block xmlns='urn:xmpp:blocking'><item jid='bob@localhost'/></block></iq>`); reply.Type() != "result" {
+		t.Fatalf("block: %s", reply)
+	}
+	pub.mu.Lock()
+	defer pub.mu.Unlock()
+	if !slices.Equal(pub.changed, []string{"alice"}) {
+		t.Fatalf("published blocklist changes %q, want [alice]", pub.changed)
+	}
+}
