@@ -22,17 +22,28 @@ import (
 	"poosms.org/poosms/stanza"
 )
 
-// Chat is what the link needs from the chat service (*chat.Service).
+// Chat is what the link does to this node's chat service
+// (*chat.Service) on behalf of the other nodes. The other way, chat
+// tells the link about this node's sessions through chat.Publisher,
+// which Link implements: the link is made from chat, then set as its
+// publisher.
 type Chat interface {
+	// The mirror of the sessions other nodes serve, and this node's
+	// own sessions for a snapshot.
 	SetRemote(sess chat.Session, st chat.ResourceState)
 	DropRemote(ctx context.Context, sess chat.Session, announce bool)
 	LocalStates(fn func(full jid.JID, st chat.ResourceState))
+	// Delivery to this node's sessions of what other nodes route here,
+	// and offline storage of what no session took.
 	SendTo(sess chat.Session, el *stanza.Element) bool
 	Undeliverable(ctx context.Context, el *stanza.Element) (queued bool)
 	DrainOffline(ctx context.Context)
 	DrainUser(ctx context.Context, bare jid.JID)
+	// A blocklist another node changed.
 	ReloadBlocklist(ctx context.Context, local string)
 }
+
+var _ chat.Publisher = (*Link)(nil)
 
 // LocalSession is a session this node serves.
 type LocalSession interface {
@@ -83,8 +94,10 @@ type Config struct {
 	Logger   *slog.Logger
 }
 
-// Link is one node's side of the cluster. Create it with New, pass its
-// methods as the cluster's callbacks, then Attach the cluster.
+// Link is one node's side of the cluster. Create it with New from this
+// node's chat service and make it that service's publisher
+// (chat.Service.SetPublisher), pass its methods as the cluster's
+// callbacks, then Attach the cluster.
 //
 // The cluster tells Handle which node sent a payload, and only passes on
 // payloads signed with the cluster secret. Beyond that, a node is
@@ -269,22 +282,24 @@ func (l *Link) broadcast(ctx context.Context, payload []byte) {
 	}
 }
 
-// Observe is chat's Config.Observe: it tells the other nodes about a
-// change in one of this node's sessions.
-func (l *Link) Observe(full jid.JID, st chat.ResourceState, gone bool) {
-	if len(l.peerList()) == 0 {
-		return
+// SessionChanged implements chat.Publisher: it tells the other nodes
+// the new state of one of this node's sessions.
+func (l *Link) SessionChanged(full jid.JID, st chat.ResourceState) {
+	if len(l.peerList()) > 0 {
+		l.broadcast(context.Background(), states(0, []entry{{full: full.String(), st: st}}))
 	}
-	ctx := context.Background()
-	if gone {
-		l.broadcast(ctx, addressed(kindGone, full.String(), nil))
-		return
-	}
-	l.broadcast(ctx, states(0, []entry{{full: full.String(), st: st}}))
 }
 
-// BlocklistChanged is chat's Config.BlocklistChanged: the other nodes
-// read the user's blocklist again.
+// SessionEnded implements chat.Publisher: it tells the other nodes that
+// one of this node's sessions ended.
+func (l *Link) SessionEnded(full jid.JID) {
+	if len(l.peerList()) > 0 {
+		l.broadcast(context.Background(), addressed(kindGone, full.String(), nil))
+	}
+}
+
+// BlocklistChanged implements chat.Publisher: the other nodes read the
+// user's blocklist again.
 func (l *Link) BlocklistChanged(local string) {
 	if len(l.peerList()) > 0 {
 		l.broadcast(context.Background(), addressed(kindBlocklist, local, nil))

@@ -15,9 +15,11 @@ import (
 )
 
 // newLink makes the link through which the services reach sessions and
-// rooms on other nodes. It needs n.chat; the c2s server and the rooms
-// come later (nothing reaches them before they exist), and the cluster
-// is attached by joinCluster once every listener is bound.
+// rooms on other nodes, and makes it chat's publisher: other nodes mirror
+// this node's sessions. It needs n.chat, before any session binds; the
+// c2s server and the rooms come later (nothing reaches them before they
+// exist), and the cluster is attached by joinCluster once every listener
+// is bound.
 func (n *node) newLink() {
 	n.link = link.New(link.Config{
 		Chat:  n.chat,
@@ -36,6 +38,7 @@ func (n *node) newLink() {
 		Hosted:          n.hosted,
 		Logger:          n.log.With("service", "cluster"),
 	})
+	n.chat.SetPublisher(n.link)
 	n.closers = append(n.closers, func(context.Context) error { n.link.Close(); return nil })
 }
 

@@ -17,7 +17,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"mellium.im/xmpp/jid"
 
 	"poosms.org/poosms/chat"
 	"poosms.org/poosms/chat/accounts"
@@ -154,9 +153,6 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 		ArchiveRetention: cfg.ArchiveRetention,
 		Version:          shortVersion(),
 		Logger:           log.With("service", "chat"),
-		// Other nodes of a cluster mirror this node's sessions.
-		Observe:          func(full jid.JID, st chat.ResourceState, gone bool) { n.link.Observe(full, st, gone) },
-		BlocklistChanged: func(local string) { n.link.BlocklistChanged(local) },
 		Federation:       n.chatFederation(),
 		// Presence seen from a server whose streams broke waits for its
 		// answer to a new probe: time to reach it, and to hear back.
