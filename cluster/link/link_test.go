@@ -459,9 +459,8 @@ func TestRoomForwardedToHostAndHostDeath(t *testing.T) {
 		t.Fatalf("a's rooms closed %q", a.rooms.closed)
 	}
 
-	// bob joins again, then a dies: b's rooms tell bob he is out (in
-	// XEP-0045's terms, with 110 and 332: see conference.HostLost), and b
-	// drops a's sessions from its mirror, announcing them gone.
+	// bob joins again, then a dies: b tells bob he is out (110, 332),
+	// and drops a's sessions from its mirror, announcing them gone.
 	a.link.Observe(alice.JID(), chat.ResourceState{Available: true}, false)
 	b.link.Room(ctx, bob, join(bob, "bo"))
 	h.settle(t)
@@ -472,6 +471,8 @@ func TestRoomForwardedToHostAndHostDeath(t *testing.T) {
 	if _, ok := b.chat.remote["alice@x/pc"]; ok || !slices.Contains(b.chat.dropped, "alice@x/pc true") {
 		t.Fatalf("after a died: b's mirror %v, dropped %q", b.chat.remote, b.chat.dropped)
 	}
+	// b asks its rooms to tell bob; what he hears (110, 332) is theirs to
+	// build (conference.TestHostLost checks it).
 	if want := []string{"bob@x/phone room@conf.x/bo"}; !slices.Equal(b.rooms.lost, want) {
 		t.Fatalf("b's rooms told %q their host is gone, want %q", b.rooms.lost, want)
 	}

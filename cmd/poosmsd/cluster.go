@@ -13,14 +13,13 @@ import (
 )
 
 // newLink makes the link through which the services reach sessions and
-// rooms on other nodes. It needs n.chat and n.conference (which runs
-// from startRooms on); the c2s server comes later (nothing reaches it
-// before it exists), and the cluster is attached by joinCluster once
-// every listener is bound.
+// rooms on other nodes. It needs n.chat; the c2s server and the rooms
+// come later (nothing reaches them before they exist), and the cluster
+// is attached by joinCluster once every listener is bound.
 func (n *node) newLink() {
 	n.link = link.New(link.Config{
 		Chat:  n.chat,
-		Rooms: n.conference,
+		Rooms: n.conference, // exists already; runs from startRooms on
 		Lookup: func(full jid.JID) link.LocalSession {
 			if n.c2s == nil {
 				return nil
