@@ -62,6 +62,10 @@ type Rooms interface {
 	// hosts now, telling its occupants to rejoin.
 	Adopt(ctx context.Context, room jid.JID)
 	Moved(ctx context.Context, room jid.JID)
+	// HostLost tells sess, a session of this node, that it is out of
+	// room, where it was nick, because the node hosting the room is gone;
+	// joining again places the room on a live node.
+	HostLost(ctx context.Context, sess chat.Session, room jid.JID, nick string)
 	// HandleRemote runs a stanza a user of another server sent to a
 	// room or conference (its from checked by federation).
 	HandleRemote(ctx context.Context, el *stanza.Element)
@@ -578,7 +582,7 @@ func (l *Link) NodeGone(ctx context.Context, id cluster.NodeID) {
 	for _, r := range sessions {
 		l.drop(ctx, r, true)
 	}
-	l.roomsGone(id)
+	l.roomsGone(ctx, id)
 }
 
 // HealthChanged is the cluster's HealthChanged. When the shared state is
