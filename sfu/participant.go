@@ -26,13 +26,11 @@ type participant struct {
 	log  *slog.Logger
 	pc   *webrtc.PeerConnection
 
-	// Guarded by room.mu:
-	ready    bool   // the first offer was answered
-	occupant string // address in the room (room/nick), "" for none
+	occupant string // address in the room (room/nick), "" for none; guarded by room.mu
 
-	mu           sync.Mutex // negotiation; held around pion signaling calls
+	mu           sync.Mutex // negotiation; held around pion signaling calls (lock order: see the package doc)
 	closed       bool
-	answered     bool   // the client's first offer was answered
+	answered     bool   // the client's first offer was answered: it may be subscribed to tracks
 	pendingOffer string // id of the server's offer iq awaiting the answer
 	needNeg      bool   // renegotiate once the current exchange ends
 	remoteCands  []webrtc.ICECandidateInit
@@ -386,7 +384,9 @@ func (p *participant) handleReply(iq *stanza.Element) {
 }
 
 // subscribe adds a copy of u to p's PeerConnection; the caller
-// renegotiates. room.mu is held. It reports whether a track was added.
+// renegotiates. room.mu is held. It reports whether a track was added:
+// none before p's first offer is answered (room.ready subscribes p to
+// what is published by then) or after p closed.
 func (p *participant) subscribe(u *upTrack) bool {
 	target := 0
 	dt := forward.NewDownTrack(u.codec.RTPCodecCapability, u.id, u.owner.id, target)
@@ -399,7 +399,7 @@ func (p *participant) subscribe(u *upTrack) bool {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed || p.subs[u.id] != nil {
+	if p.closed || !p.answered || p.subs[u.id] != nil {
 		return false
 	}
 	tr, err := p.pc.AddTransceiverFromTrack(dt, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})

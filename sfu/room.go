@@ -26,6 +26,8 @@ type room struct {
 	opener string // bare JID of the user who opened it, charged for it
 	log    *slog.Logger
 
+	// mu guards the conference's membership; it comes before each
+	// participant's mu (see the package doc for the lock order).
 	mu      sync.Mutex
 	parts   map[string]*participant // by participant id
 	byJID   map[string]*participant // by full JID
@@ -215,7 +217,6 @@ func (r *room) ready(p *participant) {
 		r.mu.Unlock()
 		return
 	}
-	p.ready = true
 	added := false
 	for _, u := range r.tracks {
 		if u.owner != p {
@@ -228,7 +229,8 @@ func (r *room) ready(p *participant) {
 	}
 }
 
-// addTrack publishes u to everyone ready.
+// addTrack publishes u to everyone whose first offer has been answered
+// (subscribe refuses the others; room.ready subscribes them later).
 func (r *room) addTrack(u *upTrack) {
 	r.mu.Lock()
 	if r.closed || r.parts[u.owner.id] != u.owner {
@@ -238,8 +240,7 @@ func (r *room) addTrack(u *upTrack) {
 	r.tracks[u.id] = u
 	var subs []*participant
 	for _, p := range r.parts {
-		if p != u.owner && p.ready {
-			p.subscribe(u)
+		if p != u.owner && p.subscribe(u) {
 			subs = append(subs, p)
 		}
 	}

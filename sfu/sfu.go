@@ -3,6 +3,29 @@
 // namespace, with all media on one multiplexed UDP port. Each participant
 // has one PeerConnection on which it publishes and subscribes; packets are
 // forwarded with per-subscriber rewriting and simulcast layer choice.
+//
+// # Locks
+//
+// The locks are taken in this order, and never the other way round:
+//
+//  1. room.mu: a conference's participants, tracks and speaker, and each
+//     participant's occupant address.
+//  2. participant.mu: one participant's negotiation state (closed,
+//     answered, the pending offer, its subscriptions and published
+//     tracks), held around the pion signaling calls on its
+//     PeerConnection. room.mu may be held when it is taken (subscribe);
+//     while it is held, room.mu is never taken: a participant that must
+//     tell its room something (ready, addTrack, remove) lets go first.
+//  3. participant.sigMu, and the forward package's own locks (Fanout,
+//     DownTrack, PacketCache): leaves, taken under either of the above.
+//
+// Service.mu (the conferences of the node) is never held together with
+// room.mu: room.remove lets go of room.mu before dropRoom.
+//
+// Pion takes its own locks inside its calls and runs its callbacks
+// (OnTrack, OnICECandidate, OnConnectionStateChange) on its goroutines;
+// those callbacks take the locks above from the top, so a pion call made
+// under a lock must not wait for one of them.
 package sfu
 
 import (
