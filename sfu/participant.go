@@ -28,7 +28,10 @@ type participant struct {
 
 	occupant string // address in the room (room/nick), "" for none; guarded by room.mu
 
-	mu           sync.Mutex // negotiation; held around pion signaling calls (lock order: see the package doc)
+	// mu serialises the participant's negotiation (see negotiateLocked)
+	// and is held around every pion call that changes its session (lock
+	// order: see the package doc).
+	mu           sync.Mutex
 	closed       bool
 	answered     bool   // the client's first offer was answered: it may be subscribed to tracks
 	pendingOffer string // id of the server's offer iq awaiting the answer
@@ -234,12 +237,12 @@ func (p *participant) handleOffer(iq *stanza.Element, text string) {
 	p.sendDescription(stanza.Result(iq, sdpElement("answer", p.pc.LocalDescription().SDP)))
 	first := !p.answered
 	p.answered = true
-	need := p.needNeg
+	if !first && p.needNeg {
+		p.negotiateLocked() // what changed during the exchange
+	}
 	p.mu.Unlock()
 	if first {
 		p.room.ready(p)
-	} else if need {
-		p.negotiate()
 	}
 }
 
@@ -308,11 +311,23 @@ func (p *participant) handleEndOfCandidates(iq *stanza.Element) {
 	p.send(stanza.Result(iq))
 }
 
-// negotiate sends the server's offer now, or once the exchange in progress
-// has ended.
-func (p *participant) negotiate() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+// negotiateLocked sends the server's offer for what changed in p's session
+// now, or, while an exchange is in progress, notes (needNeg) that one is
+// due when it ends. p.mu must be held.
+//
+// p.mu serialises negotiation: every change to the session (subscribe,
+// unsubscribe) and every step of an exchange (handleOffer answering the
+// client, handleReply taking the answer to the server's offer) happens
+// under it and ends, before p.mu is let go, with negotiateLocked if it
+// changed something or found a change waiting. So whenever p.mu is free
+// either a server offer is outstanding, or the client has been offered
+// every change made so far. A client offer is therefore refused as glare
+// exactly when it crosses a server offer already sent; one taken before a
+// change is answered first, and the change is offered after it; and a
+// client offer never meets a media section of ours that no offer has
+// carried yet (pion could otherwise hand that section to a new m-line of
+// the client's).
+func (p *participant) negotiateLocked() {
 	if p.closed || !p.answered {
 		return
 	}
@@ -370,50 +385,64 @@ func (p *participant) handleReply(iq *stanza.Element) {
 	} else {
 		err = p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: ans.Text()})
 	}
-	retry := p.needNeg
+	if err == nil && p.needNeg {
+		p.negotiateLocked() // what changed during the exchange
+	}
 	p.mu.Unlock()
 	if err != nil {
 		// The offer cannot be withdrawn: the session is unusable.
 		p.log.Info("sfu: renegotiation failed", "err", err)
 		p.room.remove(p, reasonNegotiation)
-		return
-	}
-	if retry {
-		p.negotiate()
 	}
 }
 
-// subscribe adds a copy of u to p's PeerConnection; the caller
-// renegotiates. room.mu is held. It reports whether a track was added:
-// none before p's first offer is answered (room.ready subscribes p to
-// what is published by then) or after p closed.
-func (p *participant) subscribe(u *upTrack) bool {
-	target := 0
-	dt := forward.NewDownTrack(u.codec.RTPCodecCapability, u.id, u.owner.id, target)
-	dt.NeedKeyframe = u.requestKeyframe
-	dt.Caches = u.caches
-	if len(u.layers) > 1 {
-		dt.OnSwitch = func(layer int) {
-			p.event(stanza.New(NS, "layer-changed").SetAttr("track", u.id).SetAttr("rid", u.rid(layer)))
+// subscribe adds a copy of each of tracks to p's PeerConnection and
+// offers them to the client (see negotiateLocked). room.mu must not be
+// held: the room lets go of it before it calls into a participant.
+//
+// It adds nothing before p's first offer is answered (room.ready
+// subscribes p to what is published by then), after p closed, twice for
+// one track, or for a track unpublished meanwhile (see room.addTrack).
+func (p *participant) subscribe(tracks ...*upTrack) {
+	dts := make([]*forward.DownTrack, len(tracks))
+	for i, u := range tracks {
+		dt := forward.NewDownTrack(u.codec.RTPCodecCapability, u.id, u.owner.id, 0)
+		dt.NeedKeyframe = u.requestKeyframe
+		dt.Caches = u.caches
+		if len(u.layers) > 1 {
+			dt.OnSwitch = func(layer int) {
+				p.event(stanza.New(NS, "layer-changed").SetAttr("track", u.id).SetAttr("rid", u.rid(layer)))
+			}
 		}
+		dts[i] = dt
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed || !p.answered || p.subs[u.id] != nil {
-		return false
+	if p.closed || !p.answered {
+		return
 	}
-	tr, err := p.pc.AddTransceiverFromTrack(dt, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
-	if err != nil {
-		p.log.Error("sfu: subscribe", "track", u.id, "err", err)
-		return false
+	added := false
+	for i, u := range tracks {
+		if p.subs[u.id] != nil || u.unpublished.Load() {
+			continue
+		}
+		dt := dts[i]
+		tr, err := p.pc.AddTransceiverFromTrack(dt, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+		if err != nil {
+			p.log.Error("sfu: subscribe", "track", u.id, "err", err)
+			continue
+		}
+		s := &subscription{up: u, dt: dt, sender: tr.Sender()}
+		p.subs[u.id] = s
+		p.served = append(p.served, tr)
+		u.fan.Add(dt)
+		p.wg.Add(1)
+		go p.rtcpLoop(s)
+		added = true
 	}
-	s := &subscription{up: u, dt: dt, sender: tr.Sender()}
-	p.subs[u.id] = s
-	p.served = append(p.served, tr)
-	u.fan.Add(dt)
-	p.wg.Add(1)
-	go p.rtcpLoop(s)
-	return true
+	if added {
+		p.negotiateLocked()
+	}
 }
 
 // servedMids returns the mids of the media sections subscribe added (once
@@ -428,30 +457,24 @@ func (p *participant) servedMids() map[string]bool {
 	return mids
 }
 
-func (p *participant) wantsNegotiation() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.needNeg
-}
-
-// unsubscribe removes u from p's PeerConnection and reports whether there
-// was anything to remove.
-func (p *participant) unsubscribe(u *upTrack) bool {
+// unsubscribe removes u from p's PeerConnection, if p has it, and offers
+// the client the change (see negotiateLocked). room.mu must not be held.
+func (p *participant) unsubscribe(u *upTrack) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	s := p.subs[u.id]
 	if s == nil {
-		return false
+		return
 	}
 	delete(p.subs, u.id)
 	u.fan.Remove(s.dt)
 	if p.closed {
-		return false
+		return
 	}
 	if err := p.pc.RemoveTrack(s.sender); err != nil {
 		p.log.Debug("sfu: remove track", "err", err)
 	}
-	return true
+	p.negotiateLocked()
 }
 
 // rtcpLoop reads the subscriber's RTCP for one track: keyframe requests go

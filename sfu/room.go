@@ -26,8 +26,8 @@ type room struct {
 	opener string // bare JID of the user who opened it, charged for it
 	log    *slog.Logger
 
-	// mu guards the conference's membership; it comes before each
-	// participant's mu (see the package doc for the lock order).
+	// mu guards the conference's membership; it is never held while a
+	// participant's mu is taken (see the package doc for the locks).
 	mu      sync.Mutex
 	parts   map[string]*participant // by participant id
 	byJID   map[string]*participant // by full JID
@@ -211,26 +211,42 @@ func (r *room) byPeer(p Peer) *participant {
 
 // ready subscribes p to every track in the conference once its first
 // offer has been answered.
+//
+// The subscriptions (pion calls) are made after r.mu is let go, so that
+// the conference is not held up for them. A track published after the
+// snapshot below reaches p through addTrack: p.answered is true already
+// and p is in r.parts; should both subscribe p to it, the second finds it
+// there and adds nothing.
 func (r *room) ready(p *participant) {
 	r.mu.Lock()
 	if r.closed || r.parts[p.id] != p {
 		r.mu.Unlock()
 		return
 	}
-	added := false
+	tracks := make([]*upTrack, 0, len(r.tracks))
 	for _, u := range r.tracks {
 		if u.owner != p {
-			added = p.subscribe(u) || added
+			tracks = append(tracks, u)
 		}
 	}
 	r.mu.Unlock()
-	if added || p.wantsNegotiation() {
-		p.negotiate()
-	}
+	p.subscribe(tracks...)
 }
 
 // addTrack publishes u to everyone whose first offer has been answered
 // (subscribe refuses the others; room.ready subscribes them later).
+//
+// The subscriptions (pion calls, one per participant) are made after r.mu
+// is let go, so that a publish in a large conference does not hold up
+// every join, leave and tick. That is safe because subscribe decides
+// under the subscriber's own lock: a participant removed meanwhile is
+// closed and refuses; one that has been subscribed already (by ready)
+// refuses the second time; and a track removed meanwhile is marked
+// unpublished by removeTrack before it unsubscribes anyone, so either
+// subscribe comes first and removeTrack takes the subscription away, or
+// subscribe sees the mark and refuses. Each subscriber's offer is made
+// by subscribe under that same lock, ordered against the client's own
+// offers (see participant.negotiateLocked).
 func (r *room) addTrack(u *upTrack) {
 	r.mu.Lock()
 	if r.closed || r.parts[u.owner.id] != u.owner {
@@ -238,15 +254,15 @@ func (r *room) addTrack(u *upTrack) {
 		return
 	}
 	r.tracks[u.id] = u
-	var subs []*participant
+	parts := make([]*participant, 0, len(r.parts))
 	for _, p := range r.parts {
-		if p != u.owner && p.subscribe(u) {
-			subs = append(subs, p)
+		if p != u.owner {
+			parts = append(parts, p)
 		}
 	}
 	r.mu.Unlock()
-	for _, p := range subs {
-		p.negotiate()
+	for _, p := range parts {
+		p.subscribe(u)
 	}
 	r.broadcast(trackElement("track-published", u), nil)
 }
@@ -259,6 +275,7 @@ func (r *room) removeTrack(u *upTrack) {
 		return
 	}
 	delete(r.tracks, u.id)
+	u.unpublished.Store(true) // before any unsubscribe: see addTrack
 	subs := make([]*participant, 0, len(r.parts))
 	for _, p := range r.parts {
 		if p != u.owner {
@@ -267,9 +284,7 @@ func (r *room) removeTrack(u *upTrack) {
 	}
 	r.mu.Unlock()
 	for _, p := range subs {
-		if p.unsubscribe(u) {
-			p.negotiate()
-		}
+		p.unsubscribe(u)
 	}
 	r.broadcast(stanza.New(NS, "track-removed").SetAttr("id", u.id).SetAttr("participant", u.owner.id), nil)
 }

@@ -6,26 +6,32 @@
 //
 // # Locks
 //
-// The locks are taken in this order, and never the other way round:
-//
-//  1. room.mu: a conference's participants, tracks and speaker, and each
+//  1. Service.mu: the conferences of the node.
+//  2. room.mu: a conference's participants, tracks and speaker, and each
 //     participant's occupant address.
-//  2. participant.mu: one participant's negotiation state (closed,
+//  3. participant.mu: one participant's negotiation state (closed,
 //     answered, the pending offer, its subscriptions and published
-//     tracks), held around the pion signaling calls on its
-//     PeerConnection. room.mu may be held when it is taken (subscribe);
-//     while it is held, room.mu is never taken: a participant that must
-//     tell its room something (ready, addTrack, remove) lets go first.
-//  3. participant.sigMu, and the forward package's own locks (Fanout,
-//     DownTrack, PacketCache): leaves, taken under either of the above.
+//     tracks), held around the pion calls that change its session. It
+//     serialises the participant's negotiation: a change to its session
+//     and the server offer that carries it are made under one hold of it,
+//     so they are ordered against the client's offers (see
+//     participant.negotiateLocked).
+//  4. participant.sigMu, and the forward package's own locks (Fanout,
+//     DownTrack, PacketCache): leaves, taken under participant.mu or
+//     none.
 //
-// Service.mu (the conferences of the node) is never held together with
-// room.mu: room.remove lets go of room.mu before dropRoom.
+// The first three are never held together: each is let go before
+// another is taken. A room lets go of room.mu before it calls into a
+// participant (subscribe, unsubscribe, close), so no pion call is made
+// under room.mu; a participant lets go of participant.mu before it tells
+// its room something (ready, addTrack, remove); room.remove lets go of
+// room.mu before dropRoom takes Service.mu. Should a future change need
+// two of them at once, it takes them in the order above.
 //
 // Pion takes its own locks inside its calls and runs its callbacks
 // (OnTrack, OnICECandidate, OnConnectionStateChange) on its goroutines;
-// those callbacks take the locks above from the top, so a pion call made
-// under a lock must not wait for one of them.
+// those callbacks take the locks above, so a pion call made under one of
+// them must not wait for a callback.
 package sfu
 
 import (
