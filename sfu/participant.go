@@ -174,39 +174,35 @@ func (p *participant) sendDescription(el *stanza.Element) {
 	}
 }
 
-// handleOffer applies the client's offer and answers it. While the
+// handleOffer applies the client's offer and answers it, or returns why
+// it refuses it. While the
 // server's own offer is outstanding (glare) the client's offer is refused
 // with unexpected-request: the client gives way, answers the server and
 // offers again.
-func (p *participant) handleOffer(iq *stanza.Element, text string) {
+func (p *participant) handleOffer(iq *stanza.Element, text string) error {
 	sd, err := parseSDP(text)
 	if err != nil {
-		p.send(stanza.ErrorReply(iq, stanza.BadRequest, "malformed SDP: "+err.Error()))
-		return
+		return refuse(errBadRequest, "malformed SDP: %v", err)
 	}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
-		p.send(stanza.ErrorReply(iq, stanza.ItemNotFound, "not in this conference"))
-		return
+		return refuse(errNotFound, "not in this conference")
 	}
 	// Over a cap, nothing of the offer is applied: no track is added and
 	// no other participant is renegotiated for it.
 	cfg := p.room.s.cfg
 	if why := offerRefusal(sd, p.servedMids(), cfg.MaxTracksPerParticipant, cfg.MaxMediaSections); why != "" {
 		p.mu.Unlock()
-		p.send(stanza.ErrorReply(iq, stanza.PolicyViolation, why))
-		return
+		return refuse(errOverLimit, "%s", why)
 	}
 	if p.pendingOffer != "" || p.pc.SignalingState() != webrtc.SignalingStateStable {
 		p.mu.Unlock()
-		p.send(stanza.ErrorReply(iq, stanza.UnexpectedRequest, "the server's offer is outstanding: answer it, then offer again"))
-		return
+		return refuse(errGlare, "the server's offer is outstanding: answer it, then offer again")
 	}
 	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: text}); err != nil {
 		p.mu.Unlock()
-		p.send(stanza.ErrorReply(iq, stanza.BadRequest, "offer refused: "+err.Error()))
-		return
+		return refuse(errBadRequest, "offer refused: %v", err)
 	}
 	// The first answer starts gathering; it is local (the media ports
 	// are bound already) and takes milliseconds, so the answer waits for
@@ -222,8 +218,7 @@ func (p *participant) handleOffer(iq *stanza.Element, text string) {
 	}
 	if err != nil {
 		p.mu.Unlock()
-		p.send(stanza.ErrorReply(iq, stanza.NotAcceptable, "cannot answer: "+err.Error()))
-		return
+		return refuse(errCannotAnswer, "cannot answer: %v", err)
 	}
 	if gathered != nil {
 		t := time.NewTimer(gatherTimeout)
@@ -244,6 +239,7 @@ func (p *participant) handleOffer(iq *stanza.Element, text string) {
 	if first {
 		p.room.ready(p)
 	}
+	return nil
 }
 
 // addRemoteCandidates applies candidates that came before the remote
@@ -257,11 +253,10 @@ func (p *participant) addRemoteCandidates() {
 	p.remoteCands = nil
 }
 
-func (p *participant) handleCandidate(iq, el *stanza.Element) {
+func (p *participant) handleCandidate(iq, el *stanza.Element) error {
 	text := el.Text()
 	if text == "" {
-		p.send(stanza.ErrorReply(iq, stanza.BadRequest, "empty candidate"))
-		return
+		return refuse(errBadRequest, "empty candidate")
 	}
 	init := webrtc.ICECandidateInit{Candidate: text}
 	if mid := el.Attr("mid"); el.HasAttr("mid") {
@@ -270,8 +265,7 @@ func (p *participant) handleCandidate(iq, el *stanza.Element) {
 	if s := el.Attr("mline"); s != "" {
 		n, err := strconv.ParseUint(s, 10, 16)
 		if err != nil {
-			p.send(stanza.ErrorReply(iq, stanza.BadRequest, "mline is not a number"))
-			return
+			return refuse(errBadRequest, "mline is not a number")
 		}
 		m := uint16(n)
 		init.SDPMLineIndex = &m
@@ -292,10 +286,10 @@ func (p *participant) handleCandidate(iq, el *stanza.Element) {
 	}
 	p.mu.Unlock()
 	if err != nil {
-		p.send(stanza.ErrorReply(iq, stanza.BadRequest, "candidate refused: "+err.Error()))
-		return
+		return refuse(errBadRequest, "candidate refused: %v", err)
 	}
 	p.send(stanza.Result(iq))
+	return nil
 }
 
 const maxQueuedCandidates = 64
@@ -513,27 +507,26 @@ func (p *participant) rtcpLoop(s *subscription) {
 }
 
 // handleLayer takes an explicit layer request: a rid, or "auto".
-func (p *participant) handleLayer(iq, el *stanza.Element) {
+func (p *participant) handleLayer(iq, el *stanza.Element) error {
 	p.mu.Lock()
 	s := p.subs[el.Attr("track")]
 	p.mu.Unlock()
 	if s == nil {
-		p.send(stanza.ErrorReply(iq, stanza.ItemNotFound, "no such track"))
-		return
+		return refuse(errNotFound, "no such track")
 	}
 	rid := el.Attr("rid")
 	if rid == "auto" || rid == "" {
 		s.dt.SetTarget(s.dt.Target(), true)
 		p.send(stanza.Result(iq))
-		return
+		return nil
 	}
 	l := s.up.layerIndex(rid)
 	if l < 0 {
-		p.send(stanza.ErrorReply(iq, stanza.ItemNotFound, "no layer "+rid))
-		return
+		return refuse(errNotFound, "no layer %s", rid)
 	}
 	s.dt.SetTarget(l, false)
 	p.send(stanza.Result(iq))
+	return nil
 }
 
 // chooseLayers points each automatic video subscription at the best layer

@@ -3,6 +3,7 @@ package sfu
 import (
 	"crypto/rand"
 	"encoding/base32"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -57,13 +58,13 @@ func newID() string {
 }
 
 // join adds a participant for peer p, with its address in the room,
-// replacing an earlier one of the same full JID. cond and text describe
-// a refusal; cond is condRetry when the conference closed meanwhile.
-func (r *room) join(p Peer, occupant string) (part *participant, cond, text string) {
+// replacing an earlier one of the same full JID. It returns
+// errConferenceClosed when the conference closed meanwhile.
+func (r *room) join(p Peer, occupant string) (*participant, error) {
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
-		return nil, condRetry, ""
+		return nil, errConferenceClosed
 	}
 	old := r.byJID[p.JID().String()]
 	n := len(r.parts)
@@ -72,7 +73,7 @@ func (r *room) join(p Peer, occupant string) (part *participant, cond, text stri
 	}
 	r.mu.Unlock()
 	if n >= r.s.cfg.MaxParticipants {
-		return nil, "resource-constraint", "the conference is full"
+		return nil, refuse(errNoRoom, "the conference is full")
 	}
 	if old != nil {
 		r.remove(old, reasonReplaced)
@@ -80,7 +81,7 @@ func (r *room) join(p Peer, occupant string) (part *participant, cond, text stri
 	part, err := newParticipant(r, p)
 	if err != nil {
 		r.log.Error("sfu: new participant", "jid", p.JID().String(), "err", err)
-		return nil, "internal-server-error", ""
+		return nil, fmt.Errorf("sfu: new participant: %w", err)
 	}
 	r.mu.Lock()
 	if r.closed || len(r.parts) >= r.s.cfg.MaxParticipants || r.byJID[p.JID().String()] != nil {
@@ -88,16 +89,16 @@ func (r *room) join(p Peer, occupant string) (part *participant, cond, text stri
 		r.mu.Unlock()
 		part.close()
 		if closed {
-			return nil, condRetry, ""
+			return nil, errConferenceClosed
 		}
-		return nil, "resource-constraint", "the conference is full"
+		return nil, refuse(errNoRoom, "the conference is full")
 	}
 	part.occupant = occupant
 	r.parts[part.id] = part
 	r.byJID[p.JID().String()] = part
 	r.mu.Unlock()
 	part.startTimer()
-	return part, "", ""
+	return part, nil
 }
 
 // readmit gives p its address in the room as it is now: a change (a new
