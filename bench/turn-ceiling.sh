@@ -8,7 +8,8 @@
 # second, loss, and relayed packets per server CPU-second (from /proc).
 #
 # Needs: Go, taskset, coturn (turnserver, turnutils_uclient,
-# turnutils_peer; Debian package coturn). Loopback only; ports 34000–34999.
+# turnutils_peer; Debian package coturn). Loopback only; ports 34000–34499
+# (--port-base moves them; poosmsd's relay ports are ephemeral).
 set -euo pipefail
 
 usage() {
@@ -22,6 +23,7 @@ usage: bench/turn-ceiling.sh [options]
   --server-cpu N       CPU the servers are pinned to                           [1]
   --load-cpu N         CPU the load tools and peers are pinned to              [0]
   --tools LIST         poosms-bench,uclient                                    [both]
+  --port-base P        first of 500 ports (coturn relays: the last 400)         [34000]
 EOF
 }
 
@@ -33,6 +35,7 @@ SIZE=200
 SERVER_CPU=1
 LOAD_CPU=0
 TOOLS=poosms-bench,uclient
+BASE=34000
 while [ $# -gt 0 ]; do
 	case $1 in
 	--rates) RATES=$2; shift 2 ;;
@@ -43,6 +46,7 @@ while [ $# -gt 0 ]; do
 	--server-cpu) SERVER_CPU=$2; shift 2 ;;
 	--load-cpu) LOAD_CPU=$2; shift 2 ;;
 	--tools) TOOLS=$2; shift 2 ;;
+	--port-base) BASE=$2; shift 2 ;;
 	-h | --help) usage; exit 0 ;;
 	*) usage >&2; exit 2 ;;
 	esac
@@ -54,8 +58,8 @@ done
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TMP=$(mktemp -d /tmp/turn-ceiling.XXXXXX)
 SECRET=turn-ceiling-$$
-P_TURN=34478 P_C2S=34222 P_HTTP=34280 P_MEDIA=34882
-CT_TURN=34578 CT_RELAY_MIN=34600 CT_RELAY_MAX=34999 PEER_PORT=34480
+P_TURN=$BASE P_C2S=$((BASE + 1)) P_HTTP=$((BASE + 2)) P_MEDIA=$((BASE + 3))
+CT_TURN=$((BASE + 4)) PEER_PORT=$((BASE + 5)) CT_RELAY_MIN=$((BASE + 100)) CT_RELAY_MAX=$((BASE + 499))
 PIDS=()
 cleanup() {
 	for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
