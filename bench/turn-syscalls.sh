@@ -11,6 +11,12 @@
 # over the same window are shown too; on a loaded machine they are the
 # noisy part.
 #
+# On a loaded machine how often a server gets its CPU decides how many
+# datagrams wait per system call, so even the counts follow the load;
+# --rt runs the servers and the load tool SCHED_FIFO (the kernel's RT
+# throttling still leaves others 5 %), which takes the neighbours out of
+# the figures for the few seconds of each step.
+#
 # Needs: root (perf tracepoints), Go, taskset, perf, coturn (turnserver).
 # Loopback only; ports from --port-base (default 29000): base to base+13 and
 # coturn's relay ports base+300 to base+499 (poosmsd's relay ports are ephemeral).
@@ -24,6 +30,7 @@ LOAD_CPU=0
 BASE=29000
 POOSMSD=""
 BASELINE=""
+RT=()
 while [ $# -gt 0 ]; do
 	case $1 in
 	--rates) RATES=$2; shift 2 ;;          # packets/s per allocation (10 allocations)
@@ -34,7 +41,8 @@ while [ $# -gt 0 ]; do
 	--port-base) BASE=$2; shift 2 ;;
 	--poosmsd) POOSMSD=$2; shift 2 ;;      # a prebuilt poosmsd (default: build this tree)
 	--baseline) BASELINE=$2; shift 2 ;;    # another poosmsd to run alongside, e.g. one built from main
-	*) echo "usage: bench/turn-syscalls.sh [--rates \"R ...\"] [--duration D] [--size B] [--server-cpu N] [--load-cpu N] [--port-base P] [--poosmsd BIN] [--baseline BIN]" >&2; exit 2 ;;
+	--rt) RT=(chrt -f "$2"); shift 2 ;;     # run servers and load tool SCHED_FIFO at this priority
+	*) echo "usage: bench/turn-syscalls.sh [--rates \"R ...\"] [--duration D] [--size B] [--server-cpu N] [--load-cpu N] [--port-base P] [--poosmsd BIN] [--baseline BIN] [--rt PRIO]" >&2; exit 2 ;;
 	esac
 done
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -61,7 +69,7 @@ if [ -z "$POOSMSD" ]; then (cd "$ROOT" && go build -o "$TMP/poosmsd" ./cmd/poosm
 mkdir -p "$TMP/coturn"
 start_poosmsd() { # binary dir port-offset
 	mkdir -p "$2"
-	taskset -c "$SERVER_CPU" "$1" serve --data-dir "$2" --domain localhost --db sqlite \
+	"${RT[@]}" taskset -c "$SERVER_CPU" "$1" serve --data-dir "$2" --domain localhost --db sqlite \
 		--registration closed --log-level warn --metrics-addr "" --s2s-addr "" \
 		--c2s-addr "127.0.0.1:$((BASE + $3 + 1))" --c2s-tls-addr "" --http-addr "127.0.0.1:$((BASE + $3 + 2))" \
 		--media-udp-addr "127.0.0.1:$((BASE + $3 + 3))" --media-tcp-addr "" \
@@ -77,7 +85,7 @@ if [ -n "$BASELINE" ]; then
 	BASEPID=$!
 	SERVERS="poosms baseline coturn"
 fi
-taskset -c "$SERVER_CPU" turnserver --listening-ip 127.0.0.1 --listening-port "$CT_TURN" --relay-ip 127.0.0.1 \
+"${RT[@]}" taskset -c "$SERVER_CPU" turnserver --listening-ip 127.0.0.1 --listening-port "$CT_TURN" --relay-ip 127.0.0.1 \
 	--min-port "$CT_RELAY_MIN" --max-port "$CT_RELAY_MAX" --realm localhost \
 	--use-auth-secret --static-auth-secret "$SECRET" --allow-loopback-peers \
 	--no-cli --no-tls --no-dtls --no-tcp-relay --no-rfc5780 --fingerprint \
@@ -107,7 +115,7 @@ for rate in $RATES; do
 		perf stat -x, -e "$EVENTS" -p "$pid" -o "$TMP/perf.txt" &
 		perf=$!
 		sleep 0.3
-		out=$(taskset -c "$LOAD_CPU" "$TMP/poosms-bench" turn --json --server "127.0.0.1:$port" --realm localhost \
+		out=$("${RT[@]}" taskset -c "$LOAD_CPU" "$TMP/poosms-bench" turn --json --server "127.0.0.1:$port" --realm localhost \
 			--secret "$SECRET" --allocations 10 --rate "$rate" --size "$SIZE" --duration "$DURATION" --progress 0 --pid "$pid")
 		kill -INT "$perf"; wait "$perf" || true
 		read -r u1 s1 < <(awk '{print $14, $15}' "/proc/$pid/stat")
