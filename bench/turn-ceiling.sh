@@ -23,6 +23,7 @@ usage: bench/turn-ceiling.sh [options]
   --server-cpu N       CPU the servers are pinned to                           [1]
   --load-cpu N         CPU the load tools and peers are pinned to              [0]
   --tools LIST         poosms-bench,uclient                                    [both]
+  --rt PRIO            run servers, load tools and peers SCHED_FIFO at PRIO (root)
   --port-base P        first of 500 ports (coturn relays: the last 400)         [34000]
 EOF
 }
@@ -36,6 +37,7 @@ SERVER_CPU=1
 LOAD_CPU=0
 TOOLS=poosms-bench,uclient
 BASE=34000
+RT=()
 while [ $# -gt 0 ]; do
 	case $1 in
 	--rates) RATES=$2; shift 2 ;;
@@ -47,6 +49,7 @@ while [ $# -gt 0 ]; do
 	--load-cpu) LOAD_CPU=$2; shift 2 ;;
 	--tools) TOOLS=$2; shift 2 ;;
 	--port-base) BASE=$2; shift 2 ;;
+	--rt) RT=(chrt -f "$2"); shift 2 ;;
 	-h | --help) usage; exit 0 ;;
 	*) usage >&2; exit 2 ;;
 	esac
@@ -82,7 +85,7 @@ log "building into $TMP/bin"
 (cd "$ROOT" && go build -o "$TMP/bin/poosmsd" ./cmd/poosmsd && go build -o "$TMP/bin/poosms-bench" ./cmd/poosms-bench)
 
 mkdir -p "$TMP/poosms" "$TMP/coturn"
-taskset -c "$SERVER_CPU" "$TMP/bin/poosmsd" serve --data-dir "$TMP/poosms" --domain localhost --db sqlite \
+"${RT[@]}" taskset -c "$SERVER_CPU" "$TMP/bin/poosmsd" serve --data-dir "$TMP/poosms" --domain localhost --db sqlite \
 	--registration closed --log-level warn --metrics-addr "" --s2s-addr "" \
 	--c2s-addr "127.0.0.1:$P_C2S" --c2s-tls-addr "" --http-addr "127.0.0.1:$P_HTTP" \
 	--media-udp-addr "127.0.0.1:$P_MEDIA" --media-tcp-addr "" \
@@ -90,7 +93,7 @@ taskset -c "$SERVER_CPU" "$TMP/bin/poosmsd" serve --data-dir "$TMP/poosms" --dom
 	--turn-max-allocations 1000 >"$TMP/poosms/server.log" 2>&1 &
 POOSMS=$!
 PIDS+=("$POOSMS")
-taskset -c "$SERVER_CPU" turnserver --listening-ip 127.0.0.1 --listening-port "$CT_TURN" --relay-ip 127.0.0.1 \
+"${RT[@]}" taskset -c "$SERVER_CPU" turnserver --listening-ip 127.0.0.1 --listening-port "$CT_TURN" --relay-ip 127.0.0.1 \
 	--min-port "$CT_RELAY_MIN" --max-port "$CT_RELAY_MAX" --realm localhost \
 	--use-auth-secret --static-auth-secret "$SECRET" --allow-loopback-peers \
 	--no-cli --no-tls --no-dtls --no-tcp-relay --no-rfc5780 --fingerprint \
@@ -98,7 +101,7 @@ taskset -c "$SERVER_CPU" turnserver --listening-ip 127.0.0.1 --listening-port "$
 	--log-file "$TMP/coturn/turn.log" --simple-log --no-stdout-log >"$TMP/coturn/stdout.log" 2>&1 &
 COTURN=$!
 PIDS+=("$COTURN")
-taskset -c "$LOAD_CPU" turnutils_peer -L 127.0.0.1 -p "$PEER_PORT" >"$TMP/peer.log" 2>&1 &
+"${RT[@]}" taskset -c "$LOAD_CPU" turnutils_peer -L 127.0.0.1 -p "$PEER_PORT" >"$TMP/peer.log" 2>&1 &
 PIDS+=("$!")
 wait_udp "$P_TURN" || { tail "$TMP/poosms/server.log" >&2; exit 1; }
 wait_udp "$CT_TURN" || { tail "$TMP/coturn/stdout.log" >&2; exit 1; }
@@ -116,7 +119,7 @@ if want poosms-bench; then
 	for rate in $RATES; do
 		for s in poosms coturn; do
 			if [ $s = poosms ]; then port=$P_TURN pid=$POOSMS; else port=$CT_TURN pid=$COTURN; fi
-			out=$(taskset -c "$LOAD_CPU" "$TMP/bin/poosms-bench" turn --json --server "127.0.0.1:$port" --realm localhost \
+			out=$("${RT[@]}" taskset -c "$LOAD_CPU" "$TMP/bin/poosms-bench" turn --json --server "127.0.0.1:$port" --realm localhost \
 				--secret "$SECRET" --allocations 10 --rate "$rate" --size "$SIZE" --duration "$DURATION" --progress 0 --pid "$pid")
 			read -r pps loss cpu n < <(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(d["relayed_packets_per_second"], d["loss_percent"], d.get("server_cpu_seconds", 0), d["received_at_peer"] + d["echoed_back"])' "$out")
 			row poosms-bench "$((rate * 10)) pkts/s (10 × $rate)" $s "$pps" "$loss" "$cpu" "$n"
@@ -130,7 +133,7 @@ if want uclient; then
 			if [ $s = poosms ]; then port=$P_TURN pid=$POOSMS; else port=$CT_TURN pid=$COTURN; fi
 			c0=$(cpu_seconds "$pid")
 			t0=$(date +%s.%N)
-			taskset -c "$LOAD_CPU" turnutils_uclient -c -m "$clients" -n "$MESSAGES" -z 1 -l "$SIZE" \
+			"${RT[@]}" taskset -c "$LOAD_CPU" turnutils_uclient -c -m "$clients" -n "$MESSAGES" -z 1 -l "$SIZE" \
 				-e 127.0.0.1 -r "$PEER_PORT" -W "$SECRET" -u bench -p "$port" 127.0.0.1 >"$TMP/uclient.log" 2>&1 || true
 			t1=$(date +%s.%N)
 			c1=$(cpu_seconds "$pid")
