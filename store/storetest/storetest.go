@@ -1,6 +1,8 @@
 // Package storetest is the contract every store database must meet: one
 // suite, run against SQLite and against MySQL/MariaDB, so that the two
-// behave the same to the rest of poosms.
+// behave the same to the rest of poosms. Its part about what chat uses
+// (RunChat) also runs against the in-memory store of chat's tests, so
+// that those tests see what a database would do.
 package storetest
 
 import (
