@@ -363,22 +363,16 @@ func opusPayload(name string, n int) []byte {
 	return append([]byte{0xfc}, fmt.Sprintf("opus:%s:%d", name, n)...)
 }
 
-// startMedia publishes audio and video. keyEvery sets how often a video
-// packet is a keyframe (1 = every packet).
+// addTracks adds an Opus track and a video track (of c.video).
 func (c *testClient) addTracks() (*webrtc.TrackLocalStaticRTP, *webrtc.TrackLocalStaticRTP) {
 	c.t.Helper()
-	a, err := webrtc.NewTrackLocalStaticRTP(confclient.Opus, "audio", c.name)
-	if err != nil {
-		c.t.Fatal(err)
-	}
+	a := c.addAudio()
 	v, err := webrtc.NewTrackLocalStaticRTP(c.videoCodec(), "video", c.name)
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	for _, tr := range []*webrtc.TrackLocalStaticRTP{a, v} {
-		if _, err := c.rtc.AddSender(c.gotRTCP, tr); err != nil {
-			c.t.Fatal(err)
-		}
+	if _, err := c.rtc.AddSender(c.gotRTCP, v); err != nil {
+		c.t.Fatal(err)
 	}
 	return a, v
 }
