@@ -183,7 +183,10 @@ func TestMAMFiltersAndPaging(t *testing.T) {
 		}
 	}
 
-	for _, tc := range []struct{ name, raw, cond string }{
+	for _, tc := range []struct {
+		name, raw string
+		cond      stanza.Condition
+	}{
 		{"unknown cursor", `<iq type='set' id='x'><query xmlns='urn:xmpp:mam:2'>` + rsm(2, "<after>nope</after>") + `</query></iq>`, "item-not-found"},
 		{"bad date", `<iq type='set' id='x'><query xmlns='urn:xmpp:mam:2'>` + form("start", "yesterday") + `</query></iq>`, "bad-request"},
 		{"unknown field", `<iq type='set' id='x'><query xmlns='urn:xmpp:mam:2'>` + form("fulltext", "hi") + `</query></iq>`, "feature-not-implemented"},

@@ -103,7 +103,10 @@ func TestBlocking(t *testing.T) {
 	if len(extra) != 1 || extra[0].Child(NSBlocking, "unblock") == nil || len(blockItems(extra[0], "unblock")) != 0 {
 		t.Errorf("unblock-all push %v", extra)
 	}
-	for _, tc := range []struct{ raw, cond string }{
+	for _, tc := range []struct {
+		raw  string
+		cond stanza.Condition
+	}{
 		{`<iq type='set' id='e'><block xmlns='urn:xmpp:blocking'/></iq>`, "bad-request"},
 		{`<iq type='set' id='e'><block xmlns='urn:xmpp:blocking'><item jid='@@'/></block></iq>`, "jid-malformed"},
 		{`<iq type='get' id='e'><block xmlns='urn:xmpp:blocking'/></iq>`, "bad-request"},

@@ -95,7 +95,7 @@ func opt(v, val string) string {
 	return `<field var='` + v + `'><value>` + val + `</value></field>`
 }
 
-func itemsOf(t *testing.T, h *harness, sess *fakeSession, owner, node string) (ids []string, cond, specific string) {
+func itemsOf(t *testing.T, h *harness, sess *fakeSession, owner, node string) (ids []string, cond stanza.Condition, specific string) {
 	t.Helper()
 	reply, _ := h.iq(sess, `<iq type='get' id='it' to='`+owner+`'><pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='`+node+`'/></pubsub></iq>`)
 	if reply.Type() == "error" {
@@ -210,7 +210,10 @@ func TestPEPPublishNotifyAndAccess(t *testing.T) {
 	}
 
 	// Only the owner publishes; unknown nodes and users.
-	for _, tc := range []struct{ raw, cond string }{
+	for _, tc := range []struct {
+		raw  string
+		cond stanza.Condition
+	}{
 		{strings.Replace(publish(nodeAvatar, "x", "<x xmlns='urn:x'/>", ""), "id='pub'", "id='pub' to='alice@localhost'", 1), "forbidden"},
 		{`<iq type='get' id='n' to='alice@localhost'><pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='urn:nothing'/></pubsub></iq>`, "item-not-found"},
 		{`<iq type='get' id='n' to='nobody@localhost'><pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='urn:nothing'/></pubsub></iq>`, "service-unavailable"},
@@ -348,7 +351,10 @@ func TestPEPLimits(t *testing.T) {
 	h, _ := newDBHarness(t, Config{}, "alice")
 	a := h.online("alice@localhost/a", 0)
 	long := strings.Repeat("n", pepMaxName+1)
-	for _, tc := range []struct{ raw, cond string }{
+	for _, tc := range []struct {
+		raw  string
+		cond stanza.Condition
+	}{
 		{publish(long, "1", "<x xmlns='urn:x'/>", ""), "not-acceptable"},
 		{publish("urn:x", long, "<x xmlns='urn:x'/>", ""), "not-acceptable"},
 		{publish("urn:x", "1", "<x xmlns='urn:x'>"+strings.Repeat("y", DefaultPEPItemBytes)+"</x>", ""), "not-acceptable"},

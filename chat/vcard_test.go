@@ -1,6 +1,10 @@
 package chat
 
-import "testing"
+import (
+	"testing"
+
+	"poosms.org/poosms/stanza"
+)
 
 func TestVCard(t *testing.T) {
 	h, _ := newDBHarness(t, Config{}, "alice", "bob")
@@ -24,7 +28,10 @@ func TestVCard(t *testing.T) {
 	if reply.From() != "alice@localhost" || reply.Child(NSVCard, "vCard").ChildText(NSVCard, "NICKNAME") != "alice" {
 		t.Errorf("bob reading alice's vCard: %s", reply)
 	}
-	for _, tc := range []struct{ raw, cond string }{
+	for _, tc := range []struct {
+		raw  string
+		cond stanza.Condition
+	}{
 		{`<iq type='set' id='v4' to='alice@localhost'><vCard xmlns='vcard-temp'><FN>Mallory</FN></vCard></iq>`, "forbidden"},
 		{`<iq type='get' id='v5' to='nobody@localhost'><vCard xmlns='vcard-temp'/></iq>`, "service-unavailable"},
 	} {
@@ -51,7 +58,10 @@ func TestPrivateStorage(t *testing.T) {
 	if p := reply.Child(NSPrivate, "query").Child("urn:example:prefs", "prefs"); p == nil || len(p.Elements()) != 0 {
 		t.Errorf("bob's empty storage: %s", reply)
 	}
-	for _, tc := range []struct{ raw, cond string }{
+	for _, tc := range []struct {
+		raw  string
+		cond stanza.Condition
+	}{
 		{`<iq type='set' id='e1'><query xmlns='jabber:iq:private'><x/></query></iq>`, "not-acceptable"},
 		{`<iq type='set' id='e2'><query xmlns='jabber:iq:private'/></iq>`, "bad-request"},
 		{`<iq type='get' id='e3' to='alice@localhost'><query xmlns='jabber:iq:private'><prefs xmlns='urn:example:prefs'/></query></iq>`, "service-unavailable"},

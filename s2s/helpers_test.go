@@ -210,7 +210,7 @@ func hasBody(body string) func(*stanza.Element) bool {
 }
 
 // errorCond returns the condition of a stanza error, or "".
-func errorCond(el *stanza.Element) string {
+func errorCond(el *stanza.Element) stanza.Condition {
 	if el.Type() != "error" {
 		return ""
 	}

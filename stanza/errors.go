@@ -89,7 +89,7 @@ func ErrorReply(orig *Element, condition Condition, text string) *Element {
 	if id := orig.ID(); id != "" {
 		r.SetAttr("id", id)
 	}
-	r.SetAttr("type", "error")
+	r.SetAttr("type", "error") // the same word for every kind of stanza
 	if f := orig.From(); f != "" {
 		r.SetAttr("to", f)
 	}
@@ -116,16 +116,17 @@ func ErrorReply(orig *Element, condition Condition, text string) *Element {
 	return r.Append(e)
 }
 
-// ErrorCondition returns the defined condition of el's <error/> child
-// (RFC 6120 §8.3.3), or "" when it has none.
-func ErrorCondition(el *Element) string {
+// ErrorCondition returns the condition of el's <error/> child (RFC 6120
+// §8.3.3), or "" when it has none. A condition from another server is
+// returned as sent: Defined tells whether RFC 6120 knows it.
+func ErrorCondition(el *Element) Condition {
 	e := el.Child("", "error")
 	if e == nil {
 		return ""
 	}
 	for _, c := range e.Elements() {
 		if c.Space == NSStanzas && c.Local != "text" {
-			return c.Local
+			return Condition(c.Local)
 		}
 	}
 	return ""
@@ -133,7 +134,7 @@ func ErrorCondition(el *Element) string {
 
 // Result builds an IQ result for request iq, with optional payload.
 func Result(iq *Element, payload ...*Element) *Element {
-	r := New(NSClient, "iq").SetAttr("type", "result").SetAttr("id", iq.ID())
+	r := NewIQ(ResultIQ).SetAttr("id", iq.ID())
 	if f := iq.From(); f != "" {
 		r.SetAttr("to", f)
 	}

@@ -250,7 +250,7 @@ func chatScenario(t *testing.T, ours, far fedSide) (alice, bob *xmppclient.Clien
 	for _, tc := range []struct {
 		id      string
 		payload *stanza.Element
-		cond    string
+		cond    stanza.Condition
 	}{
 		{"roster-of-alice", stanza.New(nsRoster, "query"), "forbidden"},
 		{"archive-of-alice", stanza.New(nsMAM, "query"), "service-unavailable"},
