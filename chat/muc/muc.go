@@ -517,7 +517,7 @@ func (s *Service) run(ctx context.Context, fx *effects) {
 // replyError answers el (sent by sess) with a stanza error, unless el is
 // itself an error.
 func (s *Service) replyError(sess Session, el *stanza.Element, condition stanza.Condition, text string) {
-	if el.Type() == "error" {
+	if el.IsError() {
 		return
 	}
 	r := stanza.ErrorReply(el, condition, text)
@@ -529,7 +529,7 @@ func (s *Service) replyError(sess Session, el *stanza.Element, condition stanza.
 
 // errorFx queues an error reply to el in fx.
 func errorFx(fx *effects, sess Session, el *stanza.Element, condition stanza.Condition, text string) {
-	if el.Type() == "error" {
+	if el.IsError() {
 		return
 	}
 	r := stanza.ErrorReply(el, condition, text)
