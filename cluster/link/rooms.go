@@ -131,7 +131,7 @@ func (l *Link) roomsGone(node cluster.NodeID) {
 			p := stanza.New(stanza.NSClient, "presence").
 				SetAttr("from", room+"/"+seat.nick).
 				SetAttr("to", full).
-				SetAttr("type", "unavailable")
+				SetType(stanza.UnavailablePresence)
 			p.Append(x)
 			tell = append(tell, out{full, p})
 		}
