@@ -429,7 +429,7 @@ func (s *Server) sweepLinks() {
 // el is one that may be answered: never an error, nor an IQ result.
 func (s *Server) bounce(ctx context.Context, el *stanza.Element, cond stanza.Condition, text string) {
 	s.m.bounces.WithLabelValues(string(cond)).Inc()
-	if el.Type() == "error" || el.Local == "iq" && el.Type() == "result" {
+	if el.IsError() || el.Local == "iq" && el.IQType() == stanza.ResultIQ {
 		return
 	}
 	s.log.Debug("s2s bounce", "to", el.To(), "from", el.From(), "cond", cond)
