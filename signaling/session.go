@@ -536,7 +536,7 @@ func (s *Session) stamp(el *stanza.Element) error {
 		tj, err := canonicalJID(to)
 		if err != nil {
 			el.SetAttr("to", "")
-			if el.Type() != "error" {
+			if !el.IsError() {
 				_ = s.Send(stanza.ErrorReply(el, stanza.JIDMalformed, "the to address is not a valid JID"))
 			}
 			return errSkip
