@@ -35,7 +35,7 @@ func (s *Service) routeChat(ctx context.Context, sess Session, el *stanza.Elemen
 	me := sess.JID()
 	typ := messageType(el)
 	self := to.Localpart() == me.Localpart()
-	if s.blockSt != nil && typ != "error" && !self {
+	if s.blockSt != nil && typ != stanza.ErrorMessage && !self {
 		if s.isBlocked(ctx, me.Localpart(), to) {
 			s.replyBlocked(sess, el)
 			return
@@ -107,7 +107,7 @@ func stripStanzaIDs(el *stanza.Element, by ...string) {
 // retraction, XEP-0424), or a <store/> hint (XEP-0334: call invitations,
 // XEP-0353), and no hint against storing.
 func archivable(el *stanza.Element) bool {
-	if t := messageType(el); t != "chat" && t != "normal" {
+	if t := messageType(el); t != stanza.ChatMessage && t != stanza.NormalMessage {
 		return false
 	}
 	content := false
@@ -197,7 +197,7 @@ func (s *Service) mamQueryIQ(ctx context.Context, sess Session, iq, q *stanza.El
 		s.replyError(sess, iq, stanza.ServiceUnavailable, "")
 		return
 	}
-	if iq.Type() == "get" {
+	if iq.IQType() == stanza.GetIQ {
 		s.send(sess, stanza.Result(iq, mamForm()))
 		return
 	}

@@ -474,7 +474,7 @@ func (s *Service) send(sess Session, el *stanza.Element) bool {
 // replyError answers el (sent by sess) with a stanza error, unless el is
 // itself an error.
 func (s *Service) replyError(sess Session, el *stanza.Element, condition stanza.Condition, text string) {
-	if el.Type() == "error" {
+	if el.IsError() {
 		return
 	}
 	r := stanza.ErrorReply(el, condition, text)

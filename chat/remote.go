@@ -81,7 +81,7 @@ func (s *Service) DropRemote(ctx context.Context, sess Session, announce bool) {
 	if !announce || !wasAvailable {
 		return
 	}
-	p := stanza.New(stanza.NSClient, "presence").SetAttr("type", "unavailable").SetAttr("from", me.String())
+	p := stanza.NewPresence(stanza.UnavailablePresence).SetAttr("from", me.String())
 	items, err := s.st.RosterItems(ctx, me.Localpart())
 	if err != nil {
 		s.log.Error("chat: load roster for presence", "jid", me.String(), "err", err)
@@ -149,7 +149,7 @@ func (s *Service) Undeliverable(ctx context.Context, el *stanza.Element) (queued
 		return false
 	}
 	switch messageType(el) {
-	case "chat", "normal":
+	case stanza.ChatMessage, stanza.NormalMessage:
 	default:
 		return false
 	}
