@@ -395,7 +395,7 @@ func (s *Session) bindIQ(ctx context.Context, iq *stanza.Element) (bool, error) 
 		s.writeDirect(stanza.ErrorReply(iq, stanza.BadRequest, "the resource is not valid: "+err.Error()))
 		return false, nil
 	}
-	s.jid = j
+	s.setJID(j)
 	if !s.q.open() {
 		return false, errClientClosed
 	}
