@@ -72,8 +72,8 @@ func (r *remoteEntity) Send(el *stanza.Element) error {
 // subscriptions; what they ask of the server is limited to what a user
 // of another server may see.
 func (s *Service) HandleRemote(ctx context.Context, el *stanza.Element) {
-	from, ferr := jid.Parse(el.From())
-	to, terr := jid.Parse(el.To())
+	from, ferr := el.FromJID()
+	to, terr := el.ToJID()
 	if ferr != nil || terr != nil || !s.isLocal(to) || s.isLocal(from) {
 		s.log.Debug("chat: remote stanza with unexpected addresses dropped", "from", el.From(), "to", el.To())
 		return

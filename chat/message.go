@@ -26,7 +26,7 @@ func (s *Service) handleMessage(ctx context.Context, sess Session, el *stanza.El
 	if !hasTo {
 		// RFC 6120 §10.3.1: as if addressed to the sender's bare JID.
 		to = sess.JID().Bare()
-		el.SetAttr("to", to.String())
+		el.SetTo(to, to.String())
 	}
 	typ := messageType(el)
 	switch {
@@ -138,7 +138,7 @@ func storable(el *stanza.Element) bool {
 // answered to the sender: a message is never dropped silently.
 func (s *Service) storeOffline(ctx context.Context, sender Session, el *stanza.Element, local string) {
 	from := ""
-	if j, err := jid.Parse(el.From()); err == nil {
+	if j, err := el.FromJID(); err == nil {
 		from = j.Bare().String() // so that the sender's account deletion withdraws it
 	}
 	err := s.st.PushOfflineWithin(ctx, local, from, s.now().UTC(), []byte(el.String()), s.limit, s.lim.OfflinePerSender)

@@ -207,7 +207,7 @@ func (s *Service) presenceToContact(p *stanza.Element, contact string) {
 func (s *Service) presenceToOwn(p *stanza.Element, owner string, extra Session) {
 	q := p.Copy()
 	q.SetAttr("to", p.From())
-	if j, err := jid.Parse(p.From()); err == nil {
+	if j, err := p.FromJID(); err == nil {
 		q.SetAttr("to", j.Bare().String())
 	}
 	sent := false

@@ -143,7 +143,7 @@ func (s *Service) SendTo(sess Session, el *stanza.Element) bool { return s.send(
 // It reports whether it queued a message, for the recipient's sessions
 // on other nodes to be told (DrainUser).
 func (s *Service) Undeliverable(ctx context.Context, el *stanza.Element) (queued bool) {
-	to, err := jid.Parse(el.To())
+	to, err := el.ToJID()
 	if err != nil || !s.isLocal(to) || to.Localpart() == "" || el.Local != "message" {
 		s.log.Debug("chat: undeliverable stanza dropped", "to", el.To(), "name", el.Local)
 		return false
@@ -156,7 +156,7 @@ func (s *Service) Undeliverable(ctx context.Context, el *stanza.Element) (queued
 	if !storable(el) {
 		return false
 	}
-	from, _ := jid.Parse(el.From())
+	from, _ := el.FromJID()
 	s.storeOffline(ctx, &component{jid: from, s: s}, el, to.Localpart())
 	return true
 }

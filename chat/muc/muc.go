@@ -388,7 +388,7 @@ func (s *Service) SessionClosed(ctx context.Context, sess Session) {
 // to a room or occupant on it.
 func (s *Service) HandleStanza(ctx context.Context, sess Session, el *stanza.Element) {
 	el.SetAttr("from", sess.JID().String())
-	to, err := jid.Parse(el.To())
+	to, err := el.ToJID()
 	if err != nil || to.Domainpart() != s.domain {
 		s.replyError(sess, el, stanza.JIDMalformed, "")
 		return

@@ -73,8 +73,8 @@ func (s *Service) Remote() bool { return s.federation != nil }
 // its from belongs to the server that sent it. Without
 // Config.SendRemote it is refused.
 func (s *Service) HandleRemote(ctx context.Context, el *stanza.Element) {
-	from, ferr := jid.Parse(el.From())
-	to, terr := jid.Parse(el.To())
+	from, ferr := el.FromJID()
+	to, terr := el.ToJID()
 	if ferr != nil || terr != nil || to.Domainpart() != s.domain ||
 		from.Domainpart() == s.server || from.Domainpart() == s.domain {
 		s.log.Debug("muc: remote stanza with unexpected addresses dropped", "from", el.From(), "to", el.To())
