@@ -293,7 +293,7 @@ func (s *Service) HandleStanza(ctx context.Context, p Peer, el *stanza.Element) 
 }
 
 func (s *Service) handleIQ(ctx context.Context, p Peer, iq *stanza.Element) {
-	to, err := jid.Parse(iq.To())
+	to, err := iq.ToJID()
 	if err != nil || to.Domainpart() != s.domain {
 		if iq.IQType() == stanza.SetIQ || iq.IQType() == stanza.GetIQ {
 			_ = p.Send(stanza.ErrorReply(iq, stanza.ItemNotFound, "not a conference of this service"))
