@@ -138,7 +138,7 @@ func (r roomService) HandleRemote(ctx context.Context, el *stanza.Element) {
 	if r.n.sfu == nil || r.n.rooms == nil {
 		return
 	}
-	from, err := jid.Parse(el.From())
+	from, err := el.FromJID()
 	if err != nil || r.n.hosted(from.Domainpart()) {
 		return
 	}

@@ -173,7 +173,7 @@ func conferenceIQ(el *stanza.Element) bool {
 	if t := el.Type(); t == "result" || t == "error" {
 		// (Answers to the service itself are the rooms': their checks on
 		// occupants of other servers.)
-		to, err := jid.Parse(el.To())
+		to, err := el.ToJID()
 		return err == nil && to.Resourcepart() == "" && to.Localpart() != ""
 	}
 	c := el.FirstElement()
