@@ -76,7 +76,7 @@ func TestArchivePageWaitsForRoom(t *testing.T) {
 	}()
 	bob.queue.Read(t, done)
 	got := bob.takeEls()
-	if len(got) != n+1 || got[n].Local != "iq" || got[n].Type() != "result" {
+	if len(got) != n+1 || got[n].Local != "iq" || got[n].IQType() != stanza.ResultIQ {
 		t.Fatalf("bob got %d stanzas, want %d results and the answer", len(got), n)
 	}
 }
