@@ -217,7 +217,7 @@ func TestIncomingAuthenticationCannotBeSkippedOrFaked(t *testing.T) {
 	t.Run("claiming the server's own domain", func(t *testing.T) {
 		p := dialRaw(t, addr, "", "b.test", nil, true)
 		p.send("<db:result from='b.test' to='b.test'>" + strings.Repeat("ab", 32) + "</db:result>")
-		if el := p.next(); el.Type() != "error" || stanza.ErrorCondition(el) != "forbidden" {
+		if el := p.next(); !el.IsError() || stanza.ErrorCondition(el) != "forbidden" {
 			t.Fatalf("dialback answered %s", el)
 		}
 	})

@@ -211,7 +211,7 @@ func hasBody(body string) func(*stanza.Element) bool {
 
 // errorCond returns the condition of a stanza error, or "".
 func errorCond(el *stanza.Element) stanza.Condition {
-	if el.Type() != "error" {
+	if !el.IsError() {
 		return ""
 	}
 	return stanza.ErrorCondition(el)
