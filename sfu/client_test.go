@@ -206,7 +206,7 @@ func (c *testClient) sendIQ(payload *stanza.Element) chan *stanza.Element {
 	c.mu.Lock()
 	c.waiting[id] = ch
 	c.mu.Unlock()
-	c.deliver(stanza.New(stanza.NSClient, "iq").SetAttr("type", "set").SetAttr("id", id).Append(payload))
+	c.deliver(stanza.NewIQ(stanza.SetIQ).SetAttr("id", id).Append(payload))
 	return ch
 }
 
@@ -235,7 +235,7 @@ func (c *testClient) loop() {
 }
 
 func (c *testClient) handle(el *stanza.Element) {
-	if el.Local == "message" && el.Type() != "error" {
+	if el.Local == "message" && !el.IsError() {
 		c.mu.Lock()
 		c.events = append(c.events, el.FirstElement())
 		c.cond.Broadcast()
@@ -254,7 +254,7 @@ func (c *testClient) handle(el *stanza.Element) {
 			}
 			return
 		}
-		if a := el.Child(NS, "answer"); a != nil && el.Type() == "result" {
+		if a := el.Child(NS, "answer"); a != nil && el.IQType() == stanza.ResultIQ {
 			// Apply the answer in stanza order, as a client reading its
 			// stream one stanza at a time would.
 			if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: a.Text()}); err != nil {
@@ -349,7 +349,7 @@ func (c *testClient) handle(el *stanza.Element) {
 func (c *testClient) join() *stanza.Element {
 	c.t.Helper()
 	r := c.iq(stanza.New(NS, "join"))
-	if r.Type() != "result" {
+	if r.IQType() != stanza.ResultIQ {
 		c.t.Fatalf("%s: join: %s", c.name, r)
 	}
 	j := r.Child(NS, "joined")
@@ -372,7 +372,7 @@ func (c *testClient) offer() {
 	}
 	r := c.iq(stanza.New(NS, "offer").SetText(off.SDP))
 	a := r.Child(NS, "answer")
-	if r.Type() != "result" || a == nil {
+	if r.IQType() != stanza.ResultIQ || a == nil {
 		c.t.Fatalf("%s: offer: %s", c.name, r)
 	}
 }
