@@ -77,7 +77,7 @@ func TestErrorReply(t *testing.T) {
 	if got := r.String(); got != want {
 		t.Fatalf("got  %s\nwant %s", got, want)
 	}
-	if orig.Type() != "chat" {
+	if orig.MessageType() != ChatMessage {
 		t.Fatal("ErrorReply changed the original")
 	}
 }
