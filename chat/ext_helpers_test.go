@@ -60,7 +60,7 @@ func (h *harness) iq(sess *fakeSession, raw string) (reply *stanza.Element, extr
 	h.t.Helper()
 	h.send(sess, raw)
 	for _, el := range sess.takeAll() {
-		if el.Local == "iq" && reply == nil && (el.Type() == "result" || el.Type() == "error") {
+		if el.Local == "iq" && reply == nil && (el.IQType() == stanza.ResultIQ || el.IsError()) {
 			reply = el
 			continue
 		}

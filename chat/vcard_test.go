@@ -12,11 +12,11 @@ func TestVCard(t *testing.T) {
 	b := h.online("bob@localhost/b", 0)
 
 	reply, _ := h.iq(a, `<iq type='get' id='v0'><vCard xmlns='vcard-temp'/></iq>`)
-	if v := reply.Child(NSVCard, "vCard"); reply.Type() != "result" || v == nil || len(v.Elements()) != 0 {
+	if v := reply.Child(NSVCard, "vCard"); reply.IQType() != stanza.ResultIQ || v == nil || len(v.Elements()) != 0 {
 		t.Errorf("empty vCard: %s", reply)
 	}
 	reply, _ = h.iq(a, `<iq type='set' id='v1'><vCard xmlns='vcard-temp'><FN>Alice Liddell</FN><NICKNAME>alice</NICKNAME></vCard></iq>`)
-	if reply.Type() != "result" {
+	if reply.IQType() != stanza.ResultIQ {
 		t.Fatalf("set: %s", reply)
 	}
 	reply, _ = h.iq(a, `<iq type='get' id='v2'><vCard xmlns='vcard-temp'/></iq>`)
@@ -46,7 +46,7 @@ func TestPrivateStorage(t *testing.T) {
 	a := h.online("alice@localhost/a", 0)
 	b := h.online("bob@localhost/b", 0)
 	reply, _ := h.iq(a, `<iq type='set' id='p1'><query xmlns='jabber:iq:private'><prefs xmlns='urn:example:prefs'><theme>dark</theme></prefs></query></iq>`)
-	if reply.Type() != "result" {
+	if reply.IQType() != stanza.ResultIQ {
 		t.Fatalf("set: %s", reply)
 	}
 	reply, _ = h.iq(a, `<iq type='get' id='p2'><query xmlns='jabber:iq:private'><prefs xmlns='urn:example:prefs'/></query></iq>`)
