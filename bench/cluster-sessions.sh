@@ -6,6 +6,14 @@
 # per second and per routed message, and the MySQL rows written per message.
 #
 #   bench/cluster-sessions.sh [--nodes 3] [--sessions 5700] [--clients 3000] [--rate 300] [--duration 20s]
+#                             [--chat-while-held] [--per-process 9000] [--db-max-conns N]
+#
+# --chat-while-held runs the messages while the sessions are still held (the
+# sessions' hold is stretched to cover them), so presence and one-to-one
+# messages cross nodes with every session online: SESSIONS + CLIENTS
+# sessions in all, on accounts of their own. Each node opens at most
+# --db-max-conns MySQL connections (default 120 / nodes, so the cluster stays
+# under MariaDB's default max_connections of 151).
 #
 # Needs: go, MariaDB reachable as root on 127.0.0.1:3306 (POOSMS_TEST_MYSQL_DSN
 # is not read: the script makes and drops its own database scale_bench_$$),
@@ -13,7 +21,7 @@
 # Ports 36300-36999. Everything it starts it stops.
 set -euo pipefail
 
-NODES=3 SESSIONS=5700 CLIENTS=3000 RATE=300 DURATION=20s ACCOUNTS=
+NODES=3 SESSIONS=5700 CLIENTS=3000 RATE=300 DURATION=20s ACCOUNTS= CHAT_DURING=0 PER_PROCESS=9000 DB_CONNS=
 while [ $# -gt 0 ]; do
 	case $1 in
 	--nodes) NODES=$2; shift 2 ;;
@@ -22,10 +30,20 @@ while [ $# -gt 0 ]; do
 	--rate) RATE=$2; shift 2 ;;
 	--duration) DURATION=$2; shift 2 ;;
 	--accounts) ACCOUNTS=$2; shift 2 ;;
+	--chat-while-held) CHAT_DURING=1; shift ;;
+	--per-process) PER_PROCESS=$2; shift 2 ;;
+	--db-max-conns) DB_CONNS=$2; shift 2 ;;
 	*) echo "unknown argument $1" >&2; exit 2 ;;
 	esac
 done
+FIRST=0
+if [ "$CHAT_DURING" = 1 ]; then
+	# The chatting clients use accounts 0 … CLIENTS-1, the held sessions the ones after.
+	FIRST=$CLIENTS
+	ACCOUNTS=${ACCOUNTS:-$((SESSIONS + CLIENTS))}
+fi
 ACCOUNTS=${ACCOUNTS:-$((SESSIONS > CLIENTS ? SESSIONS : CLIENTS))}
+DB_CONNS=${DB_CONNS:-$((120 / NODES > 4 ? 120 / NODES : 4))}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TMP=$(mktemp -d /tmp/poosms-cluster-sessions.XXXXXX)
 DBNAME=scale_bench_$$
@@ -62,7 +80,7 @@ for ((n = 1; n <= NODES; n++)); do
 	base=$((36300 + 100 * n))
 	mkdir -p "$TMP/n$n"
 	"$TMP/poosmsd" serve --db "$DB" --redis "redis://127.0.1.1:$RPORT/0" --cluster-secret-file "$TMP/secret" --node-id "n$n" \
-		--data-dir "$TMP/n$n" --domain localhost --registration closed --log-level warn --scram-iterations 4096 \
+		--db-max-conns "$DB_CONNS" --data-dir "$TMP/n$n" --domain localhost --registration closed --log-level warn --scram-iterations 4096 \
 		--c2s-addr "127.0.1.1:$((base + 22))" --c2s-tls-addr "" --http-addr "127.0.1.1:$((base + 80))" --metrics-addr "" \
 		--media-udp-addr "127.0.1.1:$((base + 82))" --media-tcp-addr "" --turn-addr "" --s2s-addr "" >"$TMP/n$n.log" 2>&1 &
 	PIDS+=($!) NODEPIDS+=($!)
@@ -78,38 +96,11 @@ redis_bytes() { redis-cli -h 127.0.1.1 -p $RPORT info stats | awk -F: '/total_ne
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 rows() { mysql -uroot -N "$DBNAME" -e "SELECT (SELECT COUNT(*) FROM archive_messages), (SELECT COUNT(*) FROM offline_messages)"; }
 
-# Sessions: spread over the nodes, held, measured per node. (--sessions 0: skipped).
-if [ "$SESSIONS" -gt 0 ]; then
-	declare -A before after
-	for p in "${NODEPIDS[@]}"; do before[$p]=$(rss "$p"); done
-	c0=$(redis_cmds) b0=$(redis_bytes)
-	log "sessions: $SESSIONS over $NODES nodes"
-	"$TMP/poosms-bench" sessions --addr "$ADDRLIST" --sessions "$SESSIONS" --per-process 9000 \
-		--sources 127.0.1.10-127.0.1.17 --hold 30s --progress 5s --json >"$TMP/sessions.json" 2>"$TMP/sessions.log" &
-	SPID=$!
-	# The ramp's Redis cost, then 20 s of holding.
-	while ! grep -q "ramp over" "$TMP/sessions.log" 2>/dev/null; do sleep 1; kill -0 $SPID 2>/dev/null || break; done
-	c1=$(redis_cmds) b1=$(redis_bytes)
-	sleep 20
-	c2=$(redis_cmds) b2=$(redis_bytes)
-	for p in "${NODEPIDS[@]}"; do after[$p]=$(rss "$p"); done
-	wait $SPID || true
-	in=$(grep -o '"logged_in": [0-9]*' "$TMP/sessions.json" | grep -o '[0-9]*$')
-	grep -E '"(logged_in|failed_logins|stop_reason|logins_per_second|ramp_seconds|alive_at_end)"' "$TMP/sessions.json"
-	echo "redis commands per login: $(echo "scale=2; ($c1 - $c0) / $in" | bc), bytes per login: $(echo "($b1 - $b0) / $in" | bc)"
-	echo "redis commands per second while $in sessions are held: $(echo "scale=1; ($c2 - $c1) / 20" | bc), bytes/s: $(echo "($b2 - $b1) / 20" | bc)"
-	n=1
-	for p in "${NODEPIDS[@]}"; do
-		echo "node n$n: RSS $((before[$p] / 1024)) -> $((after[$p] / 1024)) MiB, $(echo "scale=1; (${after[$p]} - ${before[$p]}) * $NODES / $in" | bc) KiB per session (sessions spread evenly)"
-		n=$((n + 1))
-	done
-fi
-
+chat_phase() {
 # Messages: random pairs of clients spread over the nodes, so (n-1)/n of
 # them cross from one node to another. Redis is counted over a window
 # inside the sending (from the second progress line to the one 3 s
 # before the end), so neither the logins nor the logouts count.
-sleep 5
 snap() { redis-cli -h 127.0.1.1 -p $RPORT info commandstats | awk -F'[:=,]' '/^cmdstat_/ {print $1, $3}' | sort >"$1"; }
 sentnow() { grep -E '^[0-9:]+ sent ' "$TMP/chat.log" | tail -1 | awk '{print $3}'; }
 lines() { grep -cE '^[0-9:]+ sent ' "$TMP/chat.log" || true; }
@@ -140,3 +131,42 @@ mysql -uroot -N -e "SELECT CONCAT('archive_messages: ', table_rows, ' rows, ', d
 	WHERE table_schema = '$DBNAME' AND table_name = 'archive_messages'"
 echo "redis commands during the messages, by command:"
 join -a2 -e0 -o 0,1.2,2.2 "$TMP/cmd0" "$TMP/cmd1" | awk '{d = $3 - $2; if (d > 0) print "  " $1, d}' | sort -k2 -n -r
+}
+
+# Sessions: spread over the nodes, held, measured per node. (--sessions 0: skipped).
+HOLD=30s
+if [ "$CHAT_DURING" = 1 ]; then HOLD=$((30 + ${DURATION%s} + 120))s; fi
+if [ "$SESSIONS" -gt 0 ]; then
+	declare -A before after
+	for p in "${NODEPIDS[@]}"; do before[$p]=$(rss "$p"); done
+	c0=$(redis_cmds) b0=$(redis_bytes)
+	log "sessions: $SESSIONS over $NODES nodes"
+	"$TMP/poosms-bench" sessions --addr "$ADDRLIST" --sessions "$SESSIONS" --first "$FIRST" --per-process "$PER_PROCESS" \
+		--sources 127.0.1.10-127.0.1.17 --hold "$HOLD" --progress 5s --json >"$TMP/sessions.json" 2>"$TMP/sessions.log" &
+	SPID=$!
+	# The ramp's Redis cost, then 20 s of holding.
+	while ! grep -q "ramp over" "$TMP/sessions.log" 2>/dev/null; do sleep 1; kill -0 $SPID 2>/dev/null || break; done
+	c1=$(redis_cmds) b1=$(redis_bytes)
+	sleep 20
+	c2=$(redis_cmds) b2=$(redis_bytes)
+	for p in "${NODEPIDS[@]}"; do after[$p]=$(rss "$p"); done
+	if [ "$CHAT_DURING" = 1 ]; then
+		log "messages while $SESSIONS sessions are held"
+		chat_phase
+	fi
+	wait $SPID || true
+	in=$(grep -o '"logged_in": [0-9]*' "$TMP/sessions.json" | grep -o '[0-9]*$')
+	grep -E '"(logged_in|failed_logins|stop_reason|logins_per_second|ramp_seconds|alive_at_end)"' "$TMP/sessions.json"
+	echo "redis commands per login: $(echo "scale=2; ($c1 - $c0) / $in" | bc), bytes per login: $(echo "($b1 - $b0) / $in" | bc)"
+	echo "redis commands per second while $in sessions are held: $(echo "scale=1; ($c2 - $c1) / 20" | bc), bytes/s: $(echo "($b2 - $b1) / 20" | bc)"
+	n=1
+	for p in "${NODEPIDS[@]}"; do
+		echo "node n$n: RSS $((before[$p] / 1024)) -> $((after[$p] / 1024)) MiB, $(echo "scale=1; (${after[$p]} - ${before[$p]}) * $NODES / $in" | bc) KiB per session (sessions spread evenly)"
+		n=$((n + 1))
+	done
+fi
+
+if [ "$CHAT_DURING" = 0 ]; then
+	sleep 5
+	chat_phase
+fi

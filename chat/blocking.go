@@ -164,7 +164,7 @@ func (s *Service) blockingIQ(ctx context.Context, sess Session, iq, q *stanza.El
 		for _, j := range l {
 			res.Append(stanza.New(NSBlocking, "item").SetAttr("jid", j))
 		}
-		s.update(sess, func(r *resource) { r.blockPush = true })
+		s.update(sess, func(r *resource) { r.BlockPush = true })
 		s.send(sess, stanza.Result(iq, res))
 		return
 	}
@@ -219,8 +219,8 @@ func (s *Service) blockingIQ(ctx context.Context, sess Session, iq, q *stanza.El
 		return
 	}
 	s.send(sess, stanza.Result(iq))
-	if s.blockChanged != nil {
-		s.blockChanged(local)
+	if s.pub != nil {
+		s.pub.BlocklistChanged(local)
 	}
 
 	// Pushes to every session that asked for the list.
@@ -231,7 +231,7 @@ func (s *Service) blockingIQ(ctx context.Context, sess Session, iq, q *stanza.El
 	s.mu.Lock()
 	var interested []Session
 	for _, r := range s.users[local] {
-		if r.blockPush {
+		if r.BlockPush {
 			interested = append(interested, r.sess)
 		}
 	}

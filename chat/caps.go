@@ -121,7 +121,7 @@ func (s *Service) presenceCaps(ctx context.Context, sess Session, el *stanza.Ele
 	s.update(sess, func(r *resource) {
 		changed = r.capsVer != ver
 		if changed {
-			r.capsVer, r.features, r.notify = ver, nil, nil
+			r.capsVer, r.features, r.Notify = ver, nil, nil
 		}
 	})
 	if ver == "" || !changed && !initial {
@@ -156,7 +156,7 @@ func (s *Service) setFeatures(sess Session, ver string, features []string) {
 	slices.Sort(notify)
 	s.update(sess, func(r *resource) {
 		if r.capsVer == ver {
-			r.features, r.notify = m, notify
+			r.features, r.Notify = m, notify
 		}
 	})
 }

@@ -16,7 +16,7 @@ func (s *Service) carbonsIQ(_ context.Context, sess Session, iq, q *stanza.Eleme
 		return
 	}
 	on := q.Local == "enable"
-	s.update(sess, func(r *resource) { r.carbons = on })
+	s.update(sess, func(r *resource) { r.Carbons = on })
 	s.send(sess, stanza.Result(iq))
 }
 
@@ -52,7 +52,7 @@ func (s *Service) carbonTargets(local string, skip []Session) []Session {
 	var out []Session
 outer:
 	for _, r := range s.users[local] {
-		if !r.available || !r.carbons {
+		if !r.Available || !r.Carbons {
 			continue
 		}
 		for _, k := range skip {

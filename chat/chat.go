@@ -70,16 +70,6 @@ type Config struct {
 	// ArchiveRetention is set. Default one hour, or ArchiveRetention/10
 	// when that is shorter.
 	ArchivePruneInterval time.Duration
-	// Observe, when set, is told each time the routing state of a local
-	// session changes (bound, presence, roster interest, carbons) and when
-	// it ends (gone). Other nodes of a cluster mirror it with SetRemote.
-	// It runs on the session's goroutine, outside the service's locks, in
-	// the order of the changes.
-	Observe func(full jid.JID, st ResourceState, gone bool)
-	// BlocklistChanged, when set, is told that a user changed their
-	// blocklist here, for other nodes to read it again
-	// (ReloadBlocklist).
-	BlocklistChanged func(local string)
 	// Federation carries stanzas for other servers' users and services;
 	// nil: this server does not federate, and stanzas for other domains
 	// are refused with remote-server-not-found.
@@ -140,8 +130,7 @@ type Service struct {
 	blocks      map[string][]string
 	blockActive atomic.Int64
 
-	observe      func(full jid.JID, st ResourceState, gone bool)
-	blockChanged func(local string)
+	pub Publisher // nil: nothing to publish (SetPublisher)
 
 	fed   Federation     // nil: no federation
 	watch *presenceWatch // presence of other servers' users shown here
@@ -157,21 +146,17 @@ type iqKey struct{ space, local string }
 
 type discoItem struct{ jid, name string }
 
-// resource is the state of one bound session.
+// resource is the state of one bound session: its routing state (what
+// other nodes of a cluster mirror, see ResourceState) and what only the
+// node serving it keeps.
 type resource struct {
-	sess       Session
-	available  bool            // sent available presence, not yet unavailable
-	priority   int             // from the last available presence
-	last       *stanza.Element // last broadcast presence (from set, no to)
-	interested bool            // requested the roster: receives roster pushes
-	directed   []string        // addresses that got directed available presence
-	carbons    bool            // enabled message carbons (XEP-0280)
-	blockPush  bool            // requested the blocklist: receives its pushes
-	capsVer    string          // entity capabilities announced in presence
-	features   map[string]bool // the session's disco features; nil: unknown
-	notify     []string        // its +notify features, sorted; nil: unknown
-	remote     bool            // served by another node (SetRemote)
-	told       ResourceState   // state last reported to Observe
+	ResourceState
+	sess     Session
+	directed []string        // addresses that got directed available presence
+	capsVer  string          // entity capabilities announced in presence
+	features map[string]bool // the session's disco features; nil: unknown
+	remote   bool            // served by another node (SetRemote)
+	told     ResourceState   // state last published (Publisher)
 }
 
 // New returns a chat service for cfg.Domain backed by st.
@@ -203,10 +188,7 @@ func New(cfg Config, st Store) (*Service, error) {
 		version: cfg.Version,
 		users:   make(map[string]map[string]*resource),
 		iqs:     make(map[iqKey]IQHandler),
-		observe: cfg.Observe,
-
-		blockChanged: cfg.BlocklistChanged,
-		fed:          cfg.Federation,
+		fed:     cfg.Federation,
 	}
 	if cfg.RemotePresenceTimeout <= 0 {
 		cfg.RemotePresenceTimeout = 45 * time.Second
@@ -289,10 +271,10 @@ func (s *Service) SessionBound(ctx context.Context, sess Session) {
 	s.mu.Unlock()
 	s.loadBlocklist(ctx, me.Localpart())
 	if old != nil && old.sess != sess && !old.remote {
-		s.endPresence(ctx, me, snap.available, snap.directed, nil, nil)
+		s.endPresence(ctx, me, snap.Available, snap.directed, nil, nil)
 	}
-	if s.observe != nil {
-		s.observe(me, ResourceState{}, false)
+	if s.pub != nil {
+		s.pub.SessionChanged(me, ResourceState{})
 	}
 }
 
@@ -325,10 +307,10 @@ func (s *Service) SessionClosed(ctx context.Context, sess Session) {
 		s.watch.forget(me.Localpart())
 	}
 	s.caps.forget(sess)
-	if s.observe != nil {
-		s.observe(me, ResourceState{}, true)
+	if s.pub != nil {
+		s.pub.SessionEnded(me)
 	}
-	s.endPresence(ctx, me, snap.available, snap.directed, nil, nil)
+	s.endPresence(ctx, me, snap.Available, snap.directed, nil, nil)
 }
 
 // detachLocked removes sess from the users map and returns its state, and
@@ -358,10 +340,9 @@ func (r *resource) snapshot() resource {
 
 // target is a copy of a session's routing state taken under s.mu.
 type target struct {
-	sess     Session
-	priority int
-	last     *stanza.Element
-	remote   bool // served by another node
+	ResourceState
+	sess   Session
+	remote bool // served by another node
 }
 
 // available returns the available sessions of local.
@@ -370,8 +351,8 @@ func (s *Service) available(local string) []target {
 	defer s.mu.Unlock()
 	var out []target
 	for _, r := range s.users[local] {
-		if r.available {
-			out = append(out, target{sess: r.sess, priority: r.priority, last: r.last, remote: r.remote})
+		if r.Available {
+			out = append(out, target{ResourceState: r.ResourceState, sess: r.sess, remote: r.remote})
 		}
 	}
 	return out
@@ -393,7 +374,7 @@ func (s *Service) interested(local string) []Session {
 	defer s.mu.Unlock()
 	var out []Session
 	for _, r := range s.users[local] {
-		if r.interested {
+		if r.Interested {
 			out = append(out, r.sess)
 		}
 	}
@@ -414,14 +395,14 @@ func (s *Service) update(sess Session, fn func(r *resource)) bool {
 	fn(r)
 	changed := false
 	var st ResourceState
-	if bound && !r.remote && s.observe != nil {
-		st = r.state()
+	if bound && !r.remote && s.pub != nil {
+		st = r.ResourceState
 		changed = !st.equal(r.told)
 		r.told = st
 	}
 	s.mu.Unlock()
 	if changed {
-		s.observe(me, st, false)
+		s.pub.SessionChanged(me, st)
 	}
 	return bound
 }

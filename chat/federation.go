@@ -322,7 +322,7 @@ func (s *Service) probeIn(ctx context.Context, from, to jid.JID) {
 		return
 	}
 	for _, t := range avail {
-		q := t.last.Copy()
+		q := t.Presence.Copy()
 		q.SetAttr("to", from.String())
 		s.sendRemote(q)
 	}

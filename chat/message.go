@@ -71,16 +71,16 @@ func (s *Service) routeMessage(ctx context.Context, sender Session, el *stanza.E
 	var best []target
 	top := -1
 	for _, t := range s.available(local) {
-		if t.priority < 0 {
+		if t.Priority < 0 {
 			continue
 		}
 		switch {
 		case typ == stanza.HeadlineMessage:
 			best = append(best, t)
-		case t.priority > top:
-			top = t.priority
+		case t.Priority > top:
+			top = t.Priority
 			best = []target{t}
-		case t.priority == top:
+		case t.Priority == top:
 			best = append(best, t)
 		}
 	}

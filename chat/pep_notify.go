@@ -31,7 +31,7 @@ func (s *Service) notifyTargets(ctx context.Context, owner string, n store.PEPNo
 	var out []Session
 	s.mu.Lock()
 	for _, r := range s.users[owner] {
-		if r.available && (r.features == nil || r.features[want]) {
+		if r.Available && (r.features == nil || r.features[want]) {
 			out = append(out, r.sess)
 		}
 	}
@@ -58,7 +58,7 @@ func (s *Service) notifyTargets(ctx context.Context, owner string, n store.PEPNo
 		}
 		s.mu.Lock()
 		for _, r := range s.users[c.Localpart()] {
-			if r.available && r.features[want] {
+			if r.Available && r.features[want] {
 				out = append(out, r.sess)
 			}
 		}

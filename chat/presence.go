@@ -73,9 +73,9 @@ func (s *Service) presenceAvailable(ctx context.Context, sess Session, el *stanz
 	var initial, wasNegative bool
 	var others []*stanza.Element
 	bound := s.update(sess, func(r *resource) {
-		initial = !r.available
-		wasNegative = r.priority < 0
-		r.available, r.priority, r.last = true, prio, p
+		initial = !r.Available
+		wasNegative = r.Priority < 0
+		r.Available, r.Priority, r.Presence = true, prio, p
 	})
 	if !bound {
 		// Its unavailable presence could never be sent: ignore it.
@@ -85,8 +85,8 @@ func (s *Service) presenceAvailable(ctx context.Context, sess Session, el *stanz
 	if initial {
 		s.mu.Lock()
 		for _, r := range s.users[owner] {
-			if r.sess != sess && r.available && r.last != nil {
-				others = append(others, r.last)
+			if r.sess != sess && r.Available && r.Presence != nil {
+				others = append(others, r.Presence)
 			}
 		}
 		s.mu.Unlock()
@@ -133,9 +133,9 @@ func (s *Service) presenceUnavailable(ctx context.Context, sess Session, el *sta
 	var snap resource
 	s.update(sess, func(r *resource) {
 		snap = r.snapshot()
-		r.available, r.priority, r.last, r.directed = false, 0, nil, nil
+		r.Available, r.Priority, r.Presence, r.directed = false, 0, nil, nil
 	})
-	s.endPresence(ctx, sess.JID(), snap.available, snap.directed, el, sess)
+	s.endPresence(ctx, sess.JID(), snap.Available, snap.directed, el, sess)
 }
 
 // endPresence sends unavailable presence from me to its subscribers and its
@@ -311,7 +311,7 @@ func (s *Service) answerProbe(sess Session, contact string) {
 		return
 	}
 	for _, t := range avail {
-		q := t.last.Copy()
+		q := t.Presence.Copy()
 		q.SetAttr("to", me)
 		s.send(sess, q)
 	}
@@ -342,8 +342,8 @@ func (s *Service) clientProbe(ctx context.Context, sess Session, to jid.JID) {
 // approved, RFC 6121 §3.1.5).
 func (s *Service) sendPresenceFrom(owner string, contact jid.JID) {
 	for _, t := range s.available(owner) {
-		if t.last != nil {
-			s.presenceToContact(t.last, contact.String())
+		if t.Presence != nil {
+			s.presenceToContact(t.Presence, contact.String())
 		}
 	}
 }

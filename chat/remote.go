@@ -11,32 +11,52 @@ import (
 )
 
 // ResourceState is what routing needs to know about a session: what
-// another node of a cluster mirrors of this node's sessions (Observe) and
-// tells this one about its own (SetRemote).
+// another node of a cluster mirrors of this node's sessions (Publisher)
+// and tells this one about its own (SetRemote). A session's state here
+// (resource) embeds it, so its fields are listed once.
 type ResourceState struct {
 	Available  bool            // sent available presence, not yet unavailable
 	Priority   int             // from the last available presence
-	Presence   *stanza.Element // last broadcast presence; nil when unavailable
+	Presence   *stanza.Element // last broadcast presence (from set, no to); nil when unavailable
 	Interested bool            // requested the roster: receives roster pushes
-	Carbons    bool            // enabled message carbons
+	Carbons    bool            // enabled message carbons (XEP-0280)
 	BlockPush  bool            // requested the blocklist: receives its pushes
 	// Notify lists the +notify features of its entity capabilities
-	// (XEP-0163), which PEP notifications are filtered by; nil while
-	// they are not known.
+	// (XEP-0163), sorted, which PEP notifications are filtered by; nil
+	// while they are not known.
 	Notify []string
 }
 
+// equal reports whether a and b are the same state: the same presence
+// element (by pointer) and the same +notify features (nil differs from
+// empty). TestResourceStateEqual checks that it compares every field.
 func (a ResourceState) equal(b ResourceState) bool {
 	return a.Available == b.Available && a.Priority == b.Priority && a.Presence == b.Presence &&
 		a.Interested == b.Interested && a.Carbons == b.Carbons && a.BlockPush == b.BlockPush &&
 		(a.Notify == nil) == (b.Notify == nil) && slices.Equal(a.Notify, b.Notify)
 }
 
-// state returns r's routing state. s.mu must be held.
-func (r *resource) state() ResourceState {
-	return ResourceState{Available: r.available, Priority: r.priority, Presence: r.last,
-		Interested: r.interested, Carbons: r.carbons, BlockPush: r.blockPush, Notify: r.notify}
+// Publisher is told about changes to the sessions this node serves, for
+// the other nodes of a cluster to mirror them (which they apply with
+// SetRemote, DropRemote and ReloadBlocklist). cluster/link implements it.
+// Its methods run on the session's goroutine, outside the service's
+// locks, in the order of the changes.
+type Publisher interface {
+	// SessionChanged reports that full was bound (with the zero state)
+	// or that its routing state changed: presence, roster interest,
+	// carbons, blocklist pushes, +notify features.
+	SessionChanged(full jid.JID, st ResourceState)
+	// SessionEnded reports that full's session ended.
+	SessionEnded(full jid.JID)
+	// BlocklistChanged reports that local changed their blocklist here,
+	// for the other nodes to read it again.
+	BlocklistChanged(local string)
 }
+
+// SetPublisher makes the service tell p about the sessions it serves.
+// Call it before the first session binds: it is not synchronised with
+// them.
+func (s *Service) SetPublisher(p Publisher) { s.pub = p }
 
 // SetRemote records sess, a session another node serves, with its state:
 // routing then treats it like a local session (messages, presence
@@ -54,17 +74,16 @@ func (s *Service) SetRemote(sess Session, st ResourceState) {
 		r = &resource{sess: sess, remote: true}
 		m[me.Resourcepart()] = r
 	}
-	r.available, r.priority, r.last = st.Available, st.Priority, st.Presence
-	r.interested, r.carbons, r.blockPush = st.Interested, st.Carbons, st.BlockPush
-	r.features, r.notify = nil, st.Notify
+	r.ResourceState = st
+	if !st.Available {
+		r.Priority, r.Presence = 0, nil
+	}
+	r.features = nil
 	if st.Notify != nil {
 		r.features = make(map[string]bool, len(st.Notify))
 		for _, f := range st.Notify {
 			r.features[f] = true
 		}
-	}
-	if !st.Available {
-		r.priority, r.last = 0, nil
 	}
 }
 
@@ -76,7 +95,7 @@ func (s *Service) DropRemote(ctx context.Context, sess Session, announce bool) {
 	me := sess.JID()
 	s.mu.Lock()
 	r, _ := s.detachLocked(sess)
-	wasAvailable := r != nil && r.available
+	wasAvailable := r != nil && r.Available
 	s.mu.Unlock()
 	if !announce || !wasAvailable {
 		return
@@ -121,7 +140,7 @@ func (s *Service) LocalStates(fn func(full jid.JID, st ResourceState)) {
 	for _, m := range s.users {
 		for _, r := range m {
 			if !r.remote {
-				all = append(all, entry{r.sess.JID(), r.state()})
+				all = append(all, entry{r.sess.JID(), r.ResourceState})
 			}
 		}
 	}
@@ -176,8 +195,8 @@ func (s *Service) drainHere(ctx context.Context, local string) {
 	var best Session
 	top := -1
 	for _, t := range s.available(local) {
-		if t.priority > top && !t.remote {
-			best, top = t.sess, t.priority
+		if t.Priority > top && !t.remote {
+			best, top = t.sess, t.Priority
 		}
 	}
 	if best != nil {
@@ -193,7 +212,7 @@ func (s *Service) DrainOffline(ctx context.Context) {
 	s.mu.Lock()
 	for local, m := range s.users {
 		for _, r := range m {
-			if !r.remote && r.available && r.priority >= 0 {
+			if !r.remote && r.Available && r.Priority >= 0 {
 				locals = append(locals, local)
 				break
 			}

@@ -2,6 +2,7 @@ package chat
 
 import (
 	"context"
+	"reflect"
 	"slices"
 	"sync"
 	"testing"
@@ -48,12 +49,21 @@ func TestRemoteSessions(t *testing.T) {
 	}
 }
 
-// Observe reports local sessions' changes, and only changes; LocalStates
-// lists local sessions without the mirrored ones.
-func TestObserveAndLocalStates(t *testing.T) {
+// publisherFunc is a Publisher that calls itself with each session
+// change (gone: the session ended).
+type publisherFunc func(full jid.JID, st ResourceState, gone bool)
+
+func (f publisherFunc) SessionChanged(full jid.JID, st ResourceState) { f(full, st, false) }
+func (f publisherFunc) SessionEnded(full jid.JID)                     { f(full, ResourceState{}, true) }
+func (f publisherFunc) BlocklistChanged(string)                       {}
+
+// The publisher hears of local sessions' changes, and only changes;
+// LocalStates lists local sessions without the mirrored ones.
+func TestPublishAndLocalStates(t *testing.T) {
 	var mu sync.Mutex
 	var seen []string
-	h := newHarness(t, Config{Observe: func(full jid.JID, st ResourceState, gone bool) {
+	h := newHarness(t, Config{}, "alice", "bob")
+	h.svc.SetPublisher(publisherFunc(func(full jid.JID, st ResourceState, gone bool) {
 		mu.Lock()
 		defer mu.Unlock()
 		s := full.String()
@@ -69,7 +79,7 @@ func TestObserveAndLocalStates(t *testing.T) {
 			s += " interested"
 		}
 		seen = append(seen, s)
-	}}, "alice", "bob")
+	}))
 	a := h.online("alice@localhost/desk", 0)
 	h.send(a, `<iq type='get' id='r1'><query xmlns='jabber:iq:roster'/></iq>`) // no change: no report
 	h.svc.SetRemote(newFakeSession("bob@localhost/phone"), ResourceState{Available: true})
@@ -81,7 +91,7 @@ func TestObserveAndLocalStates(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	if !slices.Equal(seen, want) {
-		t.Errorf("observed %q, want %q", seen, want)
+		t.Errorf("published %q, want %q", seen, want)
 	}
 	if !slices.Equal(local, []string{"alice@localhost/desk"}) {
 		t.Errorf("LocalStates listed %q", local)
@@ -137,16 +147,17 @@ func TestRequestToUnreachableSessionIsAnswered(t *testing.T) {
 }
 
 // PEP notifications reach a contact's session on another node by the
-// +notify features mirrored with it, and Observe reports a session's
-// features once its capabilities are known.
+// +notify features mirrored with it, and the publisher hears of a
+// session's features once its capabilities are known.
 func TestRemoteSessionsHearPEPByNotifyFeatures(t *testing.T) {
 	var mu sync.Mutex
 	var notify [][]string
-	h, _ := newDBHarness(t, Config{Observe: func(full jid.JID, st ResourceState, gone bool) {
+	h, _ := newDBHarness(t, Config{}, "alice", "bob", "carol")
+	h.svc.SetPublisher(publisherFunc(func(full jid.JID, st ResourceState, gone bool) {
 		mu.Lock()
 		defer mu.Unlock()
 		notify = append(notify, st.Notify)
-	}}, "alice", "bob", "carol")
+	}))
 	h.befriend("alice", "bob")
 	h.befriend("alice", "carol")
 	a, _ := h.onlineWithCaps("alice@localhost/a", true, nodeDevices+"+notify")
@@ -154,7 +165,7 @@ func TestRemoteSessionsHearPEPByNotifyFeatures(t *testing.T) {
 	last := notify[len(notify)-1]
 	mu.Unlock()
 	if !slices.Equal(last, []string{nodeDevices + "+notify"}) {
-		t.Fatalf("observed notify features %q", last)
+		t.Fatalf("published notify features %q", last)
 	}
 
 	bob := newFakeSession("bob@localhost/phone")     // wants device lists
@@ -168,5 +179,69 @@ func TestRemoteSessionsHearPEPByNotifyFeatures(t *testing.T) {
 	}
 	if got := events(carol); len(got) != 0 {
 		t.Fatalf("carol (remote, features unknown) got %q", got)
+	}
+}
+
+// equal tells apart two states that differ in any one field, so that a
+// field added to ResourceState cannot be forgotten there.
+func TestResourceStateEqual(t *testing.T) {
+	if !(ResourceState{}).equal(ResourceState{}) {
+		t.Fatal("the zero state differs from itself")
+	}
+	if (ResourceState{}).equal(ResourceState{Notify: []string{}}) {
+		t.Fatal("unknown +notify features equal an empty list")
+	}
+	typ := reflect.TypeFor[ResourceState]()
+	for i := range typ.NumField() {
+		var st ResourceState
+		f := reflect.ValueOf(&st).Elem().Field(i)
+		switch f.Kind() {
+		case reflect.Bool:
+			f.SetBool(true)
+		case reflect.Int:
+			f.SetInt(1)
+		case reflect.Pointer:
+			f.Set(reflect.ValueOf(stanza.New(stanza.NSClient, "presence")))
+		case reflect.Slice:
+			f.Set(reflect.ValueOf([]string{"x"}))
+		default:
+			t.Fatalf("field %s: kind %s not covered by this test", typ.Field(i).Name, f.Kind())
+		}
+		if st.equal(ResourceState{}) || (ResourceState{}).equal(st) {
+			t.Errorf("equal ignores field %s", typ.Field(i).Name)
+		}
+	}
+}
+
+// blocklists is a Publisher that records whose blocklist changed.
+type blocklists struct {
+	publisherFunc
+	mu      sync.Mutex
+	changed []string
+}
+
+func (b *blocklists) BlocklistChanged(local string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.changed = append(b.changed, local)
+}
+
+// A blocklist changed here is published, for other nodes to read it
+// again; reading it is not.
+func TestBlocklistChangePublished(t *testing.T) {
+	h, _ := newDBHarness(t, Config{}, "alice", "bob")
+	pub := &blocklists{publisherFunc: func(jid.JID, ResourceState, bool) {}}
+	h.svc.SetPublisher(pub)
+	a := h.online("alice@localhost/a", 0)
+	if reply, _ := h.iq(a, `<iq type='get' id='bl'><blocklist xmlns='urn:xmpp:blocking'/></iq>`); reply.Type() != "result" {
+		t.Fatalf("blocklist: %s", reply)
+	}
+	if reply, _ := h.iq(a, `<iq type='set' id='blk'><block xmlns='urn:xmpp:blocking'><item jid='bob@localhost'/></block></iq>`); reply.Type() != "result" {
+		t.Fatalf("block: %s", reply)
+	}
+	pub.mu.Lock()
+	defer pub.mu.Unlock()
+	if !slices.Equal(pub.changed, []string{"alice"}) {
+		t.Fatalf("published blocklist changes %q, want [alice]", pub.changed)
 	}
 }

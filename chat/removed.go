@@ -86,10 +86,10 @@ func (s *Service) localSessions(local string) (available, interested []Session) 
 		if r.remote {
 			continue
 		}
-		if r.available {
+		if r.Available {
 			available = append(available, r.sess)
 		}
-		if r.interested {
+		if r.Interested {
 			interested = append(interested, r.sess)
 		}
 	}

@@ -140,7 +140,7 @@ func (s *Service) rosterIQ(ctx context.Context, sess Session, iq, q *stanza.Elem
 				res.Append(itemElement(it, false))
 			}
 		}
-		s.update(sess, func(r *resource) { r.interested = true })
+		s.update(sess, func(r *resource) { r.Interested = true })
 		s.send(sess, stanza.Result(iq, res))
 		return
 	}

@@ -22,17 +22,28 @@ import (
 	"poosms.org/poosms/stanza"
 )
 
-// Chat is what the link needs from the chat service (*chat.Service).
+// Chat is what the link does to this node's chat service
+// (*chat.Service) on behalf of the other nodes. The other way, chat
+// tells the link about this node's sessions through chat.Publisher,
+// which Link implements: the link is made from chat, then set as its
+// publisher.
 type Chat interface {
+	// The mirror of the sessions other nodes serve, and this node's
+	// own sessions for a snapshot.
 	SetRemote(sess chat.Session, st chat.ResourceState)
 	DropRemote(ctx context.Context, sess chat.Session, announce bool)
 	LocalStates(fn func(full jid.JID, st chat.ResourceState))
+	// Delivery to this node's sessions of what other nodes route here,
+	// and offline storage of what no session took.
 	SendTo(sess chat.Session, el *stanza.Element) bool
 	Undeliverable(ctx context.Context, el *stanza.Element) (queued bool)
 	DrainOffline(ctx context.Context)
 	DrainUser(ctx context.Context, bare jid.JID)
+	// A blocklist another node changed.
 	ReloadBlocklist(ctx context.Context, local string)
 }
+
+var _ chat.Publisher = (*Link)(nil)
 
 // LocalSession is a session this node serves.
 type LocalSession interface {
@@ -51,6 +62,10 @@ type Rooms interface {
 	// hosts now, telling its occupants to rejoin.
 	Adopt(ctx context.Context, room jid.JID)
 	Moved(ctx context.Context, room jid.JID)
+	// HostLost tells sess, a session of this node, that it is out of
+	// room, where it was nick, because the node hosting the room is gone;
+	// joining again places the room on a live node.
+	HostLost(ctx context.Context, sess chat.Session, room jid.JID, nick string)
 	// HandleRemote runs a stanza a user of another server sent to a
 	// room or conference (its from checked by federation).
 	HandleRemote(ctx context.Context, el *stanza.Element)
@@ -83,8 +98,10 @@ type Config struct {
 	Logger   *slog.Logger
 }
 
-// Link is one node's side of the cluster. Create it with New, pass its
-// methods as the cluster's callbacks, then Attach the cluster.
+// Link is one node's side of the cluster. Create it with New from this
+// node's chat service and make it that service's publisher
+// (chat.Service.SetPublisher), pass its methods as the cluster's
+// callbacks, then Attach the cluster.
 //
 // The cluster tells Handle which node sent a payload, and only passes on
 // payloads signed with the cluster secret. Beyond that, a node is
@@ -269,22 +286,24 @@ func (l *Link) broadcast(ctx context.Context, payload []byte) {
 	}
 }
 
-// Observe is chat's Config.Observe: it tells the other nodes about a
-// change in one of this node's sessions.
-func (l *Link) Observe(full jid.JID, st chat.ResourceState, gone bool) {
-	if len(l.peerList()) == 0 {
-		return
+// SessionChanged implements chat.Publisher: it tells the other nodes
+// the new state of one of this node's sessions.
+func (l *Link) SessionChanged(full jid.JID, st chat.ResourceState) {
+	if len(l.peerList()) > 0 {
+		l.broadcast(context.Background(), states(0, []entry{{full: full.String(), st: st}}))
 	}
-	ctx := context.Background()
-	if gone {
-		l.broadcast(ctx, addressed(kindGone, full.String(), nil))
-		return
-	}
-	l.broadcast(ctx, states(0, []entry{{full: full.String(), st: st}}))
 }
 
-// BlocklistChanged is chat's Config.BlocklistChanged: the other nodes
-// read the user's blocklist again.
+// SessionEnded implements chat.Publisher: it tells the other nodes that
+// one of this node's sessions ended.
+func (l *Link) SessionEnded(full jid.JID) {
+	if len(l.peerList()) > 0 {
+		l.broadcast(context.Background(), addressed(kindGone, full.String(), nil))
+	}
+}
+
+// BlocklistChanged implements chat.Publisher: the other nodes read the
+// user's blocklist again.
 func (l *Link) BlocklistChanged(local string) {
 	if len(l.peerList()) > 0 {
 		l.broadcast(context.Background(), addressed(kindBlocklist, local, nil))
@@ -563,7 +582,7 @@ func (l *Link) NodeGone(ctx context.Context, id cluster.NodeID) {
 	for _, r := range sessions {
 		l.drop(ctx, r, true)
 	}
-	l.roomsGone(id)
+	l.roomsGone(ctx, id)
 }
 
 // HealthChanged is the cluster's HealthChanged. When the shared state is

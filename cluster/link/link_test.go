@@ -3,6 +3,7 @@ package link
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -253,6 +254,7 @@ type fakeRooms struct {
 	closed  []string
 	adopted []string
 	moved   []string
+	lost    []string // "session room/nick" told their host is gone
 	seats   map[string]chat.Session
 	inUse   map[string]bool // rooms someone is in
 }
@@ -280,6 +282,15 @@ func (r *fakeRooms) Moved(ctx context.Context, room jid.JID) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.moved = append(r.moved, room.String())
+}
+func (r *fakeRooms) HostLost(ctx context.Context, sess chat.Session, room jid.JID, nick string) {
+	r.mu.Lock()
+	r.lost = append(r.lost, sess.JID().String()+" "+room.String()+"/"+nick)
+	r.mu.Unlock()
+	// What the session hears is the rooms' (conference.Service.HostLost);
+	// here, just that it hears.
+	sess.Send(stanza.New(stanza.NSClient, "presence").SetAttr("from", room.String()+"/"+nick).
+		SetAttr("to", sess.JID().String()).SetAttr("type", "unavailable"))
 }
 func (r *fakeRooms) InUse(ctx context.Context, room jid.JID) bool {
 	r.mu.Lock()
@@ -349,7 +360,7 @@ func TestSessionsMirrorAcrossNodes(t *testing.T) {
 	a, b := ns["a"], ns["b"]
 	bob := b.login("bob@x/phone")
 	pres := stanza.New(stanza.NSClient, "presence").SetAttr("from", "bob@x/phone")
-	b.link.Observe(bob.JID(), chat.ResourceState{Available: true, Priority: 5, Presence: pres, Carbons: true}, false)
+	b.link.SessionChanged(bob.JID(), chat.ResourceState{Available: true, Priority: 5, Presence: pres, Carbons: true})
 	h.settle(t)
 	st, ok := a.chat.remote["bob@x/phone"]
 	if !ok || !st.Available || st.Priority != 5 || !st.Carbons || st.Presence == nil || st.Presence.From() != "bob@x/phone" {
@@ -381,7 +392,7 @@ func TestSessionsMirrorAcrossNodes(t *testing.T) {
 	}
 
 	// Gone: the mirror forgets it without announcing (b announced).
-	b.link.Observe(bob.JID(), chat.ResourceState{}, true)
+	b.link.SessionEnded(bob.JID())
 	h.settle(t)
 	if _, ok := a.chat.remote["bob@x/phone"]; ok || !slices.Contains(a.chat.dropped, "bob@x/phone false") {
 		t.Fatalf("after gone: mirror %v, dropped %q", a.chat.remote, a.chat.dropped)
@@ -443,7 +454,7 @@ func TestRoomForwardedToHostAndHostDeath(t *testing.T) {
 	}
 
 	// bob's session ends: a's rooms let the seat go.
-	b.link.Observe(bob.JID(), chat.ResourceState{}, true)
+	b.link.SessionEnded(bob.JID())
 	h.settle(t)
 	if !slices.Equal(a.rooms.closed, []string{"bob@x/phone"}) {
 		t.Fatalf("a's rooms closed %q", a.rooms.closed)
@@ -451,7 +462,7 @@ func TestRoomForwardedToHostAndHostDeath(t *testing.T) {
 
 	// bob joins again, then a dies: b tells bob he is out (110, 332),
 	// and drops a's sessions from its mirror, announcing them gone.
-	a.link.Observe(alice.JID(), chat.ResourceState{Available: true}, false)
+	a.link.SessionChanged(alice.JID(), chat.ResourceState{Available: true})
 	b.link.Room(ctx, bob, join(bob, "bo"))
 	h.settle(t)
 	h.mu.Lock()
@@ -461,9 +472,14 @@ func TestRoomForwardedToHostAndHostDeath(t *testing.T) {
 	if _, ok := b.chat.remote["alice@x/pc"]; ok || !slices.Contains(b.chat.dropped, "alice@x/pc true") {
 		t.Fatalf("after a died: b's mirror %v, dropped %q", b.chat.remote, b.chat.dropped)
 	}
+	// b asks its rooms to tell bob; what he hears (110, 332) is theirs to
+	// build (conference.TestHostLost checks it).
+	if want := []string{"bob@x/phone room@conf.x/bo"}; !slices.Equal(b.rooms.lost, want) {
+		t.Fatalf("b's rooms told %q their host is gone, want %q", b.rooms.lost, want)
+	}
 	got := bob.received()
 	last := got[len(got)-1]
-	for _, want := range []string{"type='unavailable'", "room@conf.x/bo", "code='110'", "code='332'"} {
+	for _, want := range []string{"type='unavailable'", "room@conf.x/bo"} {
 		if !strings.Contains(last, want) {
 			t.Fatalf("bob's last stanza %s lacks %s", last, want)
 		}
@@ -544,14 +560,14 @@ func TestLocalSessionOutranksLateReports(t *testing.T) {
 	ns := startNodes(t, h, "a", "b")
 	a, b := ns["a"], ns["b"]
 	a.session("erin@x/r")
-	b.link.Observe(jid.MustParse("erin@x/r"), chat.ResourceState{Available: true}, false)
+	b.link.SessionChanged(jid.MustParse("erin@x/r"), chat.ResourceState{Available: true})
 	h.settle(t)
 	if _, ok := a.chat.remote["erin@x/r"]; ok {
 		t.Fatal("a late report replaced the local session")
 	}
 	b.link.Bound(context.Background(), jid.MustParse("erin@x/r")) // a login on b takes the JID
 	b.node.Send(context.Background(), "a", addressed(kindKick, "erin@x/r", nil))
-	b.link.Observe(jid.MustParse("erin@x/r"), chat.ResourceState{Available: true}, false)
+	b.link.SessionChanged(jid.MustParse("erin@x/r"), chat.ResourceState{Available: true})
 	h.settle(t)
 	if _, ok := a.chat.remote["erin@x/r"]; !ok {
 		t.Fatal("the new session on b is not mirrored on a while a's old one ends")
@@ -607,6 +623,46 @@ func TestPayloadsRoundTrip(t *testing.T) {
 	}
 }
 
+// Every field of chat.ResourceState travels in a state entry, alone
+// and unchanged: a field added there and not to the encoding fails here.
+func TestStateEntryCarriesEveryField(t *testing.T) {
+	typ := reflect.TypeFor[chat.ResourceState]()
+	for i := range typ.NumField() {
+		var in chat.ResourceState
+		f := reflect.ValueOf(&in).Elem().Field(i)
+		switch f.Kind() {
+		case reflect.Bool:
+			f.SetBool(true)
+		case reflect.Int:
+			f.SetInt(-7)
+		case reflect.Pointer:
+			f.Set(reflect.ValueOf(stanza.New(stanza.NSClient, "presence").SetAttr("from", "a@x/r")))
+		case reflect.Slice:
+			f.Set(reflect.ValueOf([]string{"urn:xmpp:avatar:metadata+notify"}))
+		default:
+			t.Fatalf("field %s: kind %s not covered by this test", typ.Field(i).Name, f.Kind())
+		}
+		_, out, err := decodeStates(&decoder{b: states(0, []entry{{full: "a@x/r", st: in}})[1:]})
+		if err != nil || len(out) != 1 {
+			t.Fatalf("field %s: decode: %v, %d entries", typ.Field(i).Name, err, len(out))
+		}
+		got, want := reflect.ValueOf(out[0].st), reflect.ValueOf(in)
+		for j := range typ.NumField() {
+			g, w := got.Field(j).Interface(), want.Field(j).Interface()
+			if el, ok := w.(*stanza.Element); ok {
+				gel := g.(*stanza.Element)
+				if (el == nil) != (gel == nil) || el != nil && el.String() != gel.String() {
+					t.Errorf("field %s set: %s decoded as %v, want %v", typ.Field(i).Name, typ.Field(j).Name, gel, el)
+				}
+				continue
+			}
+			if !reflect.DeepEqual(g, w) {
+				t.Errorf("field %s set: %s decoded as %#v, want %#v", typ.Field(i).Name, typ.Field(j).Name, g, w)
+			}
+		}
+	}
+}
+
 // A node is believed only about the sessions the directory says it
 // serves: another node's state reports, kicks and room stanzas for them
 // are refused and reported.
@@ -631,7 +687,7 @@ func TestClaimsOnlyForSessionsTheSenderServes(t *testing.T) {
 		t.Fatal("a mirrored bob from a node that does not serve him")
 	}
 	// b's own report is believed; c's later one does not take him over.
-	b.link.Observe(bob.JID(), chat.ResourceState{Available: true, Priority: 1}, false)
+	b.link.SessionChanged(bob.JID(), chat.ResourceState{Available: true, Priority: 1})
 	h.settle(t)
 	forge(states(0, []entry{{full: "bob@x/phone", st: chat.ResourceState{Available: true, Priority: 9}},
 		{full: "dave@x/d", st: chat.ResourceState{Available: true}}}))

@@ -17,19 +17,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"mellium.im/xmpp/jid"
 
 	"poosms.org/poosms/chat"
 	"poosms.org/poosms/chat/accounts"
-	"poosms.org/poosms/chat/muc"
 	"poosms.org/poosms/chat/upload"
 	"poosms.org/poosms/cluster/link"
+	"poosms.org/poosms/conference"
 	"poosms.org/poosms/config"
 	"poosms.org/poosms/internal/clientaddr"
 	"poosms.org/poosms/internal/connlimit"
 	"poosms.org/poosms/internal/loginlimit"
 	"poosms.org/poosms/s2s"
-	"poosms.org/poosms/sfu"
 	"poosms.org/poosms/signaling"
 	"poosms.org/poosms/stanza"
 	"poosms.org/poosms/store"
@@ -74,15 +72,12 @@ type node struct {
 	chat    *chat.Service
 	c2s     *signaling.Server
 	turn    *turn.Server // nil when the relay is off
-	sfu     *sfu.Service
 	uploads *upload.Service
-	rooms   *muc.Service
-	link    *link.Link
-	s2s     *s2s.Server // federation; nil when off
-	router  *signaling.Router
-	// remoteRooms is the room service, once it runs, for federation to
-	// tell of lost servers.
-	remoteRooms atomic.Pointer[muc.Service]
+	// conference runs conference.DOMAIN: the rooms and their calls.
+	conference  *conference.Service
+	link        *link.Link
+	s2s         *s2s.Server // federation; nil when off
+	router      *signaling.Router
 	accounts    *accounts.Watcher
 	stopCluster func() // leaves the cluster; nil until joined
 	http        *http.Server
@@ -154,9 +149,6 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 		ArchiveRetention: cfg.ArchiveRetention,
 		Version:          shortVersion(),
 		Logger:           log.With("service", "chat"),
-		// Other nodes of a cluster mirror this node's sessions.
-		Observe:          func(full jid.JID, st chat.ResourceState, gone bool) { n.link.Observe(full, st, gone) },
-		BlocklistChanged: func(local string) { n.link.BlocklistChanged(local) },
 		Federation:       n.chatFederation(),
 		// Presence seen from a server whose streams broke waits for its
 		// answer to a new probe: time to reach it, and to hear back.
@@ -167,6 +159,9 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 	}
 	n.closers = append(n.closers, func(context.Context) error { n.chat.Close(); return nil })
 	n.chat.AddFeature("jabber:iq:register") // password change and removal, answered by signaling
+	if err := n.newConference(); err != nil {
+		return n, err
+	}
 	n.newLink()
 	router := signaling.NewRouter(signaling.Service{
 		Handle: func(ctx context.Context, s *signaling.Session, el *stanza.Element) { n.chat.HandleStanza(ctx, s, el) },
