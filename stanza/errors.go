@@ -145,11 +145,43 @@ func Result(iq *Element, payload ...*Element) *Element {
 }
 
 // StreamError builds <stream:error> with a condition and optional text.
-func StreamError(condition, text string) *Element {
+func StreamError(condition StreamCondition, text string) *Element {
 	e := New(NSStream, "error")
-	e.Append(New(NSStreams, condition))
+	e.Append(New(NSStreams, string(condition)))
 	if text != "" {
 		e.Append(New(NSStreams, "text").SetText(text))
 	}
 	return e
 }
+
+// StreamCondition is a stream error condition (RFC 6120 §4.9.3).
+type StreamCondition string
+
+// The defined stream error conditions.
+const (
+	StreamBadFormat              StreamCondition = "bad-format"
+	StreamBadNamespacePrefix     StreamCondition = "bad-namespace-prefix"
+	StreamConflict               StreamCondition = "conflict"
+	StreamConnectionTimeout      StreamCondition = "connection-timeout"
+	StreamHostGone               StreamCondition = "host-gone"
+	StreamHostUnknown            StreamCondition = "host-unknown"
+	StreamImproperAddressing     StreamCondition = "improper-addressing"
+	StreamInternalServerError    StreamCondition = "internal-server-error"
+	StreamInvalidFrom            StreamCondition = "invalid-from"
+	StreamInvalidNamespace       StreamCondition = "invalid-namespace"
+	StreamInvalidXML             StreamCondition = "invalid-xml"
+	StreamNotAuthorized          StreamCondition = "not-authorized"
+	StreamNotWellFormed          StreamCondition = "not-well-formed"
+	StreamPolicyViolation        StreamCondition = "policy-violation"
+	StreamRemoteConnectionFailed StreamCondition = "remote-connection-failed"
+	StreamReset                  StreamCondition = "reset"
+	StreamResourceConstraint     StreamCondition = "resource-constraint"
+	StreamRestrictedXML          StreamCondition = "restricted-xml"
+	StreamSeeOtherHost           StreamCondition = "see-other-host"
+	StreamSystemShutdown         StreamCondition = "system-shutdown"
+	StreamUndefinedCondition     StreamCondition = "undefined-condition"
+	StreamUnsupportedEncoding    StreamCondition = "unsupported-encoding"
+	StreamUnsupportedFeature     StreamCondition = "unsupported-feature"
+	StreamUnsupportedStanzaType  StreamCondition = "unsupported-stanza-type"
+	StreamUnsupportedVersion     StreamCondition = "unsupported-version"
+)
