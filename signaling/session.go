@@ -187,7 +187,7 @@ func (s *Session) Stop(condition, text string) {
 		s.stop(nil)
 		return
 	}
-	s.stop(stanza.StreamError(condition, text))
+	s.stop(stanza.StreamError(stanza.StreamCondition(condition), text))
 }
 
 // stop closes the queue; a writer writes what is queued, then the final
@@ -416,7 +416,7 @@ func (s *Session) finishUnbound(err error) {
 	var se *streamError
 	if errors.As(err, &se) {
 		s.log.Debug("stream error", "cond", se.cond, "text", se.text)
-		s.srv.metrics.streamErrors.WithLabelValues(se.cond).Inc()
+		s.srv.metrics.streamErrors.WithLabelValues(string(se.cond)).Inc()
 		_ = s.t.write(stanza.StreamError(se.cond, se.text))
 		_ = s.t.writeClose()
 	} else if err != nil && !errors.Is(err, errClientClosed) {
@@ -435,8 +435,8 @@ func (s *Session) finishBound(err error) {
 		s.Stop("", "")
 	case errors.As(err, &se):
 		s.log.Debug("stream error", "cond", se.cond, "text", se.text)
-		s.srv.metrics.streamErrors.WithLabelValues(se.cond).Inc()
-		s.Stop(se.cond, se.text)
+		s.srv.metrics.streamErrors.WithLabelValues(string(se.cond)).Inc()
+		s.Stop(string(se.cond), se.text)
 	default:
 		s.log.Debug("connection ended", "err", err)
 		s.Stop("", "")
