@@ -637,7 +637,7 @@ func subscribe(t *testing.T, a, b *peer) {
 		})
 		to.send(stanza.New(stanza.NSClient, "presence").SetAttr("to", fromBare).SetAttr("type", "subscribed"))
 		from.expect(15*time.Second, "presence of "+toBare+" after subscribed", func(e *stanza.Element) bool {
-			return e.Local == "presence" && e.Type() == "" && e.From() == to.x.JID.String()
+			return e.Local == "presence" && e.PresenceType() == stanza.AvailablePresence && e.From() == to.x.JID.String()
 		})
 	}
 }
