@@ -35,7 +35,7 @@ func (s *Service) routeChat(ctx context.Context, sess Session, el *stanza.Elemen
 	me := sess.JID()
 	typ := messageType(el)
 	self := to.Localpart() == me.Localpart()
-	if s.blockSt != nil && typ != "error" && !self {
+	if s.blockSt != nil && typ != stanza.ErrorMessage && !self {
 		if s.isBlocked(ctx, me.Localpart(), to) {
 			s.replyBlocked(sess, el)
 			return
@@ -46,9 +46,9 @@ func (s *Service) routeChat(ctx context.Context, sess Session, el *stanza.Elemen
 			return
 		}
 	}
-	if s.archive != nil {
+	if s.archive != nil && el.Child(NSSID, "stanza-id") != nil {
 		// Only this server may say which ids its archives gave (XEP-0359).
-		stripStanzaIDs(el, me.Bare().String(), to.Bare().String())
+		stripStanzaIDs(el, printedBare(el, me), printedBare(el, to))
 	}
 	carbon := !self && carbonEligible(el)
 	keep := s.archive != nil && archivable(el)
@@ -64,10 +64,10 @@ func (s *Service) routeChat(ctx context.Context, sess Session, el *stanza.Elemen
 		mine, theirs := s.archiveBoth(ctx, me, to, el, self)
 		if carbon && mine != "" {
 			sent = el.Copy()
-			sent.Append(stanzaID(mine, me.Bare().String()))
+			sent.Append(stanzaID(mine, printedBare(el, me)))
 		}
 		if theirs != "" {
-			el.Append(stanzaID(theirs, to.Bare().String()))
+			el.Append(stanzaID(theirs, printedBare(el, to)))
 		}
 	}
 	if carbon {
@@ -77,6 +77,32 @@ func (s *Service) routeChat(ctx context.Context, sess Session, el *stanza.Elemen
 	if carbon {
 		s.receivedCarbons(el, to.Localpart(), delivered)
 	}
+}
+
+// printed is j.String(), taken from el's from or to attribute when that
+// holds j as stamped (stanza.Element.SetFrom, SetTo), so that an address
+// is printed once per stanza rather than at each use.
+func printed(el *stanza.Element, j jid.JID) string {
+	switch {
+	case el.FromIs(j):
+		return el.From()
+	case el.ToIs(j):
+		return el.To()
+	}
+	return j.String()
+}
+
+// printedBare is j.Bare().String(), cut from printed(el, j) (the
+// localpart and domainpart hold no '/').
+func printedBare(el *stanza.Element, j jid.JID) string {
+	if !el.FromIs(j) && !el.ToIs(j) {
+		return j.Bare().String()
+	}
+	p := printed(el, j)
+	if i := strings.IndexByte(p, '/'); i >= 0 {
+		return p[:i]
+	}
+	return p
 }
 
 func stanzaID(id, by string) *stanza.Element {
@@ -107,7 +133,7 @@ func stripStanzaIDs(el *stanza.Element, by ...string) {
 // retraction, XEP-0424), or a <store/> hint (XEP-0334: call invitations,
 // XEP-0353), and no hint against storing.
 func archivable(el *stanza.Element) bool {
-	if t := messageType(el); t != "chat" && t != "normal" {
+	if t := messageType(el); t != stanza.ChatMessage && t != stanza.NormalMessage {
 		return false
 	}
 	content := false
@@ -136,15 +162,16 @@ func (s *Service) archiveBoth(ctx context.Context, from, to jid.JID, el *stanza.
 	stamp := s.now().UTC()
 	raw := []byte(el.String())
 	lim := store.ArchiveLimit{Messages: s.lim.ArchiveMessages, Bytes: s.lim.ArchiveBytes}
-	ok := s.archiveEntries(ctx, from.String(), to.String(), func() []store.ArchiveEntry {
+	fromS, toS := printed(el, from), printed(el, to)
+	ok := s.archiveEntries(ctx, fromS, toS, func() []store.ArchiveEntry {
 		mine, theirs = newID(), newID()
 		entries := []store.ArchiveEntry{{Owner: from.Localpart(), Limit: lim,
-			Message: store.ArchivedMessage{ID: mine, With: to.String(), Stamp: stamp, Stanza: raw}}}
+			Message: store.ArchivedMessage{ID: mine, With: toS, Stamp: stamp, Stanza: raw}}}
 		if self {
 			theirs = mine
 		} else {
 			entries = append(entries, store.ArchiveEntry{Owner: to.Localpart(), Limit: lim,
-				Message: store.ArchivedMessage{ID: theirs, With: from.String(), Stamp: stamp, Stanza: raw}})
+				Message: store.ArchivedMessage{ID: theirs, With: fromS, Stamp: stamp, Stanza: raw}})
 		}
 		return entries
 	})
@@ -197,7 +224,7 @@ func (s *Service) mamQueryIQ(ctx context.Context, sess Session, iq, q *stanza.El
 		s.replyError(sess, iq, stanza.ServiceUnavailable, "")
 		return
 	}
-	if iq.Type() == "get" {
+	if iq.IQType() == stanza.GetIQ {
 		s.send(sess, stanza.Result(iq, mamForm()))
 		return
 	}

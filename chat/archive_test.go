@@ -18,7 +18,7 @@ func mamPage(t *testing.T, h *harness, sess *fakeSession, form, set string) (bod
 	t.Helper()
 	raw := `<iq type='set' id='q1'><query xmlns='urn:xmpp:mam:2' queryid='qq'>` + form + set + `</query></iq>`
 	reply, extra := h.iq(sess, raw)
-	if reply.Type() != "result" {
+	if reply.IQType() != stanza.ResultIQ {
 		t.Fatalf("MAM query answered %s", reply)
 	}
 	for _, m := range extra {
@@ -126,7 +126,7 @@ func TestArchiveEncryptedAndUnknownRecipient(t *testing.T) {
 		t.Errorf("alice received %q", got)
 	}
 	reply, extra := h.iq(a, `<iq type='set' id='q'><query xmlns='urn:xmpp:mam:2'/></iq>`)
-	if reply.Type() != "result" || len(extra) != 1 || extra[0].Child(NSMAM, "result").Child(NSForward, "forwarded").
+	if reply.IQType() != stanza.ResultIQ || len(extra) != 1 || extra[0].Child(NSMAM, "result").Child(NSForward, "forwarded").
 		Child(stanza.NSClient, "message").Child(nsOMEMOLegacy, "encrypted") == nil {
 		t.Errorf("alice's archive should hold the OMEMO message only: %d results", len(extra))
 	}
@@ -183,7 +183,10 @@ func TestMAMFiltersAndPaging(t *testing.T) {
 		}
 	}
 
-	for _, tc := range []struct{ name, raw, cond string }{
+	for _, tc := range []struct {
+		name, raw string
+		cond      stanza.Condition
+	}{
 		{"unknown cursor", `<iq type='set' id='x'><query xmlns='urn:xmpp:mam:2'>` + rsm(2, "<after>nope</after>") + `</query></iq>`, "item-not-found"},
 		{"bad date", `<iq type='set' id='x'><query xmlns='urn:xmpp:mam:2'>` + form("start", "yesterday") + `</query></iq>`, "bad-request"},
 		{"unknown field", `<iq type='set' id='x'><query xmlns='urn:xmpp:mam:2'>` + form("fulltext", "hi") + `</query></iq>`, "feature-not-implemented"},
@@ -202,7 +205,7 @@ func TestMAMFiltersAndPaging(t *testing.T) {
 		t.Errorf("form: %s", reply)
 	}
 	reply, _ = h.iq(a, `<iq type='set' id='p'><prefs xmlns='urn:xmpp:mam:2' default='never'/></iq>`)
-	if p := reply.Child(NSMAM, "prefs"); reply.Type() != "result" || p == nil || p.Attr("default") != "always" {
+	if p := reply.Child(NSMAM, "prefs"); reply.IQType() != stanza.ResultIQ || p == nil || p.Attr("default") != "always" {
 		t.Errorf("prefs: %s", reply)
 	}
 }
@@ -263,7 +266,7 @@ func TestArchiveKeepsWhatChangesHistory(t *testing.T) {
 	}
 	a.takeAll()
 	reply, extra := h.iq(a, `<iq type='set' id='q2'><query xmlns='urn:xmpp:mam:2' queryid='q2'/></iq>`)
-	if reply.Type() != "result" {
+	if reply.IQType() != stanza.ResultIQ {
 		t.Fatalf("query: %s", reply)
 	}
 	var got []string

@@ -134,7 +134,7 @@ func (s *Service) blockedBetween(rcpt jid.JID, from string) bool {
 // replyBlocked answers a stanza the user sent to someone they blocked
 // (XEP-0191 §3.6).
 func (s *Service) replyBlocked(sess Session, el *stanza.Element) {
-	if el.Type() == "error" {
+	if el.IsError() {
 		return
 	}
 	r := stanza.ErrorReply(el, stanza.NotAcceptable, "")
@@ -148,7 +148,7 @@ func (s *Service) replyBlocked(sess Session, el *stanza.Element) {
 // blockingIQ serves the blocklist: get, block and unblock (XEP-0191).
 func (s *Service) blockingIQ(ctx context.Context, sess Session, iq, q *stanza.Element, owner jid.JID, _ bool) {
 	local := owner.Localpart()
-	get := iq.Type() == "get"
+	get := iq.IQType() == stanza.GetIQ
 	if get != (q.Local == "blocklist") {
 		s.replyError(sess, iq, stanza.BadRequest, "")
 		return
@@ -237,7 +237,7 @@ func (s *Service) blockingIQ(ctx context.Context, sess Session, iq, q *stanza.El
 	}
 	s.mu.Unlock()
 	for _, t := range interested {
-		p := stanza.New(stanza.NSClient, "iq").SetAttr("type", "set").
+		p := stanza.NewIQ(stanza.SetIQ).
 			SetAttr("id", "block"+strconv.FormatUint(s.pushSeq.Add(1), 10)).
 			SetAttr("to", t.JID().String()).Append(push.Copy())
 		s.sendDirect(t, p)
@@ -285,7 +285,7 @@ func (s *Service) unavailableTo(local, j string) {
 		p := stanza.New(stanza.NSClient, "presence").
 			SetAttr("from", t.sess.JID().String()).
 			SetAttr("to", c.String()).
-			SetAttr("type", "unavailable")
+			SetType(stanza.UnavailablePresence)
 		if s.isRemote(c) {
 			// Sent although now blocked: it is the last they hear.
 			s.sendRemote(p)

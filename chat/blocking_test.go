@@ -28,7 +28,7 @@ func TestBlocking(t *testing.T) {
 	// Both of alice's sessions ask for the (empty) list.
 	for _, s := range []*fakeSession{a, a2} {
 		reply, _ := h.iq(s, `<iq type='get' id='bl'><blocklist xmlns='urn:xmpp:blocking'/></iq>`)
-		if reply.Type() != "result" || len(blockItems(reply, "blocklist")) != 0 {
+		if reply.IQType() != stanza.ResultIQ || len(blockItems(reply, "blocklist")) != 0 {
 			t.Fatalf("blocklist: %s", reply)
 		}
 	}
@@ -37,10 +37,10 @@ func TestBlocking(t *testing.T) {
 	}
 
 	reply, extra := h.iq(a, `<iq type='set' id='blk'><block xmlns='urn:xmpp:blocking'><item jid='bob@localhost'/><item jid='spam.example'/></block></iq>`)
-	if reply.Type() != "result" || len(extra) != 1 || !slices.Equal(blockItems(extra[0], "block"), []string{"bob@localhost", "spam.example"}) {
+	if reply.IQType() != stanza.ResultIQ || len(extra) != 1 || !slices.Equal(blockItems(extra[0], "block"), []string{"bob@localhost", "spam.example"}) {
 		t.Fatalf("block: %s, pushes %v", reply, extra)
 	}
-	if p := one(t, "a2", a2); p.Type() != "set" || !slices.Equal(blockItems(p, "block"), []string{"bob@localhost", "spam.example"}) {
+	if p := one(t, "a2", a2); p.IQType() != stanza.SetIQ || !slices.Equal(blockItems(p, "block"), []string{"bob@localhost", "spam.example"}) {
 		t.Errorf("push to a2: %s", p)
 	}
 	// Bob sees both of alice's sessions go offline.
@@ -84,7 +84,7 @@ func TestBlocking(t *testing.T) {
 
 	// Unblock bob: a push, and bob sees alice again (he is subscribed).
 	reply, extra = h.iq(a, `<iq type='set' id='ub'><unblock xmlns='urn:xmpp:blocking'><item jid='bob@localhost'/></unblock></iq>`)
-	if reply.Type() != "result" || len(extra) != 1 || !slices.Equal(blockItems(extra[0], "unblock"), []string{"bob@localhost"}) {
+	if reply.IQType() != stanza.ResultIQ || len(extra) != 1 || !slices.Equal(blockItems(extra[0], "unblock"), []string{"bob@localhost"}) {
 		t.Fatalf("unblock: %s %v", reply, extra)
 	}
 	one(t, "a2", a2)
@@ -103,7 +103,10 @@ func TestBlocking(t *testing.T) {
 	if len(extra) != 1 || extra[0].Child(NSBlocking, "unblock") == nil || len(blockItems(extra[0], "unblock")) != 0 {
 		t.Errorf("unblock-all push %v", extra)
 	}
-	for _, tc := range []struct{ raw, cond string }{
+	for _, tc := range []struct {
+		raw  string
+		cond stanza.Condition
+	}{
 		{`<iq type='set' id='e'><block xmlns='urn:xmpp:blocking'/></iq>`, "bad-request"},
 		{`<iq type='set' id='e'><block xmlns='urn:xmpp:blocking'><item jid='@@'/></block></iq>`, "jid-malformed"},
 		{`<iq type='get' id='e'><block xmlns='urn:xmpp:blocking'/></iq>`, "bad-request"},

@@ -137,7 +137,7 @@ func (s *Service) presenceCaps(ctx context.Context, sess Session, el *stanza.Ele
 		node = c.Attr("node")
 	}
 	id := s.caps.ask(capsQuery{sess: sess, hash: h, ver: ver})
-	q := stanza.New(stanza.NSClient, "iq").SetAttr("type", "get").SetAttr("id", id).
+	q := stanza.NewIQ(stanza.GetIQ).SetAttr("id", id).
 		SetAttr("from", s.domain).SetAttr("to", sess.JID().String()).
 		Append(stanza.New(NSDiscoInfo, "query").SetAttr("node", node+"#"+ver))
 	s.sendDirect(sess, q)
@@ -189,7 +189,7 @@ func (s *Service) serverResponse(ctx context.Context, sess Session, el *stanza.E
 // either way.
 func (s *Service) capsAnswer(el *stanza.Element, hash, ver string) ([]string, bool) {
 	info := el.Child(NSDiscoInfo, "query")
-	if el.Type() != "result" || info == nil {
+	if el.IQType() != stanza.ResultIQ || info == nil {
 		return nil, false
 	}
 	var features []string

@@ -36,7 +36,7 @@ func TestStreamsCapsPoisoning(t *testing.T) {
 		t.Fatal("bob was not asked about his caps: mallory's forged answer speaks for him")
 	}
 	r := call(t, alice, `<iq type='set' id='p1'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='`+devices+`'><item id='current'><list xmlns='eu.siacs.conversations.axolotl'><device id='7'/></list></item></publish></pubsub></iq>`, "p1", nil)
-	if r.Type() != "result" {
+	if r.IQType() != stanza.ResultIQ {
 		t.Fatalf("publish: %s", r)
 	}
 	ev := message(bob, t, func(el *stanza.Element) bool { return el.Child(chat.NSPubSubEvent, "event") != nil })
@@ -53,7 +53,7 @@ func announceCaps(t *testing.T, c *xmppclient.Client, ver string, info *stanza.E
 		t.Fatal(err)
 	}
 	q, err := c.Expect(5*time.Second, func(el *stanza.Element) bool {
-		return el.Local == "iq" && el.Type() == "get" && el.Child(chat.NSDiscoInfo, "query") != nil
+		return el.Local == "iq" && el.IQType() == stanza.GetIQ && el.Child(chat.NSDiscoInfo, "query") != nil
 	})
 	if err != nil {
 		return false
@@ -62,7 +62,7 @@ func announceCaps(t *testing.T, c *xmppclient.Client, ver string, info *stanza.E
 		t.Errorf("caps query %s", q)
 	}
 	info = info.Copy().SetAttr("node", "https://client.example#"+ver)
-	r := stanza.New(stanza.NSClient, "iq").SetAttr("type", "result").SetAttr("id", q.ID()).SetAttr("to", q.From()).Append(info)
+	r := stanza.NewIQ(stanza.ResultIQ).SetAttr("id", q.ID()).SetAttr("to", q.From()).Append(info)
 	if err := c.Send(r); err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,7 @@ func (h *harness) announceCaps(sess *fakeSession, ver string, info *stanza.Eleme
 	h.t.Helper()
 	h.send(sess, `<presence><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='https://client.example' ver='`+ver+`'/></presence>`)
 	for _, el := range sess.takeAll() {
-		if el.Local != "iq" || el.Type() != "get" || el.Child(NSDiscoInfo, "query") == nil {
+		if el.Local != "iq" || el.IQType() != stanza.GetIQ || el.Child(NSDiscoInfo, "query") == nil {
 			continue
 		}
 		asked = true

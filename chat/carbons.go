@@ -11,7 +11,7 @@ import (
 // carbonsIQ enables or disables message carbons for the session
 // (XEP-0280).
 func (s *Service) carbonsIQ(_ context.Context, sess Session, iq, q *stanza.Element, _ jid.JID, _ bool) {
-	if iq.Type() != "set" {
+	if iq.IQType() != stanza.SetIQ {
 		s.replyError(sess, iq, stanza.BadRequest, "")
 		return
 	}
@@ -25,8 +25,8 @@ func (s *Service) carbonsIQ(_ context.Context, sess Session, iq, q *stanza.Eleme
 // private or no-copy, and never copies themselves.
 func carbonEligible(el *stanza.Element) bool {
 	switch messageType(el) {
-	case "chat":
-	case "normal":
+	case stanza.ChatMessage:
+	case stanza.NormalMessage:
 		if el.Child("", "body") == nil {
 			return false
 		}
@@ -70,7 +70,7 @@ func carbon(kind string, el *stanza.Element, target Session) *stanza.Element {
 	w := stanza.New(stanza.NSClient, "message").
 		SetAttr("from", target.JID().Bare().String()).
 		SetAttr("to", target.JID().String()).
-		SetAttr("type", messageType(el))
+		SetType(messageType(el))
 	inner := el.Copy()
 	inner.Space = stanza.NSClient // inside <forwarded/> it must say so
 	return w.Append(stanza.New(NSCarbons, kind).Append(

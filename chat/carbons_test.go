@@ -13,7 +13,7 @@ func forwarded(t *testing.T, name string, el *stanza.Element) (string, *stanza.E
 	t.Helper()
 	for _, kind := range []string{"sent", "received"} {
 		if c := el.Child(NSCarbons, kind); c != nil {
-			if el.From() != "alice@localhost" || el.Type() != "chat" {
+			if el.From() != "alice@localhost" || el.MessageType() != stanza.ChatMessage {
 				t.Errorf("%s: carbon wrapper %s", name, el)
 			}
 			return kind, c.Child(NSForward, "forwarded").Child(stanza.NSClient, "message")
@@ -32,7 +32,7 @@ func TestCarbons(t *testing.T) {
 	bob := h.online("bob@localhost/x", 0)
 	for _, s := range []*fakeSession{a, b} {
 		reply, _ := h.iq(s, `<iq type='set' id='cb'><enable xmlns='urn:xmpp:carbons:2'/></iq>`)
-		if reply.Type() != "result" {
+		if reply.IQType() != stanza.ResultIQ {
 			t.Fatalf("enable: %s", reply)
 		}
 	}

@@ -455,7 +455,7 @@ func (s *Service) send(sess Session, el *stanza.Element) bool {
 // replyError answers el (sent by sess) with a stanza error, unless el is
 // itself an error.
 func (s *Service) replyError(sess Session, el *stanza.Element, condition stanza.Condition, text string) {
-	if el.Type() == "error" {
+	if el.IsError() {
 		return
 	}
 	r := stanza.ErrorReply(el, condition, text)
@@ -469,18 +469,24 @@ func (s *Service) isLocal(j jid.JID) bool { return j.Domainpart() == s.domain }
 // HandleStanza processes one message, presence or IQ sent by sess. The
 // stanza's from is the session's full JID.
 func (s *Service) HandleStanza(ctx context.Context, sess Session, el *stanza.Element) {
-	el.SetAttr("from", sess.JID().String())
+	// A session's reader has stamped both already (FromIs and ToIs say
+	// so without printing the addresses again); other callers have not.
+	if me := sess.JID(); !el.FromIs(me) {
+		el.SetFrom(me, me.String())
+	}
 	var to jid.JID
 	hasTo := false
-	if t := el.To(); t != "" {
-		j, err := jid.Parse(t)
+	if el.To() != "" {
+		j, err := el.ToJID()
 		if err != nil {
 			el.SetAttr("to", "") // the error comes from the server
 			s.replyError(sess, el, stanza.JIDMalformed, "")
 			return
 		}
 		to, hasTo = j, true
-		el.SetAttr("to", j.String())
+		if !el.ToIs(j) {
+			el.SetTo(j, j.String())
+		}
 	}
 	switch el.Local {
 	case "message":

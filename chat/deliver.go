@@ -20,7 +20,7 @@ import (
 // to federation (dropped without one). Deliver neither archives nor
 // carbon-copies (the stanza was, when it was first routed).
 func (s *Service) Deliver(ctx context.Context, el *stanza.Element) {
-	to, err := jid.Parse(el.To())
+	to, err := el.ToJID()
 	if err == nil && s.isRemote(to) {
 		// A service's stanza for someone of another server (an occupant
 		// of a room who came from there).
@@ -31,7 +31,7 @@ func (s *Service) Deliver(ctx context.Context, el *stanza.Element) {
 		s.log.Debug("chat: deliver: not a local user", "to", el.To(), "from", el.From())
 		return
 	}
-	from, err := jid.Parse(el.From())
+	from, err := el.FromJID()
 	if err != nil {
 		s.log.Debug("chat: deliver: bad from", "from", el.From())
 		return

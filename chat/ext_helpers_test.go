@@ -60,7 +60,7 @@ func (h *harness) iq(sess *fakeSession, raw string) (reply *stanza.Element, extr
 	h.t.Helper()
 	h.send(sess, raw)
 	for _, el := range sess.takeAll() {
-		if el.Local == "iq" && reply == nil && (el.Type() == "result" || el.Type() == "error") {
+		if el.Local == "iq" && reply == nil && (el.IQType() == stanza.ResultIQ || el.IsError()) {
 			reply = el
 			continue
 		}
@@ -73,7 +73,7 @@ func (h *harness) iq(sess *fakeSession, raw string) (reply *stanza.Element, extr
 }
 
 // errorCondition returns the stanza error condition of el, or "".
-func errorCondition(el *stanza.Element) string { return stanza.ErrorCondition(el) }
+func errorCondition(el *stanza.Element) stanza.Condition { return stanza.ErrorCondition(el) }
 
 // putBack returns stanzas to what sess has received, after the rest.
 func (f *fakeSession) putBack(els []*stanza.Element) { f.Add(els...) }

@@ -72,8 +72,8 @@ func (r *remoteEntity) Send(el *stanza.Element) error {
 // subscriptions; what they ask of the server is limited to what a user
 // of another server may see.
 func (s *Service) HandleRemote(ctx context.Context, el *stanza.Element) {
-	from, ferr := jid.Parse(el.From())
-	to, terr := jid.Parse(el.To())
+	from, ferr := el.FromJID()
+	to, terr := el.ToJID()
 	if ferr != nil || terr != nil || !s.isLocal(to) || s.isLocal(from) {
 		s.log.Debug("chat: remote stanza with unexpected addresses dropped", "from", el.From(), "to", el.To())
 		return
@@ -101,7 +101,7 @@ func (s *Service) blockedRemote(ctx context.Context, local string, from jid.JID)
 func (s *Service) messageOut(ctx context.Context, sess Session, el *stanza.Element, to jid.JID) {
 	me := sess.JID()
 	typ := messageType(el)
-	if typ != "error" && s.blockedRemote(ctx, me.Localpart(), to) {
+	if typ != stanza.ErrorMessage && s.blockedRemote(ctx, me.Localpart(), to) {
 		s.replyBlocked(sess, el)
 		return
 	}
@@ -119,7 +119,7 @@ func (s *Service) messageOut(ctx context.Context, sess Session, el *stanza.Eleme
 	if carbon {
 		s.sentCarbons(sess, sent)
 	}
-	if !s.sendRemote(el) && typ != "error" {
+	if !s.sendRemote(el) && typ != stanza.ErrorMessage {
 		s.replyError(sess, el, stanza.RemoteServerNotFound, "")
 	}
 }
@@ -131,13 +131,13 @@ func (s *Service) messageIn(ctx context.Context, origin *remoteEntity, el *stanz
 	typ := messageType(el)
 	local := to.Localpart()
 	if local == "" {
-		if typ != "error" && el.Child("", "body") != nil {
+		if typ != stanza.ErrorMessage && el.Child("", "body") != nil {
 			s.replyError(origin, el, stanza.ServiceUnavailable, "")
 		}
 		return
 	}
 	if s.blockedRemote(ctx, local, origin.jid) {
-		if typ != "error" {
+		if typ != stanza.ErrorMessage {
 			// XEP-0191 §3.5: the sender is not told it is blocked.
 			s.replyError(origin, el, stanza.ServiceUnavailable, "")
 		}
@@ -274,7 +274,7 @@ func (s *Service) remotePresence(ctx context.Context, el *stanza.Element, from, 
 			delivered = s.send(t.sess, el) || delivered
 		}
 	}
-	if el.Type() == "unavailable" {
+	if el.PresenceType() == stanza.UnavailablePresence {
 		s.remoteNotify.gone(local, from)
 		// An unavailable presence from the bare JID ends every resource
 		// of it that the user saw.
@@ -318,7 +318,7 @@ func (s *Service) probeIn(ctx context.Context, from, to jid.JID) {
 	avail := s.available(local)
 	if len(avail) == 0 {
 		s.sendRemote(stanza.New(stanza.NSClient, "presence").SetAttr("from", to.Bare().String()).
-			SetAttr("to", from.String()).SetAttr("type", "unavailable"))
+			SetAttr("to", from.String()).SetType(stanza.UnavailablePresence))
 		return
 	}
 	for _, t := range avail {
@@ -331,6 +331,6 @@ func (s *Service) probeIn(ctx context.Context, from, to jid.JID) {
 // probe asks another server for contact's presence on behalf of from (a
 // session's full JID at login, the user's bare JID otherwise).
 func (s *Service) probe(from, contact jid.JID) {
-	s.sendOut(stanza.New(stanza.NSClient, "presence").SetAttr("type", "probe").
+	s.sendOut(stanza.NewPresence(stanza.ProbePresence).
 		SetAttr("from", from.String()).SetAttr("to", contact.Bare().String()), contact)
 }

@@ -210,7 +210,7 @@ func (s *Service) remoteCaps(ctx context.Context, local string, from jid.JID, el
 		return
 	}
 	id := s.remoteNotify.ask(remoteQuery{full: from.String(), hash: hash, ver: ver})
-	q := stanza.New(stanza.NSClient, "iq").SetAttr("type", "get").SetAttr("id", id).
+	q := stanza.NewIQ(stanza.GetIQ).SetAttr("id", id).
 		SetAttr("from", s.domain).SetAttr("to", from.String()).
 		Append(stanza.New(NSDiscoInfo, "query").SetAttr("node", c.Attr("node")+"#"+ver))
 	s.sendRemote(q)

@@ -197,7 +197,7 @@ func (w *presenceWatch) expire(s *Service, domain string, round int) {
 		if err != nil {
 			continue
 		}
-		p := stanza.New(stanza.NSClient, "presence").SetAttr("from", g.full).SetAttr("type", "unavailable")
+		p := stanza.New(stanza.NSClient, "presence").SetAttr("from", g.full).SetType(stanza.UnavailablePresence)
 		s.presenceToUser(p, user)
 	}
 }

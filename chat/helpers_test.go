@@ -66,7 +66,7 @@ func summary(el *stanza.Element) string {
 			}
 		}
 	}
-	if e := el.Child("", "error"); e != nil && el.Type() == "error" {
+	if e := el.Child("", "error"); e != nil && el.IsError() {
 		for _, c := range e.Elements() {
 			if c.Space == stanza.NSStanzas && c.Local != "text" {
 				b.WriteString(" error=" + c.Local)

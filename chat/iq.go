@@ -83,7 +83,7 @@ func (s *Service) serverIQ(ctx context.Context, sess Session, iq *stanza.Element
 			return
 		}
 	}
-	get := iq.Type() == "get"
+	get := iq.IQType() == stanza.GetIQ
 	switch {
 	case q.Space == NSDiscoInfo && q.Local == "query":
 		switch node := q.Attr("node"); {
@@ -222,7 +222,7 @@ func (s *Service) accountIQ(ctx context.Context, sess Session, iq *stanza.Elemen
 			return
 		}
 	}
-	if iq.Type() != "get" {
+	if iq.IQType() != stanza.GetIQ {
 		s.replyError(sess, iq, stanza.BadRequest, "")
 		return
 	}

@@ -28,7 +28,7 @@ func TestServerDisco(t *testing.T) {
 	a := h.online("alice@localhost/a", 0)
 
 	r := lastIQ(t, h, a, `<iq type='get' id='i1' to='localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>`)
-	if r.Type() != "result" || r.ID() != "i1" || r.From() != "localhost" || r.To() != "alice@localhost/a" {
+	if r.IQType() != stanza.ResultIQ || r.ID() != "i1" || r.From() != "localhost" || r.To() != "alice@localhost/a" {
 		t.Fatalf("reply %s", r)
 	}
 	q := r.Child(NSDiscoInfo, "query")
@@ -142,7 +142,7 @@ func TestHandleIQExtension(t *testing.T) {
 	var seen []string
 	h.svc.HandleIQ("urn:example:store", "query", func(_ context.Context, sess Session, iq *stanza.Element) *stanza.Element {
 		seen = append(seen, iq.To())
-		if iq.Type() == "set" {
+		if iq.IQType() == stanza.SetIQ {
 			sess.Send(stanza.Result(iq)) // answers by itself
 			return nil
 		}
@@ -150,11 +150,11 @@ func TestHandleIQExtension(t *testing.T) {
 	})
 	a := h.online("alice@localhost/a", 0)
 	r := lastIQ(t, h, a, `<iq type='get' id='1'><query xmlns='urn:example:store'/></iq>`)
-	if got := r.ChildText("urn:example:store", "query"); got != "data" || r.Type() != "result" {
+	if got := r.ChildText("urn:example:store", "query"); got != "data" || r.IQType() != stanza.ResultIQ {
 		t.Errorf("reply %s", r)
 	}
 	r = lastIQ(t, h, a, `<iq type='set' id='2' to='alice@localhost'><query xmlns='urn:example:store'/></iq>`)
-	if r.Type() != "result" || r.ID() != "2" {
+	if r.IQType() != stanza.ResultIQ || r.ID() != "2" {
 		t.Errorf("reply %s", r)
 	}
 	lastIQ(t, h, a, `<iq type='get' id='3' to='localhost'><query xmlns='urn:example:store'/></iq>`)

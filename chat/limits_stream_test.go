@@ -34,7 +34,7 @@ func ask(t *testing.T, c *xmppclient.Client, typ, to, payload string) *stanza.El
 // given, the child of the error in namespace ns (e.g. pubsub#errors).
 func condition(el *stanza.Element, ns string) (cond, specific string) {
 	e := el.Child("", "error")
-	if el.Type() != "error" || e == nil {
+	if !el.IsError() || e == nil {
 		return "", ""
 	}
 	for _, c := range e.Elements() {
@@ -57,7 +57,7 @@ func expectError(t *testing.T, what string, el *stanza.Element, cond string) {
 
 func expectResult(t *testing.T, what string, el *stanza.Element) {
 	t.Helper()
-	if el.Type() != "result" {
+	if el.IQType() != stanza.ResultIQ {
 		t.Fatalf("%s: %s", what, el)
 	}
 }
@@ -235,7 +235,7 @@ func TestStreamsRosterLimit(t *testing.T) {
 	if err := mallory.SendRaw(`<presence type='subscribe' to='alice@localhost' id='s1'/>`); err != nil {
 		t.Fatal(err)
 	}
-	errp, err := mallory.Expect(5*time.Second, func(el *stanza.Element) bool { return el.Local == "presence" && el.Type() == "error" })
+	errp, err := mallory.Expect(5*time.Second, func(el *stanza.Element) bool { return el.Local == "presence" && el.IsError() })
 	if err != nil {
 		t.Fatalf("mallory: no error for a request to a full roster: %v", err)
 	}
@@ -252,7 +252,7 @@ func TestStreamsRosterLimit(t *testing.T) {
 	if err := alice.SendRaw(`<presence type='subscribe' to='mallory@localhost'/>`); err != nil {
 		t.Fatal(err)
 	}
-	errp, err = alice.Expect(5*time.Second, func(el *stanza.Element) bool { return el.Local == "presence" && el.Type() == "error" })
+	errp, err = alice.Expect(5*time.Second, func(el *stanza.Element) bool { return el.Local == "presence" && el.IsError() })
 	if err != nil {
 		t.Fatalf("alice: no error for a request past her limit: %v", err)
 	}
@@ -271,7 +271,7 @@ func TestStreamsDirectedPresenceLimit(t *testing.T) {
 	if err := alice.SendRaw(`<presence to='bob@localhost/c'/>`); err != nil {
 		t.Fatal(err)
 	}
-	errp, err := alice.Expect(5*time.Second, func(el *stanza.Element) bool { return el.Local == "presence" && el.Type() == "error" })
+	errp, err := alice.Expect(5*time.Second, func(el *stanza.Element) bool { return el.Local == "presence" && el.IsError() })
 	if err != nil {
 		t.Fatalf("no error for a third directed presence: %v", err)
 	}
@@ -287,7 +287,7 @@ func TestStreamsDirectedPresenceLimit(t *testing.T) {
 	}
 	// bob's bare JID reaches his session: he sees it, and no error came.
 	if _, err := bob.Expect(5*time.Second, func(el *stanza.Element) bool {
-		return el.Local == "presence" && el.From() == alice.JID.String() && el.To() == "bob@localhost" && el.Type() == ""
+		return el.Local == "presence" && el.From() == alice.JID.String() && el.To() == "bob@localhost" && el.PresenceType() == stanza.AvailablePresence
 	}); err != nil {
 		t.Errorf("bob: directed presence after making room: %v", err)
 	}
@@ -385,7 +385,7 @@ func streamsOfflineShares(t *testing.T, dsn string) {
 		t.Fatal(err)
 	}
 	if _, err := mallory.Expect(5*time.Second, func(el *stanza.Element) bool {
-		if el.Local == "message" && el.Type() == "error" {
+		if el.Local == "message" && el.IsError() {
 			refused++
 			expectError(t, "mallory past her share", el, "resource-constraint")
 		}
@@ -403,7 +403,7 @@ func streamsOfflineShares(t *testing.T, dsn string) {
 		t.Fatal(err)
 	}
 	if _, err := alice.Expect(5*time.Second, func(el *stanza.Element) bool {
-		if el.Local == "message" && el.Type() == "error" {
+		if el.Local == "message" && el.IsError() {
 			t.Errorf("alice's offline message refused: %s", el)
 		}
 		return el.Local == "iq" && el.ID() == "after-alice"

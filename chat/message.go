@@ -14,31 +14,31 @@ import (
 
 // messageType returns el's type, with absent or unknown values as "normal"
 // (RFC 6121 §5.2.2).
-func messageType(el *stanza.Element) string {
-	switch t := el.Type(); t {
-	case "chat", "groupchat", "headline", "error":
+func messageType(el *stanza.Element) stanza.MessageType {
+	switch t := el.MessageType(); t {
+	case stanza.ChatMessage, stanza.GroupChatMessage, stanza.HeadlineMessage, stanza.ErrorMessage:
 		return t
 	}
-	return "normal"
+	return stanza.NormalMessage
 }
 
 func (s *Service) handleMessage(ctx context.Context, sess Session, el *stanza.Element, to jid.JID, hasTo bool) {
 	if !hasTo {
 		// RFC 6120 §10.3.1: as if addressed to the sender's bare JID.
 		to = sess.JID().Bare()
-		el.SetAttr("to", to.String())
+		el.SetTo(to, to.String())
 	}
 	typ := messageType(el)
 	switch {
 	case s.isRemote(to):
 		s.messageOut(ctx, sess, el, to)
 	case !s.isLocal(to):
-		if typ != "error" {
+		if typ != stanza.ErrorMessage {
 			s.replyError(sess, el, stanza.RemoteServerNotFound, "this server does not federate")
 		}
 	case to.Localpart() == "":
 		// The server itself keeps no conversation.
-		if typ != "error" && el.Child("", "body") != nil {
+		if typ != stanza.ErrorMessage && el.Child("", "body") != nil {
 			s.replyError(sess, el, stanza.ServiceUnavailable, "")
 		}
 	default:
@@ -57,14 +57,14 @@ func (s *Service) routeMessage(ctx context.Context, sender Session, el *stanza.E
 		}
 		// §8.5.3.2.1: no such resource.
 		switch typ {
-		case "error", "headline":
+		case stanza.ErrorMessage, stanza.HeadlineMessage:
 			return
-		case "groupchat":
+		case stanza.GroupChatMessage:
 			s.replyError(sender, el, stanza.ServiceUnavailable, "")
 			return
 		}
 		// chat and normal fall back to the bare JID.
-	} else if typ == "error" {
+	} else if typ == stanza.ErrorMessage {
 		return
 	}
 
@@ -75,7 +75,7 @@ func (s *Service) routeMessage(ctx context.Context, sender Session, el *stanza.E
 			continue
 		}
 		switch {
-		case typ == "headline":
+		case typ == stanza.HeadlineMessage:
 			best = append(best, t)
 		case t.Priority > top:
 			top = t.Priority
@@ -85,7 +85,7 @@ func (s *Service) routeMessage(ctx context.Context, sender Session, el *stanza.E
 		}
 	}
 	if len(best) > 0 {
-		if typ == "groupchat" {
+		if typ == stanza.GroupChatMessage {
 			s.replyError(sender, el, stanza.ServiceUnavailable, "")
 			return
 		}
@@ -94,7 +94,7 @@ func (s *Service) routeMessage(ctx context.Context, sender Session, el *stanza.E
 				delivered = append(delivered, t.sess)
 			}
 		}
-		if len(delivered) > 0 || typ == "headline" {
+		if len(delivered) > 0 || typ == stanza.HeadlineMessage {
 			return delivered
 		}
 		// Every chosen session ended meanwhile: keep the message for later.
@@ -111,9 +111,9 @@ func (s *Service) routeMessage(ctx context.Context, sender Session, el *stanza.E
 		return
 	}
 	switch typ {
-	case "groupchat":
+	case stanza.GroupChatMessage:
 		s.replyError(sender, el, stanza.ServiceUnavailable, "")
-	case "headline", "error":
+	case stanza.HeadlineMessage, stanza.ErrorMessage:
 	default:
 		if storable(el) {
 			s.storeOffline(ctx, sender, el, local)
@@ -138,7 +138,7 @@ func storable(el *stanza.Element) bool {
 // answered to the sender: a message is never dropped silently.
 func (s *Service) storeOffline(ctx context.Context, sender Session, el *stanza.Element, local string) {
 	from := ""
-	if j, err := jid.Parse(el.From()); err == nil {
+	if j, err := el.FromJID(); err == nil {
 		from = j.Bare().String() // so that the sender's account deletion withdraws it
 	}
 	err := s.st.PushOfflineWithin(ctx, local, from, s.now().UTC(), []byte(el.String()), s.limit, s.lim.OfflinePerSender)

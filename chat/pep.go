@@ -156,7 +156,7 @@ func (s *Service) pubsubIQ(ctx context.Context, sess Session, iq, q *stanza.Elem
 			return
 		}
 	}
-	set := iq.Type() == "set"
+	set := iq.IQType() == stanza.SetIQ
 	switch {
 	case set && q.Child(NSPubSub, "publish") != nil:
 		if !self {

@@ -16,7 +16,7 @@ func (s *Service) eventMessage(owner string, to Session, payload *stanza.Element
 	return stanza.New(stanza.NSClient, "message").
 		SetAttr("from", owner+"@"+s.domain).
 		SetAttr("to", to.JID().String()).
-		SetAttr("type", "headline").
+		SetType(stanza.HeadlineMessage).
 		SetAttr("id", newID()).
 		Append(stanza.New(NSPubSubEvent, "event").Append(payload))
 }
@@ -159,7 +159,7 @@ func (s *Service) pubsubOwnerIQ(ctx context.Context, sess Session, iq, q *stanza
 		return
 	}
 	local := owner.Localpart()
-	set := iq.Type() == "set"
+	set := iq.IQType() == stanza.SetIQ
 	var req *stanza.Element
 	for _, c := range q.Elements() {
 		if c.Space == NSPubSubOwner && (c.Local == "configure" || c.Local == "delete") {

@@ -39,7 +39,7 @@ func (h *harness) onlineWithCaps(full string, answer bool, features ...string) (
 	asked := 0
 	var keep []*stanza.Element
 	for _, el := range s.takeAll() {
-		if el.Local == "iq" && el.Type() == "get" && el.Child(NSDiscoInfo, "query") != nil {
+		if el.Local == "iq" && el.IQType() == stanza.GetIQ && el.Child(NSDiscoInfo, "query") != nil {
 			asked++
 			if got := el.Child(NSDiscoInfo, "query").Attr("node"); got != "https://client.example#"+ver || el.From() != "localhost" {
 				h.t.Errorf("caps query %s", el)
@@ -95,10 +95,10 @@ func opt(v, val string) string {
 	return `<field var='` + v + `'><value>` + val + `</value></field>`
 }
 
-func itemsOf(t *testing.T, h *harness, sess *fakeSession, owner, node string) (ids []string, cond, specific string) {
+func itemsOf(t *testing.T, h *harness, sess *fakeSession, owner, node string) (ids []string, cond stanza.Condition, specific string) {
 	t.Helper()
 	reply, _ := h.iq(sess, `<iq type='get' id='it' to='`+owner+`'><pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='`+node+`'/></pubsub></iq>`)
-	if reply.Type() == "error" {
+	if reply.IsError() {
 		for _, c := range reply.Child("", "error").Elements() {
 			if c.Space == NSPubSubErrors {
 				specific = c.Local
@@ -128,7 +128,7 @@ func TestPEPPublishNotifyAndAccess(t *testing.T) {
 	reply, extra := h.iq(a, publish(nodeDevices, "current", `<list xmlns='eu.siacs.conversations.axolotl'><device id='42'/></list>`,
 		opt("pubsub#access_model", "open")))
 	a.putBack(extra)
-	if reply.Type() != "result" || reply.Child(NSPubSub, "pubsub").Child(NSPubSub, "publish").Child(NSPubSub, "item").Attr("id") != "current" {
+	if reply.IQType() != stanza.ResultIQ || reply.Child(NSPubSub, "pubsub").Child(NSPubSub, "publish").Child(NSPubSub, "item").Attr("id") != "current" {
 		t.Fatalf("publish: %s", reply)
 	}
 	if got := events(b); strings.Join(got, ",") != "alice@localhost "+nodeDevices+":item:current" {
@@ -162,7 +162,7 @@ func TestPEPPublishNotifyAndAccess(t *testing.T) {
 	for _, room := range []string{"one@conference.localhost", "two@conference.localhost"} {
 		reply, extra := h.iq(a, publish(nodeBookmark, room, `<conference xmlns='urn:xmpp:bookmarks:1' autojoin='true'/>`, bmOpts))
 		a.putBack(extra)
-		if reply.Type() != "result" {
+		if reply.IQType() != stanza.ResultIQ {
 			t.Fatalf("bookmark publish: %s", reply)
 		}
 	}
@@ -190,11 +190,11 @@ func TestPEPPublishNotifyAndAccess(t *testing.T) {
 		t.Errorf("configure form %s", reply)
 	}
 	reply, _ = h.iq(a, `<iq type='set' id='cs'><pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><configure node='`+nodeBookmark+`'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/pubsub#node_config</value></field>`+opt("pubsub#access_model", "open")+`</x></configure></pubsub></iq>`)
-	if reply.Type() != "result" {
+	if reply.IQType() != stanza.ResultIQ {
 		t.Errorf("configure: %s", reply)
 	}
 	reply, _ = h.iq(a, publish(nodeBookmark, "three@conference.localhost", `<conference xmlns='urn:xmpp:bookmarks:1'/>`, opt("pubsub#access_model", "open")))
-	if reply.Type() != "result" {
+	if reply.IQType() != stanza.ResultIQ {
 		t.Errorf("publish after configure: %s", reply)
 	}
 	events(a)
@@ -202,7 +202,7 @@ func TestPEPPublishNotifyAndAccess(t *testing.T) {
 
 	// Retract with notify.
 	reply, _ = h.iq(a, `<iq type='set' id='rt'><pubsub xmlns='http://jabber.org/protocol/pubsub'><retract node='`+nodeAvatar+`' notify='true'><item id='sha1hash'/></retract></pubsub></iq>`)
-	if reply.Type() != "result" {
+	if reply.IQType() != stanza.ResultIQ {
 		t.Fatalf("retract: %s", reply)
 	}
 	if got := events(b); strings.Join(got, ",") != "alice@localhost "+nodeAvatar+":retract:sha1hash" {
@@ -210,7 +210,10 @@ func TestPEPPublishNotifyAndAccess(t *testing.T) {
 	}
 
 	// Only the owner publishes; unknown nodes and users.
-	for _, tc := range []struct{ raw, cond string }{
+	for _, tc := range []struct {
+		raw  string
+		cond stanza.Condition
+	}{
 		{strings.Replace(publish(nodeAvatar, "x", "<x xmlns='urn:x'/>", ""), "id='pub'", "id='pub' to='alice@localhost'", 1), "forbidden"},
 		{`<iq type='get' id='n' to='alice@localhost'><pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='urn:nothing'/></pubsub></iq>`, "item-not-found"},
 		{`<iq type='get' id='n' to='nobody@localhost'><pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='urn:nothing'/></pubsub></iq>`, "service-unavailable"},
@@ -329,7 +332,7 @@ func TestExtensionDisco(t *testing.T) {
 	// The caps node answers the same, with the node echoed.
 	caps := h.svc.Caps()
 	reply, _ = h.iq(a, `<iq type='get' id='c' to='localhost'><query xmlns='http://jabber.org/protocol/disco#info' node='`+CapsNode+`#`+caps.Attr("ver")+`'/></iq>`)
-	if reply.Type() != "result" || capsVerOf(reply.Child(NSDiscoInfo, "query"), sha1.New()) != caps.Attr("ver") {
+	if reply.IQType() != stanza.ResultIQ || capsVerOf(reply.Child(NSDiscoInfo, "query"), sha1.New()) != caps.Attr("ver") {
 		t.Errorf("caps node: %s", reply)
 	}
 
@@ -348,7 +351,10 @@ func TestPEPLimits(t *testing.T) {
 	h, _ := newDBHarness(t, Config{}, "alice")
 	a := h.online("alice@localhost/a", 0)
 	long := strings.Repeat("n", pepMaxName+1)
-	for _, tc := range []struct{ raw, cond string }{
+	for _, tc := range []struct {
+		raw  string
+		cond stanza.Condition
+	}{
 		{publish(long, "1", "<x xmlns='urn:x'/>", ""), "not-acceptable"},
 		{publish("urn:x", long, "<x xmlns='urn:x'/>", ""), "not-acceptable"},
 		{publish("urn:x", "1", "<x xmlns='urn:x'>"+strings.Repeat("y", DefaultPEPItemBytes)+"</x>", ""), "not-acceptable"},
@@ -388,7 +394,7 @@ func TestPEPCreateDeleteAndBlocking(t *testing.T) {
 	const create = `<iq type='set' id='c'><pubsub xmlns='http://jabber.org/protocol/pubsub'><create node='urn:example:status'/>` +
 		`<configure><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/pubsub#node_config</value></field>` +
 		`<field var='pubsub#max_items'><value>2</value></field></x></configure></pubsub></iq>`
-	if reply, _ := h.iq(a, create); reply.Type() != "result" {
+	if reply, _ := h.iq(a, create); reply.IQType() != stanza.ResultIQ {
 		t.Fatalf("create: %s", reply)
 	}
 	if reply, _ := h.iq(a, create); errorCondition(reply) != "conflict" {
@@ -421,7 +427,7 @@ func TestPEPCreateDeleteAndBlocking(t *testing.T) {
 
 	// Delete: bob hears it, the node is gone.
 	reply, _ := h.iq(a, `<iq type='set' id='d'><pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><delete node='urn:example:status'/></pubsub></iq>`)
-	if reply.Type() != "result" {
+	if reply.IQType() != stanza.ResultIQ {
 		t.Fatalf("delete: %s", reply)
 	}
 	if got := events(b); strings.Join(got, ",") != "urn:example:status:delete" {

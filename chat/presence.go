@@ -153,7 +153,7 @@ func (s *Service) endPresence(ctx context.Context, me jid.JID, wasAvailable bool
 	} else {
 		p = stanza.New(stanza.NSClient, "presence")
 	}
-	p.SetAttr("type", "unavailable")
+	p.SetType(stanza.UnavailablePresence)
 	p.SetAttr("from", me.String())
 	covered := map[string]bool{}
 	if wasAvailable {
@@ -207,7 +207,7 @@ func (s *Service) presenceToContact(p *stanza.Element, contact string) {
 func (s *Service) presenceToOwn(p *stanza.Element, owner string, extra Session) {
 	q := p.Copy()
 	q.SetAttr("to", p.From())
-	if j, err := jid.Parse(p.From()); err == nil {
+	if j, err := p.FromJID(); err == nil {
 		q.SetAttr("to", j.Bare().String())
 	}
 	sent := false
@@ -265,7 +265,7 @@ func (s *Service) directedPresence(ctx context.Context, sess Session, el *stanza
 		}
 	}
 	addr := to.String()
-	unavailable := el.Type() == "unavailable"
+	unavailable := el.PresenceType() == stanza.UnavailablePresence
 	full := false
 	s.update(sess, func(r *resource) {
 		known := slices.Contains(r.directed, addr)
@@ -306,7 +306,7 @@ func (s *Service) answerProbe(sess Session, contact string) {
 		p := stanza.New(stanza.NSClient, "presence").
 			SetAttr("from", j.Bare().String()).
 			SetAttr("to", me).
-			SetAttr("type", "unavailable")
+			SetType(stanza.UnavailablePresence)
 		s.send(sess, p)
 		return
 	}
@@ -354,7 +354,7 @@ func (s *Service) sendUnavailableFrom(owner string, contact jid.JID) {
 	for _, t := range s.available(owner) {
 		p := stanza.New(stanza.NSClient, "presence").
 			SetAttr("from", t.sess.JID().String()).
-			SetAttr("type", "unavailable")
+			SetType(stanza.UnavailablePresence)
 		s.presenceToContact(p, contact.String())
 	}
 }

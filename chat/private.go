@@ -39,7 +39,7 @@ func (s *Service) privateIQ(ctx context.Context, sess Session, iq, q *stanza.Ele
 		s.replyError(sess, iq, stanza.NotAcceptable, "the namespace is too long")
 		return
 	}
-	if iq.Type() == "set" {
+	if iq.IQType() == stanza.SetIQ {
 		raw := []byte(p.String())
 		if len(raw) > maxPrivateBytes {
 			s.replyError(sess, iq, stanza.NotAcceptable, "the payload is too large")

@@ -100,7 +100,7 @@ func (s *Service) DropRemote(ctx context.Context, sess Session, announce bool) {
 	if !announce || !wasAvailable {
 		return
 	}
-	p := stanza.New(stanza.NSClient, "presence").SetAttr("type", "unavailable").SetAttr("from", me.String())
+	p := stanza.NewPresence(stanza.UnavailablePresence).SetAttr("from", me.String())
 	items, err := s.st.RosterItems(ctx, me.Localpart())
 	if err != nil {
 		s.log.Error("chat: load roster for presence", "jid", me.String(), "err", err)
@@ -162,20 +162,20 @@ func (s *Service) SendTo(sess Session, el *stanza.Element) bool { return s.send(
 // It reports whether it queued a message, for the recipient's sessions
 // on other nodes to be told (DrainUser).
 func (s *Service) Undeliverable(ctx context.Context, el *stanza.Element) (queued bool) {
-	to, err := jid.Parse(el.To())
+	to, err := el.ToJID()
 	if err != nil || !s.isLocal(to) || to.Localpart() == "" || el.Local != "message" {
 		s.log.Debug("chat: undeliverable stanza dropped", "to", el.To(), "name", el.Local)
 		return false
 	}
 	switch messageType(el) {
-	case "chat", "normal":
+	case stanza.ChatMessage, stanza.NormalMessage:
 	default:
 		return false
 	}
 	if !storable(el) {
 		return false
 	}
-	from, _ := jid.Parse(el.From())
+	from, _ := el.FromJID()
 	s.storeOffline(ctx, &component{jid: from, s: s}, el, to.Localpart())
 	return true
 }

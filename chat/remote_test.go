@@ -233,10 +233,10 @@ func TestBlocklistChangePublished(t *testing.T) {
 	pub := &blocklists{publisherFunc: func(jid.JID, ResourceState, bool) {}}
 	h.svc.SetPublisher(pub)
 	a := h.online("alice@localhost/a", 0)
-	if reply, _ := h.iq(a, `<iq type='get' id='bl'><blocklist xmlns='urn:xmpp:blocking'/></iq>`); reply.Type() != "result" {
+	if reply, _ := h.iq(a, `<iq type='get' id='bl'><blocklist xmlns='urn:xmpp:blocking'/></iq>`); reply.IQType() != stanza.ResultIQ {
 		t.Fatalf("blocklist: %s", reply)
 	}
-	if reply, _ := h.iq(a, `<iq type='set' id='blk'><block xmlns='urn:xmpp:blocking'><item jid='bob@localhost'/></block></iq>`); reply.Type() != "result" {
+	if reply, _ := h.iq(a, `<iq type='set' id='blk'><block xmlns='urn:xmpp:blocking'><item jid='bob@localhost'/></block></iq>`); reply.IQType() != stanza.ResultIQ {
 		t.Fatalf("block: %s", reply)
 	}
 	pub.mu.Lock()

@@ -54,7 +54,7 @@ func (s *Service) AccountRemoved(ctx context.Context, gone jid.JID, contacts []s
 		if isSubscribed(c.Subscription) {
 			for _, from := range unavailableFrom {
 				out = append(out, stanza.New(stanza.NSClient, "presence").
-					SetAttr("type", "unavailable").SetAttr("from", from).SetAttr("to", owner.String()))
+					SetType(stanza.UnavailablePresence).SetAttr("from", from).SetAttr("to", owner.String()))
 			}
 		}
 		if isSubscribed(c.Subscription) || c.AskOut {

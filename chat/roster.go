@@ -118,7 +118,7 @@ func (s *Service) pushItem(owner string, it store.RosterItem, remove bool) {
 // rosterPush builds the roster push of it for sess.
 func (s *Service) rosterPush(sess Session, it store.RosterItem, remove bool) *stanza.Element {
 	iq := stanza.New(stanza.NSClient, "iq").
-		SetAttr("type", "set").
+		SetType(stanza.SetIQ).
 		SetAttr("id", "push"+strconv.FormatUint(s.pushSeq.Add(1), 10)).
 		SetAttr("to", sess.JID().String())
 	return iq.Append(stanza.New(NSRoster, "query").Append(itemElement(it, remove)))
@@ -127,7 +127,7 @@ func (s *Service) rosterPush(sess Session, it store.RosterItem, remove bool) *st
 // rosterIQ serves jabber:iq:roster get and set from the user's own session.
 func (s *Service) rosterIQ(ctx context.Context, sess Session, iq, q *stanza.Element) {
 	owner := sess.JID().Localpart()
-	if iq.Type() == "get" {
+	if iq.IQType() == stanza.GetIQ {
 		items, err := s.st.RosterItems(ctx, owner)
 		if err != nil {
 			s.log.Error("chat: load roster", "jid", sess.JID().String(), "err", err)

@@ -20,7 +20,7 @@ func befriend(t *testing.T, a, b *xmppclient.Client) {
 			t.Fatal(err)
 		}
 		if _, err := to.Expect(5*time.Second, func(el *stanza.Element) bool {
-			return el.Local == "presence" && el.Type() == "subscribe"
+			return el.Local == "presence" && el.PresenceType() == stanza.SubscribePresence
 		}); err != nil {
 			t.Fatalf("%s waiting for a subscription request: %v", to.JID, err)
 		}
@@ -28,7 +28,7 @@ func befriend(t *testing.T, a, b *xmppclient.Client) {
 			t.Fatal(err)
 		}
 		if _, err := from.Expect(5*time.Second, func(el *stanza.Element) bool {
-			return el.Local == "presence" && el.Type() == "subscribed"
+			return el.Local == "presence" && el.PresenceType() == stanza.SubscribedPresence
 		}); err != nil {
 			t.Fatalf("%s waiting for approval: %v", from.JID, err)
 		}
@@ -71,25 +71,25 @@ func TestStreamsPEPBlockingAndVCard(t *testing.T) {
 	// and fetches the bundle.
 	r := call(t, alice, `<iq type='set' id='p1'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='`+devices+`'><item id='current'><list xmlns='eu.siacs.conversations.axolotl'><device id='7'/></list></item></publish>`+
 		`<publish-options><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#publish-options</value></field><field var='pubsub#access_model'><value>open</value></field></x></publish-options></pubsub></iq>`, "p1", nil)
-	if r.Type() != "result" {
+	if r.IQType() != stanza.ResultIQ {
 		t.Fatalf("publish: %s", r)
 	}
 	ev := message(bob, t, func(el *stanza.Element) bool { return el.Child(chat.NSPubSubEvent, "event") != nil })
-	if ev.From() != "alice@localhost" || ev.Type() != "headline" {
+	if ev.From() != "alice@localhost" || ev.MessageType() != stanza.HeadlineMessage {
 		t.Errorf("event %s", ev)
 	}
 	r = call(t, alice, `<iq type='set' id='p2'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='eu.siacs.conversations.axolotl.bundles:7'><item id='current'><bundle xmlns='eu.siacs.conversations.axolotl'><signedPreKeyPublic signedPreKeyId='1'>AAAA</signedPreKeyPublic></bundle></item></publish></pubsub></iq>`, "p2", nil)
-	if r.Type() != "result" {
+	if r.IQType() != stanza.ResultIQ {
 		t.Fatalf("publish bundle: %s", r)
 	}
 	r = call(t, bob, `<iq type='get' id='b1' to='alice@localhost'><pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='eu.siacs.conversations.axolotl.bundles:7'/></pubsub></iq>`, "b1", nil)
-	if r.Type() != "result" || r.Child(chat.NSPubSub, "pubsub").Child(chat.NSPubSub, "items").Child(chat.NSPubSub, "item") == nil {
+	if r.IQType() != stanza.ResultIQ || r.Child(chat.NSPubSub, "pubsub").Child(chat.NSPubSub, "items").Child(chat.NSPubSub, "item") == nil {
 		t.Errorf("bundle fetch: %s", r)
 	}
 
 	// vCards.
 	r = call(t, alice, `<iq type='set' id='v1'><vCard xmlns='vcard-temp'><FN>Alice</FN></vCard></iq>`, "v1", nil)
-	if r.Type() != "result" {
+	if r.IQType() != stanza.ResultIQ {
 		t.Fatalf("vcard set: %s", r)
 	}
 	r = call(t, bob, `<iq type='get' id='v2' to='alice@localhost'><vCard xmlns='vcard-temp'/></iq>`, "v2", nil)
@@ -101,18 +101,18 @@ func TestStreamsPEPBlockingAndVCard(t *testing.T) {
 	call(t, alice, `<iq type='get' id='bl'><blocklist xmlns='urn:xmpp:blocking'/></iq>`, "bl", nil)
 	var side []*stanza.Element
 	r = call(t, alice, `<iq type='set' id='bk'><block xmlns='urn:xmpp:blocking'><item jid='bob@localhost'/></block></iq>`, "bk", &side)
-	if r.Type() != "result" {
+	if r.IQType() != stanza.ResultIQ {
 		t.Fatalf("block: %s", r)
 	}
 	if _, err := bob.Expect(5*time.Second, func(el *stanza.Element) bool {
-		return el.Local == "presence" && el.Type() == "unavailable" && el.From() == alice.JID.String()
+		return el.Local == "presence" && el.PresenceType() == stanza.UnavailablePresence && el.From() == alice.JID.String()
 	}); err != nil {
 		t.Errorf("bob did not see alice leave: %v", err)
 	}
 	if err := bob.SendRaw(`<message type='chat' to='alice@localhost'><body>hello?</body></message>`); err != nil {
 		t.Fatal(err)
 	}
-	bounce := message(bob, t, func(el *stanza.Element) bool { return el.Type() == "error" })
+	bounce := message(bob, t, func(el *stanza.Element) bool { return el.IsError() })
 	if e := bounce.Child("", "error"); e == nil || e.Child(stanza.NSStanzas, "service-unavailable") == nil || e.Child(chat.NSBlockingErrs, "blocked") != nil {
 		t.Errorf("bounce %s", bounce)
 	}

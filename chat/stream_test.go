@@ -158,7 +158,7 @@ func streamsCarbonsAndArchive(t *testing.T, dsn string) {
 	bob := st.login(t, "bob", "phone")
 	for i, c := range []*xmppclient.Client{one, two} {
 		id := fmt.Sprintf("cb%d", i)
-		if r := call(t, c, `<iq type='set' id='`+id+`'><enable xmlns='urn:xmpp:carbons:2'/></iq>`, id, nil); r.Type() != "result" {
+		if r := call(t, c, `<iq type='set' id='`+id+`'><enable xmlns='urn:xmpp:carbons:2'/></iq>`, id, nil); r.IQType() != stanza.ResultIQ {
 			t.Fatalf("enable carbons: %s", r)
 		}
 	}
@@ -205,7 +205,7 @@ func streamsCarbonsAndArchive(t *testing.T, dsn string) {
 		var side []*stanza.Element
 		r := call(t, two, `<iq type='set' id='`+id+`'><query xmlns='urn:xmpp:mam:2' queryid='q`+id+`'>`+
 			`<set xmlns='http://jabber.org/protocol/rsm'><max>2</max>`+set+`</set></query></iq>`, id, &side)
-		if r.Type() != "result" {
+		if r.IQType() != stanza.ResultIQ {
 			t.Fatalf("mam: %s", r)
 		}
 		for _, el := range side {

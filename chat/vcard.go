@@ -14,7 +14,7 @@ import (
 // vcardIQ serves vcard-temp (XEP-0054): a user sets their own vCard and
 // anyone local may read any user's.
 func (s *Service) vcardIQ(ctx context.Context, sess Session, iq, q *stanza.Element, owner jid.JID, self bool) {
-	if iq.Type() == "set" {
+	if iq.IQType() == stanza.SetIQ {
 		if !self {
 			s.replyError(sess, iq, stanza.Forbidden, "a vCard is set by its owner")
 			return

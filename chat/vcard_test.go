@@ -1,6 +1,10 @@
 package chat
 
-import "testing"
+import (
+	"testing"
+
+	"poosms.org/poosms/stanza"
+)
 
 func TestVCard(t *testing.T) {
 	h, _ := newDBHarness(t, Config{}, "alice", "bob")
@@ -8,11 +12,11 @@ func TestVCard(t *testing.T) {
 	b := h.online("bob@localhost/b", 0)
 
 	reply, _ := h.iq(a, `<iq type='get' id='v0'><vCard xmlns='vcard-temp'/></iq>`)
-	if v := reply.Child(NSVCard, "vCard"); reply.Type() != "result" || v == nil || len(v.Elements()) != 0 {
+	if v := reply.Child(NSVCard, "vCard"); reply.IQType() != stanza.ResultIQ || v == nil || len(v.Elements()) != 0 {
 		t.Errorf("empty vCard: %s", reply)
 	}
 	reply, _ = h.iq(a, `<iq type='set' id='v1'><vCard xmlns='vcard-temp'><FN>Alice Liddell</FN><NICKNAME>alice</NICKNAME></vCard></iq>`)
-	if reply.Type() != "result" {
+	if reply.IQType() != stanza.ResultIQ {
 		t.Fatalf("set: %s", reply)
 	}
 	reply, _ = h.iq(a, `<iq type='get' id='v2'><vCard xmlns='vcard-temp'/></iq>`)
@@ -24,7 +28,10 @@ func TestVCard(t *testing.T) {
 	if reply.From() != "alice@localhost" || reply.Child(NSVCard, "vCard").ChildText(NSVCard, "NICKNAME") != "alice" {
 		t.Errorf("bob reading alice's vCard: %s", reply)
 	}
-	for _, tc := range []struct{ raw, cond string }{
+	for _, tc := range []struct {
+		raw  string
+		cond stanza.Condition
+	}{
 		{`<iq type='set' id='v4' to='alice@localhost'><vCard xmlns='vcard-temp'><FN>Mallory</FN></vCard></iq>`, "forbidden"},
 		{`<iq type='get' id='v5' to='nobody@localhost'><vCard xmlns='vcard-temp'/></iq>`, "service-unavailable"},
 	} {
@@ -39,7 +46,7 @@ func TestPrivateStorage(t *testing.T) {
 	a := h.online("alice@localhost/a", 0)
 	b := h.online("bob@localhost/b", 0)
 	reply, _ := h.iq(a, `<iq type='set' id='p1'><query xmlns='jabber:iq:private'><prefs xmlns='urn:example:prefs'><theme>dark</theme></prefs></query></iq>`)
-	if reply.Type() != "result" {
+	if reply.IQType() != stanza.ResultIQ {
 		t.Fatalf("set: %s", reply)
 	}
 	reply, _ = h.iq(a, `<iq type='get' id='p2'><query xmlns='jabber:iq:private'><prefs xmlns='urn:example:prefs'/></query></iq>`)
@@ -51,7 +58,10 @@ func TestPrivateStorage(t *testing.T) {
 	if p := reply.Child(NSPrivate, "query").Child("urn:example:prefs", "prefs"); p == nil || len(p.Elements()) != 0 {
 		t.Errorf("bob's empty storage: %s", reply)
 	}
-	for _, tc := range []struct{ raw, cond string }{
+	for _, tc := range []struct {
+		raw  string
+		cond stanza.Condition
+	}{
 		{`<iq type='set' id='e1'><query xmlns='jabber:iq:private'><x/></query></iq>`, "not-acceptable"},
 		{`<iq type='set' id='e2'><query xmlns='jabber:iq:private'/></iq>`, "bad-request"},
 		{`<iq type='get' id='e3' to='alice@localhost'><query xmlns='jabber:iq:private'><prefs xmlns='urn:example:prefs'/></query></iq>`, "service-unavailable"},

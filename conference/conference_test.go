@@ -102,17 +102,17 @@ func TestRoomsAndCallsWired(t *testing.T) {
 
 	// bob is not in the room: the call refuses him.
 	s.HandleStanza(ctx, bob, join("bob@localhost/phone"))
-	if r := one(t, bob); r.Type() != "error" || stanza.ErrorCondition(r) != "forbidden" {
+	if r := one(t, bob); !r.IsError() || stanza.ErrorCondition(r) != "forbidden" {
 		t.Fatalf("bob, not in the room, joined the call: %s", r)
 	}
 
 	// alice enters the room (the rooms answer), then joins its call.
 	s.HandleStanza(ctx, alice, parse(t, `<presence from='alice@localhost/pc' to='room@conference.localhost/al'><x xmlns='http://jabber.org/protocol/muc'/></presence>`))
-	if got := alice.Take(); len(got) == 0 || got[0].Local != "presence" || got[0].Type() != "" {
+	if got := alice.Take(); len(got) == 0 || got[0].Local != "presence" || got[0].PresenceType() != stanza.AvailablePresence {
 		t.Fatalf("alice entering the room got %v", got)
 	}
 	s.HandleStanza(ctx, alice, join("alice@localhost/pc"))
-	if r := one(t, alice); r.Type() != "result" || r.Child(sfu.NS, "joined") == nil {
+	if r := one(t, alice); r.IQType() != stanza.ResultIQ || r.Child(sfu.NS, "joined") == nil {
 		t.Fatalf("alice, in the room, did not join the call: %s", r)
 	}
 	if !s.InUse(ctx, room) {
@@ -124,7 +124,7 @@ func TestRoomsAndCallsWired(t *testing.T) {
 	// through federation is dropped.
 	s.HandleRemote(ctx, parse(t, `<iq type='set' id='r' from='zoe@far.example/z' to='room@conference.localhost'><join xmlns='urn:poosms:conference:0'/></iq>`))
 	s.HandleRemote(ctx, parse(t, `<iq type='set' id='f' from='mallory@localhost/m' to='room@conference.localhost'><join xmlns='urn:poosms:conference:0'/></iq>`))
-	if got := remote.take(); len(got) != 1 || got[0].Type() != "error" || got[0].To() != "zoe@far.example/z" || stanza.ErrorCondition(got[0]) != "forbidden" {
+	if got := remote.take(); len(got) != 1 || !got[0].IsError() || got[0].To() != "zoe@far.example/z" || stanza.ErrorCondition(got[0]) != "forbidden" {
 		t.Fatalf("federation sent %v", got)
 	}
 

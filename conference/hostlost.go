@@ -34,7 +34,7 @@ func hostLostPresence(room jid.JID, nick string, full jid.JID) *stanza.Element {
 	p := stanza.New(stanza.NSClient, "presence").
 		SetAttr("from", room.String()+"/"+nick).
 		SetAttr("to", full.String()).
-		SetAttr("type", "unavailable")
+		SetType(stanza.UnavailablePresence)
 	p.Append(x)
 	return p
 }

@@ -8,6 +8,7 @@ import (
 
 	"poosms.org/poosms/chat/muc"
 	"poosms.org/poosms/internal/testfake"
+	"poosms.org/poosms/stanza"
 )
 
 // HostLost's presence: the occupant's own departure, 110 and 332.
@@ -20,7 +21,7 @@ func TestHostLost(t *testing.T) {
 		t.Fatalf("bob got %d stanzas, want 1", len(got))
 	}
 	p := got[0]
-	if p.Local != "presence" || p.Type() != "unavailable" || p.From() != "room@"+domain+"/bo" || p.To() != "bob@localhost/phone" {
+	if p.Local != "presence" || p.PresenceType() != stanza.UnavailablePresence || p.From() != "room@"+domain+"/bo" || p.To() != "bob@localhost/phone" {
 		t.Fatalf("presence %s", p)
 	}
 	x := p.Child(muc.NSUser, "x")

@@ -21,8 +21,8 @@ func forCall(el *stanza.Element) bool {
 	if el.Local != "iq" {
 		return false
 	}
-	if t := el.Type(); t == "result" || t == "error" {
-		to, err := jid.Parse(el.To())
+	if t := el.IQType(); t == stanza.ResultIQ || t == stanza.ErrorIQ {
+		to, err := el.ToJID()
 		return err == nil && to.Resourcepart() == "" && to.Localpart() != ""
 	}
 	c := el.FirstElement()
@@ -53,7 +53,7 @@ func (s *Service) HandleRemote(ctx context.Context, el *stanza.Element) {
 	if p == nil {
 		return
 	}
-	from, err := jid.Parse(el.From())
+	from, err := el.FromJID()
 	if err != nil || s.cfg.Hosted(from.Domainpart()) {
 		return
 	}

@@ -67,7 +67,7 @@ func exportUser(ctx context.Context, st Store, domain, name string, stats *Stats
 	for _, it := range items {
 		if it.PendingIn {
 			pending = append(pending, stanza.New(nsClient, "presence").SetAttr("from", it.Contact).
-				SetAttr("to", name+"@"+domain).SetAttr("type", "subscribe"))
+				SetAttr("to", name+"@"+domain).SetType(stanza.SubscribePresence))
 		}
 		if !it.Listed {
 			continue

@@ -228,7 +228,7 @@ func (im *importer) user(ctx context.Context, u *stanza.Element) error {
 		case c.Space == NSScram:
 		case c.Space == nsRoster && c.Local == "query":
 			err = im.roster(ctx, name, owner, c, roster)
-		case (c.Space == nsClient || c.Space == NS) && c.Local == "presence" && c.Type() == "subscribe":
+		case (c.Space == nsClient || c.Space == NS) && c.Local == "presence" && c.PresenceType() == stanza.SubscribePresence:
 			// Prosody writes it without a namespace of its own.
 			if from, ok := bareJID(c.From()); ok && from != owner {
 				pending = append(pending, from)

@@ -82,7 +82,7 @@ func (p *rawPeer) next() *stanza.Element {
 
 // streamError reads until the node's stream error and returns its
 // condition.
-func (p *rawPeer) streamError() string {
+func (p *rawPeer) streamError() stanza.StreamCondition {
 	p.t.Helper()
 	for {
 		ev, err := p.c.next()
@@ -116,7 +116,8 @@ func TestIncomingStanzasMustComeFromTheProvedDomain(t *testing.T) {
 	addr := b.Addrs()[0].String()
 
 	for _, tc := range []struct {
-		name, stanza, cond string
+		name, stanza string
+		cond         stanza.StreamCondition
 	}{
 		{"a from in another domain", "<message from='alice@a.test' to='bob@b.test'><body>spoof</body></message>", "invalid-from"},
 		{"a from in a subdomain of the proved one", "<message from='x@sub.evil.test' to='bob@b.test'><body>spoof</body></message>", "invalid-from"},
@@ -217,7 +218,7 @@ func TestIncomingAuthenticationCannotBeSkippedOrFaked(t *testing.T) {
 	t.Run("claiming the server's own domain", func(t *testing.T) {
 		p := dialRaw(t, addr, "", "b.test", nil, true)
 		p.send("<db:result from='b.test' to='b.test'>" + strings.Repeat("ab", 32) + "</db:result>")
-		if el := p.next(); el.Type() != "error" || stanza.ErrorCondition(el) != "forbidden" {
+		if el := p.next(); !el.IsError() || stanza.ErrorCondition(el) != "forbidden" {
 			t.Fatalf("dialback answered %s", el)
 		}
 	})

@@ -210,8 +210,8 @@ func hasBody(body string) func(*stanza.Element) bool {
 }
 
 // errorCond returns the condition of a stanza error, or "".
-func errorCond(el *stanza.Element) string {
-	if el.Type() != "error" {
+func errorCond(el *stanza.Element) stanza.Condition {
+	if !el.IsError() {
 		return ""
 	}
 	return stanza.ErrorCondition(el)

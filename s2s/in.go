@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
-	"mellium.im/xmpp/jid"
 
 	"poosms.org/poosms/stanza"
 )
@@ -451,8 +450,8 @@ func (in *inStream) dialbackVerify(el *stanza.Element) error {
 // stanza checks a stanza's addresses against what the stream proved,
 // applies the rate and hands it to Deliver.
 func (in *inStream) stanza(el *stanza.Element) error {
-	from, ferr := jid.Parse(el.From())
-	to, terr := jid.Parse(el.To())
+	from, ferr := el.FromJID()
+	to, terr := el.ToJID()
 	switch {
 	case el.From() == "" || el.To() == "" || ferr != nil || terr != nil:
 		return streamErr("improper-addressing", "a stanza between servers has a valid from and to")

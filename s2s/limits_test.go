@@ -19,7 +19,8 @@ func TestIncomingStanzaShapeLimits(t *testing.T) {
 	addr := b.Addrs()[0].String()
 	head := "<message from='m@evil.test' to='bob@b.test'>"
 	for _, tc := range []struct {
-		name, stanza, cond string
+		name, stanza string
+		cond         stanza.StreamCondition
 	}{
 		{"too many elements", head + strings.Repeat("<a/>", 50), "policy-violation"},
 		{"too deep", head + strings.Repeat("<a>", 8), "policy-violation"},

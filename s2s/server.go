@@ -354,8 +354,8 @@ var ErrLocal = errors.New("s2s: the destination is hosted here")
 // §10.4), unless it is one that must not be answered. el must not be
 // changed afterwards.
 func (s *Server) Send(ctx context.Context, el *stanza.Element) error {
-	from, ferr := jid.Parse(el.From())
-	to, terr := jid.Parse(el.To())
+	from, ferr := el.FromJID()
+	to, terr := el.ToJID()
 	switch {
 	case ferr != nil || terr != nil || el.From() == "" || el.To() == "":
 		return fmt.Errorf("s2s: send: bad addresses from=%q to=%q", el.From(), el.To())
@@ -429,7 +429,7 @@ func (s *Server) sweepLinks() {
 // el is one that may be answered: never an error, nor an IQ result.
 func (s *Server) bounce(ctx context.Context, el *stanza.Element, cond stanza.Condition, text string) {
 	s.m.bounces.WithLabelValues(string(cond)).Inc()
-	if el.Type() == "error" || el.Local == "iq" && el.Type() == "result" {
+	if el.IsError() || el.Local == "iq" && el.IQType() == stanza.ResultIQ {
 		return
 	}
 	s.log.Debug("s2s bounce", "to", el.To(), "from", el.From(), "cond", cond)

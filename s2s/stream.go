@@ -28,8 +28,9 @@ const (
 // streamError is a failure that ends a stream with a condition
 // (RFC 6120 §4.9.3), sent to the peer or received from it.
 type streamError struct {
-	cond, text string
-	remote     bool // the peer sent it
+	cond   stanza.StreamCondition
+	text   string
+	remote bool // the peer sent it
 }
 
 func (e *streamError) Error() string {
@@ -38,12 +39,14 @@ func (e *streamError) Error() string {
 		who = "peer's stream error"
 	}
 	if e.text == "" {
-		return who + " " + e.cond
+		return who + " " + string(e.cond)
 	}
-	return who + " " + e.cond + ": " + e.text
+	return who + " " + string(e.cond) + ": " + e.text
 }
 
-func streamErr(cond, text string) *streamError { return &streamError{cond: cond, text: text} }
+func streamErr(cond stanza.StreamCondition, text string) *streamError {
+	return &streamError{cond: cond, text: text}
+}
 
 // errPeerClosed: the peer closed its stream with </stream:stream>.
 var errPeerClosed = errors.New("s2s: the peer closed the stream")
@@ -343,7 +346,7 @@ func peerStreamError(el *stanza.Element) *streamError {
 		if c.Local == "text" {
 			se.text = c.Text()
 		} else {
-			se.cond = c.Local
+			se.cond = stanza.StreamCondition(c.Local)
 		}
 	}
 	return se

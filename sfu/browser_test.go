@@ -209,7 +209,7 @@ func TestBrowserClient(t *testing.T) {
 		return v != nil && a != nil && len(v.payloads) > 20 && len(a.payloads) > 20
 	})
 	for _, rid := range []string{"l", "m"} {
-		if r := bob.iq(stanza.New(NS, "layer").SetAttr("track", pub.Attr("id")).SetAttr("rid", rid)); r.Type() != "result" {
+		if r := bob.iq(stanza.New(NS, "layer").SetAttr("track", pub.Attr("id")).SetAttr("rid", rid)); r.IQType() != stanza.ResultIQ {
 			t.Fatalf("layer %s: %s", rid, r)
 		}
 		// Done when the newest layer-changed names it (at once if it

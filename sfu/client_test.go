@@ -173,7 +173,7 @@ func (c *testClient) newID() string {
 func (c *testClient) sendIQ(payload *stanza.Element) <-chan *stanza.Element {
 	id := c.newID()
 	ch := c.replies.Expect(id)
-	c.deliver(stanza.New(stanza.NSClient, "iq").SetAttr("type", "set").SetAttr("id", id).Append(payload))
+	c.deliver(stanza.NewIQ(stanza.SetIQ).SetAttr("id", id).Append(payload))
 	return ch
 }
 
@@ -202,7 +202,7 @@ func (c *testClient) loop() {
 }
 
 func (c *testClient) handle(el *stanza.Element) {
-	if el.Local == "message" && el.Type() != "error" {
+	if el.Local == "message" && !el.IsError() {
 		c.mu.Lock()
 		c.events = append(c.events, el.FirstElement())
 		c.cond.Broadcast()
@@ -211,7 +211,7 @@ func (c *testClient) handle(el *stanza.Element) {
 	}
 	switch el.Type() {
 	case "result", "error": // to an iq, or a message refused
-		if a := el.Child(NS, "answer"); a != nil && el.Type() == "result" {
+		if a := el.Child(NS, "answer"); a != nil && el.IQType() == stanza.ResultIQ {
 			// Apply the answer in stanza order, as a client reading its
 			// stream one stanza at a time would.
 			if err := c.rtc.SetAnswer(a.Text()); err != nil {
@@ -275,7 +275,7 @@ func (c *testClient) handle(el *stanza.Element) {
 func (c *testClient) join() *stanza.Element {
 	c.t.Helper()
 	r := c.iq(stanza.New(NS, "join"))
-	if r.Type() != "result" {
+	if r.IQType() != stanza.ResultIQ {
 		c.t.Fatalf("%s: join: %s", c.name, r)
 	}
 	j := r.Child(NS, "joined")
@@ -295,7 +295,7 @@ func (c *testClient) offer() {
 	}
 	r := c.iq(stanza.New(NS, "offer").SetText(off))
 	a := r.Child(NS, "answer")
-	if r.Type() != "result" || a == nil {
+	if r.IQType() != stanza.ResultIQ || a == nil {
 		c.t.Fatalf("%s: offer: %s", c.name, r)
 	}
 }

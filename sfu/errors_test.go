@@ -11,7 +11,7 @@ import (
 // A refusal reaches the client as its condition with its text; any other
 // error as internal-server-error, its details kept from the client.
 func TestErrorReplyConditions(t *testing.T) {
-	iq := stanza.New(stanza.NSClient, "iq").SetAttr("type", "set").SetAttr("id", "1")
+	iq := stanza.NewIQ(stanza.SetIQ).SetAttr("id", "1")
 	for _, tc := range []struct {
 		err  error
 		cond string

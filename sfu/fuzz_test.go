@@ -132,11 +132,11 @@ func FuzzOffer(f *testing.F) {
 			svc.HandleStanza(ctx, p, el)
 			return p.reply(t, id)
 		}
-		if r := iq("j", stanza.New(NS, "join")); r.Type() != "result" {
+		if r := iq("j", stanza.New(NS, "join")); r.IQType() != stanza.ResultIQ {
 			t.Fatalf("join: %s", r)
 		}
 		r := iq("o", stanza.New(NS, "offer").SetText(text))
-		if text == fuzzOffer && r.Type() != "result" {
+		if text == fuzzOffer && r.IQType() != stanza.ResultIQ {
 			t.Fatalf("a browser's offer refused: %s", r)
 		}
 		switch r.Type() {

@@ -372,7 +372,7 @@ func (p *participant) handleReply(iq *stanza.Element) {
 	}
 	p.pendingOffer = ""
 	var err error
-	if iq.Type() == "error" {
+	if iq.IsError() {
 		err = errors.New("client refused the offer")
 	} else if ans := iq.Child(NS, "answer"); ans == nil {
 		err = errors.New("result without <answer/>")

@@ -25,12 +25,12 @@ const (
 )
 
 func iqSet(from, to, id string, payload *stanza.Element) *stanza.Element {
-	return stanza.New(stanza.NSClient, "iq").SetAttr("type", "set").SetAttr("id", id).
+	return stanza.NewIQ(stanza.SetIQ).SetAttr("id", id).
 		SetAttr("from", from).SetAttr("to", to).Append(payload)
 }
 
 func headline(from, to string, payload *stanza.Element) *stanza.Element {
-	return stanza.New(stanza.NSClient, "message").SetAttr("type", "headline").
+	return stanza.NewMessage(stanza.HeadlineMessage).
 		SetAttr("from", from).SetAttr("to", to).Append(payload)
 }
 

@@ -306,7 +306,7 @@ func (s *Service) HandleStanza(ctx context.Context, p Peer, el *stanza.Element) 
 	defer func() {
 		if v := recover(); v != nil {
 			s.log.Error("sfu: handler panic", "jid", p.JID().String(), "panic", v)
-			if el.Local == "iq" && (el.Type() == "set" || el.Type() == "get") {
+			if el.Local == "iq" && (el.IQType() == stanza.SetIQ || el.IQType() == stanza.GetIQ) {
 				_ = p.Send(stanza.ErrorReply(el, stanza.InternalServerError, ""))
 			}
 		}
@@ -315,16 +315,16 @@ func (s *Service) HandleStanza(ctx context.Context, p Peer, el *stanza.Element) 
 	case "iq":
 		s.handleIQ(ctx, p, el)
 	case "message":
-		if el.Type() != "error" {
+		if !el.IsError() {
 			_ = p.Send(stanza.ErrorReply(el, stanza.ServiceUnavailable, "conferences take no messages"))
 		}
 	}
 }
 
 func (s *Service) handleIQ(ctx context.Context, p Peer, iq *stanza.Element) {
-	to, err := jid.Parse(iq.To())
+	to, err := iq.ToJID()
 	if err != nil || to.Domainpart() != s.domain {
-		if iq.Type() == "set" || iq.Type() == "get" {
+		if iq.IQType() == stanza.SetIQ || iq.IQType() == stanza.GetIQ {
 			_ = p.Send(stanza.ErrorReply(iq, stanza.ItemNotFound, "not a conference of this service"))
 		}
 		return

@@ -127,7 +127,7 @@ func TestThirdJoinsAndLeaves(t *testing.T) {
 		gotMedia(pair[0], pair[1])
 	}
 
-	if r := carol.iq(stanza.New(NS, "leave")); r.Type() != "result" {
+	if r := carol.iq(stanza.New(NS, "leave")); r.IQType() != stanza.ResultIQ {
 		t.Fatalf("leave: %s", r)
 	}
 	for _, c := range []*testClient{alice, bob} {
@@ -143,7 +143,7 @@ func TestThirdJoinsAndLeaves(t *testing.T) {
 				!strings.Contains(rd.SDP, carol.id) && strings.Count(rd.SDP, "a=inactive") >= 2
 		})
 	}
-	if r := carol.iq(stanza.New(NS, "offer").SetText("v=0")); r.Type() != "error" || r.Child(stanza.NSClient, "error").Child(stanza.NSStanzas, "item-not-found") == nil {
+	if r := carol.iq(stanza.New(NS, "offer").SetText("v=0")); !r.IsError() || r.Child(stanza.NSClient, "error").Child(stanza.NSStanzas, "item-not-found") == nil {
 		t.Fatalf("offer after leave: want item-not-found, got %s", r)
 	}
 
@@ -206,7 +206,7 @@ func TestSimulcastLayerRequests(t *testing.T) {
 
 	for _, rid := range []string{"l", "m", "h", "l"} {
 		r := bob.iq(stanza.New(NS, "layer").SetAttr("track", track).SetAttr("rid", rid))
-		if r.Type() != "result" {
+		if r.IQType() != stanza.ResultIQ {
 			t.Fatalf("layer %s: %s", rid, r)
 		}
 		bob.waitFor("layer "+rid, 10*time.Second, func() bool { return lastLayer() == rid })
@@ -234,7 +234,7 @@ func TestSimulcastLayerRequests(t *testing.T) {
 		}
 	}
 
-	if r := bob.iq(stanza.New(NS, "layer").SetAttr("track", track).SetAttr("rid", "x")); r.Type() != "error" {
+	if r := bob.iq(stanza.New(NS, "layer").SetAttr("track", track).SetAttr("rid", "x")); !r.IsError() {
 		t.Fatalf("unknown layer accepted: %s", r)
 	}
 }
@@ -404,7 +404,7 @@ func TestActiveSpeaker(t *testing.T) {
 
 // condition returns the error condition of an error reply, or "".
 func condition(r *stanza.Element) string {
-	if r.Type() != "error" {
+	if !r.IsError() {
 		return ""
 	}
 	e := r.Child(stanza.NSClient, "error")
@@ -435,11 +435,11 @@ func TestLimits(t *testing.T) {
 	}
 	// Once both leave, the conference closes and the other can open.
 	for _, x := range []*testClient{a, b} {
-		if r := x.iq(stanza.New(NS, "leave")); r.Type() != "result" {
+		if r := x.iq(stanza.New(NS, "leave")); r.IQType() != stanza.ResultIQ {
 			t.Fatalf("leave: %s", r)
 		}
 	}
-	if r := c.iq(stanza.New(NS, "join")); r.Type() != "result" {
+	if r := c.iq(stanza.New(NS, "join")); r.IQType() != stanza.ResultIQ {
 		t.Fatalf("join after the first conference closed: %s", r)
 	}
 }
@@ -861,7 +861,7 @@ func TestConferencesPerUser(t *testing.T) {
 	}
 	b.join()
 	a2.join() // bob's, running already
-	if r := a1.iq(stanza.New(NS, "leave")); r.Type() != "result" {
+	if r := a1.iq(stanza.New(NS, "leave")); r.IQType() != stanza.ResultIQ {
 		t.Fatalf("leave: %s", r)
 	}
 	a1.room = "three@conference.localhost"

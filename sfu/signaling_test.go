@@ -91,7 +91,7 @@ func TestListenOnlyWithoutTrickle(t *testing.T) {
 	}
 	r := bob.iq(stanza.New(NS, "offer").SetText(offer))
 	a := r.Child(NS, "answer")
-	if r.Type() != "result" || a == nil {
+	if r.IQType() != stanza.ResultIQ || a == nil {
 		t.Fatalf("bob: offer: %s", r)
 	}
 	if !strings.Contains(a.Text(), "a=candidate:") || !strings.Contains(a.Text(), "a=end-of-candidates") {

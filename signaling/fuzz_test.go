@@ -361,9 +361,9 @@ func FuzzJID(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		if j, err := canonicalJID(s); err == nil {
-			again, err := canonicalJID(j.String())
-			if err != nil || !again.Equal(j) || again.String() != j.String() {
+		if j, js, err := canonicalJID(s); err == nil {
+			again, agains, err := canonicalJID(j.String())
+			if err != nil || !again.Equal(j) || again.String() != j.String() || js != j.String() || agains != js {
 				t.Fatalf("%q read as %q, which reads as %q (%v)", s, j.String(), again.String(), err)
 			}
 			if b := j.Bare(); b.Resourcepart() != "" || b.Localpart() != j.Localpart() || b.Domainpart() != j.Domainpart() {
@@ -390,7 +390,7 @@ func TestCanonicalJID(t *testing.T) {
 		"alice@localhost/r": true, "Alice@LocalHost": true, "localhost.": true,
 		"..": false, "alice@localhost..": false, "a@b../r": false,
 	} {
-		if _, err := canonicalJID(s); (err == nil) != ok {
+		if _, _, err := canonicalJID(s); (err == nil) != ok {
 			t.Errorf("canonicalJID(%q): %v, want ok=%v", s, err, ok)
 		}
 	}

@@ -150,7 +150,7 @@ func TestVerifierUpgradeAtPlainLogin(t *testing.T) {
 	// A password change in band takes the configured count too.
 	c := h.dial(t, "dave", "change", nil)
 	c.Send(iq("set", "pw", regQuery("dave", "dave-new-secret")))
-	if r, err := c.Expect(5*time.Second, func(e *stanza.Element) bool { return e.ID() == "pw" }); err != nil || r.Type() != "result" {
+	if r, err := c.Expect(5*time.Second, func(e *stanza.Element) bool { return e.ID() == "pw" }); err != nil || r.IQType() != stanza.ResultIQ {
 		t.Fatalf("password change: %v %v", r, err)
 	}
 	if got := stored().Iterations; got != 12000 {

@@ -378,8 +378,8 @@ func decodeSASL(text string) ([]byte, bool) {
 // bindIQ handles IQs after SASL and before binding.
 func (s *Session) bindIQ(ctx context.Context, iq *stanza.Element) (bool, error) {
 	b := iq.Child(nsBind, "bind")
-	if b == nil || iq.Type() != "set" {
-		if iq.Type() == "get" || iq.Type() == "set" {
+	if b == nil || iq.IQType() != stanza.SetIQ {
+		if iq.IQType() == stanza.GetIQ || iq.IQType() == stanza.SetIQ {
 			s.writeDirect(stanza.ErrorReply(iq, stanza.NotAllowed, "bind a resource first"))
 		}
 		return false, nil
@@ -395,7 +395,7 @@ func (s *Session) bindIQ(ctx context.Context, iq *stanza.Element) (bool, error) 
 		s.writeDirect(stanza.ErrorReply(iq, stanza.BadRequest, "the resource is not valid: "+err.Error()))
 		return false, nil
 	}
-	s.jid = j
+	s.setJID(j)
 	if !s.q.open() {
 		return false, errClientClosed
 	}

@@ -25,7 +25,7 @@ func TestLargePresenceRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if el.Type() != "error" || el.Child("", "error").Child("", "policy-violation") == nil {
+	if !el.IsError() || el.Child("", "error").Child("", "policy-violation") == nil {
 		t.Fatalf("alice got %s, want a policy-violation presence error", el)
 	}
 	if err := alice.Send(presence("small")); err != nil {

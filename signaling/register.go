@@ -99,12 +99,12 @@ func (s *Session) accountIQ(ctx context.Context, iq *stanza.Element) (handled, r
 	}
 	reg := s.srv.cfg.Registrar
 	switch {
-	case iq.Type() == "get":
+	case iq.IQType() == stanza.GetIQ:
 		_ = s.Send(stanza.Result(iq, registerQuery(
 			stanza.New(nsRegister, "registered"),
 			stanza.New(nsRegister, "username").SetText(s.user),
 		)))
-	case iq.Type() != "set":
+	case iq.IQType() != stanza.SetIQ:
 		return true, false
 	case reg == nil:
 		_ = s.Send(stanza.ErrorReply(iq, stanza.ServiceUnavailable, ""))

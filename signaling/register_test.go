@@ -92,7 +92,7 @@ func TestInBandRegistration(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if tc.cond == "" && r.Type() != "result" || tc.cond != "" && r.Child("", "error").Child("", tc.cond) == nil {
+		if tc.cond == "" && r.IQType() != stanza.ResultIQ || tc.cond != "" && r.Child("", "error").Child("", tc.cond) == nil {
 			t.Fatalf("register %s: %s, want %q", tc.user, r, tc.cond)
 		}
 	}
@@ -102,7 +102,7 @@ func TestInBandRegistration(t *testing.T) {
 	}
 	// Change the password in band, then remove the account.
 	dave.Send(iq("set", "pw", regQuery("dave", "new-password-1")))
-	if r, err := dave.Expect(5*time.Second, func(e *stanza.Element) bool { return e.ID() == "pw" }); err != nil || r.Type() != "result" {
+	if r, err := dave.Expect(5*time.Second, func(e *stanza.Element) bool { return e.ID() == "pw" }); err != nil || r.IQType() != stanza.ResultIQ {
 		t.Fatalf("password change: %v %v", r, err)
 	}
 	dave.Close()

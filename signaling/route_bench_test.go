@@ -73,8 +73,9 @@ func benchRouted(b *testing.B, st chat.Store, accounts Accounts) {
 		b.Fatalf("header: %v", err)
 	}
 	session := func(full string) *Session {
-		s := &Session{srv: srv, log: srv.log, jid: jid.MustParse(full),
+		s := &Session{srv: srv, log: srv.log,
 			t: newTCPTransport(memConn{r: bytes.NewReader(nil)}, nil, 1<<20, stanza.Limits{}, 0)}
+		s.setJID(jid.MustParse(full))
 		s.q.init(1<<20, 1<<30, func() {}) // the benchmark drains the queue itself
 		s.q.open()
 		s.bound.Store(true)

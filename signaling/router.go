@@ -4,8 +4,6 @@ import (
 	"context"
 	"sync"
 
-	"mellium.im/xmpp/jid"
-
 	"poosms.org/poosms/stanza"
 )
 
@@ -51,8 +49,8 @@ func (r *Router) Handle(domain string, svc Service) {
 
 func (r *Router) route(ctx context.Context, s *Session, el *stanza.Element) {
 	svc := r.fallback
-	if to := el.To(); to != "" {
-		if j, err := jid.Parse(to); err == nil {
+	if el.To() != "" {
+		if j, err := el.ToJID(); err == nil {
 			r.mu.RLock()
 			if d, ok := r.domains[j.Domainpart()]; ok {
 				svc = d
@@ -76,7 +74,7 @@ func (r *Router) Has(domain string) bool {
 // false when that service takes no stanzas from other servers.
 func (r *Router) RouteRemote(ctx context.Context, el *stanza.Element) bool {
 	svc := r.fallback
-	if j, err := jid.Parse(el.To()); err == nil {
+	if j, err := el.ToJID(); err == nil {
 		r.mu.RLock()
 		if d, ok := r.domains[j.Domainpart()]; ok {
 			svc = d

@@ -112,10 +112,10 @@ func (r *rawSCRAM) login(password, gs2, bare, finalExtra string) (cond, bound st
 	if err := r.c.Restart(); err != nil {
 		r.t.Fatalf("restart after success: %v", err)
 	}
-	r.c.Send(stanza.New(stanza.NSClient, "iq").SetAttr("type", "set").SetAttr("id", "b").
+	r.c.Send(stanza.NewIQ(stanza.SetIQ).SetAttr("id", "b").
 		Append(stanza.New(nsBind, "bind")))
 	el, err := r.c.Recv()
-	if err != nil || el.Type() != "result" {
+	if err != nil || el.IQType() != stanza.ResultIQ {
 		r.t.Fatalf("bind: %v %v", el, err)
 	}
 	return "", el.Child(nsBind, "bind").ChildText(nsBind, "jid")

@@ -49,7 +49,7 @@ type echoService struct {
 func (e *echoService) service() Service {
 	return Service{
 		Handle: func(_ context.Context, s *Session, el *stanza.Element) {
-			if el.Local == "iq" && el.Type() == "get" {
+			if el.Local == "iq" && el.IQType() == stanza.GetIQ {
 				_ = s.Send(stanza.Result(el))
 				return
 			}
@@ -405,7 +405,7 @@ func TestSlowReaderIsDisconnected(t *testing.T) {
 			t.Fatal(err)
 		}
 		// bob's own pings keep his session round-tripping.
-		bob.Send(stanza.New(stanza.NSClient, "iq").SetAttr("type", "get").SetAttr("id", "p").Append(stanza.New("urn:xmpp:ping", "ping")))
+		bob.Send(stanza.NewIQ(stanza.GetIQ).SetAttr("id", "p").Append(stanza.New("urn:xmpp:ping", "ping")))
 		if _, err := bob.Expect(5*time.Second, func(e *stanza.Element) bool { return e.Local == "iq" }); err != nil {
 			t.Fatalf("bob stalled: %v", err)
 		}
@@ -470,7 +470,7 @@ func TestWebSocket(t *testing.T) {
 	recv() // open
 	recv() // features
 	send("<iq xmlns='jabber:client' type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>web</resource></bind></iq>")
-	if el := recv(); el.Type() != "result" {
+	if el := recv(); el.IQType() != stanza.ResultIQ {
 		t.Fatalf("bind: %s", el)
 	}
 	send("<message xmlns='jabber:client' to='bob@localhost/desk' type='chat'><body>from the browser</body></message>")

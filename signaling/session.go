@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,6 +46,7 @@ type Session struct {
 	user        string    // authenticated localpart
 	authStarted time.Time // when the SASL exchange that authenticated user began
 	jid         jid.JID
+	jidStr      string // jid printed (setJID)
 	bound       atomic.Bool
 
 	// removing: the session is removing its own account and ends itself;
@@ -90,6 +92,20 @@ func (s *Session) startWriter() {
 
 // JID is the session's full JID once bound.
 func (s *Session) JID() jid.JID { return s.jid }
+
+// setJID sets the session's address and keeps its printed form, which
+// stamps every stanza the session sends.
+func (s *Session) setJID(j jid.JID) {
+	s.jid, s.jidStr = j, j.String()
+}
+
+// jidString is s.jid printed, built once at bind.
+func (s *Session) jidString() string {
+	if s.jidStr == "" {
+		return s.jid.String()
+	}
+	return s.jidStr
+}
 
 // ID is the stream id.
 func (s *Session) ID() string { return s.id }
@@ -171,7 +187,7 @@ func (s *Session) Stop(condition, text string) {
 		s.stop(nil)
 		return
 	}
-	s.stop(stanza.StreamError(condition, text))
+	s.stop(stanza.StreamError(stanza.StreamCondition(condition), text))
 }
 
 // stop closes the queue; a writer writes what is queued, then the final
@@ -431,7 +447,7 @@ func (s *Session) finishUnbound(err error) {
 	var se *streamError
 	if errors.As(err, &se) {
 		s.log.Debug("stream error", "cond", se.cond, "text", se.text)
-		s.srv.metrics.streamErrors.WithLabelValues(se.cond).Inc()
+		s.srv.metrics.streamErrors.WithLabelValues(string(se.cond)).Inc()
 		_ = s.t.write(stanza.StreamError(se.cond, se.text))
 		_ = s.t.writeClose()
 	} else if err != nil && !errors.Is(err, errClientClosed) {
@@ -450,8 +466,8 @@ func (s *Session) finishBound(err error) {
 		s.Stop("", "")
 	case errors.As(err, &se):
 		s.log.Debug("stream error", "cond", se.cond, "text", se.text)
-		s.srv.metrics.streamErrors.WithLabelValues(se.cond).Inc()
-		s.Stop(se.cond, se.text)
+		s.srv.metrics.streamErrors.WithLabelValues(string(se.cond)).Inc()
+		s.Stop(string(se.cond), se.text)
 	default:
 		s.log.Debug("connection ended", "err", err)
 		s.Stop("", "")
@@ -568,38 +584,65 @@ func (s *Session) stamp(el *stanza.Element) error {
 			return streamErr("invalid-from", "the from address "+f+" is not this session's JID")
 		}
 	}
-	el.SetAttr("from", s.jid.String())
+	el.SetFrom(s.jid, s.jidString())
 	if to := el.To(); to != "" {
-		tj, err := canonicalJID(to)
+		tj, ts, err := canonicalJID(to)
 		if err != nil {
 			el.SetAttr("to", "")
-			if el.Type() != "error" {
+			if !el.IsError() {
 				_ = s.Send(stanza.ErrorReply(el, stanza.JIDMalformed, "the to address is not a valid JID"))
 			}
 			return errSkip
 		}
-		el.SetAttr("to", tj.String())
+		// The parsed address goes along with the stanza: the router and
+		// the services read it with ToJID instead of parsing it again.
+		el.SetTo(tj, ts)
 	}
 	return nil
 }
 
 var errSkip = errors.New("skip")
 
+// printsAs reports whether j.String() would be s, without building it.
+func printsAs(j jid.JID, s string) bool {
+	if l := j.Localpart(); l != "" {
+		if !strings.HasPrefix(s, l) || len(s) == len(l) || s[len(l)] != '@' {
+			return false
+		}
+		s = s[len(l)+1:]
+	}
+	d := j.Domainpart()
+	if !strings.HasPrefix(s, d) {
+		return false
+	}
+	s = s[len(d):]
+	if r := j.Resourcepart(); r != "" {
+		return len(s) == len(r)+1 && s[0] == '/' && s[1:] == r
+	}
+	return s == ""
+}
+
 // canonicalJID parses an address a client sent and refuses one whose
 // printed form reads as another address: jid.Parse drops one trailing dot
 // of the domain, so "a@host.." becomes "a@host.", which the next reader
 // (the router, federation, a room) takes as "a@host", and ".." becomes
 // ".", which does not parse at all. Found by FuzzJID.
-func canonicalJID(s string) (jid.JID, error) {
+func canonicalJID(s string) (jid.JID, string, error) {
 	j, err := jid.Parse(s)
 	if err != nil {
-		return jid.JID{}, err
+		return jid.JID{}, "", err
 	}
-	again, err := jid.Parse(j.String())
-	if err != nil || again.String() != j.String() {
-		return jid.JID{}, fmt.Errorf("address %q does not read back as itself", s)
+	if printsAs(j, s) {
+		// Printed as it came: parsing it again gives j again, and s is
+		// its printed form without building another string.
+		return j, s, nil
 	}
-	return j, nil
+	js := j.String()
+	again, err := jid.Parse(js)
+	if err != nil || again.String() != js {
+		return jid.JID{}, "", fmt.Errorf("address %q does not read back as itself", s)
+	}
+	return j, js, nil
 }
 
 // encodeScratch holds buffers for measuring stanzas as they would be

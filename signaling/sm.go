@@ -99,7 +99,7 @@ func smFailed(cond string) *stanza.Element {
 func holdWhileInactive(el *stanza.Element) bool {
 	switch el.Local {
 	case "presence":
-		return el.Type() == "" || el.Type() == "unavailable"
+		return el.PresenceType() == stanza.AvailablePresence || el.PresenceType() == stanza.UnavailablePresence
 	case "message":
 		n := 0
 		for _, c := range el.Children {

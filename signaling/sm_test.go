@@ -159,7 +159,7 @@ func TestClientStateIndication(t *testing.T) {
 func ping(t *testing.T, c *xmppclient.Client) {
 	t.Helper()
 	id := "ping" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	c.Send(stanza.New(stanza.NSClient, "iq").SetAttr("type", "get").SetAttr("id", id).SetAttr("to", "localhost").Append(stanza.New("urn:xmpp:ping", "ping")))
+	c.Send(stanza.NewIQ(stanza.GetIQ).SetAttr("id", id).SetAttr("to", "localhost").Append(stanza.New("urn:xmpp:ping", "ping")))
 	if _, err := c.Expect(5*time.Second, func(e *stanza.Element) bool { return e.ID() == id }); err != nil {
 		t.Fatalf("ping: %v", err)
 	}

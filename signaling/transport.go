@@ -30,12 +30,15 @@ const (
 
 // streamError is a failure that ends the stream with a condition.
 type streamError struct {
-	cond, text string
+	cond stanza.StreamCondition
+	text string
 }
 
-func (e *streamError) Error() string { return "stream error " + e.cond + ": " + e.text }
+func (e *streamError) Error() string { return "stream error " + string(e.cond) + ": " + e.text }
 
-func streamErr(cond, text string) *streamError { return &streamError{cond, text} }
+func streamErr(cond stanza.StreamCondition, text string) *streamError {
+	return &streamError{cond, text}
+}
 
 // event is what a transport reads: a stream header, an element, or the end.
 type event struct {

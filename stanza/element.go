@@ -6,6 +6,8 @@ package stanza
 import (
 	"encoding/xml"
 	"strings"
+
+	"mellium.im/xmpp/jid"
 )
 
 // Namespaces used across poosms.
@@ -25,6 +27,12 @@ type Element struct {
 	Local    string
 	Attrs    []Attr
 	Children []Node
+
+	// to and from are the parsed addresses SetTo and SetFrom stored, nil
+	// when the attribute was set otherwise. They are never changed in
+	// place (SetAttr drops them, SetTo replaces them), so a Copy shares
+	// them.
+	to, from *jid.JID
 }
 
 // Attr is an attribute. Space is empty for plain attributes and NSXML for
@@ -71,6 +79,12 @@ func (e *Element) HasAttr(local string) bool {
 // SetAttr sets (or, with an empty value, removes) a plain attribute and
 // returns e for chaining.
 func (e *Element) SetAttr(local, value string) *Element {
+	switch {
+	case e.to != nil && local == "to":
+		e.to = nil
+	case e.from != nil && local == "from":
+		e.from = nil
+	}
 	for i, a := range e.Attrs {
 		if a.Space == "" && a.Local == local {
 			if value == "" {
@@ -189,7 +203,7 @@ func (e *Element) RemoveChildren(space, local string) {
 
 // Copy returns a deep copy of e.
 func (e *Element) Copy() *Element {
-	c := &Element{Space: e.Space, Local: e.Local}
+	c := &Element{Space: e.Space, Local: e.Local, to: e.to, from: e.from}
 	c.Attrs = append([]Attr(nil), e.Attrs...)
 	c.Children = make([]Node, len(e.Children))
 	for i, n := range e.Children {
@@ -219,6 +233,49 @@ func (e *Element) To() string   { return e.Attr("to") }
 func (e *Element) From() string { return e.Attr("from") }
 func (e *Element) ID() string   { return e.Attr("id") }
 func (e *Element) Type() string { return e.Attr("type") }
+
+// ToJID returns the to address parsed: the JID SetTo stored, else the
+// attribute parsed now (not kept: an Element that is only read stays
+// safe to read from several goroutines). An absent to fails to parse.
+func (e *Element) ToJID() (jid.JID, error) {
+	if e.to != nil {
+		return *e.to, nil
+	}
+	return jid.Parse(e.To())
+}
+
+// FromJID is ToJID for the from address.
+func (e *Element) FromJID() (jid.JID, error) {
+	if e.from != nil {
+		return *e.from, nil
+	}
+	return jid.Parse(e.From())
+}
+
+// SetTo sets the to attribute to s, which must be j's printed form
+// (j.String(), passed in so that a caller that keeps it builds it once),
+// and keeps j so that ToJID need not parse it again. Use it where j was
+// parsed from s or s built from j; it returns e.
+func (e *Element) SetTo(j jid.JID, s string) *Element {
+	e.SetAttr("to", s)
+	e.to = &j
+	return e
+}
+
+// ToIs reports whether to is j as SetTo(j, …) stored it (the attribute
+// unchanged since), so that a caller that would set it again need not
+// print j.
+func (e *Element) ToIs(j jid.JID) bool { return e.to != nil && e.to.Equal(j) }
+
+// FromIs is ToIs for the from address.
+func (e *Element) FromIs(j jid.JID) bool { return e.from != nil && e.from.Equal(j) }
+
+// SetFrom is SetTo for the from address.
+func (e *Element) SetFrom(j jid.JID, s string) *Element {
+	e.SetAttr("from", s)
+	e.from = &j
+	return e
+}
 
 // FromStart builds an element with the name and attributes of an
 // xml.StartElement, dropping namespace declarations (the serialiser writes

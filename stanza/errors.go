@@ -89,7 +89,7 @@ func ErrorReply(orig *Element, condition Condition, text string) *Element {
 	if id := orig.ID(); id != "" {
 		r.SetAttr("id", id)
 	}
-	r.SetAttr("type", "error")
+	r.SetAttr("type", "error") // the same word for every kind of stanza
 	if f := orig.From(); f != "" {
 		r.SetAttr("to", f)
 	}
@@ -116,16 +116,17 @@ func ErrorReply(orig *Element, condition Condition, text string) *Element {
 	return r.Append(e)
 }
 
-// ErrorCondition returns the defined condition of el's <error/> child
-// (RFC 6120 §8.3.3), or "" when it has none.
-func ErrorCondition(el *Element) string {
+// ErrorCondition returns the condition of el's <error/> child (RFC 6120
+// §8.3.3), or "" when it has none. A condition from another server is
+// returned as sent: Defined tells whether RFC 6120 knows it.
+func ErrorCondition(el *Element) Condition {
 	e := el.Child("", "error")
 	if e == nil {
 		return ""
 	}
 	for _, c := range e.Elements() {
 		if c.Space == NSStanzas && c.Local != "text" {
-			return c.Local
+			return Condition(c.Local)
 		}
 	}
 	return ""
@@ -133,7 +134,7 @@ func ErrorCondition(el *Element) string {
 
 // Result builds an IQ result for request iq, with optional payload.
 func Result(iq *Element, payload ...*Element) *Element {
-	r := New(NSClient, "iq").SetAttr("type", "result").SetAttr("id", iq.ID())
+	r := NewIQ(ResultIQ).SetAttr("id", iq.ID())
 	if f := iq.From(); f != "" {
 		r.SetAttr("to", f)
 	}
@@ -144,11 +145,43 @@ func Result(iq *Element, payload ...*Element) *Element {
 }
 
 // StreamError builds <stream:error> with a condition and optional text.
-func StreamError(condition, text string) *Element {
+func StreamError(condition StreamCondition, text string) *Element {
 	e := New(NSStream, "error")
-	e.Append(New(NSStreams, condition))
+	e.Append(New(NSStreams, string(condition)))
 	if text != "" {
 		e.Append(New(NSStreams, "text").SetText(text))
 	}
 	return e
 }
+
+// StreamCondition is a stream error condition (RFC 6120 §4.9.3).
+type StreamCondition string
+
+// The defined stream error conditions.
+const (
+	StreamBadFormat              StreamCondition = "bad-format"
+	StreamBadNamespacePrefix     StreamCondition = "bad-namespace-prefix"
+	StreamConflict               StreamCondition = "conflict"
+	StreamConnectionTimeout      StreamCondition = "connection-timeout"
+	StreamHostGone               StreamCondition = "host-gone"
+	StreamHostUnknown            StreamCondition = "host-unknown"
+	StreamImproperAddressing     StreamCondition = "improper-addressing"
+	StreamInternalServerError    StreamCondition = "internal-server-error"
+	StreamInvalidFrom            StreamCondition = "invalid-from"
+	StreamInvalidNamespace       StreamCondition = "invalid-namespace"
+	StreamInvalidXML             StreamCondition = "invalid-xml"
+	StreamNotAuthorized          StreamCondition = "not-authorized"
+	StreamNotWellFormed          StreamCondition = "not-well-formed"
+	StreamPolicyViolation        StreamCondition = "policy-violation"
+	StreamRemoteConnectionFailed StreamCondition = "remote-connection-failed"
+	StreamReset                  StreamCondition = "reset"
+	StreamResourceConstraint     StreamCondition = "resource-constraint"
+	StreamRestrictedXML          StreamCondition = "restricted-xml"
+	StreamSeeOtherHost           StreamCondition = "see-other-host"
+	StreamSystemShutdown         StreamCondition = "system-shutdown"
+	StreamUndefinedCondition     StreamCondition = "undefined-condition"
+	StreamUnsupportedEncoding    StreamCondition = "unsupported-encoding"
+	StreamUnsupportedFeature     StreamCondition = "unsupported-feature"
+	StreamUnsupportedStanzaType  StreamCondition = "unsupported-stanza-type"
+	StreamUnsupportedVersion     StreamCondition = "unsupported-version"
+)

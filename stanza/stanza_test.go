@@ -77,7 +77,7 @@ func TestErrorReply(t *testing.T) {
 	if got := r.String(); got != want {
 		t.Fatalf("got  %s\nwant %s", got, want)
 	}
-	if orig.Type() != "chat" {
+	if orig.MessageType() != ChatMessage {
 		t.Fatal("ErrorReply changed the original")
 	}
 }
@@ -122,7 +122,7 @@ func TestConditionTypes(t *testing.T) {
 	}
 	orig, _ := Parse([]byte(`<iq xmlns='jabber:client' from='a@x/r' to='x' id='1' type='get'/>`))
 	r := ErrorReply(orig, "no-such-condition", "")
-	if got := ErrorCondition(r); got != string(UndefinedCondition) {
+	if got := ErrorCondition(r); got != UndefinedCondition {
 		t.Errorf("an unknown condition went out as %q", got)
 	}
 	if typ := r.Child("", "error").Attr("type"); typ != string(ErrCancel) {

@@ -61,27 +61,27 @@ func (l *LimitReader) Read(p []byte) (int, error) {
 // ReadError sorts an error met while decoding through l, whose limit
 // per element is max: the stream error condition and text to answer
 // with, or, when the connection itself failed, that error (conn).
-func (l *LimitReader) ReadError(err error, max int64) (cond, text string, conn error) {
+func (l *LimitReader) ReadError(err error, max int64) (cond StreamCondition, text string, conn error) {
 	var syn *xml.SyntaxError
 	switch {
 	case l.IOErr != nil && !errors.Is(l.IOErr, ErrTooBig):
 		// "unexpected EOF" from the decoder is the socket's doing, not bad XML.
 		if isTimeout(l.IOErr) {
-			return "connection-timeout", "no data within the time limit", nil
+			return StreamConnectionTimeout, "no data within the time limit", nil
 		}
 		return "", "", l.IOErr
 	case errors.Is(err, ErrTooBig):
-		return "policy-violation", fmt.Sprintf("stanza larger than %d bytes", max), nil
+		return StreamPolicyViolation, fmt.Sprintf("stanza larger than %d bytes", max), nil
 	case errors.Is(err, ErrLimit):
-		return "policy-violation", err.Error(), nil
+		return StreamPolicyViolation, err.Error(), nil
 	case errors.Is(err, ErrRestrictedXML):
-		return "restricted-xml", err.Error(), nil
+		return StreamRestrictedXML, err.Error(), nil
 	case errors.Is(err, ErrNotWellFormed):
-		return "not-well-formed", err.Error(), nil
+		return StreamNotWellFormed, err.Error(), nil
 	case errors.As(err, &syn):
-		return "not-well-formed", syn.Msg, nil
+		return StreamNotWellFormed, syn.Msg, nil
 	case isTimeout(err):
-		return "connection-timeout", "no data within the time limit", nil
+		return StreamConnectionTimeout, "no data within the time limit", nil
 	}
 	return "", "", err
 }
@@ -96,19 +96,19 @@ func isTimeout(err error) bool {
 // (keepalives) pass; any other processing instruction, a DTD or entity
 // declaration, a comment or text is a stream error, whose condition and
 // text it returns. opened says whether the stream header was read.
-func BetweenStanzas(tok xml.Token, opened bool) (cond, text string) {
+func BetweenStanzas(tok xml.Token, opened bool) (cond StreamCondition, text string) {
 	switch tk := tok.(type) {
 	case xml.ProcInst:
 		if opened || tk.Target != "xml" {
-			return "restricted-xml", "processing instructions are not allowed"
+			return StreamRestrictedXML, "processing instructions are not allowed"
 		}
 	case xml.Directive:
-		return "restricted-xml", "DTDs and entity declarations are not allowed"
+		return StreamRestrictedXML, "DTDs and entity declarations are not allowed"
 	case xml.Comment:
-		return "restricted-xml", "comments are not allowed"
+		return StreamRestrictedXML, "comments are not allowed"
 	case xml.CharData:
 		if len(bytes.TrimSpace(tk)) != 0 {
-			return "bad-format", "text outside a stanza"
+			return StreamBadFormat, "text outside a stanza"
 		}
 	}
 	return "", ""

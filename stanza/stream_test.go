@@ -12,7 +12,7 @@ func TestBetweenStanzas(t *testing.T) {
 	for _, tc := range []struct {
 		tok    xml.Token
 		opened bool
-		cond   string
+		cond   StreamCondition
 	}{
 		{xml.ProcInst{Target: "xml"}, false, ""},
 		{xml.ProcInst{Target: "xml"}, true, "restricted-xml"},

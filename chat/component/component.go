@@ -29,7 +29,7 @@ func Request(el *stanza.Element, from jid.JID, domain, server string, why Refusa
 	case el.Local != "iq", typ != "get" && typ != "set":
 		return nil, nil
 	}
-	to, err := jid.Parse(el.To())
+	to, err := el.ToJID()
 	switch {
 	case err != nil || to.Domainpart() != domain:
 		return nil, stanza.ErrorReply(el, stanza.JIDMalformed, "")

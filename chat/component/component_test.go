@@ -14,7 +14,8 @@ import (
 func TestStrangersOnlyDiscover(t *testing.T) {
 	why := Refusals{Message: "no messages", Stranger: "local users only"}
 	for _, tc := range []struct {
-		from, raw, want string // want: "" for the payload, else the error condition
+		from, raw string
+		want      stanza.Condition // "" for the payload, else the error condition
 	}{
 		{"bob@far.example/x", `<iq type='get' id='1' to='svc.localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>`, ""},
 		{"far.example", `<iq type='get' id='2' to='svc.localhost'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>`, ""},

@@ -70,7 +70,7 @@ func (h *harness) iq(sess *fakeSession, raw string) *stanza.Element {
 func (h *harness) ok(sess *fakeSession, raw string) *stanza.Element {
 	h.t.Helper()
 	r := h.iq(sess, raw)
-	if r.Type() != "result" {
+	if r.IQType() != stanza.ResultIQ {
 		h.t.Fatalf("%s: reply %s, want a result", raw, r)
 	}
 	return r
@@ -78,7 +78,7 @@ func (h *harness) ok(sess *fakeSession, raw string) *stanza.Element {
 
 // condition returns the error condition of a reply, or "".
 func condition(r *stanza.Element) string {
-	if r.Type() != "error" {
+	if !r.IsError() {
 		return ""
 	}
 	for _, c := range r.Child("", "error").Elements() {

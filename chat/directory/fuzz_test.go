@@ -110,7 +110,7 @@ chess</value></field><field var='country'><value>076</value></field></x>`,
 		}
 		sess := testfake.NewSession("alice@localhost/r")
 		svc.HandleStanza(context.Background(), sess, el)
-		if got := sess.Received(); len(got) != 1 || got[0].ID() != "q" || (got[0].Type() != "result" && got[0].Type() != "error") {
+		if got := sess.Received(); len(got) != 1 || got[0].ID() != "q" || (got[0].IQType() != stanza.ResultIQ && !got[0].IsError()) {
 			t.Fatalf("%q: replies %v", payload, got)
 		}
 	})

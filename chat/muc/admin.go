@@ -19,13 +19,13 @@ func (s *Service) adminIQ(ctx context.Context, sess Session, iq, q *stanza.Eleme
 	switch {
 	case r == nil:
 		errorFx(&fx, sess, iq, stanza.ItemNotFound, "no such room")
-	case iq.Type() == "get":
+	case iq.IQType() == stanza.GetIQ:
 		s.adminList(&fx, r, sess, iq, q)
 	default:
 		s.adminSet(&fx, r, sess, iq, q)
 	}
 	s.unlockAndRun(ctx, &fx)
-	if iq.Type() == "set" {
+	if iq.IQType() == stanza.SetIQ {
 		s.accessChanged(ctx, name)
 	}
 }
@@ -275,7 +275,7 @@ func (s *Service) ownerIQ(ctx context.Context, sess Session, iq, q *stanza.Eleme
 		errorFx(&fx, sess, iq, stanza.ItemNotFound, "no such room")
 	case r.affiliation(sess.JID().Bare()) != affOwner:
 		errorFx(&fx, sess, iq, stanza.Forbidden, "only owners configure a room")
-	case iq.Type() == "get":
+	case iq.IQType() == stanza.GetIQ:
 		if len(q.Elements()) != 0 {
 			errorFx(&fx, sess, iq, stanza.BadRequest, "")
 			break
@@ -305,7 +305,7 @@ func (s *Service) ownerIQ(ctx context.Context, sess Session, iq, q *stanza.Eleme
 		}
 	}
 	s.unlockAndRun(ctx, &fx)
-	if iq.Type() == "set" {
+	if iq.IQType() == stanza.SetIQ {
 		s.accessChanged(ctx, name)
 	}
 }
@@ -438,7 +438,7 @@ func (s *Service) configure(fx *effects, r *room, x *stanza.Element) (stanza.Con
 				}
 				fx.send(vs, stanza.New(stanza.NSClient, "message").
 					SetAttr("from", r.jid.String()).SetAttr("to", vs.JID().String()).
-					SetAttr("type", "groupchat").SetAttr("id", newID()).Append(ux))
+					SetType(stanza.GroupChatMessage).SetAttr("id", newID()).Append(ux))
 			}
 		}
 	}

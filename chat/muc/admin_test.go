@@ -141,7 +141,7 @@ func TestAdminLists(t *testing.T) {
 	alice, dave, bob, _ := fourRoom(t, h, nil)
 	list := func(s *fakeSession, attr string) string {
 		_, el := h.iq(s, `<iq type='get' id='l' to='r@conference.localhost'><query xmlns='`+adminNS+`'><item `+attr+`/></query></iq>`)
-		if el.Type() == "error" {
+		if el.IsError() {
 			return summary(el)
 		}
 		var out []string

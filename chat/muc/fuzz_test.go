@@ -91,11 +91,11 @@ func FuzzRoomConfig(f *testing.F) {
 		switch {
 		case reply == nil:
 			t.Fatalf("no answer to %s", raw)
-		case reply.Type() == "error":
+		case reply.IsError():
 			if c != before {
 				t.Fatalf("refused form %s changed the room: %+v → %+v", raw, before, c)
 			}
-		case reply.Type() == "result":
+		case reply.IQType() == stanza.ResultIQ:
 			if c.PasswordProtected && c.Password == "" || !c.PasswordProtected && c.Password != "" ||
 				c.MaxUsers < 0 || c.MaxUsers > 100000 ||
 				c.WhoIs != whoisAnyone && c.WhoIs != whoisModerators ||

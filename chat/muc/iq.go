@@ -82,7 +82,7 @@ func (s *Service) relayRequest(ctx context.Context, sess Session, iq, q *stanza.
 		errorFx(&fx, sess, iq, stanza.NotAcceptable, "you are not in this room")
 	case dst == nil:
 		errorFx(&fx, sess, iq, stanza.ItemNotFound, "no occupant has that nickname")
-	case dst == o && q.Space == NSPing && q.Local == "ping" && iq.Type() == "get":
+	case dst == o && q.Space == NSPing && q.Local == "ping" && iq.IQType() == stanza.GetIQ:
 		fx.send(sess, stanza.Result(iq))
 	default:
 		target := dst.sessions[0]
@@ -166,22 +166,22 @@ func (s *Service) sendWaiting(ctx context.Context, sess Session, el *stanza.Elem
 // serviceIQ answers disco on conference.DOMAIN itself.
 func (s *Service) serviceIQ(sess Session, iq, q *stanza.Element) {
 	switch {
-	case q.Space == NSDiscoInfo && q.Local == "query" && iq.Type() == "get" && q.Attr("node") == "":
+	case q.Space == NSDiscoInfo && q.Local == "query" && iq.IQType() == stanza.GetIQ && q.Attr("node") == "":
 		info := stanza.New(NSDiscoInfo, "query").Append(
 			stanza.New(NSDiscoInfo, "identity").SetAttr("category", "conference").SetAttr("type", "text").SetAttr("name", "Group rooms"),
 			feature(NSDiscoInfo), feature(NSDiscoItems), feature(NSMUC), feature(NSPing), feature(NSConference),
 		)
 		s.send(sess, stanza.Result(iq, info))
-	case q.Space == NSDiscoItems && q.Local == "query" && iq.Type() == "get" && q.Attr("node") == "":
+	case q.Space == NSDiscoItems && q.Local == "query" && iq.IQType() == stanza.GetIQ && q.Attr("node") == "":
 		items := stanza.New(NSDiscoItems, "query")
 		for _, it := range s.Items() {
 			items.Append(stanza.New(NSDiscoItems, "item").SetAttr("jid", it.JID).SetAttr("name", it.Name))
 		}
 		s.send(sess, stanza.Result(iq, items))
-	case q.Space == NSPing && q.Local == "ping" && iq.Type() == "get":
+	case q.Space == NSPing && q.Local == "ping" && iq.IQType() == stanza.GetIQ:
 		s.send(sess, stanza.Result(iq))
 	case (q.Space == NSDiscoInfo || q.Space == NSDiscoItems) && q.Local == "query":
-		if iq.Type() != "get" {
+		if iq.IQType() != stanza.GetIQ {
 			s.replyError(sess, iq, stanza.BadRequest, "")
 		} else {
 			s.replyError(sess, iq, stanza.ItemNotFound, "")
@@ -208,7 +208,7 @@ func (s *Service) visibleRoom(sess Session, name string) *room {
 // roomInfo answers disco#info on a room: identity, features that describe
 // its configuration, and the muc#roominfo form.
 func (s *Service) roomInfo(sess Session, iq, q *stanza.Element, name string) {
-	if iq.Type() != "get" {
+	if iq.IQType() != stanza.GetIQ {
 		s.replyError(sess, iq, stanza.BadRequest, "")
 		return
 	}
@@ -270,7 +270,7 @@ func (r *room) features() []string {
 // roomItems answers disco#items on a room: the occupants, to an occupant
 // who may see real JIDs anyway; otherwise an empty list.
 func (s *Service) roomItems(sess Session, iq, q *stanza.Element, name string) {
-	if iq.Type() != "get" {
+	if iq.IQType() != stanza.GetIQ {
 		s.replyError(sess, iq, stanza.BadRequest, "")
 		return
 	}

@@ -34,10 +34,12 @@ func TestNewRoomsPerHour(t *testing.T) {
 		enter(alice, room, "Alice")
 		await(t, alice, "self-presence in "+room, selfPresence)
 		send(t, alice, `<presence type='unavailable' to='`+room+`@conference.localhost/Alice'/>`)
-		await(t, alice, "leaving "+room, func(el *stanza.Element) bool { return el.Local == "presence" && el.Type() == "unavailable" })
+		await(t, alice, "leaving "+room, func(el *stanza.Element) bool {
+			return el.Local == "presence" && el.PresenceType() == stanza.UnavailablePresence
+		})
 	}
 	enter(alice, "r3", "Alice")
-	errp := await(t, alice, "refusal", func(el *stanza.Element) bool { return el.Local == "presence" && el.Type() == "error" })
+	errp := await(t, alice, "refusal", func(el *stanza.Element) bool { return el.Local == "presence" && el.IsError() })
 	if cond := errorCondition(errp); cond != "resource-constraint" || !strings.Contains(errp.String(), "at most 3 rooms an hour") {
 		t.Errorf("a fourth room within the hour: %s", errp)
 	}
@@ -45,7 +47,9 @@ func TestNewRoomsPerHour(t *testing.T) {
 	enter(bob, "bobs", "Bob")
 	await(t, bob, "bob's room", selfPresence)
 	send(t, bob, `<iq type='set' id='cfg' to='bobs@conference.localhost'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>`)
-	await(t, bob, "configuration result", func(el *stanza.Element) bool { return el.Local == "iq" && el.ID() == "cfg" && el.Type() == "result" })
+	await(t, bob, "configuration result", func(el *stanza.Element) bool {
+		return el.Local == "iq" && el.ID() == "cfg" && el.IQType() == stanza.ResultIQ
+	})
 	enter(alice, "bobs", "Alice")
 	await(t, alice, "entering bob's room", selfPresence)
 

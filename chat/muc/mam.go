@@ -44,7 +44,7 @@ func (s *Service) mamIQ(ctx context.Context, sess Session, iq, q *stanza.Element
 		s.replyError(sess, iq, cond, text)
 		return
 	}
-	if iq.Type() == "get" {
+	if iq.IQType() == stanza.GetIQ {
 		form := dataForm("form", NSMAM,
 			field("with", "jid-single", "From this occupant (room/nick)"),
 			field("start", "text-single", "Not before"),

@@ -110,7 +110,7 @@ func (s *Service) private(fx *effects, r *room, sess Session, el *stanza.Element
 	case o == nil:
 		errorFx(fx, sess, el, stanza.NotAcceptable, "only occupants may send private messages")
 		return
-	case el.Type() == "groupchat":
+	case el.MessageType() == stanza.GroupChatMessage:
 		errorFx(fx, sess, el, stanza.BadRequest, "a private message is not of type groupchat")
 		return
 	}

@@ -388,7 +388,7 @@ func (s *Service) SessionClosed(ctx context.Context, sess Session) {
 // to a room or occupant on it.
 func (s *Service) HandleStanza(ctx context.Context, sess Session, el *stanza.Element) {
 	el.SetAttr("from", sess.JID().String())
-	to, err := jid.Parse(el.To())
+	to, err := el.ToJID()
 	if err != nil || to.Domainpart() != s.domain {
 		s.replyError(sess, el, stanza.JIDMalformed, "")
 		return
@@ -517,7 +517,7 @@ func (s *Service) run(ctx context.Context, fx *effects) {
 // replyError answers el (sent by sess) with a stanza error, unless el is
 // itself an error.
 func (s *Service) replyError(sess Session, el *stanza.Element, condition stanza.Condition, text string) {
-	if el.Type() == "error" {
+	if el.IsError() {
 		return
 	}
 	r := stanza.ErrorReply(el, condition, text)
@@ -529,7 +529,7 @@ func (s *Service) replyError(sess Session, el *stanza.Element, condition stanza.
 
 // errorFx queues an error reply to el in fx.
 func errorFx(fx *effects, sess Session, el *stanza.Element, condition stanza.Condition, text string) {
-	if el.Type() == "error" {
+	if el.IsError() {
 		return
 	}
 	r := stanza.ErrorReply(el, condition, text)

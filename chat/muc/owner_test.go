@@ -15,7 +15,7 @@ import (
 func roomFeatures(t *testing.T, h *harness, sess *fakeSession, room string) ([]string, *stanza.Element) {
 	t.Helper()
 	_, el := h.iq(sess, `<iq type='get' id='i' to='`+room+`@conference.localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>`)
-	if el.Type() != "result" {
+	if el.IQType() != stanza.ResultIQ {
 		t.Fatalf("disco#info on %s: %s", room, summary(el))
 	}
 	var out []string

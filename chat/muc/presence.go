@@ -259,7 +259,7 @@ func (r *room) subjectMessage(to Session) *stanza.Element {
 	m := stanza.New(stanza.NSClient, "message").
 		SetAttr("from", from).
 		SetAttr("to", to.JID().String()).
-		SetAttr("type", "groupchat").
+		SetType(stanza.GroupChatMessage).
 		SetAttr("id", newID())
 	return m.Append(stanza.New(stanza.NSClient, "subject").SetText(r.subject))
 }

@@ -55,7 +55,7 @@ func TestArchivePageWaitsForRoom(t *testing.T) {
 	}()
 	bob.Queue.Read(t, done)
 	got := bob.Take()
-	if len(got) != n+1 || got[n].Local != "iq" || got[n].Type() != "result" {
+	if len(got) != n+1 || got[n].Local != "iq" || got[n].IQType() != stanza.ResultIQ {
 		t.Fatalf("bob got %d stanzas, want %d results and the answer", len(got), n)
 	}
 }

@@ -73,8 +73,8 @@ func (s *Service) Remote() bool { return s.federation != nil }
 // its from belongs to the server that sent it. Without
 // Config.SendRemote it is refused.
 func (s *Service) HandleRemote(ctx context.Context, el *stanza.Element) {
-	from, ferr := jid.Parse(el.From())
-	to, terr := jid.Parse(el.To())
+	from, ferr := el.FromJID()
+	to, terr := el.ToJID()
 	if ferr != nil || terr != nil || to.Domainpart() != s.domain ||
 		from.Domainpart() == s.server || from.Domainpart() == s.domain {
 		s.log.Debug("muc: remote stanza with unexpected addresses dropped", "from", el.From(), "to", el.To())
@@ -85,7 +85,7 @@ func (s *Service) HandleRemote(ctx context.Context, el *stanza.Element) {
 		s.replyError(sess, el, stanza.ServiceUnavailable, "")
 		return
 	}
-	if el.Type() == "error" && ghostError(el, to) {
+	if el.IsError() && ghostError(el, to) {
 		s.removeGhost(ctx, sess.(*remoteSession))
 		return
 	}
@@ -151,7 +151,7 @@ func (s *Service) CheckRemoteDomain(domain string) {
 	}
 	s.mu.Unlock()
 	for _, r := range check {
-		ping := stanza.New(stanza.NSClient, "iq").SetAttr("type", "get").SetAttr("id", "ghost-"+newID()).
+		ping := stanza.NewIQ(stanza.GetIQ).SetAttr("id", "ghost-"+newID()).
 			SetAttr("from", s.domain).SetAttr("to", r.jid.String()).Append(stanza.New(NSPing, "ping"))
 		_ = r.Send(ping)
 	}

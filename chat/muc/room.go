@@ -333,7 +333,7 @@ func (r *room) unavailableFor(o, v *occupant, to Session, aff affiliation, itemE
 	p := stanza.New(stanza.NSClient, "presence").
 		SetAttr("from", r.occupantJID(o.nick)).
 		SetAttr("to", to.JID().String()).
-		SetAttr("type", "unavailable")
+		SetType(stanza.UnavailablePresence)
 	if status != "" {
 		p.Append(stanza.New(stanza.NSClient, "status").SetText(status))
 	}

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"poosms.org/poosms/stanza"
 )
 
 func TestCreateInstantRoom(t *testing.T) {
@@ -498,7 +500,7 @@ func TestIQRelayBetweenOccupants(t *testing.T) {
 
 	h.send(alice, `<iq type='result' id='`+relayedID+`' to='r@conference.localhost/Bob'><vCard xmlns='vcard-temp'><FN>Alice</FN></vCard></iq>`)
 	els = bob.takeEls()
-	if len(els) != 1 || els[0].Type() != "result" || els[0].ID() != "v1" || els[0].From() != "r@conference.localhost/Alice" || els[0].To() != "bob@localhost/b" {
+	if len(els) != 1 || els[0].IQType() != stanza.ResultIQ || els[0].ID() != "v1" || els[0].From() != "r@conference.localhost/Alice" || els[0].To() != "bob@localhost/b" {
 		t.Fatalf("bob got %v", els)
 	}
 	if fn := els[0].Child("vcard-temp", "vCard").ChildText("vcard-temp", "FN"); fn != "Alice" {

@@ -133,7 +133,7 @@ func await(t *testing.T, c *xmppclient.Client, what string, match func(*stanza.E
 }
 
 func selfPresence(el *stanza.Element) bool {
-	if el.Local != "presence" || el.Type() != "" {
+	if el.Local != "presence" || el.PresenceType() != stanza.AvailablePresence {
 		return false
 	}
 	x := el.Child(muc.NSUser, "x")
@@ -142,7 +142,7 @@ func selfPresence(el *stanza.Element) bool {
 
 func groupchat(body string) func(*stanza.Element) bool {
 	return func(el *stanza.Element) bool {
-		return el.Local == "message" && el.Type() == "groupchat" && el.ChildText("", "body") == body
+		return el.Local == "message" && el.MessageType() == stanza.GroupChatMessage && el.ChildText("", "body") == body
 	}
 }
 
@@ -160,7 +160,9 @@ func TestRoomOverRealStreams(t *testing.T) {
 
 	join(t, alice, "Alice")
 	send(t, alice, `<iq type='set' id='cfg' to='den@conference.localhost'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>`)
-	await(t, alice, "configuration result", func(el *stanza.Element) bool { return el.Local == "iq" && el.ID() == "cfg" && el.Type() == "result" })
+	await(t, alice, "configuration result", func(el *stanza.Element) bool {
+		return el.Local == "iq" && el.ID() == "cfg" && el.IQType() == stanza.ResultIQ
+	})
 	join(t, bob, "Bob")
 
 	// Each waits for the other's message before answering, so the order
@@ -200,7 +202,7 @@ func TestRoomOverRealStreams(t *testing.T) {
 	carol.Close()
 	for _, c := range []*xmppclient.Client{alice, bob} {
 		await(t, c, "carol leaving", func(el *stanza.Element) bool {
-			return el.Local == "presence" && el.Type() == "unavailable" && el.From() == "den@conference.localhost/Carol"
+			return el.Local == "presence" && el.PresenceType() == stanza.UnavailablePresence && el.From() == "den@conference.localhost/Carol"
 		})
 	}
 }
@@ -239,11 +241,15 @@ func TestPasswordRoomArchiveOverRealStreams(t *testing.T) {
 		`<field var='muc#roomconfig_persistentroom'><value>1</value></field>`+
 		`<field var='muc#roomconfig_passwordprotectedroom'><value>1</value></field>`+
 		`<field var='muc#roomconfig_roomsecret'><value>s3cret</value></field></x></query></iq>`)
-	await(t, alice, "configuration result", func(el *stanza.Element) bool { return el.Local == "iq" && el.ID() == "cfg" && el.Type() == "result" })
+	await(t, alice, "configuration result", func(el *stanza.Element) bool {
+		return el.Local == "iq" && el.ID() == "cfg" && el.IQType() == stanza.ResultIQ
+	})
 	send(t, alice, `<message type='groupchat' to='den@conference.localhost'><body>the plan</body></message>`)
 	await(t, alice, "own message", groupchat("the plan"))
 	send(t, alice, `<iq type='set' id='adm' to='den@conference.localhost'><query xmlns='http://jabber.org/protocol/muc#admin'><item affiliation='admin' jid='carol@localhost'/></query></iq>`)
-	await(t, alice, "admin result", func(el *stanza.Element) bool { return el.Local == "iq" && el.ID() == "adm" && el.Type() == "result" })
+	await(t, alice, "admin result", func(el *stanza.Element) bool {
+		return el.Local == "iq" && el.ID() == "adm" && el.IQType() == stanza.ResultIQ
+	})
 
 	// query asks c for the room's archive: the bodies, or the error condition.
 	query := func(c *xmppclient.Client, id string) string {
@@ -259,7 +265,7 @@ func TestPasswordRoomArchiveOverRealStreams(t *testing.T) {
 				bodies = append(bodies, fwd.Child(stanza.NSClient, "message").ChildText("", "body"))
 				continue
 			}
-			if el.Type() == "error" {
+			if el.IsError() {
 				for _, c := range el.Child("", "error").Elements() {
 					if c.Space == stanza.NSStanzas && c.Local != "text" {
 						return c.Local
@@ -274,7 +280,7 @@ func TestPasswordRoomArchiveOverRealStreams(t *testing.T) {
 		t.Fatalf("bob, not in the room, read its archive: %q", got)
 	}
 	send(t, bob, `<presence to='den@conference.localhost/Bob'><x xmlns='http://jabber.org/protocol/muc'><password>wrong</password></x></presence>`)
-	await(t, bob, "refusal", func(el *stanza.Element) bool { return el.Local == "presence" && el.Type() == "error" })
+	await(t, bob, "refusal", func(el *stanza.Element) bool { return el.Local == "presence" && el.IsError() })
 	if got := query(bob, "b2"); got != "not-authorized" {
 		t.Fatalf("bob, refused for a wrong password, read the archive: %q", got)
 	}
@@ -284,7 +290,9 @@ func TestPasswordRoomArchiveOverRealStreams(t *testing.T) {
 		t.Fatalf("bob, in the room, reads %q", got)
 	}
 	send(t, bob, `<presence type='unavailable' to='den@conference.localhost/Bob'/>`)
-	await(t, bob, "leaving", func(el *stanza.Element) bool { return el.Local == "presence" && el.Type() == "unavailable" })
+	await(t, bob, "leaving", func(el *stanza.Element) bool {
+		return el.Local == "presence" && el.PresenceType() == stanza.UnavailablePresence
+	})
 	if got := query(bob, "b4"); got != "not-authorized" {
 		t.Fatalf("bob, gone from the room, read its archive: %q", got)
 	}

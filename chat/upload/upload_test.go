@@ -112,7 +112,7 @@ func (h *harness) slot(sess *fakeSession, name string, size int64, ctype string)
 	h.t.Helper()
 	r := h.iq(sess, requestIQ(name, size, ctype))
 	sl := r.Child(NSUpload, "slot")
-	if r.Type() != "result" || sl == nil {
+	if r.IQType() != stanza.ResultIQ || sl == nil {
 		h.t.Fatalf("slot request for %q: %s", name, r)
 	}
 	put, get = sl.Child(NSUpload, "put").Attr("url"), sl.Child(NSUpload, "get").Attr("url")
@@ -127,7 +127,7 @@ func (h *harness) slot(sess *fakeSession, name string, size int64, ctype string)
 
 // condition returns the error condition of a reply, or "".
 func condition(r *stanza.Element) string {
-	if r.Type() != "error" {
+	if !r.IsError() {
 		return ""
 	}
 	for _, c := range r.Child("", "error").Elements() {
@@ -652,7 +652,7 @@ func TestNoPathTraversal(t *testing.T) {
 	for _, name := range []string{"../../secret.txt", `..\..\evil.txt`, "..", ".", ".hidden", "/etc/passwd",
 		"a/../../b", ".meta", ".part", "x\x00y", "\u202etxt.exe", strings.Repeat("é", 200) + ".jpg"} {
 		alice := session("alice@localhost/a")
-		el := stanza.New(stanza.NSClient, "iq").SetAttr("type", "get").SetAttr("id", "x").SetAttr("to", "upload.localhost")
+		el := stanza.NewIQ(stanza.GetIQ).SetAttr("id", "x").SetAttr("to", "upload.localhost")
 		el.Append(stanza.New(NSUpload, "request").SetAttr("filename", strings.ReplaceAll(name, "\x00", "")).SetAttr("size", "3"))
 		h.svc.HandleStanza(context.Background(), alice, el)
 		r := alice.Received()[0]

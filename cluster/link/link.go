@@ -523,7 +523,7 @@ func (l *Link) offline(ctx context.Context, el *stanza.Element) {
 	if !l.cfg.Chat.Undeliverable(ctx, el) {
 		return
 	}
-	if to, err := jid.Parse(el.To()); err == nil {
+	if to, err := el.ToJID(); err == nil {
 		l.broadcast(ctx, addressed(kindDrain, to.Bare().String(), nil))
 	}
 }

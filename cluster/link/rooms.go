@@ -18,7 +18,7 @@ import (
 // the shared state is unreachable, for its own users) and forwards it to
 // the host otherwise.
 func (l *Link) Room(ctx context.Context, sess chat.Session, el *stanza.Element) {
-	to, err := jid.Parse(el.To())
+	to, err := el.ToJID()
 	cl := l.cluster()
 	if err != nil || to.Localpart() == "" || cl == nil {
 		l.cfg.Rooms.HandleStanza(ctx, sess, el)
@@ -83,7 +83,7 @@ func (l *Link) roomStanza(ctx context.Context, from cluster.NodeID, full string,
 	if err != nil {
 		return
 	}
-	to, err := jid.Parse(el.To())
+	to, err := el.ToJID()
 	cl := l.cluster()
 	if err != nil || cl == nil {
 		return
@@ -183,7 +183,7 @@ var ErrHostUnreachable = errors.New("cluster: the node hosting the room cannot b
 // forwarded to the host otherwise, whose federation answers the user.
 // It fails with ErrHostUnreachable when the host cannot be reached.
 func (l *Link) RemoteRoom(ctx context.Context, el *stanza.Element) error {
-	to, err := jid.Parse(el.To())
+	to, err := el.ToJID()
 	cl := l.cluster()
 	if err != nil || to.Localpart() == "" || cl == nil {
 		l.cfg.Rooms.HandleRemote(ctx, el)
@@ -222,7 +222,7 @@ func (l *Link) fedRoomStanza(ctx context.Context, node cluster.NodeID, full stri
 		l.reject(cluster.RejectNotOwner, "from", string(node), "kind", "fedroom", "jid", full)
 		return
 	}
-	to, err := jid.Parse(el.To())
+	to, err := el.ToJID()
 	cl := l.cluster()
 	if err != nil || cl == nil {
 		return

@@ -351,7 +351,7 @@ func (a *abuseRun) serves(ctx context.Context) (bool, string) {
 	}
 	defer to.Close()
 	body := "still there? " + strconv.FormatInt(time.Now().UnixNano(), 36)
-	if err := from.Send(stanza.New(stanza.NSClient, "message").SetAttr("to", to.JID.String()).SetAttr("type", "chat").
+	if err := from.Send(stanza.New(stanza.NSClient, "message").SetAttr("to", to.JID.String()).SetType(stanza.ChatMessage).
 		Append(stanza.New(stanza.NSClient, "body").SetText(body))); err != nil {
 		return false, err.Error()
 	}
@@ -488,9 +488,9 @@ func (a *abuseRun) session(ctx context.Context, kind string, st *attackCounts, s
 					return
 				}
 				switch {
-				case el.Type() == "error":
+				case el.IsError():
 					st.errs.Add(1)
-				case el.Local == "iq" && el.Type() == "result":
+				case el.Local == "iq" && el.IQType() == stanza.ResultIQ:
 					st.accepted.Add(1)
 				default:
 					continue
@@ -570,7 +570,7 @@ func (a *abuseRun) hostileOffers(ctx context.Context, st *attackCounts) {
 			return err
 		}
 		el, err := c.Expect(30*time.Second, func(e *stanza.Element) bool { return e.Local == "iq" && e.ID() == "call" })
-		if err == nil && el.Type() != "result" {
+		if err == nil && el.IQType() != stanza.ResultIQ {
 			err = fmt.Errorf("join the conference: %s", el)
 		}
 		return err

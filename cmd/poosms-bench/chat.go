@@ -279,7 +279,7 @@ func runChat(ctx context.Context, o chatOptions, srcs []netip.Addr, progress io.
 				if !ok || step >= len(counters) {
 					continue
 				}
-				if el.Type() == "error" {
+				if el.IsError() {
 					counters[step].stanzaErrs.Add(1)
 					continue
 				}
@@ -397,7 +397,7 @@ func runStep(ctx context.Context, o chatOptions, live []*benchClient, step int, 
 					for to == from {
 						to = live[r.IntN(len(live))]
 					}
-					m := stanza.New(stanza.NSClient, "message").SetAttr("to", to.jid).SetAttr("type", "chat").
+					m := stanza.New(stanza.NSClient, "message").SetAttr("to", to.jid).SetType(stanza.ChatMessage).
 						Append(stanza.New(stanza.NSClient, "body").SetText(benchBody(time.Now(), step, seq)))
 					from.mu.Lock()
 					err := from.c.Send(m)

@@ -179,7 +179,7 @@ func joined(c *xmppclient.Client, room, nick string) error {
 		return err
 	}
 	el, err := c.Expect(30*time.Second, func(e *stanza.Element) bool { return e.Local == "presence" && e.From() == room+"/"+nick })
-	if err == nil && el.Type() == "error" {
+	if err == nil && el.IsError() {
 		err = fmt.Errorf("refused: %s", el)
 	}
 	if err != nil {
@@ -200,7 +200,7 @@ func createRoom(c *xmppclient.Client, room, nick string) error {
 		return err
 	}
 	el, err := c.Expect(30*time.Second, func(e *stanza.Element) bool { return e.Local == "iq" && e.ID() == "cfg" })
-	if err == nil && el.Type() != "result" {
+	if err == nil && el.IQType() != stanza.ResultIQ {
 		err = fmt.Errorf("configure %s: %s", room, el)
 	}
 	return err
@@ -428,14 +428,14 @@ func (f *floodRun) chat(ctx context.Context, chatters []*chatter) {
 		body := "bench " + strconv.FormatInt(time.Now().UnixNano(), 10) + " " + strconv.Itoa(seq)
 		m := stanza.New(stanza.NSClient, "message").Append(stanza.New(stanza.NSClient, "body").SetText(body))
 		if f.chatJID != "" && seq%2 == 1 {
-			m.SetAttr("to", f.chatJID).SetAttr("type", "groupchat")
+			m.SetAttr("to", f.chatJID).SetType(stanza.GroupChatMessage)
 			f.chatExpected.Add(int64(len(chatters) - 1))
 		} else {
 			to := chatters[r.IntN(len(chatters))]
 			for to == from {
 				to = chatters[r.IntN(len(chatters))]
 			}
-			m.SetAttr("to", to.jid).SetAttr("type", "chat")
+			m.SetAttr("to", to.jid).SetType(stanza.ChatMessage)
 			f.chatExpected.Add(1)
 		}
 		from.mu.Lock()
@@ -459,7 +459,7 @@ func (f *floodRun) readChat(c *chatter) {
 		if el.Local != "message" {
 			continue
 		}
-		if el.Type() == "error" {
+		if el.IsError() {
 			f.chatErrors.Add(1)
 			continue
 		}

@@ -131,7 +131,7 @@ func (r *s2sReceiver) read(warm chan<- struct{}, errs *atomic.Int64) {
 		if el.Local != "message" {
 			continue
 		}
-		if el.Type() == "error" {
+		if el.IsError() {
 			errs.Add(1)
 			continue
 		}
@@ -164,7 +164,7 @@ func readErrors(c *xmppclient.Client, errs *atomic.Int64) {
 		if err != nil {
 			return
 		}
-		if el.Local == "message" && el.Type() == "error" {
+		if el.Local == "message" && el.IsError() {
 			errs.Add(1)
 		}
 	}
@@ -213,7 +213,7 @@ func runS2S(ctx context.Context, o s2sOptions, progress io.Writer) (*s2sResult, 
 	}
 	bare := func(i int) string { return o.userPrefix + strconv.Itoa(i) + "@" + o.toDomain }
 	message := func(i int, body string) *stanza.Element {
-		return stanza.New(stanza.NSClient, "message").SetAttr("to", bare(i)).SetAttr("type", "chat").
+		return stanza.New(stanza.NSClient, "message").SetAttr("to", bare(i)).SetType(stanza.ChatMessage).
 			Append(stanza.New(stanza.NSClient, "body").SetText(body))
 	}
 

@@ -72,7 +72,7 @@ func (p *peer) ask(typ, id, to string, payload *stanza.Element) *stanza.Element 
 func (p *peer) must(typ, id, to string, payload *stanza.Element) *stanza.Element {
 	p.t.Helper()
 	r := p.ask(typ, id, to, payload)
-	if r.Type() != "result" {
+	if r.IQType() != stanza.ResultIQ {
 		p.t.Fatalf("%s: iq %s failed: %s", p, id, r)
 	}
 	return r
@@ -189,7 +189,7 @@ func seedAlice(t *testing.T, deskNode, phoneNode *clusterNode, bob *peer) oldAli
 	desk.chat("carol@localhost", "the old alice wrote this")
 	phone := dialPeer(t, phoneNode, "alice", "phone", false)
 	phone.rosterJIDs()
-	desk.send(stanza.New(stanza.NSClient, "presence").SetAttr("type", "unavailable"))
+	desk.send(stanza.NewPresence(stanza.UnavailablePresence))
 	desk.ping("seeded")
 	bob.expectPresence(15*time.Second, desk.x.JID.String(), "unavailable")
 	bob.chat("alice@localhost", "for the old alice")
@@ -217,7 +217,7 @@ func bobIsTold(t *testing.T, bob *peer) {
 	bob.expectPresence(d, "alice@localhost", "unsubscribe")
 	bob.expect(d, "a roster push removing alice", func(e *stanza.Element) bool {
 		q := e.Child("jabber:iq:roster", "query")
-		if e.Local != "iq" || e.Type() != "set" || q == nil {
+		if e.Local != "iq" || e.IQType() != stanza.SetIQ || q == nil {
 			return false
 		}
 		it := q.Child("jabber:iq:roster", "item")
@@ -267,15 +267,15 @@ func nothingInherited(t *testing.T, node *clusterNode, bob *peer, old oldAlice) 
 	if it := self.Child(nsMUCUser, "x").Child(nsMUCUser, "item"); it == nil || it.Attr("affiliation") != "none" {
 		t.Errorf("the new alice's affiliation in the old one's room: %s", self)
 	}
-	if r := alice.ask("get", "cfg", "hers@conference.localhost", stanza.New(nsMUCOwner, "query")); r.Type() != "error" || r.Child("", "error").Child("urn:ietf:params:xml:ns:xmpp-stanzas", "forbidden") == nil {
+	if r := alice.ask("get", "cfg", "hers@conference.localhost", stanza.New(nsMUCOwner, "query")); !r.IsError() || r.Child("", "error").Child("urn:ietf:params:xml:ns:xmpp-stanzas", "forbidden") == nil {
 		t.Errorf("the new alice reads the old room's configuration: %s", r)
 	}
-	if r := alice.ask("set", "destroy", "hers@conference.localhost", stanza.New(nsMUCOwner, "query").Append(stanza.New(nsMUCOwner, "destroy"))); r.Type() != "error" {
+	if r := alice.ask("set", "destroy", "hers@conference.localhost", stanza.New(nsMUCOwner, "query").Append(stanza.New(nsMUCOwner, "destroy"))); !r.IsError() {
 		t.Errorf("the new alice destroys the old one's room: %s", r)
 	}
 	alice.send(stanza.New(stanza.NSClient, "presence").SetAttr("to", "club@conference.localhost/Al").Append(stanza.New(nsMUC, "x")))
 	alice.expect(15*time.Second, "refusal to enter the members-only room", func(e *stanza.Element) bool {
-		return e.Local == "presence" && e.From() == "club@conference.localhost/Al" && e.Type() == "error" &&
+		return e.Local == "presence" && e.From() == "club@conference.localhost/Al" && e.IsError() &&
 			e.Child("", "error").Child("urn:ietf:params:xml:ns:xmpp-stanzas", "registration-required") != nil
 	})
 

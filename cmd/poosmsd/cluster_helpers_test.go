@@ -588,10 +588,10 @@ func (p *peer) expectPresence(d time.Duration, from, typ string) *stanza.Element
 // ping makes an IQ round trip with the peer's own server.
 func (p *peer) ping(id string) {
 	p.t.Helper()
-	p.send(stanza.New(stanza.NSClient, "iq").SetAttr("type", "get").SetAttr("id", id).SetAttr("to", "localhost").
+	p.send(stanza.NewIQ(stanza.GetIQ).SetAttr("id", id).SetAttr("to", "localhost").
 		Append(stanza.New("urn:xmpp:ping", "ping")))
 	r := p.expect(10*time.Second, "ping result "+id, func(e *stanza.Element) bool { return e.Local == "iq" && e.ID() == id })
-	if r.Type() != "result" {
+	if r.IQType() != stanza.ResultIQ {
 		p.t.Fatalf("%s ping: %s", p, r)
 	}
 }
@@ -600,7 +600,7 @@ func (p *peer) ping(id string) {
 func (p *peer) iqResult(id string) *stanza.Element {
 	p.t.Helper()
 	r := p.expect(10*time.Second, "result of iq "+id, func(e *stanza.Element) bool { return e.Local == "iq" && e.ID() == id })
-	if r.Type() != "result" {
+	if r.IQType() != stanza.ResultIQ {
 		p.t.Fatalf("%s iq %s: %s", p, id, r)
 	}
 	return r
@@ -633,11 +633,11 @@ func subscribe(t *testing.T, a, b *peer) {
 		fromBare, toBare := from.user+"@localhost", to.user+"@localhost"
 		from.send(stanza.New(stanza.NSClient, "presence").SetAttr("to", toBare).SetAttr("type", "subscribe"))
 		to.expect(15*time.Second, "subscription request from "+fromBare, func(e *stanza.Element) bool {
-			return e.Local == "presence" && e.Type() == "subscribe" && bareOf(e.From()) == fromBare
+			return e.Local == "presence" && e.PresenceType() == stanza.SubscribePresence && bareOf(e.From()) == fromBare
 		})
 		to.send(stanza.New(stanza.NSClient, "presence").SetAttr("to", fromBare).SetAttr("type", "subscribed"))
 		from.expect(15*time.Second, "presence of "+toBare+" after subscribed", func(e *stanza.Element) bool {
-			return e.Local == "presence" && e.Type() == "" && e.From() == to.x.JID.String()
+			return e.Local == "presence" && e.PresenceType() == stanza.AvailablePresence && e.From() == to.x.JID.String()
 		})
 	}
 }
@@ -650,9 +650,9 @@ func joinRoom(p *peer, room, nick string) *stanza.Element {
 	p.t.Helper()
 	p.send(stanza.New(stanza.NSClient, "presence").SetAttr("to", room+"/"+nick).Append(stanza.New(nsMUC, "x")))
 	el := p.expect(15*time.Second, "self-presence in "+room+" as "+nick, func(e *stanza.Element) bool {
-		return e.Local == "presence" && e.From() == room+"/"+nick && (hasStatus(e, 110) || e.Type() == "error")
+		return e.Local == "presence" && e.From() == room+"/"+nick && (hasStatus(e, 110) || e.IsError())
 	})
-	if el.Type() == "error" {
+	if el.IsError() {
 		p.t.Fatalf("%s joining %s: %s", p, room, el)
 	}
 	return el
@@ -664,7 +664,7 @@ func createRoom(p *peer, room, nick string) {
 	self := joinRoom(p, room, nick)
 	if hasStatus(self, 201) {
 		id := "instant-" + nick
-		p.send(stanza.New(stanza.NSClient, "iq").SetAttr("type", "set").SetAttr("to", room).SetAttr("id", id).
+		p.send(stanza.NewIQ(stanza.SetIQ).SetAttr("to", room).SetAttr("id", id).
 			Append(stanza.New(nsMUCOwner, "query").Append(stanza.New("jabber:x:data", "x").SetAttr("type", "submit"))))
 		p.iqResult(id)
 	}
@@ -716,14 +716,14 @@ func collectStored(p *peer) (offline, archive []string) {
 		if after != "" {
 			set.Append(stanza.New(nsRSM, "after").SetText(after))
 		}
-		p.send(stanza.New(stanza.NSClient, "iq").SetAttr("type", "set").SetAttr("id", id).
+		p.send(stanza.NewIQ(stanza.SetIQ).SetAttr("id", id).
 			Append(stanza.New(nsMAM, "query").SetAttr("queryid", id).Append(set)))
 		for {
 			el := p.expect(30*time.Second, "offline messages and the end of archive query "+id, func(e *stanza.Element) bool {
 				return e.Local == "message" || (e.Local == "iq" && e.ID() == id)
 			})
 			if el.Local == "iq" {
-				if el.Type() != "result" {
+				if el.IQType() != stanza.ResultIQ {
 					p.t.Fatalf("%s archive query: %s", p, el)
 				}
 				fin := el.Child(nsMAM, "fin")

@@ -52,10 +52,10 @@ func TestClusterIdleRoomsLeaveRedis(t *testing.T) {
 			p.send(stanza.New(stanza.NSClient, "message").SetAttr("to", room).SetAttr("type", "groupchat").
 				Append(stanza.New(stanza.NSClient, "body").SetText("anyone?")))
 		case 4, 5:
-			p.send(stanza.New(stanza.NSClient, "iq").SetAttr("type", "get").SetAttr("to", room).SetAttr("id", fmt.Sprint("info", i)).
+			p.send(stanza.NewIQ(stanza.GetIQ).SetAttr("to", room).SetAttr("id", fmt.Sprint("info", i)).
 				Append(stanza.New("http://jabber.org/protocol/disco#info", "query")))
 		default:
-			p.send(stanza.New(stanza.NSClient, "iq").SetAttr("type", "set").SetAttr("to", room).SetAttr("id", fmt.Sprint("call", i)).
+			p.send(stanza.NewIQ(stanza.SetIQ).SetAttr("to", room).SetAttr("id", fmt.Sprint("call", i)).
 				Append(stanza.New("urn:poosms:conference:0", "join")))
 		}
 		if i%1000 == 999 {

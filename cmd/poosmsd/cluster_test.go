@@ -68,7 +68,7 @@ func TestClusterChatAndPresence(t *testing.T) {
 	// A presence change is broadcast across nodes.
 	alice.send(stanza.New(stanza.NSClient, "presence").Append(stanza.New(stanza.NSClient, "status").SetText("at n1")))
 	bob.expect(10*time.Second, "alice's presence with status 'at n1'", func(e *stanza.Element) bool {
-		return e.Local == "presence" && e.From() == aliceFull && e.Type() == "" && e.ChildText("", "status") == "at n1"
+		return e.Local == "presence" && e.From() == aliceFull && e.PresenceType() == stanza.AvailablePresence && e.ChildText("", "status") == "at n1"
 	})
 
 	// bob leaves: alice sees him go. He comes back: the probe his node
@@ -77,7 +77,7 @@ func TestClusterChatAndPresence(t *testing.T) {
 	alice.expectPresence(10*time.Second, bobFull, "unavailable")
 	bob = dialPeer(t, n2, "bob", "phone", true)
 	bob.expect(10*time.Second, "alice's current presence (probe answer) after logging in again", func(e *stanza.Element) bool {
-		return e.Local == "presence" && e.From() == aliceFull && e.Type() == "" && e.ChildText("", "status") == "at n1"
+		return e.Local == "presence" && e.From() == aliceFull && e.PresenceType() == stanza.AvailablePresence && e.ChildText("", "status") == "at n1"
 	})
 	alice.expectPresence(10*time.Second, bobFull, "")
 
@@ -192,7 +192,7 @@ func TestClusterRoomOnThreeNodes(t *testing.T) {
 			m := p.expect(10*time.Second, fmt.Sprintf("groupchat %q", body), func(e *stanza.Element) bool {
 				return e.Local == "message" && e.ChildText("", "body") == body
 			})
-			if m.From() != room+"/"+q.user || m.Type() != "groupchat" {
+			if m.From() != room+"/"+q.user || m.MessageType() != stanza.GroupChatMessage {
 				t.Errorf("%s: %q came as %s", p, body, m)
 			}
 		}
@@ -422,7 +422,7 @@ func killRecipientNode(t *testing.T, bin, redisURL string) {
 	alice.expectPresence(15*time.Second, "bob@localhost/phone", "unavailable")
 	for _, p := range []*peer{alice, carol} {
 		el := p.expect(15*time.Second, "unavailable self-presence with 110 and 332 from "+room, func(e *stanza.Element) bool {
-			return e.Local == "presence" && e.From() == room+"/"+p.user && e.Type() == "unavailable"
+			return e.Local == "presence" && e.From() == room+"/"+p.user && e.PresenceType() == stanza.UnavailablePresence
 		})
 		if !hasStatus(el, 110) || !hasStatus(el, 332) {
 			t.Errorf("%s: room-moved presence without status 110 and 332: %s", p, el)
@@ -456,7 +456,7 @@ func killRecipientNode(t *testing.T, bin, redisURL string) {
 	// what keeps coming until it stops.
 	afterLogin := append([]string(nil), offline...)
 	for {
-		el, err := bob.next(2*time.Second, func(e *stanza.Element) bool { return e.Local == "message" && e.Type() == "chat" })
+		el, err := bob.next(2*time.Second, func(e *stanza.Element) bool { return e.Local == "message" && e.MessageType() == stanza.ChatMessage })
 		if err != nil {
 			break
 		}

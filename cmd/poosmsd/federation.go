@@ -163,7 +163,7 @@ func (n *node) remoteToRoom(ctx context.Context, el *stanza.Element) {
 // remotePeer is the sender of a stanza from another server, as a service
 // of ours sees it: what it is sent goes back through federation.
 func (n *node) remotePeer(el *stanza.Element) remotePeer {
-	j, _ := jid.Parse(el.From())
+	j, _ := el.FromJID()
 	return remotePeer{jid: j, n: n}
 }
 

@@ -43,7 +43,7 @@ func TestFederatedCall(t *testing.T) {
 	// Not in the room, bob is refused the call.
 	bx := dialUser(t, beta, "bob", "bob-password", "call")
 	bx.Send(iq("set", room, "early", stanza.New(confclient.NS, "join")))
-	if r := want(t, bx, "the answer to joining without entering", isIQ("early")); r.Type() != "error" {
+	if r := want(t, bx, "the answer to joining without entering", isIQ("early")); !r.IsError() {
 		t.Fatalf("bob joined the call without entering the room: %s", r)
 	}
 

@@ -73,7 +73,7 @@ func TestFederationInCluster(t *testing.T) {
 	// A room on n1 (alice made it), entered by bob through n2.
 	lobby := "lobby@conference.alpha.test"
 	createFedRoom(t, alice, lobby, "Alice")
-	if self := enterFedRoom(t, bob, lobby, "Bob"); self.Type() == "error" {
+	if self := enterFedRoom(t, bob, lobby, "Bob"); self.IsError() {
 		t.Fatalf("bob cannot enter a room n1 hosts: %s", self)
 	}
 	bob.Send(groupMessage(lobby, "hello n1"))

@@ -75,7 +75,7 @@ func (c *capsClient) want(what string, match func(*stanza.Element) bool) *stanza
 		if err != nil {
 			c.t.Fatalf("%s never received %s: %v", c.JID, what, err)
 		}
-		if el.Local == "iq" && el.Type() == "get" && el.Child(nsDiscoInfo, "query") != nil {
+		if el.Local == "iq" && el.IQType() == stanza.GetIQ && el.Child(nsDiscoInfo, "query") != nil {
 			r := stanza.Result(el, c.info.Copy().SetAttr("node", el.Child(nsDiscoInfo, "query").Attr("node")))
 			r.SetAttr("from", "")
 			c.Send(r)
@@ -97,7 +97,7 @@ func (c *capsClient) publishOpen(node, id string, payload *stanza.Element) {
 	c.Send(iq("set", "", "pub-"+id, stanza.New(nsPubSub, "pubsub").Append(
 		stanza.New(nsPubSub, "publish").SetAttr("node", node).Append(stanza.New(nsPubSub, "item").SetAttr("id", id).Append(payload)),
 		stanza.New(nsPubSub, "publish-options").Append(opts))))
-	if r := c.want("the publication of "+node, isIQ("pub-"+id)); r.Type() != "result" {
+	if r := c.want("the publication of "+node, isIQ("pub-"+id)); r.IQType() != stanza.ResultIQ {
 		c.t.Fatalf("%s publishing %s: %s", c.JID, node, r)
 	}
 }
@@ -195,7 +195,7 @@ func pepScenario(t *testing.T, ours, far fedSide) {
 	}{{bob, aliceBare, "1001"}, {alice, bobBare, "2002"}} {
 		a := r.c.readItem(r.owner, nsOMEMO+".bundles:"+r.dev, "current")
 		items := a.Child(nsPubSub, "pubsub")
-		if a.Type() != "result" || items == nil || items.Child(nsPubSub, "items") == nil || items.Child(nsPubSub, "items").Child(nsPubSub, "item") == nil {
+		if a.IQType() != stanza.ResultIQ || items == nil || items.Child(nsPubSub, "items") == nil || items.Child(nsPubSub, "items").Child(nsPubSub, "item") == nil {
 			t.Errorf("%s reading %s's bundle: %s", r.c.JID, r.owner, a)
 		}
 	}
@@ -236,7 +236,7 @@ func discoVCardScenario(t *testing.T, ours, far fedSide) {
 		name string
 	}{{alice, "Alice Liddell"}, {bob, "Bob Builder"}} {
 		u.c.Send(iq("set", "", "vc-set", stanza.New(nsVCard, "vCard").Append(stanza.New(nsVCard, "FN").SetText(u.name))))
-		if r := want(t, u.c, "the vCard saved", isIQ("vc-set")); r.Type() != "result" {
+		if r := want(t, u.c, "the vCard saved", isIQ("vc-set")); r.IQType() != stanza.ResultIQ {
 			t.Fatalf("%s saving a vCard: %s", u.c.JID, r)
 		}
 	}
@@ -244,7 +244,7 @@ func discoVCardScenario(t *testing.T, ours, far fedSide) {
 		t.Helper()
 		c.Send(iq("get", to, id, q))
 		r := want(t, c, "the answer to "+id, isIQ(id))
-		if r.Type() != "result" {
+		if r.IQType() != stanza.ResultIQ {
 			t.Fatalf("%s asking %s (%s): %s", c.JID, to, id, r)
 		}
 		return r
@@ -299,7 +299,7 @@ func discoVCardScenario(t *testing.T, ours, far fedSide) {
 	}
 	bob.Send(iq("get", "upload."+ours.domain, "slot", stanza.New("urn:xmpp:http:upload:0", "request").
 		SetAttr("filename", "a.txt").SetAttr("size", "10")))
-	if r := want(t, bob, "the answer to a slot request", isIQ("slot")); r.Type() != "error" || stanza.ErrorCondition(r) != "forbidden" {
+	if r := want(t, bob, "the answer to a slot request", isIQ("slot")); !r.IsError() || stanza.ErrorCondition(r) != "forbidden" {
 		t.Errorf("a user of another server asked our upload service for a slot: %s", r)
 	}
 }

@@ -17,7 +17,7 @@ func enterFedRoom(t *testing.T, c *xmppclient.Client, room, nick string) *stanza
 	t.Helper()
 	c.Send(stanza.New(stanza.NSClient, "presence").SetAttr("to", room+"/"+nick).Append(stanza.New(nsMUC, "x")))
 	return want(t, c, "the room's answer to entering "+room, func(e *stanza.Element) bool {
-		return e.Local == "presence" && e.From() == room+"/"+nick && (hasStatus(e, 110) || e.Type() == "error")
+		return e.Local == "presence" && e.From() == room+"/"+nick && (hasStatus(e, 110) || e.IsError())
 	})
 }
 
@@ -26,7 +26,7 @@ func enterFedRoom(t *testing.T, c *xmppclient.Client, room, nick string) *stanza
 func createFedRoom(t *testing.T, c *xmppclient.Client, room, nick string, fields ...string) {
 	t.Helper()
 	self := enterFedRoom(t, c, room, nick)
-	if self.Type() == "error" {
+	if self.IsError() {
 		t.Fatalf("%s cannot create %s: %s", c.JID, room, self)
 	}
 	if !hasStatus(self, 201) && len(fields) == 0 {
@@ -40,7 +40,7 @@ func createFedRoom(t *testing.T, c *xmppclient.Client, room, nick string, fields
 		x.Append(field(fields[i], fields[i+1]))
 	}
 	c.Send(iq("set", room, "cfg-"+nick, stanza.New(nsMUCOwner, "query").Append(x)))
-	if r := want(t, c, "the room's configuration accepted", isIQ("cfg-"+nick)); r.Type() != "result" {
+	if r := want(t, c, "the room's configuration accepted", isIQ("cfg-"+nick)); r.IQType() != stanza.ResultIQ {
 		t.Fatalf("%s configuring %s: %s", c.JID, room, r)
 	}
 }
@@ -52,7 +52,7 @@ func groupMessage(room, body string) *stanza.Element {
 
 func isGroupchat(from, body string) func(*stanza.Element) bool {
 	return func(e *stanza.Element) bool {
-		return e.Local == "message" && e.Type() == "groupchat" && e.From() == from && e.ChildText("", "body") == body
+		return e.Local == "message" && e.MessageType() == stanza.GroupChatMessage && e.From() == from && e.ChildText("", "body") == body
 	}
 }
 
@@ -78,7 +78,7 @@ func setFedAffiliation(t *testing.T, c *xmppclient.Client, room, bare, aff strin
 	id := "aff-" + aff
 	c.Send(iq("set", room, id, stanza.New(nsMUCAdmin, "query").
 		Append(stanza.New(nsMUCAdmin, "item").SetAttr("jid", bare).SetAttr("affiliation", aff))))
-	if r := want(t, c, "the affiliation set", isIQ(id)); r.Type() != "result" {
+	if r := want(t, c, "the affiliation set", isIQ(id)); r.IQType() != stanza.ResultIQ {
 		t.Fatalf("setting %s %s in %s: %s", bare, aff, room, r)
 	}
 }
@@ -98,7 +98,7 @@ func theirUsersInOurRooms(t *testing.T, ours, far fedSide) (alice, bob *xmppclie
 	alice.Send(groupMessage(lobby, "before bob came"))
 	want(t, alice, "her own message", isGroupchat(lobby+"/"+aliceNick, "before bob came"))
 
-	if self := enterFedRoom(t, bob, lobby, bobNick); self.Type() == "error" {
+	if self := enterFedRoom(t, bob, lobby, bobNick); self.IsError() {
 		t.Fatalf("bob of %s cannot enter %s: %s", far.domain, lobby, self)
 	}
 	hist := want(t, bob, "the room's history", isGroupchat(lobby+"/"+aliceNick, "before bob came"))
@@ -117,17 +117,17 @@ func theirUsersInOurRooms(t *testing.T, ours, far fedSide) (alice, bob *xmppclie
 	// A members-only room: bob needs to be a member.
 	club := "club@conference." + ours.domain
 	createFedRoom(t, alice, club, aliceNick, "muc#roomconfig_membersonly", "1")
-	if r := enterFedRoom(t, bob, club, bobNick); r.Type() != "error" || stanza.ErrorCondition(r) != "registration-required" {
+	if r := enterFedRoom(t, bob, club, bobNick); !r.IsError() || stanza.ErrorCondition(r) != "registration-required" {
 		t.Fatalf("bob, not a member, enters a members-only room: %s", r)
 	}
 	setFedAffiliation(t, alice, club, "bob@"+far.domain, "member")
-	if r := enterFedRoom(t, bob, club, bobNick); r.Type() == "error" {
+	if r := enterFedRoom(t, bob, club, bobNick); r.IsError() {
 		t.Fatalf("bob, a member, cannot enter: %s", r)
 	}
 	// A ban puts him out, and keeps him out.
 	setFedAffiliation(t, alice, club, "bob@"+far.domain, "outcast")
 	want(t, bob, "his ban", isRoomPresence(club+"/"+bobNick, "unavailable", 301))
-	if r := enterFedRoom(t, bob, club, bobNick); r.Type() != "error" || stanza.ErrorCondition(r) != "forbidden" {
+	if r := enterFedRoom(t, bob, club, bobNick); !r.IsError() || stanza.ErrorCondition(r) != "forbidden" {
 		t.Fatalf("bob, banned, enters again: %s", r)
 	}
 	return alice, bob
@@ -142,7 +142,7 @@ func ourUsersInTheirRooms(t *testing.T, ours, far fedSide, mucDomain string, ali
 	bob.Send(groupMessage(hall, "welcome to "+far.domain))
 	want(t, bob, "his own message", isGroupchat(hall+"/Bobby", "welcome to "+far.domain))
 
-	if self := enterFedRoom(t, alice, hall, "Ally"); self.Type() == "error" {
+	if self := enterFedRoom(t, alice, hall, "Ally"); self.IsError() {
 		t.Fatalf("alice cannot enter %s: %s", hall, self)
 	}
 	want(t, alice, "the room's history", isGroupchat(hall+"/Bobby", "welcome to "+far.domain))

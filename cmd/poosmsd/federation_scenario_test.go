@@ -114,7 +114,7 @@ func isMessage(from, body string) func(*stanza.Element) bool {
 // isRosterPush matches a push of contact's item with this subscription.
 func isRosterPush(contact, sub string) func(*stanza.Element) bool {
 	return func(e *stanza.Element) bool {
-		if e.Local != "iq" || e.Type() != "set" {
+		if e.Local != "iq" || e.IQType() != stanza.SetIQ {
 			return false
 		}
 		q := e.Child(nsRoster, "query")
@@ -159,7 +159,7 @@ func subscribeBothWays(t *testing.T, ours, far fedSide, alice, bob *xmppclient.C
 		isRosterPush(bobBare, "to"),
 		isPresence(bobBare, "subscribed"),
 		func(e *stanza.Element) bool {
-			return e.Local == "presence" && e.Type() == "" && e.From() == bobBare+"/phone"
+			return e.Local == "presence" && e.PresenceType() == stanza.AvailablePresence && e.From() == bobBare+"/phone"
 		})
 
 	bob.Send(presenceTo(aliceBare, "subscribe"))
@@ -167,7 +167,7 @@ func subscribeBothWays(t *testing.T, ours, far fedSide, alice, bob *xmppclient.C
 	alice.Send(presenceTo(bobBare, "subscribed"))
 	wantAll(t, alice, "her approval pushed", isRosterPush(bobBare, "both"))
 	want(t, bob, "alice's presence once approved", func(e *stanza.Element) bool {
-		return e.Local == "presence" && e.Type() == "" && e.From() == aliceBare+"/desk"
+		return e.Local == "presence" && e.PresenceType() == stanza.AvailablePresence && e.From() == aliceBare+"/desk"
 	})
 }
 
@@ -250,7 +250,7 @@ func chatScenario(t *testing.T, ours, far fedSide) (alice, bob *xmppclient.Clien
 	for _, tc := range []struct {
 		id      string
 		payload *stanza.Element
-		cond    string
+		cond    stanza.Condition
 	}{
 		{"roster-of-alice", stanza.New(nsRoster, "query"), "forbidden"},
 		{"archive-of-alice", stanza.New(nsMAM, "query"), "service-unavailable"},
@@ -262,7 +262,7 @@ func chatScenario(t *testing.T, ours, far fedSide) (alice, bob *xmppclient.Clien
 		}
 		bob.Send(iq(typ, aliceBare, tc.id, tc.payload))
 		r := want(t, bob, "the answer to "+tc.id, isIQ(tc.id))
-		if r.Type() != "error" || stanza.ErrorCondition(r) != tc.cond {
+		if !r.IsError() || stanza.ErrorCondition(r) != tc.cond {
 			t.Errorf("%s: bob got %s, want error %s", tc.id, r, tc.cond)
 		}
 	}
@@ -272,7 +272,7 @@ func chatScenario(t *testing.T, ours, far fedSide) (alice, bob *xmppclient.Clien
 	want(t, alice, "the block", isIQ("block"))
 	want(t, bob, "alice going offline for him", isPresence(aliceBare+"/desk", "unavailable"))
 	bob.Send(chatMessage(aliceBare, "can you hear me"))
-	r := want(t, bob, "the refusal", func(e *stanza.Element) bool { return e.Local == "message" && e.Type() == "error" })
+	r := want(t, bob, "the refusal", func(e *stanza.Element) bool { return e.Local == "message" && e.IsError() })
 	if stanza.ErrorCondition(r) != "service-unavailable" {
 		t.Errorf("bob's message to someone who blocked him came back %s", r)
 	}

@@ -110,7 +110,7 @@ func TestFederationWithCertificates(t *testing.T) {
 	// alpha's upload service tells a user of another server what it is,
 	// and serves him nothing.
 	bob.Send(iq("get", "upload.alpha.test", "upload-info", stanza.New("http://jabber.org/protocol/disco#info", "query")))
-	if r := want(t, bob, "the upload service's answer", isIQ("upload-info")); r.Type() != "result" {
+	if r := want(t, bob, "the upload service's answer", isIQ("upload-info")); r.IQType() != stanza.ResultIQ {
 		t.Errorf("a remote disco#info to the upload service got %s", r)
 	}
 	bob.Send(iq("get", "upload.alpha.test", "upload-slot", stanza.New("urn:xmpp:http:upload:0", "request").
@@ -141,7 +141,7 @@ func TestFederationOff(t *testing.T) {
 	}
 	alice := fedSide{domain: cfg.Domain, addr: n.c2sAddr()}.login(t, "alice", "desk")
 	alice.Send(chatMessage("bob@elsewhere.example", "anyone?"))
-	r := want(t, alice, "the refusal", func(e *stanza.Element) bool { return e.Local == "message" && e.Type() == "error" })
+	r := want(t, alice, "the refusal", func(e *stanza.Element) bool { return e.Local == "message" && e.IsError() })
 	if stanza.ErrorCondition(r) != "remote-server-not-found" {
 		t.Fatalf("got %s", r)
 	}

@@ -37,7 +37,7 @@ func TestPerUserLimitsFromSettings(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", what, err)
 		}
-		if e := r.Child("", "error"); r.Type() != "error" || e == nil || e.Child(stanza.NSStanzas, "resource-constraint") == nil {
+		if e := r.Child("", "error"); !r.IsError() || e == nil || e.Child(stanza.NSStanzas, "resource-constraint") == nil {
 			t.Errorf("%s: %s, want resource-constraint", what, r)
 		}
 	}
@@ -47,7 +47,7 @@ func TestPerUserLimitsFromSettings(t *testing.T) {
 			t.Fatal(err)
 		}
 		r, err := alice.Expect(10*time.Second, func(e *stanza.Element) bool { return e.ID() == id })
-		if err != nil || r.Type() == "error" {
+		if err != nil || r.IsError() {
 			t.Fatalf("%s: %v %s", what, err, r)
 		}
 		return r
@@ -108,7 +108,7 @@ func TestPerUserLimitsFromSettings(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := alice.Expect(10*time.Second, func(e *stanza.Element) bool {
-		return e.Local == "presence" && e.From() == "first@conference.localhost/alice" && e.Type() == ""
+		return e.Local == "presence" && e.From() == "first@conference.localhost/alice" && e.PresenceType() == stanza.AvailablePresence
 	}); err != nil {
 		t.Fatalf("first room: %v", err)
 	}

@@ -58,7 +58,7 @@ func TestImportFromEjabberd(t *testing.T) {
 	// alice asked bob for his presence while he was away (delivered at
 	// login before the offline messages).
 	if _, err := bob.Expect(10*time.Second, func(e *stanza.Element) bool {
-		return e.Local == "presence" && e.Type() == "subscribe" && strings.HasPrefix(e.From(), "alice@localhost")
+		return e.Local == "presence" && e.PresenceType() == stanza.SubscribePresence && strings.HasPrefix(e.From(), "alice@localhost")
 	}); err != nil {
 		t.Errorf("bob did not get alice's pending subscription request: %v", err)
 	}
@@ -148,7 +148,7 @@ func iqRoundTrip(t *testing.T, c *xmppclient.Client, typ, id, to, payload string
 		t.Fatal(err)
 	}
 	r, err := c.Expect(15*time.Second, func(e *stanza.Element) bool { return e.Local == "iq" && e.ID() == id })
-	if err != nil || r.Type() != "result" {
+	if err != nil || r.IQType() != stanza.ResultIQ {
 		t.Fatalf("iq %s %s: %v %v", id, payload, r, err)
 	}
 	return r

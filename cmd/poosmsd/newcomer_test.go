@@ -137,13 +137,13 @@ func expectBody(t *testing.T, c *xmppclient.Client, from, body string) *stanza.E
 // ping makes an IQ round trip: everything c sent before has been handled.
 func ping(t *testing.T, c *xmppclient.Client) {
 	t.Helper()
-	iq := stanza.New(stanza.NSClient, "iq").SetAttr("type", "get").SetAttr("id", "ping1").SetAttr("to", "localhost").
+	iq := stanza.NewIQ(stanza.GetIQ).SetAttr("id", "ping1").SetAttr("to", "localhost").
 		Append(stanza.New("urn:xmpp:ping", "ping"))
 	if err := c.Send(iq); err != nil {
 		t.Fatal(err)
 	}
 	r, err := c.Expect(10*time.Second, func(e *stanza.Element) bool { return e.Local == "iq" && e.ID() == "ping1" })
-	if err != nil || r.Type() != "result" {
+	if err != nil || r.IQType() != stanza.ResultIQ {
 		t.Fatalf("ping: %v %v", r, err)
 	}
 }

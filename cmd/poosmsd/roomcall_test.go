@@ -32,7 +32,7 @@ func enter(p *peer, room, nick, password string) *stanza.Element {
 	}
 	p.send(stanza.New(stanza.NSClient, "presence").SetAttr("to", room+"/"+nick).Append(x))
 	return p.expect(10*time.Second, "entering "+room+" as "+nick, func(e *stanza.Element) bool {
-		return e.Local == "presence" && e.From() == room+"/"+nick && (hasStatus(e, 110) || e.Type() == "error")
+		return e.Local == "presence" && e.From() == room+"/"+nick && (hasStatus(e, 110) || e.IsError())
 	})
 }
 
@@ -66,7 +66,7 @@ func joinCall(p *peer, room, id string) (*stanza.Element, string) {
 	p.t.Helper()
 	p.send(iqTo(room, id, stanza.New(nsConf, "join")))
 	r := p.expect(10*time.Second, "answer to join "+id, func(e *stanza.Element) bool { return e.Local == "iq" && e.ID() == id })
-	if r.Type() == "result" {
+	if r.IQType() == stanza.ResultIQ {
 		if j := r.Child(nsConf, "joined"); j != nil {
 			return j, ""
 		}
@@ -154,13 +154,13 @@ func TestPasswordRoomCall(t *testing.T) {
 	if _, cond := joinCall(bob, room, "b1"); cond != "forbidden" {
 		t.Fatalf("bob, without the password, joins the call: %q, want forbidden", cond)
 	}
-	if r := enter(bob, room, "Bob", "guess"); r.Type() != "error" {
+	if r := enter(bob, room, "Bob", "guess"); !r.IsError() {
 		t.Fatalf("a wrong password let bob in: %s", r)
 	}
 	if _, cond := joinCall(bob, room, "b2"); cond != "forbidden" {
 		t.Fatalf("bob, refused for a wrong password, joins the call: %q, want forbidden", cond)
 	}
-	if r := enter(bob, room, "Bob", "s3cret"); r.Type() == "error" {
+	if r := enter(bob, room, "Bob", "s3cret"); r.IsError() {
 		t.Fatalf("the password did not let bob in: %s", r)
 	}
 	if joined, cond := joinCall(bob, room, "b3"); joined == nil {

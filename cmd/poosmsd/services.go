@@ -72,7 +72,7 @@ func (n *node) startTURN(ctx context.Context, tlsConfig *tls.Config, reg prometh
 	reg.MustRegister(t.Collectors()...)
 	n.chat.AddFeature(turn.NSExtDisco)
 	n.chat.HandleIQ(turn.NSExtDisco, "services", func(_ context.Context, sess chat.Session, iq *stanza.Element) *stanza.Element {
-		if iq.Type() != "get" {
+		if iq.IQType() != stanza.GetIQ {
 			return stanza.ErrorReply(iq, stanza.BadRequest, "services are read with type='get'")
 		}
 		return stanza.Result(iq, t.ExternalServices(n.publicHost(), sess.JID().Bare().String()))

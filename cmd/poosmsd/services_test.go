@@ -19,7 +19,7 @@ import (
 )
 
 func iqTo(to, id string, payload *stanza.Element) *stanza.Element {
-	return stanza.New(stanza.NSClient, "iq").SetAttr("type", "set").SetAttr("to", to).SetAttr("id", id).Append(payload)
+	return stanza.NewIQ(stanza.SetIQ).SetAttr("to", to).SetAttr("id", id).Append(payload)
 }
 
 func result(t *testing.T, c *xmppclient.Client, id string) *stanza.Element {
@@ -28,7 +28,7 @@ func result(t *testing.T, c *xmppclient.Client, id string) *stanza.Element {
 	if err != nil {
 		t.Fatalf("waiting for %s: %v", id, err)
 	}
-	if r.Type() != "result" {
+	if r.IQType() != stanza.ResultIQ {
 		t.Fatalf("%s: %s", id, r)
 	}
 	return r
@@ -70,7 +70,7 @@ func TestDirectoryAndUpload(t *testing.T) {
 	content := bytes.Repeat([]byte("poosms "), 500)
 	req := stanza.New("urn:xmpp:http:upload:0", "request").SetAttr("filename", "notes.txt").
 		SetAttr("size", strconv.Itoa(len(content))).SetAttr("content-type", "text/plain")
-	alice.Send(stanza.New(stanza.NSClient, "iq").SetAttr("type", "get").SetAttr("to", "upload.localhost").SetAttr("id", "slot").Append(req))
+	alice.Send(stanza.NewIQ(stanza.GetIQ).SetAttr("to", "upload.localhost").SetAttr("id", "slot").Append(req))
 	slot := result(t, alice, "slot").Child("", "slot")
 	put, get := slot.Child("", "put").Attr("url"), slot.Child("", "get").Attr("url")
 	hr, _ := http.NewRequest(http.MethodPut, put, bytes.NewReader(content))
@@ -119,7 +119,7 @@ func TestConferenceObeysRoomMembership(t *testing.T) {
 	join := stanza.New("urn:poosms:conference:0", "join")
 	bob.Send(iqTo(room, "j1", join))
 	r, err := bob.Expect(10*time.Second, func(e *stanza.Element) bool { return e.ID() == "j1" })
-	if err != nil || r.Type() != "error" || r.Child("", "error").Child("", "forbidden") == nil {
+	if err != nil || !r.IsError() || r.Child("", "error").Child("", "forbidden") == nil {
 		t.Fatalf("a non-member joined the call: %v %v", r, err)
 	}
 
@@ -130,7 +130,7 @@ func TestConferenceObeysRoomMembership(t *testing.T) {
 	bob.Send(stanza.New(stanza.NSClient, "presence").SetAttr("to", room+"/bob").
 		Append(stanza.New("http://jabber.org/protocol/muc", "x")))
 	if _, err := bob.Expect(10*time.Second, func(e *stanza.Element) bool {
-		return e.Local == "presence" && e.From() == room+"/bob" && e.Type() == ""
+		return e.Local == "presence" && e.From() == room+"/bob" && e.PresenceType() == stanza.AvailablePresence
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -233,7 +233,7 @@ func TestDatabaseGoesAway(t *testing.T) {
 	if err != nil {
 		t.Fatalf("no answer for a message the server could not store: %v", err)
 	}
-	if r.Type() != "error" || r.ChildText("", "body") != "into the void?" {
+	if !r.IsError() || r.ChildText("", "body") != "into the void?" {
 		t.Fatalf("got %s, want the message back as an error", r)
 	}
 	ping(t, alice) // still served

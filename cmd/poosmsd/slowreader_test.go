@@ -110,7 +110,7 @@ func TestNeverReadingClientLosesNothing(t *testing.T) {
 				}
 			}
 			for len(seen) < total {
-				el, err := alice.next(time.Second, func(e *stanza.Element) bool { return e.Local == "message" && e.Type() == "error" })
+				el, err := alice.next(time.Second, func(e *stanza.Element) bool { return e.Local == "message" && e.IsError() })
 				if err != nil {
 					break
 				}

@@ -22,13 +22,13 @@ func TestTURNCredentialsWork(t *testing.T) {
 	addUser(t, cfg, "alice", "alice-password")
 	alice := dialUser(t, n, "alice", "alice-password", "call")
 
-	iq := stanza.New(stanza.NSClient, "iq").SetAttr("type", "get").SetAttr("id", "ext1").SetAttr("to", "localhost").
+	iq := stanza.NewIQ(stanza.GetIQ).SetAttr("id", "ext1").SetAttr("to", "localhost").
 		Append(stanza.New("urn:xmpp:extdisco:2", "services"))
 	if err := alice.Send(iq); err != nil {
 		t.Fatal(err)
 	}
 	r, err := alice.Expect(10*time.Second, func(e *stanza.Element) bool { return e.ID() == "ext1" })
-	if err != nil || r.Type() != "result" {
+	if err != nil || r.IQType() != stanza.ResultIQ {
 		t.Fatalf("extdisco: %v %v", r, err)
 	}
 	var user, pass, port string

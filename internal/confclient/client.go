@@ -168,12 +168,12 @@ func enterRoom(ctx context.Context, x *xmppclient.Client, o Options) error {
 			return fmt.Errorf("confclient: enter %s: %w", o.Room, err)
 		}
 		p, err := x.Expect(time.Until(deadline), func(e *stanza.Element) bool {
-			return e.Local == "presence" && e.From() == occupant && (e.Type() == "error" || hasStatus(e, "110"))
+			return e.Local == "presence" && e.From() == occupant && (e.IsError() || hasStatus(e, "110"))
 		})
 		if err != nil {
 			return fmt.Errorf("confclient: enter %s: %w", o.Room, err)
 		}
-		if p.Type() != "error" {
+		if !p.IsError() {
 			if hasStatus(p, "201") {
 				return acceptInstantRoom(x, o.Room, deadline)
 			}
@@ -194,7 +194,7 @@ func enterRoom(ctx context.Context, x *xmppclient.Client, o Options) error {
 // acceptInstantRoom submits an empty configuration for a room just
 // created, so that others may enter it.
 func acceptInstantRoom(x *xmppclient.Client, room string, deadline time.Time) error {
-	iq := stanza.New(stanza.NSClient, "iq").SetAttr("type", "set").SetAttr("to", room).SetAttr("id", "cc-instant").
+	iq := stanza.NewIQ(stanza.SetIQ).SetAttr("to", room).SetAttr("id", "cc-instant").
 		Append(stanza.New(nsMUCOwner, "query").Append(stanza.New(nsData, "x").SetAttr("type", "submit")))
 	if err := x.Send(iq); err != nil {
 		return fmt.Errorf("confclient: configure %s: %w", room, err)
@@ -203,7 +203,7 @@ func acceptInstantRoom(x *xmppclient.Client, room string, deadline time.Time) er
 	if err != nil {
 		return fmt.Errorf("confclient: configure %s: %w", room, err)
 	}
-	if r.Type() != "result" {
+	if r.IQType() != stanza.ResultIQ {
 		cond, text := stanzaErrorOf(r)
 		return fmt.Errorf("confclient: configure %s: %w", room, &stanzaError{cond, text})
 	}
@@ -392,14 +392,14 @@ func (c *Client) request(ctx context.Context, payload *stanza.Element) (*stanza.
 	id := "cc" + strconv.FormatInt(c.nextID.Add(1), 10)
 	ch := c.replies.Expect(id)
 	defer c.replies.Forget(id)
-	if err := c.send(stanza.New(stanza.NSClient, "iq").SetAttr("type", "set").SetAttr("to", c.o.Room).SetAttr("id", id).Append(payload)); err != nil {
+	if err := c.send(stanza.NewIQ(stanza.SetIQ).SetAttr("to", c.o.Room).SetAttr("id", id).Append(payload)); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
 	defer cancel()
 	select {
 	case r := <-ch:
-		if r.Type() == "error" {
+		if r.IsError() {
 			cond, text := stanzaErrorOf(r)
 			return nil, &stanzaError{cond, text}
 		}
@@ -420,7 +420,7 @@ func (c *Client) send(el *stanza.Element) error {
 // sendAsync sends an iq set whose result nobody waits for (candidates).
 func (c *Client) sendAsync(payload *stanza.Element) {
 	id := "cc" + strconv.FormatInt(c.nextID.Add(1), 10)
-	_ = c.send(stanza.New(stanza.NSClient, "iq").SetAttr("type", "set").SetAttr("to", c.o.Room).SetAttr("id", id).Append(payload))
+	_ = c.send(stanza.NewIQ(stanza.SetIQ).SetAttr("to", c.o.Room).SetAttr("id", id).Append(payload))
 }
 
 // readLoop owns x's reading: results, server offers and candidates, events.
@@ -438,16 +438,16 @@ func (c *Client) readLoop() {
 
 func (c *Client) handle(el *stanza.Element) {
 	switch {
-	case el.Local == "iq" && (el.Type() == "result" || el.Type() == "error"):
+	case el.Local == "iq" && (el.IQType() == stanza.ResultIQ || el.IsError()):
 		c.replies.Deliver(el)
-	case el.Local == "iq" && el.Type() == "set" && el.Child(NS, "offer") != nil:
+	case el.Local == "iq" && el.IQType() == stanza.SetIQ && el.Child(NS, "offer") != nil:
 		c.answer(el)
-	case el.Local == "iq" && el.Type() == "set" && el.Child(NS, "candidate") != nil:
+	case el.Local == "iq" && el.IQType() == stanza.SetIQ && el.Child(NS, "candidate") != nil:
 		_ = c.peer.AddCandidate(ParseCandidate(el.Child(NS, "candidate")))
 		_ = c.send(stanza.Result(el))
-	case el.Local == "iq" && el.Type() == "set":
+	case el.Local == "iq" && el.IQType() == stanza.SetIQ:
 		_ = c.send(stanza.Result(el))
-	case el.Local == "message" && el.Type() == "headline":
+	case el.Local == "message" && el.MessageType() == stanza.HeadlineMessage:
 		c.mu.Lock()
 		for _, p := range el.Elements() {
 			if p.Space == NS {

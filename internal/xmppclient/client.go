@@ -262,7 +262,7 @@ func (c *Client) Bind() error {
 	if c.opts.Resource != "" {
 		b.Append(stanza.New("urn:ietf:params:xml:ns:xmpp-bind", "resource").SetText(c.opts.Resource))
 	}
-	iq := stanza.New(stanza.NSClient, "iq").SetAttr("type", "set").SetAttr("id", "bind1").Append(b)
+	iq := stanza.NewIQ(stanza.SetIQ).SetAttr("id", "bind1").Append(b)
 	if err := c.Send(iq); err != nil {
 		return err
 	}
@@ -270,7 +270,7 @@ func (c *Client) Bind() error {
 	if err != nil {
 		return err
 	}
-	if el.Type() != "result" {
+	if el.IQType() != stanza.ResultIQ {
 		return fmt.Errorf("xmppclient: bind failed: %s", el)
 	}
 	j, err := jid.Parse(el.Child("", "bind").ChildText("", "jid"))

@@ -92,12 +92,12 @@ func TestBrowserIQAnswersOnlyFromAddressee(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ping := stanza.New(stanza.NSClient, "iq").SetAttr("type", "get").SetAttr("id", "probe").SetAttr("to", aliceJID).
+	ping := stanza.NewIQ(stanza.GetIQ).SetAttr("id", "probe").SetAttr("to", aliceJID).
 		Append(stanza.New("urn:xmpp:ping", "ping"))
 	if err := mallory.Send(ping); err != nil {
 		t.Fatal(err)
 	}
-	if r, err := mallory.Expect(10*time.Second, func(e *stanza.Element) bool { return e.ID() == "probe" }); err != nil || r.Type() != "result" {
+	if r, err := mallory.Expect(10*time.Second, func(e *stanza.Element) bool { return e.ID() == "probe" }); err != nil || r.IQType() != stanza.ResultIQ {
 		t.Fatalf("alice's answer to mallory's ping: %v %v", r, err)
 	}
 	if got := eval[string](alice, `window.iqOutcome`); got != "pending" {

@@ -219,7 +219,7 @@ func TestBrowserMessenger(t *testing.T) {
 		ben.shot("find-people")
 		ben.press("Add Eve Evergreen as a contact")
 		if _, err := eve.Expect(10*time.Second, func(e *stanza.Element) bool {
-			return e.Local == "presence" && e.Type() == "subscribe" && strings.HasPrefix(e.From(), "ben@localhost")
+			return e.Local == "presence" && e.PresenceType() == stanza.SubscribePresence && strings.HasPrefix(e.From(), "ben@localhost")
 		}); err != nil {
 			t.Fatalf("eve got no contact request from ben: %v", err)
 		}
@@ -456,7 +456,7 @@ func TestBrowserMessenger(t *testing.T) {
 		if err := eve.SendRaw(`<presence to='` + room + `/eve'><x xmlns='http://jabber.org/protocol/muc'/></presence>`); err != nil {
 			t.Fatal(err)
 		}
-		if p, err := eve.Expect(10*time.Second, func(e *stanza.Element) bool { return e.Local == "presence" && strings.HasPrefix(e.From(), room) }); err != nil || p.Type() != "error" {
+		if p, err := eve.Expect(10*time.Second, func(e *stanza.Element) bool { return e.Local == "presence" && strings.HasPrefix(e.From(), room) }); err != nil || !p.IsError() {
 			t.Fatalf("eve entering the private call's room: %v %v", p, err)
 		}
 		if r := iqErr(t, eve, room, "set", `<join xmlns='urn:poosms:conference:0'/>`); r == "" {
@@ -510,7 +510,7 @@ func iq(t *testing.T, c *xmppclient.Client, to, typ, payload string) *stanza.Ele
 		t.Fatal(err)
 	}
 	r, err := c.Expect(10*time.Second, func(e *stanza.Element) bool { return e.Local == "iq" && e.ID() == id })
-	if err != nil || r.Type() != "result" {
+	if err != nil || r.IQType() != stanza.ResultIQ {
 		t.Fatalf("iq to %s: %v %v", to, r, err)
 	}
 	return r
@@ -527,7 +527,7 @@ func iqErr(t *testing.T, c *xmppclient.Client, to, typ, payload string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Type() == "result" {
+	if r.IQType() == stanza.ResultIQ {
 		return ""
 	}
 	if e := r.Child(stanza.NSClient, "error"); e != nil && e.FirstElement() != nil {
