@@ -79,6 +79,12 @@ type Config struct {
 	// presence to confirm it before it is reported unavailable.
 	// Default 45s.
 	RemotePresenceTimeout time.Duration
+	// Publisher, when set, makes the Publisher the service tells about
+	// the sessions it serves (in a cluster, the link to the other nodes,
+	// which acts on the service for them: it may keep the service it is
+	// given). New calls it once, last, before any session can bind. Nil:
+	// nothing is published.
+	Publisher func(*Service) Publisher
 }
 
 // IQHandler answers an IQ addressed to the server. It returns the reply to
@@ -130,7 +136,7 @@ type Service struct {
 	blocks      map[string][]string
 	blockActive atomic.Int64
 
-	pub Publisher // nil: nothing to publish (SetPublisher)
+	pub Publisher // nil: nothing to publish (Config.Publisher)
 
 	fed   Federation     // nil: no federation
 	watch *presenceWatch // presence of other servers' users shown here
@@ -211,6 +217,9 @@ func New(cfg Config, st Store) (*Service, error) {
 		return nil, errors.New("chat: archive retention and prune interval must not be negative")
 	}
 	s.setupExtensions(cfg)
+	if cfg.Publisher != nil {
+		s.pub = cfg.Publisher(s)
+	}
 	return s, nil
 }
 
@@ -257,8 +266,12 @@ func (s *Service) Online(bare jid.JID) []Session {
 
 // SessionBound records a newly bound session. It is not available until it
 // sends presence. A session bound with the full JID of an existing one
-// replaces it; the old one's presence ends as if it had closed.
+// replaces it; the old one's presence ends as if it had closed. The
+// Publisher hears of it first (Bound), and last of its zero state.
 func (s *Service) SessionBound(ctx context.Context, sess Session) {
+	if s.pub != nil {
+		s.pub.Bound(ctx, sess)
+	}
 	me := sess.JID()
 	s.mu.Lock()
 	m := s.resourcesLocked(me.Localpart())
@@ -291,8 +304,12 @@ func (s *Service) resourcesLocked(local string) map[string]*resource {
 
 // SessionClosed forgets a session whose stream ended and sends unavailable
 // presence for it where its presence was seen. It does nothing if another
-// session has taken the same full JID since.
+// session has taken the same full JID since, but tell the Publisher,
+// which hears last that the session closed (Closed).
 func (s *Service) SessionClosed(ctx context.Context, sess Session) {
+	if s.pub != nil {
+		defer s.pub.Closed(ctx, sess)
+	}
 	me := sess.JID()
 	s.mu.Lock()
 	r, last := s.detachLocked(sess)

@@ -145,7 +145,7 @@ func (l *Link) roomsGone(node cluster.NodeID) {
 		if err != nil {
 			continue
 		}
-		if sess := l.cfg.Lookup(j); sess != nil {
+		if sess := l.local(j); sess != nil {
 			sess.Send(t.p)
 		}
 	}

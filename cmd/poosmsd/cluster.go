@@ -15,31 +15,21 @@ import (
 )
 
 // newLink makes the link through which the services reach sessions and
-// rooms on other nodes, and makes it chat's publisher: other nodes mirror
-// this node's sessions. It needs n.chat, before any session binds; the
-// c2s server and the rooms come later (nothing reaches them before they
-// exist), and the cluster is attached by joinCluster once every listener
-// is bound.
-func (n *node) newLink() {
+// rooms on other nodes, from chat, as chat's publisher (chat.New calls
+// it): chat tells it of this node's sessions, for other nodes to mirror
+// them and route to them. The rooms come later (nothing reaches them
+// before they exist), and the cluster is attached by joinCluster once
+// every listener is bound.
+func (n *node) newLink(c *chat.Service) chat.Publisher {
 	n.link = link.New(link.Config{
-		Chat:  n.chat,
-		Rooms: roomService{n},
-		Lookup: func(full jid.JID) link.LocalSession {
-			if n.c2s == nil {
-				return nil
-			}
-			if s := n.c2s.Session(full); s != nil {
-				return s
-			}
-			return nil
-		},
+		Chat:            c,
+		Rooms:           roomService{n},
 		AccountsChanged: n.accounts.Poke,
 		RoomIdle:        n.cfg.ClusterRoomIdle,
 		Hosted:          n.hosted,
 		Logger:          n.log.With("service", "cluster"),
 	})
-	n.chat.SetPublisher(n.link)
-	n.closers = append(n.closers, func(context.Context) error { n.link.Close(); return nil })
+	return n.link
 }
 
 // joinCluster joins the node to its cluster: Redis when --redis is set,
