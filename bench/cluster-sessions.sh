@@ -55,7 +55,7 @@ cleanup() {
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
 	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
 	mysql -uroot -e "DROP DATABASE IF EXISTS $DBNAME" || true
-	rm -rf "$TMP"
+	if [ -n "${KEEP:-}" ]; then echo "kept $TMP" >&2; else rm -rf "$TMP"; fi
 }
 trap cleanup EXIT
 
@@ -97,13 +97,16 @@ rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 rows() { mysql -uroot -N "$DBNAME" -e "SELECT (SELECT COUNT(*) FROM archive_messages), (SELECT COUNT(*) FROM offline_messages)"; }
 
 chat_phase() {
+	# Its own counters: with --chat-while-held it runs inside the sessions' measurement.
+	local c0 c1 b0 b1 t0 t1 s0 s1 a0 a1 o0 o1 sent win cross secs CPID
 # Messages: random pairs of clients spread over the nodes, so (n-1)/n of
 # them cross from one node to another. Redis is counted over a window
 # inside the sending (from the second progress line to the one 3 s
 # before the end), so neither the logins nor the logouts count.
 snap() { redis-cli -h 127.0.1.1 -p $RPORT info commandstats | awk -F'[:=,]' '/^cmdstat_/ {print $1, $3}' | sort >"$1"; }
-sentnow() { grep -E '^[0-9:]+ sent ' "$TMP/chat.log" | tail -1 | awk '{print $3}'; }
-lines() { grep -cE '^[0-9:]+ sent ' "$TMP/chat.log" || true; }
+# Progress lines: "HH:MM:SS R msgs/s: sent N delivered M errors E".
+sentnow() { grep -E '^[0-9:]+ .* sent [0-9]+' "$TMP/chat.log" | tail -1 | sed -E 's/.* sent ([0-9]+).*/\1/'; }
+lines() { grep -cE '^[0-9:]+ .* sent [0-9]+' "$TMP/chat.log" || true; }
 log "chat: $CLIENTS clients, $RATE msgs/s for $DURATION over $NODES nodes"
 read -r a0 o0 < <(rows)
 "$TMP/poosms-bench" chat --addr "$ADDRLIST" --clients "$CLIENTS" --rate "$RATE" --duration "$DURATION" \

@@ -79,12 +79,6 @@ type Config struct {
 	// presence to confirm it before it is reported unavailable.
 	// Default 45s.
 	RemotePresenceTimeout time.Duration
-	// Publisher, when set, makes the Publisher the service tells about
-	// the sessions it serves (in a cluster, the link to the other nodes,
-	// which acts on the service for them: it may keep the service it is
-	// given). New calls it once, last, before any session can bind. Nil:
-	// nothing is published.
-	Publisher func(*Service) Publisher
 }
 
 // IQHandler answers an IQ addressed to the server. It returns the reply to
@@ -136,7 +130,7 @@ type Service struct {
 	blocks      map[string][]string
 	blockActive atomic.Int64
 
-	pub Publisher // nil: nothing to publish (Config.Publisher)
+	pub Publisher // nil: nothing to publish (SetPublisher)
 
 	fed   Federation     // nil: no federation
 	watch *presenceWatch // presence of other servers' users shown here
@@ -217,9 +211,6 @@ func New(cfg Config, st Store) (*Service, error) {
 		return nil, errors.New("chat: archive retention and prune interval must not be negative")
 	}
 	s.setupExtensions(cfg)
-	if cfg.Publisher != nil {
-		s.pub = cfg.Publisher(s)
-	}
 	return s, nil
 }
 

@@ -39,9 +39,9 @@ func (a ResourceState) equal(b ResourceState) bool {
 // Publisher is told about the sessions this node serves, for the other
 // nodes of a cluster to route to them and mirror them (which they apply
 // with SetRemote, DropRemote and ReloadBlocklist). cluster/link
-// implements it; Config.Publisher makes it. Its methods run on the
-// session's goroutine, outside the service's locks, in the order of the
-// changes. For one session they come in this order:
+// implements it (SetPublisher). Its methods run on the session's
+// goroutine, outside the service's locks, in the order of the changes.
+// For one session they come in this order:
 //
 //   - Bound, first in SessionBound, before the session is recorded here
 //     and before anything is published about it;
@@ -74,6 +74,11 @@ type Publisher interface {
 	// for the other nodes to read it again.
 	BlocklistChanged(local string)
 }
+
+// SetPublisher makes the service tell p about the sessions it serves.
+// Call it before the first session binds: it is not synchronised with
+// them, and p must hear of every session from its Bound on.
+func (s *Service) SetPublisher(p Publisher) { s.pub = p }
 
 // SetRemote records sess, a session another node serves, with its state:
 // routing then treats it like a local session (messages, presence

@@ -60,17 +60,13 @@ func (f publisherFunc) SessionEnded(full jid.JID)                     { f(full, 
 func (f publisherFunc) Closed(context.Context, Session)               {}
 func (f publisherFunc) BlocklistChanged(string)                       {}
 
-// publishTo is a Config.Publisher that makes p the publisher.
-func publishTo(p Publisher) func(*Service) Publisher {
-	return func(*Service) Publisher { return p }
-}
-
 // The publisher hears of local sessions' changes, and only changes;
 // LocalStates lists local sessions without the mirrored ones.
 func TestPublishAndLocalStates(t *testing.T) {
 	var mu sync.Mutex
 	var seen []string
-	h := newHarness(t, Config{Publisher: publishTo(publisherFunc(func(full jid.JID, st ResourceState, gone bool) {
+	h := newHarness(t, Config{}, "alice", "bob")
+	h.svc.SetPublisher(publisherFunc(func(full jid.JID, st ResourceState, gone bool) {
 		mu.Lock()
 		defer mu.Unlock()
 		s := full.String()
@@ -86,7 +82,7 @@ func TestPublishAndLocalStates(t *testing.T) {
 			s += " interested"
 		}
 		seen = append(seen, s)
-	}))}, "alice", "bob")
+	}))
 	a := h.online("alice@localhost/desk", 0)
 	h.send(a, `<iq type='get' id='r1'><query xmlns='jabber:iq:roster'/></iq>`) // no change: no report
 	h.svc.SetRemote(newFakeSession("bob@localhost/phone"), ResourceState{Available: true})
@@ -159,11 +155,12 @@ func TestRequestToUnreachableSessionIsAnswered(t *testing.T) {
 func TestRemoteSessionsHearPEPByNotifyFeatures(t *testing.T) {
 	var mu sync.Mutex
 	var notify [][]string
-	h, _ := newDBHarness(t, Config{Publisher: publishTo(publisherFunc(func(full jid.JID, st ResourceState, gone bool) {
+	h, _ := newDBHarness(t, Config{}, "alice", "bob", "carol")
+	h.svc.SetPublisher(publisherFunc(func(full jid.JID, st ResourceState, gone bool) {
 		mu.Lock()
 		defer mu.Unlock()
 		notify = append(notify, st.Notify)
-	}))}, "alice", "bob", "carol")
+	}))
 	h.befriend("alice", "bob")
 	h.befriend("alice", "carol")
 	a, _ := h.onlineWithCaps("alice@localhost/a", true, nodeDevices+"+notify")
@@ -236,7 +233,8 @@ func (b *blocklists) BlocklistChanged(local string) {
 // again; reading it is not.
 func TestBlocklistChangePublished(t *testing.T) {
 	pub := &blocklists{publisherFunc: func(jid.JID, ResourceState, bool) {}}
-	h, _ := newDBHarness(t, Config{Publisher: publishTo(pub)}, "alice", "bob")
+	h, _ := newDBHarness(t, Config{}, "alice", "bob")
+	h.svc.SetPublisher(pub)
 	a := h.online("alice@localhost/a", 0)
 	if reply, _ := h.iq(a, `<iq type='get' id='bl'><blocklist xmlns='urn:xmpp:blocking'/></iq>`); reply.Type() != "result" {
 		t.Fatalf("blocklist: %s", reply)
@@ -302,8 +300,9 @@ func (o *order) take() []string {
 // Bound before chat records it, Closed last, after its unavailable
 // presence went out, and also for a session whose JID a newer one took.
 func TestPublisherOrder(t *testing.T) {
-	o := &order{}
-	h := newHarness(t, Config{Publisher: func(s *Service) Publisher { o.svc = s; return o }}, "alice", "bob")
+	h := newHarness(t, Config{}, "alice", "bob")
+	o := &order{svc: h.svc}
+	h.svc.SetPublisher(o)
 	h.befriend("alice", "bob")
 	o.bob = h.online("bob@localhost/phone", 0)
 	o.take()

@@ -26,13 +26,14 @@ type participant struct {
 	log  *slog.Logger
 	pc   *webrtc.PeerConnection
 
-	// Guarded by room.mu:
-	ready    bool   // the first offer was answered
-	occupant string // address in the room (room/nick), "" for none
+	occupant string // address in the room (room/nick), "" for none; guarded by room.mu
 
-	mu           sync.Mutex // negotiation; held around pion signaling calls
+	// mu serialises the participant's negotiation (see negotiateLocked)
+	// and is held around every pion call that changes its session (lock
+	// order: see the package doc).
+	mu           sync.Mutex
 	closed       bool
-	answered     bool   // the client's first offer was answered
+	answered     bool   // the client's first offer was answered: it may be subscribed to tracks
 	pendingOffer string // id of the server's offer iq awaiting the answer
 	needNeg      bool   // renegotiate once the current exchange ends
 	remoteCands  []webrtc.ICECandidateInit
@@ -173,39 +174,35 @@ func (p *participant) sendDescription(el *stanza.Element) {
 	}
 }
 
-// handleOffer applies the client's offer and answers it. While the
+// handleOffer applies the client's offer and answers it, or returns why
+// it refuses it. While the
 // server's own offer is outstanding (glare) the client's offer is refused
 // with unexpected-request: the client gives way, answers the server and
 // offers again.
-func (p *participant) handleOffer(iq *stanza.Element, text string) {
+func (p *participant) handleOffer(iq *stanza.Element, text string) error {
 	sd, err := parseSDP(text)
 	if err != nil {
-		p.send(stanza.ErrorReply(iq, stanza.BadRequest, "malformed SDP: "+err.Error()))
-		return
+		return refuse(errBadRequest, "malformed SDP: %v", err)
 	}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
-		p.send(stanza.ErrorReply(iq, stanza.ItemNotFound, "not in this conference"))
-		return
+		return refuse(errNotFound, "not in this conference")
 	}
 	// Over a cap, nothing of the offer is applied: no track is added and
 	// no other participant is renegotiated for it.
 	cfg := p.room.s.cfg
 	if why := offerRefusal(sd, p.servedMids(), cfg.MaxTracksPerParticipant, cfg.MaxMediaSections); why != "" {
 		p.mu.Unlock()
-		p.send(stanza.ErrorReply(iq, stanza.PolicyViolation, why))
-		return
+		return refuse(errOverLimit, "%s", why)
 	}
 	if p.pendingOffer != "" || p.pc.SignalingState() != webrtc.SignalingStateStable {
 		p.mu.Unlock()
-		p.send(stanza.ErrorReply(iq, stanza.UnexpectedRequest, "the server's offer is outstanding: answer it, then offer again"))
-		return
+		return refuse(errGlare, "the server's offer is outstanding: answer it, then offer again")
 	}
 	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: text}); err != nil {
 		p.mu.Unlock()
-		p.send(stanza.ErrorReply(iq, stanza.BadRequest, "offer refused: "+err.Error()))
-		return
+		return refuse(errBadRequest, "offer refused: %v", err)
 	}
 	// The first answer starts gathering; it is local (the media ports
 	// are bound already) and takes milliseconds, so the answer waits for
@@ -221,8 +218,7 @@ func (p *participant) handleOffer(iq *stanza.Element, text string) {
 	}
 	if err != nil {
 		p.mu.Unlock()
-		p.send(stanza.ErrorReply(iq, stanza.NotAcceptable, "cannot answer: "+err.Error()))
-		return
+		return refuse(errCannotAnswer, "cannot answer: %v", err)
 	}
 	if gathered != nil {
 		t := time.NewTimer(gatherTimeout)
@@ -236,13 +232,14 @@ func (p *participant) handleOffer(iq *stanza.Element, text string) {
 	p.sendDescription(stanza.Result(iq, sdpElement("answer", p.pc.LocalDescription().SDP)))
 	first := !p.answered
 	p.answered = true
-	need := p.needNeg
+	if !first && p.needNeg {
+		p.negotiateLocked() // what changed during the exchange
+	}
 	p.mu.Unlock()
 	if first {
 		p.room.ready(p)
-	} else if need {
-		p.negotiate()
 	}
+	return nil
 }
 
 // addRemoteCandidates applies candidates that came before the remote
@@ -256,11 +253,10 @@ func (p *participant) addRemoteCandidates() {
 	p.remoteCands = nil
 }
 
-func (p *participant) handleCandidate(iq, el *stanza.Element) {
+func (p *participant) handleCandidate(iq, el *stanza.Element) error {
 	text := el.Text()
 	if text == "" {
-		p.send(stanza.ErrorReply(iq, stanza.BadRequest, "empty candidate"))
-		return
+		return refuse(errBadRequest, "empty candidate")
 	}
 	init := webrtc.ICECandidateInit{Candidate: text}
 	if mid := el.Attr("mid"); el.HasAttr("mid") {
@@ -269,8 +265,7 @@ func (p *participant) handleCandidate(iq, el *stanza.Element) {
 	if s := el.Attr("mline"); s != "" {
 		n, err := strconv.ParseUint(s, 10, 16)
 		if err != nil {
-			p.send(stanza.ErrorReply(iq, stanza.BadRequest, "mline is not a number"))
-			return
+			return refuse(errBadRequest, "mline is not a number")
 		}
 		m := uint16(n)
 		init.SDPMLineIndex = &m
@@ -291,10 +286,10 @@ func (p *participant) handleCandidate(iq, el *stanza.Element) {
 	}
 	p.mu.Unlock()
 	if err != nil {
-		p.send(stanza.ErrorReply(iq, stanza.BadRequest, "candidate refused: "+err.Error()))
-		return
+		return refuse(errBadRequest, "candidate refused: %v", err)
 	}
 	p.send(stanza.Result(iq))
+	return nil
 }
 
 const maxQueuedCandidates = 64
@@ -310,11 +305,23 @@ func (p *participant) handleEndOfCandidates(iq *stanza.Element) {
 	p.send(stanza.Result(iq))
 }
 
-// negotiate sends the server's offer now, or once the exchange in progress
-// has ended.
-func (p *participant) negotiate() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+// negotiateLocked sends the server's offer for what changed in p's session
+// now, or, while an exchange is in progress, notes (needNeg) that one is
+// due when it ends. p.mu must be held.
+//
+// p.mu serialises negotiation: every change to the session (subscribe,
+// unsubscribe) and every step of an exchange (handleOffer answering the
+// client, handleReply taking the answer to the server's offer) happens
+// under it and ends, before p.mu is let go, with negotiateLocked if it
+// changed something or found a change waiting. So whenever p.mu is free
+// either a server offer is outstanding, or the client has been offered
+// every change made so far. A client offer is therefore refused as glare
+// exactly when it crosses a server offer already sent; one taken before a
+// change is answered first, and the change is offered after it; and a
+// client offer never meets a media section of ours that no offer has
+// carried yet (pion could otherwise hand that section to a new m-line of
+// the client's).
+func (p *participant) negotiateLocked() {
 	if p.closed || !p.answered {
 		return
 	}
@@ -372,48 +379,64 @@ func (p *participant) handleReply(iq *stanza.Element) {
 	} else {
 		err = p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: ans.Text()})
 	}
-	retry := p.needNeg
+	if err == nil && p.needNeg {
+		p.negotiateLocked() // what changed during the exchange
+	}
 	p.mu.Unlock()
 	if err != nil {
 		// The offer cannot be withdrawn: the session is unusable.
 		p.log.Info("sfu: renegotiation failed", "err", err)
 		p.room.remove(p, reasonNegotiation)
-		return
-	}
-	if retry {
-		p.negotiate()
 	}
 }
 
-// subscribe adds a copy of u to p's PeerConnection; the caller
-// renegotiates. room.mu is held. It reports whether a track was added.
-func (p *participant) subscribe(u *upTrack) bool {
-	target := 0
-	dt := forward.NewDownTrack(u.codec.RTPCodecCapability, u.id, u.owner.id, target)
-	dt.NeedKeyframe = u.requestKeyframe
-	dt.Caches = u.caches
-	if len(u.layers) > 1 {
-		dt.OnSwitch = func(layer int) {
-			p.event(stanza.New(NS, "layer-changed").SetAttr("track", u.id).SetAttr("rid", u.rid(layer)))
+// subscribe adds a copy of each of tracks to p's PeerConnection and
+// offers them to the client (see negotiateLocked). room.mu must not be
+// held: the room lets go of it before it calls into a participant.
+//
+// It adds nothing before p's first offer is answered (room.ready
+// subscribes p to what is published by then), after p closed, twice for
+// one track, or for a track unpublished meanwhile (see room.addTrack).
+func (p *participant) subscribe(tracks ...*upTrack) {
+	dts := make([]*forward.DownTrack, len(tracks))
+	for i, u := range tracks {
+		dt := forward.NewDownTrack(u.codec.RTPCodecCapability, u.id, u.owner.id, 0)
+		dt.NeedKeyframe = u.requestKeyframe
+		dt.Caches = u.caches
+		if len(u.layers) > 1 {
+			dt.OnSwitch = func(layer int) {
+				p.event(stanza.New(NS, "layer-changed").SetAttr("track", u.id).SetAttr("rid", u.rid(layer)))
+			}
 		}
+		dts[i] = dt
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed || p.subs[u.id] != nil {
-		return false
+	if p.closed || !p.answered {
+		return
 	}
-	tr, err := p.pc.AddTransceiverFromTrack(dt, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
-	if err != nil {
-		p.log.Error("sfu: subscribe", "track", u.id, "err", err)
-		return false
+	added := false
+	for i, u := range tracks {
+		if p.subs[u.id] != nil || u.unpublished.Load() {
+			continue
+		}
+		dt := dts[i]
+		tr, err := p.pc.AddTransceiverFromTrack(dt, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+		if err != nil {
+			p.log.Error("sfu: subscribe", "track", u.id, "err", err)
+			continue
+		}
+		s := &subscription{up: u, dt: dt, sender: tr.Sender()}
+		p.subs[u.id] = s
+		p.served = append(p.served, tr)
+		u.fan.Add(dt)
+		p.wg.Add(1)
+		go p.rtcpLoop(s)
+		added = true
 	}
-	s := &subscription{up: u, dt: dt, sender: tr.Sender()}
-	p.subs[u.id] = s
-	p.served = append(p.served, tr)
-	u.fan.Add(dt)
-	p.wg.Add(1)
-	go p.rtcpLoop(s)
-	return true
+	if added {
+		p.negotiateLocked()
+	}
 }
 
 // servedMids returns the mids of the media sections subscribe added (once
@@ -428,30 +451,24 @@ func (p *participant) servedMids() map[string]bool {
 	return mids
 }
 
-func (p *participant) wantsNegotiation() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.needNeg
-}
-
-// unsubscribe removes u from p's PeerConnection and reports whether there
-// was anything to remove.
-func (p *participant) unsubscribe(u *upTrack) bool {
+// unsubscribe removes u from p's PeerConnection, if p has it, and offers
+// the client the change (see negotiateLocked). room.mu must not be held.
+func (p *participant) unsubscribe(u *upTrack) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	s := p.subs[u.id]
 	if s == nil {
-		return false
+		return
 	}
 	delete(p.subs, u.id)
 	u.fan.Remove(s.dt)
 	if p.closed {
-		return false
+		return
 	}
 	if err := p.pc.RemoveTrack(s.sender); err != nil {
 		p.log.Debug("sfu: remove track", "err", err)
 	}
-	return true
+	p.negotiateLocked()
 }
 
 // rtcpLoop reads the subscriber's RTCP for one track: keyframe requests go
@@ -490,27 +507,26 @@ func (p *participant) rtcpLoop(s *subscription) {
 }
 
 // handleLayer takes an explicit layer request: a rid, or "auto".
-func (p *participant) handleLayer(iq, el *stanza.Element) {
+func (p *participant) handleLayer(iq, el *stanza.Element) error {
 	p.mu.Lock()
 	s := p.subs[el.Attr("track")]
 	p.mu.Unlock()
 	if s == nil {
-		p.send(stanza.ErrorReply(iq, stanza.ItemNotFound, "no such track"))
-		return
+		return refuse(errNotFound, "no such track")
 	}
 	rid := el.Attr("rid")
 	if rid == "auto" || rid == "" {
 		s.dt.SetTarget(s.dt.Target(), true)
 		p.send(stanza.Result(iq))
-		return
+		return nil
 	}
 	l := s.up.layerIndex(rid)
 	if l < 0 {
-		p.send(stanza.ErrorReply(iq, stanza.ItemNotFound, "no layer "+rid))
-		return
+		return refuse(errNotFound, "no layer %s", rid)
 	}
 	s.dt.SetTarget(l, false)
 	p.send(stanza.Result(iq))
+	return nil
 }
 
 // chooseLayers points each automatic video subscription at the best layer

@@ -3,6 +3,7 @@ package sfu
 import (
 	"crypto/rand"
 	"encoding/base32"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -26,6 +27,8 @@ type room struct {
 	opener string // bare JID of the user who opened it, charged for it
 	log    *slog.Logger
 
+	// mu guards the conference's membership; it is never held while a
+	// participant's mu is taken (see the package doc for the locks).
 	mu      sync.Mutex
 	parts   map[string]*participant // by participant id
 	byJID   map[string]*participant // by full JID
@@ -55,13 +58,13 @@ func newID() string {
 }
 
 // join adds a participant for peer p, with its address in the room,
-// replacing an earlier one of the same full JID. cond and text describe
-// a refusal; cond is condRetry when the conference closed meanwhile.
-func (r *room) join(p Peer, occupant string) (part *participant, cond, text string) {
+// replacing an earlier one of the same full JID. It returns
+// errConferenceClosed when the conference closed meanwhile.
+func (r *room) join(p Peer, occupant string) (*participant, error) {
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
-		return nil, condRetry, ""
+		return nil, errConferenceClosed
 	}
 	old := r.byJID[p.JID().String()]
 	n := len(r.parts)
@@ -70,7 +73,7 @@ func (r *room) join(p Peer, occupant string) (part *participant, cond, text stri
 	}
 	r.mu.Unlock()
 	if n >= r.s.cfg.MaxParticipants {
-		return nil, "resource-constraint", "the conference is full"
+		return nil, refuse(errNoRoom, "the conference is full")
 	}
 	if old != nil {
 		r.remove(old, reasonReplaced)
@@ -78,7 +81,7 @@ func (r *room) join(p Peer, occupant string) (part *participant, cond, text stri
 	part, err := newParticipant(r, p)
 	if err != nil {
 		r.log.Error("sfu: new participant", "jid", p.JID().String(), "err", err)
-		return nil, "internal-server-error", ""
+		return nil, fmt.Errorf("sfu: new participant: %w", err)
 	}
 	r.mu.Lock()
 	if r.closed || len(r.parts) >= r.s.cfg.MaxParticipants || r.byJID[p.JID().String()] != nil {
@@ -86,16 +89,16 @@ func (r *room) join(p Peer, occupant string) (part *participant, cond, text stri
 		r.mu.Unlock()
 		part.close()
 		if closed {
-			return nil, condRetry, ""
+			return nil, errConferenceClosed
 		}
-		return nil, "resource-constraint", "the conference is full"
+		return nil, refuse(errNoRoom, "the conference is full")
 	}
 	part.occupant = occupant
 	r.parts[part.id] = part
 	r.byJID[p.JID().String()] = part
 	r.mu.Unlock()
 	part.startTimer()
-	return part, "", ""
+	return part, nil
 }
 
 // readmit gives p its address in the room as it is now: a change (a new
@@ -209,26 +212,42 @@ func (r *room) byPeer(p Peer) *participant {
 
 // ready subscribes p to every track in the conference once its first
 // offer has been answered.
+//
+// The subscriptions (pion calls) are made after r.mu is let go, so that
+// the conference is not held up for them. A track published after the
+// snapshot below reaches p through addTrack: p.answered is true already
+// and p is in r.parts; should both subscribe p to it, the second finds it
+// there and adds nothing.
 func (r *room) ready(p *participant) {
 	r.mu.Lock()
 	if r.closed || r.parts[p.id] != p {
 		r.mu.Unlock()
 		return
 	}
-	p.ready = true
-	added := false
+	tracks := make([]*upTrack, 0, len(r.tracks))
 	for _, u := range r.tracks {
 		if u.owner != p {
-			added = p.subscribe(u) || added
+			tracks = append(tracks, u)
 		}
 	}
 	r.mu.Unlock()
-	if added || p.wantsNegotiation() {
-		p.negotiate()
-	}
+	p.subscribe(tracks...)
 }
 
-// addTrack publishes u to everyone ready.
+// addTrack publishes u to everyone whose first offer has been answered
+// (subscribe refuses the others; room.ready subscribes them later).
+//
+// The subscriptions (pion calls, one per participant) are made after r.mu
+// is let go, so that a publish in a large conference does not hold up
+// every join, leave and tick. That is safe because subscribe decides
+// under the subscriber's own lock: a participant removed meanwhile is
+// closed and refuses; one that has been subscribed already (by ready)
+// refuses the second time; and a track removed meanwhile is marked
+// unpublished by removeTrack before it unsubscribes anyone, so either
+// subscribe comes first and removeTrack takes the subscription away, or
+// subscribe sees the mark and refuses. Each subscriber's offer is made
+// by subscribe under that same lock, ordered against the client's own
+// offers (see participant.negotiateLocked).
 func (r *room) addTrack(u *upTrack) {
 	r.mu.Lock()
 	if r.closed || r.parts[u.owner.id] != u.owner {
@@ -236,16 +255,15 @@ func (r *room) addTrack(u *upTrack) {
 		return
 	}
 	r.tracks[u.id] = u
-	var subs []*participant
+	parts := make([]*participant, 0, len(r.parts))
 	for _, p := range r.parts {
-		if p != u.owner && p.ready {
-			p.subscribe(u)
-			subs = append(subs, p)
+		if p != u.owner {
+			parts = append(parts, p)
 		}
 	}
 	r.mu.Unlock()
-	for _, p := range subs {
-		p.negotiate()
+	for _, p := range parts {
+		p.subscribe(u)
 	}
 	r.broadcast(trackElement("track-published", u), nil)
 }
@@ -258,6 +276,7 @@ func (r *room) removeTrack(u *upTrack) {
 		return
 	}
 	delete(r.tracks, u.id)
+	u.unpublished.Store(true) // before any unsubscribe: see addTrack
 	subs := make([]*participant, 0, len(r.parts))
 	for _, p := range r.parts {
 		if p != u.owner {
@@ -266,9 +285,7 @@ func (r *room) removeTrack(u *upTrack) {
 	}
 	r.mu.Unlock()
 	for _, p := range subs {
-		if p.unsubscribe(u) {
-			p.negotiate()
-		}
+		p.unsubscribe(u)
 	}
 	r.broadcast(stanza.New(NS, "track-removed").SetAttr("id", u.id).SetAttr("participant", u.owner.id), nil)
 }

@@ -3,6 +3,35 @@
 // namespace, with all media on one multiplexed UDP port. Each participant
 // has one PeerConnection on which it publishes and subscribes; packets are
 // forwarded with per-subscriber rewriting and simulcast layer choice.
+//
+// # Locks
+//
+//  1. Service.mu: the conferences of the node.
+//  2. room.mu: a conference's participants, tracks and speaker, and each
+//     participant's occupant address.
+//  3. participant.mu: one participant's negotiation state (closed,
+//     answered, the pending offer, its subscriptions and published
+//     tracks), held around the pion calls that change its session. It
+//     serialises the participant's negotiation: a change to its session
+//     and the server offer that carries it are made under one hold of it,
+//     so they are ordered against the client's offers (see
+//     participant.negotiateLocked).
+//  4. participant.sigMu, and the forward package's own locks (Fanout,
+//     DownTrack, PacketCache): leaves, taken under participant.mu or
+//     none.
+//
+// The first three are never held together: each is let go before
+// another is taken. A room lets go of room.mu before it calls into a
+// participant (subscribe, unsubscribe, close), so no pion call is made
+// under room.mu; a participant lets go of participant.mu before it tells
+// its room something (ready, addTrack, remove); room.remove lets go of
+// room.mu before dropRoom takes Service.mu. Should a future change need
+// two of them at once, it takes them in the order above.
+//
+// Pion takes its own locks inside its calls and runs its callbacks
+// (OnTrack, OnICECandidate, OnConnectionStateChange) on its goroutines;
+// those callbacks take the locks above, so a pion call made under one of
+// them must not wait for a callback.
 package sfu
 
 import (
@@ -339,15 +368,18 @@ func (s *Service) handleIQ(ctx context.Context, p Peer, iq *stanza.Element) {
 		_ = p.Send(stanza.ErrorReply(iq, stanza.ItemNotFound, "not in this conference: join first"))
 		return
 	}
+	// The handlers send their results; a refusal is turned into its
+	// error reply here.
+	var refused error
 	switch payload.Local {
 	case "offer":
-		part.handleOffer(iq, payload.Text())
+		refused = part.handleOffer(iq, payload.Text())
 	case "candidate":
-		part.handleCandidate(iq, payload)
+		refused = part.handleCandidate(iq, payload)
 	case "end-of-candidates":
 		part.handleEndOfCandidates(iq)
 	case "layer":
-		part.handleLayer(iq, payload)
+		refused = part.handleLayer(iq, payload)
 	case "leave":
 		_ = p.Send(stanza.Result(iq))
 		r.remove(part, reasonLeave)
@@ -355,6 +387,9 @@ func (s *Service) handleIQ(ctx context.Context, p Peer, iq *stanza.Element) {
 		_ = p.Send(stanza.ErrorReply(iq, stanza.BadRequest, "an answer is the result of the server's offer iq"))
 	default:
 		_ = p.Send(stanza.ErrorReply(iq, stanza.FeatureNotImplemented, "unknown element "+payload.Local))
+	}
+	if refused != nil {
+		_ = p.Send(errorReply(iq, refused))
 	}
 }
 
@@ -365,62 +400,63 @@ func (s *Service) room(key string) *room {
 }
 
 func (s *Service) join(ctx context.Context, p Peer, iq *stanza.Element, roomJID jid.JID) {
+	if err := s.tryJoin(ctx, p, iq, roomJID); err != nil {
+		_ = p.Send(errorReply(iq, err))
+	}
+}
+
+// tryJoin admits p to the conference of roomJID, opening it if need be,
+// and sends the join result.
+func (s *Service) tryJoin(ctx context.Context, p Peer, iq *stanza.Element, roomJID jid.JID) error {
 	occupant := ""
 	if s.cfg.Authorize != nil {
 		var err error
 		if occupant, err = s.cfg.Authorize(ctx, roomJID, p); err != nil {
-			_ = p.Send(stanza.ErrorReply(iq, stanza.Forbidden, err.Error()))
-			return
+			return refuse(errForbidden, "%s", err.Error())
 		}
 	}
 	for range 3 {
-		r, cond, text := s.roomFor(roomJID, p.JID().Bare().String())
-		if r == nil {
-			_ = p.Send(stanza.ErrorReply(iq, stanza.Condition(cond), text))
-			return
+		r, err := s.roomFor(roomJID, p.JID().Bare().String())
+		if err != nil {
+			return err
 		}
-		part, cond, text := r.join(p, occupant)
-		if cond == condRetry {
+		part, err := r.join(p, occupant)
+		if errors.Is(err, errConferenceClosed) {
 			continue
 		}
-		if part == nil {
+		if err != nil {
 			r.closeIfEmpty() // a conference opened for nothing
-			_ = p.Send(stanza.ErrorReply(iq, stanza.Condition(cond), text))
-			return
+			return err
 		}
 		_ = p.Send(stanza.Result(iq, r.joinedElement(part)))
 		r.announceJoin(part)
-		return
+		return nil
 	}
-	_ = p.Send(stanza.ErrorReply(iq, stanza.InternalServerError, "conference closing"))
+	return refuse(errConferenceClosed, "conference closing")
 }
-
-// condRetry is what room.join reports for a conference that closed
-// between lookup and join.
-const condRetry = "retry"
 
 // roomFor returns the conference for roomJID, opening it for user (a
 // bare JID) within the limits.
-func (s *Service) roomFor(roomJID jid.JID, user string) (r *room, cond, text string) {
+func (s *Service) roomFor(roomJID jid.JID, user string) (*room, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return nil, "service-unavailable", "shutting down"
+		return nil, refuse(errShuttingDown, "shutting down")
 	}
 	key := roomJID.String()
 	if r := s.rooms[key]; r != nil {
-		return r, "", ""
+		return r, nil
 	}
 	if n := s.cfg.MaxConferencesPerUser; s.opened[user] >= n {
-		return nil, "resource-constraint", fmt.Sprintf("you have opened %d conferences that are still running, the most one user may; end one first", n)
+		return nil, refuse(errNoRoom, "you have opened %d conferences that are still running, the most one user may; end one first", n)
 	}
 	if len(s.rooms) >= s.cfg.MaxConferences {
-		return nil, "resource-constraint", "too many conferences on this server"
+		return nil, refuse(errNoRoom, "too many conferences on this server")
 	}
-	r = newRoom(s, roomJID, user)
+	r := newRoom(s, roomJID, user)
 	s.rooms[key] = r
 	s.opened[user]++
-	return r, "", ""
+	return r, nil
 }
 
 // dropRoom forgets r once it is empty and closed.

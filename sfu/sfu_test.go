@@ -606,11 +606,17 @@ func TestGlare(t *testing.T) {
 	held := alice.held[0]
 	alice.mu.Unlock()
 	alice.handle(held)
+	// Before offering again, alice waits until the server has nothing
+	// more to offer her: both of bob's tracks subscribed (the second may
+	// reach the server only after she answered the first offer, and its
+	// offer would cross hers) and offered, with no offer outstanding or
+	// due. A subscription and its offer are made under one hold of the
+	// lock, so this sees either neither or both.
 	part := alice.svc.room(testRoom).byPeer(alice.peer)
 	checkFor(t, 5*time.Second, func() bool {
 		part.mu.Lock()
 		defer part.mu.Unlock()
-		return part.pendingOffer == "" && !part.needNeg
+		return len(part.subs) == 2 && part.pendingOffer == "" && !part.needNeg
 	})
 	alice.offer()
 	gotMedia(alice, bob)
@@ -763,11 +769,17 @@ func TestPublisherRemovesTrack(t *testing.T) {
 		r := alice.trackFrom(bob.id, "video/")
 		return r != nil && len(r.payloads) > 0
 	})
+	// Before offering again, alice waits until the server has nothing
+	// more to offer her: both of bob's tracks subscribed (the second may
+	// reach the server only after she answered the first offer, and its
+	// offer would cross hers) and offered, with no offer outstanding or
+	// due. A subscription and its offer are made under one hold of the
+	// lock, so this sees either neither or both.
 	part := alice.svc.room(testRoom).byPeer(alice.peer)
 	checkFor(t, 5*time.Second, func() bool {
 		part.mu.Lock()
 		defer part.mu.Unlock()
-		return part.pendingOffer == "" && !part.needNeg
+		return len(part.subs) == 2 && part.pendingOffer == "" && !part.needNeg
 	})
 	var video *webrtc.RTPSender
 	for _, tr := range alice.pc.GetTransceivers() {

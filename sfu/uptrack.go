@@ -36,6 +36,10 @@ type upTrack struct {
 	caches []*forward.PacketCache // per layer, for retransmissions; nil for audio
 	fan    forward.Fanout
 
+	// unpublished is set by room.removeTrack before it unsubscribes
+	// anyone; subscribe refuses the track from then on.
+	unpublished atomic.Bool
+
 	audioLevelID uint8
 	levelSum     atomic.Uint64 // sum of audio levels since the last tick
 	levelN       atomic.Uint64

@@ -25,8 +25,8 @@ import (
 // Chat is what the link does to this node's chat service
 // (*chat.Service) on behalf of the other nodes. The other way, chat
 // tells the link about this node's sessions through chat.Publisher,
-// which Link implements: chat makes the link (chat.Config.Publisher)
-// from itself.
+// which Link implements: the link is made from chat, then set as its
+// publisher.
 type Chat interface {
 	// The mirror of the sessions other nodes serve, and this node's
 	// own sessions for a snapshot.
@@ -62,6 +62,10 @@ type Rooms interface {
 	// hosts now, telling its occupants to rejoin.
 	Adopt(ctx context.Context, room jid.JID)
 	Moved(ctx context.Context, room jid.JID)
+	// HostLost tells sess, a session of this node, that it is out of
+	// room, where it was nick, because the node hosting the room is gone;
+	// joining again places the room on a live node.
+	HostLost(ctx context.Context, sess chat.Session, room jid.JID, nick string)
 	// HandleRemote runs a stanza a user of another server sent to a
 	// room or conference (its from checked by federation).
 	HandleRemote(ctx context.Context, el *stanza.Element)
@@ -93,9 +97,10 @@ type Config struct {
 }
 
 // Link is one node's side of the cluster. Create it with New from this
-// node's chat service, as that service's publisher (chat.Config.Publisher):
-// chat tells it of the sessions this node serves, as they bind and close.
-// Pass its methods as the cluster's callbacks, then Attach the cluster.
+// node's chat service and make it that service's publisher
+// (chat.Service.SetPublisher) before any session binds: chat tells it of
+// the sessions this node serves, as they bind and close. Pass its
+// methods as the cluster's callbacks, then Attach the cluster.
 //
 // The cluster tells Handle which node sent a payload, and only passes on
 // payloads signed with the cluster secret. Beyond that, a node is
@@ -600,7 +605,7 @@ func (l *Link) NodeGone(ctx context.Context, id cluster.NodeID) {
 	for _, r := range sessions {
 		l.drop(ctx, r, true)
 	}
-	l.roomsGone(id)
+	l.roomsGone(ctx, id)
 }
 
 // HealthChanged is the cluster's HealthChanged. When the shared state is

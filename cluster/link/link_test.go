@@ -255,6 +255,7 @@ type fakeRooms struct {
 	closed  []string
 	adopted []string
 	moved   []string
+	lost    []string // "session room/nick" told their host is gone
 	seats   map[string]chat.Session
 	inUse   map[string]bool // rooms someone is in
 }
@@ -282,6 +283,15 @@ func (r *fakeRooms) Moved(ctx context.Context, room jid.JID) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.moved = append(r.moved, room.String())
+}
+func (r *fakeRooms) HostLost(ctx context.Context, sess chat.Session, room jid.JID, nick string) {
+	r.mu.Lock()
+	r.lost = append(r.lost, sess.JID().String()+" "+room.String()+"/"+nick)
+	r.mu.Unlock()
+	// What the session hears is the rooms' (conference.Service.HostLost);
+	// here, just that it hears.
+	sess.Send(stanza.New(stanza.NSClient, "presence").SetAttr("from", room.String()+"/"+nick).
+		SetAttr("to", sess.JID().String()).SetAttr("type", "unavailable"))
 }
 func (r *fakeRooms) InUse(ctx context.Context, room jid.JID) bool {
 	r.mu.Lock()
@@ -456,9 +466,14 @@ func TestRoomForwardedToHostAndHostDeath(t *testing.T) {
 	if _, ok := b.chat.remote["alice@x/pc"]; ok || !slices.Contains(b.chat.dropped, "alice@x/pc true") {
 		t.Fatalf("after a died: b's mirror %v, dropped %q", b.chat.remote, b.chat.dropped)
 	}
+	// b asks its rooms to tell bob; what he hears (110, 332) is theirs to
+	// build (conference.TestHostLost checks it).
+	if want := []string{"bob@x/phone room@conf.x/bo"}; !slices.Equal(b.rooms.lost, want) {
+		t.Fatalf("b's rooms told %q their host is gone, want %q", b.rooms.lost, want)
+	}
 	got := bob.received()
 	last := got[len(got)-1]
-	for _, want := range []string{"type='unavailable'", "room@conf.x/bo", "code='110'", "code='332'"} {
+	for _, want := range []string{"type='unavailable'", "room@conf.x/bo"} {
 		if !strings.Contains(last, want) {
 			t.Fatalf("bob's last stanza %s lacks %s", last, want)
 		}

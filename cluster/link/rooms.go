@@ -12,9 +12,6 @@ import (
 	"poosms.org/poosms/stanza"
 )
 
-// nsMUCUser is XEP-0045's namespace for room presence details.
-const nsMUCUser = "http://jabber.org/protocol/muc#user"
-
 // Room takes a stanza a local session sent to a room or conference (or to
 // the room service itself). The room is placed on one node of the cluster
 // at its first stanza; this node handles it when it is the host (or while
@@ -109,12 +106,11 @@ func (l *Link) roomStanza(ctx context.Context, from cluster.NodeID, full string,
 }
 
 // roomsGone tells local sessions seated in rooms that node hosted that
-// they are out of them (XEP-0045 status 332, with 110 for their own
-// presence); joining again places the room on a live node.
-func (l *Link) roomsGone(node cluster.NodeID) {
+// they are out of them (the rooms' HostLost); joining again places the
+// room on a live node.
+func (l *Link) roomsGone(ctx context.Context, node cluster.NodeID) {
 	type out struct {
-		full string
-		p    *stanza.Element
+		full, room, nick string
 	}
 	var tell []out
 	l.mu.Lock()
@@ -124,16 +120,7 @@ func (l *Link) roomsGone(node cluster.NodeID) {
 				continue
 			}
 			delete(rooms, room)
-			x := stanza.New(nsMUCUser, "x")
-			x.Append(stanza.New(nsMUCUser, "item").SetAttr("affiliation", "none").SetAttr("role", "none"))
-			x.Append(stanza.New(nsMUCUser, "status").SetAttr("code", "110"))
-			x.Append(stanza.New(nsMUCUser, "status").SetAttr("code", "332"))
-			p := stanza.New(stanza.NSClient, "presence").
-				SetAttr("from", room+"/"+seat.nick).
-				SetAttr("to", full).
-				SetAttr("type", "unavailable")
-			p.Append(x)
-			tell = append(tell, out{full, p})
+			tell = append(tell, out{full, room, seat.nick})
 		}
 		if len(rooms) == 0 {
 			delete(l.joined, full)
@@ -145,8 +132,12 @@ func (l *Link) roomsGone(node cluster.NodeID) {
 		if err != nil {
 			continue
 		}
+		room, err := jid.Parse(t.room)
+		if err != nil {
+			continue
+		}
 		if sess := l.local(j); sess != nil {
-			sess.Send(t.p)
+			l.cfg.Rooms.HostLost(ctx, sess, room, t.nick)
 		}
 	}
 }

@@ -172,51 +172,18 @@ func (c *lkClient) Tracks() []confclient.Track {
 
 // Publish sends what confclient.Client.Publish sends, every 20 ms.
 func (c *lkClient) Publish(keyEvery int) stopper {
-	m := &lkMedia{stop: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(m.done)
-		t := time.NewTicker(20 * time.Millisecond)
-		defer t.Stop()
-		lastReq := c.keyReqs.Load()
-		for n := 0; ; n++ {
-			select {
-			case <-m.stop:
-				return
-			case <-t.C:
-			}
-			if c.audio != nil {
-				_ = c.audio.WriteRTP(&rtp.Packet{
-					Header:  rtp.Header{Version: 2, SequenceNumber: uint16(n), Timestamp: uint32(n * 960)},
-					Payload: confclient.AudioPayload(c.name, n),
-				}, nil)
-			}
-			req := c.keyReqs.Load()
-			key := n%keyEvery == 0 || req != lastReq
-			lastReq = req
-			for i, v := range c.video {
-				name := c.name
-				if len(c.video) > 1 {
-					name += "-" + confclient.Layers[i]
-				}
-				_ = v.WriteRTP(&rtp.Packet{
-					Header:  rtp.Header{Version: 2, Marker: true, SequenceNumber: uint16(n + 1000*i), Timestamp: uint32(n * 3000)},
-					Payload: confclient.VideoPayload(name, n, key, confclient.LayerSizes[i]),
-				}, nil)
-			}
-		}
-	}()
-	return m
+	return confclient.Publisher{
+		Name: c.name, Audio: c.audio != nil, VideoLayers: len(c.video),
+		KeyEvery: keyEvery, KeyRequests: c.keyReqs.Load,
+	}.Start(c)
 }
 
-type lkMedia struct{ stop, done chan struct{} }
-
-func (m *lkMedia) Stop() {
-	select {
-	case <-m.stop:
-	default:
-		close(m.stop)
+// WriteRTP sends a packet of the publisher loop on the SDK's track.
+func (c *lkClient) WriteRTP(kind webrtc.RTPCodecType, layer int, p *rtp.Packet) error {
+	if kind == webrtc.RTPCodecTypeAudio {
+		return c.audio.WriteRTP(p, nil)
 	}
-	<-m.done
+	return c.video[layer].WriteRTP(p, nil)
 }
 
 // Close leaves the room and waits for the track readers.

@@ -29,10 +29,7 @@ func (n *node) openAccounts(ctx context.Context) error {
 // runAccounts starts applying deletions to the node's services; it is
 // stopped first at shutdown, before the services it touches.
 func (n *node) runAccounts() {
-	svc := accounts.Services{Sessions: n.c2s, Chat: n.chat, Exists: n.db.AccountExists}
-	if n.rooms != nil {
-		svc.Rooms = n.rooms
-	}
+	svc := accounts.Services{Sessions: n.c2s, Chat: n.chat, Rooms: n.conference, Exists: n.db.AccountExists}
 	if n.uploads != nil {
 		svc.Files = n.uploads
 	}

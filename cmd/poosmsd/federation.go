@@ -129,8 +129,8 @@ func (n *node) refuseRemote(ctx context.Context, el *stanza.Element) {
 // again, and so are the occupants it had in the rooms.
 func (n *node) remoteAvailability(domain string, up bool) {
 	n.chat.RemoteAvailability(domain, up)
-	if rooms := n.remoteRooms.Load(); rooms != nil && !up {
-		rooms.CheckRemoteDomain(domain)
+	if !up {
+		n.conference.CheckRemoteDomain(domain)
 	}
 }
 

@@ -20,15 +20,14 @@ import (
 
 	"poosms.org/poosms/chat"
 	"poosms.org/poosms/chat/accounts"
-	"poosms.org/poosms/chat/muc"
 	"poosms.org/poosms/chat/upload"
 	"poosms.org/poosms/cluster/link"
+	"poosms.org/poosms/conference"
 	"poosms.org/poosms/config"
 	"poosms.org/poosms/internal/clientaddr"
 	"poosms.org/poosms/internal/connlimit"
 	"poosms.org/poosms/internal/loginlimit"
 	"poosms.org/poosms/s2s"
-	"poosms.org/poosms/sfu"
 	"poosms.org/poosms/signaling"
 	"poosms.org/poosms/stanza"
 	"poosms.org/poosms/store"
@@ -73,15 +72,12 @@ type node struct {
 	chat    *chat.Service
 	c2s     *signaling.Server
 	turn    *turn.Server // nil when the relay is off
-	sfu     *sfu.Service
 	uploads *upload.Service
-	rooms   *muc.Service
-	link    *link.Link
-	s2s     *s2s.Server // federation; nil when off
-	router  *signaling.Router
-	// remoteRooms is the room service, once it runs, for federation to
-	// tell of lost servers.
-	remoteRooms atomic.Pointer[muc.Service]
+	// conference runs conference.DOMAIN: the rooms and their calls.
+	conference  *conference.Service
+	link        *link.Link
+	s2s         *s2s.Server // federation; nil when off
+	router      *signaling.Router
 	accounts    *accounts.Watcher
 	stopCluster func() // leaves the cluster; nil until joined
 	http        *http.Server
@@ -157,16 +153,16 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 		// Presence seen from a server whose streams broke waits for its
 		// answer to a new probe: time to reach it, and to hear back.
 		RemotePresenceTimeout: cfg.S2STimeout + 15*time.Second,
-		// Chat tells the link of the sessions it serves, for the other
-		// nodes: see newLink.
-		Publisher: n.newLink,
 	}, n.db)
 	if err != nil {
 		return n, err
 	}
 	n.closers = append(n.closers, func(context.Context) error { n.chat.Close(); return nil })
-	n.closers = append(n.closers, func(context.Context) error { n.link.Close(); return nil })
 	n.chat.AddFeature("jabber:iq:register") // password change and removal, answered by signaling
+	if err := n.newConference(); err != nil {
+		return n, err
+	}
+	n.newLink()
 	router := signaling.NewRouter(signaling.Service{
 		Handle: func(ctx context.Context, s *signaling.Session, el *stanza.Element) { n.chat.HandleStanza(ctx, s, el) },
 		// Chat tells the link (chat.Publisher): the link takes the JID

@@ -17,6 +17,7 @@ import (
 	"poosms.org/poosms/chat/directory"
 	"poosms.org/poosms/chat/muc"
 	"poosms.org/poosms/chat/upload"
+	"poosms.org/poosms/conference"
 	"poosms.org/poosms/config"
 	"poosms.org/poosms/sfu"
 	"poosms.org/poosms/signaling"
@@ -90,94 +91,80 @@ func (n *node) selfAddrs() []netip.Addr {
 	return own
 }
 
-// startRooms runs conference.DOMAIN: group rooms (XEP-0045) and, in the
-// same rooms, voice and video conferences through the SFU, which admits
-// only the room's occupants (as far as the room's rules allow) and shows
-// them as the room does.
-func (n *node) startRooms(router *signaling.Router) error {
+// newConference configures conference.DOMAIN: group rooms (XEP-0045)
+// and, in the same rooms, voice and video conferences through the SFU,
+// which admits only the room's occupants (as far as the room's rules
+// allow) and shows them as the room does; package conference wires the
+// two. The link is given it at once; it runs from startRooms on, and
+// drops what reaches it before.
+func (n *node) newConference() error {
 	cfg := n.cfg
-	domain := "conference." + cfg.Domain
-	var svc *sfu.Service // set below, before any stanza can arrive
-	rooms, err := muc.New(muc.Config{
-		Domain:       domain,
-		ServerDomain: cfg.Domain,
-		Retention:    cfg.ArchiveRetention,
-		HistoryBytes: cfg.WriteQueueBytes / 2,
-		Deliver:      n.chat.Deliver,
-
-		NewRoomsPerHour: cfg.MaxNewRoomsPerHour, // counted on the node hosting the new room
-
-		// A ban, a lost membership or leaving the room also ends the
-		// person's call; a new nickname shows there too.
-		AccessChanged: func(ctx context.Context, room jid.JID) { svc.Recheck(ctx, room) },
-		SendRemote:    n.federationSend(),
-		Logger:        n.log.With("service", "muc"),
-	}, n.db)
-	if err != nil {
-		return err
-	}
 	var public string
 	if cfg.PublicIP.IsValid() {
 		public = cfg.PublicIP.String()
 	}
-	svc, err = sfu.New(sfu.Config{
-		Domain:                domain,
-		UDPAddr:               cfg.MediaUDPAddr,
-		TCPAddr:               cfg.MediaTCPAddr,
-		PublicIP:              public,
-		ICEServers:            n.iceServers,
-		MaxParticipants:       cfg.MaxParticipants,
-		MaxConferences:        cfg.MaxConferences,
-		MaxConferencesPerUser: cfg.MaxConferencesPerUser,
-		IncludeLoopback:       loopbackMedia(cfg),
+	c, err := conference.New(conference.Config{
+		Domain: "conference." + cfg.Domain,
+		Rooms: muc.Config{
+			ServerDomain: cfg.Domain,
+			Retention:    cfg.ArchiveRetention,
+			HistoryBytes: cfg.WriteQueueBytes / 2,
+			Deliver:      n.chat.Deliver,
 
-		MaxTracksPerParticipant: cfg.MaxTracksPerParticipant,
-		MaxMediaSections:        cfg.MaxMediaSections,
-		// The room and its call run on one node (the room's host in a
-		// cluster), so the room's occupants are known where this runs.
-		Authorize: func(ctx context.Context, room jid.JID, p sfu.Peer) (string, error) {
-			return rooms.MayConference(ctx, room, p)
+			NewRoomsPerHour: cfg.MaxNewRoomsPerHour, // counted on the node hosting the new room
+
+			SendRemote: n.federationSend(),
+			Logger:     n.log.With("service", "muc"),
 		},
-		SeesRealJIDs: func(room jid.JID, viewer sfu.Peer) bool { return rooms.SeesRealJIDs(room, viewer) },
-		Logger:       n.log.With("service", "sfu"),
-	})
+		Calls: sfu.Config{
+			UDPAddr:               cfg.MediaUDPAddr,
+			TCPAddr:               cfg.MediaTCPAddr,
+			PublicIP:              public,
+			ICEServers:            n.iceServers,
+			MaxParticipants:       cfg.MaxParticipants,
+			MaxConferences:        cfg.MaxConferences,
+			MaxConferencesPerUser: cfg.MaxConferencesPerUser,
+			IncludeLoopback:       loopbackMedia(cfg),
+
+			MaxTracksPerParticipant: cfg.MaxTracksPerParticipant,
+			MaxMediaSections:        cfg.MaxMediaSections,
+			Logger:                  n.log.With("service", "sfu"),
+		},
+		// Users of other servers reach the rooms through federation,
+		// never with an address of this server.
+		Hosted: n.hosted,
+		Logger: n.log,
+	}, n.db)
 	if err != nil {
 		return err
 	}
-	n.sfu, n.rooms = svc, rooms
-	n.remoteRooms.Store(rooms)
-	n.closers = append(n.closers, func(context.Context) error { return svc.Close() })
+	n.conference = c
+	return nil
+}
+
+// startRooms opens the rooms and the SFU's media ports and routes
+// conference.DOMAIN to them.
+func (n *node) startRooms(router *signaling.Router) error {
+	if err := n.conference.Start(); err != nil {
+		return err
+	}
+	c := n.conference
+	n.closers = append(n.closers, func(context.Context) error { return c.Close() })
+	domain := "conference." + n.cfg.Domain
 	router.Handle(domain, signaling.Service{
 		// Each room and its conference run on one node of a cluster: the
-		// link hands the stanza to this node's services or to the host's.
+		// link hands the stanza to this node's conference service or to
+		// the host's.
 		Handle: func(ctx context.Context, s *signaling.Session, el *stanza.Element) { n.link.Room(ctx, s, el) },
 		// Rooms on other nodes learn of the end from the chat service's
 		// report to the cluster.
-		Closed: func(ctx context.Context, s *signaling.Session) { roomService{n}.SessionClosed(ctx, s) },
+		Closed: func(ctx context.Context, s *signaling.Session) { c.SessionClosed(ctx, s) },
 		// Users of other servers reach the rooms wherever the stream
 		// from their server arrives.
 		Remote: n.remoteToRoom,
 	})
 	n.chat.AddItem(domain, "Group rooms")
 	return nil
-}
-
-// conferenceIQ tells the SFU's stanzas from the rooms' on conference.DOMAIN:
-// IQs in the conference namespace, and results and errors addressed to a
-// bare room JID (answers to the SFU's own offers and candidates). Results
-// to room/nick answer requests the room relayed between occupants.
-func conferenceIQ(el *stanza.Element) bool {
-	if el.Local != "iq" {
-		return false
-	}
-	if t := el.Type(); t == "result" || t == "error" {
-		// (Answers to the service itself are the rooms': their checks on
-		// occupants of other servers.)
-		to, err := jid.Parse(el.To())
-		return err == nil && to.Resourcepart() == "" && to.Localpart() != ""
-	}
-	c := el.FirstElement()
-	return c != nil && c.Space == muc.NSConference
 }
 
 // registrar is the store's account changes; deletion goes through the

@@ -105,7 +105,7 @@ func TestTURNRefusesTheNodesOwnServices(t *testing.T) {
 		t.Error("CreatePermission to 127.0.0.2, this host, succeeded")
 	}
 	before := n.turn.Stats().SelfDropped
-	for _, own := range []net.Addr{n.sfu.UDPAddr(), n.turn.UDPAddr()} {
+	for _, own := range []net.Addr{n.conference.UDPAddr(), n.turn.UDPAddr()} {
 		if _, err := relayA.WriteTo([]byte("into the node"), own); err != nil {
 			t.Fatalf("relay write to %s: %v", own, err)
 		}

@@ -83,6 +83,8 @@ type Client struct {
 	Participant string             // our id, from <joined/>
 	ICEServers  []webrtc.ICEServer // from <joined/>
 
+	changed notifier // what until waits on
+
 	audio   *webrtc.TrackLocalStaticRTP
 	video   []*webrtc.TrackLocalStaticRTP // one, or one per layer
 	vtr     *webrtc.RTPTransceiver
@@ -264,6 +266,8 @@ func (c *Client) newPeerConnection() error {
 		return fmt.Errorf("confclient: peer connection: %w", err)
 	}
 	c.pc = pc
+	pc.OnConnectionStateChange(func(webrtc.PeerConnectionState) { c.changed.notify() })
+	pc.OnSignalingStateChange(func(webrtc.SignalingState) { c.changed.notify() })
 	pc.OnICECandidate(func(cand *webrtc.ICECandidate) {
 		if cand == nil {
 			c.sendAsync(stanza.New(NS, "end-of-candidates"))
@@ -287,6 +291,7 @@ func (c *Client) newPeerConnection() error {
 		c.mu.Lock()
 		c.tracks[tr.ID()] = t
 		c.mu.Unlock()
+		c.changed.notify()
 		for {
 			pkt, _, err := tr.ReadRTP()
 			if err != nil {
@@ -317,6 +322,7 @@ func (c *Client) newPeerConnection() error {
 				t.Senders[name]++
 			}
 			c.mu.Unlock()
+			c.changed.notify()
 		}
 	})
 	return nil
@@ -430,13 +436,13 @@ func (c *Client) Offer(ctx context.Context) error {
 	}
 }
 
+// waitStable waits, up to the client's timeout, until the server's offer
+// that crossed ours has been answered.
 func (c *Client) waitStable(ctx context.Context) error {
-	deadline := time.Now().Add(c.o.Timeout)
-	for c.pc.SignalingState() != webrtc.SignalingStateStable {
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return errors.New("confclient: the server's offer did not come")
-		}
-		time.Sleep(10 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
+	defer cancel()
+	if err := c.until(ctx, "the server's offer", func() bool { return c.pc.SignalingState() == webrtc.SignalingStateStable }); err != nil {
+		return fmt.Errorf("confclient: the server's offer did not come: %w", err)
 	}
 	return nil
 }
@@ -553,6 +559,7 @@ func (c *Client) handle(el *stanza.Element) {
 			}
 		}
 		c.mu.Unlock()
+		c.changed.notify()
 	}
 }
 
@@ -587,21 +594,49 @@ func (c *Client) WaitConnected(ctx context.Context) error {
 	return c.until(ctx, "connected", func() bool { return c.pc.ConnectionState() == webrtc.PeerConnectionStateConnected })
 }
 
-// until polls cond (state changes come from Pion's goroutines) until ctx
-// or the client's timeout ends.
+// until waits until cond is true, checking it again at every change of
+// the client's state (connection and signaling state, tracks, packets,
+// events), until ctx or three times the client's timeout ends.
 func (c *Client) until(ctx context.Context, what string, cond func() bool) error {
 	ctx, cancel := context.WithTimeout(ctx, 3*c.o.Timeout)
 	defer cancel()
-	t := time.NewTicker(10 * time.Millisecond)
-	defer t.Stop()
-	for !cond() {
+	for {
+		changed := c.changed.wait() // before cond: a change in between is not missed
+		if cond() {
+			return nil
+		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("confclient: %s: waiting for %s: %w (%s)", c.o.Name, what, ctx.Err(), c.Summary())
-		case <-t.C:
+		case <-changed:
 		}
 	}
-	return nil
+}
+
+// notifier wakes those waiting for a change. It costs nothing while
+// nobody waits, so it can be told of every packet.
+type notifier struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+// wait returns a channel closed at the next notify.
+func (n *notifier) wait() <-chan struct{} {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.ch == nil {
+		n.ch = make(chan struct{})
+	}
+	return n.ch
+}
+
+func (n *notifier) notify() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.ch != nil {
+		close(n.ch)
+		n.ch = nil
+	}
 }
 
 // WaitMedia waits until, for each publisher name, some remote track whose
@@ -771,69 +806,109 @@ func (m *Media) Stop() {
 // frame per layer, a keyframe every keyEvery frames (and right after a
 // keyframe request). Payloads name the sender (Name, or Name-RID).
 func (c *Client) Publish(keyEvery int) *Media {
-	m := &Media{stop: make(chan struct{}), done: make(chan struct{})}
-	var midID, ridID uint8
-	var mid string
-	if c.vtr != nil {
+	w := &pcWriter{c: c}
+	if c.vtr != nil && c.o.Simulcast {
 		for _, e := range c.vtr.Sender().GetParameters().HeaderExtensions {
 			switch e.URI {
 			case sdp.SDESMidURI:
-				midID = uint8(e.ID)
+				w.midID = uint8(e.ID)
 			case sdp.SDESRTPStreamIDURI:
-				ridID = uint8(e.ID)
+				w.ridID = uint8(e.ID)
 			}
 		}
-		mid = c.vtr.Mid()
+		w.mid = c.vtr.Mid()
+	}
+	return Publisher{
+		Name: c.o.Name, Audio: c.audio != nil, VideoLayers: len(c.video),
+		KeyEvery: keyEvery, KeyRequests: c.keyReqs.Load,
+	}.Start(w)
+}
+
+// pcWriter writes a Client's media to its local tracks, with the mid and
+// rid header extensions on simulcast layers, as a browser sends them.
+type pcWriter struct {
+	c            *Client
+	midID, ridID uint8
+	mid          string
+}
+
+func (w *pcWriter) WriteRTP(kind webrtc.RTPCodecType, layer int, p *rtp.Packet) error {
+	if kind == webrtc.RTPCodecTypeAudio {
+		return w.c.audio.WriteRTP(p)
+	}
+	if w.ridID != 0 {
+		_ = p.Header.SetExtension(w.midID, []byte(w.mid))
+		_ = p.Header.SetExtension(w.ridID, []byte(Layers[layer]))
+	}
+	return w.c.video[layer].WriteRTP(p)
+}
+
+// RTPWriter is where a Publisher's packets go: the audio track, or layer
+// layer (an index into Layers) of the video track.
+type RTPWriter interface {
+	WriteRTP(kind webrtc.RTPCodecType, layer int, p *rtp.Packet) error
+}
+
+// Publisher is the synthetic media one participant sends, whatever stack
+// carries it (confclient's own PeerConnection, or another server's SDK in
+// the load tool).
+type Publisher struct {
+	Name        string // written into every payload
+	Audio       bool   // an Opus packet every 20 ms
+	VideoLayers int    // VP8 layers: 0, 1, or len(Layers) for simulcast (named Name-RID)
+	KeyEvery    int    // a keyframe every KeyEvery frames
+	// KeyRequests counts keyframe requests from the server; a change makes
+	// the next frame a keyframe. Nil for none.
+	KeyRequests func() int64
+}
+
+// Start sends every 20 ms an Opus packet (if Audio) and a VP8 frame per
+// video layer through w until the returned Media is stopped. Write errors
+// are ignored: a packet the stack cannot send yet is lost, as on a
+// network.
+func (pub Publisher) Start(w RTPWriter) *Media {
+	m := &Media{stop: make(chan struct{}), done: make(chan struct{})}
+	keyReqs := pub.KeyRequests
+	if keyReqs == nil {
+		keyReqs = func() int64 { return 0 }
 	}
 	go func() {
 		defer close(m.done)
 		t := time.NewTicker(20 * time.Millisecond)
 		defer t.Stop()
-		lastReq := c.keyReqs.Load()
+		lastReq := keyReqs()
 		for n := 0; ; n++ {
 			select {
 			case <-m.stop:
 				return
 			case <-t.C:
 			}
-			if c.audio != nil {
-				_ = c.audio.WriteRTP(&rtp.Packet{
+			if pub.Audio {
+				_ = w.WriteRTP(webrtc.RTPCodecTypeAudio, 0, &rtp.Packet{
 					Header:  rtp.Header{Version: 2, SequenceNumber: uint16(n), Timestamp: uint32(n * 960)},
-					Payload: AudioPayload(c.o.Name, n),
+					Payload: audioPayload(pub.Name, n),
 				})
 			}
-			req := c.keyReqs.Load()
-			key := n%keyEvery == 0 || req != lastReq
+			req := keyReqs()
+			key := n%pub.KeyEvery == 0 || req != lastReq
 			lastReq = req
-			for i, v := range c.video {
-				name := c.o.Name
-				rid := ""
-				if c.o.Simulcast {
-					rid = Layers[i]
-					name += "-" + rid
+			for i := range pub.VideoLayers {
+				name := pub.Name
+				if pub.VideoLayers > 1 {
+					name += "-" + Layers[i]
 				}
-				p := &rtp.Packet{
+				_ = w.WriteRTP(webrtc.RTPCodecTypeVideo, i, &rtp.Packet{
 					Header:  rtp.Header{Version: 2, Marker: true, SequenceNumber: uint16(n + 1000*i), Timestamp: uint32(n * 3000)},
 					Payload: vp8Frame(name, n, key, LayerSizes[i]),
-				}
-				if rid != "" && ridID != 0 {
-					_ = p.Header.SetExtension(midID, []byte(mid))
-					_ = p.Header.SetExtension(ridID, []byte(rid))
-				}
-				_ = v.WriteRTP(p)
+				})
 			}
 		}
 	}()
 	return m
 }
 
-// AudioPayload is the synthetic Opus packet number n of sender name, as
-// Publish sends it (for load tools that publish through another stack).
-func AudioPayload(name string, n int) []byte { return append([]byte{0xfc}, payloadTag(name, n)...) }
-
-// VideoPayload is the synthetic VP8 frame number n of sender name (one
-// packet of size bytes; a keyframe if key), as Publish sends it.
-func VideoPayload(name string, n int, key bool, size int) []byte { return vp8Frame(name, n, key, size) }
+// audioPayload is the synthetic Opus packet number n of sender name.
+func audioPayload(name string, n int) []byte { return append([]byte{0xfc}, payloadTag(name, n)...) }
 
 // LayerSizes are the sizes of the synthetic VP8 frames of Layers, and of
 // the one layer without simulcast.
