@@ -8,7 +8,8 @@
 # second, loss, and relayed packets per server CPU-second (from /proc).
 #
 # Needs: Go, taskset, coturn (turnserver, turnutils_uclient,
-# turnutils_peer; Debian package coturn). Loopback only; ports 34000–34999.
+# turnutils_peer; Debian package coturn). Loopback only; ports 34000–34499
+# (--port-base moves them; poosmsd's relay ports are ephemeral).
 set -euo pipefail
 
 usage() {
@@ -22,6 +23,8 @@ usage: bench/turn-ceiling.sh [options]
   --server-cpu N       CPU the servers are pinned to                           [1]
   --load-cpu N         CPU the load tools and peers are pinned to              [0]
   --tools LIST         poosms-bench,uclient                                    [both]
+  --rt PRIO            run servers, load tools and peers SCHED_FIFO at PRIO (root)
+  --port-base P        first of 500 ports (coturn relays: the last 400)         [34000]
 EOF
 }
 
@@ -33,6 +36,8 @@ SIZE=200
 SERVER_CPU=1
 LOAD_CPU=0
 TOOLS=poosms-bench,uclient
+BASE=34000
+RT=()
 while [ $# -gt 0 ]; do
 	case $1 in
 	--rates) RATES=$2; shift 2 ;;
@@ -43,6 +48,8 @@ while [ $# -gt 0 ]; do
 	--server-cpu) SERVER_CPU=$2; shift 2 ;;
 	--load-cpu) LOAD_CPU=$2; shift 2 ;;
 	--tools) TOOLS=$2; shift 2 ;;
+	--port-base) BASE=$2; shift 2 ;;
+	--rt) RT=(chrt -f "$2"); shift 2 ;;
 	-h | --help) usage; exit 0 ;;
 	*) usage >&2; exit 2 ;;
 	esac
@@ -54,8 +61,8 @@ done
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TMP=$(mktemp -d /tmp/turn-ceiling.XXXXXX)
 SECRET=turn-ceiling-$$
-P_TURN=34478 P_C2S=34222 P_HTTP=34280 P_MEDIA=34882
-CT_TURN=34578 CT_RELAY_MIN=34600 CT_RELAY_MAX=34999 PEER_PORT=34480
+P_TURN=$BASE P_C2S=$((BASE + 1)) P_HTTP=$((BASE + 2)) P_MEDIA=$((BASE + 3))
+CT_TURN=$((BASE + 4)) PEER_PORT=$((BASE + 5)) CT_RELAY_MIN=$((BASE + 100)) CT_RELAY_MAX=$((BASE + 499))
 PIDS=()
 cleanup() {
 	for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -78,7 +85,7 @@ log "building into $TMP/bin"
 (cd "$ROOT" && go build -o "$TMP/bin/poosmsd" ./cmd/poosmsd && go build -o "$TMP/bin/poosms-bench" ./cmd/poosms-bench)
 
 mkdir -p "$TMP/poosms" "$TMP/coturn"
-taskset -c "$SERVER_CPU" "$TMP/bin/poosmsd" serve --data-dir "$TMP/poosms" --domain localhost --db sqlite \
+"${RT[@]}" taskset -c "$SERVER_CPU" "$TMP/bin/poosmsd" serve --data-dir "$TMP/poosms" --domain localhost --db sqlite \
 	--registration closed --log-level warn --metrics-addr "" --s2s-addr "" \
 	--c2s-addr "127.0.0.1:$P_C2S" --c2s-tls-addr "" --http-addr "127.0.0.1:$P_HTTP" \
 	--media-udp-addr "127.0.0.1:$P_MEDIA" --media-tcp-addr "" \
@@ -86,7 +93,7 @@ taskset -c "$SERVER_CPU" "$TMP/bin/poosmsd" serve --data-dir "$TMP/poosms" --dom
 	--turn-max-allocations 1000 >"$TMP/poosms/server.log" 2>&1 &
 POOSMS=$!
 PIDS+=("$POOSMS")
-taskset -c "$SERVER_CPU" turnserver --listening-ip 127.0.0.1 --listening-port "$CT_TURN" --relay-ip 127.0.0.1 \
+"${RT[@]}" taskset -c "$SERVER_CPU" turnserver --listening-ip 127.0.0.1 --listening-port "$CT_TURN" --relay-ip 127.0.0.1 \
 	--min-port "$CT_RELAY_MIN" --max-port "$CT_RELAY_MAX" --realm localhost \
 	--use-auth-secret --static-auth-secret "$SECRET" --allow-loopback-peers \
 	--no-cli --no-tls --no-dtls --no-tcp-relay --no-rfc5780 --fingerprint \
@@ -94,7 +101,7 @@ taskset -c "$SERVER_CPU" turnserver --listening-ip 127.0.0.1 --listening-port "$
 	--log-file "$TMP/coturn/turn.log" --simple-log --no-stdout-log >"$TMP/coturn/stdout.log" 2>&1 &
 COTURN=$!
 PIDS+=("$COTURN")
-taskset -c "$LOAD_CPU" turnutils_peer -L 127.0.0.1 -p "$PEER_PORT" >"$TMP/peer.log" 2>&1 &
+"${RT[@]}" taskset -c "$LOAD_CPU" turnutils_peer -L 127.0.0.1 -p "$PEER_PORT" >"$TMP/peer.log" 2>&1 &
 PIDS+=("$!")
 wait_udp "$P_TURN" || { tail "$TMP/poosms/server.log" >&2; exit 1; }
 wait_udp "$CT_TURN" || { tail "$TMP/coturn/stdout.log" >&2; exit 1; }
@@ -112,7 +119,7 @@ if want poosms-bench; then
 	for rate in $RATES; do
 		for s in poosms coturn; do
 			if [ $s = poosms ]; then port=$P_TURN pid=$POOSMS; else port=$CT_TURN pid=$COTURN; fi
-			out=$(taskset -c "$LOAD_CPU" "$TMP/bin/poosms-bench" turn --json --server "127.0.0.1:$port" --realm localhost \
+			out=$("${RT[@]}" taskset -c "$LOAD_CPU" "$TMP/bin/poosms-bench" turn --json --server "127.0.0.1:$port" --realm localhost \
 				--secret "$SECRET" --allocations 10 --rate "$rate" --size "$SIZE" --duration "$DURATION" --progress 0 --pid "$pid")
 			read -r pps loss cpu n < <(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(d["relayed_packets_per_second"], d["loss_percent"], d.get("server_cpu_seconds", 0), d["received_at_peer"] + d["echoed_back"])' "$out")
 			row poosms-bench "$((rate * 10)) pkts/s (10 × $rate)" $s "$pps" "$loss" "$cpu" "$n"
@@ -126,7 +133,7 @@ if want uclient; then
 			if [ $s = poosms ]; then port=$P_TURN pid=$POOSMS; else port=$CT_TURN pid=$COTURN; fi
 			c0=$(cpu_seconds "$pid")
 			t0=$(date +%s.%N)
-			taskset -c "$LOAD_CPU" turnutils_uclient -c -m "$clients" -n "$MESSAGES" -z 1 -l "$SIZE" \
+			"${RT[@]}" taskset -c "$LOAD_CPU" turnutils_uclient -c -m "$clients" -n "$MESSAGES" -z 1 -l "$SIZE" \
 				-e 127.0.0.1 -r "$PEER_PORT" -W "$SECRET" -u bench -p "$port" 127.0.0.1 >"$TMP/uclient.log" 2>&1 || true
 			t1=$(date +%s.%N)
 			c1=$(cpu_seconds "$pid")

@@ -6,6 +6,7 @@ import (
 
 	"mellium.im/xmpp/jid"
 
+	"poosms.org/poosms/internal/testfake"
 	"poosms.org/poosms/stanza"
 )
 
@@ -16,7 +17,7 @@ func (n *nullSession) JID() jid.JID               { return n.j }
 func (n *nullSession) Send(*stanza.Element) error { return nil }
 
 func BenchmarkChatMessageToBareJID(b *testing.B) {
-	svc, err := New(Config{Domain: "localhost"}, newMemStore("alice", "bob"))
+	svc, err := New(Config{Domain: "localhost"}, testfake.NewStore("alice", "bob"))
 	if err != nil {
 		b.Fatal(err)
 	}

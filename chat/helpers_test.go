@@ -3,10 +3,8 @@ package chat
 import (
 	"context"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,140 +13,8 @@ import (
 	"poosms.org/poosms/store"
 )
 
-// memStore is an in-memory Store with the contract of *store.DB.
-type memStore struct {
-	mu       sync.Mutex
-	accounts map[string]bool
-	roster   map[string]map[string]store.RosterItem
-	offline  map[string][]store.OfflineMessage
-	sender   map[int64]string // offline message ID → its sender
-	nextID   int64
-}
-
-var _ Store = (*memStore)(nil)
-
-func newMemStore(users ...string) *memStore {
-	m := &memStore{
-		accounts: map[string]bool{},
-		roster:   map[string]map[string]store.RosterItem{},
-		offline:  map[string][]store.OfflineMessage{},
-		sender:   map[int64]string{},
-	}
-	for _, u := range users {
-		m.accounts[u] = true
-	}
-	return m
-}
-
-func (m *memStore) AccountExists(_ context.Context, u string) (bool, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.accounts[u], nil
-}
-
-func (m *memStore) RosterItems(_ context.Context, owner string) ([]store.RosterItem, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var out []store.RosterItem
-	for _, it := range m.roster[owner] {
-		it.Groups = slices.Clone(it.Groups)
-		out = append(out, it)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Contact < out[j].Contact })
-	return out, nil
-}
-
-func (m *memStore) RosterItem(_ context.Context, owner, contact string) (store.RosterItem, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	it, ok := m.roster[owner][contact]
-	if !ok {
-		return store.RosterItem{}, store.ErrNotFound
-	}
-	it.Groups = slices.Clone(it.Groups)
-	return it, nil
-}
-
-func (m *memStore) PutRosterItem(_ context.Context, owner string, it store.RosterItem) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.roster[owner] == nil {
-		m.roster[owner] = map[string]store.RosterItem{}
-	}
-	it.Groups = slices.Clone(it.Groups)
-	m.roster[owner][it.Contact] = it
-	return nil
-}
-
-func (m *memStore) PutRosterItemWithin(ctx context.Context, owner string, it store.RosterItem, limit int) error {
-	m.mu.Lock()
-	_, ok := m.roster[owner][it.Contact]
-	n := len(m.roster[owner])
-	m.mu.Unlock()
-	if !ok && limit > 0 && n >= limit {
-		return store.ErrLimit
-	}
-	return m.PutRosterItem(ctx, owner, it)
-}
-
-func (m *memStore) DeleteRosterItem(_ context.Context, owner, contact string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	delete(m.roster[owner], contact)
-	return nil
-}
-
-func (m *memStore) PushOffline(ctx context.Context, owner, sender string, stamp time.Time, b []byte, limit int) error {
-	return m.PushOfflineWithin(ctx, owner, sender, stamp, b, limit, 0)
-}
-
-func (m *memStore) PushOfflineWithin(_ context.Context, owner, sender string, stamp time.Time, b []byte, limit, perSender int) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if len(m.offline[owner]) >= limit {
-		return store.ErrQueueFull
-	}
-	mine := 0
-	for _, o := range m.offline[owner] {
-		if m.sender[o.ID] == sender {
-			mine++
-		}
-	}
-	if perSender > 0 && mine >= perSender {
-		return store.ErrLimit
-	}
-	m.nextID++
-	m.sender[m.nextID] = sender
-	m.offline[owner] = append(m.offline[owner], store.OfflineMessage{ID: m.nextID, Stamp: stamp, Stanza: slices.Clone(b)})
-	return nil
-}
-
-func (m *memStore) OfflineMessages(_ context.Context, owner string) ([]store.OfflineMessage, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return slices.Clone(m.offline[owner]), nil
-}
-
-func (m *memStore) DeleteOffline(_ context.Context, owner string, upTo int64) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.offline[owner] = slices.DeleteFunc(m.offline[owner], func(o store.OfflineMessage) bool { return o.ID <= upTo })
-	return nil
-}
-
-func (m *memStore) queued(owner string) int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return len(m.offline[owner])
-}
-
-// item returns owner's stored item for contact, and whether there is one.
-func (m *memStore) item(owner, contact string) (store.RosterItem, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	it, ok := m.roster[owner][contact]
-	return it, ok
-}
+// The in-memory store of chat's tests meets chat's needs.
+var _ Store = (*testfake.Store)(nil)
 
 // fakeSession records what the service sends it.
 type fakeSession struct{ *testfake.Session }
@@ -210,18 +76,18 @@ func summary(el *stanza.Element) string {
 	return b.String()
 }
 
-// harness is a chat service on domain localhost with a memStore.
+// harness is a chat service on domain localhost with an in-memory store (testfake.Store).
 type harness struct {
 	t   *testing.T
 	svc *Service
-	st  *memStore // nil for a harness on a real database
-	db  Store     // what the service uses
+	st  *testfake.Store // nil for a harness on a real database
+	db  Store           // what the service uses
 	now time.Time
 }
 
 func newHarness(t *testing.T, cfg Config, users ...string) *harness {
 	t.Helper()
-	h := &harness{t: t, st: newMemStore(users...), now: time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)}
+	h := &harness{t: t, st: testfake.NewStore(users...), now: time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)}
 	h.db = h.st
 	cfg.Domain = "localhost"
 	cfg.Now = func() time.Time { return h.now }

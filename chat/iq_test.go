@@ -5,6 +5,7 @@ import (
 	"slices"
 	"testing"
 
+	"poosms.org/poosms/internal/testfake"
 	"poosms.org/poosms/stanza"
 )
 
@@ -170,7 +171,7 @@ func TestBadIQType(t *testing.T) {
 }
 
 func TestNewValidatesConfig(t *testing.T) {
-	st := newMemStore()
+	st := testfake.NewStore()
 	for _, cfg := range []Config{{}, {Domain: "a@b"}, {Domain: "localhost/x"}, {Domain: "localhost", OfflineLimit: -1}} {
 		if _, err := New(cfg, st); err == nil {
 			t.Errorf("New(%+v) accepted", cfg)

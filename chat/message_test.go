@@ -71,7 +71,7 @@ func TestMessageRouting(t *testing.T) {
 			for name, s := range sessions {
 				expect(t, name, s, tc.want[name]...)
 			}
-			if n := h.st.queued("carol"); n != tc.offline {
+			if n := h.st.Queued("carol"); n != tc.offline {
 				t.Errorf("carol has %d offline messages, want %d", n, tc.offline)
 			}
 		})
@@ -87,7 +87,7 @@ func TestOfflineMessagesDeliveredInOrderWithDelay(t *testing.T) {
 	}
 	h.send(a, `<message to='bob@localhost/phone'><body>m4</body></message>`)
 	expect(t, "alice gets no error", a)
-	if n := h.st.queued("bob"); n != 4 {
+	if n := h.st.Queued("bob"); n != 4 {
 		t.Fatalf("bob has %d offline messages, want 4", n)
 	}
 
@@ -103,7 +103,7 @@ func TestOfflineMessagesDeliveredInOrderWithDelay(t *testing.T) {
 		"message type=chat from=alice@localhost/a to=bob@localhost body=m2 delay=localhost@2026-11-25T10:01:30Z",
 		"message type=chat from=alice@localhost/a to=bob@localhost body=m3 delay=localhost@2026-11-25T10:03:00Z",
 		"message from=alice@localhost/a to=bob@localhost/phone body=m4 delay=localhost@2026-11-25T10:04:30Z")
-	if n := h.st.queued("bob"); n != 0 {
+	if n := h.st.Queued("bob"); n != 0 {
 		t.Errorf("%d offline messages left after delivery", n)
 	}
 
@@ -126,7 +126,7 @@ func TestOfflineQueueFullAnswersSender(t *testing.T) {
 	expect(t, "alice after two", a)
 	h.send(a, `<message type='chat' to='bob@localhost' id='m3'><body>m3</body></message>`)
 	expect(t, "alice after the third", a, "message type=error from=bob@localhost to=alice@localhost/a body=m3 error=resource-constraint")
-	if n := h.st.queued("bob"); n != 2 {
+	if n := h.st.Queued("bob"); n != 2 {
 		t.Errorf("bob has %d offline messages, want 2", n)
 	}
 }
@@ -138,7 +138,7 @@ func TestOfflineDeliveryStopsAtGoneSession(t *testing.T) {
 	b := h.bind("bob@localhost/b")
 	b.SetGone(ErrSessionGone) // the stream died before presence was handled
 	h.send(b, `<presence/>`)
-	if n := h.st.queued("bob"); n != 1 {
+	if n := h.st.Queued("bob"); n != 1 {
 		t.Errorf("bob has %d offline messages, want the undelivered one kept", n)
 	}
 }

@@ -6,30 +6,9 @@ import (
 	"strings"
 	"testing"
 
-	"poosms.org/poosms/internal/testenv"
+	"poosms.org/poosms/internal/testfake"
 	"poosms.org/poosms/stanza"
 )
-
-// slowSession is a session whose client reads slowly: Send fails when
-// its queue is full, as signaling's does, and SendWait waits for room.
-type slowSession struct {
-	*fakeSession
-	queue testenv.SlowReader
-}
-
-func (q *slowSession) Send(el *stanza.Element) error {
-	if err := q.queue.Take(); err != nil {
-		return err
-	}
-	return q.fakeSession.Send(el)
-}
-
-func (q *slowSession) SendWait(ctx context.Context, el *stanza.Element) error {
-	if err := q.queue.Wait(ctx); err != nil {
-		return err
-	}
-	return q.fakeSession.Send(el)
-}
 
 // An archive page is many stanzas the client asked for at once: it waits
 // for room in the client's queue (bounded in bytes, so a page of large
@@ -43,7 +22,7 @@ func TestArchivePageWaitsForRoom(t *testing.T) {
 	for i := range n {
 		h.send(a, `<message type='chat' to='bob@localhost' id='m`+strconv.Itoa(i)+`'><body>`+strconv.Itoa(i)+`</body></message>`)
 	}
-	bob := &slowSession{fakeSession: newFakeSession("bob@localhost/b"), queue: testenv.NewSlowReader()}
+	bob := testfake.NewSlowSession("bob@localhost/b")
 	h.svc.SessionBound(context.Background(), bob)
 	q, _ := stanza.Parse([]byte(`<iq type='set' id='q1'><query xmlns='urn:xmpp:mam:2' queryid='qq'>` + rsm(100, "") + `</query></iq>`))
 	q.SetAttr("from", bob.JID().String())
@@ -52,8 +31,11 @@ func TestArchivePageWaitsForRoom(t *testing.T) {
 		defer close(done)
 		h.svc.HandleStanza(context.Background(), bob, q)
 	}()
-	bob.queue.Read(t, done)
-	got := bob.take()
+	bob.Queue.Read(t, done)
+	var got []string
+	for _, el := range bob.Take() {
+		got = append(got, summary(el))
+	}
 	if len(got) != n+1 {
 		t.Fatalf("bob got %d stanzas, want %d results and the answer:\n%v", len(got), n, got)
 	}

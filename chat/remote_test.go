@@ -45,8 +45,8 @@ func TestRemoteSessions(t *testing.T) {
 	h.svc.DropRemote(context.Background(), bob, true)
 	expect(t, "alice after bob's node died", alice, "presence type=unavailable from=bob@localhost/phone to=alice@localhost")
 	h.send(alice, `<message type='chat' to='bob@localhost'><body>later</body></message>`)
-	if len(bob.take()) != 0 || h.st.queued("bob") != 1 {
-		t.Fatalf("after the drop: bob's mirror still routed to, or not queued offline (%d)", h.st.queued("bob"))
+	if len(bob.take()) != 0 || h.st.Queued("bob") != 1 {
+		t.Fatalf("after the drop: bob's mirror still routed to, or not queued offline (%d)", h.st.Queued("bob"))
 	}
 }
 
@@ -123,13 +123,13 @@ func TestUndeliverableGoesOffline(t *testing.T) {
 			t.Fatalf("queued %s", raw)
 		}
 	}
-	if h.st.queued("bob") != 1 {
-		t.Fatalf("bob has %d offline messages, want 1", h.st.queued("bob"))
+	if h.st.Queued("bob") != 1 {
+		t.Fatalf("bob has %d offline messages, want 1", h.st.Queued("bob"))
 	}
 	// bob is online here when a message is queued behind his back (by
 	// another node): DrainUser delivers it.
 	bob := h.online("bob@localhost/phone", 0)
-	if h.st.queued("bob") != 0 {
+	if h.st.Queued("bob") != 0 {
 		t.Fatal("login did not drain the queue")
 	}
 	h.st.PushOffline(ctx, "bob", "alice@localhost", h.now, []byte(`<message xmlns='jabber:client' type='chat' from='alice@localhost/a' to='bob@localhost'><body>y</body></message>`), 10)

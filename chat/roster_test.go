@@ -33,7 +33,7 @@ func TestRosterCRUDPushesToInterestedResources(t *testing.T) {
 		"iq type=set to=alice@localhost/one item=bob@localhost:remove",
 		"iq type=result to=alice@localhost/one")
 	expect(t, "a2 remove", a2, "iq type=set to=alice@localhost/two item=bob@localhost:remove")
-	if _, ok := h.st.item("alice", "bob@localhost"); ok {
+	if _, ok := h.st.Item("alice", "bob@localhost"); ok {
 		t.Error("removed item is still stored")
 	}
 

@@ -38,7 +38,7 @@ func TestSubscriptionHandshake(t *testing.T) {
 	expect(t, "alice sees her own update", a, "presence from=alice@localhost/a to=alice@localhost status=away")
 
 	for _, c := range []struct{ owner, contact string }{{"alice", "bob@localhost"}, {"bob", "alice@localhost"}} {
-		it, ok := h.st.item(c.owner, c.contact)
+		it, ok := h.st.Item(c.owner, c.contact)
 		if !ok || it.Subscription != store.SubBoth || it.AskOut || it.PendingIn || !it.Listed {
 			t.Errorf("%s's item for %s = %+v, %v; want listed both without pending", c.owner, c.contact, it, ok)
 		}
@@ -73,7 +73,7 @@ func TestSubscriptionRequestWaitsForPresenceThenDenied(t *testing.T) {
 		"iq type=set to=alice@localhost/a item=bob@localhost:none",
 		"presence type=unsubscribed from=bob@localhost to=alice@localhost")
 	expect(t, "bob", b)
-	if it, ok := h.st.item("bob", "alice@localhost"); ok {
+	if it, ok := h.st.Item("bob", "alice@localhost"); ok {
 		t.Errorf("bob still keeps %+v", it)
 	}
 }
@@ -141,7 +141,7 @@ func TestUnsubscribePaths(t *testing.T) {
 		a := h.online("alice@localhost/a", 0)
 		h.send(a, `<presence type='subscribe' to='zoe@remote.example'/>`)
 		expect(t, "alice", a, "presence type=error from=zoe@remote.example to=alice@localhost/a error=remote-server-not-found")
-		if _, ok := h.st.item("alice", "zoe@remote.example"); ok {
+		if _, ok := h.st.Item("alice", "zoe@remote.example"); ok {
 			t.Error("roster changed for an unreachable contact")
 		}
 	})
@@ -153,7 +153,7 @@ func TestUnsubscribePaths(t *testing.T) {
 		h.send(b, `<presence type='subscribed' to='alice@localhost'/>`)
 		expect(t, "alice", a)
 		expect(t, "bob", b)
-		if _, ok := h.st.item("bob", "alice@localhost"); ok {
+		if _, ok := h.st.Item("bob", "alice@localhost"); ok {
 			t.Error("a pre-approval was stored")
 		}
 	})

@@ -2,8 +2,12 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
+	"time"
 
 	"mellium.im/xmpp/jid"
 )
@@ -16,6 +20,7 @@ type Local struct {
 
 	mu       sync.Mutex
 	started  bool
+	stopped  bool
 	sessions map[string]map[string]NodeID // bare -> resource -> node
 	placed   map[string]struct{}
 }
@@ -36,18 +41,26 @@ func NewLocal(node Node, handler Handler) (*Local, error) {
 	}, nil
 }
 
-// Start marks the node joined.
+// Start marks the node joined, now (Node.Started). Calling it again does
+// nothing; a node that was stopped cannot start again.
 func (l *Local) Start(ctx context.Context) error {
 	l.mu.Lock()
-	l.started = true
-	l.mu.Unlock()
+	defer l.mu.Unlock()
+	if l.stopped {
+		return errors.New("cluster: start: node was stopped")
+	}
+	if !l.started {
+		l.started = true
+		l.node.Started = time.Now().UTC()
+	}
 	return nil
 }
 
-// Stop marks the node gone.
+// Stop marks the node gone. Calling it again does nothing.
 func (l *Local) Stop() {
 	l.mu.Lock()
 	l.started = false
+	l.stopped = true
 	l.mu.Unlock()
 }
 
@@ -110,7 +123,7 @@ func (l *Local) Unbind(ctx context.Context, full jid.JID, node NodeID) error {
 	return nil
 }
 
-// Resources lists bare's sessions.
+// Resources lists bare's sessions, sorted by resource.
 func (l *Local) Resources(ctx context.Context, bare jid.JID) ([]Entry, error) {
 	b := bare.Bare()
 	l.mu.Lock()
@@ -124,6 +137,7 @@ func (l *Local) Resources(ctx context.Context, bare jid.JID) ([]Entry, error) {
 		}
 		out = append(out, Entry{Full: full, Node: n})
 	}
+	slices.SortFunc(out, func(a, b Entry) int { return strings.Compare(a.Full.Resourcepart(), b.Full.Resourcepart()) })
 	return out, nil
 }
 

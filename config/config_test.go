@@ -123,6 +123,7 @@ func TestEverySettingFromEachSource(t *testing.T) {
 	want.ArchiveRetention = 720 * time.Hour
 	want.TURNMaxAllocations = 40
 	want.DebugAddr = "127.0.0.1:6060"
+	want.GCPercent = 25
 	want.UploadDir, want.UploadURL = "/srv/files", "https://chat.example.org/upload"
 	want.UploadMaxBytes, want.UploadQuotaBytes = 2048, 4096
 	want.ResumeTimeout = 30 * time.Second
@@ -167,7 +168,7 @@ func TestEverySettingFromEachSource(t *testing.T) {
 		"tls-cert": "/etc/cert.pem", "tls-key": "/etc/key.pem", "max-stanza-bytes": "65536", "max-presence-bytes": "8192",
 		"registration": "closed", "log-format": "json", "log-level": "warn", "auth-timeout": "10s",
 		"offline-limit": "50", "allow-plain": "false", "allow-insecure-loopback-auth": "true",
-		"inband-registration": "true", "resume-timeout": "30s", "archive-retention": "720h", "turn-max-allocations": "40", "debug-addr": "127.0.0.1:6060",
+		"inband-registration": "true", "resume-timeout": "30s", "archive-retention": "720h", "turn-max-allocations": "40", "debug-addr": "127.0.0.1:6060", "gc-percent": "25",
 		"upload-dir": "/srv/files", "upload-url": "https://chat.example.org/upload",
 		"upload-max-bytes": "2048", "upload-quota-bytes": "4096",
 		"max-sessions-per-user": "3", "login-failures": "7", "login-window": "1m", "idle-timeout": "90s",

@@ -214,6 +214,7 @@ func (t *frameTransport) next() (event, error) {
 }
 
 func (t *frameTransport) waitStanza() error { return nil }
+func (t *frameTransport) park(func()) bool  { return false }
 func (t *frameTransport) restart()          {}
 func (t *frameTransport) writeHeader(id, from string) error {
 	return t.put([]byte("<open xmlns='" + nsFraming + "' id='" + stanza.Escape(id) + "' from='" + stanza.Escape(from) + "' version='1.0'/>"))

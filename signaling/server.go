@@ -121,6 +121,10 @@ type Server struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	// idle watches the sockets of idle bound sessions, which then have
+	// no goroutine (parking.go); nil where that is not available.
+	idle *idleWaiter
 }
 
 // New validates cfg, fills defaults and returns a server that is not yet
@@ -219,6 +223,13 @@ func New(cfg Config, accounts Accounts, router *Router) (*Server, error) {
 // Start opens the TCP listeners and starts accepting. It returns once the
 // sockets are bound.
 func (s *Server) Start() error {
+	if s.idle == nil {
+		w, err := newIdleWaiter()
+		if err != nil {
+			s.log.Info("idle sessions keep a goroutine each", "why", err)
+		}
+		s.idle = w
+	}
 	if s.cfg.C2SAddr != "" {
 		if err := s.listen(s.cfg.C2SAddr, false); err != nil {
 			return err
@@ -277,6 +288,7 @@ func (s *Server) accept(ln net.Listener, directTLS bool) {
 			direct = s.cfg.TLS
 		}
 		t := newTCPTransport(conn, direct, s.cfg.MaxStanzaBytes, s.cfg.StanzaLimits, s.cfg.WriteTimeout)
+		t.idle = s.idle
 		pl, refused := s.admit(connlimit.AddrOf(conn.RemoteAddr()))
 		if refused != "" {
 			s.metrics.refused.WithLabelValues(kind, refused).Inc()
@@ -347,15 +359,18 @@ func (s *Server) serve(t transport, secure bool, pl places) *Session {
 	s.all[sess] = struct{}{}
 	s.wg.Add(1)
 	s.mu.Unlock()
+	// end runs when the connection is read no more; a bound connection
+	// whose client is idle has no goroutine meanwhile (parking.go), and
+	// stays counted in s.wg.
+	end := func() {
+		s.mu.Lock()
+		delete(s.all, sess)
+		s.mu.Unlock()
+		pl.negotiating()
+		pl.stream()
+		s.wg.Done()
+	}
 	go func() {
-		defer s.wg.Done()
-		defer func() {
-			s.mu.Lock()
-			delete(s.all, sess)
-			s.mu.Unlock()
-			pl.negotiating()
-			pl.stream()
-		}()
 		if tc, ok := t.(*tcpTransport); ok && tc.tls != nil {
 			ctx, cancel := context.WithTimeout(s.ctx, 15*time.Second)
 			err := tc.tls.HandshakeContext(ctx)
@@ -363,10 +378,11 @@ func (s *Server) serve(t transport, secure bool, pl places) *Session {
 			if err != nil {
 				sess.log.Debug("tls handshake failed", "err", err)
 				_ = t.close()
+				end()
 				return
 			}
 		}
-		sess.run(s.ctx)
+		sess.run(s.ctx, end)
 	}()
 	return sess
 }
@@ -598,6 +614,11 @@ func (s *Server) Close(ctx context.Context) error {
 	go func() {
 		s.wg.Wait()
 		close(done)
+	}()
+	defer func() {
+		if s.idle != nil {
+			s.idle.close() // every session has ended: none is parked
+		}
 	}()
 	select {
 	case <-done:

@@ -355,7 +355,11 @@ func newStreamID() string {
 // bit, at garbage collections; the reader waits for the client's next
 // stanza for the whole life of the session, mostly idle, and keeps only the
 // small stack that waiting needs.
-func (s *Session) run(ctx context.Context) {
+//
+// A bound connection's reader ends while its client is idle, and another
+// starts when the client sends (parking.go); end runs once reading the
+// connection is over for good.
+func (s *Session) run(ctx context.Context, end func()) {
 	t := s.t // this goroutine's connection, whichever session it serves
 	var target *Session
 	var err error
@@ -367,31 +371,58 @@ func (s *Session) run(ctx context.Context) {
 	<-done
 	if err != nil {
 		s.finishUnbound(err)
+		end()
 		return
 	}
-	target.serve(ctx, t)
+	target.serve(ctx, t, end)
 }
 
 // serve reads stanzas from t for this bound session until t fails, then
 // detaches (resumable) or ends the session.
-func (s *Session) serve(ctx context.Context, t transport) {
+func (s *Session) serve(ctx context.Context, t transport, end func()) {
 	s.wmu.Lock()
 	gen := s.gen
 	s.wmu.Unlock()
-	err := s.loop(ctx, t)
+	r := &reader{s: s, ctx: ctx, t: t, gen: gen, end: end}
+	r.wake = r.start
+	r.read()
+}
+
+// reader reads one connection of a bound session. Its goroutine ends
+// while the connection is parked; wake starts the next.
+type reader struct {
+	s    *Session
+	ctx  context.Context
+	t    transport
+	gen  int // the session's connection generation when t was attached
+	end  func()
+	wake func() // start, made once
+}
+
+func (r *reader) start() { r.read() }
+
+// read reads until the connection parks, or fails; then the session
+// detaches or ends.
+func (r *reader) read() {
+	s, t := r.s, r.t
+	err := s.loop(r.ctx, t, r.wake)
+	if err == errParked {
+		return
+	}
+	defer r.end()
 	s.wmu.Lock()
-	superseded := s.gen != gen
+	superseded := s.gen != r.gen
 	s.wmu.Unlock()
 	if superseded {
 		// The client resumed on another connection, which now reads.
 		_ = t.close()
 		return
 	}
-	if s.detach(t, gen, err) {
+	if s.detach(t, r.gen, err) {
 		return
 	}
 	s.finishBound(err)
-	s.teardown(ctx)
+	s.teardown(r.ctx)
 }
 
 // finishUnbound ends a stream that never bound: the reader is the only
@@ -466,13 +497,19 @@ func (s *Session) teardown(ctx context.Context) {
 	s.closeConn()
 }
 
-// loop reads stanzas after binding and hands them to the router.
-func (s *Session) loop(ctx context.Context, t transport) error {
+// loop reads stanzas after binding and hands them to the router, until
+// the connection fails, or has nothing more to read and is parked with
+// wake (errParked).
+func (s *Session) loop(ctx context.Context, t transport, wake func()) error {
 	for {
-		// Wait for the next stanza in this shallow frame: an idle session
-		// then keeps a small stack (memory_idle.go). A bound session has
-		// only the idle limit.
+		// A bound session has only the idle limit. With nothing to
+		// decode the connection parks (parking.go); where it cannot,
+		// the reader waits for the next stanza in this shallow frame: an
+		// idle session then keeps a small stack (memory_idle.go).
 		t.setReadLimits(s.srv.cfg.IdleTimeout, time.Time{})
+		if t.park(wake) {
+			return errParked
+		}
 		if err := t.waitStanza(); err != nil {
 			return err
 		}

@@ -60,6 +60,11 @@ type transport interface {
 	startTLS(cfg *tls.Config) error // errNoTLSUpgrade when not possible
 	tlsState() *tls.ConnectionState
 	remoteAddr() net.Addr
+	// park hands a connection with nothing to decode to the server's idle
+	// waiter, which calls wake on a goroutine of its own when the client
+	// sends, the idle limit passes or the connection is closed; false
+	// when it is not parked and the caller reads (parking.go).
+	park(wake func()) bool
 	// setReadLimits bounds reading: each read must bring data within idle,
 	// and nothing may be read after hard (zero: no hard limit).
 	setReadLimits(idle time.Duration, hard time.Time)
@@ -199,6 +204,20 @@ type tcpTransport struct {
 	limits   stanza.Limits
 	opened   bool
 	wtimeout time.Duration
+	// header replays the stream header to a new decoder (parking.go);
+	// "" when it cannot be.
+	header string
+
+	// Parking (parking.go). idle, fd and seq are set at creation; the
+	// others belong to whoever holds the connection: its reader, or
+	// while it is parked the idle waiter.
+	idle    *idleWaiter // nil: the reader waits on the socket itself
+	fd      int32       // the socket's descriptor, -1 if not a socket
+	seq     uint32
+	armed   bool        // registered with the waiter's epoll instance
+	expired bool        // parked past the idle limit
+	timer   *time.Timer // the idle limit while parked
+	wake    func()
 }
 
 // deadlineConn renews the read deadline before every read from the
@@ -247,7 +266,10 @@ func (d *deadlineConn) read(p []byte) (int, error) {
 func newTCPTransport(conn net.Conn, directTLS *tls.Config, maxBytes int64, limits stanza.Limits, writeTimeout time.Duration) *tcpTransport {
 	raw := &deadlineConn{Conn: conn}
 	raw.rc = raw.rawConn()
-	t := &tcpTransport{conn: raw, raw: raw, maxBytes: maxBytes, limits: limits, wtimeout: writeTimeout}
+	t := &tcpTransport{conn: raw, raw: raw, maxBytes: maxBytes, limits: limits, wtimeout: writeTimeout, fd: -1, seq: parkSeq.Add(1)}
+	if raw.rc != nil {
+		_ = raw.rc.Control(func(fd uintptr) { t.fd = int32(fd) })
+	}
 	if directTLS != nil {
 		t.tls = tls.Server(raw, directTLS)
 		t.conn = t.tls
@@ -260,10 +282,15 @@ func newTCPTransport(conn net.Conn, directTLS *tls.Config, maxBytes int64, limit
 
 func (t *tcpTransport) restart() {
 	t.dec = t.limits.NewDecoder(t.cr)
-	t.opened = false
+	t.opened, t.header = false, ""
 }
 
 func (t *tcpTransport) next() (event, error) {
+	if t.dec == nil {
+		if err := t.redecode(); err != nil {
+			return event{}, err
+		}
+	}
 	for {
 		t.cr.Limit = t.cr.N + t.maxBytes
 		tok, err := t.dec.Token()
@@ -283,6 +310,7 @@ func (t *tcpTransport) next() (event, error) {
 					return event{}, streamErr("invalid-namespace", "expected <stream:stream xmlns:stream='"+stanza.NSStream+"'>")
 				}
 				t.opened = true
+				t.header = replayableHeader(tk)
 				h := stanza.FromStart(tk)
 				// The default namespace must be jabber:client.
 				for _, a := range tk.Attr {
@@ -386,7 +414,18 @@ func (t *tcpTransport) remoteAddr() net.Addr { return t.conn.RemoteAddr() }
 func (t *tcpTransport) setReadLimits(idle time.Duration, hard time.Time) {
 	t.raw.idle, t.raw.hard = idle, hard
 }
-func (t *tcpTransport) close() error { return t.conn.Close() }
+
+// close closes the connection; a parked one is taken back from the idle
+// waiter first (before its descriptor can be reused) and woken, so that
+// its reader meets the closed connection and ends the session's part.
+func (t *tcpTransport) close() error {
+	parked := t.idle != nil && t.idle.claim(t)
+	err := t.conn.Close()
+	if parked {
+		go t.wake()
+	}
+	return err
+}
 
 // wsTransport is XMPP over WebSocket (RFC 7395): one element per text
 // frame, <open/> and <close/> in the framing namespace.
@@ -414,6 +453,8 @@ func newWSTransport(conn *websocket.Conn, remote net.Addr, st *tls.ConnectionSta
 func (t *wsTransport) restart() {}
 
 func (t *wsTransport) waitStanza() error { return nil }
+
+func (t *wsTransport) park(func()) bool { return false }
 
 func (t *wsTransport) next() (event, error) {
 	ctx := t.ctx

@@ -20,6 +20,16 @@ import (
 // what a recvfrom would. The calls go through the runtime's poller
 // (syscall.RawConn), so a goroutine waiting for data parks as usual.
 // Nothing allocates once the batch is made.
+//
+// A reader hands each batch to its consumer (the fast path) inside the
+// poller's read callback. When the consumer takes the whole batch and
+// the batch was not full, the socket was empty when it was read, so the
+// reader waits for the poller's next readiness edge straight away
+// instead of trying another recvmmsg that would only say EAGAIN: one
+// system call less each time a socket wakes up, which at light load is
+// every datagram. This is safe because the poller's readiness is reset
+// only when a RawConn.Read begins, not between the callback's calls, and
+// every datagram that arrives after a recvmmsg sets it again.
 
 // mmsghdr is struct mmsghdr, which x/sys/unix does not define.
 type mmsghdr struct {
@@ -40,15 +50,20 @@ type batchReader struct {
 	got      int
 	errno    syscall.Errno
 	readFn   func(fd uintptr) bool
+	// consume handles the first n datagrams of a batch just read and
+	// reports whether it took them all; when not, the caller of read
+	// takes over from where it stopped.
+	consume func(n int) bool
 }
 
-func newBatchReader(c *net.UDPConn, count, headroom, size int) (*batchReader, error) {
+func newBatchReader(c *net.UDPConn, count, headroom, size int, consume func(n int) bool) (*batchReader, error) {
 	rc, err := c.SyscallConn()
 	if err != nil {
 		return nil, fmt.Errorf("turn: batch reader: %w", err)
 	}
 	r := &batchReader{rc: rc, hdrs: make([]mmsghdr, count), iovs: make([]unix.Iovec, count),
-		names: make([]unix.RawSockaddrAny, count), bufs: make([][]byte, count), headroom: headroom}
+		names: make([]unix.RawSockaddrAny, count), bufs: make([][]byte, count), headroom: headroom,
+		consume: consume}
 	for i := range r.hdrs {
 		r.bufs[i] = make([]byte, headroom+size)
 		r.iovs[i].Base = &r.bufs[i][headroom]
@@ -62,33 +77,48 @@ func newBatchReader(c *net.UDPConn, count, headroom, size int) (*batchReader, er
 }
 
 func (r *batchReader) recv(fd uintptr) bool {
-	for i := range r.hdrs {
-		r.hdrs[i].hdr.Namelen = unix.SizeofSockaddrAny
-		r.hdrs[i].hdr.Flags = 0
-	}
-	n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.hdrs[0])), uintptr(len(r.hdrs)),
-		unix.MSG_DONTWAIT, 0, 0)
-	if errno == unix.EAGAIN || errno == unix.EINTR {
+	for {
+		for i := range r.hdrs {
+			r.hdrs[i].hdr.Namelen = unix.SizeofSockaddrAny
+			r.hdrs[i].hdr.Flags = 0
+		}
+		n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.hdrs[0])), uintptr(len(r.hdrs)),
+			unix.MSG_DONTWAIT, 0, 0)
+		switch errno {
+		case 0:
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false
+		default:
+			r.errno = errno
+			return true
+		}
+		if !r.consume(int(n)) || int(n) == len(r.hdrs) {
+			// The consumer stopped at a datagram for the caller, or the
+			// batch was full and more may be waiting: back to the caller,
+			// which reads again.
+			return true
+		}
+		// All taken and the socket was empty: wait for the next edge.
 		return false
 	}
-	r.got, r.errno = int(n), errno
-	return true
 }
 
-// read waits for datagrams and reads as many as are waiting, up to the
-// batch size. It returns how many.
-func (r *batchReader) read() (int, error) {
-	r.got, r.errno = 0, 0
+// read waits for datagrams and hands them to the consumer, batch by
+// batch, until the consumer stops at one or a full batch was read.
+func (r *batchReader) read() error {
+	r.errno = 0
 	if err := r.rc.Read(r.readFn); err != nil {
-		return 0, err
+		return err
 	}
 	if r.errno != 0 {
 		if r.errno == unix.EBADF {
-			return 0, net.ErrClosed
+			return net.ErrClosed
 		}
-		return 0, r.errno
+		return r.errno
 	}
-	return r.got, nil
+	return nil
 }
 
 // packet returns datagram i of the last read: its buffer (data at

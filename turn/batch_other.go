@@ -16,19 +16,21 @@ type batchReader struct {
 	headroom int
 	n        int
 	from     netip.AddrPort
+	consume  func(n int) bool
 }
 
-func newBatchReader(c *net.UDPConn, _, headroom, size int) (*batchReader, error) {
-	return &batchReader{c: c, buf: make([]byte, headroom+size), headroom: headroom}, nil
+func newBatchReader(c *net.UDPConn, _, headroom, size int, consume func(n int) bool) (*batchReader, error) {
+	return &batchReader{c: c, buf: make([]byte, headroom+size), headroom: headroom, consume: consume}, nil
 }
 
-func (r *batchReader) read() (int, error) {
+func (r *batchReader) read() error {
 	n, from, err := r.c.ReadFromUDPAddrPort(r.buf[r.headroom:])
 	if err != nil {
-		return 0, err
+		return err
 	}
 	r.n, r.from = n, unmapAP(from)
-	return 1, nil
+	r.consume(1)
+	return nil
 }
 
 func (r *batchReader) packet(int) ([]byte, int, netip.AddrPort) { return r.buf, r.n, r.from }

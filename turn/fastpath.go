@@ -460,11 +460,13 @@ type listenConn struct {
 }
 
 func newListenConn(c *udpConn, fast *fastPath) (*listenConn, error) {
-	r, err := newBatchReader(c.UDPConn, listenerBatch, 0, relayMTU)
+	lc := &listenConn{udpConn: c, fast: fast, queued: make([]*relayConn, 0, listenerBatch)}
+	r, err := newBatchReader(c.UDPConn, listenerBatch, 0, relayMTU, lc.consume)
 	if err != nil {
 		return nil, err
 	}
-	return &listenConn{udpConn: c, fast: fast, reader: r, queued: make([]*relayConn, 0, listenerBatch)}, nil
+	lc.reader = r
+	return lc, nil
 }
 
 // flush sends the datagrams queued for peers, one sendmmsg per relay
@@ -478,28 +480,42 @@ func (c *listenConn) flush() {
 	c.queued = c.queued[:0]
 }
 
-func (c *listenConn) ReadFrom(b []byte) (int, net.Addr, error) {
-	for {
-		for c.next < c.count {
-			buf, n, from := c.reader.packet(c.next)
-			c.next++
-			if n < relayMTU {
-				if rc, data, peer := c.fast.fromClient(buf[:n], from); rc != nil {
-					c.toPeer(rc, data, peer)
-					continue
-				}
-			}
-			// The engine gets this one, after what was relayed before it.
-			// A datagram filling the buffer may have been cut short; the
-			// engine drops those.
-			c.flush()
-			return copy(b, buf[:n]), c.addr(from), nil
+// consume takes a batch the reader just read and relays what the fast
+// path may; it reports whether that was all of it.
+func (c *listenConn) consume(n int) bool {
+	c.next, c.count = 0, n
+	return !c.drain()
+}
+
+// drain relays the datagrams of the last read from c.next on until one
+// is for the engine, and then reports true with c.next at that one. What
+// it relayed is sent first.
+func (c *listenConn) drain() bool {
+	for ; c.next < c.count; c.next++ {
+		buf, n, from := c.reader.packet(c.next)
+		// A datagram filling the buffer may have been cut short; the
+		// engine drops those.
+		if n >= relayMTU {
+			break
 		}
-		c.flush()
-		count, err := c.reader.read()
-		if err != nil {
+		rc, data, peer := c.fast.fromClient(buf[:n], from)
+		if rc == nil {
+			break
+		}
+		c.toPeer(rc, data, peer)
+	}
+	c.flush()
+	return c.next < c.count
+}
+
+func (c *listenConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	for !c.drain() {
+		if err := c.reader.read(); err != nil {
 			return 0, nil, err
 		}
-		c.next, c.count = 0, count
 	}
+	// The engine gets this one, after what was relayed before it.
+	buf, n, from := c.reader.packet(c.next)
+	c.next++
+	return copy(b, buf[:n]), c.addr(from), nil
 }

@@ -528,3 +528,53 @@ func TestParseSend(t *testing.T) {
 		}
 	}
 }
+
+// TestFastPathMixedBursts: bursts in which datagrams for the engine (an
+// unbound channel, a peer without a permission) sit between relayed
+// ones, so that one read holds both, arrive in order and nothing is left
+// waiting in a socket afterwards.
+func TestFastPathMixedBursts(t *testing.T) {
+	srv := startFastServer(t, relayToLoopback, 0)
+	c, relayAddr := newRawClient(t, srv, "alice")
+	p, pAddr := peerOn(t, "127.0.0.1")
+	q, _ := peerOn(t, "127.0.0.2") // never permitted
+	if err := c.bindChannel(0x4001, pAddr); err != nil {
+		t.Fatal(err)
+	}
+	const burst = 40
+	for round := range 3 {
+		for i := range burst {
+			c.channelData(t, 0x4001, fmt.Appendf(nil, "to peer %d.%d", round, i))
+			if i%7 == 3 {
+				c.channelData(t, 0x4002, []byte("unbound channel"))
+			}
+		}
+		for i := range burst {
+			if got, want := peerReceive(t, p, relayAddr), fmt.Sprintf("to peer %d.%d", round, i); got != want {
+				t.Fatalf("peer got %q, want %q", got, want)
+			}
+		}
+		for i := range burst {
+			sendFrom(t, p, relayAddr, fmt.Sprintf("to client %d.%d", round, i))
+			if i%5 == 2 {
+				sendFrom(t, q, relayAddr, "unpermitted peer")
+			}
+		}
+		for i := range burst {
+			want := relayed{channel: 0x4001, data: fmt.Sprintf("to client %d.%d", round, i)}
+			if got := c.receive(t); got != want {
+				t.Fatalf("client got %+v, want %+v", got, want)
+			}
+		}
+	}
+	// A lone datagram after the bursts still goes through both ways.
+	c.channelData(t, 0x4001, []byte("last"))
+	if got := peerReceive(t, p, relayAddr); got != "last" {
+		t.Errorf("peer got %q, want the last datagram", got)
+	}
+	sendFrom(t, p, relayAddr, "last back")
+	if got := c.receive(t); got != (relayed{channel: 0x4001, data: "last back"}) {
+		t.Errorf("client got %+v, want the last datagram back", got)
+	}
+	expectNothing(t, p, "peer")
+}

@@ -248,29 +248,41 @@ func (c *relayConn) ReadFrom(b []byte) (int, net.Addr, error) {
 			c.dropped.Add(1)
 		}
 	}
-	for {
-		for c.next < c.count {
-			buf, n, from := c.reader.packet(c.next)
-			c.next++
-			if c.guard.blocksAddrPort(from) {
-				c.dropped.Add(1)
-				continue
-			}
-			if n < relayMTU && c.fromPeer(buf, n, from) {
-				continue
-			}
-			// The engine gets this one: what the fast path queued before
-			// it goes first.
-			c.writer.flush()
-			return copy(b, buf[relayHeadroom:relayHeadroom+n]), c.addr(from), nil
-		}
-		c.writer.flush()
-		count, err := c.reader.read()
-		if err != nil {
+	for !c.drain() {
+		if err := c.reader.read(); err != nil {
 			return 0, nil, err
 		}
-		c.next, c.count = 0, count
 	}
+	// The engine gets this one: what the fast path queued before it went
+	// first.
+	buf, n, from := c.reader.packet(c.next)
+	c.next++
+	return copy(b, buf[relayHeadroom:relayHeadroom+n]), c.addr(from), nil
+}
+
+// consume takes a batch the reader just read and relays what the fast
+// path may; it reports whether that was all of it.
+func (c *relayConn) consume(n int) bool {
+	c.next, c.count = 0, n
+	return !c.drain()
+}
+
+// drain relays (or, for this host's own addresses, drops) the datagrams
+// of the last read from c.next on until one is for the engine, and then
+// reports true with c.next at that one. What it relayed is sent first.
+func (c *relayConn) drain() bool {
+	for ; c.next < c.count; c.next++ {
+		buf, n, from := c.reader.packet(c.next)
+		if c.guard.blocksAddrPort(from) {
+			c.dropped.Add(1)
+			continue
+		}
+		if n >= relayMTU || !c.fromPeer(buf, n, from) {
+			break
+		}
+	}
+	c.writer.flush()
+	return c.next < c.count
 }
 
 func (c *relayConn) Close() error {

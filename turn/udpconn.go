@@ -105,7 +105,7 @@ func (g *relayGenerator) AllocatePacketConn(network string, port int) (net.Packe
 	rc.chans = make(map[uint16]netip.AddrPort)
 	rc.peers = make(map[netip.AddrPort]uint16)
 	if rc.listener != nil {
-		if rc.reader, err = newBatchReader(c, relayBatch, relayHeadroom, relayMTU); err == nil {
+		if rc.reader, err = newBatchReader(c, relayBatch, relayHeadroom, relayMTU, rc.consume); err == nil {
 			rc.writer, err = newBatchWriter(rc.listener.UDPConn, relayBatch)
 		}
 		if err == nil {

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"poosms.org/poosms/internal/testenv"
+	"poosms.org/poosms/internal/testfake"
 	"poosms.org/poosms/stanza"
 )
 
@@ -35,27 +35,6 @@ func TestHistoryOnJoinBoundedInBytes(t *testing.T) {
 	}
 }
 
-// slowSession is a session whose client reads slowly: Send fails when
-// its queue is full, as signaling's does, and SendWait waits for room.
-type slowSession struct {
-	*fakeSession
-	queue testenv.SlowReader
-}
-
-func (q *slowSession) Send(el *stanza.Element) error {
-	if err := q.queue.Take(); err != nil {
-		return err
-	}
-	return q.fakeSession.Send(el)
-}
-
-func (q *slowSession) SendWait(ctx context.Context, el *stanza.Element) error {
-	if err := q.queue.Wait(ctx); err != nil {
-		return err
-	}
-	return q.fakeSession.Send(el)
-}
-
 // A room's archive page waits for room in the asker's queue rather than
 // stopping when the queue is full: it is many stanzas asked for at once.
 func TestArchivePageWaitsForRoom(t *testing.T) {
@@ -66,7 +45,7 @@ func TestArchivePageWaitsForRoom(t *testing.T) {
 	for i := range n {
 		h.send(alice, `<message type='groupchat' to='r@conference.localhost'><body>`+strconv.Itoa(i)+`</body></message>`)
 	}
-	bob := &slowSession{fakeSession: newFakeSession("bob@localhost/b"), queue: testenv.NewSlowReader()}
+	bob := testfake.NewSlowSession("bob@localhost/b")
 	q, _ := stanza.Parse([]byte(`<iq type='set' id='q' to='r@conference.localhost'><query xmlns='urn:xmpp:mam:2' queryid='Q1'/></iq>`))
 	q.SetAttr("from", bob.JID().String())
 	done := make(chan struct{})
@@ -74,8 +53,8 @@ func TestArchivePageWaitsForRoom(t *testing.T) {
 		defer close(done)
 		h.svc.HandleStanza(context.Background(), bob, q)
 	}()
-	bob.queue.Read(t, done)
-	got := bob.takeEls()
+	bob.Queue.Read(t, done)
+	got := bob.Take()
 	if len(got) != n+1 || got[n].Local != "iq" || got[n].Type() != "result" {
 		t.Fatalf("bob got %d stanzas, want %d results and the answer", len(got), n)
 	}

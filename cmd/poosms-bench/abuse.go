@@ -40,20 +40,20 @@ var abuseKinds = []string{"oversized", "nested", "wide", "pep", "offline", "offe
 var xmppAttacks = []string{"oversized", "nested", "wide", "pep", "offline", "offers", "sinks"}
 
 type abuseOptions struct {
-	addr, httpAddr, domain, userPrefix, password, mechanism, sources string
-	floodSource                                                      string
-	kinds                                                            []string
-	chatters                                                         int
-	rate                                                             float64
-	baseline, duration                                               time.Duration
-	stanzaBytes, depth, wideElements                                 int
-	sinks, sinkStanzaBytes                                           int
-	pepItemBytes                                                     int
-	offlineRate                                                      float64
-	mediaSections                                                    int
-	slowConns, conns                                                 int
-	pid                                                              int
-	json                                                             bool
+	clientFlags
+	httpAddr, sources, floodSource   string
+	kinds                            []string
+	chatters                         int
+	rate                             float64
+	baseline, duration               time.Duration
+	stanzaBytes, depth, wideElements int
+	sinks, sinkStanzaBytes           int
+	pepItemBytes                     int
+	offlineRate                      float64
+	mediaSections                    int
+	slowConns, conns                 int
+	pid                              int
+	json                             bool
 }
 
 // attackStat is what one kind of attack did and what the server made of it.
@@ -139,12 +139,9 @@ func abuseCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	var o abuseOptions
 	fs := pflag.NewFlagSet("abuse", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&o.addr, "addr", "127.0.0.1:5222", "server address (STARTTLS port)")
+	o.register(fs, "server address (STARTTLS port)",
+		"accounts are PREFIX0, PREFIX1, …: chatters, 2 for the check afterwards, one per XMPP attack, sinks, the offline victim (they must exist)")
 	fs.StringVar(&o.httpAddr, "http-addr", "127.0.0.1:5280", "server's HTTP address, for slow request bodies (empty: no slowhttp attack)")
-	fs.StringVar(&o.domain, "domain", "localhost", "XMPP domain")
-	fs.StringVar(&o.userPrefix, "user-prefix", "bench", "accounts are PREFIX0, PREFIX1, …: chatters, 2 for the check afterwards, one per XMPP attack, sinks, the offline victim (they must exist)")
-	fs.StringVar(&o.password, "password", "bench-password", "password of every bench account")
-	fs.StringVar(&o.mechanism, "mechanism", "SCRAM-SHA-256", "SASL mechanism")
 	fs.StringSliceVar(&o.kinds, "attacks", abuseKinds, "attacks to run: "+strings.Join(abuseKinds, ","))
 	fs.IntVar(&o.chatters, "chatters", 10, "normal clients chatting throughout, one to one and in a room of their own")
 	fs.Float64Var(&o.rate, "rate", 20, "chatters' messages per second, all together")
@@ -224,8 +221,7 @@ type abuseRun struct {
 }
 
 func runAbuse(ctx context.Context, o abuseOptions, srcs []netip.Addr, flood netip.Addr, progress io.Writer) (*abuseResult, error) {
-	f := &floodRun{o: floodOptions{addr: o.addr, domain: o.domain, userPrefix: o.userPrefix, password: o.password,
-		mechanism: o.mechanism, rate: o.rate}, srcs: srcs, log: progress}
+	f := &floodRun{o: floodOptions{clientFlags: o.clientFlags, rate: o.rate}, srcs: srcs, log: progress}
 	f.chatJID = fmt.Sprintf("abuse-chat-%x@conference.%s", time.Now().UnixNano(), o.domain)
 	a := &abuseRun{o: o, f: f, srcs: srcs, flood: flood, log: progress, victim: o.userPrefix + strconv.Itoa(o.victim()) + "@" + o.domain}
 	res := &abuseResult{Chatters: o.chatters, Rate: o.rate, LoadBefore: loadAverage()}
@@ -260,10 +256,9 @@ func runAbuse(ctx context.Context, o abuseOptions, srcs []netip.Addr, flood neti
 		}
 	}
 	fmt.Fprintf(progress, "%d chatters and %d sinks logged in; %s of chat without the attack\n", o.chatters, len(a.sinks), o.baseline)
-	cpu0, _ := processCPU(o.pid)
-	res.RSSBefore, _ = processRSS(o.pid)
-	rss := &rssSampler{pid: o.pid}
-	stopRSS := rss.run()
+	server := sampleServer(o.pid)
+	res.RSSBefore, _ = server.rss()
+	server.watchPeak()
 
 	start := time.Now()
 	if o.baseline > 0 {
@@ -301,10 +296,10 @@ func runAbuse(ctx context.Context, o abuseOptions, srcs []netip.Addr, flood neti
 	a.settleChat(ctx)
 
 	res.ServerServes, res.ServeCheck = a.serves(ctx)
-	res.RSSAfter, _ = processRSS(o.pid)
-	res.RSSPeak = stopRSS()
-	if cpu1, err := processCPU(o.pid); err == nil {
-		res.ServerCPUSecs = cpu1 - cpu0
+	res.RSSAfter, _ = server.rss()
+	res.RSSPeak = server.peakRSS()
+	if cpu, ok := server.cpu(); ok {
+		res.ServerCPUSecs = cpu
 	}
 	res.LoadAfter = loadAverage()
 	for _, st := range counts {
@@ -396,11 +391,7 @@ func (a *abuseRun) attack(ctx context.Context, kind string, st *attackCounts) {
 // as refused and any other failure as failed; after a failure it waits a
 // little before the caller tries again.
 func (a *abuseRun) login(ctx context.Context, i int, st *attackCounts) *xmppclient.Client {
-	c, err := xmppclient.Dial(ctx, xmppclient.Options{
-		Addr: a.o.addr, Domain: a.o.domain, Username: a.o.userPrefix + strconv.Itoa(i), Password: a.o.password,
-		Resource: "abuse", Mechanism: a.o.mechanism, Timeout: 30 * time.Second,
-		LocalAddr: &net.TCPAddr{IP: a.srcs[i%len(a.srcs)].AsSlice()},
-	})
+	c, err := xmppclient.Dial(ctx, a.o.login(a.o.addr, i, "abuse", a.srcs[i%len(a.srcs)]))
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -22,11 +21,8 @@ import (
 )
 
 type chatOptions struct {
-	addr, domain     string
+	clientFlags
 	clients          int
-	userPrefix       string
-	password         string
-	mechanism        string
 	rates            []float64 // offered messages per second, all clients together, one step each; 0 = idle
 	duration         time.Duration
 	drain            time.Duration
@@ -140,12 +136,9 @@ func chatCommand(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	var o chatOptions
 	fs := pflag.NewFlagSet("chat", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&o.addr, "addr", "127.0.0.1:5222", "server address (STARTTLS port); several, comma-separated, spread the clients over the nodes of a cluster (client i on address i mod n)")
-	fs.StringVar(&o.domain, "domain", "localhost", "XMPP domain")
+	o.register(fs, "server address (STARTTLS port); several, comma-separated, spread the clients over the nodes of a cluster (client i on address i mod n)",
+		"accounts are PREFIX0, PREFIX1, … (they must exist)")
 	fs.IntVar(&o.clients, "clients", 100, "clients to log in")
-	fs.StringVar(&o.userPrefix, "user-prefix", "bench", "accounts are PREFIX0, PREFIX1, … (they must exist)")
-	fs.StringVar(&o.password, "password", "bench-password", "password of every bench account")
-	fs.StringVar(&o.mechanism, "mechanism", "SCRAM-SHA-256", "SASL mechanism")
 	fs.Float64SliceVar(&o.rates, "rate", []float64{0}, "messages per second across all clients (0: clients stay idle); several, comma-separated, are steps run one after the other on the same sessions")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "how long each step sends (or stays idle)")
 	fs.DurationVar(&o.drain, "drain", 30*time.Second, "after a step's sending, how long at most to wait for its deliveries; what has not arrived by then is lost")
@@ -211,7 +204,7 @@ type benchClient struct {
 func runChat(ctx context.Context, o chatOptions, srcs []netip.Addr, progress io.Writer) (*chatResult, error) {
 	addrs := strings.Split(o.addr, ",")
 	res := &chatResult{Clients: o.clients}
-	cpu0, _ := processCPU(o.pid)
+	server := sampleServer(o.pid)
 
 	// Log in.
 	clients := make([]*benchClient, o.clients)
@@ -226,11 +219,7 @@ func runChat(ctx context.Context, o chatOptions, srcs []netip.Addr, progress io.
 		go func(i int) {
 			defer wg.Done()
 			defer func() { <-sem }()
-			c, err := xmppclient.Dial(ctx, xmppclient.Options{
-				Addr: addrs[i%len(addrs)], Domain: o.domain, Username: o.userPrefix + strconv.Itoa(i), Password: o.password,
-				Resource: "bench", Mechanism: o.mechanism, Timeout: 30 * time.Second,
-				LocalAddr: &net.TCPAddr{IP: srcs[i%len(srcs)].AsSlice()},
-			})
+			c, err := xmppclient.Dial(ctx, o.login(addrs[i%len(addrs)], i, "bench", srcs[i%len(srcs)]))
 			if err != nil {
 				loginErrs.Add(1)
 				firstErr.CompareAndSwap(nil, &err)
@@ -260,13 +249,13 @@ func runChat(ctx context.Context, o chatOptions, srcs []netip.Addr, progress io.
 	if p := firstErr.Load(); p != nil {
 		fmt.Fprintf(progress, "first login error: %v\n", *p)
 	}
-	if rss, err := processRSS(o.pid); err == nil {
+	if rss, err := server.rss(); err == nil {
 		res.ServerRSSIdle = rss
 		res.RSSPerSession = float64(rss) / float64(len(live))
 	}
-	cpuLogin, cpuErr := processCPU(o.pid)
-	if cpuErr == nil {
-		res.ServerCPULogin = cpuLogin - cpu0
+	cpuLogin, cpuOK := server.cpu()
+	if cpuOK {
+		res.ServerCPULogin = cpuLogin
 	}
 
 	// Readers: one per client, measuring latency from the stamp in the
@@ -305,9 +294,9 @@ func runChat(ctx context.Context, o chatOptions, srcs []netip.Addr, progress io.
 	}
 
 	for i, rate := range o.rates {
-		cpuBefore, _ := processCPU(o.pid)
+		cpuBefore, _ := server.cpu()
 		st := runStep(ctx, o, live, i, rate, &counters[i], progress)
-		if cpuAfter, err := processCPU(o.pid); err == nil && cpuErr == nil {
+		if cpuAfter, ok := server.cpu(); ok && cpuOK {
 			st.cpuSeconds = cpuAfter - cpuBefore
 		}
 		for _, c := range live {
@@ -327,12 +316,10 @@ func runChat(ctx context.Context, o chatOptions, srcs []netip.Addr, progress io.
 		}
 	}
 	res.Ceiling = ceiling(res.Steps)
-	if cpu1, err := processCPU(o.pid); err == nil {
-		res.ServerCPUSecs = cpu1 - cpu0
+	if cpu, ok := server.cpu(); ok {
+		res.ServerCPUSecs = cpu
 	}
-	if peak, err := processPeakRSS(o.pid); err == nil {
-		res.ServerPeakRSS = peak
-	}
+	res.ServerPeakRSS = server.peakRSS()
 	return res, nil
 }
 

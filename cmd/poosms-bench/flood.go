@@ -26,20 +26,20 @@ import (
 // large stanzas, directly and through a room they are all in; chatters
 // talk normally meanwhile, one to one and in a room of their own.
 type floodOptions struct {
-	addr, domain, userPrefix, password, mechanism string
-	sinks, senders, chatters                      int
-	sinkSM                                        float64 // share of sinks with stream management (XEP-0198) and resumption
-	room                                          string  // localpart of the flooded room; "" for direct messages only
-	shape                                         string
-	stanzaBytes                                   int
-	messages                                      int     // attack stanzas in all; 0: until the duration ends
-	attackRate                                    float64 // attack stanzas per second per sender; 0: as fast as the server reads
-	rate                                          float64 // chatters' messages per second, all together
-	duration, settle                              time.Duration
-	maxRSS                                        int64 // MiB; 0: no bound
-	sources                                       string
-	pid                                           int
-	json                                          bool
+	clientFlags
+	sinks, senders, chatters int
+	sinkSM                   float64 // share of sinks with stream management (XEP-0198) and resumption
+	room                     string  // localpart of the flooded room; "" for direct messages only
+	shape                    string
+	stanzaBytes              int
+	messages                 int     // attack stanzas in all; 0: until the duration ends
+	attackRate               float64 // attack stanzas per second per sender; 0: as fast as the server reads
+	rate                     float64 // chatters' messages per second, all together
+	duration, settle         time.Duration
+	maxRSS                   int64 // MiB; 0: no bound
+	sources                  string
+	pid                      int
+	json                     bool
 }
 
 // floodResult is what a run measured.
@@ -75,11 +75,8 @@ func floodCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	var o floodOptions
 	fs := pflag.NewFlagSet("flood", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&o.addr, "addr", "127.0.0.1:5222", "server address (STARTTLS port)")
-	fs.StringVar(&o.domain, "domain", "localhost", "XMPP domain")
-	fs.StringVar(&o.userPrefix, "user-prefix", "bench", "accounts are PREFIX0, PREFIX1, … (sinks first, then senders, then chatters; they must exist)")
-	fs.StringVar(&o.password, "password", "bench-password", "password of every bench account")
-	fs.StringVar(&o.mechanism, "mechanism", "SCRAM-SHA-256", "SASL mechanism")
+	o.register(fs, "server address (STARTTLS port)",
+		"accounts are PREFIX0, PREFIX1, … (sinks first, then senders, then chatters; they must exist)")
 	fs.IntVar(&o.sinks, "sinks", 100, "sessions that log in, join the room and never read again")
 	fs.Float64Var(&o.sinkSM, "sink-sm", 0.5, "share of the sinks that enable stream management with resumption first")
 	fs.IntVar(&o.senders, "senders", 4, "sessions sending large stanzas to the sinks and the room")
@@ -157,11 +154,7 @@ type floodRun struct {
 }
 
 func (f *floodRun) login(ctx context.Context, i int, res string) (*xmppclient.Client, error) {
-	c, err := xmppclient.Dial(ctx, xmppclient.Options{
-		Addr: f.o.addr, Domain: f.o.domain, Username: f.o.userPrefix + strconv.Itoa(i), Password: f.o.password,
-		Resource: res, Mechanism: f.o.mechanism, Timeout: 30 * time.Second,
-		LocalAddr: &net.TCPAddr{IP: f.srcs[i%len(f.srcs)].AsSlice()},
-	})
+	c, err := xmppclient.Dial(ctx, f.o.login(f.o.addr, i, res, f.srcs[i%len(f.srcs)]))
 	if err != nil {
 		return nil, fmt.Errorf("log in %s%d: %w", f.o.userPrefix, i, err)
 	}
@@ -285,10 +278,9 @@ func runFlood(ctx context.Context, o floodOptions, srcs []netip.Addr, progress i
 	}
 	// Let the joins settle, then measure the server at rest.
 	time.Sleep(time.Second)
-	cpu0, _ := processCPU(o.pid)
-	rss := &rssSampler{pid: o.pid}
-	res.RSSBefore, _ = processRSS(o.pid)
-	stopRSS := rss.run()
+	server := sampleServer(o.pid)
+	res.RSSBefore, _ = server.rss()
+	server.watchPeak()
 
 	attackCtx, cancel := context.WithTimeout(ctx, o.duration)
 	defer cancel()
@@ -329,10 +321,10 @@ func runFlood(ctx context.Context, o floodOptions, srcs []netip.Addr, progress i
 	}
 	res.SinksDisconnect = countClosed(sinks)
 	time.Sleep(o.settle)
-	res.RSSAfter, _ = processRSS(o.pid)
-	res.RSSPeak = stopRSS()
-	if cpu1, err := processCPU(o.pid); err == nil {
-		res.ServerCPUSecs = cpu1 - cpu0
+	res.RSSAfter, _ = server.rss()
+	res.RSSPeak = server.peakRSS()
+	if cpu, ok := server.cpu(); ok {
+		res.ServerCPUSecs = cpu
 	}
 	res.AttackSent, res.AttackBytes, res.AttackRefused = f.attackSent.Load(), f.attackBytes.Load(), f.attackRefused.Load()
 	res.ChatSent, res.ChatExpected, res.ChatDelivered, res.ChatErrors = f.chatSent.Load(), f.chatExpected.Load(), f.chatDelivered.Load(), f.chatErrors.Load()
@@ -508,42 +500,6 @@ func countClosed(sinks []*xmppclient.Client) int {
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
-}
-
-// rssSampler records the highest RSS of a process, sampled every 50 ms.
-type rssSampler struct {
-	pid  int
-	peak atomic.Int64
-}
-
-// run samples until the returned function is called, which returns the
-// peak (the kernel's high-water mark when it is higher).
-func (s *rssSampler) run() func() int64 {
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTicker(50 * time.Millisecond)
-		defer t.Stop()
-		for {
-			if rss, err := processRSS(s.pid); err == nil && rss > s.peak.Load() {
-				s.peak.Store(rss)
-			}
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-			}
-		}
-	}()
-	return func() int64 {
-		close(stop)
-		<-done
-		if hwm, err := processPeakRSS(s.pid); err == nil && hwm > s.peak.Load() {
-			return hwm
-		}
-		return s.peak.Load()
-	}
 }
 
 func printFlood(w io.Writer, r *floodResult) {

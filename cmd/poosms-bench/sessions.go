@@ -30,14 +30,14 @@ import (
 // input), and ends them by closing their standard input.
 
 type sessionsOptions struct {
-	addr, domain, userPrefix, password, mechanism string
-	sessions, first, perProcess, concurrency      int
-	sources                                       string
-	directTLS                                     bool
-	maxFailures                                   int
-	timeout, hold, progress                       time.Duration
-	pid                                           int
-	json                                          bool
+	clientFlags
+	sessions, first, perProcess, concurrency int
+	sources                                  string
+	directTLS                                bool
+	maxFailures                              int
+	timeout, hold, progress                  time.Duration
+	pid                                      int
+	json                                     bool
 }
 
 // sessionsResult is what a run measured; --json prints it as is.
@@ -71,13 +71,10 @@ func sessionsCommand(ctx context.Context, args []string, stdout, stderr io.Write
 	var o sessionsOptions
 	fs := pflag.NewFlagSet("sessions", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&o.addr, "addr", "127.0.0.1:5222", "server address (STARTTLS port, or the TLS port with --direct-tls); several, comma-separated, spread the sessions over the nodes of a cluster (session i on address i mod n)")
-	fs.StringVar(&o.domain, "domain", "localhost", "XMPP domain")
+	o.register(fs, "server address (STARTTLS port, or the TLS port with --direct-tls); several, comma-separated, spread the sessions over the nodes of a cluster (session i on address i mod n)",
+		"accounts are PREFIX0, PREFIX1, … (they must exist)")
 	fs.IntVar(&o.sessions, "sessions", 1000, "sessions to log in and hold")
 	fs.IntVar(&o.first, "first", 0, "the first account number: sessions use PREFIX<first> … PREFIX<first+sessions-1>")
-	fs.StringVar(&o.userPrefix, "user-prefix", "bench", "accounts are PREFIX0, PREFIX1, … (they must exist)")
-	fs.StringVar(&o.password, "password", "bench-password", "password of every bench account")
-	fs.StringVar(&o.mechanism, "mechanism", "SCRAM-SHA-256", "SASL mechanism")
 	fs.BoolVar(&o.directTLS, "direct-tls", false, "TLS from the first byte (XEP-0368) instead of STARTTLS")
 	fs.IntVar(&o.perProcess, "per-process", 18000, "sessions per worker process: each session is one open file, and a process here may hold 20,000")
 	fs.IntVar(&o.concurrency, "login-concurrency", 50, "logins in flight at once, in each worker process")
@@ -145,8 +142,8 @@ func runSessions(ctx context.Context, o sessionsOptions, nsrc int, log io.Writer
 		return nil, fmt.Errorf("find this program to start workers: %w", err)
 	}
 	res := &sessionsResult{Requested: o.sessions, Sources: nsrc, Processes: (o.sessions + o.perProcess - 1) / o.perProcess}
-	res.ServerRSSBefore, _ = processRSS(o.pid)
-	cpu0, _ := processCPU(o.pid)
+	server := sampleServer(o.pid)
+	res.ServerRSSBefore, _ = server.rss()
 
 	// The workers' standard error, and the parent's lines, go to log
 	// through one lock.
@@ -302,14 +299,14 @@ func runSessions(ctx context.Context, o sessionsOptions, nsrc int, log io.Writer
 		return nil, ctx.Err()
 	}
 	res.HoldSeconds = time.Since(holdStart).Seconds()
-	if rss, err := processRSS(o.pid); err == nil {
+	if rss, err := server.rss(); err == nil {
 		res.ServerRSSAfter = rss
 		if res.LoggedIn > 0 {
 			res.RSSPerSession = round1(float64(rss-res.ServerRSSBefore) / float64(res.LoggedIn))
 		}
 	}
-	if cpu1, err := processCPU(o.pid); err == nil {
-		res.ServerCPUSecs = round1(cpu1 - cpu0)
+	if cpu, ok := server.cpu(); ok {
+		res.ServerCPUSecs = round1(cpu)
 	}
 	for _, w := range workers {
 		w.stdin.Close()

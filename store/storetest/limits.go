@@ -12,28 +12,34 @@ import (
 
 // RunLimits runs the contract of the writes that keep one user's state
 // within a limit: roster items, private XML bytes, PEP nodes and node
-// bytes, paged PEP retrieval and the archive cap. open is as for Run.
+// bytes, paged PEP retrieval, the archive cap and the offline shares.
+// open is as for Run. It includes RunChat's cases about limits.
 func RunLimits(t *testing.T, open func(t *testing.T) *store.DB) {
 	for _, tc := range []struct {
 		name string
 		fn   func(t *testing.T, db *store.DB)
 	}{
-		{"RosterWithin", testRosterWithin},
 		{"PrivateXMLWithin", testPrivateWithin},
 		{"PEPNodesWithin", testPEPNodesWithin},
 		{"PEPNodeBytes", testPEPNodeBytes},
 		{"PEPItemsPage", testPEPItemsPage},
 		{"ArchiveLimitMessages", testArchiveLimitMessages},
 		{"ArchiveLimitBytes", testArchiveLimitBytes},
-		{"OfflineShares", testOfflineShares},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.fn(t, open(t))
 		})
 	}
+	runChat(t, chatLimitCases, func(t *testing.T) ChatStore { return open(t) })
 }
 
-func testRosterWithin(t *testing.T, db *store.DB) {
+// chatLimitCases are RunLimits' cases that hold for every ChatStore.
+var chatLimitCases = []chatCase{
+	{"RosterWithin", testRosterWithin},
+	{"OfflineShares", testOfflineShares},
+}
+
+func testRosterWithin(t *testing.T, db ChatStore) {
 	ctx := t.Context()
 	mustCreate(t, db, "alice")
 	mustCreate(t, db, "bob")
@@ -335,7 +341,7 @@ func testArchiveLimitBytes(t *testing.T, db *store.DB) {
 	}
 }
 
-func testOfflineShares(t *testing.T, db *store.DB) {
+func testOfflineShares(t *testing.T, db ChatStore) {
 	ctx := t.Context()
 	mustCreate(t, db, "bob")
 	mustCreate(t, db, "carol")

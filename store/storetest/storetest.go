@@ -1,6 +1,8 @@
 // Package storetest is the contract every store database must meet: one
 // suite, run against SQLite and against MySQL/MariaDB, so that the two
-// behave the same to the rest of poosms.
+// behave the same to the rest of poosms. Its part about what chat uses
+// (RunChat) also runs against the in-memory store of chat's tests, so
+// that those tests see what a database would do.
 package storetest
 
 import (
@@ -20,6 +22,7 @@ import (
 
 // Run runs the contract suite. open must return a new, empty, migrated
 // database for each call and arrange for it to be closed when t ends.
+// It includes the cases of RunChat.
 func Run(t *testing.T, open func(t *testing.T) *store.DB) {
 	for _, tc := range []struct {
 		name string
@@ -38,22 +41,74 @@ func Run(t *testing.T, open func(t *testing.T) *store.DB) {
 		{"PurgeAccount", testPurgeAccount},
 		{"PurgeKeepsBansAndBlocks", testPurgeKeepsBansAndBlocks},
 		{"AccountJournal", testAccountJournal},
-		{"RosterPutAndGet", testRosterPutAndGet},
-		{"RosterReplace", testRosterReplace},
-		{"RosterOrderAndOwners", testRosterOrderAndOwners},
-		{"RosterDelete", testRosterDelete},
-		{"RosterUnknownOwner", testRosterUnknownOwner},
-		{"RosterInvalidSubscription", testRosterInvalidSubscription},
-		{"OfflineQueue", testOfflineQueue},
-		{"OfflineStamps", testOfflineStamps},
-		{"OfflineLimit", testOfflineLimit},
-		{"OfflineOwners", testOfflineOwners},
-		{"OfflineUnknownOwner", testOfflineUnknownOwner},
-		{"OfflineLargeStanza", testOfflineLargeStanza},
-		{"OfflineConcurrentLimit", testOfflineConcurrentLimit},
-		{"CanceledContext", testCanceledContext},
+		{"AccountCanceledContext", testAccountCanceledContext},
 		{"Closed", testClosed},
 	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.fn(t, open(t))
+		})
+	}
+	runChat(t, chatCases, func(t *testing.T) ChatStore { return open(t) })
+}
+
+// ChatStore is the part of a store that the chat service uses (its
+// Store: account lookup, rosters, offline messages), with the methods the
+// suite sets up and looks with (CreateAccount, PushOffline, CountOffline,
+// CountRosterItems). *store.DB implements it, and so does the in-memory
+// store that chat's tests use (internal/testfake.Store).
+type ChatStore interface {
+	CreateAccount(ctx context.Context, username string, c store.Credentials) error
+	AccountExists(ctx context.Context, username string) (bool, error)
+	RosterItems(ctx context.Context, owner string) ([]store.RosterItem, error)
+	RosterItem(ctx context.Context, owner, contact string) (store.RosterItem, error)
+	PutRosterItem(ctx context.Context, owner string, it store.RosterItem) error
+	PutRosterItemWithin(ctx context.Context, owner string, it store.RosterItem, limit int) error
+	CountRosterItems(ctx context.Context, owner string) (int, error)
+	DeleteRosterItem(ctx context.Context, owner, contact string) error
+	PushOffline(ctx context.Context, owner, sender string, stamp time.Time, stanza []byte, limit int) error
+	PushOfflineWithin(ctx context.Context, owner, sender string, stamp time.Time, stanza []byte, limit, perSender int) error
+	OfflineMessages(ctx context.Context, owner string) ([]store.OfflineMessage, error)
+	DeleteOffline(ctx context.Context, owner string, upToID int64) error
+	CountOffline(ctx context.Context, owner string) (int, error)
+}
+
+var _ ChatStore = (*store.DB)(nil)
+
+type chatCase struct {
+	name string
+	fn   func(t *testing.T, db ChatStore)
+}
+
+// chatCases are Run's cases that hold for every ChatStore.
+var chatCases = []chatCase{
+	{"AccountExists", testAccountExists},
+	{"RosterPutAndGet", testRosterPutAndGet},
+	{"RosterReplace", testRosterReplace},
+	{"RosterOrderAndOwners", testRosterOrderAndOwners},
+	{"RosterDelete", testRosterDelete},
+	{"RosterUnknownOwner", testRosterUnknownOwner},
+	{"RosterInvalidSubscription", testRosterInvalidSubscription},
+	{"OfflineQueue", testOfflineQueue},
+	{"OfflineStamps", testOfflineStamps},
+	{"OfflineLimit", testOfflineLimit},
+	{"OfflineOwners", testOfflineOwners},
+	{"OfflineUnknownOwner", testOfflineUnknownOwner},
+	{"OfflineLargeStanza", testOfflineLargeStanza},
+	{"OfflineConcurrentLimit", testOfflineConcurrentLimit},
+	{"CanceledContext", testCanceledContext},
+}
+
+// RunChat runs the part of the contract that every ChatStore meets, the
+// in-memory ones included: the cases of Run and RunLimits about accounts,
+// rosters and offline messages. open must return a new, empty store for
+// each call.
+func RunChat(t *testing.T, open func(t *testing.T) ChatStore) {
+	runChat(t, chatCases, open)
+	runChat(t, chatLimitCases, open)
+}
+
+func runChat(t *testing.T, cases []chatCase, open func(t *testing.T) ChatStore) {
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.fn(t, open(t))
 		})
@@ -73,7 +128,7 @@ func creds(seed byte) store.Credentials {
 	}
 }
 
-func mustCreate(t *testing.T, db *store.DB, username string) {
+func mustCreate(t *testing.T, db ChatStore, username string) {
 	t.Helper()
 	if err := db.CreateAccount(t.Context(), username, creds(1)); err != nil {
 		t.Fatalf("CreateAccount(%q): %v", username, err)
@@ -154,6 +209,24 @@ func testCreateTakenName(t *testing.T, db *store.DB) {
 		t.Fatalf("Account: %v", err)
 	}
 	checkCreds(t, "after refused create", a.Credentials, creds(1))
+}
+
+// testAccountExists: what chat asks of accounts, and a name is taken once.
+func testAccountExists(t *testing.T, db ChatStore) {
+	ctx := t.Context()
+	if ok, err := db.AccountExists(ctx, "alice"); err != nil || ok {
+		t.Errorf("AccountExists(alice) on an empty store = %v, %v; want false", ok, err)
+	}
+	mustCreate(t, db, "alice")
+	if ok, err := db.AccountExists(ctx, "alice"); err != nil || !ok {
+		t.Errorf("AccountExists(alice) = %v, %v; want true", ok, err)
+	}
+	if ok, err := db.AccountExists(ctx, "Alice"); err != nil || ok {
+		t.Errorf("AccountExists(Alice) = %v, %v; want false", ok, err)
+	}
+	if err := db.CreateAccount(ctx, "alice", creds(2)); !errors.Is(err, store.ErrExists) {
+		t.Errorf("second CreateAccount(alice) = %v, want ErrExists", err)
+	}
 }
 
 func testMissingAccount(t *testing.T, db *store.DB) {
@@ -391,7 +464,7 @@ func checkItem(t *testing.T, got, want store.RosterItem) {
 	}
 }
 
-func testRosterPutAndGet(t *testing.T, db *store.DB) {
+func testRosterPutAndGet(t *testing.T, db ChatStore) {
 	ctx := t.Context()
 	mustCreate(t, db, "alice")
 	want := store.RosterItem{
@@ -433,7 +506,7 @@ func testRosterPutAndGet(t *testing.T, db *store.DB) {
 	checkItem(t, got, pending)
 }
 
-func testRosterReplace(t *testing.T, db *store.DB) {
+func testRosterReplace(t *testing.T, db ChatStore) {
 	ctx := t.Context()
 	mustCreate(t, db, "alice")
 	first := store.RosterItem{Contact: "bob@example.org", Name: "Bob", Groups: []string{"B", "A"},
@@ -461,7 +534,7 @@ func testRosterReplace(t *testing.T, db *store.DB) {
 	}
 }
 
-func testRosterOrderAndOwners(t *testing.T, db *store.DB) {
+func testRosterOrderAndOwners(t *testing.T, db ChatStore) {
 	ctx := t.Context()
 	mustCreate(t, db, "alice")
 	mustCreate(t, db, "日本")
@@ -512,7 +585,7 @@ func testRosterOrderAndOwners(t *testing.T, db *store.DB) {
 	}
 }
 
-func testRosterDelete(t *testing.T, db *store.DB) {
+func testRosterDelete(t *testing.T, db ChatStore) {
 	ctx := t.Context()
 	mustCreate(t, db, "alice")
 	mustCreate(t, db, "bob")
@@ -543,7 +616,7 @@ func testRosterDelete(t *testing.T, db *store.DB) {
 	}
 }
 
-func testRosterUnknownOwner(t *testing.T, db *store.DB) {
+func testRosterUnknownOwner(t *testing.T, db ChatStore) {
 	ctx := t.Context()
 	err := db.PutRosterItem(ctx, "nobody", store.RosterItem{Contact: "bob@example.org", Listed: true})
 	if !errors.Is(err, store.ErrNotFound) {
@@ -555,7 +628,7 @@ func testRosterUnknownOwner(t *testing.T, db *store.DB) {
 	}
 }
 
-func testRosterInvalidSubscription(t *testing.T, db *store.DB) {
+func testRosterInvalidSubscription(t *testing.T, db ChatStore) {
 	ctx := t.Context()
 	mustCreate(t, db, "alice")
 	err := db.PutRosterItem(ctx, "alice", store.RosterItem{Contact: "bob@example.org", Subscription: "maybe"})
@@ -567,7 +640,7 @@ func testRosterInvalidSubscription(t *testing.T, db *store.DB) {
 	}
 }
 
-func push(t *testing.T, db *store.DB, owner string, stamp time.Time, stanza string, limit int) {
+func push(t *testing.T, db ChatStore, owner string, stamp time.Time, stanza string, limit int) {
 	t.Helper()
 	if err := db.PushOffline(t.Context(), owner, "", stamp, []byte(stanza), limit); err != nil {
 		t.Fatalf("PushOffline(%s, %s): %v", owner, stanza, err)
@@ -582,7 +655,7 @@ func stanzas(msgs []store.OfflineMessage) []string {
 	return s
 }
 
-func testOfflineQueue(t *testing.T, db *store.DB) {
+func testOfflineQueue(t *testing.T, db ChatStore) {
 	ctx := t.Context()
 	mustCreate(t, db, "alice")
 	base := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
@@ -646,7 +719,7 @@ func testOfflineQueue(t *testing.T, db *store.DB) {
 	}
 }
 
-func testOfflineStamps(t *testing.T, db *store.DB) {
+func testOfflineStamps(t *testing.T, db ChatStore) {
 	ctx := t.Context()
 	mustCreate(t, db, "alice")
 	zone := time.FixedZone("UTC+5:30", 5*3600+1800)
@@ -676,7 +749,7 @@ func testOfflineStamps(t *testing.T, db *store.DB) {
 	}
 }
 
-func testOfflineLimit(t *testing.T, db *store.DB) {
+func testOfflineLimit(t *testing.T, db ChatStore) {
 	ctx := t.Context()
 	mustCreate(t, db, "alice")
 	now := time.Now()
@@ -712,7 +785,7 @@ func testOfflineLimit(t *testing.T, db *store.DB) {
 	}
 }
 
-func testOfflineOwners(t *testing.T, db *store.DB) {
+func testOfflineOwners(t *testing.T, db ChatStore) {
 	ctx := t.Context()
 	mustCreate(t, db, "alice")
 	mustCreate(t, db, "bob")
@@ -738,7 +811,7 @@ func testOfflineOwners(t *testing.T, db *store.DB) {
 	}
 }
 
-func testOfflineUnknownOwner(t *testing.T, db *store.DB) {
+func testOfflineUnknownOwner(t *testing.T, db ChatStore) {
 	ctx := t.Context()
 	if err := db.PushOffline(ctx, "nobody", "", time.Now(), []byte("x"), 10); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("PushOffline(nobody) = %v, want ErrNotFound", err)
@@ -754,7 +827,7 @@ func testOfflineUnknownOwner(t *testing.T, db *store.DB) {
 	}
 }
 
-func testOfflineLargeStanza(t *testing.T, db *store.DB) {
+func testOfflineLargeStanza(t *testing.T, db ChatStore) {
 	ctx := t.Context()
 	mustCreate(t, db, "alice")
 	big := make([]byte, 512<<10)
@@ -773,7 +846,7 @@ func testOfflineLargeStanza(t *testing.T, db *store.DB) {
 	}
 }
 
-func testOfflineConcurrentLimit(t *testing.T, db *store.DB) {
+func testOfflineConcurrentLimit(t *testing.T, db ChatStore) {
 	ctx := t.Context()
 	const (
 		owners  = 3
@@ -830,18 +903,24 @@ func testOfflineConcurrentLimit(t *testing.T, db *store.DB) {
 	}
 }
 
-func testCanceledContext(t *testing.T, db *store.DB) {
+func testCanceledContext(t *testing.T, db ChatStore) {
 	mustCreate(t, db, "alice")
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if _, err := db.Account(ctx, "alice"); !errors.Is(err, context.Canceled) {
-		t.Errorf("Account with a canceled context = %v, want context.Canceled", err)
-	}
 	if err := db.PushOffline(ctx, "alice", "", time.Now(), []byte("x"), 10); !errors.Is(err, context.Canceled) {
 		t.Errorf("PushOffline with a canceled context = %v, want context.Canceled", err)
 	}
 	if n, err := db.CountOffline(t.Context(), "alice"); err != nil || n != 0 {
 		t.Errorf("CountOffline after a canceled push = %d, %v; want 0", n, err)
+	}
+}
+
+func testAccountCanceledContext(t *testing.T, db *store.DB) {
+	mustCreate(t, db, "alice")
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := db.Account(ctx, "alice"); !errors.Is(err, context.Canceled) {
+		t.Errorf("Account with a canceled context = %v, want context.Canceled", err)
 	}
 }
 
