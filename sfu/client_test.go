@@ -13,13 +13,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 	"mellium.im/xmpp/jid"
 
+	"poosms.org/poosms/internal/confclient"
 	"poosms.org/poosms/stanza"
 )
 
@@ -56,23 +56,23 @@ type testClient struct {
 	peer *fakePeer
 	room string
 	name string
+	rtc  *confclient.Peer // the PeerConnection and its media readers
 	pc   *webrtc.PeerConnection
 	id   string // participant id from the join result
 
 	ctx    context.Context
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	wg     sync.WaitGroup // loop
 
 	mu         sync.Mutex
 	cond       *sync.Cond
-	waiting    map[string]chan *stanza.Element
+	replies    confclient.Replies
 	events     []*stanza.Element
 	tracks     map[string]*received // by trackID
 	offers     int
 	answerErr  error
 	rtcpIn     []any // RTCP the publisher side received
 	nextID     int
-	pending    []webrtc.ICECandidateInit
 	candidates []string // the server's trickled candidates
 	eoc        int      // <end-of-candidates/> iqs from the server
 	offerSDPs  []string // the server's offers, in order
@@ -82,7 +82,7 @@ type testClient struct {
 
 	video string // video codec MIME type to publish; VP8 when empty
 
-	keyRequested atomic.Bool // a PLI arrived: send a keyframe next
+	plis atomic.Int64 // PLIs received: a new one makes the next video packet a keyframe
 
 	// refuseOffer makes the client answer the server's next offer with an
 	// error (to exercise glare handling).
@@ -100,24 +100,12 @@ func newTestClient(t *testing.T, svc *Service, name, room string, o clientOpts) 
 	j := jid.MustParse(name + "@localhost/test")
 	c := &testClient{
 		t: t, svc: svc, name: name, room: room,
-		peer:    &fakePeer{j: j, in: make(chan *stanza.Element, 1024)},
-		waiting: map[string]chan *stanza.Element{},
-		tracks:  map[string]*received{},
+		peer:   &fakePeer{j: j, in: make(chan *stanza.Element, 1024)},
+		tracks: map[string]*received{},
 	}
 	c.cond = sync.NewCond(&c.mu)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 
-	m := &webrtc.MediaEngine{}
-	if err := m.RegisterDefaultCodecs(); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.AudioLevelURI}, webrtc.RTPCodecTypeAudio); err != nil {
-		t.Fatal(err)
-	}
-	reg := &interceptor.Registry{}
-	if err := webrtc.RegisterDefaultInterceptors(m, reg); err != nil {
-		t.Fatal(err)
-	}
 	se := webrtc.SettingEngine{}
 	se.SetIncludeLoopbackCandidate(!o.noICE)
 	if o.tcp {
@@ -128,38 +116,20 @@ func newTestClient(t *testing.T, svc *Service, name, room string, o clientOpts) 
 	se.SetICEMulticastDNSMode(0)
 	se.SetIPFilter(func(ip net.IP) bool { return !o.noICE && ip.IsLoopback() })
 	se.DisableSRTPReplayProtection(true)
-	api := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se))
-	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	rtc, err := confclient.NewPeer(se, webrtc.Configuration{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.pc = pc
-	pc.OnICECandidate(func(cand *webrtc.ICECandidate) {
-		if cand == nil || o.noICE || o.noTrickle {
-			return
-		}
-		init := cand.ToJSON()
-		el := stanza.New(NS, "candidate").SetText(init.Candidate)
-		if init.SDPMid != nil {
-			el.SetAttr("mid", *init.SDPMid)
-		}
-		if init.SDPMLineIndex != nil {
-			el.SetAttr("mline", strconv.Itoa(int(*init.SDPMLineIndex)))
-		}
-		c.sendIQ(el)
-	})
-	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-		c.wg.Add(1)
-		defer c.wg.Done()
+	c.rtc, c.pc = rtc, rtc.PC
+	if !o.noICE && !o.noTrickle {
+		rtc.Trickle(func(el *stanza.Element) { c.sendIQ(el) }, false)
+	}
+	rtc.Receive(func(tr *webrtc.TrackRemote) func(*rtp.Packet) {
 		r := &received{streamID: tr.StreamID(), trackID: tr.ID(), mime: tr.Codec().MimeType, ssrc: uint32(tr.SSRC())}
 		c.mu.Lock()
 		c.tracks[tr.ID()] = r
 		c.mu.Unlock()
-		for {
-			pkt, _, err := tr.ReadRTP()
-			if err != nil {
-				return
-			}
+		return func(pkt *rtp.Packet) {
 			c.mu.Lock()
 			r.payloads = append(r.payloads, append([]byte(nil), pkt.Payload...))
 			r.seqs = append(r.seqs, pkt.SequenceNumber)
@@ -176,7 +146,7 @@ func newTestClient(t *testing.T, svc *Service, name, room string, o clientOpts) 
 
 func (c *testClient) close() {
 	c.cancel()
-	_ = c.pc.Close()
+	_ = c.rtc.Close()
 	c.wg.Wait()
 }
 
@@ -200,12 +170,9 @@ func (c *testClient) newID() string {
 }
 
 // sendIQ sends an iq set and returns a channel for its reply.
-func (c *testClient) sendIQ(payload *stanza.Element) chan *stanza.Element {
+func (c *testClient) sendIQ(payload *stanza.Element) <-chan *stanza.Element {
 	id := c.newID()
-	ch := make(chan *stanza.Element, 1)
-	c.mu.Lock()
-	c.waiting[id] = ch
-	c.mu.Unlock()
+	ch := c.replies.Expect(id)
 	c.deliver(stanza.New(stanza.NSClient, "iq").SetAttr("type", "set").SetAttr("id", id).Append(payload))
 	return ch
 }
@@ -243,40 +210,15 @@ func (c *testClient) handle(el *stanza.Element) {
 		return
 	}
 	switch el.Type() {
-	case "result", "error":
-		if el.Local == "message" {
-			c.mu.Lock()
-			ch := c.waiting[el.ID()]
-			delete(c.waiting, el.ID())
-			c.mu.Unlock()
-			if ch != nil {
-				ch <- el
-			}
-			return
-		}
+	case "result", "error": // to an iq, or a message refused
 		if a := el.Child(NS, "answer"); a != nil && el.Type() == "result" {
 			// Apply the answer in stanza order, as a client reading its
 			// stream one stanza at a time would.
-			if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: a.Text()}); err != nil {
+			if err := c.rtc.SetAnswer(a.Text()); err != nil {
 				c.t.Errorf("%s: apply answer: %v", c.name, err)
 			}
-			c.mu.Lock()
-			pending := c.pending
-			c.pending = nil
-			c.mu.Unlock()
-			for _, p := range pending {
-				if err := c.pc.AddICECandidate(p); err != nil {
-					c.t.Errorf("%s: server candidate: %v", c.name, err)
-				}
-			}
 		}
-		c.mu.Lock()
-		ch := c.waiting[el.ID()]
-		delete(c.waiting, el.ID())
-		c.mu.Unlock()
-		if ch != nil {
-			ch <- el
-		}
+		c.replies.Deliver(el)
 		return
 	}
 	p := el.FirstElement()
@@ -299,14 +241,7 @@ func (c *testClient) handle(el *stanza.Element) {
 			return
 		}
 		c.mu.Unlock()
-		err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: p.Text()})
-		var ans webrtc.SessionDescription
-		if err == nil {
-			ans, err = c.pc.CreateAnswer(nil)
-		}
-		if err == nil {
-			err = c.pc.SetLocalDescription(ans)
-		}
+		ans, err := c.rtc.Answer(p.Text())
 		c.mu.Lock()
 		c.offers++
 		c.offerSDPs = append(c.offerSDPs, p.Text())
@@ -319,7 +254,7 @@ func (c *testClient) handle(el *stanza.Element) {
 			c.deliver(stanza.ErrorReply(el, stanza.NotAcceptable, err.Error()))
 			return
 		}
-		reply.Append(stanza.New(NS, "answer").SetText(ans.SDP))
+		reply.Append(stanza.New(NS, "answer").SetText(ans))
 	case "end-of-candidates":
 		c.mu.Lock()
 		c.eoc++
@@ -328,16 +263,7 @@ func (c *testClient) handle(el *stanza.Element) {
 		c.mu.Lock()
 		c.candidates = append(c.candidates, p.Text())
 		c.mu.Unlock()
-		init := webrtc.ICECandidateInit{Candidate: p.Text()}
-		mid := p.Attr("mid")
-		init.SDPMid = &mid
-		if c.pc.RemoteDescription() == nil {
-			c.mu.Lock()
-			c.pending = append(c.pending, init)
-			c.mu.Unlock()
-			break
-		}
-		if err := c.pc.AddICECandidate(init); err != nil && c.ctx.Err() == nil && c.pc.ConnectionState() != webrtc.PeerConnectionStateClosed {
+		if err := c.rtc.AddCandidate(confclient.ParseCandidate(p)); err != nil && c.ctx.Err() == nil && c.pc.ConnectionState() != webrtc.PeerConnectionStateClosed {
 			c.t.Errorf("%s: server candidate %q: %v", c.name, p.Text(), err)
 		}
 	}
@@ -363,14 +289,11 @@ func (c *testClient) join() *stanza.Element {
 // publish adds tracks and sends the first offer.
 func (c *testClient) offer() {
 	c.t.Helper()
-	off, err := c.pc.CreateOffer(nil)
+	off, err := c.rtc.Offer()
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	if err := c.pc.SetLocalDescription(off); err != nil {
-		c.t.Fatal(err)
-	}
-	r := c.iq(stanza.New(NS, "offer").SetText(off.SDP))
+	r := c.iq(stanza.New(NS, "offer").SetText(off))
 	a := r.Child(NS, "answer")
 	if r.Type() != "result" || a == nil {
 		c.t.Fatalf("%s: offer: %s", c.name, r)
@@ -423,20 +346,8 @@ func (c *testClient) trackFrom(pid, mimePrefix string) *received {
 	return nil
 }
 
-// media sends synthetic RTP on local tracks until stopped.
-type media struct {
-	stop chan struct{}
-	done chan struct{}
-}
-
-func (m *media) Stop() {
-	select {
-	case <-m.stop:
-	default:
-		close(m.stop)
-	}
-	<-m.done
-}
+// media is synthetic RTP being sent on local tracks; Stop ends it.
+type media = confclient.Media
 
 // vp8Payload is a recognisable VP8 packet: a payload descriptor with S=1
 // and PID=0, a frame header byte (keyframe when key), then a marker text.
@@ -452,46 +363,32 @@ func opusPayload(name string, n int) []byte {
 	return append([]byte{0xfc}, fmt.Sprintf("opus:%s:%d", name, n)...)
 }
 
-// startMedia publishes audio and video. keyEvery sets how often a video
-// packet is a keyframe (1 = every packet).
+// addTracks adds an Opus track and a video track (of c.video).
 func (c *testClient) addTracks() (*webrtc.TrackLocalStaticRTP, *webrtc.TrackLocalStaticRTP) {
 	c.t.Helper()
-	a, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", c.name)
-	if err != nil {
-		c.t.Fatal(err)
-	}
+	a := c.addAudio()
 	v, err := webrtc.NewTrackLocalStaticRTP(c.videoCodec(), "video", c.name)
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	for _, tr := range []webrtc.TrackLocal{a, v} {
-		s, err := c.pc.AddTransceiverFromTrack(tr, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
-		if err != nil {
-			c.t.Fatal(err)
-		}
-		c.wg.Add(1)
-		go c.readRTCP(s.Sender())
+	if _, err := c.rtc.AddSender(c.gotRTCP, v); err != nil {
+		c.t.Fatal(err)
 	}
 	return a, v
 }
 
-func (c *testClient) readRTCP(s *webrtc.RTPSender) {
-	defer c.wg.Done()
-	for {
-		pkts, _, err := s.ReadRTCP()
-		if err != nil {
-			return
+// gotRTCP records RTCP the publisher side received; a PLI makes the next
+// video packet a keyframe.
+func (c *testClient) gotRTCP(pkts []rtcp.Packet) {
+	c.mu.Lock()
+	for _, p := range pkts {
+		c.rtcpIn = append(c.rtcpIn, p)
+		if _, ok := p.(*rtcp.PictureLossIndication); ok {
+			c.plis.Add(1)
 		}
-		c.mu.Lock()
-		for _, p := range pkts {
-			c.rtcpIn = append(c.rtcpIn, p)
-			if _, ok := p.(*rtcp.PictureLossIndication); ok {
-				c.keyRequested.Store(true)
-			}
-		}
-		c.cond.Broadcast()
-		c.mu.Unlock()
 	}
+	c.cond.Broadcast()
+	c.mu.Unlock()
 }
 
 func (c *testClient) sendMedia(a, v *webrtc.TrackLocalStaticRTP, keyEvery int) *media {
@@ -518,32 +415,38 @@ func (c *testClient) audioLevelID() uint8 {
 // level() on every audio packet.
 // A PLI from the SFU makes the next video packet a keyframe.
 func (c *testClient) sendMediaLevel(a, v *webrtc.TrackLocalStaticRTP, keyEvery int, levelID uint8, level func() uint8) *media {
-	name := c.name
-	m := &media{stop: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(m.done)
-		t := time.NewTicker(20 * time.Millisecond)
-		defer t.Stop()
-		for n := 0; ; n++ {
-			select {
-			case <-m.stop:
-				return
-			case <-t.C:
+	name, video := c.name, c.video
+	var vs []*webrtc.TrackLocalStaticRTP
+	if v != nil {
+		vs = append(vs, v)
+	}
+	var w confclient.RTPWriter = confclient.NewTrackWriter(a, nil, vs...)
+	if level != nil {
+		w = levelWriter{w, levelID, level}
+	}
+	return confclient.Publisher{
+		Audio: a != nil, VideoLayers: len(vs), KeyEvery: keyEvery, KeyRequests: c.plis.Load,
+		Payload: func(kind webrtc.RTPCodecType, _, n int, key bool) []byte {
+			if kind == webrtc.RTPCodecTypeAudio {
+				return opusPayload(name, n)
 			}
-			if a != nil {
-				p := &rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: uint16(n), Timestamp: uint32(n * 960), SSRC: 1}, Payload: opusPayload(name, n)}
-				if level != nil {
-					_ = p.Header.SetExtension(levelID, []byte{level()})
-				}
-				_ = a.WriteRTP(p)
-			}
-			if v != nil {
-				key := keyEvery > 0 && n%keyEvery == 0 || c.keyRequested.Swap(false)
-				_ = v.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, Marker: true, SequenceNumber: uint16(n), Timestamp: uint32(n * 3000), SSRC: 2}, Payload: videoPayload(c.video, name, n, key)})
-			}
-		}
-	}()
-	return m
+			return videoPayload(video, name, n, key)
+		},
+	}.Start(w)
+}
+
+// levelWriter sets the audio-level extension on every audio packet.
+type levelWriter struct {
+	confclient.RTPWriter
+	id    uint8
+	level func() uint8
+}
+
+func (w levelWriter) WriteRTP(kind webrtc.RTPCodecType, layer int, p *rtp.Packet) error {
+	if kind == webrtc.RTPCodecTypeAudio {
+		_ = p.Header.SetExtension(w.id, []byte{w.level()})
+	}
+	return w.RTPWriter.WriteRTP(kind, layer, p)
 }
 
 // hasPayload reports whether r holds a payload with this prefix, checking
@@ -600,18 +503,11 @@ func (c *testClient) addSimulcast() *simulcastTrack {
 		}
 		st.layers = append(st.layers, tl)
 	}
-	tr, err := c.pc.AddTransceiverFromTrack(st.layers[0], webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+	tr, err := c.rtc.AddSender(c.gotRTCP, st.layers...)
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	for _, l := range st.layers[1:] {
-		if err := tr.Sender().AddEncoding(l); err != nil {
-			c.t.Fatal(err)
-		}
-	}
 	st.tr = tr
-	c.wg.Add(1)
-	go c.readRTCP(tr.Sender())
 	return st
 }
 
@@ -629,36 +525,12 @@ func simulcastPayload(name, rid string, n int, key bool) []byte {
 // send publishes the layers (after negotiation), a keyframe every keyEvery
 // packets.
 func (st *simulcastTrack) send(name string, keyEvery int) *media {
-	var midID, ridID uint8
-	for _, e := range st.tr.Sender().GetParameters().HeaderExtensions {
-		switch e.URI {
-		case sdp.SDESMidURI:
-			midID = uint8(e.ID)
-		case sdp.SDESRTPStreamIDURI:
-			ridID = uint8(e.ID)
-		}
-	}
-	mid := st.tr.Mid()
-	m := &media{stop: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(m.done)
-		t := time.NewTicker(20 * time.Millisecond)
-		defer t.Stop()
-		for n := 0; ; n++ {
-			select {
-			case <-m.stop:
-				return
-			case <-t.C:
-			}
-			for i, l := range st.layers {
-				p := &rtp.Packet{Header: rtp.Header{Version: 2, Marker: true, SequenceNumber: uint16(n + 1000*i), Timestamp: uint32(n * 3000), SSRC: 1}, Payload: simulcastPayload(name, simulcastRIDs[i], n, n%keyEvery == 0)}
-				_ = p.Header.SetExtension(midID, []byte(mid))
-				_ = p.Header.SetExtension(ridID, []byte(simulcastRIDs[i]))
-				_ = l.WriteRTP(p)
-			}
-		}
-	}()
-	return m
+	return confclient.Publisher{
+		VideoLayers: len(st.layers), KeyEvery: keyEvery,
+		Payload: func(_ webrtc.RTPCodecType, layer, n int, key bool) []byte {
+			return simulcastPayload(name, simulcastRIDs[layer], n, key)
+		},
+	}.Start(confclient.NewTrackWriter(nil, st.tr, st.layers...))
 }
 
 var videoCodecs = map[string]webrtc.RTPCodecCapability{
@@ -705,16 +577,13 @@ func videoPayload(mime, name string, n int, key bool) []byte {
 // addAudio adds only an Opus track.
 func (c *testClient) addAudio() *webrtc.TrackLocalStaticRTP {
 	c.t.Helper()
-	a, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", c.name)
+	a, err := webrtc.NewTrackLocalStaticRTP(confclient.Opus, "audio", c.name)
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	s, err := c.pc.AddTransceiverFromTrack(a, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
-	if err != nil {
+	if _, err := c.rtc.AddSender(c.gotRTCP, a); err != nil {
 		c.t.Fatal(err)
 	}
-	c.wg.Add(1)
-	go c.readRTCP(s.Sender())
 	return a
 }
 

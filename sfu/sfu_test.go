@@ -470,10 +470,7 @@ func TestBadInput(t *testing.T) {
 	c.join()
 	send := func(el *stanza.Element) *stanza.Element {
 		id := c.newID()
-		ch := make(chan *stanza.Element, 1)
-		c.mu.Lock()
-		c.waiting[id] = ch
-		c.mu.Unlock()
+		ch := c.replies.Expect(id)
 		c.deliver(el.SetAttr("id", id))
 		select {
 		case r := <-ch:

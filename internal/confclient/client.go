@@ -19,8 +19,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pion/interceptor"
-	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
@@ -70,15 +68,15 @@ type Track struct {
 type Client struct {
 	x      *xmppclient.Client
 	o      Options
-	pc     *webrtc.PeerConnection
-	sendMu sync.Mutex // serialises writes to the XMPP stream
+	peer   *Peer
+	pc     *webrtc.PeerConnection // peer.PC
+	sendMu sync.Mutex             // serialises writes to the XMPP stream
 
-	mu          sync.Mutex
-	waiting     map[string]chan *stanza.Element
-	events      []*stanza.Element
-	tracks      map[string]*Track
-	pendingCand []webrtc.ICECandidateInit
-	remoteSet   bool
+	replies Replies
+
+	mu     sync.Mutex
+	events []*stanza.Element
+	tracks map[string]*Track
 
 	Participant string             // our id, from <joined/>
 	ICEServers  []webrtc.ICEServer // from <joined/>
@@ -108,7 +106,7 @@ func Join(ctx context.Context, x *xmppclient.Client, o Options) (*Client, error)
 	if err := enterRoom(ctx, x, o); err != nil {
 		return nil, err
 	}
-	c := &Client{x: x, o: o, waiting: map[string]chan *stanza.Element{}, tracks: map[string]*Track{}}
+	c := &Client{x: x, o: o, tracks: map[string]*Track{}}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.wg.Add(1)
 	go c.readLoop()
@@ -238,17 +236,6 @@ func stanzaErrorOf(el *stanza.Element) (cond, text string) {
 }
 
 func (c *Client) newPeerConnection() error {
-	m := &webrtc.MediaEngine{}
-	if err := m.RegisterDefaultCodecs(); err != nil {
-		return err
-	}
-	if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.AudioLevelURI}, webrtc.RTPCodecTypeAudio); err != nil {
-		return err
-	}
-	reg := &interceptor.Registry{}
-	if err := webrtc.RegisterDefaultInterceptors(m, reg); err != nil {
-		return err
-	}
 	se := webrtc.SettingEngine{}
 	se.SetIncludeLoopbackCandidate(c.o.Loopback)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeTCP4})
@@ -256,47 +243,27 @@ func (c *Client) newPeerConnection() error {
 	if c.o.Loopback {
 		se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
 	}
-	api := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se))
 	cfg := webrtc.Configuration{ICEServers: c.ICEServers}
 	if c.o.RelayOnly {
 		cfg.ICETransportPolicy = webrtc.ICETransportPolicyRelay
 	}
-	pc, err := api.NewPeerConnection(cfg)
+	peer, err := NewPeer(se, cfg)
 	if err != nil {
-		return fmt.Errorf("confclient: peer connection: %w", err)
+		return err
 	}
-	c.pc = pc
+	c.peer, c.pc = peer, peer.PC
+	pc := peer.PC
 	pc.OnConnectionStateChange(func(webrtc.PeerConnectionState) { c.changed.notify() })
 	pc.OnSignalingStateChange(func(webrtc.SignalingState) { c.changed.notify() })
-	pc.OnICECandidate(func(cand *webrtc.ICECandidate) {
-		if cand == nil {
-			c.sendAsync(stanza.New(NS, "end-of-candidates"))
-			return
-		}
-		init := cand.ToJSON()
-		el := stanza.New(NS, "candidate").SetText(init.Candidate)
-		if init.SDPMid != nil {
-			el.SetAttr("mid", *init.SDPMid)
-		}
-		if init.SDPMLineIndex != nil {
-			el.SetAttr("mline", strconv.Itoa(int(*init.SDPMLineIndex)))
-		}
-		c.sendAsync(el)
-	})
-	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-		c.wg.Add(1)
-		defer c.wg.Done()
+	peer.Trickle(c.sendAsync, true)
+	peer.Receive(func(tr *webrtc.TrackRemote) func(*rtp.Packet) {
 		t := &Track{Participant: tr.StreamID(), ID: tr.ID(), Mime: tr.Codec().MimeType, Senders: map[string]int{}}
 		clock := tr.Codec().ClockRate
 		c.mu.Lock()
 		c.tracks[tr.ID()] = t
 		c.mu.Unlock()
 		c.changed.notify()
-		for {
-			pkt, _, err := tr.ReadRTP()
-			if err != nil {
-				return
-			}
+		return func(pkt *rtp.Packet) {
 			now := time.Now()
 			c.mu.Lock()
 			if t.Packets > 0 && pkt.SequenceNumber != t.LastSeq+1 {
@@ -329,17 +296,16 @@ func (c *Client) newPeerConnection() error {
 }
 
 func (c *Client) addTracks() error {
+	pli := CountPLI(func(n int64) { c.keyReqs.Add(n) })
 	if c.o.Audio {
-		a, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", c.o.Name)
+		a, err := webrtc.NewTrackLocalStaticRTP(Opus, "audio", c.o.Name)
 		if err != nil {
 			return err
 		}
-		s, err := c.pc.AddTransceiverFromTrack(a, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
-		if err != nil {
+		if _, err := c.peer.AddSender(pli, a); err != nil {
 			return err
 		}
 		c.audio = a
-		c.drainRTCP(s.Sender())
 	}
 	if c.o.Video {
 		rids := []string{""}
@@ -357,17 +323,11 @@ func (c *Client) addTracks() error {
 			}
 			c.video = append(c.video, v)
 		}
-		tr, err := c.pc.AddTransceiverFromTrack(c.video[0], webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+		tr, err := c.peer.AddSender(pli, c.video...)
 		if err != nil {
 			return err
 		}
-		for _, v := range c.video[1:] {
-			if err := tr.Sender().AddEncoding(v); err != nil {
-				return err
-			}
-		}
 		c.vtr = tr
-		c.drainRTCP(tr.Sender())
 	}
 	if !c.o.Audio && !c.o.Video {
 		if _, err := c.pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
@@ -377,40 +337,17 @@ func (c *Client) addTracks() error {
 	return nil
 }
 
-// drainRTCP reads a sender's RTCP (so interceptors run) and counts
-// keyframe requests.
-func (c *Client) drainRTCP(s *webrtc.RTPSender) {
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		for {
-			pkts, _, err := s.ReadRTCP()
-			if err != nil {
-				return
-			}
-			for _, p := range pkts {
-				if _, ok := p.(*rtcp.PictureLossIndication); ok {
-					c.keyReqs.Add(1)
-				}
-			}
-		}
-	}()
-}
-
 // KeyframeRequests counts PLIs the server sent this publisher.
 func (c *Client) KeyframeRequests() int64 { return c.keyReqs.Load() }
 
 // Offer sends a new offer for our tracks and applies the answer.
 func (c *Client) Offer(ctx context.Context) error {
 	for attempt := 0; ; attempt++ {
-		offer, err := c.pc.CreateOffer(nil)
+		offer, err := c.peer.Offer()
 		if err != nil {
-			return fmt.Errorf("confclient: create offer: %w", err)
+			return err
 		}
-		if err := c.pc.SetLocalDescription(offer); err != nil {
-			return fmt.Errorf("confclient: set local offer: %w", err)
-		}
-		res, err := c.request(ctx, stanza.New(NS, "offer").SetText(offer.SDP))
+		res, err := c.request(ctx, stanza.New(NS, "offer").SetText(offer))
 		var se *stanzaError
 		if errors.As(err, &se) && se.cond == "unexpected-request" && attempt < 5 {
 			// Glare: the server's offer is on its way. Roll back, let the
@@ -428,10 +365,9 @@ func (c *Client) Offer(ctx context.Context) error {
 		if ans == nil {
 			return fmt.Errorf("confclient: no <answer/> in %s", res)
 		}
-		if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: ans.Text()}); err != nil {
-			return fmt.Errorf("confclient: set answer: %w", err)
+		if err := c.peer.SetAnswer(ans.Text()); err != nil && !errors.Is(err, ErrCandidate) {
+			return err
 		}
-		c.remoteDescribed()
 		return nil
 	}
 }
@@ -447,18 +383,6 @@ func (c *Client) waitStable(ctx context.Context) error {
 	return nil
 }
 
-// remoteDescribed adds candidates that arrived before a remote description.
-func (c *Client) remoteDescribed() {
-	c.mu.Lock()
-	pending := c.pendingCand
-	c.pendingCand = nil
-	c.remoteSet = true
-	c.mu.Unlock()
-	for _, cand := range pending {
-		_ = c.pc.AddICECandidate(cand)
-	}
-}
-
 type stanzaError struct{ cond, text string }
 
 func (e *stanzaError) Error() string { return e.cond + ": " + e.text }
@@ -466,15 +390,8 @@ func (e *stanzaError) Error() string { return e.cond + ": " + e.text }
 // request sends an iq set to the room and waits for its result.
 func (c *Client) request(ctx context.Context, payload *stanza.Element) (*stanza.Element, error) {
 	id := "cc" + strconv.FormatInt(c.nextID.Add(1), 10)
-	ch := make(chan *stanza.Element, 1)
-	c.mu.Lock()
-	c.waiting[id] = ch
-	c.mu.Unlock()
-	defer func() {
-		c.mu.Lock()
-		delete(c.waiting, id)
-		c.mu.Unlock()
-	}()
+	ch := c.replies.Expect(id)
+	defer c.replies.Forget(id)
 	if err := c.send(stanza.New(stanza.NSClient, "iq").SetAttr("type", "set").SetAttr("to", c.o.Room).SetAttr("id", id).Append(payload)); err != nil {
 		return nil, err
 	}
@@ -522,32 +439,11 @@ func (c *Client) readLoop() {
 func (c *Client) handle(el *stanza.Element) {
 	switch {
 	case el.Local == "iq" && (el.Type() == "result" || el.Type() == "error"):
-		c.mu.Lock()
-		ch := c.waiting[el.ID()]
-		c.mu.Unlock()
-		if ch != nil {
-			ch <- el
-		}
+		c.replies.Deliver(el)
 	case el.Local == "iq" && el.Type() == "set" && el.Child(NS, "offer") != nil:
 		c.answer(el)
 	case el.Local == "iq" && el.Type() == "set" && el.Child(NS, "candidate") != nil:
-		cand := el.Child(NS, "candidate")
-		init := webrtc.ICECandidateInit{Candidate: cand.Text()}
-		if mid := cand.Attr("mid"); mid != "" {
-			init.SDPMid = &mid
-		}
-		if ml, err := strconv.Atoi(cand.Attr("mline")); err == nil {
-			u := uint16(ml)
-			init.SDPMLineIndex = &u
-		}
-		c.mu.Lock()
-		if !c.remoteSet {
-			c.pendingCand = append(c.pendingCand, init)
-			c.mu.Unlock()
-		} else {
-			c.mu.Unlock()
-			_ = c.pc.AddICECandidate(init)
-		}
+		_ = c.peer.AddCandidate(ParseCandidate(el.Child(NS, "candidate")))
 		_ = c.send(stanza.Result(el))
 	case el.Local == "iq" && el.Type() == "set":
 		_ = c.send(stanza.Result(el))
@@ -572,21 +468,12 @@ func (c *Client) answer(iq *stanza.Element) {
 	if c.pc.SignalingState() == webrtc.SignalingStateHaveLocalOffer {
 		_ = c.pc.SetLocalDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeRollback})
 	}
-	if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: iq.Child(NS, "offer").Text()}); err != nil {
-		fail(err)
-		return
-	}
-	c.remoteDescribed()
-	ans, err := c.pc.CreateAnswer(nil)
+	ans, err := c.peer.Answer(iq.Child(NS, "offer").Text())
 	if err != nil {
 		fail(err)
 		return
 	}
-	if err := c.pc.SetLocalDescription(ans); err != nil {
-		fail(err)
-		return
-	}
-	_ = c.send(stanza.Result(iq, stanza.New(NS, "answer").SetText(ans.SDP)))
+	_ = c.send(stanza.Result(iq, stanza.New(NS, "answer").SetText(ans)))
 }
 
 // WaitConnected waits until ICE and DTLS are up.
@@ -780,8 +667,8 @@ func (c *Client) Summary() string {
 func (c *Client) Close() {
 	c.cancel()
 	_ = c.x.Conn().SetReadDeadline(time.Now())
-	if c.pc != nil {
-		_ = c.pc.Close()
+	if c.peer != nil {
+		_ = c.peer.Close()
 	}
 	c.wg.Wait()
 }
@@ -806,9 +693,28 @@ func (m *Media) Stop() {
 // frame per layer, a keyframe every keyEvery frames (and right after a
 // keyframe request). Payloads name the sender (Name, or Name-RID).
 func (c *Client) Publish(keyEvery int) *Media {
-	w := &pcWriter{c: c}
-	if c.vtr != nil && c.o.Simulcast {
-		for _, e := range c.vtr.Sender().GetParameters().HeaderExtensions {
+	return Publisher{
+		Name: c.o.Name, Audio: c.audio != nil, VideoLayers: len(c.video),
+		KeyEvery: keyEvery, KeyRequests: c.keyReqs.Load,
+	}.Start(NewTrackWriter(c.audio, c.vtr, c.video...))
+}
+
+// TrackWriter writes a Publisher's packets to local tracks, with the mid
+// and rid header extensions on simulcast layers, as a browser sends them.
+type TrackWriter struct {
+	audio        *webrtc.TrackLocalStaticRTP
+	video        []*webrtc.TrackLocalStaticRTP
+	midID, ridID uint8
+	mid          string
+}
+
+// NewTrackWriter writes audio to the audio track (which may be nil) and
+// video layer i to video[i]; vtr is the video's transceiver, after
+// negotiation (it carries the ids of the mid and rid extensions).
+func NewTrackWriter(audio *webrtc.TrackLocalStaticRTP, vtr *webrtc.RTPTransceiver, video ...*webrtc.TrackLocalStaticRTP) *TrackWriter {
+	w := &TrackWriter{audio: audio, video: video}
+	if vtr != nil && len(video) > 1 {
+		for _, e := range vtr.Sender().GetParameters().HeaderExtensions {
 			switch e.URI {
 			case sdp.SDESMidURI:
 				w.midID = uint8(e.ID)
@@ -816,31 +722,21 @@ func (c *Client) Publish(keyEvery int) *Media {
 				w.ridID = uint8(e.ID)
 			}
 		}
-		w.mid = c.vtr.Mid()
+		w.mid = vtr.Mid()
 	}
-	return Publisher{
-		Name: c.o.Name, Audio: c.audio != nil, VideoLayers: len(c.video),
-		KeyEvery: keyEvery, KeyRequests: c.keyReqs.Load,
-	}.Start(w)
+	return w
 }
 
-// pcWriter writes a Client's media to its local tracks, with the mid and
-// rid header extensions on simulcast layers, as a browser sends them.
-type pcWriter struct {
-	c            *Client
-	midID, ridID uint8
-	mid          string
-}
-
-func (w *pcWriter) WriteRTP(kind webrtc.RTPCodecType, layer int, p *rtp.Packet) error {
+// WriteRTP implements RTPWriter.
+func (w *TrackWriter) WriteRTP(kind webrtc.RTPCodecType, layer int, p *rtp.Packet) error {
 	if kind == webrtc.RTPCodecTypeAudio {
-		return w.c.audio.WriteRTP(p)
+		return w.audio.WriteRTP(p)
 	}
 	if w.ridID != 0 {
 		_ = p.Header.SetExtension(w.midID, []byte(w.mid))
-		_ = p.Header.SetExtension(w.ridID, []byte(Layers[layer]))
+		_ = p.Header.SetExtension(w.ridID, []byte(w.video[layer].RID()))
 	}
-	return w.c.video[layer].WriteRTP(p)
+	return w.video[layer].WriteRTP(p)
 }
 
 // RTPWriter is where a Publisher's packets go: the audio track, or layer
@@ -856,10 +752,14 @@ type Publisher struct {
 	Name        string // written into every payload
 	Audio       bool   // an Opus packet every 20 ms
 	VideoLayers int    // VP8 layers: 0, 1, or len(Layers) for simulcast (named Name-RID)
-	KeyEvery    int    // a keyframe every KeyEvery frames
+	KeyEvery    int    // a keyframe every KeyEvery frames; 0: only on request
 	// KeyRequests counts keyframe requests from the server; a change makes
 	// the next frame a keyframe. Nil for none.
 	KeyRequests func() int64
+	// Payload, if set, makes the payload of packet n of the audio track
+	// or of video layer layer (key: a keyframe) in place of the synthetic
+	// Opus and VP8 ones naming Name.
+	Payload func(kind webrtc.RTPCodecType, layer, n int, key bool) []byte
 }
 
 // Start sends every 20 ms an Opus packet (if Audio) and a VP8 frame per
@@ -871,6 +771,10 @@ func (pub Publisher) Start(w RTPWriter) *Media {
 	keyReqs := pub.KeyRequests
 	if keyReqs == nil {
 		keyReqs = func() int64 { return 0 }
+	}
+	payload := pub.Payload
+	if payload == nil {
+		payload = pub.synthetic
 	}
 	go func() {
 		defer close(m.done)
@@ -886,25 +790,34 @@ func (pub Publisher) Start(w RTPWriter) *Media {
 			if pub.Audio {
 				_ = w.WriteRTP(webrtc.RTPCodecTypeAudio, 0, &rtp.Packet{
 					Header:  rtp.Header{Version: 2, SequenceNumber: uint16(n), Timestamp: uint32(n * 960)},
-					Payload: audioPayload(pub.Name, n),
+					Payload: payload(webrtc.RTPCodecTypeAudio, 0, n, false),
 				})
 			}
 			req := keyReqs()
-			key := n%pub.KeyEvery == 0 || req != lastReq
+			key := pub.KeyEvery > 0 && n%pub.KeyEvery == 0 || req != lastReq
 			lastReq = req
 			for i := range pub.VideoLayers {
-				name := pub.Name
-				if pub.VideoLayers > 1 {
-					name += "-" + Layers[i]
-				}
 				_ = w.WriteRTP(webrtc.RTPCodecTypeVideo, i, &rtp.Packet{
 					Header:  rtp.Header{Version: 2, Marker: true, SequenceNumber: uint16(n + 1000*i), Timestamp: uint32(n * 3000)},
-					Payload: vp8Frame(name, n, key, LayerSizes[i]),
+					Payload: payload(webrtc.RTPCodecTypeVideo, i, n, key),
 				})
 			}
 		}
 	}()
 	return m
+}
+
+// synthetic is the default payload: Opus and VP8 packets naming the
+// sender (Name, or Name-RID for a simulcast layer).
+func (pub Publisher) synthetic(kind webrtc.RTPCodecType, layer, n int, key bool) []byte {
+	if kind == webrtc.RTPCodecTypeAudio {
+		return audioPayload(pub.Name, n)
+	}
+	name := pub.Name
+	if pub.VideoLayers > 1 {
+		name += "-" + Layers[layer]
+	}
+	return vp8Frame(name, n, key, LayerSizes[layer])
 }
 
 // audioPayload is the synthetic Opus packet number n of sender name.
