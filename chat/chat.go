@@ -257,8 +257,12 @@ func (s *Service) Online(bare jid.JID) []Session {
 
 // SessionBound records a newly bound session. It is not available until it
 // sends presence. A session bound with the full JID of an existing one
-// replaces it; the old one's presence ends as if it had closed.
+// replaces it; the old one's presence ends as if it had closed. The
+// Publisher hears of it first (Bound), and last of its zero state.
 func (s *Service) SessionBound(ctx context.Context, sess Session) {
+	if s.pub != nil {
+		s.pub.Bound(ctx, sess)
+	}
 	me := sess.JID()
 	s.mu.Lock()
 	m := s.resourcesLocked(me.Localpart())
@@ -291,8 +295,12 @@ func (s *Service) resourcesLocked(local string) map[string]*resource {
 
 // SessionClosed forgets a session whose stream ended and sends unavailable
 // presence for it where its presence was seen. It does nothing if another
-// session has taken the same full JID since.
+// session has taken the same full JID since, but tell the Publisher,
+// which hears last that the session closed (Closed).
 func (s *Service) SessionClosed(ctx context.Context, sess Session) {
+	if s.pub != nil {
+		defer s.pub.Closed(ctx, sess)
+	}
 	me := sess.JID()
 	s.mu.Lock()
 	r, last := s.detachLocked(sess)

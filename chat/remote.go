@@ -36,18 +36,40 @@ func (a ResourceState) equal(b ResourceState) bool {
 		(a.Notify == nil) == (b.Notify == nil) && slices.Equal(a.Notify, b.Notify)
 }
 
-// Publisher is told about changes to the sessions this node serves, for
-// the other nodes of a cluster to mirror them (which they apply with
-// SetRemote, DropRemote and ReloadBlocklist). cluster/link implements it.
-// Its methods run on the session's goroutine, outside the service's
-// locks, in the order of the changes.
+// Publisher is told about the sessions this node serves, for the other
+// nodes of a cluster to route to them and mirror them (which they apply
+// with SetRemote, DropRemote and ReloadBlocklist). cluster/link
+// implements it (SetPublisher). Its methods run on the session's
+// goroutine, outside the service's locks, in the order of the changes.
+// For one session they come in this order:
+//
+//   - Bound, first in SessionBound, before the session is recorded here
+//     and before anything is published about it;
+//   - SessionChanged with the zero state, last in SessionBound; then
+//     SessionChanged on every change of its routing state;
+//   - SessionEnded, in SessionClosed once the session is forgotten here,
+//     before its unavailable presence goes out;
+//   - Closed, last in SessionClosed, after that presence; also when
+//     another session took the full JID meanwhile (SessionClosed then
+//     does nothing else).
+//
+// The order matters to a cluster: Bound takes the full JID for this node
+// in the cluster's session directory (a session with that JID on another
+// node is told to end), and the other nodes believe reports only about
+// sessions the directory says their sender serves; Closed gives the JID
+// back only once everything about the session was said, and keeps it
+// when a newer session here took it.
 type Publisher interface {
+	// Bound reports that sess is binding here.
+	Bound(ctx context.Context, sess Session)
 	// SessionChanged reports that full was bound (with the zero state)
 	// or that its routing state changed: presence, roster interest,
 	// carbons, blocklist pushes, +notify features.
 	SessionChanged(full jid.JID, st ResourceState)
 	// SessionEnded reports that full's session ended.
 	SessionEnded(full jid.JID)
+	// Closed reports that sess's stream ended and chat is done with it.
+	Closed(ctx context.Context, sess Session)
 	// BlocklistChanged reports that local changed their blocklist here,
 	// for the other nodes to read it again.
 	BlocklistChanged(local string)
@@ -55,7 +77,7 @@ type Publisher interface {
 
 // SetPublisher makes the service tell p about the sessions it serves.
 // Call it before the first session binds: it is not synchronised with
-// them.
+// them, and p must hear of every session from its Bound on.
 func (s *Service) SetPublisher(p Publisher) { s.pub = p }
 
 // SetRemote records sess, a session another node serves, with its state:

@@ -2,6 +2,7 @@ package chat
 
 import (
 	"context"
+	"fmt"
 	"reflect"
 	"slices"
 	"sync"
@@ -53,8 +54,10 @@ func TestRemoteSessions(t *testing.T) {
 // change (gone: the session ended).
 type publisherFunc func(full jid.JID, st ResourceState, gone bool)
 
+func (f publisherFunc) Bound(context.Context, Session)                {}
 func (f publisherFunc) SessionChanged(full jid.JID, st ResourceState) { f(full, st, false) }
 func (f publisherFunc) SessionEnded(full jid.JID)                     { f(full, ResourceState{}, true) }
+func (f publisherFunc) Closed(context.Context, Session)               {}
 func (f publisherFunc) BlocklistChanged(string)                       {}
 
 // The publisher hears of local sessions' changes, and only changes;
@@ -229,8 +232,8 @@ func (b *blocklists) BlocklistChanged(local string) {
 // A blocklist changed here is published, for other nodes to read it
 // again; reading it is not.
 func TestBlocklistChangePublished(t *testing.T) {
-	h, _ := newDBHarness(t, Config{}, "alice", "bob")
 	pub := &blocklists{publisherFunc: func(jid.JID, ResourceState, bool) {}}
+	h, _ := newDBHarness(t, Config{}, "alice", "bob")
 	h.svc.SetPublisher(pub)
 	a := h.online("alice@localhost/a", 0)
 	if reply, _ := h.iq(a, `<iq type='get' id='bl'><blocklist xmlns='urn:xmpp:blocking'/></iq>`); reply.IQType() != stanza.ResultIQ {
@@ -243,5 +246,93 @@ func TestBlocklistChangePublished(t *testing.T) {
 	defer pub.mu.Unlock()
 	if !slices.Equal(pub.changed, []string{"alice"}) {
 		t.Fatalf("published blocklist changes %q, want [alice]", pub.changed)
+	}
+}
+
+// order is a Publisher that records what it hears of sessions, and what
+// chat knows of them at that moment.
+type order struct {
+	svc    *Service
+	bob    *fakeSession // a contact: did he see the unavailable presence yet?
+	mu     sync.Mutex
+	events []string
+}
+
+func (o *order) add(ev string, sess Session) {
+	local := 0
+	o.svc.LocalStates(func(full jid.JID, _ ResourceState) {
+		if full.Equal(sess.JID()) {
+			local++
+		}
+	})
+	ev += fmt.Sprintf(" listed=%d", local)
+	if o.bob != nil {
+		ev += fmt.Sprintf(" bob=%d", len(o.bob.Received()))
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.events = append(o.events, ev)
+}
+
+func (o *order) Bound(_ context.Context, sess Session) { o.add("bound", sess) }
+func (o *order) SessionChanged(full jid.JID, st ResourceState) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.events = append(o.events, fmt.Sprintf("changed available=%v", st.Available))
+}
+func (o *order) SessionEnded(full jid.JID) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.events = append(o.events, "ended")
+}
+func (o *order) Closed(_ context.Context, sess Session) { o.add("closed", sess) }
+func (o *order) BlocklistChanged(string)                {}
+
+func (o *order) take() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	ev := o.events
+	o.events = nil
+	return ev
+}
+
+// The publisher hears of a session in the order Publisher documents:
+// Bound before chat records it, Closed last, after its unavailable
+// presence went out, and also for a session whose JID a newer one took.
+func TestPublisherOrder(t *testing.T) {
+	h := newHarness(t, Config{}, "alice", "bob")
+	o := &order{svc: h.svc}
+	h.svc.SetPublisher(o)
+	h.befriend("alice", "bob")
+	o.bob = h.online("bob@localhost/phone", 0)
+	o.take()
+	a := h.online("alice@localhost/desk", 0)
+	// Bound, the zero state, roster interest, available presence.
+	want := []string{"bound listed=0 bob=0", "changed available=false", "changed available=false", "changed available=true"}
+	if got := o.take(); !slices.Equal(got, want) {
+		t.Fatalf("binding: publisher heard %q, want %q", got, want)
+	}
+	seen := len(o.bob.Received()) // bob has alice's available presence
+
+	// A new session with alice's full JID replaces hers; the old one's
+	// end then only tells the publisher it closed.
+	a2 := h.bind("alice@localhost/desk")
+	h.close(a)
+	after := len(o.bob.Received()) // the replaced session's unavailable presence
+	if after != seen+1 {
+		t.Fatalf("bob received %d stanzas at the replacement, want 1", after-seen)
+	}
+	want = []string{fmt.Sprintf("bound listed=1 bob=%d", seen), "changed available=false", fmt.Sprintf("closed listed=1 bob=%d", after)}
+	if got := o.take(); !slices.Equal(got, want) {
+		t.Fatalf("replacing: publisher heard %q, want %q", got, want)
+	}
+
+	h.send(a2, `<presence/>`)
+	o.take()
+	seen = len(o.bob.Received())
+	h.close(a2)
+	want = []string{"ended", fmt.Sprintf("closed listed=0 bob=%d", seen+1)}
+	if got := o.take(); !slices.Equal(got, want) {
+		t.Fatalf("closing: publisher heard %q, want %q", got, want)
 	}
 }

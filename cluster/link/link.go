@@ -45,10 +45,10 @@ type Chat interface {
 
 var _ chat.Publisher = (*Link)(nil)
 
-// LocalSession is a session this node serves.
-type LocalSession interface {
-	JID() jid.JID
-	Send(el *stanza.Element) error
+// stopper is a session this node serves that can be ended (as
+// *signaling.Session can): a login on another node that takes its full
+// JID ends it with a conflict.
+type stopper interface {
 	Stop(condition, text string)
 }
 
@@ -76,11 +76,9 @@ type Rooms interface {
 
 // Config configures a Link.
 type Config struct {
-	// Chat, Rooms and Lookup are this node's services. Lookup returns the
-	// local session bound to full, or nil.
-	Chat   Chat
-	Rooms  Rooms
-	Lookup func(full jid.JID) LocalSession
+	// Chat and Rooms are this node's services.
+	Chat  Chat
+	Rooms Rooms
 	// AccountsChanged, when set, is told that another node deleted an
 	// account: the account journal has news (see chat/accounts).
 	AccountsChanged func()
@@ -100,8 +98,9 @@ type Config struct {
 
 // Link is one node's side of the cluster. Create it with New from this
 // node's chat service and make it that service's publisher
-// (chat.Service.SetPublisher), pass its methods as the cluster's
-// callbacks, then Attach the cluster.
+// (chat.Service.SetPublisher) before any session binds: chat tells it of
+// the sessions this node serves, as they bind and close. Pass its
+// methods as the cluster's callbacks, then Attach the cluster.
 //
 // The cluster tells Handle which node sent a payload, and only passes on
 // payloads signed with the cluster secret. Beyond that, a node is
@@ -129,6 +128,9 @@ type Link struct {
 	// channel closes when that is done.
 	releasing map[string]chan struct{}
 	kicked    map[string]bool // local sessions told to end: a login elsewhere took their JID
+	// locals are the sessions this node serves (full JID → session),
+	// from Bound to Closed.
+	locals map[string]chat.Session
 
 	// bindLocks serialise Bound and Closed for one full JID, so a
 	// session closing while a new login takes its JID cannot unbind the
@@ -177,6 +179,7 @@ func New(cfg Config) *Link {
 		busy:      map[string]int{},
 		releasing: map[string]chan struct{}{},
 		kicked:    map[string]bool{},
+		locals:    map[string]chat.Session{},
 	}
 	l.stop, l.cancel = context.WithCancel(context.Background())
 	return l
@@ -344,16 +347,22 @@ func (l *Link) sendSnapshot(ctx context.Context, to cluster.NodeID) {
 	}
 }
 
-// Bound records a newly bound local session in the cluster's directory;
-// a session with the same full JID on another node is told to end.
-func (l *Link) Bound(ctx context.Context, full jid.JID) {
+// Bound implements chat.Publisher: it records a session binding here,
+// which replaces any earlier one with its full JID, and takes that JID
+// in the cluster's directory; a session with the same full JID on
+// another node is told to end.
+func (l *Link) Bound(ctx context.Context, sess chat.Session) {
+	full := sess.JID()
+	lk := l.bindLock(full)
+	lk.Lock()
+	defer lk.Unlock()
+	l.mu.Lock()
+	l.locals[full.String()] = sess
+	l.mu.Unlock()
 	cl := l.cluster()
 	if cl == nil {
 		return
 	}
-	lk := l.bindLock(full)
-	lk.Lock()
-	defer lk.Unlock()
 	l.mu.Lock()
 	delete(l.kicked, full.String())
 	l.mu.Unlock()
@@ -367,17 +376,21 @@ func (l *Link) Bound(ctx context.Context, full jid.JID) {
 	}
 }
 
-// Closed forgets a local session that ended (the c2s server no longer
-// lists it). If a new login here has taken its full JID meanwhile, the
-// directory entry is the new session's and stays.
-func (l *Link) Closed(ctx context.Context, full jid.JID) {
+// Closed implements chat.Publisher: it forgets a local session that
+// ended and gives its full JID back in the directory. If a new login
+// here has taken its full JID meanwhile (Bound), the directory entry is
+// the new session's and stays.
+func (l *Link) Closed(ctx context.Context, sess chat.Session) {
+	full := sess.JID()
 	lk := l.bindLock(full)
 	lk.Lock()
 	defer lk.Unlock()
-	if l.cfg.Lookup(full) != nil {
+	l.mu.Lock()
+	if cur := l.locals[full.String()]; cur != nil && cur != sess {
+		l.mu.Unlock()
 		return
 	}
-	l.mu.Lock()
+	delete(l.locals, full.String())
 	delete(l.joined, full.String())
 	delete(l.kicked, full.String())
 	l.mu.Unlock()
@@ -386,6 +399,14 @@ func (l *Link) Closed(ctx context.Context, full jid.JID) {
 			l.log.Debug("cluster: unbind", "jid", full.String(), "err", err)
 		}
 	}
+}
+
+// local returns the session this node serves with the full JID full, or
+// nil.
+func (l *Link) local(full jid.JID) chat.Session {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.locals[full.String()]
 }
 
 func (l *Link) bindLock(full jid.JID) *sync.Mutex {
@@ -508,7 +529,7 @@ func (l *Link) Handle(ctx context.Context, from cluster.NodeID, payload []byte) 
 func (l *Link) deliver(ctx context.Context, full string, el *stanza.Element) {
 	j, err := jid.Parse(full)
 	if err == nil {
-		if sess := l.cfg.Lookup(j); sess != nil {
+		if sess := l.local(j); sess != nil {
 			if l.cfg.Chat.SendTo(sess, el) {
 				return
 			}
@@ -531,12 +552,14 @@ func (l *Link) offline(ctx context.Context, el *stanza.Element) {
 // kick ends the local session bound to full: a newer login elsewhere
 // took its full JID.
 func (l *Link) kick(full jid.JID) {
-	if sess := l.cfg.Lookup(full); sess != nil {
+	if sess := l.local(full); sess != nil {
 		l.mu.Lock()
 		l.kicked[full.String()] = true
 		l.mu.Unlock()
 		l.log.Info("cluster: session replaced by a login on another node", "jid", full.String())
-		sess.Stop("conflict", "replaced by a new connection")
+		if st, ok := sess.(stopper); ok {
+			st.Stop("conflict", "replaced by a new connection")
+		}
 	}
 }
 

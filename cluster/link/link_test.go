@@ -2,6 +2,7 @@ package link
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"slices"
@@ -304,24 +305,22 @@ func (r *fakeRooms) SessionClosed(ctx context.Context, sess chat.Session) {
 }
 
 type testNode struct {
-	chat     *fakeChat
-	rooms    *fakeRooms
-	sessions map[string]*fakeSession
-	link     *Link
-	node     *fakeNode
-	nudged   atomic.Int32 // AccountsChanged calls
+	chat   *fakeChat
+	rooms  *fakeRooms
+	link   *Link
+	node   *fakeNode
+	nudged atomic.Int32 // AccountsChanged calls
 }
 
 func (tn *testNode) session(full string) *fakeSession {
-	s := &fakeSession{testfake.NewSession(full)}
-	tn.sessions[full] = s
-	return s
+	return &fakeSession{testfake.NewSession(full)}
 }
 
-// login is session, bound in the cluster's directory as a login is.
+// login is a session that binds, as chat tells the link of a login: the
+// link serves it here and takes its JID in the cluster's directory.
 func (tn *testNode) login(full string) *fakeSession {
 	s := tn.session(full)
-	tn.link.Bound(context.Background(), s.JID())
+	tn.link.Bound(context.Background(), s)
 	return s
 }
 
@@ -334,13 +333,8 @@ func startNodes(t *testing.T, h *hub, ids ...cluster.NodeID) map[cluster.NodeID]
 func startNodesIdle(t *testing.T, h *hub, idle time.Duration, ids ...cluster.NodeID) map[cluster.NodeID]*testNode {
 	out := map[cluster.NodeID]*testNode{}
 	for _, id := range ids {
-		tn := &testNode{chat: newFakeChat(), rooms: &fakeRooms{}, sessions: map[string]*fakeSession{}}
-		tn.link = New(Config{Chat: tn.chat, Rooms: tn.rooms, Lookup: func(full jid.JID) LocalSession {
-			if s, ok := tn.sessions[full.String()]; ok {
-				return s
-			}
-			return nil
-		}, AccountsChanged: func() { tn.nudged.Add(1) },
+		tn := &testNode{chat: newFakeChat(), rooms: &fakeRooms{}}
+		tn.link = New(Config{Chat: tn.chat, Rooms: tn.rooms, AccountsChanged: func() { tn.nudged.Add(1) },
 			Hosted:   func(d string) bool { return d == "x" || d == "conf.x" },
 			RoomIdle: idle})
 		t.Cleanup(tn.link.Close)
@@ -381,7 +375,7 @@ func TestSessionsMirrorAcrossNodes(t *testing.T) {
 
 	// A session that ended on b meanwhile: the message goes offline on b,
 	// and every node is told to drain the recipient's queue.
-	delete(b.sessions, "bob@x/phone")
+	bob.SetGone(errors.New("gone"))
 	r.Send(msg)
 	h.settle(t)
 	if len(b.chat.offline) != 1 || b.chat.offline[0] != "bob@x/phone" {
@@ -539,10 +533,9 @@ func TestKickEndsTheOldSession(t *testing.T) {
 	h := newHub()
 	ns := startNodes(t, h, "a", "b")
 	ctx := context.Background()
-	old := ns["a"].session("carol@x/r")
-	ns["a"].link.Bound(ctx, old.JID())
+	old := ns["a"].login("carol@x/r")
 	// A login on b with carol's full JID tells a to end the old session.
-	ns["b"].link.Bound(ctx, old.JID())
+	ns["b"].link.Bound(ctx, ns["b"].session("carol@x/r"))
 	h.settle(t)
 	if old.Stopped() != "conflict" {
 		t.Fatalf("old session stopped with %q, want conflict", old.Stopped())
@@ -559,13 +552,13 @@ func TestLocalSessionOutranksLateReports(t *testing.T) {
 	h := newHub()
 	ns := startNodes(t, h, "a", "b")
 	a, b := ns["a"], ns["b"]
-	a.session("erin@x/r")
+	a.login("erin@x/r")
 	b.link.SessionChanged(jid.MustParse("erin@x/r"), chat.ResourceState{Available: true})
 	h.settle(t)
 	if _, ok := a.chat.remote["erin@x/r"]; ok {
 		t.Fatal("a late report replaced the local session")
 	}
-	b.link.Bound(context.Background(), jid.MustParse("erin@x/r")) // a login on b takes the JID
+	b.login("erin@x/r") // a login on b takes the JID
 	b.node.Send(context.Background(), "a", addressed(kindKick, "erin@x/r", nil))
 	b.link.SessionChanged(jid.MustParse("erin@x/r"), chat.ResourceState{Available: true})
 	h.settle(t)
@@ -578,18 +571,15 @@ func TestClosingSessionKeepsItsSuccessorBound(t *testing.T) {
 	h := newHub()
 	ns := startNodes(t, h, "a")
 	a, ctx := ns["a"], context.Background()
-	s := a.session("dan@x/r")
-	a.link.Bound(ctx, s.JID())
+	s := a.login("dan@x/r")
 	// A new login with the same JID replaces it here before the old
 	// one's end is reported: the directory keeps the new one.
-	a.session("dan@x/r")
-	a.link.Bound(ctx, s.JID())
-	a.link.Closed(ctx, s.JID())
+	s2 := a.login("dan@x/r")
+	a.link.Closed(ctx, s)
 	if h.bound["dan@x/r"] != "a" {
 		t.Fatal("the old session's end unbound its successor")
 	}
-	delete(a.sessions, "dan@x/r")
-	a.link.Closed(ctx, s.JID())
+	a.link.Closed(ctx, s2)
 	if _, ok := h.bound["dan@x/r"]; ok {
 		t.Fatal("a session that ended stayed in the directory")
 	}
@@ -726,7 +716,7 @@ func TestClaimsOnlyForSessionsTheSenderServes(t *testing.T) {
 		t.Fatalf("a refused %q, want %q", got, want)
 	}
 	// The legitimate kick still works: a login on b takes carol's JID.
-	b.link.Bound(ctx, carol.JID())
+	b.login("carol@x/r")
 	h.settle(t)
 	if carol.Stopped() != "conflict" {
 		t.Fatalf("carol's session stopped with %q after a login on b, want conflict", carol.Stopped())

@@ -113,7 +113,7 @@ func (l *Link) states(ctx context.Context, node cluster.NodeID, flags byte, es [
 // not told to end because a login elsewhere took it.
 func (l *Link) servedHere(full string) bool {
 	j, err := jid.Parse(full)
-	if err != nil || l.cfg.Lookup(j) == nil {
+	if err != nil || l.local(j) == nil {
 		return false
 	}
 	l.mu.Lock()

@@ -136,7 +136,7 @@ func (l *Link) roomsGone(ctx context.Context, node cluster.NodeID) {
 		if err != nil {
 			continue
 		}
-		if sess := l.cfg.Lookup(j); sess != nil {
+		if sess := l.local(j); sess != nil {
 			l.cfg.Rooms.HostLost(ctx, sess, room, t.nick)
 		}
 	}

@@ -6,31 +6,20 @@ import (
 	"net"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"mellium.im/xmpp/jid"
 
 	"poosms.org/poosms/cluster"
 	"poosms.org/poosms/cluster/link"
 )
 
 // newLink makes the link through which the services reach sessions and
-// rooms on other nodes, and makes it chat's publisher: other nodes mirror
-// this node's sessions. It needs n.chat, before any session binds; the
-// c2s server and the rooms come later (nothing reaches them before they
-// exist), and the cluster is attached by joinCluster once every listener
-// is bound.
+// rooms on other nodes, and makes it chat's publisher: chat tells it of
+// this node's sessions, for other nodes to mirror them and route to them.
+// It needs n.chat and n.conference, before any session binds; the
+// cluster is attached by joinCluster once every listener is bound.
 func (n *node) newLink() {
 	n.link = link.New(link.Config{
-		Chat:  n.chat,
-		Rooms: n.conference, // exists already; runs from startRooms on
-		Lookup: func(full jid.JID) link.LocalSession {
-			if n.c2s == nil {
-				return nil
-			}
-			if s := n.c2s.Session(full); s != nil {
-				return s
-			}
-			return nil
-		},
+		Chat:            n.chat,
+		Rooms:           n.conference, // exists already; runs from startRooms on
 		AccountsChanged: n.accounts.Poke,
 		RoomIdle:        n.cfg.ClusterRoomIdle,
 		Hosted:          n.hosted,

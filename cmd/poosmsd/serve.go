@@ -166,14 +166,10 @@ func startNode(ctx context.Context, cfg config.Config, log *slog.Logger) (n *nod
 	n.newLink()
 	router := signaling.NewRouter(signaling.Service{
 		Handle: func(ctx context.Context, s *signaling.Session, el *stanza.Element) { n.chat.HandleStanza(ctx, s, el) },
-		Bound: func(ctx context.Context, s *signaling.Session) {
-			n.link.Bound(ctx, s.JID()) // ends a session with the same JID on another node
-			n.chat.SessionBound(ctx, s)
-		},
-		Closed: func(ctx context.Context, s *signaling.Session) {
-			n.chat.SessionClosed(ctx, s)
-			n.link.Closed(ctx, s.JID())
-		},
+		// Chat tells the link (chat.Publisher): the link takes the JID
+		// in the cluster's directory first, and gives it back last.
+		Bound:  func(ctx context.Context, s *signaling.Session) { n.chat.SessionBound(ctx, s) },
+		Closed: func(ctx context.Context, s *signaling.Session) { n.chat.SessionClosed(ctx, s) },
 		// Messages a session never received go where RFC 6121 sends
 		// messages for a resource that is gone: other resources, or offline.
 		Undelivered: n.chat.Deliver,
