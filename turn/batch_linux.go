@@ -47,7 +47,6 @@ type batchReader struct {
 	names    []unix.RawSockaddrAny
 	bufs     [][]byte
 	headroom int
-	got      int
 	errno    syscall.Errno
 	readFn   func(fd uintptr) bool
 	// consume handles the first n datagrams of a batch just read and
