@@ -11,6 +11,7 @@
 # turnutils_peer; Debian package coturn). Loopback only; ports 34000–34499
 # (--port-base moves them; poosmsd's relay ports are ephemeral).
 set -euo pipefail
+. "$(dirname "$0")/coturn.sh"
 
 usage() {
 	cat <<'EOF'
@@ -93,13 +94,7 @@ mkdir -p "$TMP/poosms" "$TMP/coturn"
 	--turn-max-allocations 1000 >"$TMP/poosms/server.log" 2>&1 &
 POOSMS=$!
 PIDS+=("$POOSMS")
-"${RT[@]}" taskset -c "$SERVER_CPU" turnserver --listening-ip 127.0.0.1 --listening-port "$CT_TURN" --relay-ip 127.0.0.1 \
-	--min-port "$CT_RELAY_MIN" --max-port "$CT_RELAY_MAX" --realm localhost \
-	--use-auth-secret --static-auth-secret "$SECRET" --allow-loopback-peers \
-	--no-cli --no-tls --no-dtls --no-tcp-relay --no-rfc5780 --fingerprint \
-	--userdb "$TMP/coturn/turndb" --pidfile "$TMP/coturn/turnserver.pid" \
-	--log-file "$TMP/coturn/turn.log" --simple-log --no-stdout-log >"$TMP/coturn/stdout.log" 2>&1 &
-COTURN=$!
+start_coturn
 PIDS+=("$COTURN")
 "${RT[@]}" taskset -c "$LOAD_CPU" turnutils_peer -L 127.0.0.1 -p "$PEER_PORT" >"$TMP/peer.log" 2>&1 &
 PIDS+=("$!")

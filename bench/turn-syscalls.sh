@@ -21,6 +21,7 @@
 # Loopback only; ports from --port-base (default 29000): base to base+13 and
 # coturn's relay ports base+300 to base+499 (poosmsd's relay ports are ephemeral).
 set -euo pipefail
+. "$(dirname "$0")/coturn.sh"
 
 RATES="500 2000 5000"
 DURATION=5s
@@ -85,13 +86,7 @@ if [ -n "$BASELINE" ]; then
 	BASEPID=$!
 	SERVERS="poosms baseline coturn"
 fi
-"${RT[@]}" taskset -c "$SERVER_CPU" turnserver --listening-ip 127.0.0.1 --listening-port "$CT_TURN" --relay-ip 127.0.0.1 \
-	--min-port "$CT_RELAY_MIN" --max-port "$CT_RELAY_MAX" --realm localhost \
-	--use-auth-secret --static-auth-secret "$SECRET" --allow-loopback-peers \
-	--no-cli --no-tls --no-dtls --no-tcp-relay --no-rfc5780 --fingerprint \
-	--userdb "$TMP/coturn/turndb" --pidfile "$TMP/coturn/turnserver.pid" \
-	--log-file "$TMP/coturn/turn.log" --simple-log --no-stdout-log >"$TMP/coturn/stdout.log" 2>&1 &
-COTURN=$!
+start_coturn
 PIDS+=("$COTURN")
 wait_udp "$P_TURN" || { tail "$TMP/poosms/server.log" >&2; exit 1; }
 [ -z "$BASELINE" ] || wait_udp "$((BASE + 10))" || { tail "$TMP/baseline/server.log" >&2; exit 1; }
