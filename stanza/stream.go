@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 )
 
 // The rules every XMPP stream poosms reads follows, client's or server's:
@@ -82,6 +83,15 @@ func (l *LimitReader) ReadError(err error, max int64) (cond StreamCondition, tex
 		return StreamNotWellFormed, syn.Msg, nil
 	case isTimeout(err):
 		return StreamConnectionTimeout, "no data within the time limit", nil
+	}
+	// encoding/xml reports a declaration it refuses (an XML version other
+	// than 1.0, an encoding other than UTF-8) as a plain error, not a
+	// SyntaxError; it is still the peer's bad XML.
+	if msg := err.Error(); strings.HasPrefix(msg, "xml: ") {
+		if strings.Contains(msg, "encoding") {
+			return StreamUnsupportedEncoding, strings.TrimPrefix(msg, "xml: "), nil
+		}
+		return StreamNotWellFormed, strings.TrimPrefix(msg, "xml: "), nil
 	}
 	return "", "", err
 }

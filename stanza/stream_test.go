@@ -48,3 +48,27 @@ func TestLimitReaderStopsAtTheLimit(t *testing.T) {
 		t.Fatalf("read %d bytes with a limit of 50", l.N)
 	}
 }
+
+// A declaration encoding/xml refuses is the peer's bad XML and ends the
+// stream with a stream error, not a bare connection close.
+func TestRefusedDeclarationIsAStreamError(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		cond StreamCondition
+	}{
+		{`<?xml version='0'?>`, StreamNotWellFormed},
+		{`<?xml version='1.1'?><stream:stream/>`, StreamNotWellFormed},
+		{`<?xml version='1.0' encoding='latin1'?><stream:stream/>`, StreamUnsupportedEncoding},
+	} {
+		lr := &LimitReader{R: bufio.NewReader(strings.NewReader(tc.in)), Limit: 1 << 10}
+		d := xml.NewDecoder(lr)
+		var err error
+		for err == nil {
+			_, err = d.Token()
+		}
+		cond, text, conn := lr.ReadError(err, 1<<10)
+		if cond != tc.cond || conn != nil || text == "" {
+			t.Errorf("%s: got %q %q (connection error %v), want %q", tc.in, cond, text, conn, tc.cond)
+		}
+	}
+}
