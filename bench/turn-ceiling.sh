@@ -11,7 +11,7 @@
 # turnutils_peer; Debian package coturn). Loopback only; ports 34000–34499
 # (--port-base moves them; poosmsd's relay ports are ephemeral).
 set -euo pipefail
-. "$(dirname "$0")/coturn.sh"
+. "$(dirname "$0")/turn-lib.sh"
 
 usage() {
 	cat <<'EOF'
@@ -65,22 +65,10 @@ SECRET=turn-ceiling-$$
 P_TURN=$BASE P_C2S=$((BASE + 1)) P_HTTP=$((BASE + 2)) P_MEDIA=$((BASE + 3))
 CT_TURN=$((BASE + 4)) PEER_PORT=$((BASE + 5)) CT_RELAY_MIN=$((BASE + 100)) CT_RELAY_MAX=$((BASE + 499))
 PIDS=()
-cleanup() {
-	for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-	for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-	rm -rf "$TMP"
-}
 trap cleanup EXIT
 log() { echo "turn-ceiling: $*" >&2; }
 want() { case ",$TOOLS," in *",$1,"*) return 0 ;; esac; return 1; }
 cpu_seconds() { awk '{printf "%.2f", ($14 + $15) / 100}' "/proc/$1/stat"; }
-wait_udp() { # port: wait until something is bound to it
-	for _ in $(seq 100); do
-		ss -uln "sport = :$1" | grep -q ":$1" && return 0
-		sleep 0.1
-	done
-	return 1
-}
 
 log "building into $TMP/bin"
 (cd "$ROOT" && go build -o "$TMP/bin/poosmsd" ./cmd/poosmsd && go build -o "$TMP/bin/poosms-bench" ./cmd/poosms-bench)

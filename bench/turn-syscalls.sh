@@ -21,7 +21,7 @@
 # Loopback only; ports from --port-base (default 29000): base to base+13 and
 # coturn's relay ports base+300 to base+499 (poosmsd's relay ports are ephemeral).
 set -euo pipefail
-. "$(dirname "$0")/coturn.sh"
+. "$(dirname "$0")/turn-lib.sh"
 
 RATES="500 2000 5000"
 DURATION=5s
@@ -52,19 +52,7 @@ SECRET=turn-syscalls-$$
 P_TURN=$BASE CT_TURN=$((BASE + 4))
 CT_RELAY_MIN=$((BASE + 300)) CT_RELAY_MAX=$((BASE + 499))
 PIDS=()
-cleanup() {
-	for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-	for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-	rm -rf "$TMP"
-}
 trap cleanup EXIT
-wait_udp() {
-	for _ in $(seq 100); do
-		ss -uln "sport = :$1" | grep -q ":$1" && return 0
-		sleep 0.1
-	done
-	return 1
-}
 (cd "$ROOT" && go build -o "$TMP/poosms-bench" ./cmd/poosms-bench)
 if [ -z "$POOSMSD" ]; then (cd "$ROOT" && go build -o "$TMP/poosmsd" ./cmd/poosmsd); POOSMSD=$TMP/poosmsd; fi
 mkdir -p "$TMP/coturn"
