@@ -17,15 +17,18 @@ var errDetached = errors.New("link: cluster not attached yet")
 // claimed reports, for each full JID a payload of kind from node speaks
 // for, whether node serves it: whether the mirror already holds it as
 // node's (it was checked when it entered), or else whether the session
-// directory says node serves it. The others are reported to Reject. An
-// error (the directory cannot be read) leaves the payload to be offered
-// again.
-func (l *Link) claimed(ctx context.Context, node cluster.NodeID, kind string, fulls []string) ([]bool, error) {
+// directory says node serves it. The directory is asked once, for all
+// of those it has to be asked about; recheck (nil, or one per full JID)
+// marks those it must be asked about even if the mirror holds them
+// (the payload ended them earlier). The others are reported to Reject.
+// An error (the directory cannot be read) leaves the payload to be
+// offered again.
+func (l *Link) claimed(ctx context.Context, node cluster.NodeID, kind string, fulls []string, recheck []bool) ([]bool, error) {
 	ok := make([]bool, len(fulls))
 	var ask []int
 	l.mu.Lock()
 	for i, f := range fulls {
-		if r := l.remotes[f]; r != nil && r.node == node {
+		if r := l.remotes[f]; r != nil && r.node == node && (recheck == nil || !recheck[i]) {
 			ok[i] = true
 		} else {
 			ask = append(ask, i)

@@ -137,7 +137,11 @@ type Link struct {
 	// new one.
 	bindLocks [64]sync.Mutex
 
-	wg     sync.WaitGroup // HealthChanged's catch-up work and releaseIdle
+	// out queues this node's announcements for the other nodes (see
+	// outbox.go).
+	out outbox
+
+	wg     sync.WaitGroup // HealthChanged's catch-up work, releaseIdle and the outbox's flusher
 	stop   context.Context
 	cancel context.CancelFunc
 }
@@ -181,12 +185,14 @@ func New(cfg Config) *Link {
 		kicked:    map[string]bool{},
 		locals:    map[string]chat.Session{},
 	}
+	l.out.wake = make(chan struct{}, 1)
 	l.stop, l.cancel = context.WithCancel(context.Background())
 	return l
 }
 
-// Close stops the catch-up work HealthChanged started and the release of
-// idle rooms, and waits for them.
+// Close stops the catch-up work HealthChanged started, the release of
+// idle rooms and the outbox's flusher (which sends what is queued), and
+// waits for them. Announcements after Close go out at once.
 func (l *Link) Close() {
 	l.cancel()
 	l.wg.Wait()
@@ -203,10 +209,17 @@ func (l *Link) Attach(ctx context.Context, cl cluster.Cluster) {
 	}
 	l.mu.Unlock()
 	if l.stop.Err() == nil {
-		l.wg.Add(1)
+		l.wg.Add(2)
 		go func() {
 			defer l.wg.Done()
 			l.releaseIdle(l.stop)
+		}()
+		l.out.mu.Lock()
+		l.out.running = true
+		l.out.mu.Unlock()
+		go func() {
+			defer l.wg.Done()
+			l.flusher(l.stop)
 		}()
 	}
 	l.greet(ctx)
@@ -267,8 +280,22 @@ func (l *Link) peerList() []cluster.NodeID {
 	return out
 }
 
-// send queues payload for node to.
+func (l *Link) hasPeers() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.peers) > 0
+}
+
+// send queues payload for node to, after the announcements queued
+// before it (see outbox.go).
 func (l *Link) send(ctx context.Context, to cluster.NodeID, payload []byte) error {
+	l.flush(ctx)
+	return l.sendNow(ctx, to, payload)
+}
+
+// sendNow queues payload for node to, ahead of any announcement still in
+// the outbox.
+func (l *Link) sendNow(ctx context.Context, to cluster.NodeID, payload []byte) error {
 	cl := l.cluster()
 	if cl == nil {
 		return cluster.ErrUnavailable
@@ -282,33 +309,37 @@ func (l *Link) send(ctx context.Context, to cluster.NodeID, payload []byte) erro
 	return err
 }
 
-// broadcast queues payload for every other node.
+// broadcast queues payload for every other node, after the
+// announcements queued before it.
 func (l *Link) broadcast(ctx context.Context, payload []byte) {
+	l.flush(ctx)
 	for _, id := range l.peerList() {
-		l.send(ctx, id, payload)
+		l.sendNow(ctx, id, payload)
 	}
 }
 
 // SessionChanged implements chat.Publisher: it tells the other nodes
-// the new state of one of this node's sessions.
+// the new state of one of this node's sessions, in a batch with other
+// announcements when the link is busy (see outbox.go).
 func (l *Link) SessionChanged(full jid.JID, st chat.ResourceState) {
-	if len(l.peerList()) > 0 {
-		l.broadcast(context.Background(), states(0, []entry{{full: full.String(), st: st}}))
+	if l.hasPeers() {
+		f := full.String()
+		l.announce(stateChange(f, st))
 	}
 }
 
 // SessionEnded implements chat.Publisher: it tells the other nodes that
-// one of this node's sessions ended.
+// one of this node's sessions ended, as SessionChanged does.
 func (l *Link) SessionEnded(full jid.JID) {
-	if len(l.peerList()) > 0 {
-		l.broadcast(context.Background(), addressed(kindGone, full.String(), nil))
+	if l.hasPeers() {
+		l.announce(goneChange(full.String()))
 	}
 }
 
 // BlocklistChanged implements chat.Publisher: the other nodes read the
 // user's blocklist again.
 func (l *Link) BlocklistChanged(local string) {
-	if len(l.peerList()) > 0 {
+	if l.hasPeers() {
 		l.broadcast(context.Background(), addressed(kindBlocklist, local, nil))
 	}
 }
@@ -316,13 +347,13 @@ func (l *Link) BlocklistChanged(local string) {
 // AccountDeleted tells the other nodes that this one deleted an account,
 // for them to read the account journal now.
 func (l *Link) AccountDeleted() {
-	if len(l.peerList()) > 0 {
+	if l.hasPeers() {
 		l.broadcast(context.Background(), []byte{kindAccounts})
 	}
 }
 
 // snapshotChunk bounds the sessions in one kindState payload.
-const snapshotChunk = 256
+const snapshotChunk = maxEntries
 
 // sendSnapshot sends node to the state of every session this node serves.
 func (l *Link) sendSnapshot(ctx context.Context, to cluster.NodeID) {
@@ -440,7 +471,7 @@ func (l *Link) Handle(ctx context.Context, from cluster.NodeID, payload []byte) 
 			l.reject(cluster.RejectNotOwner, "from", string(from), "kind", "room", "jid", full, "stanza_from", f)
 			return nil
 		}
-		ok, err := l.claimed(ctx, from, "room", []string{full})
+		ok, err := l.claimed(ctx, from, "room", []string{full}, nil)
 		if err != nil {
 			return err
 		}
@@ -464,7 +495,7 @@ func (l *Link) Handle(ctx context.Context, from cluster.NodeID, payload []byte) 
 		for i, e := range es {
 			fulls[i] = e.full
 		}
-		ok, err := l.claimed(ctx, from, "state", fulls)
+		ok, err := l.claimed(ctx, from, "state", fulls, nil)
 		if err != nil {
 			return err
 		}
@@ -475,6 +506,13 @@ func (l *Link) Handle(ctx context.Context, from cluster.NodeID, payload []byte) 
 			}
 		}
 		l.states(ctx, from, flags, kept)
+	case kindStates:
+		us, err := decodeBatch(d)
+		if err != nil {
+			l.log.Warn("cluster: unreadable payload dropped", "from", string(from), "err", err)
+			return nil
+		}
+		return l.changes(ctx, from, us)
 	case kindGone:
 		full, _, err := decodeAddressed(d, false)
 		if err == nil {

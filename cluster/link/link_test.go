@@ -23,10 +23,13 @@ import (
 // hub is an in-memory cluster of nodes: Send hands the payload to the
 // target's handler on a goroutine of the hub's own, in order per target.
 type hub struct {
-	mu     sync.Mutex
-	nodes  map[cluster.NodeID]*fakeNode
-	placed map[string]cluster.NodeID
-	bound  map[string]cluster.NodeID // the session directory
+	mu      sync.Mutex
+	nodes   map[cluster.NodeID]*fakeNode
+	placed  map[string]cluster.NodeID
+	bound   map[string]cluster.NodeID // the session directory
+	sent    map[byte]int              // payloads sent, by kind
+	lookups int                       // Owners calls
+	trace   []string                  // "from>to kind" of every payload sent, in order
 }
 
 type fakeNode struct {
@@ -58,7 +61,8 @@ func (n *fakeNode) refused() []string {
 }
 
 func newHub() *hub {
-	return &hub{nodes: map[cluster.NodeID]*fakeNode{}, placed: map[string]cluster.NodeID{}, bound: map[string]cluster.NodeID{}}
+	return &hub{nodes: map[cluster.NodeID]*fakeNode{}, placed: map[string]cluster.NodeID{}, bound: map[string]cluster.NodeID{},
+		sent: map[byte]int{}}
 }
 
 func (h *hub) add(t *testing.T, id cluster.NodeID, l *Link) *fakeNode {
@@ -77,7 +81,8 @@ func (h *hub) add(t *testing.T, id cluster.NodeID, l *Link) *fakeNode {
 	return n
 }
 
-// settle waits until every node has handled what was queued for it.
+// settle waits until every node has sent what its outbox holds and
+// handled what was queued for it.
 func (h *hub) settle(t *testing.T) {
 	t.Helper()
 	for range 3 { // handlers may send on
@@ -87,6 +92,9 @@ func (h *hub) settle(t *testing.T) {
 			ns = append(ns, n)
 		}
 		h.mu.Unlock()
+		for _, n := range ns {
+			n.link.flush(context.Background())
+		}
 		for _, n := range ns {
 			done := make(chan struct{})
 			n.queue <- func() { close(done) }
@@ -140,6 +148,7 @@ func (n *fakeNode) Resources(context.Context, jid.JID) ([]cluster.Entry, error) 
 func (n *fakeNode) Owners(ctx context.Context, fulls []jid.JID) ([]cluster.NodeID, error) {
 	n.h.mu.Lock()
 	defer n.h.mu.Unlock()
+	n.h.lookups++
 	out := make([]cluster.NodeID, len(fulls))
 	for i, f := range fulls {
 		out[i] = n.h.bound[f.String()]
@@ -149,6 +158,10 @@ func (n *fakeNode) Owners(ctx context.Context, fulls []jid.JID) ([]cluster.NodeI
 func (n *fakeNode) Send(ctx context.Context, to cluster.NodeID, payload []byte) error {
 	n.h.mu.Lock()
 	dst := n.h.nodes[to]
+	if len(payload) > 0 {
+		n.h.sent[payload[0]]++
+		n.h.trace = append(n.h.trace, fmt.Sprintf("%s>%s %d", n.id, to, payload[0]))
+	}
 	n.h.mu.Unlock()
 	if dst == nil || dst.dead {
 		return cluster.ErrNodeGone

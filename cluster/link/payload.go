@@ -14,16 +14,19 @@ import (
 // The cluster authenticates every payload as a whole (the sender holds
 // the cluster secret; see package cluster), whatever its kind, so a new
 // kind needs nothing more to be signed. What a kind may say is then
-// checked in Handle: kindState, kindRoom and kindKick speak for sessions
-// and are believed only for sessions the session directory says the
-// sender serves (kindKick: that the sender now serves); kindFedRoom
-// speaks for a user of another server, which any node's federation may
-// have proved, and is refused for an address of a domain served here;
-// kindGone only
-// ever removes the sender's own sessions from the mirror; the other kinds
-// ask the receiver to do what it may do at any time (deliver to its own
-// sessions, drain offline queues, reload a blocklist or the account
-// journal from the store, send a snapshot).
+// checked in Handle: kindState, the state entries of kindStates,
+// kindRoom and kindKick speak for sessions and are believed only for
+// sessions the session directory says the sender serves (kindKick: that
+// the sender now serves), entry by entry, with one look-up in the
+// directory per payload; kindFedRoom speaks for a user of another
+// server, which any node's federation may have proved, and is refused
+// for an address of a domain served here; kindGone and the gone entries
+// of kindStates only ever remove the sender's own sessions from the
+// mirror; the other kinds ask the receiver to do what it may do at any
+// time (deliver to its own sessions, drain offline queues, reload a
+// blocklist or the account journal from the store, send a snapshot).
+// kindState and kindStates carry at most maxEntries entries; a payload
+// claiming more is refused whole.
 const (
 	// kindDeliver: a stanza for a session the receiver serves.
 	// Fields: the session's full JID, the stanza.
@@ -55,6 +58,17 @@ const (
 	// receiver hosts, received by the sender over federation (which
 	// checked its from). Fields: that user's full JID, the stanza.
 	kindFedRoom byte = 10
+	// kindStates: changes of some of the sender's sessions, in the order
+	// they happened (see outbox.go): a count (at most maxEntries), then
+	// for each an op byte, the session's full JID and, for opState, its
+	// state as in a kindState entry.
+	kindStates byte = 11
+)
+
+// Ops of a kindStates entry.
+const (
+	opState byte = 1 // the session's routing state
+	opGone  byte = 2 // the session ended
 )
 
 // Flags of a kindState payload.
@@ -77,7 +91,11 @@ type entry struct {
 	st   chat.ResourceState
 }
 
-var errShort = errors.New("link: truncated payload")
+var (
+	errShort   = errors.New("link: truncated payload")
+	errTooMany = fmt.Errorf("link: more than %d entries in a payload", maxEntries)
+	errOp      = errors.New("link: unknown entry op")
+)
 
 type encoder struct{ b []byte }
 
@@ -169,75 +187,168 @@ func states(flags byte, es []entry) []byte {
 	e.int(int64(len(es)))
 	for _, x := range es {
 		e.string(x.full)
-		var f byte
-		if x.st.Available {
-			f |= stAvailable
-		}
-		if x.st.Interested {
-			f |= stInterested
-		}
-		if x.st.Carbons {
-			f |= stCarbons
-		}
-		if x.st.BlockPush {
-			f |= stBlockPush
-		}
-		e.byte(f)
-		e.int(int64(x.st.Priority))
-		p := ""
-		if x.st.Presence != nil {
-			p = x.st.Presence.String()
-		}
-		e.string(p)
-		if x.st.Notify == nil {
-			e.int(-1)
-		} else {
-			e.int(int64(len(x.st.Notify)))
-			for _, f := range x.st.Notify {
-				e.string(f)
-			}
-		}
+		e.state(x.st)
 	}
 	return e.b
 }
 
-// decodeStates reads what states wrote after the kind byte.
+// state encodes a session's routing state.
+func (e *encoder) state(st chat.ResourceState) {
+	var f byte
+	if st.Available {
+		f |= stAvailable
+	}
+	if st.Interested {
+		f |= stInterested
+	}
+	if st.Carbons {
+		f |= stCarbons
+	}
+	if st.BlockPush {
+		f |= stBlockPush
+	}
+	e.byte(f)
+	e.int(int64(st.Priority))
+	p := ""
+	if st.Presence != nil {
+		p = st.Presence.String()
+	}
+	e.string(p)
+	if st.Notify == nil {
+		e.int(-1)
+	} else {
+		e.int(int64(len(st.Notify)))
+		for _, f := range st.Notify {
+			e.string(f)
+		}
+	}
+}
+
+// decodeStates reads what states wrote after the kind byte. A payload
+// with more than maxEntries entries is refused whole.
 func decodeStates(d *decoder) (flags byte, es []entry, err error) {
 	flags = d.byte()
 	n := d.int()
 	if d.err != nil || n < 0 || n > int64(len(d.b)) {
 		return 0, nil, errShort
 	}
+	if n > maxEntries {
+		return 0, nil, errTooMany
+	}
 	es = make([]entry, 0, n)
 	for range n {
 		var x entry
 		x.full = d.string()
-		f := d.byte()
-		x.st.Priority = int(d.int())
-		p := d.string()
-		if nf := d.int(); nf >= 0 && nf <= int64(len(d.b)) {
-			x.st.Notify = make([]string, 0, nf)
-			for range nf {
-				x.st.Notify = append(x.st.Notify, d.string())
-			}
-		} else if nf != -1 {
-			d.err = errShort
-		}
-		if d.err != nil {
-			return 0, nil, d.err
-		}
-		x.st.Available = f&stAvailable != 0
-		x.st.Interested = f&stInterested != 0
-		x.st.Carbons = f&stCarbons != 0
-		x.st.BlockPush = f&stBlockPush != 0
-		if p != "" {
-			el, err := stanza.Parse([]byte(p))
-			if err != nil {
-				return 0, nil, fmt.Errorf("link: presence in state: %w", err)
-			}
-			x.st.Presence = el
+		if x.st, err = d.state(); err != nil {
+			return 0, nil, err
 		}
 		es = append(es, x)
 	}
 	return flags, es, nil
+}
+
+// state reads what encoder.state wrote.
+func (d *decoder) state() (st chat.ResourceState, err error) {
+	f := d.byte()
+	st.Priority = int(d.int())
+	p := d.string()
+	if nf := d.int(); nf >= 0 && nf <= int64(len(d.b)) {
+		st.Notify = make([]string, 0, nf)
+		for range nf {
+			st.Notify = append(st.Notify, d.string())
+		}
+	} else if nf != -1 {
+		d.err = errShort
+	}
+	if d.err != nil {
+		return st, d.err
+	}
+	st.Available = f&stAvailable != 0
+	st.Interested = f&stInterested != 0
+	st.Carbons = f&stCarbons != 0
+	st.BlockPush = f&stBlockPush != 0
+	if p != "" {
+		el, err := stanza.Parse([]byte(p))
+		if err != nil {
+			return st, fmt.Errorf("link: presence in state: %w", err)
+		}
+		st.Presence = el
+	}
+	return st, nil
+}
+
+// stateChange is the outbox's change for a session's new state.
+func stateChange(full string, st chat.ResourceState) change {
+	e := encoder{b: make([]byte, 0, 16+len(full))}
+	e.byte(opState)
+	e.string(full)
+	e.state(st)
+	return change{full: full, enc: e.b}
+}
+
+// goneChange is the outbox's change for a session that ended.
+func goneChange(full string) change {
+	e := encoder{b: make([]byte, 0, 4+len(full))}
+	e.byte(opGone)
+	e.string(full)
+	return change{full: full, gone: true, enc: e.b}
+}
+
+// batchPayload encodes a kindStates payload of changes (at most
+// maxEntries).
+func batchPayload(cs []change) []byte {
+	n := 1 + binary.MaxVarintLen64
+	for _, c := range cs {
+		n += len(c.enc)
+	}
+	e := encoder{b: make([]byte, 0, n)}
+	e.byte(kindStates)
+	e.int(int64(len(cs)))
+	for _, c := range cs {
+		e.b = append(e.b, c.enc...)
+	}
+	return e.b
+}
+
+// update is one decoded entry of a kindStates payload.
+type update struct {
+	entry
+	gone bool
+}
+
+// decodeBatch reads what batchPayload wrote after the kind byte. A
+// payload with more than maxEntries entries is refused whole.
+func decodeBatch(d *decoder) ([]update, error) {
+	n := d.int()
+	if d.err != nil || n < 0 || n > int64(len(d.b)) {
+		return nil, errShort
+	}
+	if n > maxEntries {
+		return nil, errTooMany
+	}
+	us := make([]update, 0, n)
+	for range n {
+		var u update
+		op := d.byte()
+		u.full = d.string()
+		switch op {
+		case opState:
+			st, err := d.state()
+			if err != nil {
+				return nil, err
+			}
+			u.st = st
+		case opGone:
+			u.gone = true
+		default:
+			if d.err == nil {
+				d.err = errOp
+			}
+		}
+		if d.err != nil {
+			return nil, d.err
+		}
+		us = append(us, u)
+	}
+	return us, nil
 }

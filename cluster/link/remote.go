@@ -78,19 +78,7 @@ func (l *Link) states(ctx context.Context, node cluster.NodeID, flags byte, es [
 	gen := l.gen[node]
 	l.mu.Unlock()
 	for _, e := range es {
-		if l.servedHere(e.full) {
-			// A login here took this JID after node reported it: this
-			// node's own session is the one that counts.
-			continue
-		}
-		r, err := l.remote(node, e.full)
-		if err != nil {
-			continue
-		}
-		l.mu.Lock()
-		r.gen = gen
-		l.mu.Unlock()
-		l.cfg.Chat.SetRemote(r, e.st)
+		l.setState(node, gen, e)
 	}
 	if flags&snapLast == 0 {
 		return
@@ -109,16 +97,87 @@ func (l *Link) states(ctx context.Context, node cluster.NodeID, flags byte, es [
 	}
 }
 
-// servedHere reports whether a session of this node holds full and was
-// not told to end because a login elsewhere took it.
-func (l *Link) servedHere(full string) bool {
-	j, err := jid.Parse(full)
-	if err != nil || l.local(j) == nil {
-		return false
+// setState mirrors one session node serves with its state, as seen in
+// snapshot generation gen. A session this node serves with the same full
+// JID (and was not told to end because a login elsewhere took it) wins:
+// the login here came after node's report. One lock per entry; the JID
+// is parsed only for a session new to the mirror.
+func (l *Link) setState(node cluster.NodeID, gen uint64, e entry) {
+	l.mu.Lock()
+	if l.servedHereLocked(e.full) {
+		l.mu.Unlock()
+		return
+	}
+	r := l.remotes[e.full]
+	if r != nil && r.node == node {
+		r.gen = gen
+		l.mu.Unlock()
+		l.cfg.Chat.SetRemote(r, e.st)
+		return
+	}
+	l.mu.Unlock()
+	r, err := l.remote(node, e.full)
+	if err != nil {
+		return
 	}
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	return !l.kicked[full]
+	r.gen = gen
+	l.mu.Unlock()
+	l.cfg.Chat.SetRemote(r, e.st)
+}
+
+// servedHereLocked reports whether a session of this node holds full and
+// was not told to end because a login elsewhere took it. l.mu must be
+// held.
+func (l *Link) servedHereLocked(full string) bool {
+	return l.locals[full] != nil && !l.kicked[full]
+}
+
+// changes applies a kindStates payload from node in order: its sessions'
+// new states, checked against the session directory in one look-up for
+// the payload (an entry for a session node does not serve is refused
+// alone, the others apply), and their ends.
+func (l *Link) changes(ctx context.Context, node cluster.NodeID, us []update) error {
+	fulls := make([]string, 0, len(us))
+	var recheck []bool
+	var ended map[string]bool
+	for _, u := range us {
+		if u.gone {
+			if ended == nil {
+				ended = map[string]bool{}
+			}
+			ended[u.full] = true
+			continue
+		}
+		fulls = append(fulls, u.full)
+		if ended != nil {
+			if recheck == nil {
+				recheck = make([]bool, len(fulls)-1, len(us))
+			}
+			recheck = append(recheck, ended[u.full])
+		} else if recheck != nil {
+			recheck = append(recheck, false)
+		}
+	}
+	ok, err := l.claimed(ctx, node, "state", fulls, recheck)
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	gen := l.gen[node]
+	l.mu.Unlock()
+	k := 0
+	for _, u := range us {
+		if u.gone {
+			l.gone(ctx, node, u.full)
+			continue
+		}
+		if ok[k] {
+			l.setState(node, gen, u.entry)
+		}
+		k++
+	}
+	return nil
 }
 
 // gone forgets a session node served, which ended.
