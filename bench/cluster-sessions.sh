@@ -93,6 +93,8 @@ ADDRLIST=$(IFS=,; echo "${ADDRS[*]}")
 
 redis_cmds() { redis-cli -h 127.0.1.1 -p $RPORT info commandstats | awk -F'[:=,]' '/^cmdstat_/ {n += $3} END {print n}'; }
 redis_bytes() { redis-cli -h 127.0.1.1 -p $RPORT info stats | awk -F: '/total_net_(input|output)_bytes/ {n += $2} END {printf "%d", n}'; }
+# What the nodes' streams hold that their node has not taken yet.
+backlog() { for ((n = 1; n <= NODES; n++)); do redis-cli -h 127.0.1.1 -p $RPORT xlen "poosms:stream:n$n"; done | awk '{n += $1} END {print n + 0}'; }
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 rows() { mysql -uroot -N "$DBNAME" -e "SELECT (SELECT COUNT(*) FROM archive_messages), (SELECT COUNT(*) FROM offline_messages)"; }
 
@@ -149,9 +151,17 @@ if [ "$SESSIONS" -gt 0 ]; then
 	SPID=$!
 	# The ramp's Redis cost, then 20 s of holding.
 	while ! grep -q "ramp over" "$TMP/sessions.log" 2>/dev/null; do sleep 1; kill -0 $SPID 2>/dev/null || break; done
-	c1=$(redis_cmds) b1=$(redis_bytes)
-	sleep 20
-	c2=$(redis_cmds) b2=$(redis_bytes)
+	c1=$(redis_cmds) b1=$(redis_bytes) r1=$(date +%s.%N)
+	# The mirrors have settled when every node has taken what the others
+	# sent it: the streams hold only what their node has not taken yet.
+	settle=""
+	while [ -z "$settle" ] && [ "$(echo "$(date +%s.%N) - $r1 < 120" | bc)" = 1 ]; do
+		[ "$(backlog)" = 0 ] && settle=$(echo "scale=1; ($(date +%s.%N) - $r1) / 1" | bc) && break
+		sleep 0.2
+	done
+	rest=$(echo "20 - ($(date +%s.%N) - $r1)" | bc)
+	if [ "$(echo "$rest > 0" | bc)" = 1 ]; then sleep "$rest"; fi
+	c2=$(redis_cmds) b2=$(redis_bytes) r2=$(date +%s.%N)
 	for p in "${NODEPIDS[@]}"; do after[$p]=$(rss "$p"); done
 	if [ "$CHAT_DURING" = 1 ]; then
 		log "messages while $SESSIONS sessions are held"
@@ -161,7 +171,8 @@ if [ "$SESSIONS" -gt 0 ]; then
 	in=$(grep -o '"logged_in": [0-9]*' "$TMP/sessions.json" | grep -o '[0-9]*$')
 	grep -E '"(logged_in|failed_logins|stop_reason|logins_per_second|ramp_seconds|alive_at_end)"' "$TMP/sessions.json"
 	echo "redis commands per login: $(echo "scale=2; ($c1 - $c0) / $in" | bc), bytes per login: $(echo "($b1 - $b0) / $in" | bc)"
-	echo "redis commands per second while $in sessions are held: $(echo "scale=1; ($c2 - $c1) / 20" | bc), bytes/s: $(echo "($b2 - $b1) / 20" | bc)"
+	echo "mirrors settled (every node's stream empty) ${settle:-more than 120} s after the ramp"
+	echo "redis commands per second in the $(echo "scale=1; ($r2 - $r1) / 1" | bc) s after the ramp: $(echo "scale=1; ($c2 - $c1) / ($r2 - $r1)" | bc), bytes/s: $(echo "($b2 - $b1) / ($r2 - $r1)" | bc)"
 	n=1
 	for p in "${NODEPIDS[@]}"; do
 		echo "node n$n: RSS $((before[$p] / 1024)) -> $((after[$p] / 1024)) MiB, $(echo "scale=1; (${after[$p]} - ${before[$p]}) * $NODES / $in" | bc) KiB per session (sessions spread evenly)"
