@@ -355,27 +355,30 @@ func (l *Link) AccountDeleted() {
 // snapshotChunk bounds the sessions in one kindState payload.
 const snapshotChunk = maxEntries
 
-// sendSnapshot sends node to the state of every session this node serves.
+// sendSnapshot sends node to the state of every session this node
+// serves, in order with the announcements (see exclusive).
 func (l *Link) sendSnapshot(ctx context.Context, to cluster.NodeID) {
-	var all []entry
-	l.cfg.Chat.LocalStates(func(full jid.JID, st chat.ResourceState) {
-		all = append(all, entry{full: full.String(), st: st})
+	l.exclusive(ctx, func() {
+		var all []entry
+		l.cfg.Chat.LocalStates(func(full jid.JID, st chat.ResourceState) {
+			all = append(all, entry{full: full.String(), st: st})
+		})
+		flags := snapFirst
+		for {
+			n := min(len(all), snapshotChunk)
+			if n == len(all) {
+				flags |= snapLast
+			}
+			if err := l.sendNow(ctx, to, states(flags, all[:n])); err != nil {
+				return
+			}
+			all = all[n:]
+			if len(all) == 0 {
+				return
+			}
+			flags = 0
+		}
 	})
-	flags := snapFirst
-	for {
-		n := min(len(all), snapshotChunk)
-		if n == len(all) {
-			flags |= snapLast
-		}
-		if err := l.send(ctx, to, states(flags, all[:n])); err != nil {
-			return
-		}
-		all = all[n:]
-		if len(all) == 0 {
-			return
-		}
-		flags = 0
-	}
 }
 
 // Bound implements chat.Publisher: it records a session binding here,

@@ -38,6 +38,10 @@ type fakeNode struct {
 	link  *Link
 	queue chan func()
 	dead  bool
+	// qmu guards queue against sends after it closed (a link's Close
+	// sends what its outbox holds, maybe after another node stopped).
+	qmu    sync.RWMutex
+	closed bool
 
 	rejMu    sync.Mutex
 	rejected []string // "reason kind jid" of what this node refused
@@ -77,7 +81,13 @@ func (h *hub) add(t *testing.T, id cluster.NodeID, l *Link) *fakeNode {
 			f()
 		}
 	}()
-	t.Cleanup(func() { close(n.queue); <-done })
+	t.Cleanup(func() {
+		n.qmu.Lock()
+		n.closed = true
+		close(n.queue)
+		n.qmu.Unlock()
+		<-done
+	})
 	return n
 }
 
@@ -168,6 +178,11 @@ func (n *fakeNode) Send(ctx context.Context, to cluster.NodeID, payload []byte) 
 	}
 	p := slices.Clone(payload)
 	from := n.id
+	dst.qmu.RLock()
+	defer dst.qmu.RUnlock()
+	if dst.closed {
+		return cluster.ErrNodeGone
+	}
 	dst.queue <- func() { dst.link.Handle(context.Background(), from, p) }
 	return nil
 }
@@ -350,8 +365,9 @@ func startNodesIdle(t *testing.T, h *hub, idle time.Duration, ids ...cluster.Nod
 		tn.link = New(Config{Chat: tn.chat, Rooms: tn.rooms, AccountsChanged: func() { tn.nudged.Add(1) },
 			Hosted:   func(d string) bool { return d == "x" || d == "conf.x" },
 			RoomIdle: idle})
-		t.Cleanup(tn.link.Close)
 		tn.node = h.add(t, id, tn.link)
+		// Before the node's queue closes: Close sends what is queued.
+		t.Cleanup(tn.link.Close)
 		out[id] = tn
 	}
 	for _, id := range ids {

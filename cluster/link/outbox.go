@@ -159,6 +159,48 @@ func (l *Link) flushTo(ctx context.Context, upTo uint64) {
 	}
 }
 
+// exclusive runs fn, which sends payloads with sendNow, with every
+// announcement queued before it sent first and every one queued while it
+// runs sent after it: a snapshot (the state of every session now) is
+// neither overtaken by an older announcement nor overtakes a newer one,
+// which would otherwise make the receiver drop as stale a session that
+// bound just before. Other sends wait meanwhile. It does not run fn when
+// ctx ends first.
+func (l *Link) exclusive(ctx context.Context, fn func()) {
+	o := &l.out
+	for {
+		l.flush(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		o.mu.Lock()
+		if c := o.inflight; c != nil {
+			o.mu.Unlock()
+			select {
+			case <-c:
+			case <-ctx.Done():
+				return
+			}
+			continue
+		}
+		if len(o.entries) > 0 {
+			o.mu.Unlock()
+			continue
+		}
+		done := make(chan struct{})
+		o.inflight = done
+		o.mu.Unlock()
+		defer func() {
+			o.mu.Lock()
+			o.inflight = nil
+			o.mu.Unlock()
+			close(done)
+		}()
+		fn()
+		return
+	}
+}
+
 // flush sends every announcement queued so far and returns once they
 // were handed to the cluster (or ctx ended).
 func (l *Link) flush(ctx context.Context) {

@@ -68,7 +68,7 @@ func (c *counted) Reject(reason string, attrs ...any) {
 }
 
 // eventChat is a fakeChat that logs, in order, the sessions it mirrors
-// and the stanzas it delivers, and wakes a waiter on each.
+// and drops and the stanzas it delivers, and wakes a waiter after each.
 type eventChat struct {
 	*fakeChat
 	mu     sync.Mutex
@@ -91,9 +91,15 @@ func (c *eventChat) SetRemote(sess chat.Session, st chat.ResourceState) {
 	c.note("state " + sess.JID().String())
 }
 
+func (c *eventChat) DropRemote(ctx context.Context, sess chat.Session, announce bool) {
+	c.fakeChat.DropRemote(ctx, sess, announce)
+	c.note("gone " + sess.JID().String())
+}
+
 func (c *eventChat) SendTo(sess chat.Session, el *stanza.Element) bool {
+	ok := c.fakeChat.SendTo(sess, el)
 	c.note("deliver " + el.From())
-	return c.fakeChat.SendTo(sess, el)
+	return ok
 }
 
 // until waits, without polling, for cond to hold after what the chat was
@@ -113,6 +119,12 @@ func (c *eventChat) until(t *testing.T, what string, cond func() bool) {
 		case <-deadline:
 			c.fakeChat.mu.Lock()
 			n := len(c.remote)
+			c.fakeChat.mu.Unlock()
+			c.mu.Lock()
+			t.Logf("events: %q", c.events[max(0, len(c.events)-5):])
+			c.mu.Unlock()
+			c.fakeChat.mu.Lock()
+			t.Logf("offline: %q", c.offline)
 			c.fakeChat.mu.Unlock()
 			t.Fatalf("timed out waiting for %s (%d sessions mirrored)", what, n)
 		}
