@@ -108,6 +108,7 @@ ADDRLIST=$(IFS=,; echo "${ADDRS[*]}")
 
 redis_cmds() { redis-cli -h 127.0.1.1 -p $RPORT info commandstats | awk -F'[:=,]' '/^cmdstat_/ {n += $3} END {print n}'; }
 redis_bytes() { redis-cli -h 127.0.1.1 -p $RPORT info stats | awk -F: '/total_net_(input|output)_bytes/ {n += $2} END {printf "%d", n}'; }
+cmdsnap() { redis-cli -h 127.0.1.1 -p $RPORT info commandstats | awk -F'[:=,]' '/^cmdstat_/ {print $1, $3}' | sort >"$1"; }
 # What the nodes' streams hold that their node has not taken yet.
 backlog() { for ((n = 1; n <= NODES; n++)); do redis-cli -h 127.0.1.1 -p $RPORT xlen "poosms:stream:n$n"; done | awk '{n += $1} END {print n + 0}'; }
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
@@ -160,6 +161,7 @@ if [ "$SESSIONS" -gt 0 ]; then
 	declare -A before after
 	for p in "${NODEPIDS[@]}"; do before[$p]=$(rss "$p"); done
 	c0=$(redis_cmds) b0=$(redis_bytes)
+	cmdsnap "$TMP/ramp0"
 	log "sessions: $SESSIONS over $NODES nodes"
 	"$TMP/poosms-bench" sessions --addr "$ADDRLIST" --sessions "$SESSIONS" --first "$FIRST" --per-process "$PER_PROCESS" \
 		--sources 127.0.1.10-127.0.1.17 --hold "$HOLD" --progress 5s --json >"$TMP/sessions.json" 2>"$TMP/sessions.log" &
@@ -167,6 +169,7 @@ if [ "$SESSIONS" -gt 0 ]; then
 	# The ramp's Redis cost, then 20 s of holding.
 	while ! grep -q "ramp over" "$TMP/sessions.log" 2>/dev/null; do sleep 1; kill -0 $SPID 2>/dev/null || break; done
 	c1=$(redis_cmds) b1=$(redis_bytes) r1=$(date +%s.%N)
+	cmdsnap "$TMP/ramp1"
 	# The mirrors have settled when every node has taken what the others
 	# sent it: the streams hold only what their node has not taken yet.
 	settle=""
@@ -186,6 +189,8 @@ if [ "$SESSIONS" -gt 0 ]; then
 	in=$(grep -o '"logged_in": [0-9]*' "$TMP/sessions.json" | grep -o '[0-9]*$')
 	grep -E '"(logged_in|failed_logins|stop_reason|logins_per_second|ramp_seconds|alive_at_end)"' "$TMP/sessions.json"
 	echo "redis commands per login: $(echo "scale=2; ($c1 - $c0) / $in" | bc), bytes per login: $(echo "($b1 - $b0) / $in" | bc)"
+	echo "redis commands per login, by command (XADD: stream entries, one per payload to another node):"
+	join -a2 -e0 -o 0,1.2,2.2 "$TMP/ramp0" "$TMP/ramp1" | awk -v n="$in" '{d = $3 - $2; if (d > 0) printf "  %s %.2f\n", $1, d / n}' | sort -k2 -g -r
 	echo "mirrors settled (every node's stream empty) ${settle:-more than 120} s after the ramp"
 	echo "redis commands per second in the $(echo "scale=1; ($r2 - $r1) / 1" | bc) s after the ramp: $(echo "scale=1; ($c2 - $c1) / ($r2 - $r1)" | bc), bytes/s: $(echo "($b2 - $b1) / ($r2 - $r1)" | bc)"
 	n=1
