@@ -370,3 +370,18 @@ func TestOutboxBounded(t *testing.T) {
 		t.Fatalf("b mirrors %d sessions, want %d", len(b.chat.remote), n)
 	}
 }
+
+// A send with nothing queued before it pays two atomic loads for the
+// ordering, no lock and no allocation.
+func TestFlushWithNothingQueuedAllocatesNothing(t *testing.T) {
+	h := newHub()
+	ns := startNodes(t, h, "a", "b")
+	a := ns["a"]
+	s := a.login("amy@x/r")
+	a.link.SessionChanged(s.JID(), chat.ResourceState{})
+	h.settle(t)
+	ctx := context.Background()
+	if n := testing.AllocsPerRun(1000, func() { a.link.flush(ctx) }); n != 0 {
+		t.Fatalf("flush with nothing queued: %v allocations", n)
+	}
+}
