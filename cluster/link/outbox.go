@@ -4,7 +4,6 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
-	"time"
 )
 
 // Announcements (SessionChanged, SessionEnded) do not travel one payload
@@ -13,13 +12,17 @@ import (
 // are queued in the link's outbox and go to every other node as one
 // kindStates payload of up to maxEntries changes, encoded once:
 //
-//   - an idle link (nothing sent for busyWindow, nothing being sent)
-//     sends an announcement at once, on the caller's goroutine, as
-//     before;
-//   - a busy one lets announcements gather for up to batchDelay, then
-//     its flusher sends them; a full outbox is sent at once by the
-//     caller that filled it, which waits for room (the backpressure a
-//     send per announcement gave);
+//   - a link with no batch being sent sends an announcement at once, on
+//     the caller's goroutine, as before: no delay is added, so a change
+//     reaches the other nodes as soon as it did (a client that sees its
+//     presence set and asks another node's user to subscribe relies on
+//     it);
+//   - while a batch is being sent, announcements gather, and the
+//     link's flusher sends them as soon as that batch is through: a
+//     node whose sends to Redis take longer (load, a burst) sends
+//     larger batches, one per round trip instead of one per change; a
+//     full outbox is sent by the caller that filled it, which waits for
+//     room (the backpressure a send per announcement gave);
 //   - a session's repeated changes inside one batch travel once (the
 //     latest), and its end replaces a change still queued; a change
 //     after its end (a new login with the same full JID) stays after it;
@@ -39,11 +42,6 @@ const (
 	// maxBatchBytes bounds the encoded entries of one kindStates payload
 	// the outbox sends (one larger entry still goes, alone).
 	maxBatchBytes = 128 << 10
-	// batchDelay is how long a busy link lets announcements gather.
-	batchDelay = 5 * time.Millisecond
-	// busyWindow: a link that sent announcements less than this long
-	// ago is busy.
-	busyWindow = 20 * time.Millisecond
 )
 
 // outbox holds the announcements not yet sent. Announcements are
@@ -61,8 +59,7 @@ type outbox struct {
 	// inflight is non-nil while a batch is being sent; it closes when
 	// that is done. One batch at a time keeps them in order.
 	inflight chan struct{}
-	last     time.Time // when the last batch was sent
-	running  bool      // the flusher runs (Attach until Close)
+	running  bool // the flusher runs (Attach until Close)
 	wake     chan struct{}
 }
 
@@ -79,28 +76,35 @@ type change struct {
 func (l *Link) announce(c change) {
 	o := &l.out
 	o.mu.Lock()
-	for len(o.entries) >= maxEntries || len(o.entries) > 0 && o.size+len(c.enc) > maxBatchBytes {
+	for {
+		// The latest change of a session wins, in the place of the
+		// earlier one; its end replaces a change still queued (the
+		// receiver would drop what that change set up). A change after
+		// its end goes after it.
+		i, ok := o.latest[c.full]
+		if ok && !(o.entries[i].gone && !c.gone) {
+			if grown := o.size + len(c.enc) - len(o.entries[i].enc); grown <= maxBatchBytes || len(o.entries) == 1 {
+				o.size = grown
+				o.entries[i] = c
+				break
+			}
+		} else if len(o.entries) < maxEntries && (len(o.entries) == 0 || o.size+len(c.enc) <= maxBatchBytes) {
+			if o.latest == nil {
+				o.latest = map[string]int{}
+			}
+			o.latest[c.full] = len(o.entries)
+			o.entries = append(o.entries, c)
+			o.size += len(c.enc)
+			break
+		}
+		// Full: send what is queued first.
 		upTo := o.queued.Load()
 		o.mu.Unlock()
 		l.flushTo(context.Background(), upTo)
 		o.mu.Lock()
 	}
-	if i, ok := o.latest[c.full]; ok && !(o.entries[i].gone && !c.gone) {
-		// The latest wins, in the place of the earlier one; a session's
-		// end replaces a change still queued (the receiver would drop
-		// what that change set up).
-		o.size += len(c.enc) - len(o.entries[i].enc)
-		o.entries[i] = c
-	} else {
-		if o.latest == nil {
-			o.latest = map[string]int{}
-		}
-		o.latest[c.full] = len(o.entries)
-		o.entries = append(o.entries, c)
-		o.size += len(c.enc)
-	}
 	upTo := o.queued.Add(1)
-	now := o.inflight == nil && time.Since(o.last) >= busyWindow || !o.running
+	now := o.inflight == nil || !o.running
 	first := len(o.entries) == 1
 	o.mu.Unlock()
 	if now {
@@ -153,7 +157,6 @@ func (l *Link) flushTo(ctx context.Context, upTo uint64) {
 		o.mu.Lock()
 		o.sent.Store(through)
 		o.inflight = nil
-		o.last = time.Now()
 		o.mu.Unlock()
 		close(done)
 	}
@@ -209,14 +212,11 @@ func (l *Link) flush(ctx context.Context) {
 	}
 }
 
-// flusher sends what a busy link queued, batchDelay after the first
-// announcement of a batch, until ctx ends; then it sends what is left.
+// flusher sends what was queued while a batch was being sent, as soon
+// as that batch is through, until ctx ends; then it sends what is left.
 func (l *Link) flusher(ctx context.Context) {
 	o := &l.out
-	t := time.NewTimer(time.Hour)
-	t.Stop()
 	defer func() {
-		t.Stop()
 		o.mu.Lock()
 		o.running = false
 		o.mu.Unlock()
@@ -227,12 +227,6 @@ func (l *Link) flusher(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-o.wake:
-		}
-		t.Reset(batchDelay)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
 		}
 		l.flush(ctx)
 	}

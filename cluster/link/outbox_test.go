@@ -8,7 +8,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"mellium.im/xmpp/jid"
 
@@ -31,52 +30,47 @@ func hold(l *Link) (release func()) {
 	}
 }
 
-// busy makes l's outbox behave as while it is busy: announcements wait
-// for the flusher (or for another payload to need them sent), until the
-// next batch goes.
-func busy(l *Link) {
-	l.out.mu.Lock()
-	l.out.last = time.Now().Add(time.Hour)
-	l.out.mu.Unlock()
-}
-
 func (h *hub) sentOf(kind byte) int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.sent[kind]
 }
 
-// A burst of logins on one node reaches the others in far fewer payloads
-// than logins, each checked against the directory with one look-up, and
-// every session is mirrored.
+// Logins on one node while a batch is being sent reach the others in
+// one payload, each session once with its latest state, checked against
+// the directory with one look-up; and a free-running burst from several
+// goroutines is mirrored whole, in fewer payloads than changes.
 func TestAnnouncementsBatched(t *testing.T) {
 	h := newHub()
 	ns := startNodes(t, h, "a", "b")
 	a, b := ns["a"], ns["b"]
-	const n, workers = 2000, 4
+	const n = maxEntries
+	release := hold(a.link)
 	var wg sync.WaitGroup
+	const workers = 4
 	for w := range workers {
 		wg.Go(func() {
 			for i := w; i < n; i += workers {
-				full := fmt.Sprintf("u%d@x/r", i)
-				s := a.login(full)
+				s := a.login(fmt.Sprintf("u%d@x/r", i))
 				a.link.SessionChanged(s.JID(), chat.ResourceState{})
 				a.link.SessionChanged(s.JID(), chat.ResourceState{Available: true, Priority: i % 100})
 			}
 		})
 	}
 	wg.Wait()
+	h.mu.Lock()
+	h.lookups = 0
+	h.mu.Unlock()
+	release()
 	h.settle(t)
-	payloads := h.sentOf(kindStates) + h.sentOf(kindState) + h.sentOf(kindGone)
 	h.mu.Lock()
 	lookups := h.lookups
 	h.mu.Unlock()
-	t.Logf("%d logins, %d announcements: %d payloads, %d directory look-ups", n, 2*n, payloads, lookups)
-	if payloads > n/8 {
-		t.Errorf("%d logins took %d payloads; want at most %d", n, payloads, n/8)
+	if got := h.sentOf(kindStates); got != 1 {
+		t.Errorf("%d logins with two changes each while a batch was being sent took %d payloads, want 1", n, got)
 	}
-	if lookups > payloads {
-		t.Errorf("%d directory look-ups for %d payloads", lookups, payloads)
+	if lookups != 1 {
+		t.Errorf("%d directory look-ups for one payload", lookups)
 	}
 	if len(b.chat.remote) != n {
 		t.Fatalf("b mirrors %d sessions, want %d", len(b.chat.remote), n)
@@ -85,6 +79,32 @@ func TestAnnouncementsBatched(t *testing.T) {
 		st := b.chat.remote[fmt.Sprintf("u%d@x/r", i)]
 		if !st.Available || st.Priority != i%100 {
 			t.Fatalf("b's mirror of u%d: %+v, want the latest state", i, st)
+		}
+	}
+
+	// Free-running: whatever the batches, every session arrives with its
+	// latest state.
+	const m = 2000
+	before := h.sentOf(kindStates)
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < m; i += workers {
+				s := a.login(fmt.Sprintf("v%d@x/r", i))
+				a.link.SessionChanged(s.JID(), chat.ResourceState{})
+				a.link.SessionChanged(s.JID(), chat.ResourceState{Available: true, Priority: i % 100})
+			}
+		})
+	}
+	wg.Wait()
+	h.settle(t)
+	t.Logf("%d logins, %d changes, from %d goroutines: %d payloads", m, 2*m, workers, h.sentOf(kindStates)-before)
+	if got := h.sentOf(kindStates) - before; got > 2*m {
+		t.Errorf("%d payloads for %d changes", got, 2*m)
+	}
+	for i := range m {
+		st := b.chat.remote[fmt.Sprintf("v%d@x/r", i)]
+		if !st.Available || st.Priority != i%100 {
+			t.Fatalf("b's mirror of v%d: %+v, want the latest state", i, st)
 		}
 	}
 	if got := b.node.refused(); len(got) != 0 {
@@ -185,15 +205,19 @@ func TestPayloadsDoNotOvertakeAnnouncements(t *testing.T) {
 	h.trace = nil
 	h.mu.Unlock()
 
-	busy(b.link)
+	// Each announcement waits in the outbox (a batch is being sent), and
+	// the next payload comes when nothing is being sent any more.
+	release := hold(b.link)
 	ben := b.login("ben@x/r")
 	b.link.SessionChanged(ben.JID(), chat.ResourceState{Available: true})
+	release()
 	msg := stanza.New(stanza.NSClient, "message").SetAttr("to", "alice@x/pc").SetAttr("from", "ben@x/r")
 	if err := b.link.remotes["alice@x/pc"].Send(msg); err != nil {
 		t.Fatal(err)
 	}
-	busy(b.link)
+	release = hold(b.link)
 	b.link.SessionChanged(ben.JID(), chat.ResourceState{Available: true, Priority: 2})
+	release()
 	b.link.Bound(context.Background(), b.session("alice@x/pc")) // kicks a's alice
 	h.settle(t)
 	h.mu.Lock()
@@ -343,28 +367,40 @@ func TestBatchRoundTrip(t *testing.T) {
 }
 
 // The outbox holds at most one payload's worth: a caller that fills it
-// sends it (waiting for the batch being sent first).
+// waits for the batch being sent, then sends what is queued.
 func TestOutboxBounded(t *testing.T) {
 	h := newHub()
 	ns := startNodes(t, h, "a", "b")
 	a, b := ns["a"], ns["b"]
-	const n = 3*maxEntries + 10
+	const n = maxEntries + 1
 	for i := range n {
 		a.login(fmt.Sprintf("u%d@x/r", i))
 	}
-	busy(a.link)
-	for i := range n {
+	release := hold(a.link)
+	for i := range maxEntries {
 		a.link.SessionChanged(jid.MustParse(fmt.Sprintf("u%d@x/r", i)), chat.ResourceState{})
-		a.link.out.mu.Lock()
-		n, size := len(a.link.out.entries), a.link.out.size
-		a.link.out.mu.Unlock()
-		if n > maxEntries || size > maxBatchBytes {
-			t.Fatalf("outbox holds %d entries, %d bytes", n, size)
-		}
 	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		a.link.SessionChanged(jid.MustParse(fmt.Sprintf("u%d@x/r", maxEntries)), chat.ResourceState{})
+	}()
+	a.link.out.mu.Lock()
+	queued, size := len(a.link.out.entries), a.link.out.size
+	a.link.out.mu.Unlock()
+	if queued != maxEntries || size > maxBatchBytes {
+		t.Fatalf("outbox holds %d entries, %d bytes; want %d", queued, size, maxEntries)
+	}
+	select {
+	case <-done:
+		t.Fatal("an announcement into a full outbox returned while a batch was being sent")
+	default:
+	}
+	release()
+	<-done
 	h.settle(t)
-	if got := h.sentOf(kindStates); got < 4 {
-		t.Fatalf("%d payloads for %d announcements", got, n)
+	if got := h.sentOf(kindStates); got != 2 {
+		t.Fatalf("%d payloads for %d announcements, want 2", got, n)
 	}
 	if len(b.chat.remote) != n {
 		t.Fatalf("b mirrors %d sessions, want %d", len(b.chat.remote), n)
