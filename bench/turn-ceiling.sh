@@ -18,8 +18,16 @@
 # servers are restarted before each uclient step: otherwise the leftovers
 # of earlier steps fill coturn's relay ports and later steps fail.
 #
+# A turnutils_uclient message costs the load CPU more than it costs a
+# server, so the load CPU gives out (and the load tools lose packets)
+# while a server still has most of its CPU idle. --server-share caps each
+# server at a share of its CPU (a cgroup with a CPU quota, one per server,
+# 10 ms period), which brings its ceiling within the load tools' reach;
+# the relayed packets per CPU-second are then those of a server working at
+# its limit, as on a busy host.
+#
 # Needs: Go, taskset, coturn (turnserver, turnutils_uclient,
-# turnutils_peer; Debian package coturn). Loopback only; ports 34000–34499
+# turnutils_peer; Debian package coturn). Loopback only; ports 34000–34999
 # (--port-base moves them; poosmsd's relay ports are ephemeral).
 set -euo pipefail
 . "$(dirname "$0")/turn-lib.sh"
@@ -29,31 +37,33 @@ usage() {
 usage: bench/turn-ceiling.sh [options]
   --rates "R ..."      poosms-bench: packets/s per allocation, 10 allocations  [1000 3000 5000 7000 9000]
   --duration D         poosms-bench send time per step                        [5s]
-  --procs "P ..."      turnutils_uclient: processes side by side per step     [1 2 4 6 8]
+  --procs "P ..."      turnutils_uclient: processes side by side per step     [1 2 4 8]
   --sessions N         turnutils_uclient: sessions per process (≤ 50), each
                        sending every 1 ms                                      [25]
-  --messages N         turnutils_uclient messages per session                 [2000]
+  --messages N         turnutils_uclient messages per session                 [1500]
   --size B             payload bytes per packet                                [200]
   --server-cpu N       CPU the servers are pinned to                           [1]
   --load-cpu N         CPU the load tools and peers are pinned to              [0]
   --tools LIST         poosms-bench,uclient                                    [both]
   --baseline BIN       another poosmsd to run alongside (e.g. built from main)
   --rt PRIO            run servers, load tools and peers SCHED_FIFO at PRIO (root)
-  --port-base P        first of 500 ports (coturn relays: the last 400)         [34000]
+  --server-share PCT   cap each server at PCT % of its CPU (cgroup; root)
+  --port-base P        first of 1000 ports (coturn relays: the last 900)        [34000]
 EOF
 }
 
 RATES="1000 3000 5000 7000 9000"
-PROCS="1 2 4 6 8"
+PROCS="1 2 4 8"
 SESSIONS=25
 DURATION=5s
-MESSAGES=2000
+MESSAGES=1500
 SIZE=200
 SERVER_CPU=1
 LOAD_CPU=0
 TOOLS=poosms-bench,uclient
 BASE=34000
 BASELINE=""
+SHARE=""
 RT=()
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -68,6 +78,7 @@ while [ $# -gt 0 ]; do
 	--tools) TOOLS=$2; shift 2 ;;
 	--baseline) BASELINE=$2; shift 2 ;;
 	--port-base) BASE=$2; shift 2 ;;
+	--server-share) SHARE=$2; shift 2 ;;
 	--rt) RT=(chrt -f "$2"); shift 2 ;;
 	-h | --help) usage; exit 0 ;;
 	*) usage >&2; exit 2 ;;
@@ -86,16 +97,38 @@ TMP=$(mktemp -d /tmp/turn-ceiling.XXXXXX)
 SECRET=turn-ceiling-$$
 # Ports: poosmsd base..base+3, coturn base+4, the baseline base+10..+13,
 # turnutils_peer pairs from base+20 (two ports each), coturn's relays
-# base+100..base+499.
+# base+100..base+999 (coturn gives each uclient session two: 400 ports
+# were full at 200 sessions).
 P_TURN=$BASE CT_TURN=$((BASE + 4)) P_BASE=$((BASE + 10)) PEER_PORT=$((BASE + 20))
-CT_RELAY_MIN=$((BASE + 100)) CT_RELAY_MAX=$((BASE + 499))
+CT_RELAY_MIN=$((BASE + 100)) CT_RELAY_MAX=$((BASE + 999))
 PIDS=()
-trap cleanup EXIT
+CGROUPS=()
+finish() {
+	cleanup
+	local g
+	# A cgroup can be removed once the kernel has let go of its last
+	# task, a moment after the task is reaped.
+	for g in "${CGROUPS[@]}"; do
+		for _ in $(seq 50); do rmdir "$g" 2>/dev/null && break; sleep 0.1; done
+	done
+}
+trap finish EXIT
 log() { echo "turn-ceiling: $*" >&2; }
 want() { case ",$TOOLS," in *",$1,"*) return 0 ;; esac; return 1; }
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # cpu_busy prints CPU N's busy and total jiffies so far (/proc/stat).
 cpu_busy() { awk -v c="cpu$1" '$1 == c { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat; }
+
+# Servers start through incg NAME, which with --server-share puts them
+# (and their threads) in a cgroup of their own capped at SHARE % of a CPU.
+INCG=()
+if [ -n "$SHARE" ]; then
+	if [ -d /sys/fs/cgroup/cpu ]; then CGROOT=/sys/fs/cgroup/cpu; else CGROOT=/sys/fs/cgroup; fi
+fi
+incg() { # name: sets INCG to the command prefix that starts a server in its cgroup
+	INCG=()
+	[ -z "$SHARE" ] || INCG=(sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$CGROOT/turn-ceiling-$$-$1")
+}
 
 log "building into $TMP/bin"
 (cd "$ROOT" && go build -o "$TMP/bin/poosmsd" ./cmd/poosmsd && go build -o "$TMP/bin/poosms-bench" ./cmd/poosms-bench)
@@ -105,10 +138,24 @@ SERVERS="poosms"
 SERVERS="$SERVERS coturn"
 declare -A PID PORT
 PORT[poosms]=$P_TURN PORT[baseline]=$P_BASE PORT[coturn]=$CT_TURN
+if [ -n "$SHARE" ]; then
+	for s in $SERVERS; do
+		g=$CGROOT/turn-ceiling-$$-$s
+		mkdir "$g"
+		CGROUPS+=("$g")
+		if [ -f "$g/cpu.cfs_quota_us" ]; then
+			echo 10000 >"$g/cpu.cfs_period_us"
+			echo $((SHARE * 100)) >"$g/cpu.cfs_quota_us"
+		else
+			echo "$((SHARE * 100)) 10000" >"$g/cpu.max"
+		fi
+	done
+fi
 
 start_poosmsd() { # name binary port
 	mkdir -p "$TMP/$1"
-	"${RT[@]}" taskset -c "$SERVER_CPU" "$2" serve --data-dir "$TMP/$1" --domain localhost --db sqlite \
+	incg "$1"
+	"${INCG[@]}" "${RT[@]}" taskset -c "$SERVER_CPU" "$2" serve --data-dir "$TMP/$1" --domain localhost --db sqlite \
 		--registration closed --log-level warn --metrics-addr "" --s2s-addr "" \
 		--c2s-addr "127.0.0.1:$(($3 + 1))" --c2s-tls-addr "" --http-addr "127.0.0.1:$(($3 + 2))" \
 		--media-udp-addr "127.0.0.1:$(($3 + 3))" --media-tcp-addr "" \
@@ -125,7 +172,15 @@ start_servers() {
 		case $s in
 		poosms) start_poosmsd poosms "$TMP/bin/poosmsd" "$P_TURN" ;;
 		baseline) start_poosmsd baseline "$BASELINE" "$P_BASE" ;;
-		coturn) mkdir -p "$TMP/coturn"; start_coturn; PID[coturn]=$COTURN ;;
+		coturn)
+			mkdir -p "$TMP/coturn"
+			incg coturn
+			local rt=("${RT[@]}")
+			RT=("${INCG[@]}" "${RT[@]}")
+			start_coturn
+			RT=("${rt[@]}")
+			PID[coturn]=$COTURN
+			;;
 		esac
 		PIDS+=("${PID[$s]}")
 	done
@@ -167,7 +222,7 @@ ROWS=$TMP/rows.tsv
 # row tool step offered server packets seconds loss cpu-ticks load-cpu-busy-%
 row() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$ROWS"; }
 
-echo "Started $(date -u '+%Y-%m-%d %H:%M UTC'), load average $(cut -d' ' -f1-3 /proc/loadavg); servers on CPU $SERVER_CPU, load tools and peers on CPU $LOAD_CPU${RT:+, ${RT[*]}}; $SIZE-byte payloads, every packet echoed by the peer (relayed twice)."
+echo "Started $(date -u '+%Y-%m-%d %H:%M UTC'), load average $(cut -d' ' -f1-3 /proc/loadavg); servers on CPU $SERVER_CPU${SHARE:+ (each capped at $SHARE %)}, load tools and peers on CPU $LOAD_CPU${RT:+, ${RT[*]}}; $SIZE-byte payloads, every packet echoed by the peer (relayed twice)."
 echo
 
 if want poosms-bench; then
