@@ -248,6 +248,7 @@ if want uclient; then
 		for s in $SERVERS; do
 			stop_servers
 			start_servers
+			sleep 1 # coturn binds its listener before its relay threads run
 			log "turnutils_uclient, $procs × $SESSIONS sessions, $s"
 			pid=${PID[$s]}
 			c0=$(ticks "$pid")
@@ -263,15 +264,21 @@ if want uclient; then
 			t1=$(date +%s.%N)
 			c1=$(ticks "$pid")
 			read -r b1 j1 < <(cpu_busy "$LOAD_CPU")
-			sent=0 recv=0
+			sent=0 recv=0 failed=0
 			for i in $(seq 0 $((procs - 1))); do
 				read -r s1 r1 < <(grep -o 'tot_send_msgs=[0-9]*, tot_recv_msgs=[0-9]*' "$TMP/uclient$i.log" | tail -1 | awk -F'[=,]' '{print $2, $4}') || true
 				sent=$((sent + ${s1:-0})) recv=$((recv + ${r1:-0}))
+				if [ "${r1:-0}" -eq 0 ]; then
+					failed=$((failed + 1))
+					log "uclient $i against $s received nothing: $(grep -v 'start_mclient' "$TMP/uclient$i.log" | tail -1)"
+				fi
 				s1="" r1=""
 			done
+			note=""
+			[ "$failed" -eq 0 ] || note=", $failed received nothing"
 			# Each echoed message was relayed twice: to the peer and back.
 			# The window includes the sessions' setup (about 2 s).
-			row turnutils_uclient "$step" "$((procs * SESSIONS)) sessions ($procs × $SESSIONS)" "$s" "$((2 * recv))" \
+			row turnutils_uclient "$step" "$((procs * SESSIONS)) sessions ($procs × $SESSIONS$note)" "$s" "$((2 * recv))" \
 				"$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" \
 				"$(awk -v s="$((procs * SESSIONS * MESSAGES))" -v r="$recv" 'BEGIN { printf "%.2f", 100 * (1 - r / s) }')" \
 				"$((c1 - c0))" "$(((b1 - b0) * 100 / (j1 - j0 + 1)))"
