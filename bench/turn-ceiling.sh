@@ -164,28 +164,42 @@ start_poosmsd() { # name binary port
 	PID[$1]=$!
 }
 
-# start_servers starts every server not running and waits for them.
+start_one() { # name
+	case $1 in
+	poosms) start_poosmsd poosms "$TMP/bin/poosmsd" "$P_TURN" ;;
+	baseline) start_poosmsd baseline "$BASELINE" "$P_BASE" ;;
+	coturn)
+		mkdir -p "$TMP/coturn"
+		incg coturn
+		local rt=("${RT[@]}")
+		RT=("${INCG[@]}" "${RT[@]}")
+		start_coturn
+		RT=("${rt[@]}")
+		PID[coturn]=$COTURN
+		;;
+	esac
+	PIDS+=("${PID[$1]}")
+}
+
+# start_servers starts every server not running and waits for them. A
+# server that fails to start (one of its ports taken for a moment: they
+# lie in the kernel's ephemeral range) gets two more tries.
 start_servers() {
-	local s
+	local s try
 	for s in $SERVERS; do
-		[ -z "${PID[$s]:-}" ] || continue
-		case $s in
-		poosms) start_poosmsd poosms "$TMP/bin/poosmsd" "$P_TURN" ;;
-		baseline) start_poosmsd baseline "$BASELINE" "$P_BASE" ;;
-		coturn)
-			mkdir -p "$TMP/coturn"
-			incg coturn
-			local rt=("${RT[@]}")
-			RT=("${INCG[@]}" "${RT[@]}")
-			start_coturn
-			RT=("${rt[@]}")
-			PID[coturn]=$COTURN
-			;;
-		esac
-		PIDS+=("${PID[$s]}")
+		[ -n "${PID[$s]:-}" ] || start_one "$s"
 	done
 	for s in $SERVERS; do
-		wait_udp "${PORT[$s]}" || { log "$s did not start"; tail "$TMP/$s/"*.log >&2; exit 1; }
+		for try in 1 2 3; do
+			wait_udp "${PORT[$s]}" && kill -0 "${PID[$s]}" 2>/dev/null && continue 2
+			log "$s did not start (try $try)"
+			tail -n 3 "$TMP/$s/"*.log >&2
+			kill "${PID[$s]}" 2>/dev/null || true
+			wait "${PID[$s]}" 2>/dev/null || true
+			sleep 1
+			start_one "$s"
+		done
+		exit 1
 	done
 }
 
