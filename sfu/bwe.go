@@ -86,7 +86,10 @@ func (b *bweInterceptor) BindRTCPReader(r interceptor.RTCPReader) interceptor.RT
 }
 
 // twccWriter writes one stream's packets with a transport-wide sequence
-// number, recording each with the estimator.
+// number, recording each with the estimator (its size as RTP: header,
+// extensions and payload). The number's two bytes are the writer's own,
+// so the writer holds mu until the packet is written (pion marshals and
+// encrypts it within Write).
 type twccWriter struct {
 	id   uint8
 	est  *bwe.Estimator
@@ -97,6 +100,9 @@ type twccWriter struct {
 }
 
 func (t *twccWriter) Write(h *rtp.Header, payload []byte, a interceptor.Attributes) (int, error) {
+	if h == nil {
+		return t.next.Write(h, payload, a)
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var err error
