@@ -121,11 +121,9 @@ func (d *detector) detect(trend float64, now int64) signal {
 			d.overSince, d.overCount = now, 0
 		}
 		d.overCount++
-		s = d.last
-		if s == overusing || (now-d.overSince >= overuseTime && d.overCount > 1 && trend >= d.prevTrend) {
+		s = normal
+		if d.last == overusing || (now-d.overSince >= overuseTime && d.overCount > 1 && trend >= d.prevTrend) {
 			s = overusing
-		} else if s != overusing {
-			s = normal
 		}
 	case m < -d.threshold:
 		d.overSince = -1
