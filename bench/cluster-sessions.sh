@@ -74,8 +74,7 @@ for _ in $(seq 50); do redis-cli -h 127.0.1.1 -p $RPORT ping >/dev/null 2>&1 && 
 accounts_in() { mysql -uroot -N -e "SELECT COUNT(*) FROM $1.accounts WHERE username LIKE 'bench%'" 2>/dev/null || echo 0; }
 if [ -n "${ACCOUNTS_DB:-}" ] && [ "$(accounts_in "$ACCOUNTS_DB")" -ge "$ACCOUNTS" ]; then
 	log "copying $ACCOUNTS accounts from $ACCOUNTS_DB"
-	echo "<server-data xmlns='urn:xmpp:pie:0'><host jid='localhost'></host></server-data>" >"$TMP/empty.xml"
-	"$TMP/poosmsd" import "$TMP/empty.xml" --db "$DB" --data-dir "$TMP/import" >"$TMP/import.log" 2>&1
+	"$TMP/poosmsd" user list --db "$DB" --data-dir "$TMP/import" >"$TMP/import.log" 2>&1 # makes the tables
 	mysql -uroot -e "INSERT INTO $DBNAME.accounts SELECT * FROM $ACCOUNTS_DB.accounts"
 else
 	log "creating $ACCOUNTS accounts in MySQL"
