@@ -97,8 +97,8 @@ TMP=$(mktemp -d /tmp/turn-ceiling.XXXXXX)
 SECRET=turn-ceiling-$$
 # Ports: poosmsd base..base+3, coturn base+4, the baseline base+10..+13,
 # turnutils_peer pairs from base+20 (two ports each), coturn's relays
-# base+100..base+999 (coturn gives each uclient session two: 400 ports
-# were full at 200 sessions).
+# base+100..base+999 (a fresh coturn failed 200 uclient sessions on 400
+# ports, as if each took two).
 P_TURN=$BASE CT_TURN=$((BASE + 4)) P_BASE=$((BASE + 10)) PEER_PORT=$((BASE + 20))
 CT_RELAY_MIN=$((BASE + 100)) CT_RELAY_MAX=$((BASE + 999))
 PIDS=()
