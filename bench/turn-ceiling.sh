@@ -47,7 +47,7 @@ usage: bench/turn-ceiling.sh [options]
   --tools LIST         poosms-bench,uclient                                    [both]
   --baseline BIN       another poosmsd to run alongside (e.g. built from main)
   --rt PRIO            run servers, load tools and peers SCHED_FIFO at PRIO (root)
-  --server-share PCT   cap each server at PCT % of its CPU (cgroup; root)
+  --server-share PCT   cap each server at PCT % of its CPU (cgroup; root; not with --rt)
   --port-base P        first of 1000 ports (coturn relays: the last 900)        [34000]
 EOF
 }
@@ -87,6 +87,9 @@ done
 for bin in turnserver turnutils_uclient turnutils_peer taskset go python3; do
 	command -v "$bin" >/dev/null || { echo "turn-ceiling.sh: $bin not found (coturn: apt-get install coturn)" >&2; exit 1; }
 done
+# A new cgroup gets no real-time runtime (RT group scheduling), so chrt
+# fails in it.
+[ -z "$SHARE" ] || [ ${#RT[@]} -eq 0 ] || { echo "turn-ceiling.sh: --server-share and --rt do not go together" >&2; exit 2; }
 [ "$SESSIONS" -le 50 ] || { echo "turn-ceiling.sh: --sessions above 50" >&2; exit 2; }
 MAXPROCS=0
 for p in $PROCS; do [ "$p" -le "$MAXPROCS" ] || MAXPROCS=$p; done
