@@ -14,7 +14,8 @@ import (
 // listenMediaUDP binds the media port and builds the ICE UDP mux over it.
 // Each socket is wrapped in a udpbatch.Conn, so the datagrams of one
 // fan-out (upTrack.fanOut) leave with one sendmmsg per socket instead of
-// one sendto each.
+// one sendto each, and the mux's reads take what is waiting with one
+// recvmmsg.
 //
 // An address with a host binds that address. An unspecified one binds
 // the port on every address of every interface that is up (loopback only

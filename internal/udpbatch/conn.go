@@ -11,6 +11,11 @@ import (
 const (
 	// DefaultBatch is the number of datagrams one sendmmsg sends.
 	DefaultBatch = 64
+	// readBatch is the number of datagrams one recvmmsg reads.
+	readBatch = 16
+	// readBytes is the room per datagram read, as much as pion/ice's
+	// UDP mux reads with.
+	readBytes = 8192
 	// slotBytes is the room per datagram in a batch's buffer: datagrams
 	// are packed, so a batch of small ones holds up to DefaultBatch of
 	// them, and one of up to DefaultBatch*slotBytes bytes fits alone.
@@ -122,11 +127,18 @@ func (g *Group) report(failed int, err error) {
 }
 
 // Conn is a UDP socket as a net.PacketConn whose writes are batched while
-// its Group has a fan-out in progress. Reads go straight to the socket.
-// It also has pion/ice's allocation-free AddrPort methods.
+// its Group has a fan-out in progress. Reads take up to readBatch waiting
+// datagrams with one recvmmsg and hand them out one by one. It also has
+// pion/ice's allocation-free AddrPort methods.
 type Conn struct {
 	c *net.UDPConn
 	g *Group
+
+	// rmu serialises readers (pion's mux has one) and guards the
+	// following fields.
+	rmu    sync.Mutex
+	r      *Reader
+	rn, ri int // datagrams of the last read, and the next to hand out
 
 	// Guarded by g.mu.
 	w     *Writer
@@ -147,6 +159,9 @@ func NewConn(c *net.UDPConn, g *Group, batch int) (*Conn, error) {
 		return nil, err
 	}
 	bc := &Conn{c: c, g: g, w: w, arena: make([]byte, batch*slotBytes)}
+	if bc.r, err = NewReader(c, readBatch, 0, readBytes, bc.consume); err != nil {
+		return nil, err
+	}
 	g.mu.Lock()
 	g.conns = append(g.conns, bc)
 	g.mu.Unlock()
@@ -210,13 +225,38 @@ func (c *Conn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	return c.c.WriteTo(p, addr)
 }
 
-// ReadFromAddrPort reads a datagram from the socket.
-func (c *Conn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
-	return c.c.ReadFromUDPAddrPort(b)
+// consume notes a batch just read and stops the Reader, so that
+// ReadFromAddrPort hands the datagrams out.
+func (c *Conn) consume(n int) bool {
+	c.rn, c.ri = n, 0
+	return false
 }
 
-// ReadFrom reads a datagram from the socket.
-func (c *Conn) ReadFrom(b []byte) (int, net.Addr, error) { return c.c.ReadFrom(b) }
+// ReadFromAddrPort returns the next datagram, reading a batch when none
+// is left from the last one. A datagram longer than b is cut, as a
+// socket read would cut it.
+func (c *Conn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	for c.ri >= c.rn {
+		c.rn, c.ri = 0, 0
+		if err := c.r.Read(); err != nil {
+			return 0, netip.AddrPort{}, err
+		}
+	}
+	buf, n, from := c.r.Packet(c.ri)
+	c.ri++
+	return copy(b, buf[:n]), from, nil
+}
+
+// ReadFrom is ReadFromAddrPort with a *net.UDPAddr.
+func (c *Conn) ReadFrom(b []byte) (int, net.Addr, error) {
+	n, from, err := c.ReadFromAddrPort(b)
+	if err != nil {
+		return 0, nil, err
+	}
+	return n, net.UDPAddrFromAddrPort(from), nil
+}
 
 // Close sends what is queued for the socket, leaves the group and closes
 // the socket.

@@ -312,3 +312,44 @@ func BenchmarkFanout(b *testing.B) {
 		})
 	}
 }
+
+func TestConnReadsBatchesInOrder(t *testing.T) {
+	_, c, rc, _ := pair(t, 8)
+	to := c.LocalAddr().(*net.UDPAddr).AddrPort()
+	const n = readBatch + 3 // more than one recvmmsg takes
+	for i := range n {
+		if _, err := rc.WriteToUDPAddrPort([]byte{byte(i), 1, 2}, to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	buf := make([]byte, 2)
+	for i := range n {
+		got, from, err := c.ReadFromAddrPort(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != 2 || buf[0] != byte(i) || from != addrOf(rc) {
+			t.Fatalf("datagram %d: %d bytes %v from %v", i, got, buf[:got], from)
+		}
+	}
+	if _, err := rc.WriteToUDPAddrPort([]byte("x"), to); err != nil {
+		t.Fatal(err)
+	}
+	n1, from, err := c.ReadFrom(buf)
+	if err != nil || n1 != 1 || from.String() != rc.LocalAddr().String() {
+		t.Fatalf("ReadFrom: %d, %v, %v", n1, from, err)
+	}
+	allocs := testing.AllocsPerRun(50, func() {
+		_, _ = rc.WriteToUDPAddrPort([]byte("y"), to)
+		_, _, _ = c.ReadFromAddrPort(buf)
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per read", allocs)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.ReadFromAddrPort(buf); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("read after close: %v", err)
+	}
+}
