@@ -141,9 +141,10 @@ type Conn struct {
 	rn, ri int // datagrams of the last read, and the next to hand out
 
 	// Guarded by g.mu.
-	w     *Writer
-	arena []byte // the queued datagrams' copies, packed
-	used  int
+	w      *Writer
+	arena  []byte // the queued datagrams' copies, packed
+	used   int
+	closed bool
 }
 
 var _ net.PacketConn = (*Conn)(nil)
@@ -179,6 +180,10 @@ func (c *Conn) flushLocked() (int, error) {
 func (c *Conn) WriteToAddrPort(p []byte, to netip.AddrPort) (int, error) {
 	g := c.g
 	g.mu.Lock()
+	if c.closed {
+		g.mu.Unlock()
+		return 0, net.ErrClosed
+	}
 	g.total++
 	if g.active == 0 || len(p) > len(c.arena) {
 		// Outside a fan-out (ICE checks, DTLS, RTCP) a datagram goes at
@@ -196,6 +201,7 @@ func (c *Conn) WriteToAddrPort(p []byte, to netip.AddrPort) (int, error) {
 	var failed int
 	var ferr error
 	if c.used+len(p) > len(c.arena) || c.w.Len() == c.w.Cap() {
+		g.queued -= c.w.Len()
 		failed, ferr = c.flushLocked()
 	}
 	n := copy(c.arena[c.used:], p)
@@ -263,6 +269,12 @@ func (c *Conn) ReadFrom(b []byte) (int, net.Addr, error) {
 func (c *Conn) Close() error {
 	g := c.g
 	g.mu.Lock()
+	if c.closed {
+		g.mu.Unlock()
+		return net.ErrClosed
+	}
+	c.closed = true
+	g.queued -= c.w.Len()
 	failed, err := c.flushLocked()
 	for i, o := range g.conns {
 		if o == c {

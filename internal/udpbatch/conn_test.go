@@ -352,4 +352,7 @@ func TestConnReadsBatchesInOrder(t *testing.T) {
 	if _, _, err := c.ReadFromAddrPort(buf); !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("read after close: %v", err)
 	}
+	if _, err := c.WriteToAddrPort([]byte("z"), addrOf(rc)); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("write after close: %v", err)
+	}
 }
