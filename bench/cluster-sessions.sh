@@ -18,6 +18,7 @@
 # Needs: go, MariaDB reachable as root on 127.0.0.1:3306 (POOSMS_TEST_MYSQL_DSN
 # is not read: the script makes and drops its own database scale_bench_$$),
 # redis-server (started here on 127.0.1.1:36379), loopback 127.0.1.0/24.
+# ACCOUNTS_DB=name keeps the bench accounts between runs (see below).
 # Ports 36300-36999. Everything it starts it stops.
 set -euo pipefail
 
@@ -67,13 +68,27 @@ mysql -uroot -e "CREATE DATABASE $DBNAME CHARACTER SET utf8mb4"
 head -c 48 /dev/urandom | base64 >"$TMP/secret"
 for _ in $(seq 50); do redis-cli -h 127.0.1.1 -p $RPORT ping >/dev/null 2>&1 && break; sleep 0.1; done
 
-log "creating $ACCOUNTS accounts in MySQL"
-{
-	echo "<server-data xmlns='urn:xmpp:pie:0'><host jid='localhost'>"
-	for ((i = 0; i < ACCOUNTS; i++)); do echo "<user name='bench$i' password='bench-password'/>"; done
-	echo "</host></server-data>"
-} >"$TMP/accounts.xml"
-"$TMP/poosmsd" import "$TMP/accounts.xml" --db "$DB" --data-dir "$TMP/import" --scram-iterations 4096 >"$TMP/import.log" 2>&1
+# ACCOUNTS_DB=name keeps the accounts in a database of that name between
+# runs (importing 100,000 accounts at 4,096 SCRAM iterations takes many
+# minutes): made by the first run, copied into each run's own database.
+accounts_in() { mysql -uroot -N -e "SELECT COUNT(*) FROM $1.accounts WHERE username LIKE 'bench%'" 2>/dev/null || echo 0; }
+if [ -n "${ACCOUNTS_DB:-}" ] && [ "$(accounts_in "$ACCOUNTS_DB")" -ge "$ACCOUNTS" ]; then
+	log "copying $ACCOUNTS accounts from $ACCOUNTS_DB"
+	"$TMP/poosmsd" user list --db "$DB" --data-dir "$TMP/import" >"$TMP/import.log" 2>&1 # makes the tables
+	mysql -uroot -e "INSERT INTO $DBNAME.accounts SELECT * FROM $ACCOUNTS_DB.accounts"
+else
+	log "creating $ACCOUNTS accounts in MySQL"
+	{
+		echo "<server-data xmlns='urn:xmpp:pie:0'><host jid='localhost'>"
+		for ((i = 0; i < ACCOUNTS; i++)); do echo "<user name='bench$i' password='bench-password'/>"; done
+		echo "</host></server-data>"
+	} >"$TMP/accounts.xml"
+	"$TMP/poosmsd" import "$TMP/accounts.xml" --db "$DB" --data-dir "$TMP/import" --scram-iterations 4096 >"$TMP/import.log" 2>&1
+	if [ -n "${ACCOUNTS_DB:-}" ]; then
+		mysql -uroot -e "DROP DATABASE IF EXISTS $ACCOUNTS_DB; CREATE DATABASE $ACCOUNTS_DB CHARACTER SET utf8mb4;
+			CREATE TABLE $ACCOUNTS_DB.accounts LIKE $DBNAME.accounts; INSERT INTO $ACCOUNTS_DB.accounts SELECT * FROM $DBNAME.accounts"
+	fi
+fi
 
 ADDRS=() NODEPIDS=()
 for ((n = 1; n <= NODES; n++)); do

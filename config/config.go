@@ -150,9 +150,9 @@ type Config struct {
 	DebugAddr string `yaml:"debug_addr"`
 	// GCPercent is the Go collector's target (what GOGC sets): how far
 	// the heap may grow past what is live, in percent, before the next
-	// collection. 0 leaves the runtime's own (GOGC from the environment,
-	// else 100). A node holding many idle sessions keeps a smaller
-	// resident set with 25, at some CPU under message load
+	// collection. 0 is automatic: 100 while the live heap is small, down
+	// to 25 as it grows past 32 MiB (a node holding many idle sessions),
+	// unless GOGC is set in the environment, which then stands
 	// (docs/operations.md). Default: 0.
 	GCPercent int `yaml:"gc_percent"`
 	// TURNMaxAllocations is how many relay allocations one user may hold

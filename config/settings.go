@@ -186,7 +186,7 @@ var settings = []*setting{
 		func(c *Config) *int { return &c.TURNMaxAllocations }),
 	addrSetting("debug-addr", "address serving Go's pprof profiles at /debug/pprof/ (keep it on loopback); empty disables", true,
 		func(c *Config) *string { return &c.DebugAddr }),
-	intSetting("gc-percent", "the Go collector's target (GOGC): heap growth past the live heap before a collection, in percent; 0 keeps GOGC from the environment, else 100; 25 suits nodes holding many idle sessions", 0, 10000,
+	intSetting("gc-percent", "the Go collector's target (GOGC): heap growth past the live heap before a collection, in percent; 0 is automatic (100 for a small live heap, down to 25 past 32 MiB live; GOGC from the environment wins)", 0, 10000,
 		"want a whole number of percent between 0 and 10000",
 		func(c *Config) *int { return &c.GCPercent }),
 	boolSetting("inband-registration", "let clients create accounts on the XMPP stream (XEP-0077)",

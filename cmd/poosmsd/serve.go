@@ -40,7 +40,7 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer) int {
 	log := newLogger(cfg, stderr)
 	lim, ok := currentFileLimit()
 	logFileLimit(log, lim, ok)
-	setGCPercent(log, cfg.GCPercent)
+	setGCPercent(ctx, log, cfg.GCPercent)
 	n, err := startNode(ctx, cfg, log)
 	if err != nil {
 		log.Error("poosmsd could not start", "err", err)
