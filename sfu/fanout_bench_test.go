@@ -2,6 +2,7 @@ package sfu
 
 import (
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -43,12 +44,12 @@ func benchmarkFanoutPion(b *testing.B, subs int, batched bool) {
 		u.batch = svc.batch
 	}
 	cache := &forward.PacketCache{}
-	var received []chan struct{}
+	var received []*benchSubscriber
 	for range subs {
-		d, got := connectBenchSubscriber(b, api)
-		d.Caches = []*forward.PacketCache{cache}
-		u.fan.Add(d)
-		received = append(received, got)
+		bs := connectBenchSubscriber(b, api)
+		bs.d.Caches = []*forward.PacketCache{cache}
+		u.fan.Add(bs.d)
+		received = append(received, bs)
 	}
 
 	p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SSRC: 0xabc, Marker: true}, Payload: make([]byte, 1100)}
@@ -60,9 +61,9 @@ func benchmarkFanoutPion(b *testing.B, subs int, batched bool) {
 	}
 	// First packet: wait until every subscriber has it, so the path is warm.
 	u.fanOut(0, &h, pkt, true, nanotime())
-	for _, got := range received {
+	for _, bs := range received {
 		select {
-		case <-got:
+		case <-bs.got:
 		case <-time.After(10 * time.Second):
 			b.Fatal("nothing received")
 		}
@@ -82,12 +83,19 @@ func benchmarkFanoutPion(b *testing.B, subs int, batched bool) {
 	b.ReportMetric(float64(b.N*subs)/b.Elapsed().Seconds(), "pkts/s")
 }
 
+// benchSubscriber is a Pion subscriber of one DownTrack.
+type benchSubscriber struct {
+	d    *forward.DownTrack
+	got  chan struct{} // has a value after a packet was read
+	read atomic.Int64  // packets read
+}
+
 // connectBenchSubscriber connects a Pion subscriber without interceptors
 // (so -benchmem counts the server's side) to a server peer connection
-// made with api, sending one VP8 DownTrack. got has a value after the
-// subscriber has read a packet.
-func connectBenchSubscriber(b *testing.B, api *webrtc.API) (d *forward.DownTrack, got chan struct{}) {
+// made with api, sending one VP8 DownTrack.
+func connectBenchSubscriber(b testing.TB, api *webrtc.API) *benchSubscriber {
 	b.Helper()
+	bs := &benchSubscriber{got: make(chan struct{}, 1)}
 	spc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		b.Fatal(err)
@@ -110,15 +118,15 @@ func connectBenchSubscriber(b *testing.B, api *webrtc.API) (d *forward.DownTrack
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = cpc.Close() })
-	got = make(chan struct{}, 1)
 	cpc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 		buf := make([]byte, 1500)
 		for {
 			if _, _, err := tr.Read(buf); err != nil {
 				return
 			}
+			bs.read.Add(1)
 			select {
-			case got <- struct{}{}:
+			case bs.got <- struct{}{}:
 			default:
 			}
 		}
@@ -129,7 +137,7 @@ func connectBenchSubscriber(b *testing.B, api *webrtc.API) (d *forward.DownTrack
 			close(connected)
 		}
 	})
-	d = forward.NewDownTrack(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "t", "s", 0)
+	d := forward.NewDownTrack(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "t", "s", 0)
 	tr, err := spc.AddTransceiverFromTrack(d, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
 	if err != nil {
 		b.Fatal(err)
@@ -169,5 +177,6 @@ func connectBenchSubscriber(b *testing.B, api *webrtc.API) (d *forward.DownTrack
 	case <-time.After(10 * time.Second):
 		b.Fatal("no connection")
 	}
-	return d, got
+	bs.d = d
+	return bs
 }
