@@ -48,7 +48,6 @@ import (
 	"github.com/pion/dtls/v3"
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
-	"github.com/pion/interceptor/pkg/cc"
 	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/logging"
 	"github.com/pion/sdp/v3"
@@ -519,7 +518,7 @@ func (s *Service) Rooms() int {
 
 // newAPI builds the pion API for one participant: codecs, header
 // extensions and interceptors (NACK, reports, TWCC, bandwidth estimation).
-func (s *Service) newAPI(onBWE func(cc.BandwidthEstimator)) (*webrtc.API, error) {
+func (s *Service) newAPI(onBWE func(bandwidthEstimator)) (*webrtc.API, error) {
 	m := &webrtc.MediaEngine{}
 	if err := registerCodecs(m); err != nil {
 		return nil, err
