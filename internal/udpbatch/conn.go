@@ -185,9 +185,11 @@ func (c *Conn) WriteToAddrPort(p []byte, to netip.AddrPort) (int, error) {
 		return 0, net.ErrClosed
 	}
 	g.total++
-	if g.active == 0 || len(p) > len(c.arena) {
+	if g.active == 0 || len(p) > len(c.arena) || to.Addr().Zone() != "" {
 		// Outside a fan-out (ICE checks, DTLS, RTCP) a datagram goes at
 		// once, after anything still queued so as to keep their order.
+		// So does one to a link-local IPv6 address with a zone, which
+		// the batch's socket addresses have no room for (its scope).
 		var failed int
 		var ferr error
 		if g.queued > 0 {

@@ -356,3 +356,48 @@ func TestConnReadsBatchesInOrder(t *testing.T) {
 		t.Fatalf("write after close: %v", err)
 	}
 }
+
+// A datagram to an address with a zone (a link-local IPv6 peer) goes at
+// once even during a fan-out: the batch has no room for its scope.
+func TestConnZonedAddressGoesAtOnce(t *testing.T) {
+	sc, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	g := NewGroup(nil)
+	c, err := NewConn(sc, g, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	rc, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	ifaces, err := net.Interfaces()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lo := ""
+	for _, ifc := range ifaces {
+		if ifc.Flags&net.FlagLoopback != 0 {
+			lo = ifc.Name
+		}
+	}
+	if lo == "" {
+		t.Skip("no loopback interface")
+	}
+	zoned := netip.AddrPortFrom(netip.IPv6Loopback().WithZone(lo), addrOf(rc).Port())
+	g.Begin()
+	defer g.End()
+	if _, err := c.WriteToAddrPort([]byte("queued"), addrOf(rc)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.WriteToAddrPort([]byte("zoned"), zoned); err != nil {
+		t.Fatal(err)
+	}
+	if got := pending(t, rc); fmt.Sprint(got) != "[queued zoned]" {
+		t.Fatalf("got %q", got)
+	}
+}
