@@ -54,6 +54,7 @@ import (
 	"github.com/pion/webrtc/v4"
 	"mellium.im/xmpp/jid"
 
+	"poosms.org/poosms/internal/udpbatch"
 	"poosms.org/poosms/stanza"
 )
 
@@ -133,6 +134,7 @@ type Service struct {
 
 	udpConn  net.PacketConn
 	firstUDP net.Addr
+	batch    *udpbatch.Group // batches the media sockets' writes during fan-outs
 	udpMux   ice.UDPMux
 	tcpLn    net.Listener
 	tcpMux   *ice.TCPMuxDefault
@@ -190,27 +192,8 @@ func New(cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sfu: media udp address %q: %w", cfg.UDPAddr, err)
 	}
-	if udpAddr.IP == nil || udpAddr.IP.IsUnspecified() {
-		opts := []ice.UDPMuxFromPortOption{ice.UDPMuxFromPortWithLogger(lf.NewLogger("ice"))}
-		if cfg.IncludeLoopback {
-			opts = append(opts, ice.UDPMuxFromPortWithLoopback())
-		}
-		m, err := ice.NewMultiUDPMuxFromPort(udpAddr.Port, opts...)
-		if err != nil {
-			return nil, fmt.Errorf("sfu: listen media udp %q: %w", cfg.UDPAddr, err)
-		}
-		s.udpMux = m
-		if addrs := m.GetListenAddresses(); len(addrs) > 0 {
-			s.firstUDP = addrs[0]
-		}
-	} else {
-		c, err := net.ListenUDP("udp", udpAddr)
-		if err != nil {
-			return nil, fmt.Errorf("sfu: listen media udp %q: %w", cfg.UDPAddr, err)
-		}
-		s.udpConn = c
-		s.firstUDP = c.LocalAddr()
-		s.udpMux = ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: c, Logger: lf.NewLogger("ice")})
+	if err := s.listenMediaUDP(udpAddr, lf.NewLogger("ice")); err != nil {
+		return nil, err
 	}
 	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6}
 	if cfg.TCPAddr != "" {
