@@ -47,14 +47,16 @@ if [ "$SFU" = 1 ]; then
 	/usr/bin/python3 - "$OUT/poosms.out" "$OUT/livekit.out" <<'PY'
 import json, sys
 def read(path):
-    rows, shape, load = {}, None, None
-    for line in open(path):
-        if line.startswith("# "):
-            head = line[2:].split(":")[0].split()
-            shape = head[1]
-            load = line.split("load average ")[1].split()[0]
-        elif line.startswith("{") and shape:
-            rows[shape] = (json.loads(line), load)
+    # Each shape: its "# " line, then one (indented) JSON object.
+    rows = {}
+    for chunk in open(path).read().split("\n# ")[0:]:
+        head, _, body = chunk.lstrip("# ").partition("\n")
+        if ":" not in head or "{" not in body:
+            continue
+        shape = head.split(":")[0].split()[1]
+        load = head.split("load average ")[1].split()[0]
+        obj, _ = json.JSONDecoder().raw_decode(body[body.index("{"):])
+        rows[shape] = (obj, load)
     return rows
 p, l = read(sys.argv[1]), read(sys.argv[2])
 for shape in p:

@@ -113,7 +113,7 @@ go test -race -timeout 30m "$@"
 
 # Fuzzing: the normal run above executes every target's seed corpus; a
 # full run also fuzzes each target briefly (-fuzz takes one target per
-# package run). 21 targets × POOSMS_FUZZ_TIME (3 s) is about a minute of
+# package run). 22 targets × POOSMS_FUZZ_TIME (3 s) is about a minute of
 # fuzzing, plus building. A crash fails the run and leaves its input in
 # the package's testdata/fuzz/ (see docs/security.md, "Fuzzing").
 fuzz_targets=(
@@ -122,6 +122,7 @@ fuzz_targets=(
 	"./signaling FuzzTCPStream FuzzWebSocketSession FuzzWebSocketFrame FuzzJID"
 	"./turn FuzzTURNUsername FuzzPeerAllowed FuzzTURNDatagram"
 	"./sfu FuzzOfferLimits FuzzOffer"
+	"./sfu/internal/bwe FuzzFeedback"
 	"./chat FuzzMAMQuery"
 	"./chat/directory FuzzDirectoryForm"
 	"./chat/muc FuzzRoomConfig"

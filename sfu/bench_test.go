@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/pion/interceptor"
-	"github.com/pion/interceptor/pkg/cc"
 	"github.com/pion/logging"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
@@ -32,9 +31,9 @@ func benchmarkForwardPion(b *testing.B, bwe bool) {
 		b.Fatal(err)
 	}
 	defer svc.Close()
-	var onBWE func(cc.BandwidthEstimator)
+	var onBWE func(bandwidthEstimator)
 	if bwe {
-		onBWE = func(cc.BandwidthEstimator) {}
+		onBWE = func(bandwidthEstimator) {}
 	}
 	api, err := svc.newAPI(onBWE)
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/coder/websocket"
 	"mellium.im/xmpp/jid"
 
+	"poosms.org/poosms/sfu/internal/bwe"
 	"poosms.org/poosms/stanza"
 )
 
@@ -184,6 +185,16 @@ func TestBrowserClient(t *testing.T) {
 		}
 		return in["audio"] > 10 && in["video"] > 10
 	})
+	// Chromium's TWCC feedback on what the SFU sends it reaches the
+	// SFU's estimator and matches the packets sent.
+	carla := svc.room(testRoom).byPeer(peer)
+	if carla == nil {
+		t.Fatal("the browser is not in the conference")
+	}
+	checkFor(t, 40*time.Second, func() bool {
+		e := carla.bwe.Load()
+		return e != nil && (*e).(*bwe.Estimator).Acked() > 0
+	})
 
 	// Bob receives the browser's microphone and camera, simulcast.
 	// The browser's video is in the join result if it was published
@@ -256,6 +267,7 @@ func TestBrowserClient(t *testing.T) {
 	// control); on this shared machine the browser's packets do get lost,
 	// so a few are tolerated.
 	missing := hi - lo + 1 - len(seen)
+	t.Logf("estimate toward the browser %d bit/s, %d packets acknowledged", (*carla.bwe.Load()).TargetBitrate(), (*carla.bwe.Load()).(*bwe.Estimator).Acked())
 	t.Logf("browser video: %d packets, %d sequence numbers missing", hi-lo+1, missing)
 	if missing > (hi-lo)/4 {
 		t.Fatalf("%d sequence numbers missing between %d and %d in the browser's video across layer switches: %v", missing, lo, hi, seqs)

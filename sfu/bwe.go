@@ -1,30 +1,38 @@
 package sfu
 
 import (
+	"sync"
+
 	"github.com/pion/interceptor"
-	"github.com/pion/interceptor/pkg/cc"
-	"github.com/pion/interceptor/pkg/gcc"
+	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
+
+	"poosms.org/poosms/sfu/internal/bwe"
 )
 
-// registerBWE adds send-side bandwidth estimation from the subscriber's
-// TWCC feedback. Packets are not paced: the estimate only steers which
-// simulcast layer a subscriber gets.
-func registerBWE(m *webrtc.MediaEngine, reg *interceptor.Registry, onBWE func(cc.BandwidthEstimator)) error {
-	f, err := cc.NewInterceptor(func() (cc.BandwidthEstimator, error) {
-		return gcc.NewSendSideBWE(
-			gcc.SendSideBWEInitialBitrate(initialEstimate),
-			gcc.SendSideBWEMinBitrate(minEstimate),
-			gcc.SendSideBWEMaxBitrate(maxEstimate),
-			gcc.SendSideBWEPacer(gcc.NewNoOpPacer()),
-		)
-	})
-	if err != nil {
-		return err
+// bandwidthEstimator is what the SFU reads of a subscriber's send-side
+// bandwidth estimate (bwe.Estimator).
+type bandwidthEstimator interface {
+	TargetBitrate() int // bits per second
+}
+
+var _ bandwidthEstimator = (*bwe.Estimator)(nil)
+
+// registerBWE adds send-side bandwidth estimation toward the subscriber:
+// transport-wide sequence numbers on every packet sent, and the
+// estimator (package bwe) fed with their send times and with the
+// subscriber's TWCC feedback. Packets are not paced: the estimate only
+// steers which simulcast layer a subscriber gets. onBWE is handed each
+// PeerConnection's estimator.
+func registerBWE(m *webrtc.MediaEngine, reg *interceptor.Registry, onBWE func(bandwidthEstimator)) error {
+	for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+		if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.TransportCCURI}, kind); err != nil {
+			return err
+		}
 	}
-	f.OnNewPeerConnection(func(_ string, e cc.BandwidthEstimator) { onBWE(e) })
-	reg.Add(f)
-	return webrtc.ConfigureTWCCHeaderExtensionSender(m, reg)
+	reg.Add(&bweFactory{onBWE: onBWE})
+	return nil
 }
 
 // Bandwidth estimate bounds, bits per second.
@@ -33,3 +41,80 @@ const (
 	minEstimate     = 100_000
 	maxEstimate     = 20_000_000
 )
+
+// bweFactory makes one bweInterceptor, with its estimator, per
+// PeerConnection.
+type bweFactory struct {
+	onBWE func(bandwidthEstimator)
+}
+
+func (f *bweFactory) NewInterceptor(string) (interceptor.Interceptor, error) {
+	e := bwe.New(initialEstimate, minEstimate, maxEstimate)
+	if f.onBWE != nil {
+		f.onBWE(e)
+	}
+	return &bweInterceptor{est: e}, nil
+}
+
+// bweInterceptor numbers the packets of every local stream and hands the
+// RTCP the subscriber sends to the estimator.
+type bweInterceptor struct {
+	interceptor.NoOp
+	est *bwe.Estimator
+}
+
+// BindLocalStream numbers the stream's packets, if the subscriber
+// negotiated transport-wide sequence numbers.
+func (b *bweInterceptor) BindLocalStream(info *interceptor.StreamInfo, w interceptor.RTPWriter) interceptor.RTPWriter {
+	for _, ext := range info.RTPHeaderExtensions {
+		if ext.URI == sdp.TransportCCURI && ext.ID > 0 && ext.ID < 256 {
+			return &twccWriter{id: uint8(ext.ID), est: b.est, next: w}
+		}
+	}
+	return w
+}
+
+// BindRTCPReader lets the estimator read the subscriber's RTCP.
+func (b *bweInterceptor) BindRTCPReader(r interceptor.RTCPReader) interceptor.RTCPReader {
+	return interceptor.RTCPReaderFunc(func(buf []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) {
+		n, a, err := r.Read(buf, a)
+		if err == nil {
+			b.est.Feedback(buf[:n], nanotime())
+		}
+		return n, a, err
+	})
+}
+
+// twccWriter writes one stream's packets with a transport-wide sequence
+// number, recording each with the estimator (its size as RTP: header,
+// extensions and payload). The number's two bytes are the writer's own,
+// so the writer holds mu until the packet is written (pion marshals and
+// encrypts it within Write).
+type twccWriter struct {
+	id   uint8
+	est  *bwe.Estimator
+	next interceptor.RTPWriter
+
+	mu  sync.Mutex // held while a packet is written: ext is the packet's
+	ext [2]byte
+}
+
+func (t *twccWriter) Write(h *rtp.Header, payload []byte, a interceptor.Attributes) (int, error) {
+	if h == nil {
+		return t.next.Write(h, payload, a)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var err error
+	if t.id < 15 {
+		err = h.SetExtension(t.id, t.ext[:])
+	} else {
+		err = h.SetExtensionWithProfile(t.id, t.ext[:], rtp.ExtensionProfileTwoByte)
+	}
+	if err != nil {
+		return 0, err
+	}
+	seq := t.est.Sent(h.MarshalSize()+len(payload), nanotime())
+	t.ext[0], t.ext[1] = byte(seq>>8), byte(seq)
+	return t.next.Write(h, payload, a)
+}

@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pion/interceptor/pkg/cc"
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 	"mellium.im/xmpp/jid"
@@ -48,7 +47,7 @@ type participant struct {
 	eocSent    bool // <end-of-candidates/> went out (it goes once)
 	localCands []*stanza.Element
 
-	bwe       atomic.Pointer[cc.BandwidthEstimator]
+	bwe       atomic.Pointer[bandwidthEstimator]
 	remb      atomic.Int64  // the subscriber's latest REMB, bits/s
 	twccIn    atomic.Uint64 // TWCC feedback packets from the subscriber
 	rrIn      atomic.Uint64 // receiver reports from the subscriber
@@ -71,7 +70,7 @@ func newParticipant(r *room, p Peer) (*participant, error) {
 		connected: make(chan struct{}),
 	}
 	part.log = r.log.With("jid", part.jid.String(), "participant", part.id)
-	api, err := r.s.newAPI(func(e cc.BandwidthEstimator) { part.bwe.Store(&e) })
+	api, err := r.s.newAPI(func(e bandwidthEstimator) { part.bwe.Store(&e) })
 	if err != nil {
 		return nil, err
 	}
@@ -534,7 +533,7 @@ func (p *participant) handleLayer(iq, el *stanza.Element) error {
 func (p *participant) chooseLayers() {
 	budget := 0
 	if e := p.bwe.Load(); e != nil {
-		budget = (*e).GetTargetBitrate()
+		budget = (*e).TargetBitrate()
 	}
 	if r := int(p.remb.Load()); r > 0 && (budget <= 0 || r < budget) {
 		budget = r

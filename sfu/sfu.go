@@ -48,13 +48,13 @@ import (
 	"github.com/pion/dtls/v3"
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
-	"github.com/pion/interceptor/pkg/cc"
 	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/logging"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 	"mellium.im/xmpp/jid"
 
+	"poosms.org/poosms/internal/udpbatch"
 	"poosms.org/poosms/stanza"
 )
 
@@ -134,6 +134,7 @@ type Service struct {
 
 	udpConn  net.PacketConn
 	firstUDP net.Addr
+	batch    *udpbatch.Group // batches the media sockets' writes during fan-outs
 	udpMux   ice.UDPMux
 	tcpLn    net.Listener
 	tcpMux   *ice.TCPMuxDefault
@@ -191,27 +192,8 @@ func New(cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sfu: media udp address %q: %w", cfg.UDPAddr, err)
 	}
-	if udpAddr.IP == nil || udpAddr.IP.IsUnspecified() {
-		opts := []ice.UDPMuxFromPortOption{ice.UDPMuxFromPortWithLogger(lf.NewLogger("ice"))}
-		if cfg.IncludeLoopback {
-			opts = append(opts, ice.UDPMuxFromPortWithLoopback())
-		}
-		m, err := ice.NewMultiUDPMuxFromPort(udpAddr.Port, opts...)
-		if err != nil {
-			return nil, fmt.Errorf("sfu: listen media udp %q: %w", cfg.UDPAddr, err)
-		}
-		s.udpMux = m
-		if addrs := m.GetListenAddresses(); len(addrs) > 0 {
-			s.firstUDP = addrs[0]
-		}
-	} else {
-		c, err := net.ListenUDP("udp", udpAddr)
-		if err != nil {
-			return nil, fmt.Errorf("sfu: listen media udp %q: %w", cfg.UDPAddr, err)
-		}
-		s.udpConn = c
-		s.firstUDP = c.LocalAddr()
-		s.udpMux = ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: c, Logger: lf.NewLogger("ice")})
+	if err := s.listenMediaUDP(udpAddr, lf.NewLogger("ice")); err != nil {
+		return nil, err
 	}
 	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6}
 	if cfg.TCPAddr != "" {
@@ -536,7 +518,7 @@ func (s *Service) Rooms() int {
 
 // newAPI builds the pion API for one participant: codecs, header
 // extensions and interceptors (NACK, reports, TWCC, bandwidth estimation).
-func (s *Service) newAPI(onBWE func(cc.BandwidthEstimator)) (*webrtc.API, error) {
+func (s *Service) newAPI(onBWE func(bandwidthEstimator)) (*webrtc.API, error) {
 	m := &webrtc.MediaEngine{}
 	if err := registerCodecs(m); err != nil {
 		return nil, err

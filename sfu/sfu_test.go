@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 	"mellium.im/xmpp/jid"
 
+	"poosms.org/poosms/sfu/internal/bwe"
 	"poosms.org/poosms/stanza"
 )
 
@@ -366,8 +367,24 @@ func TestReportsAndTWCCFlow(t *testing.T) {
 		bob.mu.Unlock()
 		bob.waitFor("more video", 5*time.Second, func() bool { return len(bob.trackFrom(alice.id, "video/").payloads) >= n+10 })
 	}
-	if e := part.bwe.Load(); e == nil || (*e).GetTargetBitrate() <= 0 {
+	// The feedback matched what the SFU sent: the packets carried its
+	// transport-wide sequence numbers and the estimator counted them.
+	e := part.bwe.Load()
+	if e == nil || (*e).TargetBitrate() <= 0 {
 		t.Fatal("no bandwidth estimate for the subscriber")
+	}
+	est, ok := (*e).(*bwe.Estimator)
+	if !ok {
+		t.Fatalf("estimator %T", *e)
+	}
+	for est.Acked() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the subscriber's TWCC feedback acknowledged none of the packets sent to it")
+		}
+		bob.mu.Lock()
+		n := len(bob.trackFrom(alice.id, "video/").payloads)
+		bob.mu.Unlock()
+		bob.waitFor("more video", 5*time.Second, func() bool { return len(bob.trackFrom(alice.id, "video/").payloads) >= n+10 })
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 
+	"poosms.org/poosms/internal/udpbatch"
 	"poosms.org/poosms/sfu/internal/forward"
 	"poosms.org/poosms/sfu/internal/rtpx"
 )
@@ -35,6 +36,7 @@ type upTrack struct {
 	layers []*layer               // best quality first
 	caches []*forward.PacketCache // per layer, for retransmissions; nil for audio
 	fan    forward.Fanout
+	batch  *udpbatch.Group // the media sockets' write batching; nil in some tests
 
 	// unpublished is set by room.removeTrack before it unsubscribes
 	// anyone; subscribe refuses the track from then on.
@@ -66,6 +68,9 @@ func newUpTrack(p *participant, id string, tr *webrtc.TrackRemote, recv *webrtc.
 		id: id, owner: p, kind: tr.Kind(), codec: c,
 		rcodec: rtpx.CodecFromMime(c.MimeType), clock: c.ClockRate,
 		started: map[*webrtc.TrackRemote]bool{},
+	}
+	if p.room != nil && p.room.s != nil {
+		u.batch = p.room.s.batch
 	}
 	var rids []string
 	for _, t := range recv.Tracks() {
@@ -159,7 +164,17 @@ func (u *upTrack) forward(li int, pkt []byte, h *rtpx.Header) {
 		}
 	}
 	key := rtpx.IsKeyframe(u.rcodec, pkt[h.Payload:h.PayloadEnd])
-	now := nanotime()
+	u.fanOut(li, h, pkt, key, nanotime())
+}
+
+// fanOut writes the packet to every subscriber. pion encrypts and writes
+// each copy in this goroutine; inside Begin and End the media socket
+// queues the datagrams and the End sends them all with one sendmmsg
+// (write errors then go to the Service's log, not to Forward, whose
+// error the loop ignores in any case).
+func (u *upTrack) fanOut(li int, h *rtpx.Header, pkt []byte, key bool, now int64) {
+	u.batch.Begin()
+	defer u.batch.End()
 	for _, d := range u.fan.Snapshot() {
 		_ = d.Forward(li, h, pkt, key, now, u.clock)
 	}

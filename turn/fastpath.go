@@ -8,6 +8,8 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+
+	"poosms.org/poosms/internal/udpbatch"
 )
 
 // The relay's fast path.
@@ -320,14 +322,14 @@ type relayState struct {
 	// reader reads the relay socket and writer sends to the client on the
 	// listener; both are used only by the engine's one reader goroutine.
 	// nil for TCP and TLS clients.
-	reader      *batchReader
-	writer      *batchWriter
+	reader      *udpbatch.Reader
+	writer      *udpbatch.Writer
 	next, count int // the datagrams of the last read not handled yet
 	// peerWriter queues datagrams from the client for peers, for the
 	// listener goroutine that holds its owner lock until it flushes.
 	peerWriter struct {
 		owner sync.Mutex
-		*batchWriter
+		*udpbatch.Writer
 	}
 
 	smu    sync.RWMutex
@@ -361,7 +363,7 @@ func (c *listenConn) toPeer(rc *relayConn, data []byte, peer netip.AddrPort) {
 		_, _ = rc.UDPConn.WriteToUDPAddrPort(data, peer)
 		return
 	}
-	rc.peerWriter.add(data, peer)
+	rc.peerWriter.Add(data, peer)
 }
 
 // fromPeer queues a datagram the relay socket read (at
@@ -383,7 +385,7 @@ func (c *relayConn) fromPeer(buf []byte, n int, peer netip.AddrPort) bool {
 		msg = dataIndication(buf, peer, n)
 	}
 	c.fastOut.Add(1)
-	c.writer.add(msg, client)
+	c.writer.Add(msg, client)
 	return true
 }
 
@@ -454,14 +456,14 @@ func dataIndication(buf []byte, peer netip.AddrPort, n int) []byte {
 type listenConn struct {
 	*udpConn
 	fast        *fastPath
-	reader      *batchReader
+	reader      *udpbatch.Reader
 	next, count int          // the datagrams of the last read not handled yet
 	queued      []*relayConn // relay sockets with datagrams queued for peers, owned until flushed
 }
 
 func newListenConn(c *udpConn, fast *fastPath) (*listenConn, error) {
 	lc := &listenConn{udpConn: c, fast: fast, queued: make([]*relayConn, 0, listenerBatch)}
-	r, err := newBatchReader(c.UDPConn, listenerBatch, 0, relayMTU, lc.consume)
+	r, err := udpbatch.NewReader(c.UDPConn, listenerBatch, 0, relayMTU, lc.consume)
 	if err != nil {
 		return nil, err
 	}
@@ -473,7 +475,7 @@ func newListenConn(c *udpConn, fast *fastPath) (*listenConn, error) {
 // socket, and releases the queues.
 func (c *listenConn) flush() {
 	for _, rc := range c.queued {
-		rc.peerWriter.flush()
+		rc.peerWriter.Flush()
 		rc.peerWriter.owner.Unlock()
 	}
 	clear(c.queued)
@@ -492,7 +494,7 @@ func (c *listenConn) consume(n int) bool {
 // it relayed is sent first.
 func (c *listenConn) drain() bool {
 	for ; c.next < c.count; c.next++ {
-		buf, n, from := c.reader.packet(c.next)
+		buf, n, from := c.reader.Packet(c.next)
 		// A datagram filling the buffer may have been cut short; the
 		// engine drops those.
 		if n >= relayMTU {
@@ -510,12 +512,12 @@ func (c *listenConn) drain() bool {
 
 func (c *listenConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	for !c.drain() {
-		if err := c.reader.read(); err != nil {
+		if err := c.reader.Read(); err != nil {
 			return 0, nil, err
 		}
 	}
 	// The engine gets this one, after what was relayed before it.
-	buf, n, from := c.reader.packet(c.next)
+	buf, n, from := c.reader.Packet(c.next)
 	c.next++
 	return copy(b, buf[:n]), c.addr(from), nil
 }

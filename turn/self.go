@@ -249,13 +249,13 @@ func (c *relayConn) ReadFrom(b []byte) (int, net.Addr, error) {
 		}
 	}
 	for !c.drain() {
-		if err := c.reader.read(); err != nil {
+		if err := c.reader.Read(); err != nil {
 			return 0, nil, err
 		}
 	}
 	// The engine gets this one: what the fast path queued before it went
 	// first.
-	buf, n, from := c.reader.packet(c.next)
+	buf, n, from := c.reader.Packet(c.next)
 	c.next++
 	return copy(b, buf[relayHeadroom:relayHeadroom+n]), c.addr(from), nil
 }
@@ -272,7 +272,7 @@ func (c *relayConn) consume(n int) bool {
 // reports true with c.next at that one. What it relayed is sent first.
 func (c *relayConn) drain() bool {
 	for ; c.next < c.count; c.next++ {
-		buf, n, from := c.reader.packet(c.next)
+		buf, n, from := c.reader.Packet(c.next)
 		if c.guard.blocksAddrPort(from) {
 			c.dropped.Add(1)
 			continue
@@ -281,7 +281,7 @@ func (c *relayConn) drain() bool {
 			break
 		}
 	}
-	c.writer.flush()
+	c.writer.Flush()
 	return c.next < c.count
 }
 

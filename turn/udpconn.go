@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+
+	"poosms.org/poosms/internal/udpbatch"
 )
 
 // relayPortAttempts bounds the ports tried per allocation in a relay
@@ -105,11 +107,11 @@ func (g *relayGenerator) AllocatePacketConn(network string, port int) (net.Packe
 	rc.chans = make(map[uint16]netip.AddrPort)
 	rc.peers = make(map[netip.AddrPort]uint16)
 	if rc.listener != nil {
-		if rc.reader, err = newBatchReader(c, relayBatch, relayHeadroom, relayMTU, rc.consume); err == nil {
-			rc.writer, err = newBatchWriter(rc.listener.UDPConn, relayBatch)
+		if rc.reader, err = udpbatch.NewReader(c, relayBatch, relayHeadroom, relayMTU, rc.consume); err == nil {
+			rc.writer, err = udpbatch.NewWriter(rc.listener.UDPConn, relayBatch)
 		}
 		if err == nil {
-			rc.peerWriter.batchWriter, err = newBatchWriter(c, relayBatch)
+			rc.peerWriter.Writer, err = udpbatch.NewWriter(c, relayBatch)
 		}
 		if err != nil {
 			c.Close()

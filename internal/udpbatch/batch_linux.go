@@ -1,6 +1,6 @@
 //go:build linux
 
-package turn
+package udpbatch
 
 import (
 	"encoding/binary"
@@ -16,12 +16,12 @@ import (
 // Batched datagram I/O with recvmmsg and sendmmsg: one system call moves
 // as many datagrams as are waiting (up to the batch size). When a socket
 // is busy that saves most of the system calls, the largest cost of a
-// relayed packet; when it is idle a batch holds one datagram and costs
+// relayed or forwarded packet; when it is idle a batch holds one datagram and costs
 // what a recvfrom would. The calls go through the runtime's poller
 // (syscall.RawConn), so a goroutine waiting for data parks as usual.
 // Nothing allocates once the batch is made.
 //
-// A reader hands each batch to its consumer (the fast path) inside the
+// A reader hands each batch to its consumer (TURN's fast path) inside the
 // poller's read callback. When the consumer takes the whole batch and
 // the batch was not full, the socket was empty when it was read, so the
 // reader waits for the poller's next readiness edge straight away
@@ -38,9 +38,9 @@ type mmsghdr struct {
 	_   [4]byte
 }
 
-// batchReader reads datagrams into fixed buffers, each with headroom
-// bytes free in front of the data.
-type batchReader struct {
+// Reader reads datagrams into fixed buffers, each with headroom bytes
+// free in front of the data. One goroutine at a time may use it.
+type Reader struct {
 	rc       syscall.RawConn
 	hdrs     []mmsghdr
 	iovs     []unix.Iovec
@@ -50,17 +50,20 @@ type batchReader struct {
 	errno    syscall.Errno
 	readFn   func(fd uintptr) bool
 	// consume handles the first n datagrams of a batch just read and
-	// reports whether it took them all; when not, the caller of read
+	// reports whether it took them all; when not, the caller of Read
 	// takes over from where it stopped.
 	consume func(n int) bool
 }
 
-func newBatchReader(c *net.UDPConn, count, headroom, size int, consume func(n int) bool) (*batchReader, error) {
+// NewReader makes a reader of count datagrams of up to size bytes for c.
+// consume handles the first n datagrams of each batch read (see Packet)
+// and reports whether it took them all.
+func NewReader(c *net.UDPConn, count, headroom, size int, consume func(n int) bool) (*Reader, error) {
 	rc, err := c.SyscallConn()
 	if err != nil {
-		return nil, fmt.Errorf("turn: batch reader: %w", err)
+		return nil, fmt.Errorf("udpbatch: reader: %w", err)
 	}
-	r := &batchReader{rc: rc, hdrs: make([]mmsghdr, count), iovs: make([]unix.Iovec, count),
+	r := &Reader{rc: rc, hdrs: make([]mmsghdr, count), iovs: make([]unix.Iovec, count),
 		names: make([]unix.RawSockaddrAny, count), bufs: make([][]byte, count), headroom: headroom,
 		consume: consume}
 	for i := range r.hdrs {
@@ -75,7 +78,7 @@ func newBatchReader(c *net.UDPConn, count, headroom, size int, consume func(n in
 	return r, nil
 }
 
-func (r *batchReader) recv(fd uintptr) bool {
+func (r *Reader) recv(fd uintptr) bool {
 	for {
 		for i := range r.hdrs {
 			r.hdrs[i].hdr.Namelen = unix.SizeofSockaddrAny
@@ -104,9 +107,9 @@ func (r *batchReader) recv(fd uintptr) bool {
 	}
 }
 
-// read waits for datagrams and hands them to the consumer, batch by
+// Read waits for datagrams and hands them to the consumer, batch by
 // batch, until the consumer stops at one or a full batch was read.
-func (r *batchReader) read() error {
+func (r *Reader) Read() error {
 	r.errno = 0
 	if err := r.rc.Read(r.readFn); err != nil {
 		return err
@@ -120,9 +123,9 @@ func (r *batchReader) read() error {
 	return nil
 }
 
-// packet returns datagram i of the last read: its buffer (data at
+// Packet returns datagram i of the last read: its buffer (data at
 // headroom), its length and its sender (IPv4-mapped addresses unmapped).
-func (r *batchReader) packet(i int) (buf []byte, n int, from netip.AddrPort) {
+func (r *Reader) Packet(i int) (buf []byte, n int, from netip.AddrPort) {
 	return r.bufs[i], int(r.hdrs[i].n), sockaddrAddrPort(&r.names[i])
 }
 
@@ -140,9 +143,10 @@ func sockaddrAddrPort(sa *unix.RawSockaddrAny) netip.AddrPort {
 	return netip.AddrPort{}
 }
 
-// batchWriter queues datagrams for one socket and sends them with one
-// sendmmsg. The queued buffers must stay untouched until flush.
-type batchWriter struct {
+// Writer queues datagrams for one socket and sends them with one
+// sendmmsg. The queued buffers must stay untouched until Flush. One
+// goroutine at a time may use it.
+type Writer struct {
 	rc      syscall.RawConn
 	inet6   bool // the socket is AF_INET6: IPv4 destinations are sent IPv4-mapped
 	hdrs    []mmsghdr
@@ -151,25 +155,29 @@ type batchWriter struct {
 	queued  int
 	sent    int
 	errno   syscall.Errno
+	failed  int           // datagrams refused since the last Flush
+	lastErr syscall.Errno // the last refusal's error
+	calls   uint64        // sendmmsg calls made, for tests and benchmarks
 	writeFn func(fd uintptr) bool
 }
 
-func newBatchWriter(c *net.UDPConn, count int) (*batchWriter, error) {
+// NewWriter makes a writer of up to count datagrams per sendmmsg for c.
+func NewWriter(c *net.UDPConn, count int) (*Writer, error) {
 	rc, err := c.SyscallConn()
 	if err != nil {
-		return nil, fmt.Errorf("turn: batch writer: %w", err)
+		return nil, fmt.Errorf("udpbatch: writer: %w", err)
 	}
 	var domain int
 	var serr error
 	if err := rc.Control(func(fd uintptr) {
 		domain, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_DOMAIN)
 	}); err != nil {
-		return nil, fmt.Errorf("turn: batch writer: %w", err)
+		return nil, fmt.Errorf("udpbatch: writer: %w", err)
 	}
 	if serr != nil {
-		return nil, fmt.Errorf("turn: batch writer: socket domain: %w", serr)
+		return nil, fmt.Errorf("udpbatch: writer: socket domain: %w", serr)
 	}
-	w := &batchWriter{rc: rc, inet6: domain == unix.AF_INET6, hdrs: make([]mmsghdr, count),
+	w := &Writer{rc: rc, inet6: domain == unix.AF_INET6, hdrs: make([]mmsghdr, count),
 		iovs: make([]unix.Iovec, count), names: make([]unix.RawSockaddrInet6, count)}
 	for i := range w.hdrs {
 		w.hdrs[i].hdr.Iov = &w.iovs[i]
@@ -180,10 +188,20 @@ func newBatchWriter(c *net.UDPConn, count int) (*batchWriter, error) {
 	return w, nil
 }
 
-// add queues p for to, sending the queue first when it is full.
-func (w *batchWriter) add(p []byte, to netip.AddrPort) {
+// Len is the number of datagrams queued.
+func (w *Writer) Len() int { return w.queued }
+
+// Cap is the number of datagrams one sendmmsg sends.
+func (w *Writer) Cap() int { return len(w.hdrs) }
+
+// Calls is the number of sendmmsg calls made so far.
+func (w *Writer) Calls() uint64 { return w.calls }
+
+// Add queues p for to, sending the queue first when it is full (its
+// failures are then reported by the next Flush).
+func (w *Writer) Add(p []byte, to netip.AddrPort) {
 	if w.queued == len(w.hdrs) {
-		w.flush()
+		w.sendQueued()
 	}
 	i := w.queued
 	if len(p) == 0 {
@@ -205,12 +223,17 @@ func (w *batchWriter) add(p []byte, to netip.AddrPort) {
 		binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:], port)
 		w.hdrs[i].hdr.Namelen = unix.SizeofSockaddrInet4
 	default:
-		return // an IPv6 destination on an IPv4 socket: unreachable, as sendto would say
+		// An IPv6 destination on an IPv4 socket: unreachable, as sendto
+		// would say.
+		w.failed++
+		w.lastErr = unix.EAFNOSUPPORT
+		return
 	}
 	w.queued++
 }
 
-func (w *batchWriter) send(fd uintptr) bool {
+func (w *Writer) send(fd uintptr) bool {
+	w.calls++
 	n, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&w.hdrs[w.sent])),
 		uintptr(w.queued-w.sent), unix.MSG_DONTWAIT, 0, 0)
 	if errno == unix.EAGAIN || errno == unix.EINTR {
@@ -223,16 +246,32 @@ func (w *batchWriter) send(fd uintptr) bool {
 	return true
 }
 
-// flush sends what is queued. A datagram the kernel refuses is dropped,
-// as a failed sendto would be, and the rest still go.
-func (w *batchWriter) flush() {
+// Flush sends what is queued. A datagram the kernel refuses is dropped,
+// as a failed sendto would be, and the rest still go. It returns how
+// many datagrams since the last Flush were not sent (refused, or all
+// that were left when the socket was closed) and the last error.
+func (w *Writer) Flush() (failed int, err error) {
+	w.sendQueued()
+	failed, w.failed = w.failed, 0
+	if failed > 0 {
+		err, w.lastErr = w.lastErr, 0
+	}
+	return failed, err
+}
+
+func (w *Writer) sendQueued() {
 	for w.sent < w.queued {
 		w.errno = 0
 		if err := w.rc.Write(w.writeFn); err != nil {
-			break // the socket is closed
+			// The socket is closed: nothing more will go.
+			w.failed += w.queued - w.sent
+			w.lastErr = unix.EBADF
+			break
 		}
 		if w.errno != 0 {
-			w.sent++ // skip the datagram that failed
+			w.failed++ // skip the datagram that failed
+			w.lastErr = w.errno
+			w.sent++
 		}
 	}
 	w.queued, w.sent = 0, 0

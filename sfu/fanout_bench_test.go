@@ -1,0 +1,182 @@
+package sfu
+
+import (
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/logging"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+
+	"poosms.org/poosms/sfu/internal/forward"
+	"poosms.org/poosms/sfu/internal/rtpx"
+)
+
+// BenchmarkFanoutPion measures one publisher packet fanned out to ten
+// real Pion subscribers through upTrack.fanOut and pion's write path as
+// the SFU configures it (without the bandwidth estimator), all on the
+// service's one media socket over loopback. "batched" is the SFU as it
+// runs: the datagrams of one fan-out leave with one sendmmsg; "sendto"
+// leaves out the fan-out's Begin and End, so each goes with its own
+// sendto, as before batching. syscalls/pkt counts the media socket's
+// sending system calls per forwarded copy (ICE and RTCP writes during
+// the run included); allocs/op are per publisher packet.
+func BenchmarkFanoutPion(b *testing.B) {
+	b.Run("batched", func(b *testing.B) { benchmarkFanoutPion(b, 10, true) })
+	b.Run("sendto", func(b *testing.B) { benchmarkFanoutPion(b, 10, false) })
+}
+
+func benchmarkFanoutPion(b *testing.B, subs int, batched bool) {
+	svc, err := New(Config{Domain: "conference.localhost", UDPAddr: "127.0.0.1:0", TCPAddr: "", IncludeLoopback: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer svc.Close()
+	api, err := svc.newAPI(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	u := &upTrack{clock: 90000}
+	if batched {
+		u.batch = svc.batch
+	}
+	cache := &forward.PacketCache{}
+	var received []*benchSubscriber
+	for range subs {
+		bs := connectBenchSubscriber(b, api)
+		bs.d.Caches = []*forward.PacketCache{cache}
+		u.fan.Add(bs.d)
+		received = append(received, bs)
+	}
+
+	p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SSRC: 0xabc, Marker: true}, Payload: make([]byte, 1100)}
+	p.Payload[0] = 0x10
+	pkt, _ := p.Marshal()
+	var h rtpx.Header
+	if err := rtpx.Parse(pkt, &h); err != nil {
+		b.Fatal(err)
+	}
+	// First packet: wait until every subscriber has it, so the path is warm.
+	u.fanOut(0, &h, pkt, true, nanotime())
+	for _, bs := range received {
+		select {
+		case <-bs.got:
+		case <-time.After(10 * time.Second):
+			b.Fatal("nothing received")
+		}
+	}
+	before := svc.batch.Stats()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		h.Seq = uint16(i + 1)
+		h.Timestamp = uint32(i+1) * 3000
+		cache.Put(h.Seq, h.Marker, pkt[h.Payload:h.PayloadEnd])
+		u.fanOut(0, &h, pkt, true, nanotime())
+	}
+	b.StopTimer()
+	after := svc.batch.Stats()
+	b.ReportMetric(float64(after.Calls-before.Calls)/float64(b.N*subs), "syscalls/pkt")
+	b.ReportMetric(float64(b.N*subs)/b.Elapsed().Seconds(), "pkts/s")
+}
+
+// benchSubscriber is a Pion subscriber of one DownTrack.
+type benchSubscriber struct {
+	d    *forward.DownTrack
+	got  chan struct{} // has a value after a packet was read
+	read atomic.Int64  // packets read
+}
+
+// connectBenchSubscriber connects a Pion subscriber without interceptors
+// (so -benchmem counts the server's side) to a server peer connection
+// made with api, sending one VP8 DownTrack.
+func connectBenchSubscriber(b testing.TB, api *webrtc.API) *benchSubscriber {
+	b.Helper()
+	bs := &benchSubscriber{got: make(chan struct{}, 1)}
+	spc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = spc.Close() })
+	m := &webrtc.MediaEngine{}
+	if err := m.RegisterDefaultCodecs(); err != nil {
+		b.Fatal(err)
+	}
+	se := webrtc.SettingEngine{}
+	quiet := logging.NewDefaultLoggerFactory()
+	quiet.DefaultLogLevel = logging.LogLevelDisabled
+	se.LoggerFactory = quiet // a flooded subscriber drops packets; that is expected
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	cpc, err := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(&interceptor.Registry{}),
+		webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = cpc.Close() })
+	cpc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		buf := make([]byte, 1500)
+		for {
+			if _, _, err := tr.Read(buf); err != nil {
+				return
+			}
+			bs.read.Add(1)
+			select {
+			case bs.got <- struct{}{}:
+			default:
+			}
+		}
+	})
+	connected := make(chan struct{})
+	spc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
+		if s == webrtc.PeerConnectionStateConnected {
+			close(connected)
+		}
+	})
+	d := forward.NewDownTrack(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "t", "s", 0)
+	tr, err := spc.AddTransceiverFromTrack(d, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+	if err != nil {
+		b.Fatal(err)
+	}
+	go func() { // ends when spc closes
+		buf := make([]byte, 1500)
+		for {
+			if _, _, err := tr.Sender().Read(buf); err != nil {
+				return
+			}
+		}
+	}()
+	exchange := func(from, to *webrtc.PeerConnection, offer bool) {
+		var sd webrtc.SessionDescription
+		var err error
+		if offer {
+			sd, err = from.CreateOffer(nil)
+		} else {
+			sd, err = from.CreateAnswer(nil)
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		done := webrtc.GatheringCompletePromise(from)
+		if err := from.SetLocalDescription(sd); err != nil {
+			b.Fatal(err)
+		}
+		<-done
+		if err := to.SetRemoteDescription(*from.LocalDescription()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	exchange(spc, cpc, true)
+	exchange(cpc, spc, false)
+	select {
+	case <-connected:
+	case <-time.After(10 * time.Second):
+		b.Fatal("no connection")
+	}
+	bs.d = d
+	return bs
+}
