@@ -92,41 +92,7 @@ func benchmarkForwardPion(b *testing.B, bwe bool) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	go func() {
-		buf := make([]byte, 1500)
-		for {
-			if _, _, err := tr.Sender().Read(buf); err != nil {
-				return
-			}
-		}
-	}()
-	exchange := func(from, to *webrtc.PeerConnection, offer bool) {
-		var sd webrtc.SessionDescription
-		var err error
-		if offer {
-			sd, err = from.CreateOffer(nil)
-		} else {
-			sd, err = from.CreateAnswer(nil)
-		}
-		if err != nil {
-			b.Fatal(err)
-		}
-		done := webrtc.GatheringCompletePromise(from)
-		if err := from.SetLocalDescription(sd); err != nil {
-			b.Fatal(err)
-		}
-		<-done
-		if err := to.SetRemoteDescription(*from.LocalDescription()); err != nil {
-			b.Fatal(err)
-		}
-	}
-	exchange(spc, cpc, true)
-	exchange(cpc, spc, false)
-	select {
-	case <-connected:
-	case <-time.After(10 * time.Second):
-		b.Fatal("no connection")
-	}
+	connectBench(b, spc, cpc, tr.Sender(), connected)
 
 	p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SSRC: 0xabc, Marker: true}, Payload: make([]byte, 1100)}
 	p.Payload[0] = 0x10
@@ -154,4 +120,46 @@ func benchmarkForwardPion(b *testing.B, bwe bool) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pkts/s")
+}
+
+// connectBench reads (and drops) the RTCP that reaches sender, then
+// negotiates spc (offering) with cpc without trickle and waits until they
+// are connected. The reader ends when spc closes.
+func connectBench(tb testing.TB, spc, cpc *webrtc.PeerConnection, sender *webrtc.RTPSender, connected <-chan struct{}) {
+	tb.Helper()
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			if _, _, err := sender.Read(buf); err != nil {
+				return
+			}
+		}
+	}()
+	exchange := func(from, to *webrtc.PeerConnection, offer bool) {
+		var sd webrtc.SessionDescription
+		var err error
+		if offer {
+			sd, err = from.CreateOffer(nil)
+		} else {
+			sd, err = from.CreateAnswer(nil)
+		}
+		if err != nil {
+			tb.Fatal(err)
+		}
+		done := webrtc.GatheringCompletePromise(from)
+		if err := from.SetLocalDescription(sd); err != nil {
+			tb.Fatal(err)
+		}
+		<-done
+		if err := to.SetRemoteDescription(*from.LocalDescription()); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	exchange(spc, cpc, true)
+	exchange(cpc, spc, false)
+	select {
+	case <-connected:
+	case <-time.After(10 * time.Second):
+		tb.Fatal("no connection")
+	}
 }

@@ -142,41 +142,7 @@ func connectBenchSubscriber(b testing.TB, api *webrtc.API) *benchSubscriber {
 	if err != nil {
 		b.Fatal(err)
 	}
-	go func() { // ends when spc closes
-		buf := make([]byte, 1500)
-		for {
-			if _, _, err := tr.Sender().Read(buf); err != nil {
-				return
-			}
-		}
-	}()
-	exchange := func(from, to *webrtc.PeerConnection, offer bool) {
-		var sd webrtc.SessionDescription
-		var err error
-		if offer {
-			sd, err = from.CreateOffer(nil)
-		} else {
-			sd, err = from.CreateAnswer(nil)
-		}
-		if err != nil {
-			b.Fatal(err)
-		}
-		done := webrtc.GatheringCompletePromise(from)
-		if err := from.SetLocalDescription(sd); err != nil {
-			b.Fatal(err)
-		}
-		<-done
-		if err := to.SetRemoteDescription(*from.LocalDescription()); err != nil {
-			b.Fatal(err)
-		}
-	}
-	exchange(spc, cpc, true)
-	exchange(cpc, spc, false)
-	select {
-	case <-connected:
-	case <-time.After(10 * time.Second):
-		b.Fatal("no connection")
-	}
+	connectBench(b, spc, cpc, tr.Sender(), connected)
 	bs.d = d
 	return bs
 }
