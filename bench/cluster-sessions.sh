@@ -9,7 +9,9 @@
 #                             [--chat-while-held] [--per-process 9000] [--db-max-conns N]
 #
 # --chat-while-held runs the messages while the sessions are still held (the
-# sessions' hold is stretched to cover them), so presence and one-to-one
+# sessions' hold is stretched to cover them), so presence (the chatting
+# clients, two by two on different nodes, subscribe to each other first)
+# and one-to-one
 # messages cross nodes with every session online: SESSIONS + CLIENTS
 # sessions in all, on accounts of their own. Each node opens at most
 # --db-max-conns MySQL connections (default 120 / nodes, so the cluster stays
@@ -128,7 +130,7 @@ lines() { grep -cE '^[0-9:]+ .* sent [0-9]+' "$TMP/chat.log" || true; }
 log "chat: $CLIENTS clients, $RATE msgs/s for $DURATION over $NODES nodes"
 read -r a0 o0 < <(rows)
 "$TMP/poosms-bench" chat --addr "$ADDRLIST" --clients "$CLIENTS" --rate "$RATE" --duration "$DURATION" \
-	--sources 127.0.1.10-127.0.1.17 --progress 1s --json >"$TMP/chat.json" 2>"$TMP/chat.log" &
+	--sources 127.0.1.10-127.0.1.17 --progress 1s --presence --json >"$TMP/chat.json" 2>"$TMP/chat.log" &
 CPID=$!
 secs=${DURATION%s}
 while [ "$(lines)" -lt 2 ]; do sleep 0.05; kill -0 $CPID 2>/dev/null || break; done
@@ -138,6 +140,9 @@ while [ "$(lines)" -lt $((secs - 3)) ]; do sleep 0.05; kill -0 $CPID 2>/dev/null
 c1=$(redis_cmds) b1=$(redis_bytes) t1=$(date +%s.%N) s1=$(sentnow)
 snap "$TMP/cmd1"
 wait $CPID || true
+# --presence: clients 2k and 2k+1 (on two different nodes) subscribe to
+# each other before the messages and must see each other come online.
+grep -E '^presence: ' "$TMP/chat.log" >&2 || true
 read -r a1 o1 < <(rows)
 grep -E '"(clients|login_errors|sent|delivered|latency_p50_ms|latency_p99_ms)"' "$TMP/chat.json"
 sent=$(grep -o '"sent": [0-9]*' "$TMP/chat.json" | grep -o '[0-9]*$')
@@ -156,7 +161,7 @@ join -a2 -e0 -o 0,1.2,2.2 "$TMP/cmd0" "$TMP/cmd1" | awk '{d = $3 - $2; if (d > 0
 
 # Sessions: spread over the nodes, held, measured per node. (--sessions 0: skipped).
 HOLD=30s
-if [ "$CHAT_DURING" = 1 ]; then HOLD=$((30 + ${DURATION%s} + 120))s; fi
+if [ "$CHAT_DURING" = 1 ]; then HOLD=$((60 + ${DURATION%s} + 120))s; fi
 if [ "$SESSIONS" -gt 0 ]; then
 	declare -A before after
 	for p in "${NODEPIDS[@]}"; do before[$p]=$(rss "$p"); done

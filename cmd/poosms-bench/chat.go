@@ -32,6 +32,7 @@ type chatOptions struct {
 	pid              int
 	json             bool
 	progress         time.Duration
+	presence         bool // pair the clients as contacts before the steps
 }
 
 // chatResult is what a run measured; --json prints it as is.
@@ -49,6 +50,20 @@ type chatResult struct {
 	Ceiling       float64 `json:"ceiling_messages_per_second"`
 	ServerCPUSecs float64 `json:"server_cpu_seconds,omitempty"` // logins and every step
 	ServerPeakRSS int64   `json:"server_peak_rss_bytes,omitempty"`
+	// Presence is what --presence measured; nil without it.
+	Presence *presenceResult `json:"presence,omitempty"`
+}
+
+// presenceResult: the clients were paired (0 with 1, 2 with 3, …), each
+// sent its initial presence, and each pair subscribed to each other with
+// the clients approving what they were asked; a client counts once its
+// contact's available presence reached it.
+type presenceResult struct {
+	Clients   int     `json:"clients_with_a_contact"`
+	SawOnline int     `json:"clients_that_saw_their_contact_online"`
+	Seconds   float64 `json:"seconds"`
+	P50ms     float64 `json:"contact_online_after_p50_ms"`
+	P99ms     float64 `json:"contact_online_after_p99_ms"`
 }
 
 // chatStep is what one offered rate gave. Every rate is measured over
@@ -148,6 +163,7 @@ func chatCommand(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	fs.IntVar(&o.pid, "pid", 0, "server process id: report its CPU seconds and peak RSS")
 	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
 	fs.DurationVar(&o.progress, "progress", 5*time.Second, "progress line interval on standard error (0: none)")
+	fs.BoolVar(&o.presence, "presence", false, "before the steps, pair the clients (0 with 1, 2 with 3, …; with several addresses a pair spans two nodes): each sends its initial presence, the pair subscribe to each other and approve, and the run reports how many saw their contact come online and how soon (waits at most --drain)")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -199,6 +215,99 @@ type benchClient struct {
 	lat  [][]time.Duration // receive latencies per step
 	mu   sync.Mutex
 	done chan struct{}
+
+	// --presence: the contact's bare JID ("" for none), whether this
+	// client asked it for a subscription, and when its contact was first
+	// seen online (Unix ns; 0 not yet).
+	contact  string
+	asked    atomic.Bool
+	sawAt    atomic.Int64
+	presence *presenceCounter
+}
+
+// presenceCounter counts the clients that saw their contact online.
+type presenceCounter struct {
+	start time.Time
+	saw   atomic.Int64
+	all   chan struct{} // closed when saw reaches want
+	want  int64
+}
+
+// onPresence is the reader's part of --presence: approve a subscription
+// request (and ask back the contact once), and note the contact's
+// available presence.
+func (c *benchClient) onPresence(el *stanza.Element) {
+	from, _, _ := strings.Cut(el.From(), "/")
+	switch el.PresenceType() {
+	case stanza.SubscribePresence:
+		_ = c.c.Send(stanza.NewPresence(stanza.SubscribedPresence).SetAttr("to", from))
+		if from == c.contact && c.asked.CompareAndSwap(false, true) {
+			_ = c.c.Send(stanza.NewPresence(stanza.SubscribePresence).SetAttr("to", from))
+		}
+	case stanza.AvailablePresence:
+		if from != c.contact || c.presence == nil || !c.sawAt.CompareAndSwap(0, time.Now().UnixNano()) {
+			return
+		}
+		if c.presence.saw.Add(1) == c.presence.want {
+			close(c.presence.all)
+		}
+	}
+}
+
+// pairClients makes the live clients contacts two by two, before their
+// readers start; the last one of an odd number has none.
+func pairClients(live []*benchClient) (*presenceCounter, []*benchClient) {
+	pc := &presenceCounter{all: make(chan struct{})}
+	var paired []*benchClient
+	for i := 0; i+1 < len(live); i += 2 {
+		a, b := live[i], live[i+1]
+		a.contact, _, _ = strings.Cut(b.jid, "/")
+		b.contact, _, _ = strings.Cut(a.jid, "/")
+		paired = append(paired, a, b)
+	}
+	pc.want = int64(len(paired))
+	for _, c := range paired {
+		c.presence = pc
+	}
+	return pc, paired
+}
+
+// pairPresence runs --presence over the paired clients: initial
+// presence, then the first of each pair asks the second; the readers do
+// the rest (onPresence).
+func pairPresence(ctx context.Context, pc *presenceCounter, paired []*benchClient, wait time.Duration) *presenceResult {
+	pc.start = time.Now()
+	res := &presenceResult{Clients: len(paired)}
+	if len(paired) == 0 {
+		return res
+	}
+	for _, c := range paired {
+		_ = c.c.Send(stanza.NewPresence(stanza.AvailablePresence))
+	}
+	for i := 0; i < len(paired); i += 2 {
+		a := paired[i]
+		if a.asked.CompareAndSwap(false, true) {
+			_ = a.c.Send(stanza.NewPresence(stanza.SubscribePresence).SetAttr("to", a.contact))
+		}
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-pc.all:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	res.Seconds = time.Since(pc.start).Seconds()
+	var ds []time.Duration
+	for _, c := range paired {
+		if at := c.sawAt.Load(); at != 0 {
+			ds = append(ds, time.Unix(0, at).Sub(pc.start))
+		}
+	}
+	res.SawOnline = len(ds)
+	slices.Sort(ds)
+	res.P50ms, res.P99ms = pct(ds, 0.50), pct(ds, 0.99)
+	return res
 }
 
 func runChat(ctx context.Context, o chatOptions, srcs []netip.Addr, progress io.Writer) (*chatResult, error) {
@@ -261,6 +370,11 @@ func runChat(ctx context.Context, o chatOptions, srcs []netip.Addr, progress io.
 	// Readers: one per client, measuring latency from the stamp in the
 	// body and counting each delivery against the step that sent it.
 	counters := make([]stepCounters, len(o.rates))
+	var pc *presenceCounter
+	var paired []*benchClient
+	if o.presence {
+		pc, paired = pairClients(live)
+	}
 	// A read timeout ends the stream (see RecvTimeout): wait as long as
 	// the whole run may take; closing the clients at the end stops them.
 	readFor := time.Duration(len(o.rates))*(o.duration+o.drain) + time.Minute
@@ -271,6 +385,10 @@ func runChat(ctx context.Context, o chatOptions, srcs []netip.Addr, progress io.
 				el, err := c.c.RecvTimeout(readFor)
 				if err != nil {
 					return
+				}
+				if el.Local == "presence" {
+					c.onPresence(el)
+					continue
 				}
 				if el.Local != "message" {
 					continue
@@ -293,6 +411,12 @@ func runChat(ctx context.Context, o chatOptions, srcs []netip.Addr, progress io.
 		}(c)
 	}
 
+	if o.presence {
+		res.Presence = pairPresence(ctx, pc, paired, o.drain)
+		p := res.Presence
+		fmt.Fprintf(progress, "presence: %d of %d clients saw their contact online within %.1fs (p50 %.0f ms, p99 %.0f ms)\n",
+			p.SawOnline, p.Clients, p.Seconds, p.P50ms, p.P99ms)
+	}
 	for i, rate := range o.rates {
 		cpuBefore, _ := server.cpu()
 		st := runStep(ctx, o, live, i, rate, &counters[i], progress)
@@ -468,6 +592,9 @@ func printChat(w io.Writer, r *chatResult) {
 			row("  server CPU s per 1,000 delivered", fmt.Sprintf("%.3f", s.CPUPer1000))
 		}
 		row("  delivered in full", s.InFull)
+	}
+	if p := r.Presence; p != nil {
+		row("presence: contact seen online", fmt.Sprintf("%d of %d clients in %.1fs (p50 %.0f ms, p99 %.0f ms)", p.SawOnline, p.Clients, p.Seconds, p.P50ms, p.P99ms))
 	}
 	if len(r.Steps) > 1 || (len(r.Steps) == 1 && r.Steps[0].OfferedRate > 0) {
 		row("ceiling (in full, p99 ≤ 1 s)", fmt.Sprintf("%.0f msgs/s", r.Ceiling))

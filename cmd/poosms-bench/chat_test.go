@@ -22,7 +22,7 @@ func TestChatAgainstPoosmsd(t *testing.T) {
 	d.Start(t)
 	var out, errOut bytes.Buffer
 	code := run(context.Background(), []string{"chat", "--addr", d.C2S, "--clients", "6", "--rate", "60",
-		"--duration", "1s", "--json", "--pid", strconv.Itoa(d.PID()), "--sources", "127.0.0.1-127.0.0.3"}, &out, &errOut)
+		"--duration", "1s", "--json", "--pid", strconv.Itoa(d.PID()), "--sources", "127.0.0.1-127.0.0.3", "--presence"}, &out, &errOut)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut.String())
 	}
@@ -37,6 +37,11 @@ func TestChatAgainstPoosmsd(t *testing.T) {
 	if r.LoginErrors != 0 || s.Sent < 30 || s.Delivered != s.Sent || s.Lost != 0 || s.LatencyP50ms <= 0 || r.ServerCPUSecs <= 0 || r.ServerPeakRSS <= 0 ||
 		s.DeliveryWindow < s.SendWindow || s.DeliveredRate <= 0 || s.CPUPer1000 <= 0 {
 		t.Fatalf("report %+v: want every message delivered and measured", r)
+	}
+	// --presence: three pairs subscribed to each other and each client
+	// saw its contact come online.
+	if p := r.Presence; p == nil || p.Clients != 6 || p.SawOnline != 6 || p.P99ms <= 0 {
+		t.Fatalf("presence %+v: want all 6 clients to see their contact online", r.Presence)
 	}
 }
 
