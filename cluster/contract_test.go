@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"mellium.im/xmpp/jid"
+
+	"poosms.org/poosms/internal/testenv"
 )
 
 // nodeFactory returns a node of one cluster implementation, not started, the
@@ -47,7 +49,7 @@ func TestLocalContract(t *testing.T) {
 }
 
 func TestRedisContract(t *testing.T) {
-	redisAddr(t)
+	testenv.RedisAddr(t)
 	runContract(t, func(t *testing.T, node Node, handler Handler) Cluster {
 		h := newHarness(t)
 		cfg := h.config(node.ID)

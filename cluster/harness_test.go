@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -17,23 +16,11 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
+
+	"poosms.org/poosms/internal/testenv"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// redisAddr is the test Redis from POOSMS_TEST_REDIS_ADDR. Without it the
-// test is skipped, except under CI=true where it fails.
-func redisAddr(t testing.TB) string {
-	t.Helper()
-	addr := os.Getenv("POOSMS_TEST_REDIS_ADDR")
-	if addr == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("POOSMS_TEST_REDIS_ADDR is not set (required under CI)")
-		}
-		t.Skip("POOSMS_TEST_REDIS_ADDR not set")
-	}
-	return addr
-}
 
 // harness starts nodes sharing one random key prefix on the test Redis
 // and deletes every key under that prefix at the end.
@@ -48,7 +35,7 @@ type harness struct {
 }
 
 func newHarness(t testing.TB) *harness {
-	addr := redisAddr(t)
+	addr := testenv.RedisAddr(t)
 	b := make([]byte, 6)
 	rand.Read(b)
 	h := &harness{t: t, addr: addr, url: "redis://" + addr, prefix: "poosmstest:" + hex.EncodeToString(b) + ":", secret: make([]byte, MinSecretLen),

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -19,22 +18,9 @@ import (
 
 	"poosms.org/poosms/chat"
 	"poosms.org/poosms/cluster"
+	"poosms.org/poosms/internal/testenv"
 	"poosms.org/poosms/stanza"
 )
-
-// redisAddr is the test Redis from POOSMS_TEST_REDIS_ADDR. Without it the
-// test is skipped, except under CI=true where it fails.
-func redisAddr(t *testing.T) string {
-	t.Helper()
-	addr := os.Getenv("POOSMS_TEST_REDIS_ADDR")
-	if addr == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("POOSMS_TEST_REDIS_ADDR is not set (required under CI)")
-		}
-		t.Skip("POOSMS_TEST_REDIS_ADDR not set")
-	}
-	return addr
-}
 
 // counted is a Redis cluster node that counts what its link sends and
 // asks, and records what the link refuses.
@@ -168,7 +154,7 @@ func startRedisNode(t *testing.T, addr, prefix string, secret []byte, id cluster
 // login arrives after that login's state; and a forged entry in a batch
 // is refused while the rest applies.
 func TestRedisBatchedAnnouncements(t *testing.T) {
-	addr := redisAddr(t)
+	addr := testenv.RedisAddr(t)
 	b := make([]byte, 6)
 	rand.Read(b)
 	prefix := "poosmstest:" + hex.EncodeToString(b) + ":"

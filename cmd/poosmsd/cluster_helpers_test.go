@@ -53,10 +53,7 @@ const (
 // skipping (failing under CI) when it is missing or does not answer.
 func sharedRedisURL(t *testing.T) string {
 	t.Helper()
-	addr := os.Getenv("POOSMS_TEST_REDIS_ADDR")
-	if addr == "" {
-		testenv.Require(t, "POOSMS_TEST_REDIS_ADDR is not set")
-	}
+	addr := testenv.RedisAddr(t)
 	rc := redis.NewClient(&redis.Options{Addr: addr})
 	defer rc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)

@@ -37,6 +37,17 @@ func Command(t testing.TB, path, hint string) string {
 	return p
 }
 
+// RedisAddr returns the test Redis's address, POOSMS_TEST_REDIS_ADDR,
+// skipping (failing under CI) when it is not set.
+func RedisAddr(t testing.TB) string {
+	t.Helper()
+	addr := os.Getenv("POOSMS_TEST_REDIS_ADDR")
+	if addr == "" {
+		Require(t, "POOSMS_TEST_REDIS_ADDR is not set")
+	}
+	return addr
+}
+
 // MySQLDSN creates a database of its own on the server named by
 // POOSMS_TEST_MYSQL_DSN (e.g. "root@tcp(127.0.0.1:3306)/"), drops it when
 // the test ends, and returns the store DSN for it ("mysql://…/t_xxxx").
