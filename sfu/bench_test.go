@@ -2,6 +2,7 @@ package sfu
 
 import (
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -78,12 +79,6 @@ func benchmarkForwardPion(b *testing.B, bwe bool) {
 			}
 		}
 	})
-	connected := make(chan struct{})
-	spc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
-		if s == webrtc.PeerConnectionStateConnected {
-			close(connected)
-		}
-	})
 
 	d := forward.NewDownTrack(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "t", "s", 0)
 	cache := &forward.PacketCache{}
@@ -92,15 +87,9 @@ func benchmarkForwardPion(b *testing.B, bwe bool) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	connectBench(b, spc, cpc, tr.Sender(), connected)
+	connectBench(b, spc, cpc, tr.Sender())
 
-	p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SSRC: 0xabc, Marker: true}, Payload: make([]byte, 1100)}
-	p.Payload[0] = 0x10
-	pkt, _ := p.Marshal()
-	var h rtpx.Header
-	if err := rtpx.Parse(pkt, &h); err != nil {
-		b.Fatal(err)
-	}
+	pkt, h := keyframePacket(b, 1100)
 	// First packet: wait until it arrives so the path is warm.
 	_ = d.Forward(0, &h, pkt, true, nanotime(), 90000)
 	select {
@@ -122,11 +111,32 @@ func benchmarkForwardPion(b *testing.B, bwe bool) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pkts/s")
 }
 
+// keyframePacket returns a VP8 keyframe RTP packet (payload bytes of
+// payload) and its parsed header.
+func keyframePacket(tb testing.TB, payload int) ([]byte, rtpx.Header) {
+	tb.Helper()
+	p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SSRC: 0xabc, Marker: true}, Payload: make([]byte, payload)}
+	p.Payload[0] = 0x10
+	pkt, _ := p.Marshal()
+	var h rtpx.Header
+	if err := rtpx.Parse(pkt, &h); err != nil {
+		tb.Fatal(err)
+	}
+	return pkt, h
+}
+
 // connectBench reads (and drops) the RTCP that reaches sender, then
 // negotiates spc (offering) with cpc without trickle and waits until they
 // are connected. The reader ends when spc closes.
-func connectBench(tb testing.TB, spc, cpc *webrtc.PeerConnection, sender *webrtc.RTPSender, connected <-chan struct{}) {
+func connectBench(tb testing.TB, spc, cpc *webrtc.PeerConnection, sender *webrtc.RTPSender) {
 	tb.Helper()
+	connected := make(chan struct{})
+	var once sync.Once
+	spc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
+		if s == webrtc.PeerConnectionStateConnected {
+			once.Do(func() { close(connected) })
+		}
+	})
 	go func() {
 		buf := make([]byte, 1500)
 		for {

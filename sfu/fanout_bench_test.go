@@ -8,11 +8,9 @@ import (
 
 	"github.com/pion/interceptor"
 	"github.com/pion/logging"
-	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
 	"poosms.org/poosms/sfu/internal/forward"
-	"poosms.org/poosms/sfu/internal/rtpx"
 )
 
 // BenchmarkFanoutPion measures one publisher packet fanned out to ten
@@ -52,13 +50,7 @@ func benchmarkFanoutPion(b *testing.B, subs int, batched bool) {
 		received = append(received, bs)
 	}
 
-	p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SSRC: 0xabc, Marker: true}, Payload: make([]byte, 1100)}
-	p.Payload[0] = 0x10
-	pkt, _ := p.Marshal()
-	var h rtpx.Header
-	if err := rtpx.Parse(pkt, &h); err != nil {
-		b.Fatal(err)
-	}
+	pkt, h := keyframePacket(b, 1100)
 	// First packet: wait until every subscriber has it, so the path is warm.
 	u.fanOut(0, &h, pkt, true, nanotime())
 	for _, bs := range received {
@@ -131,18 +123,12 @@ func connectBenchSubscriber(b testing.TB, api *webrtc.API) *benchSubscriber {
 			}
 		}
 	})
-	connected := make(chan struct{})
-	spc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
-		if s == webrtc.PeerConnectionStateConnected {
-			close(connected)
-		}
-	})
 	d := forward.NewDownTrack(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "t", "s", 0)
 	tr, err := spc.AddTransceiverFromTrack(d, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
 	if err != nil {
 		b.Fatal(err)
 	}
-	connectBench(b, spc, cpc, tr.Sender(), connected)
+	connectBench(b, spc, cpc, tr.Sender())
 	bs.d = d
 	return bs
 }

@@ -4,10 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/rtp"
-
 	"poosms.org/poosms/sfu/internal/forward"
-	"poosms.org/poosms/sfu/internal/rtpx"
 )
 
 // TestFanoutSendsOneBatch: a fan-out to three real subscribers leaves the
@@ -28,13 +25,7 @@ func TestFanoutSendsOneBatch(t *testing.T) {
 		u.fan.Add(bs.d)
 		subs = append(subs, bs)
 	}
-	p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SSRC: 0xabc, Marker: true}, Payload: make([]byte, 1000)}
-	p.Payload[0] = 0x10
-	pkt, _ := p.Marshal()
-	var h rtpx.Header
-	if err := rtpx.Parse(pkt, &h); err != nil {
-		t.Fatal(err)
-	}
+	pkt, h := keyframePacket(t, 1000)
 	const n = 50
 	before := svc.batch.Stats()
 	for i := range n {
