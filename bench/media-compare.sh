@@ -49,7 +49,7 @@ import json, sys
 def read(path):
     # Each shape: its "# " line, then one (indented) JSON object.
     rows = {}
-    for chunk in open(path).read().split("\n# ")[0:]:
+    for chunk in open(path).read().split("\n# "):
         head, _, body = chunk.lstrip("# ").partition("\n")
         if ":" not in head or "{" not in body:
             continue
