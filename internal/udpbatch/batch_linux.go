@@ -84,7 +84,7 @@ func (r *Reader) recv(fd uintptr) bool {
 			r.hdrs[i].hdr.Namelen = unix.SizeofSockaddrAny
 			r.hdrs[i].hdr.Flags = 0
 		}
-		n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.hdrs[0])), uintptr(len(r.hdrs)),
+		n, _, errno := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.hdrs[0])), uintptr(len(r.hdrs)),
 			unix.MSG_DONTWAIT, 0, 0)
 		switch errno {
 		case 0:
@@ -234,7 +234,7 @@ func (w *Writer) Add(p []byte, to netip.AddrPort) {
 
 func (w *Writer) send(fd uintptr) bool {
 	w.calls++
-	n, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&w.hdrs[w.sent])),
+	n, _, errno := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&w.hdrs[w.sent])),
 		uintptr(w.queued-w.sent), unix.MSG_DONTWAIT, 0, 0)
 	if errno == unix.EAGAIN || errno == unix.EINTR {
 		return false
