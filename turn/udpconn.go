@@ -118,6 +118,12 @@ func (g *relayGenerator) AllocatePacketConn(network string, port int) (net.Packe
 			g.self.closed(p)
 			return nil, nil, err
 		}
+		// A relay socket's batch is mostly one peer's datagrams for the
+		// client, of one size in a burst of media, and a listener's
+		// batch may hold several of a client's for one peer: runs that
+		// GSO sends as one datagram through the stack.
+		rc.writer.EnableGSO()
+		rc.peerWriter.EnableGSO()
 	}
 	g.fast.opened(rc)
 	return rc, relayed, nil

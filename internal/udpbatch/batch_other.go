@@ -59,6 +59,12 @@ func (w *Writer) Cap() int { return 1 }
 // Calls is the number of send calls made so far.
 func (w *Writer) Calls() uint64 { return w.calls }
 
+// EnableGSO reports false: there is no UDP GSO here.
+func (w *Writer) EnableGSO() bool { return false }
+
+// GSO returns zeros: there is no UDP GSO here.
+func (w *Writer) GSO() (sends, datagrams uint64) { return 0, 0 }
+
 // Add sends p to to.
 func (w *Writer) Add(p []byte, to netip.AddrPort) {
 	w.calls++
