@@ -2,6 +2,7 @@ package sfu
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"github.com/pion/interceptor"
 )
@@ -36,7 +37,7 @@ type receiveOnly struct {
 
 	mu      sync.Mutex
 	writer  interceptor.RTCPWriter
-	started bool
+	started atomic.Bool // set under mu
 }
 
 // BindRTCPWriter keeps w for the first remote stream.
@@ -47,12 +48,26 @@ func (r *receiveOnly) BindRTCPWriter(w interceptor.RTCPWriter) interceptor.RTCPW
 	return w
 }
 
+// BindRTCPReader passes the RTCP the PeerConnection reads through the
+// interceptor only once it has started: before, pion's receiver reports
+// would parse every packet (for sender reports of streams it does not
+// have) only to find nothing to do.
+func (r *receiveOnly) BindRTCPReader(reader interceptor.RTCPReader) interceptor.RTCPReader {
+	inner := r.Interceptor.BindRTCPReader(reader)
+	return interceptor.RTCPReaderFunc(func(b []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) {
+		if r.started.Load() {
+			return inner.Read(b, a)
+		}
+		return reader.Read(b, a)
+	})
+}
+
 // BindRemoteStream binds the kept RTCP writer first, once.
 func (r *receiveOnly) BindRemoteStream(info *interceptor.StreamInfo, reader interceptor.RTPReader) interceptor.RTPReader {
 	r.mu.Lock()
-	if !r.started && r.writer != nil {
-		r.started = true
+	if !r.started.Load() && r.writer != nil {
 		r.Interceptor.BindRTCPWriter(r.writer)
+		r.started.Store(true)
 	}
 	r.mu.Unlock()
 	return r.Interceptor.BindRemoteStream(info, reader)
