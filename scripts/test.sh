@@ -113,7 +113,7 @@ go test -race -timeout 30m "$@"
 
 # Fuzzing: the normal run above executes every target's seed corpus; a
 # full run also fuzzes each target briefly (-fuzz takes one target per
-# package run). 22 targets × POOSMS_FUZZ_TIME (3 s) is about a minute of
+# package run). 23 targets × POOSMS_FUZZ_TIME (3 s) is about a minute of
 # fuzzing, plus building. A crash fails the run and leaves its input in
 # the package's testdata/fuzz/ (see docs/security.md, "Fuzzing").
 fuzz_targets=(
@@ -123,6 +123,7 @@ fuzz_targets=(
 	"./turn FuzzTURNUsername FuzzPeerAllowed FuzzTURNDatagram"
 	"./sfu FuzzOfferLimits FuzzOffer"
 	"./sfu/internal/bwe FuzzFeedback"
+	"./sfu/internal/rtpx FuzzRTCP"
 	"./chat FuzzMAMQuery"
 	"./chat/directory FuzzDirectoryForm"
 	"./chat/muc FuzzRoomConfig"

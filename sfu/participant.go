@@ -13,6 +13,7 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"poosms.org/poosms/sfu/internal/forward"
+	"poosms.org/poosms/sfu/internal/rtpx"
 	"poosms.org/poosms/stanza"
 )
 
@@ -471,39 +472,59 @@ func (p *participant) unsubscribe(u *upTrack) {
 }
 
 // rtcpLoop reads the subscriber's RTCP for one track: keyframe requests go
-// to the publisher; NACKs are answered from the track's packet cache.
+// to the publisher; NACKs are answered from the track's packet cache. The
+// compound packets are read in place (rtpx.NextRTCP), so nothing is
+// allocated per packet; a malformed packet ends its compound packet, the
+// packets before it still count.
 func (p *participant) rtcpLoop(s *subscription) {
 	defer p.wg.Done()
 	buf := make([]byte, 1500)
+	var nacks [maxNackPairs]rtcp.NackPair
 	for {
 		n, _, err := s.sender.Read(buf)
 		if err != nil {
 			return
 		}
-		pkts, err := rtcp.Unmarshal(buf[:n])
-		if err != nil {
-			continue
-		}
-		for _, pkt := range pkts {
-			switch pkt := pkt.(type) {
-			case *rtcp.ReceiverEstimatedMaximumBitrate:
-				p.remb.Store(int64(pkt.Bitrate))
-			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+		for rest := buf[:n]; len(rest) > 0; {
+			kind, pkt, next, ok := rtpx.NextRTCP(rest)
+			if !ok {
+				break
+			}
+			rest = next
+			switch kind {
+			case rtpx.RTCPREMB:
+				p.remb.Store(rtpx.REMBBitrate(pkt))
+			case rtpx.RTCPPLI, rtpx.RTCPFIR:
 				l := s.dt.Current()
 				if l == forward.NoLayer {
 					l = s.dt.Target()
 				}
 				s.up.requestKeyframe(l)
-			case *rtcp.TransportLayerNack:
-				s.dt.Retransmit(pkt.Nacks, nanotime())
-			case *rtcp.TransportLayerCC:
+			case rtpx.RTCPNack:
+				k := 0
+				rtpx.NackPairs(pkt, func(id, lost uint16) {
+					if k == len(nacks) {
+						s.dt.Retransmit(nacks[:k], nanotime())
+						k = 0
+					}
+					nacks[k] = rtcp.NackPair{PacketID: id, LostPackets: rtcp.PacketBitmap(lost)}
+					k++
+				})
+				if k > 0 {
+					s.dt.Retransmit(nacks[:k], nanotime())
+				}
+			case rtpx.RTCPTWCC:
 				p.twccIn.Add(1)
-			case *rtcp.ReceiverReport:
+			case rtpx.RTCPReceiverReport:
 				p.rrIn.Add(1)
 			}
 		}
 	}
 }
+
+// maxNackPairs is how many NACK pairs rtcpLoop hands to Retransmit at a
+// time (a 1,500-byte packet holds at most 371).
+const maxNackPairs = 64
 
 // handleLayer takes an explicit layer request: a rid, or "auto".
 func (p *participant) handleLayer(iq, el *stanza.Element) error {

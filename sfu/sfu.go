@@ -49,6 +49,8 @@ import (
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/nack"
+	"github.com/pion/interceptor/pkg/report"
+	"github.com/pion/interceptor/pkg/twcc"
 	"github.com/pion/logging"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
@@ -540,21 +542,38 @@ func (s *Service) newAPI(onBWE func(bandwidthEstimator)) (*webrtc.API, error) {
 	// publishers and, below, TWCC sequence numbers and the bandwidth
 	// estimate toward subscribers. No stats interceptor: nothing reads
 	// the server's GetStats.
+	// Those with work only for received media start their tickers with
+	// the first remote stream (receiveOnly).
 	reg := &interceptor.Registry{}
 	gen, err := nack.NewGeneratorInterceptor()
 	if err != nil {
 		return nil, err
 	}
-	reg.Add(gen)
-	if err := webrtc.ConfigureRTCPReports(reg); err != nil {
+	reg.Add(receiveOnlyFactory{gen})
+	rr, err := report.NewReceiverInterceptor()
+	if err != nil {
 		return nil, err
 	}
+	reg.Add(receiveOnlyFactory{rr})
+	sr, err := report.NewSenderInterceptor()
+	if err != nil {
+		return nil, err
+	}
+	reg.Add(sr)
 	if err := webrtc.ConfigureSimulcastExtensionHeaders(m); err != nil {
 		return nil, err
 	}
-	if err := webrtc.ConfigureTWCCSender(m, reg); err != nil {
+	for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+		m.RegisterFeedback(webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBTransportCC}, kind)
+		if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.TransportCCURI}, kind); err != nil {
+			return nil, err
+		}
+	}
+	feedback, err := twcc.NewSenderInterceptor()
+	if err != nil {
 		return nil, err
 	}
+	reg.Add(receiveOnlyFactory{feedback})
 	if onBWE != nil {
 		if err := registerBWE(m, reg, onBWE); err != nil {
 			return nil, err

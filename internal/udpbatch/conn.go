@@ -47,7 +47,7 @@ type Group struct {
 	queued int       // datagrams queued in all Conns since the last flush
 	since  time.Time // when the first of them was queued
 	conns  []*Conn
-	direct uint64 // datagrams written at once, one system call each
+	direct uint64 // datagrams written at once with sendto (a zone, or empty), one system call each
 	total  uint64 // datagrams written through the group's Conns
 	gone   uint64 // sendmmsg calls of closed Conns
 }
@@ -195,10 +195,22 @@ func (c *Conn) WriteToAddrPort(p []byte, to netip.AddrPort) (int, error) {
 		if g.queued > 0 {
 			failed, ferr = g.flushLocked()
 		}
-		g.direct++
+		if to.Addr().Zone() != "" || len(p) == 0 {
+			g.direct++
+			g.mu.Unlock()
+			g.report(failed, ferr)
+			return c.c.WriteToUDPAddrPort(p, to)
+		}
+		// Through the Writer, whose raw system call keeps the runtime's
+		// monitor asleep (see the package doc); its batch is empty here.
+		c.w.Add(p, to)
+		f, err := c.w.Flush()
 		g.mu.Unlock()
 		g.report(failed, ferr)
-		return c.c.WriteToUDPAddrPort(p, to)
+		if f > 0 {
+			return 0, &net.OpError{Op: "write", Net: "udp", Source: c.c.LocalAddr(), Addr: net.UDPAddrFromAddrPort(to), Err: err}
+		}
+		return len(p), nil
 	}
 	var failed int
 	var ferr error

@@ -49,6 +49,8 @@ import (
 	"math"
 	"sync"
 	"sync/atomic"
+
+	"poosms.org/poosms/sfu/internal/rtpx"
 )
 
 // The ring of sent packets: 4,096 slots of 8 bytes, 32 KiB per
@@ -158,16 +160,15 @@ func (e *Estimator) Sent(size int, now int64) uint16 {
 // else in it is ignored.
 func (e *Estimator) Feedback(buf []byte, now int64) {
 	budget := maxStatusesPerRead
-	for len(buf) >= 4 && budget > 0 {
-		if buf[0]>>6 != 2 {
+	for len(buf) > 0 && budget > 0 {
+		kind, pkt, rest, ok := rtpx.NextRTCP(buf)
+		if !ok {
 			return
 		}
-		n := (int(buf[2])<<8 | int(buf[3]) + 1) * 4
-		if n > len(buf) {
-			return
+		buf = rest
+		if kind != rtpx.RTCPTWCC {
+			continue
 		}
-		pkt := buf[:n]
-		buf = buf[n:]
 		f, ok := parseFeedback(pkt)
 		if !ok || f.count > budget {
 			continue
