@@ -9,6 +9,16 @@
 // in progress (or maxDelay, whichever is first), and never queues one
 // written outside a fan-out.
 //
+// A Writer may also join runs of datagrams with UDP GSO (EnableGSO; the
+// TURN relay's writers do, the Conn does not): consecutive datagrams of
+// one size to one destination, the last of a run possibly shorter, up to
+// 64 of them and 65,000 bytes, go as one message with a UDP_SEGMENT
+// control message, so the stack builds, routes and hands on one large
+// datagram that is split only at the device (on loopback, at the
+// receiving socket). Only consecutive datagrams are joined, so the order
+// of the datagrams never changes. If the kernel refuses a run's GSO, the
+// run goes one datagram at a time and GSO stays off for that Writer.
+//
 // Both calls are made with RawSyscall, not Syscall: with MSG_DONTWAIT
 // they never block (a full or empty socket answers EAGAIN at once and
 // the caller waits in the netpoller, as before), so the scheduler need not
