@@ -578,3 +578,78 @@ func TestFastPathMixedBursts(t *testing.T) {
 	}
 	expectNothing(t, p, "peer")
 }
+
+// gsoSent sums the datagrams the relay's writers sent in GSO runs:
+// client → peer and peer → client.
+func (s *Server) gsoSent() (in, out uint64) {
+	s.fast.mu.RLock()
+	defer s.fast.mu.RUnlock()
+	for _, rc := range s.fast.relays {
+		if rc.writer == nil {
+			continue
+		}
+		_, d := rc.peerWriter.GSO()
+		in += d
+		_, d = rc.writer.GSO()
+		out += d
+	}
+	return in, out
+}
+
+// TestFastPathGSO: bursts of equal-sized datagrams both ways arrive
+// whole and in order, and the relay's writers join them with UDP GSO
+// (the bursts are repeated until both directions have sent a run, as a
+// burst's datagrams reach the relay in one read only when it is slower
+// than the sender).
+func TestFastPathGSO(t *testing.T) {
+	t.Run("ipv4 listener", func(t *testing.T) { testFastPathGSO(t, relayToLoopback) })
+	t.Run("dual-stack listener", func(t *testing.T) {
+		testFastPathGSO(t, func(c *Config) {
+			relayToLoopback(c)
+			c.UDPAddr = ":0"
+			c.RelayIP = net.IPv4(127, 0, 0, 1)
+		})
+	})
+}
+
+func testFastPathGSO(t *testing.T, edit func(*Config)) {
+	srv := startFastServer(t, edit, 0)
+	c, relayAddr := newRawClient(t, srv, "alice")
+	p, pAddr := peerOn(t, "127.0.0.1")
+	if err := c.bindChannel(0x4001, pAddr); err != nil {
+		t.Fatal(err)
+	}
+	const burst = 40
+	payload := func(dir string, round, i int) string {
+		return fmt.Sprintf("%s %04d.%02d %s", dir, round, i, bytes.Repeat([]byte{'x'}, 150))
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for round := 0; ; round++ {
+		for i := range burst {
+			c.channelData(t, 0x4001, []byte(payload("to peer", round, i)))
+		}
+		for i := range burst {
+			if got, want := peerReceive(t, p, relayAddr), payload("to peer", round, i); got != want {
+				t.Fatalf("peer got %.20q, want %.20q", got, want)
+			}
+		}
+		for i := range burst {
+			sendFrom(t, p, relayAddr, payload("to client", round, i))
+		}
+		for i := range burst {
+			want := relayed{channel: 0x4001, data: payload("to client", round, i)}
+			if got := c.receive(t); got != want {
+				t.Fatalf("client got %.30q, want %.30q", got.data, want.data)
+			}
+		}
+		in, out := srv.gsoSent()
+		if in > 0 && out > 0 {
+			t.Logf("%d rounds of %d each way; %d datagrams to the peer and %d to the client went in GSO runs", round+1, burst, in, out)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %d rounds, %d datagrams to the peer and %d to the client went in GSO runs; want some each way", round+1, in, out)
+		}
+	}
+	expectNothing(t, p, "peer")
+}

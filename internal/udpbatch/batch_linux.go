@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
@@ -182,9 +183,9 @@ type Writer struct {
 	runTo     netip.AddrPort
 	runSize   int
 	runBytes  int
-	gsoSends  uint64  // messages of several datagrams sent
-	gsoDgrams uint64  // the datagrams in them
-	one       mmsghdr // a datagram of a refused run, sent alone
+	gsoSends  atomic.Uint64 // messages of several datagrams sent
+	gsoDgrams atomic.Uint64 // the datagrams in them
+	one       mmsghdr       // a datagram of a refused run, sent alone
 	oneFn     func(fd uintptr) bool
 	refuseGSO bool // tests: act as a kernel that refuses GSO with EIO
 }
@@ -268,8 +269,8 @@ func (w *Writer) Cap() int { return len(w.iovs) }
 func (w *Writer) Calls() uint64 { return w.calls }
 
 // GSO returns how many messages of several datagrams were sent with GSO
-// so far, and how many datagrams they held.
-func (w *Writer) GSO() (sends, datagrams uint64) { return w.gsoSends, w.gsoDgrams }
+// so far, and how many datagrams they held. Other goroutines may call it.
+func (w *Writer) GSO() (sends, datagrams uint64) { return w.gsoSends.Load(), w.gsoDgrams.Load() }
 
 // Add queues p for to, sending the queue first when it is full (its
 // failures are then reported by the next Flush).
@@ -361,11 +362,16 @@ func (w *Writer) send(fd uintptr) bool {
 	}
 	w.errno = errno
 	if errno == 0 {
+		var sends, dgrams uint64
 		for _, s := range w.segs[w.sent : w.sent+int(n)] {
 			if s > 1 {
-				w.gsoSends++
-				w.gsoDgrams += uint64(s)
+				sends++
+				dgrams += uint64(s)
 			}
+		}
+		if sends > 0 {
+			w.gsoSends.Add(sends)
+			w.gsoDgrams.Add(dgrams)
 		}
 		w.sent += int(n)
 	}
