@@ -255,13 +255,15 @@ func TestFastPathRelays(t *testing.T) {
 	t.Run("ipv4 listener", func(t *testing.T) { testFastPathRelays(t, relayToLoopback) })
 	// A listener on the wildcard address is an IPv6 socket that sees
 	// IPv4 clients in IPv4-mapped form (clients still use loopback).
-	t.Run("dual-stack listener", func(t *testing.T) {
-		testFastPathRelays(t, func(c *Config) {
-			relayToLoopback(c)
-			c.UDPAddr = ":0"
-			c.RelayIP = net.IPv4(127, 0, 0, 1)
-		})
-	})
+	t.Run("dual-stack listener", func(t *testing.T) { testFastPathRelays(t, dualStackListener) })
+}
+
+// dualStackListener is relayToLoopback with the listener on the wildcard
+// address: an IPv6 socket that sees IPv4 clients in IPv4-mapped form.
+func dualStackListener(c *Config) {
+	relayToLoopback(c)
+	c.UDPAddr = ":0"
+	c.RelayIP = net.IPv4(127, 0, 0, 1)
 }
 
 func testFastPathRelays(t *testing.T, edit func(*Config)) {
@@ -603,13 +605,7 @@ func (s *Server) gsoSent() (in, out uint64) {
 // than the sender).
 func TestFastPathGSO(t *testing.T) {
 	t.Run("ipv4 listener", func(t *testing.T) { testFastPathGSO(t, relayToLoopback) })
-	t.Run("dual-stack listener", func(t *testing.T) {
-		testFastPathGSO(t, func(c *Config) {
-			relayToLoopback(c)
-			c.UDPAddr = ":0"
-			c.RelayIP = net.IPv4(127, 0, 0, 1)
-		})
-	})
+	t.Run("dual-stack listener", func(t *testing.T) { testFastPathGSO(t, dualStackListener) })
 }
 
 func testFastPathGSO(t *testing.T, edit func(*Config)) {

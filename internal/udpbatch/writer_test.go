@@ -126,18 +126,7 @@ func TestWriterGSO(t *testing.T) {
 func TestWriterGSOFullQueue(t *testing.T) {
 	w, _ := gsoWriter(t, "udp4", 4)
 	r := receiver(t, "udp4")
-	var want []string
-	for k := range 10 {
-		p := datagram(k, 200)
-		want = append(want, string(p))
-		w.Add(p, addrOf(r))
-	}
-	if f, err := w.Flush(); f != 0 {
-		t.Fatalf("%d failed: %v", f, err)
-	}
-	if got := pending(t, r); !slices.Equal(got, want) {
-		t.Fatalf("got %.40q", got)
-	}
+	sendAndCheck(t, w, r, 10, 200)
 	if s, d := w.GSO(); s != 3 || d != 10 || w.Calls() != 3 {
 		t.Fatalf("%d GSO sends of %d datagrams in %d calls, want 3 of 10 in 3", s, d, w.Calls())
 	}
@@ -216,18 +205,7 @@ func TestWriterGSOLargeSegments(t *testing.T) {
 	w, _ := gsoWriter(t, "udp4", 64)
 	r := receiver(t, "udp4")
 	w.gsoMax = 1000 // pretend the first run of large ones was refused
-	var want []string
-	for k := range 3 {
-		p := datagram(k, 1100)
-		want = append(want, string(p))
-		w.Add(p, addrOf(r))
-	}
-	if f, err := w.Flush(); f != 0 {
-		t.Fatalf("%d failed: %v", f, err)
-	}
-	if got := pending(t, r); !slices.Equal(got, want) {
-		t.Fatalf("got %.40q", got)
-	}
+	sendAndCheck(t, w, r, 3, 1100)
 	if s, _ := w.GSO(); s != 0 {
 		t.Fatalf("%d GSO sends of datagrams above gsoMax", s)
 	}
@@ -328,5 +306,23 @@ func BenchmarkWriter(b *testing.B) {
 				b.ReportMetric(float64(d)/float64(s), "datagrams/gso-send")
 			}
 		})
+	}
+}
+
+// sendAndCheck queues n datagrams of size bytes for r, flushes, and
+// checks that r got each of them, whole and in order.
+func sendAndCheck(t *testing.T, w *Writer, r *net.UDPConn, n, size int) {
+	t.Helper()
+	var want []string
+	for k := range n {
+		p := datagram(k, size)
+		want = append(want, string(p))
+		w.Add(p, addrOf(r))
+	}
+	if f, err := w.Flush(); f != 0 {
+		t.Fatalf("%d failed: %v", f, err)
+	}
+	if got := pending(t, r); !slices.Equal(got, want) {
+		t.Fatalf("got %.40q", got)
 	}
 }
