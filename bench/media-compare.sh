@@ -72,8 +72,8 @@ def read(path):
         rows.setdefault(shape, []).append((obj, load))
     return rows
 def span(vals, fmt):
-    lo, hi = min(vals), max(vals)
-    return fmt.format(lo) if lo == hi else fmt.format(lo) + "–" + fmt.format(hi)
+    lo, hi = fmt.format(min(vals)), fmt.format(max(vals))
+    return lo if lo == hi else lo + "–" + hi
 p, l = read(sys.argv[1]), read(sys.argv[2])
 for shape in p:
     a, b = p[shape], l.get(shape, [])
