@@ -195,18 +195,24 @@ func (c *Conn) WriteToAddrPort(p []byte, to netip.AddrPort) (int, error) {
 		if g.queued > 0 {
 			failed, ferr = g.flushLocked()
 		}
-		if to.Addr().Zone() != "" || len(p) == 0 {
-			g.direct++
-			g.mu.Unlock()
-			g.report(failed, ferr)
-			return c.c.WriteToUDPAddrPort(p, to)
-		}
 		// Through the Writer, whose raw system call keeps the runtime's
-		// monitor asleep (see the package doc); its batch is empty here.
-		c.w.Add(p, to)
-		f, err := c.w.Flush()
+		// monitor asleep (see the package doc; its batch is empty here),
+		// except what its socket addresses cannot carry (a zone) and the
+		// empty datagram, which it does not send.
+		viaNet := to.Addr().Zone() != "" || len(p) == 0
+		var f int
+		var err error
+		if viaNet {
+			g.direct++
+		} else {
+			c.w.Add(p, to)
+			f, err = c.w.Flush()
+		}
 		g.mu.Unlock()
 		g.report(failed, ferr)
+		if viaNet {
+			return c.c.WriteToUDPAddrPort(p, to)
+		}
 		if f > 0 {
 			return 0, &net.OpError{Op: "write", Net: "udp", Source: c.c.LocalAddr(), Addr: net.UDPAddrFromAddrPort(to), Err: err}
 		}

@@ -401,3 +401,18 @@ func TestConnZonedAddressGoesAtOnce(t *testing.T) {
 		t.Fatalf("got %q", got)
 	}
 }
+
+// A write outside a fan-out that the kernel refuses returns its error to
+// the caller, as sendto would, and the next one still goes.
+func TestConnDirectWriteError(t *testing.T) {
+	_, c, rc, _ := pair(t, 8)
+	if _, err := c.WriteToAddrPort([]byte("v6"), netip.MustParseAddrPort("[::1]:9")); err == nil {
+		t.Fatal("an IPv6 destination on an IPv4 socket: no error")
+	}
+	if n, err := c.WriteToAddrPort([]byte("after"), addrOf(rc)); err != nil || n != 5 {
+		t.Fatalf("next write: %d, %v", n, err)
+	}
+	if got := pending(t, rc); fmt.Sprint(got) != "[after]" {
+		t.Fatalf("got %q", got)
+	}
+}

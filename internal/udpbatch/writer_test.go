@@ -157,12 +157,7 @@ func TestWriterGSORefused(t *testing.T) {
 		r := receiver(t, "udp4")
 		for range 2 {
 			want := mixedQueue(w, r)
-			if f, err := w.Flush(); f != 0 {
-				t.Fatalf("%d failed: %v", f, err)
-			}
-			if got := pending(t, r); !slices.Equal(got, want) {
-				t.Fatalf("got %.40q, want %.40q", got, want)
-			}
+			flushAndCheck(t, w, r, want)
 			if w.gso {
 				t.Fatal("GSO still on")
 			}
@@ -187,12 +182,7 @@ func TestWriterGSORefused(t *testing.T) {
 		}
 		r := receiver(t, "udp4")
 		want := mixedQueue(w, r)
-		if f, err := w.Flush(); f != 0 {
-			t.Fatalf("%d failed: %v", f, err)
-		}
-		if got := pending(t, r); !slices.Equal(got, want) {
-			t.Fatalf("got %.40q, want %.40q", got, want)
-		}
+		flushAndCheck(t, w, r, want)
 		if w.gso {
 			t.Fatal("GSO still on")
 		}
@@ -319,10 +309,17 @@ func sendAndCheck(t *testing.T, w *Writer, r *net.UDPConn, n, size int) {
 		want = append(want, string(p))
 		w.Add(p, addrOf(r))
 	}
+	flushAndCheck(t, w, r, want)
+}
+
+// flushAndCheck flushes w and checks that r got want, whole and in order,
+// and that nothing failed.
+func flushAndCheck(t *testing.T, w *Writer, r *net.UDPConn, want []string) {
+	t.Helper()
 	if f, err := w.Flush(); f != 0 {
 		t.Fatalf("%d failed: %v", f, err)
 	}
 	if got := pending(t, r); !slices.Equal(got, want) {
-		t.Fatalf("got %.40q", got)
+		t.Fatalf("got %.40q, want %.40q", got, want)
 	}
 }
