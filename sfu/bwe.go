@@ -6,7 +6,6 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
-	"github.com/pion/webrtc/v4"
 
 	"poosms.org/poosms/sfu/internal/bwe"
 )
@@ -19,22 +18,6 @@ type bandwidthEstimator interface {
 
 var _ bandwidthEstimator = (*bwe.Estimator)(nil)
 
-// registerBWE adds send-side bandwidth estimation toward the subscriber:
-// transport-wide sequence numbers on every packet sent, and the
-// estimator (package bwe) fed with their send times and with the
-// subscriber's TWCC feedback. Packets are not paced: the estimate only
-// steers which simulcast layer a subscriber gets. onBWE is handed each
-// PeerConnection's estimator.
-func registerBWE(m *webrtc.MediaEngine, reg *interceptor.Registry, onBWE func(bandwidthEstimator)) error {
-	for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
-		if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.TransportCCURI}, kind); err != nil {
-			return err
-		}
-	}
-	reg.Add(&bweFactory{onBWE: onBWE})
-	return nil
-}
-
 // Bandwidth estimate bounds, bits per second.
 const (
 	initialEstimate = 2_500_000
@@ -43,7 +26,12 @@ const (
 )
 
 // bweFactory makes one bweInterceptor, with its estimator, per
-// PeerConnection.
+// PeerConnection: send-side bandwidth estimation toward the subscriber,
+// transport-wide sequence numbers on every packet sent (the header
+// extension is registered by newAPI) and the estimator (package bwe) fed
+// with their send times and with the subscriber's TWCC feedback. Packets
+// are not paced: the estimate only steers which simulcast layer a
+// subscriber gets. onBWE is handed each PeerConnection's estimator.
 type bweFactory struct {
 	onBWE func(bandwidthEstimator)
 }

@@ -563,6 +563,8 @@ func (s *Service) newAPI(onBWE func(bandwidthEstimator)) (*webrtc.API, error) {
 	if err := webrtc.ConfigureSimulcastExtensionHeaders(m); err != nil {
 		return nil, err
 	}
+	// Transport-wide sequence numbers, both ways: the publishers' for the
+	// TWCC feedback sent to them, the SFU's own toward subscribers (bwe).
 	for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
 		m.RegisterFeedback(webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBTransportCC}, kind)
 		if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.TransportCCURI}, kind); err != nil {
@@ -575,9 +577,7 @@ func (s *Service) newAPI(onBWE func(bandwidthEstimator)) (*webrtc.API, error) {
 	}
 	reg.Add(receiveOnlyFactory{feedback})
 	if onBWE != nil {
-		if err := registerBWE(m, reg, onBWE); err != nil {
-			return nil, err
-		}
+		reg.Add(&bweFactory{onBWE: onBWE})
 	}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(s.se)), nil
 }
