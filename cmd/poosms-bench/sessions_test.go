@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -16,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"poosms.org/poosms/internal/testenv"
+	"poosms.org/poosms/internal/xmppclient"
 )
 
 // TestMain lets the test binary stand in for poosms-bench when the
@@ -97,5 +100,24 @@ func TestSessionsStopAtServerFileLimit(t *testing.T) {
 	}
 	if time.Since(start) > time.Minute {
 		t.Errorf("the stop took %v", time.Since(start))
+	}
+}
+
+// TestLoginLimitNamesTheServersLimit: a server that cannot check a
+// password because it ran out of files answers temporary-auth-failure;
+// the bench names the server's limit for it, not missing accounts.
+func TestLoginLimitNamesTheServersLimit(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want string
+	}{
+		{&xmppclient.AuthError{Condition: "temporary-auth-failure"}, "open-file limit"},
+		{fmt.Errorf("login: %w", &xmppclient.AuthError{Condition: "not-authorized"}), "do the accounts exist?"},
+		{fmt.Errorf("dial: %w", syscall.EMFILE), "the bench's open-file limit"},
+		{io.ErrUnexpectedEOF, "the server closed the connection"},
+	} {
+		if got := loginLimit(c.err); !strings.Contains(got, c.want) {
+			t.Errorf("loginLimit(%v) = %q, want it to say %q", c.err, got, c.want)
+		}
 	}
 }

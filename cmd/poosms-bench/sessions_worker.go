@@ -209,6 +209,8 @@ func loginLimit(err error) string {
 		return "the server closed the connection (its open-file limit, or a connection limit: see its log)"
 	case isTimeout(err):
 		return "login timed out (the server at its open-file limit, or saturated: see its log)"
+	case errors.As(err, &auth) && auth.Condition == "temporary-auth-failure":
+		return "the server could not check a password (temporary-auth-failure): its open-file limit or its database: see its log"
 	case errors.As(err, &auth):
 		return "authentication failed: do the accounts exist?"
 	}
