@@ -93,6 +93,8 @@ type clientOpts struct {
 	noICE     bool // never send candidates and use no loopback: ICE cannot complete
 	noTrickle bool // send no candidate iqs: the offer's SDP carries them
 	tcp       bool // ICE over TCP only
+
+	peer []confclient.PeerOption // more for the PeerConnection (confclient.NewPeer)
 }
 
 func newTestClient(t *testing.T, svc *Service, name, room string, o clientOpts) *testClient {
@@ -116,7 +118,7 @@ func newTestClient(t *testing.T, svc *Service, name, room string, o clientOpts) 
 	se.SetICEMulticastDNSMode(0)
 	se.SetIPFilter(func(ip net.IP) bool { return !o.noICE && ip.IsLoopback() })
 	se.DisableSRTPReplayProtection(true)
-	rtc, err := confclient.NewPeer(se, webrtc.Configuration{})
+	rtc, err := confclient.NewPeer(se, webrtc.Configuration{}, o.peer...)
 	if err != nil {
 		t.Fatal(err)
 	}

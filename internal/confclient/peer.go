@@ -32,10 +32,25 @@ type Peer struct {
 	wg sync.WaitGroup // track and RTCP readers
 }
 
+// PeerOption adds to the codecs, header extensions and interceptors a
+// Peer negotiates. NewPeer applies its options in order, after its own
+// registrations; of the interceptors, the last added sees a packet the
+// Peer sends first.
+type PeerOption func(*webrtc.MediaEngine, *interceptor.Registry) error
+
+// SendTransportCC makes the Peer number every packet it sends with a
+// transport-wide sequence number, as browsers do, so the server can send
+// it TWCC feedback. Without it the Peer negotiates the transport-cc
+// header extension and feedback (for the TWCC feedback it sends on what
+// it receives) but sends its own packets unnumbered.
+func SendTransportCC(m *webrtc.MediaEngine, reg *interceptor.Registry) error {
+	return webrtc.ConfigureTWCCHeaderExtensionSender(m, reg)
+}
+
 // NewPeer makes a PeerConnection with Pion's default codecs, the
 // audio-level header extension and the default interceptors (NACK, RTCP
-// reports, TWCC), configured by se and cfg.
-func NewPeer(se webrtc.SettingEngine, cfg webrtc.Configuration) (*Peer, error) {
+// reports, TWCC feedback), then opts, configured by se and cfg.
+func NewPeer(se webrtc.SettingEngine, cfg webrtc.Configuration, opts ...PeerOption) (*Peer, error) {
 	m := &webrtc.MediaEngine{}
 	if err := m.RegisterDefaultCodecs(); err != nil {
 		return nil, fmt.Errorf("confclient: codecs: %w", err)
@@ -46,6 +61,11 @@ func NewPeer(se webrtc.SettingEngine, cfg webrtc.Configuration) (*Peer, error) {
 	reg := &interceptor.Registry{}
 	if err := webrtc.RegisterDefaultInterceptors(m, reg); err != nil {
 		return nil, fmt.Errorf("confclient: interceptors: %w", err)
+	}
+	for _, o := range opts {
+		if err := o(m, reg); err != nil {
+			return nil, fmt.Errorf("confclient: peer option: %w", err)
+		}
 	}
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se))
 	pc, err := api.NewPeerConnection(cfg)
