@@ -17,18 +17,48 @@ import (
 // TestTWCCFeedbackToPublisher: a publisher that numbers its packets with
 // transport-wide sequence numbers, as browsers do, gets TWCC feedback
 // from the SFU (the twcc sender interceptor newAPI registers) on the
-// packets it sent.
+// packets it sent, of every stream it sends: audio and video, or audio
+// and each simulcast layer.
 func TestTWCCFeedbackToPublisher(t *testing.T) {
+	t.Run("audio and video", func(t *testing.T) { testTWCCFeedbackToPublisher(t, false) })
+	t.Run("simulcast", func(t *testing.T) { testTWCCFeedbackToPublisher(t, true) })
+}
+
+func testTWCCFeedbackToPublisher(t *testing.T, simulcast bool) {
 	svc := newTestService(t, nil)
-	sent := &sentTransportSeqs{seqs: map[uint16]bool{}}
+	var readers sync.WaitGroup
+	t.Cleanup(readers.Wait) // after alice's close, which ends them
+	sent := &sentTransportSeqs{ssrcs: map[uint16]uint32{}}
 	// sent before SendTransportCC: the number is set before sent sees the
 	// packet (the last interceptor added runs first).
 	alice := newTestClient(t, svc, "alice", testRoom, clientOpts{peer: []confclient.PeerOption{sent.option, confclient.SendTransportCC}})
 	alice.join()
-	a, v := alice.addTracks()
+	var a, v *webrtc.TrackLocalStaticRTP
+	var st *simulcastTrack
+	if simulcast {
+		a, st = alice.addAudio(), alice.addSimulcast()
+		// The feedback names the SSRC of the last packet the SFU got
+		// before sending it, often a lower layer's, whose RTCP Pion hands
+		// only to ReadSimulcastRTCP (the client reads the first layer's).
+		for _, rid := range simulcastRIDs[1:] {
+			readers.Add(1)
+			go func() {
+				defer readers.Done()
+				for {
+					pkts, _, err := st.tr.Sender().ReadSimulcastRTCP(rid)
+					if err != nil {
+						return
+					}
+					alice.gotRTCP(pkts)
+				}
+			}()
+		}
+	} else {
+		a, v = alice.addTracks()
+	}
 	alice.offer()
 
-	ssrcs := map[uint32]bool{}
+	ssrcs := map[uint32]bool{} // what alice sends
 	for _, s := range alice.pc.GetSenders() {
 		p := s.GetParameters()
 		negotiated := false
@@ -45,9 +75,13 @@ func TestTWCCFeedbackToPublisher(t *testing.T) {
 
 	m := alice.sendMedia(a, v, 10)
 	defer m.Stop()
+	if simulcast {
+		vm := st.send(alice.name, 10)
+		defer vm.Stop()
+	}
 
-	// Half a second of media (an audio and a video packet every 20 ms),
-	// some five feedback packets (one every 100 ms).
+	// Some half a second of media (a packet of each stream every 20 ms),
+	// four or five feedback packets (one every 100 ms).
 	const want = 50
 	var fb []*rtcp.TransportLayerCC
 	var acked map[uint16]bool
@@ -67,10 +101,10 @@ func TestTWCCFeedbackToPublisher(t *testing.T) {
 
 	sent.mu.Lock()
 	defer sent.mu.Unlock()
-	if len(sent.seqs) == 0 {
+	if len(sent.ssrcs) == 0 {
 		t.Fatal("the publisher sent no transport-wide sequence numbers")
 	}
-	t.Logf("%d feedback packets acknowledged %d of the %d packets sent", len(fb), len(acked), len(sent.seqs))
+	t.Logf("%d feedback packets acknowledged %d of the %d packets sent", len(fb), len(acked), len(sent.ssrcs))
 	for _, cc := range fb {
 		if !ssrcs[cc.MediaSSRC] {
 			t.Errorf("feedback for SSRC %d, the publisher sends %v", cc.MediaSSRC, ssrcs)
@@ -78,25 +112,33 @@ func TestTWCCFeedbackToPublisher(t *testing.T) {
 		if n := twccStatuses(cc); len(n) != int(cc.PacketStatusCount) {
 			t.Errorf("feedback %d: %d statuses in its chunks, packet status count %d", cc.FbPktCount, len(n), cc.PacketStatusCount)
 		}
-		got := twccReceived(cc)
-		if len(got) != len(cc.RecvDeltas) {
+		if got := twccReceived(cc); len(got) != len(cc.RecvDeltas) {
 			t.Errorf("feedback %d: %d packets received, %d receive deltas", cc.FbPktCount, len(got), len(cc.RecvDeltas))
 		}
-		for _, s := range got {
-			if !sent.seqs[s] {
-				t.Errorf("feedback %d acknowledges transport-wide sequence number %d, which the publisher never sent", cc.FbPktCount, s)
-			}
+	}
+	ackedSSRCs := map[uint32]int{}
+	for s := range acked {
+		ssrc, ok := sent.ssrcs[s]
+		if !ok {
+			t.Errorf("feedback acknowledges transport-wide sequence number %d, which the publisher never sent", s)
+		}
+		ackedSSRCs[ssrc]++
+	}
+	for ssrc := range ssrcs {
+		if ackedSSRCs[ssrc] == 0 {
+			t.Errorf("no packet of SSRC %d acknowledged (acknowledged per SSRC: %v)", ssrc, ackedSSRCs)
 		}
 	}
 }
 
 // sentTransportSeqs records the transport-wide sequence numbers on the
-// packets a peer sends; option adds it to the peer's interceptors.
+// packets a peer sends, with their SSRCs; option adds it to the peer's
+// interceptors.
 type sentTransportSeqs struct {
 	interceptor.NoOp
 
-	mu   sync.Mutex
-	seqs map[uint16]bool
+	mu    sync.Mutex
+	ssrcs map[uint16]uint32 // by transport-wide sequence number
 }
 
 func (s *sentTransportSeqs) option(_ *webrtc.MediaEngine, reg *interceptor.Registry) error {
@@ -121,7 +163,7 @@ func (s *sentTransportSeqs) BindLocalStream(info *interceptor.StreamInfo, w inte
 		var tcc rtp.TransportCCExtension
 		if ext := h.GetExtension(id); ext != nil && tcc.Unmarshal(ext) == nil {
 			s.mu.Lock()
-			s.seqs[tcc.TransportSequence] = true
+			s.ssrcs[tcc.TransportSequence] = h.SSRC
 			s.mu.Unlock()
 		}
 		return w.Write(h, payload, a)
