@@ -41,11 +41,23 @@ export function validReaction(r) {
 }
 
 // picker returns a popup of emoji buttons; choose(e) is called with the
-// one chosen. It closes on Escape and when focus leaves it.
+// one chosen. It closes on Escape and when focus leaves it. A redraw
+// (a message arriving) replaces it with a new one: focus moves to the
+// new one, which stays open.
 export function picker(list, label, choose, close) {
   const box = el('div', { class: 'picker', role: 'dialog', 'aria-label': label },
     list.map((e) => el('button', { type: 'button', class: 'emoji', 'aria-label': emojiName(e), title: emojiName(e), onclick: () => choose(e) }, e)));
   box.addEventListener('keydown', (ev) => { if (ev.key === 'Escape') { ev.stopPropagation(); close(); } });
-  box.addEventListener('focusout', (ev) => { if (!box.contains(ev.relatedTarget)) setTimeout(() => { if (!box.contains(document.activeElement)) close(); }, 0); });
+  box.addEventListener('focusout', (ev) => {
+    if (box.contains(ev.relatedTarget)) return;
+    setTimeout(() => {
+      if (box.isConnected) {
+        if (!box.contains(document.activeElement)) close();
+        return;
+      }
+      const next = [...document.querySelectorAll('.picker')].find((p) => p.getAttribute('aria-label') === label);
+      if (next && (!document.activeElement || document.activeElement === document.body)) next.querySelector('button')?.focus();
+    }, 0);
+  });
   return box;
 }

@@ -317,11 +317,16 @@ func TestBrowserMessenger(t *testing.T) {
 		ann.say("Lunch at noon :)")
 		ben.waitFor("emoticon as emoji", lastMessage("in")+`?.querySelector('.body')?.textContent === 'Lunch at noon 🙂'`, 10*time.Second)
 		ben.pressIn(lastMessage("in"), "React to this message")
-		ben.pressIn(lastMessage("in"), "thumbs up")
-		ann.waitFor("ben's reaction", lastMessage("out")+`?.querySelector('.reaction')?.textContent === '👍 1'`, 10*time.Second)
+		ben.waitFor("the picker focused", `document.activeElement?.closest('.picker') !== null`, 5*time.Second)
+		// The picker stays open while the chat is redrawn (here for the
+		// message's own correction); it used to close when the redraw took
+		// its focus.
 		ann.pressIn(lastMessage("out"), "Edit message")
 		ann.fill("Message", "Lunch at one :)\r")
 		ben.waitFor("the correction", lastMessage("in")+`?.querySelector('.body')?.textContent === 'Lunch at one 🙂' && `+lastMessage("in")+`.innerText.includes('edited')`, 10*time.Second)
+		ben.waitFor("the picker still open and focused", lastMessage("in")+`?.querySelector('.picker')?.contains(document.activeElement)`, 5*time.Second)
+		ben.pressIn(lastMessage("in"), "thumbs up")
+		ann.waitFor("ben's reaction", lastMessage("out")+`?.querySelector('.reaction')?.textContent === '👍 1'`, 10*time.Second)
 		ann.say("Oops, wrong chat")
 		ben.waitFor("the mistake", lastMessage("in")+`?.innerText.includes('Oops')`, 10*time.Second)
 		ann.pressIn(lastMessage("out"), "Remove message")
