@@ -1,13 +1,10 @@
 package sfu
 
 import (
-	"net"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/pion/interceptor"
-	"github.com/pion/logging"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
@@ -16,84 +13,33 @@ import (
 )
 
 // BenchmarkForwardPion measures one forwarded packet all the way to the
-// socket: the rewrite, then pion's write path as the SFU configures it
-// (the track's shared retransmission cache, TWCC sequence numbers,
-// sender reports, SRTP; with and without the send-side bandwidth
-// estimator) and a UDP write over
-// loopback to a real subscriber.
+// socket: the rewrite, then the write path as the SFU configures it (the
+// track's shared retransmission cache, TWCC sequence numbers, sender
+// reports, SRTP; with and without the send-side bandwidth estimator;
+// through the direct send path or pion's SRTP session) and a UDP write
+// over loopback to a real subscriber.
 func BenchmarkForwardPion(b *testing.B) {
-	b.Run("bwe", func(b *testing.B) { benchmarkForwardPion(b, true) })
-	b.Run("no-bwe", func(b *testing.B) { benchmarkForwardPion(b, false) })
+	b.Run("bwe-direct", func(b *testing.B) { benchmarkForwardPion(b, benchPath{bwe: true, direct: true}) })
+	b.Run("bwe", func(b *testing.B) { benchmarkForwardPion(b, benchPath{bwe: true}) })
+	b.Run("no-bwe", func(b *testing.B) { benchmarkForwardPion(b, benchPath{}) })
 }
 
-func benchmarkForwardPion(b *testing.B, bwe bool) {
+func benchmarkForwardPion(b *testing.B, path benchPath) {
 	svc, err := New(Config{Domain: "conference.localhost", UDPAddr: "127.0.0.1:0", TCPAddr: "", IncludeLoopback: true})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer svc.Close()
-	var onBWE func(bandwidthEstimator)
-	if bwe {
-		onBWE = func(bandwidthEstimator) {}
-	}
-	api, err := svc.newAPI(onBWE)
-	if err != nil {
-		b.Fatal(err)
-	}
-	spc, err := api.NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer spc.Close()
-
-	m := &webrtc.MediaEngine{}
-	if err := m.RegisterDefaultCodecs(); err != nil {
-		b.Fatal(err)
-	}
-	// The subscriber runs no interceptors, so that -benchmem counts
-	// the server's side only (pion's receiving NACK generator allocates
-	// per packet).
-	reg := &interceptor.Registry{}
-	se := webrtc.SettingEngine{}
-	quiet := logging.NewDefaultLoggerFactory()
-	quiet.DefaultLogLevel = logging.LogLevelDisabled
-	se.LoggerFactory = quiet // the flooded subscriber drops packets; that is expected
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-	cpc, err := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer cpc.Close()
-	received := make(chan struct{}, 1)
-	cpc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-		buf := make([]byte, 1500)
-		for {
-			if _, _, err := tr.Read(buf); err != nil {
-				return
-			}
-			select {
-			case received <- struct{}{}:
-			default:
-			}
-		}
-	})
-
-	d := forward.NewDownTrack(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "t", "s", 0)
+	bs := connectBenchSubscriber(b, svc, path)
+	d := bs.d
 	cache := &forward.PacketCache{}
 	d.Caches = []*forward.PacketCache{cache}
-	tr, err := spc.AddTransceiverFromTrack(d, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
-	if err != nil {
-		b.Fatal(err)
-	}
-	connectBench(b, spc, cpc, tr.Sender())
 
 	pkt, h := keyframePacket(b, 1100)
 	// First packet: wait until it arrives so the path is warm.
 	_ = d.Forward(0, &h, pkt, true, nanotime(), 90000)
 	select {
-	case <-received:
+	case <-bs.got:
 	case <-time.After(10 * time.Second):
 		b.Fatal("nothing received")
 	}

@@ -56,6 +56,7 @@ type testClient struct {
 	peer *fakePeer
 	room string
 	name string
+	opts clientOpts
 	rtc  *confclient.Peer // the PeerConnection and its media readers
 	pc   *webrtc.PeerConnection
 	id   string // participant id from the join result
@@ -93,6 +94,7 @@ type clientOpts struct {
 	noICE     bool // never send candidates and use no loopback: ICE cannot complete
 	noTrickle bool // send no candidate iqs: the offer's SDP carries them
 	tcp       bool // ICE over TCP only
+	passive   bool // the offer says a=setup:passive: the SFU is the DTLS client
 
 	peer []confclient.PeerOption // more for the PeerConnection (confclient.NewPeer)
 }
@@ -101,7 +103,7 @@ func newTestClient(t *testing.T, svc *Service, name, room string, o clientOpts) 
 	t.Helper()
 	j := jid.MustParse(name + "@localhost/test")
 	c := &testClient{
-		t: t, svc: svc, name: name, room: room,
+		t: t, svc: svc, name: name, room: room, opts: o,
 		peer:   &fakePeer{j: j, in: make(chan *stanza.Element, 1024)},
 		tracks: map[string]*received{},
 	}
@@ -294,6 +296,9 @@ func (c *testClient) offer() {
 	off, err := c.rtc.Offer()
 	if err != nil {
 		c.t.Fatal(err)
+	}
+	if c.opts.passive {
+		off = strings.ReplaceAll(off, "a=setup:actpass", "a=setup:passive")
 	}
 	r := c.iq(stanza.New(NS, "offer").SetText(off))
 	a := r.Child(NS, "answer")

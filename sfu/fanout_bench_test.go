@@ -16,27 +16,26 @@ import (
 // BenchmarkFanoutPion measures one publisher packet fanned out to ten
 // real Pion subscribers through upTrack.fanOut and pion's write path as
 // the SFU configures it (without the bandwidth estimator), all on the
-// service's one media socket over loopback. "batched" is the SFU as it
-// runs: the datagrams of one fan-out leave with one sendmmsg; "sendto"
+// service's one media socket over loopback. "direct" is the SFU as it
+// runs: each copy encrypted by the SFU's direct send path (directSender)
+// and the datagrams of one fan-out leaving with one sendmmsg; "batched"
+// the same through pion's SRTP session, ICE connection and UDP mux; "sendto"
 // leaves out the fan-out's Begin and End, so each goes with its own
 // sendto, as before batching. syscalls/pkt counts the media socket's
 // sending system calls per forwarded copy (ICE and RTCP writes during
 // the run included); allocs/op are per publisher packet.
 func BenchmarkFanoutPion(b *testing.B) {
-	b.Run("batched", func(b *testing.B) { benchmarkFanoutPion(b, 10, true) })
-	b.Run("sendto", func(b *testing.B) { benchmarkFanoutPion(b, 10, false) })
+	b.Run("direct", func(b *testing.B) { benchmarkFanoutPion(b, 10, true, true) })
+	b.Run("batched", func(b *testing.B) { benchmarkFanoutPion(b, 10, true, false) })
+	b.Run("sendto", func(b *testing.B) { benchmarkFanoutPion(b, 10, false, false) })
 }
 
-func benchmarkFanoutPion(b *testing.B, subs int, batched bool) {
+func benchmarkFanoutPion(b *testing.B, subs int, batched, direct bool) {
 	svc, err := New(Config{Domain: "conference.localhost", UDPAddr: "127.0.0.1:0", TCPAddr: "", IncludeLoopback: true})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer svc.Close()
-	api, err := svc.newAPI(nil)
-	if err != nil {
-		b.Fatal(err)
-	}
 	u := &upTrack{clock: 90000}
 	if batched {
 		u.batch = svc.batch
@@ -44,7 +43,7 @@ func benchmarkFanoutPion(b *testing.B, subs int, batched bool) {
 	cache := &forward.PacketCache{}
 	var received []*benchSubscriber
 	for range subs {
-		bs := connectBenchSubscriber(b, api)
+		bs := connectBenchSubscriber(b, svc, benchPath{direct: direct})
 		bs.d.Caches = []*forward.PacketCache{cache}
 		u.fan.Add(bs.d)
 		received = append(received, bs)
@@ -77,17 +76,36 @@ func benchmarkFanoutPion(b *testing.B, subs int, batched bool) {
 
 // benchSubscriber is a Pion subscriber of one DownTrack.
 type benchSubscriber struct {
-	d    *forward.DownTrack
-	got  chan struct{} // has a value after a packet was read
-	read atomic.Int64  // packets read
+	d      *forward.DownTrack
+	direct *directSender // nil: pion's path
+	got    chan struct{} // has a value after a packet was read
+	read   atomic.Int64  // packets read
 }
+
+// benchPath says how a bench subscriber's server side sends: with the
+// send-side bandwidth estimator or not, through the direct send path
+// (directSender) or pion's SRTP session.
+type benchPath struct{ bwe, direct bool }
 
 // connectBenchSubscriber connects a Pion subscriber without interceptors
 // (so -benchmem counts the server's side) to a server peer connection
-// made with api, sending one VP8 DownTrack.
-func connectBenchSubscriber(b testing.TB, api *webrtc.API) *benchSubscriber {
+// made as newParticipant makes one (its own API from svc.newAPI), sending
+// one VP8 DownTrack. With path.direct it fails unless the direct send
+// path is on once connected.
+func connectBenchSubscriber(b testing.TB, svc *Service, path benchPath) *benchSubscriber {
 	b.Helper()
 	bs := &benchSubscriber{got: make(chan struct{}, 1)}
+	var onBWE func(bandwidthEstimator)
+	if path.bwe {
+		onBWE = func(bandwidthEstimator) {}
+	}
+	if path.direct {
+		bs.direct = newDirectSender(svc.socketFor)
+	}
+	api, err := svc.newAPI(onBWE, bs.direct)
+	if err != nil {
+		b.Fatal(err)
+	}
 	spc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		b.Fatal(err)
@@ -129,6 +147,11 @@ func connectBenchSubscriber(b testing.TB, api *webrtc.API) *benchSubscriber {
 		b.Fatal(err)
 	}
 	connectBench(b, spc, cpc, tr.Sender())
+	if bs.direct != nil {
+		if why := bs.direct.start(spc); why != "" {
+			b.Fatalf("direct send path off: %s", why)
+		}
+	}
 	bs.d = d
 	return bs
 }

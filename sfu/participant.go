@@ -48,6 +48,7 @@ type participant struct {
 	eocSent    bool // <end-of-candidates/> went out (it goes once)
 	localCands []*stanza.Element
 
+	direct    *directSender // the RTP send path below pion's interceptors
 	bwe       atomic.Pointer[bandwidthEstimator]
 	remb      atomic.Int64  // the subscriber's latest REMB, bits/s
 	twccIn    atomic.Uint64 // TWCC feedback packets from the subscriber
@@ -71,7 +72,19 @@ func newParticipant(r *room, p Peer) (*participant, error) {
 		connected: make(chan struct{}),
 	}
 	part.log = r.log.With("jid", part.jid.String(), "participant", part.id)
-	api, err := r.s.newAPI(func(e bandwidthEstimator) { part.bwe.Store(&e) })
+	part.direct = newDirectSender(r.s.socketFor)
+	pc, err := part.newPC(part.direct)
+	if err != nil {
+		return nil, err
+	}
+	part.pc = pc
+	return part, nil
+}
+
+// newPC makes the participant's PeerConnection and sets its callbacks;
+// with direct, its RTP leaves through direct (see directSender).
+func (p *participant) newPC(direct *directSender) (*webrtc.PeerConnection, error) {
+	api, err := p.room.s.newAPI(func(e bandwidthEstimator) { p.bwe.Store(&e) }, direct)
 	if err != nil {
 		return nil, err
 	}
@@ -79,21 +92,29 @@ func newParticipant(r *room, p Peer) (*participant, error) {
 	if err != nil {
 		return nil, err
 	}
-	part.pc = pc
-	pc.OnICECandidate(part.onLocalCandidate)
-	pc.OnTrack(part.onTrack)
+	r := p.room
+	pc.OnICECandidate(p.onLocalCandidate)
+	pc.OnTrack(p.onTrack)
+	pc.SCTP().Transport().ICETransport().OnSelectedCandidatePairChange(func(*webrtc.ICECandidatePair) {
+		p.direct.updateRoute(pc)
+	})
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 		switch st {
 		case webrtc.PeerConnectionStateConnected:
-			part.connOnce.Do(func() { close(part.connected) })
+			p.connOnce.Do(func() {
+				if why := p.direct.start(pc); why != "" {
+					p.log.Debug("sfu: rtp through pion's session", "why", why)
+				}
+				close(p.connected)
+			})
 		case webrtc.PeerConnectionStateFailed:
-			r.remove(part, reasonFailed)
+			r.remove(p, reasonFailed)
 		case webrtc.PeerConnectionStateClosed:
 			// The client closed DTLS (or we did, and this is a no-op).
-			r.remove(part, reasonPCClosed)
+			r.remove(p, reasonPCClosed)
 		}
 	})
-	return part, nil
+	return pc, nil
 }
 
 // startTimer removes the participant if it has not connected in time.
@@ -200,6 +221,19 @@ func (p *participant) handleOffer(iq *stanza.Element, text string) error {
 		p.mu.Unlock()
 		return refuse(errGlare, "the server's offer is outstanding: answer it, then offer again")
 	}
+	if p.pc.RemoteDescription() == nil && offersPassive(text) {
+		// The client wants to be the DTLS server: a PeerConnection that
+		// answers as pion does by default (see directSender).
+		pc, err := p.newPC(nil)
+		if err != nil {
+			p.mu.Unlock()
+			return refuse(errCannotAnswer, "cannot answer: %v", err)
+		}
+		old := p.pc
+		p.pc = pc
+		old.OnConnectionStateChange(func(webrtc.PeerConnectionState) {})
+		_ = old.Close()
+	}
 	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: text}); err != nil {
 		p.mu.Unlock()
 		return refuse(errBadRequest, "offer refused: %v", err)
@@ -220,6 +254,7 @@ func (p *participant) handleOffer(iq *stanza.Element, text string) error {
 		p.mu.Unlock()
 		return refuse(errCannotAnswer, "cannot answer: %v", err)
 	}
+	p.direct.syncCryptex(p.pc)
 	if gathered != nil {
 		t := time.NewTimer(gatherTimeout)
 		select {
@@ -378,6 +413,9 @@ func (p *participant) handleReply(iq *stanza.Element) {
 		err = errors.New("result without <answer/>")
 	} else {
 		err = p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: ans.Text()})
+	}
+	if err == nil {
+		p.direct.syncCryptex(p.pc)
 	}
 	if err == nil && p.needNeg {
 		p.negotiateLocked() // what changed during the exchange
@@ -649,11 +687,12 @@ func (p *participant) close() {
 
 	subs := p.subs
 	p.subs = map[string]*subscription{}
+	pc := p.pc
 	p.mu.Unlock()
 	for _, s := range subs {
 		s.up.fan.Remove(s.dt)
 	}
-	if err := p.pc.Close(); err != nil {
+	if err := pc.Close(); err != nil {
 		p.log.Debug("sfu: close peer connection", "err", err)
 	}
 	p.wg.Wait()

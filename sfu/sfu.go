@@ -40,6 +40,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -136,7 +137,8 @@ type Service struct {
 
 	udpConn  net.PacketConn
 	firstUDP net.Addr
-	batch    *udpbatch.Group // batches the media sockets' writes during fan-outs
+	batch    *udpbatch.Group  // batches the media sockets' writes during fan-outs
+	sockets  []*udpbatch.Conn // every media UDP socket, for the direct send path
 	udpMux   ice.UDPMux
 	tcpLn    net.Listener
 	tcpMux   *ice.TCPMuxDefault
@@ -232,6 +234,36 @@ func New(cfg Config) (*Service, error) {
 		}
 	}
 	return s, nil
+}
+
+// socketFor returns the media socket bound to a, or, when a is none of
+// their addresses (an ICE address rewrite to a public IP), the one socket
+// of a's family if there is exactly one; nil otherwise.
+func (s *Service) socketFor(a netip.Addr) *udpbatch.Conn {
+	var only *udpbatch.Conn
+	n := 0
+	for _, c := range s.sockets {
+		ua, ok := c.LocalAddr().(*net.UDPAddr)
+		if !ok {
+			continue
+		}
+		ca, ok := netip.AddrFromSlice(ua.IP)
+		if !ok {
+			continue
+		}
+		ca = ca.Unmap()
+		if ca == a {
+			return c
+		}
+		if ca.Is4() == a.Is4() {
+			only = c
+			n++
+		}
+	}
+	if n == 1 {
+		return only
+	}
+	return nil
 }
 
 // UDPAddr is the address the media port is bound to.
@@ -520,7 +552,10 @@ func (s *Service) Rooms() int {
 
 // newAPI builds the pion API for one participant: codecs, header
 // extensions and interceptors (NACK, reports, TWCC, bandwidth estimation).
-func (s *Service) newAPI(onBWE func(bandwidthEstimator)) (*webrtc.API, error) {
+// With direct, the participant's RTP leaves through it (see
+// directSender): the SFU answers as the DTLS server and direct sees the
+// handshake's key log and ServerHello.
+func (s *Service) newAPI(onBWE func(bandwidthEstimator), direct *directSender) (*webrtc.API, error) {
 	m := &webrtc.MediaEngine{}
 	if err := registerCodecs(m); err != nil {
 		return nil, err
@@ -545,6 +580,16 @@ func (s *Service) newAPI(onBWE func(bandwidthEstimator)) (*webrtc.API, error) {
 	// Those with work only for received media start their tickers with
 	// the first remote stream (receiveOnly).
 	reg := &interceptor.Registry{}
+	se := s.se
+	if direct != nil {
+		// First: the bottom of every local stream's chain.
+		reg.Add(directFactory{direct})
+		se.SetDTLSKeyLogWriter(direct)
+		se.SetDTLSServerHelloMessageHook(direct.serverHello)
+		if err := se.SetAnsweringDTLSRole(webrtc.DTLSRoleServer); err != nil {
+			return nil, err
+		}
+	}
 	gen, err := nack.NewGeneratorInterceptor()
 	if err != nil {
 		return nil, err
@@ -579,5 +624,5 @@ func (s *Service) newAPI(onBWE func(bandwidthEstimator)) (*webrtc.API, error) {
 	if onBWE != nil {
 		reg.Add(&bweFactory{onBWE: onBWE})
 	}
-	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(s.se)), nil
+	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se)), nil
 }

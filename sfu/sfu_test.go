@@ -244,9 +244,15 @@ func TestSimulcastLayerRequests(t *testing.T) {
 // and bob receiving alice's video.
 func mediaPair(t *testing.T, keyEvery int) (alice, bob *testClient, stop func()) {
 	t.Helper()
+	return mediaPairWith(t, keyEvery, clientOpts{})
+}
+
+// mediaPairWith is mediaPair with both clients made with o.
+func mediaPairWith(t *testing.T, keyEvery int, o clientOpts) (alice, bob *testClient, stop func()) {
+	t.Helper()
 	svc := newTestService(t, nil)
-	alice = newTestClient(t, svc, "alice", testRoom, clientOpts{})
-	bob = newTestClient(t, svc, "bob", testRoom, clientOpts{})
+	alice = newTestClient(t, svc, "alice", testRoom, o)
+	bob = newTestClient(t, svc, "bob", testRoom, o)
 	alice.join()
 	aa, av := alice.addTracks()
 	alice.offer()
@@ -735,6 +741,14 @@ func TestICETCPFallback(t *testing.T) {
 	pair, err := bob.pc.SCTP().Transport().ICETransport().GetSelectedCandidatePair()
 	if err != nil || pair == nil || pair.Remote.Protocol != webrtc.ICEProtocolTCP || int(pair.Remote.Port) != svc.TCPAddr().(*net.TCPAddr).Port {
 		t.Fatalf("bob's selected pair %v (%v), want TCP to the SFU's port %v", pair, err, svc.TCPAddr())
+	}
+	// Over TCP the media goes through pion's session, not the direct
+	// send path (UDP only); alice's over UDP goes direct.
+	for _, p := range svc.room(testRoom).participants() {
+		ready, sent := p.direct.ready.Load(), p.direct.sent.Load()
+		if tcp := p.jid.Localpart() == "bob"; tcp == (ready || sent > 0) {
+			t.Errorf("%s: direct send path on %v, %d sent", p.jid, ready, sent)
+		}
 	}
 }
 

@@ -11,16 +11,17 @@ import (
 // media socket in one sendmmsg per publisher packet, and every
 // subscriber decrypts every packet.
 func TestFanoutSendsOneBatch(t *testing.T) {
+	t.Run("direct", func(t *testing.T) { testFanoutSendsOneBatch(t, true) })
+	t.Run("pion", func(t *testing.T) { testFanoutSendsOneBatch(t, false) })
+}
+
+func testFanoutSendsOneBatch(t *testing.T, direct bool) {
 	svc := newTestService(t, func(c *Config) { c.TCPAddr = "" })
-	api, err := svc.newAPI(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	u := &upTrack{clock: 90000, batch: svc.batch}
 	cache := &forward.PacketCache{}
 	var subs []*benchSubscriber
 	for range 3 {
-		bs := connectBenchSubscriber(t, api)
+		bs := connectBenchSubscriber(t, svc, benchPath{direct: direct})
 		bs.d.Caches = []*forward.PacketCache{cache}
 		u.fan.Add(bs.d)
 		subs = append(subs, bs)
@@ -49,6 +50,9 @@ func TestFanoutSendsOneBatch(t *testing.T) {
 			case <-deadline:
 				t.Fatalf("subscriber %d read %d of %d packets", i, bs.read.Load(), n)
 			}
+		}
+		if direct && bs.direct.sent.Load() < n {
+			t.Errorf("subscriber %d: %d packets went the direct way, want %d", i, bs.direct.sent.Load(), n)
 		}
 	}
 }

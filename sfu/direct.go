@@ -1,0 +1,334 @@
+package sfu
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/hex"
+	"errors"
+	"hash"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/pion/dtls/v3"
+	"github.com/pion/dtls/v3/pkg/crypto/prf"
+	"github.com/pion/dtls/v3/pkg/protocol/extension"
+	"github.com/pion/dtls/v3/pkg/protocol/handshake"
+	"github.com/pion/interceptor"
+	"github.com/pion/rtp"
+	"github.com/pion/srtp/v3"
+	"github.com/pion/webrtc/v4"
+
+	"poosms.org/poosms/internal/udpbatch"
+)
+
+// directSender sends a subscriber's RTP without pion's SRTP session, ICE
+// connection and UDP mux: it encrypts each packet itself and hands it to
+// the media socket (a udpbatch.Conn) toward the selected candidate pair.
+// pion keeps everything else: ICE, DTLS, SRTCP both ways, the received
+// media, and every interceptor above the bottom of the send chain (the
+// transport-wide sequence numbers, the sender reports' counts), which is
+// where directSender's writer sits (see directFactory). RTP header
+// encryption (RFC 9335) follows what pion negotiated (syncCryptex).
+//
+// The SRTP keys come from the DTLS handshake as RFC 5764 derives them
+// (the RFC 5705 exporter over the master secret and both randoms). pion
+// does not hand them out, so they are collected from the two places it
+// does show them: the key log (client random and master secret) and the
+// hook on the server's ServerHello (server random, cipher suite, SRTP
+// profile). The SFU answers as the DTLS server (newAPI), so it writes the
+// ServerHello; a connection where it is the client, uses an SRTP master
+// key identifier, a cipher suite whose PRF is not known here, or a candidate pair that is not UDP
+// over one of the SFU's own sockets stays on pion's path throughout.
+//
+// Once a packet has gone the direct way, its PeerConnection's RTP never
+// goes back to pion's path: pion's SRTP context would have missed the
+// packets between and could guess the rollover counter wrong. If the
+// selected pair later moves off the SFU's sockets, RTP is dropped until
+// it moves back (ICE over TCP after UDP worked is the one case).
+type directSender struct {
+	sockets func(netip.Addr) *udpbatch.Conn // the media socket a local candidate address is on
+
+	hmu          sync.Mutex // guards the handshake's values below
+	clientRandom []byte
+	master       []byte
+	serverRandom []byte
+	suite        dtls.CipherSuiteID
+	profile      srtp.ProtectionProfile
+	mki          bool
+
+	ready   atomic.Bool // keys derived and checks passed; RTP goes direct
+	route   atomic.Pointer[directRoute]
+	dropped atomic.Uint64 // RTP dropped while ready without a route
+	sent    atomic.Uint64
+
+	wmu     sync.Mutex // serialises encryption: ctx, cryptex, plain, sealed
+	ctx     *srtp.Context
+	cryptex srtp.CryptexMode // RTP header encryption in ctx
+	// plain holds the marshalled packet, sealed the encrypted one (the
+	// payload plus the largest authentication tag).
+	plain, sealed []byte
+}
+
+// directRoute is where the selected candidate pair sends: the SFU's
+// socket and the subscriber's address.
+type directRoute struct {
+	conn *udpbatch.Conn
+	to   netip.AddrPort
+}
+
+// maxDirectPacket is the largest RTP packet the direct path sends; a
+// larger one (none should be: the publisher's are at most the receive
+// MTU) goes as an error.
+const maxDirectPacket = 1500
+
+var errDirectTooLarge = errors.New("sfu: rtp packet too large to send")
+
+func newDirectSender(sockets func(netip.Addr) *udpbatch.Conn) *directSender {
+	return &directSender{
+		sockets: sockets,
+		plain:   make([]byte, maxDirectPacket),
+		sealed:  make([]byte, 0, maxDirectPacket+32),
+	}
+}
+
+// Write implements io.Writer for pion's DTLS key log: it keeps the client
+// random and master secret of an NSS key log line ("CLIENT_RANDOM <hex>
+// <hex>"). Nothing is written anywhere.
+func (d *directSender) Write(line []byte) (int, error) {
+	f := bytes.Fields(line)
+	if len(f) != 3 || string(f[0]) != "CLIENT_RANDOM" {
+		return len(line), nil
+	}
+	cr, err1 := hex.DecodeString(string(f[1]))
+	ms, err2 := hex.DecodeString(string(f[2]))
+	if err1 != nil || err2 != nil || len(cr) != handshake.RandomLength || len(ms) == 0 {
+		return len(line), nil
+	}
+	d.hmu.Lock()
+	d.clientRandom, d.master = cr, ms
+	d.hmu.Unlock()
+	return len(line), nil
+}
+
+// serverHello is pion's ServerHello hook: it notes the server random,
+// cipher suite and SRTP profile the SFU is about to send, and sends the
+// message unchanged.
+func (d *directSender) serverHello(m handshake.MessageServerHello) handshake.Message {
+	r := m.Random.MarshalFixed()
+	d.hmu.Lock()
+	d.serverRandom = r[:]
+	d.suite = 0
+	if m.CipherSuiteID != nil {
+		d.suite = dtls.CipherSuiteID(*m.CipherSuiteID)
+	}
+	d.profile, d.mki = 0, false
+	for _, e := range m.Extensions {
+		if u, ok := e.(*extension.UseSRTP); ok && len(u.ProtectionProfiles) == 1 {
+			d.profile = srtp.ProtectionProfile(u.ProtectionProfiles[0])
+			d.mki = len(u.MasterKeyIdentifier) > 0
+		}
+	}
+	d.hmu.Unlock()
+	return &m
+}
+
+// prfHash is the TLS 1.2 PRF's hash of the cipher suites pion offers;
+// ok is false for any other suite.
+func prfHash(id dtls.CipherSuiteID) (h func() hash.Hash, ok bool) {
+	switch id {
+	case dtls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, dtls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+		dtls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, dtls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+		dtls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA, dtls.TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA:
+		return sha256.New, true
+	case dtls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, dtls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384:
+		return sha512.New384, true
+	}
+	return nil, false
+}
+
+// keys derives the SFU's SRTP keys (as the DTLS server) from what the
+// handshake showed, or says why it cannot.
+func (d *directSender) keys() (*srtp.Config, string) {
+	d.hmu.Lock()
+	e := &exporter{master: d.master, clientRandom: d.clientRandom, serverRandom: d.serverRandom}
+	suite, profile, mki := d.suite, d.profile, d.mki
+	d.hmu.Unlock()
+	switch {
+	case e.serverRandom == nil:
+		return nil, "the SFU is not the DTLS server"
+	case e.master == nil:
+		return nil, "no master secret seen"
+	case mki:
+		return nil, "srtp master key identifier in use"
+	}
+	h, ok := prfHash(suite)
+	if !ok {
+		return nil, "cipher suite " + dtls.CipherSuiteName(suite)
+	}
+	e.hash = h
+	cfg := &srtp.Config{Profile: profile}
+	if err := cfg.ExtractSessionKeysFromDTLS(e, false); err != nil {
+		return nil, "srtp profile: " + err.Error()
+	}
+	return cfg, ""
+}
+
+// exporter is RFC 5705's keying material exporter over one handshake's
+// values, as DTLS-SRTP uses it (no context).
+type exporter struct {
+	master, clientRandom, serverRandom []byte
+	hash                               func() hash.Hash
+}
+
+func (e *exporter) ExportKeyingMaterial(label string, context []byte, length int) ([]byte, error) {
+	if len(context) != 0 {
+		return nil, errors.New("sfu: exporter context not supported")
+	}
+	seed := make([]byte, 0, len(label)+2*handshake.RandomLength)
+	seed = append(append(append(seed, label...), e.clientRandom...), e.serverRandom...)
+	return prf.PHash(e.master, seed, length, e.hash)
+}
+
+// start derives the keys once the PeerConnection is connected and, if
+// every condition holds, turns the direct path on. It says why not
+// otherwise ("" when on).
+func (d *directSender) start(pc *webrtc.PeerConnection) string {
+	keys, why := d.keys()
+	if why != "" {
+		return why
+	}
+	ctx, err := srtp.CreateContext(keys.Keys.LocalMasterKey, keys.Keys.LocalMasterSalt, keys.Profile)
+	if err != nil {
+		return "srtp context: " + err.Error()
+	}
+	d.updateRoute(pc)
+	if d.route.Load() == nil {
+		return "the selected candidate pair is not on the SFU's UDP sockets"
+	}
+	d.wmu.Lock()
+	d.ctx = ctx
+	d.wmu.Unlock()
+	d.syncCryptex(pc)
+	d.ready.Store(true)
+	return ""
+}
+
+// syncCryptex follows the negotiated RTP header encryption (RFC 9335):
+// pion sets its own sending side's mode from each remote description, so
+// call it after every SetRemoteDescription. Packets sent between the two
+// go with the mode before.
+func (d *directSender) syncCryptex(pc *webrtc.PeerConnection) {
+	mode := srtp.CryptexModeDisabled
+	for _, tr := range pc.GetTransceivers() {
+		if tr.RTPHeaderEncryptionNegotiated() {
+			mode = srtp.CryptexModeEnabled
+			break
+		}
+	}
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
+	if d.ctx == nil || mode == d.cryptex {
+		return
+	}
+	if err := d.ctx.UpdateOptions(srtp.Cryptex(mode)); err == nil {
+		d.cryptex = mode
+	}
+}
+
+// updateRoute follows the selected candidate pair.
+func (d *directSender) updateRoute(pc *webrtc.PeerConnection) {
+	pair, err := pc.SCTP().Transport().ICETransport().GetSelectedCandidatePair()
+	if err != nil || pair == nil {
+		d.route.Store(nil)
+		return
+	}
+	d.route.Store(d.routeFor(pair))
+}
+
+func (d *directSender) routeFor(pair *webrtc.ICECandidatePair) *directRoute {
+	l, r := pair.Local, pair.Remote
+	if l == nil || r == nil || l.Protocol != webrtc.ICEProtocolUDP || r.Protocol != webrtc.ICEProtocolUDP ||
+		l.Typ != webrtc.ICECandidateTypeHost {
+		return nil
+	}
+	la, err1 := netip.ParseAddr(l.Address)
+	ra, err2 := netip.ParseAddr(r.Address)
+	if err1 != nil || err2 != nil || r.Port == 0 {
+		return nil
+	}
+	c := d.sockets(la.Unmap())
+	if c == nil {
+		return nil
+	}
+	return &directRoute{conn: c, to: netip.AddrPortFrom(ra.Unmap(), r.Port)}
+}
+
+// send encrypts and sends one packet; sent reports whether the direct
+// path took it (false: pion's path should).
+func (d *directSender) send(h *rtp.Header, payload []byte) (n int, sent bool, err error) {
+	if !d.ready.Load() {
+		return 0, false, nil
+	}
+	r := d.route.Load()
+	if r == nil {
+		d.dropped.Add(1)
+		return 0, true, nil
+	}
+	size := h.MarshalSize() + len(payload)
+	if size > maxDirectPacket {
+		return 0, true, errDirectTooLarge
+	}
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
+	hl, err := h.MarshalTo(d.plain)
+	if err != nil {
+		return 0, true, err
+	}
+	copy(d.plain[hl:], payload)
+	out, err := d.ctx.EncryptRTP(d.sealed[:0], d.plain[:size], h)
+	if err != nil {
+		return 0, true, err
+	}
+	if _, err := r.conn.WriteToAddrPort(out, r.to); err != nil {
+		return 0, true, err
+	}
+	d.sent.Add(1)
+	return size, true, nil
+}
+
+// directFactory puts a directSender's writer at the bottom of every
+// local stream's interceptor chain (register it first), below the sender
+// reports and the transport-wide sequence numbers.
+type directFactory struct{ d *directSender }
+
+func (f directFactory) NewInterceptor(string) (interceptor.Interceptor, error) {
+	return &directInterceptor{d: f.d}, nil
+}
+
+type directInterceptor struct {
+	interceptor.NoOp
+	d *directSender
+}
+
+func (i *directInterceptor) BindLocalStream(_ *interceptor.StreamInfo, w interceptor.RTPWriter) interceptor.RTPWriter {
+	return interceptor.RTPWriterFunc(func(h *rtp.Header, payload []byte, a interceptor.Attributes) (int, error) {
+		if n, sent, err := i.d.send(h, payload); sent {
+			return n, err
+		}
+		return w.Write(h, payload, a)
+	})
+}
+
+// offersPassive reports whether an offer fixes its own DTLS role as the
+// server (a=setup:passive; RFC 8842 asks offers for actpass, but an
+// answerer must take such an offer). The SFU's usual PeerConnection
+// answers as the DTLS server, and pion would then state a=setup:passive
+// in the answer too while its DTLS transport rightly takes the client's
+// role: neither side would start the handshake. Such a client gets a
+// PeerConnection without the direct send path.
+func offersPassive(offer string) bool {
+	return strings.Contains(offer, "a=setup:passive")
+}

@@ -1,0 +1,204 @@
+package sfu
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/pion/dtls/v3"
+	"github.com/pion/dtls/v3/pkg/crypto/selfsign"
+	"github.com/pion/srtp/v3"
+)
+
+// handshakeDTLS runs a real DTLS handshake over loopback between a
+// client and a server configured by the given functions, and returns the
+// server's connection state.
+func handshakeDTLS(t *testing.T, client []dtls.ClientOption, server []dtls.ServerOption) dtls.State {
+	t.Helper()
+	cert, err := selfsign.GenerateSelfSigned()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ca.Close()
+	sa, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sa.Close()
+	client = append([]dtls.ClientOption{dtls.WithCertificates(cert), dtls.WithInsecureSkipVerify(true)}, client...)
+	server = append([]dtls.ServerOption{dtls.WithCertificates(cert), dtls.WithInsecureSkipVerify(true),
+		dtls.WithClientAuth(dtls.RequireAnyClientCert)}, server...)
+	cc, err := dtls.ClientWithOptions(ca, sa.LocalAddr(), client...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	sc, err := dtls.ServerWithOptions(sa, ca.LocalAddr(), server...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	errs := make(chan error, 1)
+	go func() { errs <- cc.HandshakeContext(ctx) }()
+	if err := sc.HandshakeContext(ctx); err != nil {
+		t.Fatalf("server handshake: %v", err)
+	}
+	if err := <-errs; err != nil {
+		t.Fatalf("client handshake: %v", err)
+	}
+	st, ok := sc.ConnectionState()
+	if !ok {
+		t.Fatal("no connection state")
+	}
+	return st
+}
+
+// TestDirectKeysMatchDTLS: the SRTP keys directSender derives from the key
+// log and the ServerHello are the ones DTLS itself exports (RFC 5764), for
+// every cipher suite whose PRF it knows, with and without the extended
+// master secret, for each SRTP profile the SFU offers.
+func TestDirectKeysMatchDTLS(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		suite   dtls.CipherSuiteID
+		profile dtls.SRTPProtectionProfile
+		ems     dtls.ExtendedMasterSecretType
+	}{
+		{"aes128gcm-sha256", dtls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, dtls.SRTP_AEAD_AES_128_GCM, dtls.RequireExtendedMasterSecret},
+		{"no-ems", dtls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, dtls.SRTP_AEAD_AES_128_GCM, dtls.DisableExtendedMasterSecret},
+		{"aes256gcm-sha384", dtls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, dtls.SRTP_AEAD_AES_256_GCM, dtls.RequestExtendedMasterSecret},
+		{"aes256cbc-sha", dtls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA, dtls.SRTP_AES128_CM_HMAC_SHA1_80, dtls.RequestExtendedMasterSecret},
+		{"chacha20", dtls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, dtls.SRTP_AES128_CM_HMAC_SHA1_80, dtls.RequestExtendedMasterSecret},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d := newDirectSender(nil)
+			st := handshakeDTLS(t, []dtls.ClientOption{
+				dtls.WithCipherSuites(c.suite),
+				dtls.WithSRTPProtectionProfiles(c.profile, dtls.SRTP_AES128_CM_HMAC_SHA1_80),
+				dtls.WithExtendedMasterSecret(c.ems),
+			}, []dtls.ServerOption{
+				dtls.WithCipherSuites(c.suite),
+				dtls.WithSRTPProtectionProfiles(c.profile),
+				dtls.WithExtendedMasterSecret(c.ems),
+				dtls.WithKeyLogWriter(d),
+				dtls.WithServerHelloMessageHook(d.serverHello),
+			})
+			got, why := d.keys()
+			if why != "" {
+				t.Fatalf("no keys: %s", why)
+			}
+			want := &srtp.Config{Profile: srtp.ProtectionProfile(c.profile)}
+			if err := want.ExtractSessionKeysFromDTLS(&st, false); err != nil {
+				t.Fatal(err)
+			}
+			if got.Profile != want.Profile {
+				t.Fatalf("profile %v, want %v", got.Profile, want.Profile)
+			}
+			for _, k := range []struct {
+				name      string
+				got, want []byte
+			}{
+				{"local key", got.Keys.LocalMasterKey, want.Keys.LocalMasterKey},
+				{"local salt", got.Keys.LocalMasterSalt, want.Keys.LocalMasterSalt},
+				{"remote key", got.Keys.RemoteMasterKey, want.Keys.RemoteMasterKey},
+				{"remote salt", got.Keys.RemoteMasterSalt, want.Keys.RemoteMasterSalt},
+			} {
+				if len(k.want) == 0 || !bytes.Equal(k.got, k.want) {
+					t.Errorf("%s %x, want %x", k.name, k.got, k.want)
+				}
+			}
+		})
+	}
+}
+
+// TestDirectKeysNeedTheServerSide: as the DTLS client, or with a suite
+// whose PRF it does not know, directSender derives nothing and says why
+// (the PeerConnection then stays on pion's path).
+func TestDirectKeysNeedTheServerSide(t *testing.T) {
+	d := newDirectSender(nil)
+	handshakeDTLS(t, []dtls.ClientOption{
+		dtls.WithSRTPProtectionProfiles(dtls.SRTP_AEAD_AES_128_GCM), dtls.WithKeyLogWriter(d),
+	}, []dtls.ServerOption{
+		dtls.WithSRTPProtectionProfiles(dtls.SRTP_AEAD_AES_128_GCM),
+	})
+	if _, why := d.keys(); why != "the SFU is not the DTLS server" {
+		t.Fatalf("as the client: %q", why)
+	}
+
+	d = newDirectSender(nil)
+	d.hmu.Lock()
+	d.master, d.clientRandom, d.serverRandom = make([]byte, 48), make([]byte, 32), make([]byte, 32)
+	d.suite, d.profile = dtls.TLS_PSK_WITH_AES_128_CCM, srtp.ProtectionProfileAeadAes128Gcm
+	d.hmu.Unlock()
+	if _, why := d.keys(); why == "" {
+		t.Fatal("keys derived for a suite whose PRF is not known")
+	}
+}
+
+// TestDirectKeyLogLines: the key log writer keeps a well-formed
+// CLIENT_RANDOM line and ignores anything else.
+func TestDirectKeyLogLines(t *testing.T) {
+	d := newDirectSender(nil)
+	for _, line := range []string{
+		"",
+		"CLIENT_RANDOM zz 00\n",
+		"CLIENT_RANDOM 0011 2233\n", // a random of the wrong length
+		"SERVER_HANDSHAKE_TRAFFIC_SECRET " + string(bytes.Repeat([]byte("ab"), 32)) + " 00\n",
+	} {
+		if n, err := d.Write([]byte(line)); n != len(line) || err != nil {
+			t.Fatalf("Write(%q) = %d, %v", line, n, err)
+		}
+	}
+	if d.master != nil || d.clientRandom != nil {
+		t.Fatal("a malformed line was kept")
+	}
+	line := "CLIENT_RANDOM " + string(bytes.Repeat([]byte("ab"), 32)) + " " + string(bytes.Repeat([]byte("cd"), 48)) + "\n"
+	if _, err := d.Write([]byte(line)); err != nil {
+		t.Fatal(err)
+	}
+	if len(d.clientRandom) != 32 || len(d.master) != 48 || d.master[0] != 0xcd {
+		t.Fatalf("kept random %x, master %x", d.clientRandom, d.master)
+	}
+}
+
+// TestMediaGoesTheDirectWay: in a conference over UDP, what each
+// subscriber receives left through the direct send path, and it decrypts
+// (mediaPair waits for the other's video). When the client's offer makes
+// the SFU the DTLS client, the keys are not seen: the media goes through
+// pion's session instead, and still arrives.
+func TestMediaGoesTheDirectWay(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		passive bool
+	}{{"sfu-dtls-server", false}, {"sfu-dtls-client", true}} {
+		t.Run(c.name, func(t *testing.T) {
+			alice, bob, stop := mediaPairWith(t, 1, clientOpts{passive: c.passive})
+			defer stop()
+			alice.waitFor("bob's video", 15*time.Second, func() bool {
+				r := alice.trackFrom(bob.id, "video/")
+				return r != nil && len(r.payloads) > 5
+			})
+			parts := alice.svc.room(testRoom).participants()
+			if len(parts) != 2 {
+				t.Fatalf("%d participants", len(parts))
+			}
+			for _, p := range parts {
+				sent, ready := p.direct.sent.Load(), p.direct.ready.Load()
+				if c.passive && (ready || sent != 0) {
+					t.Errorf("%s: direct path on (%d sent) with the SFU as the DTLS client", p.jid, sent)
+				}
+				if !c.passive && (!ready || sent < 5) {
+					t.Errorf("%s: %d packets sent the direct way (on: %v)", p.jid, sent, ready)
+				}
+			}
+		})
+	}
+}
