@@ -198,6 +198,14 @@ func TestMediaGoesTheDirectWay(t *testing.T) {
 				if !c.passive && (!ready || sent < 5) {
 					t.Errorf("%s: %d packets sent the direct way (on: %v)", p.jid, sent, ready)
 				}
+				// Pion clients offer RTP header encryption: the packets
+				// above carried their transport-wide numbers encrypted.
+				p.direct.wmu.Lock()
+				cryptex := p.direct.cryptex
+				p.direct.wmu.Unlock()
+				if !c.passive && cryptex != srtp.CryptexModeEnabled {
+					t.Errorf("%s: header encryption %v, want it negotiated and followed", p.jid, cryptex)
+				}
 			}
 		})
 	}
