@@ -121,7 +121,7 @@ fuzz_targets=(
 	"./signaling/sasl FuzzSCRAMClientFirst FuzzSCRAMClientFinal FuzzSCRAMExchange FuzzPlain"
 	"./signaling FuzzTCPStream FuzzWebSocketSession FuzzWebSocketFrame FuzzJID"
 	"./turn FuzzTURNUsername FuzzPeerAllowed FuzzTURNDatagram"
-	"./sfu FuzzOfferLimits FuzzOffer"
+	"./sfu FuzzOfferLimits FuzzOffer FuzzDirectReceive"
 	"./sfu/internal/bwe FuzzFeedback"
 	"./sfu/internal/rtpx FuzzRTCP"
 	"./chat FuzzMAMQuery"

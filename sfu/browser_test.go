@@ -272,6 +272,11 @@ func TestBrowserClient(t *testing.T) {
 	if missing > (hi-lo)/4 {
 		t.Fatalf("%d sequence numbers missing between %d and %d in the browser's video across layer switches: %v", missing, lo, hi, seqs)
 	}
+	// Chromium (the DTLS client, as the SFU's answer asks) is sent to and
+	// read from through the SFU's direct paths.
+	if sent, got, refused := carla.direct.sent.Load(), carla.direct.received.Load(), carla.direct.recvRefused.Load(); sent == 0 || got == 0 || refused != 0 {
+		t.Errorf("the browser's direct paths: %d sent, %d received, %d refused", sent, got, refused)
+	}
 	if !strings.EqualFold(bob.trackFrom(browserID, "video/").mime, "video/VP8") {
 		t.Logf("browser video codec: %s", bob.trackFrom(browserID, "video/").mime)
 	}

@@ -50,6 +50,7 @@ import (
 // it moves back (ICE over TCP after UDP worked is the one case).
 type directSender struct {
 	sockets func(netip.Addr) *udpbatch.Conn // the media socket a local candidate address is on
+	table   *recvTable                      // the sockets' filter's publishers (direct_recv.go); nil: no direct receiving
 
 	hmu          sync.Mutex // guards the handshake's values below
 	clientRandom []byte
@@ -63,6 +64,19 @@ type directSender struct {
 	route   atomic.Pointer[directRoute]
 	dropped atomic.Uint64 // RTP dropped while ready without a route
 	sent    atomic.Uint64
+
+	// The direct receive path (direct_recv.go).
+	recvReady   atomic.Bool
+	smu         sync.Mutex // serialises changes of streams
+	streams     atomic.Pointer[map[uint32]*recvStream]
+	rmu         sync.Mutex // serialises decryption: rctx, rhdr, rbuf
+	rctx        *srtp.Context
+	rhdr        rtp.Header
+	rbuf        []byte
+	received    atomic.Uint64  // packets decrypted
+	recvRefused atomic.Uint64  // packets that failed authentication or replayed
+	fmu         sync.Mutex     // guards from
+	from        netip.AddrPort // the address listed in table
 
 	wmu     sync.Mutex // serialises encryption: ctx, cryptex, plain, sealed
 	ctx     *srtp.Context
@@ -86,10 +100,12 @@ const maxDirectPacket = 1500
 
 var errDirectTooLarge = errors.New("sfu: rtp packet too large to send")
 
-func newDirectSender(sockets func(netip.Addr) *udpbatch.Conn) *directSender {
+func newDirectSender(sockets func(netip.Addr) *udpbatch.Conn, table *recvTable) *directSender {
 	return &directSender{
 		sockets: sockets,
+		table:   table,
 		plain:   make([]byte, maxDirectPacket),
+		rbuf:    make([]byte, 0, maxDirectPacket),
 		sealed:  make([]byte, 0, maxDirectPacket+32),
 	}
 }
@@ -213,7 +229,50 @@ func (d *directSender) start(pc *webrtc.PeerConnection) string {
 	d.wmu.Unlock()
 	d.syncCryptex(pc)
 	d.ready.Store(true)
+	if d.table != nil {
+		if err := d.startReceive(keys); err != nil {
+			return "srtp receive context: " + err.Error()
+		}
+		d.listRoute()
+	}
 	return ""
+}
+
+// listRoute lists the selected pair's remote address with the sockets'
+// filter (and takes the one listed before off).
+func (d *directSender) listRoute() {
+	if d.table == nil || !d.recvReady.Load() {
+		return
+	}
+	var to netip.AddrPort
+	if r := d.route.Load(); r != nil {
+		to = r.to
+	}
+	d.fmu.Lock()
+	defer d.fmu.Unlock()
+	if to == d.from {
+		return
+	}
+	if d.from.IsValid() {
+		d.table.remove(d.from, d)
+	}
+	d.from = to
+	if to.IsValid() {
+		d.table.set(to, d)
+	}
+}
+
+// stop takes the publisher off the sockets' filter.
+func (d *directSender) stop() {
+	if d.table == nil {
+		return
+	}
+	d.fmu.Lock()
+	defer d.fmu.Unlock()
+	if d.from.IsValid() {
+		d.table.remove(d.from, d)
+		d.from = netip.AddrPort{}
+	}
 }
 
 // syncCryptex follows the negotiated RTP header encryption (RFC 9335):
@@ -243,9 +302,10 @@ func (d *directSender) updateRoute(pc *webrtc.PeerConnection) {
 	pair, err := pc.SCTP().Transport().ICETransport().GetSelectedCandidatePair()
 	if err != nil || pair == nil {
 		d.route.Store(nil)
-		return
+	} else {
+		d.route.Store(d.routeFor(pair))
 	}
-	d.route.Store(d.routeFor(pair))
+	d.listRoute()
 }
 
 func (d *directSender) routeFor(pair *webrtc.ICECandidatePair) *directRoute {
@@ -311,6 +371,10 @@ func (f directFactory) NewInterceptor(string) (interceptor.Interceptor, error) {
 type directInterceptor struct {
 	interceptor.NoOp
 	d *directSender
+
+	mu     sync.Mutex
+	remote map[uint32]*recvStream // the remote streams bound, by SSRC
+	closed bool
 }
 
 func (i *directInterceptor) BindLocalStream(_ *interceptor.StreamInfo, w interceptor.RTPWriter) interceptor.RTPWriter {

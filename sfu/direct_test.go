@@ -3,12 +3,17 @@ package sfu
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"io"
 	"net"
+	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/pion/dtls/v3"
 	"github.com/pion/dtls/v3/pkg/crypto/selfsign"
+	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
 )
 
@@ -79,7 +84,7 @@ func TestDirectKeysMatchDTLS(t *testing.T) {
 		{"chacha20", dtls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, dtls.SRTP_AES128_CM_HMAC_SHA1_80, dtls.RequestExtendedMasterSecret},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			d := newDirectSender(nil)
+			d := newDirectSender(nil, nil)
 			st := handshakeDTLS(t, []dtls.ClientOption{
 				dtls.WithCipherSuites(c.suite),
 				dtls.WithSRTPProtectionProfiles(c.profile, dtls.SRTP_AES128_CM_HMAC_SHA1_80),
@@ -123,7 +128,7 @@ func TestDirectKeysMatchDTLS(t *testing.T) {
 // whose PRF it does not know, directSender derives nothing and says why
 // (the PeerConnection then stays on pion's path).
 func TestDirectKeysNeedTheServerSide(t *testing.T) {
-	d := newDirectSender(nil)
+	d := newDirectSender(nil, nil)
 	handshakeDTLS(t, []dtls.ClientOption{
 		dtls.WithSRTPProtectionProfiles(dtls.SRTP_AEAD_AES_128_GCM), dtls.WithKeyLogWriter(d),
 	}, []dtls.ServerOption{
@@ -133,7 +138,7 @@ func TestDirectKeysNeedTheServerSide(t *testing.T) {
 		t.Fatalf("as the client: %q", why)
 	}
 
-	d = newDirectSender(nil)
+	d = newDirectSender(nil, nil)
 	d.hmu.Lock()
 	d.master, d.clientRandom, d.serverRandom = make([]byte, 48), make([]byte, 32), make([]byte, 32)
 	d.suite, d.profile = dtls.TLS_PSK_WITH_AES_128_CCM, srtp.ProtectionProfileAeadAes128Gcm
@@ -146,7 +151,7 @@ func TestDirectKeysNeedTheServerSide(t *testing.T) {
 // TestDirectKeyLogLines: the key log writer keeps a well-formed
 // CLIENT_RANDOM line and ignores anything else.
 func TestDirectKeyLogLines(t *testing.T) {
-	d := newDirectSender(nil)
+	d := newDirectSender(nil, nil)
 	for _, line := range []string{
 		"",
 		"CLIENT_RANDOM zz 00\n",
@@ -171,7 +176,8 @@ func TestDirectKeyLogLines(t *testing.T) {
 
 // TestMediaGoesTheDirectWay: in a conference over UDP, what each
 // subscriber receives left through the direct send path, and it decrypts
-// (mediaPair waits for the other's video). When the client's offer makes
+// (mediaPair waits for the other's video); what each publisher sends came
+// in through the direct receive path. When the client's offer makes
 // the SFU the DTLS client, the keys are not seen: the media goes through
 // pion's session instead, and still arrives.
 func TestMediaGoesTheDirectWay(t *testing.T) {
@@ -198,6 +204,11 @@ func TestMediaGoesTheDirectWay(t *testing.T) {
 				if !c.passive && (!ready || sent < 5) {
 					t.Errorf("%s: %d packets sent the direct way (on: %v)", p.jid, sent, ready)
 				}
+				// What it published came in the direct way too.
+				received, refused := p.direct.received.Load(), p.direct.recvRefused.Load()
+				if c.passive && received != 0 || !c.passive && received < 5 || refused != 0 {
+					t.Errorf("%s: %d packets received the direct way, %d refused", p.jid, received, refused)
+				}
 				// Pion clients offer RTP header encryption: the packets
 				// above carried their transport-wide numbers encrypted.
 				p.direct.wmu.Lock()
@@ -209,4 +220,147 @@ func TestMediaGoesTheDirectWay(t *testing.T) {
 			}
 		})
 	}
+}
+
+// recvFixture is a directSender listed with a filter table for a
+// publisher at from, reading one stream (SSRC 0x1234) directly, and the
+// publisher's SRTP context to make its packets.
+type recvFixture struct {
+	table recvTable
+	d     *directSender
+	s     *recvStream
+	from  netip.AddrPort
+	pub   *srtp.Context
+	seq   uint16
+}
+
+func newRecvFixture(tb testing.TB) *recvFixture {
+	tb.Helper()
+	f := &recvFixture{from: netip.MustParseAddrPort("127.0.0.1:40000")}
+	keys := &srtp.Config{Profile: srtp.ProtectionProfileAeadAes128Gcm}
+	// Keys of its own: no packet made for another fixture authenticates.
+	keys.Keys.RemoteMasterKey = make([]byte, 16)
+	keys.Keys.RemoteMasterSalt = make([]byte, 12)
+	_, _ = rand.Read(keys.Keys.RemoteMasterKey)
+	_, _ = rand.Read(keys.Keys.RemoteMasterSalt)
+	f.d = newDirectSender(nil, &f.table)
+	if err := f.d.startReceive(keys); err != nil {
+		tb.Fatal(err)
+	}
+	pub, err := srtp.CreateContext(keys.Keys.RemoteMasterKey, keys.Keys.RemoteMasterSalt, keys.Profile)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	f.pub = pub
+	f.s = newRecvStream(0x1234)
+	f.d.publish(f.s)
+	f.table.set(f.from, f.d)
+	return f
+}
+
+// packet returns the publisher's next packet: payload, encrypted.
+func (f *recvFixture) packet(tb testing.TB, payload string) []byte {
+	tb.Helper()
+	f.seq++
+	p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: f.seq, SSRC: 0x1234}, Payload: []byte(payload)}
+	raw, err := p.Marshal()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	out, err := f.pub.EncryptRTP(nil, raw, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return out
+}
+
+// TestDirectReceiveFilter: the sockets' filter takes a listed publisher's
+// SRTP for a stream read directly and queues it decrypted; a forged or
+// replayed packet is taken and dropped (pion never sees it); anything
+// else — another address, another SSRC, SRTCP, STUN, DTLS, a runt — is
+// left to pion. A full queue drops; a closed one reads out, then ends.
+func TestDirectReceiveFilter(t *testing.T) {
+	f := newRecvFixture(t)
+	p := f.packet(t, "hello")
+	if !f.table.filter(p, f.from) {
+		t.Fatal("a listed publisher's packet was not taken")
+	}
+	buf := make([]byte, 1500)
+	n, err := f.s.pop(buf)
+	var h rtp.Packet
+	if err != nil || h.Unmarshal(buf[:n]) != nil || string(h.Payload) != "hello" || h.SequenceNumber != 1 {
+		t.Fatalf("queued %x (%v)", buf[:n], err)
+	}
+	if !f.table.filter(p, f.from) {
+		t.Fatal("a replayed packet was not taken")
+	}
+	forged := f.packet(t, "forged")
+	forged[len(forged)-1] ^= 1
+	if !f.table.filter(forged, f.from) {
+		t.Fatal("a forged packet was not taken")
+	}
+	if got := f.d.recvRefused.Load(); got != 2 || f.s.n != 0 {
+		t.Fatalf("refused %d, queued %d; want 2 refused, none queued", got, f.s.n)
+	}
+	// The v4-mapped form of the publisher's address is the same address.
+	mapped := netip.AddrPortFrom(netip.AddrFrom16(f.from.Addr().As16()), f.from.Port())
+	if !f.table.filter(f.packet(t, "mapped"), mapped) {
+		t.Fatal("the v4-mapped address was not recognised")
+	}
+	other := f.packet(t, "x")
+	binary.BigEndian.PutUint32(other[8:12], 0x9999)
+	for _, c := range []struct {
+		name string
+		p    []byte
+		from netip.AddrPort
+	}{
+		{"another address", f.packet(t, "x"), netip.MustParseAddrPort("127.0.0.2:40000")},
+		{"another ssrc", other, f.from},
+		{"srtcp", append([]byte{0x80, 200}, make([]byte, 30)...), f.from},
+		{"stun", append([]byte{0x00, 0x01}, make([]byte, 30)...), f.from},
+		{"dtls", append([]byte{22, 0xfe}, make([]byte, 30)...), f.from},
+		{"runt", []byte{0x80, 96, 0, 1}, f.from},
+	} {
+		if f.table.filter(c.p, c.from) {
+			t.Errorf("%s: taken", c.name)
+		}
+	}
+	for range recvQueue {
+		f.table.filter(f.packet(t, "fill"), f.from)
+	}
+	if f.s.dropped.Load() != 1 {
+		t.Fatalf("dropped %d with a full queue, want 1", f.s.dropped.Load())
+	}
+	f.d.unpublish(f.s)
+	if f.table.filter(f.packet(t, "after"), f.from) {
+		t.Fatal("a packet of an unpublished stream was taken")
+	}
+	for i := range recvQueue {
+		if _, err := f.s.pop(buf); err != nil {
+			t.Fatalf("closed queue, packet %d: %v", i, err)
+		}
+	}
+	if _, err := f.s.pop(buf); err != io.EOF {
+		t.Fatalf("drained closed queue: %v, want EOF", err)
+	}
+}
+
+// FuzzDirectReceive: whatever arrives from a listed publisher's address,
+// the filter does not panic, queues nothing that did not authenticate,
+// and still takes the publisher's next real packet.
+func FuzzDirectReceive(f *testing.F) {
+	fx := newRecvFixture(f)
+	f.Add(fx.packet(f, "seed"))
+	f.Add([]byte{0x80, 96, 0, 1, 0, 0, 0, 0, 0, 0, 0x12, 0x34})
+	f.Add([]byte{0x90, 96, 0, 1, 0, 0, 0, 0, 0, 0, 0x12, 0x34, 0xbe, 0xde, 0, 9})
+	f.Fuzz(func(t *testing.T, p []byte) {
+		fx := newRecvFixture(t)
+		fx.table.filter(p, fx.from)
+		if fx.s.n != 0 {
+			t.Fatalf("%x was queued", p)
+		}
+		if !fx.table.filter(fx.packet(t, "real"), fx.from) || fx.s.n != 1 {
+			t.Fatal("the next real packet was not queued")
+		}
+	})
 }

@@ -100,7 +100,7 @@ func connectBenchSubscriber(b testing.TB, svc *Service, path benchPath) *benchSu
 		onBWE = func(bandwidthEstimator) {}
 	}
 	if path.direct {
-		bs.direct = newDirectSender(svc.socketFor)
+		bs.direct = newDirectSender(svc.socketFor, &svc.recv)
 	}
 	api, err := svc.newAPI(onBWE, bs.direct)
 	if err != nil {

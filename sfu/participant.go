@@ -72,7 +72,7 @@ func newParticipant(r *room, p Peer) (*participant, error) {
 		connected: make(chan struct{}),
 	}
 	part.log = r.log.With("jid", part.jid.String(), "participant", part.id)
-	part.direct = newDirectSender(r.s.socketFor)
+	part.direct = newDirectSender(r.s.socketFor, &r.s.recv)
 	pc, err := part.newPC(part.direct)
 	if err != nil {
 		return nil, err
@@ -692,6 +692,7 @@ func (p *participant) close() {
 	for _, s := range subs {
 		s.up.fan.Remove(s.dt)
 	}
+	p.direct.stop()
 	if err := pc.Close(); err != nil {
 		p.log.Debug("sfu: close peer connection", "err", err)
 	}

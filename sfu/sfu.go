@@ -139,6 +139,7 @@ type Service struct {
 	firstUDP net.Addr
 	batch    *udpbatch.Group  // batches the media sockets' writes during fan-outs
 	sockets  []*udpbatch.Conn // every media UDP socket, for the direct send path
+	recv     recvTable        // the publishers the sockets' filter reads directly
 	udpMux   ice.UDPMux
 	tcpLn    net.Listener
 	tcpMux   *ice.TCPMuxDefault

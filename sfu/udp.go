@@ -71,6 +71,7 @@ func (s *Service) listenBatched(addr *net.UDPAddr) (*udpbatch.Conn, error) {
 		_ = c.Close()
 		return nil, fmt.Errorf("sfu: media udp %q: %w", addr, err)
 	}
+	bc.SetFilter(s.recv.filter)
 	s.sockets = append(s.sockets, bc)
 	return bc, nil
 }

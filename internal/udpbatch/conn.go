@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -140,6 +141,8 @@ type Conn struct {
 	r      *Reader
 	rn, ri int // datagrams of the last read, and the next to hand out
 
+	filter atomic.Pointer[Filter]
+
 	// Guarded by g.mu.
 	w      *Writer
 	arena  []byte // the queued datagrams' copies, packed
@@ -258,21 +261,40 @@ func (c *Conn) consume(n int) bool {
 	return false
 }
 
+// Filter sees each datagram a Conn reads before the Conn hands it out;
+// one it takes (returns true) is not handed out. It runs on the reading
+// goroutine and must not keep p.
+type Filter func(p []byte, from netip.AddrPort) (taken bool)
+
+// SetFilter sets the filter of the datagrams read (nil: none).
+func (c *Conn) SetFilter(f Filter) {
+	if f == nil {
+		c.filter.Store(nil)
+		return
+	}
+	c.filter.Store(&f)
+}
+
 // ReadFromAddrPort returns the next datagram, reading a batch when none
 // is left from the last one. A datagram longer than b is cut, as a
 // socket read would cut it.
 func (c *Conn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
-	for c.ri >= c.rn {
-		c.rn, c.ri = 0, 0
-		if err := c.r.Read(); err != nil {
-			return 0, netip.AddrPort{}, err
+	for {
+		for c.ri >= c.rn {
+			c.rn, c.ri = 0, 0
+			if err := c.r.Read(); err != nil {
+				return 0, netip.AddrPort{}, err
+			}
 		}
+		buf, n, from := c.r.Packet(c.ri)
+		c.ri++
+		if f := c.filter.Load(); f != nil && (*f)(buf[:n], from) {
+			continue
+		}
+		return copy(b, buf[:n]), from, nil
 	}
-	buf, n, from := c.r.Packet(c.ri)
-	c.ri++
-	return copy(b, buf[:n]), from, nil
 }
 
 // ReadFrom is ReadFromAddrPort with a *net.UDPAddr.

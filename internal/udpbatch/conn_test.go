@@ -416,3 +416,54 @@ func TestConnDirectWriteError(t *testing.T) {
 		t.Fatalf("got %q", got)
 	}
 }
+
+// TestConnFilterTakesDatagrams: datagrams the filter takes are not handed
+// out; the rest come in order, and nothing is allocated.
+func TestConnFilterTakesDatagrams(t *testing.T) {
+	_, c, rc, _ := pair(t, 8)
+	to := c.LocalAddr().(*net.UDPAddr).AddrPort()
+	var taken []byte
+	c.SetFilter(func(p []byte, from netip.AddrPort) bool {
+		if from != addrOf(rc) {
+			t.Errorf("filter saw a datagram from %v", from)
+		}
+		if p[0]%2 == 1 {
+			taken = append(taken, p[0])
+			return true
+		}
+		return false
+	})
+	const n = readBatch + 5
+	for i := range n {
+		if _, err := rc.WriteToUDPAddrPort([]byte{byte(i), 1}, to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	buf := make([]byte, 2)
+	for i := 0; i < n; i += 2 {
+		got, _, err := c.ReadFromAddrPort(buf)
+		if err != nil || got != 2 || buf[0] != byte(i) {
+			t.Fatalf("want datagram %d, read %v (%v)", i, buf[:got], err)
+		}
+	}
+	// The filter took the odd ones, in order, by the time the last even
+	// one was handed out.
+	if len(taken) != n/2 || taken[0] != 1 || taken[len(taken)-1] != byte(n-2) {
+		t.Fatalf("filter took %v", taken)
+	}
+	c.SetFilter(nil)
+	if _, err := rc.WriteToUDPAddrPort([]byte{3, 1}, to); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := c.ReadFromAddrPort(buf); err != nil || got != 2 || buf[0] != 3 {
+		t.Fatalf("without a filter: %v (%v)", buf[:got], err)
+	}
+	c.SetFilter(func([]byte, netip.AddrPort) bool { return false })
+	allocs := testing.AllocsPerRun(50, func() {
+		_, _ = rc.WriteToUDPAddrPort([]byte{2, 1}, to)
+		_, _, _ = c.ReadFromAddrPort(buf)
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per filtered read", allocs)
+	}
+}

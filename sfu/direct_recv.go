@@ -1,0 +1,307 @@
+package sfu
+
+import (
+	"encoding/binary"
+	"io"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/srtp/v3"
+)
+
+// The direct receive path: a publisher's SRTP is taken off the media
+// socket as the socket is read (udpbatch.Conn's filter, on pion's UDP
+// mux goroutine), decrypted with the keys directSender derived, and
+// queued for the stream's reader at the bottom of pion's interceptor
+// chain. pion's receive-side interceptors (NACKs to the publisher,
+// receiver reports, TWCC feedback) still see every packet, above that
+// reader; what is left out is the mux's hand-off to the ICE candidate,
+// the ICE connection, pion's DTLS/SRTP demultiplexer and its SRTP session
+// — four goroutines and four copies per datagram.
+//
+// A stream goes direct at its first read after the keys are known: until
+// then (and for a stream pion has not bound yet: its first packets tell
+// pion which track and simulcast layer it is) the datagram goes pion's
+// way. What pion had already taken in when its stream switched is moved
+// into the queue by the stream's drain, a goroutine that ends with pion's
+// reader (those packets may come a little out of order with the first
+// direct ones, as the network may deliver them). SRTCP, STUN and DTLS
+// always go pion's way.
+
+// recvQueue is how many decrypted packets one stream holds for its
+// reader; a packet that finds it full is dropped (the reader is more
+// than recvQueue packets behind, as pion's own buffer would be).
+const recvQueue = 32
+
+// recvStream is one remote stream's queue.
+type recvStream struct {
+	ssrc   uint32
+	direct bool // the reader reads the queue (only the reader touches it)
+
+	mu      sync.Mutex
+	buf     []byte // recvQueue slots of maxDirectPacket bytes
+	lens    [recvQueue]int
+	head, n int
+	closed  bool
+	notify  chan struct{} // has a value after a push
+	dropped atomic.Uint64
+}
+
+func newRecvStream(ssrc uint32) *recvStream {
+	return &recvStream{ssrc: ssrc, notify: make(chan struct{}, 1)}
+}
+
+// push queues a copy of p, or drops it when the queue is full or closed
+// (or p is longer than a slot). The filter and a stream's drain (see
+// BindRemoteStream) both push.
+func (s *recvStream) push(p []byte) {
+	s.mu.Lock()
+	if s.closed || s.n == recvQueue || len(p) > maxDirectPacket {
+		s.mu.Unlock()
+		s.dropped.Add(1)
+		return
+	}
+	if s.buf == nil {
+		s.buf = make([]byte, recvQueue*maxDirectPacket)
+	}
+	i := (s.head + s.n) % recvQueue
+	s.lens[i] = copy(s.buf[i*maxDirectPacket:], p)
+	s.n++
+	s.mu.Unlock()
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
+}
+
+// drain moves what pion's reader r still has (what reached pion before
+// the filter took the stream's packets) into the queue, until pion ends
+// r with the stream (the PeerConnection closing, the track stopping).
+func (s *recvStream) drain(r interceptor.RTPReader) {
+	buf := make([]byte, maxDirectPacket)
+	for {
+		n, _, err := r.Read(buf, nil)
+		if err != nil {
+			return
+		}
+		s.push(buf[:n])
+	}
+}
+
+// pop waits for the next packet and copies it into b.
+func (s *recvStream) pop(b []byte) (int, error) {
+	for {
+		s.mu.Lock()
+		if s.n > 0 {
+			i := s.head
+			n := copy(b, s.buf[i*maxDirectPacket:i*maxDirectPacket+s.lens[i]])
+			s.head = (s.head + 1) % recvQueue
+			s.n--
+			s.mu.Unlock()
+			return n, nil
+		}
+		closed := s.closed
+		s.mu.Unlock()
+		if closed {
+			return 0, io.EOF
+		}
+		<-s.notify
+	}
+}
+
+func (s *recvStream) close() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
+}
+
+// recvTable maps a publisher's address (its selected candidate pair's
+// remote end) to its directSender, for the media sockets' filter.
+type recvTable struct {
+	mu sync.Mutex
+	m  atomic.Pointer[map[netip.AddrPort]*directSender]
+}
+
+func (t *recvTable) set(from netip.AddrPort, d *directSender) {
+	t.update(func(m map[netip.AddrPort]*directSender) { m[from] = d })
+}
+
+// remove removes from, if it is still d's.
+func (t *recvTable) remove(from netip.AddrPort, d *directSender) {
+	t.update(func(m map[netip.AddrPort]*directSender) {
+		if m[from] == d {
+			delete(m, from)
+		}
+	})
+}
+
+func (t *recvTable) update(f func(map[netip.AddrPort]*directSender)) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	next := map[netip.AddrPort]*directSender{}
+	if cur := t.m.Load(); cur != nil {
+		for k, v := range *cur {
+			next[k] = v
+		}
+	}
+	f(next)
+	t.m.Store(&next)
+}
+
+// filter is the media sockets' udpbatch.Filter: it takes the SRTP of a
+// stream that reads directly, and leaves everything else to pion.
+func (t *recvTable) filter(p []byte, from netip.AddrPort) bool {
+	// RTP version 2, not RTCP (payload types 192-223 with the marker
+	// bit: RFC 5761), long enough for the SSRC.
+	if len(p) < 12 || p[0]>>6 != 2 || (p[1] >= 192 && p[1] <= 223) {
+		return false
+	}
+	m := t.m.Load()
+	if m == nil {
+		return false
+	}
+	d := (*m)[netip.AddrPortFrom(from.Addr().Unmap(), from.Port())]
+	if d == nil {
+		return false
+	}
+	return d.receive(p)
+}
+
+// receive decrypts p into its stream's queue if the stream reads
+// directly. A packet that fails authentication or replays an earlier one
+// is dropped; so is one that finds the queue full.
+func (d *directSender) receive(p []byte) bool {
+	streams := d.streams.Load()
+	if streams == nil {
+		return false
+	}
+	s := (*streams)[binary.BigEndian.Uint32(p[8:12])]
+	if s == nil {
+		return false
+	}
+	d.rmu.Lock()
+	defer d.rmu.Unlock()
+	if len(p) > cap(d.rbuf) {
+		s.dropped.Add(1)
+		return true
+	}
+	out, err := d.rctx.DecryptRTP(d.rbuf[:0], p, &d.rhdr)
+	if err != nil {
+		d.recvRefused.Add(1)
+		return true
+	}
+	d.received.Add(1)
+	s.push(out)
+	return true
+}
+
+// publish lets the filter take s's packets from now on.
+func (d *directSender) publish(s *recvStream) {
+	d.smu.Lock()
+	defer d.smu.Unlock()
+	next := map[uint32]*recvStream{s.ssrc: s}
+	if cur := d.streams.Load(); cur != nil {
+		for k, v := range *cur {
+			if k != s.ssrc {
+				next[k] = v
+			}
+		}
+	}
+	d.streams.Store(&next)
+}
+
+// unpublish stops the filter taking s's packets and ends its reader.
+func (d *directSender) unpublish(s *recvStream) {
+	d.smu.Lock()
+	if cur := d.streams.Load(); cur != nil && (*cur)[s.ssrc] == s {
+		next := make(map[uint32]*recvStream, len(*cur))
+		for k, v := range *cur {
+			if k != s.ssrc {
+				next[k] = v
+			}
+		}
+		d.streams.Store(&next)
+	}
+	d.smu.Unlock()
+	s.close()
+}
+
+// startReceive makes the decryption context from the remote keys and
+// lists the publisher's address with the sockets' filter.
+func (d *directSender) startReceive(keys *srtp.Config) error {
+	ctx, err := srtp.CreateContext(keys.Keys.RemoteMasterKey, keys.Keys.RemoteMasterSalt, keys.Profile,
+		srtp.SRTPReplayProtection(recvReplayWindow), srtp.Cryptex(srtp.CryptexModeEnabled))
+	if err != nil {
+		return err
+	}
+	d.rmu.Lock()
+	d.rctx = ctx
+	d.rmu.Unlock()
+	d.recvReady.Store(true)
+	return nil
+}
+
+// recvReplayWindow is the SRTP replay window of the direct receive path,
+// in packets (pion's default for its own sessions is 64).
+const recvReplayWindow = 64
+
+// BindRemoteStream puts the stream's reader at the bottom of its chain:
+// pion's reader until the keys are known, then the stream's queue.
+func (i *directInterceptor) BindRemoteStream(info *interceptor.StreamInfo, r interceptor.RTPReader) interceptor.RTPReader {
+	s := newRecvStream(info.SSRC)
+	i.mu.Lock()
+	if i.remote == nil {
+		i.remote = map[uint32]*recvStream{}
+	}
+	if old := i.remote[info.SSRC]; old != nil {
+		i.d.unpublish(old)
+	}
+	i.remote[info.SSRC] = s
+	closed := i.closed
+	i.mu.Unlock()
+	if closed {
+		s.close()
+	}
+	return interceptor.RTPReaderFunc(func(b []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) {
+		if !s.direct {
+			if !i.d.recvReady.Load() {
+				return r.Read(b, a)
+			}
+			s.direct = true
+			i.d.publish(s)
+			go s.drain(r)
+		}
+		n, err := s.pop(b)
+		return n, a, err
+	})
+}
+
+// UnbindRemoteStream ends the stream's direct reading.
+func (i *directInterceptor) UnbindRemoteStream(info *interceptor.StreamInfo) {
+	i.mu.Lock()
+	s := i.remote[info.SSRC]
+	delete(i.remote, info.SSRC)
+	i.mu.Unlock()
+	if s != nil {
+		i.d.unpublish(s)
+	}
+}
+
+// Close ends every stream's direct reading.
+func (i *directInterceptor) Close() error {
+	i.mu.Lock()
+	i.closed = true
+	streams := i.remote
+	i.remote = nil
+	i.mu.Unlock()
+	for _, s := range streams {
+		i.d.unpublish(s)
+	}
+	return nil
+}
