@@ -1,12 +1,14 @@
 package testenv
 
 import (
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -29,15 +31,32 @@ func BuildPoosmsd(t testing.TB) string {
 }
 
 // FreeAddr returns a loopback TCP address that was free a moment ago.
+// Its port is below Linux's default ephemeral range (32768-60999), from
+// which the kernel hands out the ports of every connection and of every
+// listener on port 0: a port taken from that range and closed could be
+// handed to another socket of the test before the test binds it again.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	var err error
+	for range 200 {
+		port := freePortLow + rand.IntN(freePortHigh-freePortLow)
+		var ln net.Listener
+		ln, err = net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err == nil {
+			addr := ln.Addr().String()
+			_ = ln.Close()
+			return addr
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatalf("no free port in %d-%d: %v", freePortLow, freePortHigh, err)
+	return ""
 }
+
+// The ports FreeAddr picks from.
+const (
+	freePortLow  = 20000
+	freePortHigh = 32768
+)
 
 // Daemon is poosmsd running as a process on loopback ports.
 type Daemon struct {
