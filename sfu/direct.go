@@ -24,14 +24,17 @@ import (
 	"poosms.org/poosms/internal/udpbatch"
 )
 
-// directSender sends a subscriber's RTP without pion's SRTP session, ICE
-// connection and UDP mux: it encrypts each packet itself and hands it to
-// the media socket (a udpbatch.Conn) toward the selected candidate pair.
-// pion keeps everything else: ICE, DTLS, SRTCP both ways, the received
-// media, and every interceptor above the bottom of the send chain (the
-// transport-wide sequence numbers, the sender reports' counts), which is
-// where directSender's writer sits (see directFactory). RTP header
-// encryption (RFC 9335) follows what pion negotiated (syncCryptex).
+// directSender is a participant's SRTP done by the SFU itself. It sends
+// the participant's RTP without pion's SRTP session, ICE connection and
+// UDP mux: it encrypts each packet and hands it to the media socket (a
+// udpbatch.Conn) toward the selected candidate pair. And it receives what
+// the participant publishes straight off the socket (direct_recv.go).
+// pion keeps everything else: ICE, DTLS, SRTCP both ways, and every
+// interceptor above the bottom of the send and receive chains (the
+// transport-wide sequence numbers, sender and receiver reports, NACKs,
+// TWCC feedback), which is where directSender's writer and readers sit
+// (see directFactory). RTP header encryption (RFC 9335) follows what pion
+// negotiated (syncCryptex).
 //
 // The SRTP keys come from the DTLS handshake as RFC 5764 derives them
 // (the RFC 5705 exporter over the master secret and both randoms). pion
@@ -40,8 +43,9 @@ import (
 // hook on the server's ServerHello (server random, cipher suite, SRTP
 // profile). The SFU answers as the DTLS server (newAPI), so it writes the
 // ServerHello; a connection where it is the client, uses an SRTP master
-// key identifier, a cipher suite whose PRF is not known here, or a candidate pair that is not UDP
-// over one of the SFU's own sockets stays on pion's path throughout.
+// key identifier, a cipher suite whose PRF is not known here, or a
+// candidate pair that is not UDP over one of the SFU's own sockets stays
+// on pion's paths throughout.
 //
 // Once a packet has gone the direct way, its PeerConnection's RTP never
 // goes back to pion's path: pion's SRTP context would have missed the
