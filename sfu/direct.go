@@ -71,9 +71,8 @@ type directSender struct {
 
 	// The direct receive path (direct_recv.go).
 	recvReady   atomic.Bool
-	smu         sync.Mutex // serialises changes of streams
-	streams     atomic.Pointer[map[uint32]*recvStream]
-	rmu         sync.Mutex // serialises decryption: rctx, rhdr, rbuf
+	streams     cowMap[uint32, *recvStream] // the streams read directly, by SSRC
+	rmu         sync.Mutex                  // serialises decryption: rctx, rhdr, rbuf
 	rctx        *srtp.Context
 	rhdr        rtp.Header
 	rbuf        []byte
@@ -243,14 +242,26 @@ func (d *directSender) start(pc *webrtc.PeerConnection) string {
 }
 
 // listRoute lists the selected pair's remote address with the sockets'
-// filter (and takes the one listed before off).
+// filter, once receiving directly has started.
 func (d *directSender) listRoute() {
-	if d.table == nil || !d.recvReady.Load() {
+	if !d.recvReady.Load() {
 		return
 	}
 	var to netip.AddrPort
 	if r := d.route.Load(); r != nil {
 		to = r.to
+	}
+	d.listAt(to)
+}
+
+// stop takes the publisher off the sockets' filter.
+func (d *directSender) stop() { d.listAt(netip.AddrPort{}) }
+
+// listAt lists the publisher at to (none if not valid) with the sockets'
+// filter, instead of where it was listed before.
+func (d *directSender) listAt(to netip.AddrPort) {
+	if d.table == nil {
+		return
 	}
 	d.fmu.Lock()
 	defer d.fmu.Unlock()
@@ -263,19 +274,6 @@ func (d *directSender) listRoute() {
 	d.from = to
 	if to.IsValid() {
 		d.table.set(to, d)
-	}
-}
-
-// stop takes the publisher off the sockets' filter.
-func (d *directSender) stop() {
-	if d.table == nil {
-		return
-	}
-	d.fmu.Lock()
-	defer d.fmu.Unlock()
-	if d.from.IsValid() {
-		d.table.remove(d.from, d)
-		d.from = netip.AddrPort{}
 	}
 }
 

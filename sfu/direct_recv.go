@@ -121,37 +121,55 @@ func (s *recvStream) close() {
 	}
 }
 
-// recvTable maps a publisher's address (its selected candidate pair's
-// remote end) to its directSender, for the media sockets' filter.
-type recvTable struct {
-	mu sync.Mutex
-	m  atomic.Pointer[map[netip.AddrPort]*directSender]
+// cowMap is a map read without locking (one atomic load per look-up)
+// and changed by copying it: for the media sockets' filter, which looks
+// up every datagram, while entries change only as publishers and streams
+// come and go.
+type cowMap[K comparable, V comparable] struct {
+	mu sync.Mutex // serialises changes
+	m  atomic.Pointer[map[K]V]
 }
 
-func (t *recvTable) set(from netip.AddrPort, d *directSender) {
-	t.update(func(m map[netip.AddrPort]*directSender) { m[from] = d })
+// get returns k's value (V's zero value if none).
+func (c *cowMap[K, V]) get(k K) V {
+	var v V
+	if m := c.m.Load(); m != nil {
+		v = (*m)[k]
+	}
+	return v
 }
 
-// remove removes from, if it is still d's.
-func (t *recvTable) remove(from netip.AddrPort, d *directSender) {
-	t.update(func(m map[netip.AddrPort]*directSender) {
-		if m[from] == d {
-			delete(m, from)
+// set sets k to v.
+func (c *cowMap[K, V]) set(k K, v V) {
+	c.update(func(m map[K]V) { m[k] = v })
+}
+
+// remove removes k if its value is still v.
+func (c *cowMap[K, V]) remove(k K, v V) {
+	c.update(func(m map[K]V) {
+		if m[k] == v {
+			delete(m, k)
 		}
 	})
 }
 
-func (t *recvTable) update(f func(map[netip.AddrPort]*directSender)) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	next := map[netip.AddrPort]*directSender{}
-	if cur := t.m.Load(); cur != nil {
+func (c *cowMap[K, V]) update(f func(map[K]V)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	next := map[K]V{}
+	if cur := c.m.Load(); cur != nil {
 		for k, v := range *cur {
 			next[k] = v
 		}
 	}
 	f(next)
-	t.m.Store(&next)
+	c.m.Store(&next)
+}
+
+// recvTable maps a publisher's address (its selected candidate pair's
+// remote end) to its directSender, for the media sockets' filter.
+type recvTable struct {
+	cowMap[netip.AddrPort, *directSender]
 }
 
 // filter is the media sockets' udpbatch.Filter: it takes the SRTP of a
@@ -162,11 +180,7 @@ func (t *recvTable) filter(p []byte, from netip.AddrPort) bool {
 	if len(p) < 12 || p[0]>>6 != 2 || (p[1] >= 192 && p[1] <= 223) {
 		return false
 	}
-	m := t.m.Load()
-	if m == nil {
-		return false
-	}
-	d := (*m)[netip.AddrPortFrom(from.Addr().Unmap(), from.Port())]
+	d := t.get(netip.AddrPortFrom(from.Addr().Unmap(), from.Port()))
 	if d == nil {
 		return false
 	}
@@ -177,11 +191,7 @@ func (t *recvTable) filter(p []byte, from netip.AddrPort) bool {
 // directly. A packet that fails authentication or replays an earlier one
 // is dropped; so is one that finds the queue full.
 func (d *directSender) receive(p []byte) bool {
-	streams := d.streams.Load()
-	if streams == nil {
-		return false
-	}
-	s := (*streams)[binary.BigEndian.Uint32(p[8:12])]
+	s := d.streams.get(binary.BigEndian.Uint32(p[8:12]))
 	if s == nil {
 		return false
 	}
@@ -202,38 +212,16 @@ func (d *directSender) receive(p []byte) bool {
 }
 
 // publish lets the filter take s's packets from now on.
-func (d *directSender) publish(s *recvStream) {
-	d.smu.Lock()
-	defer d.smu.Unlock()
-	next := map[uint32]*recvStream{s.ssrc: s}
-	if cur := d.streams.Load(); cur != nil {
-		for k, v := range *cur {
-			if k != s.ssrc {
-				next[k] = v
-			}
-		}
-	}
-	d.streams.Store(&next)
-}
+func (d *directSender) publish(s *recvStream) { d.streams.set(s.ssrc, s) }
 
 // unpublish stops the filter taking s's packets and ends its reader.
 func (d *directSender) unpublish(s *recvStream) {
-	d.smu.Lock()
-	if cur := d.streams.Load(); cur != nil && (*cur)[s.ssrc] == s {
-		next := make(map[uint32]*recvStream, len(*cur))
-		for k, v := range *cur {
-			if k != s.ssrc {
-				next[k] = v
-			}
-		}
-		d.streams.Store(&next)
-	}
-	d.smu.Unlock()
+	d.streams.remove(s.ssrc, s)
 	s.close()
 }
 
-// startReceive makes the decryption context from the remote keys and
-// lists the publisher's address with the sockets' filter.
+// startReceive makes the decryption context from the remote keys (start
+// then lists the publisher's address with the sockets' filter).
 func (d *directSender) startReceive(keys *srtp.Config) error {
 	ctx, err := srtp.CreateContext(keys.Keys.RemoteMasterKey, keys.Keys.RemoteMasterSalt, keys.Profile,
 		srtp.SRTPReplayProtection(recvReplayWindow), srtp.Cryptex(srtp.CryptexModeEnabled))

@@ -5,9 +5,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"errors"
 	"io"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,6 +17,8 @@ import (
 	"github.com/pion/dtls/v3/pkg/crypto/selfsign"
 	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
+
+	"poosms.org/poosms/internal/udpbatch"
 )
 
 // handshakeDTLS runs a real DTLS handshake over loopback between a
@@ -325,11 +329,29 @@ func TestDirectReceiveFilter(t *testing.T) {
 			t.Errorf("%s: taken", c.name)
 		}
 	}
-	for range recvQueue {
+	// A datagram one byte over the largest packet is taken and dropped;
+	// one of exactly that size is queued (12 header bytes, 16 of tag).
+	if n, err := f.s.pop(buf); err != nil || string(buf[n-6:n]) != "mapped" {
+		t.Fatalf("queued %x (%v), want the mapped address's packet", buf[:n], err)
+	}
+	dropped := f.s.dropped.Load()
+	if over := f.packet(t, strings.Repeat("x", maxDirectPacket-12-16+1)); len(over) != maxDirectPacket+1 || !f.table.filter(over, f.from) ||
+		f.s.dropped.Load() != dropped+1 || f.s.n != 0 {
+		t.Fatalf("a %d-byte packet: dropped %d, queued %d", len(over), f.s.dropped.Load()-dropped, f.s.n)
+	}
+	full := f.packet(t, strings.Repeat("x", maxDirectPacket-12-16))
+	if !f.table.filter(full, f.from) || f.s.n != 1 {
+		t.Fatalf("a %d-byte packet was not queued", len(full))
+	}
+	if n, err := f.s.pop(buf); err != nil || n != maxDirectPacket-16 {
+		t.Fatalf("the largest packet came out as %d bytes (%v)", n, err)
+	}
+	dropped = f.s.dropped.Load()
+	for range recvQueue + 1 {
 		f.table.filter(f.packet(t, "fill"), f.from)
 	}
-	if f.s.dropped.Load() != 1 {
-		t.Fatalf("dropped %d with a full queue, want 1", f.s.dropped.Load())
+	if got := f.s.dropped.Load() - dropped; got != 1 || f.s.n != recvQueue {
+		t.Fatalf("%d packets into a queue of %d: dropped %d, queued %d; want 1 dropped", recvQueue+1, recvQueue, got, f.s.n)
 	}
 	f.d.unpublish(f.s)
 	if f.table.filter(f.packet(t, "after"), f.from) {
@@ -363,4 +385,53 @@ func FuzzDirectReceive(f *testing.F) {
 			t.Fatal("the next real packet was not queued")
 		}
 	})
+}
+
+// TestDirectSendSizeLimit: the direct send path sends an RTP packet of
+// maxDirectPacket bytes and refuses one a byte longer, which never
+// reaches the socket.
+func TestDirectSendSizeLimit(t *testing.T) {
+	uc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := udpbatch.NewConn(uc, udpbatch.NewGroup(nil), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	peer, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	key, salt := make([]byte, 16), make([]byte, 12)
+	_, _ = rand.Read(key)
+	_, _ = rand.Read(salt)
+	ctx, err := srtp.CreateContext(key, salt, srtp.ProtectionProfileAeadAes128Gcm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := newDirectSender(nil, nil)
+	d.ctx = ctx
+	d.route.Store(&directRoute{conn: conn, to: peer.LocalAddr().(*net.UDPAddr).AddrPort()})
+	d.ready.Store(true)
+	h := &rtp.Header{Version: 2, PayloadType: 96, SSRC: 7}
+	if _, sent, err := d.send(h, make([]byte, maxDirectPacket-12+1)); !sent || !errors.Is(err, errDirectTooLarge) {
+		t.Fatalf("a %d-byte packet: sent by the direct path %v, %v; want errDirectTooLarge", maxDirectPacket+1, sent, err)
+	}
+	h.SequenceNumber = 1
+	if n, sent, err := d.send(h, make([]byte, maxDirectPacket-12)); !sent || err != nil || n != maxDirectPacket {
+		t.Fatalf("a %d-byte packet: %d, %v, %v", maxDirectPacket, n, sent, err)
+	}
+	buf := make([]byte, 2*maxDirectPacket)
+	_ = peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, _, err := peer.ReadFromUDP(buf)
+	if err != nil || n != maxDirectPacket+16 || d.sent.Load() != 1 {
+		t.Fatalf("the peer read %d bytes (%v), %d sent; want only the %d-byte packet with its tag", n, err, d.sent.Load(), maxDirectPacket)
+	}
+	var got rtp.Header
+	if _, err := got.Unmarshal(buf[:n]); err != nil || got.SequenceNumber != 1 {
+		t.Fatalf("the peer read sequence number %d (%v), want 1", got.SequenceNumber, err)
+	}
 }

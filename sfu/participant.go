@@ -48,7 +48,7 @@ type participant struct {
 	eocSent    bool // <end-of-candidates/> went out (it goes once)
 	localCands []*stanza.Element
 
-	direct    *directSender // the RTP send path below pion's interceptors
+	direct    *directSender // the SFU's own SRTP, both ways, below pion's interceptors
 	bwe       atomic.Pointer[bandwidthEstimator]
 	remb      atomic.Int64  // the subscriber's latest REMB, bits/s
 	twccIn    atomic.Uint64 // TWCC feedback packets from the subscriber

@@ -40,7 +40,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -235,36 +234,6 @@ func New(cfg Config) (*Service, error) {
 		}
 	}
 	return s, nil
-}
-
-// socketFor returns the media socket bound to a, or, when a is none of
-// their addresses (an ICE address rewrite to a public IP), the one socket
-// of a's family if there is exactly one; nil otherwise.
-func (s *Service) socketFor(a netip.Addr) *udpbatch.Conn {
-	var only *udpbatch.Conn
-	n := 0
-	for _, c := range s.sockets {
-		ua, ok := c.LocalAddr().(*net.UDPAddr)
-		if !ok {
-			continue
-		}
-		ca, ok := netip.AddrFromSlice(ua.IP)
-		if !ok {
-			continue
-		}
-		ca = ca.Unmap()
-		if ca == a {
-			return c
-		}
-		if ca.Is4() == a.Is4() {
-			only = c
-			n++
-		}
-	}
-	if n == 1 {
-		return only
-	}
-	return nil
 }
 
 // UDPAddr is the address the media port is bound to.

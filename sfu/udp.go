@@ -76,6 +76,32 @@ func (s *Service) listenBatched(addr *net.UDPAddr) (*udpbatch.Conn, error) {
 	return bc, nil
 }
 
+// socketFor returns the media socket bound to a, or, when a is none of
+// their addresses (an ICE address rewrite to a public IP), the one socket
+// of a's family if there is exactly one; nil otherwise.
+func (s *Service) socketFor(a netip.Addr) *udpbatch.Conn {
+	var only *udpbatch.Conn
+	n := 0
+	for _, c := range s.sockets {
+		ua, ok := c.LocalAddr().(*net.UDPAddr)
+		if !ok {
+			continue
+		}
+		ca := ua.AddrPort().Addr().Unmap()
+		if ca == a {
+			return c
+		}
+		if ca.Is4() == a.Is4() {
+			only = c
+			n++
+		}
+	}
+	if n == 1 {
+		return only
+	}
+	return nil
+}
+
 // interfaceAddrs lists the addresses ICE may offer host candidates on:
 // those of interfaces that are up, loopback ones only when asked, without
 // deprecated IPv4-compatible and site-local IPv6 addresses (RFC 8445
