@@ -50,7 +50,6 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/interceptor/pkg/report"
-	"github.com/pion/interceptor/pkg/twcc"
 	"github.com/pion/logging"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
@@ -544,7 +543,7 @@ func (s *Service) newAPI(onBWE func(bandwidthEstimator), direct *directSender) (
 	// the SFU needs: NACKs to publishers for lost packets (the SFU answers
 	// subscribers' NACKs itself, from one cache per published track, see
 	// forward.PacketCache), receiver and sender reports, TWCC feedback to
-	// publishers and, below, TWCC sequence numbers and the bandwidth
+	// publishers (the SFU's own, twccFeedback) and, below, TWCC sequence numbers and the bandwidth
 	// estimate toward subscribers. No stats interceptor: nothing reads
 	// the server's GetStats.
 	// Those with work only for received media start their tickers with
@@ -586,11 +585,7 @@ func (s *Service) newAPI(onBWE func(bandwidthEstimator), direct *directSender) (
 			return nil, err
 		}
 	}
-	feedback, err := twcc.NewSenderInterceptor()
-	if err != nil {
-		return nil, err
-	}
-	reg.Add(receiveOnlyFactory{feedback})
+	reg.Add(twccFeedbackFactory{})
 	if onBWE != nil {
 		reg.Add(&bweFactory{onBWE: onBWE})
 	}
