@@ -85,6 +85,12 @@ type directSender struct {
 	// inline: the streams read directly are delivered on the sockets'
 	// filter goroutine (setSink); see Service.inline.
 	inline bool
+	// rtcpSink takes the participant's RTCP read directly
+	// (receiveRTCP), decrypted, on the filter's goroutine; nil: pion
+	// reads all of it. Set before the PeerConnection connects.
+	rtcpSink     func(b []byte)
+	rtcpBuf      []byte        // rmu
+	rtcpReceived atomic.Uint64 // compound packets read directly
 
 	wmu     sync.Mutex // serialises encryption: ctx, cryptex, plain, sealed
 	ctx     *srtp.Context
@@ -114,6 +120,7 @@ func newDirectSender(sockets func(netip.Addr) *udpbatch.Conn, table *recvTable) 
 		table:   table,
 		plain:   make([]byte, maxDirectPacket),
 		rbuf:    make([]byte, 0, maxDirectPacket),
+		rtcpBuf: make([]byte, 0, maxDirectPacket),
 		sealed:  make([]byte, 0, maxDirectPacket+32),
 	}
 }
