@@ -110,13 +110,17 @@ func (s *recvStream) push(p []byte) (inline bool) {
 // once the stream is delivered inline (under dmu, as the filter does),
 // until pion ends r with the stream (the PeerConnection closing, the
 // track stopping).
-func (s *recvStream) drain(r interceptor.RTPReader, dmu *sync.Mutex) {
+func (s *recvStream) drain(r interceptor.RTPReader, d *directSender) {
 	buf := make([]byte, maxDirectPacket)
+	dmu := &d.rmu
 	for {
 		n, _, err := r.Read(buf, nil)
 		if err != nil {
 			return
 		}
+		// Past the few packets pion had when the stream switched, the
+		// client is sending from an address not listed.
+		d.refreshFrom()
 		if s.push(buf[:n]) {
 			dmu.Lock()
 			s.deliver(buf[:n])
@@ -425,7 +429,7 @@ func (i *directInterceptor) BindRemoteStream(info *interceptor.StreamInfo, r int
 			}
 			s.direct = true
 			i.d.publish(s)
-			go s.drain(r, &i.d.rmu)
+			go s.drain(r, i.d)
 		}
 		n, err := s.pop(b)
 		return n, a, err

@@ -514,3 +514,34 @@ func TestDirectReceiveRTCP(t *testing.T) {
 		t.Fatalf("%d compound packets read directly, %d delivered; want 1", n, len(got))
 	}
 }
+
+// TestDirectListing: a participant is listed with the sockets' filter at
+// each address it is read from (the selected pair's, and others ICE
+// verified), moves as they change, and once stopped is never listed
+// again, whatever still calls for a listing.
+func TestDirectListing(t *testing.T) {
+	var table recvTable
+	d := newDirectSender(nil, &table)
+	a, b := netip.MustParseAddrPort("127.0.0.1:40000"), netip.MustParseAddrPort("192.0.2.2:40001")
+	d.listAt([]netip.AddrPort{a, b, {}})
+	if table.get(a) != d || table.get(b) != d {
+		t.Fatal("not listed at both addresses")
+	}
+	d.listAt([]netip.AddrPort{b})
+	if table.get(a) != nil || table.get(b) != d {
+		t.Fatal("still listed at the address it left")
+	}
+	d.stop()
+	if table.get(b) != nil {
+		t.Fatal("listed after stop")
+	}
+	d.listAt([]netip.AddrPort{a})
+	d.recvReady.Store(true)
+	d.fmu.Lock()
+	d.extra = []netip.AddrPort{b}
+	d.fmu.Unlock()
+	d.listRoute()
+	if table.get(a) != nil || table.get(b) != nil {
+		t.Fatal("listed again after stop")
+	}
+}

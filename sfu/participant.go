@@ -537,6 +537,11 @@ func (p *participant) rtcpLoop(s *subscription) {
 		if err != nil {
 			return
 		}
+		if n > 1 && buf[1] != rtcpSenderReport && p.direct.recvReady.Load() {
+			// Feedback that came the pion way although the participant
+			// is read directly: it sends from an address not listed.
+			p.direct.refreshFrom()
+		}
 		for rest := buf[:n]; len(rest) > 0; {
 			kind, pkt, next, ok := rtpx.NextRTCP(rest)
 			if !ok {
