@@ -397,14 +397,28 @@ func FuzzDirectReceive(f *testing.F) {
 	f.Add(fx.packet(f, "seed"))
 	f.Add([]byte{0x80, 96, 0, 1, 0, 0, 0, 0, 0, 0, 0x12, 0x34})
 	f.Add([]byte{0x90, 96, 0, 1, 0, 0, 0, 0, 0, 0, 0x12, 0x34, 0xbe, 0xde, 0, 9})
+	f.Add([]byte{0x81, 201, 0, 7, 0, 0, 0x12, 0x34, 0, 0, 0x56, 0x78, 0x80, 0, 0, 1})
 	f.Fuzz(func(t *testing.T, p []byte) {
 		fx := newRecvFixture(t)
+		rtcpIn := 0
+		fx.d.rtcpSink = func([]byte) { rtcpIn++ }
 		fx.table.filter(p, fx.from)
-		if fx.s.n != 0 {
-			t.Fatalf("%x was queued", p)
+		if fx.s.n != 0 || rtcpIn != 0 {
+			t.Fatalf("%x was queued or read as RTCP", p)
 		}
 		if !fx.table.filter(fx.packet(t, "real"), fx.from) || fx.s.n != 1 {
 			t.Fatal("the next real packet was not queued")
+		}
+		raw, err := rtcp.Marshal([]rtcp.Packet{&rtcp.PictureLossIndication{SenderSSRC: 1, MediaSSRC: 2}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sealed, err := fx.pub.EncryptRTCP(nil, raw, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !fx.table.filter(sealed, fx.from) || rtcpIn != 1 {
+			t.Fatal("the next real RTCP packet was not read")
 		}
 	})
 }
