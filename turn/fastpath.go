@@ -353,6 +353,7 @@ type relayState struct {
 	peers  map[netip.AddrPort]uint16
 
 	fastIn, fastOut atomic.Uint64 // datagrams relayed by the fast path: client → peer, peer → client
+	maxBatch        atomic.Int32  // the most datagrams one read of the relay socket took
 }
 
 // toPeer queues data for peer on rc's relay socket, to go at the next

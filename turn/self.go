@@ -272,6 +272,9 @@ func (c *relayConn) consume(n int) bool {
 	if n == c.reader.Cap() && n < relayBatchBusy {
 		c.busy = true
 	}
+	if int32(n) > c.maxBatch.Load() {
+		c.maxBatch.Store(int32(n))
+	}
 	return !c.drain()
 }
 
