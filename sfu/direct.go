@@ -77,9 +77,14 @@ type directSender struct {
 	rhdr        rtp.Header
 	rbuf        []byte
 	received    atomic.Uint64  // packets decrypted
+	inlined     atomic.Uint64  // of those, delivered on the filter's goroutine
 	recvRefused atomic.Uint64  // packets that failed authentication or replayed
 	fmu         sync.Mutex     // guards from
 	from        netip.AddrPort // the address listed in table
+	bottom      atomic.Pointer[directInterceptor]
+	// inline: the streams read directly are delivered on the sockets'
+	// filter goroutine (setSink); see Service.inline.
+	inline bool
 
 	wmu     sync.Mutex // serialises encryption: ctx, cryptex, plain, sealed
 	ctx     *srtp.Context
@@ -367,7 +372,9 @@ func (d *directSender) send(h *rtp.Header, payload []byte) (n int, sent bool, er
 type directFactory struct{ d *directSender }
 
 func (f directFactory) NewInterceptor(string) (interceptor.Interceptor, error) {
-	return &directInterceptor{d: f.d}, nil
+	i := &directInterceptor{d: f.d}
+	f.d.bottom.Store(i)
+	return i, nil
 }
 
 type directInterceptor struct {

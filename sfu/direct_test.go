@@ -186,11 +186,11 @@ func TestDirectKeyLogLines(t *testing.T) {
 // pion's session instead, and still arrives.
 func TestMediaGoesTheDirectWay(t *testing.T) {
 	for _, c := range []struct {
-		name    string
-		passive bool
-	}{{"sfu-dtls-server", false}, {"sfu-dtls-client", true}} {
+		name            string
+		passive, queued bool
+	}{{"sfu-dtls-server", false, false}, {"sfu-dtls-server-queued", false, true}, {"sfu-dtls-client", true, false}} {
 		t.Run(c.name, func(t *testing.T) {
-			alice, bob, stop := mediaPairWith(t, 1, clientOpts{passive: c.passive})
+			alice, bob, stop := mediaPairWith(t, 1, clientOpts{passive: c.passive, queued: c.queued})
 			defer stop()
 			alice.waitFor("bob's video", 15*time.Second, func() bool {
 				r := alice.trackFrom(bob.id, "video/")
@@ -212,6 +212,16 @@ func TestMediaGoesTheDirectWay(t *testing.T) {
 				received, refused := p.direct.received.Load(), p.direct.recvRefused.Load()
 				if c.passive && received != 0 || !c.passive && received < 5 || refused != 0 {
 					t.Errorf("%s: %d packets received the direct way, %d refused", p.jid, received, refused)
+				}
+				// Forwarded on the socket's goroutine, or by the
+				// streams' readers.
+				inlined := p.direct.inlined.Load()
+				if c.passive || c.queued {
+					if inlined != 0 {
+						t.Errorf("%s: %d packets delivered inline, want none", p.jid, inlined)
+					}
+				} else if inlined < 5 {
+					t.Errorf("%s: %d of %d packets received delivered inline", p.jid, inlined, received)
 				}
 				// Pion clients offer RTP header encryption: the packets
 				// above carried their transport-wide numbers encrypted.

@@ -73,6 +73,7 @@ func newParticipant(r *room, p Peer) (*participant, error) {
 	}
 	part.log = r.log.With("jid", part.jid.String(), "participant", part.id)
 	part.direct = newDirectSender(r.s.socketFor, &r.s.recv)
+	part.direct.inline = r.s.inline
 	pc, err := part.newPC(part.direct)
 	if err != nil {
 		return nil, err

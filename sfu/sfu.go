@@ -40,6 +40,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -50,7 +51,6 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/interceptor/pkg/report"
-	"github.com/pion/interceptor/pkg/twcc"
 	"github.com/pion/logging"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
@@ -139,10 +139,17 @@ type Service struct {
 	batch    *udpbatch.Group  // batches the media sockets' writes during fan-outs
 	sockets  []*udpbatch.Conn // every media UDP socket, for the direct send path
 	recv     recvTable        // the publishers the sockets' filter reads directly
-	udpMux   ice.UDPMux
-	tcpLn    net.Listener
-	tcpMux   *ice.TCPMuxDefault
-	se       webrtc.SettingEngine
+	// inline: a publisher's packets read directly are forwarded on the
+	// goroutine that reads the socket (see recvStream.deliver), with no
+	// hand-off to the stream's reader. So with one CPU (GOMAXPROCS 1),
+	// where a hand-off buys no parallelism and costs a goroutine switch
+	// per packet; with more, the streams' readers spread the forwarding
+	// over them.
+	inline bool
+	udpMux ice.UDPMux
+	tcpLn  net.Listener
+	tcpMux *ice.TCPMuxDefault
+	se     webrtc.SettingEngine
 
 	mu     sync.Mutex
 	rooms  map[string]*room // by bare room JID
@@ -189,6 +196,7 @@ func New(cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("sfu: config: PublicIP %q is not an IP address", cfg.PublicIP)
 	}
 	s := &Service{cfg: cfg, log: cfg.Logger, domain: d.Domainpart(), rooms: map[string]*room{}, opened: map[string]int{}}
+	s.inline = runtime.GOMAXPROCS(0) == 1
 
 	lf := logging.NewDefaultLoggerFactory()
 	lf.DefaultLogLevel = logging.LogLevelError
@@ -544,7 +552,7 @@ func (s *Service) newAPI(onBWE func(bandwidthEstimator), direct *directSender) (
 	// the SFU needs: NACKs to publishers for lost packets (the SFU answers
 	// subscribers' NACKs itself, from one cache per published track, see
 	// forward.PacketCache), receiver and sender reports, TWCC feedback to
-	// publishers and, below, TWCC sequence numbers and the bandwidth
+	// publishers (the SFU's own, twccFeedback) and, below, TWCC sequence numbers and the bandwidth
 	// estimate toward subscribers. No stats interceptor: nothing reads
 	// the server's GetStats.
 	// Those with work only for received media start their tickers with
@@ -586,13 +594,13 @@ func (s *Service) newAPI(onBWE func(bandwidthEstimator), direct *directSender) (
 			return nil, err
 		}
 	}
-	feedback, err := twcc.NewSenderInterceptor()
-	if err != nil {
-		return nil, err
-	}
-	reg.Add(receiveOnlyFactory{feedback})
+	reg.Add(twccFeedbackFactory{})
 	if onBWE != nil {
 		reg.Add(&bweFactory{onBWE: onBWE})
+	}
+	if direct != nil {
+		// Last: the top of every remote stream's chain.
+		reg.Add(directTopFactory{direct})
 	}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se)), nil
 }

@@ -467,3 +467,45 @@ func TestConnFilterTakesDatagrams(t *testing.T) {
 		t.Fatalf("%v allocations per filtered read", allocs)
 	}
 }
+
+// TestConnFilterWritesGoInOneBatch checks that what the filter writes
+// while it takes the datagrams of one read goes with one sendmmsg, after
+// the last of them, and before the Conn hands out the next datagram.
+func TestConnFilterWritesGoInOneBatch(t *testing.T) {
+	g, c, rc, _ := pair(t, 8)
+	to := c.LocalAddr().(*net.UDPAddr).AddrPort()
+	c.SetFilter(func(p []byte, from netip.AddrPort) bool {
+		if p[0] == 0xff {
+			return false
+		}
+		if _, err := c.WriteToAddrPort([]byte{'r', p[0]}, from); err != nil {
+			t.Error(err)
+		}
+		// Nothing goes before the read's last datagram is taken.
+		if got := pending(t, rc); len(got) != 0 {
+			t.Errorf("sent during the read: %q", got)
+		}
+		return true
+	})
+	const n = 5 // fewer than one read takes
+	for i := range n {
+		if _, err := rc.WriteToUDPAddrPort([]byte{byte(i)}, to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := rc.WriteToUDPAddrPort([]byte{0xff}, to); err != nil {
+		t.Fatal(err)
+	}
+	before := g.Stats()
+	buf := make([]byte, 8)
+	if got, _, err := c.ReadFromAddrPort(buf); err != nil || got != 1 || buf[0] != 0xff {
+		t.Fatalf("read %v (%v), want the one the filter leaves", buf[:got], err)
+	}
+	after := g.Stats()
+	if d, calls := after.Datagrams-before.Datagrams, after.Calls-before.Calls; d != n || calls != 1 {
+		t.Fatalf("the filter's %d writes went as %d datagrams in %d system calls, want %d in 1", n, d, calls, n)
+	}
+	if got := pending(t, rc); len(got) != n || got[0] != "r\x00" || got[n-1] != "r\x04" {
+		t.Fatalf("received %q", got)
+	}
+}
