@@ -110,13 +110,17 @@ func (s *recvStream) push(p []byte) (inline bool) {
 // once the stream is delivered inline (under dmu, as the filter does),
 // until pion ends r with the stream (the PeerConnection closing, the
 // track stopping).
-func (s *recvStream) drain(r interceptor.RTPReader, dmu *sync.Mutex) {
+func (s *recvStream) drain(r interceptor.RTPReader, d *directSender) {
 	buf := make([]byte, maxDirectPacket)
+	dmu := &d.rmu
 	for {
 		n, _, err := r.Read(buf, nil)
 		if err != nil {
 			return
 		}
+		// Past the few packets pion had when the stream switched, the
+		// client is sending from an address not listed.
+		d.refreshFrom()
 		if s.push(buf[:n]) {
 			dmu.Lock()
 			s.deliver(buf[:n])
@@ -265,16 +269,48 @@ type recvTable struct {
 // filter is the media sockets' udpbatch.Filter: it takes the SRTP of a
 // stream that reads directly, and leaves everything else to pion.
 func (t *recvTable) filter(p []byte, from netip.AddrPort) bool {
-	// RTP version 2, not RTCP (payload types 192-223 with the marker
-	// bit: RFC 5761), long enough for the SSRC.
-	if len(p) < 12 || p[0]>>6 != 2 || (p[1] >= 192 && p[1] <= 223) {
+	// RTP or RTCP version 2 (RTCP: payload types 192-223 with the
+	// marker bit, RFC 5761), long enough for the SSRC.
+	if len(p) < 12 || p[0]>>6 != 2 {
 		return false
 	}
 	d := t.get(netip.AddrPortFrom(from.Addr().Unmap(), from.Port()))
 	if d == nil {
 		return false
 	}
+	if p[1] >= 192 && p[1] <= 223 {
+		return d.receiveRTCP(p)
+	}
 	return d.receive(p)
+}
+
+// rtcpSenderReport is the packet type of a sender report (RFC 3550).
+const rtcpSenderReport = 200
+
+// receiveRTCP decrypts a compound SRTCP packet from the participant and
+// hands it to rtcpSink: its subscribers' feedback (receiver reports,
+// TWCC feedback, NACKs, keyframe requests, REMB) goes to the SFU with no
+// hand-off. A compound packet that starts with a sender report (a
+// publisher's, which its first packet's type, sent in the clear, says)
+// goes to pion, whose receiver reports need it. One that fails
+// authentication or replays an earlier one is dropped.
+func (d *directSender) receiveRTCP(p []byte) bool {
+	if d.rtcpSink == nil || p[1] == rtcpSenderReport {
+		return false
+	}
+	if len(p) > cap(d.rtcpBuf) {
+		return false
+	}
+	d.rmu.Lock()
+	defer d.rmu.Unlock()
+	out, err := d.rctx.DecryptRTCP(d.rtcpBuf[:0], p, nil)
+	if err != nil {
+		d.recvRefused.Add(1)
+		return true
+	}
+	d.rtcpReceived.Add(1)
+	d.rtcpSink(out)
+	return true
 }
 
 // receive decrypts p into its stream's queue if the stream reads
@@ -345,7 +381,8 @@ func (d *directSender) setSink(ssrc uint32, sink func(p []byte)) {
 // then lists the publisher's address with the sockets' filter).
 func (d *directSender) startReceive(keys *srtp.Config) error {
 	ctx, err := srtp.CreateContext(keys.Keys.RemoteMasterKey, keys.Keys.RemoteMasterSalt, keys.Profile,
-		srtp.SRTPReplayProtection(recvReplayWindow), srtp.Cryptex(srtp.CryptexModeEnabled))
+		srtp.SRTPReplayProtection(recvReplayWindow), srtp.SRTCPReplayProtection(recvReplayWindow),
+		srtp.Cryptex(srtp.CryptexModeEnabled))
 	if err != nil {
 		return err
 	}
@@ -392,7 +429,7 @@ func (i *directInterceptor) BindRemoteStream(info *interceptor.StreamInfo, r int
 			}
 			s.direct = true
 			i.d.publish(s)
-			go s.drain(r, &i.d.rmu)
+			go s.drain(r, i.d)
 		}
 		n, err := s.pop(b)
 		return n, a, err
