@@ -46,6 +46,8 @@ usage: bench/turn-ceiling.sh [options]
   --load-cpu N         CPU the load tools and peers are pinned to              [0]
   --tools LIST         poosms-bench,uclient                                    [both]
   --baseline BIN       another poosmsd to run alongside (e.g. built from main)
+  --poosmsd BIN        run this poosmsd as "poosms" instead of building one (for
+                       A/B runs that swap the two builds between rounds)
   --rt PRIO            run servers, load tools and peers SCHED_FIFO at PRIO (root)
   --server-share PCT   cap each server at PCT % of its CPU (cgroup; root; not with --rt)
   --port-base P        first of 1000 ports (coturn relays: the last 900)        [34000]
@@ -63,6 +65,7 @@ LOAD_CPU=0
 TOOLS=poosms-bench,uclient
 BASE=34000
 BASELINE=""
+POOSMSD=""
 SHARE=""
 RT=()
 while [ $# -gt 0 ]; do
@@ -77,6 +80,7 @@ while [ $# -gt 0 ]; do
 	--load-cpu) LOAD_CPU=$2; shift 2 ;;
 	--tools) TOOLS=$2; shift 2 ;;
 	--baseline) BASELINE=$2; shift 2 ;;
+	--poosmsd) POOSMSD=$2; shift 2 ;;
 	--port-base) BASE=$2; shift 2 ;;
 	--server-share) SHARE=$2; shift 2 ;;
 	--rt) RT=(chrt -f "$2"); shift 2 ;;
@@ -134,7 +138,12 @@ incg() { # name: sets INCG to the command prefix that starts a server in its cgr
 }
 
 log "building into $TMP/bin"
-(cd "$ROOT" && go build -o "$TMP/bin/poosmsd" ./cmd/poosmsd && go build -o "$TMP/bin/poosms-bench" ./cmd/poosms-bench)
+(cd "$ROOT" && go build -o "$TMP/bin/poosms-bench" ./cmd/poosms-bench)
+if [ -n "$POOSMSD" ]; then
+	cp "$POOSMSD" "$TMP/bin/poosmsd"
+else
+	(cd "$ROOT" && go build -o "$TMP/bin/poosmsd" ./cmd/poosmsd)
+fi
 
 SERVERS="poosms"
 [ -z "$BASELINE" ] || SERVERS="$SERVERS baseline"

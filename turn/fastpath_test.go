@@ -649,3 +649,68 @@ func testFastPathGSO(t *testing.T, edit func(*Config)) {
 	}
 	expectNothing(t, p, "peer")
 }
+
+// TestFastPathBusyRelayGrows: a relay socket reads small batches until
+// a read fills one, and relayBatchBusy datagrams at a time from then
+// on; what it relays before, across and after the change arrives whole
+// and in order.
+func TestFastPathBusyRelayGrows(t *testing.T) {
+	srv := startFastServer(t, relayToLoopback, 0)
+	c, relayAddr := newRawClient(t, srv, "alice")
+	_ = c.conn.SetReadBuffer(1 << 20)
+	p, pAddr := peerOn(t, "127.0.0.1")
+	if err := c.bindChannel(0x4001, pAddr); err != nil {
+		t.Fatal(err)
+	}
+	srv.fast.mu.RLock()
+	rc := srv.fast.clients[c.local()]
+	srv.fast.mu.RUnlock()
+	if rc == nil {
+		t.Fatal("no relay socket for the client")
+	}
+	roundTrip := func(data string) {
+		t.Helper()
+		sendFrom(t, p, relayAddr, data)
+		if got := c.receive(t); got != (relayed{channel: 0x4001, data: data}) {
+			t.Fatalf("client got %+v, want %q", got, data)
+		}
+	}
+	for i := range 3 {
+		roundTrip(fmt.Sprintf("alone %d", i))
+	}
+	if m := rc.maxBatch.Load(); m != 1 {
+		t.Fatalf("largest read %d datagrams with one at a time, want 1", m)
+	}
+	// Holding the mirror stops the relay's reader at the first datagram
+	// of the burst, in its first batch, while the rest queue behind it:
+	// the next read fills its batch, and the reads after it take more.
+	const burst = 100
+	rc.smu.Lock()
+	for i := range burst {
+		sendFrom(t, p, relayAddr, fmt.Sprintf("burst %03d", i))
+	}
+	rc.smu.Unlock()
+	for i := range burst {
+		want := relayed{channel: 0x4001, data: fmt.Sprintf("burst %03d", i)}
+		if got := c.receive(t); got != want {
+			t.Fatalf("client got %+v, want %+v", got, want)
+		}
+	}
+	if m := rc.maxBatch.Load(); m <= relayBatch {
+		t.Fatalf("largest read %d datagrams in a burst of %d: the batch did not grow past %d", m, burst, relayBatch)
+	}
+	// The grown batch serves a second burst and single datagrams alike.
+	rc.smu.Lock()
+	for i := range burst {
+		sendFrom(t, p, relayAddr, fmt.Sprintf("again %03d", i))
+	}
+	rc.smu.Unlock()
+	for i := range burst {
+		want := relayed{channel: 0x4001, data: fmt.Sprintf("again %03d", i)}
+		if got := c.receive(t); got != want {
+			t.Fatalf("client got %+v, want %+v", got, want)
+		}
+	}
+	roundTrip("alone at the end")
+	expectNothing(t, p, "peer")
+}

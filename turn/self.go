@@ -249,6 +249,11 @@ func (c *relayConn) ReadFrom(b []byte) (int, net.Addr, error) {
 		}
 	}
 	for !c.drain() {
+		if c.busy {
+			// Everything of the last read is handled and sent.
+			c.reader.Grow(relayBatchBusy)
+			c.busy = false
+		}
 		if err := c.reader.Read(); err != nil {
 			return 0, nil, err
 		}
@@ -264,6 +269,12 @@ func (c *relayConn) ReadFrom(b []byte) (int, net.Addr, error) {
 // path may; it reports whether that was all of it.
 func (c *relayConn) consume(n int) bool {
 	c.next, c.count = 0, n
+	if n == c.reader.Cap() && n < relayBatchBusy {
+		c.busy = true
+	}
+	if int32(n) > c.maxBatch.Load() {
+		c.maxBatch.Store(int32(n))
+	}
 	return !c.drain()
 }
 

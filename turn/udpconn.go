@@ -108,10 +108,10 @@ func (g *relayGenerator) AllocatePacketConn(network string, port int) (net.Packe
 	rc.peers = make(map[netip.AddrPort]uint16)
 	if rc.listener != nil {
 		if rc.reader, err = udpbatch.NewReader(c, relayBatch, relayHeadroom, relayMTU, rc.consume); err == nil {
-			rc.writer, err = udpbatch.NewWriter(rc.listener.UDPConn, relayBatch)
+			rc.writer, err = udpbatch.NewWriter(rc.listener.UDPConn, relayBatchBusy)
 		}
 		if err == nil {
-			rc.peerWriter.Writer, err = udpbatch.NewWriter(c, relayBatch)
+			rc.peerWriter.Writer, err = udpbatch.NewWriter(c, relayBatchBusy)
 		}
 		if err != nil {
 			c.Close()

@@ -48,6 +48,7 @@ type Reader struct {
 	names    []unix.RawSockaddrAny
 	bufs     [][]byte
 	headroom int
+	size     int
 	errno    syscall.Errno
 	readFn   func(fd uintptr) bool
 	// consume handles the first n datagrams of a batch just read and
@@ -64,19 +65,46 @@ func NewReader(c *net.UDPConn, count, headroom, size int, consume func(n int) bo
 	if err != nil {
 		return nil, fmt.Errorf("udpbatch: reader: %w", err)
 	}
-	r := &Reader{rc: rc, hdrs: make([]mmsghdr, count), iovs: make([]unix.Iovec, count),
-		names: make([]unix.RawSockaddrAny, count), bufs: make([][]byte, count), headroom: headroom,
-		consume: consume}
-	for i := range r.hdrs {
-		r.bufs[i] = make([]byte, headroom+size)
-		r.iovs[i].Base = &r.bufs[i][headroom]
-		r.iovs[i].SetLen(size)
-		r.hdrs[i].hdr.Iov = &r.iovs[i]
-		r.hdrs[i].hdr.SetIovlen(1)
-		r.hdrs[i].hdr.Name = (*byte)(unsafe.Pointer(&r.names[i]))
-	}
+	r := &Reader{rc: rc, headroom: headroom, size: size, consume: consume}
+	r.grow(count)
 	r.readFn = r.recv
 	return r, nil
+}
+
+// grow makes the batch count datagrams long, keeping the buffers, the
+// lengths and the senders of the datagrams it had.
+func (r *Reader) grow(count int) {
+	old := len(r.hdrs)
+	hdrs, iovs := make([]mmsghdr, count), make([]unix.Iovec, count)
+	names, bufs := make([]unix.RawSockaddrAny, count), make([][]byte, count)
+	copy(names, r.names)
+	copy(bufs, r.bufs)
+	for i := range hdrs {
+		if i >= old {
+			bufs[i] = make([]byte, r.headroom+r.size)
+		} else {
+			hdrs[i].n = r.hdrs[i].n
+		}
+		iovs[i].Base = &bufs[i][r.headroom]
+		iovs[i].SetLen(r.size)
+		hdrs[i].hdr.Iov = &iovs[i]
+		hdrs[i].hdr.SetIovlen(1)
+		hdrs[i].hdr.Name = (*byte)(unsafe.Pointer(&names[i]))
+	}
+	r.hdrs, r.iovs, r.names, r.bufs = hdrs, iovs, names, bufs
+}
+
+// Cap is the number of datagrams one recvmmsg reads at most.
+func (r *Reader) Cap() int { return len(r.hdrs) }
+
+// Grow raises the number of datagrams one recvmmsg reads to count, when
+// it is smaller: for a socket found busy, whose batches came back full.
+// The datagrams of the last read keep their buffers. Not to be called
+// during Read.
+func (r *Reader) Grow(count int) {
+	if count > len(r.hdrs) {
+		r.grow(count)
+	}
 }
 
 func (r *Reader) recv(fd uintptr) bool {

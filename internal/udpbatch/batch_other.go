@@ -36,6 +36,12 @@ func (r *Reader) Read() error {
 	return nil
 }
 
+// Cap is the number of datagrams one read takes: always 1.
+func (r *Reader) Cap() int { return 1 }
+
+// Grow does nothing: a batch is one datagram here.
+func (r *Reader) Grow(int) {}
+
 // Packet returns the datagram of the last read.
 func (r *Reader) Packet(int) ([]byte, int, netip.AddrPort) { return r.buf, r.n, r.from }
 
