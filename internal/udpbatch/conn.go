@@ -51,13 +51,15 @@ type Group struct {
 	direct uint64 // datagrams written at once with sendto (a zone, or empty), one system call each
 	total  uint64 // datagrams written through the group's Conns
 	gone   uint64 // sendmmsg calls of closed Conns
+
+	maxDelay time.Duration // maxDelay, but for tests
 }
 
 // NewGroup makes a group. onError, if not nil, is told about datagrams a
 // flush could not send (with the last error); it is called without locks
 // held, from the goroutine that flushed.
 func NewGroup(onError func(failed int, err error)) *Group {
-	return &Group{onError: onError}
+	return &Group{onError: onError, maxDelay: maxDelay}
 }
 
 // Begin marks the start of a fan-out. Every Begin must be followed by one
@@ -85,7 +87,7 @@ func (g *Group) End() {
 		g.mu.Unlock()
 		panic("udpbatch: End without Begin")
 	}
-	if g.queued > 0 && (g.active == 0 || time.Since(g.since) >= maxDelay) {
+	if g.queued > 0 && (g.active == 0 || time.Since(g.since) >= g.maxDelay) {
 		failed, err = g.flushLocked()
 	}
 	g.mu.Unlock()
@@ -232,7 +234,7 @@ func (c *Conn) WriteToAddrPort(p []byte, to netip.AddrPort) (int, error) {
 	c.used += n
 	if g.queued == 0 {
 		g.since = time.Now()
-	} else if time.Since(g.since) >= maxDelay {
+	} else if time.Since(g.since) >= g.maxDelay {
 		f, e := g.flushLocked()
 		failed += f
 		if f > 0 {

@@ -101,6 +101,7 @@ func TestConnOutsideFanoutSendsAtOnce(t *testing.T) {
 
 func TestConnBatchesUntilLastEnd(t *testing.T) {
 	g, c, rc, e := pair(t, 8)
+	g.maxDelay = time.Minute // however slowly the writes go (-race, a busy machine)
 	to := addrOf(rc)
 	buf := make([]byte, 4)
 	g.Begin()
