@@ -68,6 +68,7 @@ type directSender struct {
 	route   atomic.Pointer[directRoute]
 	dropped atomic.Uint64 // RTP dropped while ready without a route
 	sent    atomic.Uint64
+	chained atomic.Uint64 // of sent, those that came down pion's local-stream chain (not through sendPath)
 
 	// The direct receive path (direct_recv.go).
 	recvReady   atomic.Bool
@@ -382,6 +383,7 @@ type directInterceptor struct {
 func (i *directInterceptor) BindLocalStream(_ *interceptor.StreamInfo, w interceptor.RTPWriter) interceptor.RTPWriter {
 	return interceptor.RTPWriterFunc(func(h *rtp.Header, payload []byte, a interceptor.Attributes) (int, error) {
 		if n, sent, err := i.d.send(h, payload); sent {
+			i.d.chained.Add(1)
 			return n, err
 		}
 		return w.Write(h, payload, a)
