@@ -21,15 +21,16 @@ func (r receiveOnlyFactory) NewInterceptor(id string) (interceptor.Interceptor, 
 }
 
 // receiveOnly delays an interceptor's BindRTCPWriter until its
-// PeerConnection binds its first remote stream. pion's NACK generator,
-// TWCC feedback sender and receiver reports each start a goroutine with
-// a ticker (every 100 ms, 100 ms and 1 s) when their RTCP writer is
-// bound, at PeerConnection creation, and have work only for media the
-// PeerConnection receives. Most of the SFU's PeerConnections only send
-// (a subscriber's), so undelayed, a 40-subscriber room woke the server
-// some 800 times a second for nothing.
+// PeerConnection binds its first remote stream. pion's NACK generator
+// and receiver reports each start a goroutine with a ticker (every 100 ms
+// and 1 s) when their RTCP writer is bound, at PeerConnection creation,
+// and have work only for media the PeerConnection receives (the SFU's
+// own TWCC feedback, twccFeedback, starts the same way by itself). Most
+// of the SFU's PeerConnections only send (a subscriber's), so undelayed,
+// a 40-subscriber room woke the server some 800 times a second for
+// nothing.
 //
-// It relies on what those three do: their BindRTCPWriter returns the
+// It relies on what those two do: their BindRTCPWriter returns the
 // writer it was given, so returning it at once is the same for the
 // interceptors after them.
 type receiveOnly struct {

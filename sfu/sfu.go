@@ -50,7 +50,6 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/interceptor/pkg/report"
-	"github.com/pion/interceptor/pkg/twcc"
 	"github.com/pion/logging"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
@@ -546,10 +545,11 @@ func (s *Service) newAPI(out *sendPath) (*webrtc.API, error) {
 	// Only the interceptors the SFU needs: NACKs to publishers for lost
 	// packets (the SFU answers subscribers' NACKs itself, from one cache
 	// per published track, see forward.PacketCache), receiver reports,
-	// TWCC feedback to publishers, sender reports (out) and, below, TWCC
-	// sequence numbers and the bandwidth estimate toward subscribers. A
-	// packet forwarded on the direct path passes none of them (sendPath).
-	// No stats interceptor: nothing reads the server's GetStats.
+	// TWCC feedback to publishers (the SFU's own, twccFeedback), sender
+	// reports (out) and, below, TWCC sequence numbers and the bandwidth
+	// estimate toward subscribers. A packet forwarded on the direct path
+	// passes none of them (sendPath). No stats interceptor: nothing reads
+	// the server's GetStats.
 	// Those with work only for received media start their tickers with
 	// the first remote stream (receiveOnly).
 	reg := &interceptor.Registry{}
@@ -585,11 +585,7 @@ func (s *Service) newAPI(out *sendPath) (*webrtc.API, error) {
 			return nil, err
 		}
 	}
-	feedback, err := twcc.NewSenderInterceptor()
-	if err != nil {
-		return nil, err
-	}
-	reg.Add(receiveOnlyFactory{feedback})
+	reg.Add(twccFeedbackFactory{})
 	if out.est != nil {
 		reg.Add(bweFactory{out.est})
 	}

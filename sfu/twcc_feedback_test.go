@@ -1,0 +1,87 @@
+package sfu
+
+import (
+	"testing"
+	"time"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
+)
+
+// TestTWCCFeedbackRecordsWhatIsRead checks the SFU's TWCC feedback: no
+// loop for a PeerConnection that only sends, and for one that receives,
+// feedback acknowledging the packets its streams read, by their
+// transport-wide numbers.
+func TestTWCCFeedbackRecordsWhatIsRead(t *testing.T) {
+	i, err := twccFeedbackFactory{}.NewInterceptor("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fb := i.(*twccFeedback)
+	got := make(chan []rtcp.Packet, 16)
+	fb.BindRTCPWriter(interceptor.RTCPWriterFunc(func(p []rtcp.Packet, _ interceptor.Attributes) (int, error) {
+		got <- p
+		return 0, nil
+	}))
+	fb.BindLocalStream(&interceptor.StreamInfo{SSRC: 1}, nil)
+	// A stream without the header extension is passed through as it is.
+	plain := interceptor.RTPReaderFunc(func(b []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) { return 0, a, nil })
+	if r := fb.BindRemoteStream(&interceptor.StreamInfo{SSRC: 2}, plain); r == nil {
+		t.Fatal("no reader")
+	}
+	fb.mu.Lock()
+	started := fb.started
+	fb.mu.Unlock()
+	if started {
+		t.Fatal("the feedback loop started without a stream that carries transport-wide numbers")
+	}
+
+	const id, ssrc = 5, 0x1234
+	var seq uint16 = 65533 // the numbers wrap inside the test
+	next := interceptor.RTPReaderFunc(func(b []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) {
+		p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: seq, SSRC: ssrc}, Payload: []byte{1, 2, 3}}
+		if err := p.SetExtension(id, []byte{byte(seq >> 8), byte(seq)}); err != nil {
+			return 0, a, err
+		}
+		seq++
+		n, err := p.MarshalTo(b)
+		return n, a, err
+	})
+	r := fb.BindRemoteStream(&interceptor.StreamInfo{SSRC: ssrc, RTPHeaderExtensions: []interceptor.RTPHeaderExtension{{URI: sdp.TransportCCURI, ID: id}}}, next)
+	buf := make([]byte, 1500)
+	for range 5 {
+		if _, _, err := r.Read(buf, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.After(5 * time.Second)
+	acked := 0
+	for acked < 5 {
+		select {
+		case pkts := <-got:
+			for _, p := range pkts {
+				cc, ok := p.(*rtcp.TransportLayerCC)
+				if !ok {
+					t.Fatalf("feedback is %T", p)
+				}
+				if cc.MediaSSRC != ssrc {
+					t.Fatalf("feedback for SSRC %x, want %x", cc.MediaSSRC, ssrc)
+				}
+				if acked == 0 && cc.BaseSequenceNumber != 65533 {
+					t.Fatalf("feedback starts at %d, want 65533", cc.BaseSequenceNumber)
+				}
+				acked += len(cc.RecvDeltas)
+			}
+		case <-deadline:
+			t.Fatalf("%d of 5 packets acknowledged", acked)
+		}
+	}
+	if acked != 5 {
+		t.Fatalf("%d packets acknowledged, want 5", acked)
+	}
+	if err := fb.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
