@@ -2,6 +2,7 @@ package sfu
 
 import (
 	"fmt"
+	"net"
 	"slices"
 	"sync"
 	"testing"
@@ -383,4 +384,85 @@ func ntpSeconds(a, b rtcp.SenderReport) float64 {
 // the clock rate.
 func rtpSeconds(a, b rtcp.SenderReport, clock uint32) float64 {
 	return float64(int32(b.RTPTime-a.RTPTime)) / float64(clock)
+}
+
+// TestSenderReportsForOtherTracks: a local track that does not write
+// through a sendStream (here pion's TrackLocalStaticRTP) is counted by
+// sendPath's writer in its interceptor chain and reported on too.
+func TestSenderReportsForOtherTracks(t *testing.T) {
+	svc, err := New(Config{Domain: "conference.localhost", UDPAddr: "127.0.0.1:0", TCPAddr: "", IncludeLoopback: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	api, err := svc.newAPI(newSendPath(nil, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	spc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := newRTPRecorder()
+	m := &webrtc.MediaEngine{}
+	if err := m.RegisterDefaultCodecs(); err != nil {
+		t.Fatal(err)
+	}
+	reg := &interceptor.Registry{}
+	if err := rec.option(m, reg); err != nil {
+		t.Fatal(err)
+	}
+	se := webrtc.SettingEngine{}
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	cpc, err := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg),
+		webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer func() { _ = cpc.Close(); _ = spc.Close() }()
+	cpc.OnTrack(func(tr *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				if _, _, err := r.ReadRTCP(); err != nil {
+					return
+				}
+			}
+		}()
+		buf := make([]byte, 1500)
+		for {
+			if _, _, err := tr.Read(buf); err != nil {
+				return
+			}
+		}
+	})
+	track, err := webrtc.NewTrackLocalStaticRTP(confclient.Opus, "a", "s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := spc.AddTransceiverFromTrack(track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+	if err != nil {
+		t.Fatal(err)
+	}
+	connectBench(t, spc, cpc, tr.Sender())
+	const packets, size = 50, 40
+	for i := range packets {
+		if err := track.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: uint16(i), Timestamp: uint32(i * 960)},
+			Payload: make([]byte, size)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec.wait(t, "a sender report of every packet", 10*time.Second, func() bool {
+		for _, rs := range rec.reports {
+			if sr := rs[len(rs)-1].sr; sr.PacketCount == packets && sr.OctetCount == packets*size {
+				return true
+			}
+		}
+		return false
+	})
 }
