@@ -308,6 +308,14 @@ func TestBrowserClient(t *testing.T) {
 	if sent, got, refused := carla.direct.sent.Load(), carla.direct.received.Load(), carla.direct.recvRefused.Load(); sent == 0 || got == 0 || refused != 0 {
 		t.Errorf("the browser's direct paths: %d sent, %d received, %d refused", sent, got, refused)
 	}
+	// And what it publishes is forwarded on the socket's goroutine; its
+	// feedback is read there too.
+	if n := carla.direct.inlined.Load(); n == 0 {
+		t.Errorf("none of the browser's %d packets received directly was delivered inline", carla.direct.received.Load())
+	}
+	if n := carla.direct.rtcpReceived.Load(); n == 0 {
+		t.Error("none of the browser's RTCP was read directly")
+	}
 	if !strings.EqualFold(bob.trackFrom(browserID, "video/").mime, "video/VP8") {
 		t.Logf("browser video codec: %s", bob.trackFrom(browserID, "video/").mime)
 	}

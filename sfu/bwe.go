@@ -10,10 +10,12 @@ import (
 	"poosms.org/poosms/sfu/internal/bwe"
 )
 
-// bandwidthEstimator is what the SFU reads of a subscriber's send-side
-// bandwidth estimate (bwe.Estimator).
+// bandwidthEstimator is a subscriber's send-side bandwidth estimate
+// (bwe.Estimator): what the SFU reads of it, and how the RTCP read
+// directly reaches it (participant.directRTCP).
 type bandwidthEstimator interface {
-	TargetBitrate() int // bits per second
+	TargetBitrate() int              // bits per second
+	Feedback(rtcp []byte, now int64) // a compound RTCP packet from the subscriber
 }
 
 var _ bandwidthEstimator = (*bwe.Estimator)(nil)

@@ -95,6 +95,7 @@ type clientOpts struct {
 	noTrickle bool // send no candidate iqs: the offer's SDP carries them
 	tcp       bool // ICE over TCP only
 	passive   bool // the offer says a=setup:passive: the SFU is the DTLS client
+	queued    bool // mediaPairWith: the Service hands what it reads directly to the streams' readers (not inline)
 
 	peer []confclient.PeerOption // more for the PeerConnection (confclient.NewPeer)
 }

@@ -8,9 +8,11 @@ import (
 	"errors"
 	"hash"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/pion/dtls/v3"
 	"github.com/pion/dtls/v3/pkg/crypto/prf"
@@ -79,10 +81,25 @@ type directSender struct {
 	rctx        *srtp.Context
 	rhdr        rtp.Header
 	rbuf        []byte
-	received    atomic.Uint64  // packets decrypted
-	recvRefused atomic.Uint64  // packets that failed authentication or replayed
-	fmu         sync.Mutex     // guards from
-	from        netip.AddrPort // the address listed in table
+	received    atomic.Uint64    // packets decrypted
+	inlined     atomic.Uint64    // of those, delivered on the filter's goroutine
+	recvRefused atomic.Uint64    // packets that failed authentication or replayed
+	fmu         sync.Mutex       // guards from, extra, stopped
+	from        []netip.AddrPort // the addresses listed in table
+	extra       []netip.AddrPort // verified addresses besides the selected pair's (refreshFrom)
+	stopped     bool
+	refreshed   atomic.Int64 // nanotime of the last refreshFrom
+	pc          atomic.Pointer[webrtc.PeerConnection]
+	bottom      atomic.Pointer[directInterceptor]
+	// inline: the streams read directly are delivered on the sockets'
+	// filter goroutine (setSink); see Service.inline.
+	inline bool
+	// rtcpSink takes the participant's RTCP read directly
+	// (receiveRTCP), decrypted, on the filter's goroutine; nil: pion
+	// reads all of it. Set before the PeerConnection connects.
+	rtcpSink     func(b []byte)
+	rtcpBuf      []byte        // rmu
+	rtcpReceived atomic.Uint64 // compound packets read directly
 
 	wmu     sync.Mutex // serialises encryption: ctx, cryptex, plain, sealed
 	ctx     *srtp.Context
@@ -112,6 +129,7 @@ func newDirectSender(sockets func(netip.Addr) *udpbatch.Conn, table *recvTable) 
 		table:   table,
 		plain:   make([]byte, maxDirectPacket),
 		rbuf:    make([]byte, 0, maxDirectPacket),
+		rtcpBuf: make([]byte, 0, maxDirectPacket),
 		sealed:  make([]byte, 0, maxDirectPacket+32),
 	}
 }
@@ -226,6 +244,7 @@ func (d *directSender) start(pc *webrtc.PeerConnection) string {
 	if err != nil {
 		return "srtp context: " + err.Error()
 	}
+	d.pc.Store(pc)
 	d.updateRoute(pc)
 	if d.route.Load() == nil {
 		return "the selected candidate pair is not on the SFU's UDP sockets"
@@ -244,40 +263,102 @@ func (d *directSender) start(pc *webrtc.PeerConnection) string {
 	return ""
 }
 
-// listRoute lists the selected pair's remote address with the sockets'
-// filter, once receiving directly has started.
+// listRoute lists the selected pair's remote address, and the other
+// addresses the participant was found sending from (refreshFrom), with
+// the sockets' filter, once receiving directly has started.
 func (d *directSender) listRoute() {
 	if !d.recvReady.Load() {
 		return
 	}
-	var to netip.AddrPort
-	if r := d.route.Load(); r != nil {
-		to = r.to
+	d.fmu.Lock()
+	addrs := slices.Clone(d.extra)
+	d.fmu.Unlock()
+	if r := d.route.Load(); r != nil && !slices.Contains(addrs, r.to) {
+		addrs = append(addrs, r.to)
 	}
-	d.listAt(to)
+	d.listAt(addrs)
 }
 
-// stop takes the publisher off the sockets' filter.
-func (d *directSender) stop() { d.listAt(netip.AddrPort{}) }
+// stop takes the participant off the sockets' filter for good.
+func (d *directSender) stop() {
+	d.listAt(nil)
+	d.fmu.Lock()
+	d.stopped = true
+	d.fmu.Unlock()
+}
 
-// listAt lists the publisher at to (none if not valid) with the sockets'
-// filter, instead of where it was listed before.
-func (d *directSender) listAt(to netip.AddrPort) {
+// listAt lists the participant at addrs with the sockets' filter,
+// instead of where it was listed before.
+func (d *directSender) listAt(addrs []netip.AddrPort) {
 	if d.table == nil {
 		return
 	}
 	d.fmu.Lock()
 	defer d.fmu.Unlock()
-	if to == d.from {
+	if d.stopped {
 		return
 	}
-	if d.from.IsValid() {
-		d.table.remove(d.from, d)
+	for _, a := range d.from {
+		if !slices.Contains(addrs, a) {
+			d.table.remove(a, d)
+		}
 	}
-	d.from = to
-	if to.IsValid() {
-		d.table.set(to, d)
+	for _, a := range addrs {
+		if a.IsValid() && !slices.Contains(d.from, a) {
+			d.table.set(a, d)
+		}
 	}
+	d.from = slices.DeleteFunc(slices.Clone(addrs), func(a netip.AddrPort) bool { return !a.IsValid() })
+}
+
+// refreshInterval is how often at most refreshFrom looks for the
+// addresses a participant sends from.
+const refreshInterval = time.Second
+
+// refreshFrom lists the remote addresses of all the participant's
+// candidate pairs that passed ICE's checks on the SFU's UDP sockets, not
+// only the selected pair's. A client may send over another pair than
+// the one the SFU selected (a browser on a host with several addresses
+// does), and its packets then reach the SFU the pion way: the drain of a
+// stream read directly calls this when one does, at most once a
+// refreshInterval. Only addresses ICE verified (the client answered
+// checks there with its credentials) are listed, so no one can list
+// another's address.
+func (d *directSender) refreshFrom() {
+	now := nanotime()
+	last := d.refreshed.Load()
+	if last != 0 && now-last < int64(refreshInterval) || !d.refreshed.CompareAndSwap(last, now) {
+		return
+	}
+	pc := d.pc.Load()
+	if pc == nil {
+		return
+	}
+	report := pc.GetStats()
+	var extra []netip.AddrPort
+	for _, st := range report {
+		cp, ok := st.(webrtc.ICECandidatePairStats)
+		if !ok || cp.State != webrtc.StatsICECandidatePairStateSucceeded {
+			continue
+		}
+		l, lok := report[cp.LocalCandidateID].(webrtc.ICECandidateStats)
+		r, rok := report[cp.RemoteCandidateID].(webrtc.ICECandidateStats)
+		if !lok || !rok || l.Protocol != "udp" || r.Protocol != "udp" || l.CandidateType != webrtc.ICECandidateTypeHost {
+			continue
+		}
+		la, err1 := netip.ParseAddr(l.IP)
+		ra, err2 := netip.ParseAddr(r.IP)
+		if err1 != nil || err2 != nil || r.Port <= 0 || r.Port > 65535 || d.sockets(la.Unmap()) == nil {
+			continue
+		}
+		if a := netip.AddrPortFrom(ra.Unmap(), uint16(r.Port)); !slices.Contains(extra, a) {
+			extra = append(extra, a)
+		}
+	}
+	d.fmu.Lock()
+	d.extra = extra
+	d.fmu.Unlock()
+	d.listRoute()
 }
 
 // syncCryptex follows the negotiated RTP header encryption (RFC 9335):
@@ -371,7 +452,9 @@ func (d *directSender) send(h *rtp.Header, payload []byte) (n int, sent bool, er
 type directFactory struct{ d *directSender }
 
 func (f directFactory) NewInterceptor(string) (interceptor.Interceptor, error) {
-	return &directInterceptor{d: f.d}, nil
+	i := &directInterceptor{d: f.d}
+	f.d.bottom.Store(i)
+	return i, nil
 }
 
 type directInterceptor struct {

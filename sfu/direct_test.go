@@ -15,6 +15,7 @@ import (
 
 	"github.com/pion/dtls/v3"
 	"github.com/pion/dtls/v3/pkg/crypto/selfsign"
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
 
@@ -186,11 +187,11 @@ func TestDirectKeyLogLines(t *testing.T) {
 // pion's session instead, and still arrives.
 func TestMediaGoesTheDirectWay(t *testing.T) {
 	for _, c := range []struct {
-		name    string
-		passive bool
-	}{{"sfu-dtls-server", false}, {"sfu-dtls-client", true}} {
+		name            string
+		passive, queued bool
+	}{{"sfu-dtls-server", false, false}, {"sfu-dtls-server-queued", false, true}, {"sfu-dtls-client", true, false}} {
 		t.Run(c.name, func(t *testing.T) {
-			alice, bob, stop := mediaPairWith(t, 1, clientOpts{passive: c.passive})
+			alice, bob, stop := mediaPairWith(t, 1, clientOpts{passive: c.passive, queued: c.queued})
 			defer stop()
 			alice.waitFor("bob's video", 15*time.Second, func() bool {
 				r := alice.trackFrom(bob.id, "video/")
@@ -199,6 +200,14 @@ func TestMediaGoesTheDirectWay(t *testing.T) {
 			parts := alice.svc.room(testRoom).participants()
 			if len(parts) != 2 {
 				t.Fatalf("%d participants", len(parts))
+			}
+			if !c.passive {
+				// Both send feedback (TWCC every 100 ms) for what they
+				// receive: it is read directly too. (alice's condition
+				// is checked as her media arrives.)
+				alice.waitFor("feedback read directly", 10*time.Second, func() bool {
+					return parts[0].direct.rtcpReceived.Load() > 0 && parts[1].direct.rtcpReceived.Load() > 0
+				})
 			}
 			for _, p := range parts {
 				sent, ready := p.direct.sent.Load(), p.direct.ready.Load()
@@ -212,6 +221,19 @@ func TestMediaGoesTheDirectWay(t *testing.T) {
 				received, refused := p.direct.received.Load(), p.direct.recvRefused.Load()
 				if c.passive && received != 0 || !c.passive && received < 5 || refused != 0 {
 					t.Errorf("%s: %d packets received the direct way, %d refused", p.jid, received, refused)
+				}
+				if rtcpIn := p.direct.rtcpReceived.Load(); c.passive && rtcpIn != 0 {
+					t.Errorf("%s: %d RTCP packets read directly with the SFU as the DTLS client", p.jid, rtcpIn)
+				}
+				// Forwarded on the socket's goroutine, or by the
+				// streams' readers.
+				inlined := p.direct.inlined.Load()
+				if c.passive || c.queued {
+					if inlined != 0 {
+						t.Errorf("%s: %d packets delivered inline, want none", p.jid, inlined)
+					}
+				} else if inlined < 5 {
+					t.Errorf("%s: %d of %d packets received delivered inline", p.jid, inlined, received)
 				}
 				// Pion clients offer RTP header encryption: the packets
 				// above carried their transport-wide numbers encrypted.
@@ -375,14 +397,28 @@ func FuzzDirectReceive(f *testing.F) {
 	f.Add(fx.packet(f, "seed"))
 	f.Add([]byte{0x80, 96, 0, 1, 0, 0, 0, 0, 0, 0, 0x12, 0x34})
 	f.Add([]byte{0x90, 96, 0, 1, 0, 0, 0, 0, 0, 0, 0x12, 0x34, 0xbe, 0xde, 0, 9})
+	f.Add([]byte{0x81, 201, 0, 7, 0, 0, 0x12, 0x34, 0, 0, 0x56, 0x78, 0x80, 0, 0, 1})
 	f.Fuzz(func(t *testing.T, p []byte) {
 		fx := newRecvFixture(t)
+		rtcpIn := 0
+		fx.d.rtcpSink = func([]byte) { rtcpIn++ }
 		fx.table.filter(p, fx.from)
-		if fx.s.n != 0 {
-			t.Fatalf("%x was queued", p)
+		if fx.s.n != 0 || rtcpIn != 0 {
+			t.Fatalf("%x was queued or read as RTCP", p)
 		}
 		if !fx.table.filter(fx.packet(t, "real"), fx.from) || fx.s.n != 1 {
 			t.Fatal("the next real packet was not queued")
+		}
+		raw, err := rtcp.Marshal([]rtcp.Packet{&rtcp.PictureLossIndication{SenderSSRC: 1, MediaSSRC: 2}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sealed, err := fx.pub.EncryptRTCP(nil, raw, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !fx.table.filter(sealed, fx.from) || rtcpIn != 1 {
+			t.Fatal("the next real RTCP packet was not read")
 		}
 	})
 }
@@ -433,5 +469,93 @@ func TestDirectSendSizeLimit(t *testing.T) {
 	var got rtp.Header
 	if _, err := got.Unmarshal(buf[:n]); err != nil || got.SequenceNumber != 1 {
 		t.Fatalf("the peer read sequence number %d (%v), want 1", got.SequenceNumber, err)
+	}
+}
+
+// TestDirectReceiveRTCP: the sockets' filter takes a listed
+// participant's SRTCP and hands it decrypted to the participant's RTCP
+// sink; a forged or replayed packet is taken and dropped; a compound
+// packet that starts with a sender report, or any without a sink, is
+// left to pion.
+func TestDirectReceiveRTCP(t *testing.T) {
+	f := newRecvFixture(t)
+	encrypt := func(pkts ...rtcp.Packet) (raw, sealed []byte) {
+		t.Helper()
+		raw, err := rtcp.Marshal(pkts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sealed, err = f.pub.EncryptRTCP(nil, raw, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return raw, sealed
+	}
+	feedback := []rtcp.Packet{
+		&rtcp.ReceiverReport{SSRC: 0x1234, Reports: []rtcp.ReceptionReport{{SSRC: 0x5678, LastSequenceNumber: 7}}},
+		&rtcp.PictureLossIndication{SenderSSRC: 0x1234, MediaSSRC: 0x5678},
+	}
+	raw, sealed := encrypt(feedback...)
+	if f.table.filter(sealed, f.from) {
+		t.Fatal("SRTCP taken without an RTCP sink")
+	}
+	var got [][]byte
+	f.d.rtcpSink = func(b []byte) { got = append(got, bytes.Clone(b)) }
+	if !f.table.filter(sealed, f.from) || len(got) != 1 || !bytes.Equal(got[0], raw) {
+		t.Fatalf("the sink got %x, want %x", got, raw)
+	}
+	if !f.table.filter(sealed, f.from) {
+		t.Fatal("a replayed SRTCP packet was not taken")
+	}
+	_, forged := encrypt(feedback...)
+	forged[10] ^= 1
+	if !f.table.filter(forged, f.from) {
+		t.Fatal("a forged SRTCP packet was not taken")
+	}
+	if n := f.d.recvRefused.Load(); n != 2 || len(got) != 1 {
+		t.Fatalf("refused %d, delivered %d; want 2 refused, 1 delivered", n, len(got))
+	}
+	_, sr := encrypt(&rtcp.SenderReport{SSRC: 0x1234}, &rtcp.PictureLossIndication{SenderSSRC: 0x1234, MediaSSRC: 0x5678})
+	if f.table.filter(sr, f.from) {
+		t.Fatal("a compound packet with a sender report first was taken: pion's receiver reports need it")
+	}
+	_, big := encrypt(feedback...)
+	big = append(big, make([]byte, maxDirectPacket)...)
+	if f.table.filter(big, f.from) {
+		t.Fatal("an oversized datagram was taken")
+	}
+	if n := f.d.rtcpReceived.Load(); n != 1 || len(got) != 1 {
+		t.Fatalf("%d compound packets read directly, %d delivered; want 1", n, len(got))
+	}
+}
+
+// TestDirectListing: a participant is listed with the sockets' filter at
+// each address it is read from (the selected pair's, and others ICE
+// verified), moves as they change, and once stopped is never listed
+// again, whatever still calls for a listing.
+func TestDirectListing(t *testing.T) {
+	var table recvTable
+	d := newDirectSender(nil, &table)
+	a, b := netip.MustParseAddrPort("127.0.0.1:40000"), netip.MustParseAddrPort("192.0.2.2:40001")
+	d.listAt([]netip.AddrPort{a, b, {}})
+	if table.get(a) != d || table.get(b) != d {
+		t.Fatal("not listed at both addresses")
+	}
+	d.listAt([]netip.AddrPort{b})
+	if table.get(a) != nil || table.get(b) != d {
+		t.Fatal("still listed at the address it left")
+	}
+	d.stop()
+	if table.get(b) != nil {
+		t.Fatal("listed after stop")
+	}
+	d.listAt([]netip.AddrPort{a})
+	d.recvReady.Store(true)
+	d.fmu.Lock()
+	d.extra = []netip.AddrPort{b}
+	d.fmu.Unlock()
+	d.listRoute()
+	if table.get(a) != nil || table.get(b) != nil {
+		t.Fatal("listed again after stop")
 	}
 }

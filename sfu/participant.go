@@ -1,6 +1,7 @@
 package sfu
 
 import (
+	"encoding/binary"
 	"errors"
 	"log/slog"
 	"strconv"
@@ -48,22 +49,28 @@ type participant struct {
 	eocSent    bool // <end-of-candidates/> went out (it goes once)
 	localCands []*stanza.Element
 
-	direct    *directSender // the SFU's own SRTP, both ways, below pion's interceptors
-	out       *sendPath     // pc's send path: the subscriptions write through it; guarded by mu
-	bwe       atomic.Pointer[bandwidthEstimator]
-	remb      atomic.Int64  // the subscriber's latest REMB, bits/s
-	twccIn    atomic.Uint64 // TWCC feedback packets from the subscriber
-	rrIn      atomic.Uint64 // receiver reports from the subscriber
-	connected chan struct{}
-	connOnce  sync.Once
-	timer     *time.Timer
-	wg        sync.WaitGroup // RTCP loops of subscriptions
+	direct *directSender // the SFU's own SRTP, both ways, below pion's interceptors
+	out    *sendPath     // pc's send path: the subscriptions write through it; guarded by mu
+	bwe    atomic.Pointer[bandwidthEstimator]
+	remb   atomic.Int64  // the subscriber's latest REMB, bits/s
+	twccIn atomic.Uint64 // TWCC feedback packets from the subscriber
+	rrIn   atomic.Uint64 // receiver reports from the subscriber
+	// bySSRC finds a subscription by the SSRC the SFU sends it with, for
+	// the RTCP read directly (directRTCP); directNacks is that path's
+	// NACK buffer.
+	bySSRC      cowMap[uint32, *subscription]
+	directNacks [maxNackPairs]rtcp.NackPair
+	connected   chan struct{}
+	connOnce    sync.Once
+	timer       *time.Timer
+	wg          sync.WaitGroup // RTCP loops of subscriptions
 }
 
 type subscription struct {
 	up     *upTrack
 	dt     *forward.DownTrack
 	sender *webrtc.RTPSender
+	ssrc   uint32 // what the SFU sends it with
 }
 
 func newParticipant(r *room, p Peer) (*participant, error) {
@@ -74,6 +81,8 @@ func newParticipant(r *room, p Peer) (*participant, error) {
 	}
 	part.log = r.log.With("jid", part.jid.String(), "participant", part.id)
 	part.direct = newDirectSender(r.s.socketFor, &r.s.recv)
+	part.direct.inline = r.s.inline
+	part.direct.rtcpSink = part.directRTCP
 	pc, out, err := part.newPC(part.direct)
 	if err != nil {
 		return nil, err
@@ -95,8 +104,9 @@ func (p *participant) newPC(direct *directSender) (*webrtc.PeerConnection, *send
 	if err != nil {
 		return nil, nil, err
 	}
-	e := out.estimator()
-	p.bwe.Store(&e)
+	if e := out.estimator(); e != nil {
+		p.bwe.Store(&e)
+	}
 	r := p.room
 	pc.OnICECandidate(p.onLocalCandidate)
 	pc.OnTrack(p.onTrack)
@@ -472,6 +482,10 @@ func (p *participant) subscribe(tracks ...*upTrack) {
 		}
 		s := &subscription{up: u, dt: dt, sender: tr.Sender()}
 		p.subs[u.id] = s
+		if enc := s.sender.GetParameters().Encodings; len(enc) > 0 {
+			s.ssrc = uint32(enc[0].SSRC)
+			p.bySSRC.set(s.ssrc, s)
+		}
 		p.served = append(p.served, tr)
 		u.fan.Add(dt)
 		p.wg.Add(1)
@@ -505,6 +519,7 @@ func (p *participant) unsubscribe(u *upTrack) {
 		return
 	}
 	delete(p.subs, u.id)
+	p.bySSRC.remove(s.ssrc, s)
 	u.fan.Remove(s.dt)
 	if p.closed {
 		return
@@ -529,39 +544,86 @@ func (p *participant) rtcpLoop(s *subscription) {
 		if err != nil {
 			return
 		}
+		if n > 1 && buf[1] != rtcpSenderReport && p.direct.recvReady.Load() {
+			// Feedback that came the pion way although the participant
+			// is read directly: it sends from an address not listed.
+			p.direct.refreshFrom()
+		}
 		for rest := buf[:n]; len(rest) > 0; {
 			kind, pkt, next, ok := rtpx.NextRTCP(rest)
 			if !ok {
 				break
 			}
 			rest = next
-			switch kind {
-			case rtpx.RTCPREMB:
-				p.remb.Store(rtpx.REMBBitrate(pkt))
-			case rtpx.RTCPPLI, rtpx.RTCPFIR:
-				l := s.dt.Current()
-				if l == forward.NoLayer {
-					l = s.dt.Target()
-				}
-				s.up.requestKeyframe(l)
-			case rtpx.RTCPNack:
-				k := 0
-				rtpx.NackPairs(pkt, func(id, lost uint16) {
-					if k == len(nacks) {
-						s.dt.Retransmit(nacks[:k], nanotime())
-						k = 0
-					}
-					nacks[k] = rtcp.NackPair{PacketID: id, LostPackets: rtcp.PacketBitmap(lost)}
-					k++
-				})
-				if k > 0 {
-					s.dt.Retransmit(nacks[:k], nanotime())
-				}
-			case rtpx.RTCPTWCC:
-				p.twccIn.Add(1)
-			case rtpx.RTCPReceiverReport:
-				p.rrIn.Add(1)
+			p.handleRTCP(s, kind, pkt, &nacks)
+		}
+	}
+}
+
+// handleRTCP acts on one RTCP packet from the subscriber about s.
+func (p *participant) handleRTCP(s *subscription, kind rtpx.RTCPKind, pkt []byte, nacks *[maxNackPairs]rtcp.NackPair) {
+	switch kind {
+	case rtpx.RTCPREMB:
+		p.remb.Store(rtpx.REMBBitrate(pkt))
+	case rtpx.RTCPPLI, rtpx.RTCPFIR:
+		l := s.dt.Current()
+		if l == forward.NoLayer {
+			l = s.dt.Target()
+		}
+		s.up.requestKeyframe(l)
+	case rtpx.RTCPNack:
+		k := 0
+		rtpx.NackPairs(pkt, func(id, lost uint16) {
+			if k == len(nacks) {
+				s.dt.Retransmit(nacks[:k], nanotime())
+				k = 0
 			}
+			nacks[k] = rtcp.NackPair{PacketID: id, LostPackets: rtcp.PacketBitmap(lost)}
+			k++
+		})
+		if k > 0 {
+			s.dt.Retransmit(nacks[:k], nanotime())
+		}
+	case rtpx.RTCPTWCC:
+		p.twccIn.Add(1)
+	case rtpx.RTCPReceiverReport:
+		p.rrIn.Add(1)
+	}
+}
+
+// directRTCP acts on a compound RTCP packet the media sockets' filter
+// decrypted (directSender.receiveRTCP), as rtcpLoop acts on what pion
+// hands each subscription: the bandwidth estimator reads it whole, and
+// each packet goes to the subscription of the SSRC it is about (a
+// report, a TWCC feedback or a REMB is about the connection). It runs on
+// the filter's goroutine, one packet at a time.
+func (p *participant) directRTCP(b []byte) {
+	if e := p.bwe.Load(); e != nil {
+		(*e).Feedback(b, nanotime())
+	}
+	for rest := b; len(rest) > 0; {
+		kind, pkt, next, ok := rtpx.NextRTCP(rest)
+		if !ok {
+			break
+		}
+		rest = next
+		switch kind {
+		case rtpx.RTCPPLI, rtpx.RTCPNack:
+			// The media source SSRC follows the header and the sender's.
+			if len(pkt) >= 12 {
+				if s := p.bySSRC.get(binary.BigEndian.Uint32(pkt[8:12])); s != nil {
+					p.handleRTCP(s, kind, pkt, &p.directNacks)
+				}
+			}
+		case rtpx.RTCPFIR:
+			// One entry of eight bytes per SSRC asked (RFC 5104 4.3.1).
+			for fci := pkt[min(len(pkt), 12):]; len(fci) >= 8; fci = fci[8:] {
+				if s := p.bySSRC.get(binary.BigEndian.Uint32(fci[:4])); s != nil {
+					p.handleRTCP(s, kind, pkt, &p.directNacks)
+				}
+			}
+		default:
+			p.handleRTCP(nil, kind, pkt, &p.directNacks)
 		}
 	}
 }

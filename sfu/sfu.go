@@ -40,6 +40,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -138,10 +139,17 @@ type Service struct {
 	batch    *udpbatch.Group  // batches the media sockets' writes during fan-outs
 	sockets  []*udpbatch.Conn // every media UDP socket, for the direct send path
 	recv     recvTable        // the publishers the sockets' filter reads directly
-	udpMux   ice.UDPMux
-	tcpLn    net.Listener
-	tcpMux   *ice.TCPMuxDefault
-	se       webrtc.SettingEngine
+	// inline: a publisher's packets read directly are forwarded on the
+	// goroutine that reads the socket (see recvStream.deliver), with no
+	// hand-off to the stream's reader. So with one CPU (GOMAXPROCS 1),
+	// where a hand-off buys no parallelism and costs a goroutine switch
+	// per packet; with more, the streams' readers spread the forwarding
+	// over them.
+	inline bool
+	udpMux ice.UDPMux
+	tcpLn  net.Listener
+	tcpMux *ice.TCPMuxDefault
+	se     webrtc.SettingEngine
 
 	mu     sync.Mutex
 	rooms  map[string]*room // by bare room JID
@@ -188,6 +196,7 @@ func New(cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("sfu: config: PublicIP %q is not an IP address", cfg.PublicIP)
 	}
 	s := &Service{cfg: cfg, log: cfg.Logger, domain: d.Domainpart(), rooms: map[string]*room{}, opened: map[string]int{}}
+	s.inline = runtime.GOMAXPROCS(0) == 1
 
 	lf := logging.NewDefaultLoggerFactory()
 	lf.DefaultLogLevel = logging.LogLevelError
@@ -588,6 +597,10 @@ func (s *Service) newAPI(out *sendPath) (*webrtc.API, error) {
 	reg.Add(twccFeedbackFactory{})
 	if out.est != nil {
 		reg.Add(bweFactory{out.est})
+	}
+	if direct != nil {
+		// Last: the top of every remote stream's chain.
+		reg.Add(directTopFactory{direct})
 	}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se)), nil
 }

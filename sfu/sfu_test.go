@@ -21,7 +21,17 @@ import (
 	"poosms.org/poosms/stanza"
 )
 
+// newTestService makes a Service for a test. Its publishers' packets
+// read directly are delivered inline (Service.inline), as on a server
+// with one CPU; newTestServiceQueued's go through the streams' queues.
 func newTestService(t *testing.T, mod func(*Config)) *Service {
+	t.Helper()
+	s := newTestServiceQueued(t, mod)
+	s.inline = true
+	return s
+}
+
+func newTestServiceQueued(t *testing.T, mod func(*Config)) *Service {
 	t.Helper()
 	cfg := Config{
 		Domain:          "conference.localhost",
@@ -251,6 +261,9 @@ func mediaPair(t *testing.T, keyEvery int) (alice, bob *testClient, stop func())
 func mediaPairWith(t *testing.T, keyEvery int, o clientOpts) (alice, bob *testClient, stop func()) {
 	t.Helper()
 	svc := newTestService(t, nil)
+	if o.queued {
+		svc.inline = false
+	}
 	alice = newTestClient(t, svc, "alice", testRoom, o)
 	bob = newTestClient(t, svc, "bob", testRoom, o)
 	alice.join()

@@ -136,6 +136,12 @@ func (u *upTrack) readLoop(tr *webrtc.TrackRemote, li int) {
 	l := u.layers[li]
 	l.ssrc.Store(uint32(tr.SSRC()))
 	u.requestKeyframe(li)
+	if d := u.owner.direct; d != nil {
+		// Once the stream is delivered inline, the loop below waits in
+		// Read for the stream to end.
+		var ih rtpx.Header
+		d.setSink(uint32(tr.SSRC()), func(p []byte) { u.forward(li, p, &ih) })
+	}
 	buf := make([]byte, 1500)
 	var h rtpx.Header
 	for {

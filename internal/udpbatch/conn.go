@@ -278,11 +278,26 @@ func (c *Conn) SetFilter(f Filter) {
 // ReadFromAddrPort returns the next datagram, reading a batch when none
 // is left from the last one. A datagram longer than b is cut, as a
 // socket read would cut it.
+//
+// The datagrams of one read that the filter takes are one fan-out of the
+// Conn's group: what the filter writes meanwhile (a publisher's packet
+// forwarded to its subscribers, say) goes with one sendmmsg when the
+// batch read is done, before the next read waits.
 func (c *Conn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
+	fanout := false
+	defer func() {
+		if fanout {
+			c.g.End()
+		}
+	}()
 	for {
 		for c.ri >= c.rn {
+			if fanout {
+				c.g.End()
+				fanout = false
+			}
 			c.rn, c.ri = 0, 0
 			if err := c.r.Read(); err != nil {
 				return 0, netip.AddrPort{}, err
@@ -290,8 +305,14 @@ func (c *Conn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
 		}
 		buf, n, from := c.r.Packet(c.ri)
 		c.ri++
-		if f := c.filter.Load(); f != nil && (*f)(buf[:n], from) {
-			continue
+		if f := c.filter.Load(); f != nil {
+			if !fanout {
+				c.g.Begin()
+				fanout = true
+			}
+			if (*f)(buf[:n], from) {
+				continue
+			}
 		}
 		return copy(b, buf[:n]), from, nil
 	}

@@ -8,8 +8,10 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -465,5 +467,56 @@ func TestConnFilterTakesDatagrams(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Fatalf("%v allocations per filtered read", allocs)
+	}
+}
+
+// TestConnFilterWritesGoInOneBatch checks that what the filter writes
+// while it takes the datagrams of one read goes with one sendmmsg, after
+// the last of them, and before the Conn hands out the next datagram.
+func TestConnFilterWritesGoInOneBatch(t *testing.T) {
+	g, c, rc, _ := pair(t, 8)
+	to := c.LocalAddr().(*net.UDPAddr).AddrPort()
+	var seen []uint64 // the group's calls as the filter took each datagram
+	c.SetFilter(func(p []byte, from netip.AddrPort) bool {
+		if p[0] == 0xff {
+			return false
+		}
+		calls := g.Stats().Calls
+		if _, err := c.WriteToAddrPort([]byte{'r', p[0]}, from); err != nil {
+			t.Error(err)
+		}
+		if g.Stats().Calls != calls {
+			t.Errorf("the write for datagram %d went out during the read", p[0])
+		}
+		seen = append(seen, calls)
+		return true
+	})
+	const n = 5 // fewer than one read takes
+	for i := range n {
+		if _, err := rc.WriteToUDPAddrPort([]byte{byte(i)}, to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := rc.WriteToUDPAddrPort([]byte{0xff}, to); err != nil {
+		t.Fatal(err)
+	}
+	before := g.Stats()
+	buf := make([]byte, 8)
+	if got, _, err := c.ReadFromAddrPort(buf); err != nil || got != 1 || buf[0] != 0xff {
+		t.Fatalf("read %v (%v), want the one the filter leaves", buf[:got], err)
+	}
+	after := g.Stats()
+	// One sendmmsg per read the datagrams came in (one, unless the
+	// kernel had not queued them all by the first read).
+	reads := uint64(len(slices.Compact(slices.Clone(seen))))
+	if d, calls := after.Datagrams-before.Datagrams, after.Calls-before.Calls; d != n || calls != reads {
+		t.Fatalf("the filter's %d writes over %d reads went as %d datagrams in %d system calls", n, reads, d, calls)
+	}
+	_ = rc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for i := range n {
+		got, _, err := rc.ReadFromUDPAddrPort(buf)
+		if err != nil || string(buf[:got]) != string([]byte{'r', byte(i)}) {
+			t.Fatalf("reply %d: %q (%v)", i, buf[:got], err)
+		}
 	}
 }
