@@ -37,7 +37,7 @@ import (
 // for every local stream that has sent RTP (streams not bound through
 // BindWriter are counted by a writer in their interceptor chain). Its
 // goroutine starts with the first local stream, so a PeerConnection that
-// only receives (a publisher's) has none, and ends with Close, which pion
+// only receives has none, and ends with Close, which pion
 // calls when the PeerConnection closes.
 type sendPath struct {
 	interceptor.NoOp
