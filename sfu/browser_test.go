@@ -185,6 +185,37 @@ func TestBrowserClient(t *testing.T) {
 		}
 		return in["audio"] > 10 && in["video"] > 10
 	})
+	// Chromium takes the SFU's sender reports for both streams (in one
+	// compound packet each second): they count what it received, less
+	// what was sent since (a second's worth at most) and what is in
+	// flight.
+	type senderReport struct {
+		Kind     string  `json:"kind"`
+		Reports  float64 `json:"reports"`
+		Sent     float64 `json:"sent"`
+		Received float64 `json:"received"`
+	}
+	var srs []senderReport
+	checkFor(t, 40*time.Second, func() bool {
+		var err error
+		srs, err = chromedp.Run(bctx, chromedp.Evaluate[[]senderReport](`window.senderReports()`, chromedp.EvalAwaitPromise))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, r := range srs {
+			if r.Reports >= 3 {
+				n++
+			}
+		}
+		return n >= 2
+	})
+	for _, r := range srs {
+		if r.Reports >= 3 && (r.Sent > r.Received+25 || r.Sent < r.Received-100) {
+			t.Errorf("browser %s: the sender reports count %v packets, it received %v", r.Kind, r.Sent, r.Received)
+		}
+	}
+	t.Logf("sender reports in the browser: %+v", srs)
 	// Chromium's TWCC feedback on what the SFU sends it reaches the
 	// SFU's estimator and matches the packets sent.
 	carla := svc.room(testRoom).byPeer(peer)

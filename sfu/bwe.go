@@ -27,23 +27,20 @@ const (
 	maxEstimate     = 20_000_000
 )
 
-// bweFactory makes one bweInterceptor, with its estimator, per
-// PeerConnection: send-side bandwidth estimation toward the subscriber,
-// transport-wide sequence numbers on every packet sent (the header
-// extension is registered by newAPI) and the estimator (package bwe) fed
-// with their send times and with the subscriber's TWCC feedback. Packets
-// are not paced: the estimate only steers which simulcast layer a
-// subscriber gets. onBWE is handed each PeerConnection's estimator.
+// bweFactory makes the bweInterceptor of a PeerConnection's send path:
+// send-side bandwidth estimation toward the subscriber, transport-wide
+// sequence numbers on every packet that goes through pion's local-stream
+// chain (the header extension is registered by newAPI; sendPath numbers
+// the packets it sends directly) and the estimator (package bwe) fed with
+// their send times and with the subscriber's TWCC feedback. Packets are
+// not paced: the estimate only steers which simulcast layer a subscriber
+// gets.
 type bweFactory struct {
-	onBWE func(bandwidthEstimator)
+	est *bwe.Estimator
 }
 
-func (f *bweFactory) NewInterceptor(string) (interceptor.Interceptor, error) {
-	e := bwe.New(initialEstimate, minEstimate, maxEstimate)
-	if f.onBWE != nil {
-		f.onBWE(e)
-	}
-	return &bweInterceptor{est: e}, nil
+func (f bweFactory) NewInterceptor(string) (interceptor.Interceptor, error) {
+	return &bweInterceptor{est: f.est}, nil
 }
 
 // bweInterceptor numbers the packets of every local stream and hands the

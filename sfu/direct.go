@@ -31,12 +31,14 @@ import (
 // UDP mux: it encrypts each packet and hands it to the media socket (a
 // udpbatch.Conn) toward the selected candidate pair. And it receives what
 // the participant publishes straight off the socket (direct_recv.go).
-// pion keeps everything else: ICE, DTLS, SRTCP both ways, and every
-// interceptor above the bottom of the send and receive chains (the
-// transport-wide sequence numbers, sender and receiver reports, NACKs,
-// TWCC feedback), which is where directSender's writer and readers sit
-// (see directFactory). RTP header encryption (RFC 9335) follows what pion
-// negotiated (syncCryptex).
+// pion keeps ICE, DTLS, SRTCP both ways, and every interceptor above the
+// bottom of the receive chains (receiver reports, NACKs, TWCC feedback),
+// where directSender's readers sit. A forwarded packet does not pass
+// pion's send chain once the direct path is on: the subscription's
+// sendStream (sendPath) numbers, counts and sends it; before that, and
+// for any other local stream, directSender's writer sits at the bottom of
+// the chain (see directFactory). RTP header encryption (RFC 9335) follows
+// what pion negotiated (syncCryptex).
 //
 // The SRTP keys come from the DTLS handshake as RFC 5764 derives them
 // (the RFC 5705 exporter over the master secret and both randoms). pion
@@ -70,6 +72,7 @@ type directSender struct {
 	route   atomic.Pointer[directRoute]
 	dropped atomic.Uint64 // RTP dropped while ready without a route
 	sent    atomic.Uint64
+	chained atomic.Uint64 // of sent, those that came down pion's local-stream chain (not through sendPath)
 
 	// The direct receive path (direct_recv.go).
 	recvReady   atomic.Bool
@@ -443,8 +446,9 @@ func (d *directSender) send(h *rtp.Header, payload []byte) (n int, sent bool, er
 }
 
 // directFactory puts a directSender's writer at the bottom of every
-// local stream's interceptor chain (register it first), below the sender
-// reports and the transport-wide sequence numbers.
+// local stream's interceptor chain (register it first), below the
+// transport-wide sequence numbers, for what is written through the chain
+// (see sendPath).
 type directFactory struct{ d *directSender }
 
 func (f directFactory) NewInterceptor(string) (interceptor.Interceptor, error) {
@@ -465,6 +469,7 @@ type directInterceptor struct {
 func (i *directInterceptor) BindLocalStream(_ *interceptor.StreamInfo, w interceptor.RTPWriter) interceptor.RTPWriter {
 	return interceptor.RTPWriterFunc(func(h *rtp.Header, payload []byte, a interceptor.Attributes) (int, error) {
 		if n, sent, err := i.d.send(h, payload); sent {
+			i.d.chained.Add(1)
 			return n, err
 		}
 		return w.Write(h, payload, a)

@@ -95,14 +95,11 @@ type benchPath struct{ bwe, direct bool }
 func connectBenchSubscriber(b testing.TB, svc *Service, path benchPath) *benchSubscriber {
 	b.Helper()
 	bs := &benchSubscriber{got: make(chan struct{}, 1)}
-	var onBWE func(bandwidthEstimator)
-	if path.bwe {
-		onBWE = func(bandwidthEstimator) {}
-	}
 	if path.direct {
 		bs.direct = newDirectSender(svc.socketFor, &svc.recv)
 	}
-	api, err := svc.newAPI(onBWE, bs.direct)
+	out := newSendPath(bs.direct, path.bwe)
+	api, err := svc.newAPI(out)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -142,6 +139,7 @@ func connectBenchSubscriber(b testing.TB, svc *Service, path benchPath) *benchSu
 		}
 	})
 	d := forward.NewDownTrack(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "t", "s", 0)
+	d.Out = out
 	tr, err := spc.AddTransceiverFromTrack(d, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
 	if err != nil {
 		b.Fatal(err)

@@ -50,6 +50,7 @@ type participant struct {
 	localCands []*stanza.Element
 
 	direct *directSender // the SFU's own SRTP, both ways, below pion's interceptors
+	out    *sendPath     // pc's send path: the subscriptions write through it; guarded by mu
 	bwe    atomic.Pointer[bandwidthEstimator]
 	remb   atomic.Int64  // the subscriber's latest REMB, bits/s
 	twccIn atomic.Uint64 // TWCC feedback packets from the subscriber
@@ -82,24 +83,29 @@ func newParticipant(r *room, p Peer) (*participant, error) {
 	part.direct = newDirectSender(r.s.socketFor, &r.s.recv)
 	part.direct.inline = r.s.inline
 	part.direct.rtcpSink = part.directRTCP
-	pc, err := part.newPC(part.direct)
+	pc, out, err := part.newPC(part.direct)
 	if err != nil {
 		return nil, err
 	}
-	part.pc = pc
+	part.pc, part.out = pc, out
 	return part, nil
 }
 
-// newPC makes the participant's PeerConnection and sets its callbacks;
-// with direct, its RTP leaves through direct (see directSender).
-func (p *participant) newPC(direct *directSender) (*webrtc.PeerConnection, error) {
-	api, err := p.room.s.newAPI(func(e bandwidthEstimator) { p.bwe.Store(&e) }, direct)
+// newPC makes the participant's PeerConnection, with its send path and
+// bandwidth estimator, and sets its callbacks; with direct, its RTP
+// leaves through direct (see directSender).
+func (p *participant) newPC(direct *directSender) (*webrtc.PeerConnection, *sendPath, error) {
+	out := newSendPath(direct, true)
+	api, err := p.room.s.newAPI(out)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	if e := out.estimator(); e != nil {
+		p.bwe.Store(&e)
 	}
 	r := p.room
 	pc.OnICECandidate(p.onLocalCandidate)
@@ -123,7 +129,7 @@ func (p *participant) newPC(direct *directSender) (*webrtc.PeerConnection, error
 			r.remove(p, reasonPCClosed)
 		}
 	})
-	return pc, nil
+	return pc, out, nil
 }
 
 // startTimer removes the participant if it has not connected in time.
@@ -233,13 +239,13 @@ func (p *participant) handleOffer(iq *stanza.Element, text string) error {
 	if p.pc.RemoteDescription() == nil && offersPassive(text) {
 		// The client wants to be the DTLS server: a PeerConnection that
 		// answers as pion does by default (see directSender).
-		pc, err := p.newPC(nil)
+		pc, out, err := p.newPC(nil)
 		if err != nil {
 			p.mu.Unlock()
 			return refuse(errCannotAnswer, "cannot answer: %v", err)
 		}
 		old := p.pc
-		p.pc = pc
+		p.pc, p.out = pc, out
 		old.OnConnectionStateChange(func(webrtc.PeerConnectionState) {})
 		_ = old.Close()
 	}
@@ -468,6 +474,7 @@ func (p *participant) subscribe(tracks ...*upTrack) {
 			continue
 		}
 		dt := dts[i]
+		dt.Out = p.out
 		tr, err := p.pc.AddTransceiverFromTrack(dt, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
 		if err != nil {
 			p.log.Error("sfu: subscribe", "track", u.id, "err", err)

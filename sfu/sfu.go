@@ -528,12 +528,15 @@ func (s *Service) Rooms() int {
 	return len(s.rooms)
 }
 
-// newAPI builds the pion API for one participant: codecs, header
-// extensions and interceptors (NACK, reports, TWCC, bandwidth estimation).
-// With direct, the participant's RTP leaves through it (see
+// newAPI builds the pion API for one participant's PeerConnection:
+// codecs, header extensions and interceptors (NACK, receiver reports,
+// TWCC feedback) and out, its send path (sender reports and, with an
+// estimator, transport-wide sequence numbers and bandwidth estimation).
+// With out.direct, the participant's RTP leaves through it (see
 // directSender): the SFU answers as the DTLS server and direct sees the
-// handshake's key log and ServerHello.
-func (s *Service) newAPI(onBWE func(bandwidthEstimator), direct *directSender) (*webrtc.API, error) {
+// handshake's key log and ServerHello. The API makes one PeerConnection.
+func (s *Service) newAPI(out *sendPath) (*webrtc.API, error) {
+	direct := out.direct
 	m := &webrtc.MediaEngine{}
 	if err := registerCodecs(m); err != nil {
 		return nil, err
@@ -548,12 +551,13 @@ func (s *Service) newAPI(onBWE func(bandwidthEstimator), direct *directSender) (
 			return nil, err
 		}
 	}
-	// The interceptors run once per packet per subscriber, so only those
-	// the SFU needs: NACKs to publishers for lost packets (the SFU answers
-	// subscribers' NACKs itself, from one cache per published track, see
-	// forward.PacketCache), receiver and sender reports, TWCC feedback to
-	// publishers (the SFU's own, twccFeedback) and, below, TWCC sequence numbers and the bandwidth
-	// estimate toward subscribers. No stats interceptor: nothing reads
+	// Only the interceptors the SFU needs: NACKs to publishers for lost
+	// packets (the SFU answers subscribers' NACKs itself, from one cache
+	// per published track, see forward.PacketCache), receiver reports,
+	// TWCC feedback to publishers (the SFU's own, twccFeedback), sender
+	// reports (out) and, below, TWCC sequence numbers and the bandwidth
+	// estimate toward subscribers. A packet forwarded on the direct path
+	// passes none of them (sendPath). No stats interceptor: nothing reads
 	// the server's GetStats.
 	// Those with work only for received media start their tickers with
 	// the first remote stream (receiveOnly).
@@ -578,11 +582,7 @@ func (s *Service) newAPI(onBWE func(bandwidthEstimator), direct *directSender) (
 		return nil, err
 	}
 	reg.Add(receiveOnlyFactory{rr})
-	sr, err := report.NewSenderInterceptor()
-	if err != nil {
-		return nil, err
-	}
-	reg.Add(sr)
+	reg.Add(sendFactory{out})
 	if err := webrtc.ConfigureSimulcastExtensionHeaders(m); err != nil {
 		return nil, err
 	}
@@ -595,8 +595,8 @@ func (s *Service) newAPI(onBWE func(bandwidthEstimator), direct *directSender) (
 		}
 	}
 	reg.Add(twccFeedbackFactory{})
-	if onBWE != nil {
-		reg.Add(&bweFactory{onBWE: onBWE})
+	if out.est != nil {
+		reg.Add(bweFactory{out.est})
 	}
 	if direct != nil {
 		// Last: the top of every remote stream's chain.

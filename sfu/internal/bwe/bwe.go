@@ -145,6 +145,9 @@ func (e *Estimator) TargetBitrate() int { return int(e.target.Load()) }
 // Acked is how many of the packets sent feedback reported received.
 func (e *Estimator) Acked() uint64 { return e.acked.Load() }
 
+// Numbered is how many packets Sent has numbered (modulo 2^32).
+func (e *Estimator) Numbered() uint32 { return e.next.Load() }
+
 // Sent records a packet of size bytes sent at now (a monotonic time in
 // ns) and returns the transport-wide sequence number it must carry.
 func (e *Estimator) Sent(size int, now int64) uint16 {

@@ -19,6 +19,15 @@ type Writer interface {
 	WriteRTP(h *rtp.Header, payload []byte) (int, error)
 }
 
+// WriterBinder makes the Writer a DownTrack writes through once bound to
+// a subscriber's PeerConnection, from pion's context for the stream and
+// the codec Bind chose. The SFU's (sfu.sendPath) numbers, counts and
+// sends a packet itself where it can and hands it to ctx.WriteStream()
+// otherwise.
+type WriterBinder interface {
+	BindWriter(ctx webrtc.TrackLocalContext, codec webrtc.RTPCodecParameters) Writer
+}
+
 // ErrNoCodec is returned by Bind when the subscriber's PeerConnection
 // cannot receive the publisher's codec.
 var ErrNoCodec = errors.New("forward: codec not negotiated by the subscriber")
@@ -84,6 +93,11 @@ type DownTrack struct {
 	NeedKeyframe func(layer int)
 	OnSwitch     func(layer int)
 
+	// Out, if set, makes the writer each Bind writes through; nil writes
+	// through pion's ctx.WriteStream(), its local stream's interceptor
+	// chain. Set it before the track is added to a PeerConnection.
+	Out WriterBinder
+
 	packets atomic.Uint64
 	dropped atomic.Uint64
 }
@@ -108,13 +122,17 @@ func NewDownTrack(codec webrtc.RTPCodecCapability, id, streamID string, target i
 var _ webrtc.TrackLocal = (*DownTrack)(nil)
 
 // Bind implements webrtc.TrackLocal: it picks the subscriber's payload
-// type for the publisher's codec.
+// type for the publisher's codec and the writer (Out's, or pion's).
 func (d *DownTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
 	c, ok := MatchCodec(d.codec, ctx.CodecParameters())
 	if !ok {
 		return webrtc.RTPCodecParameters{}, ErrNoCodec
 	}
-	d.bound.Store(&binding{ssrc: uint32(ctx.SSRC()), pt: uint8(c.PayloadType), w: ctx.WriteStream()})
+	var w Writer = ctx.WriteStream()
+	if d.Out != nil {
+		w = d.Out.BindWriter(ctx, c)
+	}
+	d.bound.Store(&binding{ssrc: uint32(ctx.SSRC()), pt: uint8(c.PayloadType), w: w})
 	if fn := d.NeedKeyframe; fn != nil && d.kind == webrtc.RTPCodecTypeVideo {
 		fn(int(d.target.Load()))
 	}
