@@ -61,11 +61,21 @@ func (s *Service) listenMediaUDP(addr *net.UDPAddr, log logging.LeveledLogger) e
 	return nil
 }
 
+// mediaSocketBuffer is the receive and send buffer asked for each media
+// socket.
+const mediaSocketBuffer = 4 << 20
+
 func (s *Service) listenBatched(addr *net.UDPAddr) (*udpbatch.Conn, error) {
 	c, err := net.ListenUDP("udp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("sfu: listen media udp %q: %w", addr, err)
 	}
+	// Every participant's media comes in through this socket; a larger
+	// buffer than the default (about 200 KiB) rides out a burst, or a
+	// moment the reading goroutine spends forwarding (the kernel caps the
+	// request at net.core.rmem_max and wmem_max).
+	_ = c.SetReadBuffer(mediaSocketBuffer)
+	_ = c.SetWriteBuffer(mediaSocketBuffer)
 	bc, err := udpbatch.NewConn(c, s.batch, 0)
 	if err != nil {
 		_ = c.Close()
