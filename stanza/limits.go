@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"strings"
+	"unicode/utf8"
 )
 
 // Default limits on the tree one stanza read from a peer may become.
@@ -106,8 +108,41 @@ func (c *counter) start(se xml.StartElement, depth int) error {
 		return &LimitError{"attributes", c.lim.MaxAttributes}
 	case c.checkDuplicateAtt && duplicateAttr(se.Attr):
 		return fmt.Errorf("%w: <%s/> has an attribute twice", ErrNotWellFormed, se.Name.Local)
+	case c.checkDuplicateAtt && !prefixedNamesValid(se):
+		return fmt.Errorf("%w: <%s/>: a name's part after its prefix is not an XML name", ErrNotWellFormed, se.Name.Local)
 	}
 	return nil
+}
+
+// prefixedNamesValid reports whether the element's and its attributes'
+// local names (the part after a prefix) are XML names (NCNames), as
+// Namespaces in XML asks. encoding/xml checks a prefixed name as a whole
+// ("a:0" is a Name) and splits it at the colon: "<a:0/>" would come out
+// as "0", which is no name, and the element could not be written back.
+func prefixedNamesValid(se xml.StartElement) bool {
+	if !ncNameStart(se.Name.Local) {
+		return false
+	}
+	for _, a := range se.Attr {
+		if !ncNameStart(a.Name.Local) {
+			return false
+		}
+	}
+	return true
+}
+
+// ncNameStart reports whether s is a name without a colon: encoding/xml
+// has checked that every character of s may be in a name, so what is left
+// is the colon and the characters that may not come first (XML 1.0
+// NameChar less NameStartChar).
+func ncNameStart(s string) bool {
+	r, _ := utf8.DecodeRuneInString(s)
+	switch {
+	case s == "", strings.Contains(s, ":"), r >= '0' && r <= '9', r == '-', r == '.', r == 0xB7,
+		r >= 0x300 && r <= 0x36F, r == 0x203F, r == 0x2040:
+		return false
+	}
+	return true
 }
 
 // ErrNotWellFormed is XML that encoding/xml accepts but XML does not.

@@ -187,3 +187,38 @@ func TestStanzaHeapBound(t *testing.T) {
 		}
 	}
 }
+
+// TestPrefixedNamesMustBeNames: encoding/xml takes "a:0" as a name and
+// splits it into the prefix "a" and "0", which is no name; such an
+// element could not be written back. Limits refuse it, for elements,
+// attributes and namespace declarations alike.
+func TestPrefixedNamesMustBeNames(t *testing.T) {
+	var l Limits
+	for _, bad := range []string{
+		`<a:0/>`,
+		`<a:-b/>`,
+		`<a:b:c/>`,
+		`<a x:1='v'/>`,
+		`<a xmlns:0='urn:x'/>`,
+	} {
+		// encoding/xml refuses some itself; Limits refuse the rest.
+		if _, err := l.Parse([]byte(bad)); err == nil {
+			t.Errorf("%s accepted", bad)
+		} else if _, xerr := Parse([]byte(bad)); xerr == nil && !errors.Is(err, ErrNotWellFormed) {
+			t.Errorf("%s: %v, want ErrNotWellFormed", bad, err)
+		}
+	}
+	for _, good := range []string{
+		`<x:a xmlns:x='urn:x' x:b='1' c.d='2' _e='3'/>`,
+		`<message xml:lang='en'><body>hi</body></message>`,
+	} {
+		el, err := l.Parse([]byte(good))
+		if err != nil {
+			t.Errorf("%s: %v", good, err)
+			continue
+		}
+		if _, err := Parse([]byte(el.String())); err != nil {
+			t.Errorf("%s written back as %s: %v", good, el.String(), err)
+		}
+	}
+}
