@@ -92,16 +92,28 @@ func (t *twccWriter) Write(h *rtp.Header, payload []byte, a interceptor.Attribut
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	var err error
-	if t.id < 15 {
-		err = h.SetExtension(t.id, t.ext[:])
-	} else {
-		err = h.SetExtensionWithProfile(t.id, t.ext[:], rtp.ExtensionProfileTwoByte)
-	}
-	if err != nil {
+	if err := numberTWCC(h, len(payload), t.id, &t.ext, t.est, nanotime()); err != nil {
 		return 0, err
 	}
-	seq := t.est.Sent(h.MarshalSize()+len(payload), nanotime())
-	t.ext[0], t.ext[1] = byte(seq>>8), byte(seq)
 	return t.next.Write(h, payload, a)
+}
+
+// numberTWCC gives the packet (h and size bytes of payload) the next
+// transport-wide sequence number in extension id, recording it as sent
+// at now with est (its size as RTP: header, extensions and payload). The
+// number's two bytes are ext, which h refers to until the packet is
+// written: the caller holds ext until then.
+func numberTWCC(h *rtp.Header, size int, id uint8, ext *[2]byte, est *bwe.Estimator, now int64) error {
+	var err error
+	if id < 15 {
+		err = h.SetExtension(id, ext[:])
+	} else {
+		err = h.SetExtensionWithProfile(id, ext[:], rtp.ExtensionProfileTwoByte)
+	}
+	if err != nil {
+		return err
+	}
+	seq := est.Sent(h.MarshalSize()+size, now)
+	ext[0], ext[1] = byte(seq>>8), byte(seq)
+	return nil
 }

@@ -98,11 +98,17 @@ func (s *recvStream) push(p []byte) (inline bool) {
 	s.lens[i] = copy(s.buf[i*maxDirectPacket:], p)
 	s.n++
 	s.mu.Unlock()
+	s.wake()
+	return false
+}
+
+// wake tells the stream's reader to look again (after a push, a close,
+// a sink set), without waiting.
+func (s *recvStream) wake() {
 	select {
 	case s.notify <- struct{}{}:
 	default:
 	}
-	return false
 }
 
 // drain moves what pion's reader r still has (what reached pion before
@@ -209,10 +215,7 @@ func (s *recvStream) close() {
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()
-	select {
-	case s.notify <- struct{}{}:
-	default:
-	}
+	s.wake()
 }
 
 // cowMap is a map read without locking (one atomic load per look-up)
@@ -371,10 +374,7 @@ func (d *directSender) setSink(ssrc uint32, sink func(p []byte)) {
 	s.mu.Lock()
 	s.sink = sink
 	s.mu.Unlock()
-	select {
-	case s.notify <- struct{}{}:
-	default:
-	}
+	s.wake()
 }
 
 // startReceive makes the decryption context from the remote keys (start

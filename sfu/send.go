@@ -142,17 +142,9 @@ func (s *sendStream) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
 	defer s.mu.Unlock()
 	now := nanotime()
 	if s.twccID != 0 {
-		var err error
-		if s.twccID < 15 {
-			err = h.SetExtension(s.twccID, s.ext[:])
-		} else {
-			err = h.SetExtensionWithProfile(s.twccID, s.ext[:], rtp.ExtensionProfileTwoByte)
-		}
-		if err != nil {
+		if err := numberTWCC(h, len(payload), s.twccID, &s.ext, s.path.est, now); err != nil {
 			return 0, err
 		}
-		seq := s.path.est.Sent(h.MarshalSize()+len(payload), now)
-		s.ext[0], s.ext[1] = byte(seq>>8), byte(seq)
 	}
 	s.count(h, len(payload), now)
 	n, _, err := d.send(h, payload)
