@@ -685,32 +685,26 @@ func TestFastPathBusyRelayGrows(t *testing.T) {
 	// of the burst, in its first batch, while the rest queue behind it:
 	// the next read fills its batch, and the reads after it take more.
 	const burst = 100
-	rc.smu.Lock()
-	for i := range burst {
-		sendFrom(t, p, relayAddr, fmt.Sprintf("burst %03d", i))
-	}
-	rc.smu.Unlock()
-	for i := range burst {
-		want := relayed{channel: 0x4001, data: fmt.Sprintf("burst %03d", i)}
-		if got := c.receive(t); got != want {
-			t.Fatalf("client got %+v, want %+v", got, want)
+	sendBurst := func(name string) {
+		t.Helper()
+		rc.smu.Lock()
+		for i := range burst {
+			sendFrom(t, p, relayAddr, fmt.Sprintf("%s %03d", name, i))
+		}
+		rc.smu.Unlock()
+		for i := range burst {
+			want := relayed{channel: 0x4001, data: fmt.Sprintf("%s %03d", name, i)}
+			if got := c.receive(t); got != want {
+				t.Fatalf("client got %+v, want %+v", got, want)
+			}
 		}
 	}
+	sendBurst("burst")
 	if m := rc.maxBatch.Load(); m <= relayBatch {
 		t.Fatalf("largest read %d datagrams in a burst of %d: the batch did not grow past %d", m, burst, relayBatch)
 	}
 	// The grown batch serves a second burst and single datagrams alike.
-	rc.smu.Lock()
-	for i := range burst {
-		sendFrom(t, p, relayAddr, fmt.Sprintf("again %03d", i))
-	}
-	rc.smu.Unlock()
-	for i := range burst {
-		want := relayed{channel: 0x4001, data: fmt.Sprintf("again %03d", i)}
-		if got := c.receive(t); got != want {
-			t.Fatalf("client got %+v, want %+v", got, want)
-		}
-	}
+	sendBurst("again")
 	roundTrip("alone at the end")
 	expectNothing(t, p, "peer")
 }
