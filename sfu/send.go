@@ -49,11 +49,8 @@ type sendPath struct {
 	mu      sync.Mutex
 	streams map[uint32]*sendStream // by SSRC
 	writer  interceptor.RTCPWriter // the PeerConnection's RTCP writer
-	started bool                   // the report loop runs
-	closed  bool
-	done    chan struct{} // closed by Close
-	wg      sync.WaitGroup
-	reports []rtcp.Packet // the loop's, reused
+	reports []rtcp.Packet          // the loop's, reused
+	loop    tickLoop               // the sender reports
 }
 
 // srInterval is how often sender reports go, as pion sends them.
@@ -66,7 +63,7 @@ const maxSRsPerPacket = 32
 // newSendPath returns a PeerConnection's send path; with bwe it has its
 // own bandwidth estimator.
 func newSendPath(direct *directSender, withBWE bool) *sendPath {
-	p := &sendPath{direct: direct, streams: map[uint32]*sendStream{}, done: make(chan struct{})}
+	p := &sendPath{direct: direct, streams: map[uint32]*sendStream{}}
 	if withBWE {
 		p.est = bwe.New(initialEstimate, minEstimate, maxEstimate)
 	}
@@ -212,12 +209,11 @@ func (p *sendPath) add(s *sendStream) {
 // startLocked starts the report loop once there is a stream and the RTCP
 // writer is known, unless p is closed. p.mu is held.
 func (p *sendPath) startLocked() {
-	if p.started || p.closed || p.writer == nil || len(p.streams) == 0 {
+	if p.writer == nil || len(p.streams) == 0 {
 		return
 	}
-	p.started = true
-	p.wg.Add(1)
-	go p.loop(p.writer)
+	w := p.writer
+	p.loop.start(srInterval, func() { p.sendReports(w) })
 }
 
 // BindRTCPWriter keeps the PeerConnection's RTCP writer for the sender
@@ -259,35 +255,19 @@ func (p *sendPath) UnbindLocalStream(info *interceptor.StreamInfo) {
 
 // Close ends the report loop and waits for it.
 func (p *sendPath) Close() error {
-	p.mu.Lock()
-	if !p.closed {
-		p.closed = true
-		close(p.done)
-	}
-	p.mu.Unlock()
-	p.wg.Wait()
+	p.loop.stop()
 	return nil
 }
 
-// loop sends the sender reports every srInterval until Close.
-func (p *sendPath) loop(w interceptor.RTCPWriter) {
-	defer p.wg.Done()
-	t := time.NewTicker(srInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-p.done:
-			return
-		case <-t.C:
-		}
-		pkts := p.collect(time.Now())
-		for len(pkts) > 0 {
-			n := min(len(pkts), maxSRsPerPacket)
-			// An error (the connection closing, or not yet up) loses this
-			// second's reports, as a lost packet would.
-			_, _ = w.Write(pkts[:n], nil)
-			pkts = pkts[n:]
-		}
+// sendReports sends the sender reports, every srInterval.
+func (p *sendPath) sendReports(w interceptor.RTCPWriter) {
+	pkts := p.collect(time.Now())
+	for len(pkts) > 0 {
+		n := min(len(pkts), maxSRsPerPacket)
+		// An error (the connection closing, or not yet up) loses this
+		// second's reports, as a lost packet would.
+		_, _ = w.Write(pkts[:n], nil)
+		pkts = pkts[n:]
 	}
 }
 

@@ -19,7 +19,7 @@ const twccInterval = 100 * time.Millisecond
 type twccFeedbackFactory struct{}
 
 func (twccFeedbackFactory) NewInterceptor(string) (interceptor.Interceptor, error) {
-	return &twccFeedback{rec: twcc.NewRecorder(rand.Uint32()), stop: make(chan struct{})}, nil
+	return &twccFeedback{rec: twcc.NewRecorder(rand.Uint32())}, nil
 }
 
 // twccFeedback is the TWCC feedback the SFU sends a publisher: the
@@ -33,13 +33,10 @@ func (twccFeedbackFactory) NewInterceptor(string) (interceptor.Interceptor, erro
 type twccFeedback struct {
 	interceptor.NoOp
 
-	mu      sync.Mutex // guards rec, writer, started, closed
-	rec     *twcc.Recorder
-	writer  interceptor.RTCPWriter
-	started bool
-	closed  bool
-	stop    chan struct{}
-	wg      sync.WaitGroup
+	mu     sync.Mutex // guards rec, writer
+	rec    *twcc.Recorder
+	writer interceptor.RTCPWriter
+	loop   tickLoop
 }
 
 // BindRTCPWriter keeps the writer for the loop.
@@ -63,12 +60,11 @@ func (t *twccFeedback) BindRemoteStream(info *interceptor.StreamInfo, r intercep
 		return r
 	}
 	t.mu.Lock()
-	if !t.started && !t.closed && t.writer != nil {
-		t.started = true
-		t.wg.Add(1)
-		go t.loop(t.writer)
-	}
+	w := t.writer
 	t.mu.Unlock()
+	if w != nil {
+		t.loop.start(twccInterval, func() { t.send(w) })
+	}
 	ssrc := info.SSRC
 	return interceptor.RTPReaderFunc(func(b []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) {
 		n, a, err := r.Read(b, a)
@@ -89,36 +85,20 @@ func (t *twccFeedback) BindRemoteStream(info *interceptor.StreamInfo, r intercep
 	})
 }
 
-// loop sends the feedback every twccInterval until Close.
-func (t *twccFeedback) loop(w interceptor.RTCPWriter) {
-	defer t.wg.Done()
-	tick := time.NewTicker(twccInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-t.stop:
-			return
-		case <-tick.C:
-		}
-		t.mu.Lock()
-		pkts := t.rec.BuildFeedbackPacket()
-		t.mu.Unlock()
-		if len(pkts) > 0 {
-			// A failed write loses one interval's feedback, as a lost
-			// datagram would.
-			_, _ = w.Write(pkts, nil)
-		}
+// send sends the feedback gathered since the last time.
+func (t *twccFeedback) send(w interceptor.RTCPWriter) {
+	t.mu.Lock()
+	pkts := t.rec.BuildFeedbackPacket()
+	t.mu.Unlock()
+	if len(pkts) > 0 {
+		// A failed write loses one interval's feedback, as a lost
+		// datagram would.
+		_, _ = w.Write(pkts, nil)
 	}
 }
 
 // Close stops the loop.
 func (t *twccFeedback) Close() error {
-	t.mu.Lock()
-	if !t.closed {
-		t.closed = true
-		close(t.stop)
-	}
-	t.mu.Unlock()
-	t.wg.Wait()
+	t.loop.stop()
 	return nil
 }

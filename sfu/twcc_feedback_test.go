@@ -31,10 +31,7 @@ func TestTWCCFeedbackRecordsWhatIsRead(t *testing.T) {
 	if r := fb.BindRemoteStream(&interceptor.StreamInfo{SSRC: 2}, plain); r == nil {
 		t.Fatal("no reader")
 	}
-	fb.mu.Lock()
-	started := fb.started
-	fb.mu.Unlock()
-	if started {
+	if fb.loop.running() {
 		t.Fatal("the feedback loop started without a stream that carries transport-wide numbers")
 	}
 
