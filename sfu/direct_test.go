@@ -524,8 +524,28 @@ func TestDirectReceiveRTCP(t *testing.T) {
 	if f.table.filter(big, f.from) {
 		t.Fatal("an oversized datagram was taken")
 	}
-	if n := f.d.rtcpReceived.Load(); n != 1 || len(got) != 1 {
-		t.Fatalf("%d compound packets read directly, %d delivered; want 1", n, len(got))
+	// At the bound: a compound packet of exactly maxDirectPacket bytes
+	// sealed is read; one a word longer (RTCP comes in words) goes to pion.
+	sized := func(n int) []byte {
+		t.Helper()
+		app := make([]byte, n-8-20) // less the receiver report and SRTCP's tag and index
+		app[0], app[1] = 0x80, 204
+		binary.BigEndian.PutUint16(app[2:], uint16(len(app)/4-1))
+		raw := rtcp.RawPacket(app)
+		_, sealed := encrypt(&rtcp.ReceiverReport{SSRC: 0x1234}, &raw)
+		if len(sealed) != n {
+			t.Fatalf("made %d bytes, want %d", len(sealed), n)
+		}
+		return sealed
+	}
+	if !f.table.filter(sized(maxDirectPacket), f.from) || len(got) != 2 {
+		t.Fatalf("a %d-byte SRTCP packet was not read", maxDirectPacket)
+	}
+	if f.table.filter(sized(maxDirectPacket+4), f.from) || len(got) != 2 {
+		t.Fatalf("a %d-byte SRTCP packet was taken", maxDirectPacket+4)
+	}
+	if n := f.d.rtcpReceived.Load(); n != 2 || len(got) != 2 {
+		t.Fatalf("%d compound packets read directly, %d delivered; want 2", n, len(got))
 	}
 }
 
