@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -710,7 +711,79 @@ func (p *participant) retryKeyframes() {
 }
 
 // onTrack starts forwarding one incoming stream (one simulcast layer).
+//
+// Pion reports a stream that the client's SDP declares with its SSRC (an
+// a=ssrc line: audio, and video without simulcast) as soon as the
+// connection is up, before its first packet and without its codec
+// (SetFireOnTrackBeforeFirstRTP): such a track is published at once,
+// so the others' session is renegotiated for it while the publisher's
+// media is still on its way rather than after its first packet, when
+// its codec is the only one its media section negotiated (audio: Opus).
+// Otherwise the codec is the first packet's (publishOnFirstPacket).
+// Simulcast layers, known by their rid, are reported at their first
+// packet, with their codec.
 func (p *participant) onTrack(tr *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
+	codec := tr.Codec()
+	if codec.MimeType == "" {
+		var ok bool
+		if codec, ok = onlyCodec(recv); !ok {
+			p.mu.Lock()
+			if !p.closed {
+				p.wg.Add(1)
+				go p.publishOnFirstPacket(tr, recv)
+			}
+			p.mu.Unlock()
+			return
+		}
+	}
+	p.publish(tr, recv, codec)
+}
+
+// publishOnFirstPacket publishes a stream pion reported before its first
+// packet once that packet has named its codec (pion takes it from the
+// payload type of what it reads). The packet itself is not forwarded:
+// nobody can be subscribed to the track yet.
+func (p *participant) publishOnFirstPacket(tr *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
+	defer p.wg.Done()
+	buf := make([]byte, 1500)
+	for {
+		if _, _, err := tr.Read(buf); err != nil {
+			return
+		}
+		if c := tr.Codec(); c.MimeType != "" {
+			p.publish(tr, recv, c)
+			return
+		}
+	}
+}
+
+// onlyCodec is the media codec negotiated for recv's section, when it is
+// the only one (retransmission and FEC formats left out).
+func onlyCodec(recv *webrtc.RTPReceiver) (webrtc.RTPCodecParameters, bool) {
+	var only webrtc.RTPCodecParameters
+	n := 0
+	for _, c := range recv.GetParameters().Codecs {
+		if isMediaCodec(c) {
+			only = c
+			n++
+		}
+	}
+	return only, n == 1
+}
+
+// isMediaCodec reports whether c carries media itself, not repairs of it.
+func isMediaCodec(c webrtc.RTPCodecParameters) bool {
+	switch strings.ToLower(c.MimeType) {
+	case "", strings.ToLower(webrtc.MimeTypeRTX), "video/red", "audio/red", "video/ulpfec", "video/flexfec-03", "video/flexfec":
+		return false
+	}
+	return true
+}
+
+// publish starts forwarding stream tr, whose codec is codec, and
+// publishes its track to the conference when it is the track's first
+// stream.
+func (p *participant) publish(tr *webrtc.TrackRemote, recv *webrtc.RTPReceiver, codec webrtc.RTPCodecParameters) {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -720,7 +793,7 @@ func (p *participant) onTrack(tr *webrtc.TrackRemote, recv *webrtc.RTPReceiver) 
 	isNew := u == nil
 	if isNew {
 		p.nextTrack++
-		u = newUpTrack(p, p.id+"-"+strconv.Itoa(p.nextTrack), tr, recv)
+		u = newUpTrack(p, p.id+"-"+strconv.Itoa(p.nextTrack), tr, recv, codec)
 		p.ups[recv] = u
 	}
 	li := u.layerIndex(tr.RID())

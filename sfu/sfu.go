@@ -227,6 +227,10 @@ func New(cfg Config) (*Service, error) {
 	s.se.SetNetworkTypes(networks)
 	s.se.SetIncludeLoopbackCandidate(cfg.IncludeLoopback)
 	s.se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	// A stream the client's SDP declares is reported (participant.onTrack)
+	// when the connection is up, not at its first packet: its track is
+	// offered to the others meanwhile.
+	s.se.SetFireOnTrackBeforeFirstRTP(true)
 	// AES-128-GCM first: with AES-NI it is the cheapest of the profiles
 	// browsers offer (one pass for encryption and authentication, ten
 	// rounds against AES-256's fourteen).

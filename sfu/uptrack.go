@@ -62,8 +62,7 @@ type layer struct {
 	keyPending atomic.Bool
 }
 
-func newUpTrack(p *participant, id string, tr *webrtc.TrackRemote, recv *webrtc.RTPReceiver) *upTrack {
-	c := tr.Codec()
+func newUpTrack(p *participant, id string, tr *webrtc.TrackRemote, recv *webrtc.RTPReceiver, c webrtc.RTPCodecParameters) *upTrack {
 	u := &upTrack{
 		id: id, owner: p, kind: tr.Kind(), codec: c,
 		rcodec: rtpx.CodecFromMime(c.MimeType), clock: c.ClockRate,

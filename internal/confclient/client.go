@@ -73,6 +73,12 @@ type Client struct {
 	sendMu sync.Mutex             // serialises writes to the XMPP stream
 
 	replies Replies
+	// applying is closed once the offer whose result readLoop hands over
+	// has been applied: the reader waits for it before it takes the
+	// stanzas after that result (a server offer may follow at once).
+	applyMu  sync.Mutex
+	applyID  string
+	applying chan struct{}
 
 	mu     sync.Mutex
 	events []*stanza.Element
@@ -347,7 +353,7 @@ func (c *Client) Offer(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		res, err := c.request(ctx, stanza.New(NS, "offer").SetText(offer))
+		res, applied, err := c.requestApplied(ctx, stanza.New(NS, "offer").SetText(offer))
 		var se *stanzaError
 		if errors.As(err, &se) && se.cond == "unexpected-request" && attempt < 5 {
 			// Glare: the server's offer is on its way. Roll back, let the
@@ -361,6 +367,7 @@ func (c *Client) Offer(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("confclient: offer: %w", err)
 		}
+		defer applied()
 		ans := res.Child(NS, "answer")
 		if ans == nil {
 			return fmt.Errorf("confclient: no <answer/> in %s", res)
@@ -389,7 +396,40 @@ func (e *stanzaError) Error() string { return e.cond + ": " + e.text }
 
 // request sends an iq set to the room and waits for its result.
 func (c *Client) request(ctx context.Context, payload *stanza.Element) (*stanza.Element, error) {
+	return c.requestWith(ctx, "cc"+strconv.FormatInt(c.nextID.Add(1), 10), payload)
+}
+
+// requestApplied is request for an offer: the reader takes no further
+// stanza after its result until the caller's done returns, so the answer
+// is applied before a server offer sent right after it is read. The
+// server sends its offer for others' tracks as soon as it has answered
+// ours, in that order on the stream; were the answer still unapplied
+// when that offer is read, answer would take our offer for one that
+// crossed the server's and roll it back.
+// On success the caller calls applied once the answer is applied.
+func (c *Client) requestApplied(ctx context.Context, payload *stanza.Element) (res *stanza.Element, applied func(), err error) {
 	id := "cc" + strconv.FormatInt(c.nextID.Add(1), 10)
+	done := make(chan struct{})
+	c.applyMu.Lock()
+	c.applyID, c.applying = id, done
+	c.applyMu.Unlock()
+	applied = func() {
+		c.applyMu.Lock()
+		defer c.applyMu.Unlock()
+		if c.applying == done {
+			c.applyID, c.applying = "", nil
+			close(done)
+		}
+	}
+	res, err = c.requestWith(ctx, id, payload)
+	if err != nil {
+		applied()
+		return nil, nil, err
+	}
+	return res, applied, nil
+}
+
+func (c *Client) requestWith(ctx context.Context, id string, payload *stanza.Element) (*stanza.Element, error) {
 	ch := c.replies.Expect(id)
 	defer c.replies.Forget(id)
 	if err := c.send(stanza.NewIQ(stanza.SetIQ).SetAttr("to", c.o.Room).SetAttr("id", id).Append(payload)); err != nil {
@@ -439,7 +479,18 @@ func (c *Client) readLoop() {
 func (c *Client) handle(el *stanza.Element) {
 	switch {
 	case el.Local == "iq" && (el.IQType() == stanza.ResultIQ || el.IsError()):
-		c.replies.Deliver(el)
+		c.applyMu.Lock()
+		var wait chan struct{}
+		if el.ID() != "" && el.ID() == c.applyID {
+			wait = c.applying
+		}
+		c.applyMu.Unlock()
+		if c.replies.Deliver(el) && wait != nil {
+			select {
+			case <-wait:
+			case <-c.ctx.Done():
+			}
+		}
 	case el.Local == "iq" && el.IQType() == stanza.SetIQ && el.Child(NS, "offer") != nil:
 		c.answer(el)
 	case el.Local == "iq" && el.IQType() == stanza.SetIQ && el.Child(NS, "candidate") != nil:
