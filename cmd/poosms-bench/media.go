@@ -38,6 +38,7 @@ type mediaResult struct {
 	Participants     int     `json:"participants"`
 	JoinErrors       int     `json:"join_errors"`
 	JoinP50ms        float64 `json:"join_to_first_packet_p50_ms"`
+	JoinP90ms        float64 `json:"join_to_first_packet_p90_ms"`
 	JoinMaxms        float64 `json:"join_to_first_packet_max_ms"`
 	Received         int64   `json:"packets_received"`
 	Expected         int64   `json:"packets_expected"`
@@ -99,7 +100,7 @@ func mediaCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "conferences × participants\t%d × %d (%d failed to join)\n", res.Rooms, res.Participants/res.Rooms, res.JoinErrors)
-	fmt.Fprintf(tw, "join → first packet p50 / max\t%.0f / %.0f ms\n", res.JoinP50ms, res.JoinMaxms)
+	fmt.Fprintf(tw, "join → first packet p50 / p90 / max\t%.0f / %.0f / %.0f ms\n", res.JoinP50ms, res.JoinP90ms, res.JoinMaxms)
 	fmt.Fprintf(tw, "forwarded packets/s\t%.0f\n", res.ForwardedPerSec)
 	fmt.Fprintf(tw, "loss\t%.2f%% (%d of %d expected)\n", res.LossPercent, res.Expected-res.Received, res.Expected)
 	fmt.Fprintf(tw, "jitter p50 / max\t%.2f / %.2f ms\n", res.JitterP50ms, res.JitterMaxms)
@@ -237,6 +238,7 @@ func runMedia(ctx context.Context, o mediaOptions, progress io.Writer) (*mediaRe
 	slices.Sort(joins)
 	if len(joins) > 0 {
 		res.JoinP50ms = float64(joins[len(joins)/2]) / float64(time.Millisecond)
+		res.JoinP90ms = float64(joins[(len(joins)*9+9)/10-1]) / float64(time.Millisecond) // nearest rank
 		res.JoinMaxms = float64(joins[len(joins)-1]) / float64(time.Millisecond)
 	}
 
