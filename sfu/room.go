@@ -405,7 +405,6 @@ func (r *room) tick() {
 	best, bestLevel := "", 128
 	for _, u := range tracks {
 		u.measure(tickInterval)
-		u.flushKeyframes()
 		if u.kind != webrtc.RTPCodecTypeAudio {
 			continue
 		}

@@ -49,6 +49,12 @@ type upTrack struct {
 	wg      sync.WaitGroup // read loops
 	running atomic.Int32
 	started map[*webrtc.TrackRemote]bool // streams with a read loop; owner.mu
+
+	// writePLI sends the publisher a keyframe request for the stream
+	// ssrc; after runs f once d has passed (time.AfterFunc). Tests
+	// replace them.
+	writePLI func(ssrc uint32)
+	after    func(d time.Duration, f func())
 }
 
 type layer struct {
@@ -58,8 +64,10 @@ type layer struct {
 	bytes   atomic.Uint64
 	rate    atomic.Int64 // bits per second over the last tick
 	lastKey atomic.Int64 // nanotime of the last keyframe request
-	// keyPending is a request that came inside the throttle window.
+	// keyPending is a request that came inside the throttle window;
+	// keyTimer is set while a timer will send it when the window ends.
 	keyPending atomic.Bool
+	keyTimer   atomic.Bool
 }
 
 func newUpTrack(p *participant, id string, tr *webrtc.TrackRemote, recv *webrtc.RTPReceiver, c webrtc.RTPCodecParameters) *upTrack {
@@ -67,6 +75,10 @@ func newUpTrack(p *participant, id string, tr *webrtc.TrackRemote, recv *webrtc.
 		id: id, owner: p, kind: tr.Kind(), codec: c,
 		rcodec: rtpx.CodecFromMime(c.MimeType), clock: c.ClockRate,
 		started: map[*webrtc.TrackRemote]bool{},
+		writePLI: func(ssrc uint32) {
+			_ = p.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}})
+		},
+		after: func(d time.Duration, f func()) { time.AfterFunc(d, f) },
 	}
 	if p.room != nil && p.room.s != nil {
 		u.batch = p.room.s.batch
@@ -186,7 +198,11 @@ func (u *upTrack) fanOut(li int, h *rtpx.Header, pkt []byte, key bool, now int64
 }
 
 // requestKeyframe sends a PLI for layer li to the publisher, at most once
-// per keyframeInterval.
+// per keyframeInterval. A request inside that window is sent when the
+// window ends (one for all those held), by a timer: a subscriber that
+// starts just after another one's request waits for its keyframe no
+// longer than the window (before, held requests waited for the
+// conference's next tick, up to tickInterval more).
 func (u *upTrack) requestKeyframe(li int) {
 	if u.kind != webrtc.RTPCodecTypeVideo || li < 0 || li >= len(u.layers) {
 		return
@@ -200,24 +216,31 @@ func (u *upTrack) requestKeyframe(li int) {
 	last := l.lastKey.Load()
 	if last != 0 && now-last < int64(keyframeInterval) {
 		// Inside the window: one request is sent when it ends.
-		l.keyPending.Store(true)
+		u.hold(li, time.Duration(last+int64(keyframeInterval)-now))
 		return
 	}
 	if !l.lastKey.CompareAndSwap(last, now) {
-		l.keyPending.Store(true)
+		u.hold(li, keyframeInterval) // another request went just now
 		return
 	}
 	l.keyPending.Store(false)
-	_ = u.owner.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}})
+	u.writePLI(ssrc)
 }
 
-// flushKeyframes sends the keyframe requests held back by the throttle.
-func (u *upTrack) flushKeyframes() {
-	for i, l := range u.layers {
-		if l.keyPending.Load() {
-			u.requestKeyframe(i)
-		}
+// hold notes a keyframe request for layer li that the throttle holds
+// back, and makes sure a timer sends it in d, when the window ends.
+func (u *upTrack) hold(li int, d time.Duration) {
+	l := u.layers[li]
+	l.keyPending.Store(true)
+	if !l.keyTimer.CompareAndSwap(false, true) {
+		return // armed already
 	}
+	u.after(d, func() {
+		l.keyTimer.Store(false)
+		if l.keyPending.Load() {
+			u.requestKeyframe(li)
+		}
+	})
 }
 
 // measure updates each layer's bitrate over the last interval.
