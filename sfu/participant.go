@@ -122,6 +122,7 @@ func (p *participant) newPC(direct *directSender) (*webrtc.PeerConnection, *send
 					p.log.Debug("sfu: rtp through pion's session", "why", why)
 				}
 				close(p.connected)
+				r.ready(p) // the tracks held until now (see subscribe)
 			})
 		case webrtc.PeerConnectionStateFailed:
 			r.remove(p, reasonFailed)
@@ -448,9 +449,13 @@ func (p *participant) handleReply(iq *stanza.Element) {
 // offers them to the client (see negotiateLocked). room.mu must not be
 // held: the room lets go of it before it calls into a participant.
 //
-// It adds nothing before p's first offer is answered (room.ready
-// subscribes p to what is published by then), after p closed, twice for
-// one track, or for a track unpublished meanwhile (see room.addTrack).
+// It adds nothing before p's first offer is answered and its connection
+// is up (room.ready, called then, subscribes p to what is published by
+// then), after p closed, twice for one track, or for a track unpublished
+// meanwhile (see room.addTrack). Not while ICE and DTLS are starting: a
+// server offer applied then can cost a Pion client its first
+// connectivity checks (seen in poosms-bench media: ICE took one 200 ms
+// check interval instead of a few milliseconds).
 func (p *participant) subscribe(tracks ...*upTrack) {
 	dts := make([]*forward.DownTrack, len(tracks))
 	for i, u := range tracks {
@@ -466,7 +471,7 @@ func (p *participant) subscribe(tracks ...*upTrack) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed || !p.answered {
+	if p.closed || !p.answered || !p.isConnected() {
 		return
 	}
 	added := false
@@ -495,6 +500,16 @@ func (p *participant) subscribe(tracks ...*upTrack) {
 	}
 	if added {
 		p.negotiateLocked()
+	}
+}
+
+// isConnected reports whether p's connection has been up.
+func (p *participant) isConnected() bool {
+	select {
+	case <-p.connected:
+		return true
+	default:
+		return false
 	}
 }
 

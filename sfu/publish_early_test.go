@@ -55,3 +55,40 @@ func TestTrackPublishedBeforeFirstPacket(t *testing.T) {
 			hasIntact(a, func(n int) []byte { return opusPayload("alice", n) })
 	})
 }
+
+// TestNoOfferBeforeConnected: the server offers a participant others'
+// tracks only once its connection is up, not right after answering its
+// first offer while its ICE checks are starting (a Pion client applying
+// an offer then was seen to lose its first checks and wait one 200 ms
+// check interval). The probe's reply comes after anything the server
+// sent while handling the offer, so counting the offers then needs no
+// waiting. Fails when ready subscribes a participant that has not
+// connected.
+func TestNoOfferBeforeConnected(t *testing.T) {
+	svc := newTestService(t, nil)
+	alice := newTestClient(t, svc, "alice", testRoom, clientOpts{})
+	bob := newTestClient(t, svc, "bob", testRoom, clientOpts{})
+	carol := newTestClient(t, svc, "carol", testRoom, clientOpts{noICE: true})
+	alice.join()
+	bob.join()
+	bob.addTracks()
+	bob.offer()
+	alice.addTracks()
+	alice.offer()
+	bob.waitEvent("track-published", 10*time.Second, func(e *stanza.Element) bool {
+		return e.Attr("participant") == alice.id && e.Attr("kind") == "audio"
+	})
+
+	carol.join()
+	carol.addTracks()
+	carol.offer() // answered; carol's ICE cannot complete
+	if r := carol.iq(stanza.New(NS, "layer").SetAttr("track", "none").SetAttr("rid", "h")); !r.IsError() {
+		t.Fatalf("probe: want an error, got %s", r)
+	}
+	carol.mu.Lock()
+	n := carol.offers
+	carol.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("carol was sent %d offers before her connection was up, want 0", n)
+	}
+}

@@ -211,7 +211,8 @@ func (r *room) byPeer(p Peer) *participant {
 }
 
 // ready subscribes p to every track in the conference once its first
-// offer has been answered.
+// offer has been answered and its connection is up (it is called at
+// both; subscribe refuses until both are so).
 //
 // The subscriptions (pion calls) are made after r.mu is let go, so that
 // the conference is not held up for them. A track published after the
