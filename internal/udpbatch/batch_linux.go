@@ -152,6 +152,49 @@ func (r *Reader) Read() error {
 	return nil
 }
 
+// TryRead reads what is waiting, up to a batch, with one recvmmsg and
+// without waiting: for a caller that learnt from its own epoll set that
+// the socket is readable. It returns the number of datagrams read (0 when
+// there were none), which Packet then gives; the consumer is not called.
+// net.ErrClosed when the socket is closed.
+func (r *Reader) TryRead() (int, error) {
+	n := 0
+	r.errno = 0
+	if err := r.rc.Control(func(fd uintptr) { n = r.recvOnce(fd) }); err != nil {
+		return 0, net.ErrClosed
+	}
+	if r.errno != 0 {
+		if r.errno == unix.EBADF {
+			return 0, net.ErrClosed
+		}
+		return 0, r.errno
+	}
+	return n, nil
+}
+
+// recvOnce makes one recvmmsg; EAGAIN reads nothing.
+func (r *Reader) recvOnce(fd uintptr) int {
+	for i := range r.hdrs {
+		r.hdrs[i].hdr.Namelen = unix.SizeofSockaddrAny
+		r.hdrs[i].hdr.Flags = 0
+	}
+	for {
+		n, _, errno := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.hdrs[0])), uintptr(len(r.hdrs)),
+			unix.MSG_DONTWAIT, 0, 0)
+		switch errno {
+		case 0:
+			return int(n)
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return 0
+		default:
+			r.errno = errno
+			return 0
+		}
+	}
+}
+
 // Packet returns datagram i of the last read: its buffer (data at
 // headroom), its length and its sender (IPv4-mapped addresses unmapped).
 func (r *Reader) Packet(i int) (buf []byte, n int, from netip.AddrPort) {
