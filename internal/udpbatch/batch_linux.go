@@ -51,6 +51,8 @@ type Reader struct {
 	size     int
 	errno    syscall.Errno
 	readFn   func(fd uintptr) bool
+	onceFn   func(fd uintptr) // recvOnce, made once: TryRead allocates nothing
+	got      int              // datagrams TryRead's call read
 	// consume handles the first n datagrams of a batch just read and
 	// reports whether it took them all; when not, the caller of Read
 	// takes over from where it stopped.
@@ -68,6 +70,7 @@ func NewReader(c *net.UDPConn, count, headroom, size int, consume func(n int) bo
 	r := &Reader{rc: rc, headroom: headroom, size: size, consume: consume}
 	r.grow(count)
 	r.readFn = r.recv
+	r.onceFn = r.recvOnce
 	return r, nil
 }
 
@@ -158,9 +161,8 @@ func (r *Reader) Read() error {
 // there were none), which Packet then gives; the consumer is not called.
 // net.ErrClosed when the socket is closed.
 func (r *Reader) TryRead() (int, error) {
-	n := 0
-	r.errno = 0
-	if err := r.rc.Control(func(fd uintptr) { n = r.recvOnce(fd) }); err != nil {
+	r.got, r.errno = 0, 0
+	if err := r.rc.Control(r.onceFn); err != nil {
 		return 0, net.ErrClosed
 	}
 	if r.errno != 0 {
@@ -169,11 +171,11 @@ func (r *Reader) TryRead() (int, error) {
 		}
 		return 0, r.errno
 	}
-	return n, nil
+	return r.got, nil
 }
 
-// recvOnce makes one recvmmsg; EAGAIN reads nothing.
-func (r *Reader) recvOnce(fd uintptr) int {
+// recvOnce makes one recvmmsg and sets r.got; EAGAIN reads nothing.
+func (r *Reader) recvOnce(fd uintptr) {
 	for i := range r.hdrs {
 		r.hdrs[i].hdr.Namelen = unix.SizeofSockaddrAny
 		r.hdrs[i].hdr.Flags = 0
@@ -183,14 +185,15 @@ func (r *Reader) recvOnce(fd uintptr) int {
 			unix.MSG_DONTWAIT, 0, 0)
 		switch errno {
 		case 0:
-			return int(n)
+			r.got = int(n)
+			return
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
-			return 0
+			return
 		default:
 			r.errno = errno
-			return 0
+			return
 		}
 	}
 }
