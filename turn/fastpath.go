@@ -344,6 +344,7 @@ type relayState struct {
 	poller      *relayPoller
 	raw         syscall.RawConn // the relay socket's, for the poller's epoll_ctl
 	pollID      int32           // the poller's registration
+	pollSeq     uint64          // the poller's last round that took it (the poller's goroutine's)
 	polled      atomic.Bool     // the poller owns reader (and next, count, busy)
 	wake        chan struct{}   // the poller handed the reader to the engine's goroutine
 	done        chan struct{}   // closed when the socket closes

@@ -27,10 +27,9 @@ import (
 // reads only its own datagrams), and one sendmmsg for all their
 // datagrams to the clients, which all leave through the listener.
 //
-// The epoll set is level-triggered, so a socket with datagrams left after
-// its read (a full batch) is reported again at the next wait; the set is
-// itself waited on through the runtime's poller, so the goroutine holds
-// no thread while nothing happens.
+// The epoll set is edge-triggered (see pollEvents) and itself waited on
+// through the runtime's poller, so the goroutine holds no thread while
+// nothing happens.
 //
 // A datagram the fast path does not take (no permission, too long) goes
 // to the engine: the poller hands the socket, with the rest of its batch,
@@ -51,6 +50,15 @@ type relayPoller struct {
 	nextID int32
 	closed bool
 }
+
+// pollEvents is a relay socket's registration: readable, edge-triggered.
+// A level-triggered socket is queued again after each report, and the
+// kernel then tells the runtime's poller that the set is readable once
+// more: a round with nothing to do after every round. So a round reads
+// each socket reported until a read comes back short of its batch (the
+// socket was empty), and reads again the next round those whose batch
+// came back full.
+const pollEvents uint32 = unix.EPOLLIN | unix.EPOLLET
 
 // pollerBatch is the number of datagrams the poller's writer sends with
 // one sendmmsg: up to a listener batch's worth of relay sockets' datagrams.
@@ -118,7 +126,7 @@ func (p *relayPoller) add(rc *relayConn) error {
 	rc.polled.Store(true)
 	p.relays[rc.pollID] = rc
 	p.mu.Unlock()
-	if err := p.ctl(rc, syscall.EPOLL_CTL_ADD, syscall.EPOLLIN); err != nil {
+	if err := p.ctl(rc, syscall.EPOLL_CTL_ADD, pollEvents); err != nil {
 		p.mu.Lock()
 		delete(p.relays, rc.pollID)
 		p.mu.Unlock()
@@ -158,13 +166,14 @@ func (p *relayPoller) ctl(rc *relayConn, op int, events uint32) error {
 // before would not wake the poller again.
 func (p *relayPoller) resume(rc *relayConn) error {
 	rc.polled.Store(true)
-	return p.ctl(rc, syscall.EPOLL_CTL_ADD, syscall.EPOLLIN)
+	return p.ctl(rc, syscall.EPOLL_CTL_ADD, pollEvents)
 }
 
 func (p *relayPoller) run() {
 	defer close(p.done)
 	r := pollRound{p: p, events: make([]syscall.EpollEvent, 128)}
 	r.ready = make([]*relayConn, 0, len(r.events))
+	r.again = make([]*relayConn, 0, len(r.events))
 	// One Read for the poller's life: the runtime's poller then keeps an
 	// edge of the epoll set that came while a round was served (a Read
 	// that began anew would forget it), so a round that left no socket
@@ -177,7 +186,9 @@ func (p *relayPoller) run() {
 type pollRound struct {
 	p      *relayPoller
 	events []syscall.EpollEvent
-	ready  []*relayConn
+	ready  []*relayConn // the sockets to read in this round
+	again  []*relayConn // sockets whose read filled its batch: read again next round
+	seq    uint64       // the round's number, to read a socket once a round (relayState.pollSeq)
 }
 
 // round serves the relay sockets the epoll set reports readable, and
@@ -186,32 +197,51 @@ type pollRound struct {
 func (r *pollRound) round(fd uintptr) bool {
 	p := r.p
 	for {
-		n, err := epollPoll(fd, r.events)
-		if err == syscall.EINTR {
-			continue
+		// The sockets whose last read filled its batch come first: being
+		// edge-triggered, the set reports them again only when another
+		// datagram comes.
+		r.seq++
+		for _, rc := range r.again {
+			rc.pollSeq = r.seq
+			r.ready = append(r.ready, rc)
 		}
-		if err != 0 || n <= 0 {
+		clear(r.again)
+		r.again = r.again[:0]
+		n := 0
+		for {
+			var err syscall.Errno
+			if n, err = epollPoll(fd, r.events); err != syscall.EINTR {
+				if err != 0 {
+					n = 0
+				}
+				break
+			}
+		}
+		if n == 0 && len(r.ready) == 0 {
+			// Every socket read was emptied: its next datagram is a new
+			// edge of the set, which the runtime's poller keeps for the
+			// wait that follows.
 			return false
 		}
 		p.mu.Lock()
 		if p.closed {
 			p.mu.Unlock()
+			clear(r.ready)
+			r.ready = r.ready[:0]
 			return true
 		}
 		for _, ev := range r.events[:n] {
-			if rc := p.relays[ev.Fd]; rc != nil {
+			if rc := p.relays[ev.Fd]; rc != nil && rc.pollSeq != r.seq {
+				rc.pollSeq = r.seq
 				r.ready = append(r.ready, rc)
 			}
 		}
 		p.mu.Unlock()
-		if len(r.ready) > 0 {
-			p.wakeups.Add(1)
-			p.reads.Add(uint64(len(r.ready)))
-		}
-		more := n == len(r.events)
+		p.wakeups.Add(1)
+		p.reads.Add(uint64(len(r.ready)))
 		for _, rc := range r.ready {
 			if p.serve(rc) {
-				more = true
+				r.again = append(r.again, rc)
 			}
 		}
 		// Every relay socket read in this round is flushed before any of
@@ -220,10 +250,7 @@ func (r *pollRound) round(fd uintptr) bool {
 		_, _ = p.writer.Flush()
 		clear(r.ready)
 		r.ready = r.ready[:0]
-		if !more {
-			// Each socket read was emptied: its next datagram is a new
-			// edge of the set, which the runtime's poller keeps for the
-			// wait that follows.
+		if n < len(r.events) && len(r.again) == 0 {
 			return false
 		}
 	}
