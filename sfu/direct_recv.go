@@ -287,18 +287,14 @@ func (t *recvTable) filter(p []byte, from netip.AddrPort) bool {
 	return d.receive(p)
 }
 
-// rtcpSenderReport is the packet type of a sender report (RFC 3550).
-const rtcpSenderReport = 200
-
 // receiveRTCP decrypts a compound SRTCP packet from the participant and
 // hands it to rtcpSink: its subscribers' feedback (receiver reports,
-// TWCC feedback, NACKs, keyframe requests, REMB) goes to the SFU with no
-// hand-off. A compound packet that starts with a sender report (a
-// publisher's, which its first packet's type, sent in the clear, says)
-// goes to pion, whose receiver reports need it. One that fails
-// authentication or replays an earlier one is dropped.
+// TWCC feedback, NACKs, keyframe requests, REMB) and, as a publisher, its
+// sender reports (for the SFU's receiver reports, recvFeedback) go to the
+// SFU with no hand-off. One that fails authentication or replays an
+// earlier one is dropped.
 func (d *directSender) receiveRTCP(p []byte) bool {
-	if d.rtcpSink == nil || p[1] == rtcpSenderReport {
+	if d.rtcpSink == nil {
 		return false
 	}
 	if len(p) > cap(d.rtcpBuf) {

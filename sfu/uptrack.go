@@ -153,6 +153,30 @@ func (u *upTrack) readLoop(tr *webrtc.TrackRemote, li int) {
 	}
 }
 
+// readRTCP reads the RTCP pion holds for one of the track's streams (a
+// layer's, rid; "" when the track does not simulcast), until the stream
+// ends. Nothing else reads it: the reading passes it through the
+// PeerConnection's interceptors, where the publisher's sender reports
+// reach its feedback (recvFeedback, for the LSR and DLSR of the receiver
+// reports). It is needed only while the participant's RTCP goes pion's
+// way: the direct path hands the sender reports over itself
+// (participant.directRTCP).
+func (u *upTrack) readRTCP(recv *webrtc.RTPReceiver, rid string) {
+	defer u.wg.Done()
+	buf := make([]byte, 1500)
+	for {
+		var err error
+		if rid == "" {
+			_, _, err = recv.Read(buf)
+		} else {
+			_, _, err = recv.ReadSimulcast(buf, rid)
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
 // forward is the hot path: parse, note the audio level, fan out.
 func (u *upTrack) forward(li int, pkt []byte, h *rtpx.Header) {
 	if rtpx.Parse(pkt, h) != nil {
