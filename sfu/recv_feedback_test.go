@@ -5,9 +5,13 @@ import (
 	"time"
 
 	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/nack"
+	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
+
+	"poosms.org/poosms/sfu/internal/rtpx"
 )
 
 // TestTWCCFeedbackRecordsWhatIsRead checks the SFU's TWCC feedback: no
@@ -77,5 +81,76 @@ func TestTWCCFeedbackRecordsWhatIsRead(t *testing.T) {
 	}
 	if err := fb.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// BenchmarkRecvFeedback measures what a publisher's packet costs its
+// feedback as the stream's reader reads it (the header parsed, the
+// arrival noted for TWCC feedback, NACKs and receiver reports, under one
+// lock), with the feedback built every 5,000 packets (100 ms at 50,000
+// packets a second): "sfu" is recvFeedback, "pion" the chain it
+// replaced (pion's NACK generator and receiver reports below the SFU's
+// TWCC feedback alone).
+func BenchmarkRecvFeedback(b *testing.B) {
+	b.Run("sfu", func(b *testing.B) { benchmarkRecvFeedback(b, false) })
+	b.Run("pion", func(b *testing.B) { benchmarkRecvFeedback(b, true) })
+}
+
+func benchmarkRecvFeedback(b *testing.B, pion bool) {
+	const id, ssrc = 5, 0x1234
+	info := &interceptor.StreamInfo{
+		SSRC: ssrc, ClockRate: 90000,
+		RTPHeaderExtensions: []interceptor.RTPHeaderExtension{{URI: sdp.TransportCCURI, ID: id}},
+		RTCPFeedback:        []interceptor.RTCPFeedback{{Type: "nack"}},
+	}
+	p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SSRC: ssrc}, Payload: make([]byte, 1100)}
+	if err := p.SetExtension(id, []byte{0, 0}); err != nil {
+		b.Fatal(err)
+	}
+	pkt, err := p.Marshal()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var h rtpx.Header
+	if err := rtpx.Parse(pkt, &h); err != nil {
+		b.Fatal(err)
+	}
+	ext, _ := h.Extension(pkt, id)
+	var seq uint16
+	var r interceptor.RTPReader = interceptor.RTPReaderFunc(func(buf []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) {
+		seq++
+		pkt[2], pkt[3] = byte(seq>>8), byte(seq)
+		ext[0], ext[1] = byte(seq>>8), byte(seq)
+		return copy(buf, pkt), a, nil
+	})
+	w := interceptor.RTCPWriterFunc(func([]rtcp.Packet, interceptor.Attributes) (int, error) { return 0, nil })
+	if pion {
+		genF, _ := nack.NewGeneratorInterceptor()
+		gen, _ := genF.NewInterceptor("")
+		rrF, _ := report.NewReceiverInterceptor()
+		rr, _ := rrF.NewInterceptor("")
+		for _, i := range []interceptor.Interceptor{gen, rr} {
+			i.BindRTCPWriter(w)
+			r = i.BindRemoteStream(info, r)
+			defer i.Close()
+		}
+	}
+	fb := newRecvFeedback()
+	fb.BindRemoteStream(info, r) // the loop does not start: no writer yet
+	r = fb.BindRemoteStream(info, r)
+	buf := make([]byte, 1500)
+	attrs := interceptor.Attributes{}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		clear(attrs)
+		if _, _, err := r.Read(buf, attrs); err != nil {
+			b.Fatal(err)
+		}
+		if i%5000 == 4999 {
+			b.StopTimer()
+			fb.collect(nanotime())
+			b.StartTimer()
+		}
 	}
 }
