@@ -196,6 +196,17 @@ func (f *recvFeedback) BindRemoteStream(info *interceptor.StreamInfo, r intercep
 	})
 }
 
+// recovered notes that packet seq of the stream ssrc arrived as a
+// retransmission (on its RTX stream, which the reader of ssrc does not
+// see), so that it is not asked for again.
+func (f *recvFeedback) recovered(ssrc uint32, seq uint16) {
+	f.mu.Lock()
+	if s := f.streams[ssrc]; s != nil {
+		s.st.Recovered(seq)
+	}
+	f.mu.Unlock()
+}
+
 // UnbindRemoteStream forgets the stream.
 func (f *recvFeedback) UnbindRemoteStream(info *interceptor.StreamInfo) {
 	f.mu.Lock()

@@ -1,6 +1,8 @@
 package sfu
 
 import (
+	"encoding/binary"
+	"net"
 	"strconv"
 	"sync"
 	"testing"
@@ -8,6 +10,8 @@ import (
 
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
+	"github.com/pion/transport/v5"
+	"github.com/pion/transport/v5/stdnet"
 	"github.com/pion/webrtc/v4"
 
 	"poosms.org/poosms/internal/confclient"
@@ -339,6 +343,150 @@ func TestReceiverReportsToPublisher(t *testing.T) {
 			}
 			if last := reports[len(reports)-1].rep; last.TotalLost != 1 {
 				t.Errorf("the last report counts %d lost, want 1", last.TotalLost)
+			}
+		})
+	}
+}
+
+// lossyNet is a client's network that loses one outgoing RTP packet on
+// request: the next one of an SSRC (the fixed header is in the clear in
+// SRTP), below everything pion does, so the client's NACK responder
+// still has it and retransmits it (over RTX) when asked.
+type lossyNet struct {
+	transport.Net
+
+	mu   sync.Mutex
+	ssrc uint32 // lose the next packet of this SSRC; 0: none
+	seq  int    // the sequence number lost; -1: none yet
+}
+
+func newLossyNet(t *testing.T) *lossyNet {
+	n, err := stdnet.NewNet()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &lossyNet{Net: n, seq: -1}
+}
+
+func (n *lossyNet) ListenUDP(network string, laddr *net.UDPAddr) (transport.UDPConn, error) {
+	c, err := n.Net.ListenUDP(network, laddr)
+	if err != nil {
+		return nil, err
+	}
+	return &lossyConn{UDPConn: c, n: n}, nil
+}
+
+// loseNext loses the next packet of ssrc.
+func (n *lossyNet) loseNext(ssrc uint32) {
+	n.mu.Lock()
+	n.ssrc = ssrc
+	n.mu.Unlock()
+}
+
+// lost is the sequence number of the packet lost, once it is.
+func (n *lossyNet) lost() (uint16, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return uint16(n.seq), n.seq >= 0
+}
+
+func (n *lossyNet) drop(p []byte) bool {
+	// RTP (not RTCP: payload types 192-223 with the marker bit).
+	if len(p) < 12 || p[0]>>6 != 2 || p[1] >= 192 && p[1] <= 223 {
+		return false
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.ssrc == 0 || binary.BigEndian.Uint32(p[8:12]) != n.ssrc {
+		return false
+	}
+	n.ssrc = 0
+	n.seq = int(binary.BigEndian.Uint16(p[2:4]))
+	return true
+}
+
+type lossyConn struct {
+	transport.UDPConn
+	n *lossyNet
+}
+
+func (c *lossyConn) WriteTo(p []byte, addr net.Addr) (int, error) {
+	if c.n.drop(p) {
+		return len(p), nil
+	}
+	return c.UDPConn.WriteTo(p, addr)
+}
+
+func (c *lossyConn) WriteToUDP(p []byte, addr *net.UDPAddr) (int, error) {
+	if c.n.drop(p) {
+		return len(p), nil
+	}
+	return c.UDPConn.WriteToUDP(p, addr)
+}
+
+// TestPublisherRTXReachesSubscriber: a video packet the network loses
+// on its way from a publisher is NACKed by the SFU, retransmitted by the
+// publisher's stack over RTX, and reaches the subscriber, on each of the
+// ways a publisher's packets come in; the SFU then asks for it no more.
+// (Delivered inline, the retransmission was lost before rtxSink: pion
+// hands RTX out only through the stream's Read, where the inline
+// stream's reader waits.)
+func TestPublisherRTXReachesSubscriber(t *testing.T) {
+	for _, c := range recvPaths {
+		t.Run(c.name, func(t *testing.T) {
+			o := c.o
+			lossy := newLossyNet(t)
+			svc := newTestService(t, nil)
+			if o.queued {
+				svc.inline = false
+			}
+			ao := o
+			ao.net = lossy
+			alice := newTestClient(t, svc, "alice", testRoom, ao)
+			bob := newTestClient(t, svc, "bob", testRoom, o)
+			alice.join()
+			aa, av := alice.addTracks()
+			alice.offer()
+			bob.join()
+			ba, bv := bob.addTracks()
+			bob.offer()
+			am := alice.sendMedia(aa, av, 1)
+			bm := bob.sendMedia(ba, bv, 1)
+			defer func() { am.Stop(); bm.Stop() }()
+			bob.waitFor("alice's video", 15*time.Second, func() bool {
+				r := bob.trackFrom(alice.id, "video/")
+				return r != nil && len(r.payloads) > 5
+			})
+			ssrc := alice.videoSSRC()
+			lossy.loseNext(ssrc)
+			var seq uint16
+			alice.waitFor("a NACK", 5*time.Second, func() bool {
+				var ok bool
+				seq, ok = lossy.lost()
+				return ok && len(alice.nacksFor(ssrc)) > 0
+			})
+			want := string(vp8Payload("alice", int(seq), true))
+			bob.waitFor("the retransmission of "+strconv.Itoa(int(seq)), 5*time.Second, func() bool {
+				for _, p := range bob.trackFrom(alice.id, "video/").payloads {
+					if string(p) == want {
+						return true
+					}
+				}
+				return false
+			})
+			// The SFU saw it recovered: no more NACKs (half a second).
+			alice.mu.Lock()
+			asked := len(alice.nacksFor(ssrc))
+			alice.mu.Unlock()
+			r := bob.trackFrom(alice.id, "video/")
+			bob.mu.Lock()
+			n := len(r.payloads)
+			bob.mu.Unlock()
+			bob.waitFor("more video", 5*time.Second, func() bool { return len(r.payloads) >= n+25 })
+			alice.mu.Lock()
+			defer alice.mu.Unlock()
+			if got := alice.nacksFor(ssrc); len(got) != asked || asked > 2 {
+				t.Fatalf("NACKs %v: %d before the retransmission came, %d in all", got, asked, len(got))
 			}
 		})
 	}

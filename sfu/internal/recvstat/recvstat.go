@@ -224,6 +224,15 @@ func (s *Stream) NACKs(pairs []rtcp.NackPair, now, retry int64, tries uint8) []r
 	return pairs
 }
 
+// Recovered notes that packet seq arrived by other means (a
+// retransmission on another SSRC, RFC 4588): it is not asked for again.
+// The counts of the reception report are left alone.
+func (s *Stream) Recovered(seq uint16) {
+	if s.nack && s.started && s.end-seq < Window {
+		s.setGot(seq)
+	}
+}
+
 // SenderReport notes a sender report of the stream with this NTP time
 // that arrived at now.
 func (s *Stream) SenderReport(ntp uint64, now int64) {

@@ -210,3 +210,23 @@ func BenchmarkReceived(b *testing.B) {
 		s.Received(seq, uint32(i)*3000, int64(i)*ms, 10*ms)
 	}
 }
+
+func TestRecovered(t *testing.T) {
+	s := New(90000, true)
+	for _, seq := range []uint16{1, 2, 4, 5} {
+		s.Received(seq, 0, 0, 0)
+	}
+	s.Recovered(3)
+	s.Recovered(6)     // newer than anything received: ignored
+	s.Recovered(60000) // far outside the window: ignored
+	if got := s.NACKs(nil, 1, 0, 5); len(got) != 0 {
+		t.Fatalf("asked for %v after its recovery", missing(got))
+	}
+	s.Received(8, 0, 0, 0)
+	if got := missing(s.NACKs(nil, 1, 0, 5)); !slices.Equal(got, []uint16{6, 7}) {
+		t.Fatalf("asked for %v, want [6 7]", got)
+	}
+	if r, _ := s.Report(1, 0); r.TotalLost != 3 {
+		t.Fatalf("%d lost, want 3: a recovery leaves the counts alone", r.TotalLost)
+	}
+}
