@@ -230,3 +230,58 @@ func TestRecovered(t *testing.T) {
 		t.Fatalf("%d lost, want 3: a recovery leaves the counts alone", r.TotalLost)
 	}
 }
+
+// FuzzStream feeds a stream what a publisher chooses: each 5 bytes of
+// the input a packet (sequence number, timestamp byte, milliseconds
+// since the one before), a recovery, a sender report or a round of
+// NACKs. Nothing panics; the log never spans more than its window; a
+// round of NACKs fits its room and asks only for numbers inside the
+// window that were not received since, each at most tries times.
+func FuzzStream(f *testing.F) {
+	f.Add([]byte{0, 1, 0, 0, 1, 0, 5, 0, 0, 1, 3, 0, 0, 0, 0})
+	f.Add([]byte{0, 0xff, 0xfe, 0, 0, 0, 0, 1, 0, 1, 0, 0x80, 0, 0, 0, 0, 0x80, 1, 0, 0, 3, 0, 0, 0, 9})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		const tries = 3
+		s := New(90000, true)
+		buf := make([]rtcp.NackPair, 0, Window/16+1)
+		asked := map[uint16]int{}
+		now := int64(0)
+		for ; len(in) >= 5; in = in[5:] {
+			seq := uint16(in[1])<<8 | uint16(in[2])
+			now += int64(in[4]) * ms
+			switch in[0] % 4 {
+			case 0, 1:
+				s.Received(seq, uint32(in[3])<<16, now, 10*ms)
+				delete(asked, seq)
+			case 2:
+				s.Recovered(seq)
+				if s.started && s.end-seq < Window {
+					delete(asked, seq)
+				}
+				s.SenderReport(uint64(seq)<<24, now)
+			case 3:
+				pairs := s.NACKs(buf[:0], now, 50*ms, tries)
+				if cap(pairs) != cap(buf) {
+					t.Fatalf("a round of NACKs outgrew its room: %d pairs", len(pairs))
+				}
+				for _, q := range missing(pairs) {
+					if s.end-q >= Window || s.has(q) {
+						t.Fatalf("asked for %d: end %d, received %v", q, s.end, s.has(q))
+					}
+					if asked[q]++; asked[q] > tries {
+						t.Fatalf("asked for %d %d times", q, asked[q])
+					}
+				}
+				s.Report(1, now)
+			}
+			if s.started && s.end-s.base >= Window {
+				t.Fatalf("the log spans %d..%d", s.base, s.end)
+			}
+			for q := range asked {
+				if s.end-q >= Window {
+					delete(asked, q) // out of the window: a new packet if it comes back
+				}
+			}
+		}
+	})
+}
