@@ -18,9 +18,10 @@ import (
 // queued for the stream's reader at the bottom of pion's interceptor
 // chain. The receive-side interceptors (the SFU's feedback to the
 // publisher, recvFeedback: NACKs, receiver reports, TWCC feedback) still
-// see every packet, above that reader; what is left out is the mux's hand-off to the ICE candidate,
-// the ICE connection, pion's DTLS/SRTP demultiplexer and its SRTP session
-// — four goroutines and four copies per datagram.
+// see every packet, above that reader; what is left out is the mux's
+// hand-off to the ICE candidate, the ICE connection, pion's DTLS/SRTP
+// demultiplexer and its SRTP session — four goroutines and four copies
+// per datagram.
 //
 // A stream goes direct at its first read after the keys are known: until
 // then (and for a stream pion has not bound yet: its first packets tell
@@ -185,8 +186,8 @@ func (s *recvStream) park() (int, error) {
 
 // deliver hands p up the stream's chain (the receive-side interceptors:
 // recvFeedback's NACKs, receiver reports and TWCC feedback) and then to
-// the sink, on the filter's goroutine, once the reader has handed over; it
-// reports false before that (p then goes to the queue). The packets of
+// the sink, on the filter's goroutine, once the reader has handed over;
+// it reports false before that (p then goes to the queue). The packets of
 // a stream are delivered one at a time (the filter holds the sender's
 // decryption lock), and none after the stream is unpublished (unpublish
 // waits for that lock).
