@@ -204,14 +204,13 @@ func TestPublisherLossNACKedAtMostTries(t *testing.T) {
 	alice, bob, w := lossyPair(t, clientOpts{})
 	ssrc := alice.videoSSRC()
 	w.loseOne()
-	alice.waitFor("a NACK", 5*time.Second, func() bool { return len(alice.nacksFor(ssrc)) > 0 })
-	// nackTries at nackRetry apart, and 300 ms more.
+	alice.waitFor(strconv.Itoa(nackTries)+" NACKs", 10*time.Second, func() bool { return len(alice.nacksFor(ssrc)) >= nackTries })
+	// Then 300 ms more (15 video packets): no more.
 	r := bob.trackFrom(alice.id, "video/")
 	bob.mu.Lock()
 	n := len(r.payloads)
 	bob.mu.Unlock()
-	wait := int((nackTries*nackRetry + 300*time.Millisecond) / (20 * time.Millisecond))
-	bob.waitFor("more video", 10*time.Second, func() bool { return len(r.payloads) >= n+wait })
+	bob.waitFor("more video", 10*time.Second, func() bool { return len(r.payloads) >= n+15 })
 	seq, _ := w.lostSeq()
 	alice.mu.Lock()
 	defer alice.mu.Unlock()
