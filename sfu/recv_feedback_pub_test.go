@@ -231,11 +231,12 @@ func ntpMiddle(t time.Time) uint32 { return uint32(ntpTime(t) >> 16) }
 
 // TestReceiverReportsToPublisher: the SFU's receiver reports about a
 // publisher's video count what it sent: the highest sequence number is
-// the newest it wrote (within what is in flight), a packet it lost is
-// counted lost, each report's fraction lost is exactly the losses over
-// the packets expected since the one before, and LSR and DLSR point at
-// its latest sender report (the round trip they give on loopback is
-// under 50 ms). On each way a publisher's packets and RTCP come in.
+// the newest it wrote (within what is in flight: 10 packets, 200 ms), a
+// packet it lost is counted lost, each report's fraction lost is exactly
+// the losses over the packets expected since the one before, and LSR and
+// DLSR point at its latest sender report (the round trip they give on
+// loopback is within 100 ms of none). On each way a publisher's packets
+// and RTCP come in.
 func TestReceiverReportsToPublisher(t *testing.T) {
 	for _, c := range recvPaths {
 		t.Run(c.name, func(t *testing.T) {
@@ -313,7 +314,7 @@ func TestReceiverReportsToPublisher(t *testing.T) {
 			<-done
 			for i, s := range reports {
 				r := s.rep
-				if d := s.newest - uint16(r.LastSequenceNumber); d > 3 {
+				if d := s.newest - uint16(r.LastSequenceNumber); d > 10 {
 					t.Errorf("report %d: highest sequence number %d, the publisher had written %d", i, uint16(r.LastSequenceNumber), s.newest)
 				}
 				if r.TotalLost > 1 {
@@ -333,7 +334,7 @@ func TestReceiverReportsToPublisher(t *testing.T) {
 					}
 					continue
 				}
-				if rtt := int64(ntpMiddle(s.at)) - int64(r.LastSenderReport) - int64(r.Delay); rtt < -3277 || rtt > 3277 {
+				if rtt := int64(ntpMiddle(s.at)) - int64(r.LastSenderReport) - int64(r.Delay); rtt < -6554 || rtt > 6554 {
 					t.Errorf("report %d: the round trip from LSR %x and DLSR %d is %d/65536 s", i, r.LastSenderReport, r.Delay, rtt)
 				}
 				if r.Delay > 2<<16 {
