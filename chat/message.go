@@ -184,7 +184,11 @@ func (s *Service) drainOffline(ctx context.Context, local string, sess Session) 
 			done, seen = m.ID, true
 			continue
 		}
-		el.Append(s.delay(m.Stamp))
+		if !stanza.HasDelayFrom(el, s.domain) {
+			// A message a session handed back is stamped already, with
+			// the time it was first queued.
+			el.Append(s.delay(m.Stamp))
+		}
 		if !s.sendBulk(ctx, sess, el) {
 			break
 		}

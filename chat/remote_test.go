@@ -336,3 +336,35 @@ func TestPublisherOrder(t *testing.T) {
 		t.Fatalf("closing: publisher heard %q, want %q", got, want)
 	}
 }
+
+// A message a session handed back (signaling stamps it with the time it
+// was first queued) keeps that one stamp through the offline queue: the
+// drain adds its own only to messages that have none from this server.
+func TestHandedBackMessageKeepsItsStamp(t *testing.T) {
+	h := newHarness(t, Config{}, "alice", "bob")
+	el, err := stanza.Parse([]byte(`<message xmlns='jabber:client' type='chat' from='alice@localhost/a' to='bob@localhost/gone'><body>late</body>` +
+		`<delay xmlns='urn:xmpp:delay' from='localhost' stamp='2026-11-25T09:00:00Z'/></message>`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.svc.Deliver(context.Background(), el)
+	if h.st.Queued("bob") != 1 {
+		t.Fatalf("bob has %d offline messages, want 1", h.st.Queued("bob"))
+	}
+	bob := h.bind("bob@localhost/phone")
+	h.send(bob, `<presence/>`)
+	var got []string
+	for _, m := range bob.Take() {
+		if m.Local != "message" {
+			continue
+		}
+		for _, d := range m.Elements() {
+			if d.Space == stanza.NSDelay && d.Local == "delay" {
+				got = append(got, d.Attr("from")+"@"+d.Attr("stamp"))
+			}
+		}
+	}
+	if want := "localhost@2026-11-25T09:00:00Z"; len(got) != 1 || got[0] != want {
+		t.Errorf("bob got the message with delay stamps %q, want only %q", got, want)
+	}
+}

@@ -140,10 +140,23 @@ func TestIncomingStanzasMustComeFromTheProvedDomain(t *testing.T) {
 	// A legitimate stanza from the proved domain passes.
 	p := dialRaw(t, addr, "evil.test", "b.test", &evilCert, true)
 	p.external("evil.test", "b.test")
-	p.send("<message from='m@evil.test/r' to='bob@b.test' type='chat'><body>legit</body></message>")
+	// Its delay stamps pass too, but for one claiming to be this server's,
+	// which would pass for the stamp of a message kept here.
+	p.send("<message from='m@evil.test/r' to='bob@b.test' type='chat'><body>legit</body>" +
+		"<delay xmlns='urn:xmpp:delay' from='b.test' stamp='2001-01-01T00:00:00Z'/>" +
+		"<delay xmlns='urn:xmpp:delay' from='evil.test' stamp='2002-02-02T00:00:00Z'/></message>")
 	got := b.in.wait(t, 5*time.Second, hasBody("legit"))
 	if got.From() != "m@evil.test/r" || got.Space != stanza.NSClient || got.Child(stanza.NSClient, "body") == nil {
 		t.Fatalf("delivered %s", got)
+	}
+	var stamps []string
+	for _, d := range got.Elements() {
+		if d.Local == "delay" {
+			stamps = append(stamps, d.Attr("from"))
+		}
+	}
+	if len(stamps) != 1 || stamps[0] != "evil.test" {
+		t.Errorf("delivered with delay stamps from %q, want only evil.test's", stamps)
 	}
 	if n := b.in.count(); n != 1 {
 		t.Fatalf("%d stanzas delivered; the spoofed ones must not be", n)

@@ -463,6 +463,10 @@ func (in *inStream) stanza(el *stanza.Element) error {
 	toClientNS(el)
 	el.SetAttr("from", from.String())
 	el.SetAttr("to", to.String())
+	if el.Local == "message" {
+		// This server's stamps on a message are its own to add.
+		stanza.RemoveDelayFrom(el, in.s.cfg.Domain)
+	}
 	if err := in.lim.Wait(in.s.ctx); err != nil {
 		return streamErr("system-shutdown", "")
 	}

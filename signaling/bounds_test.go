@@ -229,7 +229,7 @@ func TestAckRequestedBeforeUnackedFills(t *testing.T) {
 	nt := &nullTransport{}
 	s := &Session{srv: srv, t: nt, sm: &smState{limit: 1024, maxBytes: 64 << 10}}
 	m := msg("alice@localhost/a", bigBody)
-	o := newOutgoing(m, stanza.Encode(m), m.To())
+	o := newOutgoing(m, stanza.Encode(m), m.To(), time.Now)
 	s.writeLocked(o, false)
 	if nt.requests != 0 {
 		t.Fatal("asked for an acknowledgement after one stanza of a burst")

@@ -96,7 +96,7 @@ func TestSendWaitWaitsForRoom(t *testing.T) {
 	sb.q.writing = writerRunning // hold the writer off, so the queue stays full
 	for _, body := range []string{"1", "2"} {
 		m := msg("x@localhost", body)
-		sb.q.appendLocked(newOutgoing(m, stanza.Encode(m), m.To()))
+		sb.q.appendLocked(newOutgoing(m, stanza.Encode(m), m.To(), time.Now))
 	}
 	sb.q.mu.Unlock()
 	go func() { errc <- sb.SendWait(context.Background(), msg("x@localhost", "3")) }()

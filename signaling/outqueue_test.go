@@ -12,7 +12,7 @@ import (
 
 func queued(body string) outgoing {
 	m := msg("bob@localhost/desk", body)
-	return newOutgoing(m, stanza.Encode(m), m.To())
+	return newOutgoing(m, stanza.Encode(m), m.To(), time.Now)
 }
 
 // The queue holds at most its count and its bytes, but always one stanza

@@ -120,7 +120,7 @@ func (s *Session) Send(el *stanza.Element) error {
 	if !s.bound.Load() {
 		return ErrSessionGone
 	}
-	return s.send(newOutgoing(el, stanza.Encode(el), el.To()))
+	return s.send(newOutgoing(el, stanza.Encode(el), el.To(), s.srv.cfg.Now))
 }
 
 // SendEncoded is Send for a stanza encoded once for several recipients (a
@@ -131,7 +131,7 @@ func (s *Session) SendEncoded(el *stanza.Element, w stanza.Encoded, to string) e
 	if !s.bound.Load() {
 		return ErrSessionGone
 	}
-	return s.send(newOutgoing(el, w, to))
+	return s.send(newOutgoing(el, w, to, s.srv.cfg.Now))
 }
 
 func (s *Session) send(o outgoing) error {
@@ -158,7 +158,7 @@ func (s *Session) SendWait(ctx context.Context, el *stanza.Element) error {
 	if !s.bound.Load() {
 		return ErrSessionGone
 	}
-	if err := s.q.pushWait(ctx, newOutgoing(el, stanza.Encode(el), el.To())); err != nil {
+	if err := s.q.pushWait(ctx, newOutgoing(el, stanza.Encode(el), el.To(), s.srv.cfg.Now)); err != nil {
 		return err
 	}
 	s.srv.metrics.stanzasOut.Inc()
@@ -503,7 +503,7 @@ func (s *Session) teardown(ctx context.Context) {
 		if o.kind&kindMessage == 0 {
 			continue
 		}
-		el, err := o.element()
+		el, err := o.handedBack(s.srv.cfg.Domain)
 		if err != nil {
 			s.log.Error("an undelivered message cannot be read back", "err", err)
 			continue
@@ -585,6 +585,12 @@ func (s *Session) stamp(el *stanza.Element) error {
 		}
 	}
 	el.SetFrom(s.jid, s.jidString())
+	if el.Local == "message" {
+		// Only the server stamps a message as its own (a message handed
+		// back at teardown, one kept offline): a client's stamp from the
+		// server's domain would pass for it.
+		stanza.RemoveDelayFrom(el, s.srv.cfg.Domain)
+	}
 	if to := el.To(); to != "" {
 		tj, ts, err := canonicalJID(to)
 		if err != nil {

@@ -3,6 +3,7 @@ package signaling
 import (
 	"context"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -92,8 +93,17 @@ func TestStreamResumption(t *testing.T) {
 	}
 }
 
+// A message the client never acknowledged goes back to the router when
+// its session ends, stamped with the time it was queued: wherever it goes
+// next (another resource, the offline queue), it shows as late.
 func TestUnresumedSessionHandsBackMessages(t *testing.T) {
-	h := newHarness(t, func(c *Config) { c.ResumeTimeout = 200 * time.Millisecond })
+	queuedAt := time.Date(2026, 12, 7, 9, 30, 5, 0, time.UTC)
+	var clock atomic.Int64
+	clock.Store(queuedAt.UnixNano())
+	h := newHarness(t, func(c *Config) {
+		c.ResumeTimeout = 200 * time.Millisecond
+		c.Now = func() time.Time { return time.Unix(0, clock.Load()) }
+	})
 	bob := h.dial(t, "bob", "desk", nil)
 	alice := h.dial(t, "alice", "phone", nil)
 	enableSM(t, alice)
@@ -101,16 +111,52 @@ func TestUnresumedSessionHandsBackMessages(t *testing.T) {
 	if got := bodies(t, alice, 1); got[0] != "never acknowledged" {
 		t.Fatal(got)
 	}
+	clock.Store(queuedAt.Add(time.Hour).UnixNano()) // the session ends later
 	alice.Conn().Close()
 	select {
 	case el := <-h.echo.undelivered:
 		if el.ChildText("", "body") != "never acknowledged" {
 			t.Fatalf("undelivered %s", el)
 		}
+		var stamps []string
+		for _, d := range el.Elements() {
+			if d.Space == stanza.NSDelay && d.Local == "delay" {
+				stamps = append(stamps, d.Attr("from")+" "+d.Attr("stamp"))
+			}
+		}
+		if want := "localhost 2026-12-07T09:30:05Z"; len(stamps) != 1 || stamps[0] != want {
+			t.Errorf("handed back with delay stamps %q, want one: %q", stamps, want)
+		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the unacknowledged message was not handed back after the resume timeout")
 	}
 	waitFor(t, func() bool { return h.srv.Sessions() == 1 })
+}
+
+// A client cannot stamp a message as the server: such a stamp would pass
+// for the one the server puts on a message it kept. Other stamps stay.
+func TestClientCannotStampAsTheServer(t *testing.T) {
+	h := newHarness(t, nil)
+	bob := h.dial(t, "bob", "desk", nil)
+	alice := h.dial(t, "alice", "phone", nil)
+	if err := alice.SendRaw("<message to='bob@localhost/desk'><body>old news</body>" +
+		"<delay xmlns='urn:xmpp:delay' from='localhost' stamp='2001-01-01T00:00:00Z'/>" +
+		"<delay xmlns='urn:xmpp:delay' from='alice@localhost/phone' stamp='2002-02-02T00:00:00Z'/></message>"); err != nil {
+		t.Fatal(err)
+	}
+	el, err := bob.Expect(5*time.Second, func(e *stanza.Element) bool { return e.Local == "message" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stamps []string
+	for _, d := range el.Elements() {
+		if d.Local == "delay" {
+			stamps = append(stamps, d.Attr("from"))
+		}
+	}
+	if el.ChildText("", "body") != "old news" || len(stamps) != 1 || stamps[0] != "alice@localhost/phone" {
+		t.Errorf("bob got %s, want the message with alice's stamp only", el)
+	}
 }
 
 func TestAckRequestsAndAnswers(t *testing.T) {

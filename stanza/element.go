@@ -171,6 +171,34 @@ func (e *Element) Child(space, local string) *Element {
 	return nil
 }
 
+// HasDelayFrom reports whether e carries an XEP-0203 delay stamp from
+// this entity, which may stamp a stanza once.
+func HasDelayFrom(e *Element, from string) bool {
+	for _, c := range e.Children {
+		if ce, ok := c.(*Element); ok && ce.Local == "delay" && ce.Space == NSDelay && ce.Attr("from") == from {
+			return true
+		}
+	}
+	return false
+}
+
+// RemoveDelayFrom removes e's XEP-0203 delay stamps from this entity:
+// a stanza from a client claims a server's stamp only to mislead.
+func RemoveDelayFrom(e *Element, from string) {
+	if !HasDelayFrom(e, from) {
+		return
+	}
+	kept := e.Children[:0]
+	for _, c := range e.Children {
+		if ce, ok := c.(*Element); ok && ce.Local == "delay" && ce.Space == NSDelay && ce.Attr("from") == from {
+			continue
+		}
+		kept = append(kept, c)
+	}
+	clear(e.Children[len(kept):])
+	e.Children = kept
+}
+
 // ChildText returns the text of Child(space, local), or "".
 func (e *Element) ChildText(space, local string) string {
 	if c := e.Child(space, local); c != nil {

@@ -116,7 +116,9 @@ func TestNeverReadingClientLosesNothing(t *testing.T) {
 				}
 				mark(el.ChildText("", "body"), "error to the sender")
 			}
-			// Offline: bob logs in again.
+			// Offline: bob logs in again. A message the ended session
+			// hands back after this login reaches him directly; either
+			// way it carries a delay stamp, the time it was queued.
 			back := newPeer(t, login("bob", "back"), "bob", nil)
 			back.send(stanza.New(stanza.NSClient, "presence"))
 			for len(seen) < total {
