@@ -146,8 +146,14 @@ func (p *relayPoller) remove(rc *relayConn) {
 }
 
 // ctl changes rc's registration. Made while the socket is held open
-// (Control), so the descriptor cannot be another socket's meanwhile.
+// (Control) and the set is not closed (p.mu), so neither descriptor can
+// be another's meanwhile.
 func (p *relayPoller) ctl(rc *relayConn, op int, events uint32) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return net.ErrClosed
+	}
 	var cerr error
 	err := rc.raw.Control(func(fd uintptr) {
 		ev := syscall.EpollEvent{Events: events, Fd: rc.pollID}
