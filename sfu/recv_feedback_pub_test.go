@@ -133,6 +133,32 @@ func (c *testClient) nacksFor(ssrc uint32) [][]uint16 {
 	return out
 }
 
+// recoveredThenQuiet waits for alice's video packet seq to reach bob, and
+// then for 25 more (half a second): it returns how many NACKs for ssrc
+// alice had got when the packet arrived, and all she got by the end.
+func recoveredThenQuiet(alice, bob *testClient, ssrc uint32, seq uint16) (asked int, all [][]uint16) {
+	want := string(vp8Payload("alice", int(seq), true))
+	bob.waitFor("the retransmission of "+strconv.Itoa(int(seq)), 5*time.Second, func() bool {
+		for _, p := range bob.trackFrom(alice.id, "video/").payloads {
+			if string(p) == want {
+				return true
+			}
+		}
+		return false
+	})
+	alice.mu.Lock()
+	asked = len(alice.nacksFor(ssrc))
+	alice.mu.Unlock()
+	r := bob.trackFrom(alice.id, "video/")
+	bob.mu.Lock()
+	n := len(r.payloads)
+	bob.mu.Unlock()
+	bob.waitFor("more video", 5*time.Second, func() bool { return len(r.payloads) >= n+25 })
+	alice.mu.Lock()
+	defer alice.mu.Unlock()
+	return asked, alice.nacksFor(ssrc)
+}
+
 var recvPaths = []struct {
 	name string
 	o    clientOpts
@@ -168,27 +194,8 @@ func TestPublisherLossIsNACKed(t *testing.T) {
 			if err := w.resend(); err != nil {
 				t.Fatal(err)
 			}
-			want := string(vp8Payload("alice", int(seq), true))
-			bob.waitFor("the retransmission of "+strconv.Itoa(int(seq)), 5*time.Second, func() bool {
-				for _, p := range bob.trackFrom(alice.id, "video/").payloads {
-					if string(p) == want {
-						return true
-					}
-				}
-				return false
-			})
-			alice.mu.Lock()
-			asked := len(alice.nacksFor(ssrc))
-			alice.mu.Unlock()
-			// Half a second more: no further NACK.
-			r := bob.trackFrom(alice.id, "video/")
-			bob.mu.Lock()
-			n := len(r.payloads)
-			bob.mu.Unlock()
-			bob.waitFor("more video", 5*time.Second, func() bool { return len(r.payloads) >= n+25 })
-			alice.mu.Lock()
-			defer alice.mu.Unlock()
-			if got := alice.nacksFor(ssrc); len(got) != asked {
+			asked, got := recoveredThenQuiet(alice, bob, ssrc, seq)
+			if len(got) != asked {
 				t.Fatalf("NACKs went on after the retransmission arrived: %v", got)
 			}
 			if asked > 2 {
@@ -465,27 +472,9 @@ func TestPublisherRTXReachesSubscriber(t *testing.T) {
 				seq, ok = lossy.lost()
 				return ok && len(alice.nacksFor(ssrc)) > 0
 			})
-			want := string(vp8Payload("alice", int(seq), true))
-			bob.waitFor("the retransmission of "+strconv.Itoa(int(seq)), 5*time.Second, func() bool {
-				for _, p := range bob.trackFrom(alice.id, "video/").payloads {
-					if string(p) == want {
-						return true
-					}
-				}
-				return false
-			})
-			// The SFU saw it recovered: no more NACKs (half a second).
-			alice.mu.Lock()
-			asked := len(alice.nacksFor(ssrc))
-			alice.mu.Unlock()
-			r := bob.trackFrom(alice.id, "video/")
-			bob.mu.Lock()
-			n := len(r.payloads)
-			bob.mu.Unlock()
-			bob.waitFor("more video", 5*time.Second, func() bool { return len(r.payloads) >= n+25 })
-			alice.mu.Lock()
-			defer alice.mu.Unlock()
-			if got := alice.nacksFor(ssrc); len(got) != asked || asked > 2 {
+			// The SFU saw it recovered: no more NACKs.
+			asked, got := recoveredThenQuiet(alice, bob, ssrc, seq)
+			if len(got) != asked || asked > 2 {
 				t.Fatalf("NACKs %v: %d before the retransmission came, %d in all", got, asked, len(got))
 			}
 		})

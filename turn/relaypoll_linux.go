@@ -281,21 +281,7 @@ func (p *relayPoller) serve(rc *relayConn) bool {
 	full := n == rc.reader.Cap()
 	rc.noteBatch(n)
 	rc.next, rc.count = 0, n
-	for ; rc.next < rc.count; rc.next++ {
-		buf, size, from := rc.reader.Packet(rc.next)
-		if rc.guard.blocksAddrPort(from) {
-			rc.dropped.Add(1)
-			continue
-		}
-		if size >= relayMTU {
-			break
-		}
-		msg, client, ok := rc.fromPeer(buf, size, from)
-		if !ok {
-			break
-		}
-		p.writer.Add(msg, client)
-	}
+	rc.relayTo(p.writer)
 	if rc.next == rc.count {
 		return full
 	}

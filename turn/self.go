@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"poosms.org/poosms/internal/udpbatch"
 )
 
 // The relay's own host.
@@ -329,6 +331,15 @@ func (c *relayConn) consume(n int) bool {
 // of the last read from c.next on until one is for the engine, and then
 // reports true with c.next at that one. What it relayed is sent first.
 func (c *relayConn) drain() bool {
+	c.relayTo(c.writer)
+	c.writer.Flush()
+	return c.next < c.count
+}
+
+// relayTo queues on w the datagrams of the last read from c.next on (or,
+// for this host's own addresses, drops them) until one is for the engine,
+// where c.next stops.
+func (c *relayConn) relayTo(w *udpbatch.Writer) {
 	for ; c.next < c.count; c.next++ {
 		buf, n, from := c.reader.Packet(c.next)
 		if c.guard.blocksAddrPort(from) {
@@ -342,10 +353,8 @@ func (c *relayConn) drain() bool {
 		if !ok {
 			break
 		}
-		c.writer.Add(msg, client)
+		w.Add(msg, client)
 	}
-	c.writer.Flush()
-	return c.next < c.count
 }
 
 func (c *relayConn) Close() error {
