@@ -216,6 +216,37 @@ func TestBrowserClient(t *testing.T) {
 		}
 	}
 	t.Logf("sender reports in the browser: %+v", srs)
+	// The SFU's receiver reports on what the browser sends: for its
+	// audio and its video (some layer), a round trip measured from their
+	// LSR and DLSR, under 200 ms on loopback, and no loss.
+	type receiverReport struct {
+		Kind    string  `json:"kind"`
+		Reports float64 `json:"reports"`
+		RTTs    float64 `json:"rtts"`
+		RTT     float64 `json:"rtt"`
+		Lost    float64 `json:"lost"`
+	}
+	var rrs []receiverReport
+	checkFor(t, 40*time.Second, func() bool {
+		var err error
+		rrs, err = chromedp.Run(bctx, chromedp.Evaluate[[]receiverReport](`window.receiverReports()`, chromedp.EvalAwaitPromise))
+		if err != nil {
+			t.Fatal(err)
+		}
+		kinds := map[string]bool{}
+		for _, r := range rrs {
+			if r.RTTs >= 2 {
+				kinds[r.Kind] = true
+			}
+		}
+		return kinds["audio"] && kinds["video"]
+	})
+	for _, r := range rrs {
+		if r.RTTs > 0 && (r.RTT < 0 || r.RTT > 0.2) || r.Lost > 5 {
+			t.Errorf("browser %s: the SFU's receiver reports give a round trip of %v s over %v measurements, %v lost", r.Kind, r.RTT, r.RTTs, r.Lost)
+		}
+	}
+	t.Logf("receiver reports in the browser: %+v", rrs)
 	// Chromium's TWCC feedback on what the SFU sends it reaches the
 	// SFU's estimator and matches the packets sent.
 	carla := svc.room(testRoom).byPeer(peer)

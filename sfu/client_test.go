@@ -16,6 +16,7 @@ import (
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
+	"github.com/pion/transport/v5"
 	"github.com/pion/webrtc/v4"
 	"mellium.im/xmpp/jid"
 
@@ -91,11 +92,12 @@ type testClient struct {
 }
 
 type clientOpts struct {
-	noICE     bool // never send candidates and use no loopback: ICE cannot complete
-	noTrickle bool // send no candidate iqs: the offer's SDP carries them
-	tcp       bool // ICE over TCP only
-	passive   bool // the offer says a=setup:passive: the SFU is the DTLS client
-	queued    bool // mediaPairWith: the Service hands what it reads directly to the streams' readers (not inline)
+	noICE     bool          // never send candidates and use no loopback: ICE cannot complete
+	noTrickle bool          // send no candidate iqs: the offer's SDP carries them
+	tcp       bool          // ICE over TCP only
+	passive   bool          // the offer says a=setup:passive: the SFU is the DTLS client
+	queued    bool          // mediaPairWith: the Service hands what it reads directly to the streams' readers (not inline)
+	net       transport.Net // the PeerConnection's network (SettingEngine.SetNet); nil: the host's
 
 	peer []confclient.PeerOption // more for the PeerConnection (confclient.NewPeer)
 }
@@ -117,6 +119,9 @@ func newTestClient(t *testing.T, svc *Service, name, room string, o clientOpts) 
 		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeTCP4})
 	} else {
 		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	}
+	if o.net != nil {
+		se.SetNet(o.net)
 	}
 	se.SetICEMulticastDNSMode(0)
 	se.SetIPFilter(func(ip net.IP) bool { return !o.noICE && ip.IsLoopback() })

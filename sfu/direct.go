@@ -32,8 +32,8 @@ import (
 // udpbatch.Conn) toward the selected candidate pair. And it receives what
 // the participant publishes straight off the socket (direct_recv.go).
 // pion keeps ICE, DTLS, SRTCP both ways, and every interceptor above the
-// bottom of the receive chains (receiver reports, NACKs, TWCC feedback),
-// where directSender's readers sit. A forwarded packet does not pass
+// bottom of the receive chains (the SFU's feedback to the publisher:
+// recvFeedback), where directSender's readers sit. A forwarded packet does not pass
 // pion's send chain once the direct path is on: the subscription's
 // sendStream (sendPath) numbers, counts and sends it; before that, and
 // for any other local stream, directSender's writer sits at the bottom of

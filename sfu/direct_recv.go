@@ -16,11 +16,12 @@ import (
 // socket as the socket is read (udpbatch.Conn's filter, on pion's UDP
 // mux goroutine), decrypted with the keys directSender derived, and
 // queued for the stream's reader at the bottom of pion's interceptor
-// chain. pion's receive-side interceptors (NACKs to the publisher,
-// receiver reports, TWCC feedback) still see every packet, above that
-// reader; what is left out is the mux's hand-off to the ICE candidate,
-// the ICE connection, pion's DTLS/SRTP demultiplexer and its SRTP session
-// — four goroutines and four copies per datagram.
+// chain. The receive-side interceptors (the SFU's feedback to the
+// publisher, recvFeedback: NACKs, receiver reports, TWCC feedback) still
+// see every packet, above that reader; what is left out is the mux's
+// hand-off to the ICE candidate, the ICE connection, pion's DTLS/SRTP
+// demultiplexer and its SRTP session — four goroutines and four copies
+// per datagram.
 //
 // A stream goes direct at its first read after the keys are known: until
 // then (and for a stream pion has not bound yet: its first packets tell
@@ -28,8 +29,9 @@ import (
 // way. What pion had already taken in when its stream switched is moved
 // into the queue by the stream's drain, a goroutine that ends with pion's
 // reader (those packets may come a little out of order with the first
-// direct ones, as the network may deliver them). SRTCP, STUN and DTLS
-// always go pion's way.
+// direct ones, as the network may deliver them). STUN and DTLS always
+// go pion's way; SRTCP does when the participant has no RTCP sink
+// (receiveRTCP).
 //
 // Inline delivery (Service.inline, on a server with one CPU): once the
 // stream's reader (the upTrack's read loop) has read what was queued, it
@@ -38,7 +40,10 @@ import (
 // (recvStream.deliver), on the goroutine that read the socket: no
 // hand-off, and the forwarded copies of all packets one read returned go
 // with one sendmmsg (udpbatch.Conn brackets the filter's work as one
-// fan-out). Whatever pion still had is then delivered by the drain.
+// fan-out). Whatever pion still had is then delivered by the drain. A
+// stream's retransmissions (its RTX stream) are delivered the same way,
+// unwrapped by their own sink (upTrack.rtxSink): pion hands them out
+// only through the Read the stream's reader then waits in.
 
 // recvQueue is how many decrypted packets one stream holds for its
 // reader; a packet that finds it full is dropped (the reader is more
@@ -179,10 +184,10 @@ func (s *recvStream) park() (int, error) {
 	}
 }
 
-// deliver hands p up the stream's chain (pion's receive-side
-// interceptors: NACKs, receiver reports, TWCC feedback) and then to the
-// sink, on the filter's goroutine, once the reader has handed over; it
-// reports false before that (p then goes to the queue). The packets of
+// deliver hands p up the stream's chain (the receive-side interceptors:
+// recvFeedback's NACKs, receiver reports and TWCC feedback) and then to
+// the sink, on the filter's goroutine, once the reader has handed over;
+// it reports false before that (p then goes to the queue). The packets of
 // a stream are delivered one at a time (the filter holds the sender's
 // decryption lock), and none after the stream is unpublished (unpublish
 // waits for that lock).
@@ -287,18 +292,14 @@ func (t *recvTable) filter(p []byte, from netip.AddrPort) bool {
 	return d.receive(p)
 }
 
-// rtcpSenderReport is the packet type of a sender report (RFC 3550).
-const rtcpSenderReport = 200
-
 // receiveRTCP decrypts a compound SRTCP packet from the participant and
 // hands it to rtcpSink: its subscribers' feedback (receiver reports,
-// TWCC feedback, NACKs, keyframe requests, REMB) goes to the SFU with no
-// hand-off. A compound packet that starts with a sender report (a
-// publisher's, which its first packet's type, sent in the clear, says)
-// goes to pion, whose receiver reports need it. One that fails
-// authentication or replays an earlier one is dropped.
+// TWCC feedback, NACKs, keyframe requests, REMB) and, as a publisher, its
+// sender reports (for the SFU's receiver reports, recvFeedback) go to the
+// SFU with no hand-off. One that fails authentication or replays an
+// earlier one is dropped.
 func (d *directSender) receiveRTCP(p []byte) bool {
-	if d.rtcpSink == nil || p[1] == rtcpSenderReport {
+	if d.rtcpSink == nil {
 		return false
 	}
 	if len(p) > cap(d.rtcpBuf) {

@@ -474,9 +474,8 @@ func TestDirectSendSizeLimit(t *testing.T) {
 
 // TestDirectReceiveRTCP: the sockets' filter takes a listed
 // participant's SRTCP and hands it decrypted to the participant's RTCP
-// sink; a forged or replayed packet is taken and dropped; a compound
-// packet that starts with a sender report, or any without a sink, is
-// left to pion.
+// sink, sender reports included; a forged or replayed packet is taken
+// and dropped; without a sink, everything is left to pion.
 func TestDirectReceiveRTCP(t *testing.T) {
 	f := newRecvFixture(t)
 	encrypt := func(pkts ...rtcp.Packet) (raw, sealed []byte) {
@@ -515,10 +514,12 @@ func TestDirectReceiveRTCP(t *testing.T) {
 	if n := f.d.recvRefused.Load(); n != 2 || len(got) != 1 {
 		t.Fatalf("refused %d, delivered %d; want 2 refused, 1 delivered", n, len(got))
 	}
-	_, sr := encrypt(&rtcp.SenderReport{SSRC: 0x1234}, &rtcp.PictureLossIndication{SenderSSRC: 0x1234, MediaSSRC: 0x5678})
-	if f.table.filter(sr, f.from) {
-		t.Fatal("a compound packet with a sender report first was taken: pion's receiver reports need it")
+	srRaw, sr := encrypt(&rtcp.SenderReport{SSRC: 0x1234, NTPTime: 1 << 40}, &rtcp.PictureLossIndication{SenderSSRC: 0x1234, MediaSSRC: 0x5678})
+	if !f.table.filter(sr, f.from) || len(got) != 2 || !bytes.Equal(got[1], srRaw) {
+		t.Fatal("a compound packet with a sender report first was not read directly")
 	}
+	got = got[:1]
+	f.d.rtcpReceived.Add(^uint64(0))
 	_, big := encrypt(feedback...)
 	big = append(big, make([]byte, maxDirectPacket)...)
 	if f.table.filter(big, f.from) {

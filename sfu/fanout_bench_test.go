@@ -99,7 +99,7 @@ func connectBenchSubscriber(b testing.TB, svc *Service, path benchPath) *benchSu
 		bs.direct = newDirectSender(svc.socketFor, &svc.recv)
 	}
 	out := newSendPath(bs.direct, path.bwe)
-	api, err := svc.newAPI(out)
+	api, err := svc.newAPI(newRecvFeedback(), out)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -50,8 +50,9 @@ type participant struct {
 	eocSent    bool // <end-of-candidates/> went out (it goes once)
 	localCands []*stanza.Element
 
-	direct *directSender // the SFU's own SRTP, both ways, below pion's interceptors
-	out    *sendPath     // pc's send path: the subscriptions write through it; guarded by mu
+	direct *directSender                // the SFU's own SRTP, both ways, below pion's interceptors
+	out    *sendPath                    // pc's send path: the subscriptions write through it; guarded by mu
+	in     atomic.Pointer[recvFeedback] // pc's feedback to the publisher (NACKs, receiver reports, TWCC feedback)
 	bwe    atomic.Pointer[bandwidthEstimator]
 	remb   atomic.Int64  // the subscriber's latest REMB, bits/s
 	twccIn atomic.Uint64 // TWCC feedback packets from the subscriber
@@ -93,11 +94,13 @@ func newParticipant(r *room, p Peer) (*participant, error) {
 }
 
 // newPC makes the participant's PeerConnection, with its send path and
-// bandwidth estimator, and sets its callbacks; with direct, its RTP
-// leaves through direct (see directSender).
+// bandwidth estimator and its feedback to the publisher (p.in, from
+// now on), and sets its callbacks; with direct, its RTP leaves through
+// direct (see directSender).
 func (p *participant) newPC(direct *directSender) (*webrtc.PeerConnection, *sendPath, error) {
 	out := newSendPath(direct, true)
-	api, err := p.room.s.newAPI(out)
+	in := newRecvFeedback()
+	api, err := p.room.s.newAPI(in, out)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -108,6 +111,7 @@ func (p *participant) newPC(direct *directSender) (*webrtc.PeerConnection, *send
 	if e := out.estimator(); e != nil {
 		p.bwe.Store(&e)
 	}
+	p.in.Store(in)
 	r := p.room
 	pc.OnICECandidate(p.onLocalCandidate)
 	pc.OnTrack(p.onTrack)
@@ -560,7 +564,7 @@ func (p *participant) rtcpLoop(s *subscription) {
 		if err != nil {
 			return
 		}
-		if n > 1 && buf[1] != rtcpSenderReport && p.direct.recvReady.Load() {
+		if p.direct.recvReady.Load() {
 			// Feedback that came the pion way although the participant
 			// is read directly: it sends from an address not listed.
 			p.direct.refreshFrom()
@@ -624,6 +628,8 @@ func (p *participant) directRTCP(b []byte) {
 		}
 		rest = next
 		switch kind {
+		case rtpx.RTCPSenderReport:
+			p.in.Load().senderReport(pkt, nanotime())
 		case rtpx.RTCPPLI, rtpx.RTCPNack:
 			// The media source SSRC follows the header and the sender's.
 			if len(pkt) >= 12 {
@@ -818,6 +824,11 @@ func (p *participant) publish(tr *webrtc.TrackRemote, recv *webrtc.RTPReceiver, 
 	if !u.started[tr] { // pion may report one stream twice
 		u.started[tr] = true
 		u.start(tr, li)
+		if !p.direct.recvReady.Load() {
+			// The publisher's RTCP goes pion's way (see readRTCP).
+			u.wg.Add(1)
+			go u.readRTCP(recv, tr.RID())
+		}
 	}
 	p.mu.Unlock()
 	if isNew {

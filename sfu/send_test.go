@@ -395,7 +395,7 @@ func TestSenderReportsForOtherTracks(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer svc.Close()
-	api, err := svc.newAPI(newSendPath(nil, false))
+	api, err := svc.newAPI(newRecvFeedback(), newSendPath(nil, false))
 	if err != nil {
 		t.Fatal(err)
 	}

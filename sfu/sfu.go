@@ -49,8 +49,6 @@ import (
 	"github.com/pion/dtls/v3"
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
-	"github.com/pion/interceptor/pkg/nack"
-	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/logging"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
@@ -533,13 +531,14 @@ func (s *Service) Rooms() int {
 }
 
 // newAPI builds the pion API for one participant's PeerConnection:
-// codecs, header extensions and interceptors (NACK, receiver reports,
-// TWCC feedback) and out, its send path (sender reports and, with an
-// estimator, transport-wide sequence numbers and bandwidth estimation).
+// codecs, header extensions and interceptors: in, the feedback to the
+// publisher (TWCC feedback, NACKs, receiver reports), and out, its send
+// path (sender reports and, with an estimator, transport-wide sequence
+// numbers and bandwidth estimation).
 // With out.direct, the participant's RTP leaves through it (see
 // directSender): the SFU answers as the DTLS server and direct sees the
 // handshake's key log and ServerHello. The API makes one PeerConnection.
-func (s *Service) newAPI(out *sendPath) (*webrtc.API, error) {
+func (s *Service) newAPI(in *recvFeedback, out *sendPath) (*webrtc.API, error) {
 	direct := out.direct
 	m := &webrtc.MediaEngine{}
 	if err := registerCodecs(m); err != nil {
@@ -555,16 +554,14 @@ func (s *Service) newAPI(out *sendPath) (*webrtc.API, error) {
 			return nil, err
 		}
 	}
-	// Only the interceptors the SFU needs: NACKs to publishers for lost
-	// packets (the SFU answers subscribers' NACKs itself, from one cache
-	// per published track, see forward.PacketCache), receiver reports,
-	// TWCC feedback to publishers (the SFU's own, twccFeedback), sender
+	// Only the interceptors the SFU needs, all its own: the feedback to
+	// publishers (in: NACKs for lost packets, receiver reports, TWCC
+	// feedback; it starts its ticker with the first remote stream), sender
 	// reports (out) and, below, TWCC sequence numbers and the bandwidth
-	// estimate toward subscribers. A packet forwarded on the direct path
-	// passes none of them (sendPath). No stats interceptor: nothing reads
-	// the server's GetStats.
-	// Those with work only for received media start their tickers with
-	// the first remote stream (receiveOnly).
+	// estimate toward subscribers. The SFU answers subscribers' NACKs
+	// itself, from one cache per published track (forward.PacketCache). A
+	// packet forwarded on the direct path passes none of them (sendPath).
+	// No stats interceptor: nothing reads the server's GetStats.
 	reg := &interceptor.Registry{}
 	se := s.se
 	if direct != nil {
@@ -576,16 +573,6 @@ func (s *Service) newAPI(out *sendPath) (*webrtc.API, error) {
 			return nil, err
 		}
 	}
-	gen, err := nack.NewGeneratorInterceptor()
-	if err != nil {
-		return nil, err
-	}
-	reg.Add(receiveOnlyFactory{gen})
-	rr, err := report.NewReceiverInterceptor()
-	if err != nil {
-		return nil, err
-	}
-	reg.Add(receiveOnlyFactory{rr})
 	reg.Add(sendFactory{out})
 	if err := webrtc.ConfigureSimulcastExtensionHeaders(m); err != nil {
 		return nil, err
@@ -598,7 +585,7 @@ func (s *Service) newAPI(out *sendPath) (*webrtc.API, error) {
 			return nil, err
 		}
 	}
-	reg.Add(twccFeedbackFactory{})
+	reg.Add(recvFeedbackFactory{in})
 	if out.est != nil {
 		reg.Add(bweFactory{out.est})
 	}

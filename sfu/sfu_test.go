@@ -363,8 +363,8 @@ func TestReportsAndTWCCFlow(t *testing.T) {
 	alice, bob, stop := mediaPair(t, 1)
 	defer stop()
 	// The publisher hears receiver reports from the SFU (its receiving
-	// side, whose interceptors start with the first remote stream:
-	// receiveOnly), and the SFU hears TWCC feedback and receiver reports from
+	// side, whose feedback starts with the first remote stream:
+	// recvFeedback), and the SFU hears TWCC feedback and receiver reports from
 	// the subscriber for what it forwards.
 	alice.waitFor("a receiver report", 10*time.Second, func() bool {
 		for _, p := range alice.rtcpIn {

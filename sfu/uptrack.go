@@ -1,6 +1,7 @@
 package sfu
 
 import (
+	"encoding/binary"
 	"slices"
 	"strings"
 	"sync"
@@ -147,20 +148,103 @@ func (u *upTrack) readLoop(tr *webrtc.TrackRemote, li int) {
 	l := u.layers[li]
 	l.ssrc.Store(uint32(tr.SSRC()))
 	u.requestKeyframe(li)
+	ssrc := uint32(tr.SSRC())
 	if d := u.owner.direct; d != nil {
 		// Once the stream is delivered inline, the loop below waits in
-		// Read for the stream to end.
+		// Read for the stream to end. pion hands out the stream's
+		// retransmissions (RTX) only through that Read, so they are
+		// delivered inline too, unwrapped (rtxSink), once pion knows
+		// the RTX stream: at once when the offer named it, else (a
+		// simulcast layer's) when its first packet came; the sink looks
+		// for it every 16 packets until then.
 		var ih rtpx.Header
-		d.setSink(uint32(tr.SSRC()), func(p []byte) { u.forward(li, p, &ih) })
+		sink := func(p []byte) { u.forward(li, p, &ih) }
+		pt := uint8(tr.PayloadType())
+		rtx := uint32(tr.RtxSSRC())
+		if rtx != 0 {
+			d.setSink(rtx, u.rtxSink(ssrc, pt, sink))
+		}
+		var n uint32
+		d.setSink(ssrc, func(p []byte) {
+			if n++; rtx == 0 && n%16 == 0 {
+				if rtx = uint32(tr.RtxSSRC()); rtx != 0 {
+					// Not under the filter's lock (setSink's locks
+					// come before it).
+					go d.setSink(rtx, u.rtxSink(ssrc, pt, sink))
+				}
+			}
+			sink(p)
+		})
 	}
 	buf := make([]byte, 1500)
 	var h rtpx.Header
 	for {
-		n, _, err := tr.Read(buf)
+		n, attrs, err := tr.Read(buf)
 		if err != nil {
 			return
 		}
+		if attrs != nil && attrs.Get(webrtc.AttributeRtxSequenceNumber) != nil {
+			// A retransmission pion unwrapped: not asked for again.
+			if rtpx.Parse(buf[:n], &h) == nil {
+				u.recovered(ssrc, h.Seq)
+			}
+		}
 		u.forward(li, buf[:n], &h)
+	}
+}
+
+// rtxSink is the sink of the RTX stream of one of the track's streams
+// (ssrc, its payload type pt, its sink): it unwraps each retransmission
+// as pion would (RFC 4588: the original sequence number leads the
+// payload; the packet takes the stream's SSRC and payload type back),
+// notes the packet recovered and hands it to sink. A retransmission
+// without an original payload (a padding probe) is dropped. Like every
+// sink, it runs on the sockets' filter goroutine.
+func (u *upTrack) rtxSink(ssrc uint32, pt uint8, sink func(p []byte)) func(p []byte) {
+	var h rtpx.Header
+	return func(p []byte) {
+		if rtpx.Parse(p, &h) != nil || h.PayloadEnd-h.Payload < 2 {
+			return
+		}
+		osn := binary.BigEndian.Uint16(p[h.Payload:])
+		p[1] = p[1]&0x80 | pt&0x7f
+		binary.BigEndian.PutUint16(p[2:4], osn)
+		binary.BigEndian.PutUint32(p[8:12], ssrc)
+		n := copy(p[h.Payload:], p[h.Payload+2:])
+		u.recovered(ssrc, osn)
+		sink(p[:h.Payload+n])
+	}
+}
+
+// recovered notes that packet seq of the stream ssrc arrived as a
+// retransmission, so that it is not asked for again.
+func (u *upTrack) recovered(ssrc uint32, seq uint16) {
+	if in := u.owner.in.Load(); in != nil {
+		in.recovered(ssrc, seq)
+	}
+}
+
+// readRTCP reads the RTCP pion holds for one of the track's streams (a
+// layer's, rid; "" when the track does not simulcast), until the stream
+// ends. Nothing else reads it: the reading passes it through the
+// PeerConnection's interceptors, where the publisher's sender reports
+// reach its feedback (recvFeedback, for the LSR and DLSR of the receiver
+// reports). It is needed only while the participant's RTCP goes pion's
+// way: the direct path hands the sender reports over itself
+// (participant.directRTCP).
+func (u *upTrack) readRTCP(recv *webrtc.RTPReceiver, rid string) {
+	defer u.wg.Done()
+	buf := make([]byte, 1500)
+	for {
+		var err error
+		if rid == "" {
+			_, _, err = recv.Read(buf)
+		} else {
+			_, _, err = recv.ReadSimulcast(buf, rid)
+		}
+		if err != nil {
+			return
+		}
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"poosms.org/poosms/internal/udpbatch"
 )
@@ -331,13 +332,22 @@ const (
 // mirror of its allocation. smu guards everything below it.
 type relayState struct {
 	listener *udpConn // the UDP listener its client came through; nil for TCP and TLS clients
-	// reader reads the relay socket and writer sends to the client on the
-	// listener; both are used only by the engine's one reader goroutine.
-	// nil for TCP and TLS clients.
+	// reader reads the relay socket. With a poller (Linux) the poller's
+	// goroutine owns it while polled is true, and the engine's reader
+	// goroutine while it is false (see relayPoller); without one, writer
+	// sends to the client on the listener and both are the engine's
+	// reader goroutine's. nil for TCP and TLS clients.
 	reader      *udpbatch.Reader
 	writer      *udpbatch.Writer
 	next, count int  // the datagrams of the last read not handled yet
 	busy        bool // a read filled the batch: grow it before the next
+	poller      *relayPoller
+	raw         syscall.RawConn // the relay socket's, for the poller's epoll_ctl
+	pollID      int32           // the poller's registration
+	pollSeq     uint64          // the poller's last round that took it (the poller's goroutine's)
+	polled      atomic.Bool     // the poller owns reader (and next, count, busy)
+	wake        chan struct{}   // the poller handed the reader to the engine's goroutine
+	done        chan struct{}   // closed when the socket closes
 	// peerWriter queues datagrams from the client for peers, for the
 	// listener goroutine that holds its owner lock until it flushes.
 	peerWriter struct {
@@ -380,17 +390,18 @@ func (c *listenConn) toPeer(rc *relayConn, data []byte, peer netip.AddrPort) {
 	rc.peerWriter.Add(data, peer)
 }
 
-// fromPeer queues a datagram the relay socket read (at
+// fromPeer frames a datagram the relay socket read (at
 // buf[relayHeadroom:][:n]) from peer for the client, when the allocation
-// has a permission for peer. It reports whether it took the datagram.
-func (c *relayConn) fromPeer(buf []byte, n int, peer netip.AddrPort) bool {
+// has a permission for peer: it returns the message (in buf) and the
+// client, or false when the engine is to judge the datagram.
+func (c *relayConn) fromPeer(buf []byte, n int, peer netip.AddrPort) ([]byte, netip.AddrPort, bool) {
 	c.smu.RLock()
 	client, live := c.client, c.live
 	_, permitted := c.perms[peer.Addr()]
 	channel, bound := c.peers[peer]
 	c.smu.RUnlock()
 	if !live || !permitted {
-		return false
+		return nil, client, false
 	}
 	var msg []byte
 	if bound {
@@ -399,8 +410,7 @@ func (c *relayConn) fromPeer(buf []byte, n int, peer netip.AddrPort) bool {
 		msg = dataIndication(buf, peer, n)
 	}
 	c.fastOut.Add(1)
-	c.writer.Add(msg, client)
-	return true
+	return msg, client, true
 }
 
 // channelData frames the n bytes at buf[relayHeadroom:] as ChannelData,

@@ -585,14 +585,22 @@ func TestFastPathMixedBursts(t *testing.T) {
 // client → peer and peer → client.
 func (s *Server) gsoSent() (in, out uint64) {
 	s.fast.mu.RLock()
-	defer s.fast.mu.RUnlock()
 	for _, rc := range s.fast.relays {
-		if rc.writer == nil {
+		if rc.peerWriter.Writer == nil {
 			continue
 		}
 		_, d := rc.peerWriter.GSO()
 		in += d
-		_, d = rc.writer.GSO()
+		if rc.writer != nil {
+			_, d = rc.writer.GSO()
+			out += d
+		}
+	}
+	s.fast.mu.RUnlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range s.pollers {
+		_, d := p.writer.GSO()
 		out += d
 	}
 	return in, out

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"poosms.org/poosms/internal/udpbatch"
 )
 
 // The relay's own host.
@@ -248,6 +250,9 @@ func (c *relayConn) ReadFrom(b []byte) (int, net.Addr, error) {
 			c.dropped.Add(1)
 		}
 	}
+	if c.poller != nil {
+		return c.readFromPoller(b)
+	}
 	for !c.drain() {
 		if c.busy {
 			// Everything of the last read is handled and sent.
@@ -265,16 +270,60 @@ func (c *relayConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	return copy(b, buf[relayHeadroom:relayHeadroom+n]), c.addr(from), nil
 }
 
-// consume takes a batch the reader just read and relays what the fast
-// path may; it reports whether that was all of it.
-func (c *relayConn) consume(n int) bool {
-	c.next, c.count = 0, n
+// readFromPoller is ReadFrom of a relay socket the poller reads: it waits
+// until the poller hands it a batch with a datagram for the engine,
+// relays what the fast path takes of the rest of that batch, and gives
+// the socket back to the poller once the batch is done.
+func (c *relayConn) readFromPoller(b []byte) (int, net.Addr, error) {
+	for {
+		if !c.polled.Load() {
+			// This goroutine has the reader. Datagrams for the client go
+			// one by one: this happens only around datagrams the fast
+			// path leaves to the engine.
+			for ; c.next < c.count; c.next++ {
+				buf, n, from := c.reader.Packet(c.next)
+				if c.guard.blocksAddrPort(from) {
+					c.dropped.Add(1)
+					continue
+				}
+				if n < relayMTU {
+					if msg, client, ok := c.fromPeer(buf, n, from); ok {
+						// A failed send is a lost datagram, as on the engine's path.
+						_, _ = c.listener.WriteToUDPAddrPort(msg, client)
+						continue
+					}
+				}
+				c.next++
+				return copy(b, buf[relayHeadroom:relayHeadroom+n]), c.addr(from), nil
+			}
+			if err := c.poller.resume(c); err != nil {
+				return 0, nil, net.ErrClosed
+			}
+		}
+		select {
+		case <-c.wake:
+		case <-c.done:
+			return 0, nil, net.ErrClosed
+		}
+	}
+}
+
+// noteBatch records a read of n datagrams: a full batch marks the socket
+// busy, to be grown before its next read.
+func (c *relayConn) noteBatch(n int) {
 	if n == c.reader.Cap() && n < relayBatchBusy {
 		c.busy = true
 	}
 	if int32(n) > c.maxBatch.Load() {
 		c.maxBatch.Store(int32(n))
 	}
+}
+
+// consume takes a batch the reader just read and relays what the fast
+// path may; it reports whether that was all of it.
+func (c *relayConn) consume(n int) bool {
+	c.next, c.count = 0, n
+	c.noteBatch(n)
 	return !c.drain()
 }
 
@@ -282,18 +331,30 @@ func (c *relayConn) consume(n int) bool {
 // of the last read from c.next on until one is for the engine, and then
 // reports true with c.next at that one. What it relayed is sent first.
 func (c *relayConn) drain() bool {
+	c.relayTo(c.writer)
+	c.writer.Flush()
+	return c.next < c.count
+}
+
+// relayTo queues on w the datagrams of the last read from c.next on (or,
+// for this host's own addresses, drops them) until one is for the engine,
+// where c.next stops.
+func (c *relayConn) relayTo(w *udpbatch.Writer) {
 	for ; c.next < c.count; c.next++ {
 		buf, n, from := c.reader.Packet(c.next)
 		if c.guard.blocksAddrPort(from) {
 			c.dropped.Add(1)
 			continue
 		}
-		if n >= relayMTU || !c.fromPeer(buf, n, from) {
+		if n >= relayMTU {
 			break
 		}
+		msg, client, ok := c.fromPeer(buf, n, from)
+		if !ok {
+			break
+		}
+		w.Add(msg, client)
 	}
-	c.writer.Flush()
-	return c.next < c.count
 }
 
 func (c *relayConn) Close() error {
@@ -303,6 +364,10 @@ func (c *relayConn) Close() error {
 		c.closed = true
 		c.smu.Unlock()
 		c.fast.closed(c)
+		if c.poller != nil {
+			c.poller.remove(c)
+			close(c.done)
+		}
 	})
 	return c.udpConn.Close()
 }

@@ -151,6 +151,7 @@ type Server struct {
 	self    *selfGuard
 	perAddr *connlimit.Limiter // stream connections per client address
 	fast    *fastPath
+	pollers []*relayPoller // one per UDP listener: read its clients' relay sockets
 
 	channelBind time.Duration // channel binding lifetime; zero is the engine's 10 minutes; tests shorten it
 }
@@ -277,10 +278,10 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	relayIP, relayBind := s.relayAddresses(firstHost)
 	s.relayIP = relayIP
 	s.self = newSelfGuard(s.cfg.AllowSelf, netip.AddrFrom4([4]byte(relayIP.To4())), s.ownAddrsLocked(relayBind), s.cfg.Now, s.log)
-	newGen := func(listener *udpConn) pion.RelayAddressGenerator {
+	newGen := func(listener *udpConn, poller *relayPoller) pion.RelayAddressGenerator {
 		return &relayGenerator{advertise: relayIP, bind: net.ParseIP(relayBind),
 			minPort: s.cfg.RelayPortMin, maxPort: s.cfg.RelayPortMax,
-			self: s.self, dropped: &s.counters.self, fast: s.fast, listener: listener}
+			self: s.self, dropped: &s.counters.self, fast: s.fast, listener: listener, poller: poller}
 	}
 
 	pcfg := pion.ServerConfig{
@@ -314,9 +315,16 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		if err != nil {
 			return err
 		}
+		poller, err := newRelayPoller(lc)
+		if err != nil {
+			return err
+		}
+		if poller != nil {
+			s.pollers = append(s.pollers, poller)
+		}
 		pcfg.PacketConnConfigs = append(pcfg.PacketConnConfigs, pion.PacketConnConfig{
 			PacketConn:            pc,
-			RelayAddressGenerator: newGen(lc),
+			RelayAddressGenerator: newGen(lc, poller),
 			PermissionHandler:     s.allowPeer,
 		})
 	}
@@ -326,7 +334,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		}
 		pcfg.ListenerConfigs = append(pcfg.ListenerConfigs, pion.ListenerConfig{
 			Listener:              ln,
-			RelayAddressGenerator: newGen(nil),
+			RelayAddressGenerator: newGen(nil, nil),
 			PermissionHandler:     s.allowPeer,
 		})
 	}
@@ -473,6 +481,13 @@ func (s *Server) Close() error {
 			s.log.Warn("turn relay closed with allocations still being torn down")
 		}
 	}
+	s.mu.Lock()
+	pollers := s.pollers
+	s.pollers = nil
+	s.mu.Unlock()
+	for _, p := range pollers {
+		p.close()
+	}
 	if err != nil {
 		return fmt.Errorf("turn: close: %w", err)
 	}
@@ -482,6 +497,10 @@ func (s *Server) Close() error {
 // closeSocketsLocked closes whatever Start bound before it failed.
 // s.mu must be held.
 func (s *Server) closeSocketsLocked() {
+	for _, p := range s.pollers {
+		p.close()
+	}
+	s.pollers = nil
 	for _, c := range s.udp {
 		c.Close()
 	}

@@ -83,7 +83,8 @@ type relayGenerator struct {
 	self             *selfGuard     // keeps relays off this host's own addresses
 	dropped          *atomic.Uint64 // datagrams self dropped
 	fast             *fastPath
-	listener         *udpConn // the UDP listener served; nil for TCP and TLS
+	listener         *udpConn     // the UDP listener served; nil for TCP and TLS
+	poller           *relayPoller // reads the relay sockets of listener's clients; nil without epoll
 }
 
 func (g *relayGenerator) Validate() error {
@@ -107,25 +108,40 @@ func (g *relayGenerator) AllocatePacketConn(network string, port int) (net.Packe
 	rc.chans = make(map[uint16]netip.AddrPort)
 	rc.peers = make(map[netip.AddrPort]uint16)
 	if rc.listener != nil {
-		if rc.reader, err = udpbatch.NewReader(c, relayBatch, relayHeadroom, relayMTU, rc.consume); err == nil {
+		if rc.reader, err = udpbatch.NewReader(c, relayBatch, relayHeadroom, relayMTU, rc.consume); err == nil && g.poller == nil {
 			rc.writer, err = udpbatch.NewWriter(rc.listener.UDPConn, relayBatchBusy)
+			if err == nil {
+				// A relay socket's batch is mostly one peer's datagrams
+				// for the client, of one size in a burst of media: runs
+				// that GSO sends as one datagram through the stack.
+				rc.writer.EnableGSO()
+			}
 		}
 		if err == nil {
 			rc.peerWriter.Writer, err = udpbatch.NewWriter(c, relayBatchBusy)
+		}
+		if err == nil {
+			// A listener's batch may hold several of a client's datagrams
+			// for one peer: a GSO run too.
+			rc.peerWriter.EnableGSO()
+			rc.raw, err = c.SyscallConn()
 		}
 		if err != nil {
 			c.Close()
 			g.self.closed(p)
 			return nil, nil, err
 		}
-		// A relay socket's batch is mostly one peer's datagrams for the
-		// client, of one size in a burst of media, and a listener's
-		// batch may hold several of a client's for one peer: runs that
-		// GSO sends as one datagram through the stack.
-		rc.writer.EnableGSO()
-		rc.peerWriter.EnableGSO()
 	}
 	g.fast.opened(rc)
+	if rc.listener != nil && g.poller != nil {
+		rc.poller = g.poller
+		rc.wake, rc.done = make(chan struct{}, 1), make(chan struct{})
+		if err := g.poller.add(rc); err != nil {
+			rc.poller = nil
+			rc.Close()
+			return nil, nil, err
+		}
+	}
 	return rc, relayed, nil
 }
 

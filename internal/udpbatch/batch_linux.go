@@ -51,6 +51,8 @@ type Reader struct {
 	size     int
 	errno    syscall.Errno
 	readFn   func(fd uintptr) bool
+	onceFn   func(fd uintptr) // recvOnce, made once: TryRead allocates nothing
+	got      int              // datagrams TryRead's call read
 	// consume handles the first n datagrams of a batch just read and
 	// reports whether it took them all; when not, the caller of Read
 	// takes over from where it stopped.
@@ -68,6 +70,7 @@ func NewReader(c *net.UDPConn, count, headroom, size int, consume func(n int) bo
 	r := &Reader{rc: rc, headroom: headroom, size: size, consume: consume}
 	r.grow(count)
 	r.readFn = r.recv
+	r.onceFn = r.recvOnce
 	return r, nil
 }
 
@@ -150,6 +153,49 @@ func (r *Reader) Read() error {
 		return r.errno
 	}
 	return nil
+}
+
+// TryRead reads what is waiting, up to a batch, with one recvmmsg and
+// without waiting: for a caller that learnt from its own epoll set that
+// the socket is readable. It returns the number of datagrams read (0 when
+// there were none), which Packet then gives; the consumer is not called.
+// net.ErrClosed when the socket is closed.
+func (r *Reader) TryRead() (int, error) {
+	r.got, r.errno = 0, 0
+	if err := r.rc.Control(r.onceFn); err != nil {
+		return 0, net.ErrClosed
+	}
+	if r.errno != 0 {
+		if r.errno == unix.EBADF {
+			return 0, net.ErrClosed
+		}
+		return 0, r.errno
+	}
+	return r.got, nil
+}
+
+// recvOnce makes one recvmmsg and sets r.got; EAGAIN reads nothing.
+func (r *Reader) recvOnce(fd uintptr) {
+	for i := range r.hdrs {
+		r.hdrs[i].hdr.Namelen = unix.SizeofSockaddrAny
+		r.hdrs[i].hdr.Flags = 0
+	}
+	for {
+		n, _, errno := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.hdrs[0])), uintptr(len(r.hdrs)),
+			unix.MSG_DONTWAIT, 0, 0)
+		switch errno {
+		case 0:
+			r.got = int(n)
+			return
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return
+		default:
+			r.errno = errno
+			return
+		}
+	}
 }
 
 // Packet returns datagram i of the last read: its buffer (data at

@@ -3,6 +3,7 @@
 package udpbatch
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"testing"
@@ -64,5 +65,51 @@ func TestReaderGrow(t *testing.T) {
 	}
 	for i := range total - 2 {
 		check(i, fmt.Sprintf("d%d", i+2))
+	}
+}
+
+// TestReaderTryRead: TryRead takes what is waiting, up to a batch, without
+// waiting and without calling the consumer; 0 on an empty socket,
+// net.ErrClosed on a closed one; and it allocates nothing.
+func TestReaderTryRead(t *testing.T) {
+	src := receiver(t, "udp4")
+	dst := receiver(t, "udp4")
+	r, err := NewReader(dst, 4, 2, 64, func(int) bool {
+		t.Error("TryRead called the consumer")
+		return true
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := r.TryRead(); n != 0 || err != nil {
+		t.Fatalf("TryRead on an empty socket: %d, %v; want 0, nil", n, err)
+	}
+	to := dst.LocalAddr().(*net.UDPAddr).AddrPort()
+	for i := range 6 {
+		if _, err := src.WriteToUDPAddrPort([]byte(fmt.Sprintf("datagram %d", i)), to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// On loopback each datagram is in dst's queue when its send returns.
+	next := 0
+	for _, want := range []int{4, 2, 0} {
+		n, err := r.TryRead()
+		if n != want || err != nil {
+			t.Fatalf("TryRead: %d, %v; want %d, nil", n, err, want)
+		}
+		for i := range n {
+			buf, size, from := r.Packet(i)
+			if got := string(buf[2 : 2+size]); got != fmt.Sprintf("datagram %d", next) || from != src.LocalAddr().(*net.UDPAddr).AddrPort() {
+				t.Fatalf("datagram %q from %s, want datagram %d from %s", got, from, next, src.LocalAddr())
+			}
+			next++
+		}
+	}
+	if allocs := testing.AllocsPerRun(100, func() { _, _ = r.TryRead() }); allocs != 0 {
+		t.Errorf("TryRead allocates %.1f times per call, want 0", allocs)
+	}
+	_ = dst.Close()
+	if _, err := r.TryRead(); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("TryRead on a closed socket: %v, want net.ErrClosed", err)
 	}
 }

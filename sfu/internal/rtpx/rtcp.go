@@ -6,7 +6,8 @@ import "encoding/binary"
 // and everything else.
 type RTCPKind uint8
 
-// The RTCP packets the SFU reads from a subscriber.
+// The RTCP packets the SFU reads from a subscriber, and a publisher's
+// sender reports.
 const (
 	RTCPOther          RTCPKind = iota
 	RTCPReceiverReport          // RFC 3550 RR (PT 201)
@@ -15,6 +16,7 @@ const (
 	RTCPNack                    // RFC 4585 generic NACK (PT 205, FMT 1)
 	RTCPREMB                    // REMB (PT 206, FMT 15, "REMB")
 	RTCPTWCC                    // transport-wide congestion control feedback (PT 205, FMT 15)
+	RTCPSenderReport            // RFC 3550 SR (PT 200)
 )
 
 // NextRTCP splits the first packet off the compound RTCP packet b, in
@@ -32,6 +34,8 @@ func NextRTCP(b []byte) (kind RTCPKind, pkt, rest []byte, ok bool) {
 	pkt, rest = b[:n], b[n:]
 	format := b[0] & 0x1f
 	switch b[1] {
+	case 200:
+		kind = RTCPSenderReport
 	case 201:
 		kind = RTCPReceiverReport
 	case 205:
@@ -89,4 +93,14 @@ func REMBBitrate(pkt []byte) int64 {
 		return 1<<63 - 1
 	}
 	return int64(mantissa << exp)
+}
+
+// SenderReportTime returns the sender's SSRC and the NTP time of a sender
+// report from NextRTCP; ok is false when the packet is too short to hold
+// the sender information.
+func SenderReportTime(pkt []byte) (ssrc uint32, ntp uint64, ok bool) {
+	if len(pkt) < 28 {
+		return 0, 0, false
+	}
+	return binary.BigEndian.Uint32(pkt[4:8]), binary.BigEndian.Uint64(pkt[8:16]), true
 }

@@ -59,11 +59,11 @@ func TestNextRTCPReadsWhatTheSFUActsOn(t *testing.T) {
 		nack,
 		&rtcp.ReceiverEstimatedMaximumBitrate{SenderSSRC: 1, Bitrate: 2_500_000, SSRCs: []uint32{2, 3}},
 		twccFeedback(),
-		&rtcp.SenderReport{SSRC: 9},
+		&rtcp.SenderReport{SSRC: 9, NTPTime: 0x0102030405060708},
 		&rtcp.SourceDescription{Chunks: []rtcp.SourceDescriptionChunk{{Source: 1, Items: []rtcp.SourceDescriptionItem{{Type: rtcp.SDESCNAME, Text: "x"}}}}},
 	)
 	kinds, nacks, rembs, stopped := walk(b)
-	want := []RTCPKind{RTCPReceiverReport, RTCPPLI, RTCPFIR, RTCPNack, RTCPREMB, RTCPTWCC, RTCPOther, RTCPOther}
+	want := []RTCPKind{RTCPReceiverReport, RTCPPLI, RTCPFIR, RTCPNack, RTCPREMB, RTCPTWCC, RTCPSenderReport, RTCPOther}
 	if stopped || len(kinds) != len(want) {
 		t.Fatalf("kinds %v (stopped %v), want %v", kinds, stopped, want)
 	}
@@ -214,6 +214,8 @@ func FuzzRTCP(f *testing.F) {
 				expect(t, i, kinds[i], RTCPTWCC)
 			case *rtcp.ReceiverReport:
 				expect(t, i, kinds[i], RTCPReceiverReport)
+			case *rtcp.SenderReport:
+				expect(t, i, kinds[i], RTCPSenderReport)
 			case *rtcp.ReceiverEstimatedMaximumBitrate:
 				expect(t, i, kinds[i], RTCPREMB)
 				wantREMB = append(wantREMB, p.Bitrate)
@@ -252,5 +254,20 @@ func expect(t *testing.T, i int, got, want RTCPKind) {
 	t.Helper()
 	if got != want {
 		t.Fatalf("packet %d: kind %d, pion says %d", i, got, want)
+	}
+}
+
+func TestSenderReportTime(t *testing.T) {
+	b := compound(t, &rtcp.SenderReport{SSRC: 0xdeadbeef, NTPTime: 0x0102030405060708, RTPTime: 9, PacketCount: 3})
+	kind, pkt, _, ok := NextRTCP(b)
+	if !ok || kind != RTCPSenderReport {
+		t.Fatalf("kind %d, ok %v", kind, ok)
+	}
+	ssrc, ntp, ok := SenderReportTime(pkt)
+	if !ok || ssrc != 0xdeadbeef || ntp != 0x0102030405060708 {
+		t.Fatalf("SSRC %x, NTP %x, ok %v", ssrc, ntp, ok)
+	}
+	if _, _, ok := SenderReportTime(pkt[:27]); ok {
+		t.Fatal("a sender report cut short read as whole")
 	}
 }
