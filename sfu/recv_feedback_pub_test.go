@@ -74,19 +74,8 @@ func (w *lossyWriter) resend() error {
 // other) with alice's packets written through a lossyWriter.
 func lossyPair(t *testing.T, o clientOpts) (alice, bob *testClient, w *lossyWriter) {
 	t.Helper()
-	svc := newTestService(t, nil)
-	if o.queued {
-		svc.inline = false
-	}
-	alice = newTestClient(t, svc, "alice", testRoom, o)
-	bob = newTestClient(t, svc, "bob", testRoom, o)
-	alice.join()
-	aa, av := alice.addTracks()
-	alice.offer()
-	bob.join()
-	ba, bv := bob.addTracks()
-	bob.offer()
-	w = &lossyWriter{RTPWriter: confclient.NewTrackWriter(aa, nil, av)}
+	alice, bob, a, b := joinedPair(t, o, o)
+	w = &lossyWriter{RTPWriter: confclient.NewTrackWriter(a[0], nil, a[1])}
 	am := confclient.Publisher{
 		Audio: true, VideoLayers: 1, KeyEvery: 1, KeyRequests: alice.plis.Load,
 		Payload: func(kind webrtc.RTPCodecType, _, n int, key bool) []byte {
@@ -96,7 +85,7 @@ func lossyPair(t *testing.T, o clientOpts) (alice, bob *testClient, w *lossyWrit
 			return vp8Payload("alice", n, key)
 		},
 	}.Start(w)
-	bm := bob.sendMedia(ba, bv, 1)
+	bm := bob.sendMedia(b[0], b[1], 1)
 	t.Cleanup(func() { am.Stop(); bm.Stop() })
 	bob.waitFor("alice's video", 15*time.Second, func() bool {
 		r := bob.trackFrom(alice.id, "video/")
@@ -443,27 +432,10 @@ func TestPublisherRTXReachesSubscriber(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			o := c.o
 			lossy := newLossyNet(t)
-			svc := newTestService(t, nil)
-			if o.queued {
-				svc.inline = false
-			}
 			ao := o
 			ao.net = lossy
-			alice := newTestClient(t, svc, "alice", testRoom, ao)
-			bob := newTestClient(t, svc, "bob", testRoom, o)
-			alice.join()
-			aa, av := alice.addTracks()
-			alice.offer()
-			bob.join()
-			ba, bv := bob.addTracks()
-			bob.offer()
-			am := alice.sendMedia(aa, av, 1)
-			bm := bob.sendMedia(ba, bv, 1)
-			defer func() { am.Stop(); bm.Stop() }()
-			bob.waitFor("alice's video", 15*time.Second, func() bool {
-				r := bob.trackFrom(alice.id, "video/")
-				return r != nil && len(r.payloads) > 5
-			})
+			alice, bob, stop := mediaPairOf(t, 1, ao, o)
+			defer stop()
 			ssrc := alice.videoSSRC()
 			lossy.loseNext(ssrc)
 			var seq uint16

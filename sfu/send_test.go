@@ -39,19 +39,12 @@ func TestSenderReports(t *testing.T) {
 }
 
 func testSenderReports(t *testing.T, passive bool) {
-	svc := newTestService(t, nil)
 	rec := newRTPRecorder()
-	alice := newTestClient(t, svc, "alice", testRoom, clientOpts{passive: passive})
-	bob := newTestClient(t, svc, "bob", testRoom, clientOpts{passive: passive, peer: []confclient.PeerOption{rec.option}})
-	alice.join()
-	aa, av := alice.addTracks()
-	alice.offer()
-	bob.join()
-	ba, bv := bob.addTracks()
-	bob.offer()
+	alice, bob, a, b := joinedPair(t, clientOpts{passive: passive}, clientOpts{passive: passive, peer: []confclient.PeerOption{rec.option}})
+	svc := alice.svc
 	// Bob's media reaching alice shows his connection's SRTP is up at the
 	// SFU: nothing sent to him is lost to a connection not ready yet.
-	bm := bob.sendMedia(ba, bv, 1)
+	bm := bob.sendMedia(b[0], b[1], 1)
 	defer bm.Stop()
 	alice.waitFor("bob's video", 15*time.Second, func() bool {
 		r := alice.trackFrom(bob.id, "video/")
@@ -75,7 +68,7 @@ func testSenderReports(t *testing.T, passive bool) {
 			}
 			return vp8Payload("alice", n, key)
 		},
-	}.Start(wallClockWriter{confclient.NewTrackWriter(aa, nil, av), start})
+	}.Start(wallClockWriter{confclient.NewTrackWriter(a[0], nil, a[1]), start})
 	defer am.Stop()
 	bob.waitFor("alice's audio and video", 15*time.Second, func() bool {
 		a, v := bob.trackFrom(alice.id, "audio/"), bob.trackFrom(alice.id, "video/")

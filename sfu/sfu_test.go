@@ -260,25 +260,41 @@ func mediaPair(t *testing.T, keyEvery int) (alice, bob *testClient, stop func())
 // mediaPairWith is mediaPair with both clients made with o.
 func mediaPairWith(t *testing.T, keyEvery int, o clientOpts) (alice, bob *testClient, stop func()) {
 	t.Helper()
-	svc := newTestService(t, nil)
-	if o.queued {
-		svc.inline = false
-	}
-	alice = newTestClient(t, svc, "alice", testRoom, o)
-	bob = newTestClient(t, svc, "bob", testRoom, o)
-	alice.join()
-	aa, av := alice.addTracks()
-	alice.offer()
-	bob.join()
-	ba, bv := bob.addTracks()
-	bob.offer()
-	am := alice.sendMedia(aa, av, keyEvery)
-	bm := bob.sendMedia(ba, bv, keyEvery)
+	return mediaPairOf(t, keyEvery, o, o)
+}
+
+// mediaPairOf is mediaPair with alice made with ao and bob with bo.
+func mediaPairOf(t *testing.T, keyEvery int, ao, bo clientOpts) (alice, bob *testClient, stop func()) {
+	t.Helper()
+	alice, bob, a, b := joinedPair(t, ao, bo)
+	am := alice.sendMedia(a[0], a[1], keyEvery)
+	bm := bob.sendMedia(b[0], b[1], keyEvery)
 	bob.waitFor("alice's video", 15*time.Second, func() bool {
 		r := bob.trackFrom(alice.id, "video/")
 		return r != nil && len(r.payloads) > 5
 	})
 	return alice, bob, func() { am.Stop(); bm.Stop() }
+}
+
+// joinedPair starts a service (delivering inline unless a client asks
+// for the queued mode) and has alice (made with ao) and bob (with bo)
+// join one conference, each offering an audio and a video track: a and b
+// are theirs, audio first.
+func joinedPair(t *testing.T, ao, bo clientOpts) (alice, bob *testClient, a, b [2]*webrtc.TrackLocalStaticRTP) {
+	t.Helper()
+	svc := newTestService(t, nil)
+	if ao.queued || bo.queued {
+		svc.inline = false
+	}
+	alice = newTestClient(t, svc, "alice", testRoom, ao)
+	bob = newTestClient(t, svc, "bob", testRoom, bo)
+	alice.join()
+	a[0], a[1] = alice.addTracks()
+	alice.offer()
+	bob.join()
+	b[0], b[1] = bob.addTracks()
+	bob.offer()
+	return alice, bob, a, b
 }
 
 func countPLI(c *testClient) int {
