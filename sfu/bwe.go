@@ -53,12 +53,21 @@ type bweInterceptor struct {
 // BindLocalStream numbers the stream's packets, if the subscriber
 // negotiated transport-wide sequence numbers.
 func (b *bweInterceptor) BindLocalStream(info *interceptor.StreamInfo, w interceptor.RTPWriter) interceptor.RTPWriter {
-	for _, ext := range info.RTPHeaderExtensions {
-		if ext.URI == sdp.TransportCCURI && ext.ID > 0 && ext.ID < 256 {
-			return &twccWriter{id: uint8(ext.ID), est: b.est, next: w}
-		}
+	if id := transportCCID(info); id != 0 {
+		return &twccWriter{id: id, est: b.est, next: w}
 	}
 	return w
+}
+
+// transportCCID is the header extension id the stream negotiated for
+// transport-wide sequence numbers; 0: none.
+func transportCCID(info *interceptor.StreamInfo) uint8 {
+	for _, ext := range info.RTPHeaderExtensions {
+		if ext.URI == sdp.TransportCCURI && ext.ID > 0 && ext.ID < 256 {
+			return uint8(ext.ID)
+		}
+	}
+	return 0
 }
 
 // BindRTCPReader lets the estimator read the subscriber's RTCP.

@@ -10,7 +10,6 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/twcc"
 	"github.com/pion/rtcp"
-	"github.com/pion/sdp/v3"
 
 	"poosms.org/poosms/sfu/internal/recvstat"
 	"poosms.org/poosms/sfu/internal/rtpx"
@@ -153,12 +152,7 @@ func (f *recvFeedback) senderReport(pkt []byte, now int64) {
 
 // BindRemoteStream notes the arrival of each of the stream's packets.
 func (f *recvFeedback) BindRemoteStream(info *interceptor.StreamInfo, r interceptor.RTPReader) interceptor.RTPReader {
-	var id uint8
-	for _, e := range info.RTPHeaderExtensions {
-		if e.URI == sdp.TransportCCURI && e.ID > 0 && e.ID < 256 {
-			id = uint8(e.ID)
-		}
-	}
+	id := transportCCID(info)
 	nack := false
 	for _, fb := range info.RTCPFeedback {
 		if fb.Type == "nack" && fb.Parameter == "" {
