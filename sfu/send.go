@@ -130,10 +130,17 @@ func (p *sendPath) BindWriter(ctx webrtc.TrackLocalContext, c webrtc.RTPCodecPar
 func (s *sendStream) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
 	d := s.path.direct
 	if d == nil || !d.ready.Load() {
-		s.mu.Lock()
-		s.count(h, len(payload), nanotime())
-		s.mu.Unlock()
-		return s.next.WriteRTP(h, payload)
+		// Counted once pion has taken it: until the sender's chain is set
+		// up (RTPSender.Send, just after Bind) pion drops a packet and
+		// reports 0 bytes without an error, and a report counting it
+		// would tell the subscriber of a packet it never gets.
+		n, err := s.next.WriteRTP(h, payload)
+		if err == nil && n > 0 {
+			s.mu.Lock()
+			s.count(h, len(payload), nanotime())
+			s.mu.Unlock()
+		}
+		return n, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -239,10 +246,13 @@ func (p *sendPath) BindLocalStream(info *interceptor.StreamInfo, w interceptor.R
 	s := &sendStream{path: p, ssrc: info.SSRC, clock: info.ClockRate}
 	p.add(s)
 	return interceptor.RTPWriterFunc(func(h *rtp.Header, payload []byte, a interceptor.Attributes) (int, error) {
-		s.mu.Lock()
-		s.count(h, len(payload), nanotime())
-		s.mu.Unlock()
-		return w.Write(h, payload, a)
+		n, err := w.Write(h, payload, a)
+		if err == nil && n > 0 { // see sendStream.WriteRTP
+			s.mu.Lock()
+			s.count(h, len(payload), nanotime())
+			s.mu.Unlock()
+		}
+		return n, err
 	})
 }
 

@@ -459,3 +459,38 @@ func TestSenderReportsForOtherTracks(t *testing.T) {
 		return false
 	})
 }
+
+// droppingWriter is pion's writer for a stream whose chain is not set up
+// yet: it takes nothing and reports neither bytes nor an error.
+type droppingWriter struct{ drop bool }
+
+func (w *droppingWriter) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
+	if w.drop {
+		return 0, nil
+	}
+	return h.MarshalSize() + len(payload), nil
+}
+
+// TestSenderReportCountsOnlyWhatPionTook: a packet written in the moment
+// between a subscription's Bind and pion setting up its sender (pion
+// drops it without an error) is not in the sender report's counts, so
+// the report matches what the subscriber can have received.
+func TestSenderReportCountsOnlyWhatPionTook(t *testing.T) {
+	w := &droppingWriter{drop: true}
+	s := &sendStream{path: newSendPath(nil, false), ssrc: 1, clock: 90000, next: w}
+	h := &rtp.Header{Version: 2, SSRC: 1, SequenceNumber: 7, Timestamp: 900}
+	if _, err := s.WriteRTP(h, make([]byte, 100)); err != nil {
+		t.Fatal(err)
+	}
+	if sr := s.report(time.Now(), nanotime()); sr != nil {
+		t.Fatalf("a packet pion dropped is reported: %d packets, %d octets", sr.PacketCount, sr.OctetCount)
+	}
+	w.drop = false
+	h.SequenceNumber++
+	if _, err := s.WriteRTP(h, make([]byte, 100)); err != nil {
+		t.Fatal(err)
+	}
+	if sr := s.report(time.Now(), nanotime()); sr == nil || sr.PacketCount != 1 || sr.OctetCount != 100 {
+		t.Fatalf("after one packet sent: %+v, want 1 packet of 100 octets", sr)
+	}
+}
