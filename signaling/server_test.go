@@ -56,8 +56,10 @@ func (e *echoService) service() Service {
 			e.mu.Lock()
 			dst := e.sessions[el.To()]
 			e.mu.Unlock()
-			if dst != nil {
-				_ = dst.Send(el)
+			if dst != nil && dst.Send(el) != nil {
+				// A session that has just stopped takes nothing more: the
+				// router has the stanza back, as chat's does.
+				e.undelivered <- el
 			}
 		},
 		Bound: func(_ context.Context, s *Session) {
