@@ -159,7 +159,7 @@ func (u *upTrack) readLoop(tr *webrtc.TrackRemote, li int) {
 		// for it every 16 packets until then.
 		var ih rtpx.Header
 		sink := func(p []byte) { u.forward(li, p, &ih) }
-		pt := uint8(tr.PayloadType())
+		pt := uint8(u.codec.PayloadType) // tr knows it only after its first packet
 		rtx := uint32(tr.RtxSSRC())
 		if rtx != 0 {
 			d.setSink(rtx, u.rtxSink(ssrc, pt, sink))
