@@ -109,7 +109,21 @@ log "staticcheck"
 log "go test -race"
 whole=0
 if [ $# -eq 0 ]; then set -- ./... && whole=1; fi
-go test -race -timeout 30m "$@"
+# The output is kept, so that a data race, whose report the failing
+# tests' output buries, is summed up again at the end: each access and
+# goroutine of the first with the three innermost frames of its stack.
+test_out="$(mktemp)"
+trap 'rm -f "$test_out"' EXIT
+if ! go test -race -timeout 30m "$@" 2>&1 | tee "$test_out"; then
+	if grep -q '^WARNING: DATA RACE' "$test_out"; then
+		log "$(grep -c '^WARNING: DATA RACE' "$test_out") data race report(s); the first in short (in full above):"
+		awk '/^WARNING: DATA RACE/ { if (++n > 1) exit; on = 1; next }
+			on && /^==================/ { exit }
+			on && /^(Read|Write|Previous|Goroutine|Atomic)/ { print; k = 6; next }
+			on && k > 0 && NF > 0 { print; k-- }' "$test_out" >&2
+	fi
+	exit 1
+fi
 
 # Fuzzing: the normal run above executes every target's seed corpus; a
 # full run also fuzzes each target briefly (-fuzz takes one target per
