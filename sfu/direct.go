@@ -89,8 +89,14 @@ type directSender struct {
 	extra       []netip.AddrPort // verified addresses besides the selected pair's (refreshFrom)
 	stopped     bool
 	refreshed   atomic.Int64 // nanotime of the last refreshFrom
-	pc          atomic.Pointer[webrtc.PeerConnection]
-	bottom      atomic.Pointer[directInterceptor]
+	// pc is the connection refreshFrom asks for its candidate pairs. Its
+	// GetStats must not run while the connection closes (pion reads a
+	// field Close writes, unlocked): statsMu holds refreshFrom's call
+	// against stop, which comes before the close and clears pc.
+	pc      atomic.Pointer[webrtc.PeerConnection]
+	statsMu sync.Mutex
+	pcGone  bool // stop came: pc stays nil; guarded by statsMu
+	bottom  atomic.Pointer[directInterceptor]
 	// inline: the streams read directly are delivered on the sockets'
 	// filter goroutine (setSink); see Service.inline.
 	inline bool
@@ -244,7 +250,11 @@ func (d *directSender) start(pc *webrtc.PeerConnection) string {
 	if err != nil {
 		return "srtp context: " + err.Error()
 	}
-	d.pc.Store(pc)
+	d.statsMu.Lock()
+	if !d.pcGone {
+		d.pc.Store(pc)
+	}
+	d.statsMu.Unlock()
 	d.updateRoute(pc)
 	if d.route.Load() == nil {
 		return "the selected candidate pair is not on the SFU's UDP sockets"
@@ -281,6 +291,10 @@ func (d *directSender) listRoute() {
 
 // stop takes the participant off the sockets' filter for good.
 func (d *directSender) stop() {
+	d.statsMu.Lock()
+	d.pc.Store(nil) // no GetStats from here on (see pc)
+	d.pcGone = true
+	d.statsMu.Unlock()
 	d.listAt(nil)
 	d.fmu.Lock()
 	d.stopped = true
@@ -330,11 +344,14 @@ func (d *directSender) refreshFrom() {
 	if last != 0 && now-last < int64(refreshInterval) || !d.refreshed.CompareAndSwap(last, now) {
 		return
 	}
+	d.statsMu.Lock()
 	pc := d.pc.Load()
 	if pc == nil {
+		d.statsMu.Unlock()
 		return
 	}
 	report := pc.GetStats()
+	d.statsMu.Unlock()
 	var extra []netip.AddrPort
 	for _, st := range report {
 		cp, ok := st.(webrtc.ICECandidatePairStats)

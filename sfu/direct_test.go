@@ -9,7 +9,9 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +20,7 @@ import (
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
+	"github.com/pion/webrtc/v4"
 
 	"poosms.org/poosms/internal/udpbatch"
 )
@@ -578,5 +581,55 @@ func TestDirectListing(t *testing.T) {
 	d.listRoute()
 	if table.get(a) != nil || table.get(b) != nil {
 		t.Fatal("listed again after stop")
+	}
+}
+
+// TestRefreshFromDuringClose: the lookup of a participant's verified
+// addresses (refreshFrom, from a subscription's RTCP reader) asks pion
+// for its stats, which pion reads unlocked while the PeerConnection
+// closes. Stopping the direct path, which comes before the close, must
+// end those lookups; under -race this test fails when it does not.
+func TestRefreshFromDuringClose(t *testing.T) {
+	pc, err := webrtc.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A receiver: pion's stats read the field for each.
+	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+		t.Fatal(err)
+	}
+	d := newDirectSender(func(netip.Addr) *udpbatch.Conn { return nil }, nil)
+	d.pc.Store(pc)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	var lookups atomic.Int64
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			d.refreshed.Store(0) // no throttle: look every time
+			d.refreshFrom()
+			lookups.Add(1)
+		}
+	}()
+	for lookups.Load() < 10 {
+		runtime.Gosched()
+	}
+	d.stop()
+	if err := pc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	n := lookups.Load()
+	for lookups.Load() < n+10 { // it goes on looking after the close
+		runtime.Gosched()
+	}
+	close(stop)
+	<-done
+	if d.pc.Load() != nil {
+		t.Fatal("the stopped direct path still holds its PeerConnection")
 	}
 }
