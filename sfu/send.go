@@ -130,16 +130,8 @@ func (p *sendPath) BindWriter(ctx webrtc.TrackLocalContext, c webrtc.RTPCodecPar
 func (s *sendStream) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
 	d := s.path.direct
 	if d == nil || !d.ready.Load() {
-		// Counted once pion has taken it: until the sender's chain is set
-		// up (RTPSender.Send, just after Bind) pion drops a packet and
-		// reports 0 bytes without an error, and a report counting it
-		// would tell the subscriber of a packet it never gets.
 		n, err := s.next.WriteRTP(h, payload)
-		if err == nil && n > 0 {
-			s.mu.Lock()
-			s.count(h, len(payload), nanotime())
-			s.mu.Unlock()
-		}
+		s.countTaken(h, len(payload), n, err)
 		return n, err
 	}
 	s.mu.Lock()
@@ -153,6 +145,20 @@ func (s *sendStream) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
 	s.count(h, len(payload), now)
 	n, _, err := d.send(h, payload)
 	return n, err
+}
+
+// countTaken counts a packet written through pion's chain, which
+// returned n and err, once pion has taken it: until the sender's chain
+// is set up (RTPSender.Send, just after Bind) pion drops a packet and
+// reports 0 bytes without an error, and a report counting it would tell
+// the subscriber of a packet it never gets.
+func (s *sendStream) countTaken(h *rtp.Header, size, n int, err error) {
+	if err != nil || n <= 0 {
+		return
+	}
+	s.mu.Lock()
+	s.count(h, size, nanotime())
+	s.mu.Unlock()
 }
 
 // count notes a packet with size bytes of payload sent at now for the
@@ -247,11 +253,7 @@ func (p *sendPath) BindLocalStream(info *interceptor.StreamInfo, w interceptor.R
 	p.add(s)
 	return interceptor.RTPWriterFunc(func(h *rtp.Header, payload []byte, a interceptor.Attributes) (int, error) {
 		n, err := w.Write(h, payload, a)
-		if err == nil && n > 0 { // see sendStream.WriteRTP
-			s.mu.Lock()
-			s.count(h, len(payload), nanotime())
-			s.mu.Unlock()
-		}
+		s.countTaken(h, len(payload), n, err)
 		return n, err
 	})
 }
