@@ -91,11 +91,12 @@ type directSender struct {
 	refreshed   atomic.Int64 // nanotime of the last refreshFrom
 	// pc is the connection refreshFrom asks for its candidate pairs. Its
 	// GetStats must not run while the connection closes (pion reads a
-	// field Close writes, unlocked): statsMu holds refreshFrom's call
-	// against stop, which comes before the close and clears pc.
-	pc      atomic.Pointer[webrtc.PeerConnection]
+	// field Close writes, unlocked): statsMu, which guards pc and pcGone,
+	// holds refreshFrom's call against stop, which comes before the close
+	// and clears pc.
 	statsMu sync.Mutex
-	pcGone  bool // stop came: pc stays nil; guarded by statsMu
+	pc      *webrtc.PeerConnection
+	pcGone  bool // stop came: pc stays nil
 	bottom  atomic.Pointer[directInterceptor]
 	// inline: the streams read directly are delivered on the sockets'
 	// filter goroutine (setSink); see Service.inline.
@@ -252,7 +253,7 @@ func (d *directSender) start(pc *webrtc.PeerConnection) string {
 	}
 	d.statsMu.Lock()
 	if !d.pcGone {
-		d.pc.Store(pc)
+		d.pc = pc
 	}
 	d.statsMu.Unlock()
 	d.updateRoute(pc)
@@ -292,7 +293,7 @@ func (d *directSender) listRoute() {
 // stop takes the participant off the sockets' filter for good.
 func (d *directSender) stop() {
 	d.statsMu.Lock()
-	d.pc.Store(nil) // no GetStats from here on (see pc)
+	d.pc = nil // no GetStats from here on (see pc)
 	d.pcGone = true
 	d.statsMu.Unlock()
 	d.listAt(nil)
@@ -345,7 +346,7 @@ func (d *directSender) refreshFrom() {
 		return
 	}
 	d.statsMu.Lock()
-	pc := d.pc.Load()
+	pc := d.pc
 	if pc == nil {
 		d.statsMu.Unlock()
 		return

@@ -599,7 +599,7 @@ func TestRefreshFromDuringClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := newDirectSender(func(netip.Addr) *udpbatch.Conn { return nil }, nil)
-	d.pc.Store(pc)
+	d.pc = pc // as start sets it, before any lookup
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	var lookups atomic.Int64
@@ -629,7 +629,7 @@ func TestRefreshFromDuringClose(t *testing.T) {
 	}
 	close(stop)
 	<-done
-	if d.pc.Load() != nil {
+	if d.pc != nil { // the lookups ended (done): no lock needed
 		t.Fatal("the stopped direct path still holds its PeerConnection")
 	}
 }
